@@ -1,0 +1,125 @@
+//! The user-state cache (moka) in front of the store: user id -> what an auth decision needs.
+//! Writers replace the entry before they answer; a load never overwrites a newer write.
+
+use crate::store::{StoreError, User, UserStore};
+use moka::sync::Cache;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserState {
+    pub is_active: bool,
+    pub token_version: u64,
+    pub username: Arc<str>,
+    pub is_staff: bool,
+}
+
+impl From<&User> for UserState {
+    fn from(u: &User) -> UserState {
+        UserState {
+            is_active: u.is_active,
+            token_version: u.token_version,
+            username: Arc::from(u.username.as_str()),
+            is_staff: u.is_staff,
+        }
+    }
+}
+
+pub struct UserCache {
+    cache: Cache<u64, UserState>,
+    /// Bumped by every write; a load that saw another value does not fill the cache.
+    writes: AtomicU64,
+    /// Orders "write replaces entry" against "load fills entry".
+    fill: Mutex<()>,
+}
+
+impl UserCache {
+    pub fn new(capacity: u64, ttl: Duration) -> UserCache {
+        UserCache {
+            cache: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .build(),
+            writes: AtomicU64::new(0),
+            fill: Mutex::new(()),
+        }
+    }
+
+    /// The user's current state: the cache, or the store on a miss. `None`: no such user.
+    pub fn get(&self, id: u64, store: &dyn UserStore) -> Result<Option<UserState>, StoreError> {
+        if let Some(state) = self.cache.get(&id) {
+            crate::metrics::USER_CACHE.with_label_values(&["hit"]).inc();
+            return Ok(Some(state));
+        }
+        crate::metrics::USER_CACHE
+            .with_label_values(&["miss"])
+            .inc();
+        let seen = self.writes.load(Ordering::SeqCst);
+        let state = store.get_user(id)?.as_ref().map(UserState::from);
+        if let Some(s) = &state {
+            let _guard = self.fill.lock();
+            if self.writes.load(Ordering::SeqCst) == seen {
+                self.cache.insert(id, s.clone());
+            }
+        }
+        Ok(state)
+    }
+
+    /// Called after every successful write to a user, before the response is sent.
+    pub fn updated(&self, user: &User) {
+        let _guard = self.fill.lock();
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.cache.insert(user.id, UserState::from(user));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{NewUser, SledStore};
+
+    #[test]
+    fn writes_are_seen_at_once_and_eviction_only_costs_a_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SledStore::open(dir.path(), 1 << 20).expect("open");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("rt");
+        let cache = UserCache::new(1, Duration::from_secs(60));
+        let mut users = Vec::new();
+        for i in 0..5 {
+            let u = rt
+                .block_on(store.create_user(NewUser {
+                    username: format!("u{i}"),
+                    email: format!("u{i}@example.com"),
+                    first_name: String::new(),
+                    last_name: String::new(),
+                    password: String::new(),
+                    is_staff: false,
+                    date_joined: 0,
+                }))
+                .expect("create");
+            users.push(u);
+        }
+        for u in &users {
+            assert!(cache
+                .get(u.id, &store)
+                .expect("get")
+                .is_some_and(|s| s.is_active));
+        }
+        let dead = rt
+            .block_on(store.update_user(3, &|u| {
+                u.is_active = false;
+                u.token_version += 1;
+            }))
+            .expect("update");
+        cache.updated(&dead);
+        // Capacity 1: whatever is evicted, the state read is the written one.
+        for u in &users {
+            let s = cache.get(u.id, &store).expect("get").expect("exists");
+            assert_eq!(s.is_active, u.id != 3);
+        }
+        assert!(cache.get(99, &store).expect("get").is_none());
+    }
+}

@@ -1,0 +1,377 @@
+//! simplejwt-shaped JWTs: issuing access/refresh tokens and verifying them with every check
+//! jsonwebtoken leaves off by default, mapped to simplejwt's exact reasons.
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+/// Longer tokens are rejected before any parsing.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenType {
+    Access,
+    Refresh,
+}
+
+impl TokenType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenType::Access => "access",
+            TokenType::Refresh => "refresh",
+        }
+    }
+}
+
+/// Why a token was refused, in simplejwt's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    Invalid,
+    Expired,
+    WrongType,
+    NoType,
+    NoExp,
+    /// Valid, but without a `user_id` claim.
+    NoUserId,
+}
+
+impl TokenError {
+    pub fn message(self) -> &'static str {
+        match self {
+            TokenError::Invalid => "Token is invalid",
+            TokenError::Expired => "Token is expired",
+            TokenError::WrongType => "Token has wrong type",
+            TokenError::NoType => "Token has no type",
+            TokenError::NoExp => "Token has no 'exp' claim",
+            TokenError::NoUserId => "Token contained no recognizable user identification",
+        }
+    }
+}
+
+/// The claims gatehouse writes.
+#[derive(Debug, Clone, Serialize)]
+struct Claims<'a> {
+    token_type: &'static str,
+    exp: u64,
+    iat: u64,
+    jti: &'a str,
+    /// A string, as simplejwt 5.5 writes it.
+    user_id: String,
+    /// The user's token version when issued.
+    ver: u64,
+    /// Refresh tokens: the family (root jti) for rotation and logout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fam: Option<&'a str>,
+}
+
+/// The claims read back: every field optional so that a missing one gets its own reason, and
+/// typed so that a claim of the wrong JSON type fails.
+#[derive(Debug, Deserialize)]
+struct ReadClaims {
+    token_type: Option<String>,
+    exp: Option<u64>,
+    #[allow(dead_code)]
+    iat: Option<u64>,
+    #[allow(dead_code)]
+    nbf: Option<u64>,
+    jti: Option<String>,
+    user_id: Option<String>,
+    ver: Option<u64>,
+    fam: Option<String>,
+}
+
+/// A token that passed every check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub token_type: TokenType,
+    pub user_id: u64,
+    pub version: u64,
+    pub jti: String,
+    pub exp: u64,
+    /// Refresh tokens only.
+    pub family: Option<String>,
+}
+
+pub struct Issued {
+    pub token: String,
+    pub jti: String,
+}
+
+pub struct Tokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    pub access_lifetime: u64,
+    pub refresh_lifetime: u64,
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// 32 lower-case hex characters, as simplejwt's `uuid4().hex`.
+pub fn new_jti() -> String {
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+impl Tokens {
+    pub fn new(secret: &[u8], access_lifetime: u64, refresh_lifetime: u64, leeway: u64) -> Tokens {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = leeway;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.validate_aud = false;
+        Tokens {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            access_lifetime,
+            refresh_lifetime,
+        }
+    }
+
+    /// Signs a token for `user_id` at `version`; `family` names a refresh token's family (its
+    /// own jti when `None`: a new login).
+    pub fn issue(
+        &self,
+        token_type: TokenType,
+        user_id: u64,
+        version: u64,
+        family: Option<&str>,
+        jti: Option<&str>,
+    ) -> Issued {
+        let now = now();
+        let lifetime = match token_type {
+            TokenType::Access => self.access_lifetime,
+            TokenType::Refresh => self.refresh_lifetime,
+        };
+        let jti = jti.map(str::to_string).unwrap_or_else(new_jti);
+        let fam = match token_type {
+            TokenType::Access => None,
+            TokenType::Refresh => Some(family.unwrap_or(&jti)),
+        };
+        let claims = Claims {
+            token_type: token_type.as_str(),
+            exp: now + lifetime,
+            iat: now,
+            jti: &jti,
+            user_id: user_id.to_string(),
+            ver: version,
+            fam,
+        };
+        // HMAC signing of a serializable struct cannot fail.
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .unwrap_or_default();
+        Issued { token, jti }
+    }
+
+    /// Checks signature, algorithm, `kid`, `exp`, `nbf`, claim types and `token_type`
+    /// (`None`: any type, as simplejwt's UntypedToken).
+    pub fn verify(&self, token: &str, expected: Option<TokenType>) -> Result<Verified, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Invalid);
+        }
+        // An HS256 deployment has no key ids: any `kid` names a key we do not have.
+        match jsonwebtoken::decode_header(token) {
+            Ok(h) if h.kid.is_none() => {}
+            _ => return Err(TokenError::Invalid),
+        }
+        let data = jsonwebtoken::decode::<ReadClaims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::MissingRequiredClaim(c) if c == "exp" => TokenError::NoExp,
+                _ => TokenError::Invalid,
+            })?;
+        let c = data.claims;
+        let exp = c.exp.ok_or(TokenError::NoExp)?;
+        let token_type = match c.token_type.as_deref() {
+            None => return Err(TokenError::NoType),
+            Some("access") => TokenType::Access,
+            Some("refresh") => TokenType::Refresh,
+            Some(_) => return Err(TokenError::WrongType),
+        };
+        if expected.is_some_and(|t| t != token_type) {
+            return Err(TokenError::WrongType);
+        }
+        let user_id = c.user_id.ok_or(TokenError::NoUserId)?;
+        let user_id = user_id.parse::<u64>().map_err(|_| TokenError::Invalid)?;
+        let version = c.ver.ok_or(TokenError::Invalid)?;
+        let jti = c.jti.ok_or(TokenError::Invalid)?;
+        let family = match token_type {
+            TokenType::Refresh => Some(c.fam.ok_or(TokenError::Invalid)?),
+            TokenType::Access => None,
+        };
+        Ok(Verified {
+            token_type,
+            user_id,
+            version,
+            jti,
+            exp,
+            family,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use serde_json::json;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn tokens() -> Tokens {
+        Tokens::new(SECRET, 300, 86400, 0)
+    }
+
+    fn forge(header: serde_json::Value, claims: serde_json::Value, key: &[u8]) -> String {
+        let header: Header = serde_json::from_value(header).unwrap_or_default();
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(key)).unwrap_or_default()
+    }
+
+    fn b64(v: &serde_json::Value) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    }
+
+    fn claims(extra: serde_json::Value) -> serde_json::Value {
+        let mut c = json!({"token_type": "access", "exp": now() + 60, "iat": now(),
+                           "jti": "a".repeat(32), "user_id": "7", "ver": 0});
+        if let (Some(c), Some(extra)) = (c.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                if v.is_null() {
+                    c.remove(k);
+                } else {
+                    c.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn issued_tokens_round_trip() {
+        let t = tokens();
+        let access = t.issue(TokenType::Access, 7, 3, None, None);
+        assert_eq!(access.jti.len(), 32);
+        let v = t
+            .verify(&access.token, Some(TokenType::Access))
+            .expect("valid");
+        assert_eq!((v.user_id, v.version, v.family), (7, 3, None));
+        let refresh = t.issue(TokenType::Refresh, 7, 3, None, None);
+        let v = t
+            .verify(&refresh.token, Some(TokenType::Refresh))
+            .expect("valid");
+        assert_eq!(v.family.as_deref(), Some(refresh.jti.as_str()));
+        assert_eq!(
+            t.verify(&refresh.token, Some(TokenType::Access)),
+            Err(TokenError::WrongType)
+        );
+        assert_eq!(
+            t.verify(&access.token, Some(TokenType::Refresh)),
+            Err(TokenError::WrongType)
+        );
+    }
+
+    #[test]
+    fn attacks_are_refused_with_simplejwt_reasons() {
+        let t = tokens();
+        let hs = json!({"alg": "HS256", "typ": "JWT"});
+        let ok = forge(hs.clone(), claims(json!({})), SECRET);
+        assert!(t.verify(&ok, Some(TokenType::Access)).is_ok());
+        let cases = [
+            (
+                forge(
+                    hs.clone(),
+                    claims(json!({})),
+                    b"wrong-key-wrong-key-wrong-key-00",
+                ),
+                TokenError::Invalid,
+            ),
+            (
+                forge(hs.clone(), claims(json!({"exp": now() - 10})), SECRET),
+                TokenError::Expired,
+            ),
+            (
+                forge(hs.clone(), claims(json!({"exp": null})), SECRET),
+                TokenError::NoExp,
+            ),
+            (
+                forge(hs.clone(), claims(json!({"exp": "9999999999"})), SECRET),
+                TokenError::Invalid,
+            ),
+            (
+                forge(hs.clone(), claims(json!({"nbf": now() + 100})), SECRET),
+                TokenError::Invalid,
+            ),
+            (
+                forge(hs.clone(), claims(json!({"token_type": null})), SECRET),
+                TokenError::NoType,
+            ),
+            (
+                forge(
+                    hs.clone(),
+                    claims(json!({"token_type": "refresh", "fam": "x"})),
+                    SECRET,
+                ),
+                TokenError::WrongType,
+            ),
+            (
+                forge(hs.clone(), claims(json!({"user_id": null})), SECRET),
+                TokenError::NoUserId,
+            ),
+            (
+                forge(hs.clone(), claims(json!({"user_id": 7})), SECRET),
+                TokenError::Invalid,
+            ),
+            (
+                forge(
+                    json!({"alg": "HS256", "kid": "other"}),
+                    claims(json!({})),
+                    SECRET,
+                ),
+                TokenError::Invalid,
+            ),
+            ("not.a.token".to_string(), TokenError::Invalid),
+            ("x".repeat(MAX_TOKEN_BYTES + 1), TokenError::Invalid),
+        ];
+        for (i, (token, want)) in cases.iter().enumerate() {
+            assert_eq!(
+                t.verify(token, Some(TokenType::Access)),
+                Err(*want),
+                "case {i}"
+            );
+        }
+        for alg in ["none", "None", "NONE", "nOnE"] {
+            let token = format!(
+                "{}.{}.",
+                b64(&json!({"alg": alg, "typ": "JWT"})),
+                b64(&claims(json!({})))
+            );
+            assert_eq!(t.verify(&token, None), Err(TokenError::Invalid), "{alg}");
+        }
+        let rs = format!(
+            "{}.{}.c2ln",
+            b64(&json!({"alg": "RS256"})),
+            b64(&claims(json!({})))
+        );
+        assert_eq!(t.verify(&rs, None), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn leeway_is_configurable_and_zero_by_default() {
+        let expired = forge(
+            json!({"alg": "HS256"}),
+            claims(json!({"exp": now() - 5})),
+            SECRET,
+        );
+        assert_eq!(tokens().verify(&expired, None), Err(TokenError::Expired));
+        let lenient = Tokens::new(SECRET, 300, 86400, 30);
+        assert!(lenient.verify(&expired, None).is_ok());
+    }
+}

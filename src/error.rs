@@ -1,0 +1,262 @@
+//! Every error a client can see, and the exact DRF / simplejwt JSON body, status and headers
+//! each one renders to. All user-facing error messages live here.
+
+use crate::response::Response;
+use serde_json::{json, Map, Value};
+
+pub const NOT_AUTHENTICATED: &str = "Authentication credentials were not provided.";
+pub const BAD_AUTH_HEADER: &str = "Authorization header must contain two space-delimited values";
+pub const NOT_VALID_FOR_ANY: &str = "Given token not valid for any token type";
+pub const NO_USER_ID: &str = "Token contained no recognizable user identification";
+pub const USER_NOT_FOUND: &str = "User not found";
+pub const USER_INACTIVE: &str = "User is inactive";
+pub const NO_ACTIVE_ACCOUNT: &str = "No active account found with the given credentials";
+pub const NO_ACTIVE_ACCOUNT_FOR_TOKEN: &str = "No active account found for the given token.";
+pub const PERMISSION_DENIED: &str = "You do not have permission to perform this action.";
+pub const NOT_FOUND: &str = "Not found.";
+pub const NO_USER: &str = "No User matches the given query.";
+pub const INVALID_PAGE: &str = "Invalid page.";
+pub const WWW_AUTHENTICATE: &str = "Bearer realm=\"api\"";
+pub const STORE_UNAVAILABLE: &str = "The user store is unavailable; retry shortly.";
+pub const UPSTREAM_UNAVAILABLE: &str = "The upstream service is unavailable.";
+pub const UPSTREAM_TIMEOUT: &str = "The upstream service did not answer in time.";
+pub const HASH_QUEUE_FULL: &str = "Too many password checks in progress; retry shortly.";
+
+/// Field-level messages (DRF's and Django's wording).
+pub mod field {
+    pub const REQUIRED: &str = "This field is required.";
+    pub const BLANK: &str = "This field may not be blank.";
+    pub const NULL: &str = "This field may not be null.";
+    pub const NOT_A_STRING: &str = "Not a valid string.";
+    pub const INVALID_EMAIL: &str = "Enter a valid email address.";
+    pub const INVALID_USERNAME: &str = "Enter a valid username. This value may contain only letters, numbers, and @/./+/-/_ characters.";
+    pub const USERNAME_TAKEN: &str = "A user with that username already exists.";
+    pub const EMAIL_TAKEN: &str = "user with this email address already exists.";
+    pub const WRONG_PASSWORD: &str = "Wrong password.";
+}
+
+pub fn max_length_message(max: usize) -> String {
+    format!("Ensure this field has no more than {max} characters.")
+}
+
+/// Field name -> messages, in the order the fields were checked.
+pub type FieldErrors = Vec<(String, Vec<String>)>;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    #[error("validation failed")]
+    Validation(FieldErrors),
+    #[error("non-field error")]
+    NonField(String),
+    #[error("malformed body")]
+    Parse(String),
+    #[error("not authenticated")]
+    NotAuthenticated,
+    #[error("bad authorization header")]
+    BadAuthorizationHeader,
+    /// A bad access token; the message is simplejwt's reason ("Token is expired", ...).
+    #[error("invalid access token")]
+    InvalidAccessToken(&'static str),
+    #[error("token without user id")]
+    NoUserId,
+    #[error("user not found")]
+    UserNotFound,
+    #[error("user inactive")]
+    UserInactive,
+    /// A bad refresh (or verify / logout) token: `{"detail": reason, "code": "token_not_valid"}`.
+    #[error("invalid token")]
+    InvalidToken(&'static str),
+    #[error("no active account for token")]
+    NoActiveAccountForToken,
+    #[error("wrong credentials")]
+    WrongCredentials,
+    #[error("permission denied")]
+    PermissionDenied,
+    #[error("not found")]
+    NotFound,
+    #[error("no such user")]
+    NoUser,
+    #[error("invalid page")]
+    InvalidPage,
+    #[error("method not allowed")]
+    MethodNotAllowed(String),
+    #[error("body too large")]
+    TooLarge(usize),
+    #[error("unsupported media type")]
+    UnsupportedMediaType(String),
+    #[error("throttled")]
+    Throttled(u64),
+    /// The password-hash queue is full, or the store is briefly unable to answer.
+    #[error("overloaded")]
+    Overloaded(&'static str),
+    /// No upstream of the route could be reached.
+    #[error("upstream unavailable")]
+    UpstreamUnavailable,
+    #[error("upstream timed out")]
+    UpstreamTimeout,
+}
+
+impl ApiError {
+    pub fn status(&self) -> u16 {
+        use ApiError::*;
+        match self {
+            Validation(_) | NonField(_) | Parse(_) => 400,
+            NotAuthenticated
+            | BadAuthorizationHeader
+            | InvalidAccessToken(_)
+            | NoUserId
+            | UserNotFound
+            | UserInactive
+            | InvalidToken(_)
+            | NoActiveAccountForToken
+            | WrongCredentials => 401,
+            PermissionDenied => 403,
+            NotFound | NoUser | InvalidPage => 404,
+            MethodNotAllowed(_) => 405,
+            TooLarge(_) => 413,
+            UnsupportedMediaType(_) => 415,
+            Throttled(_) => 429,
+            Overloaded(_) => 503,
+            UpstreamUnavailable => 502,
+            UpstreamTimeout => 504,
+        }
+    }
+
+    pub fn body(&self) -> Value {
+        use ApiError::*;
+        let detail = |d: &str| json!({ "detail": d });
+        let coded = |d: &str, code: &str| json!({ "detail": d, "code": code });
+        match self {
+            Validation(fields) => {
+                let mut map = Map::new();
+                for (name, messages) in fields {
+                    map.insert(name.clone(), json!(messages));
+                }
+                Value::Object(map)
+            }
+            NonField(m) => json!({ "non_field_errors": [m] }),
+            Parse(m) => detail(&format!("JSON parse error - {m}")),
+            NotAuthenticated => detail(NOT_AUTHENTICATED),
+            BadAuthorizationHeader => coded(BAD_AUTH_HEADER, "bad_authorization_header"),
+            InvalidAccessToken(m) => json!({
+                "detail": NOT_VALID_FOR_ANY,
+                "code": "token_not_valid",
+                "messages": [{"token_class": "AccessToken", "token_type": "access", "message": m}],
+            }),
+            NoUserId => coded(NO_USER_ID, "token_not_valid"),
+            UserNotFound => coded(USER_NOT_FOUND, "user_not_found"),
+            UserInactive => coded(USER_INACTIVE, "user_inactive"),
+            InvalidToken(m) => coded(m, "token_not_valid"),
+            NoActiveAccountForToken => detail(NO_ACTIVE_ACCOUNT_FOR_TOKEN),
+            WrongCredentials => detail(NO_ACTIVE_ACCOUNT),
+            PermissionDenied => detail(PERMISSION_DENIED),
+            NotFound => detail(NOT_FOUND),
+            NoUser => detail(NO_USER),
+            InvalidPage => detail(INVALID_PAGE),
+            MethodNotAllowed(m) => detail(&format!("Method \"{m}\" not allowed.")),
+            TooLarge(limit) => detail(&format!(
+                "Request body too large: the limit is {limit} bytes."
+            )),
+            UnsupportedMediaType(t) => {
+                detail(&format!("Unsupported media type \"{t}\" in request."))
+            }
+            Throttled(secs) => detail(&format!(
+                "Request was throttled. Expected available in {secs} second{}.",
+                if *secs == 1 { "" } else { "s" }
+            )),
+            Overloaded(m) => detail(m),
+            UpstreamUnavailable => detail(UPSTREAM_UNAVAILABLE),
+            UpstreamTimeout => detail(UPSTREAM_TIMEOUT),
+        }
+    }
+
+    pub fn to_response(&self) -> Response {
+        let mut resp = Response::json(self.status(), &self.body());
+        match self {
+            e if e.status() == 401 => resp = resp.with_header("WWW-Authenticate", WWW_AUTHENTICATE),
+            ApiError::Throttled(secs) => resp = resp.with_header("Retry-After", secs.to_string()),
+            ApiError::Overloaded(_) => resp = resp.with_header("Retry-After", "1"),
+            _ => {}
+        }
+        resp
+    }
+
+    /// A single-field validation error.
+    pub fn field(name: &str, message: impl Into<String>) -> ApiError {
+        ApiError::Validation(vec![(name.to_string(), vec![message.into()])])
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> ApiError {
+        use crate::store::StoreError;
+        match e {
+            StoreError::UsernameTaken => ApiError::field("username", field::USERNAME_TAKEN),
+            StoreError::EmailTaken => ApiError::field("email", field::EMAIL_TAKEN),
+            StoreError::NotFound => ApiError::NoUser,
+            StoreError::InUse(_) | StoreError::Io(_) => {
+                log::error!("store: {e}");
+                ApiError::Overloaded(STORE_UNAVAILABLE)
+            }
+        }
+    }
+}
+
+impl From<crate::auth::passwords::Busy> for ApiError {
+    fn from(_: crate::auth::passwords::Busy) -> ApiError {
+        ApiError::Overloaded(HASH_QUEUE_FULL)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_match_drf() {
+        assert_eq!(
+            ApiError::InvalidAccessToken("Token is expired").body(),
+            json!({"detail": "Given token not valid for any token type", "code": "token_not_valid",
+                   "messages": [{"token_class": "AccessToken", "token_type": "access", "message": "Token is expired"}]})
+        );
+        assert_eq!(
+            ApiError::MethodNotAllowed("GET".into()).body(),
+            json!({"detail": "Method \"GET\" not allowed."})
+        );
+        assert_eq!(
+            ApiError::Throttled(1).body(),
+            json!({"detail": "Request was throttled. Expected available in 1 second."})
+        );
+    }
+
+    #[test]
+    fn every_401_carries_www_authenticate() {
+        for e in [
+            ApiError::NotAuthenticated,
+            ApiError::BadAuthorizationHeader,
+            ApiError::UserInactive,
+            ApiError::WrongCredentials,
+            ApiError::InvalidToken("Token is invalid"),
+        ] {
+            let r = e.to_response();
+            assert_eq!(r.status, 401);
+            assert_eq!(r.header("www-authenticate"), Some(WWW_AUTHENTICATE));
+        }
+        assert_eq!(
+            ApiError::NotFound.to_response().header("www-authenticate"),
+            None
+        );
+    }
+
+    #[test]
+    fn retry_after_on_429_and_503() {
+        assert_eq!(
+            ApiError::Throttled(7).to_response().header("retry-after"),
+            Some("7")
+        );
+        assert!(ApiError::Overloaded("busy")
+            .to_response()
+            .header("retry-after")
+            .is_some());
+    }
+}

@@ -1,0 +1,122 @@
+//! Every Prometheus metric gatehouse exports, defined once, in the process-wide default
+//! registry (which also carries the standard `process_*` metrics).
+
+use prometheus::{
+    register_histogram, register_histogram_vec, register_int_counter_vec, register_int_gauge,
+    register_int_gauge_vec, Histogram, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+};
+use std::sync::LazyLock;
+
+// Registration fails only on an invalid or duplicate static name: a programming error caught
+// by the first test that touches the metric, never by a request or a config file.
+const DEFINED_ONCE: &str = "metric names are valid and registered once";
+
+pub static HTTP_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "gatehouse_http_requests_total",
+        "Requests answered, by kind (api|proxy), route, method and status.",
+        &["kind", "route", "method", "status"]
+    )
+    .expect(DEFINED_ONCE)
+});
+
+pub static HTTP_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "gatehouse_http_request_duration_seconds",
+        "Request latency by kind, route, method and status class.",
+        &["kind", "route", "method", "status"],
+        vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]
+    )
+    .expect(DEFINED_ONCE)
+});
+
+pub static LOGINS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "gatehouse_logins_total",
+        "Login attempts by result (success|failure|throttled).",
+        &["result"]
+    )
+    .expect(DEFINED_ONCE)
+});
+
+pub static AUTH_DECISIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "gatehouse_auth_decisions_total",
+        "Token checks by result (allow|deny) and reason.",
+        &["result", "reason"]
+    )
+    .expect(DEFINED_ONCE)
+});
+
+pub static USER_CACHE: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "gatehouse_user_cache_requests_total",
+        "User-state cache lookups by result (hit|miss).",
+        &["result"]
+    )
+    .expect(DEFINED_ONCE)
+});
+
+pub static PASSWORD_HASH_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "gatehouse_password_hash_duration_seconds",
+        "Time of one argon2 hash or verification.",
+        vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]
+    )
+    .expect(DEFINED_ONCE)
+});
+
+pub static PASSWORD_HASH_QUEUE: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "gatehouse_password_hash_queue_depth",
+        "Password-hash jobs waiting or running."
+    )
+    .expect(DEFINED_ONCE)
+});
+
+pub static USERS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "gatehouse_users",
+        "Users by state (active|inactive), counted at scrape time.",
+        &["state"]
+    )
+    .expect(DEFINED_ONCE)
+});
+
+pub static BUILD_INFO: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "gatehouse_build_info",
+        "Always 1; the version label says which build.",
+        &["version"]
+    )
+    .expect(DEFINED_ONCE)
+});
+
+/// Gauges computed at scrape time rather than on every request.
+pub fn refresh_gauges(app: &crate::app::App) {
+    use crate::store::{ListFilter, StateFilter};
+    for (state, label) in [
+        (StateFilter::Active, "active"),
+        (StateFilter::Inactive, "inactive"),
+    ] {
+        let filter = ListFilter {
+            state,
+            search: None,
+        };
+        if let Ok((count, _)) = app.store.list_users(&filter, 0, 0) {
+            USERS.with_label_values(&[label]).set(count as i64);
+        }
+    }
+    PASSWORD_HASH_QUEUE.set(app.passwords.queue_depth() as i64);
+    BUILD_INFO
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
+}
+
+/// The text exposition of every registered metric.
+pub fn render() -> String {
+    use prometheus::Encoder;
+    let mut buf = Vec::new();
+    let _ = prometheus::TextEncoder::new().encode(&prometheus::gather(), &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
+}
