@@ -1,0 +1,168 @@
+//! Staff views: the user list (the seed's bare list, or DRF's page envelope), one user, and
+//! restoring a soft-deleted user.
+
+use super::users::admin_json;
+use super::Ctx;
+use crate::error::ApiError;
+use crate::response::Response;
+use crate::store::{ListFilter, StateFilter};
+use serde_json::{json, Value};
+
+/// DRF's PageNumberPagination default when only `?page=` is given.
+const DEFAULT_PAGE_SIZE: usize = 20;
+
+/// `?status=` and `?is_active=` together; `None` when they contradict (an empty list).
+fn state_filter(status: Option<&str>, is_active: Option<&str>) -> Option<StateFilter> {
+    let by_status = match status {
+        Some("active") => StateFilter::Active,
+        Some("deleted") | Some("inactive") => StateFilter::Inactive,
+        _ => StateFilter::All,
+    };
+    let by_flag = match is_active.map(str::to_ascii_lowercase).as_deref() {
+        Some("true") | Some("1") => Some(StateFilter::Active),
+        Some("false") | Some("0") => Some(StateFilter::Inactive),
+        _ => None,
+    };
+    match (by_status, by_flag) {
+        (s, None) => Some(s),
+        (StateFilter::All, Some(f)) => Some(f),
+        (s, Some(f)) if s == f => Some(s),
+        _ => None,
+    }
+}
+
+/// GET /api/auth/admin/users/
+pub fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let req = ctx.req;
+    let state = state_filter(
+        req.query_param("status").as_deref(),
+        req.query_param("is_active").as_deref(),
+    );
+    let search = req.query_param("search").filter(|s| !s.is_empty());
+    let page = req.query_param("page");
+    let Some(state) = state else {
+        let empty: Vec<Value> = Vec::new();
+        return Ok(match page {
+            Some(_) => Response::json(
+                200,
+                &json!({"count": 0, "next": null, "previous": null, "results": empty}),
+            ),
+            None => Response::json(200, &json!(empty)),
+        });
+    };
+    let filter = ListFilter { state, search };
+    let Some(page) = page else {
+        let (_, users) = ctx.app.store.list_users(&filter, 0, usize::MAX)?;
+        let body: Vec<Value> = users.iter().map(admin_json).collect();
+        return Ok(Response::json(200, &json!(body)));
+    };
+    let size = req
+        .query_param("page_size")
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .map_or(DEFAULT_PAGE_SIZE, |n| {
+            n.min(ctx.app.config.api.max_page_size)
+        });
+    let (count, _) = ctx.app.store.list_users(&filter, 0, 0)?;
+    let pages = count.div_ceil(size).max(1);
+    let number = if page == "last" {
+        pages
+    } else {
+        page.parse::<usize>().map_err(|_| ApiError::InvalidPage)?
+    };
+    if number == 0 || number > pages {
+        return Err(ApiError::InvalidPage);
+    }
+    let (_, users) = ctx
+        .app
+        .store
+        .list_users(&filter, (number - 1) * size, size)?;
+    let link = |n: usize| page_link(ctx, n);
+    let body = json!({
+        "count": count,
+        "next": if number < pages { Some(link(number + 1)) } else { None },
+        "previous": if number > 1 { Some(link(number - 1)) } else { None },
+        "results": users.iter().map(admin_json).collect::<Vec<_>>(),
+    });
+    Ok(Response::json(200, &body))
+}
+
+/// DRF's replace_query_param / remove_query_param: the same URL with `page` set (or, for
+/// page 1, removed), parameters sorted.
+fn page_link(ctx: &Ctx<'_>, number: usize) -> String {
+    let req = ctx.req;
+    let mut params: Vec<(String, String)> = form_urlencoded::parse(req.query.as_bytes())
+        .filter(|(k, _)| k != "page")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if number > 1 {
+        params.push(("page".into(), number.to_string()));
+    }
+    params.sort();
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    let host = if req.host.is_empty() {
+        "localhost"
+    } else {
+        &req.host
+    };
+    if query.is_empty() {
+        format!("http://{host}{}", req.path)
+    } else {
+        format!("http://{host}{}?{query}", req.path)
+    }
+}
+
+fn parse_id(id: &str) -> Result<u64, ApiError> {
+    id.parse::<u64>().map_err(|_| ApiError::NoUser)
+}
+
+/// GET /api/auth/admin/users/{id}/
+pub fn detail(ctx: &Ctx<'_>, id: &str) -> Result<Response, ApiError> {
+    let user = ctx
+        .app
+        .store
+        .get_user(parse_id(id)?)?
+        .ok_or(ApiError::NoUser)?;
+    Ok(Response::json(200, &admin_json(&user)))
+}
+
+/// PUT or PATCH /api/auth/admin/users/restore/{id}/: active again; tokens issued before the
+/// soft delete stay dead (the user logs in again).
+pub async fn restore(ctx: &Ctx<'_>, id: &str) -> Result<Response, ApiError> {
+    let id = parse_id(id)?;
+    let user = ctx
+        .app
+        .store
+        .update_user(id, &|u| {
+            u.is_active = true;
+            u.deleted_at = None;
+        })
+        .await?;
+    ctx.app.cache.updated(&user);
+    Ok(Response::json(200, &admin_json(&user)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_and_is_active_combine() {
+        assert_eq!(state_filter(None, None), Some(StateFilter::All));
+        assert_eq!(
+            state_filter(Some("deleted"), None),
+            Some(StateFilter::Inactive)
+        );
+        assert_eq!(
+            state_filter(Some("all"), Some("true")),
+            Some(StateFilter::Active)
+        );
+        assert_eq!(state_filter(Some("active"), Some("false")), None);
+        assert_eq!(
+            state_filter(None, Some("False")),
+            Some(StateFilter::Inactive)
+        );
+    }
+}

@@ -1,0 +1,178 @@
+//! The user API, answered by gatehouse itself: a request value in, a response value out, in
+//! DRF's order (authentication, permission, method, body, validation). No sockets here.
+
+pub mod admin;
+pub mod body;
+pub mod router;
+pub mod tokens;
+pub mod users;
+
+use crate::app::App;
+use crate::auth::{self, Identity};
+use crate::error::ApiError;
+use crate::response::Response;
+use bytes::Bytes;
+use router::{Endpoint, Permission, Route};
+use serde_json::{json, Map, Value};
+
+/// A user-API request, already read from the wire (body capped by the gateway).
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    /// The raw query string, without `?`.
+    pub query: String,
+    /// For absolute URLs in pagination links.
+    pub host: String,
+    /// Every `Authorization` value sent.
+    pub authorization: Vec<Vec<u8>>,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+    /// The peer, or the X-Forwarded-For hop chosen by `trusted_proxies`: for throttling.
+    pub client_ip: Option<std::net::IpAddr>,
+}
+
+impl Request {
+    /// The body as DRF's `request.data`.
+    pub fn data(&self) -> Result<Map<String, Value>, ApiError> {
+        body::parse(self.content_type.as_deref(), &self.body)
+    }
+
+    /// The last value of a query parameter, percent-decoded (Django's `QueryDict.get`).
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        form_urlencoded::parse(self.query.as_bytes())
+            .filter(|(k, _)| k == name)
+            .last()
+            .map(|(_, v)| v.into_owned())
+    }
+}
+
+/// What a handler sees.
+pub struct Ctx<'a> {
+    pub app: &'a App,
+    pub req: &'a Request,
+    pub identity: Option<Identity>,
+}
+
+impl Ctx<'_> {
+    /// The authenticated caller; permission checks ran before any handler that calls this.
+    pub fn caller(&self) -> Result<&Identity, ApiError> {
+        self.identity.as_ref().ok_or(ApiError::NotAuthenticated)
+    }
+}
+
+/// One answered request: the response, the endpoint label (metrics, logs) and the caller.
+pub struct Handled {
+    pub response: Response,
+    pub endpoint: &'static str,
+    pub user_id: Option<u64>,
+}
+
+/// Answers one user-API request.
+pub async fn handle(app: &App, req: &Request) -> Handled {
+    let mut user_id = None;
+    let (response, endpoint) = match router::route(&req.path) {
+        Route::Api(endpoint) => {
+            let mut resp = match dispatch(app, &endpoint, req, &mut user_id).await {
+                Ok(r) => r,
+                Err(e) => e.to_response(),
+            };
+            resp.headers.push(("Allow", endpoint.allow_header()));
+            resp.headers.push(("Vary", "Accept".to_string()));
+            resp.omit_body = req.method == "HEAD";
+            (resp, endpoint.label())
+        }
+        Route::Redirect(to) => {
+            let location = if req.query.is_empty() {
+                to
+            } else {
+                format!("{to}?{}", req.query)
+            };
+            let body = json!({ "detail": format!("Moved permanently to {location}.") });
+            let resp = Response::json(308, &body).with_header("Location", location);
+            (resp, "redirect")
+        }
+        Route::NotFound | Route::NotOurs => (ApiError::NotFound.to_response(), "not_found"),
+    };
+    Handled {
+        response,
+        endpoint,
+        user_id,
+    }
+}
+
+async fn dispatch(
+    app: &App,
+    endpoint: &Endpoint,
+    req: &Request,
+    user_id: &mut Option<u64>,
+) -> Result<Response, ApiError> {
+    if req.method == "OPTIONS" {
+        return Ok(options(endpoint));
+    }
+    let values: Vec<&[u8]> = req.authorization.iter().map(Vec::as_slice).collect();
+    let outcome = if endpoint.authenticates() {
+        auth::authenticate(&values, &app.tokens, &app.cache, app.store.as_ref())
+    } else {
+        Ok(None)
+    }
+    .and_then(|identity| match (endpoint.permission(), identity) {
+        (Permission::AllowAny, identity) => Ok(identity),
+        (_, None) => Err(ApiError::NotAuthenticated),
+        (Permission::Staff, Some(who)) if !who.is_staff => Err(ApiError::PermissionDenied),
+        (_, identity) => Ok(identity),
+    });
+    if endpoint.authenticates() {
+        auth::record_decision(&outcome);
+    }
+    let identity = outcome?;
+    *user_id = identity.as_ref().map(|i| i.user_id);
+    if !endpoint.methods().contains(&req.method.as_str()) {
+        return Err(ApiError::MethodNotAllowed(req.method.clone()));
+    }
+    let ctx = Ctx { app, req, identity };
+    let partial = req.method == "PATCH";
+    match endpoint {
+        Endpoint::TokenObtain => tokens::obtain(&ctx).await,
+        Endpoint::TokenRefresh => tokens::refresh(&ctx).await,
+        Endpoint::TokenVerify => tokens::verify(&ctx).await,
+        Endpoint::Logout => tokens::logout(&ctx).await,
+        Endpoint::Register => users::register(&ctx).await,
+        Endpoint::Profile if req.method == "GET" || req.method == "HEAD" => users::profile(&ctx),
+        Endpoint::Profile => users::update_profile(&ctx, partial).await,
+        Endpoint::PasswordChange => users::change_password(&ctx).await,
+        Endpoint::ProfileDelete => users::soft_delete(&ctx).await,
+        Endpoint::AdminList => admin::list(&ctx),
+        Endpoint::AdminDetail(id) => admin::detail(&ctx, id),
+        Endpoint::AdminRestore(id) => admin::restore(&ctx, id).await,
+    }
+}
+
+/// DRF's SimpleMetadata answer to OPTIONS.
+fn options(endpoint: &Endpoint) -> Response {
+    Response::json(
+        200,
+        &json!({
+            "name": endpoint.name(),
+            "description": "",
+            "renders": ["application/json"],
+            "parses": ["application/json", "application/x-www-form-urlencoded"],
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_param_takes_the_last_value_decoded() {
+        let req = Request {
+            query: "search=a%40b&page=1&page=2".into(),
+            ..Request::default()
+        };
+        assert_eq!(req.query_param("search").as_deref(), Some("a@b"));
+        assert_eq!(req.query_param("page").as_deref(), Some("2"));
+        assert_eq!(req.query_param("nope"), None);
+    }
+}

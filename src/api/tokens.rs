@@ -1,0 +1,233 @@
+//! simplejwt's views: obtain a pair, refresh (with optional rotation and reuse detection),
+//! verify, and logout (the blacklist).
+
+use super::body::{Fields, REQUIRED};
+use super::Ctx;
+use crate::auth::families::{self, Presented, Step};
+use crate::auth::tokens::{new_jti, now, TokenError, TokenType, Verified};
+use crate::error::ApiError;
+use crate::metrics::LOGINS;
+use crate::response::Response;
+use crate::store::User;
+use serde_json::json;
+
+const BLACKLISTED: &str = "Token is blacklisted";
+
+/// POST /api/token/ {username, password}
+pub async fn obtain(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let data = ctx.req.data()?;
+    let mut f = Fields::new(&data);
+    let username = f.char("username", REQUIRED);
+    let password = f.char("password", REQUIRED);
+    f.finish()?;
+    let (Some(username), Some(password)) = (username, password) else {
+        return Err(ApiError::Validation(Vec::new()));
+    };
+    let app = ctx.app;
+    let keys = throttle_keys(ctx, &username);
+    if let Err(wait) = check_throttle(ctx, &keys) {
+        LOGINS.with_label_values(&["throttled"]).inc();
+        return Err(ApiError::Throttled(wait));
+    }
+    let user = app.store.find_by_username(&username)?;
+    let check = app
+        .passwords
+        .verify(&password, user.as_ref().map(|u| u.password.as_str()))
+        .await?;
+    let user = match user {
+        Some(u) if check.ok && u.is_active => u,
+        _ => {
+            LOGINS.with_label_values(&["failure"]).inc();
+            if app.config.throttle.enabled {
+                for (key, _) in &keys {
+                    app.throttle.hit(key, now());
+                }
+            }
+            return Err(ApiError::WrongCredentials);
+        }
+    };
+    if check.needs_rehash {
+        // Best effort: the login succeeds with the old hash if the upgrade cannot be stored.
+        if let Ok(hash) = app.passwords.hash(&password).await {
+            let _ = app
+                .store
+                .update_user(user.id, &|u| u.password = hash.clone())
+                .await;
+        }
+    }
+    LOGINS.with_label_values(&["success"]).inc();
+    let (access, refresh) = ctx.app.issue_pair(&user);
+    Ok(Response::json(
+        200,
+        &json!({ "refresh": refresh, "access": access }),
+    ))
+}
+
+/// The login throttle's keys and limits: the username, and the client address.
+fn throttle_keys(ctx: &Ctx<'_>, username: &str) -> Vec<(String, u32)> {
+    let t = &ctx.app.config.throttle;
+    let mut keys = vec![(
+        format!("login-user:{}", username.to_lowercase()),
+        t.login_failures_per_username,
+    )];
+    if let Some(ip) = ctx.req.client_ip {
+        keys.push((format!("login-addr:{ip}"), t.login_failures_per_address));
+    }
+    keys
+}
+
+/// `Err(seconds to wait)` when any key is over its limit.
+pub fn check_throttle(ctx: &Ctx<'_>, keys: &[(String, u32)]) -> Result<(), u64> {
+    if !ctx.app.config.throttle.enabled {
+        return Ok(());
+    }
+    let now = now();
+    keys.iter()
+        .try_for_each(|(key, limit)| ctx.app.throttle.check(key, *limit, now))
+}
+
+/// A refresh token's checks shared by refresh and logout: signature and type, then the
+/// user's current state.
+fn check_refresh(ctx: &Ctx<'_>, token: &str) -> Result<(Verified, User), ApiError> {
+    let claims = ctx
+        .app
+        .tokens
+        .verify(token, Some(TokenType::Refresh))
+        .map_err(|e| match e {
+            TokenError::NoUserId => ApiError::InvalidToken(TokenError::Invalid.message()),
+            other => ApiError::InvalidToken(other.message()),
+        })?;
+    let user = match ctx.app.store.get_user(claims.user_id)? {
+        Some(u) if u.is_active => u,
+        _ => return Err(ApiError::NoActiveAccountForToken),
+    };
+    if user.token_version != claims.version {
+        return Err(ApiError::InvalidToken(BLACKLISTED));
+    }
+    Ok((claims, user))
+}
+
+fn required_token(ctx: &Ctx<'_>, name: &str) -> Result<String, ApiError> {
+    let data = ctx.req.data()?;
+    let mut f = Fields::new(&data);
+    let token = f.char(name, REQUIRED);
+    f.finish()?;
+    token.ok_or(ApiError::Validation(Vec::new()))
+}
+
+/// POST /api/token/refresh/ {refresh}
+pub async fn refresh(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let token = required_token(ctx, "refresh")?;
+    let (claims, user) = check_refresh(ctx, &token)?;
+    let app = ctx.app;
+    let family = claims.family.clone().unwrap_or_default();
+    let access = app
+        .tokens
+        .issue(TokenType::Access, user.id, user.token_version, None, None)
+        .token;
+    if !app.config.jwt.rotate_refresh_tokens {
+        if app.store.get_family(&family)?.is_some_and(|f| f.revoked) {
+            return Err(ApiError::InvalidToken(BLACKLISTED));
+        }
+        return Ok(Response::json(200, &json!({ "access": access })));
+    }
+    let presented = Presented {
+        family: &family,
+        jti: &claims.jti,
+        user_id: user.id,
+    };
+    // Compare-and-swap until no other refresh of this family raced us.
+    let issue = loop {
+        let record = app.store.get_family(&family)?;
+        let expiry = now() + app.tokens.refresh_lifetime;
+        let step = families::rotate(
+            record.as_ref(),
+            &presented,
+            now(),
+            app.config.jwt.reuse_grace_seconds,
+            new_jti(),
+            expiry,
+        );
+        match step {
+            Step::Blacklisted => return Err(ApiError::InvalidToken(BLACKLISTED)),
+            Step::Replay { issue } => break issue,
+            Step::Rotate { record: new, issue } => {
+                if app
+                    .store
+                    .swap_family(&family, record.as_ref(), &new)
+                    .await?
+                {
+                    break issue;
+                }
+            }
+            Step::Revoke { record: new } => {
+                if app
+                    .store
+                    .swap_family(&family, record.as_ref(), &new)
+                    .await?
+                {
+                    return Err(ApiError::InvalidToken(BLACKLISTED));
+                }
+            }
+        }
+    };
+    let refresh = app
+        .tokens
+        .issue(
+            TokenType::Refresh,
+            user.id,
+            user.token_version,
+            Some(&family),
+            Some(&issue),
+        )
+        .token;
+    Ok(Response::json(
+        200,
+        &json!({ "access": access, "refresh": refresh }),
+    ))
+}
+
+/// POST /api/token/verify/ {token}: valid signature, unexpired, and not revoked.
+pub async fn verify(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let token = required_token(ctx, "token")?;
+    let invalid = ApiError::InvalidToken(TokenError::Invalid.message());
+    let claims = ctx.app.tokens.verify(&token, None).map_err(|e| match e {
+        TokenError::Expired => ApiError::InvalidToken(TokenError::Expired.message()),
+        _ => invalid.clone(),
+    })?;
+    let live = ctx
+        .app
+        .store
+        .get_user(claims.user_id)?
+        .is_some_and(|u| u.is_active && u.token_version == claims.version);
+    if !live {
+        return Err(invalid);
+    }
+    if let Some(family) = &claims.family {
+        if ctx.app.store.get_family(family)?.is_some_and(|f| f.revoked) {
+            return Err(invalid);
+        }
+    }
+    Ok(Response::json(200, &json!({})))
+}
+
+/// POST /api/auth/logout/ {refresh}: the token's whole family stops working.
+pub async fn logout(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let token = required_token(ctx, "refresh")?;
+    let (claims, user) = check_refresh(ctx, &token)?;
+    let family = claims.family.unwrap_or_default();
+    loop {
+        let record = ctx.app.store.get_family(&family)?;
+        let Some(revoked) = families::revoke(record.as_ref(), &family, user.id, claims.exp) else {
+            return Err(ApiError::InvalidToken(BLACKLISTED));
+        };
+        if ctx
+            .app
+            .store
+            .swap_family(&family, record.as_ref(), &revoked)
+            .await?
+        {
+            return Ok(Response::json(200, &json!({})));
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! The seed's account views: register, profile (read, update), password change, soft delete;
+//! and the field rules for usernames and emails they share.
+
+use super::body::{Fields, OPTIONAL_BLANK_OK, REQUIRED};
+use super::Ctx;
+use crate::auth::policy::{self, UserAttributes};
+use crate::auth::tokens::now;
+use crate::error::{field, ApiError};
+use crate::response::Response;
+use crate::store::{NewUser, StoreError, User};
+use serde_json::{json, Value};
+
+pub const USERNAME_MAX: usize = 150;
+pub const EMAIL_MAX: usize = 254;
+pub const NAME_MAX: usize = 150;
+const PASSWORD_UPDATED: &str = "Password updated successfully.";
+const SOFT_DELETED: &str = "Account soft deleted successfully.";
+
+pub fn profile_json(u: &User) -> Value {
+    json!({"id": u.id, "username": u.username, "email": u.email,
+           "first_name": u.first_name, "last_name": u.last_name})
+}
+
+pub fn admin_json(u: &User) -> Value {
+    json!({"id": u.id, "username": u.username, "email": u.email,
+           "first_name": u.first_name, "last_name": u.last_name, "is_active": u.is_active})
+}
+
+/// Username and email checks in DRF's validator order; `me` is the user being updated (a
+/// name they already hold is not "taken").
+fn identity_fields(
+    ctx: &Ctx<'_>,
+    f: &mut Fields<'_>,
+    required: bool,
+    me: Option<u64>,
+) -> Result<(Option<String>, Option<String>), ApiError> {
+    let rules = if required {
+        REQUIRED
+    } else {
+        super::body::CharRules {
+            required: false,
+            allow_blank: false,
+        }
+    };
+    let username = f.char("username", rules);
+    if let Some(name) = &username {
+        if !policy::is_valid_username(name) {
+            f.add("username", field::INVALID_USERNAME);
+        }
+        if ctx
+            .app
+            .store
+            .find_by_username(name)?
+            .is_some_and(|u| Some(u.id) != me)
+        {
+            f.add("username", field::USERNAME_TAKEN);
+        }
+        f.max_len("username", name, USERNAME_MAX);
+    }
+    let email = f.char("email", rules);
+    if let Some(email) = &email {
+        if ctx
+            .app
+            .store
+            .email_owner(email)?
+            .is_some_and(|id| Some(id) != me)
+        {
+            f.add("email", field::EMAIL_TAKEN);
+        }
+        f.max_len("email", email, EMAIL_MAX);
+        if !policy::is_valid_email(email) {
+            f.add("email", field::INVALID_EMAIL);
+        }
+    }
+    let username = username.filter(|_| !f.failed("username"));
+    let email = email.filter(|_| !f.failed("email"));
+    Ok((username, email))
+}
+
+fn name_field(f: &mut Fields<'_>, name: &str) -> Option<String> {
+    let value = f.char(name, OPTIONAL_BLANK_OK)?;
+    f.max_len(name, &value, NAME_MAX).then_some(value)
+}
+
+/// A race lost between the availability check and the write.
+fn taken(e: StoreError) -> ApiError {
+    match e {
+        StoreError::UsernameTaken => ApiError::field("username", field::USERNAME_TAKEN),
+        StoreError::EmailTaken => ApiError::field("email", field::EMAIL_TAKEN),
+        other => other.into(),
+    }
+}
+
+/// POST /api/auth/register/
+pub async fn register(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    if let Some(ip) = ctx.req.client_ip {
+        let key = format!("register-addr:{ip}");
+        let limit = ctx.app.config.throttle.registrations_per_address;
+        super::tokens::check_throttle(ctx, &[(key.clone(), limit)]).map_err(ApiError::Throttled)?;
+        if ctx.app.config.throttle.enabled {
+            ctx.app.throttle.hit(&key, now());
+        }
+    }
+    let data = ctx.req.data()?;
+    let mut f = Fields::new(&data);
+    let (username, email) = identity_fields(ctx, &mut f, true, None)?;
+    let password = f.char("password", REQUIRED);
+    let first_name = name_field(&mut f, "first_name").unwrap_or_default();
+    let last_name = name_field(&mut f, "last_name").unwrap_or_default();
+    if let Some(pw) = &password {
+        let attrs = UserAttributes {
+            username: username.as_deref().unwrap_or(""),
+            first_name: &first_name,
+            last_name: &last_name,
+            email: email.as_deref().unwrap_or(""),
+        };
+        for message in policy::validate_password(pw, &attrs) {
+            f.add("password", message);
+        }
+    }
+    f.finish()?;
+    let (Some(username), Some(email), Some(password)) = (username, email, password) else {
+        return Err(ApiError::Validation(Vec::new()));
+    };
+    let hash = ctx.app.passwords.hash(&password).await?;
+    let user = ctx
+        .app
+        .store
+        .create_user(NewUser {
+            username,
+            email,
+            first_name,
+            last_name,
+            password: hash,
+            is_staff: false,
+            date_joined: now(),
+        })
+        .await
+        .map_err(taken)?;
+    Ok(Response::json(201, &profile_json(&user)))
+}
+
+fn current_user(ctx: &Ctx<'_>) -> Result<User, ApiError> {
+    let me = ctx.caller()?;
+    ctx.app
+        .store
+        .get_user(me.user_id)?
+        .ok_or(ApiError::UserNotFound)
+}
+
+/// GET /api/auth/profile/
+pub fn profile(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    Ok(Response::json(200, &profile_json(&current_user(ctx)?)))
+}
+
+/// PUT (all of username and email required) or PATCH /api/auth/profile/
+pub async fn update_profile(ctx: &Ctx<'_>, partial: bool) -> Result<Response, ApiError> {
+    let me = ctx.caller()?.user_id;
+    let data = ctx.req.data()?;
+    let mut f = Fields::new(&data);
+    let (username, email) = identity_fields(ctx, &mut f, !partial, Some(me))?;
+    let first_name = name_field(&mut f, "first_name");
+    let last_name = name_field(&mut f, "last_name");
+    f.finish()?;
+    let user = ctx
+        .app
+        .store
+        .update_user(me, &|u| {
+            if let Some(v) = &username {
+                u.username = v.clone();
+            }
+            if let Some(v) = &email {
+                u.email = v.clone();
+            }
+            if let Some(v) = &first_name {
+                u.first_name = v.clone();
+            }
+            if let Some(v) = &last_name {
+                u.last_name = v.clone();
+            }
+        })
+        .await
+        .map_err(taken)?;
+    ctx.app.cache.updated(&user);
+    Ok(Response::json(200, &profile_json(&user)))
+}
+
+/// PUT or PATCH /api/auth/profile/password/ {old_password | current_password, new_password}
+pub async fn change_password(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let user = current_user(ctx)?;
+    let data = ctx.req.data()?;
+    let mut f = Fields::new(&data);
+    // The README says old_password, the seed's code current_password: accept either.
+    let old_field = if !f.has("old_password") && f.has("current_password") {
+        "current_password"
+    } else {
+        "old_password"
+    };
+    let old = f.char(old_field, REQUIRED);
+    let new = f.char("new_password", REQUIRED);
+    f.finish()?;
+    let (Some(old), Some(new)) = (old, new) else {
+        return Err(ApiError::Validation(Vec::new()));
+    };
+    let app = ctx.app;
+    if !app.passwords.verify(&old, Some(&user.password)).await?.ok {
+        return Err(ApiError::field(old_field, field::WRONG_PASSWORD));
+    }
+    let attrs = UserAttributes {
+        username: &user.username,
+        first_name: &user.first_name,
+        last_name: &user.last_name,
+        email: &user.email,
+    };
+    let problems = policy::validate_password(&new, &attrs);
+    if !problems.is_empty() {
+        return Err(ApiError::Validation(vec![(
+            "new_password".into(),
+            problems.into_iter().map(str::to_string).collect(),
+        )]));
+    }
+    let hash = app.passwords.hash(&new).await?;
+    let user = app
+        .store
+        .update_user(user.id, &|u| {
+            u.password = hash.clone();
+            // Every token issued before this moment dies.
+            u.token_version += 1;
+        })
+        .await?;
+    app.cache.updated(&user);
+    let (access, refresh) = app.issue_pair(&user);
+    Ok(Response::json(
+        200,
+        &json!({"detail": PASSWORD_UPDATED, "access": access, "refresh": refresh}),
+    ))
+}
+
+/// DELETE /api/auth/profile/delete/: deactivate, keep the row and the name.
+pub async fn soft_delete(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let me = ctx.caller()?.user_id;
+    let when = now();
+    let user = ctx
+        .app
+        .store
+        .update_user(me, &|u| {
+            u.is_active = false;
+            u.deleted_at = Some(when);
+            u.token_version += 1;
+        })
+        .await?;
+    ctx.app.cache.updated(&user);
+    Ok(Response::json(200, &json!({ "message": SOFT_DELETED })))
+}
