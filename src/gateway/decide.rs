@@ -1,0 +1,195 @@
+//! The proxy's auth decision: a plain function over the request head, the matched route and
+//! the user-state cache. It returns a value; the Pingora glue acts on it.
+
+use super::cors;
+use super::routes::Route;
+use crate::app::App;
+use crate::auth::{self, Identity};
+use crate::config::AuthMode;
+use crate::error::ApiError;
+use crate::response::Response;
+use http::header::AUTHORIZATION;
+use pingora::http::RequestHeader;
+
+#[derive(Debug)]
+pub enum Decision {
+    /// Send upstream, with these identity headers (none for anonymous or public).
+    Forward(Option<Identity>),
+    /// Answer locally; the upstream never sees the request.
+    Respond(Response),
+}
+
+pub fn decide(head: &RequestHeader, route: Option<&Route>, app: &App) -> Decision {
+    let Some(route) = route else {
+        return Decision::Respond(ApiError::NotFound.to_response());
+    };
+    let method = head.method.as_str();
+    if let Some(c) = &route.cors {
+        if cors::is_preflight(method, &head.headers) {
+            return Decision::Respond(cors::preflight(c, &head.headers));
+        }
+    }
+    let authorization: Vec<&[u8]> = head
+        .headers
+        .get_all(AUTHORIZATION)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    // Two Authorization headers are refused everywhere: the upstream might read the other one.
+    if authorization.len() > 1 {
+        return Decision::Respond(ApiError::BadAuthorizationHeader.to_response());
+    }
+    if route.auth == AuthMode::Public {
+        return Decision::Forward(None);
+    }
+    let outcome = auth::authenticate(&authorization, &app.tokens, &app.cache, app.store.as_ref())
+        .and_then(|identity| match identity {
+            None if route.auth == AuthMode::Required || route.require_staff => {
+                Err(ApiError::NotAuthenticated)
+            }
+            Some(who) if route.require_staff && !who.is_staff => Err(ApiError::PermissionDenied),
+            identity => Ok(identity),
+        });
+    auth::record_decision(&outcome);
+    match outcome {
+        Ok(identity) => Decision::Forward(identity),
+        Err(e) => Decision::Respond(e.to_response()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::gateway::routes::RouteTable;
+    use crate::store::NewUser;
+
+    struct World {
+        app: App,
+        routes: RouteTable,
+        _dir: tempfile::TempDir,
+    }
+
+    fn world() -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let toml = format!(
+            "[server]\ndata_dir = \"{}\"\n[passwords]\nargon2_memory_kib = 64\nargon2_iterations = 1\n\
+             [[routes]]\nprefix = \"/\"\nupstreams = [\"127.0.0.1:9\"]\n\
+             [[routes]]\nprefix = \"/open/\"\nupstreams = [\"127.0.0.1:9\"]\nauth = \"public\"\n\
+             [[routes]]\nprefix = \"/maybe/\"\nupstreams = [\"127.0.0.1:9\"]\nauth = \"optional\"\n\
+             [[routes]]\nprefix = \"/staff/\"\nupstreams = [\"127.0.0.1:9\"]\nrequire_staff = true\n",
+            dir.path().display()
+        );
+        let config = Config::from_toml_and_env(&toml, "t", &[]).expect("config");
+        let routes = RouteTable::from_config(&config).expect("routes");
+        World {
+            app: App::open(config).expect("app"),
+            routes,
+            _dir: dir,
+        }
+    }
+
+    fn user(w: &World, name: &str, staff: bool) -> crate::store::User {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("rt");
+        rt.block_on(w.app.store.create_user(NewUser {
+            username: name.into(),
+            email: format!("{name}@example.com"),
+            first_name: String::new(),
+            last_name: String::new(),
+            password: String::new(),
+            is_staff: staff,
+            date_joined: 0,
+        }))
+        .expect("create")
+    }
+
+    fn head(path: &str, auth: &[&str]) -> RequestHeader {
+        let mut h = RequestHeader::build("GET", path.as_bytes(), None).expect("head");
+        for a in auth {
+            h.append_header("Authorization", *a).expect("header");
+        }
+        h
+    }
+
+    fn run(w: &World, path: &str, auth: &[&str]) -> Decision {
+        decide(
+            &head(path, auth),
+            w.routes.lookup(path).map(|r| r.as_ref()),
+            &w.app,
+        )
+    }
+
+    fn status(d: &Decision) -> u16 {
+        match d {
+            Decision::Forward(_) => 0,
+            Decision::Respond(r) => r.status,
+        }
+    }
+
+    #[test]
+    fn auth_modes() {
+        let w = world();
+        let alice = user(&w, "alice", false);
+        let (access, _) = w.app.issue_pair(&alice);
+        let bearer = format!("Bearer {access}");
+        assert_eq!(status(&run(&w, "/x", &[])), 401);
+        assert!(
+            matches!(run(&w, "/x", &[&bearer]), Decision::Forward(Some(ref who)) if who.user_id == alice.id)
+        );
+        assert!(matches!(
+            run(&w, "/open/x", &["Bearer garbage"]),
+            Decision::Forward(None)
+        ));
+        assert!(matches!(run(&w, "/maybe/x", &[]), Decision::Forward(None)));
+        assert_eq!(status(&run(&w, "/maybe/x", &["Bearer garbage"])), 401);
+        assert_eq!(status(&run(&w, "/staff/x", &[&bearer])), 403);
+        assert_eq!(status(&run(&w, "/open/x", &[&bearer, &bearer])), 401);
+        assert_eq!(
+            status(&run(&w, "/x", &[&format!("{bearer}, {bearer}")])),
+            401
+        );
+    }
+
+    #[test]
+    fn staff_and_revocation_come_from_current_state() {
+        let w = world();
+        let boss = user(&w, "boss", true);
+        let (access, _) = w.app.issue_pair(&boss);
+        let bearer = format!("Bearer {access}");
+        assert!(matches!(
+            run(&w, "/staff/x", &[&bearer]),
+            Decision::Forward(Some(_))
+        ));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("rt");
+        let dead = rt
+            .block_on(w.app.store.update_user(boss.id, &|u| {
+                u.is_active = false;
+                u.token_version += 1;
+            }))
+            .expect("update");
+        w.app.cache.updated(&dead);
+        let Decision::Respond(r) = run(&w, "/staff/x", &[&bearer]) else {
+            panic!("a deleted user must be refused");
+        };
+        assert_eq!(r.body_json()["code"], "user_inactive");
+    }
+
+    #[test]
+    fn no_route_is_404() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let toml = format!("[server]\ndata_dir = \"{}\"\n", dir.path().display());
+        let config = Config::from_toml_and_env(&toml, "t", &[]).expect("config");
+        let routes = RouteTable::from_config(&config).expect("routes");
+        let app = App::open(config).expect("app");
+        let d = decide(
+            &head("/x", &[]),
+            routes.lookup("/x").map(|r| r.as_ref()),
+            &app,
+        );
+        assert_eq!(status(&d), 404);
+    }
+}

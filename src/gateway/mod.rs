@@ -1,0 +1,371 @@
+//! The Pingora glue: one `ProxyHttp` service that answers the user API locally and forwards
+//! every other request to its route's upstreams. It only moves bytes; decisions live in
+//! `api`, `decide`, `headers` and `cors`.
+
+pub mod cors;
+pub mod decide;
+pub mod headers;
+pub mod routes;
+
+use crate::api::{self, router};
+use crate::app::App;
+use crate::auth::Identity;
+use crate::error::ApiError;
+use crate::metrics;
+use crate::response::Response;
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use decide::Decision;
+use http::HeaderName;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use routes::{Route, RouteTable};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub struct Gateway {
+    app: Arc<App>,
+    routes: Arc<RouteTable>,
+    identity_headers: [HeaderName; 3],
+    trusted_proxies: Vec<headers::Network>,
+}
+
+/// Per-request state, for the filters that follow `request_filter` and for the log.
+pub struct RequestCtx {
+    started: Instant,
+    kind: &'static str,
+    /// API endpoint label or route prefix: bounded, from code or config.
+    label: String,
+    request_id: String,
+    route: Option<Arc<Route>>,
+    identity: Option<Identity>,
+    origin: Option<String>,
+    upstream: Option<String>,
+    /// The authenticated caller of a user-API request.
+    api_user: Option<u64>,
+}
+
+fn header_name(name: &str) -> HeaderName {
+    // Validated by Config::validate; a fallback keeps a broken name from ever panicking.
+    HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+        .unwrap_or(HeaderName::from_static("x-gatehouse-invalid"))
+}
+
+fn peer_ip(session: &Session) -> Option<IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
+impl Gateway {
+    pub fn new(app: Arc<App>, routes: Arc<RouteTable>) -> Gateway {
+        let p = &app.config.proxy;
+        let identity_headers = [
+            header_name(&p.user_id_header),
+            header_name(&p.user_name_header),
+            header_name(&p.user_is_staff_header),
+        ];
+        let trusted_proxies = p
+            .trusted_proxies
+            .iter()
+            .filter_map(|n| headers::parse_network(n))
+            .collect();
+        Gateway {
+            app,
+            routes,
+            identity_headers,
+            trusted_proxies,
+        }
+    }
+
+    /// Reads the user-API request off the session, body capped at `api.max_body_bytes`.
+    async fn read_api_request(&self, session: &mut Session) -> Result<api::Request, ApiError> {
+        let limit = self.app.config.api.max_body_bytes;
+        let head = session.req_header();
+        let header = |name: &str| {
+            head.headers
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        };
+        let declared = header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+        let mut req = api::Request {
+            method: head.method.as_str().to_string(),
+            path: head.uri.path().to_string(),
+            query: head.uri.query().unwrap_or("").to_string(),
+            host: header("host").unwrap_or_default(),
+            authorization: head
+                .headers
+                .get_all("authorization")
+                .iter()
+                .map(|v| v.as_bytes().to_vec())
+                .collect(),
+            content_type: header("content-type"),
+            body: Bytes::new(),
+            client_ip: peer_ip(session).map(|peer| {
+                let xff = header(headers::X_FORWARDED_FOR);
+                headers::client_ip(peer, xff.as_deref(), &self.trusted_proxies)
+            }),
+        };
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(ApiError::TooLarge(limit));
+        }
+        let mut body = BytesMut::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > limit {
+                        return Err(ApiError::TooLarge(limit));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(_) => return Err(ApiError::Parse("could not read the request body".into())),
+            }
+        }
+        req.body = body.freeze();
+        Ok(req)
+    }
+
+    async fn serve_api(&self, session: &mut Session, ctx: &mut RequestCtx) -> Response {
+        match self.read_api_request(session).await {
+            Ok(req) => {
+                let handled = api::handle(&self.app, &req).await;
+                ctx.label = handled.endpoint.to_string();
+                ctx.api_user = handled.user_id;
+                handled.response
+            }
+            Err(e) => {
+                // The rest of an oversized or broken body is never read: close after answering.
+                session.set_keepalive(None);
+                e.to_response()
+            }
+        }
+    }
+}
+
+/// Writes a locally made response, always with `Content-Length`.
+pub async fn write_response(session: &mut Session, resp: &Response) -> pingora::Result<()> {
+    let mut header = ResponseHeader::build(resp.status, Some(resp.headers.len() + 2))?;
+    if !resp.body.is_empty() || resp.omit_body {
+        header.insert_header("Content-Type", "application/json")?;
+    }
+    header.insert_header("Content-Length", resp.body.len().to_string())?;
+    for (name, value) in &resp.headers {
+        header.append_header(*name, value.as_str())?;
+    }
+    let no_body = resp.omit_body || resp.body.is_empty();
+    session
+        .write_response_header(Box::new(header), no_body)
+        .await?;
+    if !no_body {
+        session
+            .write_response_body(Some(resp.body.clone()), true)
+            .await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            kind: "api",
+            label: "none".into(),
+            request_id: String::new(),
+            route: None,
+            identity: None,
+            origin: None,
+            upstream: None,
+            api_user: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let head = session.req_header();
+        ctx.request_id = headers::request_id(&head.headers);
+        ctx.origin = head
+            .headers
+            .get("origin")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let path = head.uri.path().to_string();
+        let mut resp = if router::route(&path) != router::Route::NotOurs {
+            self.serve_api(session, ctx).await
+        } else {
+            ctx.kind = "proxy";
+            let route = self.routes.lookup(&path).cloned();
+            ctx.label = route.as_ref().map_or("none".into(), |r| r.prefix.clone());
+            match decide::decide(session.req_header(), route.as_deref(), &self.app) {
+                Decision::Forward(identity) => {
+                    ctx.route = route;
+                    ctx.identity = identity;
+                    return Ok(false);
+                }
+                Decision::Respond(resp) => {
+                    // The body (if any) is not read: do not reuse the connection.
+                    session.set_keepalive(None);
+                    resp
+                }
+            }
+        };
+        resp.headers.push(("X-Request-Id", ctx.request_id.clone()));
+        write_response(session, &resp).await?;
+        Ok(true)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let Some(route) = &ctx.route else {
+            return Err(Error::explain(ErrorType::InternalError, "no route"));
+        };
+        let backend = route
+            .upstreams
+            .select(b"", 256)
+            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no healthy upstream"))?;
+        ctx.upstream = Some(backend.addr.to_string());
+        let mut peer = HttpPeer::new(backend, false, String::new());
+        peer.options.connection_timeout = Some(route.connect_timeout);
+        peer.options.read_timeout = Some(route.read_timeout);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // Strip first, then add: nothing the client sent can pass for ours.
+        for name in headers::untrusted_names(&session.req_header().headers, &self.identity_headers)
+        {
+            upstream.remove_header(&name);
+        }
+        if !self.app.config.proxy.forward_authorization {
+            upstream.remove_header("authorization");
+        }
+        if let Some(who) = &ctx.identity {
+            let [id, name, staff] = &self.identity_headers;
+            upstream.insert_header(id.clone(), who.user_id.to_string())?;
+            upstream.insert_header(name.clone(), who.username.as_ref())?;
+            upstream.insert_header(staff.clone(), if who.is_staff { "true" } else { "false" })?;
+        }
+        upstream.insert_header(headers::X_REQUEST_ID, ctx.request_id.as_str())?;
+        if let Some(peer) = peer_ip(session) {
+            let client_xff = session
+                .req_header()
+                .headers
+                .get(headers::X_FORWARDED_FOR)
+                .and_then(|v| v.to_str().ok());
+            let xff = headers::forwarded_for(peer, client_xff, &self.trusted_proxies);
+            upstream.insert_header(headers::X_FORWARDED_FOR, xff)?;
+        }
+        upstream.insert_header(headers::X_FORWARDED_PROTO, "http")?;
+        if let Some(route) = ctx.route.as_ref().filter(|r| r.strip_prefix) {
+            let path = route.upstream_path(upstream.uri.path());
+            let uri = match upstream.uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path,
+            };
+            let uri = uri
+                .parse::<http::Uri>()
+                .map_err(|e| Error::because(ErrorType::InternalError, "rewriting path", e))?;
+            upstream.set_uri(uri);
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        upstream_response.insert_header("X-Request-Id", ctx.request_id.as_str())?;
+        if let (Some(route), Some(origin)) = (&ctx.route, &ctx.origin) {
+            if let Some(c) = &route.cors {
+                for (name, value) in cors::response_headers(c, origin) {
+                    upstream_response.insert_header(name, value)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &pingora::Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy
+    where
+        Self::CTX: Send + Sync,
+    {
+        use ErrorType::*;
+        let error = match e.etype() {
+            ReadTimedout | WriteTimedout if e.esource() == &ErrorSource::Upstream => {
+                Some(ApiError::UpstreamTimeout)
+            }
+            _ if e.esource() == &ErrorSource::Downstream => None,
+            ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError
+            | ConnectProxyFailure => Some(ApiError::UpstreamUnavailable),
+            _ => Some(ApiError::UpstreamUnavailable),
+        };
+        let mut code = 0;
+        if let Some(error) = error {
+            code = error.status();
+            if session.response_written().is_none() {
+                let mut resp = error.to_response();
+                resp.headers.push(("X-Request-Id", ctx.request_id.clone()));
+                let _ = write_response(session, &resp).await;
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(
+        &self,
+        session: &mut Session,
+        _e: Option<&pingora::Error>,
+        ctx: &mut RequestCtx,
+    ) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let method = session.req_header().method.as_str().to_string();
+        let log = &self.app.config.log;
+        if log.access_log {
+            crate::access_log::Entry {
+                time: crate::access_log::now_rfc3339(),
+                request_id: &ctx.request_id,
+                method: &method,
+                path: session.req_header().uri.path(),
+                kind: ctx.kind,
+                route: &ctx.label,
+                user_id: ctx.identity.as_ref().map(|i| i.user_id).or(ctx.api_user),
+                status,
+                upstream: ctx.upstream.as_deref(),
+                latency_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
+                bytes: session.body_bytes_sent(),
+            }
+            .write(log.format == "json");
+        }
+        let status_text = status.to_string();
+        metrics::HTTP_REQUESTS
+            .with_label_values(&[ctx.kind, &ctx.label, &method, &status_text])
+            .inc();
+        let class = format!("{}xx", status / 100);
+        metrics::HTTP_DURATION
+            .with_label_values(&[ctx.kind, &ctx.label, &method, &class])
+            .observe(ctx.started.elapsed().as_secs_f64());
+    }
+}

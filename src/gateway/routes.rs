@@ -1,0 +1,130 @@
+//! The proxy's route table: longest prefix wins; each route has its upstreams (round robin
+//! with TCP health checks), its auth mode and its timeouts.
+
+use crate::config::{AuthMode, Config, CorsConfig, RouteConfig};
+use pingora::lb::{health_check::TcpHealthCheck, selection::RoundRobin, LoadBalancer};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often dead upstreams are probed to put them back (and live ones to take them out).
+pub const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+pub struct Route {
+    pub prefix: String,
+    pub auth: AuthMode,
+    pub require_staff: bool,
+    pub strip_prefix: bool,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub cors: Option<CorsConfig>,
+    pub upstreams: Arc<LoadBalancer<RoundRobin>>,
+}
+
+pub struct RouteTable {
+    /// Longest prefix first.
+    routes: Vec<Arc<Route>>,
+}
+
+impl RouteTable {
+    pub fn from_config(config: &Config) -> Result<RouteTable, String> {
+        let mut routes = config
+            .routes
+            .iter()
+            .map(build)
+            .collect::<Result<Vec<_>, _>>()?;
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        Ok(RouteTable { routes })
+    }
+
+    /// The route for `path`: the longest prefix that matches on a segment boundary (a prefix
+    /// without a trailing slash does not match `/apiary` for `/api`).
+    pub fn lookup(&self, path: &str) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| prefix_matches(&r.prefix, path))
+    }
+
+    pub fn all(&self) -> &[Arc<Route>] {
+        &self.routes
+    }
+}
+
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+fn build(cfg: &RouteConfig) -> Result<Arc<Route>, String> {
+    let mut lb =
+        LoadBalancer::<RoundRobin>::try_from_iter(cfg.upstreams.iter().map(String::as_str))
+            .map_err(|e| format!("route {}: upstreams: {e}", cfg.prefix))?;
+    let mut hc = TcpHealthCheck::new();
+    hc.consecutive_failure = 1;
+    hc.consecutive_success = 1;
+    lb.set_health_check(hc);
+    lb.health_check_frequency = Some(HEALTH_CHECK_EVERY);
+    lb.parallel_health_check = true;
+    Ok(Arc::new(Route {
+        prefix: cfg.prefix.clone(),
+        auth: cfg.auth,
+        require_staff: cfg.require_staff,
+        strip_prefix: cfg.strip_prefix,
+        connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
+        read_timeout: Duration::from_millis(cfg.read_timeout_ms),
+        cors: cfg.cors.clone(),
+        upstreams: Arc::new(lb),
+    }))
+}
+
+impl Route {
+    /// The path sent upstream.
+    pub fn upstream_path(&self, path: &str) -> String {
+        if !self.strip_prefix {
+            return path.to_string();
+        }
+        let rest = path
+            .strip_prefix(self.prefix.trim_end_matches('/'))
+            .unwrap_or(path);
+        if rest.starts_with('/') {
+            rest.to_string()
+        } else {
+            format!("/{rest}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(prefixes: &[&str]) -> RouteTable {
+        let toml: String = prefixes
+            .iter()
+            .map(|p| format!("[[routes]]\nprefix = \"{p}\"\nupstreams = [\"127.0.0.1:9\"]\nstrip_prefix = true\n"))
+            .collect();
+        let config = Config::from_toml_and_env(&toml, "t", &[]).expect("config");
+        RouteTable::from_config(&config).expect("routes")
+    }
+
+    #[test]
+    fn longest_prefix_wins_on_segment_boundaries() {
+        let t = table(&["/", "/api", "/api/v2/"]);
+        let hit = |p: &str| t.lookup(p).map(|r| r.prefix.clone());
+        assert_eq!(hit("/api/v2/users").as_deref(), Some("/api/v2/"));
+        assert_eq!(hit("/api/v1").as_deref(), Some("/api"));
+        assert_eq!(hit("/api").as_deref(), Some("/api"));
+        assert_eq!(hit("/apiary").as_deref(), Some("/"));
+        let none = table(&["/only"]);
+        assert!(none.lookup("/other").is_none());
+    }
+
+    #[test]
+    fn strip_prefix_keeps_a_rooted_path() {
+        let t = table(&["/svc", "/x/"]);
+        let svc = t.lookup("/svc/a/b").expect("route");
+        assert_eq!(svc.upstream_path("/svc/a/b"), "/a/b");
+        assert_eq!(svc.upstream_path("/svc"), "/");
+        let x = t.lookup("/x/y").expect("route");
+        assert_eq!(x.upstream_path("/x/y"), "/y");
+    }
+}

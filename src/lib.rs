@@ -1,0 +1,92 @@
+//! gatehouse: an authentication gateway. This file builds the Pingora server from a `Config`;
+//! `main.rs` is only the command line.
+
+pub mod access_log;
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod metrics;
+pub mod ops;
+pub mod response;
+pub mod store;
+
+use app::App;
+use config::Config;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use std::sync::Arc;
+
+/// Pingora's own settings, from our config (never from a Pingora YAML file).
+pub fn server_conf(config: &Config) -> ServerConf {
+    ServerConf {
+        threads: config.server.threads,
+        grace_period_seconds: Some(config.server.grace_period_seconds),
+        graceful_shutdown_timeout_seconds: Some(config.server.graceful_shutdown_timeout_seconds),
+        pid_file: config.server.pid_file.clone(),
+        upgrade_sock: config.server.upgrade_sock.clone(),
+        daemon: false,
+        ..ServerConf::default()
+    }
+}
+
+/// Opens the app. During a graceful upgrade the old process still holds the single-writer
+/// store while it drains; new connections wait in the listen backlog until it has exited.
+fn open_app(config: &Config, upgrade: bool) -> Result<App, String> {
+    let patience =
+        std::time::Duration::from_secs(config.server.graceful_shutdown_timeout_seconds + 5);
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        match app::open_store(config) {
+            Err(store::StoreError::InUse(_)) if upgrade && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => return Err(e.to_string()),
+            Ok(store) => return App::with_store(config.clone(), store),
+        }
+    }
+}
+
+/// Opens the store, builds the services and runs until a signal ends the process.
+pub fn serve(config: Config, upgrade: bool) -> Result<(), String> {
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, server_conf(&config));
+    // With --upgrade this receives the listening sockets from the running process.
+    server.bootstrap();
+    let app = Arc::new(open_app(&config, upgrade)?);
+    let routes = gateway::routes::RouteTable::from_config(&config)?;
+    for route in routes.all() {
+        // Health checks run in the background and take dead upstreams out of the rotation.
+        let checks = pingora::services::background::GenBackgroundService::new(
+            format!("health check {}", route.prefix),
+            Arc::clone(&route.upstreams),
+        );
+        server.add_service(checks);
+    }
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        gateway::Gateway::new(Arc::clone(&app), Arc::new(routes)),
+        "gatehouse",
+    );
+    proxy.add_tcp(&config.server.listen);
+    server.add_service(proxy);
+    let mut ops = pingora::services::listening::Service::new(
+        "ops".to_string(),
+        ops::Ops::new(Arc::clone(&app)),
+    );
+    ops.add_tcp(&config.server.metrics_listen);
+    server.add_service(ops);
+    log::info!(
+        "gatehouse listening on {} (metrics {}), store {}, {} route(s)",
+        config.server.listen,
+        config.server.metrics_listen,
+        app::store_dir(&config).display(),
+        config.routes.len()
+    );
+    server.run_forever()
+}

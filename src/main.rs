@@ -1,0 +1,182 @@
+//! The command line: `serve`, `createsuperuser`, `check-config`. Everything else is in the
+//! library.
+
+use clap::{Parser, Subcommand};
+use gatehouse::auth::passwords::Passwords;
+use gatehouse::auth::policy::{self, UserAttributes};
+use gatehouse::auth::tokens::now;
+use gatehouse::config::Config;
+use gatehouse::store::{NewUser, StoreError, UserStore};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const SUPERUSER_PASSWORD_VAR: &str = "GATEHOUSE_SUPERUSER_PASSWORD";
+
+#[derive(Parser)]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "Authentication gateway: a DRF/simplejwt-compatible user API and a JWT-checking reverse proxy"
+)]
+struct Cli {
+    /// Config file (default: $GATEHOUSE_CONFIG, else conf/gatehouse.toml).
+    #[arg(short = 'c', long = "config", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Take over the listening sockets of a running gatehouse (Pingora graceful upgrade).
+        #[arg(short = 'u', long)]
+        upgrade: bool,
+    },
+    /// Create a staff user (prompts, or --noinput with GATEHOUSE_SUPERUSER_PASSWORD).
+    Createsuperuser {
+        #[arg(long)]
+        noinput: bool,
+        #[arg(long)]
+        username: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// Validate the config and explain what it sets up.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let Cli { config, command } = Cli::parse();
+    let result = Config::load(config.as_deref())
+        .map_err(|e| e.to_string())
+        .inspect(|config| {
+            // RUST_LOG, when set, wins over log.level.
+            env_logger::Builder::from_env(
+                env_logger::Env::default().default_filter_or(config.log.level.as_str()),
+            )
+            .init();
+        })
+        .and_then(|config| match command {
+            Command::Serve { upgrade } => gatehouse::serve(config, upgrade),
+            Command::Createsuperuser {
+                noinput,
+                username,
+                email,
+            } => createsuperuser(&config, noinput, username, email),
+            Command::CheckConfig => {
+                print!("config OK\n{}", config.explain());
+                Ok(())
+            }
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("gatehouse: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn prompt(label: &str) -> Result<String, String> {
+    print!("{label}");
+    std::io::stdout().flush().map_err(|e| e.to_string())?;
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    Ok(line.trim().to_string())
+}
+
+fn createsuperuser(
+    config: &Config,
+    noinput: bool,
+    username: Option<String>,
+    email: Option<String>,
+) -> Result<(), String> {
+    let (username, email, password) = if noinput {
+        let username = username.ok_or("--noinput needs --username")?;
+        let email = email.ok_or("--noinput needs --email")?;
+        let password = std::env::var(SUPERUSER_PASSWORD_VAR)
+            .ok()
+            .filter(|p| !p.is_empty())
+            .ok_or(format!(
+                "--noinput needs the password in {SUPERUSER_PASSWORD_VAR}"
+            ))?;
+        (username, email, password)
+    } else {
+        let username = match username {
+            Some(u) => u,
+            None => prompt("Username: ")?,
+        };
+        let email = match email {
+            Some(e) => e,
+            None => prompt("Email address: ")?,
+        };
+        let password = rpassword::prompt_password("Password: ").map_err(|e| e.to_string())?;
+        let again = rpassword::prompt_password("Password (again): ").map_err(|e| e.to_string())?;
+        if password != again {
+            return Err("Error: Your passwords didn't match.".into());
+        }
+        (username, email, password)
+    };
+    if username.is_empty()
+        || !policy::is_valid_username(&username)
+        || username.chars().count() > 150
+    {
+        return Err(format!(
+            "invalid username {username:?}: up to 150 letters, digits and @/./+/-/_"
+        ));
+    }
+    if !policy::is_valid_email(&email) {
+        return Err(format!("invalid email address {email:?}"));
+    }
+    let problems = policy::validate_password(
+        &password,
+        &UserAttributes {
+            username: &username,
+            first_name: "",
+            last_name: "",
+            email: &email,
+        },
+    );
+    if !problems.is_empty() {
+        let listed = problems.join("\n  ");
+        if noinput {
+            return Err(format!("the password is refused:\n  {listed}"));
+        }
+        eprintln!("{listed}");
+        let answer = prompt("Bypass password validation and create user anyway? [y/N]: ")?;
+        if !answer.eq_ignore_ascii_case("y") {
+            return Err("aborted".into());
+        }
+    }
+    let store = gatehouse::app::open_store(config).map_err(|e| e.to_string())?;
+    let hash = Passwords::new(&config.passwords)?.hash_blocking(&password);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let created = runtime.block_on(store.create_user(NewUser {
+        username: username.clone(),
+        email,
+        first_name: String::new(),
+        last_name: String::new(),
+        password: hash,
+        is_staff: true,
+        date_joined: now(),
+    }));
+    match created {
+        Ok(user) => {
+            println!("Superuser {} created (id {}).", user.username, user.id);
+            Ok(())
+        }
+        Err(StoreError::UsernameTaken) => {
+            Err(format!("Error: That username is already taken: {username}"))
+        }
+        Err(StoreError::EmailTaken) => Err("Error: That email address is already in use.".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
