@@ -81,12 +81,18 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), String> {
     );
     ops.add_tcp(&config.server.metrics_listen);
     server.add_service(ops);
+    let routes: Vec<String> = config
+        .routes
+        .iter()
+        .map(|r| format!("{} -> {} ({:?})", r.prefix, r.upstreams.join(","), r.auth))
+        .collect();
     log::info!(
-        "gatehouse listening on {} (metrics {}), store {}, {} route(s)",
+        "gatehouse {} listening on {} (metrics {}), store {}, routes: [{}]",
+        env!("CARGO_PKG_VERSION"),
         config.server.listen,
         config.server.metrics_listen,
         app::store_dir(&config).display(),
-        config.routes.len()
+        routes.join("; ")
     );
     server.run_forever()
 }

@@ -74,6 +74,34 @@ pub static PASSWORD_HASH_QUEUE: LazyLock<IntGauge> = LazyLock::new(|| {
     .expect(DEFINED_ONCE)
 });
 
+pub static UPSTREAM_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "gatehouse_upstream_requests_total",
+        "Requests forwarded, by route, upstream address and upstream status (0: no answer).",
+        &["route", "upstream", "status"]
+    )
+    .expect(DEFINED_ONCE)
+});
+
+pub static UPSTREAM_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "gatehouse_upstream_duration_seconds",
+        "Time from choosing an upstream to its response header, by route.",
+        &["route"],
+        vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+    )
+    .expect(DEFINED_ONCE)
+});
+
+pub static STORE_FLUSH_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "gatehouse_store_flush_duration_seconds",
+        "Time to make a write durable (sled flush; concurrent writers share one).",
+        vec![0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]
+    )
+    .expect(DEFINED_ONCE)
+});
+
 pub static USERS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec!(
         "gatehouse_users",

@@ -43,6 +43,9 @@ pub struct RequestCtx {
     identity: Option<Identity>,
     origin: Option<String>,
     upstream: Option<String>,
+    /// When the upstream was chosen, and the status it answered.
+    upstream_started: Option<Instant>,
+    upstream_status: u16,
     /// The authenticated caller of a user-API request.
     api_user: Option<u64>,
 }
@@ -182,6 +185,8 @@ impl ProxyHttp for Gateway {
             identity: None,
             origin: None,
             upstream: None,
+            upstream_started: None,
+            upstream_status: 0,
             api_user: None,
         }
     }
@@ -232,6 +237,7 @@ impl ProxyHttp for Gateway {
             .select(b"", 256)
             .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no healthy upstream"))?;
         ctx.upstream = Some(backend.addr.to_string());
+        ctx.upstream_started = Some(Instant::now());
         let mut peer = HttpPeer::new(backend, false, String::new());
         peer.options.connection_timeout = Some(route.connect_timeout);
         peer.options.read_timeout = Some(route.read_timeout);
@@ -279,6 +285,21 @@ impl ProxyHttp for Gateway {
                 .parse::<http::Uri>()
                 .map_err(|e| Error::because(ErrorType::InternalError, "rewriting path", e))?;
             upstream.set_uri(uri);
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.upstream_status = upstream_response.status.as_u16();
+        if let Some(started) = ctx.upstream_started {
+            metrics::UPSTREAM_DURATION
+                .with_label_values(&[&ctx.label])
+                .observe(started.elapsed().as_secs_f64());
         }
         Ok(())
     }
@@ -363,6 +384,11 @@ impl ProxyHttp for Gateway {
         metrics::HTTP_REQUESTS
             .with_label_values(&[ctx.kind, &ctx.label, &method, &status_text])
             .inc();
+        if let Some(upstream) = &ctx.upstream {
+            metrics::UPSTREAM_REQUESTS
+                .with_label_values(&[&ctx.label, upstream, &ctx.upstream_status.to_string()])
+                .inc();
+        }
         let class = format!("{}xx", status / 100);
         metrics::HTTP_DURATION
             .with_label_values(&[ctx.kind, &ctx.label, &method, &class])

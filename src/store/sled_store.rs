@@ -79,7 +79,10 @@ impl SledStore {
 
     /// Waits until everything written so far is on disk; concurrent writers share one flush.
     async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await.map(|_| ()).map_err(io)
+        let started = std::time::Instant::now();
+        let flushed = self.db.flush_async().await.map(|_| ()).map_err(io);
+        crate::metrics::STORE_FLUSH_SECONDS.observe(started.elapsed().as_secs_f64());
+        flushed
     }
 
     /// Inserts `user` with its id under the indexes, in one transaction.
