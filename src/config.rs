@@ -41,6 +41,7 @@ pub struct Config {
     pub proxy: ProxyConfig,
     pub log: LogConfig,
     pub throttle: ThrottleConfig,
+    pub limits: LimitsConfig,
     pub routes: Vec<RouteConfig>,
 }
 
@@ -221,6 +222,27 @@ pub struct ApiConfig {
     pub max_page_size: usize,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Request header lines (any request); more: 431.
+    pub max_header_count: usize,
+    /// Total bytes of request header names and values; more: 431.
+    pub max_header_bytes: usize,
+    /// A client that sends nothing for this long while its body is read is cut off.
+    pub client_read_timeout_seconds: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_header_count: 100,
+            max_header_bytes: 32 * 1024,
+            client_read_timeout_seconds: 15,
+        }
+    }
+}
+
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
@@ -393,6 +415,14 @@ impl Config {
                 "log.level = {:?}: use error, warn, info, debug or trace",
                 self.log.level
             ));
+        }
+        if self.limits.max_header_count < 8 || self.limits.max_header_bytes < 1024 {
+            return bad(
+                "limits: max_header_count must be >= 8 and max_header_bytes >= 1024".into(),
+            );
+        }
+        if self.throttle.max_keys == 0 {
+            return bad("throttle.max_keys must be at least 1".into());
         }
         if self.server.threads == 0 {
             return bad("server.threads must be at least 1".into());

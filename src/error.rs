@@ -82,6 +82,8 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("body too large")]
     TooLarge(usize),
+    #[error("request headers too large")]
+    HeadersTooLarge,
     #[error("unsupported media type")]
     UnsupportedMediaType(String),
     #[error("throttled")]
@@ -114,6 +116,7 @@ impl ApiError {
             NotFound | NoUser | InvalidPage => 404,
             MethodNotAllowed(_) => 405,
             TooLarge(_) => 413,
+            HeadersTooLarge => 431,
             UnsupportedMediaType(_) => 415,
             Throttled(_) => 429,
             Overloaded(_) => 503,
@@ -157,6 +160,7 @@ impl ApiError {
             TooLarge(limit) => detail(&format!(
                 "Request body too large: the limit is {limit} bytes."
             )),
+            HeadersTooLarge => detail("Request header fields too large."),
             UnsupportedMediaType(t) => {
                 detail(&format!("Unsupported media type \"{t}\" in request."))
             }

@@ -26,6 +26,16 @@ impl Response {
         }
     }
 
+    /// A body that is already JSON text.
+    pub fn raw_json(status: u16, body: &'static str) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Bytes::from_static(body.as_bytes()),
+            omit_body: false,
+        }
+    }
+
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
         self.headers.push((name, value.into()));
         self

@@ -15,6 +15,9 @@ use bytes::Bytes;
 use router::{Endpoint, Permission, Route};
 use serde_json::{json, Map, Value};
 
+/// The OpenAPI 3 document of the user API, kept in the repository beside the code.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
 /// A user-API request, already read from the wire (body capped by the gateway).
 #[derive(Debug, Clone, Default)]
 pub struct Request {
@@ -145,6 +148,7 @@ async fn dispatch(
         Endpoint::AdminList => admin::list(&ctx),
         Endpoint::AdminDetail(id) => admin::detail(&ctx, id),
         Endpoint::AdminRestore(id) => admin::restore(&ctx, id).await,
+        Endpoint::Schema => Ok(Response::raw_json(200, OPENAPI)),
     }
 }
 

@@ -18,6 +18,8 @@ pub enum Endpoint {
     /// The id segment as written (may be non-numeric: then 404).
     AdminDetail(String),
     AdminRestore(String),
+    /// The OpenAPI document of this API.
+    Schema,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +68,7 @@ fn endpoint(path: &str) -> Option<Endpoint> {
         "/api/auth/profile/password/" => Some(PasswordChange),
         "/api/auth/profile/delete/" => Some(ProfileDelete),
         "/api/auth/admin/users/" => Some(AdminList),
+        "/api/schema/" => Some(Schema),
         _ => None,
     };
     if fixed.is_some() {
@@ -95,7 +98,7 @@ impl Endpoint {
             Profile => &["GET", "PUT", "PATCH", "HEAD", "OPTIONS"],
             PasswordChange | AdminRestore(_) => &["PUT", "PATCH", "OPTIONS"],
             ProfileDelete => &["DELETE", "OPTIONS"],
-            AdminList | AdminDetail(_) => &["GET", "HEAD", "OPTIONS"],
+            AdminList | AdminDetail(_) | Schema => &["GET", "HEAD", "OPTIONS"],
         }
     }
 
@@ -108,14 +111,19 @@ impl Endpoint {
     pub fn authenticates(&self) -> bool {
         !matches!(
             self,
-            Endpoint::TokenObtain | Endpoint::TokenRefresh | Endpoint::TokenVerify
+            Endpoint::TokenObtain
+                | Endpoint::TokenRefresh
+                | Endpoint::TokenVerify
+                | Endpoint::Schema
         )
     }
 
     pub fn permission(&self) -> Permission {
         use Endpoint::*;
         match self {
-            TokenObtain | TokenRefresh | TokenVerify | Register | Logout => Permission::AllowAny,
+            TokenObtain | TokenRefresh | TokenVerify | Register | Logout | Schema => {
+                Permission::AllowAny
+            }
             Profile | PasswordChange | ProfileDelete => Permission::Authenticated,
             AdminList | AdminDetail(_) | AdminRestore(_) => Permission::Staff,
         }
@@ -136,6 +144,7 @@ impl Endpoint {
             AdminList => "Admin User List",
             AdminDetail(_) => "Admin User Detail",
             AdminRestore(_) => "Admin Restore User",
+            Schema => "Schema",
         }
     }
 
@@ -154,6 +163,7 @@ impl Endpoint {
             AdminList => "admin_users",
             AdminDetail(_) => "admin_user_detail",
             AdminRestore(_) => "admin_user_restore",
+            Schema => "schema",
         }
     }
 }

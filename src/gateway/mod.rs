@@ -191,7 +191,31 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let timeout = self.app.config.limits.client_read_timeout_seconds;
+        session
+            .as_downstream_mut()
+            .set_read_timeout(Some(std::time::Duration::from_secs(timeout.max(1))));
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let limits = &self.app.config.limits;
+        let head = session.req_header();
+        let header_bytes: usize = head
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len())
+            .sum();
+        if head.headers.len() > limits.max_header_count || header_bytes > limits.max_header_bytes {
+            session.set_keepalive(None);
+            write_response(session, &ApiError::HeadersTooLarge.to_response()).await?;
+            return Ok(true);
+        }
         let head = session.req_header();
         ctx.request_id = headers::request_id(&head.headers);
         ctx.origin = head
