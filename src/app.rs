@@ -2,6 +2,7 @@
 //! service has its own runtime, so this lives in an `Arc`).
 
 use crate::auth::cache::UserCache;
+use crate::auth::keys::Keys;
 use crate::auth::passwords::Passwords;
 use crate::auth::secret;
 use crate::auth::throttle::Limiter;
@@ -47,16 +48,11 @@ impl App {
 
     pub fn with_store(config: Config, store: SledStore) -> Result<App, String> {
         let env_secret = std::env::var(secret::ENV_VAR).ok();
-        let key = secret::load(
-            env_secret.as_deref(),
-            &config.jwt.secret_file,
-            &config.server.data_dir,
-        )?;
-        let tokens = Tokens::new(
-            &key,
+        let keys = Keys::load(&config.jwt, &config.server.data_dir, env_secret.as_deref())?;
+        let tokens = Tokens::with_keys(
+            keys,
             config.jwt.access_lifetime_seconds,
             config.jwt.refresh_lifetime_seconds,
-            config.jwt.leeway_seconds,
         );
         let passwords = Passwords::new(&config.passwords)?;
         let cache = UserCache::new(

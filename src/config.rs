@@ -156,6 +156,14 @@ pub struct JwtConfig {
     /// How long the parent of a rotated refresh token may still be replayed (racing clients).
     pub reuse_grace_seconds: u64,
     pub leeway_seconds: u64,
+    /// HS256 (secret), or EdDSA / RS256 / ES256 (private_key_file + key_id).
+    pub algorithm: String,
+    /// PEM private key for the asymmetric algorithms.
+    pub private_key_file: String,
+    /// The `kid` of the signing key.
+    pub key_id: String,
+    /// A JWKS file of older public keys still accepted (key rotation).
+    pub verification_jwks_file: String,
 }
 
 impl Default for JwtConfig {
@@ -167,6 +175,10 @@ impl Default for JwtConfig {
             rotate_refresh_tokens: false,
             reuse_grace_seconds: 10,
             leeway_seconds: 0,
+            algorithm: "HS256".into(),
+            private_key_file: String::new(),
+            key_id: String::new(),
+            verification_jwks_file: String::new(),
         }
     }
 }
@@ -426,6 +438,15 @@ impl Config {
         }
         if self.server.threads == 0 {
             return bad("server.threads must be at least 1".into());
+        }
+        crate::auth::keys::parse_algorithm(&self.jwt.algorithm).map_err(ConfigError::Invalid)?;
+        if self.jwt.algorithm != "HS256"
+            && (self.jwt.private_key_file.is_empty() || self.jwt.key_id.is_empty())
+        {
+            return bad(format!(
+                "jwt.algorithm = {:?} needs jwt.private_key_file and jwt.key_id",
+                self.jwt.algorithm
+            ));
         }
         if self.jwt.access_lifetime_seconds == 0 || self.jwt.refresh_lifetime_seconds == 0 {
             return bad("jwt lifetimes must be at least 1 second".into());

@@ -149,6 +149,13 @@ async fn dispatch(
         Endpoint::AdminDetail(id) => admin::detail(&ctx, id),
         Endpoint::AdminRestore(id) => admin::restore(&ctx, id).await,
         Endpoint::Schema => Ok(Response::raw_json(200, OPENAPI)),
+        Endpoint::Jwks => match app.tokens.jwks() {
+            Some(set) => Ok(Response::json(
+                200,
+                &serde_json::to_value(set).unwrap_or_default(),
+            )),
+            None => Err(ApiError::NotFound),
+        },
     }
 }
 

@@ -20,6 +20,8 @@ pub enum Endpoint {
     AdminRestore(String),
     /// The OpenAPI document of this API.
     Schema,
+    /// The public signing keys (asymmetric algorithms).
+    Jwks,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +71,7 @@ fn endpoint(path: &str) -> Option<Endpoint> {
         "/api/auth/profile/delete/" => Some(ProfileDelete),
         "/api/auth/admin/users/" => Some(AdminList),
         "/api/schema/" => Some(Schema),
+        "/.well-known/jwks.json" => Some(Jwks),
         _ => None,
     };
     if fixed.is_some() {
@@ -98,7 +101,7 @@ impl Endpoint {
             Profile => &["GET", "PUT", "PATCH", "HEAD", "OPTIONS"],
             PasswordChange | AdminRestore(_) => &["PUT", "PATCH", "OPTIONS"],
             ProfileDelete => &["DELETE", "OPTIONS"],
-            AdminList | AdminDetail(_) | Schema => &["GET", "HEAD", "OPTIONS"],
+            AdminList | AdminDetail(_) | Schema | Jwks => &["GET", "HEAD", "OPTIONS"],
         }
     }
 
@@ -115,13 +118,14 @@ impl Endpoint {
                 | Endpoint::TokenRefresh
                 | Endpoint::TokenVerify
                 | Endpoint::Schema
+                | Endpoint::Jwks
         )
     }
 
     pub fn permission(&self) -> Permission {
         use Endpoint::*;
         match self {
-            TokenObtain | TokenRefresh | TokenVerify | Register | Logout | Schema => {
+            TokenObtain | TokenRefresh | TokenVerify | Register | Logout | Schema | Jwks => {
                 Permission::AllowAny
             }
             Profile | PasswordChange | ProfileDelete => Permission::Authenticated,
@@ -145,6 +149,7 @@ impl Endpoint {
             AdminDetail(_) => "Admin User Detail",
             AdminRestore(_) => "Admin Restore User",
             Schema => "Schema",
+            Jwks => "JWKS",
         }
     }
 
@@ -164,6 +169,7 @@ impl Endpoint {
             AdminDetail(_) => "admin_user_detail",
             AdminRestore(_) => "admin_user_restore",
             Schema => "schema",
+            Jwks => "jwks",
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod families;
+pub mod keys;
 pub mod passwords;
 pub mod policy;
 pub mod secret;

@@ -1,8 +1,9 @@
 //! simplejwt-shaped JWTs: issuing access/refresh tokens and verifying them with every check
 //! jsonwebtoken leaves off by default, mapped to simplejwt's exact reasons.
 
+use super::keys::Keys;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::Header;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
@@ -99,9 +100,7 @@ pub struct Issued {
 }
 
 pub struct Tokens {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
+    keys: Keys,
     pub access_lifetime: u64,
     pub refresh_lifetime: u64,
 }
@@ -121,19 +120,26 @@ pub fn new_jti() -> String {
 }
 
 impl Tokens {
+    /// HS256 with a shared secret (the default deployment).
     pub fn new(secret: &[u8], access_lifetime: u64, refresh_lifetime: u64, leeway: u64) -> Tokens {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = leeway;
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.validate_aud = false;
+        Tokens::with_keys(
+            Keys::hs256(secret, leeway),
+            access_lifetime,
+            refresh_lifetime,
+        )
+    }
+
+    pub fn with_keys(keys: Keys, access_lifetime: u64, refresh_lifetime: u64) -> Tokens {
         Tokens {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
+            keys,
             access_lifetime,
             refresh_lifetime,
         }
+    }
+
+    /// The public keys (asymmetric algorithms), for `/.well-known/jwks.json`.
+    pub fn jwks(&self) -> Option<&jsonwebtoken::jwk::JwkSet> {
+        self.keys.jwks.as_ref()
     }
 
     /// Signs a token for `user_id` at `version`; `family` names a refresh token's family (its
@@ -165,9 +171,10 @@ impl Tokens {
             ver: version,
             fam,
         };
-        // HMAC signing of a serializable struct cannot fail.
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .unwrap_or_default();
+        let mut header = Header::new(self.keys.algorithm);
+        header.kid = self.keys.kid.clone();
+        // Signing a serializable struct with a key validated at start-up cannot fail.
+        let token = jsonwebtoken::encode(&header, &claims, &self.keys.signing).unwrap_or_default();
         Issued { token, jti }
     }
 
@@ -177,16 +184,20 @@ impl Tokens {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Invalid);
         }
-        // An HS256 deployment has no key ids: any `kid` names a key we do not have.
-        match jsonwebtoken::decode_header(token) {
-            Ok(h) if h.kid.is_none() => {}
-            _ => return Err(TokenError::Invalid),
-        }
-        let data = jsonwebtoken::decode::<ReadClaims>(token, &self.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => TokenError::Expired,
-                ErrorKind::MissingRequiredClaim(c) if c == "exp" => TokenError::NoExp,
-                _ => TokenError::Invalid,
+        // The header picks the key: same kid (none for HS256) and that key's own algorithm,
+        // so an unknown kid, `none`, or an HS256 token signed with a public key find nothing.
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        let key = self
+            .keys
+            .find(header.kid.as_deref(), header.alg)
+            .ok_or(TokenError::Invalid)?;
+        let data =
+            jsonwebtoken::decode::<ReadClaims>(token, &key.key, &key.validation).map_err(|e| {
+                match e.kind() {
+                    ErrorKind::ExpiredSignature => TokenError::Expired,
+                    ErrorKind::MissingRequiredClaim(c) if c == "exp" => TokenError::NoExp,
+                    _ => TokenError::Invalid,
+                }
             })?;
         let c = data.claims;
         let exp = c.exp.ok_or(TokenError::NoExp)?;
@@ -222,6 +233,7 @@ impl Tokens {
 mod tests {
     use super::*;
     use base64::Engine;
+    use jsonwebtoken::EncodingKey;
     use serde_json::json;
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -361,6 +373,86 @@ mod tests {
             b64(&claims(json!({})))
         );
         assert_eq!(t.verify(&rs, None), Err(TokenError::Invalid));
+    }
+
+    /// A throwaway Ed25519 key, for tests only.
+    const ED25519_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEICnjrCpYWfLXI+Qxg62nbMbnhDtzAVZKfrJf1RvIbQbW\n-----END PRIVATE KEY-----\n";
+
+    fn eddsa_tokens(dir: &std::path::Path, kid: &str) -> Tokens {
+        let pem = dir.join(format!("{kid}.pem"));
+        std::fs::write(&pem, ED25519_PEM).expect("write key");
+        let cfg = crate::config::JwtConfig {
+            algorithm: "EdDSA".into(),
+            private_key_file: pem.display().to_string(),
+            key_id: kid.into(),
+            ..Default::default()
+        };
+        let keys = Keys::load(&cfg, dir, None).expect("keys");
+        Tokens::with_keys(keys, 300, 86400)
+    }
+
+    #[test]
+    fn eddsa_with_kid_and_jwks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = eddsa_tokens(dir.path(), "k1");
+        let issued = t.issue(TokenType::Access, 7, 0, None, None);
+        let header = jsonwebtoken::decode_header(&issued.token).expect("header");
+        assert_eq!(
+            (header.alg, header.kid.as_deref()),
+            (jsonwebtoken::Algorithm::EdDSA, Some("k1"))
+        );
+        assert!(t.verify(&issued.token, Some(TokenType::Access)).is_ok());
+        let jwks = serde_json::to_value(t.jwks().expect("jwks")).expect("json");
+        assert_eq!(jwks["keys"][0]["kid"], "k1");
+        assert_eq!(jwks["keys"][0]["kty"], "OKP");
+        assert!(
+            jwks["keys"][0].get("d").is_none(),
+            "no private part in the JWKS"
+        );
+        // The same key under another kid is another key: unknown kid.
+        let other = eddsa_tokens(dir.path(), "k2");
+        let foreign = other.issue(TokenType::Access, 7, 0, None, None).token;
+        assert_eq!(t.verify(&foreign, None), Err(TokenError::Invalid));
+        // HS256 signed with the public key (algorithm confusion) finds no key.
+        let x = jwks["keys"][0]["x"].as_str().expect("x").to_string();
+        let confused = forge(
+            json!({"alg": "HS256", "kid": "k1"}),
+            claims(json!({})),
+            x.as_bytes(),
+        );
+        assert_eq!(t.verify(&confused, None), Err(TokenError::Invalid));
+        // No kid at all.
+        let no_kid = forge(json!({"alg": "HS256"}), claims(json!({})), SECRET);
+        assert_eq!(t.verify(&no_kid, None), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn rotation_keeps_old_keys_for_verification() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = eddsa_tokens(dir.path(), "old");
+        let old_token = old.issue(TokenType::Access, 7, 0, None, None).token;
+        let jwks_file = dir.path().join("old.jwks");
+        let text = serde_json::to_string(old.jwks().expect("jwks")).expect("json");
+        std::fs::write(&jwks_file, text).expect("write");
+        let pem = dir.path().join("new.pem");
+        std::fs::write(&pem, ED25519_PEM).expect("write key");
+        let cfg = crate::config::JwtConfig {
+            algorithm: "EdDSA".into(),
+            private_key_file: pem.display().to_string(),
+            key_id: "new".into(),
+            verification_jwks_file: jwks_file.display().to_string(),
+            ..Default::default()
+        };
+        let new = Tokens::with_keys(
+            Keys::load(&cfg, dir.path(), None).expect("keys"),
+            300,
+            86400,
+        );
+        assert!(
+            new.verify(&old_token, None).is_ok(),
+            "old kid still verifies"
+        );
+        assert_eq!(new.jwks().expect("jwks").keys.len(), 2);
     }
 
     #[test]

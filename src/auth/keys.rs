@@ -1,0 +1,168 @@
+//! Signing and verification keys: HS256 with the secret (default), or EdDSA / RS256 / ES256
+//! with a PEM private key and a `kid`, plus older public keys (a JWKS file) still accepted for
+//! verification during a rotation; and the public JWKS document for asymmetric setups.
+
+use super::secret;
+use crate::config::JwtConfig;
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
+use std::path::Path;
+
+/// One key a token may be verified with: its `kid` (none for the HS256 secret) and its
+/// algorithm, which is the only one accepted for it.
+pub struct VerifyingKey {
+    pub kid: Option<String>,
+    pub algorithm: Algorithm,
+    pub key: DecodingKey,
+    pub validation: Validation,
+}
+
+pub struct Keys {
+    pub algorithm: Algorithm,
+    pub kid: Option<String>,
+    pub signing: EncodingKey,
+    pub verifying: Vec<VerifyingKey>,
+    /// The public keys as a JWKS document (asymmetric algorithms only).
+    pub jwks: Option<JwkSet>,
+}
+
+pub fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
+    match name {
+        "HS256" => Ok(Algorithm::HS256),
+        "EdDSA" => Ok(Algorithm::EdDSA),
+        "RS256" => Ok(Algorithm::RS256),
+        "ES256" => Ok(Algorithm::ES256),
+        other => Err(format!(
+            "jwt.algorithm = {other:?}: use HS256, EdDSA, RS256 or ES256"
+        )),
+    }
+}
+
+/// The public half of the signing key as a JWK. jsonwebtoken derives RSA and EC ones but
+/// not Ed25519 (it panics there), so that one is built from the key's public bytes.
+fn public_jwk(pem: &[u8], signing: &EncodingKey, algorithm: Algorithm) -> Result<Jwk, String> {
+    use jsonwebtoken::jwk::{
+        AlgorithmParameters, CommonParameters, EllipticCurve, KeyAlgorithm, OctetKeyPairParameters,
+        OctetKeyPairType,
+    };
+    if algorithm != Algorithm::EdDSA {
+        return Jwk::from_encoding_key(signing, algorithm).map_err(|e| e.to_string());
+    }
+    use base64::Engine;
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    let text = std::str::from_utf8(pem).map_err(|_| "jwt.private_key_file is not PEM text")?;
+    let key = ed25519_dalek::SigningKey::from_pkcs8_pem(text)
+        .map_err(|e| format!("jwt.private_key_file is not an Ed25519 private key: {e}"))?;
+    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.verifying_key().to_bytes());
+    Ok(Jwk {
+        common: CommonParameters {
+            key_algorithm: Some(KeyAlgorithm::EdDSA),
+            ..Default::default()
+        },
+        algorithm: AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+            key_type: OctetKeyPairType::OctetKeyPair,
+            curve: EllipticCurve::Ed25519,
+            x,
+        }),
+    })
+}
+
+/// The checks jsonwebtoken leaves off by default, turned on, for exactly one algorithm.
+pub fn validation(algorithm: Algorithm, leeway: u64) -> Validation {
+    let mut v = Validation::new(algorithm);
+    v.leeway = leeway;
+    v.validate_exp = true;
+    v.validate_nbf = true;
+    v.validate_aud = false;
+    v
+}
+
+impl Keys {
+    /// HS256 with a shared secret: no key id.
+    pub fn hs256(secret: &[u8], leeway: u64) -> Keys {
+        Keys {
+            algorithm: Algorithm::HS256,
+            kid: None,
+            signing: EncodingKey::from_secret(secret),
+            verifying: vec![VerifyingKey {
+                kid: None,
+                algorithm: Algorithm::HS256,
+                key: DecodingKey::from_secret(secret),
+                validation: validation(Algorithm::HS256, leeway),
+            }],
+            jwks: None,
+        }
+    }
+
+    pub fn load(
+        cfg: &JwtConfig,
+        data_dir: &Path,
+        env_secret: Option<&str>,
+    ) -> Result<Keys, String> {
+        let algorithm = parse_algorithm(&cfg.algorithm)?;
+        if algorithm == Algorithm::HS256 {
+            let secret = secret::load(env_secret, &cfg.secret_file, data_dir)?;
+            return Ok(Keys::hs256(&secret, cfg.leeway_seconds));
+        }
+        let pem = std::fs::read(&cfg.private_key_file)
+            .map_err(|e| format!("jwt.private_key_file {:?}: {e}", cfg.private_key_file))?;
+        let bad_key = |e: jsonwebtoken::errors::Error| {
+            format!(
+                "jwt.private_key_file is not a {:?} private key in PEM: {e}",
+                algorithm
+            )
+        };
+        let signing = match algorithm {
+            Algorithm::EdDSA => EncodingKey::from_ed_pem(&pem),
+            Algorithm::RS256 => EncodingKey::from_rsa_pem(&pem),
+            _ => EncodingKey::from_ec_pem(&pem),
+        }
+        .map_err(bad_key)?;
+        let mut own = public_jwk(&pem, &signing, algorithm)?;
+        own.common.key_id = Some(cfg.key_id.clone());
+        let mut jwks = JwkSet { keys: vec![own] };
+        if !cfg.verification_jwks_file.is_empty() {
+            let text = std::fs::read_to_string(&cfg.verification_jwks_file)
+                .map_err(|e| format!("jwt.verification_jwks_file: {e}"))?;
+            let extra: JwkSet = serde_json::from_str(&text)
+                .map_err(|e| format!("jwt.verification_jwks_file is not a JWKS document: {e}"))?;
+            jwks.keys.extend(extra.keys);
+        }
+        let mut verifying = Vec::new();
+        for jwk in &jwks.keys {
+            let kid = jwk
+                .common
+                .key_id
+                .clone()
+                .filter(|k| !k.is_empty())
+                .ok_or("every verification key needs a kid")?;
+            let alg = jwk
+                .common
+                .key_algorithm
+                .and_then(|a| a.to_string().parse::<Algorithm>().ok())
+                .filter(|a| *a != Algorithm::HS256)
+                .ok_or(format!("key {kid:?}: an asymmetric \"alg\" is required"))?;
+            let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("key {kid:?}: {e}"))?;
+            verifying.push(VerifyingKey {
+                kid: Some(kid),
+                algorithm: alg,
+                key,
+                validation: validation(alg, cfg.leeway_seconds),
+            });
+        }
+        Ok(Keys {
+            algorithm,
+            kid: Some(cfg.key_id.clone()),
+            signing,
+            verifying,
+            jwks: Some(jwks),
+        })
+    }
+
+    /// The key for a token header: same `kid` (or both none) and same algorithm, else none.
+    pub fn find(&self, kid: Option<&str>, algorithm: Algorithm) -> Option<&VerifyingKey> {
+        self.verifying
+            .iter()
+            .find(|k| k.kid.as_deref() == kid && k.algorithm == algorithm)
+    }
+}
