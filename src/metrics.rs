@@ -122,16 +122,12 @@ pub static BUILD_INFO: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 
 /// Gauges computed at scrape time rather than on every request.
 pub fn refresh_gauges(app: &crate::app::App) {
-    use crate::store::{ListFilter, StateFilter};
+    use crate::store::StateFilter;
     for (state, label) in [
         (StateFilter::Active, "active"),
         (StateFilter::Inactive, "inactive"),
     ] {
-        let filter = ListFilter {
-            state,
-            search: None,
-        };
-        if let Ok((count, _)) = app.store.list_users(&filter, 0, 0) {
+        if let Ok(count) = app.store.count_users(&state) {
             USERS.with_label_values(&[label]).set(count as i64);
         }
     }

@@ -107,6 +107,12 @@ pub trait UserStore: Send + Sync {
     async fn create_user(&self, new: NewUser) -> Result<User, StoreError>;
     /// Creates a user with a given id (import); later ids continue after the highest.
     async fn insert_user(&self, user: User) -> Result<User, StoreError>;
+    /// Many `insert_user`s, each its own transaction, made durable by one flush at the end
+    /// (bulk import and benchmark loading).
+    async fn insert_users(
+        &self,
+        users: Vec<User>,
+    ) -> Result<Vec<Result<User, StoreError>>, StoreError>;
     fn get_user(&self, id: u64) -> Result<Option<User>, StoreError>;
     /// Case-insensitive.
     fn find_by_username(&self, username: &str) -> Result<Option<User>, StoreError>;
@@ -115,6 +121,8 @@ pub trait UserStore: Send + Sync {
     /// Applies `change`, keeping the username and email indexes in step; fails with
     /// `UsernameTaken`/`EmailTaken` if the new name belongs to someone else.
     async fn update_user(&self, id: u64, change: UserChange<'_>) -> Result<User, StoreError>;
+    /// Users in a state, without a scan.
+    fn count_users(&self, state: &StateFilter) -> Result<usize, StoreError>;
     /// Users matching `filter` in id order: the total count and the page `[offset, offset+limit)`.
     fn list_users(
         &self,

@@ -1,12 +1,36 @@
 //! The embedded store: one sled tree per concern, multi-tree writes in transactions, and a
 //! flush before any write returns (sled alone fsyncs only every 500 ms).
 
-use super::{Family, ListFilter, NewUser, StoreError, User, UserChange, UserStore};
+use super::{Family, ListFilter, NewUser, StateFilter, StoreError, User, UserChange, UserStore};
 use async_trait::async_trait;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use std::path::Path;
 
 const NEXT_ID: &[u8] = b"next_id";
+/// Users by state, kept in the same transactions as the users, so counts and the admin
+/// list's first pages never scan the whole tree.
+const COUNT_ACTIVE: &[u8] = b"count_active";
+const COUNT_INACTIVE: &[u8] = b"count_inactive";
+
+fn state_key(is_active: bool) -> &'static [u8] {
+    if is_active {
+        COUNT_ACTIVE
+    } else {
+        COUNT_INACTIVE
+    }
+}
+
+/// Adds `delta` to a counter inside a transaction.
+fn bump(
+    meta: &sled::transaction::TransactionalTree,
+    key: &[u8],
+    delta: i64,
+) -> Result<(), sled::transaction::UnabortableTransactionError> {
+    let current = meta.get(key)?.and_then(|v| decode_id(&v)).unwrap_or(0);
+    let next = current.saturating_add_signed(delta);
+    meta.insert(key, &id_key(next))?;
+    Ok(())
+}
 
 pub struct SledStore {
     db: sled::Db,
@@ -54,6 +78,35 @@ fn tx_result<T>(r: Result<T, TransactionError<StoreError>>) -> Result<T, StoreEr
 }
 
 impl SledStore {
+    /// The unfiltered list without a scan: ids are assigned in order and rows are never
+    /// removed (soft delete), so while no id was skipped (imports can skip), the user at
+    /// position `offset` has id `offset + 1`; otherwise the start is found by skipping.
+    fn list_all_by_id(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(usize, Vec<User>), StoreError> {
+        let count = self.count_users(&StateFilter::All)?;
+        let next = self
+            .meta
+            .get(NEXT_ID)
+            .map_err(io)?
+            .and_then(|v| decode_id(&v))
+            .unwrap_or(1);
+        let dense = next.saturating_sub(1) == count as u64;
+        let mut page = Vec::new();
+        let items: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if dense {
+            Box::new(self.users.range(id_key(offset as u64 + 1)..))
+        } else {
+            Box::new(self.users.iter().skip(offset))
+        };
+        for item in items.take(limit) {
+            let (_, bytes) = item.map_err(io)?;
+            page.push(decode_user(&bytes)?);
+        }
+        Ok((count, page))
+    }
+
     /// Opens (or creates) the store in `dir`. Another process holding it is a clear error.
     pub fn open(dir: &Path, cache_capacity_bytes: u64) -> Result<SledStore, StoreError> {
         let db = sled::Config::new()
@@ -113,6 +166,7 @@ impl SledStore {
                     users.insert(&id_key(user.id), bytes)?;
                     usernames.insert(uname.as_bytes(), &id_key(user.id))?;
                     emails.insert(email.as_bytes(), &id_key(user.id))?;
+                    bump(meta, state_key(user.is_active), 1)?;
                     Ok(user)
                 },
             ),
@@ -148,6 +202,15 @@ impl UserStore for SledStore {
         Ok(user)
     }
 
+    async fn insert_users(
+        &self,
+        users: Vec<User>,
+    ) -> Result<Vec<Result<User, StoreError>>, StoreError> {
+        let results = users.iter().map(|u| self.insert_tx(u, false)).collect();
+        self.flush().await?;
+        Ok(results)
+    }
+
     fn get_user(&self, id: u64) -> Result<Option<User>, StoreError> {
         match self.users.get(id_key(id)).map_err(io)? {
             Some(bytes) => Ok(Some(decode_user(&bytes)?)),
@@ -176,49 +239,72 @@ impl UserStore for SledStore {
     }
 
     async fn update_user(&self, id: u64, change: UserChange<'_>) -> Result<User, StoreError> {
-        let updated = tx_result((&self.users, &self.usernames, &self.emails).transaction(
-            |(users, usernames, emails)| {
-                let Some(bytes) = users.get(id_key(id))? else {
-                    return abort(StoreError::NotFound);
-                };
-                let old = match decode_user(&bytes) {
-                    Ok(u) => u,
-                    Err(e) => return abort(e),
-                };
-                let mut new = old.clone();
-                change(&mut new);
-                new.id = id;
-                for (tree, before, after, taken) in [
-                    (
-                        usernames,
-                        &old.username,
-                        &new.username,
-                        StoreError::UsernameTaken,
-                    ),
-                    (emails, &old.email, &new.email, StoreError::EmailTaken),
-                ] {
-                    let (before, after) = (before.to_lowercase(), after.to_lowercase());
-                    if before == after {
-                        continue;
-                    }
-                    if let Some(owner) = tree.get(after.as_bytes())? {
-                        if decode_id(&owner) != Some(id) {
-                            return abort(taken);
+        let updated = tx_result(
+            (&self.users, &self.usernames, &self.emails, &self.meta).transaction(
+                |(users, usernames, emails, meta)| {
+                    let Some(bytes) = users.get(id_key(id))? else {
+                        return abort(StoreError::NotFound);
+                    };
+                    let old = match decode_user(&bytes) {
+                        Ok(u) => u,
+                        Err(e) => return abort(e),
+                    };
+                    let mut new = old.clone();
+                    change(&mut new);
+                    new.id = id;
+                    for (tree, before, after, taken) in [
+                        (
+                            usernames,
+                            &old.username,
+                            &new.username,
+                            StoreError::UsernameTaken,
+                        ),
+                        (emails, &old.email, &new.email, StoreError::EmailTaken),
+                    ] {
+                        let (before, after) = (before.to_lowercase(), after.to_lowercase());
+                        if before == after {
+                            continue;
                         }
+                        if let Some(owner) = tree.get(after.as_bytes())? {
+                            if decode_id(&owner) != Some(id) {
+                                return abort(taken);
+                            }
+                        }
+                        tree.remove(before.as_bytes())?;
+                        tree.insert(after.as_bytes(), &id_key(id))?;
                     }
-                    tree.remove(before.as_bytes())?;
-                    tree.insert(after.as_bytes(), &id_key(id))?;
-                }
-                let bytes = match encode(&new) {
-                    Ok(b) => b,
-                    Err(e) => return abort(e),
-                };
-                users.insert(&id_key(id), bytes)?;
-                Ok(new)
-            },
-        ))?;
+                    let bytes = match encode(&new) {
+                        Ok(b) => b,
+                        Err(e) => return abort(e),
+                    };
+                    users.insert(&id_key(id), bytes)?;
+                    if old.is_active != new.is_active {
+                        bump(meta, state_key(new.is_active), 1)?;
+                        bump(meta, state_key(old.is_active), -1)?;
+                    }
+                    Ok(new)
+                },
+            ),
+        )?;
         self.flush().await?;
         Ok(updated)
+    }
+
+    fn count_users(&self, state: &StateFilter) -> Result<usize, StoreError> {
+        let get = |key: &[u8]| -> Result<u64, StoreError> {
+            Ok(self
+                .meta
+                .get(key)
+                .map_err(io)?
+                .and_then(|v| decode_id(&v))
+                .unwrap_or(0))
+        };
+        let n = match state {
+            StateFilter::Active => get(COUNT_ACTIVE)?,
+            StateFilter::Inactive => get(COUNT_INACTIVE)?,
+            StateFilter::All => get(COUNT_ACTIVE)? + get(COUNT_INACTIVE)?,
+        };
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     fn list_users(
@@ -227,6 +313,9 @@ impl UserStore for SledStore {
         offset: usize,
         limit: usize,
     ) -> Result<(usize, Vec<User>), StoreError> {
+        if filter.search.is_none() && filter.state == StateFilter::All {
+            return self.list_all_by_id(offset, limit);
+        }
         let mut count = 0;
         let mut page = Vec::new();
         for item in self.users.iter() {
@@ -383,6 +472,44 @@ mod tests {
             assert!(store.swap_family("a", Some(&f1), &f2).await.expect("cas"));
             assert_eq!(store.get_family("a").expect("get"), Some(f2));
         });
+    }
+
+    #[test]
+    fn counters_follow_state_and_dense_pages_skip_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SledStore::open(dir.path(), 1 << 20).expect("open");
+        block(async {
+            for i in 0..10 {
+                store
+                    .create_user(new_user(&format!("u{i}")))
+                    .await
+                    .expect("create");
+            }
+            store
+                .update_user(4, &|u| u.is_active = false)
+                .await
+                .expect("deactivate");
+            store
+                .update_user(4, &|u| u.first_name = "x".into())
+                .await
+                .expect("touch");
+            // An imported user with a gap in the ids: pages must still be right.
+            let mut gap = store.get_user(1).expect("get").expect("user");
+            gap.id = 20;
+            gap.username = "imported".into();
+            gap.email = "imported@example.com".into();
+            store.insert_user(gap).await.expect("insert");
+        });
+        assert_eq!(store.count_users(&StateFilter::Active).expect("count"), 10);
+        assert_eq!(store.count_users(&StateFilter::Inactive).expect("count"), 1);
+        let (count, page) = store
+            .list_users(&ListFilter::default(), 8, 5)
+            .expect("page");
+        assert_eq!(count, 11);
+        assert_eq!(
+            page.iter().map(|u| u.id).collect::<Vec<_>>(),
+            vec![9, 10, 20]
+        );
     }
 
     #[test]
