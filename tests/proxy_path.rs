@@ -4,19 +4,11 @@
 mod common;
 
 use common::upstream::{Options, Upstream};
-use common::{now, sign_hs256, Gatehouse, PASSWORD};
+use common::{now, route_toml as route, rss_kib, sign_hs256, Gatehouse, PASSWORD};
 use serde_json::json;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-
-fn route(prefix: &str, upstreams: &[&str], extra: &str) -> String {
-    let list: Vec<String> = upstreams.iter().map(|u| format!("\"{u}\"")).collect();
-    format!(
-        "[[routes]]\nprefix = \"{prefix}\"\nupstreams = [{}]\n{extra}\n",
-        list.join(", ")
-    )
-}
 
 /// A gateway with a required "/" route, a public "/pub/", an optional "/opt/" and a staff
 /// "/staff/" route, all to `up`.
@@ -420,18 +412,6 @@ impl Read for Zeros {
         self.left -= n as u64;
         Ok(n)
     }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 #[test]

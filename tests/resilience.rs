@@ -4,7 +4,7 @@
 mod common;
 
 use common::upstream::Upstream;
-use common::{Gatehouse, PASSWORD};
+use common::{route_toml, rss_kib, Gatehouse, PASSWORD};
 use serde_json::json;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -160,10 +160,7 @@ fn a_login_flood_is_answered_and_the_proxy_keeps_flowing() {
     let up = Upstream::start();
     let g = Gatehouse::builder()
         .toml("[passwords]\nhash_queue = 16\n")
-        .toml(&format!(
-            "[[routes]]\nprefix = \"/\"\nupstreams = [\"{}\"]\nauth = \"public\"\n",
-            up.addr
-        ))
+        .toml(&route_toml("/", &[&up.addr], "auth = \"public\""))
         .start();
     g.register("flood");
     let base = g.base.clone();
@@ -212,21 +209,8 @@ fn a_login_flood_is_answered_and_the_proxy_keeps_flowing() {
         slowest < Duration::from_secs(1),
         "proxied request took {slowest:?} during the flood"
     );
-    let pid = g.pid().expect("pid");
-    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .map(str::to_string)
-        })
-        .unwrap_or_default();
-    let kib: u64 = rss
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    assert!(kib < 400 * 1024, "RSS after the flood: {rss}");
+    let kib = rss_kib(g.pid().expect("pid"));
+    assert!(kib < 400 * 1024, "RSS after the flood: {kib} KiB");
     let count = |s: u16| answers.iter().filter(|(st, _)| *st == s).count();
     eprintln!(
         "login flood: 200 ok={} 401={} 429={} 503={}, slowest proxied {slowest:?}",

@@ -1,4 +1,6 @@
 mod common;
+
+use common::signed_with;
 // Store and command line: racing registrations, durability and id order across SIGKILL restarts,
 // the JWT secret (generated, env, file), createsuperuser, check-config and serve's config checks.
 
@@ -149,21 +151,6 @@ fn write_config(dir: &Path, server_extra: &str, extra: &str) -> (PathBuf, u16) {
     );
     std::fs::write(&path, text).expect("write config");
     (path, port)
-}
-
-/// True when the token's HS256 signature was made with `key` (checked on the bytes as sent).
-fn signed_with(token: &str, key: &[u8]) -> bool {
-    use base64::Engine;
-    use hmac::Mac;
-    let Some((input, sig)) = token.rsplit_once('.') else {
-        return false;
-    };
-    let Ok(sig) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(sig) else {
-        return false;
-    };
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
-    mac.update(input.as_bytes());
-    mac.verify_slice(&sig).is_ok()
 }
 
 fn id_of(user: &Value) -> u64 {

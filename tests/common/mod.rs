@@ -416,6 +416,43 @@ pub fn sign_hs256(header: &Value, claims: &Value, secret: &[u8]) -> String {
     format!("{input}.{}", b64(&mac.finalize().into_bytes()))
 }
 
+/// True when the token's HS256 signature was made with `key` (checked on the bytes as sent).
+pub fn signed_with(token: &str, key: &[u8]) -> bool {
+    use base64::Engine;
+    use hmac::Mac;
+    let Some((input, sig)) = token.rsplit_once('.') else {
+        return false;
+    };
+    let Ok(sig) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(sig) else {
+        return false;
+    };
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
+    mac.update(input.as_bytes());
+    mac.verify_slice(&sig).is_ok()
+}
+
+/// A `[[routes]]` table for the generated config.
+pub fn route_toml(prefix: &str, upstreams: &[&str], extra: &str) -> String {
+    let list: Vec<String> = upstreams.iter().map(|u| format!("\"{u}\"")).collect();
+    format!(
+        "[[routes]]\nprefix = \"{prefix}\"\nupstreams = [{}]\n{extra}\n",
+        list.join(", ")
+    )
+}
+
+/// Resident memory of a process in KiB (0 when it cannot be read).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 pub fn b64(data: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)

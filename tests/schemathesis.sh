@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# Fuzzes the user API of a live gatehouse with schemathesis against src/api/openapi.json:
+# no 5xx, every status code documented, JSON Content-Type, every body matching its schema.
+#
+#   bash tests/schemathesis.sh            # needs target/debug/gatehouse (cargo build --bin gatehouse)
+#   GATEHOUSE_BIN=/path/to/gatehouse SCHEMATHESIS_MAX_EXAMPLES=20 bash tests/schemathesis.sh
+#
+# The server runs on a free loopback port with a throw-away data directory and is always killed
+# on exit. Four passes share it, so that one account's soft delete does not blind the others:
+#   anonymous    every operation, no Authorization header
+#   user         the non-staff operations, a normal user's access token
+#   admin        the staff operations, a superuser's access token
+#   delete       DELETE /api/auth/profile/delete/ with the user's token (last: it deactivates it)
+# The last line is `schemathesis: N passed, M failed` (operations over all passes); the exit
+# status is non-zero when anything failed.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=${GATEHOUSE_BIN:-$ROOT/target/debug/gatehouse}
+DOC=$ROOT/src/api/openapi.json
+MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-50}
+WORKERS=${SCHEMATHESIS_WORKERS:-4}
+# Optional: keep the reports (JUnit, and a cassette of every request and response) here.
+REPORT_DIR=${SCHEMATHESIS_REPORT_DIR:-}
+# 4.x runs on this Python (3.11) and has the check names used below.
+ST_REQUIREMENT='schemathesis>=4.0,<5'
+CHECKS=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance
+
+# Loopback only: no proxy may see (or forward) a request.
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY ALL_PROXY all_proxy
+export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
+
+# gatehouse rejects GATEHOUSE_* variables that are not config keys (GATEHOUSE_BIN among them), and
+# the caller's own settings must not leak into this server: start from none.
+while read -r var; do unset "$var"; done < <(compgen -e | grep '^GATEHOUSE_' || true)
+
+[[ -x $BIN ]] || { echo "schemathesis.sh: no gatehouse binary at $BIN (cargo build --bin gatehouse)" >&2; exit 2; }
+
+if ! python3 - <<'PY' 2>/dev/null; then
+import importlib.metadata as m, sys
+sys.exit(0 if m.version("schemathesis").split(".")[0] == "4" else 1)
+PY
+    echo "schemathesis.sh: installing $ST_REQUIREMENT" >&2
+    python3 -m pip install --quiet --disable-pip-version-check "$ST_REQUIREMENT"
+fi
+st() {
+    python3 -c 'import sys; from schemathesis.cli import schemathesis; sys.argv[0] = "st"; schemathesis()' "$@"
+}
+ST_VERSION=$(python3 -c 'import importlib.metadata as m; print(m.version("schemathesis"))')
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-schemathesis.XXXXXX")
+SERVER_PID=
+cleanup() {
+    if [[ -n $SERVER_PID ]]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        # SIGTERM drains; do not wait longer than a few seconds for it.
+        for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+PORT=$(free_port)
+METRICS_PORT=$(free_port)
+while [[ $METRICS_PORT == "$PORT" ]]; do METRICS_PORT=$(free_port); done
+BASE=http://127.0.0.1:$PORT
+
+cat >"$WORK/gatehouse.toml" <<EOF
+[server]
+listen = "127.0.0.1:$PORT"
+metrics_listen = "127.0.0.1:$METRICS_PORT"
+data_dir = "$WORK/data"
+threads = 2
+pid_file = "$WORK/gatehouse.pid"
+upgrade_sock = "$WORK/upgrade.sock"
+grace_period_seconds = 1
+graceful_shutdown_timeout_seconds = 3
+
+[jwt]
+access_lifetime_seconds = 3600
+
+[log]
+access_log = false
+EOF
+
+# Throttling stays on (429 is documented), with limits a fuzzer from one address does not hit
+# at once, so that the requests reach validation.
+export GATEHOUSE_CONFIG=$WORK/gatehouse.toml
+export GATEHOUSE_THROTTLE_REGISTRATIONS_PER_ADDRESS=100000
+export GATEHOUSE_THROTTLE_LOGIN_FAILURES_PER_ADDRESS=100000
+export GATEHOUSE_THROTTLE_LOGIN_FAILURES_PER_USERNAME=100000
+
+ADMIN_PASSWORD="adm-$(python3 -c 'import secrets; print(secrets.token_hex(12))')"
+USER_PASSWORD="usr-$(python3 -c 'import secrets; print(secrets.token_hex(12))')"
+GATEHOUSE_SUPERUSER_PASSWORD=$ADMIN_PASSWORD "$BIN" createsuperuser --noinput \
+    --username st-admin --email st-admin@example.com </dev/null >"$WORK/createsuperuser.log" 2>&1 \
+    || { cat "$WORK/createsuperuser.log" >&2; exit 2; }
+
+"$BIN" serve </dev/null >"$WORK/gatehouse.log" 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 300); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then break; fi
+    kill -0 "$SERVER_PID" 2>/dev/null || { echo "gatehouse exited early:" >&2; cat "$WORK/gatehouse.log" >&2; exit 2; }
+    sleep 0.1
+done
+
+# POST JSON, print one field of the JSON answer (fails on any non-2xx).
+post_field() {
+    python3 - "$BASE$1" "$2" "$3" <<'PY'
+import json, sys, urllib.request
+url, body, field = sys.argv[1:]
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+req = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": "application/json"})
+print(json.load(opener.open(req, timeout=30))[field])
+PY
+}
+post_field /api/auth/register/ \
+    "{\"username\": \"st-user\", \"email\": \"st-user@example.com\", \"password\": \"$USER_PASSWORD\"}" id >/dev/null
+USER_TOKEN=$(post_field /api/token/ "{\"username\": \"st-user\", \"password\": \"$USER_PASSWORD\"}" access)
+ADMIN_TOKEN=$(post_field /api/token/ "{\"username\": \"st-admin\", \"password\": \"$ADMIN_PASSWORD\"}" access)
+
+echo "schemathesis $ST_VERSION against $BASE ($MAX_EXAMPLES examples per operation)"
+
+FAILED_PASSES=()
+# run NAME [st options...]: one schemathesis pass; its JUnit report lands in $WORK/NAME.xml.
+run() {
+    local name=$1
+    shift
+    echo "=== pass: $name"
+    if ! st run "$DOC" --url "$BASE" \
+        --checks "$CHECKS" \
+        --max-examples "$MAX_EXAMPLES" \
+        --workers "$WORKERS" \
+        --request-timeout 20 \
+        --max-redirects 0 \
+        --generation-database none \
+        --seed "${SCHEMATHESIS_SEED:-1}" \
+        --no-color \
+        --report "junit${REPORT_DIR:+,vcr}" --report-junit-path "$WORK/$name.xml" \
+        --report-dir "${REPORT_DIR:-$WORK/reports}" ${REPORT_DIR:+--report-vcr-path "$REPORT_DIR/$name.yaml"} \
+        "$@"; then
+        FAILED_PASSES+=("$name")
+    fi
+}
+
+ADMIN_PATHS='^/api/auth/admin/'
+DELETE_PATH='^/api/auth/profile/delete/$'
+NOT_USER_PATHS='^/api/auth/(admin/|profile/delete/$)'
+run anonymous
+run user -H "Authorization: Bearer $USER_TOKEN" \
+    --exclude-path-regex "$NOT_USER_PATHS"
+run admin -H "Authorization: Bearer $ADMIN_TOKEN" --include-path-regex "$ADMIN_PATHS"
+run delete -H "Authorization: Bearer $USER_TOKEN" --include-path-regex "$DELETE_PATH" --include-method DELETE
+
+if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    echo "gatehouse died during the run:" >&2
+    tail -n 50 "$WORK/gatehouse.log" >&2
+    FAILED_PASSES+=("server-died")
+fi
+if grep -qiE 'panicked|RUST_BACKTRACE' "$WORK/gatehouse.log"; then
+    echo "gatehouse panicked during the run:" >&2
+    grep -iE -A5 'panicked' "$WORK/gatehouse.log" >&2 || true
+    FAILED_PASSES+=("panic")
+fi
+
+read -r PASSED FAILED < <(python3 - "$WORK"/*.xml <<'PY'
+import sys
+import xml.etree.ElementTree as ET
+passed = failed = 0
+for path in sys.argv[1:]:
+    for case in ET.parse(path).getroot().iter("testcase"):
+        bad = any(child.tag in ("failure", "error") for child in case)
+        skipped = any(child.tag == "skipped" for child in case)
+        if bad:
+            failed += 1
+        elif not skipped:
+            passed += 1
+print(passed, failed)
+PY
+)
+if [[ ${#FAILED_PASSES[@]} -gt 0 && $FAILED -eq 0 ]]; then
+    FAILED=${#FAILED_PASSES[@]}
+fi
+echo "schemathesis: $PASSED passed, $FAILED failed"
+[[ $FAILED -eq 0 && ${#FAILED_PASSES[@]} -eq 0 ]]
