@@ -532,7 +532,8 @@ impl Config {
             self.store.cache_capacity_mib
         ));
         out.push_str(&format!(
-            "tokens: HS256, access {} s, refresh {} s, rotation {}\n",
+            "tokens: {}, access {} s, refresh {} s, rotation {}\n",
+            self.jwt.algorithm,
             self.jwt.access_lifetime_seconds,
             self.jwt.refresh_lifetime_seconds,
             if self.jwt.rotate_refresh_tokens {

@@ -19,6 +19,15 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use std::sync::Arc;
 
+/// Pingora modules whose debug and trace lines carry whole request and response heads
+/// (tokens, cookies): never logged below info.
+pub const NOISY_MODULES: &[&str] = &[
+    "pingora_proxy",
+    "pingora_core",
+    "pingora_http",
+    "pingora_cache",
+];
+
 /// Pingora's own settings, from our config (never from a Pingora YAML file).
 pub fn server_conf(config: &Config) -> ServerConf {
     ServerConf {
@@ -35,8 +44,11 @@ pub fn server_conf(config: &Config) -> ServerConf {
 /// Opens the app. During a graceful upgrade the old process still holds the single-writer
 /// store while it drains; new connections wait in the listen backlog until it has exited.
 fn open_app(config: &Config, upgrade: bool) -> Result<App, String> {
-    let patience =
-        std::time::Duration::from_secs(config.server.graceful_shutdown_timeout_seconds + 5);
+    // The old process serves a few more seconds, drains for the grace period, then stops.
+    let s = &config.server;
+    let patience = std::time::Duration::from_secs(
+        s.grace_period_seconds + s.graceful_shutdown_timeout_seconds + 10,
+    );
     let deadline = std::time::Instant::now() + patience;
     loop {
         match app::open_store(config) {
@@ -59,6 +71,10 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), String> {
     // With --upgrade this receives the listening sockets from the running process.
     server.bootstrap();
     let app = Arc::new(open_app(&config, upgrade)?);
+    // Pingora writes the pid file only when it daemonizes; operators need it either way
+    // (`kill -QUIT $(cat pid_file)` for an upgrade).
+    std::fs::write(&config.server.pid_file, format!("{}\n", std::process::id()))
+        .map_err(|e| format!("server.pid_file {}: {e}", config.server.pid_file))?;
     let routes = gateway::routes::RouteTable::from_config(&config)?;
     for route in routes.all() {
         // Health checks run in the background and take dead upstreams out of the rotation.

@@ -53,11 +53,16 @@ fn main() -> ExitCode {
     let result = Config::load(config.as_deref())
         .map_err(|e| e.to_string())
         .inspect(|config| {
-            // RUST_LOG, when set, wins over log.level.
-            env_logger::Builder::from_env(
+            // RUST_LOG, when set, wins over log.level, except that Pingora's proxy and
+            // protocol modules stay at info: at debug they print whole request heads,
+            // Authorization and Cookie included.
+            let mut logger = env_logger::Builder::from_env(
                 env_logger::Env::default().default_filter_or(config.log.level.as_str()),
-            )
-            .init();
+            );
+            for module in gatehouse::NOISY_MODULES {
+                logger.filter_module(module, log::LevelFilter::Info);
+            }
+            logger.init();
         })
         .and_then(|config| match command {
             Command::Serve { upgrade } => gatehouse::serve(config, upgrade),
@@ -66,10 +71,7 @@ fn main() -> ExitCode {
                 username,
                 email,
             } => createsuperuser(&config, noinput, username, email),
-            Command::CheckConfig => {
-                print!("config OK\n{}", config.explain());
-                Ok(())
-            }
+            Command::CheckConfig => check_config(&config),
         });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -78,6 +80,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Validates what `serve` would load besides the file: the signing keys or secret file
+/// (a generated secret is left alone: checking must not create it).
+fn check_config(config: &Config) -> Result<(), String> {
+    let jwt = &config.jwt;
+    let env_secret = std::env::var(gatehouse::auth::secret::ENV_VAR).ok();
+    if jwt.algorithm != "HS256" || !jwt.secret_file.is_empty() || env_secret.is_some() {
+        gatehouse::auth::keys::Keys::load(jwt, &config.server.data_dir, env_secret.as_deref())?;
+    }
+    print!("config OK\n{}", config.explain());
+    Ok(())
 }
 
 fn prompt(label: &str) -> Result<String, String> {

@@ -1,0 +1,1219 @@
+mod common;
+// Operations (SPEC §6, issue 4): Prometheus metrics after real traffic, health probes, the
+// access log and what it must never contain, SIGTERM drain and the graceful-upgrade handover.
+
+use common::upstream::{Options, Upstream};
+use common::{Gatehouse, PASSWORD};
+use reqwest::blocking::Client;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Cheap hashing: these scenarios test operations, not argon2.
+const FAST_HASH: &str = "[passwords]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n";
+
+/// Every endpoint label of the user API (src/api/router.rs), plus "none" (no route matched).
+const API_LABELS: &[&str] = &[
+    "token",
+    "token_refresh",
+    "token_verify",
+    "register",
+    "logout",
+    "profile",
+    "password_change",
+    "profile_delete",
+    "admin_users",
+    "admin_user_detail",
+    "admin_user_restore",
+    "schema",
+    "jwks",
+    "none",
+];
+
+fn route(prefix: &str, upstream: &str, auth: &str) -> String {
+    format!("[[routes]]\nprefix = \"{prefix}\"\nupstreams = [\"{upstream}\"]\nauth = \"{auth}\"\n")
+}
+
+/// A client that opens a new connection for every request (no keep-alive pool).
+fn fresh_client() -> Client {
+    Client::builder()
+        .pool_max_idle_per_host(0)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prometheus text exposition
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: Vec<(String, String)>,
+    value: f64,
+}
+
+/// Parses one sample line: `name{a="x",b="y"} value [timestamp]`.
+fn parse_sample(line: &str) -> Option<Sample> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let name_end = line.find(['{', ' '])?;
+    let name = line[..name_end].to_string();
+    let mut labels = Vec::new();
+    let mut rest = &line[name_end..];
+    if rest.starts_with('{') {
+        let mut chars = rest[1..].char_indices();
+        let mut key = String::new();
+        let mut end = None;
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '}' => {
+                    end = Some(i + 2);
+                    break;
+                }
+                ',' | ' ' => {}
+                '=' => {
+                    // The value: a quoted string with backslash escapes.
+                    let (_, quote) = chars.next()?;
+                    if quote != '"' {
+                        return None;
+                    }
+                    let mut value = String::new();
+                    loop {
+                        let (_, c) = chars.next()?;
+                        match c {
+                            '\\' => {
+                                let (_, e) = chars.next()?;
+                                value.push(if e == 'n' { '\n' } else { e });
+                            }
+                            '"' => break,
+                            c => value.push(c),
+                        }
+                    }
+                    labels.push((std::mem::take(&mut key), value));
+                }
+                c => key.push(c),
+            }
+        }
+        rest = &rest[end?..];
+    }
+    let value = rest.split_whitespace().next()?.parse::<f64>().ok()?;
+    Some(Sample {
+        name,
+        labels,
+        value,
+    })
+}
+
+struct Scrape {
+    text: String,
+    samples: Vec<Sample>,
+}
+
+impl Scrape {
+    fn of(text: String) -> Scrape {
+        let samples = text.lines().filter_map(parse_sample).collect();
+        Scrape { text, samples }
+    }
+
+    fn matching<'a>(
+        &'a self,
+        name: &'a str,
+        labels: &'a [(&'a str, &'a str)],
+    ) -> impl Iterator<Item = &'a Sample> + 'a {
+        self.samples.iter().filter(move |s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v))
+        })
+    }
+
+    /// The sum over every series of `name` carrying these labels (a subset of its labels);
+    /// panics, showing the family, when there is none.
+    #[track_caller]
+    fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let found: Vec<&Sample> = self.matching(name, labels).collect();
+        assert!(
+            !found.is_empty(),
+            "no sample {name}{labels:?} in /metrics; that family:\n{}",
+            self.family(name)
+        );
+        found.iter().map(|s| s.value).sum()
+    }
+
+    /// The lines of one family, for failure messages.
+    fn family(&self, name: &str) -> String {
+        self.text
+            .lines()
+            .filter(|l| l.contains(name))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[track_caller]
+    fn expect(&self, name: &str, labels: &[(&str, &str)], want: f64) {
+        let got = self.get(name, labels);
+        assert_eq!(
+            got,
+            want,
+            "{name}{labels:?}; family:\n{}",
+            self.family(name)
+        );
+    }
+
+    #[track_caller]
+    fn expect_at_least(&self, name: &str, labels: &[(&str, &str)], min: f64) {
+        let got = self.get(name, labels);
+        assert!(
+            got >= min,
+            "{name}{labels:?} = {got}, expected >= {min}; family:\n{}",
+            self.family(name)
+        );
+    }
+
+    #[track_caller]
+    fn expect_type(&self, name: &str, kind: &str) {
+        let line = format!("# TYPE {name} {kind}");
+        assert!(
+            self.text.lines().any(|l| l.trim() == line),
+            "missing `{line}`; family:\n{}",
+            self.family(name)
+        );
+    }
+}
+
+#[track_caller]
+fn scrape(g: &Gatehouse) -> Scrape {
+    let r = fresh_client()
+        .get(format!("{}/metrics", g.metrics_base))
+        .send()
+        .expect("the metrics listener answers");
+    assert_eq!(r.status().as_u16(), 200, "/metrics status");
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        ct.starts_with("text/plain"),
+        "/metrics content type: {ct:?}"
+    );
+    Scrape::of(r.text().expect("metrics body"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logs
+// ---------------------------------------------------------------------------------------------
+
+/// Waits (up to 5 s) until the log contains `needle`; returns the whole log.
+fn wait_for_log(log: impl Fn() -> String, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = log();
+        if text.contains(needle) || Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every log line that is a JSON object with a `request_id`: the access-log lines.
+fn access_lines(log: &str) -> Vec<Value> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .filter(|v| v.get("request_id").is_some())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics and probes
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn metrics_move_with_real_traffic_and_labels_stay_bounded() {
+    let up = Upstream::start();
+    let g = Gatehouse::builder()
+        .toml(FAST_HASH)
+        .toml(&route("/", &up.addr, "required"))
+        .start();
+
+    // The user API: two registrations, two good logins, one bad one, one soft delete.
+    g.register("alice");
+    g.register("bob");
+    let (alice, _) = g.login("alice", PASSWORD);
+    let (bob, _) = g.login("bob", PASSWORD);
+    g.post(
+        "/api/token/",
+        json!({"username": "alice", "password": "not-her-password"}),
+        None,
+    )
+    .expect_status(401);
+    g.call("DELETE", "/api/auth/profile/delete/", None, Some(&bob))
+        .expect_status(200);
+
+    // The proxy: two forwarded requests with ids in their paths, three refusals.
+    g.get("/x/123", Some(&alice)).expect_status(200);
+    g.get("/x/456?user=alice", Some(&alice)).expect_status(200);
+    g.get("/x/123", None).expect_status(401);
+    g.get("/x/789", Some(&bob)).expect_status(401);
+    g.get("/x/123", Some("garbage.not.a-token"))
+        .expect_status(401);
+    assert_eq!(
+        up.count(),
+        2,
+        "only the two authenticated requests reach the upstream"
+    );
+
+    let m = scrape(&g);
+    let req = "gatehouse_http_requests_total";
+    let proxy_get = |status: &'static str| {
+        [
+            ("kind", "proxy"),
+            ("route", "/"),
+            ("method", "GET"),
+            ("status", status),
+        ]
+    };
+    let api = |route: &'static str, method: &'static str, status: &'static str| {
+        [
+            ("kind", "api"),
+            ("route", route),
+            ("method", method),
+            ("status", status),
+        ]
+    };
+    m.expect(req, &proxy_get("200"), 2.0);
+    m.expect(req, &proxy_get("401"), 3.0);
+    m.expect(req, &api("register", "POST", "201"), 2.0);
+    m.expect(req, &api("token", "POST", "200"), 2.0);
+    m.expect(req, &api("token", "POST", "401"), 1.0);
+    m.expect(req, &api("profile_delete", "DELETE", "200"), 1.0);
+
+    let dur = "gatehouse_http_request_duration_seconds_count";
+    m.expect(dur, &proxy_get("2xx"), 2.0);
+    m.expect(dur, &proxy_get("4xx"), 3.0);
+    m.expect(dur, &api("token", "POST", "2xx"), 2.0);
+    m.expect_at_least(
+        "gatehouse_http_request_duration_seconds_bucket",
+        &[("route", "/"), ("status", "2xx"), ("le", "+Inf")],
+        2.0,
+    );
+
+    let auth = "gatehouse_auth_decisions_total";
+    // Two forwarded requests and the soft delete carried a valid token.
+    m.expect_at_least(auth, &[("result", "allow"), ("reason", "valid_token")], 3.0);
+    m.expect_at_least(
+        auth,
+        &[("result", "deny"), ("reason", "no_credentials")],
+        1.0,
+    );
+    m.expect(
+        auth,
+        &[("result", "deny"), ("reason", "user_inactive")],
+        1.0,
+    );
+    m.expect(
+        auth,
+        &[("result", "deny"), ("reason", "token_invalid")],
+        1.0,
+    );
+
+    m.expect("gatehouse_logins_total", &[("result", "success")], 2.0);
+    m.expect("gatehouse_logins_total", &[("result", "failure")], 1.0);
+
+    // Two hashes (register) and three verifications (logins).
+    m.expect_at_least("gatehouse_password_hash_duration_seconds_count", &[], 5.0);
+    m.expect("gatehouse_password_hash_queue_depth", &[], 0.0);
+
+    // alice's second forwarded request finds her state in the cache.
+    m.expect_at_least(
+        "gatehouse_user_cache_requests_total",
+        &[("result", "hit")],
+        1.0,
+    );
+    let lookups: f64 = m
+        .matching("gatehouse_user_cache_requests_total", &[])
+        .map(|s| s.value)
+        .sum();
+    assert!(lookups >= 3.0, "cache lookups: {lookups}");
+
+    m.expect("gatehouse_users", &[("state", "active")], 1.0);
+    m.expect("gatehouse_users", &[("state", "inactive")], 1.0);
+
+    m.expect(
+        "gatehouse_upstream_requests_total",
+        &[("route", "/"), ("upstream", &up.addr), ("status", "200")],
+        2.0,
+    );
+    m.expect(
+        "gatehouse_upstream_duration_seconds_count",
+        &[("route", "/")],
+        2.0,
+    );
+    // Two registrations and a soft delete were each made durable before their answer.
+    m.expect_at_least("gatehouse_store_flush_duration_seconds_count", &[], 3.0);
+    m.expect(
+        "gatehouse_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1.0,
+    );
+
+    // The standard process collector.
+    #[cfg(target_os = "linux")]
+    {
+        let rss = m.get("process_resident_memory_bytes", &[]);
+        assert!(rss > 1_000_000.0, "process_resident_memory_bytes = {rss}");
+        assert!(m.get("process_start_time_seconds", &[]) > 1.0e9);
+        assert!(m.get("process_open_fds", &[]) > 0.0);
+    }
+    assert!(
+        m.samples.iter().any(|s| s.name.starts_with("process_")),
+        "no process_* metric"
+    );
+
+    for family in [
+        "gatehouse_http_request_duration_seconds",
+        "gatehouse_password_hash_duration_seconds",
+        "gatehouse_upstream_duration_seconds",
+        "gatehouse_store_flush_duration_seconds",
+    ] {
+        m.expect_type(family, "histogram");
+    }
+    for family in [
+        "gatehouse_http_requests_total",
+        "gatehouse_auth_decisions_total",
+        "gatehouse_logins_total",
+        "gatehouse_user_cache_requests_total",
+        "gatehouse_upstream_requests_total",
+    ] {
+        m.expect_type(family, "counter");
+    }
+    for family in [
+        "gatehouse_users",
+        "gatehouse_password_hash_queue_depth",
+        "gatehouse_build_info",
+    ] {
+        m.expect_type(family, "gauge");
+    }
+
+    // Bounded labels: route names from the config or the code, never a raw path, query,
+    // user name or user id.
+    let routes: BTreeSet<&str> = m
+        .samples
+        .iter()
+        .filter(|s| s.name.starts_with("gatehouse_"))
+        .flat_map(|s| s.labels.iter())
+        .filter(|(k, _)| k == "route")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    for r in &routes {
+        assert!(
+            *r == "/" || API_LABELS.contains(r),
+            "unbounded route label {r:?}; all: {routes:?}"
+        );
+    }
+    for s in m
+        .samples
+        .iter()
+        .filter(|s| s.name.starts_with("gatehouse_"))
+    {
+        for (k, v) in &s.labels {
+            assert!(
+                !["path", "user", "user_id", "username", "uri"].contains(&k.as_str()),
+                "label {k} on {}",
+                s.name
+            );
+            for raw in ["/x/", "123", "456", "789", "alice", "bob", "user="] {
+                assert!(
+                    !v.contains(raw),
+                    "label {k}={v:?} on {} carries request data",
+                    s.name
+                );
+            }
+        }
+    }
+
+    // On the public listener /metrics is just a path: routed like any other (here to the
+    // upstream behind "/"), never answered with gatehouse's own metrics.
+    let r = g.get("/metrics", None);
+    r.expect_status(401);
+    let r = g.get("/metrics", Some(&alice));
+    r.expect_status(200);
+    assert_eq!(r.json["upstream"], up.port, "forwarded: {}", r.text);
+    assert!(!r.text.contains("gatehouse_"), "metrics leaked: {}", r.text);
+}
+
+#[test]
+fn health_and_readiness_answer_on_the_metrics_listener_only() {
+    let up = Upstream::start();
+    let g = Gatehouse::builder()
+        .toml(&route("/svc/", &up.addr, "public"))
+        .start();
+    let c = fresh_client();
+    let get = |base: &str, path: &str| {
+        let r = c
+            .get(format!("{base}{path}"))
+            .send()
+            .expect("listener answers");
+        let status = r.status().as_u16();
+        let ct = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let text = r.text().expect("body");
+        (status, ct, text)
+    };
+
+    let (status, ct, body) = get(&g.metrics_base, "/healthz");
+    assert_eq!(status, 200, "/healthz: {body}");
+    assert!(ct.starts_with("application/json"), "/healthz type {ct}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).ok(),
+        Some(json!({"status": "ok"}))
+    );
+
+    let (status, _, body) = get(&g.metrics_base, "/readyz");
+    assert_eq!(status, 200, "/readyz: {body}");
+    assert!(
+        serde_json::from_str::<Value>(&body).is_ok(),
+        "/readyz JSON: {body}"
+    );
+
+    let (status, _, body) = get(&g.metrics_base, "/metrics");
+    assert_eq!(status, 200);
+    assert!(body.contains("gatehouse_build_info"), "{body}");
+
+    let (status, _, _) = get(&g.metrics_base, "/nope");
+    assert_eq!(status, 404, "unknown path on the metrics listener");
+
+    // The public listener serves none of them: no route matches, so 404 JSON.
+    for path in ["/metrics", "/healthz", "/readyz"] {
+        let (status, ct, body) = get(&g.base, path);
+        assert_eq!(status, 404, "public {path}: {body}");
+        assert!(
+            ct.starts_with("application/json"),
+            "public {path} type {ct}"
+        );
+        let v: Value = serde_json::from_str(&body).expect("public 404 is JSON");
+        assert!(v.get("detail").is_some(), "public {path}: {body}");
+        assert!(!body.contains("gatehouse_"), "public {path} leaked metrics");
+    }
+    assert_eq!(up.count(), 0, "nothing forwarded");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logs
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn no_secrets_in_any_log_line_at_debug_level() {
+    // The test must see `log.level = "debug"` at work, not a RUST_LOG from the environment.
+    if std::env::var_os("RUST_LOG").is_some() {
+        std::env::remove_var("RUST_LOG");
+    }
+    let up = Upstream::start();
+    let g = Gatehouse::builder()
+        .toml(FAST_HASH)
+        .toml(&route("/", &up.addr, "required"))
+        .toml("[log]\nlevel = \"debug\"")
+        .start();
+    let c = fresh_client();
+    let url = |p: &str| g.url(p);
+    let mut sent = 0usize;
+    let mut send = |rb: reqwest::blocking::RequestBuilder| -> (u16, Value) {
+        sent += 1;
+        let r = rb.send().expect("gatehouse answers");
+        let status = r.status().as_u16();
+        let text = r.text().expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    };
+
+    let pw1 = "Quartz-Lumen-7391-Harbor";
+    let pw2 = "Orchid-Vapor-5528-Tundra";
+    let pw_wrong = "Wrong-Guess-4410-Ember";
+    let cookie_a = "CookieSecretValue-8d1f2a9c";
+    let cookie_b = "csrfSecretValue-77e0b4c1";
+    let basic = "Basic YWxpY2U6QmFzaWNTZWNyZXQtOTkyMQ=="; // alice:BasicSecret-9921
+
+    let (status, user) = send(
+        c.post(url("/api/auth/register/"))
+            .json(&json!({"username": "alice", "email": "alice@example.com", "password": pw1})),
+    );
+    assert_eq!(status, 201, "{user}");
+    let alice_id = user["id"].as_u64().expect("id");
+
+    let (status, pair1) = send(
+        c.post(url("/api/token/"))
+            .json(&json!({"username": "alice", "password": pw1})),
+    );
+    assert_eq!(status, 200, "{pair1}");
+    let (status, _) = send(
+        c.post(url("/api/token/"))
+            .json(&json!({"username": "alice", "password": pw_wrong})),
+    );
+    assert_eq!(status, 401);
+    let (a1, r1) = (
+        pair1["access"].as_str().expect("access").to_string(),
+        pair1["refresh"].as_str().expect("refresh").to_string(),
+    );
+
+    let (status, refreshed) = send(
+        c.post(url("/api/token/refresh/"))
+            .json(&json!({"refresh": r1})),
+    );
+    assert_eq!(status, 200, "{refreshed}");
+    let a2 = refreshed["access"].as_str().expect("access").to_string();
+
+    let (status, _) = send(
+        c.get(url("/api/auth/profile/"))
+            .bearer_auth(&a2)
+            .header(
+                "Cookie",
+                format!("sessionid={cookie_a}; csrftoken={cookie_b}"),
+            )
+            .header("X-Request-Id", "ops-profile-1"),
+    );
+    assert_eq!(status, 200);
+
+    let (status, changed) = send(
+        c.put(url("/api/auth/profile/password/"))
+            .bearer_auth(&a2)
+            .json(&json!({"old_password": pw1, "new_password": pw2})),
+    );
+    assert_eq!(status, 200, "{changed}");
+    let (a3, r3) = (
+        changed["access"].as_str().expect("access").to_string(),
+        changed["refresh"].as_str().expect("refresh").to_string(),
+    );
+
+    // A form-encoded login, as DRF accepts.
+    let (status, pair4) = send(
+        c.post(url("/api/token/"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(format!("username=alice&password={pw2}")),
+    );
+    assert_eq!(status, 200, "{pair4}");
+    let (a4, r4) = (
+        pair4["access"].as_str().expect("access").to_string(),
+        pair4["refresh"].as_str().expect("refresh").to_string(),
+    );
+
+    // Proxied: a token in the header and in the query, cookies, a body with a password.
+    let (status, _) = send(
+        c.get(url(&format!("/svc/data?access_token={a4}")))
+            .bearer_auth(&a4)
+            .header(
+                "Cookie",
+                format!("sessionid={cookie_a}; csrftoken={cookie_b}"),
+            )
+            .header("X-Request-Id", "ops-secret-1"),
+    );
+    assert_eq!(status, 200);
+    let (status, _) = send(
+        c.post(url("/svc/upload"))
+            .bearer_auth(&a3)
+            .json(&json!({"password": pw2, "refresh": r3})),
+    );
+    assert_eq!(status, 200);
+    // Refused: a token revoked by the password change, a Basic header, a garbage bearer.
+    let (status, _) = send(c.get(url("/svc/old")).bearer_auth(&a1));
+    assert_eq!(status, 401);
+    let (status, _) = send(c.get(url("/svc/basic")).header("Authorization", basic));
+    assert_eq!(status, 401);
+    let (status, _) = send(
+        c.get(url("/svc/bad"))
+            .header("Authorization", format!("Bearer {a4}x")),
+    );
+    assert_eq!(status, 401);
+
+    let (status, _) = send(
+        c.post(url("/api/token/verify/"))
+            .json(&json!({"token": a4})),
+    );
+    assert_eq!(status, 200);
+    let (status, _) = send(
+        c.post(url("/api/auth/logout/"))
+            .bearer_auth(&a4)
+            .json(&json!({"refresh": r4})),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(up.count(), 2, "two requests forwarded");
+
+    wait_for_log(|| g.log(), "ops-secret-1");
+    // Give the last access lines a moment to land.
+    std::thread::sleep(Duration::from_millis(300));
+    let log = g.log();
+    assert!(
+        log.contains("DEBUG"),
+        "log.level = \"debug\" produced no debug line:\n{log}"
+    );
+
+    // One access line per request, with the fields an on-call engineer needs.
+    let lines = access_lines(&log);
+    assert_eq!(
+        lines.len(),
+        sent,
+        "{sent} requests, {} access lines:\n{}",
+        lines.len(),
+        lines
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let mut ids = BTreeSet::new();
+    for l in &lines {
+        for field in [
+            "time",
+            "request_id",
+            "method",
+            "path",
+            "route",
+            "user_id",
+            "status",
+            "upstream",
+            "latency_ms",
+            "bytes",
+        ] {
+            assert!(l.get(field).is_some(), "access line without {field}: {l}");
+        }
+        let id = l["request_id"].as_str().unwrap_or("");
+        assert!(!id.is_empty(), "empty request_id: {l}");
+        assert!(ids.insert(id.to_string()), "request_id {id} logged twice");
+        assert!(l["method"].is_string(), "{l}");
+        let path = l["path"].as_str().unwrap_or("");
+        assert!(
+            path.starts_with('/') && !path.contains('?'),
+            "path {path:?}"
+        );
+        assert!(l["route"].is_string(), "{l}");
+        assert!(l["user_id"].is_null() || l["user_id"].is_u64(), "{l}");
+        assert!(
+            l["status"]
+                .as_u64()
+                .is_some_and(|s| (100..600).contains(&s)),
+            "{l}"
+        );
+        assert!(l["latency_ms"].as_f64().is_some_and(|x| x >= 0.0), "{l}");
+    }
+    let by_id = |id: &str| -> &Value {
+        lines
+            .iter()
+            .find(|l| l["request_id"] == id)
+            .unwrap_or_else(|| panic!("no access line for {id}"))
+    };
+    let proxied = by_id("ops-secret-1");
+    assert_eq!(proxied["method"], "GET", "{proxied}");
+    assert_eq!(proxied["path"], "/svc/data", "{proxied}");
+    assert_eq!(proxied["route"], "/", "{proxied}");
+    assert_eq!(proxied["user_id"], alice_id, "{proxied}");
+    assert_eq!(proxied["status"], 200, "{proxied}");
+    assert_eq!(proxied["upstream"], up.addr.as_str(), "{proxied}");
+    let profile = by_id("ops-profile-1");
+    assert_eq!(profile["path"], "/api/auth/profile/", "{profile}");
+    assert_eq!(profile["user_id"], alice_id, "{profile}");
+    assert_eq!(profile["status"], 200, "{profile}");
+    let statuses: Vec<u64> = lines.iter().filter_map(|l| l["status"].as_u64()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        4,
+        "the bad login and three refused proxied requests: {statuses:?}"
+    );
+
+    // Nothing secret anywhere in stdout or stderr.
+    let mut secrets: Vec<(&str, String)> = vec![
+        ("password", pw1.into()),
+        ("new password", pw2.into()),
+        ("wrong password", pw_wrong.into()),
+        ("cookie", cookie_a.into()),
+        ("cookie", cookie_b.into()),
+        ("authorization", basic.into()),
+        ("authorization", basic.trim_start_matches("Basic ").into()),
+    ];
+    let tokens = [
+        ("access token", &a1),
+        ("refresh token", &r1),
+        ("refreshed access token", &a2),
+        ("access token after password change", &a3),
+        ("refresh token after password change", &r3),
+        ("access token (form login)", &a4),
+        ("refresh token (form login)", &r4),
+    ];
+    for (what, token) in tokens {
+        secrets.push((what, token.clone()));
+        // Any 20-character slice of a token (a truncated or split token is still a leak),
+        // except slices another token shares too (the JWT header, the start of the claims).
+        for i in 0..=token.len().saturating_sub(20) {
+            let slice = &token[i..i + 20];
+            if tokens.iter().filter(|(_, t)| t.contains(slice)).count() == 1 {
+                secrets.push((what, slice.to_string()));
+            }
+        }
+    }
+    // Every leak, with the logger (module) that wrote it, so one failure shows them all.
+    let mut leaks: Vec<String> = Vec::new();
+    for (what, secret) in &secrets {
+        for line in log.lines().filter(|l| l.contains(secret.as_str())) {
+            // env_logger lines start with `[time LEVEL module]`.
+            let source = line
+                .strip_prefix('[')
+                .and_then(|l| l.split(']').next())
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .skip(1)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                        .into()
+                })
+                .filter(|s: &String| !s.is_empty())
+                .unwrap_or_else(|| "unprefixed line (access log?)".to_string());
+            let entry = format!("{what} in [{source}]");
+            if !leaks.contains(&entry) {
+                leaks.push(entry);
+            }
+        }
+    }
+    let lower = log.to_ascii_lowercase();
+    for needle in [
+        "authorization: bearer",
+        "\"authorization\"",
+        "cookie: sessionid",
+        "\"cookie\"",
+    ] {
+        if lower.contains(needle) {
+            leaks.push(format!("header {needle:?}"));
+        }
+    }
+    if !leaks.is_empty() {
+        let example = log
+            .lines()
+            .find(|l| secrets.iter().any(|(_, s)| l.contains(s.as_str())))
+            .unwrap_or("");
+        panic!(
+            "secrets in the log ({} kinds/sources):\n  {}\nfirst such line:\n{example}",
+            leaks.len(),
+            leaks.join("\n  ")
+        );
+    }
+}
+
+#[test]
+fn text_log_format_writes_plain_access_lines() {
+    let up = Upstream::start();
+    let g = Gatehouse::builder()
+        .toml(&route("/", &up.addr, "public"))
+        .toml("[log]\nformat = \"text\"")
+        .start();
+    let r = g.send(
+        g.request("GET", "/svc/a")
+            .header("X-Request-Id", "text-rid-1"),
+    );
+    r.expect_status(200);
+    let log = wait_for_log(|| g.log(), "text-rid-1");
+    let line = log
+        .lines()
+        .find(|l| l.contains("text-rid-1"))
+        .unwrap_or_else(|| panic!("no access line for text-rid-1:\n{log}"));
+    assert!(
+        serde_json::from_str::<Value>(line.trim()).is_err(),
+        "text format wrote JSON: {line}"
+    );
+    assert!(line.contains("GET /svc/a 200"), "{line}");
+    assert!(line.contains("route=/"), "{line}");
+    assert!(line.contains(&up.addr), "{line}");
+    assert!(
+        access_lines(&log).is_empty(),
+        "JSON access lines in text mode:\n{log}"
+    );
+}
+
+#[test]
+fn startup_line_names_listeners_routes_and_store() {
+    let up = Upstream::start();
+    let other = Upstream::start();
+    let g = Gatehouse::builder()
+        .toml(&route("/svc/", &up.addr, "required"))
+        .toml(&route("/public/", &other.addr, "public"))
+        .start();
+    let listen = format!("127.0.0.1:{}", g.port);
+    let log = wait_for_log(|| g.log(), &listen);
+    let store = g.data_dir.join("db").display().to_string();
+    let line = log
+        .lines()
+        .find(|l| l.contains(&listen))
+        .unwrap_or_else(|| panic!("no start-up line naming {listen}:\n{log}"));
+    for part in [
+        &listen,
+        &format!("127.0.0.1:{}", g.metrics_port),
+        &store,
+        "/svc/",
+        &up.addr,
+        "/public/",
+        &other.addr,
+    ] {
+        assert!(line.contains(part), "start-up line lacks {part:?}: {line}");
+    }
+}
+
+#[test]
+fn pid_file_names_the_serving_process() {
+    let g = Gatehouse::start();
+    // The harness sets server.pid_file next to the config.
+    let pid_file = g
+        .config_path
+        .parent()
+        .expect("config dir")
+        .join("gatehouse.pid");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut content = None;
+    while Instant::now() < deadline {
+        content = std::fs::read_to_string(&pid_file).ok();
+        if content.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let content = content.unwrap_or_else(|| {
+        panic!(
+            "server.pid_file {} was never written, so `kill -QUIT $(cat <pid_file>)` cannot work",
+            pid_file.display()
+        )
+    });
+    assert_eq!(
+        content.trim(),
+        g.pid().expect("pid").to_string(),
+        "pid file content"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// SIGTERM and graceful upgrade
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, PartialEq)]
+enum Probe {
+    Refused,
+    /// Connected, and got this many bytes of answer.
+    Answered(usize),
+}
+
+fn probe(port: u16) -> Probe {
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+        Err(_) => Probe::Refused,
+        Ok(mut s) => {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = s.write_all(b"GET /probe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let mut buf = Vec::new();
+            let _ = s.read_to_end(&mut buf);
+            Probe::Answered(buf.len())
+        }
+    }
+}
+
+#[test]
+fn sigterm_drains_the_in_flight_request_then_exits_zero() {
+    let up = Upstream::start_with(Options {
+        delay: Some(Duration::from_secs(2)),
+    });
+    let mut g = Gatehouse::builder()
+        .toml(&route("/", &up.addr, "public"))
+        .env("GATEHOUSE_SERVER_GRACE_PERIOD_SECONDS", "5")
+        .env("GATEHOUSE_SERVER_GRACEFUL_SHUTDOWN_TIMEOUT_SECONDS", "10")
+        .start();
+    let url = g.url("/slow");
+    let in_flight = std::thread::spawn(move || {
+        let started = Instant::now();
+        let r = fresh_client().get(url).send().map_err(|e| e.to_string())?;
+        let status = r.status().as_u16();
+        let body = r.text().map_err(|e| e.to_string())?;
+        Ok::<_, String>((status, body, started.elapsed()))
+    });
+    // The request is now waiting on the slow upstream.
+    std::thread::sleep(Duration::from_millis(500));
+    let (port, metrics_port) = (g.port, g.metrics_port);
+    let during = std::thread::spawn(move || {
+        // SIGTERM has been sent; the in-flight request still has ~1 s to go.
+        std::thread::sleep(Duration::from_millis(1000));
+        (probe(port), probe(metrics_port))
+    });
+    let started = Instant::now();
+    let code = g.terminate();
+    let took = started.elapsed();
+
+    let (status, body, latency) = in_flight
+        .join()
+        .expect("client thread")
+        .expect("the in-flight request is answered, not cut");
+    assert_eq!(status, 200, "in-flight request: {body}");
+    let v: Value = serde_json::from_str(&body).expect("upstream JSON");
+    assert_eq!(v["upstream"], up.port, "{body}");
+    assert!(
+        latency >= Duration::from_millis(1900),
+        "latency {latency:?}"
+    );
+    assert_eq!(code, Some(0), "exit code after SIGTERM:\n{}", g.log());
+    assert!(
+        took <= Duration::from_secs(5 + 3),
+        "exit took {took:?}, grace period is 5 s"
+    );
+    let (public, ops) = during.join().expect("probe thread");
+    assert_eq!(
+        public,
+        Probe::Refused,
+        "a new connection during the drain must be refused, not accepted"
+    );
+    assert_eq!(ops, Probe::Refused, "the metrics listener during the drain");
+    assert_eq!(probe(g.port), Probe::Refused, "after exit");
+    assert_eq!(up.count(), 1);
+}
+
+#[cfg(target_os = "linux")]
+fn has_exited(pid: u32) -> bool {
+    // A child that exited but was not reaped yet is a zombie (state Z).
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X"),
+    }
+}
+
+/// One request of the upgrade loop: its X-Request-Id, its status or error, its latency.
+#[cfg(target_os = "linux")]
+type Outcome = (String, Result<u16, String>, Duration);
+
+/// Kills the upgraded process however the test ends.
+#[cfg(target_os = "linux")]
+struct KillOnDrop(std::process::Child);
+
+#[cfg(target_os = "linux")]
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn graceful_upgrade_hands_over_without_a_failed_request() {
+    let up = Upstream::start();
+    let mut g = Gatehouse::builder()
+        .toml(FAST_HASH)
+        .toml(&route("/", &up.addr, "required"))
+        .start();
+    let token = g.user_token("alice");
+    let old_pid = g.pid().expect("old pid");
+
+    // A client that keeps calling, one new connection per request.
+    let stop = Arc::new(AtomicBool::new(false));
+    let results: Arc<Mutex<Vec<Outcome>>> = Arc::new(Mutex::new(Vec::new()));
+    let client_loop = {
+        let (stop, results, base, token) = (
+            Arc::clone(&stop),
+            Arc::clone(&results),
+            g.base.clone(),
+            token.clone(),
+        );
+        std::thread::spawn(move || {
+            let c = fresh_client();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let id = format!("loop-{n}");
+                n += 1;
+                let started = Instant::now();
+                let outcome = c
+                    .get(format!("{base}/svc/{n}"))
+                    .bearer_auth(&token)
+                    .header("X-Request-Id", &id)
+                    .send()
+                    .map(|r| r.status().as_u16())
+                    .map_err(|e| format!("{e:?}"));
+                if let Ok(mut r) = results.lock() {
+                    r.push((id, outcome, started.elapsed()));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+
+    // Step 1: start the new binary with --upgrade and the same config file.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let new_log_path = dir.path().join("new.log");
+    let new_log = std::fs::File::create(&new_log_path).expect("new log");
+    let mut cmd = std::process::Command::new(common::bin());
+    cmd.env_remove("GATEHOUSE_JWT_SECRET")
+        .env_remove("GATEHOUSE_CONFIG")
+        .args(["serve", "--upgrade", "-c"])
+        .arg(&g.config_path)
+        .stdin(std::process::Stdio::null())
+        .stdout(new_log.try_clone().expect("fd"))
+        .stderr(new_log);
+    // The harness's defaults, so both processes run one configuration.
+    for (k, v) in [
+        ("GATEHOUSE_THROTTLE_REGISTRATIONS_PER_ADDRESS", "100000"),
+        ("GATEHOUSE_THROTTLE_LOGIN_FAILURES_PER_ADDRESS", "100000"),
+        ("GATEHOUSE_THROTTLE_LOGIN_FAILURES_PER_USERNAME", "100000"),
+    ] {
+        cmd.env(k, v);
+    }
+    let mut new = KillOnDrop(cmd.spawn().expect("spawn the new process"));
+    let new_pid = new.0.id();
+    let new_log_text = || std::fs::read_to_string(&new_log_path).unwrap_or_default();
+
+    // It waits for the sockets on server.upgrade_sock.
+    let sock = g
+        .config_path
+        .parent()
+        .expect("config dir")
+        .join("upgrade.sock");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        if let Ok(Some(status)) = new.0.try_wait() {
+            panic!("the new process exited ({status}):\n{}", new_log_text());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no upgrade socket after 10 s:\n{}",
+            new_log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Step 2: SIGQUIT to the old process: it hands its sockets over and drains.
+    let quit = std::process::Command::new("kill")
+        .args(["-QUIT", &old_pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(quit.success());
+    let quit_at = Instant::now();
+    while !has_exited(old_pid) {
+        assert!(
+            quit_at.elapsed() < Duration::from_secs(30),
+            "the old process is still running 30 s after SIGQUIT:\n{}",
+            g.log()
+        );
+        if let Ok(Some(status)) = new.0.try_wait() {
+            panic!(
+                "the new process exited ({status}) during the handover:\n{}\nold:\n{}",
+                new_log_text(),
+                g.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let old_exited_after = quit_at.elapsed();
+    let old_code = g.terminate();
+    // The loop keeps going against the new process for a while.
+    let after_exit = results.lock().map(|r| r.len()).unwrap_or(0);
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    client_loop.join().expect("client loop");
+    let results = results.lock().map(|r| r.clone()).unwrap_or_default();
+
+    assert_eq!(old_code, Some(0), "old process exit code:\n{}", g.log());
+    if let Ok(Some(status)) = new.0.try_wait() {
+        panic!("the new process exited ({status}):\n{}", new_log_text());
+    }
+    let failures: Vec<_> = results
+        .iter()
+        .filter(|(_, outcome, _)| *outcome != Ok(200))
+        .collect();
+    let slowest = results.iter().map(|(_, _, d)| *d).max().unwrap_or_default();
+    eprintln!(
+        "upgrade: {} requests, old exited {old_exited_after:?} after SIGQUIT, slowest answer {slowest:?}",
+        results.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed across the handover (old exited {old_exited_after:?} after \
+         SIGQUIT): {failures:?}\nnew process log:\n{}",
+        failures.len(),
+        results.len(),
+        new_log_text()
+    );
+    assert!(
+        results.len() > after_exit + 5,
+        "too few requests after the old process exited ({} of {})",
+        results.len() - after_exit,
+        results.len()
+    );
+
+    // Every request was answered by exactly one of the two processes, and the ones after
+    // the old process exited by the new one.
+    let old_log = g.log();
+    let new_text = new_log_text();
+    let old_ids: BTreeSet<String> = access_lines(&old_log)
+        .iter()
+        .filter_map(|l| l["request_id"].as_str().map(str::to_string))
+        .collect();
+    let new_ids: BTreeSet<String> = access_lines(&new_text)
+        .iter()
+        .filter_map(|l| l["request_id"].as_str().map(str::to_string))
+        .collect();
+    for (id, _, _) in &results {
+        assert!(
+            old_ids.contains(id) != new_ids.contains(id),
+            "{id}: logged by old: {}, by new: {}",
+            old_ids.contains(id),
+            new_ids.contains(id)
+        );
+    }
+    for (id, _, _) in &results[after_exit..] {
+        assert!(new_ids.contains(id), "{id} not answered by the new process");
+    }
+    assert!(!new_ids.is_empty(), "the new process answered nothing");
+
+    // The new process is the gateway now: users log in, tokens work, probes answer.
+    let c = fresh_client();
+    let r = c
+        .post(g.url("/api/token/"))
+        .json(&json!({"username": "alice", "password": PASSWORD}))
+        .send()
+        .expect("login after the upgrade");
+    assert_eq!(r.status().as_u16(), 200);
+    let access = r.json::<Value>().expect("json")["access"]
+        .as_str()
+        .expect("access")
+        .to_string();
+    let r = c
+        .get(g.url("/svc/after"))
+        .bearer_auth(&access)
+        .header("X-Request-Id", "after-upgrade")
+        .send()
+        .expect("proxied after the upgrade");
+    assert_eq!(r.status().as_u16(), 200);
+    let r = c
+        .get(format!("{}/readyz", g.metrics_base))
+        .send()
+        .expect("readyz after the upgrade");
+    assert_eq!(r.status().as_u16(), 200);
+    let text = wait_for_log(new_log_text, "after-upgrade");
+    assert!(text.contains("after-upgrade"), "new process did not log it");
+    assert!(
+        !g.log().contains("after-upgrade"),
+        "the old process answered"
+    );
+    assert!(
+        !has_exited(new_pid),
+        "the new process must keep running:\n{}",
+        new_log_text()
+    );
+    drop(new);
+}
