@@ -29,7 +29,7 @@ run: deps
 	$(CARGO) run --release -- serve -c $(CONFIG)
 
 test: deps
-	$(CARGO) test --all-targets
+	$(CARGO) test --lib --bins --tests
 
 lint: deps
 	$(CARGO) fmt --all -- --check
