@@ -30,6 +30,7 @@ run: deps
 
 test: deps
 	$(CARGO) test --lib --bins --tests
+	bash tests/schemathesis.sh
 
 lint: deps
 	$(CARGO) fmt --all -- --check

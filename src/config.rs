@@ -567,7 +567,8 @@ fn lookup<'a>(env: &'a [(String, String)], key: &str) -> Option<&'a str> {
 }
 
 /// `GATEHOUSE_<SECTION>_<KEY>=value` sets `[section] key`. The value takes the type of the
-/// key's default; an unknown section or key is an error, as in the file.
+/// key's default; an unknown key of a known section is an error, as in the file. A variable
+/// whose section is not ours (`GATEHOUSE_BIN` of some script) is someone else's: ignored.
 fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<(), ConfigError> {
     let defaults = toml::Table::try_from(Config::default())
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -583,11 +584,11 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<(), Co
             message,
         };
         let Some((section, key)) = rest.split_once('_') else {
-            return Err(env_err("expected GATEHOUSE_<SECTION>_<KEY>".into()));
+            continue;
         };
         let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
         let Some(toml::Value::Table(section_defaults)) = defaults.get(&section) else {
-            return Err(env_err(format!("unknown config section [{section}]")));
+            continue;
         };
         let value = match section_defaults.get(&key) {
             Some(toml::Value::Boolean(_)) => match raw.to_ascii_lowercase().as_str() {
@@ -671,6 +672,8 @@ mod tests {
         assert!(
             Config::from_toml_and_env("", "t", &env(&[("GATEHOUSE_SERVER_NOPE", "1")])).is_err()
         );
+        // Not a section of ours: another tool's variable.
+        assert!(Config::from_toml_and_env("", "t", &env(&[("GATEHOUSE_BIN", "/x")])).is_ok());
         assert!(Config::from_toml_and_env(
             "",
             "t",

@@ -566,3 +566,28 @@ fn forwarded_for_is_trusted_only_from_configured_proxies() {
         Some("203.0.113.7, 127.0.0.1")
     );
 }
+
+#[test]
+fn no_spelling_of_an_owned_path_reaches_the_upstream() {
+    let up = Upstream::start();
+    let g = Gatehouse::builder()
+        .toml(&route("/", &[&up.addr], "auth = \"public\""))
+        .start();
+    for path in [
+        "/api/%61uth/profile/",
+        "//api/auth/profile/",
+        "/api//auth/profile/",
+        "/public/../api/auth/profile/",
+        "/api/./auth/profile/",
+    ] {
+        get(&g, path, &[]).expect(
+            401,
+            json!({"detail": "Authentication credentials were not provided."}),
+        );
+    }
+    get(&g, "/api/t%6Fken/other/", &[]).expect(404, json!({"detail": "Not found."}));
+    assert_eq!(up.count(), 0);
+    // Forwarded requests carry the path the decision was made on.
+    get(&g, "/a/./b//c/%7Ed?q=1", &[]).expect_status(200);
+    assert_eq!(up.last().uri, "/a/b/c/~d?q=1");
+}

@@ -42,6 +42,61 @@ pub enum Route {
     NotOurs,
 }
 
+/// The path every routing decision uses: percent-encoded unreserved characters decoded
+/// (`%61uth` is `auth`, RFC 3986 §6.2.2.2), runs of slashes collapsed and dot segments
+/// removed, so no spelling of an owned path can slip past to an upstream. Other escapes
+/// (`%2F`, `%00`, ...) stay as they are.
+pub fn normalize_path(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut decoded = String::with_capacity(raw.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let unreserved = if bytes[i] == b'%' {
+            unreserved_escape(bytes.get(i + 1..i + 3))
+        } else {
+            None
+        };
+        match unreserved {
+            Some(c) => {
+                decoded.push(c);
+                i += 3;
+            }
+            None => {
+                // Copy one UTF-8 character (the path came from a &str).
+                let len = raw[i..].chars().next().map_or(1, char::len_utf8);
+                decoded.push_str(&raw[i..i + len]);
+                i += len;
+            }
+        }
+    }
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = decoded.split('/').collect();
+    let last = segments.len().saturating_sub(1);
+    for (n, segment) in segments.iter().enumerate() {
+        match *segment {
+            "." => {}
+            ".." => {
+                out.pop();
+            }
+            "" if n != last => {}
+            s => out.push(s),
+        }
+    }
+    let mut path = format!("/{}", out.join("/"));
+    // A trailing "/", "/." or "/.." keeps the path a directory.
+    if (decoded.ends_with("/.") || decoded.ends_with("/..")) && !path.ends_with('/') {
+        path.push('/');
+    }
+    path
+}
+
+/// `%XX` naming an unreserved character (letters, digits, `-._~`).
+fn unreserved_escape(hex: Option<&[u8]>) -> Option<char> {
+    let b = u8::from_str_radix(std::str::from_utf8(hex?).ok()?, 16).ok()?;
+    (b.is_ascii_alphanumeric() || b"-._~".contains(&b)).then_some(char::from(b))
+}
+
+/// Routes a path already passed through `normalize_path`.
 pub fn route(path: &str) -> Route {
     if let Some(e) = endpoint(path) {
         return Route::Api(e);
@@ -177,6 +232,27 @@ impl Endpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spellings_of_owned_paths_normalize_to_them() {
+        assert_eq!(normalize_path("/api/%61uth/profile/"), "/api/auth/profile/");
+        assert_eq!(normalize_path("//api//auth/profile/"), "/api/auth/profile/");
+        assert_eq!(
+            normalize_path("/x/../api/./auth/profile/"),
+            "/api/auth/profile/"
+        );
+        assert_eq!(
+            normalize_path("/api/auth/admin/users/%31/"),
+            "/api/auth/admin/users/1/"
+        );
+        assert_eq!(normalize_path("/a%2Fb/%00"), "/a%2Fb/%00");
+        assert_eq!(normalize_path("/../../etc"), "/etc");
+        assert_eq!(normalize_path("/"), "/");
+        assert_eq!(normalize_path("/a/."), "/a/");
+        assert_eq!(normalize_path("/x%"), "/x%");
+        assert_eq!(normalize_path("/x%4"), "/x%4");
+        assert_eq!(normalize_path("/ü/%7e"), "/ü/~");
+    }
 
     #[test]
     fn known_paths() {

@@ -46,6 +46,8 @@ pub struct RequestCtx {
     /// When the upstream was chosen, and the status it answered.
     upstream_started: Option<Instant>,
     upstream_status: u16,
+    /// The normalized request path every decision used.
+    path: String,
     /// The authenticated caller of a user-API request.
     api_user: Option<u64>,
 }
@@ -96,7 +98,7 @@ impl Gateway {
         let declared = header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
         let mut req = api::Request {
             method: head.method.as_str().to_string(),
-            path: head.uri.path().to_string(),
+            path: router::normalize_path(head.uri.path()),
             query: head.uri.query().unwrap_or("").to_string(),
             host: header("host").unwrap_or_default(),
             authorization: head
@@ -187,6 +189,7 @@ impl ProxyHttp for Gateway {
             upstream: None,
             upstream_started: None,
             upstream_status: 0,
+            path: String::new(),
             api_user: None,
         }
     }
@@ -223,7 +226,8 @@ impl ProxyHttp for Gateway {
             .get("origin")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let path = head.uri.path().to_string();
+        let path = router::normalize_path(head.uri.path());
+        ctx.path = path.clone();
         let mut resp = if router::route(&path) != router::Route::NotOurs {
             self.serve_api(session, ctx).await
         } else {
@@ -299,8 +303,13 @@ impl ProxyHttp for Gateway {
             upstream.insert_header(headers::X_FORWARDED_FOR, xff)?;
         }
         upstream.insert_header(headers::X_FORWARDED_PROTO, "http")?;
-        if let Some(route) = ctx.route.as_ref().filter(|r| r.strip_prefix) {
-            let path = route.upstream_path(upstream.uri.path());
+        // The upstream gets the path the decision was made on (normalized, maybe stripped).
+        let target = ctx
+            .route
+            .as_ref()
+            .map(|r| r.upstream_path(&ctx.path))
+            .filter(|p| p != upstream.uri.path());
+        if let Some(path) = target {
             let uri = match upstream.uri.query() {
                 Some(q) => format!("{path}?{q}"),
                 None => path,
