@@ -5,7 +5,7 @@ use crate::auth::cache::UserCache;
 use crate::auth::keys::Keys;
 use crate::auth::passwords::Passwords;
 use crate::auth::secret;
-use crate::auth::throttle::Limiter;
+use crate::auth::throttle::Throttle;
 use crate::auth::tokens::{TokenType, Tokens};
 use crate::config::Config;
 use crate::store::{SledStore, StoreError, User, UserStore};
@@ -18,7 +18,7 @@ pub struct App {
     pub tokens: Tokens,
     pub passwords: Passwords,
     pub cache: UserCache,
-    pub throttle: Limiter,
+    pub throttle: Throttle,
 }
 
 /// Where sled keeps its files inside the data directory (the secret sits beside it).
@@ -59,7 +59,7 @@ impl App {
             config.cache.capacity,
             Duration::from_secs(config.cache.ttl_seconds.max(1)),
         );
-        let throttle = Limiter::new(config.throttle.max_keys, config.throttle.window_seconds);
+        let throttle = Throttle::new(&config.throttle);
         Ok(App {
             throttle,
             config,

@@ -24,8 +24,8 @@ pub async fn obtain(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         return Err(ApiError::Validation(Vec::new()));
     };
     let app = ctx.app;
-    let keys = throttle_keys(ctx, &username);
-    if let Err(wait) = check_throttle(ctx, &keys) {
+    let client = ctx.req.client_ip;
+    if let Err(wait) = app.throttle.check_login(&username, client, now()) {
         LOGINS.with_label_values(&["throttled"]).inc();
         return Err(ApiError::Throttled(wait));
     }
@@ -38,11 +38,7 @@ pub async fn obtain(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         Some(u) if check.ok && u.is_active => u,
         _ => {
             LOGINS.with_label_values(&["failure"]).inc();
-            if app.config.throttle.enabled {
-                for (key, _) in &keys {
-                    app.throttle.hit(key, now());
-                }
-            }
+            app.throttle.login_failed(&username, client, now());
             return Err(ApiError::WrongCredentials);
         }
     };
@@ -61,29 +57,6 @@ pub async fn obtain(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         200,
         &json!({ "refresh": refresh, "access": access }),
     ))
-}
-
-/// The login throttle's keys and limits: the username, and the client address.
-fn throttle_keys(ctx: &Ctx<'_>, username: &str) -> Vec<(String, u32)> {
-    let t = &ctx.app.config.throttle;
-    let mut keys = vec![(
-        format!("login-user:{}", username.to_lowercase()),
-        t.login_failures_per_username,
-    )];
-    if let Some(ip) = ctx.req.client_ip {
-        keys.push((format!("login-addr:{ip}"), t.login_failures_per_address));
-    }
-    keys
-}
-
-/// `Err(seconds to wait)` when any key is over its limit.
-pub fn check_throttle(ctx: &Ctx<'_>, keys: &[(String, u32)]) -> Result<(), u64> {
-    if !ctx.app.config.throttle.enabled {
-        return Ok(());
-    }
-    let now = now();
-    keys.iter()
-        .try_for_each(|(key, limit)| ctx.app.throttle.check(key, *limit, now))
 }
 
 /// A refresh token's checks shared by refresh and logout: signature and type, then the

@@ -93,14 +93,10 @@ fn taken(e: StoreError) -> ApiError {
 
 /// POST /api/auth/register/
 pub async fn register(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
-    if let Some(ip) = ctx.req.client_ip {
-        let key = format!("register-addr:{ip}");
-        let limit = ctx.app.config.throttle.registrations_per_address;
-        super::tokens::check_throttle(ctx, &[(key.clone(), limit)]).map_err(ApiError::Throttled)?;
-        if ctx.app.config.throttle.enabled {
-            ctx.app.throttle.hit(&key, now());
-        }
-    }
+    ctx.app
+        .throttle
+        .registration(ctx.req.client_ip, now())
+        .map_err(ApiError::Throttled)?;
     let data = ctx.req.data()?;
     let mut f = Fields::new(&data);
     let (username, email) = identity_fields(ctx, &mut f, true, None)?;

@@ -1,9 +1,68 @@
 //! Abuse throttling: fixed-window counters per key (a username, a client address), held in a
 //! bounded moka cache so a flood of distinct keys cannot grow memory without limit.
 
+use crate::config::ThrottleConfig;
 use moka::ops::compute::Op;
 use moka::sync::Cache;
+use std::net::IpAddr;
 use std::time::Duration;
+
+/// The throttling policy of the user API: which keys count what, against which limits.
+pub struct Throttle {
+    limiter: Limiter,
+    config: ThrottleConfig,
+}
+
+impl Throttle {
+    pub fn new(config: &ThrottleConfig) -> Throttle {
+        Throttle {
+            limiter: Limiter::new(config.max_keys, config.window_seconds),
+            config: config.clone(),
+        }
+    }
+
+    fn login_keys(&self, username: &str, client: Option<IpAddr>) -> Vec<(String, u32)> {
+        let c = &self.config;
+        let mut keys = vec![(
+            format!("login-user:{}", username.to_lowercase()),
+            c.login_failures_per_username,
+        )];
+        if let Some(ip) = client {
+            keys.push((format!("login-addr:{ip}"), c.login_failures_per_address));
+        }
+        keys
+    }
+
+    /// `Err(seconds)`: too many failed logins for this username or from this address.
+    pub fn check_login(&self, username: &str, client: Option<IpAddr>, now: u64) -> Result<(), u64> {
+        if !self.config.enabled {
+            return Ok(());
+        }
+        self.login_keys(username, client)
+            .iter()
+            .try_for_each(|(key, limit)| self.limiter.check(key, *limit, now))
+    }
+
+    pub fn login_failed(&self, username: &str, client: Option<IpAddr>, now: u64) {
+        if self.config.enabled {
+            for (key, _) in self.login_keys(username, client) {
+                self.limiter.hit(&key, now);
+            }
+        }
+    }
+
+    /// Counts a registration attempt from `client`; `Err(seconds)` when over the limit.
+    pub fn registration(&self, client: Option<IpAddr>, now: u64) -> Result<(), u64> {
+        let (Some(ip), true) = (client, self.config.enabled) else {
+            return Ok(());
+        };
+        let key = format!("register-addr:{ip}");
+        self.limiter
+            .check(&key, self.config.registrations_per_address, now)?;
+        self.limiter.hit(&key, now);
+        Ok(())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Window {

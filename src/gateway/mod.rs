@@ -48,8 +48,8 @@ pub struct RequestCtx {
     upstream_status: u16,
     /// The normalized request path every decision used.
     path: String,
-    /// The authenticated caller of a user-API request.
-    api_user: Option<u64>,
+    /// The authenticated caller (API or proxy), for the access log.
+    user_id: Option<u64>,
 }
 
 fn header_name(name: &str) -> HeaderName {
@@ -139,7 +139,7 @@ impl Gateway {
             Ok(req) => {
                 let handled = api::handle(&self.app, &req).await;
                 ctx.label = handled.endpoint.to_string();
-                ctx.api_user = handled.user_id;
+                ctx.user_id = handled.user_id;
                 handled.response
             }
             Err(e) => {
@@ -190,7 +190,7 @@ impl ProxyHttp for Gateway {
             upstream_started: None,
             upstream_status: 0,
             path: String::new(),
-            api_user: None,
+            user_id: None,
         }
     }
 
@@ -236,6 +236,7 @@ impl ProxyHttp for Gateway {
             ctx.label = route.as_ref().map_or("none".into(), |r| r.prefix.clone());
             match decide::decide(session.req_header(), route.as_deref(), &self.app) {
                 Decision::Forward(identity) => {
+                    ctx.user_id = identity.as_ref().map(|i| i.user_id);
                     ctx.route = route;
                     ctx.identity = identity;
                     return Ok(false);
@@ -405,7 +406,7 @@ impl ProxyHttp for Gateway {
                 path: session.req_header().uri.path(),
                 kind: ctx.kind,
                 route: &ctx.label,
-                user_id: ctx.identity.as_ref().map(|i| i.user_id).or(ctx.api_user),
+                user_id: ctx.user_id,
                 status,
                 upstream: ctx.upstream.as_deref(),
                 latency_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
