@@ -142,10 +142,28 @@ FAILED_PASSES=()
 REPORTS=${REPORT_DIR:-$WORK/reports}
 CASSETTES=$WORK/cassettes
 mkdir -p "$REPORTS" "$CASSETTES"
+# A pass whose cassette holds no failed case failed inside schemathesis itself (seen: a
+# hypothesis FlakyFailure from a CPython AST recursion error). It is run once more with the next
+# seed; a failed case, or a second internal error, still fails the run.
+cassette_has_failures() {
+    grep -E "^  status: '[A-Z]+'$" "$1" 2>/dev/null | grep -vqE "'(SUCCESS|SKIP)'"
+}
 run() {
     local name=$1
     shift
-    echo "=== pass: $name"
+    if ! run_once "$name" "${SCHEMATHESIS_SEED:-1}" "$@"; then
+        if cassette_has_failures "$CASSETTES/$name.yaml"; then
+            FAILED_PASSES+=("$name")
+        else
+            echo "=== pass $name: schemathesis itself failed without a failing case; once more"
+            run_once "$name" "$(( ${SCHEMATHESIS_SEED:-1} + 1 ))" "$@" || FAILED_PASSES+=("$name")
+        fi
+    fi
+}
+run_once() {
+    local name=$1 seed=$2
+    shift 2
+    echo "=== pass: $name (seed $seed)"
     # In the background, so that a signal to this script is handled at once (see the traps).
     st run "$DOC" --url "$BASE" \
         --checks "$CHECKS" \
@@ -154,16 +172,16 @@ run() {
         --request-timeout 20 \
         --max-redirects 0 \
         --generation-database none \
-        --seed "${SCHEMATHESIS_SEED:-1}" \
+        --seed "$seed" \
         --no-color \
         --report junit,vcr --report-dir "$REPORTS" \
         --report-junit-path "$REPORTS/$name.xml" --report-vcr-path "$CASSETTES/$name.yaml" \
         "$@" &
     ST_PID=$!
-    if ! wait "$ST_PID"; then
-        FAILED_PASSES+=("$name")
-    fi
+    local status=0
+    wait "$ST_PID" || status=$?
     ST_PID=
+    return "$status"
 }
 
 ADMIN_PATHS='^/api/auth/admin/'
