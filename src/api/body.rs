@@ -58,6 +58,11 @@ pub const REQUIRED: CharRules = CharRules {
     required: true,
     allow_blank: false,
 };
+/// A partial update (PATCH): may be left out, but not sent blank.
+pub const OPTIONAL: CharRules = CharRules {
+    required: false,
+    allow_blank: false,
+};
 pub const OPTIONAL_BLANK_OK: CharRules = CharRules {
     required: false,
     allow_blank: true,

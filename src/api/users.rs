@@ -1,7 +1,7 @@
 //! The seed's account views: register, profile (read, update), password change, soft delete;
 //! and the field rules for usernames and emails they share.
 
-use super::body::{Fields, OPTIONAL_BLANK_OK, REQUIRED};
+use super::body::{Fields, OPTIONAL, OPTIONAL_BLANK_OK, REQUIRED};
 use super::Ctx;
 use crate::auth::policy::{self, UserAttributes};
 use crate::auth::tokens::now;
@@ -34,14 +34,7 @@ fn identity_fields(
     required: bool,
     me: Option<u64>,
 ) -> Result<(Option<String>, Option<String>), ApiError> {
-    let rules = if required {
-        REQUIRED
-    } else {
-        super::body::CharRules {
-            required: false,
-            allow_blank: false,
-        }
-    };
+    let rules = if required { REQUIRED } else { OPTIONAL };
     let username = f.char("username", rules);
     if let Some(name) = &username {
         if !policy::is_valid_username(name) {
