@@ -378,6 +378,8 @@ impl ProxyHttp for Gateway {
         if let Some(error) = error {
             code = error.status();
             if session.response_written().is_none() {
+                // The connection is not reused after a failed proxy attempt: say so.
+                session.set_keepalive(None);
                 let mut resp = error.to_response();
                 resp.headers.push(("X-Request-Id", ctx.request_id.clone()));
                 let _ = write_response(session, &resp).await;
