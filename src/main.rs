@@ -46,6 +46,11 @@ enum Command {
     },
     /// Validate the config and explain what it sets up.
     CheckConfig,
+    /// Import users from a Django `manage.py dumpdata` JSON file (server stopped).
+    Import {
+        /// The dumpdata file (accounts.user or auth.user entries).
+        dump: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -72,6 +77,7 @@ fn main() -> ExitCode {
                 email,
             } => createsuperuser(&config, noinput, username, email),
             Command::CheckConfig => check_config(&config),
+            Command::Import { dump } => import(&config, &dump),
         });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -80,6 +86,20 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn import(config: &Config, dump: &std::path::Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(dump)
+        .map_err(|e| format!("cannot read {}: {e}", dump.display()))?;
+    let store = gatehouse::app::open_store(config).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let report = runtime
+        .block_on(gatehouse::import::import(&store, &text))
+        .map_err(|e| format!("{}: {e}", dump.display()))?;
+    println!("{}", report.summary());
+    Ok(())
 }
 
 /// Validates what `serve` would load besides the file: the signing keys or secret file

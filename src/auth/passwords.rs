@@ -150,8 +150,12 @@ fn worker(rx: &Mutex<Receiver<Job>>) {
     }
 }
 
-/// Verifies a PHC-format argon2 hash; anything unparsable is a wrong password.
+/// Verifies a stored hash: argon2 (PHC string) or a Django `pbkdf2_sha256$...` hash kept
+/// by `gatehouse import`; anything else (unusable `!...`, unparsable) is a wrong password.
 pub fn verify_hash(password: &str, stored: &str) -> bool {
+    if let Some(ok) = super::django_hash::verify_pbkdf2_sha256(password, stored) {
+        return ok;
+    }
     match PasswordHash::new(stored) {
         Ok(parsed) => Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
@@ -228,6 +232,22 @@ mod tests {
             let h = old.hash("TestPass123").await.expect("hash");
             let v = new.verify("TestPass123", Some(&h)).await.expect("verify");
             assert!(v.ok && v.needs_rehash);
+        });
+    }
+
+    #[test]
+    fn imported_django_hashes_verify_and_ask_for_argon2id() {
+        let p = Passwords::new(&small(4, 1)).expect("pool");
+        let django =
+            crate::auth::django_hash::encode_pbkdf2_sha256("TestPass123", "saltsaltsalt", 1000);
+        block(async {
+            let v = p
+                .verify("TestPass123", Some(&django))
+                .await
+                .expect("verify");
+            assert!(v.ok && v.needs_rehash);
+            assert!(!p.verify("wrong", Some(&django)).await.expect("verify").ok);
+            assert!(!p.verify("", Some("!unusable")).await.expect("verify").ok);
         });
     }
 
