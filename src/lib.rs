@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod gateway;
+pub mod import;
 pub mod metrics;
 pub mod ops;
 pub mod response;

@@ -3,6 +3,7 @@
 //! both the user API and the proxy run on an `Authorization` header.
 
 pub mod cache;
+pub mod django_hash;
 pub mod families;
 pub mod keys;
 pub mod passwords;
