@@ -480,6 +480,7 @@ pub async fn import(store: &dyn UserStore, dump_json: &str) -> Result<Report, Im
 mod tests {
     use super::*;
     use crate::store::{NewUser, SledStore, StateFilter};
+    use crate::test_support::block;
     use serde_json::json;
 
     const NOW: u64 = 1_700_000_000;
@@ -532,13 +533,6 @@ mod tests {
 
     fn err(text: &str) -> String {
         parse_dump(text, NOW).expect_err("must fail").to_string()
-    }
-
-    fn block<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime")
-            .block_on(f)
     }
 
     #[test]

@@ -113,3 +113,14 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), String> {
     );
     server.run_forever()
 }
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    /// Runs a future to completion on a fresh current-thread runtime (unit tests only).
+    pub fn block<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+}

@@ -1,4 +1,6 @@
 mod common;
+
+use common::{bad_access, bad_refresh};
 // SPEC §1 end to end over real HTTP: every endpoint row, every user-API error row, DRF's wire
 // conventions (Allow, 308, OPTIONS, HEAD, framing, parsers) and Django's validators, exact bodies.
 
@@ -184,18 +186,6 @@ fn not_provided() -> Value {
 
 fn bad_header() -> Value {
     json!({"detail": "Authorization header must contain two space-delimited values", "code": "bad_authorization_header"})
-}
-
-fn bad_access(message: &str) -> Value {
-    json!({
-        "detail": "Given token not valid for any token type",
-        "code": "token_not_valid",
-        "messages": [{"token_class": "AccessToken", "token_type": "access", "message": message}]
-    })
-}
-
-fn bad_refresh(detail: &str) -> Value {
-    json!({"detail": detail, "code": "token_not_valid"})
 }
 
 fn wrong_login() -> Value {

@@ -1,4 +1,6 @@
 mod common;
+
+use common::bad_access;
 // The proxy path end to end: real gatehouse binary, real hyper upstreams that record what they
 // receive; auth modes, token attacks, header spoofing, revocation, routing, 502/504, streaming, upgrades, CORS.
 
@@ -51,11 +53,6 @@ fn user(g: &Gatehouse, name: &str) -> (u64, String, String) {
     let id = g.register(name)["id"].as_u64().expect("id");
     let (a, r) = g.login(name, PASSWORD);
     (id, a, r)
-}
-
-fn invalid(message: &str) -> Value {
-    json!({"detail": "Given token not valid for any token type", "code": "token_not_valid",
-           "messages": [{"token_class": "AccessToken", "token_type": "access", "message": message}]})
 }
 
 fn not_provided() -> Value {
@@ -364,11 +361,11 @@ fn optional_route_anonymous_authenticated_and_bad_token() {
     // A bad token is a 401, never a silent downgrade to anonymous.
     expect_401(
         &get_as(&g, "/opt/feed", "garbage"),
-        invalid("Token is invalid"),
+        bad_access("Token is invalid"),
     );
     expect_401(
         &get_as(&g, "/opt/feed", &refresh),
-        invalid("Token has wrong type"),
+        bad_access("Token has wrong type"),
     );
     let expired = hs256(
         &tweak(&access, json!({"exp": common::now() - 10})),
@@ -376,7 +373,7 @@ fn optional_route_anonymous_authenticated_and_bad_token() {
     );
     expect_401(
         &get_as(&g, "/opt/feed", &expired),
-        invalid("Token is expired"),
+        bad_access("Token is expired"),
     );
     expect_401(
         &req(
@@ -446,7 +443,7 @@ fn staff_route_admits_a_superuser_and_refuses_a_normal_user() {
     expect_401(&req(&g, "GET", "/staff/panel", &[]), not_provided());
     expect_401(
         &get_as(&g, "/staff/panel", "garbage"),
-        invalid("Token is invalid"),
+        bad_access("Token is invalid"),
     );
     assert_eq!(up.count(), 0);
 
@@ -482,42 +479,42 @@ fn token_attacks_never_reach_the_upstream() {
         (
             "alg none",
             none_sig("none", ""),
-            invalid("Token is invalid"),
+            bad_access("Token is invalid"),
         ),
         (
             "alg None",
             none_sig("None", ""),
-            invalid("Token is invalid"),
+            bad_access("Token is invalid"),
         ),
         (
             "alg NONE",
             none_sig("NONE", ""),
-            invalid("Token is invalid"),
+            bad_access("Token is invalid"),
         ),
         (
             "alg nOnE",
             none_sig("nOnE", ""),
-            invalid("Token is invalid"),
+            bad_access("Token is invalid"),
         ),
         (
             "alg none with a signature",
             none_sig("none", access.rsplit('.').next().unwrap_or("")),
-            invalid("Token is invalid"),
+            bad_access("Token is invalid"),
         ),
         (
             "alg none, HMAC over its own header",
             sign_hs256(&json!({"alg": "none", "typ": "JWT"}), &good, key),
-            invalid("Token is invalid"),
+            bad_access("Token is invalid"),
         ),
         (
             "HS512 with the right key",
             hs512(&good, key),
-            invalid("Token is invalid"),
+            bad_access("Token is invalid"),
         ),
         (
             "wrong key",
             hs256(&good, b"not-the-secret-not-the-secret-not-the-secret"),
-            invalid("Token is invalid"),
+            bad_access("Token is invalid"),
         ),
         (
             "tampered claims, original signature",
@@ -531,32 +528,32 @@ fn token_attacks_never_reach_the_upstream() {
                     parts[2]
                 )
             },
-            invalid("Token is invalid"),
+            bad_access("Token is invalid"),
         ),
         (
             "expired",
             hs256(&tweak(&access, json!({"exp": common::now() - 60})), key),
-            invalid("Token is expired"),
+            bad_access("Token is expired"),
         ),
         (
             "refresh as access",
             refresh.clone(),
-            invalid("Token has wrong type"),
+            bad_access("Token has wrong type"),
         ),
         (
             "forged token_type refresh",
             hs256(&tweak(&access, json!({"token_type": "refresh"})), key),
-            invalid("Token has wrong type"),
+            bad_access("Token has wrong type"),
         ),
         (
             "no token_type",
             hs256(&tweak(&access, json!({"token_type": null})), key),
-            invalid("Token has no type"),
+            bad_access("Token has no type"),
         ),
         (
             "missing exp",
             hs256(&tweak(&access, json!({"exp": null})), key),
-            invalid("Token has no 'exp' claim"),
+            bad_access("Token has no 'exp' claim"),
         ),
         (
             "exp as string",
@@ -564,12 +561,12 @@ fn token_attacks_never_reach_the_upstream() {
                 &tweak(&access, json!({"exp": (common::now() + 600).to_string()})),
                 key,
             ),
-            invalid("Token is invalid"),
+            bad_access("Token is invalid"),
         ),
         (
             "nbf in the future",
             hs256(&tweak(&access, json!({"nbf": common::now() + 600})), key),
-            invalid("Token is invalid"),
+            bad_access("Token is invalid"),
         ),
         (
             "stale token version",
@@ -580,7 +577,7 @@ fn token_attacks_never_reach_the_upstream() {
                 ),
                 key,
             ),
-            invalid("Token is invalid"),
+            bad_access("Token is invalid"),
         ),
         (
             "unknown user",
@@ -590,17 +587,17 @@ fn token_attacks_never_reach_the_upstream() {
         (
             "garbage",
             "garbage".to_string(),
-            invalid("Token is invalid"),
+            bad_access("Token is invalid"),
         ),
         (
             "three dots",
             "a.b.c".to_string(),
-            invalid("Token is invalid"),
+            bad_access("Token is invalid"),
         ),
         (
             "comma-joined token",
             format!("{access},{access}"),
-            invalid("Token is invalid"),
+            bad_access("Token is invalid"),
         ),
     ];
     // A soft-deleted user: its own token and one forged for it.
@@ -876,7 +873,7 @@ fn forward_authorization_false_drops_the_token() {
         Vec::<String>::new()
     );
     // Still checked on the required route.
-    expect_401(&get_as(&g, "/a", "garbage"), invalid("Token is invalid"));
+    expect_401(&get_as(&g, "/a", "garbage"), bad_access("Token is invalid"));
     assert_eq!(up.count(), 2);
 }
 
@@ -906,7 +903,7 @@ fn soft_delete_and_restore_are_seen_by_the_next_proxied_request() {
     )
     .expect_status(200);
     // The old token stays dead after the restore; a new login works.
-    expect_401(&get_as(&g, "/a", &access), invalid("Token is invalid"));
+    expect_401(&get_as(&g, "/a", &access), bad_access("Token is invalid"));
     assert_eq!(up.count(), 1);
     let fresh = g.login("dora", PASSWORD).0;
     get_as(&g, "/a", &fresh).expect_status(200);
@@ -929,8 +926,8 @@ fn password_change_kills_every_earlier_token_on_the_proxy() {
         Some(&access),
     );
     r.expect_status(200);
-    expect_401(&get_as(&g, "/a", &access), invalid("Token is invalid"));
-    expect_401(&get_as(&g, "/a", &second), invalid("Token is invalid"));
+    expect_401(&get_as(&g, "/a", &access), bad_access("Token is invalid"));
+    expect_401(&get_as(&g, "/a", &second), bad_access("Token is invalid"));
     assert_eq!(up.count(), 2);
     let newest = r.json["access"].as_str().expect("fresh access");
     get_as(&g, "/a", newest).expect_status(200);
@@ -1043,7 +1040,7 @@ fn a_tiny_cache_decides_every_request_right() {
         Some(&admin),
     )
     .expect_status(200);
-    users[0].want = Some(invalid("Token is invalid"));
+    users[0].want = Some(bad_access("Token is invalid"));
 
     let check = |round: &str, u: &U| {
         let before = up.count();
@@ -1073,7 +1070,7 @@ fn a_tiny_cache_decides_every_request_right() {
             let r = get_as(&g, "/x", old);
             assert_eq!(
                 (r.status, &r.json),
-                (401, &invalid("Token is invalid")),
+                (401, &bad_access("Token is invalid")),
                 "{round} {}: old token after password change",
                 u.name
             );
@@ -1335,7 +1332,7 @@ fn websocket_upgrade_is_authenticated_then_echoes() {
         let raw = exchange(g.port, &upgrade_request("/ws", auth));
         assert_eq!(raw.status, 401, "upgrade with {auth:?}");
         let want = if auth.is_some() {
-            invalid("Token is invalid")
+            bad_access("Token is invalid")
         } else {
             not_provided()
         };

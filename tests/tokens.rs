@@ -1,5 +1,7 @@
 mod common;
 
+use common::{bad_access, bad_refresh};
+
 use common::signed_with;
 // Token rules and revocation over real HTTP: the shape and lifetimes of issued tokens, forged and
 // malformed tokens on the profile view, refresh / verify / logout, rotation with reuse detection, and revocation.
@@ -14,20 +16,6 @@ const REFRESH: &str = "/api/token/refresh/";
 const VERIFY: &str = "/api/token/verify/";
 const LOGOUT: &str = "/api/auth/logout/";
 const WRONG_LOGIN: &str = "No active account found with the given credentials";
-
-/// simplejwt's body for a bad access token on an authenticated view.
-fn bad_access(message: &str) -> Value {
-    json!({
-        "detail": "Given token not valid for any token type",
-        "code": "token_not_valid",
-        "messages": [{"token_class": "AccessToken", "token_type": "access", "message": message}]
-    })
-}
-
-/// simplejwt's body for a bad token on the refresh / verify / logout views.
-fn bad_refresh(detail: &str) -> Value {
-    json!({"detail": detail, "code": "token_not_valid"})
-}
 
 /// Asserts a 401 with exactly `body` and the `WWW-Authenticate` header every 401 carries.
 #[track_caller]

@@ -185,6 +185,7 @@ fn needs_rehash(stored: &str, params: &Params) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::block;
 
     fn small(queue: usize, threads: usize) -> PasswordConfig {
         PasswordConfig {
@@ -194,13 +195,6 @@ mod tests {
             hash_threads: threads,
             hash_queue: queue,
         }
-    }
-
-    fn block<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime")
-            .block_on(f)
     }
 
     #[test]

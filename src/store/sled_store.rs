@@ -365,6 +365,7 @@ impl UserStore for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::block;
 
     fn new_user(name: &str) -> NewUser {
         NewUser {
@@ -376,13 +377,6 @@ mod tests {
             is_staff: false,
             date_joined: 0,
         }
-    }
-
-    fn block<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime")
-            .block_on(f)
     }
 
     #[test]

@@ -475,6 +475,20 @@ pub fn claims(token: &str) -> Value {
     serde_json::from_slice(&bytes).expect("claims json")
 }
 
+/// simplejwt's body for a bad access token on an authenticated view or route.
+pub fn bad_access(message: &str) -> Value {
+    json!({
+        "detail": "Given token not valid for any token type",
+        "code": "token_not_valid",
+        "messages": [{"token_class": "AccessToken", "token_type": "access", "message": message}]
+    })
+}
+
+/// simplejwt's body for a bad token on the refresh / verify / logout views.
+pub fn bad_refresh(detail: &str) -> Value {
+    json!({"detail": detail, "code": "token_not_valid"})
+}
+
 /// Default body for a user created by `register`.
 pub fn profile_of(id: u64, username: &str) -> Value {
     json!({"id": id, "username": username, "email": format!("{username}@example.com"), "first_name": "", "last_name": ""})
