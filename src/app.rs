@@ -28,12 +28,26 @@ pub fn store_dir(config: &Config) -> PathBuf {
 
 /// Opens the store alone (command-line tools).
 pub fn open_store(config: &Config) -> Result<SledStore, StoreError> {
-    std::fs::create_dir_all(&config.server.data_dir).map_err(|e| {
+    let dir = &config.server.data_dir;
+    let created = !dir.exists();
+    std::fs::create_dir_all(dir).map_err(|e| {
         StoreError::Io(format!(
             "cannot create data directory {}: {e}",
-            config.server.data_dir.display()
+            dir.display()
         ))
     })?;
+    // It holds the user store and the signing secret: the owner's alone. An existing
+    // directory keeps the permissions its operator chose.
+    #[cfg(unix)]
+    if created {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
+            StoreError::Io(format!(
+                "cannot restrict data directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+    }
     SledStore::open(
         &store_dir(config),
         config.store.cache_capacity_mib * 1024 * 1024,

@@ -271,6 +271,15 @@ fn generated_secret_is_private_and_stable_across_restarts() {
         0o600,
         "jwt_secret mode is 0600"
     );
+    let dir_mode = std::fs::metadata(&g.data_dir)
+        .expect("data dir")
+        .permissions()
+        .mode();
+    assert_eq!(
+        dir_mode & 0o777,
+        0o700,
+        "a new data directory is the owner's alone"
+    );
     let secret = std::fs::read_to_string(&path)
         .expect("read")
         .trim()
