@@ -1,0 +1,427 @@
+#!/usr/bin/env bash
+# The load benchmark, one command: `bash benches/load/run.sh` from the repository root.
+#
+# Starts on 127.0.0.1 (free ports, a temp dir, everything stopped on exit):
+#   upstream  nginx, 1 worker, `return 200` with a 20-byte body
+#   nginx     plain reverse proxy to the upstream, 1 worker, upstream keepalive
+#   haproxy   nbthread 1, HS256 `jwt_verify` of the same token, upstream keepalive
+#   gatehouse `[server] threads = 1`, /pub/ (auth = "public") and / (auth = "required"),
+#             argon2 defaults, access log off (the peers log nothing either); a second
+#             gatehouse with the access log on (stdout to a file) and hash_queue = 256
+# then runs wrk against each, ROUNDS interleaved rounds, and prints median req/s and p99,
+# the proxies' CPU time per request, the ratios, the user API under load, proxied p99 during
+# 200 concurrent logins (hash queue 64, then 256), and RSS
+# after 1M and 2M proxied requests.
+#
+# Knobs (environment): DURATION=10 CONNS=32 THREADS=2 ROUNDS=3 PIN=1 RSS_REQUESTS=1000000
+#   PIN=1 pins each proxy under test to CPU 1 and wrk + the upstream to CPU 0 (on a 2-core
+#   machine: one core for the proxy, one for everything else). PIN=0: no pinning.
+#   KEEP=1 keeps the work dir (configs, every wrk output) and prints its path.
+#   HOLD=1 starts everything, prints the ports, gatehouse's pid and the token, then waits (for
+#   perf: see benches/README.md).
+set -euo pipefail
+
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-32}
+THREADS=${THREADS:-2}
+ROUNDS=${ROUNDS:-3}
+PIN=${PIN:-1}
+RSS_REQUESTS=${RSS_REQUESTS:-1000000}
+LOGIN_CONNS=${LOGIN_CONNS:-200}
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+
+say() { printf '\n== %s\n' "$*"; }
+
+# --- 1. tools -------------------------------------------------------------------------------
+missing=()
+for tool in wrk nginx haproxy curl jq taskset; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if ((${#missing[@]})); then
+  pkgs=()
+  for t in "${missing[@]}"; do
+    case $t in taskset) pkgs+=(util-linux) ;; *) pkgs+=("$t") ;; esac
+  done
+  say "installing ${pkgs[*]} (Debian packages)"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
+HAPROXY_VERSION=$(haproxy -v | head -1 | awk '{print $3}')
+case $HAPROXY_VERSION in
+  1.* | 2.[0-5].*) echo "HAProxy $HAPROXY_VERSION has no jwt_verify (2.6+ needed)"; exit 1 ;;
+esac
+
+say "building gatehouse (release)"
+cargo build --release --bin gatehouse 2>&1 | tail -1
+GATEHOUSE=$ROOT/target/release/gatehouse
+
+# --- 2. processes ---------------------------------------------------------------------------
+WORK=$(mktemp -d /tmp/gatehouse-load.XXXXXX)
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do
+    kill -INT "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  if [ "${KEEP:-0}" = 1 ]; then echo "work dir kept: $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+USED_PORTS=" "
+free_port() { # VAR: a port nobody listens on, distinct from the ones already handed out
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 30000))
+    case $USED_PORTS in *" $p "*) continue ;; esac
+    if ! ss -Htln "sport = :$p" | grep -q .; then
+      USED_PORTS+="$p "
+      printf -v "$1" '%s' "$p"
+      return
+    fi
+  done
+}
+
+if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ]; then
+  ON_PROXY_CPU="taskset -c 1"
+  ON_LOAD_CPU="taskset -c 0"
+else
+  ON_PROXY_CPU=""
+  ON_LOAD_CPU=""
+fi
+
+# start NAME CPU-PREFIX CMD...: runs CMD in the background, remembers its pid.
+start() {
+  local name=$1 prefix=$2
+  shift 2
+  # shellcheck disable=SC2086
+  $prefix "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  PIDS+=($!)
+  eval "PID_$name=$!"
+  disown $!
+}
+
+wait_http() { # URL [expected status]
+  for _ in $(seq 100); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' "$1" || true)
+    [ "$code" = "${2:-200}" ] && return 0
+    sleep 0.1
+  done
+  echo "not answering: $1 (last status $code)"
+  exit 1
+}
+
+for v in UP NGX HAP GH GHM GHL GHLM; do free_port "$v"; done
+SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+
+mkdir -p "$WORK/upstream/logs" "$WORK/nginx/logs"
+nginx_common="worker_processes 1; daemon off; master_process on;
+events { worker_connections 4096; }"
+nginx_temps="client_body_temp_path $WORK/tmp_body; proxy_temp_path $WORK/tmp_proxy;
+  fastcgi_temp_path $WORK/tmp_fcgi; uwsgi_temp_path $WORK/tmp_uwsgi; scgi_temp_path $WORK/tmp_scgi;"
+cat >"$WORK/upstream/nginx.conf" <<EOF
+$nginx_common
+pid $WORK/upstream/nginx.pid;
+error_log $WORK/upstream/logs/error.log warn;
+http {
+  $nginx_temps
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$UP backlog=4096;
+    location / { default_type text/plain; return 200 "hello from upstream\n"; }
+  }
+}
+EOF
+cat >"$WORK/nginx/nginx.conf" <<EOF
+$nginx_common
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/logs/error.log warn;
+http {
+  $nginx_temps
+  access_log off;
+  keepalive_requests 1000000;
+  upstream up { server 127.0.0.1:$UP; keepalive 64; }
+  server {
+    listen 127.0.0.1:$NGX backlog=4096;
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+cat >"$WORK/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 4096
+  pidfile $WORK/haproxy.pid
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+frontend fe
+  bind 127.0.0.1:$HAP
+  http-request deny deny_status 401 unless { req.hdr(authorization),word(2," "),jwt_verify("HS256","$SECRET") -m int 1 }
+  default_backend be
+backend be
+  http-reuse always
+  server up 127.0.0.1:$UP maxconn 1000
+EOF
+gatehouse_conf() { # PORT METRICS_PORT NAME ACCESS_LOG HASH_QUEUE
+  cat <<EOF
+[server]
+listen = "127.0.0.1:$1"
+metrics_listen = "127.0.0.1:$2"
+data_dir = "$WORK/$3-data"
+threads = 1
+pid_file = "$WORK/$3.pid"
+upgrade_sock = "$WORK/$3-upgrade.sock"
+grace_period_seconds = 0
+graceful_shutdown_timeout_seconds = 1
+[jwt]
+access_lifetime_seconds = 3600
+[passwords]
+# argon2 defaults (m=19456 KiB, t=2, p=1); the pool size is said explicitly because
+# "one per CPU" would see only the one CPU the proxy is pinned to.
+hash_threads = $(nproc)
+hash_queue = $5
+[log]
+access_log = $4
+level = "warn"
+[[routes]]
+prefix = "/pub/"
+upstreams = ["127.0.0.1:$UP"]
+auth = "public"
+[[routes]]
+prefix = "/"
+upstreams = ["127.0.0.1:$UP"]
+auth = "required"
+EOF
+}
+gatehouse_conf "$GH" "$GHM" gatehouse false 64 >"$WORK/gatehouse.toml"
+gatehouse_conf "$GHL" "$GHLM" gatehouse_log true 256 >"$WORK/gatehouse_log.toml"
+
+say "starting upstream, nginx, haproxy, gatehouse on 127.0.0.1 (work dir $WORK)"
+start upstream "$ON_LOAD_CPU" nginx -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf"
+start nginx "$ON_PROXY_CPU" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf"
+start haproxy "$ON_PROXY_CPU" haproxy -db -f "$WORK/haproxy.cfg"
+export GATEHOUSE_JWT_SECRET=$SECRET
+start gatehouse "$ON_PROXY_CPU" "$GATEHOUSE" serve -c "$WORK/gatehouse.toml"
+start gatehouse_log "$ON_PROXY_CPU" "$GATEHOUSE" serve -c "$WORK/gatehouse_log.toml"
+# shellcheck disable=SC2154
+GH_PID=$PID_gatehouse
+wait_http "http://127.0.0.1:$UP/"
+wait_http "http://127.0.0.1:$NGX/"
+wait_http "http://127.0.0.1:$HAP/" 401
+wait_http "http://127.0.0.1:$GHM/readyz"
+wait_http "http://127.0.0.1:$GHLM/readyz"
+if [ -n "$ON_PROXY_CPU" ]; then
+  # Pin every gatehouse thread to the proxy CPU, then let the argon2 pool use both: the
+  # hashing threads are not the proxy's "one worker thread".
+  for pid in "$GH_PID" "$PID_gatehouse_log"; do
+    taskset -a -p -c 1 "$pid" >/dev/null
+    for t in /proc/"$pid"/task/*; do
+      if grep -q '^gatehouse-hash' "$t/comm" 2>/dev/null; then taskset -p -c 0,1 "${t##*/}" >/dev/null; fi
+    done
+  done
+fi
+
+USERNAME=benchuser
+PASSWORD='Bench-Pass-2026!'
+H='Content-Type: application/json'
+login() { # PORT -> access token
+  curl -sf -XPOST "http://127.0.0.1:$1/api/auth/register/" -H "$H" \
+    -d "{\"username\":\"$USERNAME\",\"email\":\"bench@example.com\",\"password\":\"$PASSWORD\"}" >/dev/null
+  curl -sf -XPOST "http://127.0.0.1:$1/api/token/" -H "$H" \
+    -d "{\"username\":\"$USERNAME\",\"password\":\"$PASSWORD\"}" | jq -r .access
+}
+TOKEN=$(login "$GH")
+TOKEN_LOG=$(login "$GHL")
+AUTH="Authorization: Bearer $TOKEN"
+
+check() { # LABEL EXPECTED URL [curl args]
+  local label=$1 want=$2 url=$3
+  shift 3
+  got=$(curl -s -o /dev/null -w '%{http_code}' "$@" "$url")
+  if [ "$got" != "$want" ]; then echo "check failed: $label: $url answered $got, not $want"; exit 1; fi
+}
+check "haproxy with token" 200 "http://127.0.0.1:$HAP/" -H "$AUTH"
+check "haproxy, bad signature" 401 "http://127.0.0.1:$HAP/" -H "Authorization: Bearer ${TOKEN%.*}.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+check "gatehouse required, no token" 401 "http://127.0.0.1:$GH/x"
+check "gatehouse required" 200 "http://127.0.0.1:$GH/x" -H "$AUTH"
+check "gatehouse public" 200 "http://127.0.0.1:$GH/pub/x"
+check "gatehouse profile" 200 "http://127.0.0.1:$GH/api/auth/profile/" -H "$AUTH"
+echo "all targets answer (haproxy and gatehouse refuse a bad token)"
+
+if [ "${HOLD:-0}" = 1 ]; then
+  # Profiling: keep everything up (at most an hour) and say where it is.
+  {
+    echo "UP=$UP NGX=$NGX HAP=$HAP GH=$GH GHL=$GHL GH_PID=$GH_PID"
+    echo "TOKEN=$TOKEN"
+  } >"$WORK/env"
+  echo "HOLD=1: everything stays up for an hour or until Ctrl-C; ports, pid and token in $WORK/env"
+  cat "$WORK/env"
+  sleep 3600 &
+  PIDS+=($!)
+  wait $! || true
+  exit 0
+fi
+
+# --- 3. measuring ---------------------------------------------------------------------------
+RESULTS=$WORK/results.tsv
+: >"$RESULTS"
+
+to_ms() { # wrk latency ("812.00us", "1.20ms", "2.01s") -> ms
+  awk -v v="$1" 'BEGIN {
+    n = v + 0
+    if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /m$/) n *= 60000; else if (v ~ /s$/) n *= 1000
+    printf "%.3f", n }'
+}
+
+# CPU time (clock ticks, user + system) of a started process and its children (nginx workers).
+cpu_ticks() { # NAME
+  local var="PID_$1" pid total=0
+  for pid in ${!var} $(pgrep -P "${!var}" || true); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+TICK=$(getconf CLK_TCK)
+
+# wrk_run LABEL CONNS DURATION URL [wrk args...]: one wrk run, one line in $RESULTS. With
+# CPU_OF=NAME, also the CPU time that process spent per request (user + system, microseconds).
+wrk_run() {
+  local label=$1 conns=$2 dur=$3 url=$4
+  shift 4
+  local out=$WORK/wrk.$(echo "$label" | tr -c 'a-zA-Z0-9\n' _).$RANDOM.txt
+  local before=0 after=0
+  [ -n "${CPU_OF:-}" ] && before=$(cpu_ticks "$CPU_OF")
+  # shellcheck disable=SC2086
+  $ON_LOAD_CPU wrk --latency -t "$THREADS" -c "$conns" -d "${dur}s" "$@" "$url" >"$out" 2>&1
+  [ -n "${CPU_OF:-}" ] && after=$(cpu_ticks "$CPU_OF")
+  local rps p99 non2xx reqs cpu
+  rps=$(awk '/^Requests\/sec/ {print $2}' "$out")
+  p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
+  non2xx=$(awk '/Non-2xx/ {print $NF}' "$out")
+  reqs=$(awk '/requests in/ {print $1}' "$out")
+  cpu=$(awk -v t=$((after - before)) -v n="${reqs:-0}" -v hz="$TICK" 'BEGIN { if (n > 0 && t > 0) printf "%.1f", t * 1e6 / hz / n; else print "-" }')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "${rps:-0}" "$p99" "${non2xx:-0}" "${reqs:-0}" "$cpu" >>"$RESULTS"
+  printf '  %-44s %10s req/s  p99 %8s ms  non-2xx %-7s CPU %s us/req\n' "$label" "${rps:-0}" "$p99" "${non2xx:-0}" "$cpu"
+}
+
+median() { # LABEL COLUMN -> median of that column over the label's rows
+  awk -F'\t' -v l="$1" -v c="$2" '$1 == l {print $c}' "$RESULTS" | sort -g |
+    awk '{a[NR] = $1} END { if (NR == 0) print 0; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+TARGETS=(
+  "upstream direct|http://127.0.0.1:$UP/x||upstream"
+  "nginx plain proxy|http://127.0.0.1:$NGX/x||nginx"
+  "haproxy jwt_verify|http://127.0.0.1:$HAP/x|$AUTH|haproxy"
+  "gatehouse public route|http://127.0.0.1:$GH/pub/x||gatehouse"
+  "gatehouse required route|http://127.0.0.1:$GH/x|$AUTH|gatehouse"
+  "gatehouse required, access log on|http://127.0.0.1:$GHL/x|Authorization: Bearer $TOKEN_LOG|gatehouse_log"
+)
+say "proxy throughput: wrk -t $THREADS -c $CONNS -d ${DURATION}s, $ROUNDS interleaved rounds (pinning: ${ON_PROXY_CPU:-none})"
+for round in $(seq "$ROUNDS"); do
+  echo " round $round"
+  n=${#TARGETS[@]}
+  for i in $(seq 0 $((n - 1))); do
+    # Each round starts one target later, so no target always runs first (or last).
+    IFS='|' read -r label url header CPU_OF <<<"${TARGETS[$(((i + round - 1) % n))]}"
+    if [ -n "$header" ]; then
+      wrk_run "$label" "$CONNS" "$DURATION" "$url" -H "$header"
+    else
+      wrk_run "$label" "$CONNS" "$DURATION" "$url"
+    fi
+  done
+done
+
+CPU_OF=gatehouse
+say "user API under load (gatehouse, wrk -c $CONNS -d ${DURATION}s)"
+cat >"$WORK/login.lua" <<EOF
+wrk.method = "POST"
+wrk.body = '{"username":"$USERNAME","password":"$PASSWORD"}'
+wrk.headers["Content-Type"] = "application/json"
+EOF
+wrk_run "GET /api/auth/profile/" "$CONNS" "$DURATION" "http://127.0.0.1:$GH/api/auth/profile/" -H "$AUTH"
+wrk_run "POST /api/token/" "$CONNS" "$DURATION" "http://127.0.0.1:$GH/api/token/" -s "$WORK/login.lua"
+
+say "RSS of gatehouse across proxied requests (required route)"
+rss() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$GH_PID/status"; }
+hwm() { awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$GH_PID/status"; }
+served() { awk -F'\t' '$1 ~ /^rss/ {s += $5} END {print s + 0}' "$RESULTS"; }
+RSS_LINES=("before: RSS $(rss) MiB (peak so far $(hwm) MiB)")
+echo "  ${RSS_LINES[0]}"
+for step in 1 2; do
+  goal=$((RSS_REQUESTS * step))
+  for _ in $(seq 30); do # bounded: at most 30 x 10 s per step
+    [ "$(served)" -ge "$goal" ] && break
+    wrk_run "rss step $step" "$CONNS" 10 "http://127.0.0.1:$GH/x" -H "$AUTH" >/dev/null
+  done
+  RSS_LINES+=("after $(served) proxied requests: RSS $(rss) MiB (peak $(hwm) MiB)")
+  echo "  ${RSS_LINES[-1]}"
+done
+
+# login_phase NAME PORT METRICS_PORT TOKEN TAG: idle proxied p99, then the same while
+# LOGIN_CONNS connections post logins.
+login_phase() {
+  local name=$1 port=$2 mport=$3 token=$4 tag=$5
+  CPU_OF=$name
+  wrk_run "idle: required route$tag" "$CONNS" "$DURATION" "http://127.0.0.1:$port/x" -H "Authorization: Bearer $token"
+  THREADS=1 CPU_OF="" wrk_run "logins (c=$LOGIN_CONNS)$tag" "$LOGIN_CONNS" $((DURATION + 4)) \
+    "http://127.0.0.1:$port/api/token/" -s "$WORK/login.lua" --timeout 10s &
+  local login_wrk=$!
+  sleep 2
+  wrk_run "during logins: required route$tag" "$CONNS" "$DURATION" "http://127.0.0.1:$port/x" -H "Authorization: Bearer $token"
+  wait "$login_wrk"
+  echo "  token-endpoint answers since start, by status (its /metrics):"
+  curl -s "http://127.0.0.1:$mport/metrics" | grep '^gatehouse_http_requests_total{' | grep -i 'token' |
+    sed -e 's/^gatehouse_http_requests_total/    /'
+}
+say "proxied p99 during $LOGIN_CONNS concurrent logins (wrk retries at once on 503: it ignores Retry-After)"
+echo " a) gatehouse as configured: hash_queue = 64, so most of the $LOGIN_CONNS get 503 at once and retry"
+login_phase gatehouse "$GH" "$GHM" "$TOKEN" ""
+echo " b) the second gatehouse (access log on) with hash_queue = 256: all $LOGIN_CONNS wait for argon2, no 503 flood"
+login_phase gatehouse_log "$GHL" "$GHLM" "$TOKEN_LOG" ", queue 256, log on"
+RSS_LINES+=("after the login runs (argon2 arenas): RSS $(rss) MiB (peak $(hwm) MiB)")
+echo "  ${RSS_LINES[-1]}"
+
+# --- 4. summary -----------------------------------------------------------------------------
+say "summary (median of $ROUNDS rounds; wrk -t $THREADS -c $CONNS -d ${DURATION}s; $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
+printf '| %-50s | %10s | %9s | %8s | %14s |\n' "target" "req/s" "p99 ms" "non-2xx" "CPU us/req"
+printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..52})" "$(printf -- '-%.0s' {1..12})" "$(printf -- '-%.0s' {1..11})" "$(printf -- '-%.0s' {1..10})" "$(printf -- '-%.0s' {1..16})"
+for label in "upstream direct" "nginx plain proxy" "haproxy jwt_verify" "gatehouse public route" \
+  "gatehouse required route" "gatehouse required, access log on" "GET /api/auth/profile/" "POST /api/token/" \
+  "idle: required route" "during logins: required route" "logins (c=$LOGIN_CONNS)" \
+  "idle: required route, queue 256, log on" "during logins: required route, queue 256, log on" \
+  "logins (c=$LOGIN_CONNS), queue 256, log on"; do
+  printf '| %-50s | %10.0f | %9.2f | %8s | %14s |\n' "$label" "$(median "$label" 2)" "$(median "$label" 3)" "$(median "$label" 4)" "$(median "$label" 6)"
+done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+REQ=$(median "gatehouse required route" 2)
+echo
+echo "ratios (req/s):"
+echo "  required / public  = $(ratio "$REQ" "$(median "gatehouse public route" 2)")   (target >= 0.95)"
+echo "  required / nginx   = $(ratio "$REQ" "$(median "nginx plain proxy" 2)")   (target >= 1.0)"
+echo "  required / haproxy = $(ratio "$REQ" "$(median "haproxy jwt_verify" 2)")   (target >= 1.5)"
+echo "ratios (p99):"
+echo "  required / haproxy = $(ratio "$(median "gatehouse required route" 3)" "$(median "haproxy jwt_verify" 3)")   (target <= 1.0)"
+echo "  during logins / idle = $(ratio "$(median "during logins: required route" 3)" "$(median "idle: required route" 3)")   (target < 2.0)"
+echo "  during logins / idle, queue 256 = $(ratio "$(median "during logins: required route, queue 256, log on" 3)" "$(median "idle: required route, queue 256, log on" 3)")   (target < 2.0)"
+echo "RSS (target <= 50 MiB after 1M proxied requests, no growth):"
+for line in "${RSS_LINES[@]}"; do echo "  $line"; done
+cp "$RESULTS" "${RESULTS_COPY:-/tmp/gatehouse-load-results.tsv}"
+echo "raw rows: ${RESULTS_COPY:-/tmp/gatehouse-load-results.tsv}"
