@@ -220,8 +220,10 @@ start haproxy "$ON_PROXY_CPU" haproxy -db -f "$WORK/haproxy.cfg"
 export GATEHOUSE_JWT_SECRET=$SECRET
 start gatehouse "$ON_PROXY_CPU" "$GATEHOUSE" serve -c "$WORK/gatehouse.toml"
 start gatehouse_log "$ON_PROXY_CPU" "$GATEHOUSE" serve -c "$WORK/gatehouse_log.toml"
-# shellcheck disable=SC2154
+# shellcheck disable=SC2154 # assigned by start() through eval
 GH_PID=$PID_gatehouse
+# shellcheck disable=SC2154
+GHL_PID=$PID_gatehouse_log
 wait_http "http://127.0.0.1:$UP/"
 wait_http "http://127.0.0.1:$NGX/"
 wait_http "http://127.0.0.1:$HAP/" 401
@@ -230,7 +232,7 @@ wait_http "http://127.0.0.1:$GHLM/readyz"
 if [ -n "$ON_PROXY_CPU" ]; then
   # Pin every gatehouse thread to the proxy CPU, then let the argon2 pool use both: the
   # hashing threads are not the proxy's "one worker thread".
-  for pid in "$GH_PID" "$PID_gatehouse_log"; do
+  for pid in "$GH_PID" "$GHL_PID"; do
     taskset -a -p -c 1 "$pid" >/dev/null
     for t in /proc/"$pid"/task/*; do
       if grep -q '^gatehouse-hash' "$t/comm" 2>/dev/null; then taskset -p -c 0,1 "${t##*/}" >/dev/null; fi
@@ -305,7 +307,8 @@ TICK=$(getconf CLK_TCK)
 wrk_run() {
   local label=$1 conns=$2 dur=$3 url=$4
   shift 4
-  local out=$WORK/wrk.$(echo "$label" | tr -c 'a-zA-Z0-9\n' _).$RANDOM.txt
+  local out
+  out=$WORK/wrk.$(echo "$label" | tr -c 'a-zA-Z0-9\n' _).$RANDOM.txt
   local before=0 after=0
   [ -n "${CPU_OF:-}" ] && before=$(cpu_ticks "$CPU_OF")
   # shellcheck disable=SC2086
