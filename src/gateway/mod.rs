@@ -87,7 +87,11 @@ impl Gateway {
     }
 
     /// Reads the user-API request off the session, body capped at `api.max_body_bytes`.
-    async fn read_api_request(&self, session: &mut Session) -> Result<api::Request, ApiError> {
+    async fn read_api_request(
+        &self,
+        session: &mut Session,
+        path: &str,
+    ) -> Result<api::Request, ApiError> {
         let limit = self.app.config.api.max_body_bytes;
         let head = session.req_header();
         let header = |name: &str| {
@@ -98,7 +102,8 @@ impl Gateway {
         let declared = header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
         let mut req = api::Request {
             method: head.method.as_str().to_string(),
-            path: router::normalize_path(head.uri.path()),
+            // Normalized once, in request_filter.
+            path: path.to_string(),
             query: head.uri.query().unwrap_or("").to_string(),
             host: header("host").unwrap_or_default(),
             authorization: head
@@ -135,7 +140,7 @@ impl Gateway {
     }
 
     async fn serve_api(&self, session: &mut Session, ctx: &mut RequestCtx) -> Response {
-        match self.read_api_request(session).await {
+        match self.read_api_request(session, &ctx.path).await {
             Ok(req) => {
                 let handled = api::handle(&self.app, &req).await;
                 ctx.label = handled.endpoint.to_string();
@@ -226,13 +231,12 @@ impl ProxyHttp for Gateway {
             .get("origin")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let path = router::normalize_path(head.uri.path());
-        ctx.path = path.clone();
-        let mut resp = if router::route(&path) != router::Route::NotOurs {
+        ctx.path = router::normalize_path(head.uri.path());
+        let mut resp = if router::route(&ctx.path) != router::Route::NotOurs {
             self.serve_api(session, ctx).await
         } else {
             ctx.kind = "proxy";
-            let route = self.routes.lookup(&path).cloned();
+            let route = self.routes.lookup(&ctx.path).cloned();
             ctx.label = route.as_ref().map_or("none".into(), |r| r.prefix.clone());
             match decide::decide(session.req_header(), route.as_deref(), &self.app) {
                 Decision::Forward(identity) => {
