@@ -4,8 +4,10 @@
 
 use super::secret;
 use crate::config::JwtConfig;
+use hmac::{Hmac, Mac};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use sha2::Sha256;
 use std::path::Path;
 
 /// One key a token may be verified with: its `kid` (none for the HS256 secret) and its
@@ -13,8 +15,34 @@ use std::path::Path;
 pub struct VerifyingKey {
     pub kid: Option<String>,
     pub algorithm: Algorithm,
-    pub key: DecodingKey,
-    pub validation: Validation,
+    key: Verifier,
+}
+
+/// How a signature is checked. HS256 keeps the keyed HMAC state, built once: cloning it per
+/// token skips the key schedule that jsonwebtoken redoes for every verification.
+enum Verifier {
+    Hs256(Hmac<Sha256>),
+    Asymmetric(DecodingKey),
+}
+
+impl VerifyingKey {
+    /// Whether `signature` (the raw bytes, base64 already decoded) signs `message` (the
+    /// token's `header.payload`) under this key and its algorithm.
+    pub fn signs(&self, message: &[u8], signature: &[u8]) -> bool {
+        match &self.key {
+            Verifier::Hs256(keyed) => {
+                let mut mac = keyed.clone();
+                mac.update(message);
+                // Constant time.
+                mac.verify_slice(signature).is_ok()
+            }
+            Verifier::Asymmetric(key) => {
+                use base64::Engine;
+                let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature);
+                jsonwebtoken::crypto::verify(&b64, message, key, self.algorithm).unwrap_or(false)
+            }
+        }
+    }
 }
 
 pub struct Keys {
@@ -22,6 +50,8 @@ pub struct Keys {
     pub kid: Option<String>,
     pub signing: EncodingKey,
     pub verifying: Vec<VerifyingKey>,
+    /// Seconds of clock skew allowed on `exp` and `nbf`.
+    pub leeway: u64,
     /// The public keys as a JWKS document (asymmetric algorithms only).
     pub jwks: Option<JwkSet>,
 }
@@ -67,16 +97,6 @@ fn public_jwk(pem: &[u8], signing: &EncodingKey, algorithm: Algorithm) -> Result
     })
 }
 
-/// The checks jsonwebtoken leaves off by default, turned on, for exactly one algorithm.
-pub fn validation(algorithm: Algorithm, leeway: u64) -> Validation {
-    let mut v = Validation::new(algorithm);
-    v.leeway = leeway;
-    v.validate_exp = true;
-    v.validate_nbf = true;
-    v.validate_aud = false;
-    v
-}
-
 impl Keys {
     /// HS256 with a shared secret: no key id.
     pub fn hs256(secret: &[u8], leeway: u64) -> Keys {
@@ -87,9 +107,13 @@ impl Keys {
             verifying: vec![VerifyingKey {
                 kid: None,
                 algorithm: Algorithm::HS256,
-                key: DecodingKey::from_secret(secret),
-                validation: validation(Algorithm::HS256, leeway),
+                // HMAC takes a key of any length: this cannot fail.
+                key: Verifier::Hs256(
+                    Hmac::<Sha256>::new_from_slice(secret)
+                        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of every length")),
+                ),
             }],
+            leeway,
             jwks: None,
         }
     }
@@ -146,8 +170,7 @@ impl Keys {
             verifying.push(VerifyingKey {
                 kid: Some(kid),
                 algorithm: alg,
-                key,
-                validation: validation(alg, cfg.leeway_seconds),
+                key: Verifier::Asymmetric(key),
             });
         }
         Ok(Keys {
@@ -155,6 +178,7 @@ impl Keys {
             kid: Some(cfg.key_id.clone()),
             signing,
             verifying,
+            leeway: cfg.leeway_seconds,
             jwks: Some(jwks),
         })
     }
