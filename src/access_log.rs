@@ -1,8 +1,41 @@
 //! The access log: one line per request on stdout, JSON or text. It names the request, never
 //! its credentials: no Authorization header, token, cookie or body is ever written.
+//!
+//! Lines are buffered (like nginx's `access_log ... buffer= flush=`): a `write` syscall per
+//! request cost ~7 µs of CPU on the proxy path. A background thread flushes every
+//! `FLUSH_INTERVAL`, so a line reaches stdout at most that late.
 
 use serde::Serialize;
-use std::io::Write;
+use std::io::{BufWriter, Stdout, Write};
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+/// How long a line may wait in the buffer.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+/// Flushed earlier when this much is waiting.
+const BUFFER_BYTES: usize = 64 * 1024;
+
+static OUT: LazyLock<Mutex<BufWriter<Stdout>>> =
+    LazyLock::new(|| Mutex::new(BufWriter::with_capacity(BUFFER_BYTES, std::io::stdout())));
+
+/// Writes whatever is buffered to stdout.
+pub fn flush() {
+    if let Ok(mut out) = OUT.lock() {
+        let _ = out.flush();
+    }
+}
+
+/// Starts the thread that flushes the buffer every `FLUSH_INTERVAL`.
+pub fn start_flusher() -> Result<(), String> {
+    std::thread::Builder::new()
+        .name("gatehouse-access-log".into())
+        .spawn(|| loop {
+            std::thread::sleep(FLUSH_INTERVAL);
+            flush();
+        })
+        .map(|_| ())
+        .map_err(|e| format!("cannot start the access-log thread: {e}"))
+}
 
 #[derive(Debug, Serialize)]
 pub struct Entry<'a> {
@@ -41,10 +74,13 @@ impl Entry<'_> {
         }
     }
 
+    /// Appends the line to the buffer (a full buffer goes to stdout at once).
     pub fn write(&self, json: bool) {
         let mut line = self.render(json);
         line.push('\n');
-        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+        if let Ok(mut out) = OUT.lock() {
+            let _ = out.write_all(line.as_bytes());
+        }
     }
 }
 

@@ -203,7 +203,7 @@ impl Default for PasswordConfig {
             argon2_iterations: 2,
             argon2_parallelism: 1,
             hash_threads: 0,
-            hash_queue: 64,
+            hash_queue: 256,
         }
     }
 }

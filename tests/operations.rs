@@ -1156,7 +1156,8 @@ fn graceful_upgrade_hands_over_without_a_failed_request() {
     );
 
     // Every request was answered by exactly one of the two processes, and the ones after
-    // the old process exited by the new one.
+    // the old process exited by the new one. Access lines are flushed every 100 ms.
+    std::thread::sleep(Duration::from_millis(400));
     let old_log = g.log();
     let new_text = new_log_text();
     let old_ids: BTreeSet<String> = access_lines(&old_log)
