@@ -36,13 +36,14 @@ pub struct Gateway {
 pub struct RequestCtx {
     started: Instant,
     kind: &'static str,
-    /// API endpoint label or route prefix: bounded, from code or config.
-    label: String,
+    /// The API endpoint's label (user-API requests).
+    endpoint: &'static str,
     request_id: String,
+    /// The matched proxy route (set for every proxied request, forwarded or not).
     route: Option<Arc<Route>>,
     identity: Option<Identity>,
     origin: Option<String>,
-    upstream: Option<String>,
+    upstream: Option<pingora::protocols::l4::socket::SocketAddr>,
     /// When the upstream was chosen, and the status it answered.
     upstream_started: Option<Instant>,
     upstream_status: u16,
@@ -50,6 +51,38 @@ pub struct RequestCtx {
     path: String,
     /// The authenticated caller (API or proxy), for the access log.
     user_id: Option<u64>,
+}
+
+impl RequestCtx {
+    /// The metric and log label: the API endpoint, or the route prefix (bounded: both come
+    /// from code or config).
+    fn label(&self) -> &str {
+        match &self.route {
+            Some(route) => &route.prefix,
+            None => self.endpoint,
+        }
+    }
+}
+
+/// `200` -> "2xx": the status-class label without formatting.
+fn status_class(status: u16) -> &'static str {
+    match status / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        5 => "5xx",
+        _ => "0xx",
+    }
+}
+
+/// The status label, written into `buf` instead of a new String ("0": nothing answered).
+fn status_text(status: u16, buf: &mut [u8; 3]) -> &str {
+    if !(100..1000).contains(&status) {
+        return "0";
+    }
+    *buf = [100, 10, 1].map(|unit| b'0' + (status / unit % 10) as u8);
+    std::str::from_utf8(buf).unwrap_or("0")
 }
 
 fn header_name(name: &str) -> HeaderName {
@@ -143,7 +176,7 @@ impl Gateway {
         match self.read_api_request(session, &ctx.path).await {
             Ok(req) => {
                 let handled = api::handle(&self.app, &req).await;
-                ctx.label = handled.endpoint.to_string();
+                ctx.endpoint = handled.endpoint;
                 ctx.user_id = handled.user_id;
                 handled.response
             }
@@ -186,7 +219,7 @@ impl ProxyHttp for Gateway {
         RequestCtx {
             started: Instant::now(),
             kind: "api",
-            label: "none".into(),
+            endpoint: "none",
             request_id: String::new(),
             route: None,
             identity: None,
@@ -236,12 +269,10 @@ impl ProxyHttp for Gateway {
             self.serve_api(session, ctx).await
         } else {
             ctx.kind = "proxy";
-            let route = self.routes.lookup(&ctx.path).cloned();
-            ctx.label = route.as_ref().map_or("none".into(), |r| r.prefix.clone());
-            match decide::decide(session.req_header(), route.as_deref(), &self.app) {
+            ctx.route = self.routes.lookup(&ctx.path).cloned();
+            match decide::decide(session.req_header(), ctx.route.as_deref(), &self.app) {
                 Decision::Forward(identity) => {
                     ctx.user_id = identity.as_ref().map(|i| i.user_id);
-                    ctx.route = route;
                     ctx.identity = identity;
                     return Ok(false);
                 }
@@ -269,7 +300,7 @@ impl ProxyHttp for Gateway {
             .upstreams
             .select(b"", 256)
             .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no healthy upstream"))?;
-        ctx.upstream = Some(backend.addr.to_string());
+        ctx.upstream = Some(backend.addr.clone());
         ctx.upstream_started = Some(Instant::now());
         let mut peer = HttpPeer::new(backend, false, String::new());
         peer.options.connection_timeout = Some(route.connect_timeout);
@@ -336,7 +367,7 @@ impl ProxyHttp for Gateway {
         ctx.upstream_status = upstream_response.status.as_u16();
         if let Some(started) = ctx.upstream_started {
             metrics::UPSTREAM_DURATION
-                .with_label_values(&[&ctx.label])
+                .with_label_values(&[ctx.label()])
                 .observe(started.elapsed().as_secs_f64());
         }
         Ok(())
@@ -402,36 +433,58 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let method = session.req_header().method.as_str().to_string();
+        let method = session.req_header().method.as_str();
+        let label = ctx.label();
+        let upstream = ctx.upstream.as_ref().map(ToString::to_string);
         let log = &self.app.config.log;
         if log.access_log {
             crate::access_log::Entry {
                 time: crate::access_log::now_rfc3339(),
                 request_id: &ctx.request_id,
-                method: &method,
+                method,
                 path: session.req_header().uri.path(),
                 kind: ctx.kind,
-                route: &ctx.label,
+                route: label,
                 user_id: ctx.user_id,
                 status,
-                upstream: ctx.upstream.as_deref(),
+                upstream: upstream.as_deref(),
                 latency_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
                 bytes: session.body_bytes_sent(),
             }
             .write(log.format == "json");
         }
-        let status_text = status.to_string();
         metrics::HTTP_REQUESTS
-            .with_label_values(&[ctx.kind, &ctx.label, &method, &status_text])
+            .with_label_values(&[ctx.kind, label, method, status_text(status, &mut [0; 3])])
             .inc();
-        if let Some(upstream) = &ctx.upstream {
+        if let Some(upstream) = &upstream {
             metrics::UPSTREAM_REQUESTS
-                .with_label_values(&[&ctx.label, upstream, &ctx.upstream_status.to_string()])
+                .with_label_values(&[
+                    label,
+                    upstream,
+                    status_text(ctx.upstream_status, &mut [0; 3]),
+                ])
                 .inc();
         }
-        let class = format!("{}xx", status / 100);
         metrics::HTTP_DURATION
-            .with_label_values(&[ctx.kind, &ctx.label, &method, &class])
+            .with_label_values(&[ctx.kind, label, method, status_class(status)])
             .observe(ctx.started.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_labels_without_allocating() {
+        for status in [100u16, 200, 204, 308, 401, 404, 503, 599, 999] {
+            assert_eq!(status_text(status, &mut [0; 3]), status.to_string());
+            assert_eq!(
+                status_class(status),
+                format!("{}xx", status / 100).as_str().replace("9xx", "0xx")
+            );
+        }
+        assert_eq!(status_text(0, &mut [0; 3]), "0");
+        assert_eq!(status_class(0), "0xx");
     }
 }
