@@ -5,6 +5,8 @@
 #   upstream  nginx, 1 worker, `return 200` with a 20-byte body
 #   nginx     plain reverse proxy to the upstream, 1 worker, upstream keepalive
 #   haproxy   nbthread 1, HS256 `jwt_verify` of the same token, upstream keepalive
+#   bare      a Pingora ProxyHttp that only forwards (benches/bare_pingora.rs), 1 worker: the
+#             floor under gatehouse, so the table separates Pingora's cost from gatehouse's
 #   gatehouse `[server] threads = 1`, /pub/ (auth = "public") and / (auth = "required"),
 #             argon2 defaults, access log off (the peers log nothing either); a second
 #             gatehouse with the access log on (stdout to a file) and hash_queue = 256
@@ -55,8 +57,14 @@ case $HAPROXY_VERSION in
   1.* | 2.[0-5].*) echo "HAProxy $HAPROXY_VERSION has no jwt_verify (2.6+ needed)"; exit 1 ;;
 esac
 
-say "building gatehouse (release)"
-cargo build --release --bin gatehouse 2>&1 | tail -1
+say "building gatehouse and the bare Pingora proxy (release)"
+BARE=$(cargo build --release --bin gatehouse --bench bare_pingora --message-format=json 2>/dev/null |
+  jq -r 'select(.reason == "compiler-artifact" and .target.name == "bare_pingora") | .executable')
+if [ -z "$BARE" ] || [ ! -x "$BARE" ]; then
+  cargo build --release --bin gatehouse --bench bare_pingora # shows the error
+  echo "could not build benches/bare_pingora.rs"
+  exit 1
+fi
 GATEHOUSE=$ROOT/target/release/gatehouse
 
 # --- 2. processes ---------------------------------------------------------------------------
@@ -119,7 +127,7 @@ wait_http() { # URL [expected status]
   exit 1
 }
 
-for v in UP NGX HAP GH GHM GHL GHLM; do free_port "$v"; done
+for v in UP NGX HAP BAREP GH GHM GHL GHLM; do free_port "$v"; done
 SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
 mkdir -p "$WORK/upstream/logs" "$WORK/nginx/logs"
@@ -217,6 +225,7 @@ say "starting upstream, nginx, haproxy, gatehouse on 127.0.0.1 (work dir $WORK)"
 start upstream "$ON_LOAD_CPU" nginx -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf"
 start nginx "$ON_PROXY_CPU" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf"
 start haproxy "$ON_PROXY_CPU" haproxy -db -f "$WORK/haproxy.cfg"
+start bare "$ON_PROXY_CPU" "$BARE" "127.0.0.1:$BAREP" "127.0.0.1:$UP"
 export GATEHOUSE_JWT_SECRET=$SECRET
 start gatehouse "$ON_PROXY_CPU" "$GATEHOUSE" serve -c "$WORK/gatehouse.toml"
 start gatehouse_log "$ON_PROXY_CPU" "$GATEHOUSE" serve -c "$WORK/gatehouse_log.toml"
@@ -227,6 +236,7 @@ GHL_PID=$PID_gatehouse_log
 wait_http "http://127.0.0.1:$UP/"
 wait_http "http://127.0.0.1:$NGX/"
 wait_http "http://127.0.0.1:$HAP/" 401
+wait_http "http://127.0.0.1:$BAREP/"
 wait_http "http://127.0.0.1:$GHM/readyz"
 wait_http "http://127.0.0.1:$GHLM/readyz"
 if [ -n "$ON_PROXY_CPU" ]; then
@@ -333,6 +343,7 @@ TARGETS=(
   "upstream direct|http://127.0.0.1:$UP/x||upstream"
   "nginx plain proxy|http://127.0.0.1:$NGX/x||nginx"
   "haproxy jwt_verify|http://127.0.0.1:$HAP/x|$AUTH|haproxy"
+  "pingora bare proxy|http://127.0.0.1:$BAREP/x||bare"
   "gatehouse public route|http://127.0.0.1:$GH/pub/x||gatehouse"
   "gatehouse required route|http://127.0.0.1:$GH/x|$AUTH|gatehouse"
   "gatehouse required, access log on|http://127.0.0.1:$GHL/x|Authorization: Bearer $TOKEN_LOG|gatehouse_log"
@@ -406,7 +417,7 @@ echo "  ${RSS_LINES[-1]}"
 say "summary (median of $ROUNDS rounds; wrk -t $THREADS -c $CONNS -d ${DURATION}s; $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
 printf '| %-50s | %10s | %9s | %8s | %14s |\n' "target" "req/s" "p99 ms" "non-2xx" "CPU us/req"
 printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..52})" "$(printf -- '-%.0s' {1..12})" "$(printf -- '-%.0s' {1..11})" "$(printf -- '-%.0s' {1..10})" "$(printf -- '-%.0s' {1..16})"
-for label in "upstream direct" "nginx plain proxy" "haproxy jwt_verify" "gatehouse public route" \
+for label in "upstream direct" "nginx plain proxy" "haproxy jwt_verify" "pingora bare proxy" "gatehouse public route" \
   "gatehouse required route" "gatehouse required, access log on" "GET /api/auth/profile/" "POST /api/token/" \
   "idle: required route" "during logins: required route" "logins (c=$LOGIN_CONNS)" \
   "idle: required route, queue 256, log on" "during logins: required route, queue 256, log on" \
@@ -420,6 +431,8 @@ echo "ratios (req/s):"
 echo "  required / public  = $(ratio "$REQ" "$(median "gatehouse public route" 2)")   (target >= 0.95)"
 echo "  required / nginx   = $(ratio "$REQ" "$(median "nginx plain proxy" 2)")   (target >= 1.0)"
 echo "  required / haproxy = $(ratio "$REQ" "$(median "haproxy jwt_verify" 2)")   (target >= 1.5)"
+echo "  required / bare pingora = $(ratio "$REQ" "$(median "pingora bare proxy" 2)")   (Pingora's own ceiling: 1.0)"
+echo "  bare pingora / nginx = $(ratio "$(median "pingora bare proxy" 2)" "$(median "nginx plain proxy" 2)")"
 echo "ratios (p99):"
 echo "  required / haproxy = $(ratio "$(median "gatehouse required route" 3)" "$(median "haproxy jwt_verify" 3)")   (target <= 1.0)"
 echo "  during logins / idle = $(ratio "$(median "during logins: required route" 3)" "$(median "idle: required route" 3)")   (target < 2.0)"
