@@ -11,6 +11,10 @@ use pingora::proxy::{ProxyHttp, Session};
 use pingora::server::configuration::{Opt, ServerConf};
 use std::net::SocketAddr;
 
+/// The allocator gatehouse's binary uses, so the floor differs from gatehouse only in code.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 struct Bare {
     upstream: SocketAddr,
 }

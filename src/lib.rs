@@ -62,25 +62,8 @@ fn open_app(config: &Config, upgrade: bool) -> Result<App, String> {
     }
 }
 
-/// Makes glibc hand freed argon2 blocks (19 MiB each at the defaults) back to the OS. By
-/// default its mmap threshold grows with the largest freed block, after which every hashing
-/// thread's arena keeps one: ~250 MiB resident after a login burst instead of ~15 MiB
-/// (benches/README.md). A fixed threshold keeps large blocks mapped only while in use.
-fn return_large_blocks_to_the_os() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        /// Largest allocation glibc serves from its heaps; bigger ones are mapped and unmapped.
-        const MMAP_THRESHOLD_BYTES: i32 = 256 * 1024;
-        // SAFETY: mallopt takes two integers and is safe to call from any thread.
-        unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
-        }
-    }
-}
-
 /// Opens the store, builds the services and runs until a signal ends the process.
 pub fn serve(config: Config, upgrade: bool) -> Result<(), String> {
-    return_large_blocks_to_the_os();
     let opt = Opt {
         upgrade,
         ..Opt::default()
