@@ -63,20 +63,26 @@ pub fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         .map_or(DEFAULT_PAGE_SIZE, |n| {
             n.min(ctx.app.config.api.max_page_size)
         });
-    let (count, _) = ctx.app.store.list_users(&filter, 0, 0)?;
-    let pages = count.div_ceil(size).max(1);
-    let number = if page == "last" {
-        pages
+    let store = &ctx.app.store;
+    // One store call for a numbered page (the count comes with it: a search scans once,
+    // not twice); `last` needs the count first.
+    let (number, count, users) = if page == "last" {
+        let (count, _) = store.list_users(&filter, 0, 0)?;
+        let last = count.div_ceil(size).max(1);
+        let (count, users) = store.list_users(&filter, (last - 1) * size, size)?;
+        (last, count, users)
     } else {
-        page.parse::<usize>().map_err(|_| ApiError::InvalidPage)?
+        let number = page.parse::<usize>().map_err(|_| ApiError::InvalidPage)?;
+        if number == 0 {
+            return Err(ApiError::InvalidPage);
+        }
+        let (count, users) = store.list_users(&filter, (number - 1).saturating_mul(size), size)?;
+        (number, count, users)
     };
-    if number == 0 || number > pages {
+    let pages = count.div_ceil(size).max(1);
+    if number > pages {
         return Err(ApiError::InvalidPage);
     }
-    let (_, users) = ctx
-        .app
-        .store
-        .list_users(&filter, (number - 1) * size, size)?;
     let link = |n: usize| page_link(ctx, n);
     let body = json!({
         "count": count,

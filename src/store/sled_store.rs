@@ -11,6 +11,9 @@ const NEXT_ID: &[u8] = b"next_id";
 /// list's first pages never scan the whole tree.
 const COUNT_ACTIVE: &[u8] = b"count_active";
 const COUNT_INACTIVE: &[u8] = b"count_inactive";
+/// Set once the `inactive` index holds every inactive user (stores written before the index
+/// existed get it built when opened).
+const INACTIVE_INDEXED: &[u8] = b"inactive_indexed";
 
 fn state_key(is_active: bool) -> &'static [u8] {
     if is_active {
@@ -42,6 +45,9 @@ pub struct SledStore {
     emails: sled::Tree,
     /// family id -> Family JSON.
     families: sled::Tree,
+    /// id of every inactive (soft-deleted) user -> empty, kept in the user transactions: the
+    /// `status=` pages of the admin list find their rows without decoding every user.
+    inactive: sled::Tree,
     /// counters.
     meta: sled::Tree,
 }
@@ -87,16 +93,13 @@ impl SledStore {
         limit: usize,
     ) -> Result<(usize, Vec<User>), StoreError> {
         let count = self.count_users(&StateFilter::All)?;
-        let next = self
-            .meta
-            .get(NEXT_ID)
-            .map_err(io)?
-            .and_then(|v| decode_id(&v))
-            .unwrap_or(1);
-        let dense = next.saturating_sub(1) == count as u64;
+        let dense = self.ids_dense()?;
         let mut page = Vec::new();
         let items: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if dense {
-            Box::new(self.users.range(id_key(offset as u64 + 1)..))
+            Box::new(
+                self.users
+                    .range(id_key((offset as u64).saturating_add(1))..),
+            )
         } else {
             Box::new(self.users.iter().skip(offset))
         };
@@ -105,6 +108,88 @@ impl SledStore {
             page.push(decode_user(&bytes)?);
         }
         Ok((count, page))
+    }
+
+    /// `status=deleted`: the rows straight from the (small) inactive index.
+    fn list_inactive(&self, offset: usize, limit: usize) -> Result<(usize, Vec<User>), StoreError> {
+        let count = self.count_users(&StateFilter::Inactive)?;
+        let mut page = Vec::new();
+        for key in self.inactive.iter().keys().skip(offset).take(limit) {
+            let key = key.map_err(io)?;
+            let id =
+                decode_id(&key).ok_or_else(|| StoreError::Io("corrupt inactive index".into()))?;
+            // A row deleted under our feet (no hard delete exists) is skipped, not an error.
+            page.extend(self.get_user(id)?);
+        }
+        Ok((count, page))
+    }
+
+    /// `status=active` with dense ids: the active user at position `offset` is the one whose
+    /// id minus the inactive ids below it is `offset + 1`, found by walking the inactive
+    /// index (soft-deleted users, normally few), then the page is read from there.
+    /// `None` when ids are not dense (imports can skip ids).
+    fn list_active_dense(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Option<(usize, Vec<User>)>, StoreError> {
+        if !self.ids_dense()? {
+            return Ok(None);
+        }
+        let count = self.count_users(&StateFilter::Active)?;
+        let mut start = (offset as u64).saturating_add(1);
+        for key in self.inactive.iter().keys() {
+            let key = key.map_err(io)?;
+            match decode_id(&key) {
+                Some(id) if id <= start => start = start.saturating_add(1),
+                Some(_) => break,
+                None => return Err(StoreError::Io("corrupt inactive index".into())),
+            }
+        }
+        let mut page = Vec::new();
+        for item in self.users.range(id_key(start)..) {
+            if page.len() >= limit {
+                break;
+            }
+            let (_, bytes) = item.map_err(io)?;
+            let user = decode_user(&bytes)?;
+            if user.is_active {
+                page.push(user);
+            }
+        }
+        Ok(Some((count, page)))
+    }
+
+    /// Ids run 1..=count without a gap, so position `offset` (0-based) is id `offset + 1`.
+    fn ids_dense(&self) -> Result<bool, StoreError> {
+        let count = self.count_users(&StateFilter::All)?;
+        let next = self
+            .meta
+            .get(NEXT_ID)
+            .map_err(io)?
+            .and_then(|v| decode_id(&v))
+            .unwrap_or(1);
+        Ok(next.saturating_sub(1) == count as u64)
+    }
+
+    /// Builds the inactive index of a store written before it existed (one pass over the
+    /// users, once), or rebuilds it if it disagrees with the inactive counter (a store
+    /// written meanwhile by an older gatehouse that did not keep it).
+    fn ensure_inactive_index(&self) -> Result<(), StoreError> {
+        let indexed = self.meta.get(INACTIVE_INDEXED).map_err(io)?.is_some();
+        if indexed && self.inactive.len() == self.count_users(&StateFilter::Inactive)? {
+            return Ok(());
+        }
+        self.inactive.clear().map_err(io)?;
+        for item in self.users.iter() {
+            let (key, bytes) = item.map_err(io)?;
+            if !decode_user(&bytes)?.is_active {
+                self.inactive.insert(key, &[]).map_err(io)?;
+            }
+        }
+        self.meta.insert(INACTIVE_INDEXED, &[1]).map_err(io)?;
+        self.db.flush().map_err(io)?;
+        Ok(())
     }
 
     /// Opens (or creates) the store in `dir`. Another process holding it is a clear error.
@@ -120,14 +205,17 @@ impl SledStore {
                 other => StoreError::Io(format!("cannot open store in {}: {other}", dir.display())),
             })?;
         let tree = |name: &str| db.open_tree(name).map_err(io);
-        Ok(SledStore {
+        let store = SledStore {
             users: tree("users")?,
             usernames: tree("usernames")?,
             emails: tree("emails")?,
             families: tree("families")?,
+            inactive: tree("inactive")?,
             meta: tree("meta")?,
             db,
-        })
+        };
+        store.ensure_inactive_index()?;
+        Ok(store)
     }
 
     /// Waits until everything written so far is on disk; concurrent writers share one flush.
@@ -143,8 +231,14 @@ impl SledStore {
         let uname = user.username.to_lowercase();
         let email = user.email.to_lowercase();
         tx_result(
-            (&self.users, &self.usernames, &self.emails, &self.meta).transaction(
-                |(users, usernames, emails, meta)| {
+            (
+                &self.users,
+                &self.usernames,
+                &self.emails,
+                &self.meta,
+                &self.inactive,
+            )
+                .transaction(|(users, usernames, emails, meta, inactive)| {
                     if usernames.get(uname.as_bytes())?.is_some() {
                         return abort(StoreError::UsernameTaken);
                     }
@@ -167,9 +261,11 @@ impl SledStore {
                     usernames.insert(uname.as_bytes(), &id_key(user.id))?;
                     emails.insert(email.as_bytes(), &id_key(user.id))?;
                     bump(meta, state_key(user.is_active), 1)?;
+                    if !user.is_active {
+                        inactive.insert(&id_key(user.id), &[])?;
+                    }
                     Ok(user)
-                },
-            ),
+                }),
         )
     }
 }
@@ -240,8 +336,14 @@ impl UserStore for SledStore {
 
     async fn update_user(&self, id: u64, change: UserChange<'_>) -> Result<User, StoreError> {
         let updated = tx_result(
-            (&self.users, &self.usernames, &self.emails, &self.meta).transaction(
-                |(users, usernames, emails, meta)| {
+            (
+                &self.users,
+                &self.usernames,
+                &self.emails,
+                &self.meta,
+                &self.inactive,
+            )
+                .transaction(|(users, usernames, emails, meta, inactive)| {
                     let Some(bytes) = users.get(id_key(id))? else {
                         return abort(StoreError::NotFound);
                     };
@@ -281,10 +383,14 @@ impl UserStore for SledStore {
                     if old.is_active != new.is_active {
                         bump(meta, state_key(new.is_active), 1)?;
                         bump(meta, state_key(old.is_active), -1)?;
+                        if new.is_active {
+                            inactive.remove(&id_key(id))?;
+                        } else {
+                            inactive.insert(&id_key(id), &[])?;
+                        }
                     }
                     Ok(new)
-                },
-            ),
+                }),
         )?;
         self.flush().await?;
         Ok(updated)
@@ -313,12 +419,30 @@ impl UserStore for SledStore {
         offset: usize,
         limit: usize,
     ) -> Result<(usize, Vec<User>), StoreError> {
-        if filter.search.is_none() && filter.state == StateFilter::All {
-            return self.list_all_by_id(offset, limit);
+        if filter.search.is_none() {
+            match filter.state {
+                StateFilter::All => return self.list_all_by_id(offset, limit),
+                StateFilter::Inactive => return self.list_inactive(offset, limit),
+                StateFilter::Active => {
+                    if let Some(listed) = self.list_active_dense(offset, limit)? {
+                        return Ok(listed);
+                    }
+                }
+            }
         }
+        // A search (a substring of username or email, no index can serve it), or active
+        // users with gaps in the ids: a scan. Without a search the count is the counter's
+        // and the scan stops at the end of the page.
+        let known_count = match filter.search {
+            None => Some(self.count_users(&filter.state)?),
+            Some(_) => None,
+        };
         let mut count = 0;
         let mut page = Vec::new();
         for item in self.users.iter() {
+            if known_count.is_some() && page.len() >= limit {
+                break;
+            }
             let (_, bytes) = item.map_err(io)?;
             let user = decode_user(&bytes)?;
             if !filter.matches(&user) {
@@ -329,7 +453,7 @@ impl UserStore for SledStore {
             }
             count += 1;
         }
-        Ok((count, page))
+        Ok((known_count.unwrap_or(count), page))
     }
 
     fn get_family(&self, family: &str) -> Result<Option<Family>, StoreError> {
@@ -504,6 +628,140 @@ mod tests {
             page.iter().map(|u| u.id).collect::<Vec<_>>(),
             vec![9, 10, 20]
         );
+    }
+
+    /// Every page of `filter` for every offset and a few limits, against filtering all users.
+    fn assert_pages_match_a_scan(store: &SledStore, filter: &ListFilter) {
+        let all: Vec<User> = store
+            .users
+            .iter()
+            .values()
+            .map(|v| decode_user(&v.expect("read")).expect("decode"))
+            .filter(|u| filter.matches(u))
+            .collect();
+        for limit in [0, 1, 2, 3, 50] {
+            for offset in 0..=all.len() + 1 {
+                let (count, page) = store.list_users(filter, offset, limit).expect("page");
+                let want: Vec<u64> = all.iter().skip(offset).take(limit).map(|u| u.id).collect();
+                assert_eq!(count, all.len(), "{filter:?} count");
+                assert_eq!(
+                    page.iter().map(|u| u.id).collect::<Vec<_>>(),
+                    want,
+                    "{filter:?} offset {offset} limit {limit}"
+                );
+            }
+        }
+    }
+
+    fn by_state(state: StateFilter) -> ListFilter {
+        ListFilter {
+            state,
+            search: None,
+        }
+    }
+
+    #[test]
+    fn status_pages_come_from_the_inactive_index_and_match_a_scan() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SledStore::open(dir.path(), 1 << 20).expect("open");
+        let states = [StateFilter::All, StateFilter::Active, StateFilter::Inactive];
+        block(async {
+            for i in 0..12 {
+                store
+                    .create_user(new_user(&format!("u{i}")))
+                    .await
+                    .expect("create");
+            }
+            for id in [1, 2, 5, 9, 12] {
+                store
+                    .update_user(id, &|u| u.is_active = false)
+                    .await
+                    .expect("deactivate");
+            }
+            store
+                .update_user(5, &|u| u.is_active = true)
+                .await
+                .expect("restore");
+            // Another change to an inactive user leaves the index alone.
+            store
+                .update_user(9, &|u| u.first_name = "x".into())
+                .await
+                .expect("touch");
+            // An imported inactive user keeps the ids dense.
+            let mut imported = store.get_user(3).expect("get").expect("user");
+            imported.id = 13;
+            imported.username = "imported".into();
+            imported.email = "imported@example.com".into();
+            imported.is_active = false;
+            store.insert_user(imported).await.expect("insert");
+        });
+        let index: Vec<u64> = store
+            .inactive
+            .iter()
+            .keys()
+            .map(|k| decode_id(&k.expect("key")).expect("id"))
+            .collect();
+        assert_eq!(index, vec![1, 2, 9, 12, 13]);
+        assert!(store.ids_dense().expect("dense"));
+        for state in &states {
+            assert_pages_match_a_scan(&store, &by_state(state.clone()));
+        }
+        // A gap in the ids: active pages fall back to a scan and are still right.
+        block(async {
+            let mut gap = store.get_user(4).expect("get").expect("user");
+            gap.id = 40;
+            gap.username = "gap".into();
+            gap.email = "gap@example.com".into();
+            store.insert_user(gap).await.expect("insert");
+        });
+        assert!(!store.ids_dense().expect("dense"));
+        for state in &states {
+            assert_pages_match_a_scan(&store, &by_state(state.clone()));
+        }
+        let search = ListFilter {
+            state: StateFilter::Active,
+            search: Some("U1".into()),
+        };
+        assert_pages_match_a_scan(&store, &search);
+    }
+
+    #[test]
+    fn a_store_without_the_inactive_index_gets_it_when_opened() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = SledStore::open(dir.path(), 1 << 20).expect("open");
+            block(async {
+                for i in 0..5 {
+                    store
+                        .create_user(new_user(&format!("u{i}")))
+                        .await
+                        .expect("create");
+                }
+                store
+                    .update_user(3, &|u| u.is_active = false)
+                    .await
+                    .expect("deactivate");
+            });
+            // As a store written before the index existed (or by an older gatehouse).
+            store.inactive.clear().expect("clear");
+            store.meta.remove(INACTIVE_INDEXED).expect("unmark");
+            store.db.flush().expect("flush");
+        }
+        let store = SledStore::open(dir.path(), 1 << 20).expect("reopen");
+        let (count, page) = store
+            .list_users(&by_state(StateFilter::Inactive), 0, 10)
+            .expect("page");
+        assert_eq!(
+            (count, page.iter().map(|u| u.id).collect::<Vec<_>>()),
+            (1, vec![3])
+        );
+        assert_pages_match_a_scan(&store, &by_state(StateFilter::Active));
+        // An index that disagrees with the counter is rebuilt too.
+        store.inactive.clear().expect("clear");
+        store.db.flush().expect("flush");
+        drop(store);
+        let store = SledStore::open(dir.path(), 1 << 20).expect("reopen");
+        assert_eq!(store.inactive.len(), 1);
     }
 
     #[test]
