@@ -34,24 +34,11 @@ LOGIN_CONNS=${LOGIN_CONNS:-200}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 
-say() { printf '\n== %s\n' "$*"; }
+# shellcheck source=benches/lib.sh
+. "$ROOT/benches/lib.sh"
 
 # --- 1. tools -------------------------------------------------------------------------------
-missing=()
-for tool in wrk nginx haproxy curl jq taskset; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
-done
-if ((${#missing[@]})); then
-  pkgs=()
-  for t in "${missing[@]}"; do
-    case $t in taskset) pkgs+=(util-linux) ;; *) pkgs+=("$t") ;; esac
-  done
-  say "installing ${pkgs[*]} (Debian packages)"
-  SUDO=""
-  [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${pkgs[@]}" >/dev/null
-fi
+need wrk nginx haproxy curl jq taskset
 HAPROXY_VERSION=$(haproxy -v | head -1 | awk '{print $3}')
 case $HAPROXY_VERSION in
   1.* | 2.[0-5].*) echo "HAProxy $HAPROXY_VERSION has no jwt_verify (2.6+ needed)"; exit 1 ;;
@@ -68,35 +55,7 @@ fi
 GATEHOUSE=$ROOT/target/release/gatehouse
 
 # --- 2. processes ---------------------------------------------------------------------------
-WORK=$(mktemp -d /tmp/gatehouse-load.XXXXXX)
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do
-    kill -INT "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-  if [ "${KEEP:-0}" = 1 ]; then echo "work dir kept: $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-USED_PORTS=" "
-free_port() { # VAR: a port nobody listens on, distinct from the ones already handed out
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 30000))
-    case $USED_PORTS in *" $p "*) continue ;; esac
-    if ! ss -Htln "sport = :$p" | grep -q .; then
-      USED_PORTS+="$p "
-      printf -v "$1" '%s' "$p"
-      return
-    fi
-  done
-}
+work_dir load
 
 if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ]; then
   ON_PROXY_CPU="taskset -c 1"
@@ -117,17 +76,8 @@ start() {
   disown $!
 }
 
-wait_http() { # URL [expected status]
-  for _ in $(seq 100); do
-    code=$(curl -s -o /dev/null -w '%{http_code}' "$1" || true)
-    [ "$code" = "${2:-200}" ] && return 0
-    sleep 0.1
-  done
-  echo "not answering: $1 (last status $code)"
-  exit 1
-}
 
-for v in UP NGX HAP BAREP GH GHM GHL GHLM; do free_port "$v"; done
+for v in UP NGX HAP BARE_PORT GH GHM GHL GHLM; do free_port "$v"; done
 SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
 mkdir -p "$WORK/upstream/logs" "$WORK/nginx/logs"
@@ -225,7 +175,7 @@ say "starting upstream, nginx, haproxy, gatehouse on 127.0.0.1 (work dir $WORK)"
 start upstream "$ON_LOAD_CPU" nginx -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf"
 start nginx "$ON_PROXY_CPU" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf"
 start haproxy "$ON_PROXY_CPU" haproxy -db -f "$WORK/haproxy.cfg"
-start bare "$ON_PROXY_CPU" "$BARE" "127.0.0.1:$BAREP" "127.0.0.1:$UP"
+start bare "$ON_PROXY_CPU" "$BARE" "127.0.0.1:$BARE_PORT" "127.0.0.1:$UP"
 export GATEHOUSE_JWT_SECRET=$SECRET
 start gatehouse "$ON_PROXY_CPU" "$GATEHOUSE" serve -c "$WORK/gatehouse.toml"
 start gatehouse_log "$ON_PROXY_CPU" "$GATEHOUSE" serve -c "$WORK/gatehouse_log.toml"
@@ -236,7 +186,7 @@ GHL_PID=$PID_gatehouse_log
 wait_http "http://127.0.0.1:$UP/"
 wait_http "http://127.0.0.1:$NGX/"
 wait_http "http://127.0.0.1:$HAP/" 401
-wait_http "http://127.0.0.1:$BAREP/"
+wait_http "http://127.0.0.1:$BARE_PORT/"
 wait_http "http://127.0.0.1:$GHM/readyz"
 wait_http "http://127.0.0.1:$GHLM/readyz"
 if [ -n "$ON_PROXY_CPU" ]; then
@@ -343,7 +293,7 @@ TARGETS=(
   "upstream direct|http://127.0.0.1:$UP/x||upstream"
   "nginx plain proxy|http://127.0.0.1:$NGX/x||nginx"
   "haproxy jwt_verify|http://127.0.0.1:$HAP/x|$AUTH|haproxy"
-  "pingora bare proxy|http://127.0.0.1:$BAREP/x||bare"
+  "pingora bare proxy|http://127.0.0.1:$BARE_PORT/x||bare"
   "gatehouse public route|http://127.0.0.1:$GH/pub/x||gatehouse"
   "gatehouse public route, with the token|http://127.0.0.1:$GH/pub/x|$AUTH|gatehouse"
   "gatehouse required route|http://127.0.0.1:$GH/x|$AUTH|gatehouse"
