@@ -477,14 +477,16 @@ mod tests {
 
     #[test]
     fn status_labels_without_allocating() {
-        for status in [100u16, 200, 204, 308, 401, 404, 503, 599, 999] {
-            assert_eq!(status_text(status, &mut [0; 3]), status.to_string());
-            assert_eq!(
-                status_class(status),
-                format!("{}xx", status / 100).as_str().replace("9xx", "0xx")
-            );
+        for (status, text, class) in [
+            (100u16, "100", "1xx"),
+            (200, "200", "2xx"),
+            (308, "308", "3xx"),
+            (401, "401", "4xx"),
+            (503, "503", "5xx"),
+            (0, "0", "0xx"),
+        ] {
+            assert_eq!(status_text(status, &mut [0; 3]), text);
+            assert_eq!(status_class(status), class);
         }
-        assert_eq!(status_text(0, &mut [0; 3]), "0");
-        assert_eq!(status_class(0), "0xx");
     }
 }
