@@ -26,20 +26,25 @@ enum Verifier {
 }
 
 impl VerifyingKey {
-    /// Whether `signature` (the raw bytes, base64 already decoded) signs `message` (the
-    /// token's `header.payload`) under this key and its algorithm.
-    pub fn signs(&self, message: &[u8], signature: &[u8]) -> bool {
+    /// Whether `signature` (the token's third part, base64url) signs `message` (the token's
+    /// `header.payload`) under this key and its algorithm.
+    pub fn signs(&self, message: &[u8], signature: &str) -> bool {
         match &self.key {
             Verifier::Hs256(keyed) => {
+                use base64::Engine;
+                let Ok(signature) =
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(signature)
+                else {
+                    return false;
+                };
                 let mut mac = keyed.clone();
                 mac.update(message);
                 // Constant time.
-                mac.verify_slice(signature).is_ok()
+                mac.verify_slice(&signature).is_ok()
             }
             Verifier::Asymmetric(key) => {
-                use base64::Engine;
-                let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature);
-                jsonwebtoken::crypto::verify(&b64, message, key, self.algorithm).unwrap_or(false)
+                jsonwebtoken::crypto::verify(signature, message, key, self.algorithm)
+                    .unwrap_or(false)
             }
         }
     }

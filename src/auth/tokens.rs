@@ -270,8 +270,7 @@ impl Tokens {
             .find(header.kid.as_deref(), algorithm)
             .ok_or(TokenError::Invalid)?;
         let signing_input = &token.as_bytes()[..token.len() - signature.len() - 1];
-        let signature = B64.decode(signature).map_err(invalid)?;
-        if !key.signs(signing_input, &signature) {
+        if !key.signs(signing_input, signature) {
             return Err(TokenError::Invalid);
         }
         let c: ReadClaims = json_object(&B64.decode(payload).map_err(invalid)?)?;
