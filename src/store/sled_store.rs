@@ -597,12 +597,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SledStore::open(dir.path(), 1 << 20).expect("open");
         block(async {
-            for i in 0..10 {
-                store
-                    .create_user(new_user(&format!("u{i}")))
-                    .await
-                    .expect("create");
-            }
+            create_users(&store, 10).await;
             store
                 .update_user(4, &|u| u.is_active = false)
                 .await
@@ -628,6 +623,16 @@ mod tests {
             page.iter().map(|u| u.id).collect::<Vec<_>>(),
             vec![9, 10, 20]
         );
+    }
+
+    /// Users `u0`..`u{n-1}`, ids 1..=n.
+    async fn create_users(store: &SledStore, n: usize) {
+        for i in 0..n {
+            store
+                .create_user(new_user(&format!("u{i}")))
+                .await
+                .expect("create");
+        }
     }
 
     /// Every page of `filter` for every offset and a few limits, against filtering all users.
@@ -666,12 +671,7 @@ mod tests {
         let store = SledStore::open(dir.path(), 1 << 20).expect("open");
         let states = [StateFilter::All, StateFilter::Active, StateFilter::Inactive];
         block(async {
-            for i in 0..12 {
-                store
-                    .create_user(new_user(&format!("u{i}")))
-                    .await
-                    .expect("create");
-            }
+            create_users(&store, 12).await;
             for id in [1, 2, 5, 9, 12] {
                 store
                     .update_user(id, &|u| u.is_active = false)
@@ -731,12 +731,7 @@ mod tests {
         {
             let store = SledStore::open(dir.path(), 1 << 20).expect("open");
             block(async {
-                for i in 0..5 {
-                    store
-                        .create_user(new_user(&format!("u{i}")))
-                        .await
-                        .expect("create");
-                }
+                create_users(&store, 5).await;
                 store
                     .update_user(3, &|u| u.is_active = false)
                     .await
