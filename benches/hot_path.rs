@@ -74,7 +74,7 @@ fn ed25519_keys(dir: &std::path::Path) -> Keys {
     let path = dir.join("ed25519.pem");
     std::fs::write(&path, pem.as_bytes()).expect("write pem");
     let cfg = JwtConfig {
-        algorithm: "EdDSA".into(),
+        algorithm: gatehouse::config::Algorithm::EdDSA,
         private_key_file: path.display().to_string(),
         key_id: "bench-1".into(),
         ..JwtConfig::default()

@@ -4,7 +4,6 @@
 use crate::auth::cache::UserCache;
 use crate::auth::keys::Keys;
 use crate::auth::passwords::Passwords;
-use crate::auth::secret;
 use crate::auth::throttle::Throttle;
 use crate::auth::tokens::{TokenType, Tokens};
 use crate::config::Config;
@@ -61,7 +60,7 @@ impl App {
     }
 
     pub fn with_store(config: Config, store: SledStore) -> Result<App, String> {
-        let env_secret = std::env::var(secret::ENV_VAR).ok();
+        let env_secret = std::env::var(crate::config::env::JWT_SECRET_VAR).ok();
         let keys = Keys::load(&config.jwt, &config.server.data_dir, env_secret.as_deref())?;
         let tokens = Tokens::with_keys(
             keys,
@@ -71,7 +70,7 @@ impl App {
         let passwords = Passwords::new(&config.passwords)?;
         let cache = UserCache::new(
             config.cache.capacity,
-            Duration::from_secs(config.cache.ttl_seconds.max(1)),
+            Duration::from_secs(config.cache.ttl_seconds),
         );
         let throttle = Throttle::new(&config.throttle);
         Ok(App {

@@ -408,7 +408,7 @@ fn email_conflict(who: &str, email: &str, owner: u64) -> String {
 /// conflicts and unsupported hashes are reported, not fatal; a store failure stops the import
 /// with the users written so far kept.
 pub async fn import(store: &dyn UserStore, dump_json: &str) -> Result<Report, ImportError> {
-    let parsed = parse_dump(dump_json, crate::auth::tokens::now())?;
+    let parsed = parse_dump(dump_json, crate::clock::now())?;
     let mut report = Report {
         other_models: parsed.other_models,
         ..Report::default()

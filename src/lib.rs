@@ -5,9 +5,11 @@ pub mod access_log;
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod gateway;
+pub mod ids;
 pub mod import;
 pub mod metrics;
 pub mod ops;
@@ -93,18 +95,21 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), String> {
         gateway::Gateway::new(Arc::clone(&app), Arc::new(routes)),
         "gatehouse",
     );
-    proxy.add_tcp(&config.server.listen);
+    proxy.add_tcp(&config.server.listen.to_string());
     server.add_service(proxy);
     let mut ops = pingora::services::listening::Service::new(
         "ops".to_string(),
         ops::Ops::new(Arc::clone(&app)),
     );
-    ops.add_tcp(&config.server.metrics_listen);
+    ops.add_tcp(&config.server.metrics_listen.to_string());
     server.add_service(ops);
     let routes: Vec<String> = config
         .routes
         .iter()
-        .map(|r| format!("{} -> {} ({:?})", r.prefix, r.upstreams.join(","), r.auth))
+        .map(|r| {
+            let upstreams: Vec<String> = r.upstreams.iter().map(ToString::to_string).collect();
+            format!("{} -> {} ({:?})", r.prefix, upstreams.join(","), r.auth)
+        })
         .collect();
     log::info!(
         "gatehouse {} listening on {} (metrics {}), store {}, routes: [{}]",

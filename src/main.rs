@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand};
 use gatehouse::auth::passwords::Passwords;
 use gatehouse::auth::policy::{self, UserAttributes};
-use gatehouse::auth::tokens::now;
+use gatehouse::clock::now;
 use gatehouse::config::Config;
 use gatehouse::store::{NewUser, StoreError, UserStore};
 use std::io::{BufRead, Write};
@@ -27,7 +27,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 pub static malloc_conf: Option<&u8> =
     Some(&b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0"[0]);
 
-const SUPERUSER_PASSWORD_VAR: &str = "GATEHOUSE_SUPERUSER_PASSWORD";
+use gatehouse::config::env::SUPERUSER_PASSWORD_VAR;
 
 #[derive(Parser)]
 #[command(
@@ -122,8 +122,8 @@ fn import(config: &Config, dump: &std::path::Path) -> Result<(), String> {
 /// (a generated secret is left alone: checking must not create it).
 fn check_config(config: &Config) -> Result<(), String> {
     let jwt = &config.jwt;
-    let env_secret = std::env::var(gatehouse::auth::secret::ENV_VAR).ok();
-    if jwt.algorithm != "HS256" || !jwt.secret_file.is_empty() || env_secret.is_some() {
+    let env_secret = std::env::var(gatehouse::config::env::JWT_SECRET_VAR).ok();
+    if !jwt.algorithm.is_symmetric() || !jwt.secret_file.is_empty() || env_secret.is_some() {
         gatehouse::auth::keys::Keys::load(jwt, &config.server.data_dir, env_secret.as_deref())?;
     }
     print!("config OK\n{}", config.explain());

@@ -343,16 +343,12 @@ fn effective(toml_text: &str, origin: &str, env: &[(String, String)]) -> Config 
         .unwrap_or_else(|e| panic!("{origin} with its environment {env:?}: {e}"))
 }
 
-fn port_of(addr: &str) -> u16 {
-    addr.parse::<SocketAddr>()
-        .unwrap_or_else(|e| panic!("{addr:?}: {e}"))
-        .port()
+fn port_of(addr: &SocketAddr) -> u16 {
+    addr.port()
 }
 
-fn is_loopback(addr: &str) -> bool {
-    addr.parse::<SocketAddr>()
-        .map(|a| a.ip().is_loopback())
-        .unwrap_or(false)
+fn is_loopback(addr: &SocketAddr) -> bool {
+    addr.ip().is_loopback()
 }
 
 /// `gatehouse check-config -c FILE` with exactly the given GATEHOUSE_* variables.
@@ -1255,11 +1251,11 @@ fn compose_agrees_with_the_code() {
     // Each upstream is a compose service's fixed address, listening on that port.
     for route in &config.routes {
         for up in &route.upstreams {
-            let (ip, port) = up.rsplit_once(':').expect("ip:port");
+            let (ip, port) = (up.ip().to_string(), up.port().to_string());
             let owner = services.iter().find(|(_, s)| {
                 s["networks"]
                     .as_object()
-                    .is_some_and(|n| n.values().any(|net| net["ipv4_address"] == ip))
+                    .is_some_and(|n| n.values().any(|net| net["ipv4_address"] == ip.as_str()))
             });
             match owner {
                 None => problems.push(format!(
@@ -1267,7 +1263,7 @@ fn compose_agrees_with_the_code() {
                     route.prefix
                 )),
                 Some((name, s)) => {
-                    if !args_of(&s["command"]).iter().any(|a| a == port) {
+                    if !args_of(&s["command"]).iter().any(|a| *a == port) {
                         problems.push(format!(
                             "route {}: {name} is not told to listen on port {port}",
                             route.prefix

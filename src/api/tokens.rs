@@ -4,8 +4,10 @@
 use super::body::{Fields, REQUIRED};
 use super::Ctx;
 use crate::auth::families::{self, Presented, Step};
-use crate::auth::tokens::{new_jti, now, TokenError, TokenType, Verified};
+use crate::auth::tokens::{TokenError, TokenType, Verified};
+use crate::clock::now;
 use crate::error::ApiError;
+use crate::ids::new_id;
 use crate::metrics::LOGINS;
 use crate::response::Response;
 use crate::store::User;
@@ -118,7 +120,7 @@ pub async fn refresh(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
             &presented,
             now(),
             app.config.jwt.reuse_grace_seconds,
-            new_jti(),
+            new_id(),
             expiry,
         );
         match step {

@@ -4,7 +4,7 @@
 use super::body::{Fields, OPTIONAL, OPTIONAL_BLANK_OK, REQUIRED};
 use super::Ctx;
 use crate::auth::policy::{self, UserAttributes};
-use crate::auth::tokens::now;
+use crate::clock::now;
 use crate::error::{field, ApiError};
 use crate::response::Response;
 use crate::store::{NewUser, StoreError, User};

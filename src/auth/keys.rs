@@ -61,18 +61,6 @@ pub struct Keys {
     pub jwks: Option<JwkSet>,
 }
 
-pub fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
-    match name {
-        "HS256" => Ok(Algorithm::HS256),
-        "EdDSA" => Ok(Algorithm::EdDSA),
-        "RS256" => Ok(Algorithm::RS256),
-        "ES256" => Ok(Algorithm::ES256),
-        other => Err(format!(
-            "jwt.algorithm = {other:?}: use HS256, EdDSA, RS256 or ES256"
-        )),
-    }
-}
-
 /// The public half of the signing key as a JWK. jsonwebtoken derives RSA and EC ones but
 /// not Ed25519 (it panics there), so that one is built from the key's public bytes.
 fn public_jwk(pem: &[u8], signing: &EncodingKey, algorithm: Algorithm) -> Result<Jwk, String> {
@@ -128,7 +116,7 @@ impl Keys {
         data_dir: &Path,
         env_secret: Option<&str>,
     ) -> Result<Keys, String> {
-        let algorithm = parse_algorithm(&cfg.algorithm)?;
+        let algorithm = cfg.algorithm.jwt();
         if algorithm == Algorithm::HS256 {
             let secret = secret::load(env_secret, &cfg.secret_file, data_dir)?;
             return Ok(Keys::hs256(&secret, cfg.leeway_seconds));

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 /// Shorter secrets make HS256 brute-forceable.
 pub const MIN_SECRET_BYTES: usize = 32;
 pub const GENERATED_FILE: &str = "jwt_secret";
-pub const ENV_VAR: &str = "GATEHOUSE_JWT_SECRET";
+use crate::config::env::JWT_SECRET_VAR;
 
 pub fn load(
     env_secret: Option<&str>,
@@ -16,7 +16,7 @@ pub fn load(
     data_dir: &Path,
 ) -> Result<Vec<u8>, String> {
     if let Some(s) = env_secret.filter(|s| !s.is_empty()) {
-        return checked(s.trim().as_bytes().to_vec(), ENV_VAR);
+        return checked(s.trim().as_bytes().to_vec(), JWT_SECRET_VAR);
     }
     if !secret_file.is_empty() {
         let text = std::fs::read_to_string(secret_file)

@@ -2,8 +2,8 @@
 //! jsonwebtoken leaves off by default, mapped to simplejwt's exact reasons.
 
 use super::keys::Keys;
+use crate::clock::now;
 use jsonwebtoken::Header;
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 /// Longer tokens are rejected before any parsing.
@@ -127,20 +127,6 @@ pub struct Tokens {
     pub refresh_lifetime: u64,
 }
 
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// 32 lower-case hex characters, as simplejwt's `uuid4().hex`.
-pub fn new_jti() -> String {
-    let mut bytes = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
-}
-
 impl Tokens {
     /// HS256 with a shared secret (the default deployment).
     pub fn new(secret: &[u8], access_lifetime: u64, refresh_lifetime: u64, leeway: u64) -> Tokens {
@@ -179,7 +165,7 @@ impl Tokens {
             TokenType::Access => self.access_lifetime,
             TokenType::Refresh => self.refresh_lifetime,
         };
-        let jti = jti.map(str::to_string).unwrap_or_else(new_jti);
+        let jti = jti.map(str::to_string).unwrap_or_else(crate::ids::new_id);
         let fam = match token_type {
             TokenType::Access => None,
             TokenType::Refresh => Some(family.unwrap_or(&jti)),
@@ -440,7 +426,7 @@ mod tests {
         let pem = dir.join(format!("{kid}.pem"));
         std::fs::write(&pem, ED25519_PEM).expect("write key");
         let cfg = crate::config::JwtConfig {
-            algorithm: "EdDSA".into(),
+            algorithm: crate::config::Algorithm::EdDSA,
             private_key_file: pem.display().to_string(),
             key_id: kid.into(),
             ..Default::default()
@@ -495,7 +481,7 @@ mod tests {
         let pem = dir.path().join("new.pem");
         std::fs::write(&pem, ED25519_PEM).expect("write key");
         let cfg = crate::config::JwtConfig {
-            algorithm: "EdDSA".into(),
+            algorithm: crate::config::Algorithm::EdDSA,
             private_key_file: pem.display().to_string(),
             key_id: "new".into(),
             verification_jwks_file: jwks_file.display().to_string(),

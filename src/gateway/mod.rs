@@ -29,7 +29,7 @@ pub struct Gateway {
     app: Arc<App>,
     routes: Arc<RouteTable>,
     identity_headers: [HeaderName; 3],
-    trusted_proxies: Vec<headers::Network>,
+    trusted_proxies: Vec<crate::config::Network>,
 }
 
 /// Per-request state, for the filters that follow `request_filter` and for the log.
@@ -85,12 +85,6 @@ fn status_text(status: u16, buf: &mut [u8; 3]) -> &str {
     std::str::from_utf8(buf).unwrap_or("0")
 }
 
-fn header_name(name: &str) -> HeaderName {
-    // Validated by Config::validate; a fallback keeps a broken name from ever panicking.
-    HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
-        .unwrap_or(HeaderName::from_static("x-gatehouse-invalid"))
-}
-
 fn peer_ip(session: &Session) -> Option<IpAddr> {
     session
         .client_addr()
@@ -102,15 +96,11 @@ impl Gateway {
     pub fn new(app: Arc<App>, routes: Arc<RouteTable>) -> Gateway {
         let p = &app.config.proxy;
         let identity_headers = [
-            header_name(&p.user_id_header),
-            header_name(&p.user_name_header),
-            header_name(&p.user_is_staff_header),
+            p.user_id_header.clone(),
+            p.user_name_header.clone(),
+            p.user_is_staff_header.clone(),
         ];
-        let trusted_proxies = p
-            .trusted_proxies
-            .iter()
-            .filter_map(|n| headers::parse_network(n))
-            .collect();
+        let trusted_proxies = p.trusted_proxies.clone();
         Gateway {
             app,
             routes,
@@ -240,7 +230,7 @@ impl ProxyHttp for Gateway {
         let timeout = self.app.config.limits.client_read_timeout_seconds;
         session
             .as_downstream_mut()
-            .set_read_timeout(Some(std::time::Duration::from_secs(timeout.max(1))));
+            .set_read_timeout(Some(std::time::Duration::from_secs(timeout)));
         Ok(())
     }
 
@@ -451,7 +441,7 @@ impl ProxyHttp for Gateway {
                 latency_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
                 bytes: session.body_bytes_sent(),
             }
-            .write(log.format == "json");
+            .write(log.format == crate::config::LogFormat::Json);
         }
         metrics::HTTP_REQUESTS
             .with_label_values(&[ctx.kind, label, method, status_text(status, &mut [0; 3])])

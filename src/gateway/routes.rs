@@ -55,9 +55,8 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
 }
 
 fn build(cfg: &RouteConfig) -> Result<Arc<Route>, String> {
-    let mut lb =
-        LoadBalancer::<RoundRobin>::try_from_iter(cfg.upstreams.iter().map(String::as_str))
-            .map_err(|e| format!("route {}: upstreams: {e}", cfg.prefix))?;
+    let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(cfg.upstreams.iter().copied())
+        .map_err(|e| format!("route {}: upstreams: {e}", cfg.prefix))?;
     let mut hc = TcpHealthCheck::new();
     hc.consecutive_failure = 1;
     hc.consecutive_success = 1;

@@ -1,18 +1,17 @@
-//! The one validated `Config` the runtime sees: serde types with every default, the TOML file,
-//! `GATEHOUSE_<SECTION>_<KEY>` environment overrides, and `validate()`.
+//! The one validated `Config` the runtime sees: typed sections with every default, read from
+//! the TOML file with the `GATEHOUSE_*` overlay (`env.rs`) and checked (`validate.rs`).
+
+pub mod env;
+pub mod types;
+mod validate;
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+pub use types::{Algorithm, LogFormat, LogLevel, Network};
 
 /// The config file used when neither `-c` nor `GATEHOUSE_CONFIG` names one.
 pub const DEFAULT_CONFIG_PATH: &str = "conf/gatehouse.toml";
-/// Environment variables that look like overrides but are not config keys.
-const NON_KEY_VARS: &[&str] = &[
-    "GATEHOUSE_CONFIG",
-    "GATEHOUSE_JWT_SECRET",
-    "GATEHOUSE_SUPERUSER_PASSWORD",
-];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -77,9 +76,9 @@ impl Default for ThrottleConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// Access log lines on stdout: "json" or "text".
-    pub format: String,
+    pub format: LogFormat,
     /// Diagnostic log level on stderr: error, warn, info, debug, trace.
-    pub level: String,
+    pub level: LogLevel,
     /// One line per request on stdout.
     pub access_log: bool,
 }
@@ -87,8 +86,8 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
-            format: "json".into(),
-            level: "info".into(),
+            format: LogFormat::Json,
+            level: LogLevel::Info,
             access_log: true,
         }
     }
@@ -98,9 +97,11 @@ impl Default for LogConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Public listener: the user API and the proxy.
-    pub listen: String,
+    #[serde(with = "types::socket_addr")]
+    pub listen: SocketAddr,
     /// /metrics, /healthz, /readyz.
-    pub metrics_listen: String,
+    #[serde(with = "types::socket_addr")]
+    pub metrics_listen: SocketAddr,
     /// sled store and the generated secret.
     pub data_dir: PathBuf,
     /// Pingora worker threads for the public listener.
@@ -117,8 +118,8 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            listen: "127.0.0.1:8080".into(),
-            metrics_listen: "127.0.0.1:9091".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9091)),
             data_dir: PathBuf::from("./data"),
             threads: 2,
             grace_period_seconds: 25,
@@ -157,7 +158,8 @@ pub struct JwtConfig {
     pub reuse_grace_seconds: u64,
     pub leeway_seconds: u64,
     /// HS256 (secret), or EdDSA / RS256 / ES256 (private_key_file + key_id).
-    pub algorithm: String,
+    #[serde(with = "types::as_string")]
+    pub algorithm: Algorithm,
     /// PEM private key for the asymmetric algorithms.
     pub private_key_file: String,
     /// The `kid` of the signing key.
@@ -175,7 +177,7 @@ impl Default for JwtConfig {
             rotate_refresh_tokens: false,
             reuse_grace_seconds: 10,
             leeway_seconds: 0,
-            algorithm: "HS256".into(),
+            algorithm: Algorithm::HS256,
             private_key_file: String::new(),
             key_id: String::new(),
             verification_jwks_file: String::new(),
@@ -267,21 +269,25 @@ impl Default for ApiConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProxyConfig {
-    pub user_id_header: String,
-    pub user_name_header: String,
-    pub user_is_staff_header: String,
+    #[serde(with = "types::header_name")]
+    pub user_id_header: http::HeaderName,
+    #[serde(with = "types::header_name")]
+    pub user_name_header: http::HeaderName,
+    #[serde(with = "types::header_name")]
+    pub user_is_staff_header: http::HeaderName,
     /// Send the client's `Authorization` header on to the upstream.
     pub forward_authorization: bool,
     /// Networks whose `X-Forwarded-For` is believed (CIDR); empty: none.
-    pub trusted_proxies: Vec<String>,
+    #[serde(with = "types::as_strings")]
+    pub trusted_proxies: Vec<Network>,
 }
 
 impl Default for ProxyConfig {
     fn default() -> Self {
         ProxyConfig {
-            user_id_header: "X-User-Id".into(),
-            user_name_header: "X-User-Name".into(),
-            user_is_staff_header: "X-User-Is-Staff".into(),
+            user_id_header: http::HeaderName::from_static("x-user-id"),
+            user_name_header: http::HeaderName::from_static("x-user-name"),
+            user_is_staff_header: http::HeaderName::from_static("x-user-is-staff"),
             forward_authorization: true,
             trusted_proxies: Vec::new(),
         }
@@ -300,7 +306,8 @@ pub enum AuthMode {
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     pub prefix: String,
-    pub upstreams: Vec<String>,
+    #[serde(with = "types::socket_addr::list")]
+    pub upstreams: Vec<SocketAddr>,
     #[serde(default = "default_auth")]
     pub auth: AuthMode,
     #[serde(default)]
@@ -362,7 +369,7 @@ impl Config {
         let env: Vec<(String, String)> = std::env::vars().collect();
         let explicit = path
             .map(Path::to_path_buf)
-            .or_else(|| lookup(&env, "GATEHOUSE_CONFIG").map(PathBuf::from));
+            .or_else(|| env::lookup(&env, env::CONFIG_VAR).map(PathBuf::from));
         let path = explicit
             .clone()
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
@@ -392,235 +399,18 @@ impl Config {
             path: origin.to_string(),
             message: e.message().to_string(),
         })?;
-        apply_env(&mut value, env)?;
+        env::apply(&mut value, env)?;
+        // The path in front of the message names the key (`server.listen: ...`).
         let config: Config =
-            Config::deserialize(toml::Value::Table(value)).map_err(|e| ConfigError::Parse {
-                path: origin.to_string(),
-                message: e.message().to_string(),
+            serde_path_to_error::deserialize(toml::Value::Table(value)).map_err(|e| {
+                ConfigError::Parse {
+                    path: origin.to_string(),
+                    message: format!("{}: {}", e.path(), e.inner().message()),
+                }
             })?;
         config.validate()?;
         Ok(config)
     }
-
-    /// Checks what serde cannot: addresses, ranges, route shapes. Each message says what to fix.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |m: String| Err(ConfigError::Invalid(m));
-        for (key, addr) in [
-            ("server.listen", &self.server.listen),
-            ("server.metrics_listen", &self.server.metrics_listen),
-        ] {
-            if addr.parse::<SocketAddr>().is_err() {
-                return bad(format!("{key} = {addr:?} is not an IP:port address"));
-            }
-        }
-        if self.server.listen == self.server.metrics_listen {
-            return bad("server.listen and server.metrics_listen must differ".into());
-        }
-        if !["json", "text"].contains(&self.log.format.as_str()) {
-            return bad(format!(
-                "log.format = {:?}: use \"json\" or \"text\"",
-                self.log.format
-            ));
-        }
-        if !["error", "warn", "info", "debug", "trace"].contains(&self.log.level.as_str()) {
-            return bad(format!(
-                "log.level = {:?}: use error, warn, info, debug or trace",
-                self.log.level
-            ));
-        }
-        if self.limits.max_header_count < 8 || self.limits.max_header_bytes < 1024 {
-            return bad(
-                "limits: max_header_count must be >= 8 and max_header_bytes >= 1024".into(),
-            );
-        }
-        if self.throttle.max_keys == 0 {
-            return bad("throttle.max_keys must be at least 1".into());
-        }
-        if self.server.threads == 0 {
-            return bad("server.threads must be at least 1".into());
-        }
-        crate::auth::keys::parse_algorithm(&self.jwt.algorithm).map_err(ConfigError::Invalid)?;
-        if self.jwt.algorithm != "HS256"
-            && (self.jwt.private_key_file.is_empty() || self.jwt.key_id.is_empty())
-        {
-            return bad(format!(
-                "jwt.algorithm = {:?} needs jwt.private_key_file and jwt.key_id",
-                self.jwt.algorithm
-            ));
-        }
-        if self.jwt.access_lifetime_seconds == 0 || self.jwt.refresh_lifetime_seconds == 0 {
-            return bad("jwt lifetimes must be at least 1 second".into());
-        }
-        if self.passwords.argon2_memory_kib < 8 * self.passwords.argon2_parallelism.max(1)
-            || self.passwords.argon2_iterations == 0
-            || self.passwords.argon2_parallelism == 0
-        {
-            return bad("passwords.argon2_*: memory must be >= 8 KiB per lane, iterations and parallelism >= 1".into());
-        }
-        if self.passwords.hash_queue == 0 {
-            return bad("passwords.hash_queue must be at least 1".into());
-        }
-        if self.cache.capacity == 0 {
-            return bad("cache.capacity must be at least 1".into());
-        }
-        if self.api.max_body_bytes == 0 || self.api.max_page_size == 0 {
-            return bad("api.max_body_bytes and api.max_page_size must be at least 1".into());
-        }
-        for (key, name) in [
-            ("proxy.user_id_header", &self.proxy.user_id_header),
-            ("proxy.user_name_header", &self.proxy.user_name_header),
-            (
-                "proxy.user_is_staff_header",
-                &self.proxy.user_is_staff_header,
-            ),
-        ] {
-            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return bad(format!("{key} = {name:?} is not a valid header name"));
-            }
-        }
-        for net in &self.proxy.trusted_proxies {
-            if crate::gateway::headers::parse_network(net).is_none() {
-                return bad(format!(
-                    "proxy.trusted_proxies: {net:?} is not an address or CIDR network"
-                ));
-            }
-        }
-        for (i, route) in self.routes.iter().enumerate() {
-            if !route.prefix.starts_with('/') {
-                return bad(format!(
-                    "routes[{i}].prefix = {:?} must start with '/'",
-                    route.prefix
-                ));
-            }
-            if route.upstreams.is_empty() {
-                return bad(format!(
-                    "routes[{i}] ({}) needs at least one upstream",
-                    route.prefix
-                ));
-            }
-            for up in &route.upstreams {
-                if up.parse::<SocketAddr>().is_err() {
-                    return bad(format!(
-                        "routes[{i}].upstreams: {up:?} is not an IP:port address"
-                    ));
-                }
-            }
-            if let Some(cors) = &route.cors {
-                if cors.allow_credentials && cors.allowed_origins.iter().any(|o| o == "*") {
-                    return bad(format!(
-                        "routes[{i}].cors: allowed_origins = [\"*\"] cannot be combined with allow_credentials"
-                    ));
-                }
-            }
-            if self.routes[..i].iter().any(|r| r.prefix == route.prefix) {
-                return bad(format!("routes: prefix {:?} appears twice", route.prefix));
-            }
-        }
-        Ok(())
-    }
-
-    /// A human-readable summary for `check-config`.
-    pub fn explain(&self) -> String {
-        let mut out = String::new();
-        out.push_str(&format!(
-            "listen {} (API + proxy), metrics {}\n",
-            self.server.listen, self.server.metrics_listen
-        ));
-        out.push_str(&format!(
-            "store: sled in {} (page cache {} MiB)\n",
-            self.server.data_dir.display(),
-            self.store.cache_capacity_mib
-        ));
-        out.push_str(&format!(
-            "tokens: {}, access {} s, refresh {} s, rotation {}\n",
-            self.jwt.algorithm,
-            self.jwt.access_lifetime_seconds,
-            self.jwt.refresh_lifetime_seconds,
-            if self.jwt.rotate_refresh_tokens {
-                "on"
-            } else {
-                "off"
-            }
-        ));
-        out.push_str(&format!(
-            "passwords: argon2id m={} KiB t={} p={}, queue {}\n",
-            self.passwords.argon2_memory_kib,
-            self.passwords.argon2_iterations,
-            self.passwords.argon2_parallelism,
-            self.passwords.hash_queue
-        ));
-        for r in &self.routes {
-            out.push_str(&format!(
-                "route {} -> {} (auth {:?}{})\n",
-                r.prefix,
-                r.upstreams.join(", "),
-                r.auth,
-                if r.require_staff { ", staff only" } else { "" }
-            ));
-        }
-        out
-    }
-}
-
-fn lookup<'a>(env: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
-}
-
-/// `GATEHOUSE_<SECTION>_<KEY>=value` sets `[section] key`. The value takes the type of the
-/// key's default; an unknown key of a known section is an error, as in the file. A variable
-/// whose section is not ours (`GATEHOUSE_BIN` of some script) is someone else's: ignored.
-fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<(), ConfigError> {
-    let defaults = toml::Table::try_from(Config::default())
-        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-    for (var, raw) in env {
-        let Some(rest) = var.strip_prefix("GATEHOUSE_") else {
-            continue;
-        };
-        if NON_KEY_VARS.contains(&var.as_str()) {
-            continue;
-        }
-        let env_err = |message: String| ConfigError::Env {
-            var: var.clone(),
-            message,
-        };
-        let Some((section, key)) = rest.split_once('_') else {
-            continue;
-        };
-        let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
-        let Some(toml::Value::Table(section_defaults)) = defaults.get(&section) else {
-            continue;
-        };
-        let value = match section_defaults.get(&key) {
-            Some(toml::Value::Boolean(_)) => match raw.to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" => toml::Value::Boolean(true),
-                "false" | "0" | "no" | "off" => toml::Value::Boolean(false),
-                _ => return Err(env_err(format!("{raw:?} is not true or false"))),
-            },
-            Some(toml::Value::Integer(_)) => toml::Value::Integer(
-                raw.parse()
-                    .map_err(|_| env_err(format!("{raw:?} is not an integer")))?,
-            ),
-            Some(toml::Value::String(_)) => toml::Value::String(raw.clone()),
-            Some(toml::Value::Array(_)) => toml::Value::Array(
-                raw.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| toml::Value::String(s.to_string()))
-                    .collect(),
-            ),
-            _ => return Err(env_err(format!("unknown config key {section}.{key}"))),
-        };
-        let entry = table
-            .entry(section.clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        match entry {
-            toml::Value::Table(t) => {
-                t.insert(key, value);
-            }
-            _ => return Err(env_err(format!("[{section}] in the file is not a table"))),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -637,7 +427,7 @@ mod tests {
     #[test]
     fn empty_file_gives_defaults() {
         let c = Config::from_toml_and_env("", "t", &[]).expect("defaults are valid");
-        assert_eq!(c.server.listen, "127.0.0.1:8080");
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.jwt.access_lifetime_seconds, 300);
         assert!(!c.jwt.rotate_refresh_tokens);
     }
@@ -693,5 +483,61 @@ mod tests {
             "[[routes]]\nprefix = \"/\"\nupstreams = [\"127.0.0.1:9000\"]\nauth = \"public\"\n";
         let c = Config::from_toml_and_env(good, "t", &[]).expect("valid");
         assert_eq!(c.routes[0].auth, AuthMode::Public);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_key_named() {
+        for (toml, key) in [
+            ("[server]\nlisten = \"localhost\"\n", "server.listen"),
+            ("[log]\nformat = \"xml\"\n", "log.format"),
+            ("[jwt]\nalgorithm = \"HS512\"\n", "jwt.algorithm"),
+            (
+                "[proxy]\ntrusted_proxies = [\"10.0.0.0/40\"]\n",
+                "proxy.trusted_proxies",
+            ),
+            (
+                "[proxy]\nuser_id_header = \"bad header\"\n",
+                "proxy.user_id_header",
+            ),
+            ("[cache]\nttl_seconds = 0\n", "cache.ttl_seconds"),
+            (
+                "[limits]\nclient_read_timeout_seconds = 0\n",
+                "limits.client_read_timeout_seconds",
+            ),
+            (
+                "[[routes]]\nprefix = \"/\"\nupstreams = [\"nowhere\"]\n",
+                "routes[0].upstreams",
+            ),
+        ] {
+            let err = Config::from_toml_and_env(toml, "t", &[]).expect_err(toml);
+            assert!(err.to_string().contains(key), "{toml}: {err}");
+        }
+    }
+
+    #[test]
+    fn typed_values_come_out_parsed() {
+        let c = Config::from_toml_and_env(
+            "[proxy]\ntrusted_proxies = [\"10.0.0.0/8\"]\nuser_id_header = \"X-Who\"\n[log]\nformat = \"text\"\n",
+            "t",
+            &env(&[("GATEHOUSE_PROXY_TRUSTED_PROXIES", "192.168.0.0/16, ::1")]),
+        )
+        .expect("valid");
+        assert_eq!(c.proxy.trusted_proxies.len(), 2);
+        assert!(c.proxy.trusted_proxies[1].contains("::1".parse().expect("ip")));
+        assert_eq!(c.proxy.user_id_header.as_str(), "x-who");
+        assert_eq!(c.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn a_config_written_back_reads_the_same() {
+        let c = Config::from_toml_and_env(
+            "[[routes]]\nprefix = \"/\"\nupstreams = [\"127.0.0.1:9000\"]\n",
+            "t",
+            &[],
+        )
+        .expect("valid");
+        let text = toml::to_string(&c).expect("serializes");
+        let again = Config::from_toml_and_env(&text, "t", &[]).expect("reads back");
+        assert_eq!(toml::to_string(&again).expect("serializes"), text);
     }
 }

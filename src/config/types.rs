@@ -1,0 +1,272 @@
+//! The value types a config is made of. Each one parses itself once, when the file is read,
+//! with an error that says what is expected; the runtime never parses a config string again.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+/// A network in CIDR form (`10.0.0.0/8`) or a single address (`10.1.2.3`, a /32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for Network {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Network, String> {
+        let bad = || format!("{text:?} is not an address or a CIDR network (10.0.0.0/8)");
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (
+                a.parse::<IpAddr>().map_err(|_| bad())?,
+                Some(p.parse::<u8>().map_err(|_| bad())?),
+            ),
+            None => (text.parse::<IpAddr>().map_err(|_| bad())?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(Network { addr, prefix })
+    }
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// The JWT signing algorithms gatehouse offers (a subset of jsonwebtoken's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    HS256,
+    EdDSA,
+    RS256,
+    ES256,
+}
+
+impl Algorithm {
+    pub fn jwt(self) -> jsonwebtoken::Algorithm {
+        match self {
+            Algorithm::HS256 => jsonwebtoken::Algorithm::HS256,
+            Algorithm::EdDSA => jsonwebtoken::Algorithm::EdDSA,
+            Algorithm::RS256 => jsonwebtoken::Algorithm::RS256,
+            Algorithm::ES256 => jsonwebtoken::Algorithm::ES256,
+        }
+    }
+
+    pub fn is_symmetric(self) -> bool {
+        self == Algorithm::HS256
+    }
+}
+
+impl FromStr for Algorithm {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Algorithm, String> {
+        match name {
+            "HS256" => Ok(Algorithm::HS256),
+            "EdDSA" => Ok(Algorithm::EdDSA),
+            "RS256" => Ok(Algorithm::RS256),
+            "ES256" => Ok(Algorithm::ES256),
+            other => Err(format!("{other:?}: use HS256, EdDSA, RS256 or ES256")),
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// The access log's line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// The diagnostic log's level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn filter(self) -> log::LevelFilter {
+        match self {
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+            LogLevel::Trace => log::LevelFilter::Trace,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// Serde for a type that is written as a string and parsed with `FromStr`: the value in the
+/// file is checked when the file is read, and the message names what is expected.
+pub mod as_string {
+    use super::*;
+
+    pub fn serialize<T: fmt::Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(value)
+    }
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+        D: Deserializer<'de>,
+    {
+        let text = String::deserialize(d)?;
+        text.parse::<T>().map_err(serde::de::Error::custom)
+    }
+}
+
+/// `as_string` for lists.
+pub mod as_strings {
+    use super::*;
+
+    pub fn serialize<T: fmt::Display, S: Serializer>(
+        values: &[T],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(values.iter().map(ToString::to_string))
+    }
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<Vec<T>, D::Error>
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+        D: Deserializer<'de>,
+    {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|text| text.parse::<T>().map_err(serde::de::Error::custom))
+            .collect()
+    }
+}
+
+/// A header name as configured (`X-User-Id`), held as the lower-case `http::HeaderName`
+/// every request uses.
+pub mod header_name {
+    use super::*;
+    use http::HeaderName;
+
+    pub fn serialize<S: Serializer>(name: &HeaderName, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(name.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<HeaderName, D::Error> {
+        let text = String::deserialize(d)?;
+        HeaderName::from_bytes(text.to_ascii_lowercase().as_bytes())
+            .map_err(|_| serde::de::Error::custom(format!("{text:?} is not a valid header name")))
+    }
+}
+
+/// An `IP:port` address.
+pub mod socket_addr {
+    use super::*;
+    use std::net::SocketAddr;
+
+    pub fn serialize<S: Serializer>(addr: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(addr)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+        let text = String::deserialize(d)?;
+        parse(&text).map_err(serde::de::Error::custom)
+    }
+
+    pub fn parse(text: &str) -> Result<SocketAddr, String> {
+        text.parse::<SocketAddr>()
+            .map_err(|_| format!("{text:?} is not an IP:port address (127.0.0.1:8080)"))
+    }
+
+    /// Lists of addresses (a route's upstreams).
+    pub mod list {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(addrs: &[SocketAddr], s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(addrs.iter().map(ToString::to_string))
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+            Vec::<String>::deserialize(d)?
+                .iter()
+                .map(|text| parse(text).map_err(serde::de::Error::custom))
+                .collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_parse_and_match() {
+        let net: Network = "10.0.0.0/8".parse().expect("cidr");
+        assert!(net.contains("10.200.1.1".parse().expect("ip")));
+        assert!(!net.contains("11.0.0.1".parse().expect("ip")));
+        let one: Network = "::1".parse().expect("single v6");
+        assert!(one.contains("::1".parse().expect("ip")));
+        assert!(!one.contains("127.0.0.1".parse().expect("ip")));
+        assert_eq!(one.to_string(), "::1/128");
+        for bad in ["10.0.0.0/33", "nope", "10.0.0.0/", "/8"] {
+            assert!(bad.parse::<Network>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn algorithms_round_trip() {
+        for name in ["HS256", "EdDSA", "RS256", "ES256"] {
+            let alg: Algorithm = name.parse().expect("known");
+            assert_eq!(alg.to_string(), name);
+        }
+        assert!("HS512".parse::<Algorithm>().is_err());
+        assert!("none".parse::<Algorithm>().is_err());
+    }
+}
