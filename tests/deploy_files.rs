@@ -1263,7 +1263,7 @@ fn compose_agrees_with_the_code() {
                     route.prefix
                 )),
                 Some((name, s)) => {
-                    if !args_of(&s["command"]).iter().any(|a| *a == port) {
+                    if !args_of(&s["command"]).contains(&port) {
                         problems.push(format!(
                             "route {}: {name} is not told to listen on port {port}",
                             route.prefix
