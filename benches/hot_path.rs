@@ -85,7 +85,10 @@ fn ed25519_keys(dir: &std::path::Path) -> Keys {
 fn token_verification(c: &mut Criterion) {
     let mut g = c.benchmark_group("tokens");
     let hs = Tokens::new(SECRET, 300, 86400, 0);
-    let access = hs.issue(TokenType::Access, 42, 0, None, None).token;
+    let access = hs
+        .issue(TokenType::Access, 42, 0, None, None)
+        .expect("signs")
+        .token;
     g.bench_function("verify HS256 access token", |b| {
         b.iter(|| hs.verify(black_box(&access), Some(TokenType::Access)))
     });
@@ -94,7 +97,10 @@ fn token_verification(c: &mut Criterion) {
     });
     let dir = tempfile::tempdir().expect("tempdir");
     let ed = Tokens::with_keys(ed25519_keys(dir.path()), 300, 86400);
-    let ed_access = ed.issue(TokenType::Access, 42, 0, None, None).token;
+    let ed_access = ed
+        .issue(TokenType::Access, 42, 0, None, None)
+        .expect("signs")
+        .token;
     assert!(ed.verify(&ed_access, Some(TokenType::Access)).is_ok());
     g.bench_function("verify EdDSA access token", |b| {
         b.iter(|| ed.verify(black_box(&ed_access), Some(TokenType::Access)))
@@ -134,22 +140,26 @@ fn auth_decision(c: &mut Criterion) {
     let alice = runtime()
         .block_on(w.app.store.create_user(new_user("alice", "")))
         .expect("create");
-    let (access, _) = w.app.issue_pair(&alice);
+    let (access, _) = w.app.issue_pair(&alice).expect("signs");
+    // decide is async (a cache miss reads the store); a cached user never waits, so the
+    // runtime's block_on adds only its own small constant to these figures.
+    let rt = runtime();
+    let auth = &w.app.authenticator;
     let required = request_head("/orders/42", Some(&access));
     let public = request_head("/open/page", None);
     let route_r = w.routes.lookup("/orders/42").expect("route").clone();
     let route_p = w.routes.lookup("/open/page").expect("route").clone();
     // Warm the user-state cache: the steady state of a proxy is a cached user.
     assert!(matches!(
-        decide(&required, Some(&route_r), &w.app),
+        rt.block_on(decide(&required, Some(&route_r), auth)),
         Decision::Forward(Some(_))
     ));
     let mut g = c.benchmark_group("decide");
     g.bench_function("required route, cached user", |b| {
-        b.iter(|| decide(black_box(&required), Some(&route_r), &w.app))
+        b.iter(|| rt.block_on(decide(black_box(&required), Some(&route_r), auth)))
     });
     g.bench_function("public route", |b| {
-        b.iter(|| decide(black_box(&public), Some(&route_p), &w.app))
+        b.iter(|| rt.block_on(decide(black_box(&public), Some(&route_p), auth)))
     });
     g.bench_function("route lookup (2 routes)", |b| {
         b.iter(|| {
@@ -238,14 +248,14 @@ fn user_cache(c: &mut Criterion) {
     });
     let cache = UserCache::new(100_000, Duration::from_secs(60));
     for u in &users {
-        cache.get(u.id, &store).expect("get");
+        rt.block_on(cache.get(u.id, &store)).expect("get");
     }
     let mut g = c.benchmark_group("user cache");
     let mut i = 0usize;
     g.bench_function("hit (1k users cached)", |b| {
         b.iter(|| {
             i = (i + 1) % users.len();
-            cache.get(black_box(users[i].id), &store)
+            rt.block_on(cache.get(black_box(users[i].id), &store))
         })
     });
     // A miss: a fresh cache each time (built outside the timing), so the store read, the
@@ -255,7 +265,7 @@ fn user_cache(c: &mut Criterion) {
             || UserCache::new(100_000, Duration::from_secs(60)),
             |fresh| {
                 i = (i + 1) % users.len();
-                fresh.get(black_box(users[i].id), &store)
+                rt.block_on(fresh.get(black_box(users[i].id), &store))
             },
             BatchSize::SmallInput,
         )
@@ -275,7 +285,7 @@ fn argon2_default(c: &mut Criterion) {
         ..PasswordConfig::default()
     };
     let p = Passwords::new(&cfg).expect("passwords");
-    let hash = p.hash_blocking("TestPass123");
+    let hash = p.hash_blocking("TestPass123").expect("hash");
     assert!(
         hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
         "{hash}"
@@ -382,10 +392,10 @@ fn sled_lookup(c: &mut Criterion) {
             x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
             (x >> 33) % n + 1
         };
+        let rt = runtime();
         g.bench_function("get_user (random id)", |b| {
             b.iter(|| {
-                store
-                    .get_user(black_box(pick()))
+                rt.block_on(store.get_user(black_box(pick())))
                     .expect("get")
                     .expect("user")
             })
@@ -395,13 +405,11 @@ fn sled_lookup(c: &mut Criterion) {
         g.bench_function("find_by_username (random, case-folded)", |b| {
             b.iter(|| {
                 k = (k + 1) % names.len();
-                store
-                    .find_by_username(black_box(&names[k]))
+                rt.block_on(store.find_by_username(black_box(&names[k])))
                     .expect("find")
                     .expect("user")
             })
         });
-        let rt = runtime();
         let mut fresh = 0u64;
         g.sample_size(20);
         g.bench_function("create_user (durable: transaction + flush)", |b| {

@@ -28,7 +28,7 @@
 //! Prints users/s. The scale run (`benches/scale/run.sh`) uses it; results in
 //! `benches/README.md`.
 
-use gatehouse::app::{open_store, App};
+use gatehouse::app::App;
 use gatehouse::config::Config;
 use gatehouse::store::{StateFilter, User, UserStore};
 use rand::Rng;
@@ -107,11 +107,13 @@ fn user(id: u64, username: String, email: String, hash: &str, now: u64) -> User 
 
 fn run(args: Args) -> Result<(), String> {
     let config = config(args.data_dir.clone())?;
-    let store = open_store(&config).map_err(|e| e.to_string())?;
-    let app = App::with_store(config, store)?;
+    let app = App::open(config)?;
     let store: &dyn UserStore = app.store.as_ref();
-    let existing = store
-        .count_users(&StateFilter::All)
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    let existing = runtime
+        .block_on(store.count_users(&StateFilter::All))
         .map_err(|e| e.to_string())?;
     if existing != 0 {
         return Err(format!(
@@ -121,7 +123,10 @@ fn run(args: Args) -> Result<(), String> {
     }
     let password = std::env::var("SCALE_PASSWORD").unwrap_or_else(|_| DEFAULT_PASSWORD.into());
     let started = Instant::now();
-    let hash = app.passwords.hash_blocking(&password);
+    let hash = app
+        .passwords
+        .hash_blocking(&password)
+        .map_err(|e| e.to_string())?;
     if !hash.starts_with("$argon2id$") {
         return Err(format!("the password hasher returned {hash:?}"));
     }
@@ -131,9 +136,6 @@ fn run(args: Args) -> Result<(), String> {
         started.elapsed().as_secs_f64() * 1e3
     );
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .map_err(|e| format!("tokio runtime: {e}"))?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -180,19 +182,19 @@ fn run(args: Args) -> Result<(), String> {
     let seconds = started.elapsed().as_secs_f64();
 
     // Left as registrations leave it: dense ids 1..=total, counters matching.
-    let count = store
-        .count_users(&StateFilter::All)
+    let count = runtime
+        .block_on(store.count_users(&StateFilter::All))
         .map_err(|e| e.to_string())?;
-    let active = store
-        .count_users(&StateFilter::Active)
+    let active = runtime
+        .block_on(store.count_users(&StateFilter::Active))
         .map_err(|e| e.to_string())?;
     if count as u64 != total || active as u64 != total {
         return Err(format!(
             "after loading: {count} users ({active} active), expected {total}"
         ));
     }
-    let admin = store
-        .find_by_username("admin")
+    let admin = runtime
+        .block_on(store.find_by_username("admin"))
         .map_err(|e| e.to_string())?
         .filter(|u| u.id == total && u.is_staff)
         .ok_or("the staff user is missing after loading")?;
@@ -216,11 +218,11 @@ fn run(args: Args) -> Result<(), String> {
         let mut rng = rand::thread_rng();
         for _ in 0..n {
             let id = rng.gen_range(1..=args.users);
-            let u = store
-                .get_user(id)
+            let u = runtime
+                .block_on(store.get_user(id))
                 .map_err(|e| e.to_string())?
                 .ok_or(format!("user {id} is missing"))?;
-            let (access, _refresh) = app.issue_pair(&u);
+            let (access, _refresh) = app.issue_pair(&u).map_err(|e| e.to_string())?;
             writeln!(out, "{access}").map_err(|e| format!("{}: {e}", file.display()))?;
         }
         out.flush()

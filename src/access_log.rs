@@ -54,11 +54,11 @@ pub struct Entry<'a> {
 }
 
 impl Entry<'_> {
-    pub fn render(&self, json: bool) -> String {
+    pub fn render(&self, json: bool) -> Result<String, serde_json::Error> {
         if json {
-            serde_json::to_string(self).unwrap_or_default()
+            serde_json::to_string(self)
         } else {
-            format!(
+            Ok(format!(
                 "{} {} {} {} {} route={} user={} upstream={} {:.1}ms {}B",
                 self.time,
                 self.request_id,
@@ -70,13 +70,22 @@ impl Entry<'_> {
                 self.upstream.unwrap_or("-"),
                 self.latency_ms,
                 self.bytes
-            )
+            ))
         }
     }
 
     /// Appends the line to the buffer (a full buffer goes to stdout at once).
     pub fn write(&self, json: bool) {
-        let mut line = self.render(json);
+        let mut line = match self.render(json) {
+            Ok(line) => line,
+            Err(e) => {
+                log::warn!(
+                    "access log: cannot render the line of {}: {e}",
+                    self.request_id
+                );
+                return;
+            }
+        };
         line.push('\n');
         if let Ok(mut out) = OUT.lock() {
             let _ = out.write_all(line.as_bytes());
@@ -84,10 +93,11 @@ impl Entry<'_> {
     }
 }
 
+/// The current time for a log line; `-` for a clock RFC 3339 cannot write (past year 9999).
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+        .unwrap_or_else(|_| "-".to_string())
 }
 
 #[cfg(test)]
@@ -109,9 +119,10 @@ mod tests {
             latency_ms: 1.5,
             bytes: 10,
         };
-        let v: serde_json::Value = serde_json::from_str(&e.render(true)).expect("json");
+        let v: serde_json::Value =
+            serde_json::from_str(&e.render(true).expect("renders")).expect("json");
         assert_eq!(v["user_id"], 7);
         assert_eq!(v["upstream"], "127.0.0.1:9000");
-        assert!(e.render(false).contains("GET /x 200"));
+        assert!(e.render(false).expect("renders").contains("GET /x 200"));
     }
 }

@@ -1,13 +1,14 @@
 //! Every error a client can see, and the exact DRF / simplejwt JSON body, status and headers
 //! each one renders to. All user-facing error messages live here.
 
+use crate::auth::tokens::{SignError, TokenError};
+use crate::auth::AuthError;
 use crate::response::Response;
 use serde_json::{json, Map, Value};
 
 pub const NOT_AUTHENTICATED: &str = "Authentication credentials were not provided.";
 pub const BAD_AUTH_HEADER: &str = "Authorization header must contain two space-delimited values";
 pub const NOT_VALID_FOR_ANY: &str = "Given token not valid for any token type";
-pub const NO_USER_ID: &str = "Token contained no recognizable user identification";
 pub const USER_NOT_FOUND: &str = "User not found";
 pub const USER_INACTIVE: &str = "User is inactive";
 pub const NO_ACTIVE_ACCOUNT: &str = "No active account found with the given credentials";
@@ -21,6 +22,9 @@ pub const STORE_UNAVAILABLE: &str = "The user store is unavailable; retry shortl
 pub const UPSTREAM_UNAVAILABLE: &str = "The upstream service is unavailable.";
 pub const UPSTREAM_TIMEOUT: &str = "The upstream service did not answer in time.";
 pub const HASH_QUEUE_FULL: &str = "Too many password checks in progress; retry shortly.";
+pub const HASH_FAILED: &str = "The password could not be hashed; retry shortly.";
+pub const SIGN_FAILED: &str = "The token could not be signed; retry shortly.";
+pub const STORE_CONFLICT: &str = "The record changed under concurrent requests; retry shortly.";
 
 /// Field-level messages (DRF's and Django's wording).
 pub mod field {
@@ -146,7 +150,7 @@ impl ApiError {
                 "code": "token_not_valid",
                 "messages": [{"token_class": "AccessToken", "token_type": "access", "message": m}],
             }),
-            NoUserId => coded(NO_USER_ID, "token_not_valid"),
+            NoUserId => coded(TokenError::NoUserId.message(), "token_not_valid"),
             UserNotFound => coded(USER_NOT_FOUND, "user_not_found"),
             UserInactive => coded(USER_INACTIVE, "user_inactive"),
             InvalidToken(m) => coded(m, "token_not_valid"),
@@ -198,7 +202,8 @@ impl From<crate::store::StoreError> for ApiError {
             StoreError::UsernameTaken => ApiError::field("username", field::USERNAME_TAKEN),
             StoreError::EmailTaken => ApiError::field("email", field::EMAIL_TAKEN),
             StoreError::NotFound => ApiError::NoUser,
-            StoreError::InUse(_) | StoreError::Io(_) => {
+            StoreError::Conflict => ApiError::Overloaded(STORE_CONFLICT),
+            StoreError::InUse(_) | StoreError::Unavailable(_) | StoreError::Io(_) => {
                 log::error!("store: {e}");
                 ApiError::Overloaded(STORE_UNAVAILABLE)
             }
@@ -206,9 +211,38 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
-impl From<crate::auth::passwords::Busy> for ApiError {
-    fn from(_: crate::auth::passwords::Busy) -> ApiError {
-        ApiError::Overloaded(HASH_QUEUE_FULL)
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> ApiError {
+        match e {
+            AuthError::NoCredentials => ApiError::NotAuthenticated,
+            AuthError::BadHeader => ApiError::BadAuthorizationHeader,
+            AuthError::Token(TokenError::NoUserId) => ApiError::NoUserId,
+            AuthError::Token(t) => ApiError::InvalidAccessToken(t.message()),
+            AuthError::UserNotFound => ApiError::UserNotFound,
+            AuthError::UserInactive => ApiError::UserInactive,
+            AuthError::NotStaff => ApiError::PermissionDenied,
+            AuthError::Unavailable => ApiError::Overloaded(STORE_UNAVAILABLE),
+        }
+    }
+}
+
+impl From<crate::auth::passwords::HashError> for ApiError {
+    fn from(e: crate::auth::passwords::HashError) -> ApiError {
+        use crate::auth::passwords::HashError;
+        match e {
+            HashError::Busy => ApiError::Overloaded(HASH_QUEUE_FULL),
+            HashError::Failed(_) => {
+                log::error!("passwords: {e}");
+                ApiError::Overloaded(HASH_FAILED)
+            }
+        }
+    }
+}
+
+impl From<SignError> for ApiError {
+    fn from(e: SignError) -> ApiError {
+        log::error!("tokens: {e}");
+        ApiError::Overloaded(SIGN_FAILED)
     }
 }
 

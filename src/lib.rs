@@ -5,12 +5,13 @@ pub mod access_log;
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod ids;
-pub mod import;
+
 pub mod metrics;
 pub mod ops;
 pub mod response;
@@ -54,7 +55,7 @@ fn open_app(config: &Config, upgrade: bool) -> Result<App, String> {
     );
     let deadline = std::time::Instant::now() + patience;
     loop {
-        match app::open_store(config) {
+        match store::open(config) {
             Err(store::StoreError::InUse(_)) if upgrade && std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
@@ -116,7 +117,7 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), String> {
         env!("CARGO_PKG_VERSION"),
         config.server.listen,
         config.server.metrics_listen,
-        app::store_dir(&config).display(),
+        store::describe(&config),
         routes.join("; ")
     );
     // Returns once the last connection has drained after SIGTERM/SIGINT/SIGQUIT.

@@ -1,5 +1,6 @@
 //! Every Prometheus metric gatehouse exports, defined once, in the process-wide default
-//! registry (which also carries the standard `process_*` metrics).
+//! registry (which also carries the standard `process_*` metrics). A leaf: it imports nothing
+//! of the crate; whoever knows a value sets it here.
 
 use prometheus::{
     register_histogram, register_histogram_vec, register_int_counter_vec, register_int_gauge,
@@ -120,27 +121,10 @@ pub static BUILD_INFO: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     .expect(DEFINED_ONCE)
 });
 
-/// Gauges computed at scrape time rather than on every request.
-pub fn refresh_gauges(app: &crate::app::App) {
-    use crate::store::StateFilter;
-    for (state, label) in [
-        (StateFilter::Active, "active"),
-        (StateFilter::Inactive, "inactive"),
-    ] {
-        if let Ok(count) = app.store.count_users(&state) {
-            USERS.with_label_values(&[label]).set(count as i64);
-        }
-    }
-    PASSWORD_HASH_QUEUE.set(app.passwords.queue_depth() as i64);
-    BUILD_INFO
-        .with_label_values(&[env!("CARGO_PKG_VERSION")])
-        .set(1);
-}
-
 /// The text exposition of every registered metric.
-pub fn render() -> String {
+pub fn render() -> Result<Vec<u8>, prometheus::Error> {
     use prometheus::Encoder;
     let mut buf = Vec::new();
-    let _ = prometheus::TextEncoder::new().encode(&prometheus::gather(), &mut buf);
-    String::from_utf8(buf).unwrap_or_default()
+    prometheus::TextEncoder::new().encode(&prometheus::gather(), &mut buf)?;
+    Ok(buf)
 }

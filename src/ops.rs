@@ -2,11 +2,15 @@
 //! Prometheus text format, `/healthz` (the process answers) and `/readyz` (the store answers).
 
 use crate::app::App;
+use crate::metrics;
+use crate::store::StateFilter;
 use async_trait::async_trait;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use std::sync::Arc;
+
+const JSON: &str = "application/json";
 
 pub struct Ops {
     app: Arc<App>,
@@ -17,22 +21,45 @@ impl Ops {
         Ops { app }
     }
 
+    /// Gauges computed at scrape time rather than on every request.
+    async fn refresh_gauges(&self) {
+        for (state, label) in [
+            (StateFilter::Active, "active"),
+            (StateFilter::Inactive, "inactive"),
+        ] {
+            match self.app.store.count_users(&state).await {
+                Ok(count) => metrics::USERS
+                    .with_label_values(&[label])
+                    .set(i64::try_from(count).unwrap_or(i64::MAX)),
+                Err(e) => log::warn!("metrics: cannot count {label} users: {e}"),
+            }
+        }
+        metrics::PASSWORD_HASH_QUEUE.set(self.app.passwords.queue_depth() as i64);
+        metrics::BUILD_INFO
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+    }
+
     /// Status, content type and body for a path: a plain function, testable without sockets.
-    pub fn answer(&self, path: &str) -> (u16, &'static str, Vec<u8>) {
-        const JSON: &str = "application/json";
+    pub async fn answer(&self, path: &str) -> (u16, &'static str, Vec<u8>) {
         match path {
             "/metrics" => {
-                crate::metrics::refresh_gauges(&self.app);
-                (
-                    200,
-                    "text/plain; version=0.0.4",
-                    crate::metrics::render().into_bytes(),
-                )
+                self.refresh_gauges().await;
+                match metrics::render() {
+                    Ok(text) => (200, "text/plain; version=0.0.4", text),
+                    Err(e) => {
+                        log::error!("metrics: cannot render: {e}");
+                        (500, JSON, br#"{"detail":"metrics unavailable"}"#.to_vec())
+                    }
+                }
             }
             "/healthz" => (200, JSON, br#"{"status":"ok"}"#.to_vec()),
-            "/readyz" => match self.app.store.get_user(0) {
-                Ok(_) => (200, JSON, br#"{"status":"ready"}"#.to_vec()),
-                Err(_) => (503, JSON, br#"{"status":"store unavailable"}"#.to_vec()),
+            "/readyz" => match self.app.store.ping().await {
+                Ok(()) => (200, JSON, br#"{"status":"ready"}"#.to_vec()),
+                Err(e) => {
+                    log::warn!("readyz: {e}");
+                    (503, JSON, br#"{"status":"store unavailable"}"#.to_vec())
+                }
             },
             _ => (404, JSON, br#"{"detail":"Not found."}"#.to_vec()),
         }
@@ -43,12 +70,20 @@ impl Ops {
 impl ServeHttp for Ops {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
-        let (status, content_type, body) = self.answer(&path);
-        Response::builder()
-            .status(status)
-            .header("Content-Type", content_type)
-            .header("Content-Length", body.len())
-            .body(body)
-            .unwrap_or_default()
+        let (status, content_type, body) = self.answer(&path).await;
+        let length = body.len();
+        let mut response = Response::new(body);
+        *response.status_mut() =
+            http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        let headers = response.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(content_type),
+        );
+        headers.insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from(length),
+        );
+        response
     }
 }

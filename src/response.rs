@@ -1,39 +1,50 @@
 //! A response gatehouse writes itself (API answers, gateway errors): status, headers and a JSON
-//! body. It always carries `Content-Type` and `Content-Length`, so keep-alive clients never hang.
+//! body, and the framing that follows from them, decided here so that keep-alive clients never
+//! hang: `Content-Length` always, except on 204 (no body exists); a HEAD answer says what the
+//! GET would (RFC 9110 9.3.2) and sends no body.
 
 use bytes::Bytes;
 use serde_json::Value;
 
+pub const JSON: &str = "application/json";
+
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
-    /// Extra headers besides Content-Type and Content-Length.
+    /// Extra headers besides the framing ones.
     pub headers: Vec<(&'static str, String)>,
     pub body: Bytes,
-    /// HEAD: headers describe the body, but none is sent.
-    pub omit_body: bool,
+    /// A HEAD request: the headers describe the body, but none is sent.
+    pub head_only: bool,
+}
+
+/// The framing header fields of a response, and whether a body follows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Framing {
+    pub content_type: Option<&'static str>,
+    pub content_length: Option<usize>,
+    pub sends_body: bool,
 }
 
 impl Response {
     pub fn json(status: u16, body: &Value) -> Response {
-        // Serializing a Value cannot fail; an empty object is the harmless fallback.
-        let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-        Response {
-            status,
-            headers: Vec::new(),
-            body: Bytes::from(bytes),
-            omit_body: false,
-        }
+        // A `Value` always renders (its keys are strings): `Display` has no failure case.
+        Response::json_text(status, Bytes::from(body.to_string()))
     }
 
     /// A body that is already JSON text.
-    pub fn raw_json(status: u16, body: &'static str) -> Response {
+    pub fn json_text(status: u16, body: impl Into<Bytes>) -> Response {
         Response {
             status,
             headers: Vec::new(),
-            body: Bytes::from_static(body.as_bytes()),
-            omit_body: false,
+            body: body.into(),
+            head_only: false,
         }
+    }
+
+    /// No content at all (204).
+    pub fn no_content() -> Response {
+        Response::json_text(204, Bytes::new())
     }
 
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
@@ -48,7 +59,55 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
+    /// What the head must say about the body: a 204 has none (RFC 9110 forbids the length
+    /// there); a HEAD answer describes the body it does not send.
+    pub fn framing(&self) -> Framing {
+        if self.status == 204 {
+            return Framing {
+                content_type: None,
+                content_length: None,
+                sends_body: false,
+            };
+        }
+        Framing {
+            content_type: Some(JSON),
+            content_length: Some(self.body.len()),
+            sends_body: !self.head_only && !self.body.is_empty(),
+        }
+    }
+
+    /// The body as JSON (`Null` if it is not JSON): for tests and logs.
     pub fn body_json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn framing_follows_status_and_method() {
+        let ok = Response::json(200, &json!({"a": 1}));
+        assert_eq!(
+            ok.framing(),
+            Framing {
+                content_type: Some(JSON),
+                content_length: Some(7),
+                sends_body: true
+            }
+        );
+        let mut head = ok.clone();
+        head.head_only = true;
+        assert_eq!(head.framing().content_length, Some(7));
+        assert!(!head.framing().sends_body);
+        assert_eq!(head.framing().content_type, Some(JSON));
+        let none = Response::no_content().framing();
+        assert_eq!((none.content_type, none.content_length), (None, None));
+        assert!(!none.sends_body);
+        let empty = Response::json_text(200, Bytes::new()).framing();
+        assert_eq!(empty.content_length, Some(0));
+        assert!(!empty.sends_body);
     }
 }

@@ -385,7 +385,13 @@ fn ops_status(paths: &[String]) -> Vec<(String, u16)> {
     config.server.data_dir = dir.path().to_path_buf();
     let app = gatehouse::app::App::open(config).expect("open an app on a temporary store");
     let ops = gatehouse::ops::Ops::new(Arc::new(app));
-    paths.iter().map(|p| (p.clone(), ops.answer(p).0)).collect()
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    paths
+        .iter()
+        .map(|p| (p.clone(), runtime.block_on(ops.answer(p)).0))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ fn state_filter(status: Option<&str>, is_active: Option<&str>) -> Option<StateFi
 }
 
 /// GET /api/auth/admin/users/
-pub fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+pub async fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let req = ctx.req;
     let state = state_filter(
         req.query_param("status").as_deref(),
@@ -52,9 +52,7 @@ pub fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     };
     let filter = ListFilter { state, search };
     let Some(page) = page else {
-        let (_, users) = ctx.app.store.list_users(&filter, 0, usize::MAX)?;
-        let body: Vec<Value> = users.iter().map(admin_json).collect();
-        return Ok(Response::json(200, &json!(body)));
+        return bare_list(ctx, &filter).await;
     };
     let size = req
         .query_param("page_size")
@@ -67,16 +65,18 @@ pub fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     // One store call for a numbered page (the count comes with it: a search scans once,
     // not twice); `last` needs the count first.
     let (number, count, users) = if page == "last" {
-        let (count, _) = store.list_users(&filter, 0, 0)?;
+        let (count, _) = store.list_users(&filter, 0, 0).await?;
         let last = count.div_ceil(size).max(1);
-        let (count, users) = store.list_users(&filter, (last - 1) * size, size)?;
+        let (count, users) = store.list_users(&filter, (last - 1) * size, size).await?;
         (last, count, users)
     } else {
         let number = page.parse::<usize>().map_err(|_| ApiError::InvalidPage)?;
         if number == 0 {
             return Err(ApiError::InvalidPage);
         }
-        let (count, users) = store.list_users(&filter, (number - 1).saturating_mul(size), size)?;
+        let (count, users) = store
+            .list_users(&filter, (number - 1).saturating_mul(size), size)
+            .await?;
         (number, count, users)
     };
     let pages = count.div_ceil(size).max(1);
@@ -91,6 +91,35 @@ pub fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         "results": users.iter().map(admin_json).collect::<Vec<_>>(),
     });
     Ok(Response::json(200, &body))
+}
+
+/// Users read from the store per page of the bare list (keyset pages by id).
+const BARE_LIST_PAGE: usize = 500;
+
+/// The seed's bare list: every matching user, read from the store in pages by id and
+/// written into the body as they come, so no more than one page of users is held at once.
+async fn bare_list(ctx: &Ctx<'_>, filter: &ListFilter) -> Result<Response, ApiError> {
+    let mut body = Vec::from(&b"["[..]);
+    let mut after = 0;
+    loop {
+        let users = ctx
+            .app
+            .store
+            .users_after(filter, after, BARE_LIST_PAGE)
+            .await?;
+        for user in &users {
+            if body.len() > 1 {
+                body.push(b',');
+            }
+            body.extend_from_slice(admin_json(user).to_string().as_bytes());
+        }
+        match users.last() {
+            Some(last) if users.len() == BARE_LIST_PAGE => after = last.id,
+            _ => break,
+        }
+    }
+    body.push(b']');
+    Ok(Response::json_text(200, body))
 }
 
 /// DRF's replace_query_param / remove_query_param: the same URL with `page` set (or, for
@@ -125,11 +154,12 @@ fn parse_id(id: &str) -> Result<u64, ApiError> {
 }
 
 /// GET /api/auth/admin/users/{id}/
-pub fn detail(ctx: &Ctx<'_>, id: &str) -> Result<Response, ApiError> {
+pub async fn detail(ctx: &Ctx<'_>, id: &str) -> Result<Response, ApiError> {
     let user = ctx
         .app
         .store
-        .get_user(parse_id(id)?)?
+        .get_user(parse_id(id)?)
+        .await?
         .ok_or(ApiError::NoUser)?;
     Ok(Response::json(200, &admin_json(&user)))
 }

@@ -8,7 +8,7 @@ pub mod tokens;
 pub mod users;
 
 use crate::app::App;
-use crate::auth::{self, Identity};
+use crate::auth::{authenticator, Identity, Requirement};
 use crate::error::ApiError;
 use crate::response::Response;
 use bytes::Bytes;
@@ -71,10 +71,10 @@ pub struct Handled {
     pub user_id: Option<u64>,
 }
 
-/// Answers one user-API request.
-pub async fn handle(app: &App, req: &Request) -> Handled {
+/// Answers one user-API request, already routed (`router::route` on the normalized path).
+pub async fn handle(app: &App, route: Route, req: &Request) -> Handled {
     let mut user_id = None;
-    let (response, endpoint) = match router::route(&req.path) {
+    let (response, endpoint) = match route {
         Route::Api(endpoint) => {
             let mut resp = match dispatch(app, &endpoint, req, &mut user_id).await {
                 Ok(r) => r,
@@ -82,7 +82,7 @@ pub async fn handle(app: &App, req: &Request) -> Handled {
             };
             resp.headers.push(("Allow", endpoint.allow_header()));
             resp.headers.push(("Vary", "Accept".to_string()));
-            resp.omit_body = req.method == "HEAD";
+            resp.head_only = req.method == "HEAD";
             (resp, endpoint.label())
         }
         Route::Redirect(to) => {
@@ -113,22 +113,17 @@ async fn dispatch(
     if req.method == "OPTIONS" {
         return Ok(options(endpoint));
     }
-    let values: Vec<&[u8]> = req.authorization.iter().map(Vec::as_slice).collect();
-    let outcome = if endpoint.authenticates() {
-        auth::authenticate(&values, &app.tokens, &app.cache, app.store.as_ref())
+    let identity = if endpoint.authenticates() {
+        let need = match endpoint.permission() {
+            Permission::AllowAny => Requirement::Anyone,
+            Permission::Authenticated => Requirement::Authenticated,
+            Permission::Staff => Requirement::Staff,
+        };
+        let value = authenticator::single_value(req.authorization.iter().map(Vec::as_slice));
+        app.authenticator.check(value, need).await?
     } else {
-        Ok(None)
-    }
-    .and_then(|identity| match (endpoint.permission(), identity) {
-        (Permission::AllowAny, identity) => Ok(identity),
-        (_, None) => Err(ApiError::NotAuthenticated),
-        (Permission::Staff, Some(who)) if !who.is_staff => Err(ApiError::PermissionDenied),
-        (_, identity) => Ok(identity),
-    });
-    if endpoint.authenticates() {
-        auth::record_decision(&outcome);
-    }
-    let identity = outcome?;
+        None
+    };
     *user_id = identity.as_ref().map(|i| i.user_id);
     if !endpoint.methods().contains(&req.method.as_str()) {
         return Err(ApiError::MethodNotAllowed(req.method.clone()));
@@ -141,19 +136,18 @@ async fn dispatch(
         Endpoint::TokenVerify => tokens::verify(&ctx).await,
         Endpoint::Logout => tokens::logout(&ctx).await,
         Endpoint::Register => users::register(&ctx).await,
-        Endpoint::Profile if req.method == "GET" || req.method == "HEAD" => users::profile(&ctx),
+        Endpoint::Profile if req.method == "GET" || req.method == "HEAD" => {
+            users::profile(&ctx).await
+        }
         Endpoint::Profile => users::update_profile(&ctx, partial).await,
         Endpoint::PasswordChange => users::change_password(&ctx).await,
         Endpoint::ProfileDelete => users::soft_delete(&ctx).await,
-        Endpoint::AdminList => admin::list(&ctx),
-        Endpoint::AdminDetail(id) => admin::detail(&ctx, id),
+        Endpoint::AdminList => admin::list(&ctx).await,
+        Endpoint::AdminDetail(id) => admin::detail(&ctx, id).await,
         Endpoint::AdminRestore(id) => admin::restore(&ctx, id).await,
-        Endpoint::Schema => Ok(Response::raw_json(200, OPENAPI)),
-        Endpoint::Jwks => match app.tokens.jwks() {
-            Some(set) => Ok(Response::json(
-                200,
-                &serde_json::to_value(set).unwrap_or_default(),
-            )),
+        Endpoint::Schema => Ok(Response::json_text(200, OPENAPI)),
+        Endpoint::Jwks => match app.tokens.jwks_document() {
+            Some(document) => Ok(Response::json_text(200, document.clone())),
             None => Err(ApiError::NotFound),
         },
     }

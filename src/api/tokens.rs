@@ -2,7 +2,9 @@
 //! verify, and logout (the blacklist).
 
 use super::body::{Fields, REQUIRED};
+use super::users::required_value;
 use super::Ctx;
+use crate::app::App;
 use crate::auth::families::{self, Presented, Step};
 use crate::auth::tokens::{TokenError, TokenType, Verified};
 use crate::clock::now;
@@ -10,7 +12,7 @@ use crate::error::ApiError;
 use crate::ids::new_id;
 use crate::metrics::LOGINS;
 use crate::response::Response;
-use crate::store::User;
+use crate::store::{StoreError, User, MAX_SWAP_ATTEMPTS};
 use serde_json::json;
 
 const BLACKLISTED: &str = "Token is blacklisted";
@@ -22,16 +24,15 @@ pub async fn obtain(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let username = f.char("username", REQUIRED);
     let password = f.char("password", REQUIRED);
     f.finish()?;
-    let (Some(username), Some(password)) = (username, password) else {
-        return Err(ApiError::Validation(Vec::new()));
-    };
+    let username = required_value(username, "username")?;
+    let password = required_value(password, "password")?;
     let app = ctx.app;
     let client = ctx.req.client_ip;
     if let Err(wait) = app.throttle.check_login(&username, client, now()) {
         LOGINS.with_label_values(&["throttled"]).inc();
         return Err(ApiError::Throttled(wait));
     }
-    let user = app.store.find_by_username(&username)?;
+    let user = app.store.find_by_username(&username).await?;
     let check = app
         .passwords
         .verify(&password, user.as_ref().map(|u| u.password.as_str()))
@@ -54,7 +55,7 @@ pub async fn obtain(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         }
     }
     LOGINS.with_label_values(&["success"]).inc();
-    let (access, refresh) = ctx.app.issue_pair(&user);
+    let (access, refresh) = ctx.app.issue_pair(&user)?;
     Ok(Response::json(
         200,
         &json!({ "refresh": refresh, "access": access }),
@@ -63,7 +64,7 @@ pub async fn obtain(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
 
 /// A refresh token's checks shared by refresh and logout: signature and type, then the
 /// user's current state.
-fn check_refresh(ctx: &Ctx<'_>, token: &str) -> Result<(Verified, User), ApiError> {
+async fn check_refresh(ctx: &Ctx<'_>, token: &str) -> Result<(Verified, User), ApiError> {
     let claims = ctx
         .app
         .tokens
@@ -72,7 +73,7 @@ fn check_refresh(ctx: &Ctx<'_>, token: &str) -> Result<(Verified, User), ApiErro
             TokenError::NoUserId => ApiError::InvalidToken(TokenError::Invalid.message()),
             other => ApiError::InvalidToken(other.message()),
         })?;
-    let user = match ctx.app.store.get_user(claims.user_id)? {
+    let user = match ctx.app.store.get_user(claims.user_id).await? {
         Some(u) if u.is_active => u,
         _ => return Err(ApiError::NoActiveAccountForToken),
     };
@@ -87,21 +88,26 @@ fn required_token(ctx: &Ctx<'_>, name: &str) -> Result<String, ApiError> {
     let mut f = Fields::new(&data);
     let token = f.char(name, REQUIRED);
     f.finish()?;
-    token.ok_or(ApiError::Validation(Vec::new()))
+    required_value(token, name)
 }
 
 /// POST /api/token/refresh/ {refresh}
 pub async fn refresh(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let token = required_token(ctx, "refresh")?;
-    let (claims, user) = check_refresh(ctx, &token)?;
+    let (claims, user) = check_refresh(ctx, &token).await?;
     let app = ctx.app;
-    let family = claims.family.clone().unwrap_or_default();
+    let family = family_of(&claims)?;
     let access = app
         .tokens
-        .issue(TokenType::Access, user.id, user.token_version, None, None)
+        .issue(TokenType::Access, user.id, user.token_version, None, None)?
         .token;
     if !app.config.jwt.rotate_refresh_tokens {
-        if app.store.get_family(&family)?.is_some_and(|f| f.revoked) {
+        if app
+            .store
+            .get_family(&family)
+            .await?
+            .is_some_and(|f| f.revoked)
+        {
             return Err(ApiError::InvalidToken(BLACKLISTED));
         }
         return Ok(Response::json(200, &json!({ "access": access })));
@@ -111,41 +117,7 @@ pub async fn refresh(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         jti: &claims.jti,
         user_id: user.id,
     };
-    // Compare-and-swap until no other refresh of this family raced us.
-    let issue = loop {
-        let record = app.store.get_family(&family)?;
-        let expiry = now() + app.tokens.refresh_lifetime;
-        let step = families::rotate(
-            record.as_ref(),
-            &presented,
-            now(),
-            app.config.jwt.reuse_grace_seconds,
-            new_id(),
-            expiry,
-        );
-        match step {
-            Step::Blacklisted => return Err(ApiError::InvalidToken(BLACKLISTED)),
-            Step::Replay { issue } => break issue,
-            Step::Rotate { record: new, issue } => {
-                if app
-                    .store
-                    .swap_family(&family, record.as_ref(), &new)
-                    .await?
-                {
-                    break issue;
-                }
-            }
-            Step::Revoke { record: new } => {
-                if app
-                    .store
-                    .swap_family(&family, record.as_ref(), &new)
-                    .await?
-                {
-                    return Err(ApiError::InvalidToken(BLACKLISTED));
-                }
-            }
-        }
-    };
+    let issue = rotate_family(app, &family, &presented).await?;
     let refresh = app
         .tokens
         .issue(
@@ -154,12 +126,50 @@ pub async fn refresh(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
             user.token_version,
             Some(&family),
             Some(&issue),
-        )
+        )?
         .token;
     Ok(Response::json(
         200,
         &json!({ "access": access, "refresh": refresh }),
     ))
+}
+
+/// The family a verified refresh token belongs to (every refresh token names one).
+fn family_of(claims: &Verified) -> Result<String, ApiError> {
+    claims
+        .family
+        .clone()
+        .ok_or(ApiError::InvalidToken(TokenError::Invalid.message()))
+}
+
+/// One rotation of `family` for the presented token: the jti to issue next. Retried while
+/// concurrent refreshes of the same family win the compare-and-swap.
+async fn rotate_family(
+    app: &App,
+    family: &str,
+    presented: &Presented<'_>,
+) -> Result<String, ApiError> {
+    for _ in 0..MAX_SWAP_ATTEMPTS {
+        let record = app.store.get_family(family).await?;
+        let step = families::rotate(
+            record.as_ref(),
+            presented,
+            now(),
+            app.config.jwt.reuse_grace_seconds,
+            new_id(),
+            now() + app.tokens.refresh_lifetime,
+        );
+        let (new, outcome) = match step {
+            Step::Blacklisted => return Err(ApiError::InvalidToken(BLACKLISTED)),
+            Step::Replay { issue } => return Ok(issue),
+            Step::Rotate { record: new, issue } => (new, Ok(issue)),
+            Step::Revoke { record: new } => (new, Err(ApiError::InvalidToken(BLACKLISTED))),
+        };
+        if app.store.swap_family(family, record.as_ref(), &new).await? {
+            return outcome;
+        }
+    }
+    Err(StoreError::Conflict.into())
 }
 
 /// POST /api/token/verify/ {token}: valid signature, unexpired, and not revoked.
@@ -173,13 +183,20 @@ pub async fn verify(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let live = ctx
         .app
         .store
-        .get_user(claims.user_id)?
+        .get_user(claims.user_id)
+        .await?
         .is_some_and(|u| u.is_active && u.token_version == claims.version);
     if !live {
         return Err(invalid);
     }
     if let Some(family) = &claims.family {
-        if ctx.app.store.get_family(family)?.is_some_and(|f| f.revoked) {
+        if ctx
+            .app
+            .store
+            .get_family(family)
+            .await?
+            .is_some_and(|f| f.revoked)
+        {
             return Err(invalid);
         }
     }
@@ -189,10 +206,10 @@ pub async fn verify(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
 /// POST /api/auth/logout/ {refresh}: the token's whole family stops working.
 pub async fn logout(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let token = required_token(ctx, "refresh")?;
-    let (claims, user) = check_refresh(ctx, &token)?;
-    let family = claims.family.unwrap_or_default();
-    loop {
-        let record = ctx.app.store.get_family(&family)?;
+    let (claims, user) = check_refresh(ctx, &token).await?;
+    let family = family_of(&claims)?;
+    for _ in 0..MAX_SWAP_ATTEMPTS {
+        let record = ctx.app.store.get_family(&family).await?;
         let Some(revoked) = families::revoke(record.as_ref(), &family, user.id, claims.exp) else {
             return Err(ApiError::InvalidToken(BLACKLISTED));
         };
@@ -205,4 +222,5 @@ pub async fn logout(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
             return Ok(Response::json(200, &json!({})));
         }
     }
+    Err(StoreError::Conflict.into())
 }

@@ -7,8 +7,8 @@ use crate::auth::policy::{self, UserAttributes};
 use crate::clock::now;
 use crate::error::{field, ApiError};
 use crate::response::Response;
-use crate::store::{NewUser, StoreError, User};
-use serde_json::{json, Value};
+use crate::store::{NewUser, StoreError, User, UserStore};
+use serde_json::{json, Map, Value};
 
 pub const USERNAME_MAX: usize = 150;
 pub const EMAIL_MAX: usize = 254;
@@ -28,8 +28,8 @@ pub fn admin_json(u: &User) -> Value {
 
 /// Username and email checks in DRF's validator order; `me` is the user being updated (a
 /// name they already hold is not "taken").
-fn identity_fields(
-    ctx: &Ctx<'_>,
+async fn identity_fields(
+    store: &dyn UserStore,
     f: &mut Fields<'_>,
     required: bool,
     me: Option<u64>,
@@ -40,10 +40,9 @@ fn identity_fields(
         if !policy::is_valid_username(name) {
             f.add("username", field::INVALID_USERNAME);
         }
-        if ctx
-            .app
-            .store
-            .find_by_username(name)?
+        if store
+            .find_by_username(name)
+            .await?
             .is_some_and(|u| Some(u.id) != me)
         {
             f.add("username", field::USERNAME_TAKEN);
@@ -52,10 +51,9 @@ fn identity_fields(
     }
     let email = f.char("email", rules);
     if let Some(email) = &email {
-        if ctx
-            .app
-            .store
-            .email_owner(email)?
+        if store
+            .email_owner(email)
+            .await?
             .is_some_and(|id| Some(id) != me)
         {
             f.add("email", field::EMAIL_TAKEN);
@@ -84,19 +82,34 @@ fn taken(e: StoreError) -> ApiError {
     }
 }
 
-/// POST /api/auth/register/
-pub async fn register(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
-    ctx.app
-        .throttle
-        .registration(ctx.req.client_ip, now())
-        .map_err(ApiError::Throttled)?;
-    let data = ctx.req.data()?;
-    let mut f = Fields::new(&data);
-    let (username, email) = identity_fields(ctx, &mut f, true, None)?;
+/// What a valid registration supplies.
+pub struct Registration {
+    pub username: String,
+    pub email: String,
+    pub password: String,
+    pub first_name: String,
+    pub last_name: String,
+}
+
+/// The value of a field the validation required; its absence is that field's error (so a
+/// 400 always names what is wrong).
+pub fn required_value<T>(value: Option<T>, name: &str) -> Result<T, ApiError> {
+    value.ok_or_else(|| ApiError::field(name, field::REQUIRED))
+}
+
+/// Register's field validation in DRF's order, shared with `createsuperuser`. With
+/// `check_password` off the password policy is skipped (createsuperuser's bypass).
+pub async fn validate_registration(
+    store: &dyn UserStore,
+    data: &Map<String, Value>,
+    check_password: bool,
+) -> Result<Registration, ApiError> {
+    let mut f = Fields::new(data);
+    let (username, email) = identity_fields(store, &mut f, true, None).await?;
     let password = f.char("password", REQUIRED);
     let first_name = name_field(&mut f, "first_name").unwrap_or_default();
     let last_name = name_field(&mut f, "last_name").unwrap_or_default();
-    if let Some(pw) = &password {
+    if let (Some(pw), true) = (&password, check_password) {
         let attrs = UserAttributes {
             username: username.as_deref().unwrap_or(""),
             first_name: &first_name,
@@ -108,9 +121,29 @@ pub async fn register(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         }
     }
     f.finish()?;
-    let (Some(username), Some(email), Some(password)) = (username, email, password) else {
-        return Err(ApiError::Validation(Vec::new()));
-    };
+    Ok(Registration {
+        username: required_value(username, "username")?,
+        email: required_value(email, "email")?,
+        password: required_value(password, "password")?,
+        first_name,
+        last_name,
+    })
+}
+
+/// POST /api/auth/register/
+pub async fn register(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    ctx.app
+        .throttle
+        .registration(ctx.req.client_ip, now())
+        .map_err(ApiError::Throttled)?;
+    let data = ctx.req.data()?;
+    let Registration {
+        username,
+        email,
+        password,
+        first_name,
+        last_name,
+    } = validate_registration(ctx.app.store.as_ref(), &data, true).await?;
     let hash = ctx.app.passwords.hash(&password).await?;
     let user = ctx
         .app
@@ -129,17 +162,21 @@ pub async fn register(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     Ok(Response::json(201, &profile_json(&user)))
 }
 
-fn current_user(ctx: &Ctx<'_>) -> Result<User, ApiError> {
+async fn current_user(ctx: &Ctx<'_>) -> Result<User, ApiError> {
     let me = ctx.caller()?;
     ctx.app
         .store
-        .get_user(me.user_id)?
+        .get_user(me.user_id)
+        .await?
         .ok_or(ApiError::UserNotFound)
 }
 
 /// GET /api/auth/profile/
-pub fn profile(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
-    Ok(Response::json(200, &profile_json(&current_user(ctx)?)))
+pub async fn profile(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    Ok(Response::json(
+        200,
+        &profile_json(&current_user(ctx).await?),
+    ))
 }
 
 /// PUT (all of username and email required) or PATCH /api/auth/profile/
@@ -147,7 +184,8 @@ pub async fn update_profile(ctx: &Ctx<'_>, partial: bool) -> Result<Response, Ap
     let me = ctx.caller()?.user_id;
     let data = ctx.req.data()?;
     let mut f = Fields::new(&data);
-    let (username, email) = identity_fields(ctx, &mut f, !partial, Some(me))?;
+    let (username, email) =
+        identity_fields(ctx.app.store.as_ref(), &mut f, !partial, Some(me)).await?;
     let first_name = name_field(&mut f, "first_name");
     let last_name = name_field(&mut f, "last_name");
     f.finish()?;
@@ -176,7 +214,7 @@ pub async fn update_profile(ctx: &Ctx<'_>, partial: bool) -> Result<Response, Ap
 
 /// PUT or PATCH /api/auth/profile/password/ {old_password | current_password, new_password}
 pub async fn change_password(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
-    let user = current_user(ctx)?;
+    let user = current_user(ctx).await?;
     let data = ctx.req.data()?;
     let mut f = Fields::new(&data);
     // The README says old_password, the seed's code current_password: accept either.
@@ -188,9 +226,10 @@ pub async fn change_password(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let old = f.char(old_field, REQUIRED);
     let new = f.char("new_password", REQUIRED);
     f.finish()?;
-    let (Some(old), Some(new)) = (old, new) else {
-        return Err(ApiError::Validation(Vec::new()));
-    };
+    let (old, new) = (
+        required_value(old, old_field)?,
+        required_value(new, "new_password")?,
+    );
     let app = ctx.app;
     if !app.passwords.verify(&old, Some(&user.password)).await?.ok {
         return Err(ApiError::field(old_field, field::WRONG_PASSWORD));
@@ -218,7 +257,7 @@ pub async fn change_password(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         })
         .await?;
     app.cache.updated(&user);
-    let (access, refresh) = app.issue_pair(&user);
+    let (access, refresh) = app.issue_pair(&user)?;
     Ok(Response::json(
         200,
         &json!({"detail": PASSWORD_UPDATED, "access": access, "refresh": refresh}),

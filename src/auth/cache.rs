@@ -1,7 +1,7 @@
 //! The user-state cache (moka) in front of the store: user id -> what an auth decision needs.
 //! Writers replace the entry before they answer; a load never overwrites a newer write.
 
-use crate::store::{StoreError, User, UserStore};
+use crate::store::{Change, ChangeFeed, StoreError, User, UserStore};
 use moka::sync::Cache;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,7 +47,11 @@ impl UserCache {
     }
 
     /// The user's current state: the cache, or the store on a miss. `None`: no such user.
-    pub fn get(&self, id: u64, store: &dyn UserStore) -> Result<Option<UserState>, StoreError> {
+    pub async fn get(
+        &self,
+        id: u64,
+        store: &dyn UserStore,
+    ) -> Result<Option<UserState>, StoreError> {
         if let Some(state) = self.cache.get(&id) {
             crate::metrics::USER_CACHE.with_label_values(&["hit"]).inc();
             return Ok(Some(state));
@@ -56,7 +60,7 @@ impl UserCache {
             .with_label_values(&["miss"])
             .inc();
         let seen = self.writes.load(Ordering::SeqCst);
-        let state = store.get_user(id)?.as_ref().map(UserState::from);
+        let state = store.get_user(id).await?.as_ref().map(UserState::from);
         if let Some(s) = &state {
             let _guard = self.fill.lock();
             if self.writes.load(Ordering::SeqCst) == seen {
@@ -72,6 +76,28 @@ impl UserCache {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.cache.insert(user.id, UserState::from(user));
     }
+
+    /// A change another process made: what is cached of it goes, and the next read loads it.
+    pub fn apply(&self, change: Change) {
+        let _guard = self.fill.lock();
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        match change {
+            Change::User(id) => self.cache.invalidate(&id),
+            Change::All => self.cache.invalidate_all(),
+        }
+    }
+
+    /// Applies a backend's change feed until it closes; a gap in it drops the whole cache.
+    pub async fn follow(&self, mut feed: ChangeFeed) {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match feed.recv().await {
+                Ok(change) => self.apply(change),
+                Err(RecvError::Lagged(_)) => self.apply(Change::All),
+                Err(RecvError::Closed) => return,
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -79,18 +105,11 @@ mod tests {
     use super::*;
     use crate::store::{NewUser, SledStore};
 
-    #[test]
-    fn writes_are_seen_at_once_and_eviction_only_costs_a_read() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SledStore::open(dir.path(), 1 << 20).expect("open");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("rt");
-        let cache = UserCache::new(1, Duration::from_secs(60));
+    async fn five_users(store: &SledStore) -> Vec<User> {
         let mut users = Vec::new();
         for i in 0..5 {
-            let u = rt
-                .block_on(store.create_user(NewUser {
+            let u = store
+                .create_user(NewUser {
                     username: format!("u{i}"),
                     email: format!("u{i}@example.com"),
                     first_name: String::new(),
@@ -98,28 +117,69 @@ mod tests {
                     password: String::new(),
                     is_staff: false,
                     date_joined: 0,
-                }))
+                })
+                .await
                 .expect("create");
             users.push(u);
         }
+        users
+    }
+
+    #[tokio::test]
+    async fn writes_are_seen_at_once_and_eviction_only_costs_a_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SledStore::open(dir.path(), 1 << 20).expect("open");
+        let cache = UserCache::new(1, Duration::from_secs(60));
+        let users = five_users(&store).await;
         for u in &users {
-            assert!(cache
-                .get(u.id, &store)
-                .expect("get")
-                .is_some_and(|s| s.is_active));
+            let state = cache.get(u.id, &store).await.expect("get");
+            assert!(state.is_some_and(|s| s.is_active));
         }
-        let dead = rt
-            .block_on(store.update_user(3, &|u| {
+        let dead = store
+            .update_user(3, &|u| {
                 u.is_active = false;
                 u.token_version += 1;
-            }))
+            })
+            .await
             .expect("update");
         cache.updated(&dead);
         // Capacity 1: whatever is evicted, the state read is the written one.
         for u in &users {
-            let s = cache.get(u.id, &store).expect("get").expect("exists");
+            let s = cache.get(u.id, &store).await.expect("get").expect("exists");
             assert_eq!(s.is_active, u.id != 3);
         }
-        assert!(cache.get(99, &store).expect("get").is_none());
+        assert!(cache.get(99, &store).await.expect("get").is_none());
+    }
+
+    #[tokio::test]
+    async fn changes_from_elsewhere_drop_what_is_cached() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SledStore::open(dir.path(), 1 << 20).expect("open");
+        let cache = UserCache::new(100, Duration::from_secs(60));
+        five_users(&store).await;
+        for id in 1..=5 {
+            cache.get(id, &store).await.expect("warm");
+        }
+        // Another process deactivates users 2 and 4 behind this cache's back.
+        for id in [2, 4] {
+            store
+                .update_user(id, &|u| u.is_active = false)
+                .await
+                .expect("update");
+        }
+        let stale = cache.get(2, &store).await.expect("get").expect("exists");
+        assert!(
+            stale.is_active,
+            "without the change the cache still says active"
+        );
+        let (tx, feed) = tokio::sync::broadcast::channel(4);
+        tx.send(Change::User(2)).expect("send");
+        tx.send(Change::All).expect("send");
+        drop(tx);
+        cache.follow(feed).await;
+        for id in 1..=5 {
+            let s = cache.get(id, &store).await.expect("get").expect("exists");
+            assert_eq!(s.is_active, id != 2 && id != 4, "user {id}");
+        }
     }
 }

@@ -59,6 +59,8 @@ pub struct Keys {
     pub leeway: u64,
     /// The public keys as a JWKS document (asymmetric algorithms only).
     pub jwks: Option<JwkSet>,
+    /// `jwks` as the JSON text `/.well-known/jwks.json` serves, encoded once at start-up.
+    pub jwks_document: Option<bytes::Bytes>,
 }
 
 /// The public half of the signing key as a JWK. jsonwebtoken derives RSA and EC ones but
@@ -108,6 +110,7 @@ impl Keys {
             }],
             leeway,
             jwks: None,
+            jwks_document: None,
         }
     }
 
@@ -166,6 +169,8 @@ impl Keys {
                 key: Verifier::Asymmetric(key),
             });
         }
+        let document = serde_json::to_vec(&jwks)
+            .map_err(|e| format!("cannot encode the JWKS document: {e}"))?;
         Ok(Keys {
             algorithm,
             kid: Some(cfg.key_id.clone()),
@@ -173,6 +178,7 @@ impl Keys {
             verifying,
             leeway: cfg.leeway_seconds,
             jwks: Some(jwks),
+            jwks_document: Some(bytes::Bytes::from(document)),
         })
     }
 

@@ -1,5 +1,5 @@
 //! Password hashing off the async workers: argon2id on a fixed pool of threads with a bounded
-//! queue (full queue = `Busy`, which the API turns into 503 + Retry-After).
+//! queue (full queue = `HashError::Busy`, which the API turns into 503 + Retry-After).
 
 use crate::config::PasswordConfig;
 use argon2::password_hash::{
@@ -11,9 +11,15 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// The queue is full: try again shortly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Busy;
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HashError {
+    /// The queue is full: try again shortly.
+    #[error("too many password hashes are queued")]
+    Busy,
+    /// argon2 refused to hash (it only does so for parameters it cannot use).
+    #[error("argon2 failed: {0}")]
+    Failed(String),
+}
 
 pub struct Verification {
     pub ok: bool,
@@ -37,13 +43,12 @@ fn argon2(params: &Params) -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
 }
 
-fn hash_with(params: &Params, password: &str) -> String {
+fn hash_with(params: &Params, password: &str) -> Result<String, HashError> {
     let salt = SaltString::generate(&mut OsRng);
     argon2(params)
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        // Hashing only fails on parameters validated at start-up.
-        .unwrap_or_default()
+        .map_err(|e| HashError::Failed(e.to_string()))
 }
 
 impl Passwords {
@@ -69,7 +74,8 @@ impl Passwords {
                 .spawn(move || worker(&rx))
                 .map_err(|e| format!("cannot start hashing threads: {e}"))?;
         }
-        let dummy_hash = hash_with(&params, "gatehouse-dummy-password");
+        let dummy_hash = hash_with(&params, "gatehouse-dummy-password")
+            .map_err(|e| format!("passwords: argon2 cannot hash with these parameters: {e}"))?;
         Ok(Passwords {
             params,
             queue,
@@ -86,7 +92,7 @@ impl Passwords {
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, Busy> {
+    ) -> Result<T, HashError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let depth = Arc::clone(&self.depth);
         depth.fetch_add(1, Ordering::Relaxed);
@@ -101,22 +107,26 @@ impl Passwords {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.depth.fetch_sub(1, Ordering::Relaxed);
-                return Err(Busy);
+                return Err(HashError::Busy);
             }
         }
         crate::metrics::PASSWORD_HASH_QUEUE.set(self.queue_depth() as i64);
-        rx.await.map_err(|_| Busy)
+        rx.await.map_err(|_| HashError::Busy)
     }
 
-    pub async fn hash(&self, password: &str) -> Result<String, Busy> {
+    pub async fn hash(&self, password: &str) -> Result<String, HashError> {
         let params = self.params.clone();
         let password = password.to_string();
-        self.run(move || hash_with(&params, &password)).await
+        self.run(move || hash_with(&params, &password)).await?
     }
 
     /// Checks `password` against `stored`, or against a dummy hash when there is no user,
     /// so an unknown username costs one verification like a known one.
-    pub async fn verify(&self, password: &str, stored: Option<&str>) -> Result<Verification, Busy> {
+    pub async fn verify(
+        &self,
+        password: &str,
+        stored: Option<&str>,
+    ) -> Result<Verification, HashError> {
         let known = stored.is_some();
         let stored = stored.unwrap_or(&self.dummy_hash).to_string();
         let password = password.to_string();
@@ -132,7 +142,7 @@ impl Passwords {
     }
 
     /// Synchronous hashing for the command line (no runtime, no queue).
-    pub fn hash_blocking(&self, password: &str) -> String {
+    pub fn hash_blocking(&self, password: &str) -> Result<String, HashError> {
         hash_with(&self.params, password)
     }
 }
@@ -269,7 +279,7 @@ mod tests {
             .worker_threads(2)
             .build()
             .expect("runtime");
-        let results: Vec<Result<String, Busy>> = rt.block_on(async {
+        let results: Vec<Result<String, HashError>> = rt.block_on(async {
             let tasks: Vec<_> = (0..8)
                 .map(|_| {
                     let p = Arc::clone(&p);
@@ -278,7 +288,7 @@ mod tests {
                 .collect();
             let mut out = Vec::new();
             for t in tasks {
-                out.push(t.await.unwrap_or(Err(Busy)));
+                out.push(t.await.unwrap_or(Err(HashError::Busy)));
             }
             out
         });

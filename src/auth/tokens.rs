@@ -116,6 +116,11 @@ pub struct Verified {
     pub family: Option<String>,
 }
 
+/// The signing key refused to sign (never expected with a key checked at start-up).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot sign a token: {0}")]
+pub struct SignError(pub String);
+
 pub struct Issued {
     pub token: String,
     pub jti: String,
@@ -150,6 +155,11 @@ impl Tokens {
         self.keys.jwks.as_ref()
     }
 
+    /// `jwks()` as JSON text, encoded once.
+    pub fn jwks_document(&self) -> Option<&bytes::Bytes> {
+        self.keys.jwks_document.as_ref()
+    }
+
     /// Signs a token for `user_id` at `version`; `family` names a refresh token's family (its
     /// own jti when `None`: a new login).
     pub fn issue(
@@ -159,7 +169,7 @@ impl Tokens {
         version: u64,
         family: Option<&str>,
         jti: Option<&str>,
-    ) -> Issued {
+    ) -> Result<Issued, SignError> {
         let now = now();
         let lifetime = match token_type {
             TokenType::Access => self.access_lifetime,
@@ -181,9 +191,9 @@ impl Tokens {
         };
         let mut header = Header::new(self.keys.algorithm);
         header.kid = self.keys.kid.clone();
-        // Signing a serializable struct with a key validated at start-up cannot fail.
-        let token = jsonwebtoken::encode(&header, &claims, &self.keys.signing).unwrap_or_default();
-        Issued { token, jti }
+        let token = jsonwebtoken::encode(&header, &claims, &self.keys.signing)
+            .map_err(|e| SignError(e.to_string()))?;
+        Ok(Issued { token, jti })
     }
 
     /// Checks signature, algorithm, `kid`, `exp`, `nbf`, claim types and `token_type`
@@ -313,13 +323,15 @@ mod tests {
     #[test]
     fn issued_tokens_round_trip() {
         let t = tokens();
-        let access = t.issue(TokenType::Access, 7, 3, None, None);
+        let access = t.issue(TokenType::Access, 7, 3, None, None).expect("signs");
         assert_eq!(access.jti.len(), 32);
         let v = t
             .verify(&access.token, Some(TokenType::Access))
             .expect("valid");
         assert_eq!((v.user_id, v.version, v.family), (7, 3, None));
-        let refresh = t.issue(TokenType::Refresh, 7, 3, None, None);
+        let refresh = t
+            .issue(TokenType::Refresh, 7, 3, None, None)
+            .expect("signs");
         let v = t
             .verify(&refresh.token, Some(TokenType::Refresh))
             .expect("valid");
@@ -439,7 +451,7 @@ mod tests {
     fn eddsa_with_kid_and_jwks() {
         let dir = tempfile::tempdir().expect("tempdir");
         let t = eddsa_tokens(dir.path(), "k1");
-        let issued = t.issue(TokenType::Access, 7, 0, None, None);
+        let issued = t.issue(TokenType::Access, 7, 0, None, None).expect("signs");
         let header = jsonwebtoken::decode_header(&issued.token).expect("header");
         assert_eq!(
             (header.alg, header.kid.as_deref()),
@@ -455,7 +467,10 @@ mod tests {
         );
         // The same key under another kid is another key: unknown kid.
         let other = eddsa_tokens(dir.path(), "k2");
-        let foreign = other.issue(TokenType::Access, 7, 0, None, None).token;
+        let foreign = other
+            .issue(TokenType::Access, 7, 0, None, None)
+            .expect("signs")
+            .token;
         assert_eq!(t.verify(&foreign, None), Err(TokenError::Invalid));
         // HS256 signed with the public key (algorithm confusion) finds no key.
         let x = jwks["keys"][0]["x"].as_str().expect("x").to_string();
@@ -474,7 +489,10 @@ mod tests {
     fn rotation_keeps_old_keys_for_verification() {
         let dir = tempfile::tempdir().expect("tempdir");
         let old = eddsa_tokens(dir.path(), "old");
-        let old_token = old.issue(TokenType::Access, 7, 0, None, None).token;
+        let old_token = old
+            .issue(TokenType::Access, 7, 0, None, None)
+            .expect("signs")
+            .token;
         let jwks_file = dir.path().join("old.jwks");
         let text = serde_json::to_string(old.jwks().expect("jwks")).expect("json");
         std::fs::write(&jwks_file, text).expect("write");

@@ -1,10 +1,10 @@
 //! The proxy's auth decision: a plain function over the request head, the matched route and
-//! the user-state cache. It returns a value; the Pingora glue acts on it.
+//! the authenticator. It returns a value; the Pingora glue acts on it.
 
 use super::cors;
 use super::routes::Route;
-use crate::app::App;
-use crate::auth::{self, Identity};
+use crate::auth::authenticator::single_value;
+use crate::auth::{Authenticator, Identity, Requirement};
 use crate::config::AuthMode;
 use crate::error::ApiError;
 use crate::response::Response;
@@ -19,50 +19,52 @@ pub enum Decision {
     Respond(Response),
 }
 
-pub fn decide(head: &RequestHeader, route: Option<&Route>, app: &App) -> Decision {
+/// Who a route lets through (`None`: anyone, unchecked).
+fn requirement(route: &Route) -> Option<Requirement> {
+    match (route.auth, route.require_staff) {
+        (_, true) => Some(Requirement::Staff),
+        (AuthMode::Public, false) => None,
+        (AuthMode::Required, false) => Some(Requirement::Authenticated),
+        (AuthMode::Optional, false) => Some(Requirement::Anyone),
+    }
+}
+
+pub async fn decide(head: &RequestHeader, route: Option<&Route>, auth: &Authenticator) -> Decision {
     let Some(route) = route else {
         return Decision::Respond(ApiError::NotFound.to_response());
     };
-    let method = head.method.as_str();
     if let Some(c) = &route.cors {
-        if cors::is_preflight(method, &head.headers) {
+        if cors::is_preflight(head.method.as_str(), &head.headers) {
             return Decision::Respond(cors::preflight(c, &head.headers));
         }
     }
-    let authorization: Vec<&[u8]> = head
-        .headers
-        .get_all(AUTHORIZATION)
-        .iter()
-        .map(|v| v.as_bytes())
-        .collect();
     // Two Authorization headers are refused everywhere: the upstream might read the other one.
-    if authorization.len() > 1 {
-        return Decision::Respond(ApiError::BadAuthorizationHeader.to_response());
+    let authorization = single_value(
+        head.headers
+            .get_all(AUTHORIZATION)
+            .iter()
+            .map(|v| v.as_bytes()),
+    );
+    if let Err(e) = authorization {
+        return Decision::Respond(ApiError::from(e).to_response());
     }
-    if route.auth == AuthMode::Public {
+    let Some(need) = requirement(route) else {
         return Decision::Forward(None);
-    }
-    let outcome = auth::authenticate(&authorization, &app.tokens, &app.cache, app.store.as_ref())
-        .and_then(|identity| match identity {
-            None if route.auth == AuthMode::Required || route.require_staff => {
-                Err(ApiError::NotAuthenticated)
-            }
-            Some(who) if route.require_staff && !who.is_staff => Err(ApiError::PermissionDenied),
-            identity => Ok(identity),
-        });
-    auth::record_decision(&outcome);
-    match outcome {
+    };
+    match auth.check(authorization, need).await {
         Ok(identity) => Decision::Forward(identity),
-        Err(e) => Decision::Respond(e.to_response()),
+        Err(e) => Decision::Respond(ApiError::from(e).to_response()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::App;
     use crate::config::Config;
     use crate::gateway::routes::RouteTable;
     use crate::store::NewUser;
+    use crate::test_support::block;
 
     struct World {
         app: App,
@@ -114,11 +116,11 @@ mod tests {
     }
 
     fn run(w: &World, path: &str, auth: &[&str]) -> Decision {
-        decide(
+        block(decide(
             &head(path, auth),
             w.routes.lookup(path).map(|r| r.as_ref()),
-            &w.app,
-        )
+            &w.app.authenticator,
+        ))
     }
 
     fn status(d: &Decision) -> u16 {
@@ -132,7 +134,7 @@ mod tests {
     fn auth_modes() {
         let w = world();
         let alice = user(&w, "alice", false);
-        let (access, _) = w.app.issue_pair(&alice);
+        let (access, _) = w.app.issue_pair(&alice).expect("signs");
         let bearer = format!("Bearer {access}");
         assert_eq!(status(&run(&w, "/x", &[])), 401);
         assert!(
@@ -156,7 +158,7 @@ mod tests {
     fn staff_and_revocation_come_from_current_state() {
         let w = world();
         let boss = user(&w, "boss", true);
-        let (access, _) = w.app.issue_pair(&boss);
+        let (access, _) = w.app.issue_pair(&boss).expect("signs");
         let bearer = format!("Bearer {access}");
         assert!(matches!(
             run(&w, "/staff/x", &[&bearer]),
@@ -185,11 +187,11 @@ mod tests {
         let config = Config::from_toml_and_env(&toml, "t", &[]).expect("config");
         let routes = RouteTable::from_config(&config).expect("routes");
         let app = App::open(config).expect("app");
-        let d = decide(
+        let d = block(decide(
             &head("/x", &[]),
             routes.lookup("/x").map(|r| r.as_ref()),
-            &app,
-        );
+            &app.authenticator,
+        ));
         assert_eq!(status(&d), 404);
     }
 }

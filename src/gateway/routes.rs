@@ -1,8 +1,9 @@
 //! The proxy's route table: longest prefix wins; each route has its upstreams (round robin
 //! with TCP health checks), its auth mode and its timeouts.
 
+use super::health::UpstreamCheck;
 use crate::config::{AuthMode, Config, CorsConfig, RouteConfig};
-use pingora::lb::{health_check::TcpHealthCheck, selection::RoundRobin, LoadBalancer};
+use pingora::lb::{selection::RoundRobin, LoadBalancer};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,10 +58,7 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
 fn build(cfg: &RouteConfig) -> Result<Arc<Route>, String> {
     let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(cfg.upstreams.iter().copied())
         .map_err(|e| format!("route {}: upstreams: {e}", cfg.prefix))?;
-    let mut hc = TcpHealthCheck::new();
-    hc.consecutive_failure = 1;
-    hc.consecutive_success = 1;
-    lb.set_health_check(hc);
+    lb.set_health_check(Box::new(UpstreamCheck::new(&cfg.prefix)));
     lb.health_check_frequency = Some(HEALTH_CHECK_EVERY);
     lb.parallel_health_check = true;
     Ok(Arc::new(Route {

@@ -1,12 +1,16 @@
-//! Users and refresh-token families behind the `UserStore` trait, so a networked backend
-//! (PostgreSQL) can replace the embedded sled one. Every write is durable when it returns.
+//! Users and refresh-token families behind the async `UserStore` trait, the only way to the
+//! data: the embedded sled backend today, a networked one (PostgreSQL) beside it. Every write
+//! is durable when it returns. `open` is the one place that picks the configured backend.
 
 mod sled_store;
 
 pub use sled_store::SledStore;
 
+use crate::config::Config;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
@@ -85,6 +89,12 @@ impl ListFilter {
     }
 }
 
+/// The case-insensitive key of a username or an email: what uniqueness is decided on. Every
+/// backend stores and compares this, computed here, so all of them fold case alike.
+pub fn name_key(name: &str) -> String {
+    name.to_lowercase()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     #[error("username taken")]
@@ -95,15 +105,43 @@ pub enum StoreError {
     NotFound,
     #[error("the data directory {0} is in use by another gatehouse process; stop it first (sled allows one process per store)")]
     InUse(String),
+    /// The store cannot answer right now (unreachable, overloaded): worth a retry.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Concurrent writers kept changing the record; the caller may retry.
+    #[error("the record kept changing under concurrent writes")]
+    Conflict,
+    /// The store answered with an error (a damaged record, a failed disk).
     #[error("store error: {0}")]
     Io(String),
 }
+
+/// What a backend saw change that was not written through this process (another replica).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// This user's state changed: drop what is cached of it.
+    User(u64),
+    /// Changes may have been missed (the feed reconnected): drop everything cached.
+    All,
+}
+
+/// Changes made elsewhere, in the order they were committed.
+pub type ChangeFeed = tokio::sync::broadcast::Receiver<Change>;
+
+/// How many times a compare-and-swap is retried against concurrent writers before the
+/// caller gets `StoreError::Conflict` (each retry means another writer made progress).
+pub const MAX_SWAP_ATTEMPTS: usize = 16;
 
 /// A change to one user, decided by the caller, applied atomically with the indexes.
 pub type UserChange<'a> = &'a (dyn Fn(&mut User) + Sync);
 
 #[async_trait]
 pub trait UserStore: Send + Sync {
+    /// Answers when the store can serve reads and writes (`/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Changes other processes make (`None`: every write goes through this process, as with
+    /// sled, so the callers' own cache updates are the whole story).
+    fn changes(&self) -> Option<ChangeFeed>;
     async fn create_user(&self, new: NewUser) -> Result<User, StoreError>;
     /// Creates a user with a given id (import); later ids continue after the highest.
     async fn insert_user(&self, user: User) -> Result<User, StoreError>;
@@ -113,24 +151,31 @@ pub trait UserStore: Send + Sync {
         &self,
         users: Vec<User>,
     ) -> Result<Vec<Result<User, StoreError>>, StoreError>;
-    fn get_user(&self, id: u64) -> Result<Option<User>, StoreError>;
-    /// Case-insensitive.
-    fn find_by_username(&self, username: &str) -> Result<Option<User>, StoreError>;
-    /// Case-insensitive; the id that holds the address.
-    fn email_owner(&self, email: &str) -> Result<Option<u64>, StoreError>;
+    async fn get_user(&self, id: u64) -> Result<Option<User>, StoreError>;
+    /// Case-insensitive (`name_key`).
+    async fn find_by_username(&self, username: &str) -> Result<Option<User>, StoreError>;
+    /// Case-insensitive (`name_key`); the id that holds the address.
+    async fn email_owner(&self, email: &str) -> Result<Option<u64>, StoreError>;
     /// Applies `change`, keeping the username and email indexes in step; fails with
     /// `UsernameTaken`/`EmailTaken` if the new name belongs to someone else.
     async fn update_user(&self, id: u64, change: UserChange<'_>) -> Result<User, StoreError>;
     /// Users in a state, without a scan.
-    fn count_users(&self, state: &StateFilter) -> Result<usize, StoreError>;
+    async fn count_users(&self, state: &StateFilter) -> Result<usize, StoreError>;
     /// Users matching `filter` in id order: the total count and the page `[offset, offset+limit)`.
-    fn list_users(
+    async fn list_users(
         &self,
         filter: &ListFilter,
         offset: usize,
         limit: usize,
     ) -> Result<(usize, Vec<User>), StoreError>;
-    fn get_family(&self, family: &str) -> Result<Option<Family>, StoreError>;
+    /// Keyset page: up to `limit` users matching `filter` with ids above `after`, in id order.
+    async fn users_after(
+        &self,
+        filter: &ListFilter,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<User>, StoreError>;
+    async fn get_family(&self, family: &str) -> Result<Option<Family>, StoreError>;
     /// Compare-and-swap of a family record: `Ok(false)` when `expected` is no longer current.
     async fn swap_family(
         &self,
@@ -138,4 +183,43 @@ pub trait UserStore: Send + Sync {
         expected: Option<&Family>,
         new: &Family,
     ) -> Result<bool, StoreError>;
+}
+
+/// Where sled keeps its files inside the data directory (the secret sits beside it).
+pub fn sled_dir(config: &Config) -> PathBuf {
+    config.server.data_dir.join("db")
+}
+
+/// Opens the configured backend: the one place that names one.
+pub fn open(config: &Config) -> Result<Arc<dyn UserStore>, StoreError> {
+    let dir = &config.server.data_dir;
+    let created = !dir.exists();
+    std::fs::create_dir_all(dir).map_err(|e| {
+        StoreError::Io(format!(
+            "cannot create data directory {}: {e}",
+            dir.display()
+        ))
+    })?;
+    // It holds the user store and the signing secret: the owner's alone. An existing
+    // directory keeps the permissions its operator chose.
+    #[cfg(unix)]
+    if created {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
+            StoreError::Io(format!(
+                "cannot restrict data directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+    }
+    let store = SledStore::open(
+        &sled_dir(config),
+        config.store.cache_capacity_mib * 1024 * 1024,
+    )?;
+    Ok(Arc::new(store))
+}
+
+/// A short description of the configured store for logs (never a password).
+pub fn describe(config: &Config) -> String {
+    format!("sled in {}", sled_dir(config).display())
 }

@@ -1,7 +1,10 @@
 //! The embedded store: one sled tree per concern, multi-tree writes in transactions, and a
 //! flush before any write returns (sled alone fsyncs only every 500 ms).
 
-use super::{Family, ListFilter, NewUser, StateFilter, StoreError, User, UserChange, UserStore};
+use super::{
+    name_key, ChangeFeed, Family, ListFilter, NewUser, StateFilter, StoreError, User, UserChange,
+    UserStore,
+};
 use async_trait::async_trait;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use std::path::Path;
@@ -84,6 +87,30 @@ fn tx_result<T>(r: Result<T, TransactionError<StoreError>>) -> Result<T, StoreEr
 }
 
 impl SledStore {
+    fn read_user(&self, id: u64) -> Result<Option<User>, StoreError> {
+        match self.users.get(id_key(id)).map_err(io)? {
+            Some(bytes) => Ok(Some(decode_user(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn count(&self, state: &StateFilter) -> Result<usize, StoreError> {
+        let get = |key: &[u8]| -> Result<u64, StoreError> {
+            Ok(self
+                .meta
+                .get(key)
+                .map_err(io)?
+                .and_then(|v| decode_id(&v))
+                .unwrap_or(0))
+        };
+        let n = match state {
+            StateFilter::Active => get(COUNT_ACTIVE)?,
+            StateFilter::Inactive => get(COUNT_INACTIVE)?,
+            StateFilter::All => get(COUNT_ACTIVE)? + get(COUNT_INACTIVE)?,
+        };
+        usize::try_from(n).map_err(|_| StoreError::Io(format!("user counter {n} overflows")))
+    }
+
     /// The unfiltered list without a scan: ids are assigned in order and rows are never
     /// removed (soft delete), so while no id was skipped (imports can skip), the user at
     /// position `offset` has id `offset + 1`; otherwise the start is found by skipping.
@@ -92,7 +119,7 @@ impl SledStore {
         offset: usize,
         limit: usize,
     ) -> Result<(usize, Vec<User>), StoreError> {
-        let count = self.count_users(&StateFilter::All)?;
+        let count = self.count(&StateFilter::All)?;
         let dense = self.ids_dense()?;
         let mut page = Vec::new();
         let items: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if dense {
@@ -112,14 +139,14 @@ impl SledStore {
 
     /// `status=deleted`: the rows straight from the (small) inactive index.
     fn list_inactive(&self, offset: usize, limit: usize) -> Result<(usize, Vec<User>), StoreError> {
-        let count = self.count_users(&StateFilter::Inactive)?;
+        let count = self.count(&StateFilter::Inactive)?;
         let mut page = Vec::new();
         for key in self.inactive.iter().keys().skip(offset).take(limit) {
             let key = key.map_err(io)?;
             let id =
                 decode_id(&key).ok_or_else(|| StoreError::Io("corrupt inactive index".into()))?;
             // A row deleted under our feet (no hard delete exists) is skipped, not an error.
-            page.extend(self.get_user(id)?);
+            page.extend(self.read_user(id)?);
         }
         Ok((count, page))
     }
@@ -136,7 +163,7 @@ impl SledStore {
         if !self.ids_dense()? {
             return Ok(None);
         }
-        let count = self.count_users(&StateFilter::Active)?;
+        let count = self.count(&StateFilter::Active)?;
         let mut start = (offset as u64).saturating_add(1);
         for key in self.inactive.iter().keys() {
             let key = key.map_err(io)?;
@@ -162,7 +189,7 @@ impl SledStore {
 
     /// Ids run 1..=count without a gap, so position `offset` (0-based) is id `offset + 1`.
     fn ids_dense(&self) -> Result<bool, StoreError> {
-        let count = self.count_users(&StateFilter::All)?;
+        let count = self.count(&StateFilter::All)?;
         let next = self
             .meta
             .get(NEXT_ID)
@@ -177,7 +204,7 @@ impl SledStore {
     /// written meanwhile by an older gatehouse that did not keep it).
     fn ensure_inactive_index(&self) -> Result<(), StoreError> {
         let indexed = self.meta.get(INACTIVE_INDEXED).map_err(io)?.is_some();
-        if indexed && self.inactive.len() == self.count_users(&StateFilter::Inactive)? {
+        if indexed && self.inactive.len() == self.count(&StateFilter::Inactive)? {
             return Ok(());
         }
         self.inactive.clear().map_err(io)?;
@@ -228,8 +255,8 @@ impl SledStore {
 
     /// Inserts `user` with its id under the indexes, in one transaction.
     fn insert_tx(&self, user: &User, allocate_id: bool) -> Result<User, StoreError> {
-        let uname = user.username.to_lowercase();
-        let email = user.email.to_lowercase();
+        let uname = name_key(&user.username);
+        let email = name_key(&user.email);
         tx_result(
             (
                 &self.users,
@@ -272,6 +299,15 @@ impl SledStore {
 
 #[async_trait]
 impl UserStore for SledStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.meta.get(NEXT_ID).map(|_| ()).map_err(io)
+    }
+
+    /// One process holds a sled store: there is nobody else to hear from.
+    fn changes(&self) -> Option<ChangeFeed> {
+        None
+    }
+
     async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
         let user = User {
             id: 0,
@@ -307,26 +343,23 @@ impl UserStore for SledStore {
         Ok(results)
     }
 
-    fn get_user(&self, id: u64) -> Result<Option<User>, StoreError> {
-        match self.users.get(id_key(id)).map_err(io)? {
-            Some(bytes) => Ok(Some(decode_user(&bytes)?)),
-            None => Ok(None),
-        }
+    async fn get_user(&self, id: u64) -> Result<Option<User>, StoreError> {
+        self.read_user(id)
     }
 
-    fn find_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
-        let key = username.to_lowercase();
+    async fn find_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
+        let key = name_key(username);
         match self.usernames.get(key.as_bytes()).map_err(io)? {
             Some(id) => match decode_id(&id) {
-                Some(id) => self.get_user(id),
+                Some(id) => self.read_user(id),
                 None => Err(StoreError::Io("corrupt username index".into())),
             },
             None => Ok(None),
         }
     }
 
-    fn email_owner(&self, email: &str) -> Result<Option<u64>, StoreError> {
-        let key = email.to_lowercase();
+    async fn email_owner(&self, email: &str) -> Result<Option<u64>, StoreError> {
+        let key = name_key(email);
         Ok(self
             .emails
             .get(key.as_bytes())
@@ -363,7 +396,7 @@ impl UserStore for SledStore {
                         ),
                         (emails, &old.email, &new.email, StoreError::EmailTaken),
                     ] {
-                        let (before, after) = (before.to_lowercase(), after.to_lowercase());
+                        let (before, after) = (name_key(before), name_key(after));
                         if before == after {
                             continue;
                         }
@@ -396,24 +429,11 @@ impl UserStore for SledStore {
         Ok(updated)
     }
 
-    fn count_users(&self, state: &StateFilter) -> Result<usize, StoreError> {
-        let get = |key: &[u8]| -> Result<u64, StoreError> {
-            Ok(self
-                .meta
-                .get(key)
-                .map_err(io)?
-                .and_then(|v| decode_id(&v))
-                .unwrap_or(0))
-        };
-        let n = match state {
-            StateFilter::Active => get(COUNT_ACTIVE)?,
-            StateFilter::Inactive => get(COUNT_INACTIVE)?,
-            StateFilter::All => get(COUNT_ACTIVE)? + get(COUNT_INACTIVE)?,
-        };
-        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    async fn count_users(&self, state: &StateFilter) -> Result<usize, StoreError> {
+        self.count(state)
     }
 
-    fn list_users(
+    async fn list_users(
         &self,
         filter: &ListFilter,
         offset: usize,
@@ -434,7 +454,7 @@ impl UserStore for SledStore {
         // users with gaps in the ids: a scan. Without a search the count is the counter's
         // and the scan stops at the end of the page.
         let known_count = match filter.search {
-            None => Some(self.count_users(&filter.state)?),
+            None => Some(self.count(&filter.state)?),
             Some(_) => None,
         };
         let mut count = 0;
@@ -456,7 +476,43 @@ impl UserStore for SledStore {
         Ok((known_count.unwrap_or(count), page))
     }
 
-    fn get_family(&self, family: &str) -> Result<Option<Family>, StoreError> {
+    async fn users_after(
+        &self,
+        filter: &ListFilter,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<User>, StoreError> {
+        let mut page = Vec::new();
+        if filter.state == StateFilter::Inactive && filter.search.is_none() {
+            for key in self
+                .inactive
+                .range(id_key(after.saturating_add(1))..)
+                .keys()
+            {
+                if page.len() >= limit {
+                    break;
+                }
+                let key = key.map_err(io)?;
+                let id = decode_id(&key)
+                    .ok_or_else(|| StoreError::Io("corrupt inactive index".into()))?;
+                page.extend(self.read_user(id)?);
+            }
+            return Ok(page);
+        }
+        for item in self.users.range(id_key(after.saturating_add(1))..) {
+            if page.len() >= limit {
+                break;
+            }
+            let (_, bytes) = item.map_err(io)?;
+            let user = decode_user(&bytes)?;
+            if filter.matches(&user) {
+                page.push(user);
+            }
+        }
+        Ok(page)
+    }
+
+    async fn get_family(&self, family: &str) -> Result<Option<Family>, StoreError> {
         match self.families.get(family.as_bytes()).map_err(io)? {
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
@@ -489,7 +545,6 @@ impl UserStore for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::block;
 
     fn new_user(name: &str) -> NewUser {
         NewUser {
@@ -503,11 +558,11 @@ mod tests {
         }
     }
 
-    #[test]
-    fn ids_increase_and_names_are_unique_case_insensitively() {
+    #[tokio::test]
+    async fn ids_increase_and_names_are_unique_case_insensitively() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SledStore::open(dir.path(), 1 << 20).expect("open");
-        block(async {
+        {
             let a = store.create_user(new_user("alice")).await.expect("alice");
             let b = store.create_user(new_user("bob")).await.expect("bob");
             assert_eq!((a.id, b.id), (1, 2));
@@ -524,18 +579,19 @@ mod tests {
             assert_eq!(
                 store
                     .find_by_username("Alice")
+                    .await
                     .expect("lookup")
                     .map(|u| u.id),
                 Some(1)
             );
-        });
+        };
     }
 
-    #[test]
-    fn update_moves_indexes_and_refuses_taken_names() {
+    #[tokio::test]
+    async fn update_moves_indexes_and_refuses_taken_names() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SledStore::open(dir.path(), 1 << 20).expect("open");
-        block(async {
+        {
             store.create_user(new_user("alice")).await.expect("alice");
             store.create_user(new_user("bob")).await.expect("bob");
             let r = store.update_user(1, &|u| u.username = "Bob".into()).await;
@@ -545,10 +601,15 @@ mod tests {
                 .await
                 .expect("rename");
             assert_eq!(u.username, "alicia");
-            assert!(store.find_by_username("alice").expect("lookup").is_none());
+            assert!(store
+                .find_by_username("alice")
+                .await
+                .expect("lookup")
+                .is_none());
             assert_eq!(
                 store
                     .find_by_username("ALICIA")
+                    .await
                     .expect("lookup")
                     .map(|u| u.id),
                 Some(1)
@@ -557,11 +618,11 @@ mod tests {
                 store.update_user(99, &|_| {}).await,
                 Err(StoreError::NotFound)
             );
-        });
+        };
     }
 
-    #[test]
-    fn second_open_of_a_held_store_says_in_use() {
+    #[tokio::test]
+    async fn second_open_of_a_held_store_says_in_use() {
         let dir = tempfile::tempdir().expect("tempdir");
         let _held = SledStore::open(dir.path(), 1 << 20).expect("open");
         let err = SledStore::open(dir.path(), 1 << 20)
@@ -570,8 +631,8 @@ mod tests {
         assert!(matches!(err, StoreError::InUse(_)), "{err:?}");
     }
 
-    #[test]
-    fn family_swap_is_compare_and_swap() {
+    #[tokio::test]
+    async fn family_swap_is_compare_and_swap() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SledStore::open(dir.path(), 1 << 20).expect("open");
         let f1 = Family {
@@ -584,19 +645,19 @@ mod tests {
         };
         let mut f2 = f1.clone();
         f2.current = "c".into();
-        block(async {
+        {
             assert!(store.swap_family("a", None, &f1).await.expect("first"));
             assert!(!store.swap_family("a", None, &f2).await.expect("stale"));
             assert!(store.swap_family("a", Some(&f1), &f2).await.expect("cas"));
-            assert_eq!(store.get_family("a").expect("get"), Some(f2));
-        });
+            assert_eq!(store.get_family("a").await.expect("get"), Some(f2));
+        };
     }
 
-    #[test]
-    fn counters_follow_state_and_dense_pages_skip_nothing() {
+    #[tokio::test]
+    async fn counters_follow_state_and_dense_pages_skip_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SledStore::open(dir.path(), 1 << 20).expect("open");
-        block(async {
+        {
             create_users(&store, 10).await;
             store
                 .update_user(4, &|u| u.is_active = false)
@@ -607,16 +668,29 @@ mod tests {
                 .await
                 .expect("touch");
             // An imported user with a gap in the ids: pages must still be right.
-            let mut gap = store.get_user(1).expect("get").expect("user");
+            let mut gap = store.get_user(1).await.expect("get").expect("user");
             gap.id = 20;
             gap.username = "imported".into();
             gap.email = "imported@example.com".into();
             store.insert_user(gap).await.expect("insert");
-        });
-        assert_eq!(store.count_users(&StateFilter::Active).expect("count"), 10);
-        assert_eq!(store.count_users(&StateFilter::Inactive).expect("count"), 1);
+        };
+        assert_eq!(
+            store
+                .count_users(&StateFilter::Active)
+                .await
+                .expect("count"),
+            10
+        );
+        assert_eq!(
+            store
+                .count_users(&StateFilter::Inactive)
+                .await
+                .expect("count"),
+            1
+        );
         let (count, page) = store
             .list_users(&ListFilter::default(), 8, 5)
+            .await
             .expect("page");
         assert_eq!(count, 11);
         assert_eq!(
@@ -636,7 +710,7 @@ mod tests {
     }
 
     /// Every page of `filter` for every offset and a few limits, against filtering all users.
-    fn assert_pages_match_a_scan(store: &SledStore, filter: &ListFilter) {
+    async fn assert_pages_match_a_scan(store: &SledStore, filter: &ListFilter) {
         let all: Vec<User> = store
             .users
             .iter()
@@ -646,7 +720,7 @@ mod tests {
             .collect();
         for limit in [0, 1, 2, 3, 50] {
             for offset in 0..=all.len() + 1 {
-                let (count, page) = store.list_users(filter, offset, limit).expect("page");
+                let (count, page) = store.list_users(filter, offset, limit).await.expect("page");
                 let want: Vec<u64> = all.iter().skip(offset).take(limit).map(|u| u.id).collect();
                 assert_eq!(count, all.len(), "{filter:?} count");
                 assert_eq!(
@@ -665,12 +739,12 @@ mod tests {
         }
     }
 
-    #[test]
-    fn status_pages_come_from_the_inactive_index_and_match_a_scan() {
+    #[tokio::test]
+    async fn status_pages_come_from_the_inactive_index_and_match_a_scan() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SledStore::open(dir.path(), 1 << 20).expect("open");
         let states = [StateFilter::All, StateFilter::Active, StateFilter::Inactive];
-        block(async {
+        {
             create_users(&store, 12).await;
             for id in [1, 2, 5, 9, 12] {
                 store
@@ -688,13 +762,13 @@ mod tests {
                 .await
                 .expect("touch");
             // An imported inactive user keeps the ids dense.
-            let mut imported = store.get_user(3).expect("get").expect("user");
+            let mut imported = store.get_user(3).await.expect("get").expect("user");
             imported.id = 13;
             imported.username = "imported".into();
             imported.email = "imported@example.com".into();
             imported.is_active = false;
             store.insert_user(imported).await.expect("insert");
-        });
+        };
         let index: Vec<u64> = store
             .inactive
             .iter()
@@ -704,39 +778,39 @@ mod tests {
         assert_eq!(index, vec![1, 2, 9, 12, 13]);
         assert!(store.ids_dense().expect("dense"));
         for state in &states {
-            assert_pages_match_a_scan(&store, &by_state(state.clone()));
+            assert_pages_match_a_scan(&store, &by_state(state.clone())).await;
         }
         // A gap in the ids: active pages fall back to a scan and are still right.
-        block(async {
-            let mut gap = store.get_user(4).expect("get").expect("user");
+        {
+            let mut gap = store.get_user(4).await.expect("get").expect("user");
             gap.id = 40;
             gap.username = "gap".into();
             gap.email = "gap@example.com".into();
             store.insert_user(gap).await.expect("insert");
-        });
+        };
         assert!(!store.ids_dense().expect("dense"));
         for state in &states {
-            assert_pages_match_a_scan(&store, &by_state(state.clone()));
+            assert_pages_match_a_scan(&store, &by_state(state.clone())).await;
         }
         let search = ListFilter {
             state: StateFilter::Active,
             search: Some("U1".into()),
         };
-        assert_pages_match_a_scan(&store, &search);
+        assert_pages_match_a_scan(&store, &search).await;
     }
 
-    #[test]
-    fn a_store_without_the_inactive_index_gets_it_when_opened() {
+    #[tokio::test]
+    async fn a_store_without_the_inactive_index_gets_it_when_opened() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let store = SledStore::open(dir.path(), 1 << 20).expect("open");
-            block(async {
+            {
                 create_users(&store, 5).await;
                 store
                     .update_user(3, &|u| u.is_active = false)
                     .await
                     .expect("deactivate");
-            });
+            };
             // As a store written before the index existed (or by an older gatehouse).
             store.inactive.clear().expect("clear");
             store.meta.remove(INACTIVE_INDEXED).expect("unmark");
@@ -745,12 +819,13 @@ mod tests {
         let store = SledStore::open(dir.path(), 1 << 20).expect("reopen");
         let (count, page) = store
             .list_users(&by_state(StateFilter::Inactive), 0, 10)
+            .await
             .expect("page");
         assert_eq!(
             (count, page.iter().map(|u| u.id).collect::<Vec<_>>()),
             (1, vec![3])
         );
-        assert_pages_match_a_scan(&store, &by_state(StateFilter::Active));
+        assert_pages_match_a_scan(&store, &by_state(StateFilter::Active)).await;
         // An index that disagrees with the counter is rebuilt too.
         store.inactive.clear().expect("clear");
         store.db.flush().expect("flush");
@@ -759,11 +834,11 @@ mod tests {
         assert_eq!(store.inactive.len(), 1);
     }
 
-    #[test]
-    fn list_filters_and_pages() {
+    #[tokio::test]
+    async fn list_filters_and_pages() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SledStore::open(dir.path(), 1 << 20).expect("open");
-        block(async {
+        {
             for n in ["ann", "bob", "cat", "dan"] {
                 store.create_user(new_user(n)).await.expect("create");
             }
@@ -771,21 +846,21 @@ mod tests {
                 .update_user(2, &|u| u.is_active = false)
                 .await
                 .expect("deactivate");
-        });
+        };
         let all = ListFilter::default();
-        let (count, page) = store.list_users(&all, 1, 2).expect("list");
+        let (count, page) = store.list_users(&all, 1, 2).await.expect("list");
         assert_eq!(count, 4);
         assert_eq!(page.iter().map(|u| u.id).collect::<Vec<_>>(), vec![2, 3]);
         let inactive = ListFilter {
             state: super::super::StateFilter::Inactive,
             search: None,
         };
-        assert_eq!(store.list_users(&inactive, 0, 10).expect("list").0, 1);
+        assert_eq!(store.list_users(&inactive, 0, 10).await.expect("list").0, 1);
         let search = ListFilter {
             state: Default::default(),
             search: Some("CA".into()),
         };
-        let (n, users) = store.list_users(&search, 0, 10).expect("list");
+        let (n, users) = store.list_users(&search, 0, 10).await.expect("list");
         assert_eq!((n, users[0].username.as_str()), (1, "cat"));
     }
 }

@@ -1,0 +1,203 @@
+//! simplejwt's JWTAuthentication as a plain decision: an `Authorization` value in, the caller's
+//! current identity or an `AuthError` out. It knows no HTTP; `error.rs` renders the refusals.
+
+use super::cache::UserCache;
+use super::tokens::{TokenError, TokenType, Tokens};
+use crate::metrics::AUTH_DECISIONS;
+use crate::store::UserStore;
+use std::sync::Arc;
+
+/// The caller, as the user's current state says (never stale claims).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user_id: u64,
+    pub username: Arc<str>,
+    pub is_staff: bool,
+}
+
+/// Why a request is not let through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthError {
+    /// No `Authorization` header, or a scheme other than `Bearer`.
+    NoCredentials,
+    /// Two `Authorization` headers, or a value that is not two space-separated parts.
+    BadHeader,
+    /// The access token itself is refused.
+    Token(TokenError),
+    UserNotFound,
+    UserInactive,
+    /// Authenticated, but staff is required.
+    NotStaff,
+    /// The store could not say who the user is.
+    Unavailable,
+}
+
+impl AuthError {
+    /// The bounded label of the auth-decision metric.
+    pub fn reason(self) -> &'static str {
+        match self {
+            AuthError::NoCredentials => "no_credentials",
+            AuthError::BadHeader => "bad_authorization_header",
+            AuthError::Token(TokenError::Expired) => "token_expired",
+            AuthError::Token(_) => "token_invalid",
+            AuthError::UserNotFound => "user_not_found",
+            AuthError::UserInactive => "user_inactive",
+            AuthError::NotStaff => "not_staff",
+            AuthError::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// Who may pass: the route's or the endpoint's requirement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requirement {
+    /// Anonymous callers pass; a credential that is sent must still be valid.
+    Anyone,
+    Authenticated,
+    Staff,
+}
+
+/// The request's one `Authorization` value (`None`: none sent). Two are refused: which one a
+/// backend would read is anyone's guess.
+pub fn single_value<'a>(
+    mut values: impl Iterator<Item = &'a [u8]>,
+) -> Result<Option<&'a [u8]>, AuthError> {
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(AuthError::BadHeader);
+    }
+    Ok(first)
+}
+
+pub struct Authenticator {
+    tokens: Arc<Tokens>,
+    cache: Arc<UserCache>,
+    store: Arc<dyn UserStore>,
+}
+
+impl Authenticator {
+    pub fn new(tokens: Arc<Tokens>, cache: Arc<UserCache>, store: Arc<dyn UserStore>) -> Self {
+        Authenticator {
+            tokens,
+            cache,
+            store,
+        }
+    }
+
+    /// Authenticates, applies `need`, and counts the decision. `Ok(None)`: an anonymous caller
+    /// that `need` lets through.
+    pub async fn check(
+        &self,
+        authorization: Result<Option<&[u8]>, AuthError>,
+        need: Requirement,
+    ) -> Result<Option<Identity>, AuthError> {
+        let outcome = match authorization {
+            Ok(value) => self.authenticate(value).await,
+            Err(e) => Err(e),
+        };
+        let decided = match (outcome, need) {
+            (Err(AuthError::NoCredentials), Requirement::Anyone) => Ok(None),
+            (Err(e), _) => Err(e),
+            (Ok(who), Requirement::Staff) if !who.is_staff => Err(AuthError::NotStaff),
+            (Ok(who), _) => Ok(Some(who)),
+        };
+        let (verdict, reason) = match &decided {
+            Ok(Some(_)) => ("allow", "valid_token"),
+            Ok(None) => ("allow", "anonymous"),
+            Err(e) => ("deny", e.reason()),
+        };
+        AUTH_DECISIONS.with_label_values(&[verdict, reason]).inc();
+        decided
+    }
+
+    /// The caller behind one `Authorization` value, from the user's current state.
+    pub async fn authenticate(&self, authorization: Option<&[u8]>) -> Result<Identity, AuthError> {
+        let token = bearer_token(authorization)?;
+        let token =
+            std::str::from_utf8(token).map_err(|_| AuthError::Token(TokenError::Invalid))?;
+        let claims = self
+            .tokens
+            .verify(token, Some(TokenType::Access))
+            .map_err(AuthError::Token)?;
+        let state = self
+            .cache
+            .get(claims.user_id, self.store.as_ref())
+            .await
+            .map_err(|e| {
+                log::warn!(
+                    "auth: the store could not load user {}: {e}",
+                    claims.user_id
+                );
+                AuthError::Unavailable
+            })?
+            .ok_or(AuthError::UserNotFound)?;
+        if !state.is_active {
+            return Err(AuthError::UserInactive);
+        }
+        if state.token_version != claims.version {
+            return Err(AuthError::Token(TokenError::Invalid));
+        }
+        Ok(Identity {
+            user_id: claims.user_id,
+            username: state.username,
+            is_staff: state.is_staff,
+        })
+    }
+}
+
+/// The token of `Bearer <token>`; a missing header or another scheme is no credential at all.
+fn bearer_token(authorization: Option<&[u8]>) -> Result<&[u8], AuthError> {
+    let value = authorization.ok_or(AuthError::NoCredentials)?;
+    let mut parts = value
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|p| !p.is_empty());
+    match (parts.next(), parts.next(), parts.next()) {
+        (None, _, _) => Err(AuthError::NoCredentials),
+        (Some(scheme), _, _) if scheme != b"Bearer" => Err(AuthError::NoCredentials),
+        (Some(_), Some(token), None) => Ok(token),
+        _ => Err(AuthError::BadHeader),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_values() {
+        assert_eq!(bearer_token(None), Err(AuthError::NoCredentials));
+        assert_eq!(bearer_token(Some(b"")), Err(AuthError::NoCredentials));
+        assert_eq!(
+            bearer_token(Some(b"Basic abc")),
+            Err(AuthError::NoCredentials)
+        );
+        assert_eq!(bearer_token(Some(b"Bearer")), Err(AuthError::BadHeader));
+        assert_eq!(bearer_token(Some(b"Bearer a b")), Err(AuthError::BadHeader));
+        assert_eq!(bearer_token(Some(b"Bearer  tok ")), Ok(&b"tok"[..]));
+    }
+
+    #[test]
+    fn two_values_are_refused() {
+        let one: [&[u8]; 1] = [b"Bearer x"];
+        assert_eq!(single_value(one.into_iter()), Ok(Some(&b"Bearer x"[..])));
+        let two: [&[u8]; 2] = [b"Bearer x", b"Bearer y"];
+        assert_eq!(single_value(two.into_iter()), Err(AuthError::BadHeader));
+        assert_eq!(single_value(std::iter::empty()), Ok(None));
+    }
+
+    #[test]
+    fn reasons_are_distinct_labels() {
+        let all = [
+            AuthError::NoCredentials,
+            AuthError::BadHeader,
+            AuthError::Token(TokenError::Expired),
+            AuthError::Token(TokenError::Invalid),
+            AuthError::UserNotFound,
+            AuthError::UserInactive,
+            AuthError::NotStaff,
+            AuthError::Unavailable,
+        ];
+        let labels: std::collections::HashSet<_> = all.iter().map(|e| e.reason()).collect();
+        assert_eq!(labels.len(), all.len());
+    }
+}

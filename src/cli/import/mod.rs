@@ -1,0 +1,180 @@
+//! `gatehouse import`: users from a Django `manage.py dumpdata` file (the seed's
+//! `accounts.User` or Django's `auth.User`), keeping ids, flags and password hashes.
+//! `dump` reads and maps the file; `apply` writes the mapped users to the store.
+//!
+//! The whole file is read and checked before anything is written, so a malformed file
+//! imports nobody. Each user is then its own transaction: a failure keeps the users written
+//! before it, and a second run skips the ids already present.
+
+pub mod apply;
+pub mod dump;
+
+use crate::config::Config;
+use crate::store::StoreError;
+use std::path::Path;
+
+pub use apply::import;
+pub use dump::parse_dump;
+
+/// A dump gatehouse cannot read; nothing was imported (except for `Store`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImportError {
+    #[error("the dump is not valid JSON: {message} at line {line}, column {column}")]
+    NotJson {
+        message: String,
+        line: usize,
+        column: usize,
+    },
+    #[error(
+        "the dump must be a JSON array of objects, as `manage.py dumpdata` writes; found {found}"
+    )]
+    NotAnArray { found: &'static str },
+    #[error("entry #{entry} of the dump is {found}, not an object with \"model\", \"pk\" and \"fields\"")]
+    EntryNotObject { entry: usize, found: &'static str },
+    #[error("entry #{entry} of the dump has no \"{field}\"")]
+    MissingField { entry: usize, field: &'static str },
+    #[error("entry #{entry} of the dump ({model} pk {pk}) has no username")]
+    NoUsername {
+        entry: usize,
+        model: String,
+        pk: u64,
+    },
+    #[error("entry #{entry} of the dump: \"{field}\" {problem}")]
+    BadField {
+        entry: usize,
+        field: String,
+        problem: String,
+    },
+    #[error("store error at user {pk}, after {imported} users were imported (run the import again to continue): {source}")]
+    Store {
+        pk: u64,
+        imported: usize,
+        source: StoreError,
+    },
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub imported: usize,
+    /// Users whose id was already present with the same username (an earlier run).
+    pub skipped_existing: usize,
+    /// Users not imported, one line each: a name, email or id that belongs to someone else.
+    pub conflicts: Vec<String>,
+    /// Users imported with something lost, one line each (an unsupported password hash).
+    pub warnings: Vec<String>,
+    /// Entries of models other than the user model, ignored.
+    pub other_models: usize,
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+impl Report {
+    /// A first line of counts, then every conflict and warning on its own line.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "imported {}; {} already present (skipped); {}; {}; {} of other models ignored\n",
+            plural(self.imported, "user", "users"),
+            self.skipped_existing,
+            plural(self.conflicts.len(), "conflict", "conflicts"),
+            plural(self.warnings.len(), "warning", "warnings"),
+            plural(self.other_models, "entry", "entries"),
+        );
+        for (title, lines) in [
+            ("conflicts (not imported):", &self.conflicts),
+            ("warnings:", &self.warnings),
+        ] {
+            if !lines.is_empty() {
+                out.push_str(title);
+                out.push('\n');
+                for line in lines {
+                    out.push_str("  - ");
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The command: reads the file, opens the store, imports, prints the report.
+pub fn run(config: &Config, dump: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(dump)
+        .map_err(|e| format!("cannot read {}: {e}", dump.display()))?;
+    let store = crate::store::open(config).map_err(|e| e.to_string())?;
+    let report = super::block_on(import(store.as_ref(), &text))?
+        .map_err(|e| format!("{}: {e}", dump.display()))?;
+    println!("{}", report.summary());
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use serde_json::{json, Value};
+
+    pub const NOW: u64 = 1_700_000_000;
+    pub const HASH: &str =
+        "pbkdf2_sha256$1000$abcdefghijklmnop$lVrs+xQc/koY8RyFYI4yStV3rpLN9BGn5QPfeITgb7s=";
+
+    pub fn entry(model: &str, pk: u64, fields: Value) -> Value {
+        json!({"model": model, "pk": pk, "fields": fields})
+    }
+
+    pub fn alice() -> Value {
+        entry(
+            "accounts.user",
+            7,
+            json!({
+                "password": HASH,
+                "last_login": "2024-03-01T09:15:30.123Z",
+                "is_superuser": false,
+                "username": "alice",
+                "first_name": "Alice",
+                "last_name": "Liddell",
+                "email": "alice@example.com",
+                "is_staff": false,
+                "is_active": true,
+                "date_joined": "2024-01-31T12:00:00Z",
+                "is_deleted": false,
+                "groups": [],
+                "user_permissions": []
+            }),
+        )
+    }
+
+    pub fn simple(pk: u64, name: &str) -> Value {
+        entry(
+            "auth.user",
+            pk,
+            json!({"username": name, "email": format!("{name}@example.com"), "password": HASH}),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_lists_counts_then_every_line() {
+        let report = Report {
+            imported: 1,
+            skipped_existing: 2,
+            conflicts: vec!["user 2 (A): the username already belongs to user 1 (a)".into()],
+            warnings: vec![],
+            other_models: 3,
+        };
+        assert_eq!(
+            report.summary(),
+            "imported 1 user; 2 already present (skipped); 1 conflict; 0 warnings; 3 entries of other models ignored\n\
+             conflicts (not imported):\n  - user 2 (A): the username already belongs to user 1 (a)\n"
+        );
+        assert_eq!(
+            Report::default().summary(),
+            "imported 0 users; 0 already present (skipped); 0 conflicts; 0 warnings; 0 entries of other models ignored\n"
+        );
+    }
+}

@@ -1,0 +1,346 @@
+//! The Pingora phases of the one `ProxyHttp` service: the user API is answered locally, every
+//! other request is decided (`decide`) and forwarded to its route's upstreams. This file only
+//! moves bytes between the session and the plain functions that decide.
+
+use super::decide::{self, Decision};
+use super::headers;
+use super::respond::write_response;
+use super::routes::{Route, RouteTable};
+use super::telemetry::{self, Kind, Outcome};
+use super::{api_request, cors};
+use crate::api::{self, router};
+use crate::app::App;
+use crate::auth::Identity;
+use crate::config::Network;
+use crate::error::ApiError;
+use crate::response::Response;
+use async_trait::async_trait;
+use http::HeaderName;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub struct Gateway {
+    app: Arc<App>,
+    routes: Arc<RouteTable>,
+    identity_headers: [HeaderName; 3],
+    trusted_proxies: Vec<Network>,
+}
+
+/// Per-request state, for the phases that follow `request_filter` and for telemetry.
+pub struct RequestCtx {
+    started: Instant,
+    kind: Kind,
+    /// The API endpoint's label (user-API requests).
+    endpoint: &'static str,
+    request_id: String,
+    /// The matched proxy route (set for every proxied request, forwarded or not).
+    route: Option<Arc<Route>>,
+    identity: Option<Identity>,
+    origin: Option<String>,
+    upstream: Option<pingora::protocols::l4::socket::SocketAddr>,
+    /// When the upstream was chosen, and the status it answered.
+    upstream_started: Option<Instant>,
+    upstream_status: u16,
+    /// The normalized request path every decision used.
+    path: String,
+    /// The authenticated caller (API or proxy), for the access log.
+    user_id: Option<u64>,
+}
+
+impl RequestCtx {
+    /// The metric and log label: the API endpoint, or the route prefix.
+    fn label(&self) -> &str {
+        match &self.route {
+            Some(route) => &route.prefix,
+            None => self.endpoint,
+        }
+    }
+}
+
+impl Gateway {
+    pub fn new(app: Arc<App>, routes: Arc<RouteTable>) -> Gateway {
+        let p = &app.config.proxy;
+        let identity_headers = [
+            p.user_id_header.clone(),
+            p.user_name_header.clone(),
+            p.user_is_staff_header.clone(),
+        ];
+        let trusted_proxies = p.trusted_proxies.clone();
+        Gateway {
+            app,
+            routes,
+            identity_headers,
+            trusted_proxies,
+        }
+    }
+
+    async fn serve_api(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        route: router::Route,
+    ) -> Response {
+        let limit = self.app.config.api.max_body_bytes;
+        match api_request::read(session, &ctx.path, limit, &self.trusted_proxies).await {
+            Ok(req) => {
+                let handled = api::handle(&self.app, route, &req).await;
+                ctx.endpoint = handled.endpoint;
+                ctx.user_id = handled.user_id;
+                handled.response
+            }
+            Err(e) => {
+                // The rest of an oversized or broken body is never read: close after answering.
+                session.set_keepalive(None);
+                e.to_response()
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            kind: Kind::Api,
+            endpoint: "none",
+            request_id: String::new(),
+            route: None,
+            identity: None,
+            origin: None,
+            upstream: None,
+            upstream_started: None,
+            upstream_status: 0,
+            path: String::new(),
+            user_id: None,
+        }
+    }
+
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let timeout = self.app.config.limits.client_read_timeout_seconds;
+        session
+            .as_downstream_mut()
+            .set_read_timeout(Some(std::time::Duration::from_secs(timeout)));
+        Ok(())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let limits = &self.app.config.limits;
+        let head = session.req_header();
+        let header_bytes: usize = head
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len())
+            .sum();
+        if head.headers.len() > limits.max_header_count || header_bytes > limits.max_header_bytes {
+            session.set_keepalive(None);
+            write_response(session, &ApiError::HeadersTooLarge.to_response()).await?;
+            return Ok(true);
+        }
+        ctx.request_id = headers::request_id(&head.headers);
+        ctx.origin = head
+            .headers
+            .get("origin")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        // Normalized and routed once: every decision below uses this path.
+        ctx.path = router::normalize_path(head.uri.path());
+        let api_route = router::route(&ctx.path);
+        let mut resp = if api_route != router::Route::NotOurs {
+            self.serve_api(session, ctx, api_route).await
+        } else {
+            ctx.kind = Kind::Proxy;
+            ctx.route = self.routes.lookup(&ctx.path).cloned();
+            let decision = decide::decide(
+                session.req_header(),
+                ctx.route.as_deref(),
+                &self.app.authenticator,
+            )
+            .await;
+            match decision {
+                Decision::Forward(identity) => {
+                    ctx.user_id = identity.as_ref().map(|i| i.user_id);
+                    ctx.identity = identity;
+                    return Ok(false);
+                }
+                Decision::Respond(resp) => {
+                    // The body (if any) is not read: do not reuse the connection.
+                    session.set_keepalive(None);
+                    resp
+                }
+            }
+        };
+        resp.headers.push(("X-Request-Id", ctx.request_id.clone()));
+        write_response(session, &resp).await?;
+        Ok(true)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let Some(route) = &ctx.route else {
+            return Err(Error::explain(ErrorType::InternalError, "no route"));
+        };
+        let backend = route
+            .upstreams
+            .select(b"", 256)
+            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no healthy upstream"))?;
+        ctx.upstream = Some(backend.addr.clone());
+        ctx.upstream_started = Some(Instant::now());
+        let mut peer = HttpPeer::new(backend, false, String::new());
+        peer.options.connection_timeout = Some(route.connect_timeout);
+        peer.options.read_timeout = Some(route.read_timeout);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // Strip first, then add: nothing the client sent can pass for ours.
+        for name in headers::untrusted_names(&session.req_header().headers, &self.identity_headers)
+        {
+            upstream.remove_header(&name);
+        }
+        if !self.app.config.proxy.forward_authorization {
+            upstream.remove_header("authorization");
+        }
+        if let Some(who) = &ctx.identity {
+            let [id, name, staff] = &self.identity_headers;
+            upstream.insert_header(id.clone(), who.user_id.to_string())?;
+            upstream.insert_header(name.clone(), who.username.as_ref())?;
+            upstream.insert_header(staff.clone(), if who.is_staff { "true" } else { "false" })?;
+        }
+        upstream.insert_header(headers::X_REQUEST_ID, ctx.request_id.as_str())?;
+        if let Some(peer) = api_request::peer_ip(session) {
+            let client_xff = session
+                .req_header()
+                .headers
+                .get(headers::X_FORWARDED_FOR)
+                .and_then(|v| v.to_str().ok());
+            let xff = headers::forwarded_for(peer, client_xff, &self.trusted_proxies);
+            upstream.insert_header(headers::X_FORWARDED_FOR, xff)?;
+        }
+        upstream.insert_header(headers::X_FORWARDED_PROTO, "http")?;
+        // The upstream gets the path the decision was made on (normalized, maybe stripped).
+        let target = ctx
+            .route
+            .as_ref()
+            .map(|r| r.upstream_path(&ctx.path))
+            .filter(|p| p != upstream.uri.path());
+        if let Some(path) = target {
+            let uri = match upstream.uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path,
+            };
+            let uri = uri
+                .parse::<http::Uri>()
+                .map_err(|e| Error::because(ErrorType::InternalError, "rewriting path", e))?;
+            upstream.set_uri(uri);
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.upstream_status = upstream_response.status.as_u16();
+        if let Some(started) = ctx.upstream_started {
+            telemetry::upstream_answered(ctx.label(), started);
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        upstream_response.insert_header("X-Request-Id", ctx.request_id.as_str())?;
+        if let (Some(route), Some(origin)) = (&ctx.route, &ctx.origin) {
+            if let Some(c) = &route.cors {
+                for (name, value) in cors::response_headers(c, origin) {
+                    upstream_response.insert_header(name, value)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &pingora::Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy
+    where
+        Self::CTX: Send + Sync,
+    {
+        use ErrorType::*;
+        let error = match e.etype() {
+            ReadTimedout | WriteTimedout if e.esource() == &ErrorSource::Upstream => {
+                Some(ApiError::UpstreamTimeout)
+            }
+            _ if e.esource() == &ErrorSource::Downstream => None,
+            _ => Some(ApiError::UpstreamUnavailable),
+        };
+        let mut code = 0;
+        if let Some(error) = error {
+            code = error.status();
+            if session.response_written().is_none() {
+                // The connection is not reused after a failed proxy attempt: say so.
+                session.set_keepalive(None);
+                let resp = error
+                    .to_response()
+                    .with_header("X-Request-Id", ctx.request_id.clone());
+                if let Err(e) = write_response(session, &resp).await {
+                    log::debug!("could not write the {code} answer: {e}");
+                }
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(
+        &self,
+        session: &mut Session,
+        _e: Option<&pingora::Error>,
+        ctx: &mut RequestCtx,
+    ) {
+        let upstream = ctx.upstream.as_ref().map(ToString::to_string);
+        let outcome = Outcome {
+            kind: ctx.kind,
+            label: ctx.label(),
+            method: session.req_header().method.as_str(),
+            path: session.req_header().uri.path(),
+            request_id: &ctx.request_id,
+            user_id: ctx.user_id,
+            status: session.response_written().map_or(0, |r| r.status.as_u16()),
+            upstream: upstream.as_deref(),
+            upstream_status: ctx.upstream_status,
+            started: ctx.started,
+            bytes: session.body_bytes_sent(),
+        };
+        telemetry::record(&outcome, &self.app.config.log);
+    }
+}

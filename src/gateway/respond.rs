@@ -1,0 +1,28 @@
+//! Writing a locally made `Response` onto the session, with the framing it decides.
+
+use crate::response::Response;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+pub async fn write_response(session: &mut Session, resp: &Response) -> pingora::Result<()> {
+    let framing = resp.framing();
+    let mut header = ResponseHeader::build(resp.status, Some(resp.headers.len() + 2))?;
+    if let Some(content_type) = framing.content_type {
+        header.insert_header("Content-Type", content_type)?;
+    }
+    if let Some(length) = framing.content_length {
+        header.insert_header("Content-Length", length.to_string())?;
+    }
+    for (name, value) in &resp.headers {
+        header.append_header(*name, value.as_str())?;
+    }
+    session
+        .write_response_header(Box::new(header), !framing.sends_body)
+        .await?;
+    if framing.sends_body {
+        session
+            .write_response_body(Some(resp.body.clone()), true)
+            .await?;
+    }
+    Ok(())
+}
