@@ -5,10 +5,10 @@
 //! imports nobody. Each user is then its own transaction: a failure keeps the users written
 //! before it, and a second run skips the ids already present.
 
-use crate::auth::django_hash::{self, HashKind, PBKDF2_SHA256, UNUSABLE_PREFIX};
+use crate::auth::django_hash::{self, HashKind, UNUSABLE_PREFIX};
 use crate::store::{StoreError, User, UserStore};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use time::format_description::well_known::{Iso8601, Rfc3339};
 use time::{OffsetDateTime, PrimitiveDateTime};
 
@@ -65,6 +65,9 @@ pub struct Report {
     pub conflicts: Vec<String>,
     /// Users imported with something lost, one line each (an unsupported password hash).
     pub warnings: Vec<String>,
+    /// Users imported with an unusable password because gatehouse cannot verify their
+    /// Django hash, counted by the hash's algorithm (`md5`, `crypt`, a damaged `bcrypt`, ...).
+    pub unusable_by_algorithm: BTreeMap<String, usize>,
     /// Entries of models other than the user model, ignored.
     pub other_models: usize,
 }
@@ -84,6 +87,17 @@ impl Report {
             plural(self.warnings.len(), "warning", "warnings"),
             plural(self.other_models, "entry", "entries"),
         );
+        if !self.unusable_by_algorithm.is_empty() {
+            let counts: Vec<String> = self
+                .unusable_by_algorithm
+                .iter()
+                .map(|(algorithm, n)| format!("{algorithm}: {}", plural(*n, "user", "users")))
+                .collect();
+            out.push_str(&format!(
+                "password hashes gatehouse cannot verify, imported as unusable (those users must reset their password): {}\n",
+                counts.join(", ")
+            ));
+        }
         for (title, lines) in [
             ("conflicts (not imported):", &self.conflicts),
             ("warnings:", &self.warnings),
@@ -340,16 +354,26 @@ fn map_user(
 }
 
 /// The password gatehouse stores for a Django one, and a warning when it cannot be kept:
-/// `pbkdf2_sha256` (verified at login, then re-hashed) and unusable ones stay as they are;
-/// any other algorithm becomes unusable (`!` + its name, so the reason stays visible).
+/// the Django hashes gatehouse verifies (`pbkdf2_sha256`, `pbkdf2_sha1`, `argon2`,
+/// `bcrypt_sha256`, `bcrypt`, `scrypt`: checked at login, then re-hashed) and unusable ones
+/// stay as they are; any other algorithm becomes unusable (`!` + its name, so the reason
+/// stays visible, and `unusable_algorithm` reads it back).
 fn map_password(pk: u64, username: &str, encoded: &str) -> (String, Option<String>) {
     match django_hash::classify(encoded) {
-        HashKind::Pbkdf2Sha256 | HashKind::Argon2 => (encoded.to_string(), None),
+        HashKind::Pbkdf2Sha256
+        | HashKind::Pbkdf2Sha1
+        | HashKind::DjangoArgon2
+        | HashKind::BcryptSha256
+        | HashKind::Bcrypt
+        | HashKind::Scrypt
+        | HashKind::Argon2 => (encoded.to_string(), None),
         HashKind::Unusable if encoded.is_empty() => (UNUSABLE_PREFIX.to_string(), None),
         HashKind::Unusable => (encoded.to_string(), None),
         HashKind::Unsupported(algorithm) => {
-            let why = if algorithm == PBKDF2_SHA256 {
-                "a damaged pbkdf2_sha256 hash (bad iteration count, salt or key)".to_string()
+            let why = if django_hash::SUPPORTED.contains(&algorithm.as_str()) {
+                format!(
+                    "a damaged {algorithm} hash (malformed, or a cost beyond gatehouse's limits)"
+                )
             } else {
                 format!("a password hash of an unsupported algorithm ({algorithm})")
             };
@@ -362,6 +386,12 @@ fn map_password(pk: u64, username: &str, encoded: &str) -> (String, Option<Strin
             )
         }
     }
+}
+
+/// The algorithm of the Django hash that `map_password` replaced with an unusable one.
+fn unusable_algorithm(m: &Mapped) -> Option<&str> {
+    m.warning.as_ref()?;
+    m.user.password.strip_prefix(UNUSABLE_PREFIX)
 }
 
 /// Why `user` cannot be imported next to what the store already holds, if it cannot.
@@ -443,6 +473,12 @@ pub async fn import(store: &dyn UserStore, dump_json: &str) -> Result<Report, Im
                 Ok(_) => {
                     report.imported += 1;
                     report.warnings.extend(m.warning.clone());
+                    if let Some(algorithm) = unusable_algorithm(m) {
+                        *report
+                            .unusable_by_algorithm
+                            .entry(algorithm.to_string())
+                            .or_default() += 1;
+                    }
                 }
                 // Two users of this batch share a name: the first one won.
                 Err(StoreError::UsernameTaken) => {
@@ -687,6 +723,23 @@ mod tests {
     }
 
     #[test]
+    fn every_django_hasher_a_project_uses_is_kept_for_login() {
+        // Strings Django 5.0's hashers wrote (see src/auth/django_hash.rs).
+        for hash in [
+            HASH,
+            "pbkdf2_sha1$1000$abcdefghijklmnop$AR2RwXrFEhlEjKKMlqCLvwZs+Mo=",
+            "argon2$argon2id$v=19$m=64,t=1,p=2$YWJjZGVmZ2hpamtsbW5vcA$P4au0PxgLM4frItTZSNWVe+xT6S6+JZbydAGogZrev8",
+            "argon2$argon2i$v=19$m=512,t=2,p=2$YWJjZGVmZ2hpamtsbW5vcA$v2dMZUEyPvszvsQR+f/BSw",
+            "bcrypt_sha256$$2b$04$ZaIkHZtUryg60WnsImt5qubn6USlySWl9THE9Vo2fVXhn9AQHWW/e",
+            "bcrypt$$2b$04$/rVUC2Ubiz7n.A1nU6PEEuav6sZ1FUxxH5z3ldLFlthZKDwcrcGV6",
+            "scrypt$16$abcdefghijklmnop$2$1$URtyT3Yz6mCeR7VdukQvF+Yhns3g39ZANp596i9taCPwKzQ+bS7HhT9BSQYnfPgaeERvYp7sTgXEXSzpScv5XA==",
+        ] {
+            let m = one(json!({"username": "u", "password": hash}));
+            assert_eq!((m.user.password.as_str(), m.warning), (hash, None));
+        }
+    }
+
+    #[test]
     fn other_models_are_counted_and_model_names_are_case_insensitive() {
         let p = parse(json!([
             {"model": "contenttypes.contenttype", "pk": 1, "fields": {"app_label": "x"}},
@@ -892,11 +945,38 @@ mod tests {
         let (_dir, store) = store();
         let mut md5 = simple(1, "m");
         md5["fields"]["password"] = json!("md5$salt$0123456789abcdef0123456789abcdef");
-        let dump = json!([md5, simple(2, "ok")]).to_string();
+        let mut md5_too = simple(3, "m2");
+        md5_too["fields"]["password"] = json!("md5$pepper$0123456789abcdef0123456789abcdef");
+        let mut crypt = simple(4, "c");
+        crypt["fields"]["password"] = json!("crypt$$abN/qM.L/H8EQ");
+        let mut damaged = simple(5, "d");
+        damaged["fields"]["password"] = json!("bcrypt$$2b$31$tooshort");
+        let dump = json!([md5, simple(2, "ok"), md5_too, crypt, damaged]).to_string();
         block(async {
             let report = import(&store, &dump).await.expect("import");
-            assert_eq!(report.imported, 2);
-            assert_eq!(report.warnings.len(), 1);
+            assert_eq!(report.imported, 5);
+            assert_eq!(report.warnings.len(), 4);
+            assert_eq!(
+                report.unusable_by_algorithm,
+                BTreeMap::from([
+                    ("bcrypt".to_string(), 1),
+                    ("crypt".to_string(), 1),
+                    ("md5".to_string(), 2)
+                ])
+            );
+            assert!(
+                report.summary().contains(
+                    "imported as unusable (those users must reset their password): \
+                     bcrypt: 1 user, crypt: 1 user, md5: 2 users\n"
+                ),
+                "{}",
+                report.summary()
+            );
+            assert!(
+                report.warnings[3].contains("a damaged bcrypt hash"),
+                "{:?}",
+                report.warnings
+            );
             assert!(
                 report.warnings[0].contains("(md5)"),
                 "{:?}",
@@ -908,6 +988,7 @@ mod tests {
             // Skipped on a second run: no warning about a user not imported again.
             let again = import(&store, &dump).await.expect("again");
             assert!(again.warnings.is_empty());
+            assert!(again.unusable_by_algorithm.is_empty());
         });
     }
 
@@ -952,6 +1033,7 @@ mod tests {
             skipped_existing: 2,
             conflicts: vec!["user 2 (A): the username already belongs to user 1 (a)".into()],
             warnings: vec![],
+            unusable_by_algorithm: BTreeMap::new(),
             other_models: 3,
         };
         assert_eq!(
