@@ -67,7 +67,8 @@ impl App {
             keys,
             config.jwt.access_lifetime_seconds,
             config.jwt.refresh_lifetime_seconds,
-        );
+        )
+        .accepting_unversioned(config.jwt.accept_unversioned_tokens);
         let passwords = Passwords::new(&config.passwords)?;
         let cache = UserCache::new(
             config.cache.capacity,
