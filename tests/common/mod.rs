@@ -2,6 +2,7 @@
 //! directory, plus real upstream HTTP servers, and gives tests a small HTTP client.
 #![allow(dead_code)]
 
+pub mod django;
 pub mod upstream;
 
 use reqwest::blocking::{Client, RequestBuilder};
