@@ -33,11 +33,14 @@ impl App {
     pub fn with_store(config: Config, store: Arc<dyn UserStore>) -> Result<App, String> {
         let env_secret = std::env::var(crate::config::env::JWT_SECRET_VAR).ok();
         let keys = Keys::load(&config.jwt, &config.server.data_dir, env_secret.as_deref())?;
-        let tokens = Arc::new(Tokens::with_keys(
-            keys,
-            config.jwt.access_lifetime_seconds,
-            config.jwt.refresh_lifetime_seconds,
-        ));
+        let tokens = Arc::new(
+            Tokens::with_keys(
+                keys,
+                config.jwt.access_lifetime_seconds,
+                config.jwt.refresh_lifetime_seconds,
+            )
+            .accepting_unversioned(config.jwt.accept_unversioned_tokens),
+        );
         let passwords = Passwords::new(&config.passwords)?;
         let cache = Arc::new(UserCache::new(
             config.cache.capacity,

@@ -126,11 +126,7 @@ fn login_resp(g: &Gatehouse, username: &str, password: &str) -> Resp {
 fn stored_password(g: &mut Gatehouse, id: u64) -> String {
     g.kill();
     let store = SledStore::open(&g.data_dir.join("db"), 1 << 20).expect("open the stopped store");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
-    let user = runtime
-        .block_on(store.get_user(id))
+    let user = block(store.get_user(id))
         .expect("read")
         .expect("the user exists");
     user.password

@@ -174,10 +174,11 @@ fn worker(rx: &Mutex<Receiver<Job>>) {
     }
 }
 
-/// Verifies a stored hash: argon2 (PHC string) or a Django `pbkdf2_sha256$...` hash kept
-/// by `gatehouse import`; anything else (unusable `!...`, unparsable) is a wrong password.
+/// Verifies a stored hash: argon2 (PHC string) or a Django hash kept by `gatehouse import`
+/// (`pbkdf2_sha256`, `pbkdf2_sha1`, `argon2`, `bcrypt_sha256`, `bcrypt`, `scrypt`);
+/// anything else (unusable `!...`, unparsable) is a wrong password.
 pub fn verify_hash(password: &str, stored: &str) -> bool {
-    if let Some(ok) = super::django_hash::verify_pbkdf2_sha256(password, stored) {
+    if let Some(ok) = super::django_hash::verify(password, stored) {
         return ok;
     }
     match PasswordHash::new(stored) {
@@ -266,6 +267,29 @@ mod tests {
             assert!(v.ok && v.needs_rehash);
             assert!(!p.verify("wrong", Some(&django)).await.expect("verify").ok);
             assert!(!p.verify("", Some("!unusable")).await.expect("verify").ok);
+        });
+    }
+
+    #[test]
+    fn every_django_hasher_verifies_and_asks_for_argon2id() {
+        let p = Passwords::new(&small(4, 1)).expect("pool");
+        // Django 5.0's hashers at low cost (vectors of src/auth/django_hash.rs).
+        let hashes = [
+            "pbkdf2_sha1$1000$abcdefghijklmnop$AR2RwXrFEhlEjKKMlqCLvwZs+Mo=",
+            "argon2$argon2id$v=19$m=64,t=1,p=2$YWJjZGVmZ2hpamtsbW5vcA$P4au0PxgLM4frItTZSNWVe+xT6S6+JZbydAGogZrev8",
+            "bcrypt_sha256$$2b$04$ZaIkHZtUryg60WnsImt5qubn6USlySWl9THE9Vo2fVXhn9AQHWW/e",
+            "bcrypt$$2b$04$/rVUC2Ubiz7n.A1nU6PEEuav6sZ1FUxxH5z3ldLFlthZKDwcrcGV6",
+            "scrypt$16$abcdefghijklmnop$2$1$URtyT3Yz6mCeR7VdukQvF+Yhns3g39ZANp596i9taCPwKzQ+bS7HhT9BSQYnfPgaeERvYp7sTgXEXSzpScv5XA==",
+        ];
+        block(async {
+            for h in hashes {
+                let v = p.verify("TestPass123", Some(h)).await.expect("verify");
+                assert!(v.ok && v.needs_rehash, "{h}");
+                assert!(
+                    !p.verify("TestPass12", Some(h)).await.expect("verify").ok,
+                    "{h}"
+                );
+            }
         });
     }
 

@@ -90,6 +90,17 @@ mod tests {
         let s = "k".repeat(40);
         assert_eq!(load(Some(&s), "", dir.path()).expect("env"), s.as_bytes());
         assert!(load(Some("short"), "", dir.path()).is_err());
+        // A Django SECRET_KEY as get_random_secret_key() makes it (50 characters of
+        // [a-z0-9!@#$%^&*(-_=+)]), and as startproject writes it: both taken byte for byte.
+        for django in [
+            "t!#x8^2b(k_=u9m@v$q0z&r4y*w+e-h6j)p5n%c3s1l7a@f2d0",
+            "django-insecure-t!#x8^2b(k_=u9m@v$q0z&r4y*w+e-h6j)p5n%c3s1l7a@f2d0",
+        ] {
+            assert_eq!(
+                load(Some(django), "", dir.path()).expect("a Django key"),
+                django.as_bytes()
+            );
+        }
         let file = dir.path().join("secret");
         std::fs::write(&file, "f".repeat(32)).expect("write");
         let from_file = load(None, &file.display().to_string(), dir.path()).expect("file");

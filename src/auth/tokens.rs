@@ -130,6 +130,31 @@ pub struct Tokens {
     keys: Keys,
     pub access_lifetime: u64,
     pub refresh_lifetime: u64,
+    /// Take tokens without a `ver` claim (simplejwt's own, from the Django project) as
+    /// version 0: `jwt.accept_unversioned_tokens`.
+    accept_unversioned: bool,
+}
+
+/// A validly signed token without gatehouse's `ver` claim: one that simplejwt minted in the
+/// Django project with the same key (its claims are `token_type`, `exp`, `iat`, `jti` and
+/// `user_id`). Taken as version 0, so it works until the user's first revocation. A refresh
+/// token is the root of its own family, named by its `jti` as gatehouse names a fresh login's
+/// (so logout blacklists it and rotation continues the family). A `fam` without a `ver` is
+/// neither simplejwt's nor gatehouse's: refused.
+fn unversioned(
+    accept: bool,
+    token_type: TokenType,
+    jti: &str,
+    has_family: bool,
+) -> Result<(u64, Option<String>), TokenError> {
+    if !accept || has_family || jti.is_empty() {
+        return Err(TokenError::Invalid);
+    }
+    let family = match token_type {
+        TokenType::Refresh => Some(jti.to_string()),
+        TokenType::Access => None,
+    };
+    Ok((0, family))
 }
 
 impl Tokens {
@@ -147,7 +172,14 @@ impl Tokens {
             keys,
             access_lifetime,
             refresh_lifetime,
+            accept_unversioned: true,
         }
+    }
+
+    /// Whether tokens the Django project minted (no `ver` claim) are accepted (the default).
+    pub fn accepting_unversioned(mut self, accept: bool) -> Tokens {
+        self.accept_unversioned = accept;
+        self
     }
 
     /// The public keys (asymmetric algorithms), for `/.well-known/jwks.json`.
@@ -216,11 +248,16 @@ impl Tokens {
         }
         let user_id = c.user_id.ok_or(TokenError::NoUserId)?;
         let user_id = user_id.parse::<u64>().map_err(|_| TokenError::Invalid)?;
-        let version = c.ver.ok_or(TokenError::Invalid)?;
         let jti = c.jti.ok_or(TokenError::Invalid)?;
-        let family = match token_type {
-            TokenType::Refresh => Some(c.fam.ok_or(TokenError::Invalid)?),
-            TokenType::Access => None,
+        let (version, family) = match c.ver {
+            Some(version) => {
+                let family = match token_type {
+                    TokenType::Refresh => Some(c.fam.ok_or(TokenError::Invalid)?),
+                    TokenType::Access => None,
+                };
+                (version, family)
+            }
+            None => unversioned(self.accept_unversioned, token_type, &jti, c.fam.is_some())?,
         };
         Ok(Verified {
             token_type,
@@ -623,6 +660,92 @@ mod tests {
             }
         }
         assert_eq!(checked, 2 * 12 * 13 * 2 * 6);
+    }
+
+    /// The claims simplejwt 5.5's `RefreshToken.for_user` writes (no `ver`, no `fam`).
+    fn simplejwt_claims(token_type: &str, user_id: &str) -> serde_json::Value {
+        json!({"token_type": token_type, "exp": now() + 60, "iat": now(),
+               "jti": "0f6e2b4c9d8a4e1b8c7d6e5f4a3b2c1d", "user_id": user_id})
+    }
+
+    #[test]
+    fn simplejwt_tokens_are_version_zero_and_a_refresh_token_roots_its_family() {
+        let t = tokens();
+        let hs = json!({"alg": "HS256", "typ": "JWT"});
+        let access = forge(hs.clone(), simplejwt_claims("access", "7"), SECRET);
+        let v = t.verify(&access, Some(TokenType::Access)).expect("valid");
+        assert_eq!((v.user_id, v.version, v.family), (7, 0, None));
+        let refresh = forge(hs.clone(), simplejwt_claims("refresh", "7"), SECRET);
+        let v = t.verify(&refresh, Some(TokenType::Refresh)).expect("valid");
+        assert_eq!(
+            (v.version, v.family.as_deref(), v.jti.as_str()),
+            (
+                0,
+                Some("0f6e2b4c9d8a4e1b8c7d6e5f4a3b2c1d"),
+                "0f6e2b4c9d8a4e1b8c7d6e5f4a3b2c1d"
+            )
+        );
+        // Untyped (verify view): both kinds.
+        assert!(t.verify(&access, None).is_ok() && t.verify(&refresh, None).is_ok());
+        // Every other check still applies.
+        assert_eq!(
+            t.verify(&refresh, Some(TokenType::Access)),
+            Err(TokenError::WrongType)
+        );
+        let other_key = forge(
+            hs.clone(),
+            simplejwt_claims("access", "7"),
+            b"another-key-another-key-another!",
+        );
+        assert_eq!(t.verify(&other_key, None), Err(TokenError::Invalid));
+        let mut expired = simplejwt_claims("access", "7");
+        expired["exp"] = json!(now() - 10);
+        assert_eq!(
+            t.verify(&forge(hs.clone(), expired, SECRET), None),
+            Err(TokenError::Expired)
+        );
+        // simplejwt before 5.4 wrote user_id as a number: the wrong JSON type, as before.
+        let mut numeric = simplejwt_claims("access", "7");
+        numeric["user_id"] = json!(7);
+        let numeric = forge(hs.clone(), numeric, SECRET);
+        assert_eq!(t.verify(&numeric, None), Err(TokenError::Invalid));
+        let not_a_number = forge(hs.clone(), simplejwt_claims("access", "x"), SECRET);
+        assert_eq!(t.verify(&not_a_number, None), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn unversioned_tokens_can_be_refused_and_odd_ones_always_are() {
+        let hs = json!({"alg": "HS256", "typ": "JWT"});
+        let strict = tokens().accepting_unversioned(false);
+        for kind in ["access", "refresh"] {
+            let token = forge(hs.clone(), simplejwt_claims(kind, "7"), SECRET);
+            assert_eq!(
+                strict.verify(&token, None),
+                Err(TokenError::Invalid),
+                "{kind}"
+            );
+        }
+        // gatehouse's own tokens are unaffected.
+        let own = strict
+            .issue(TokenType::Refresh, 7, 2, None, None)
+            .expect("signs");
+        assert!(strict.verify(&own.token, Some(TokenType::Refresh)).is_ok());
+        let t = tokens();
+        // A family without a version, or no jti to name the family by: neither simplejwt's
+        // nor gatehouse's.
+        let mut fam = simplejwt_claims("refresh", "7");
+        fam["fam"] = json!("someone-elses-family");
+        let mut no_jti = simplejwt_claims("refresh", "7");
+        no_jti["jti"] = json!("");
+        let mut null_jti = simplejwt_claims("access", "7");
+        null_jti["jti"] = json!(null);
+        for claims in [fam, no_jti, null_jti] {
+            let token = forge(hs.clone(), claims.clone(), SECRET);
+            assert_eq!(t.verify(&token, None), Err(TokenError::Invalid), "{claims}");
+        }
+        // A versioned refresh token still needs its family.
+        let no_fam = forge(hs, claims(json!({"token_type": "refresh"})), SECRET);
+        assert_eq!(t.verify(&no_fam, None), Err(TokenError::Invalid));
     }
 
     #[test]

@@ -166,6 +166,11 @@ pub struct JwtConfig {
     pub key_id: String,
     /// A JWKS file of older public keys still accepted (key rotation).
     pub verification_jwks_file: String,
+    /// Accept tokens without gatehouse's version claim, i.e. the ones the Django project's
+    /// simplejwt minted with the same key (`GATEHOUSE_JWT_SECRET` = Django's signing key), as
+    /// version 0: they work until the user's first revocation, so a switch-over logs nobody
+    /// out. Off: they are "Token is invalid".
+    pub accept_unversioned_tokens: bool,
 }
 
 impl Default for JwtConfig {
@@ -181,6 +186,7 @@ impl Default for JwtConfig {
             private_key_file: String::new(),
             key_id: String::new(),
             verification_jwks_file: String::new(),
+            accept_unversioned_tokens: true,
         }
     }
 }
@@ -430,6 +436,7 @@ mod tests {
         assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.jwt.access_lifetime_seconds, 300);
         assert!(!c.jwt.rotate_refresh_tokens);
+        assert!(c.jwt.accept_unversioned_tokens);
     }
 
     #[test]
@@ -449,10 +456,12 @@ mod tests {
                 ("GATEHOUSE_SERVER_DATA_DIR", "/tmp/x"),
                 ("GATEHOUSE_JWT_ACCESS_LIFETIME_SECONDS", "120"),
                 ("GATEHOUSE_JWT_SECRET", "not-a-key"),
+                ("GATEHOUSE_JWT_ACCEPT_UNVERSIONED_TOKENS", "false"),
             ]),
         )
         .expect("valid");
         assert!(c.jwt.rotate_refresh_tokens);
+        assert!(!c.jwt.accept_unversioned_tokens);
         assert_eq!(c.server.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(c.jwt.access_lifetime_seconds, 120);
     }

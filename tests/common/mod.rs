@@ -2,6 +2,7 @@
 //! directory, plus real upstream HTTP servers, and gives tests a small HTTP client.
 #![allow(dead_code)]
 
+pub mod django;
 pub mod upstream;
 
 use reqwest::blocking::{Client, RequestBuilder};
@@ -492,4 +493,12 @@ pub fn bad_refresh(detail: &str) -> Value {
 /// Default body for a user created by `register`.
 pub fn profile_of(id: u64, username: &str) -> Value {
     json!({"id": id, "username": username, "email": format!("{username}@example.com"), "first_name": "", "last_name": ""})
+}
+
+/// Runs one future to completion (the store trait is async; tests read stopped stores).
+pub fn block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+        .block_on(f)
 }

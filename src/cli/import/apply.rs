@@ -2,7 +2,8 @@
 //! holds (already imported, or a name, email or id that belongs to someone else), then
 //! written in batches of transactions made durable by one flush.
 
-use super::{dump::parse_dump, ImportError, Report};
+use super::dump::{parse_dump, unusable_algorithm};
+use super::{ImportError, Report};
 use crate::store::{name_key, StoreError, User, UserStore};
 
 /// Users written per durable flush: each is still its own transaction.
@@ -90,6 +91,12 @@ pub async fn import(store: &dyn UserStore, dump_json: &str) -> Result<Report, Im
                 Ok(_) => {
                     report.imported += 1;
                     report.warnings.extend(m.warning.clone());
+                    if let Some(algorithm) = unusable_algorithm(m) {
+                        *report
+                            .unusable_by_algorithm
+                            .entry(algorithm.to_string())
+                            .or_default() += 1;
+                    }
                 }
                 // Two users of this batch share a name: the first one won.
                 Err(StoreError::UsernameTaken) => {
@@ -135,6 +142,7 @@ mod tests {
     use crate::store::{NewUser, SledStore, StateFilter};
     use crate::test_support::block;
     use serde_json::{json, Value};
+    use std::collections::BTreeMap;
 
     fn store() -> (tempfile::TempDir, SledStore) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -252,11 +260,38 @@ mod tests {
         let (_dir, store) = store();
         let mut md5 = simple(1, "m");
         md5["fields"]["password"] = json!("md5$salt$0123456789abcdef0123456789abcdef");
-        let dump = json!([md5, simple(2, "ok")]).to_string();
+        let mut md5_too = simple(3, "m2");
+        md5_too["fields"]["password"] = json!("md5$pepper$0123456789abcdef0123456789abcdef");
+        let mut crypt = simple(4, "c");
+        crypt["fields"]["password"] = json!("crypt$$abN/qM.L/H8EQ");
+        let mut damaged = simple(5, "d");
+        damaged["fields"]["password"] = json!("bcrypt$$2b$31$tooshort");
+        let dump = json!([md5, simple(2, "ok"), md5_too, crypt, damaged]).to_string();
         block(async {
             let report = import(&store, &dump).await.expect("import");
-            assert_eq!(report.imported, 2);
-            assert_eq!(report.warnings.len(), 1);
+            assert_eq!(report.imported, 5);
+            assert_eq!(report.warnings.len(), 4);
+            assert_eq!(
+                report.unusable_by_algorithm,
+                BTreeMap::from([
+                    ("bcrypt".to_string(), 1),
+                    ("crypt".to_string(), 1),
+                    ("md5".to_string(), 2)
+                ])
+            );
+            assert!(
+                report.summary().contains(
+                    "imported as unusable (those users must reset their password): \
+                     bcrypt: 1 user, crypt: 1 user, md5: 2 users\n"
+                ),
+                "{}",
+                report.summary()
+            );
+            assert!(
+                report.warnings[3].contains("a damaged bcrypt hash"),
+                "{:?}",
+                report.warnings
+            );
             assert!(
                 report.warnings[0].contains("(md5)"),
                 "{:?}",
@@ -268,6 +303,7 @@ mod tests {
             // Skipped on a second run: no warning about a user not imported again.
             let again = import(&store, &dump).await.expect("again");
             assert!(again.warnings.is_empty());
+            assert!(again.unusable_by_algorithm.is_empty());
         });
     }
 

@@ -2,7 +2,7 @@
 //! password hashes kept), and what else it holds. Nothing here touches the store.
 
 use super::ImportError;
-use crate::auth::django_hash::{self, HashKind, PBKDF2_SHA256, UNUSABLE_PREFIX};
+use crate::auth::django_hash::{self, HashKind, UNUSABLE_PREFIX};
 use crate::store::User;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -250,16 +250,26 @@ fn map_user(
 }
 
 /// The password gatehouse stores for a Django one, and a warning when it cannot be kept:
-/// `pbkdf2_sha256` (verified at login, then re-hashed) and unusable ones stay as they are;
-/// any other algorithm becomes unusable (`!` + its name, so the reason stays visible).
+/// the Django hashes gatehouse verifies (`pbkdf2_sha256`, `pbkdf2_sha1`, `argon2`,
+/// `bcrypt_sha256`, `bcrypt`, `scrypt`: checked at login, then re-hashed) and unusable ones
+/// stay as they are; any other algorithm becomes unusable (`!` + its name, so the reason
+/// stays visible, and `unusable_algorithm` reads it back).
 fn map_password(pk: u64, username: &str, encoded: &str) -> (String, Option<String>) {
     match django_hash::classify(encoded) {
-        HashKind::Pbkdf2Sha256 | HashKind::Argon2 => (encoded.to_string(), None),
+        HashKind::Pbkdf2Sha256
+        | HashKind::Pbkdf2Sha1
+        | HashKind::DjangoArgon2
+        | HashKind::BcryptSha256
+        | HashKind::Bcrypt
+        | HashKind::Scrypt
+        | HashKind::Argon2 => (encoded.to_string(), None),
         HashKind::Unusable if encoded.is_empty() => (UNUSABLE_PREFIX.to_string(), None),
         HashKind::Unusable => (encoded.to_string(), None),
         HashKind::Unsupported(algorithm) => {
-            let why = if algorithm == PBKDF2_SHA256 {
-                "a damaged pbkdf2_sha256 hash (bad iteration count, salt or key)".to_string()
+            let why = if django_hash::SUPPORTED.contains(&algorithm.as_str()) {
+                format!(
+                    "a damaged {algorithm} hash (malformed, or a cost beyond gatehouse's limits)"
+                )
             } else {
                 format!("a password hash of an unsupported algorithm ({algorithm})")
             };
@@ -272,6 +282,12 @@ fn map_password(pk: u64, username: &str, encoded: &str) -> (String, Option<Strin
             )
         }
     }
+}
+
+/// The algorithm of the Django hash that `map_password` replaced with an unusable one.
+pub(super) fn unusable_algorithm(m: &Mapped) -> Option<&str> {
+    m.warning.as_ref()?;
+    m.user.password.strip_prefix(UNUSABLE_PREFIX)
 }
 
 #[cfg(test)]
@@ -442,6 +458,23 @@ mod tests {
                 !warning.contains(hash),
                 "the hash is not repeated: {warning}"
             );
+        }
+    }
+
+    #[test]
+    fn every_django_hasher_a_project_uses_is_kept_for_login() {
+        // Strings Django 5.0's hashers wrote (see src/auth/django_hash.rs).
+        for hash in [
+            HASH,
+            "pbkdf2_sha1$1000$abcdefghijklmnop$AR2RwXrFEhlEjKKMlqCLvwZs+Mo=",
+            "argon2$argon2id$v=19$m=64,t=1,p=2$YWJjZGVmZ2hpamtsbW5vcA$P4au0PxgLM4frItTZSNWVe+xT6S6+JZbydAGogZrev8",
+            "argon2$argon2i$v=19$m=512,t=2,p=2$YWJjZGVmZ2hpamtsbW5vcA$v2dMZUEyPvszvsQR+f/BSw",
+            "bcrypt_sha256$$2b$04$ZaIkHZtUryg60WnsImt5qubn6USlySWl9THE9Vo2fVXhn9AQHWW/e",
+            "bcrypt$$2b$04$/rVUC2Ubiz7n.A1nU6PEEuav6sZ1FUxxH5z3ldLFlthZKDwcrcGV6",
+            "scrypt$16$abcdefghijklmnop$2$1$URtyT3Yz6mCeR7VdukQvF+Yhns3g39ZANp596i9taCPwKzQ+bS7HhT9BSQYnfPgaeERvYp7sTgXEXSzpScv5XA==",
+        ] {
+            let m = one(json!({"username": "u", "password": hash}));
+            assert_eq!((m.user.password.as_str(), m.warning), (hash, None));
         }
     }
 

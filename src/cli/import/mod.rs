@@ -11,6 +11,7 @@ pub mod dump;
 
 use crate::config::Config;
 use crate::store::StoreError;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 pub use apply::import;
@@ -63,6 +64,9 @@ pub struct Report {
     pub conflicts: Vec<String>,
     /// Users imported with something lost, one line each (an unsupported password hash).
     pub warnings: Vec<String>,
+    /// Users imported with an unusable password because gatehouse cannot verify their
+    /// Django hash, counted by the hash's algorithm (`md5`, `crypt`, a damaged `bcrypt`, ...).
+    pub unusable_by_algorithm: BTreeMap<String, usize>,
     /// Entries of models other than the user model, ignored.
     pub other_models: usize,
 }
@@ -82,6 +86,17 @@ impl Report {
             plural(self.warnings.len(), "warning", "warnings"),
             plural(self.other_models, "entry", "entries"),
         );
+        if !self.unusable_by_algorithm.is_empty() {
+            let counts: Vec<String> = self
+                .unusable_by_algorithm
+                .iter()
+                .map(|(algorithm, n)| format!("{algorithm}: {}", plural(*n, "user", "users")))
+                .collect();
+            out.push_str(&format!(
+                "password hashes gatehouse cannot verify, imported as unusable (those users must reset their password): {}\n",
+                counts.join(", ")
+            ));
+        }
         for (title, lines) in [
             ("conflicts (not imported):", &self.conflicts),
             ("warnings:", &self.warnings),
@@ -165,6 +180,7 @@ mod tests {
             skipped_existing: 2,
             conflicts: vec!["user 2 (A): the username already belongs to user 1 (a)".into()],
             warnings: vec![],
+            unusable_by_algorithm: BTreeMap::new(),
             other_models: 3,
         };
         assert_eq!(
