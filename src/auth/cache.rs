@@ -103,9 +103,9 @@ impl UserCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{NewUser, SledStore};
+    use crate::store::{temp_store, NewUser};
 
-    async fn five_users(store: &SledStore) -> Vec<User> {
+    async fn five_users(store: &dyn UserStore) -> Vec<User> {
         let mut users = Vec::new();
         for i in 0..5 {
             let u = store
@@ -127,12 +127,12 @@ mod tests {
 
     #[tokio::test]
     async fn writes_are_seen_at_once_and_eviction_only_costs_a_read() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SledStore::open(dir.path(), 1 << 20).expect("open");
+        let (_dir, store) = temp_store();
+        let store = store.as_ref();
         let cache = UserCache::new(1, Duration::from_secs(60));
-        let users = five_users(&store).await;
+        let users = five_users(store).await;
         for u in &users {
-            let state = cache.get(u.id, &store).await.expect("get");
+            let state = cache.get(u.id, store).await.expect("get");
             assert!(state.is_some_and(|s| s.is_active));
         }
         let dead = store
@@ -145,20 +145,20 @@ mod tests {
         cache.updated(&dead);
         // Capacity 1: whatever is evicted, the state read is the written one.
         for u in &users {
-            let s = cache.get(u.id, &store).await.expect("get").expect("exists");
+            let s = cache.get(u.id, store).await.expect("get").expect("exists");
             assert_eq!(s.is_active, u.id != 3);
         }
-        assert!(cache.get(99, &store).await.expect("get").is_none());
+        assert!(cache.get(99, store).await.expect("get").is_none());
     }
 
     #[tokio::test]
     async fn changes_from_elsewhere_drop_what_is_cached() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SledStore::open(dir.path(), 1 << 20).expect("open");
+        let (_dir, store) = temp_store();
+        let store = store.as_ref();
         let cache = UserCache::new(100, Duration::from_secs(60));
-        five_users(&store).await;
+        five_users(store).await;
         for id in 1..=5 {
-            cache.get(id, &store).await.expect("warm");
+            cache.get(id, store).await.expect("warm");
         }
         // Another process deactivates users 2 and 4 behind this cache's back.
         for id in [2, 4] {
@@ -167,7 +167,7 @@ mod tests {
                 .await
                 .expect("update");
         }
-        let stale = cache.get(2, &store).await.expect("get").expect("exists");
+        let stale = cache.get(2, store).await.expect("get").expect("exists");
         assert!(
             stale.is_active,
             "without the change the cache still says active"
@@ -178,7 +178,7 @@ mod tests {
         drop(tx);
         cache.follow(feed).await;
         for id in 1..=5 {
-            let s = cache.get(id, &store).await.expect("get").expect("exists");
+            let s = cache.get(id, store).await.expect("get").expect("exists");
             assert_eq!(s.is_active, id != 2 && id != 4, "user {id}");
         }
     }

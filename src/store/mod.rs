@@ -223,3 +223,12 @@ pub fn open(config: &Config) -> Result<Arc<dyn UserStore>, StoreError> {
 pub fn describe(config: &Config) -> String {
     format!("sled in {}", sled_dir(config).display())
 }
+
+/// An empty store in a temp dir, for unit tests of the modules above the store (they never
+/// name a backend).
+#[cfg(test)]
+pub(crate) fn temp_store() -> (tempfile::TempDir, Arc<dyn UserStore>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(dir.path(), 1 << 20).expect("open a temp store");
+    (dir, Arc::new(store))
+}

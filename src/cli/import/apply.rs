@@ -139,15 +139,13 @@ mod tests {
     use super::super::fixtures::*;
     use super::*;
     use crate::auth::django_hash;
-    use crate::store::{NewUser, SledStore, StateFilter};
+    use crate::store::{temp_store, NewUser, StateFilter};
     use crate::test_support::block;
     use serde_json::{json, Value};
     use std::collections::BTreeMap;
 
-    fn store() -> (tempfile::TempDir, SledStore) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SledStore::open(dir.path(), 1 << 20).expect("open");
-        (dir, store)
+    fn store() -> (tempfile::TempDir, std::sync::Arc<dyn UserStore>) {
+        temp_store()
     }
 
     #[test]
@@ -155,7 +153,7 @@ mod tests {
         let (_dir, store) = store();
         let dump = json!([alice(), simple(3, "bob"), simple(42, "carol")]).to_string();
         block(async {
-            let report = import(&store, &dump).await.expect("import");
+            let report = import(store.as_ref(), &dump).await.expect("import");
             assert_eq!(
                 report,
                 Report {
@@ -197,8 +195,11 @@ mod tests {
         let (_dir, store) = store();
         let dump = json!([simple(1, "a"), simple(2, "b"), simple(9, "c")]).to_string();
         block(async {
-            assert_eq!(import(&store, &dump).await.expect("first").imported, 3);
-            let again = import(&store, &dump).await.expect("second");
+            assert_eq!(
+                import(store.as_ref(), &dump).await.expect("first").imported,
+                3
+            );
+            let again = import(store.as_ref(), &dump).await.expect("second");
             assert_eq!(
                 again,
                 Report {
@@ -233,7 +234,7 @@ mod tests {
         ])
         .to_string();
         block(async {
-            let report = import(&store, &dump).await.expect("import");
+            let report = import(store.as_ref(), &dump).await.expect("import");
             assert_eq!(report.imported, 3);
             assert_eq!(
                 report.conflicts,
@@ -246,7 +247,7 @@ mod tests {
             );
             // The same id holding another name is not "already imported".
             let other = json!([simple(3, "someone_else")]).to_string();
-            let report = import(&store, &other).await.expect("import");
+            let report = import(store.as_ref(), &other).await.expect("import");
             assert_eq!(report.skipped_existing, 0);
             assert_eq!(
                 report.conflicts,
@@ -268,7 +269,7 @@ mod tests {
         damaged["fields"]["password"] = json!("bcrypt$$2b$31$tooshort");
         let dump = json!([md5, simple(2, "ok"), md5_too, crypt, damaged]).to_string();
         block(async {
-            let report = import(&store, &dump).await.expect("import");
+            let report = import(store.as_ref(), &dump).await.expect("import");
             assert_eq!(report.imported, 5);
             assert_eq!(report.warnings.len(), 4);
             assert_eq!(
@@ -301,7 +302,7 @@ mod tests {
             assert_eq!(m.password, "!md5");
             assert!(django_hash::is_unusable(&m.password));
             // Skipped on a second run: no warning about a user not imported again.
-            let again = import(&store, &dump).await.expect("again");
+            let again = import(store.as_ref(), &dump).await.expect("again");
             assert!(again.warnings.is_empty());
             assert!(again.unusable_by_algorithm.is_empty());
         });
@@ -313,7 +314,7 @@ mod tests {
         let dump = json!([simple(1, "a"), {"model": "auth.user", "pk": 2}]).to_string();
         block(async {
             assert_eq!(
-                import(&store, &dump).await,
+                import(store.as_ref(), &dump).await,
                 Err(ImportError::MissingField {
                     entry: 2,
                     field: "fields"
@@ -333,7 +334,7 @@ mod tests {
             .map(|i| simple(i * 2, &format!("user{i}")))
             .collect();
         block(async {
-            let report = import(&store, &Value::Array(users).to_string())
+            let report = import(store.as_ref(), &Value::Array(users).to_string())
                 .await
                 .expect("import");
             assert_eq!(report.imported, BATCH * 2 + 3);

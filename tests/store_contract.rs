@@ -1,0 +1,431 @@
+// The store contract: what every `UserStore` backend guarantees, run against each backend in
+// `backends()`. A new backend joins by adding one constructor there; the scenarios do not
+// change. They drive the trait only (no backend-specific calls), from many tasks at once.
+
+use gatehouse::auth::families::{self, Presented, Step};
+use gatehouse::store::{
+    Family, ListFilter, NewUser, SledStore, StateFilter, StoreError, User, UserStore,
+};
+use std::sync::Arc;
+
+/// An empty store of one backend, and what keeps it alive (a temp dir, a database).
+struct Fresh {
+    store: Arc<dyn UserStore>,
+    _keep: Box<dyn std::any::Any + Send>,
+}
+
+type Maker = fn() -> Fresh;
+
+fn sled() -> Fresh {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(&dir.path().join("db"), 8 << 20).expect("open sled");
+    Fresh {
+        store: Arc::new(store),
+        _keep: Box::new(dir),
+    }
+}
+
+/// Every backend the contract runs against.
+fn backends() -> Vec<(&'static str, Maker)> {
+    vec![("sled", sled as Maker)]
+}
+
+fn new_user(name: &str) -> NewUser {
+    NewUser {
+        username: name.into(),
+        email: format!("{}@example.com", name.to_lowercase()),
+        first_name: String::new(),
+        last_name: String::new(),
+        password: "x".into(),
+        is_staff: false,
+        date_joined: 0,
+    }
+}
+
+async fn create(store: &dyn UserStore, name: &str) -> User {
+    store
+        .create_user(new_user(name))
+        .await
+        .unwrap_or_else(|e| panic!("create {name}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_creates_of_one_name_in_two_cases_have_one_winner() {
+    for (backend, make) in backends() {
+        let fresh = make();
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let store = Arc::clone(&fresh.store);
+            // Half "Carol", half "carol"; every email differs, so only the name can collide.
+            let name = if i % 2 == 0 { "Carol" } else { "carol" };
+            tasks.push(tokio::spawn(async move {
+                let mut user = new_user(name);
+                user.email = format!("carol{i}@example.com");
+                store.create_user(user).await
+            }));
+        }
+        let mut won = 0;
+        for t in tasks {
+            match t.await.expect("task") {
+                Ok(_) => won += 1,
+                Err(StoreError::UsernameTaken) => {}
+                Err(e) => panic!("{backend}: unexpected {e}"),
+            }
+        }
+        assert_eq!(won, 1, "{backend}: exactly one registration of carol");
+        // The same for an email in two cases.
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let store = Arc::clone(&fresh.store);
+            tasks.push(tokio::spawn(async move {
+                let mut user = new_user(&format!("dave{i}"));
+                user.email = if i % 2 == 0 {
+                    "Dave@Example.com"
+                } else {
+                    "dave@example.com"
+                }
+                .into();
+                store.create_user(user).await
+            }));
+        }
+        let mut won = 0;
+        for t in tasks {
+            match t.await.expect("task") {
+                Ok(_) => won += 1,
+                Err(StoreError::EmailTaken) => {}
+                Err(e) => panic!("{backend}: unexpected {e}"),
+            }
+        }
+        assert_eq!(won, 1, "{backend}: exactly one owner of dave's address");
+        let store = fresh.store.as_ref();
+        let carol = store.find_by_username("CAROL").await.expect("find");
+        assert!(carol.is_some(), "{backend}: lookups fold case");
+        assert!(store
+            .email_owner("DAVE@example.COM")
+            .await
+            .expect("owner")
+            .is_some());
+    }
+}
+
+#[tokio::test]
+async fn ids_increase_and_are_never_reused_also_above_an_imported_maximum() {
+    for (backend, make) in backends() {
+        let fresh = make();
+        let store = fresh.store.as_ref();
+        let a = create(store, "a").await;
+        let b = create(store, "b").await;
+        assert!(b.id > a.id, "{backend}: ids increase");
+        // An imported user with a high id: later ids continue above it.
+        let mut imported = b.clone();
+        imported.id = 1000;
+        imported.username = "imported".into();
+        imported.email = "imported@example.com".into();
+        store.insert_user(imported).await.expect("insert");
+        let c = create(store, "c").await;
+        assert!(c.id > 1000, "{backend}: id {} after an imported 1000", c.id);
+        // A soft-deleted user keeps its id and name; nobody gets them again.
+        store
+            .update_user(a.id, &|u| u.is_active = false)
+            .await
+            .expect("deactivate");
+        let d = create(store, "d").await;
+        assert!(d.id > c.id, "{backend}: no id reused");
+        assert_eq!(
+            store.create_user(new_user("A")).await,
+            Err(StoreError::UsernameTaken),
+            "{backend}: a soft-deleted user keeps its name"
+        );
+        // Inserting an id that exists is refused, not an overwrite.
+        let mut clash = d.clone();
+        clash.username = "other".into();
+        clash.email = "other@example.com".into();
+        assert!(store.insert_user(clash).await.is_err(), "{backend}");
+        assert_eq!(
+            store.get_user(d.id).await.expect("get").map(|u| u.username),
+            Some("d".to_string())
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_swaps_of_one_family_have_one_winner() {
+    for (backend, make) in backends() {
+        let fresh = make();
+        let root = families::implicit_root("fam", 1, 100);
+        let mut tasks = Vec::new();
+        for i in 0..32 {
+            let store = Arc::clone(&fresh.store);
+            tasks.push(tokio::spawn(async move {
+                let next = Family {
+                    current: format!("child{i}"),
+                    parent: Some("fam".into()),
+                    rotated_at: 1,
+                    ..families::implicit_root("fam", 1, 100)
+                };
+                store
+                    .swap_family("fam", None, &next)
+                    .await
+                    .map(|ok| (ok, next))
+            }));
+        }
+        let mut winners = Vec::new();
+        for t in tasks {
+            let (ok, next) = t.await.expect("task").expect("swap");
+            if ok {
+                winners.push(next);
+            }
+        }
+        assert_eq!(winners.len(), 1, "{backend}: exactly one swap wins");
+        let stored = fresh.store.get_family("fam").await.expect("get");
+        assert_eq!(
+            stored.as_ref(),
+            winners.first(),
+            "{backend}: the winner is stored"
+        );
+        // A swap that expects the stale root fails; one that expects the winner succeeds.
+        let winner = &winners[0];
+        assert!(!fresh
+            .store
+            .swap_family("fam", Some(&root), winner)
+            .await
+            .expect("stale"));
+        let mut revoked = winner.clone();
+        revoked.revoked = true;
+        assert!(fresh
+            .store
+            .swap_family("fam", Some(winner), &revoked)
+            .await
+            .expect("cas"));
+    }
+}
+
+#[tokio::test]
+async fn reusing_a_rotated_out_token_revokes_the_family() {
+    for (backend, make) in backends() {
+        let fresh = make();
+        let store = fresh.store.as_ref();
+        let apply = |record: Option<Family>, jti: &'static str, now: u64| {
+            let presented = Presented {
+                family: "root",
+                jti,
+                user_id: 7,
+            };
+            families::rotate(
+                record.as_ref(),
+                &presented,
+                now,
+                10,
+                format!("after-{jti}"),
+                500,
+            )
+        };
+        // root -> after-root: a normal rotation, stored by compare-and-swap.
+        let Step::Rotate { record, issue } = apply(None, "root", 100) else {
+            panic!("{backend}: the root rotates");
+        };
+        assert_eq!(issue, "after-root");
+        assert!(store
+            .swap_family("root", None, &record)
+            .await
+            .expect("swap"));
+        // The root again, after the grace period: reuse.
+        let stored = store.get_family("root").await.expect("get");
+        let Step::Revoke { record: revoked } = apply(stored.clone(), "root", 200) else {
+            panic!("{backend}: reuse after the grace period revokes");
+        };
+        assert!(store
+            .swap_family("root", stored.as_ref(), &revoked)
+            .await
+            .expect("swap"));
+        // Now even the current token is refused.
+        let stored = store.get_family("root").await.expect("get");
+        assert!(stored.as_ref().is_some_and(|f| f.revoked), "{backend}");
+        assert_eq!(
+            apply(stored, "after-root", 201),
+            Step::Blacklisted,
+            "{backend}"
+        );
+    }
+}
+
+/// Deterministic pseudo-random numbers (no dependency; the same sequence every run).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        (self.0 >> 33) % below
+    }
+}
+
+#[tokio::test]
+async fn counters_equal_a_full_count_and_offset_pages_agree_with_keyset_pages() {
+    for (backend, make) in backends() {
+        let fresh = make();
+        let store = fresh.store.as_ref();
+        for i in 0..60 {
+            create(store, &format!("user{i:02}")).await;
+        }
+        // An imported user leaves a gap in the ids.
+        let mut gap = store.get_user(1).await.expect("get").expect("user 1");
+        gap.id = 90;
+        gap.username = "gap".into();
+        gap.email = "gap@example.com".into();
+        store.insert_user(gap).await.expect("insert");
+        let mut rng = Lcg(42);
+        for _ in 0..40 {
+            let id = rng.next(60) + 1;
+            let active = rng.next(2) == 0;
+            store
+                .update_user(id, &|u| u.is_active = active)
+                .await
+                .expect("toggle");
+        }
+        let everyone = store
+            .users_after(&ListFilter::default(), 0, 10_000)
+            .await
+            .expect("all");
+        assert_eq!(everyone.len(), 61, "{backend}");
+        let ids: Vec<u64> = everyone.iter().map(|u| u.id).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{backend}: id order");
+        for state in [StateFilter::All, StateFilter::Active, StateFilter::Inactive] {
+            let counted = everyone
+                .iter()
+                .filter(|u| match state {
+                    StateFilter::All => true,
+                    StateFilter::Active => u.is_active,
+                    StateFilter::Inactive => !u.is_active,
+                })
+                .count();
+            assert_eq!(
+                store.count_users(&state).await.expect("count"),
+                counted,
+                "{backend}: counter {state:?}"
+            );
+        }
+        let filters = [
+            ListFilter::default(),
+            ListFilter {
+                state: StateFilter::Active,
+                search: None,
+            },
+            ListFilter {
+                state: StateFilter::Inactive,
+                search: None,
+            },
+            ListFilter {
+                state: StateFilter::All,
+                search: Some("USER1".into()),
+            },
+        ];
+        for filter in &filters {
+            let expected: Vec<u64> = everyone
+                .iter()
+                .filter(|u| filter.matches(u))
+                .map(|u| u.id)
+                .collect();
+            for size in [1, 7, 25, 100] {
+                let mut by_offset = Vec::new();
+                let mut offset = 0;
+                loop {
+                    let (count, page) = store
+                        .list_users(filter, offset, size)
+                        .await
+                        .expect("offset page");
+                    assert_eq!(count, expected.len(), "{backend} {filter:?}: count");
+                    if page.is_empty() {
+                        break;
+                    }
+                    offset += page.len();
+                    by_offset.extend(page.iter().map(|u| u.id));
+                }
+                let mut by_id = Vec::new();
+                let mut after = 0;
+                loop {
+                    let page = store
+                        .users_after(filter, after, size)
+                        .await
+                        .expect("keyset page");
+                    let Some(last) = page.last() else { break };
+                    after = last.id;
+                    by_id.extend(page.iter().map(|u| u.id));
+                }
+                assert_eq!(
+                    by_offset, expected,
+                    "{backend} {filter:?} size {size}: offset"
+                );
+                assert_eq!(by_id, expected, "{backend} {filter:?} size {size}: keyset");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn updates_move_the_indexes_atomically_and_refuse_taken_names() {
+    for (backend, make) in backends() {
+        let fresh = make();
+        let store = fresh.store.as_ref();
+        let a = create(store, "erin").await;
+        create(store, "frank").await;
+        assert_eq!(
+            store
+                .update_user(a.id, &|u| u.username = "FRANK".into())
+                .await,
+            Err(StoreError::UsernameTaken),
+            "{backend}"
+        );
+        assert_eq!(
+            store
+                .update_user(a.id, &|u| u.email = "Frank@example.com".into())
+                .await,
+            Err(StoreError::EmailTaken),
+            "{backend}"
+        );
+        // A refused update changed nothing.
+        let still = store.get_user(a.id).await.expect("get").expect("erin");
+        assert_eq!(
+            (still.username.as_str(), still.email.as_str()),
+            ("erin", "erin@example.com")
+        );
+        let renamed = store
+            .update_user(a.id, &|u| {
+                u.username = "Erin2".into();
+                u.email = "erin2@example.com".into();
+            })
+            .await
+            .expect("rename");
+        assert_eq!(renamed.username, "Erin2");
+        assert!(
+            store
+                .find_by_username("erin")
+                .await
+                .expect("find")
+                .is_none(),
+            "{backend}"
+        );
+        assert_eq!(
+            store
+                .find_by_username("ERIN2")
+                .await
+                .expect("find")
+                .map(|u| u.id),
+            Some(a.id)
+        );
+        assert_eq!(
+            store.email_owner("erin@example.com").await.expect("owner"),
+            None
+        );
+        // The old name is free again.
+        create(store, "erin").await;
+        assert_eq!(
+            store.update_user(9999, &|_| {}).await,
+            Err(StoreError::NotFound),
+            "{backend}"
+        );
+        store.ping().await.expect("a working store answers ping");
+    }
+}
