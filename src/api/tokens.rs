@@ -46,12 +46,22 @@ pub async fn obtain(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         }
     };
     if check.needs_rehash {
-        // Best effort: the login succeeds with the old hash if the upgrade cannot be stored.
-        if let Ok(hash) = app.passwords.hash(&password).await {
-            let _ = app
+        // Best effort: the login succeeds with the old hash if the upgrade cannot be made or
+        // stored; the next login tries again.
+        let upgraded = match app.passwords.hash(&password).await {
+            Ok(hash) => app
                 .store
                 .update_user(user.id, &|u| u.password = hash.clone())
-                .await;
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = upgraded {
+            log::warn!(
+                "login: the password of user {} stays on its old hash: {e}",
+                user.id
+            );
         }
     }
     LOGINS.with_label_values(&["success"]).inc();

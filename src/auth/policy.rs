@@ -531,32 +531,6 @@ mod tests {
     }
 
     #[test]
-    fn messages_match_django() {
-        assert_eq!(
-            TOO_SIMILAR_USERNAME,
-            "The password is too similar to the username."
-        );
-        assert_eq!(
-            TOO_SIMILAR_FIRST_NAME,
-            "The password is too similar to the first name."
-        );
-        assert_eq!(
-            TOO_SIMILAR_LAST_NAME,
-            "The password is too similar to the last name."
-        );
-        assert_eq!(
-            TOO_SIMILAR_EMAIL,
-            "The password is too similar to the email address."
-        );
-        assert_eq!(
-            TOO_SHORT,
-            "This password is too short. It must contain at least 8 characters."
-        );
-        assert_eq!(TOO_COMMON, "This password is too common.");
-        assert_eq!(ENTIRELY_NUMERIC, "This password is entirely numeric.");
-    }
-
-    #[test]
     fn seed_passwords_pass() {
         assert!(validate_password("TestPass123", &SEED_USER).is_empty());
         assert!(validate_password("NewPass123", &SEED_USER).is_empty());

@@ -11,12 +11,15 @@ the JSON request on stdin asks and prints one JSON document on stdout:
                                                     # "password": null: make_password(None)
      "mint": [7],                                   # RefreshToken.for_user for these ids
      "access_lifetime_seconds": 300, "refresh_lifetime_seconds": 86400,   # simplejwt's defaults
-     "hash": {"password": "pw", "hashers": ["bcrypt", "md5"]}}
+     "hash": {"password": "pw", "hashers": ["bcrypt", "md5"]},
+     "validate": [{"password": "pw", "username": "u", "email": "e", "first_name": "", "last_name": ""}]}
+                                                    # Django's four default password validators
 
 answers
 
     {"tokens": {"7": {"refresh": "...", "access": "..."}},
      "hashes": {"bcrypt": "bcrypt$$2b$12$...", ...},
+     "validation": [["This password is too short. ...", ...], ...],   # one list per "validate"
      "dump": [...]}                                 # `manage.py dumpdata`, every model
 
 Every part is optional. Users are created with exactly the given primary key. Run it with the
@@ -55,6 +58,16 @@ def configure(secret, lifetimes):
         ],
         DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
         PASSWORD_HASHERS=HASHERS,
+        # The validators `startproject` writes into settings.py (the seed project's too).
+        AUTH_PASSWORD_VALIDATORS=[
+            {"NAME": "django.contrib.auth.password_validation." + name}
+            for name in (
+                "UserAttributeSimilarityValidator",
+                "MinimumLengthValidator",
+                "CommonPasswordValidator",
+                "NumericPasswordValidator",
+            )
+        ],
         USE_TZ=True,
         DEFAULT_AUTO_FIELD="django.db.models.AutoField",
         SIMPLE_JWT={
@@ -108,6 +121,26 @@ def main():
     h = request.get("hash")
     if h:
         out["hashes"] = {name: make_password(h["password"], hasher=name) for name in h["hashers"]}
+
+    checks = request.get("validate")
+    if checks:
+        from django.contrib.auth.password_validation import validate_password
+        from django.core.exceptions import ValidationError
+
+        results = []
+        for c in checks:
+            who = User(
+                username=c.get("username", ""),
+                email=c.get("email", ""),
+                first_name=c.get("first_name", ""),
+                last_name=c.get("last_name", ""),
+            )
+            try:
+                validate_password(c["password"], user=who)
+                results.append([])
+            except ValidationError as e:
+                results.append(list(e.messages))
+        out["validation"] = results
 
     buf = io.StringIO()
     call_command("dumpdata", stdout=buf, verbosity=0)
