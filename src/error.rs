@@ -24,6 +24,8 @@ pub const UPSTREAM_TIMEOUT: &str = "The upstream service did not answer in time.
 pub const HASH_QUEUE_FULL: &str = "Too many password checks in progress; retry shortly.";
 pub const HASH_FAILED: &str = "The password could not be hashed; retry shortly.";
 pub const SIGN_FAILED: &str = "The token could not be signed; retry shortly.";
+pub const ESCAPED_PATH: &str =
+    "The request path holds an encoded slash, backslash or dot, or a backslash: refused.";
 pub const STORE_CONFLICT: &str = "The record changed under concurrent requests; retry shortly.";
 
 /// Field-level messages (DRF's and Django's wording).
@@ -54,6 +56,9 @@ pub enum ApiError {
     NonField(String),
     #[error("malformed body")]
     Parse(String),
+    /// A path whose meaning depends on who decodes it (§13 of the spec).
+    #[error("escaped path")]
+    EscapedPath,
     #[error("not authenticated")]
     NotAuthenticated,
     #[error("bad authorization header")]
@@ -106,7 +111,7 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         use ApiError::*;
         match self {
-            Validation(_) | NonField(_) | Parse(_) => 400,
+            Validation(_) | NonField(_) | Parse(_) | EscapedPath => 400,
             NotAuthenticated
             | BadAuthorizationHeader
             | InvalidAccessToken(_)
@@ -143,6 +148,7 @@ impl ApiError {
             }
             NonField(m) => json!({ "non_field_errors": [m] }),
             Parse(m) => detail(&format!("JSON parse error - {m}")),
+            EscapedPath => detail(ESCAPED_PATH),
             NotAuthenticated => detail(NOT_AUTHENTICATED),
             BadAuthorizationHeader => coded(BAD_AUTH_HEADER, "bad_authorization_header"),
             InvalidAccessToken(m) => json!({

@@ -106,6 +106,26 @@ fn normalize_slow(raw: &str) -> String {
     path
 }
 
+/// A path whose meaning depends on who decodes it: an encoded slash or backslash (`%2F`,
+/// `%5C`, any case), a raw backslash, or an encoded `.`, `/` or `\` left after one decoding
+/// (double encoding, `%252e`). Such paths are how traversal slips past a proxy that routes on
+/// one reading while the upstream acts on another.
+pub fn is_escaped(raw: &str) -> bool {
+    const ESCAPES: [&str; 2] = ["%2f", "%5c"];
+    let has = |text: &str, needles: &[&str]| {
+        let lower = text.to_ascii_lowercase();
+        needles.iter().any(|n| lower.contains(n))
+    };
+    if raw.contains('\\') || has(raw, &ESCAPES) {
+        return true;
+    }
+    if !raw.contains('%') {
+        return false;
+    }
+    let once = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+    once.contains('\\') || has(&once, &["%2e", "%2f", "%5c"])
+}
+
 /// `%XX` naming an unreserved character (letters, digits, `-._~`).
 fn unreserved_escape(hex: Option<&[u8]>) -> Option<char> {
     let b = u8::from_str_radix(std::str::from_utf8(hex?).ok()?, 16).ok()?;
@@ -248,6 +268,33 @@ impl Endpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escaped_paths_are_recognised() {
+        for bad in [
+            "/public/..%2fsvc/x",
+            "/public/..%2Fsvc/x",
+            "/public/%2e%2e%2fsvc/x",
+            "/public/..%5csvc/x",
+            "/public/..\\svc/x",
+            "/public/%252e%252e/svc/x",
+            "/public/%252F",
+            "/public/%255C",
+            "/a%2F",
+        ] {
+            assert!(is_escaped(bad), "{bad}");
+        }
+        for fine in [
+            "/",
+            "/public/page",
+            "/public/%2e%2e/svc",
+            "/files/100%25",
+            "/caf%C3%A9",
+            "/a.b/c..d/",
+        ] {
+            assert!(!is_escaped(fine), "{fine}");
+        }
+    }
 
     #[test]
     fn the_shortcut_for_normal_paths_changes_nothing() {

@@ -286,6 +286,16 @@ pub struct ProxyConfig {
     /// Networks whose `X-Forwarded-For` is believed (CIDR); empty: none.
     #[serde(with = "types::as_strings")]
     pub trusted_proxies: Vec<Network>,
+    /// Paths with an encoded slash, backslash or dot (or a raw backslash): refused with 400
+    /// ("reject"), or passed on as they are ("forward", for upstreams that need them).
+    pub escaped_paths: EscapedPaths,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EscapedPaths {
+    Reject,
+    Forward,
 }
 
 impl Default for ProxyConfig {
@@ -296,6 +306,7 @@ impl Default for ProxyConfig {
             user_is_staff_header: http::HeaderName::from_static("x-user-is-staff"),
             forward_authorization: true,
             trusted_proxies: Vec::new(),
+            escaped_paths: EscapedPaths::Reject,
         }
     }
 }

@@ -11,7 +11,7 @@ use super::{api_request, cors};
 use crate::api::{self, router};
 use crate::app::App;
 use crate::auth::Identity;
-use crate::config::Network;
+use crate::config::{EscapedPaths, Network};
 use crate::error::ApiError;
 use crate::response::Response;
 use async_trait::async_trait;
@@ -152,10 +152,17 @@ impl ProxyHttp for Gateway {
             .get("origin")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let escaped = self.app.config.proxy.escaped_paths == EscapedPaths::Reject
+            && router::is_escaped(head.uri.path());
         // Normalized and routed once: every decision below uses this path.
         ctx.path = router::normalize_path(head.uri.path());
         let api_route = router::route(&ctx.path);
-        let mut resp = if api_route != router::Route::NotOurs {
+        let mut resp = if escaped {
+            ctx.endpoint = "escaped_path";
+            // The body (if any) is not read: do not reuse the connection.
+            session.set_keepalive(None);
+            ApiError::EscapedPath.to_response()
+        } else if api_route != router::Route::NotOurs {
             self.serve_api(session, ctx, api_route).await
         } else {
             ctx.kind = Kind::Proxy;

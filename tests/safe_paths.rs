@@ -1,0 +1,90 @@
+mod common;
+
+// Paths at the edge (§13 of the spec): a path whose meaning depends on who decodes it (an
+// encoded slash or backslash, a raw backslash, a double encoding) is refused with 400 JSON and
+// never forwarded; with `escaped_paths = "forward"` it is passed on as it came.
+
+use common::upstream::Upstream;
+use common::*;
+use serde_json::{json, Value};
+
+const REFUSED: &[&str] = &[
+    "/public/..%2fsvc/x",
+    "/public/..%2Fsvc/x",
+    "/public/%2e%2e%2fsvc/x",
+    "/public/..%5csvc/x",
+    "/public/..%5Csvc/x",
+    "/public/..\\svc/x",
+    "/public/%252e%252e/svc/x",
+    "/public/%252f",
+    "/public/%255c",
+];
+
+fn status_and_body(answer: &str) -> (u16, Value) {
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {answer:?}"));
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+fn get(g: &Gatehouse, path: &str) -> String {
+    g.raw(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+}
+
+fn routes(up: &Upstream) -> String {
+    route_toml("/public/", &[&up.addr], "auth = \"public\"") + &route_toml("/svc/", &[&up.addr], "")
+}
+
+#[test]
+fn escaped_paths_are_refused_and_never_forwarded() {
+    let up = Upstream::start();
+    let g = Gatehouse::builder().toml(&routes(&up)).start();
+    for path in REFUSED {
+        let answer = get(&g, path);
+        let (status, body) = status_and_body(&answer);
+        assert_eq!(status, 400, "{path}: {answer}");
+        assert_eq!(
+            body,
+            json!({"detail": "The request path holds an encoded slash, backslash or dot, or a backslash: refused."}),
+            "{path}"
+        );
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{path}: {answer}"
+        );
+    }
+    assert_eq!(
+        up.count(),
+        0,
+        "nothing reached the upstream: {:?}",
+        up.requests()
+    );
+    // A plain public path and a single-encoded dot segment (resolved before routing) pass.
+    let (status, _) = status_and_body(&get(&g, "/public/page"));
+    assert_eq!(status, 200);
+    let (status, _) = status_and_body(&get(&g, "/public/%2e%2e/public/again"));
+    assert_eq!(status, 200);
+    assert_eq!(up.last().uri, "/public/again");
+    // The user API is behind the same rule.
+    let (status, _) = status_and_body(&get(&g, "/api/auth%2fprofile/"));
+    assert_eq!(status, 400);
+}
+
+#[test]
+fn forward_mode_passes_escaped_paths_on_as_they_came() {
+    let up = Upstream::start();
+    let g = Gatehouse::builder()
+        .toml(&(routes(&up) + "[proxy]\nescaped_paths = \"forward\"\n"))
+        .start();
+    for path in ["/public/a%2Fb", "/public/a%5Cb", "/public/%252e"] {
+        let answer = get(&g, path);
+        let (status, _) = status_and_body(&answer);
+        assert_eq!(status, 200, "{path}: {answer}");
+        assert_eq!(up.last().uri, *path, "forwarded unchanged");
+    }
+}
