@@ -329,6 +329,10 @@ pub struct RouteConfig {
     pub auth: AuthMode,
     #[serde(default)]
     pub require_staff: bool,
+    /// The methods the route takes (`["GET", "HEAD"]`); others get 405 and are never
+    /// forwarded. Empty: every method.
+    #[serde(default, with = "types::as_strings")]
+    pub methods: Vec<http::Method>,
     /// Remove the prefix from the path before forwarding.
     #[serde(default)]
     pub strip_prefix: bool,

@@ -49,12 +49,32 @@ pub async fn decide(head: &RequestHeader, route: Option<&Route>, auth: &Authenti
         return Decision::Respond(ApiError::from(e).to_response());
     }
     let Some(need) = requirement(route) else {
-        return Decision::Forward(None);
+        return match method_refused(route, &head.method) {
+            Some(refused) => Decision::Respond(refused),
+            None => Decision::Forward(None),
+        };
     };
-    match auth.check(authorization, need).await {
-        Ok(identity) => Decision::Forward(identity),
-        Err(e) => Decision::Respond(ApiError::from(e).to_response()),
+    let identity = match auth.check(authorization, need).await {
+        Ok(identity) => identity,
+        Err(e) => return Decision::Respond(ApiError::from(e).to_response()),
+    };
+    // As DRF: who is calling is settled first, then whether the method is allowed.
+    if let Some(refused) = method_refused(route, &head.method) {
+        return Decision::Respond(refused);
     }
+    Decision::Forward(identity)
+}
+
+/// A 405 for a method the route does not take, with the route's `Allow`.
+fn method_refused(route: &Route, method: &http::Method) -> Option<Response> {
+    if route.methods.is_empty() || route.methods.contains(method) {
+        return None;
+    }
+    Some(
+        ApiError::MethodNotAllowed(method.to_string())
+            .to_response()
+            .with_header("Allow", route.allow.clone()),
+    )
 }
 
 #[cfg(test)]

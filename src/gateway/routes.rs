@@ -14,6 +14,10 @@ pub struct Route {
     pub prefix: String,
     pub auth: AuthMode,
     pub require_staff: bool,
+    /// Empty: every method.
+    pub methods: Vec<http::Method>,
+    /// `methods` as the `Allow` header of a 405.
+    pub allow: String,
     pub strip_prefix: bool,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
@@ -65,6 +69,13 @@ fn build(cfg: &RouteConfig) -> Result<Arc<Route>, String> {
         prefix: cfg.prefix.clone(),
         auth: cfg.auth,
         require_staff: cfg.require_staff,
+        methods: cfg.methods.clone(),
+        allow: cfg
+            .methods
+            .iter()
+            .map(http::Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", "),
         strip_prefix: cfg.strip_prefix,
         connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
         read_timeout: Duration::from_millis(cfg.read_timeout_ms),
