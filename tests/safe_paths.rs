@@ -88,3 +88,21 @@ fn forward_mode_passes_escaped_paths_on_as_they_came() {
         assert_eq!(up.last().uri, *path, "forwarded unchanged");
     }
 }
+
+#[test]
+fn heads_the_engine_cannot_parse_get_a_400_and_a_closed_connection_never_a_hang() {
+    // SECURITY.md "Request heads the engine refuses": Pingora answers these before any hook.
+    let up = Upstream::start();
+    let g = Gatehouse::builder().toml(&routes(&up)).start();
+    let started = std::time::Instant::now();
+    let answer = g.raw(b"GET /public/x HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "answered and closed at once"
+    );
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    assert_eq!(up.count(), 0, "nothing forwarded");
+    // The next connection is served normally.
+    let (status, _) = status_and_body(&get(&g, "/public/page"));
+    assert_eq!(status, 200);
+}
