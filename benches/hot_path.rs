@@ -151,15 +151,34 @@ fn auth_decision(c: &mut Criterion) {
     let route_p = w.routes.lookup("/open/page").expect("route").clone();
     // Warm the user-state cache: the steady state of a proxy is a cached user.
     assert!(matches!(
-        rt.block_on(decide(&required, Some(&route_r), auth)),
+        rt.block_on(decide(
+            &required.method,
+            &required.headers,
+            Some(&route_r),
+            auth
+        )),
         Decision::Forward(Some(_))
     ));
     let mut g = c.benchmark_group("decide");
     g.bench_function("required route, cached user", |b| {
-        b.iter(|| rt.block_on(decide(black_box(&required), Some(&route_r), auth)))
+        b.iter(|| {
+            rt.block_on(decide(
+                &required.method,
+                black_box(&required.headers),
+                Some(&route_r),
+                auth,
+            ))
+        })
     });
     g.bench_function("public route", |b| {
-        b.iter(|| rt.block_on(decide(black_box(&public), Some(&route_p), auth)))
+        b.iter(|| {
+            rt.block_on(decide(
+                &public.method,
+                black_box(&public.headers),
+                Some(&route_p),
+                auth,
+            ))
+        })
     });
     g.bench_function("route lookup (2 routes)", |b| {
         b.iter(|| {

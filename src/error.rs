@@ -26,6 +26,9 @@ pub const HASH_FAILED: &str = "The password could not be hashed; retry shortly."
 pub const SIGN_FAILED: &str = "The token could not be signed; retry shortly.";
 pub const ESCAPED_PATH: &str =
     "The request path holds an encoded slash, backslash or dot, or a backslash: refused.";
+pub const FORWARD_AUTH_NO_URI: &str =
+    "Forward-auth needs the original request: X-Original-URI (nginx) or X-Forwarded-Uri (Traefik).";
+pub const FORWARD_AUTH_BAD_METHOD: &str = "Not a valid HTTP method.";
 pub const STORE_CONFLICT: &str = "The record changed under concurrent requests; retry shortly.";
 
 /// Field-level messages (DRF's and Django's wording).

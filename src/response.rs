@@ -5,14 +5,15 @@
 
 use bytes::Bytes;
 use serde_json::Value;
+use std::borrow::Cow;
 
 pub const JSON: &str = "application/json";
 
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
-    /// Extra headers besides the framing ones.
-    pub headers: Vec<(&'static str, String)>,
+    /// Extra headers besides the framing ones (names from code, or from the config).
+    pub headers: Vec<(Cow<'static, str>, String)>,
     pub body: Bytes,
     /// A HEAD request: the headers describe the body, but none is sent.
     pub head_only: bool,
@@ -47,9 +48,17 @@ impl Response {
         Response::json_text(204, Bytes::new())
     }
 
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
-        self.headers.push((name, value.into()));
+    pub fn with_header(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<String>,
+    ) -> Response {
+        self.add_header(name, value);
         self
+    }
+
+    pub fn add_header(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) {
+        self.headers.push((name.into(), value.into()));
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {

@@ -80,8 +80,8 @@ pub async fn handle(app: &App, route: Route, req: &Request) -> Handled {
                 Ok(r) => r,
                 Err(e) => e.to_response(),
             };
-            resp.headers.push(("Allow", endpoint.allow_header()));
-            resp.headers.push(("Vary", "Accept".to_string()));
+            resp.add_header("Allow", endpoint.allow_header());
+            resp.add_header("Vary", "Accept");
             resp.head_only = req.method == "HEAD";
             (resp, endpoint.label())
         }

@@ -38,6 +38,7 @@ pub struct Config {
     pub cache: CacheConfig,
     pub api: ApiConfig,
     pub proxy: ProxyConfig,
+    pub forward_auth: ForwardAuthConfig,
     pub log: LogConfig,
     pub throttle: ThrottleConfig,
     pub limits: LimitsConfig,
@@ -289,6 +290,29 @@ pub struct ProxyConfig {
     /// Paths with an encoded slash, backslash or dot (or a raw backslash): refused with 400
     /// ("reject"), or passed on as they are ("forward", for upstreams that need them).
     pub escaped_paths: EscapedPaths,
+}
+
+/// `[forward_auth]`: gatehouse as the authentication service of an ingress in front of it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardAuthConfig {
+    /// Answer `/_gatehouse/auth` and `/_gatehouse/ext_authz/...`; off: they are 404.
+    pub enabled: bool,
+    /// Who may ask (the ingress); anyone else gets 404.
+    #[serde(with = "types::as_strings")]
+    pub allowed_peers: Vec<Network>,
+}
+
+impl Default for ForwardAuthConfig {
+    fn default() -> Self {
+        ForwardAuthConfig {
+            enabled: false,
+            allowed_peers: ["127.0.0.1/32", "::1/128"]
+                .iter()
+                .filter_map(|n| n.parse().ok())
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -63,19 +63,19 @@ pub fn preflight(cors: &CorsConfig, headers: &HeaderMap) -> Response {
             &serde_json::json!({"detail": "CORS preflight refused."}),
         );
     }
-    let mut resp = Response::json(204, &serde_json::Value::Null);
-    resp.body = bytes::Bytes::new();
-    resp.headers = grant;
-    resp.headers.push((
+    let mut resp = Response::no_content();
+    for (name, value) in grant {
+        resp.add_header(name, value);
+    }
+    resp.add_header(
         "Access-Control-Allow-Methods",
         cors.allowed_methods.join(", "),
-    ));
-    resp.headers.push((
+    );
+    resp.add_header(
         "Access-Control-Allow-Headers",
         cors.allowed_headers.join(", "),
-    ));
-    resp.headers
-        .push(("Access-Control-Max-Age", cors.max_age_seconds.to_string()));
+    );
+    resp.add_header("Access-Control-Max-Age", cors.max_age_seconds.to_string());
     resp
 }
 

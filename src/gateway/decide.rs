@@ -1,5 +1,6 @@
-//! The proxy's auth decision: a plain function over the request head, the matched route and
-//! the authenticator. It returns a value; the Pingora glue acts on it.
+//! The proxy's auth decision: a plain function over the request's method and headers, the
+//! matched route and the authenticator. It returns a value; the Pingora glue acts on it, for
+//! the inline proxy and for forward-auth alike.
 
 use super::cors;
 use super::routes::Route;
@@ -9,7 +10,7 @@ use crate::config::AuthMode;
 use crate::error::ApiError;
 use crate::response::Response;
 use http::header::AUTHORIZATION;
-use pingora::http::RequestHeader;
+use http::{HeaderMap, Method};
 
 #[derive(Debug)]
 pub enum Decision {
@@ -29,27 +30,27 @@ fn requirement(route: &Route) -> Option<Requirement> {
     }
 }
 
-pub async fn decide(head: &RequestHeader, route: Option<&Route>, auth: &Authenticator) -> Decision {
+pub async fn decide(
+    method: &Method,
+    headers: &HeaderMap,
+    route: Option<&Route>,
+    auth: &Authenticator,
+) -> Decision {
     let Some(route) = route else {
         return Decision::Respond(ApiError::NotFound.to_response());
     };
     if let Some(c) = &route.cors {
-        if cors::is_preflight(head.method.as_str(), &head.headers) {
-            return Decision::Respond(cors::preflight(c, &head.headers));
+        if cors::is_preflight(method.as_str(), headers) {
+            return Decision::Respond(cors::preflight(c, headers));
         }
     }
     // Two Authorization headers are refused everywhere: the upstream might read the other one.
-    let authorization = single_value(
-        head.headers
-            .get_all(AUTHORIZATION)
-            .iter()
-            .map(|v| v.as_bytes()),
-    );
+    let authorization = single_value(headers.get_all(AUTHORIZATION).iter().map(|v| v.as_bytes()));
     if let Err(e) = authorization {
         return Decision::Respond(ApiError::from(e).to_response());
     }
     let Some(need) = requirement(route) else {
-        return match method_refused(route, &head.method) {
+        return match method_refused(route, method) {
             Some(refused) => Decision::Respond(refused),
             None => Decision::Forward(None),
         };
@@ -59,14 +60,14 @@ pub async fn decide(head: &RequestHeader, route: Option<&Route>, auth: &Authenti
         Err(e) => return Decision::Respond(ApiError::from(e).to_response()),
     };
     // As DRF: who is calling is settled first, then whether the method is allowed.
-    if let Some(refused) = method_refused(route, &head.method) {
+    if let Some(refused) = method_refused(route, method) {
         return Decision::Respond(refused);
     }
     Decision::Forward(identity)
 }
 
 /// A 405 for a method the route does not take, with the route's `Allow`.
-fn method_refused(route: &Route, method: &http::Method) -> Option<Response> {
+fn method_refused(route: &Route, method: &Method) -> Option<Response> {
     if route.methods.is_empty() || route.methods.contains(method) {
         return None;
     }
@@ -85,6 +86,7 @@ mod tests {
     use crate::gateway::routes::RouteTable;
     use crate::store::NewUser;
     use crate::test_support::block;
+    use pingora::http::RequestHeader;
 
     struct World {
         app: App,
@@ -136,8 +138,10 @@ mod tests {
     }
 
     fn run(w: &World, path: &str, auth: &[&str]) -> Decision {
+        let h = head(path, auth);
         block(decide(
-            &head(path, auth),
+            &h.method,
+            &h.headers,
             w.routes.lookup(path).map(|r| r.as_ref()),
             &w.app.authenticator,
         ))
@@ -207,8 +211,10 @@ mod tests {
         let config = Config::from_toml_and_env(&toml, "t", &[]).expect("config");
         let routes = RouteTable::from_config(&config).expect("routes");
         let app = App::open(config).expect("app");
+        let h = head("/x", &[]);
         let d = block(decide(
-            &head("/x", &[]),
+            &h.method,
+            &h.headers,
             routes.lookup("/x").map(|r| r.as_ref()),
             &app.authenticator,
         ));

@@ -6,6 +6,7 @@
 mod api_request;
 pub mod cors;
 pub mod decide;
+pub mod forward_auth;
 pub mod headers;
 pub mod health;
 pub mod proxy;

@@ -7,7 +7,7 @@ use super::headers;
 use super::respond::write_response;
 use super::routes::{Route, RouteTable};
 use super::telemetry::{self, Kind, Outcome};
-use super::{api_request, cors};
+use super::{api_request, cors, forward_auth};
 use crate::api::{self, router};
 use crate::app::App;
 use crate::auth::Identity;
@@ -75,6 +75,46 @@ impl Gateway {
             identity_headers,
             trusted_proxies,
         }
+    }
+
+    /// An ingress asking about a request: the same route table and decision as the inline
+    /// proxy, answered with the identity headers or the refusal.
+    async fn forward_auth(&self, session: &Session, ctx: &mut RequestCtx) -> Response {
+        let settings = &self.app.config.forward_auth;
+        let peer_allowed = api_request::peer_ip(session)
+            .is_some_and(|ip| settings.allowed_peers.iter().any(|n| n.contains(ip)));
+        if !settings.enabled || !peer_allowed {
+            return ApiError::NotFound.to_response();
+        }
+        let head = session.req_header();
+        let original = match forward_auth::original(&ctx.path, &head.method, &head.headers) {
+            None => return ApiError::NotFound.to_response(),
+            Some(Err(e)) => return e.to_response(),
+            Some(Ok(original)) => original,
+        };
+        if self.app.config.proxy.escaped_paths == EscapedPaths::Reject
+            && router::is_escaped(&original.path)
+        {
+            return ApiError::EscapedPath.to_response();
+        }
+        let path = router::normalize_path(&original.path);
+        // gatehouse's own paths: the ingress passes them on and gatehouse decides itself.
+        if router::route(&path) != router::Route::NotOurs || path.starts_with(forward_auth::PREFIX)
+        {
+            return forward_auth::answer(Decision::Forward(None), &self.app.config.proxy);
+        }
+        ctx.route = self.routes.lookup(&path).cloned();
+        let decision = decide::decide(
+            &original.method,
+            &head.headers,
+            ctx.route.as_deref(),
+            &self.app.authenticator,
+        )
+        .await;
+        if let Decision::Forward(Some(who)) = &decision {
+            ctx.user_id = Some(who.user_id);
+        }
+        forward_auth::answer(decision, &self.app.config.proxy)
     }
 
     async fn serve_api(
@@ -162,13 +202,25 @@ impl ProxyHttp for Gateway {
             // The body (if any) is not read: do not reuse the connection.
             session.set_keepalive(None);
             ApiError::EscapedPath.to_response()
+        } else if ctx.path.starts_with(forward_auth::PREFIX) {
+            ctx.kind = Kind::ForwardAuth;
+            // An ask carries no body worth reading (nginx and Traefik send none): whatever
+            // was sent is not read, so the connection is not reused after one.
+            if head.headers.contains_key(http::header::CONTENT_LENGTH)
+                || head.headers.contains_key(http::header::TRANSFER_ENCODING)
+            {
+                session.set_keepalive(None);
+            }
+            self.forward_auth(session, ctx).await
         } else if api_route != router::Route::NotOurs {
             self.serve_api(session, ctx, api_route).await
         } else {
             ctx.kind = Kind::Proxy;
             ctx.route = self.routes.lookup(&ctx.path).cloned();
+            let head = session.req_header();
             let decision = decide::decide(
-                session.req_header(),
+                &head.method,
+                &head.headers,
                 ctx.route.as_deref(),
                 &self.app.authenticator,
             )
@@ -186,7 +238,7 @@ impl ProxyHttp for Gateway {
                 }
             }
         };
-        resp.headers.push(("X-Request-Id", ctx.request_id.clone()));
+        resp.add_header("X-Request-Id", ctx.request_id.clone());
         write_response(session, &resp).await?;
         Ok(true)
     }

@@ -3,6 +3,7 @@
 use crate::response::Response;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
+use std::borrow::Cow;
 
 pub async fn write_response(session: &mut Session, resp: &Response) -> pingora::Result<()> {
     let framing = resp.framing();
@@ -14,7 +15,10 @@ pub async fn write_response(session: &mut Session, resp: &Response) -> pingora::
         header.insert_header("Content-Length", length.to_string())?;
     }
     for (name, value) in &resp.headers {
-        header.append_header(*name, value.as_str())?;
+        match name {
+            Cow::Borrowed(name) => header.append_header(*name, value.as_str())?,
+            Cow::Owned(name) => header.append_header(name.clone(), value.as_str())?,
+        };
     }
     session
         .write_response_header(Box::new(header), !framing.sends_body)

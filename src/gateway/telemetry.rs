@@ -14,6 +14,8 @@ pub enum Kind {
     Api,
     /// A proxied route (forwarded, or refused before forwarding).
     Proxy,
+    /// An ingress asking whether to let a request through.
+    ForwardAuth,
 }
 
 impl Kind {
@@ -21,6 +23,7 @@ impl Kind {
         match self {
             Kind::Api => "api",
             Kind::Proxy => "proxy",
+            Kind::ForwardAuth => "forward_auth",
         }
     }
 }
