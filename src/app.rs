@@ -2,6 +2,7 @@
 //! service has its own runtime, so this lives in an `Arc`). The store comes in opened: the
 //! app never knows which backend it is.
 
+use crate::auth::assertion::Asserter;
 use crate::auth::cache::UserCache;
 use crate::auth::keys::Keys;
 use crate::auth::passwords::Passwords;
@@ -21,6 +22,8 @@ pub struct App {
     pub cache: Arc<UserCache>,
     pub throttle: Throttle,
     pub authenticator: Authenticator,
+    /// Signs identity assertions (when a route asks for them or the keys are asymmetric).
+    pub asserter: Option<Asserter>,
 }
 
 impl App {
@@ -32,7 +35,10 @@ impl App {
 
     pub fn with_store(config: Config, store: Arc<dyn UserStore>) -> Result<App, String> {
         let env_secret = std::env::var(crate::config::env::JWT_SECRET_VAR).ok();
-        let keys = Keys::load(&config.jwt, &config.server.data_dir, env_secret.as_deref())?;
+        let mut keys = Keys::load(&config.jwt, &config.server.data_dir, env_secret.as_deref())?;
+        if config.routes.iter().any(|r| r.identity_assertion) {
+            keys = keys.with_assertion_key(&config.server.data_dir)?;
+        }
         let tokens = Arc::new(
             Tokens::with_keys(
                 keys,
@@ -49,6 +55,9 @@ impl App {
         let throttle = Throttle::new(&config.throttle);
         let authenticator =
             Authenticator::new(Arc::clone(&tokens), Arc::clone(&cache), Arc::clone(&store));
+        let asserter = tokens
+            .assertion_key()
+            .map(|key| Asserter::new(key.clone(), &config.proxy.assertion_issuer));
         Ok(App {
             throttle,
             config,
@@ -57,6 +66,7 @@ impl App {
             passwords,
             cache,
             authenticator,
+            asserter,
         })
     }
 

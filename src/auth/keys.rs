@@ -50,6 +50,19 @@ impl VerifyingKey {
     }
 }
 
+/// What signs identity assertions for upstreams (SPEC §11): the asymmetric signing key, or,
+/// with HS256 tokens, an Ed25519 key generated in the data directory. Its public half is in
+/// the JWKS document under `kid`.
+#[derive(Clone)]
+pub struct AssertionKey {
+    pub algorithm: Algorithm,
+    pub kid: String,
+    pub signing: EncodingKey,
+}
+
+/// The generated Ed25519 assertion key, PKCS#8 PEM, 0600, beside the generated secret.
+pub const ASSERTION_KEY_FILE: &str = "assertion_ed25519.pem";
+
 pub struct Keys {
     pub algorithm: Algorithm,
     pub kid: Option<String>,
@@ -61,6 +74,34 @@ pub struct Keys {
     pub jwks: Option<JwkSet>,
     /// `jwks` as the JSON text `/.well-known/jwks.json` serves, encoded once at start-up.
     pub jwks_document: Option<bytes::Bytes>,
+    /// Set for asymmetric keys, or by `with_assertion_key`.
+    pub assertion: Option<AssertionKey>,
+}
+
+fn jwks_document(jwks: &JwkSet) -> Result<bytes::Bytes, String> {
+    serde_json::to_vec(jwks)
+        .map(bytes::Bytes::from)
+        .map_err(|e| format!("cannot encode the JWKS document: {e}"))
+}
+
+/// Reads the generated Ed25519 assertion key, or makes it on first start.
+fn assertion_key_pem(data_dir: &Path) -> Result<Vec<u8>, String> {
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    let path = data_dir.join(ASSERTION_KEY_FILE);
+    match std::fs::read(&path) {
+        Ok(pem) => Ok(pem),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut seed = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
+            let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+            let pem = key
+                .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+                .map_err(|e| format!("cannot encode the assertion key: {e}"))?;
+            secret::write_private(&path, pem.as_bytes())?;
+            Ok(pem.as_bytes().to_vec())
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
 }
 
 /// The public half of the signing key as a JWK. jsonwebtoken derives RSA and EC ones but
@@ -111,7 +152,39 @@ impl Keys {
             leeway,
             jwks: None,
             jwks_document: None,
+            assertion: None,
         }
+    }
+
+    /// Gives HS256 keys an Ed25519 assertion key (read from the data directory, or generated
+    /// there on first start) and publishes its public half; asymmetric keys already have one.
+    pub fn with_assertion_key(mut self, data_dir: &Path) -> Result<Keys, String> {
+        if self.assertion.is_some() {
+            return Ok(self);
+        }
+        let pem = assertion_key_pem(data_dir)?;
+        let signing = EncodingKey::from_ed_pem(&pem)
+            .map_err(|e| format!("{ASSERTION_KEY_FILE} is not an Ed25519 key: {e}"))?;
+        let mut jwk = public_jwk(&pem, &signing, Algorithm::EdDSA)?;
+        let public = match &jwk.algorithm {
+            jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(p) => p.x.clone(),
+            _ => String::new(),
+        };
+        use sha2::Digest;
+        let kid = format!(
+            "gatehouse-assertion-{}",
+            &hex::encode(Sha256::digest(public.as_bytes()))[..16]
+        );
+        jwk.common.key_id = Some(kid.clone());
+        let jwks = JwkSet { keys: vec![jwk] };
+        self.jwks_document = Some(jwks_document(&jwks)?);
+        self.jwks = Some(jwks);
+        self.assertion = Some(AssertionKey {
+            algorithm: Algorithm::EdDSA,
+            kid,
+            signing,
+        });
+        Ok(self)
     }
 
     pub fn load(
@@ -169,8 +242,12 @@ impl Keys {
                 key: Verifier::Asymmetric(key),
             });
         }
-        let document = serde_json::to_vec(&jwks)
-            .map_err(|e| format!("cannot encode the JWKS document: {e}"))?;
+        let document = jwks_document(&jwks)?;
+        let assertion = AssertionKey {
+            algorithm,
+            kid: cfg.key_id.clone(),
+            signing: signing.clone(),
+        };
         Ok(Keys {
             algorithm,
             kid: Some(cfg.key_id.clone()),
@@ -178,7 +255,8 @@ impl Keys {
             verifying,
             leeway: cfg.leeway_seconds,
             jwks: Some(jwks),
-            jwks_document: Some(bytes::Bytes::from(document)),
+            jwks_document: Some(document),
+            assertion: Some(assertion),
         })
     }
 

@@ -2,6 +2,7 @@
 //! cache, refresh-token families, the signing secret, throttling, and the `Authenticator`,
 //! the one check that both the user API and the proxy run on an `Authorization` header.
 
+pub mod assertion;
 pub mod authenticator;
 pub mod cache;
 pub mod django_hash;

@@ -45,6 +45,13 @@ fn generate(path: &PathBuf) -> Result<Vec<u8>, String> {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let secret = hex::encode(bytes);
+    write_private(path, format!("{secret}\n").as_bytes())?;
+    Ok(secret.into_bytes())
+}
+
+/// Creates `path` (which must not exist) readable by the owner only (0600) with `contents`,
+/// on disk before it returns: generated key material.
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), String> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -54,12 +61,10 @@ fn generate(path: &PathBuf) -> Result<Vec<u8>, String> {
     }
     let write = |options: &std::fs::OpenOptions| -> std::io::Result<()> {
         let mut f = options.open(path)?;
-        f.write_all(secret.as_bytes())?;
-        f.write_all(b"\n")?;
+        f.write_all(contents)?;
         f.sync_all()
     };
-    write(&options).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    Ok(secret.into_bytes())
+    write(&options).map_err(|e| format!("cannot create {}: {e}", path.display()))
 }
 
 #[cfg(test)]

@@ -187,6 +187,11 @@ impl Tokens {
         self.keys.jwks.as_ref()
     }
 
+    /// What signs identity assertions, if anything does.
+    pub fn assertion_key(&self) -> Option<&super::keys::AssertionKey> {
+        self.keys.assertion.as_ref()
+    }
+
     /// `jwks()` as JSON text, encoded once.
     pub fn jwks_document(&self) -> Option<&bytes::Bytes> {
         self.keys.jwks_document.as_ref()

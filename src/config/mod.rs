@@ -290,6 +290,8 @@ pub struct ProxyConfig {
     /// Paths with an encoded slash, backslash or dot (or a raw backslash): refused with 400
     /// ("reject"), or passed on as they are ("forward", for upstreams that need them).
     pub escaped_paths: EscapedPaths,
+    /// The `iss` of identity assertions.
+    pub assertion_issuer: String,
 }
 
 /// `[forward_auth]`: gatehouse as the authentication service of an ingress in front of it.
@@ -331,6 +333,7 @@ impl Default for ProxyConfig {
             forward_authorization: true,
             trusted_proxies: Vec::new(),
             escaped_paths: EscapedPaths::Reject,
+            assertion_issuer: "gatehouse".into(),
         }
     }
 }
@@ -357,6 +360,12 @@ pub struct RouteConfig {
     /// forwarded. Empty: every method.
     #[serde(default, with = "types::as_strings")]
     pub methods: Vec<http::Method>,
+    /// Send upstreams a signed `X-Gatehouse-Assertion` of the caller (SPEC §11).
+    #[serde(default)]
+    pub identity_assertion: bool,
+    /// The assertion's `aud`; default: the route's prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
     /// Remove the prefix from the path before forwarding.
     #[serde(default)]
     pub strip_prefix: bool,

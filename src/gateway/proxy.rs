@@ -10,7 +10,7 @@ use super::telemetry::{self, Kind, Outcome};
 use super::{api_request, cors, forward_auth};
 use crate::api::{self, router};
 use crate::app::App;
-use crate::auth::Identity;
+use crate::auth::{assertion, Identity};
 use crate::config::{EscapedPaths, Network};
 use crate::error::ApiError;
 use crate::response::Response;
@@ -26,6 +26,9 @@ pub struct Gateway {
     app: Arc<App>,
     routes: Arc<RouteTable>,
     identity_headers: [HeaderName; 3],
+    /// Removed from every client request before anything is added: the identity headers
+    /// and the assertion header.
+    untrusted: Vec<HeaderName>,
     trusted_proxies: Vec<Network>,
 }
 
@@ -69,10 +72,13 @@ impl Gateway {
             p.user_is_staff_header.clone(),
         ];
         let trusted_proxies = p.trusted_proxies.clone();
+        let mut untrusted = identity_headers.to_vec();
+        untrusted.push(HeaderName::from_static(assertion::HEADER));
         Gateway {
             app,
             routes,
             identity_headers,
+            untrusted,
             trusted_proxies,
         }
     }
@@ -111,10 +117,31 @@ impl Gateway {
             &self.app.authenticator,
         )
         .await;
+        let mut assertion = None;
         if let Decision::Forward(Some(who)) = &decision {
             ctx.user_id = Some(who.user_id);
+            match self.assertion_for(who, ctx.route.as_deref()) {
+                Some(Ok(value)) => assertion = Some(value),
+                Some(Err(e)) => return ApiError::from(e).to_response(),
+                None => {}
+            }
         }
-        forward_auth::answer(decision, &self.app.config.proxy)
+        let mut resp = forward_auth::answer(decision, &self.app.config.proxy);
+        if let Some(value) = assertion {
+            resp.add_header(assertion::HEADER, String::from_utf8_lossy(value.as_bytes()));
+        }
+        resp
+    }
+
+    /// The signed identity for `who` on `route`, when the route asks for one.
+    fn assertion_for(
+        &self,
+        who: &Identity,
+        route: Option<&Route>,
+    ) -> Option<Result<http::HeaderValue, crate::auth::tokens::SignError>> {
+        let audience = route?.assertion_audience.as_ref()?;
+        let asserter = self.app.asserter.as_ref()?;
+        Some(asserter.assertion(who, audience))
     }
 
     async fn serve_api(
@@ -270,8 +297,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         // Strip first, then add: nothing the client sent can pass for ours.
-        for name in headers::untrusted_names(&session.req_header().headers, &self.identity_headers)
-        {
+        for name in headers::untrusted_names(&session.req_header().headers, &self.untrusted) {
             upstream.remove_header(&name);
         }
         if !self.app.config.proxy.forward_authorization {
@@ -282,6 +308,16 @@ impl ProxyHttp for Gateway {
             upstream.insert_header(id.clone(), who.user_id.to_string())?;
             upstream.insert_header(name.clone(), who.username.as_ref())?;
             upstream.insert_header(staff.clone(), if who.is_staff { "true" } else { "false" })?;
+            if let Some(value) = self.assertion_for(who, ctx.route.as_deref()) {
+                let value = value.map_err(|e| {
+                    Error::because(
+                        ErrorType::InternalError,
+                        "signing the identity assertion",
+                        e,
+                    )
+                })?;
+                upstream.insert_header(assertion::HEADER, value)?;
+            }
         }
         upstream.insert_header(headers::X_REQUEST_ID, ctx.request_id.as_str())?;
         if let Some(peer) = api_request::peer_ip(session) {

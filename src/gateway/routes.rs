@@ -22,6 +22,8 @@ pub struct Route {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub cors: Option<CorsConfig>,
+    /// The `aud` of the identity assertion sent upstream; `None`: no assertion.
+    pub assertion_audience: Option<Arc<str>>,
     pub upstreams: Arc<LoadBalancer<RoundRobin>>,
 }
 
@@ -80,6 +82,9 @@ fn build(cfg: &RouteConfig) -> Result<Arc<Route>, String> {
         connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
         read_timeout: Duration::from_millis(cfg.read_timeout_ms),
         cors: cfg.cors.clone(),
+        assertion_audience: cfg
+            .identity_assertion
+            .then(|| Arc::from(cfg.audience.as_deref().unwrap_or(&cfg.prefix))),
         upstreams: Arc::new(lb),
     }))
 }

@@ -63,7 +63,13 @@ pub fn python() -> &'static Path {
 /// Runs `django_tool.py` with `request` (JSON on stdin); returns its JSON answer. See the
 /// script for the request's fields: `secret`, `users`, `mint`, `hash`.
 pub fn run(request: &Value) -> Value {
-    let tool = root().join("tests/support/django_tool.py");
+    run_script("django_tool.py", request)
+}
+
+/// Runs `tests/support/<script>` with the venv's python, `request` as JSON on stdin; returns
+/// the JSON it prints.
+pub fn run_script(script: &str, request: &Value) -> Value {
+    let tool = root().join("tests/support").join(script);
     let mut child = Command::new(python())
         .arg(&tool)
         .env_remove("DJANGO_SETTINGS_MODULE")
@@ -79,16 +85,18 @@ pub fn run(request: &Value) -> Value {
         .expect("stdin")
         .write_all(request.to_string().as_bytes())
         .expect("write the request");
-    let out = child.wait_with_output().expect("django_tool.py runs");
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("{script} runs: {e}"));
     assert!(
         out.status.success(),
-        "django_tool.py failed ({}):\n{}",
+        "{script} failed ({}):\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
-            "django_tool.py printed no JSON ({e}):\n{}",
+            "{script} printed no JSON ({e}):\n{}",
             String::from_utf8_lossy(&out.stdout)
         )
     })
