@@ -3,7 +3,7 @@
 
 use rand::RngCore;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Shorter secrets make HS256 brute-forceable.
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -41,7 +41,7 @@ fn checked(secret: Vec<u8>, origin: &str) -> Result<Vec<u8>, String> {
     Ok(secret)
 }
 
-fn generate(path: &PathBuf) -> Result<Vec<u8>, String> {
+fn generate(path: &Path) -> Result<Vec<u8>, String> {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let secret = hex::encode(bytes);
