@@ -23,6 +23,8 @@ pub const BAD_USERNAME: &str = "Enter a valid username. This value may contain o
 
 // Django's password validators.
 pub const SIMILAR_USERNAME: &str = "The password is too similar to the username.";
+pub const SIMILAR_FIRST_NAME: &str = "The password is too similar to the first name.";
+pub const SIMILAR_LAST_NAME: &str = "The password is too similar to the last name.";
 pub const SIMILAR_EMAIL: &str = "The password is too similar to the email address.";
 pub const TOO_SHORT: &str = "This password is too short. It must contain at least 8 characters.";
 pub const TOO_COMMON: &str = "This password is too common.";
