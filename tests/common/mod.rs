@@ -13,6 +13,7 @@
 // Each test file uses a part of the harness.
 #![allow(dead_code, unused_imports)]
 
+pub mod attacks;
 pub mod bodies;
 pub mod client;
 pub mod framing;
