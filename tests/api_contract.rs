@@ -57,7 +57,7 @@ fn readme_client_walks_every_endpoint_row() {
     assert_allow(&r, ALLOW_POST);
 
     // Row 2: refresh (rotation off: access only).
-    let r = g.post(REFRESH, json!({ "refresh": refresh }), None);
+    let r = g.refresh(&refresh);
     r.expect_status(200);
     assert_eq!(r.keys(), ["access"], "{}", r.text);
     let access2 = r.json["access"].as_str().expect("access").to_string();
@@ -81,15 +81,10 @@ fn readme_client_walks_every_endpoint_row() {
     );
 
     // Row 6: password change, README body.
-    let r = g.call(
-        "PUT",
-        PASSWORD_CHANGE,
-        Some(json!({"old_password": "TestPass123", "new_password": "NewPass123"})),
-        Some(&access),
-    );
+    let r = g.change_password(&access, "TestPass123", "NewPass123");
     r.expect_status(200);
     assert_eq!(r.keys(), ["access", "detail", "refresh"], "{}", r.text);
-    assert_eq!(r.json["detail"], "Password updated successfully.");
+    assert_eq!(r.json["detail"], PASSWORD_UPDATED);
     let (access, _) = r.tokens();
     g.login_attempt("updateduser", "TestPass123")
         .expect(401, wrong_login());
@@ -428,24 +423,22 @@ fn refresh_errors_match_simplejwt() {
     let (access, refresh) = r.tokens();
     g.post(REFRESH, json!({}), None)
         .expect(400, json!({"refresh": [REQUIRED]}));
-    g.post(REFRESH, json!({"refresh": ""}), None)
-        .expect(400, json!({"refresh": [BLANK]}));
-    let r = g.post(REFRESH, json!({"refresh": "garbage"}), None);
+    g.refresh("").expect(400, json!({"refresh": [BLANK]}));
+    let r = g.refresh("garbage");
     r.expect(401, bad_refresh("Token is invalid"));
     assert_allow(&r, ALLOW_POST);
-    g.post(REFRESH, json!({ "refresh": access }), None)
+    g.refresh(&access)
         .expect(401, bad_refresh("Token has wrong type"));
     let expired = g.forge(&refresh, json!({"exp": now() - 3600, "iat": now() - 7200}));
-    g.post(REFRESH, json!({ "refresh": expired }), None)
+    g.refresh(&expired)
         .expect(401, bad_refresh("Token is expired"));
     let tampered = format!("{}x", &refresh[..refresh.len() - 1]);
-    g.post(REFRESH, json!({ "refresh": tampered }), None)
+    g.refresh(&tampered)
         .expect(401, bad_refresh("Token is invalid"));
     // Still fine before the delete; then an inactive user's refresh is refused.
-    g.post(REFRESH, json!({ "refresh": refresh }), None)
-        .expect_status(200);
+    g.refresh(&refresh).expect_status(200);
     g.soft_delete(&access).expect_status(200);
-    g.post(REFRESH, json!({ "refresh": refresh }), None)
+    g.refresh(&refresh)
         .expect(401, no_active_account_for_token());
 }
 
@@ -455,15 +448,14 @@ fn verify_accepts_live_tokens_and_rejects_others() {
     g.register_as("gina", "gina@example.com", PASSWORD)
         .expect_status(201);
     let (access, refresh) = g.login("gina", PASSWORD);
-    let r = g.post(VERIFY, json!({ "token": access }), None);
+    let r = g.verify(&access);
     r.expect(200, json!({}));
     assert_allow(&r, ALLOW_POST);
-    g.post(VERIFY, json!({ "token": refresh }), None)
-        .expect(200, json!({}));
-    g.post(VERIFY, json!({"token": "garbage"}), None)
+    g.verify(&refresh).expect(200, json!({}));
+    g.verify("garbage")
         .expect(401, bad_refresh("Token is invalid"));
     let expired = g.forge(&access, json!({"exp": now() - 3600}));
-    g.post(VERIFY, json!({ "token": expired }), None)
+    g.verify(&expired)
         .expect(401, bad_refresh("Token is expired"));
     g.post(VERIFY, json!({}), None)
         .expect(400, json!({"token": [REQUIRED]}));
@@ -479,43 +471,21 @@ fn logout_blacklists_the_refresh_token() {
     let (access, refresh) = g.login("hank", PASSWORD);
     g.post(LOGOUT, json!({}), None)
         .expect(400, json!({"refresh": [REQUIRED]}));
-    g.post(LOGOUT, json!({ "refresh": access }), None)
+    g.logout(&access)
         .expect(401, bad_refresh("Token has wrong type"));
-    g.post(LOGOUT, json!({"refresh": "garbage"}), None)
+    g.logout("garbage")
         .expect(401, bad_refresh("Token is invalid"));
     // No access token needed.
-    let r = g.post(LOGOUT, json!({ "refresh": refresh }), None);
+    let r = g.logout(&refresh);
     r.expect(200, json!({}));
     assert_allow(&r, ALLOW_POST);
-    g.post(REFRESH, json!({ "refresh": refresh }), None)
+    g.refresh(&refresh)
         .expect(401, bad_refresh("Token is blacklisted"));
-    g.post(LOGOUT, json!({ "refresh": refresh }), None)
+    g.logout(&refresh)
         .expect(401, bad_refresh("Token is blacklisted"));
     // A fresh login is unaffected.
     let (_, refresh2) = g.login("hank", PASSWORD);
-    g.post(REFRESH, json!({ "refresh": refresh2 }), None)
-        .expect_status(200);
-}
-
-#[test]
-fn logout_with_rotation_kills_the_whole_family() {
-    let g = Gatehouse::new()
-        .with_config(|c| c.jwt.rotate_refresh_tokens = true)
-        .start();
-    g.register_as("ivy", "ivy@example.com", PASSWORD)
-        .expect_status(201);
-    let (_, r0) = g.login("ivy", PASSWORD);
-    let r = g.post(REFRESH, json!({ "refresh": r0 }), None);
-    r.expect_status(200);
-    assert_eq!(r.keys(), ["access", "refresh"], "{}", r.text);
-    let r1 = r.json["refresh"].as_str().expect("refresh").to_string();
-    assert_ne!(claims(&r1)["jti"], claims(&r0)["jti"]);
-    g.post(LOGOUT, json!({ "refresh": r1 }), None)
-        .expect(200, json!({}));
-    g.post(REFRESH, json!({ "refresh": r1 }), None)
-        .expect(401, bad_refresh("Token is blacklisted"));
-    g.post(REFRESH, json!({ "refresh": r0 }), None)
-        .expect(401, bad_refresh("Token is blacklisted"));
+    g.refresh(&refresh2).expect_status(200);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -613,15 +583,10 @@ fn password_change_put_with_old_password_revokes_earlier_tokens() {
     g.register_as("mona", "mona@example.com", "TestPass123")
         .expect_status(201);
     let (old_access, old_refresh) = g.login("mona", "TestPass123");
-    let r = g.call(
-        "PUT",
-        PASSWORD_CHANGE,
-        Some(json!({"old_password": "TestPass123", "new_password": "NewPass123"})),
-        Some(&old_access),
-    );
+    let r = g.change_password(&old_access, "TestPass123", "NewPass123");
     r.expect_status(200);
     assert_eq!(r.keys(), ["access", "detail", "refresh"], "{}", r.text);
-    assert_eq!(r.json["detail"], "Password updated successfully.");
+    assert_eq!(r.json["detail"], PASSWORD_UPDATED);
     assert_allow(&r, ALLOW_PASSWORD);
     let (new_access, new_refresh) = r.tokens();
     assert_eq!(claims(&new_access)["token_type"], "access");
@@ -629,12 +594,11 @@ fn password_change_put_with_old_password_revokes_earlier_tokens() {
     // Every earlier token is dead, the fresh pair works.
     g.get(PROFILE, Some(&old_access))
         .expect(401, bad_access("Token is invalid"));
-    g.post(REFRESH, json!({ "refresh": old_refresh }), None)
+    g.refresh(&old_refresh)
         .expect(401, bad_refresh("Token is blacklisted"));
     g.get(PROFILE, Some(&new_access))
         .expect(200, profile(1, "mona", "mona@example.com"));
-    g.post(REFRESH, json!({ "refresh": new_refresh }), None)
-        .expect_status(200);
+    g.refresh(&new_refresh).expect_status(200);
     g.login_attempt("mona", "TestPass123")
         .expect(401, wrong_login());
     g.login_attempt("mona", "NewPass123").expect_status(200);
@@ -651,7 +615,7 @@ fn password_change_patch_with_current_password() {
         Some(&t),
     );
     r.expect_status(200);
-    assert_eq!(r.json["detail"], "Password updated successfully.");
+    assert_eq!(r.json["detail"], PASSWORD_UPDATED);
     let (access, _) = r.tokens();
     // And PUT with current_password, PATCH with old_password, using the new token.
     let r = g.call(
@@ -1233,7 +1197,7 @@ fn form_encoded_bodies_work_like_json() {
         Some(&access),
     );
     r.expect_status(200);
-    assert_eq!(r.json["detail"], "Password updated successfully.");
+    assert_eq!(r.json["detail"], PASSWORD_UPDATED);
     let (_, refresh) = r.tokens();
     g.form("POST", LOGOUT, &format!("refresh={refresh}"), None)
         .expect(200, json!({}));

@@ -474,10 +474,11 @@ fn no_secrets_in_any_log_line_at_debug_level() {
         .start();
     let c = g.fresh();
     let mut sent = 0usize;
-    let mut send = |rb: reqwest::blocking::RequestBuilder| -> (u16, Value) {
+    let mut send = |status: u16, rb: reqwest::blocking::RequestBuilder| -> Resp {
         sent += 1;
         let r = c.send(rb);
-        (r.status, r.json)
+        r.expect_status(status);
+        r
     };
 
     let pw1 = "Quartz-Lumen-7391-Harbor";
@@ -485,107 +486,79 @@ fn no_secrets_in_any_log_line_at_debug_level() {
     let pw_wrong = "Wrong-Guess-4410-Ember";
     let cookie_a = "CookieSecretValue-8d1f2a9c";
     let cookie_b = "csrfSecretValue-77e0b4c1";
+    let cookies = format!("sessionid={cookie_a}; csrftoken={cookie_b}");
     let basic = "Basic YWxpY2U6QmFzaWNTZWNyZXQtOTkyMQ=="; // alice:BasicSecret-9921
+    let login = |password: &str| json!({"username": "alice", "password": password});
 
-    let (status, user) = send(
+    let user = send(
+        201,
         c.request("POST", REGISTER)
             .json(&json!({"username": "alice", "email": "alice@example.com", "password": pw1})),
     );
-    assert_eq!(status, 201, "{user}");
-    let alice_id = user["id"].as_u64().expect("id");
-
-    let (status, pair1) = send(
-        c.request("POST", TOKEN)
-            .json(&json!({"username": "alice", "password": pw1})),
+    let alice_id = id_of(&user.json);
+    let (a1, r1) = send(200, c.request("POST", TOKEN).json(&login(pw1))).tokens();
+    send(401, c.request("POST", TOKEN).json(&login(pw_wrong)));
+    let refreshed = send(
+        200,
+        c.request("POST", REFRESH).json(&json!({"refresh": r1})),
     );
-    assert_eq!(status, 200, "{pair1}");
-    let (status, _) = send(
-        c.request("POST", TOKEN)
-            .json(&json!({"username": "alice", "password": pw_wrong})),
-    );
-    assert_eq!(status, 401);
-    let (a1, r1) = (
-        pair1["access"].as_str().expect("access").to_string(),
-        pair1["refresh"].as_str().expect("refresh").to_string(),
-    );
-
-    let (status, refreshed) = send(c.request("POST", REFRESH).json(&json!({"refresh": r1})));
-    assert_eq!(status, 200, "{refreshed}");
-    let a2 = refreshed["access"].as_str().expect("access").to_string();
-
-    let (status, _) = send(
+    let a2 = refreshed.field("access");
+    send(
+        200,
         c.request("GET", PROFILE)
             .bearer_auth(&a2)
-            .header(
-                "Cookie",
-                format!("sessionid={cookie_a}; csrftoken={cookie_b}"),
-            )
+            .header("Cookie", &cookies)
             .header("X-Request-Id", "ops-profile-1"),
     );
-    assert_eq!(status, 200);
-
-    let (status, changed) = send(
+    let changed = send(
+        200,
         c.request("PUT", PASSWORD_CHANGE)
             .bearer_auth(&a2)
             .json(&json!({"old_password": pw1, "new_password": pw2})),
     );
-    assert_eq!(status, 200, "{changed}");
-    let (a3, r3) = (
-        changed["access"].as_str().expect("access").to_string(),
-        changed["refresh"].as_str().expect("refresh").to_string(),
-    );
-
+    let (a3, r3) = changed.tokens();
     // A form-encoded login, as DRF accepts.
-    let (status, pair4) = send(
+    let (a4, r4) = send(
+        200,
         c.request("POST", TOKEN)
             .header("Content-Type", "application/x-www-form-urlencoded")
             .body(format!("username=alice&password={pw2}")),
-    );
-    assert_eq!(status, 200, "{pair4}");
-    let (a4, r4) = (
-        pair4["access"].as_str().expect("access").to_string(),
-        pair4["refresh"].as_str().expect("refresh").to_string(),
-    );
+    )
+    .tokens();
 
     // Proxied: a token in the header and in the query, cookies, a body with a password.
-    let (status, _) = send(
+    send(
+        200,
         c.request("GET", &format!("/svc/data?access_token={a4}"))
             .bearer_auth(&a4)
-            .header(
-                "Cookie",
-                format!("sessionid={cookie_a}; csrftoken={cookie_b}"),
-            )
+            .header("Cookie", &cookies)
             .header("X-Request-Id", "ops-secret-1"),
     );
-    assert_eq!(status, 200);
-    let (status, _) = send(
+    send(
+        200,
         c.request("POST", "/svc/upload")
             .bearer_auth(&a3)
             .json(&json!({"password": pw2, "refresh": r3})),
     );
-    assert_eq!(status, 200);
     // Refused: a token revoked by the password change, a Basic header, a garbage bearer.
-    let (status, _) = send(c.request("GET", "/svc/old").bearer_auth(&a1));
-    assert_eq!(status, 401);
-    let (status, _) = send(
+    send(401, c.request("GET", "/svc/old").bearer_auth(&a1));
+    send(
+        401,
         c.request("GET", "/svc/basic")
             .header("Authorization", basic),
     );
-    assert_eq!(status, 401);
-    let (status, _) = send(
+    send(
+        401,
         c.request("GET", "/svc/bad")
             .header("Authorization", format!("Bearer {a4}x")),
     );
-    assert_eq!(status, 401);
-
-    let (status, _) = send(c.request("POST", VERIFY).json(&json!({"token": a4})));
-    assert_eq!(status, 200);
-    let (status, _) = send(
+    send(200, c.request("POST", VERIFY).json(&json!({"token": a4})));
+    send(
+        200,
         c.request("POST", LOGOUT)
             .bearer_auth(&a4)
             .json(&json!({"refresh": r4})),
     );
-    assert_eq!(status, 200);
     assert_eq!(up.count(), 2, "two requests forwarded");
 
     // The access log is written in batches: wait for a line per request.

@@ -2,7 +2,7 @@
 // the JWT secret (generated, env, file), createsuperuser, check-config and serve's config checks.
 mod common;
 
-use common::paths::{ADMIN_USERS, PROFILE, REFRESH, REGISTER};
+use common::paths::{ADMIN_USERS, PROFILE, REGISTER};
 use common::*;
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
@@ -73,10 +73,6 @@ fn with_unknown_key(section: &'static str, key: &'static str) -> Gatehouse {
                 .insert(key.into(), "x".into());
         })
         .build()
-}
-
-fn id_of(user: &Value) -> u64 {
-    user["id"].as_u64().expect("numeric id")
 }
 
 #[test]
@@ -228,8 +224,7 @@ fn generated_secret_is_private_and_stable_across_restarts() {
     );
     g.get(PROFILE, Some(&access))
         .expect(200, profile_of(id, "keeper"));
-    g.post(REFRESH, json!({ "refresh": refresh }), None)
-        .expect_status(200);
+    g.refresh(&refresh).expect_status(200);
 }
 
 #[test]
@@ -357,10 +352,9 @@ fn createsuperuser_without_the_password_variable_fails_clearly() {
     g.kill(); // the store is free: the only thing missing is the password
     let out = g.cli(&CREATESUPERUSER, &[]);
     out.assert_failed("createsuperuser without GATEHOUSE_SUPERUSER_PASSWORD");
-    assert!(
-        out.output().contains("GATEHOUSE_SUPERUSER_PASSWORD"),
-        "the message names the variable to set:\n{}",
-        out.output()
+    out.assert_says(
+        "GATEHOUSE_SUPERUSER_PASSWORD",
+        "the message names the variable to set",
     );
     g.restart();
     g.login_attempt("late", PASSWORD).expect(401, wrong_login());
@@ -374,11 +368,7 @@ fn createsuperuser_while_the_server_holds_the_store_says_in_use() {
         &[("GATEHOUSE_SUPERUSER_PASSWORD", PASSWORD)],
     );
     out.assert_failed("createsuperuser while serving");
-    assert!(
-        out.output().to_lowercase().contains("in use"),
-        "the message says the store is in use:\n{}",
-        out.output()
-    );
+    out.assert_says("in use", "the message says the store is in use");
     // The server is unharmed, and the user was not created behind its back.
     g.register("stillhere");
     g.restart();
@@ -392,11 +382,7 @@ fn check_config_accepts_a_good_config() {
     let out = g.cli(&["check-config"], &[]);
     out.assert_ok("check-config on the harness config");
     let listen = g.config.server.listen.to_string();
-    assert!(
-        out.output().contains(&listen),
-        "check-config explains the listen address {listen}:\n{}",
-        out.output()
-    );
+    out.assert_says(&listen, "check-config explains the listen address");
     check_config_file(&g.config_path).assert_ok("check-config -c FILE");
 }
 
@@ -405,21 +391,13 @@ fn check_config_rejects_an_unknown_key_and_names_it() {
     let g = with_unknown_key("server", "listen_addr");
     let out = check_config_file(&g.config_path);
     out.assert_failed("check-config -c with an unknown key");
-    assert!(
-        out.output().contains("listen_addr"),
-        "names the key:\n{}",
-        out.output()
-    );
+    out.assert_says("listen_addr", "names the key");
 
     // Same through GATEHOUSE_CONFIG, and in another section.
     let g = with_unknown_key("jwt", "acess_lifetime_seconds");
     let out = g.cli(&["check-config"], &[]);
     out.assert_failed("check-config with a misspelt [jwt] key");
-    assert!(
-        out.output().contains("acess_lifetime_seconds"),
-        "names the key:\n{}",
-        out.output()
-    );
+    out.assert_says("acess_lifetime_seconds", "names the key");
 
     // The same config without the bad key passes: the key is what failed.
     let good = Gatehouse::new()
@@ -433,12 +411,8 @@ fn check_config_reports_a_garbage_listen_override() {
     let g = Gatehouse::new().build();
     let out = g.cli(&["check-config"], &[("GATEHOUSE_SERVER_LISTEN", "garbage")]);
     out.assert_failed("check-config with GATEHOUSE_SERVER_LISTEN=garbage");
-    let text = out.output();
-    assert!(text.contains("garbage"), "reports the bad value:\n{text}");
-    assert!(
-        text.to_lowercase().contains("listen"),
-        "names the setting:\n{text}"
-    );
+    out.assert_says("garbage", "reports the bad value")
+        .assert_says("listen", "names the setting");
     // And an env var naming no key at all.
     let out = g.cli(
         &["check-config"],
@@ -458,11 +432,7 @@ fn serve_refuses_to_start_with_an_unknown_key() {
     let g = with_unknown_key("server", "listen_addr");
     let out = g.cli(&["serve"], &[]);
     out.assert_failed("serve with an unknown key");
-    assert!(
-        out.output().contains("listen_addr"),
-        "names the key:\n{}",
-        out.output()
-    );
+    out.assert_says("listen_addr", "names the key");
     assert!(
         std::net::TcpStream::connect(g.config.server.listen).is_err(),
         "nothing listens on the configured port"

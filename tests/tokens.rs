@@ -4,7 +4,7 @@
 mod common;
 
 use common::attacks::{self, forged_access_tokens};
-use common::paths::{LOGOUT, PASSWORD_CHANGE, PROFILE, REFRESH, VERIFY};
+use common::paths::{PASSWORD_CHANGE, PROFILE, REFRESH, VERIFY};
 use common::*;
 use serde_json::{json, Value};
 use std::sync::Barrier;
@@ -18,10 +18,6 @@ fn mismatch(label: &str, r: &Resp, status: u16, body: &Value) -> Option<String> 
             r.status, r.text
         )
     })
-}
-
-fn id_of(user: &Value) -> u64 {
-    user["id"].as_u64().expect("numeric id")
 }
 
 #[test]
@@ -96,7 +92,7 @@ fn lifetimes_come_from_config_and_tokens_expire() {
     std::thread::sleep(Duration::from_millis(3500));
     g.get(PROFILE, Some(&access))
         .expect(401, bad_access("Token is expired"));
-    g.post(VERIFY, json!({ "token": access }), None)
+    g.verify(&access)
         .expect(401, bad_refresh("Token is expired"));
     // The refresh token is still alive and mints a working access token.
     let r = g.refresh(&refresh_token);
@@ -194,7 +190,7 @@ fn refresh_returns_only_access_when_rotation_is_off() {
     g.refresh(&forged)
         .expect(401, bad_refresh("Token is invalid"));
     g.post(REFRESH, json!({}), None)
-        .expect(400, json!({"refresh": ["This field is required."]}));
+        .expect(400, json!({ "refresh": [REQUIRED] }));
 }
 
 #[test]
@@ -202,36 +198,24 @@ fn verify_accepts_good_tokens_and_rejects_bad_ones() {
     let g = Gatehouse::new().start();
     g.register("verifier");
     let (access, refresh_token) = g.login("verifier", PASSWORD);
-    g.post(VERIFY, json!({ "token": access }), None)
-        .expect(200, json!({}));
-    g.post(VERIFY, json!({ "token": refresh_token }), None)
-        .expect(200, json!({}));
-    g.post(VERIFY, json!({"token": "garbage"}), None)
+    g.verify(&access).expect(200, json!({}));
+    g.verify(&refresh_token).expect(200, json!({}));
+    g.verify("garbage")
         .expect(401, bad_refresh("Token is invalid"));
-    let mut c = claims(&access);
-    c["exp"] = json!(now() - 100);
-    c["iat"] = json!(now() - 400);
-    g.post(
-        VERIFY,
-        json!({"token": sign_hs256(&hs256_header(), &c, g.secret().as_bytes())}),
-        None,
-    )
-    .expect(401, bad_refresh("Token is expired"));
+    let expired = g.forge(&access, json!({"exp": now() - 100, "iat": now() - 400}));
+    g.verify(&expired)
+        .expect(401, bad_refresh("Token is expired"));
     let wrong_key = sign_hs256(
         &hs256_header(),
         &claims(&access),
         b"another-secret-another-secret-another",
     );
-    g.post(VERIFY, json!({ "token": wrong_key }), None)
+    g.verify(&wrong_key)
         .expect(401, bad_refresh("Token is invalid"));
-    g.post(
-        VERIFY,
-        json!({"token": unsigned(&json!({"alg": "none"}), &claims(&access))}),
-        None,
-    )
-    .expect(401, bad_refresh("Token is invalid"));
+    g.verify(&unsigned(&json!({"alg": "none"}), &claims(&access)))
+        .expect(401, bad_refresh("Token is invalid"));
     g.post(VERIFY, json!({}), None)
-        .expect(400, json!({"token": ["This field is required."]}));
+        .expect(400, json!({ "token": [REQUIRED] }));
 }
 
 #[test]
@@ -242,32 +226,32 @@ fn logout_blacklists_that_refresh_token_only() {
     let (_, other_session) = g.login("leaving", PASSWORD);
 
     g.refresh(&refresh_token).expect_status(200);
-    g.post(LOGOUT, json!({ "refresh": refresh_token }), None)
-        .expect(200, json!({}));
+    g.logout(&refresh_token).expect(200, json!({}));
     g.refresh(&refresh_token)
         .expect(401, bad_refresh("Token is blacklisted"));
-    g.post(LOGOUT, json!({ "refresh": refresh_token }), None)
+    g.logout(&refresh_token)
         .expect(401, bad_refresh("Token is blacklisted"));
-    g.post(LOGOUT, json!({ "refresh": access }), None)
+    g.logout(&access)
         .expect(401, bad_refresh("Token has wrong type"));
-    g.post(LOGOUT, json!({"refresh": "garbage"}), None)
+    g.logout("garbage")
         .expect(401, bad_refresh("Token is invalid"));
     // Another session of the same user is untouched.
     g.refresh(&other_session).expect_status(200);
 }
 
 #[test]
-fn logout_with_rotation_kills_the_family() {
+fn logout_with_rotation_kills_the_whole_family() {
     let g = Gatehouse::new()
         .with_config(|c| c.jwt.rotate_refresh_tokens = true)
         .start();
-    g.register("rotlogout");
-    let (_, r0) = g.login("rotlogout", PASSWORD);
+    g.register("ivy");
+    let (_, r0) = g.login("ivy", PASSWORD);
     let r = g.refresh(&r0);
     r.expect_status(200);
+    assert_eq!(r.keys(), ["access", "refresh"], "{}", r.text);
     let r1 = r.field("refresh");
-    g.post(LOGOUT, json!({ "refresh": r1 }), None)
-        .expect(200, json!({}));
+    assert_ne!(jti(&r1), jti(&r0));
+    g.logout(&r1).expect(200, json!({}));
     g.refresh(&r1)
         .expect(401, bad_refresh("Token is blacklisted"));
     g.refresh(&r0)
@@ -441,7 +425,7 @@ fn soft_delete_revokes_at_once_and_restore_does_not_revive() {
     }
     g.login_attempt("leaver", PASSWORD)
         .expect(401, wrong_login());
-    let v = g.post(VERIFY, json!({ "token": a2 }), None);
+    let v = g.verify(&a2);
     assert_eq!(
         v.status, 401,
         "verify of a deleted user's token: {}",
@@ -474,14 +458,9 @@ fn password_change_kills_every_earlier_token() {
     let (a1, r1) = g.login("changer", PASSWORD);
     let (a2, r2) = g.login("changer", PASSWORD);
 
-    let r = g.call(
-        "PUT",
-        PASSWORD_CHANGE,
-        Some(json!({"old_password": PASSWORD, "new_password": "NewPass123"})),
-        Some(&a1),
-    );
+    let r = g.change_password(&a1, PASSWORD, "NewPass123");
     r.expect_status(200);
-    assert_eq!(r.json["detail"], json!("Password updated successfully."));
+    assert_eq!(r.json["detail"], PASSWORD_UPDATED);
     assert_eq!(r.keys(), ["access", "detail", "refresh"], "{}", r.text);
     let (b_access, b_refresh) = r.tokens();
 

@@ -92,6 +92,14 @@ impl Resp {
     }
 }
 
+/// The `id` of a user as the API shows it.
+#[track_caller]
+pub fn id_of(user: &Value) -> u64 {
+    user["id"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no numeric id in {user}"))
+}
+
 impl Http {
     pub fn new(base: String, listener: Listener, pooled: bool) -> Http {
         let mut client = Client::builder()
@@ -278,7 +286,7 @@ impl Http {
     /// Registers and logs in; returns (id, access, refresh).
     #[track_caller]
     pub fn user(&self, username: &str) -> (u64, String, String) {
-        let id = self.register(username)["id"].as_u64().expect("numeric id");
+        let id = id_of(&self.register(username));
         let (access, refresh) = self.login(username, PASSWORD);
         (id, access, refresh)
     }
@@ -292,6 +300,27 @@ impl Http {
     #[track_caller]
     pub fn refresh(&self, refresh_token: &str) -> Resp {
         self.post(paths::REFRESH, json!({ "refresh": refresh_token }), None)
+    }
+
+    #[track_caller]
+    pub fn verify(&self, token: &str) -> Resp {
+        self.post(paths::VERIFY, json!({ "token": token }), None)
+    }
+
+    #[track_caller]
+    pub fn logout(&self, refresh_token: &str) -> Resp {
+        self.post(paths::LOGOUT, json!({ "refresh": refresh_token }), None)
+    }
+
+    /// The README's password change: `PUT` with `old_password`; the answer unchecked.
+    #[track_caller]
+    pub fn change_password(&self, access: &str, old: &str, new: &str) -> Resp {
+        self.call(
+            "PUT",
+            paths::PASSWORD_CHANGE,
+            Some(json!({"old_password": old, "new_password": new})),
+            Some(access),
+        )
     }
 
     /// The user of `access` soft-deletes their own account; the answer unchecked.

@@ -24,7 +24,7 @@ pub mod raw;
 pub mod upstream;
 
 pub use bodies::*;
-pub use client::{Http, Resp};
+pub use client::{id_of, Http, Resp};
 pub use jwt::*;
 pub use process::*;
 pub use raw::Raw;

@@ -103,6 +103,18 @@ impl CliRun {
         self
     }
 
+    /// Its output (stdout or stderr) contains `text`, in any letter case: `why` says what that
+    /// shows.
+    #[track_caller]
+    pub fn assert_says(&self, text: &str, why: &str) -> &Self {
+        assert!(
+            self.output().to_lowercase().contains(&text.to_lowercase()),
+            "{why}: no {text:?} in\n{}",
+            self.output()
+        );
+        self
+    }
+
     /// Exited by itself, with a failure status.
     #[track_caller]
     pub fn assert_failed(&self, what: &str) -> &Self {

@@ -18,13 +18,18 @@ pub struct Raw {
     pub body: Vec<u8>,
 }
 
+/// Every value of `name` (any letter case) among header lines as read off the wire.
+pub fn values_of(lines: &[(String, String)], name: &str) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
 impl Raw {
     pub fn header_values(&self, name: &str) -> Vec<String> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-            .collect()
+        values_of(&self.headers, name)
     }
 
     pub fn header(&self, name: &str) -> Option<String> {

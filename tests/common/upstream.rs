@@ -30,12 +30,9 @@ pub struct Recorded {
 impl Recorded {
     /// All values of `name` (case-insensitive).
     pub fn header_values(&self, name: &str) -> Vec<String> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-            .collect()
+        super::raw::values_of(&self.headers, name)
     }
+
     pub fn header(&self, name: &str) -> Option<String> {
         self.header_values(name).into_iter().next()
     }
