@@ -1131,6 +1131,14 @@ fn head_mirrors_get_without_a_body() {
     let g = admin_server();
     let t = g.user_token("zack");
     let admin = g.login("admin", ADMIN_PW).0;
+    // Raw, and to the close: an HTTP client drops whatever follows a HEAD answer's head, the
+    // harness's raw reader fails on any byte of it.
+    let head = |path: &str, token: Option<&str>| {
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        g.raw(&format!(
+            "HEAD {path} HTTP/1.1\r\nHost: t\r\n{auth}Connection: close\r\n\r\n"
+        ))
+    };
     for (p, tok) in [
         (PROFILE, &t),
         (ADMIN_USERS, &admin),
@@ -1138,21 +1146,17 @@ fn head_mirrors_get_without_a_body() {
     ] {
         let full = g.get(p, Some(tok));
         full.expect_status(200);
-        let head = g.call("HEAD", p, None, Some(tok));
-        head.expect_status(200);
-        assert_eq!(head.text, "", "HEAD has no body");
+        let h = head(p, Some(tok));
+        assert_eq!(h.status, 200, "HEAD {p}");
         assert_eq!(
-            head.header("content-length"),
+            h.header("content-length"),
             full.header("content-length"),
             "HEAD {p} Content-Length"
         );
-        assert_eq!(head.header("allow"), full.header("allow"));
+        assert_eq!(h.header("allow"), full.header("allow"), "HEAD {p} Allow");
     }
-    let r = g.call("HEAD", PROFILE, None, None);
-    r.expect_status(401);
-    assert_eq!(r.text, "");
-    let r = g.call("HEAD", ADMIN_USERS, None, Some(&t));
-    r.expect_status(403);
+    assert_eq!(head(PROFILE, None).status, 401);
+    assert_eq!(head(ADMIN_USERS, Some(&t)).status, 403);
 }
 
 // ---------------------------------------------------------------------------------------------

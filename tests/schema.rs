@@ -509,7 +509,7 @@ impl Checked<'_> {
                 "documented header {header} missing: {label}"
             );
         }
-        // The harness has checked the framing (JSON, Content-Length, no body on HEAD).
+        // The harness has checked the framing (JSON, Content-Length); HEAD has no body to match.
         if method == "HEAD" {
             return r;
         }

@@ -2,7 +2,8 @@
 //! (the user API, gateway errors, the metrics listener) are JSON with an exact
 //! `Content-Length`; an upstream's answer through the proxy keeps a correct `Content-Length`
 //! when it has one. `HEAD` answers and 204s carry no body, and their `Content-Length` is not
-//! judged here.
+//! judged here. (The HTTP client never reads a body after a HEAD answer or a 204, so that rule
+//! bites on raw reads, which read on to the close.)
 
 use super::bodies::WWW_AUTHENTICATE;
 use super::upstream;
