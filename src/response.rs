@@ -79,7 +79,8 @@ impl Response {
             };
         }
         Framing {
-            content_type: Some(JSON),
+            // An empty body is no JSON document: it goes without a type.
+            content_type: (self.head_only || !self.body.is_empty()).then_some(JSON),
             content_length: Some(self.body.len()),
             sends_body: !self.head_only && !self.body.is_empty(),
         }
@@ -117,6 +118,7 @@ mod tests {
         assert!(!none.sends_body);
         let empty = Response::json_text(200, Bytes::new()).framing();
         assert_eq!(empty.content_length, Some(0));
+        assert_eq!(empty.content_type, None);
         assert!(!empty.sends_body);
     }
 }

@@ -6,6 +6,7 @@ mod common;
 
 use common::upstream::Upstream;
 use common::*;
+use gatehouse::config::{Config, RouteConfig};
 use serde_json::{json, Value};
 
 fn verify(jwks: &Value, token: &str, audience: &str) -> Value {
@@ -15,18 +16,24 @@ fn verify(jwks: &Value, token: &str, audience: &str) -> Value {
     )
 }
 
-fn routes(up: &Upstream) -> String {
-    route_toml(
-        "/orders/",
-        &[&up.addr],
-        "identity_assertion = true\naudience = \"orders-service\"",
-    ) + &route_toml("/plain/", &[&up.addr], "")
+fn routes(up: &Upstream) -> impl FnOnce(&mut Config) {
+    let addr = up.addr;
+    move |c| {
+        c.routes = vec![
+            RouteConfig {
+                identity_assertion: true,
+                audience: Some("orders-service".into()),
+                ..route("/orders/", &[addr])
+            },
+            route("/plain/", &[addr]),
+        ]
+    }
 }
 
 #[test]
 fn upstreams_get_an_assertion_that_pyjwt_verifies_and_that_follows_the_user_state() {
     let up = Upstream::start();
-    let g = Gatehouse::builder().toml(&routes(&up)).start();
+    let g = Gatehouse::new().with_config(routes(&up)).start();
     let token = g.user_token("ursula");
     let id = g.get("/api/auth/profile/", Some(&token)).json["id"].clone();
     let jwks = g.get("/.well-known/jwks.json", None);
@@ -125,8 +132,9 @@ fn upstreams_get_an_assertion_that_pyjwt_verifies_and_that_follows_the_user_stat
 #[test]
 fn forward_auth_hands_the_assertion_to_the_ingress_and_the_key_survives_a_restart() {
     let up = Upstream::start();
-    let mut g = Gatehouse::builder()
-        .toml(&(routes(&up) + "[forward_auth]\nenabled = true\n"))
+    let mut g = Gatehouse::new()
+        .with_config(routes(&up))
+        .with_config(|c| c.forward_auth.enabled = true)
         .start();
     let token = g.user_token("victor");
     let jwks = g.get("/.well-known/jwks.json", None).json;

@@ -1,5 +1,6 @@
 // Deploy files (issue 7): every YAML and JSON file under deploy/ parses, and the ports, paths,
 // metric names and GATEHOUSE_* variables in deploy/ agree with the code, so they cannot drift.
+mod common;
 
 use gatehouse::config::Config;
 use serde::Deserialize;
@@ -7,7 +8,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 
 /// The environment variables that are not `GATEHOUSE_<SECTION>_<KEY>` config keys.
@@ -343,8 +344,12 @@ fn effective(toml_text: &str, origin: &str, env: &[(String, String)]) -> Config 
         .unwrap_or_else(|e| panic!("{origin} with its environment {env:?}: {e}"))
 }
 
-fn port_of(addr: &SocketAddr) -> u16 {
-    addr.port()
+/// (server.listen, server.metrics_listen) ports.
+fn ports(config: &Config) -> (u16, u16) {
+    (
+        config.server.listen.port(),
+        config.server.metrics_listen.port(),
+    )
 }
 
 fn is_loopback(addr: &SocketAddr) -> bool {
@@ -353,12 +358,7 @@ fn is_loopback(addr: &SocketAddr) -> bool {
 
 /// `gatehouse check-config -c FILE` with exactly the given GATEHOUSE_* variables.
 fn check_config(file: &Path, env: &[(String, String)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("GATEHOUSE_") {
-            cmd.env_remove(k);
-        }
-    }
+    let mut cmd = common::clean_command();
     cmd.envs(env.iter().map(|(k, v)| (k, v)))
         .arg("check-config")
         .arg("-c")
@@ -1003,16 +1003,10 @@ fn alert_rules_cover_the_issue_list() {
 fn the_image_listens_where_it_says() {
     let (image, config) = image_config();
     let defaults = Config::default();
-    let (listen, metrics) = (
-        port_of(&config.server.listen),
-        port_of(&config.server.metrics_listen),
-    );
+    let (listen, metrics) = ports(&config);
     assert_eq!(
         (listen, metrics),
-        (
-            port_of(&defaults.server.listen),
-            port_of(&defaults.server.metrics_listen)
-        ),
+        ports(&defaults),
         "the image changes the default ports of src/config.rs"
     );
     assert!(
@@ -1172,16 +1166,10 @@ fn compose_agrees_with_the_code() {
     env.extend(compose_env(g));
     let text = std::fs::read_to_string(&config_file).expect("compose config file");
     let config = effective(&text, &rel(&config_file), &env);
-    let (listen, metrics) = (
-        port_of(&config.server.listen),
-        port_of(&config.server.metrics_listen),
-    );
+    let (listen, metrics) = ports(&config);
     assert_eq!(
         (listen, metrics),
-        (
-            port_of(&image_cfg.server.listen),
-            port_of(&image_cfg.server.metrics_listen)
-        ),
+        ports(&image_cfg),
         "compose runs gatehouse on other ports than the image EXPOSEs"
     );
     assert_check_config_ok(&config_file, &env, "deploy/compose/gatehouse.toml");
@@ -1441,16 +1429,10 @@ fn kubernetes_manifests_agree_with_the_code() {
         .unwrap_or_else(|| panic!("no ConfigMap {cm_name}"));
     let toml_text = str_of(&cm["data"][file], "ConfigMap data");
     let config = effective(toml_text, "k8s/configmap.yaml", &env);
-    let (listen, metrics) = (
-        port_of(&config.server.listen),
-        port_of(&config.server.metrics_listen),
-    );
+    let (listen, metrics) = ports(&config);
     assert_eq!(
         (listen, metrics),
-        (
-            port_of(&image_cfg.server.listen),
-            port_of(&image_cfg.server.metrics_listen)
-        ),
+        ports(&image_cfg),
         "the StatefulSet runs gatehouse on other ports than the image EXPOSEs"
     );
     let dir = tempfile::tempdir().expect("tempdir");

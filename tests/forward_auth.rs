@@ -6,11 +6,10 @@ mod common;
 
 use common::upstream::Upstream;
 use common::*;
+use gatehouse::config::{Config, RouteConfig};
 use serde_json::json;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const FORWARD_AUTH: &str = "[forward_auth]\nenabled = true\n";
 
 /// A real nginx (Debian's package) in front: `auth_request` to gatehouse, the identity
 /// headers copied with `auth_request_set`, refusals relayed with gatehouse's own body.
@@ -91,10 +90,24 @@ impl Nginx {
     }
 }
 
-fn routes(up: &Upstream) -> String {
-    route_toml("/svc/", &[&up.addr], "")
-        + &route_toml("/pub/", &[&up.addr], "auth = \"public\"")
-        + &route_toml("/staff/", &[&up.addr], "require_staff = true")
+/// The routes every scenario asks about, and forward-auth on for loopback peers.
+fn asked_about(up: &Upstream) -> impl FnOnce(&mut Config) {
+    let addr = up.addr;
+    move |c| {
+        c.forward_auth.enabled = true;
+        c.routes = vec![
+            route("/svc/", &[addr]),
+            public_route("/pub/", &[addr]),
+            RouteConfig {
+                require_staff: true,
+                ..route("/staff/", &[addr])
+            },
+            RouteConfig {
+                methods: vec![http::Method::GET],
+                ..route("/ro/", &[addr])
+            },
+        ];
+    }
 }
 
 fn client() -> reqwest::blocking::Client {
@@ -107,9 +120,7 @@ fn client() -> reqwest::blocking::Client {
 #[test]
 fn nginx_auth_request_lets_valid_tokens_through_with_identity_and_relays_refusals() {
     let up = Upstream::start();
-    let g = Gatehouse::builder()
-        .toml(&(routes(&up) + FORWARD_AUTH))
-        .start();
+    let g = Gatehouse::new().with_config(asked_about(&up)).start();
     let nginx = Nginx::start(g.port, up.port);
     let base = format!("http://127.0.0.1:{}", nginx.port);
     let http = client();
@@ -196,11 +207,7 @@ fn nginx_auth_request_lets_valid_tokens_through_with_identity_and_relays_refusal
 #[test]
 fn traefik_and_envoy_shaped_asks_get_the_same_decisions() {
     let up = Upstream::start();
-    let g = Gatehouse::builder()
-        .toml(
-            &(routes(&up) + FORWARD_AUTH + &route_toml("/ro/", &[&up.addr], "methods = [\"GET\"]")),
-        )
-        .start();
+    let g = Gatehouse::new().with_config(asked_about(&up)).start();
     let token = g.user_token("tara");
     // Traefik ForwardAuth: X-Forwarded-Method/-Uri/-Host/-Proto, the client's headers.
     let traefik = |method: &str, uri: &str, token: Option<&str>| {
@@ -247,11 +254,7 @@ fn traefik_and_envoy_shaped_asks_get_the_same_decisions() {
     assert_eq!(up.count(), 0, "forward-auth never forwards anything itself");
 
     // The asks are counted as forward-auth in the metrics.
-    let metrics = client()
-        .get(format!("{}/metrics", g.metrics_base))
-        .send()
-        .and_then(|r| r.text())
-        .expect("metrics");
+    let metrics = g.ops().get("/metrics", None).text;
     assert!(
         metrics.contains("kind=\"forward_auth\""),
         "forward-auth requests are marked in gatehouse_http_requests_total"
@@ -261,23 +264,28 @@ fn traefik_and_envoy_shaped_asks_get_the_same_decisions() {
 #[test]
 fn peers_outside_allowed_peers_and_a_disabled_endpoint_get_404() {
     let up = Upstream::start();
-    let g = Gatehouse::builder()
-        .toml(&(routes(&up) + "[forward_auth]\nenabled = true\nallowed_peers = [\"10.0.0.0/8\"]\n"))
+    let g = Gatehouse::new()
+        .with_config(asked_about(&up))
+        .with_config(|c| c.forward_auth.allowed_peers = vec!["10.0.0.0/8".parse().expect("net")])
         .start();
     g.send(
         g.request("GET", "/_gatehouse/auth")
             .header("X-Original-URI", "/pub/x"),
     )
     .expect(404, json!({"detail": "Not found."}));
-    let off = Gatehouse::builder().toml(&routes(&up)).start();
+    let off = Gatehouse::new()
+        .with_config(asked_about(&up))
+        .with_config(|c| c.forward_auth.enabled = false)
+        .start();
     off.send(
         off.request("GET", "/_gatehouse/auth")
             .header("X-Original-URI", "/pub/x"),
     )
     .expect(404, json!({"detail": "Not found."}));
     // The prefix is gatehouse's: never forwarded, even with a catch-all route.
-    let catch_all = Gatehouse::builder()
-        .toml(&route_toml("/", &[&up.addr], "auth = \"public\""))
+    let addr = up.addr;
+    let catch_all = Gatehouse::new()
+        .with_config(|c| c.routes = vec![public_route("/", &[addr])])
         .start();
     catch_all
         .send(catch_all.request("GET", "/_gatehouse/anything"))

@@ -1,18 +1,15 @@
-mod common;
-
 // `gatehouse import` from a Django `manage.py dumpdata` file: old passwords log in and are
 // re-hashed, flags map to soft deletion and staff, ids are kept and registrations continue
 // after them, conflicts are reported, malformed files and a running server fail clearly.
 
+mod common;
+
 use base64::Engine;
+use common::paths::{admin_restore, ADMIN_USERS, PROFILE};
 use common::*;
 use gatehouse::store::{SledStore, UserStore};
 use serde_json::{json, Value};
 use std::path::PathBuf;
-use std::process::Output;
-
-const WRONG_LOGIN: &str = "No active account found with the given credentials";
-const ADMIN_USERS: &str = "/api/auth/admin/users/";
 /// Few iterations keep the unoptimized test build fast; the count is read from each hash.
 const ITERATIONS: u32 = 1200;
 
@@ -61,26 +58,14 @@ fn noise() -> Vec<Value> {
 
 /// Writes `text` into the instance's directory; returns the path.
 fn write_dump(g: &Gatehouse, name: &str, text: &str) -> PathBuf {
-    let dir = g
-        .config_path
-        .parent()
-        .expect("the config sits in a directory");
-    let path = dir.join(name);
+    let path = g.dir().join(name);
     std::fs::write(&path, text).expect("write dump");
     path
 }
 
-fn import(g: &Gatehouse, dump: &std::path::Path) -> Output {
+fn import(g: &Gatehouse, dump: &std::path::Path) -> CliRun {
     let path = dump.to_str().expect("utf-8 temp path");
     g.cli(&["import", path], &[])
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Imports `dump` (written to a file) with the server stopped; asserts success; returns stdout.
@@ -88,15 +73,7 @@ fn stderr(out: &Output) -> String {
 fn import_ok(g: &mut Gatehouse, dump: &Value) -> String {
     g.kill();
     let path = write_dump(g, "dump.json", &dump.to_string());
-    let out = import(g, &path);
-    assert!(
-        out.status.success(),
-        "import failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        stdout(&out),
-        stderr(&out)
-    );
-    stdout(&out)
+    import(g, &path).assert_ok("import").stdout.clone()
 }
 
 /// Imports a file that must be refused (server stopped); returns stderr.
@@ -104,22 +81,10 @@ fn import_ok(g: &mut Gatehouse, dump: &Value) -> String {
 fn import_fails(g: &mut Gatehouse, name: &str, text: &str) -> String {
     g.kill();
     let path = write_dump(g, name, text);
-    let out = import(g, &path);
-    assert!(
-        !out.status.success(),
-        "import of {name} must fail:\nstdout: {}\nstderr: {}",
-        stdout(&out),
-        stderr(&out)
-    );
-    stderr(&out)
-}
-
-fn login_resp(g: &Gatehouse, username: &str, password: &str) -> Resp {
-    g.post(
-        "/api/token/",
-        json!({"username": username, "password": password}),
-        None,
-    )
+    import(g, &path)
+        .assert_failed(&format!("import of {name}"))
+        .stderr
+        .clone()
 }
 
 /// The stored password of user `id`, read from the store while the server is stopped.
@@ -147,7 +112,7 @@ fn admin_entry(list: &[Value], username: &str) -> Value {
 
 #[test]
 fn imported_users_log_in_with_their_django_password_and_are_rehashed() {
-    let mut g = Gatehouse::start();
+    let mut g = Gatehouse::new().start();
     let mut dump = noise();
     dump.push(user(
         7,
@@ -162,9 +127,10 @@ fn imported_users_log_in_with_their_django_password_and_are_rehashed() {
     );
     g.restart();
 
-    login_resp(&g, "alice", "wonderland-1865").expect(401, json!({ "detail": WRONG_LOGIN }));
+    g.login_attempt("alice", "wonderland-1865")
+        .expect(401, wrong_login());
     let (access, _) = g.login("alice", "Wonderland-1865");
-    g.get("/api/auth/profile/", Some(&access)).expect(
+    g.get(PROFILE, Some(&access)).expect(
         200,
         json!({"id": 7, "username": "alice", "email": "alice@example.com",
                "first_name": "Alice", "last_name": "Liddell"}),
@@ -178,13 +144,13 @@ fn imported_users_log_in_with_their_django_password_and_are_rehashed() {
     );
     g.restart();
     g.login("alice", "Wonderland-1865");
-    login_resp(&g, "alice", "wrong").expect(401, json!({ "detail": WRONG_LOGIN }));
+    g.login_attempt("alice", "wrong").expect(401, wrong_login());
 }
 
 #[test]
 fn a_django_default_strength_hash_verifies() {
     // Django's own iteration count for the current release, as written by make_password.
-    let mut g = Gatehouse::start();
+    let mut g = Gatehouse::new().start();
     let hash = django_pbkdf2("TestPass123", "abcdefghijklmnop", 870_000);
     import_ok(
         &mut g,
@@ -196,7 +162,7 @@ fn a_django_default_strength_hash_verifies() {
 
 #[test]
 fn deleted_and_inactive_users_are_soft_deleted_and_superusers_are_staff() {
-    let mut g = Gatehouse::start();
+    let mut g = Gatehouse::new().start();
     let dump = json!([
         user(1, "root", "RootPass-2024", json!({"is_superuser": true})),
         user(2, "gone", "GonePass-2024", json!({"is_deleted": true})),
@@ -224,30 +190,22 @@ fn deleted_and_inactive_users_are_soft_deleted_and_superusers_are_staff() {
         );
     }
     for (name, password) in [("gone", "GonePass-2024"), ("off", "OffPass-2024")] {
-        login_resp(&g, name, password).expect(401, json!({ "detail": WRONG_LOGIN }));
+        g.login_attempt(name, password).expect(401, wrong_login());
     }
     let (clerk, _) = g.login("clerk", "ClerkPass-2024");
     admin_list(&g, &clerk);
     let (plain, _) = g.login("plain", "PlainPass-2024");
-    g.get(ADMIN_USERS, Some(&plain)).expect(
-        403,
-        json!({"detail": "You do not have permission to perform this action."}),
-    );
+    g.get(ADMIN_USERS, Some(&plain)).expect(403, forbidden());
 
     // A soft-deleted import is restored like any soft-deleted user, and its password works.
-    g.call(
-        "PUT",
-        "/api/auth/admin/users/restore/2/",
-        Some(json!({})),
-        Some(&root),
-    )
-    .expect_status(200);
+    g.call("PUT", &admin_restore(2), Some(json!({})), Some(&root))
+        .expect_status(200);
     g.login("gone", "GonePass-2024");
 }
 
 #[test]
 fn registrations_continue_after_the_highest_imported_id() {
-    let mut g = Gatehouse::start();
+    let mut g = Gatehouse::new().start();
     let dump = json!([
         user(3, "three", "ThreePass-2024", json!({})),
         user(41, "fortyone", "FortyOne-2024", json!({})),
@@ -262,7 +220,7 @@ fn registrations_continue_after_the_highest_imported_id() {
 
 #[test]
 fn a_second_import_skips_the_users_already_there() {
-    let mut g = Gatehouse::start();
+    let mut g = Gatehouse::new().start();
     let dump = json!([
         user(1, "first", "FirstPass-2024", json!({})),
         user(2, "second", "SecondPass-2024", json!({})),
@@ -293,7 +251,7 @@ fn a_second_import_skips_the_users_already_there() {
 
 #[test]
 fn clashing_names_and_unsupported_hashes_are_reported_not_fatal() {
-    let mut g = Gatehouse::start();
+    let mut g = Gatehouse::new().start();
     let dump = json!([
         user(1, "alice", "AlicePass-2024", json!({})),
         user(
@@ -334,15 +292,17 @@ fn clashing_names_and_unsupported_hashes_are_reported_not_fatal() {
     g.restart();
     g.login("alice", "AlicePass-2024");
     g.login("bob", "BobPass-2024");
-    login_resp(&g, "ALICE", "OtherPass-2024").expect(401, json!({ "detail": WRONG_LOGIN }));
-    login_resp(&g, "alicia", "AliciaPass-2024").expect(401, json!({ "detail": WRONG_LOGIN }));
+    g.login_attempt("ALICE", "OtherPass-2024")
+        .expect(401, wrong_login());
+    g.login_attempt("alicia", "AliciaPass-2024")
+        .expect(401, wrong_login());
     // Imported with an unusable password: nothing logs in as them.
-    login_resp(&g, "old", "x").expect(401, json!({ "detail": WRONG_LOGIN }));
+    g.login_attempt("old", "x").expect(401, wrong_login());
 }
 
 #[test]
 fn malformed_files_fail_clearly_and_import_nobody() {
-    let mut g = Gatehouse::builder()
+    let mut g = Gatehouse::new()
         .superuser("root", "root@example.com", PASSWORD)
         .start();
     let valid = user(10, "early", "EarlyPass-2024", json!({}));
@@ -405,17 +365,12 @@ fn malformed_files_fail_clearly_and_import_nobody() {
     assert!(err.contains("not valid JSON"), "{err}");
 
     // A file that is not there.
-    let missing = g
-        .config_path
-        .parent()
-        .expect("dir")
-        .join("no-such-dump.json");
-    let out = import(&g, &missing);
-    assert!(!out.status.success(), "a missing file fails");
+    let out = import(&g, &g.dir().join("no-such-dump.json"));
+    out.assert_failed("import of a missing file");
     assert!(
-        stderr(&out).contains("no-such-dump.json"),
+        out.stderr.contains("no-such-dump.json"),
         "the message names the file: {}",
-        stderr(&out)
+        out.stderr
     );
 
     // None of the refused files imported anything, not even the valid entries before the bad.
@@ -430,23 +385,24 @@ fn malformed_files_fail_clearly_and_import_nobody() {
 
 #[test]
 fn import_while_the_server_holds_the_store_says_in_use() {
-    let mut g = Gatehouse::start();
+    let mut g = Gatehouse::new().start();
     let path = write_dump(
         &g,
         "dump.json",
         &json!([user(5, "eve", "EvePass-2024", json!({}))]).to_string(),
     );
     let out = import(&g, &path);
-    assert!(!out.status.success(), "import while serving must fail");
+    out.assert_failed("import while serving");
     assert!(
-        stderr(&out).to_lowercase().contains("in use"),
+        out.stderr.to_lowercase().contains("in use"),
         "the message says the store is in use: {}",
-        stderr(&out)
+        out.stderr
     );
     // The server is unharmed, and nothing was imported behind its back.
     g.register("stillhere");
     g.restart();
-    login_resp(&g, "eve", "EvePass-2024").expect(401, json!({ "detail": WRONG_LOGIN }));
+    g.login_attempt("eve", "EvePass-2024")
+        .expect(401, wrong_login());
     g.login("stillhere", PASSWORD);
     // Once the server is stopped, the same file imports.
     import_ok(&mut g, &json!([user(5, "eve", "EvePass-2024", json!({}))]));

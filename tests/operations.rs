@@ -1,10 +1,11 @@
-mod common;
 // Operations (SPEC §6, issue 4): Prometheus metrics after real traffic, health probes, the
 // access log and what it must never contain, SIGTERM drain and the graceful-upgrade handover.
+mod common;
 
+use common::paths::{LOGOUT, PASSWORD_CHANGE, PROFILE, REFRESH, REGISTER, TOKEN, VERIFY};
 use common::upstream::{Options, Upstream};
-use common::{Gatehouse, PASSWORD};
-use reqwest::blocking::Client;
+use common::*;
+use gatehouse::config::{LogFormat, LogLevel, RouteConfig};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -12,9 +13,6 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// Cheap hashing: these scenarios test operations, not argon2.
-const FAST_HASH: &str = "[passwords]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n";
 
 /// Every endpoint label of the user API (src/api/router.rs), plus "none" (no route matched).
 const API_LABELS: &[&str] = &[
@@ -34,18 +32,11 @@ const API_LABELS: &[&str] = &[
     "none",
 ];
 
-fn route(prefix: &str, upstream: &str, auth: &str) -> String {
-    format!("[[routes]]\nprefix = \"{prefix}\"\nupstreams = [\"{upstream}\"]\nauth = \"{auth}\"\n")
-}
-
-/// A client that opens a new connection for every request (no keep-alive pool).
-fn fresh_client() -> Client {
-    Client::builder()
-        .pool_max_idle_per_host(0)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client")
+/// A gatehouse whose only route sends everything to `up`.
+fn gateway(up: &Upstream, route: fn(&str, &[SocketAddr]) -> RouteConfig) -> Gatehouse {
+    Gatehouse::new()
+        .with_config(|c| c.routes = vec![route("/", &[up.addr])])
+        .start()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -193,39 +184,19 @@ impl Scrape {
 
 #[track_caller]
 fn scrape(g: &Gatehouse) -> Scrape {
-    let r = fresh_client()
-        .get(format!("{}/metrics", g.metrics_base))
-        .send()
-        .expect("the metrics listener answers");
-    assert_eq!(r.status().as_u16(), 200, "/metrics status");
-    let ct = r
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let r = g.ops().get("/metrics", None);
+    r.expect_status(200);
+    let ct = r.header("content-type").unwrap_or_default();
     assert!(
         ct.starts_with("text/plain"),
         "/metrics content type: {ct:?}"
     );
-    Scrape::of(r.text().expect("metrics body"))
+    Scrape::of(r.text)
 }
 
 // ---------------------------------------------------------------------------------------------
 // Logs
 // ---------------------------------------------------------------------------------------------
-
-/// Waits (up to 5 s) until the log contains `needle`; returns the whole log.
-fn wait_for_log(log: impl Fn() -> String, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = log();
-        if text.contains(needle) || Instant::now() > deadline {
-            return text;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// Every log line that is a JSON object with a `request_id`: the access-log lines.
 fn access_lines(log: &str) -> Vec<Value> {
@@ -242,10 +213,7 @@ fn access_lines(log: &str) -> Vec<Value> {
 #[test]
 fn metrics_move_with_real_traffic_and_labels_stay_bounded() {
     let up = Upstream::start();
-    let g = Gatehouse::builder()
-        .toml(FAST_HASH)
-        .toml(&route("/", &up.addr, "required"))
-        .start();
+    let g = gateway(&up, route);
 
     // The user API: two registrations, two good logins, one bad one, one soft delete.
     g.register("alice");
@@ -258,8 +226,7 @@ fn metrics_move_with_real_traffic_and_labels_stay_bounded() {
         None,
     )
     .expect_status(401);
-    g.call("DELETE", "/api/auth/profile/delete/", None, Some(&bob))
-        .expect_status(200);
+    g.soft_delete(&bob).expect_status(200);
 
     // The proxy: two forwarded requests with ids in their paths, three refusals.
     g.get("/x/123", Some(&alice)).expect_status(200);
@@ -352,7 +319,11 @@ fn metrics_move_with_real_traffic_and_labels_stay_bounded() {
 
     m.expect(
         "gatehouse_upstream_requests_total",
-        &[("route", "/"), ("upstream", &up.addr), ("status", "200")],
+        &[
+            ("route", "/"),
+            ("upstream", &up.addr.to_string()),
+            ("status", "200"),
+        ],
         2.0,
     );
     m.expect(
@@ -436,7 +407,7 @@ fn metrics_move_with_real_traffic_and_labels_stay_bounded() {
             // The upstream label is the configured address (asserted above); its random
             // port may contain any digits.
             if k == "upstream" {
-                assert_eq!(v, &up.addr, "{}", s.name);
+                assert_eq!(v, &up.addr.to_string(), "{}", s.name);
                 continue;
             }
             for raw in ["/x/", "123", "456", "789", "alice", "bob", "user="] {
@@ -462,59 +433,24 @@ fn metrics_move_with_real_traffic_and_labels_stay_bounded() {
 #[test]
 fn health_and_readiness_answer_on_the_metrics_listener_only() {
     let up = Upstream::start();
-    let g = Gatehouse::builder()
-        .toml(&route("/svc/", &up.addr, "public"))
+    let g = Gatehouse::new()
+        .with_config(|c| c.routes = vec![public_route("/svc/", &[up.addr])])
         .start();
-    let c = fresh_client();
-    let get = |base: &str, path: &str| {
-        let r = c
-            .get(format!("{base}{path}"))
-            .send()
-            .expect("listener answers");
-        let status = r.status().as_u16();
-        let ct = r
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let text = r.text().expect("body");
-        (status, ct, text)
-    };
+    let ops = g.ops();
 
-    let (status, ct, body) = get(&g.metrics_base, "/healthz");
-    assert_eq!(status, 200, "/healthz: {body}");
-    assert!(ct.starts_with("application/json"), "/healthz type {ct}");
-    assert_eq!(
-        serde_json::from_str::<Value>(&body).ok(),
-        Some(json!({"status": "ok"}))
-    );
-
-    let (status, _, body) = get(&g.metrics_base, "/readyz");
-    assert_eq!(status, 200, "/readyz: {body}");
-    assert!(
-        serde_json::from_str::<Value>(&body).is_ok(),
-        "/readyz JSON: {body}"
-    );
-
-    let (status, _, body) = get(&g.metrics_base, "/metrics");
-    assert_eq!(status, 200);
-    assert!(body.contains("gatehouse_build_info"), "{body}");
-
-    let (status, _, _) = get(&g.metrics_base, "/nope");
-    assert_eq!(status, 404, "unknown path on the metrics listener");
+    ops.get("/healthz", None)
+        .expect(200, json!({"status": "ok"}));
+    let r = ops.get("/readyz", None);
+    r.expect_status(200);
+    assert!(r.json.is_object(), "/readyz JSON: {}", r.text);
+    let r = ops.get("/metrics", None);
+    r.expect_status(200);
+    assert!(r.text.contains("gatehouse_build_info"), "{}", r.text);
+    ops.get("/nope", None).expect_status(404);
 
     // The public listener serves none of them: no route matches, so 404 JSON.
     for path in ["/metrics", "/healthz", "/readyz"] {
-        let (status, ct, body) = get(&g.base, path);
-        assert_eq!(status, 404, "public {path}: {body}");
-        assert!(
-            ct.starts_with("application/json"),
-            "public {path} type {ct}"
-        );
-        let v: Value = serde_json::from_str(&body).expect("public 404 is JSON");
-        assert!(v.get("detail").is_some(), "public {path}: {body}");
-        assert!(!body.contains("gatehouse_"), "public {path} leaked metrics");
+        g.fresh().get(path, None).expect(404, not_found());
     }
     assert_eq!(up.count(), 0, "nothing forwarded");
 }
@@ -530,20 +466,19 @@ fn no_secrets_in_any_log_line_at_debug_level() {
         std::env::remove_var("RUST_LOG");
     }
     let up = Upstream::start();
-    let g = Gatehouse::builder()
-        .toml(FAST_HASH)
-        .toml(&route("/", &up.addr, "required"))
-        .toml("[log]\nlevel = \"debug\"")
+    let g = Gatehouse::new()
+        .with_config(|c| {
+            c.log.level = LogLevel::Debug;
+            c.routes = vec![route("/", &[up.addr])];
+        })
         .start();
-    let c = fresh_client();
-    let url = |p: &str| g.url(p);
+    let c = g.fresh();
     let mut sent = 0usize;
-    let mut send = |rb: reqwest::blocking::RequestBuilder| -> (u16, Value) {
+    let mut send = |status: u16, rb: reqwest::blocking::RequestBuilder| -> Resp {
         sent += 1;
-        let r = rb.send().expect("gatehouse answers");
-        let status = r.status().as_u16();
-        let text = r.text().expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        let r = c.send(rb);
+        r.expect_status(status);
+        r
     };
 
     let pw1 = "Quartz-Lumen-7391-Harbor";
@@ -551,116 +486,83 @@ fn no_secrets_in_any_log_line_at_debug_level() {
     let pw_wrong = "Wrong-Guess-4410-Ember";
     let cookie_a = "CookieSecretValue-8d1f2a9c";
     let cookie_b = "csrfSecretValue-77e0b4c1";
+    let cookies = format!("sessionid={cookie_a}; csrftoken={cookie_b}");
     let basic = "Basic YWxpY2U6QmFzaWNTZWNyZXQtOTkyMQ=="; // alice:BasicSecret-9921
+    let login = |password: &str| json!({"username": "alice", "password": password});
 
-    let (status, user) = send(
-        c.post(url("/api/auth/register/"))
+    let user = send(
+        201,
+        c.request("POST", REGISTER)
             .json(&json!({"username": "alice", "email": "alice@example.com", "password": pw1})),
     );
-    assert_eq!(status, 201, "{user}");
-    let alice_id = user["id"].as_u64().expect("id");
-
-    let (status, pair1) = send(
-        c.post(url("/api/token/"))
-            .json(&json!({"username": "alice", "password": pw1})),
+    let alice_id = id_of(&user.json);
+    let (a1, r1) = send(200, c.request("POST", TOKEN).json(&login(pw1))).tokens();
+    send(401, c.request("POST", TOKEN).json(&login(pw_wrong)));
+    let refreshed = send(
+        200,
+        c.request("POST", REFRESH).json(&json!({"refresh": r1})),
     );
-    assert_eq!(status, 200, "{pair1}");
-    let (status, _) = send(
-        c.post(url("/api/token/"))
-            .json(&json!({"username": "alice", "password": pw_wrong})),
-    );
-    assert_eq!(status, 401);
-    let (a1, r1) = (
-        pair1["access"].as_str().expect("access").to_string(),
-        pair1["refresh"].as_str().expect("refresh").to_string(),
-    );
-
-    let (status, refreshed) = send(
-        c.post(url("/api/token/refresh/"))
-            .json(&json!({"refresh": r1})),
-    );
-    assert_eq!(status, 200, "{refreshed}");
-    let a2 = refreshed["access"].as_str().expect("access").to_string();
-
-    let (status, _) = send(
-        c.get(url("/api/auth/profile/"))
+    let a2 = refreshed.field("access");
+    send(
+        200,
+        c.request("GET", PROFILE)
             .bearer_auth(&a2)
-            .header(
-                "Cookie",
-                format!("sessionid={cookie_a}; csrftoken={cookie_b}"),
-            )
+            .header("Cookie", &cookies)
             .header("X-Request-Id", "ops-profile-1"),
     );
-    assert_eq!(status, 200);
-
-    let (status, changed) = send(
-        c.put(url("/api/auth/profile/password/"))
+    let changed = send(
+        200,
+        c.request("PUT", PASSWORD_CHANGE)
             .bearer_auth(&a2)
             .json(&json!({"old_password": pw1, "new_password": pw2})),
     );
-    assert_eq!(status, 200, "{changed}");
-    let (a3, r3) = (
-        changed["access"].as_str().expect("access").to_string(),
-        changed["refresh"].as_str().expect("refresh").to_string(),
-    );
-
+    let (a3, r3) = changed.tokens();
     // A form-encoded login, as DRF accepts.
-    let (status, pair4) = send(
-        c.post(url("/api/token/"))
+    let (a4, r4) = send(
+        200,
+        c.request("POST", TOKEN)
             .header("Content-Type", "application/x-www-form-urlencoded")
             .body(format!("username=alice&password={pw2}")),
-    );
-    assert_eq!(status, 200, "{pair4}");
-    let (a4, r4) = (
-        pair4["access"].as_str().expect("access").to_string(),
-        pair4["refresh"].as_str().expect("refresh").to_string(),
-    );
+    )
+    .tokens();
 
     // Proxied: a token in the header and in the query, cookies, a body with a password.
-    let (status, _) = send(
-        c.get(url(&format!("/svc/data?access_token={a4}")))
+    send(
+        200,
+        c.request("GET", &format!("/svc/data?access_token={a4}"))
             .bearer_auth(&a4)
-            .header(
-                "Cookie",
-                format!("sessionid={cookie_a}; csrftoken={cookie_b}"),
-            )
+            .header("Cookie", &cookies)
             .header("X-Request-Id", "ops-secret-1"),
     );
-    assert_eq!(status, 200);
-    let (status, _) = send(
-        c.post(url("/svc/upload"))
+    send(
+        200,
+        c.request("POST", "/svc/upload")
             .bearer_auth(&a3)
             .json(&json!({"password": pw2, "refresh": r3})),
     );
-    assert_eq!(status, 200);
     // Refused: a token revoked by the password change, a Basic header, a garbage bearer.
-    let (status, _) = send(c.get(url("/svc/old")).bearer_auth(&a1));
-    assert_eq!(status, 401);
-    let (status, _) = send(c.get(url("/svc/basic")).header("Authorization", basic));
-    assert_eq!(status, 401);
-    let (status, _) = send(
-        c.get(url("/svc/bad"))
+    send(401, c.request("GET", "/svc/old").bearer_auth(&a1));
+    send(
+        401,
+        c.request("GET", "/svc/basic")
+            .header("Authorization", basic),
+    );
+    send(
+        401,
+        c.request("GET", "/svc/bad")
             .header("Authorization", format!("Bearer {a4}x")),
     );
-    assert_eq!(status, 401);
-
-    let (status, _) = send(
-        c.post(url("/api/token/verify/"))
-            .json(&json!({"token": a4})),
-    );
-    assert_eq!(status, 200);
-    let (status, _) = send(
-        c.post(url("/api/auth/logout/"))
+    send(200, c.request("POST", VERIFY).json(&json!({"token": a4})));
+    send(
+        200,
+        c.request("POST", LOGOUT)
             .bearer_auth(&a4)
             .json(&json!({"refresh": r4})),
     );
-    assert_eq!(status, 200);
     assert_eq!(up.count(), 2, "two requests forwarded");
 
-    wait_for_log(|| g.log(), "ops-secret-1");
-    // Give the last access lines a moment to land.
-    std::thread::sleep(Duration::from_millis(300));
-    let log = g.log();
+    // The access log is written in batches: wait for a line per request.
+    let log = poll(|| g.log(), |log| access_lines(log).len() >= sent);
     assert!(
         log.contains("DEBUG"),
         "log.level = \"debug\" produced no debug line:\n{log}"
@@ -726,7 +628,7 @@ fn no_secrets_in_any_log_line_at_debug_level() {
     assert_eq!(proxied["route"], "/", "{proxied}");
     assert_eq!(proxied["user_id"], alice_id, "{proxied}");
     assert_eq!(proxied["status"], 200, "{proxied}");
-    assert_eq!(proxied["upstream"], up.addr.as_str(), "{proxied}");
+    assert_eq!(proxied["upstream"], up.addr.to_string(), "{proxied}");
     let profile = by_id("ops-profile-1");
     assert_eq!(profile["path"], "/api/auth/profile/", "{profile}");
     assert_eq!(profile["user_id"], alice_id, "{profile}");
@@ -818,16 +720,18 @@ fn no_secrets_in_any_log_line_at_debug_level() {
 #[test]
 fn text_log_format_writes_plain_access_lines() {
     let up = Upstream::start();
-    let g = Gatehouse::builder()
-        .toml(&route("/", &up.addr, "public"))
-        .toml("[log]\nformat = \"text\"")
+    let g = Gatehouse::new()
+        .with_config(|c| {
+            c.log.format = LogFormat::Text;
+            c.routes = vec![public_route("/", &[up.addr])];
+        })
         .start();
     let r = g.send(
         g.request("GET", "/svc/a")
             .header("X-Request-Id", "text-rid-1"),
     );
     r.expect_status(200);
-    let log = wait_for_log(|| g.log(), "text-rid-1");
+    let log = g.wait_for_log("text-rid-1");
     let line = log
         .lines()
         .find(|l| l.contains("text-rid-1"))
@@ -838,7 +742,7 @@ fn text_log_format_writes_plain_access_lines() {
     );
     assert!(line.contains("GET /svc/a 200"), "{line}");
     assert!(line.contains("route=/"), "{line}");
-    assert!(line.contains(&up.addr), "{line}");
+    assert!(line.contains(&up.addr.to_string()), "{line}");
     assert!(
         access_lines(&log).is_empty(),
         "JSON access lines in text mode:\n{log}"
@@ -849,12 +753,16 @@ fn text_log_format_writes_plain_access_lines() {
 fn startup_line_names_listeners_routes_and_store() {
     let up = Upstream::start();
     let other = Upstream::start();
-    let g = Gatehouse::builder()
-        .toml(&route("/svc/", &up.addr, "required"))
-        .toml(&route("/public/", &other.addr, "public"))
+    let g = Gatehouse::new()
+        .with_config(|c| {
+            c.routes = vec![
+                route("/svc/", &[up.addr]),
+                public_route("/public/", &[other.addr]),
+            ]
+        })
         .start();
-    let listen = format!("127.0.0.1:{}", g.port);
-    let log = wait_for_log(|| g.log(), &listen);
+    let listen = g.config.server.listen.to_string();
+    let log = g.wait_for_log(&listen);
     let store = g.data_dir.join("db").display().to_string();
     let line = log
         .lines()
@@ -862,12 +770,12 @@ fn startup_line_names_listeners_routes_and_store() {
         .unwrap_or_else(|| panic!("no start-up line naming {listen}:\n{log}"));
     for part in [
         &listen,
-        &format!("127.0.0.1:{}", g.metrics_port),
+        &g.config.server.metrics_listen.to_string(),
         &store,
         "/svc/",
-        &up.addr,
+        &up.addr.to_string(),
         "/public/",
-        &other.addr,
+        &other.addr.to_string(),
     ] {
         assert!(line.contains(part), "start-up line lacks {part:?}: {line}");
     }
@@ -875,26 +783,12 @@ fn startup_line_names_listeners_routes_and_store() {
 
 #[test]
 fn pid_file_names_the_serving_process() {
-    let g = Gatehouse::start();
-    // The harness sets server.pid_file next to the config.
-    let pid_file = g
-        .config_path
-        .parent()
-        .expect("config dir")
-        .join("gatehouse.pid");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut content = None;
-    while Instant::now() < deadline {
-        content = std::fs::read_to_string(&pid_file).ok();
-        if content.is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let g = Gatehouse::new().start();
+    let pid_file = &g.config.server.pid_file;
+    let content = poll(|| std::fs::read_to_string(pid_file).ok(), Option::is_some);
     let content = content.unwrap_or_else(|| {
         panic!(
-            "server.pid_file {} was never written, so `kill -QUIT $(cat <pid_file>)` cannot work",
-            pid_file.display()
+            "server.pid_file {pid_file} was never written, so `kill -QUIT $(cat <pid_file>)` cannot work"
         )
     });
     assert_eq!(
@@ -934,21 +828,22 @@ fn sigterm_drains_the_in_flight_request_then_exits_zero() {
     let up = Upstream::start_with(Options {
         delay: Some(Duration::from_secs(2)),
     });
-    let mut g = Gatehouse::builder()
-        .toml(&route("/", &up.addr, "public"))
-        .env("GATEHOUSE_SERVER_GRACE_PERIOD_SECONDS", "5")
-        .env("GATEHOUSE_SERVER_GRACEFUL_SHUTDOWN_TIMEOUT_SECONDS", "10")
+    let mut g = Gatehouse::new()
+        .with_config(|c| {
+            c.server.grace_period_seconds = 5;
+            c.server.graceful_shutdown_timeout_seconds = 10;
+            c.routes = vec![public_route("/", &[up.addr])];
+        })
         .start();
-    let url = g.url("/slow");
+    let http = g.fresh();
     let in_flight = std::thread::spawn(move || {
         let started = Instant::now();
-        let r = fresh_client().get(url).send().map_err(|e| e.to_string())?;
-        let status = r.status().as_u16();
-        let body = r.text().map_err(|e| e.to_string())?;
-        Ok::<_, String>((status, body, started.elapsed()))
+        let r = http.try_send(http.request("GET", "/slow"))?;
+        Ok::<_, String>((r, started.elapsed()))
     });
-    // The request is now waiting on the slow upstream.
-    std::thread::sleep(Duration::from_millis(500));
+    eventually("the request waits on the slow upstream", || {
+        (up.arrived() == 1).then_some(())
+    });
     let (port, metrics_port) = (g.port, g.metrics_port);
     let during = std::thread::spawn(move || {
         // SIGTERM has been sent; the in-flight request still has ~1 s to go.
@@ -959,13 +854,12 @@ fn sigterm_drains_the_in_flight_request_then_exits_zero() {
     let code = g.terminate();
     let took = started.elapsed();
 
-    let (status, body, latency) = in_flight
+    let (r, latency) = in_flight
         .join()
         .expect("client thread")
         .expect("the in-flight request is answered, not cut");
-    assert_eq!(status, 200, "in-flight request: {body}");
-    let v: Value = serde_json::from_str(&body).expect("upstream JSON");
-    assert_eq!(v["upstream"], up.port, "{body}");
+    r.expect_status(200);
+    assert_eq!(r.json["upstream"], up.port, "{}", r.text);
     assert!(
         latency >= Duration::from_millis(1900),
         "latency {latency:?}"
@@ -984,19 +878,6 @@ fn sigterm_drains_the_in_flight_request_then_exits_zero() {
     assert_eq!(ops, Probe::Refused, "the metrics listener during the drain");
     assert_eq!(probe(g.port), Probe::Refused, "after exit");
     assert_eq!(up.count(), 1);
-}
-
-#[cfg(target_os = "linux")]
-fn has_exited(pid: u32) -> bool {
-    // A child that exited but was not reaped yet is a zombie (state Z).
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .and_then(|rest| rest.split_whitespace().next())
-            .is_some_and(|state| state == "Z" || state == "X"),
-    }
 }
 
 /// One request of the upgrade loop: its X-Request-Id, its status or error, its latency.
@@ -1019,10 +900,7 @@ impl Drop for KillOnDrop {
 #[test]
 fn graceful_upgrade_hands_over_without_a_failed_request() {
     let up = Upstream::start();
-    let mut g = Gatehouse::builder()
-        .toml(FAST_HASH)
-        .toml(&route("/", &up.addr, "required"))
-        .start();
+    let mut g = gateway(&up, route);
     let token = g.user_token("alice");
     let old_pid = g.pid().expect("old pid");
 
@@ -1030,26 +908,25 @@ fn graceful_upgrade_hands_over_without_a_failed_request() {
     let stop = Arc::new(AtomicBool::new(false));
     let results: Arc<Mutex<Vec<Outcome>>> = Arc::new(Mutex::new(Vec::new()));
     let client_loop = {
-        let (stop, results, base, token) = (
+        let (stop, results, http, token) = (
             Arc::clone(&stop),
             Arc::clone(&results),
-            g.base.clone(),
+            g.fresh(),
             token.clone(),
         );
         std::thread::spawn(move || {
-            let c = fresh_client();
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
                 let id = format!("loop-{n}");
                 n += 1;
                 let started = Instant::now();
-                let outcome = c
-                    .get(format!("{base}/svc/{n}"))
-                    .bearer_auth(&token)
-                    .header("X-Request-Id", &id)
-                    .send()
-                    .map(|r| r.status().as_u16())
-                    .map_err(|e| format!("{e:?}"));
+                let outcome = http
+                    .try_send(
+                        http.request("GET", &format!("/svc/{n}"))
+                            .bearer_auth(&token)
+                            .header("X-Request-Id", &id),
+                    )
+                    .map(|r| r.status);
                 if let Ok(mut r) = results.lock() {
                     r.push((id, outcome, started.elapsed()));
                 }
@@ -1057,38 +934,27 @@ fn graceful_upgrade_hands_over_without_a_failed_request() {
             }
         })
     };
-    std::thread::sleep(Duration::from_millis(500));
+    let answered = || results.lock().map(|r| r.len()).unwrap_or(0);
+    eventually("the client loop gets going", || {
+        (answered() >= 5).then_some(())
+    });
 
     // Step 1: start the new binary with --upgrade and the same config file.
     let dir = tempfile::tempdir().expect("tempdir");
     let new_log_path = dir.path().join("new.log");
     let new_log = std::fs::File::create(&new_log_path).expect("new log");
-    let mut cmd = std::process::Command::new(common::bin());
-    cmd.env_remove("GATEHOUSE_JWT_SECRET")
-        .env_remove("GATEHOUSE_CONFIG")
-        .args(["serve", "--upgrade", "-c"])
+    let mut cmd = g.command();
+    cmd.args(["serve", "--upgrade", "-c"])
         .arg(&g.config_path)
         .stdin(std::process::Stdio::null())
         .stdout(new_log.try_clone().expect("fd"))
         .stderr(new_log);
-    // The harness's defaults, so both processes run one configuration.
-    for (k, v) in [
-        ("GATEHOUSE_THROTTLE_REGISTRATIONS_PER_ADDRESS", "100000"),
-        ("GATEHOUSE_THROTTLE_LOGIN_FAILURES_PER_ADDRESS", "100000"),
-        ("GATEHOUSE_THROTTLE_LOGIN_FAILURES_PER_USERNAME", "100000"),
-    ] {
-        cmd.env(k, v);
-    }
     let mut new = KillOnDrop(cmd.spawn().expect("spawn the new process"));
     let new_pid = new.0.id();
     let new_log_text = || std::fs::read_to_string(&new_log_path).unwrap_or_default();
 
     // It waits for the sockets on server.upgrade_sock.
-    let sock = g
-        .config_path
-        .parent()
-        .expect("config dir")
-        .join("upgrade.sock");
+    let sock = std::path::Path::new(&g.config.server.upgrade_sock);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !sock.exists() {
         if let Ok(Some(status)) = new.0.try_wait() {
@@ -1127,8 +993,10 @@ fn graceful_upgrade_hands_over_without_a_failed_request() {
     let old_exited_after = quit_at.elapsed();
     let old_code = g.terminate();
     // The loop keeps going against the new process for a while.
-    let after_exit = results.lock().map(|r| r.len()).unwrap_or(0);
-    std::thread::sleep(Duration::from_millis(1500));
+    let after_exit = answered();
+    eventually("requests to the new process", || {
+        (answered() >= after_exit + 20).then_some(())
+    });
     stop.store(true, Ordering::Relaxed);
     client_loop.join().expect("client loop");
     let results = results.lock().map(|r| r.clone()).unwrap_or_default();
@@ -1162,18 +1030,21 @@ fn graceful_upgrade_hands_over_without_a_failed_request() {
     );
 
     // Every request was answered by exactly one of the two processes, and the ones after
-    // the old process exited by the new one. Access lines are flushed every 100 ms.
-    std::thread::sleep(Duration::from_millis(400));
-    let old_log = g.log();
-    let new_text = new_log_text();
-    let old_ids: BTreeSet<String> = access_lines(&old_log)
-        .iter()
-        .filter_map(|l| l["request_id"].as_str().map(str::to_string))
-        .collect();
-    let new_ids: BTreeSet<String> = access_lines(&new_text)
-        .iter()
-        .filter_map(|l| l["request_id"].as_str().map(str::to_string))
-        .collect();
+    // the old process exited by the new one. Access lines are written in batches.
+    let logged = |log: String| -> BTreeSet<String> {
+        access_lines(&log)
+            .iter()
+            .filter_map(|l| l["request_id"].as_str().map(str::to_string))
+            .collect()
+    };
+    let (old_ids, new_ids) = poll(
+        || (logged(g.log()), logged(new_log_text())),
+        |(old, new)| {
+            results
+                .iter()
+                .all(|(id, _, _)| old.contains(id) || new.contains(id))
+        },
+    );
     for (id, _, _) in &results {
         assert!(
             old_ids.contains(id) != new_ids.contains(id),
@@ -1188,30 +1059,16 @@ fn graceful_upgrade_hands_over_without_a_failed_request() {
     assert!(!new_ids.is_empty(), "the new process answered nothing");
 
     // The new process is the gateway now: users log in, tokens work, probes answer.
-    let c = fresh_client();
-    let r = c
-        .post(g.url("/api/token/"))
-        .json(&json!({"username": "alice", "password": PASSWORD}))
-        .send()
-        .expect("login after the upgrade");
-    assert_eq!(r.status().as_u16(), 200);
-    let access = r.json::<Value>().expect("json")["access"]
-        .as_str()
-        .expect("access")
-        .to_string();
-    let r = c
-        .get(g.url("/svc/after"))
-        .bearer_auth(&access)
-        .header("X-Request-Id", "after-upgrade")
-        .send()
-        .expect("proxied after the upgrade");
-    assert_eq!(r.status().as_u16(), 200);
-    let r = c
-        .get(format!("{}/readyz", g.metrics_base))
-        .send()
-        .expect("readyz after the upgrade");
-    assert_eq!(r.status().as_u16(), 200);
-    let text = wait_for_log(new_log_text, "after-upgrade");
+    let c = g.fresh();
+    let (access, _) = c.login("alice", PASSWORD);
+    c.send(
+        c.request("GET", "/svc/after")
+            .bearer_auth(&access)
+            .header("X-Request-Id", "after-upgrade"),
+    )
+    .expect_status(200);
+    g.ops().get("/readyz", None).expect_status(200);
+    let text = wait_for_text(new_log_text, "after-upgrade");
     assert!(text.contains("after-upgrade"), "new process did not log it");
     assert!(
         !g.log().contains("after-upgrade"),

@@ -1,21 +1,14 @@
-mod common;
-
-use common::signed_with;
 // Store and command line: racing registrations, durability and id order across SIGKILL restarts,
 // the JWT secret (generated, env, file), createsuperuser, check-config and serve's config checks.
+mod common;
 
+use common::paths::{ADMIN_USERS, PROFILE, REGISTER};
 use common::*;
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::path::Path;
 use std::sync::Barrier;
-use std::time::{Duration, Instant};
-
-const REGISTER: &str = "/api/auth/register/";
-const DUP_USERNAME: &str = "A user with that username already exists.";
-const DUP_EMAIL: &str = "user with this email address already exists.";
-const WRONG_LOGIN: &str = "No active account found with the given credentials";
+use std::time::Duration;
 
 /// POSTs every body to /api/auth/register/ at once (threads released by one barrier).
 fn race(g: &Gatehouse, bodies: Vec<Value>) -> Vec<Resp> {
@@ -63,108 +56,33 @@ fn one_winner(results: &[Resp], loser_body: &Value) -> Value {
     winners[0].json.clone()
 }
 
-fn login_resp(g: &Gatehouse, username: &str, password: &str) -> Resp {
-    g.post(
-        "/api/token/",
-        json!({"username": username, "password": password}),
-        None,
-    )
-}
-
-/// A command for the binary with no GATEHOUSE_* variable inherited from the test environment.
-fn clean_command() -> Command {
-    let mut cmd = Command::new(bin());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("GATEHOUSE_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
-}
-
-/// Runs `cmd` to completion (killing it after `secs`); returns its status (None: timed out)
-/// and everything it wrote to stdout and stderr.
-fn run_with_timeout(mut cmd: Command, secs: u64) -> (Option<ExitStatus>, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out_path = dir.path().join("out.log");
-    let out = std::fs::File::create(&out_path).expect("log");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().expect("fd"))
-        .stderr(out)
-        .spawn()
-        .expect("spawn gatehouse");
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    (
-        status,
-        std::fs::read_to_string(&out_path).unwrap_or_default(),
-    )
-}
-
-/// A subcommand against `g`'s config file (the harness's builder env is not used by these tests).
-fn cli(g: &Gatehouse, args: &[&str], env: &[(&str, &str)]) -> (Option<ExitStatus>, String) {
+/// `check-config -c FILE` with nothing from the environment.
+fn check_config_file(path: &Path) -> CliRun {
     let mut cmd = clean_command();
-    cmd.env("GATEHOUSE_CONFIG", &g.config_path).args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    run_with_timeout(cmd, 60)
+    cmd.arg("check-config").arg("-c").arg(path);
+    run(cmd, Duration::from_secs(60))
 }
 
-#[track_caller]
-fn assert_failed(status: Option<ExitStatus>, output: &str, what: &str) {
-    let status =
-        status.unwrap_or_else(|| panic!("{what}: did not exit within the timeout:\n{output}"));
-    assert!(
-        !status.success(),
-        "{what}: must exit non-zero, got {status}:\n{output}"
-    );
-}
-
-/// A complete config of our own (for cases the harness's generated file cannot express).
-fn write_config(dir: &Path, server_extra: &str, extra: &str) -> (PathBuf, u16) {
-    let port = free_port();
-    let metrics = loop {
-        let p = free_port();
-        if p != port {
-            break p;
-        }
-    };
-    let path = dir.join("gatehouse.toml");
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\nmetrics_listen = \"127.0.0.1:{metrics}\"\n\
-         data_dir = \"{}\"\npid_file = \"{}\"\nupgrade_sock = \"{}\"\n{server_extra}\n{extra}\n",
-        dir.join("data").display(),
-        dir.join("gatehouse.pid").display(),
-        dir.join("upgrade.sock").display(),
-    );
-    std::fs::write(&path, text).expect("write config");
-    (path, port)
-}
-
-fn id_of(user: &Value) -> u64 {
-    user["id"].as_u64().expect("numeric id")
+/// A gatehouse whose config file has `[section] key = "x"`, a key no `Config` has; not started.
+fn with_unknown_key(section: &'static str, key: &'static str) -> Gatehouse {
+    Gatehouse::new()
+        .edit_file(move |file| {
+            file[section]
+                .as_table_mut()
+                .expect("a section of the config")
+                .insert(key.into(), "x".into());
+        })
+        .build()
 }
 
 #[test]
 fn sixteen_threads_racing_for_one_username_give_one_201() {
-    let g = Gatehouse::start();
+    let g = Gatehouse::new().start();
     let bodies = (0..16)
         .map(|i| json!({"username": "contested", "email": format!("contested{i}@example.com"), "password": PASSWORD}))
         .collect();
     let results = race(&g, bodies);
-    let winner = one_winner(&results, &json!({ "username": [DUP_USERNAME] }));
+    let winner = one_winner(&results, &json!({ "username": [USERNAME_TAKEN] }));
     assert_eq!(winner["username"], json!("contested"));
     g.login("contested", PASSWORD);
     let next = g.register("afterwards");
@@ -173,7 +91,7 @@ fn sixteen_threads_racing_for_one_username_give_one_201() {
 
 #[test]
 fn racing_names_that_differ_only_in_case_give_one_201() {
-    let g = Gatehouse::start();
+    let g = Gatehouse::new().start();
     let base = "casey";
     let bodies = (0..16u32)
         .map(|mask| {
@@ -192,7 +110,7 @@ fn racing_names_that_differ_only_in_case_give_one_201() {
         })
         .collect();
     let results = race(&g, bodies);
-    let winner = one_winner(&results, &json!({ "username": [DUP_USERNAME] }));
+    let winner = one_winner(&results, &json!({ "username": [USERNAME_TAKEN] }));
     let name = winner["username"].as_str().expect("username").to_string();
     assert_eq!(name.to_ascii_lowercase(), base);
     g.login(&name, PASSWORD);
@@ -200,7 +118,7 @@ fn racing_names_that_differ_only_in_case_give_one_201() {
 
 #[test]
 fn racing_for_one_email_gives_one_201() {
-    let g = Gatehouse::start();
+    let g = Gatehouse::new().start();
     let bodies = (0..16)
         .map(|i| {
             let email = if i % 2 == 0 {
@@ -212,7 +130,7 @@ fn racing_for_one_email_gives_one_201() {
         })
         .collect();
     let results = race(&g, bodies);
-    let winner = one_winner(&results, &json!({ "email": [DUP_EMAIL] }));
+    let winner = one_winner(&results, &json!({ "email": [EMAIL_TAKEN] }));
     let name = winner["username"].as_str().expect("username").to_string();
     g.login(&name, PASSWORD);
     // The losers' names were never taken.
@@ -225,7 +143,7 @@ fn racing_for_one_email_gives_one_201() {
 
 #[test]
 fn sigkill_restart_keeps_every_user_and_ids_keep_increasing() {
-    let mut g = Gatehouse::start();
+    let mut g = Gatehouse::new().start();
     let names = ["durable1", "durable2", "durable3", "durable4"];
     let mut ids = Vec::new();
     for n in names {
@@ -237,7 +155,7 @@ fn sigkill_restart_keeps_every_user_and_ids_keep_increasing() {
     g.restart();
     for (n, id) in names.iter().zip(&ids) {
         let (access, _) = g.login(n, PASSWORD);
-        g.get("/api/auth/profile/", Some(&access))
+        g.get(PROFILE, Some(&access))
             .expect(200, profile_of(*id, n));
     }
     let id5 = id_of(&g.register("durable5"));
@@ -258,12 +176,12 @@ fn sigkill_restart_keeps_every_user_and_ids_keep_increasing() {
         json!({"username": "DURABLE1", "email": "other@example.com", "password": PASSWORD}),
         None,
     )
-    .expect(400, json!({ "username": [DUP_USERNAME] }));
+    .expect(400, json!({ "username": [USERNAME_TAKEN] }));
 }
 
 #[test]
 fn generated_secret_is_private_and_stable_across_restarts() {
-    let mut g = Gatehouse::start();
+    let mut g = Gatehouse::new().start();
     let path = g.data_dir.join("jwt_secret");
     let meta = std::fs::metadata(&path).expect("<data_dir>/jwt_secret exists after first start");
     assert_eq!(
@@ -304,17 +222,16 @@ fn generated_secret_is_private_and_stable_across_restarts() {
         std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777,
         0o600
     );
-    g.get("/api/auth/profile/", Some(&access))
+    g.get(PROFILE, Some(&access))
         .expect(200, profile_of(id, "keeper"));
-    g.post("/api/token/refresh/", json!({ "refresh": refresh }), None)
-        .expect_status(200);
+    g.refresh(&refresh).expect_status(200);
 }
 
 #[test]
 fn env_secret_overrides_the_generated_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let mut first = Gatehouse::builder().data_dir(&data).start();
+    let mut first = Gatehouse::new().data_dir(&data).start();
     let generated = first.secret();
     let id = id_of(&first.register("envy"));
     let (old_access, _) = first.login("envy", PASSWORD);
@@ -322,7 +239,7 @@ fn env_secret_overrides_the_generated_one() {
     drop(first);
 
     let env_secret = "an-operator-supplied-secret-of-more-than-32-bytes";
-    let g = Gatehouse::builder()
+    let g = Gatehouse::new()
         .data_dir(&data)
         .env("GATEHOUSE_JWT_SECRET", env_secret)
         .start();
@@ -332,9 +249,9 @@ fn env_secret_overrides_the_generated_one() {
         "signed with GATEHOUSE_JWT_SECRET"
     );
     assert!(!signed_with(&access, generated.as_bytes()));
-    g.get("/api/auth/profile/", Some(&access))
+    g.get(PROFILE, Some(&access))
         .expect(200, profile_of(id, "envy"));
-    let r = g.get("/api/auth/profile/", Some(&old_access));
+    let r = g.get(PROFILE, Some(&old_access));
     assert_eq!(
         r.status, 401,
         "a token signed with the generated secret is rejected: {}",
@@ -355,27 +272,25 @@ fn jwt_secret_file_is_used_and_the_env_wins_over_it() {
     let file_secret = "file-secret-file-secret-file-secret-0123456789";
     std::fs::write(&secret_path, file_secret).expect("write secret");
     std::fs::set_permissions(&secret_path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let toml = format!("[jwt]\nsecret_file = \"{}\"\n", secret_path.display());
+    let secret_file = |c: &mut gatehouse::config::Config| {
+        c.jwt.secret_file = secret_path.display().to_string();
+    };
 
-    let g = Gatehouse::builder().toml(&toml).start();
+    let g = Gatehouse::new().with_config(secret_file).start();
     let id = id_of(&g.register("filed"));
     let (access, _) = g.login("filed", PASSWORD);
     assert!(
         signed_with(&access, file_secret.as_bytes()),
         "signed with [jwt] secret_file"
     );
-    let forged = sign_hs256(
-        &json!({"alg": "HS256", "typ": "JWT"}),
-        &claims(&access),
-        file_secret.as_bytes(),
-    );
-    g.get("/api/auth/profile/", Some(&forged))
+    let forged = sign_hs256(&hs256_header(), &claims(&access), file_secret.as_bytes());
+    g.get(PROFILE, Some(&forged))
         .expect(200, profile_of(id, "filed"));
     drop(g);
 
     let env_secret = "the-environment-wins-over-the-secret-file-1234";
-    let g = Gatehouse::builder()
-        .toml(&toml)
+    let g = Gatehouse::new()
+        .with_config(secret_file)
         .env("GATEHOUSE_JWT_SECRET", env_secret)
         .start();
     g.register("filed2");
@@ -385,22 +300,32 @@ fn jwt_secret_file_is_used_and_the_env_wins_over_it() {
 }
 
 #[test]
+fn an_environment_variable_wins_over_the_config_file_on_serve() {
+    // The file says 300 s; GATEHOUSE_JWT_ACCESS_LIFETIME_SECONDS says 120.
+    let g = Gatehouse::new()
+        .with_config(|c| c.jwt.access_lifetime_seconds = 300)
+        .env("GATEHOUSE_JWT_ACCESS_LIFETIME_SECONDS", "120")
+        .start();
+    let (_, access, _) = g.user("overridden");
+    let c = claims(&access);
+    let lifetime = c["exp"].as_u64().expect("exp") - c["iat"].as_u64().expect("iat");
+    assert_eq!(lifetime, 120, "{c}");
+}
+
+#[test]
 fn createsuperuser_noinput_creates_a_staff_user() {
-    let g = Gatehouse::builder()
+    let g = Gatehouse::new()
         .superuser("root", "root@example.com", PASSWORD)
         .start();
     let (root, _) = g.login("root", PASSWORD);
-    let root_id = id_of(&g.get("/api/auth/profile/", Some(&root)).json);
+    let root_id = id_of(&g.get(PROFILE, Some(&root)).json);
     let plain = g.user_token("plain");
 
-    let r = g.get("/api/auth/admin/users/", Some(&root));
+    let r = g.get(ADMIN_USERS, Some(&root));
     r.expect_status(200);
     let list = r.json.as_array().expect("bare list");
     assert!(
-        list.contains(
-            &json!({"id": root_id, "username": "root", "email": "root@example.com",
-                               "first_name": "", "last_name": "", "is_active": true})
-        ),
+        list.contains(&admin_item(root_id, "root", "root@example.com", true)),
         "{}",
         r.text
     );
@@ -409,174 +334,107 @@ fn createsuperuser_noinput_creates_a_staff_user() {
         "{}",
         r.text
     );
-    g.get("/api/auth/admin/users/", Some(&plain)).expect(
-        403,
-        json!({"detail": "You do not have permission to perform this action."}),
-    );
+    g.get(ADMIN_USERS, Some(&plain)).expect(403, forbidden());
 }
+
+const CREATESUPERUSER: [&str; 6] = [
+    "createsuperuser",
+    "--noinput",
+    "--username",
+    "late",
+    "--email",
+    "late@example.com",
+];
 
 #[test]
 fn createsuperuser_without_the_password_variable_fails_clearly() {
-    let mut g = Gatehouse::start();
+    let mut g = Gatehouse::new().start();
     g.kill(); // the store is free: the only thing missing is the password
-    let (status, out) = cli(
-        &g,
-        &[
-            "createsuperuser",
-            "--noinput",
-            "--username",
-            "nopass",
-            "--email",
-            "nopass@example.com",
-        ],
-        &[],
-    );
-    assert_failed(
-        status,
-        &out,
-        "createsuperuser without GATEHOUSE_SUPERUSER_PASSWORD",
-    );
-    assert!(
-        out.contains("GATEHOUSE_SUPERUSER_PASSWORD"),
-        "the message names the variable to set:\n{out}"
+    let out = g.cli(&CREATESUPERUSER, &[]);
+    out.assert_failed("createsuperuser without GATEHOUSE_SUPERUSER_PASSWORD");
+    out.assert_says(
+        "GATEHOUSE_SUPERUSER_PASSWORD",
+        "the message names the variable to set",
     );
     g.restart();
-    login_resp(&g, "nopass", PASSWORD).expect(401, json!({ "detail": WRONG_LOGIN }));
+    g.login_attempt("late", PASSWORD).expect(401, wrong_login());
 }
 
 #[test]
 fn createsuperuser_while_the_server_holds_the_store_says_in_use() {
-    let mut g = Gatehouse::start();
-    let (status, out) = cli(
-        &g,
-        &[
-            "createsuperuser",
-            "--noinput",
-            "--username",
-            "late",
-            "--email",
-            "late@example.com",
-        ],
+    let mut g = Gatehouse::new().start();
+    let out = g.cli(
+        &CREATESUPERUSER,
         &[("GATEHOUSE_SUPERUSER_PASSWORD", PASSWORD)],
     );
-    assert_failed(status, &out, "createsuperuser while serving");
-    assert!(
-        out.to_lowercase().contains("in use"),
-        "the message says the store is in use:\n{out}"
-    );
+    out.assert_failed("createsuperuser while serving");
+    out.assert_says("in use", "the message says the store is in use");
     // The server is unharmed, and the user was not created behind its back.
     g.register("stillhere");
     g.restart();
-    login_resp(&g, "late", PASSWORD).expect(401, json!({ "detail": WRONG_LOGIN }));
+    g.login_attempt("late", PASSWORD).expect(401, wrong_login());
     g.login("stillhere", PASSWORD);
 }
 
 #[test]
 fn check_config_accepts_a_good_config() {
-    let mut g = Gatehouse::start();
-    g.kill();
-    let (status, out) = cli(&g, &["check-config"], &[]);
-    let status = status.expect("check-config exits");
-    assert!(
-        status.success(),
-        "check-config on the harness config: {status}\n{out}"
-    );
-    assert!(
-        out.contains(&format!("127.0.0.1:{}", g.port)),
-        "check-config explains the listen address:\n{out}"
-    );
-    let (status, out) = cli(
-        &g,
-        &[
-            "check-config",
-            "-c",
-            g.config_path.to_str().expect("utf-8 path"),
-        ],
-        &[],
-    );
-    assert!(
-        status.expect("exits").success(),
-        "check-config -c FILE:\n{out}"
-    );
+    let g = Gatehouse::new().build();
+    let out = g.cli(&["check-config"], &[]);
+    out.assert_ok("check-config on the harness config");
+    let listen = g.config.server.listen.to_string();
+    out.assert_says(&listen, "check-config explains the listen address");
+    check_config_file(&g.config_path).assert_ok("check-config -c FILE");
 }
 
 #[test]
 fn check_config_rejects_an_unknown_key_and_names_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (path, _) = write_config(dir.path(), "listen_addr = \"x\"", "");
-    let mut cmd = clean_command();
-    cmd.args(["check-config", "-c", path.to_str().expect("utf-8")]);
-    let (status, out) = run_with_timeout(cmd, 60);
-    assert_failed(status, &out, "check-config -c with an unknown key");
-    assert!(out.contains("listen_addr"), "names the key:\n{out}");
+    let g = with_unknown_key("server", "listen_addr");
+    let out = check_config_file(&g.config_path);
+    out.assert_failed("check-config -c with an unknown key");
+    out.assert_says("listen_addr", "names the key");
 
     // Same through GATEHOUSE_CONFIG, and in another section.
-    let dir2 = tempfile::tempdir().expect("tempdir");
-    let (path2, _) = write_config(dir2.path(), "", "[jwt]\nacess_lifetime_seconds = 60\n");
-    let mut cmd = clean_command();
-    cmd.arg("check-config").env("GATEHOUSE_CONFIG", &path2);
-    let (status, out) = run_with_timeout(cmd, 60);
-    assert_failed(status, &out, "check-config with a misspelt [jwt] key");
-    assert!(
-        out.contains("acess_lifetime_seconds"),
-        "names the key:\n{out}"
-    );
+    let g = with_unknown_key("jwt", "acess_lifetime_seconds");
+    let out = g.cli(&["check-config"], &[]);
+    out.assert_failed("check-config with a misspelt [jwt] key");
+    out.assert_says("acess_lifetime_seconds", "names the key");
 
-    // The same file without the bad key passes: the key is what failed.
-    let (good, _) = write_config(dir2.path(), "", "[jwt]\naccess_lifetime_seconds = 60\n");
-    let mut cmd = clean_command();
-    cmd.args(["check-config", "-c", good.to_str().expect("utf-8")]);
-    let (status, out) = run_with_timeout(cmd, 60);
-    assert!(status.expect("exits").success(), "{out}");
+    // The same config without the bad key passes: the key is what failed.
+    let good = Gatehouse::new()
+        .with_config(|c| c.jwt.access_lifetime_seconds = 60)
+        .build();
+    check_config_file(&good.config_path).assert_ok("check-config without the misspelt key");
 }
 
 #[test]
 fn check_config_reports_a_garbage_listen_override() {
-    let mut g = Gatehouse::start();
-    g.kill();
-    let (status, out) = cli(
-        &g,
-        &["check-config"],
-        &[("GATEHOUSE_SERVER_LISTEN", "garbage")],
-    );
-    assert_failed(
-        status,
-        &out,
-        "check-config with GATEHOUSE_SERVER_LISTEN=garbage",
-    );
-    assert!(out.contains("garbage"), "reports the bad value:\n{out}");
-    assert!(
-        out.to_lowercase().contains("listen"),
-        "names the setting:\n{out}"
-    );
+    let g = Gatehouse::new().build();
+    let out = g.cli(&["check-config"], &[("GATEHOUSE_SERVER_LISTEN", "garbage")]);
+    out.assert_failed("check-config with GATEHOUSE_SERVER_LISTEN=garbage");
+    out.assert_says("garbage", "reports the bad value")
+        .assert_says("listen", "names the setting");
     // And an env var naming no key at all.
-    let (status, out) = cli(
-        &g,
+    let out = g.cli(
         &["check-config"],
         &[("GATEHOUSE_SERVER_LISTEN_ADDR", "127.0.0.1:1")],
     );
-    assert_failed(
-        status,
-        &out,
-        "check-config with an unknown GATEHOUSE_ variable",
-    );
+    out.assert_failed("check-config with an unknown GATEHOUSE_ variable");
+    let text = out.output();
     assert!(
-        out.contains("GATEHOUSE_SERVER_LISTEN_ADDR") || out.to_lowercase().contains("listen_addr"),
-        "names the variable:\n{out}"
+        text.contains("GATEHOUSE_SERVER_LISTEN_ADDR")
+            || text.to_lowercase().contains("listen_addr"),
+        "names the variable:\n{text}"
     );
 }
 
 #[test]
 fn serve_refuses_to_start_with_an_unknown_key() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (path, port) = write_config(dir.path(), "listen_addr = \"x\"", "");
-    let mut cmd = clean_command();
-    cmd.args(["serve", "-c", path.to_str().expect("utf-8")]);
-    let (status, out) = run_with_timeout(cmd, 30);
-    assert_failed(status, &out, "serve with an unknown key");
-    assert!(out.contains("listen_addr"), "names the key:\n{out}");
+    let g = with_unknown_key("server", "listen_addr");
+    let out = g.cli(&["serve"], &[]);
+    out.assert_failed("serve with an unknown key");
+    out.assert_says("listen_addr", "names the key");
     assert!(
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        std::net::TcpStream::connect(g.config.server.listen).is_err(),
         "nothing listens on the configured port"
     );
 }

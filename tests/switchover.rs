@@ -8,6 +8,7 @@ mod common;
 
 use common::upstream::Upstream;
 use common::*;
+use gatehouse::config::Config;
 use gatehouse::store::{SledStore, UserStore};
 use serde_json::{json, Value};
 use std::sync::OnceLock;
@@ -110,11 +111,16 @@ fn tokens_of(id: u64) -> (String, String) {
 
 /// gatehouse with Django's key, a required-auth route to `up`, and the Django project's users
 /// imported from its dumpdata. Returns the import's stdout too.
-fn switched_over(up: &Upstream, extra_toml: &str, env: &[(&str, &str)]) -> (Gatehouse, String) {
-    let mut b = Gatehouse::builder()
+fn switched_over(
+    up: &Upstream,
+    edit: impl FnOnce(&mut Config),
+    env: &[(&str, &str)],
+) -> (Gatehouse, String) {
+    let addr = up.addr;
+    let mut b = Gatehouse::new()
         .env("GATEHOUSE_JWT_SECRET", DJANGO_SECRET)
-        .toml(extra_toml)
-        .toml(&route_toml("/svc/", &[&up.addr], "auth = \"required\""));
+        .with_config(|c| c.routes = vec![route("/svc/", &[addr])])
+        .with_config(edit);
     for (k, v) in env {
         b = b.env(k, v);
     }
@@ -127,12 +133,8 @@ fn switched_over(up: &Upstream, extra_toml: &str, env: &[(&str, &str)]) -> (Gate
         .join("dumpdata.json");
     std::fs::write(&dump, django().dump.to_string()).expect("write the dump");
     let out = g.cli(&["import", dump.to_str().expect("utf-8 path")], &[]);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "import failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    out.assert_ok("import of the Django project's dumpdata");
+    let stdout = out.stdout.clone();
     g.restart();
     (g, stdout)
 }
@@ -170,7 +172,7 @@ fn simplejwt_tokens_are_what_django_mints() {
 #[test]
 fn django_tokens_work_on_the_api_and_the_proxy_after_the_switch() {
     let up = Upstream::start();
-    let (g, _) = switched_over(&up, "", &[]);
+    let (g, _) = switched_over(&up, |_| {}, &[]);
     let (access, refresh) = tokens_of(7);
     g.get(PROFILE, Some(&access)).expect(
         200,
@@ -234,7 +236,7 @@ fn django_tokens_work_on_the_api_and_the_proxy_after_the_switch() {
 #[test]
 fn a_password_change_kills_the_django_tokens() {
     let up = Upstream::start();
-    let (g, _) = switched_over(&up, "", &[]);
+    let (g, _) = switched_over(&up, |_| {}, &[]);
     let (access, refresh) = tokens_of(7);
     let r = g.call(
         "PUT",
@@ -271,7 +273,7 @@ fn a_password_change_kills_the_django_tokens() {
 #[test]
 fn a_soft_delete_kills_the_django_tokens_and_a_restore_does_not_revive_them() {
     let up = Upstream::start();
-    let (g, _) = switched_over(&up, "", &[]);
+    let (g, _) = switched_over(&up, |_| {}, &[]);
     let (access, refresh) = tokens_of(8);
     g.call("DELETE", "/api/auth/profile/delete/", None, Some(&access))
         .expect(
@@ -305,7 +307,7 @@ fn a_soft_delete_kills_the_django_tokens_and_a_restore_does_not_revive_them() {
 #[test]
 fn logout_blacklists_a_django_refresh_token() {
     let up = Upstream::start();
-    let (g, _) = switched_over(&up, "", &[]);
+    let (g, _) = switched_over(&up, |_| {}, &[]);
     let (access, refresh) = tokens_of(9);
     g.post(LOGOUT, json!({ "refresh": refresh }), None)
         .expect(200, json!({}));
@@ -332,7 +334,10 @@ fn with_rotation_a_django_refresh_token_starts_a_family_with_reuse_detection() {
     let up = Upstream::start();
     let (g, _) = switched_over(
         &up,
-        "[jwt]\nrotate_refresh_tokens = true\nreuse_grace_seconds = 0\n",
+        |c| {
+            c.jwt.rotate_refresh_tokens = true;
+            c.jwt.reuse_grace_seconds = 0;
+        },
         &[],
     );
     let (_, django_refresh) = tokens_of(10);
@@ -355,11 +360,7 @@ fn with_rotation_a_django_refresh_token_starts_a_family_with_reuse_detection() {
 #[test]
 fn unversioned_tokens_can_be_turned_off() {
     let up = Upstream::start();
-    let (g, _) = switched_over(
-        &up,
-        "",
-        &[("GATEHOUSE_JWT_ACCEPT_UNVERSIONED_TOKENS", "false")],
-    );
+    let (g, _) = switched_over(&up, |c| c.jwt.accept_unversioned_tokens = false, &[]);
     for id in [7, GHOST] {
         let (access, refresh) = tokens_of(id);
         g.get(PROFILE, Some(&access))
@@ -383,7 +384,7 @@ fn unversioned_tokens_can_be_turned_off() {
 #[test]
 fn every_django_hasher_logs_in_and_is_rehashed_to_argon2id() {
     let up = Upstream::start();
-    let (mut g, report) = switched_over(&up, "", &[]);
+    let (mut g, report) = switched_over(&up, |_| {}, &[]);
     // Nothing dropped silently: every user imported, the unverifiable ones counted.
     let users = TOKEN_USERS.len() - 1 + HASHERS.len() + UNSUPPORTED.len() + 1;
     assert!(
@@ -447,6 +448,11 @@ fn every_django_hasher_logs_in_and_is_rehashed_to_argon2id() {
 
     // The first login replaced each Django hash with gatehouse's argon2id.
     g.kill();
+    let p = &g.config.passwords;
+    let ours = format!(
+        "$argon2id$v=19$m={},t={},p={}$",
+        p.argon2_memory_kib, p.argon2_iterations, p.argon2_parallelism
+    );
     {
         let store = SledStore::open(&g.data_dir.join("db"), 1 << 20).expect("open the store");
         for (id, hasher) in HASHERS {
@@ -455,7 +461,7 @@ fn every_django_hasher_logs_in_and_is_rehashed_to_argon2id() {
                 .expect("user")
                 .password;
             assert!(
-                stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+                stored.starts_with(&ours),
                 "{hasher}: re-hashed on the first login: {stored}"
             );
         }

@@ -1,57 +1,124 @@
-//! The one test harness: starts the real `gatehouse` binary on loopback ports with its own sled
-//! directory, plus real upstream HTTP servers, and gives tests a small HTTP client.
-#![allow(dead_code)]
+//! The one test harness: the real `gatehouse` binary on loopback ports with its own sled
+//! directory, configured from a typed `Config`, beside real upstream servers (`upstream.rs`);
+//! every answer its clients (`client.rs`, `raw.rs`) read is checked for framing
+//! (`framing.rs`).
+//!
+//! ```ignore
+//! let up = Upstream::start();
+//! let g = Gatehouse::new()
+//!     .with_config(|c| c.routes = vec![public_route("/", &[up.addr])])
+//!     .start();
+//! g.get("/a", None).expect_status(200);
+//! ```
+// Each test file uses a part of the harness.
+#![allow(dead_code, unused_imports)]
 
+pub mod attacks;
+pub mod bodies;
+pub mod client;
 pub mod django;
+pub mod framing;
+pub mod jwt;
+pub mod paths;
+pub mod process;
+pub mod raw;
 pub mod upstream;
 
-use reqwest::blocking::{Client, RequestBuilder};
-use reqwest::header::HeaderMap;
-use reqwest::Method;
-use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+pub use bodies::*;
+pub use client::{id_of, Http, Resp};
+pub use jwt::*;
+pub use process::*;
+pub use raw::Raw;
+
+use framing::Listener;
+use gatehouse::config::{AuthMode, Config, RouteConfig};
+use serde_json::Value;
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The example password from the seed README, valid under Django's validators.
-pub const PASSWORD: &str = "TestPass123";
-
-/// A port nobody listens on right now (each listener gets its own: two `:0` listeners would
-/// share one socket in Pingora).
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
+/// A route to `upstreams` as a config file with only `prefix` and `upstreams` gives it
+/// (`auth = "required"`, the default timeouts); tweak the fields it returns.
+pub fn route(prefix: &str, upstreams: &[SocketAddr]) -> RouteConfig {
+    let mut table = toml::Table::new();
+    table.insert("prefix".into(), prefix.into());
+    let list = upstreams.iter().map(|a| a.to_string().into()).collect();
+    table.insert("upstreams".into(), toml::Value::Array(list));
+    toml::Value::Table(table)
+        .try_into()
+        .expect("a route with the file's defaults")
 }
 
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_gatehouse")
+/// A route anyone may call, with or without a token.
+pub fn public_route(prefix: &str, upstreams: &[SocketAddr]) -> RouteConfig {
+    RouteConfig {
+        auth: AuthMode::Public,
+        ..route(prefix, upstreams)
+    }
 }
 
+type FileEdit = Box<dyn FnOnce(&mut toml::Table)>;
+
+/// What a scenario asks of its gatehouse, before it runs.
 pub struct Builder {
-    extra_toml: String,
+    dir: tempfile::TempDir,
+    config: Config,
+    file_edits: Vec<FileEdit>,
     env: Vec<(String, String)>,
-    data_dir: Option<PathBuf>,
     superusers: Vec<(String, String, String)>,
 }
 
 impl Builder {
-    /// Appends TOML to the generated config (sections like `[jwt]` or `[[routes]]`).
-    pub fn toml(mut self, extra: &str) -> Self {
-        self.extra_toml.push_str(extra);
-        self.extra_toml.push('\n');
+    fn new() -> Builder {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let [port, metrics_port] = free_ports();
+        let in_dir = |name: &str| dir.path().join(name).display().to_string();
+        let mut config = Config::default();
+        let s = &mut config.server;
+        s.listen = SocketAddr::from(([127, 0, 0, 1], port));
+        s.metrics_listen = SocketAddr::from(([127, 0, 0, 1], metrics_port));
+        s.data_dir = dir.path().join("data");
+        s.pid_file = in_dir("gatehouse.pid");
+        s.upgrade_sock = in_dir("upgrade.sock");
+        s.threads = 2;
+        s.grace_period_seconds = 1;
+        s.graceful_shutdown_timeout_seconds = 5;
+        // Scenarios register and fail logins from one address far more than a person would;
+        // the throttling scenarios set their own limits.
+        let t = &mut config.throttle;
+        t.registrations_per_address = 100_000;
+        t.login_failures_per_address = 100_000;
+        t.login_failures_per_username = 100_000;
+        // Cheap hashing; the scenarios about hashing cost put `PasswordConfig::default()` back.
+        config.passwords.argon2_memory_kib = 1024;
+        config.passwords.argon2_iterations = 1;
+        Builder {
+            dir,
+            config,
+            file_edits: Vec::new(),
+            env: Vec::new(),
+            superusers: Vec::new(),
+        }
+    }
+
+    /// Changes the config the server will read (the harness's settings are already in it).
+    pub fn with_config(mut self, edit: impl FnOnce(&mut Config)) -> Self {
+        edit(&mut self.config);
         self
     }
+
+    /// An environment variable for the server and every CLI run (secrets, env overrides).
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.into(), v.into()));
         self
     }
+
     /// Reuse an existing data directory (restart scenarios).
-    pub fn data_dir(mut self, dir: &Path) -> Self {
-        self.data_dir = Some(dir.to_path_buf());
-        self
+    pub fn data_dir(self, dir: &Path) -> Self {
+        self.with_config(|c| c.server.data_dir = dir.to_path_buf())
     }
+
     /// Creates a staff user with `createsuperuser --noinput` before the server starts.
     pub fn superuser(mut self, username: &str, email: &str, password: &str) -> Self {
         self.superusers
@@ -59,159 +126,135 @@ impl Builder {
         self
     }
 
-    pub fn start(self) -> Gatehouse {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let data_dir = self
-            .data_dir
-            .clone()
-            .unwrap_or_else(|| tmp.path().join("data"));
-        let port = free_port();
-        let metrics_port = loop {
-            let p = free_port();
-            if p != port {
-                break p;
+    /// Edits the file as TOML after the config is written into it: only for scenarios about
+    /// the file itself (unknown keys), which no `Config` can express.
+    pub fn edit_file(mut self, edit: impl FnOnce(&mut toml::Table) + 'static) -> Self {
+        self.file_edits.push(Box::new(edit));
+        self
+    }
+
+    /// Writes the config file and creates the superusers; the server does not run yet.
+    pub fn build(self) -> Gatehouse {
+        let text = if self.file_edits.is_empty() {
+            toml::to_string(&self.config).expect("the config serializes")
+        } else {
+            let mut file = toml::Table::try_from(&self.config).expect("the config serializes");
+            for edit in self.file_edits {
+                edit(&mut file);
             }
+            toml::to_string(&file).expect("the edited file serializes")
         };
-        let config_path = tmp.path().join("gatehouse.toml");
-        let config = format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\
-             data_dir = \"{}\"\nthreads = 2\npid_file = \"{}\"\nupgrade_sock = \"{}\"\n\
-             grace_period_seconds = 1\ngraceful_shutdown_timeout_seconds = 5\n{}",
-            data_dir.display(),
-            tmp.path().join("gatehouse.pid").display(),
-            tmp.path().join("upgrade.sock").display(),
-            self.extra_toml
-        );
-        std::fs::write(&config_path, config).expect("write config");
-        let mut g = Gatehouse {
-            child: None,
-            port,
-            metrics_port,
-            base: format!("http://127.0.0.1:{port}"),
-            metrics_base: format!("http://127.0.0.1:{metrics_port}"),
-            data_dir,
+        let config_path = self.dir.path().join("gatehouse.toml");
+        std::fs::write(&config_path, text).expect("write config");
+        let public = format!("http://{}", self.config.server.listen);
+        let ops = format!("http://{}", self.config.server.metrics_listen);
+        let g = Gatehouse {
+            http: Http::new(public.clone(), Listener::Public, true),
+            fresh: Http::new(public, Listener::Public, false),
+            ops: Http::new(ops, Listener::Ops, false),
+            port: self.config.server.listen.port(),
+            metrics_port: self.config.server.metrics_listen.port(),
+            data_dir: self.config.server.data_dir.clone(),
+            log_path: self.dir.path().join("gatehouse.log"),
+            config: self.config,
             config_path,
             env: self.env,
-            log_path: tmp.path().join("gatehouse.log"),
-            _tmp: tmp,
-            client: Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("client"),
+            child: None,
+            dir: self.dir,
         };
         for (u, e, p) in &self.superusers {
-            let out = g.cli(
-                &[
-                    "createsuperuser",
-                    "--noinput",
-                    "--username",
-                    u,
-                    "--email",
-                    e,
-                ],
-                &[("GATEHOUSE_SUPERUSER_PASSWORD", p)],
-            );
-            assert!(
-                out.status.success(),
-                "createsuperuser failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let args = [
+                "createsuperuser",
+                "--noinput",
+                "--username",
+                u,
+                "--email",
+                e,
+            ];
+            g.cli(&args, &[("GATEHOUSE_SUPERUSER_PASSWORD", p)])
+                .assert_ok("createsuperuser");
         }
+        g
+    }
+
+    /// Writes the config and starts serving; returns once the public listener accepts.
+    pub fn start(self) -> Gatehouse {
+        let mut g = self.build();
         g.spawn();
         g
     }
 }
 
+/// A running (or stopped) gatehouse; derefs to the client of its public listener.
 pub struct Gatehouse {
-    child: Option<Child>,
+    /// The config as written to `config_path`.
+    pub config: Config,
+    pub config_path: PathBuf,
+    pub data_dir: PathBuf,
     pub port: u16,
     pub metrics_port: u16,
-    pub base: String,
-    pub metrics_base: String,
-    pub data_dir: PathBuf,
-    pub config_path: PathBuf,
     pub log_path: PathBuf,
+    http: Http,
+    fresh: Http,
+    ops: Http,
     env: Vec<(String, String)>,
-    _tmp: tempfile::TempDir,
-    client: Client,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
 }
 
-pub struct Resp {
-    pub status: u16,
-    pub headers: HeaderMap,
-    pub text: String,
-    pub json: Value,
-}
+impl std::ops::Deref for Gatehouse {
+    type Target = Http;
 
-impl Resp {
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    }
-    /// Asserts status and the whole JSON body at once, printing both on failure.
-    #[track_caller]
-    pub fn expect(&self, status: u16, body: Value) -> &Self {
-        assert_eq!(
-            (self.status, &self.json),
-            (status, &body),
-            "unexpected response: {} {}",
-            self.status,
-            self.text
-        );
-        self
-    }
-    #[track_caller]
-    pub fn expect_status(&self, status: u16) -> &Self {
-        assert_eq!(self.status, status, "body: {}", self.text);
-        self
+    fn deref(&self) -> &Http {
+        &self.http
     }
 }
 
 impl Gatehouse {
-    pub fn builder() -> Builder {
-        Builder {
-            extra_toml: String::new(),
-            // Scenarios register and fail logins from one address far more than a person
-            // would; the throttling tests set their own limits (a later env() wins).
-            env: [
-                ("GATEHOUSE_THROTTLE_REGISTRATIONS_PER_ADDRESS", "100000"),
-                ("GATEHOUSE_THROTTLE_LOGIN_FAILURES_PER_ADDRESS", "100000"),
-                ("GATEHOUSE_THROTTLE_LOGIN_FAILURES_PER_USERNAME", "100000"),
-            ]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-            data_dir: None,
-            superusers: Vec::new(),
-        }
+    /// The harness's entry point, as crates.io's `TestApp::init()`: a builder.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new() -> Builder {
+        Builder::new()
     }
 
-    pub fn start() -> Gatehouse {
-        Gatehouse::builder().start()
+    /// The public listener's client, to move into threads.
+    pub fn http(&self) -> Http {
+        self.http.clone()
     }
 
-    fn command(&self) -> Command {
-        let mut cmd = Command::new(bin());
-        cmd.env_remove("GATEHOUSE_JWT_SECRET")
-            .env_remove("GATEHOUSE_CONFIG")
-            .env("GATEHOUSE_CONFIG", &self.config_path);
+    /// A client that opens a new connection for every request (no keep-alive pool).
+    pub fn fresh(&self) -> Http {
+        self.fresh.clone()
+    }
+
+    /// The metrics listener's client (/metrics, /healthz, /readyz).
+    pub fn ops(&self) -> Http {
+        self.ops.clone()
+    }
+
+    /// The directory holding the config file, the log, the pid file and the upgrade socket.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The binary with this instance's config and environment, and nothing inherited.
+    pub fn command(&self) -> Command {
+        let mut cmd = clean_command();
+        cmd.env("GATEHOUSE_CONFIG", &self.config_path);
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
         cmd
     }
 
-    /// Runs a CLI subcommand against this instance's config (e.g. `createsuperuser`).
-    pub fn cli(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+    /// Runs a CLI subcommand against this instance's config (given 60 s).
+    pub fn cli(&self, args: &[&str], env: &[(&str, &str)]) -> CliRun {
         let mut cmd = self.command();
-        cmd.args(args).stdin(Stdio::null());
+        cmd.args(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.output().expect("run gatehouse cli")
+        run(cmd, Duration::from_secs(60))
     }
 
     fn spawn(&mut self) {
@@ -230,7 +273,7 @@ impl Gatehouse {
             .expect("spawn gatehouse");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
+        let addr = self.config.server.listen;
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
             if let Some(status) = self
                 .child
@@ -251,6 +294,12 @@ impl Gatehouse {
     /// Everything the process wrote to stdout and stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`; returns the whole log.
+    #[track_caller]
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        wait_for_text(|| self.log(), needle)
     }
 
     /// SIGKILL, no goodbye: for durability tests.
@@ -290,95 +339,47 @@ impl Gatehouse {
         self.child.as_ref().map(Child::id)
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
+    /// A new connection to the public listener.
+    pub fn connect(&self) -> TcpStream {
+        raw::connect(self.port)
     }
 
-    pub fn request(&self, method: &str, path: &str) -> RequestBuilder {
-        let m = Method::from_bytes(method.as_bytes()).expect("method");
-        self.client.request(m, self.url(path))
+    /// One raw request on a new connection, its answer read by its framing and checked.
+    #[track_caller]
+    pub fn raw(&self, request: &str) -> Raw {
+        self.raw_on(&mut self.connect(), request)
     }
 
-    pub fn send(&self, rb: RequestBuilder) -> Resp {
-        let r = rb.send().expect("request reaches gatehouse");
-        let status = r.status().as_u16();
-        let headers = r.headers().clone();
-        let text = r.text().expect("body");
-        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Resp {
-            status,
-            headers,
-            text,
-            json,
-        }
+    /// One raw request on an open connection (status 0: the connection was gone).
+    #[track_caller]
+    pub fn raw_on(&self, s: &mut TcpStream, request: &str) -> Raw {
+        raw::exchange_on(s, Listener::Public, request)
     }
 
-    /// `method path` with an optional JSON body and optional bearer token.
-    pub fn call(&self, method: &str, path: &str, body: Option<Value>, token: Option<&str>) -> Resp {
-        let mut rb = self.request(method, path);
-        if let Some(b) = body {
-            rb = rb.json(&b);
-        }
-        if let Some(t) = token {
-            rb = rb.bearer_auth(t);
-        }
-        self.send(rb)
-    }
-
-    pub fn get(&self, path: &str, token: Option<&str>) -> Resp {
-        self.call("GET", path, None, token)
-    }
-
-    pub fn post(&self, path: &str, body: Value, token: Option<&str>) -> Resp {
-        self.call("POST", path, Some(body), token)
-    }
-
-    /// Registers `username` with `<username>@example.com` and `PASSWORD`; asserts 201.
-    pub fn register(&self, username: &str) -> Value {
-        let r = self.post(
-            "/api/auth/register/",
-            json!({"username": username, "email": format!("{username}@example.com"), "password": PASSWORD}),
-            None,
-        );
-        r.expect_status(201);
-        r.json
-    }
-
-    /// Logs in; returns (access, refresh).
-    pub fn login(&self, username: &str, password: &str) -> (String, String) {
-        let r = self.post(
-            "/api/token/",
-            json!({"username": username, "password": password}),
-            None,
-        );
-        r.expect_status(200);
-        (
-            r.json["access"].as_str().expect("access").to_string(),
-            r.json["refresh"].as_str().expect("refresh").to_string(),
-        )
-    }
-
-    /// Registers and logs in; returns the access token.
-    pub fn user_token(&self, username: &str) -> String {
-        self.register(username);
-        self.login(username, PASSWORD).0
-    }
-
-    /// Writes raw bytes on a fresh connection and returns everything read until the server
-    /// closes it or 5 s pass: for requests an HTTP client refuses to send.
-    pub fn raw(&self, request: &[u8]) -> String {
-        raw_exchange(self.port, request)
-    }
-
-    /// The secret the server signs with (generated in the data directory unless set).
+    /// The secret the server signs with: the environment's, the configured file's, or the
+    /// one generated in the data directory.
     pub fn secret(&self) -> String {
         if let Some((_, v)) = self.env.iter().find(|(k, _)| k == "GATEHOUSE_JWT_SECRET") {
             return v.clone();
         }
-        std::fs::read_to_string(self.data_dir.join("jwt_secret"))
-            .expect("generated secret")
+        let file = match self.config.jwt.secret_file.as_str() {
+            "" => self.data_dir.join("jwt_secret"),
+            path => PathBuf::from(path),
+        };
+        std::fs::read_to_string(file)
+            .expect("the signing secret")
             .trim()
             .to_string()
+    }
+
+    /// `token`'s claims with `changes` (null removes a claim), signed with the real secret:
+    /// a well-formed token that differs in exactly what the scenario changed.
+    pub fn forge(&self, token: &str, changes: Value) -> String {
+        sign_hs256(
+            &hs256_header(),
+            &tweak(token, changes),
+            self.secret().as_bytes(),
+        )
     }
 }
 
@@ -388,111 +389,50 @@ impl Drop for Gatehouse {
     }
 }
 
-pub fn raw_exchange(port: u16, request: &[u8]) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    s.write_all(request).expect("write");
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
+/// Polls `check` every 20 ms until it gives a value; panics naming `what` after 10 s.
+#[track_caller]
+pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        if let Some(v) = check() {
+            return v;
         }
+        assert!(
+            Instant::now() < deadline,
+            "still waiting after 10 s: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
-    String::from_utf8_lossy(&buf).into_owned()
 }
 
-/// Signs arbitrary header and claims JSON with HS256 and `secret`: for forged-token tests.
-pub fn sign_hs256(header: &Value, claims: &Value, secret: &[u8]) -> String {
-    use hmac::Mac;
-    let input = format!(
-        "{}.{}",
-        b64(header.to_string().as_bytes()),
-        b64(claims.to_string().as_bytes())
-    );
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("any key length");
-    mac.update(input.as_bytes());
-    format!("{input}.{}", b64(&mac.finalize().into_bytes()))
+/// Reads until `done` holds or 10 s pass, and returns the last read either way: for waits
+/// whose caller asserts on the result with a better message than a timeout.
+pub fn poll<T>(mut read: impl FnMut() -> T, done: impl Fn(&T) -> bool) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = read();
+        if done(&v) || Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
-/// True when the token's HS256 signature was made with `key` (checked on the bytes as sent).
-pub fn signed_with(token: &str, key: &[u8]) -> bool {
-    use base64::Engine;
-    use hmac::Mac;
-    let Some((input, sig)) = token.rsplit_once('.') else {
-        return false;
-    };
-    let Ok(sig) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(sig) else {
-        return false;
-    };
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
-    mac.update(input.as_bytes());
-    mac.verify_slice(&sig).is_ok()
-}
-
-/// A `[[routes]]` table for the generated config.
-pub fn route_toml(prefix: &str, upstreams: &[&str], extra: &str) -> String {
-    let list: Vec<String> = upstreams.iter().map(|u| format!("\"{u}\"")).collect();
-    format!(
-        "[[routes]]\nprefix = \"{prefix}\"\nupstreams = [{}]\n{extra}\n",
-        list.join(", ")
-    )
-}
-
-/// Resident memory of a process in KiB (0 when it cannot be read).
-pub fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-pub fn b64(data: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
-}
-
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Decodes the claims of a JWT without checking it.
-pub fn claims(token: &str) -> Value {
-    use base64::Engine;
-    let part = token.split('.').nth(1).expect("claims part");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(part)
-        .expect("base64url");
-    serde_json::from_slice(&bytes).expect("claims json")
-}
-
-/// simplejwt's body for a bad access token on an authenticated view or route.
-pub fn bad_access(message: &str) -> Value {
-    json!({
-        "detail": "Given token not valid for any token type",
-        "code": "token_not_valid",
-        "messages": [{"token_class": "AccessToken", "token_type": "access", "message": message}]
-    })
-}
-
-/// simplejwt's body for a bad token on the refresh / verify / logout views.
-pub fn bad_refresh(detail: &str) -> Value {
-    json!({"detail": detail, "code": "token_not_valid"})
-}
-
-/// Default body for a user created by `register`.
-pub fn profile_of(id: u64, username: &str) -> Value {
-    json!({"id": id, "username": username, "email": format!("{username}@example.com"), "first_name": "", "last_name": ""})
+/// Polls `text` (a log) until it contains `needle`; returns it.
+#[track_caller]
+pub fn wait_for_text(text: impl Fn() -> String, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let t = text();
+        if t.contains(needle) {
+            return t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} not in the log after 10 s:\n{t}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Runs one future to completion (the store trait is async; tests read stopped stores).

@@ -7,9 +7,15 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The header every answer of these upstreams carries (their port): how the harness tells an
+/// upstream's answer, passed through by the proxy, from one gatehouse made itself.
+pub const MARK: &str = "x-upstream-port";
 
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -24,12 +30,9 @@ pub struct Recorded {
 impl Recorded {
     /// All values of `name` (case-insensitive).
     pub fn header_values(&self, name: &str) -> Vec<String> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-            .collect()
+        super::raw::values_of(&self.headers, name)
     }
+
     pub fn header(&self, name: &str) -> Option<String> {
         self.header_values(name).into_iter().next()
     }
@@ -43,8 +46,10 @@ pub struct Options {
 
 pub struct Upstream {
     pub port: u16,
-    pub addr: String,
+    /// What a route's `upstreams` lists.
+    pub addr: SocketAddr,
     records: Arc<Mutex<Vec<Recorded>>>,
+    arrived: Arc<AtomicUsize>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -59,8 +64,10 @@ impl Upstream {
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().expect("addr").port();
         let records = Arc::new(Mutex::new(Vec::new()));
+        let arrived = Arc::new(AtomicUsize::new(0));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let recs = Arc::clone(&records);
+        let arr = Arc::clone(&arrived);
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -76,9 +83,13 @@ impl Upstream {
                         accepted = listener.accept() => {
                             let Ok((stream, _)) = accepted else { continue };
                             let recs = Arc::clone(&recs);
+                            let arr = Arc::clone(&arr);
                             let options = options.clone();
                             tokio::spawn(async move {
-                                let svc = service_fn(move |req| handle(req, port, Arc::clone(&recs), options.clone()));
+                                let svc = service_fn(move |req| {
+                                    arr.fetch_add(1, Ordering::SeqCst);
+                                    handle(req, port, Arc::clone(&recs), options.clone())
+                                });
                                 let _ = hyper::server::conn::http1::Builder::new()
                                     .serve_connection(TokioIo::new(stream), svc)
                                     .with_upgrades()
@@ -93,8 +104,9 @@ impl Upstream {
         });
         Upstream {
             port,
-            addr: format!("127.0.0.1:{port}"),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
             records,
+            arrived,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
@@ -102,6 +114,12 @@ impl Upstream {
 
     pub fn requests(&self) -> Vec<Recorded> {
         self.records.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Requests that have arrived, answered or not yet (a slow upstream records a request
+    /// only once it answers).
+    pub fn arrived(&self) -> usize {
+        self.arrived.load(Ordering::SeqCst)
     }
 
     pub fn count(&self) -> usize {
@@ -207,7 +225,7 @@ async fn handle(
     let resp = Response::builder()
         .status(200)
         .header("content-type", "application/json")
-        .header("x-upstream-port", port.to_string())
+        .header(MARK, port.to_string())
         .body(Full::new(Bytes::from(echo.to_string())))
         .expect("response");
     Ok(resp)

@@ -1,0 +1,21 @@
+//! The user API's paths, as the seed README's client calls them.
+
+pub const TOKEN: &str = "/api/token/";
+pub const REFRESH: &str = "/api/token/refresh/";
+pub const VERIFY: &str = "/api/token/verify/";
+pub const REGISTER: &str = "/api/auth/register/";
+pub const LOGOUT: &str = "/api/auth/logout/";
+pub const PROFILE: &str = "/api/auth/profile/";
+pub const PASSWORD_CHANGE: &str = "/api/auth/profile/password/";
+pub const PROFILE_DELETE: &str = "/api/auth/profile/delete/";
+pub const ADMIN_USERS: &str = "/api/auth/admin/users/";
+
+/// `/api/auth/admin/users/<id>/`
+pub fn admin_user(id: impl std::fmt::Display) -> String {
+    format!("{ADMIN_USERS}{id}/")
+}
+
+/// `/api/auth/admin/users/restore/<id>/`
+pub fn admin_restore(id: impl std::fmt::Display) -> String {
+    format!("{ADMIN_USERS}restore/{id}/")
+}
