@@ -69,6 +69,20 @@ pub fn single_value<'a>(
     Ok(first)
 }
 
+/// Whether the caller `outcome` names meets `need`. `Ok(None)`: an anonymous caller that
+/// `need` lets through.
+pub fn require(
+    outcome: Result<Identity, AuthError>,
+    need: Requirement,
+) -> Result<Option<Identity>, AuthError> {
+    match (outcome, need) {
+        (Err(AuthError::NoCredentials), Requirement::Anyone) => Ok(None),
+        (Err(e), _) => Err(e),
+        (Ok(who), Requirement::Staff) if !who.is_staff => Err(AuthError::NotStaff),
+        (Ok(who), _) => Ok(Some(who)),
+    }
+}
+
 pub struct Authenticator {
     tokens: Arc<Tokens>,
     cache: Arc<UserCache>,
@@ -95,12 +109,7 @@ impl Authenticator {
             Ok(value) => self.authenticate(value).await,
             Err(e) => Err(e),
         };
-        let decided = match (outcome, need) {
-            (Err(AuthError::NoCredentials), Requirement::Anyone) => Ok(None),
-            (Err(e), _) => Err(e),
-            (Ok(who), Requirement::Staff) if !who.is_staff => Err(AuthError::NotStaff),
-            (Ok(who), _) => Ok(Some(who)),
-        };
+        let decided = require(outcome, need);
         let (verdict, reason) = match &decided {
             Ok(Some(_)) => ("allow", "valid_token"),
             Ok(None) => ("allow", "anonymous"),

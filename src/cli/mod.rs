@@ -4,6 +4,7 @@
 pub mod check_config;
 pub mod createsuperuser;
 pub mod import;
+pub mod routes_explain;
 
 use crate::config::Config;
 use clap::{Parser, Subcommand};
@@ -48,6 +49,27 @@ enum Command {
         /// The dumpdata file (accounts.user or auth.user entries).
         dump: PathBuf,
     },
+    /// The route table.
+    Routes {
+        #[command(subcommand)]
+        command: RoutesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RoutesCommand {
+    /// Which route PATH takes, its auth mode and requirements, and with --user the decision
+    /// for that user (reads the store: the server must be stopped for sled).
+    Explain {
+        /// The request's method (default GET).
+        #[arg(long)]
+        method: Option<String>,
+        /// A username: decide for this user as the proxy would, with a valid token.
+        #[arg(long)]
+        user: Option<String>,
+        /// The request path, as a client would send it.
+        path: String,
+    },
 }
 
 /// Runs the command line; the exit code says whether it worked.
@@ -65,6 +87,9 @@ pub fn run() -> ExitCode {
             } => createsuperuser::run(&config, noinput, username, email),
             Command::CheckConfig => check_config::run(&config),
             Command::Import { dump } => import::run(&config, &dump),
+            Command::Routes {
+                command: RoutesCommand::Explain { method, user, path },
+            } => routes_explain::run(&config, method.as_deref(), user.as_deref(), &path),
         });
     match result {
         Ok(()) => ExitCode::SUCCESS,

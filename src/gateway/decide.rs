@@ -21,7 +21,7 @@ pub enum Decision {
 }
 
 /// Who a route lets through (`None`: anyone, unchecked).
-fn requirement(route: &Route) -> Option<Requirement> {
+pub fn requirement(route: &Route) -> Option<Requirement> {
     match (route.auth, route.require_staff) {
         (_, true) => Some(Requirement::Staff),
         (AuthMode::Public, false) => None,
@@ -50,16 +50,17 @@ pub async fn decide(
         return Decision::Respond(ApiError::from(e).to_response());
     }
     let Some(need) = requirement(route) else {
-        return match method_refused(route, method) {
-            Some(refused) => Decision::Respond(refused),
-            None => Decision::Forward(None),
-        };
+        return policy(route, method, None);
     };
-    let identity = match auth.check(authorization, need).await {
-        Ok(identity) => identity,
-        Err(e) => return Decision::Respond(ApiError::from(e).to_response()),
-    };
-    // As DRF: who is calling is settled first, then whether the method is allowed.
+    match auth.check(authorization, need).await {
+        Ok(identity) => policy(route, method, identity),
+        Err(e) => Decision::Respond(ApiError::from(e).to_response()),
+    }
+}
+
+/// The route's policy once the caller is settled (as DRF: who is calling first, then whether
+/// the method is allowed).
+pub fn policy(route: &Route, method: &Method, identity: Option<Identity>) -> Decision {
     if let Some(refused) = method_refused(route, method) {
         return Decision::Respond(refused);
     }
