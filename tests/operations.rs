@@ -782,6 +782,37 @@ fn startup_line_names_listeners_routes_and_store() {
 }
 
 #[test]
+fn a_down_upstream_is_one_short_line_when_it_goes_and_one_when_it_is_back() {
+    // A port nobody listens on yet: the route's upstream is down from the start.
+    let port = free_ports::<1>()[0];
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let g = Gatehouse::new()
+        .with_config(|c| c.routes = vec![route("/svc/", &[addr])])
+        .start();
+    let down = format!("upstream {addr} of route /svc/ is down");
+    let log = g.wait_for_log(&down);
+    let line = log
+        .lines()
+        .find(|l| l.contains(&down))
+        .unwrap_or_else(|| panic!("no line saying {down}"));
+    assert!(
+        line.len() < 200,
+        "one short line, not Pingora's peer dump: {line}"
+    );
+    assert!(
+        !log.contains("PeerOptions") && !log.contains("BasicPeer"),
+        "Pingora's own health-check report is replaced:\n{log}"
+    );
+    // Still down a few checks later: said once, not every second.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(g.log().matches(&down).count(), 1, "{}", g.log());
+    // It comes up: one line saying it is back and how long it was down.
+    let _listener = std::net::TcpListener::bind(addr).expect("take the upstream's port");
+    let back = g.wait_for_log(&format!("upstream {addr} of route /svc/ is back after"));
+    assert!(back.contains("down since"), "{back}");
+}
+
+#[test]
 fn pid_file_names_the_serving_process() {
     let g = Gatehouse::new().start();
     let pid_file = &g.config.server.pid_file;

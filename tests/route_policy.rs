@@ -93,8 +93,14 @@ fn routes_explain_names_the_route_and_decides_for_a_user() {
     // Without --user it needs no store: it works while the server runs.
     let r = explain(&g, &["/ro/items"]);
     r.assert_ok("routes explain");
-    r.assert_says(&format!("route: /ro/ -> {addr}"), "the route and its upstreams");
-    r.assert_says("auth required; methods: GET, HEAD; path sent upstream: /items", "the requirements");
+    r.assert_says(
+        &format!("route: /ro/ -> {addr}"),
+        "the route and its upstreams",
+    );
+    r.assert_says(
+        "auth required; methods: GET, HEAD; path sent upstream: /items",
+        "the requirements",
+    );
     // With --user while sled is held by the server: a clear message, not a hang.
     let busy = explain(&g, &["--user", "alice", "/ro/items"]);
     assert!(!busy.succeeded(), "{}", busy.output());
@@ -105,15 +111,20 @@ fn routes_explain_names_the_route_and_decides_for_a_user() {
         &format!("user alice: forwarded with x-user-id: {id}, x-user-name: alice, x-user-is-staff: false"),
         "the identity the upstream would get",
     );
-    explain(&g, &["--method", "DELETE", "--user", "alice", "/ro/items"])
-        .assert_says("refused with a valid token: 405", "a method the route does not take");
+    explain(&g, &["--method", "DELETE", "--user", "alice", "/ro/items"]).assert_says(
+        "refused with a valid token: 405",
+        "a method the route does not take",
+    );
     explain(&g, &["--user", "alice", "/staff/panel"])
         .assert_says("refused with a valid token: 403", "staff only");
-    explain(&g, &["--user", "nobody", "/ro/items"])
-        .assert_says("refused with a valid token: 401 {\"detail\":\"User not found\"", "no such user");
+    explain(&g, &["--user", "nobody", "/ro/items"]).assert_says(
+        "refused with a valid token: 401 {\"detail\":\"User not found\"",
+        "no such user",
+    );
     explain(&g, &["--user", "alice", "/open/page"])
         .assert_says("forwarded without identity headers", "a public route");
-    explain(&g, &["/api/auth/profile/"]).assert_says("answered by gatehouse itself", "the user API");
+    explain(&g, &["/api/auth/profile/"])
+        .assert_says("answered by gatehouse itself", "the user API");
     explain(&g, &["/elsewhere"]).assert_says("no route: 404", "no route");
     explain(&g, &["/open/..%2fro/x"]).assert_says("refused: 400", "an escaped path");
 }
