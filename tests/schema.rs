@@ -738,13 +738,15 @@ fn a_realistic_scenario_and_malformed_requests_match_the_document() {
     }
     let update = json!({"username": "alice", "email": "alice@example.org", "last_name": "A", "id": 77, "is_staff": true});
     c.json(200, "PUT", PROFILE, update, Some(&access));
+    // The username alone is a full update (a missing email is kept).
     c.json(
-        400,
+        200,
         "PUT",
         PROFILE,
         json!({"username": "alice"}),
         Some(&access),
     );
+    c.json(400, "PUT", PROFILE, json!({}), Some(&access));
     let taken = json!({"username": "bob", "email": "bob@example.com"});
     c.json(400, "PUT", PROFILE, taken, Some(&access));
     c.json(
