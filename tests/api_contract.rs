@@ -23,6 +23,7 @@ const ALLOW_PROFILE: &str = "GET, PUT, PATCH, HEAD, OPTIONS";
 const ALLOW_PASSWORD: &str = "PUT, PATCH, OPTIONS";
 const ALLOW_DELETE: &str = "DELETE, OPTIONS";
 const ALLOW_ADMIN_GET: &str = "GET, HEAD, OPTIONS";
+const ALLOW_ADMIN_DETAIL: &str = "GET, PATCH, HEAD, OPTIONS";
 const ALLOW_RESTORE: &str = "PUT, PATCH, OPTIONS";
 
 const SIMILAR_USERNAME: &str = "The password is too similar to the username.";
@@ -169,6 +170,14 @@ fn profile(id: u64, username: &str, email: &str) -> Value {
 
 fn admin_item(id: u64, username: &str, email: &str, active: bool) -> Value {
     json!({"id": id, "username": username, "email": email, "first_name": "", "last_name": "", "is_active": active})
+}
+
+/// The admin detail: the list's fields, `is_staff` and `groups`.
+fn admin_detail(id: u64, username: &str, email: &str, active: bool, staff: bool) -> Value {
+    let mut v = admin_item(id, username, email, active);
+    v["is_staff"] = json!(staff);
+    v["groups"] = json!([]);
+    v
 }
 
 fn keys(v: &Value) -> Vec<String> {
@@ -927,8 +936,10 @@ fn soft_delete_then_admin_restore() {
         json!({"detail": "User is inactive", "code": "user_inactive"}),
     );
     login(&g, "oscar", PASSWORD).expect(401, wrong_login());
-    get(&g, "/api/auth/admin/users/2/", Some(&admin))
-        .expect(200, admin_item(2, "oscar", "oscar@example.com", false));
+    get(&g, "/api/auth/admin/users/2/", Some(&admin)).expect(
+        200,
+        admin_detail(2, "oscar", "oscar@example.com", false, false),
+    );
 
     let restore = "/api/auth/admin/users/restore/2/";
     let r = api(&g, "PUT", restore, None, Some(&admin));
@@ -951,8 +962,10 @@ fn soft_delete_then_admin_restore() {
     get(&g, PROFILE, Some(&t)).expect(401, bad_access("Token is invalid"));
     let t2 = g.login("oscar", PASSWORD).0;
     get(&g, PROFILE, Some(&t2)).expect(200, profile(2, "oscar", "oscar@example.com"));
-    get(&g, "/api/auth/admin/users/2/", Some(&admin))
-        .expect(200, admin_item(2, "oscar", "oscar@example.com", true));
+    get(&g, "/api/auth/admin/users/2/", Some(&admin)).expect(
+        200,
+        admin_detail(2, "oscar", "oscar@example.com", true, false),
+    );
 }
 
 #[test]
@@ -1046,8 +1059,10 @@ fn admin_list_requires_staff_and_lists_everyone_by_id() {
         ]),
     );
     assert_allow(&r, ALLOW_ADMIN_GET);
-    get(&g, "/api/auth/admin/users/1/", Some(&admin))
-        .expect(200, admin_item(1, "admin", "admin@example.com", true));
+    get(&g, "/api/auth/admin/users/1/", Some(&admin)).expect(
+        200,
+        admin_detail(1, "admin", "admin@example.com", true, true),
+    );
     api(&g, "POST", ADMIN_USERS, Some(json!({})), Some(&admin))
         .expect(405, method_not_allowed("POST"));
     // Permission (403) before method (405).
@@ -1207,7 +1222,7 @@ fn every_protected_endpoint_rejects_missing_credentials() {
         ("PATCH", PASSWORD_PATH, ALLOW_PASSWORD),
         ("DELETE", DELETE, ALLOW_DELETE),
         ("GET", ADMIN_USERS, ALLOW_ADMIN_GET),
-        ("GET", "/api/auth/admin/users/1/", ALLOW_ADMIN_GET),
+        ("GET", "/api/auth/admin/users/1/", ALLOW_ADMIN_DETAIL),
         ("PUT", "/api/auth/admin/users/restore/1/", ALLOW_RESTORE),
         ("PATCH", "/api/auth/admin/users/restore/1/", ALLOW_RESTORE),
     ] {
@@ -1351,7 +1366,7 @@ fn options_answers_every_api_path_without_auth() {
         (PASSWORD_PATH, ALLOW_PASSWORD),
         (DELETE, ALLOW_DELETE),
         (ADMIN_USERS, ALLOW_ADMIN_GET),
-        ("/api/auth/admin/users/1/", ALLOW_ADMIN_GET),
+        ("/api/auth/admin/users/1/", ALLOW_ADMIN_DETAIL),
         ("/api/auth/admin/users/restore/1/", ALLOW_RESTORE),
     ] {
         let r = api(&g, "OPTIONS", p, None, None);

@@ -167,3 +167,54 @@ fn password_change_lists_field_errors_first_and_checks_the_old_password_last() {
     // Nothing changed on the way: the old password still logs in.
     g.login("michelle", PASSWORD);
 }
+
+#[test]
+fn admin_patch_reports_wrong_types_as_drf_does() {
+    let g = Gatehouse::builder()
+        .superuser("root", "root@example.com", "Root-Pass-2024")
+        .start();
+    let root = g.login("root", "Root-Pass-2024").0;
+    g.register("target");
+    let long = "g".repeat(151);
+    let cases = [
+        json!({"is_staff": "maybe"}),
+        json!({"is_staff": null, "is_active": [true]}),
+        json!({"is_active": 2, "is_staff": 0.5}),
+        json!({"groups": "billing"}),
+        json!({"groups": {"name": "billing"}}),
+        json!({"groups": 7}),
+        json!({"groups": true}),
+        json!({"groups": null}),
+        json!({"groups": ["ok", null, "", "  ", true, ["x"], {"a": 1}, long, "a\u{0}b", 5]}),
+        json!({"is_staff": "Yes", "is_active": "on", "groups": [" billing ", 5]}),
+        json!({"is_staff": "x", "groups": [""]}),
+        json!({}),
+    ]
+    .map(|data| Case {
+        serializer: "admin_user_patch",
+        partial: true,
+        data,
+    });
+    let drf = drf_errors(&json!({}), &cases);
+    for (case, expected) in cases.iter().zip(drf) {
+        let r = g.call(
+            "PATCH",
+            "/api/auth/admin/users/2/",
+            Some(case.data.clone()),
+            Some(&root),
+        );
+        assert_eq!(gatehouse_errors(&r), expected, "PATCH {}", case.data);
+    }
+    // The fixed shapes, spelled out.
+    let r = g.call(
+        "PATCH",
+        "/api/auth/admin/users/2/",
+        Some(json!({"is_staff": "maybe", "groups": "billing"})),
+        Some(&root),
+    );
+    r.expect(
+        400,
+        json!({"is_staff": ["Must be a valid boolean."],
+               "groups": ["Expected a list of items but got type \"str\"."]}),
+    );
+}

@@ -850,6 +850,30 @@ fn a_realistic_scenario_and_malformed_requests_match_the_document() {
     c.json(404, "HEAD", &format!("{USERS}?page=99"), NO_BODY, staff);
     c.json(200, "GET", &user(&alice_id), NO_BODY, staff);
     c.json(200, "HEAD", &user(&alice_id), NO_BODY, staff);
+    // The detail's PATCH: staff and groups, bad types in DRF's shapes (items by position).
+    let access_change = json!({"is_staff": false, "groups": ["ops", "billing"]});
+    c.json(200, "PATCH", &user(&alice_id), access_change, staff);
+    c.json(403, "PATCH", &user(&alice_id), json!({}), me);
+    c.json(401, "PATCH", &user(&alice_id), json!({}), anon);
+    let bad = json!({"is_staff": "maybe", "groups": "billing", "is_active": null});
+    c.json(400, "PATCH", &user(&alice_id), bad, staff);
+    c.json(
+        400,
+        "PATCH",
+        &user(&alice_id),
+        json!({"groups": ["ok", ""]}),
+        staff,
+    );
+    c.raw(
+        200,
+        "PATCH",
+        &user(&alice_id),
+        FORM,
+        "groups=ops&groups=x",
+        staff,
+    );
+    c.raw(415, "PATCH", &user(&alice_id), "text/plain", "x", staff);
+    c.json(200, "GET", &user(&alice_id), NO_BODY, staff);
     for id in [
         "999",
         "abc",
@@ -863,6 +887,7 @@ fn a_realistic_scenario_and_malformed_requests_match_the_document() {
         c.json(404, "HEAD", &user(id), NO_BODY, staff);
         c.json(404, "PUT", &restore(id), NO_BODY, staff);
         c.json(404, "PATCH", &restore(id), NO_BODY, staff);
+        c.json(404, "PATCH", &user(id), json!({"groups": 5}), staff);
     }
 
     // Soft delete bob, then restore him: his old token stays dead, a new login works.

@@ -26,6 +26,13 @@ pub fn admin_json(u: &User) -> Value {
            "first_name": u.first_name, "last_name": u.last_name, "is_active": u.is_active})
 }
 
+/// One user as the admin detail shows it: the list's fields, staff and the groups (sorted).
+pub fn admin_detail_json(u: &User) -> Value {
+    json!({"id": u.id, "username": u.username, "email": u.email,
+           "first_name": u.first_name, "last_name": u.last_name, "is_active": u.is_active,
+           "is_staff": u.is_staff, "groups": u.groups})
+}
+
 /// Which of username and email a request must carry: register both, a profile PUT the
 /// username only (the seed's serializer: a missing email is kept), a PATCH neither.
 #[derive(Debug, Clone, Copy)]

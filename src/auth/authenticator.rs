@@ -13,6 +13,8 @@ pub struct Identity {
     pub user_id: u64,
     pub username: Arc<str>,
     pub is_staff: bool,
+    /// Group names, sorted, each once.
+    pub groups: Arc<[String]>,
 }
 
 /// Why a request is not let through.
@@ -141,6 +143,7 @@ impl Authenticator {
             user_id: claims.user_id,
             username: state.username,
             is_staff: state.is_staff,
+            groups: state.groups,
         })
     }
 }

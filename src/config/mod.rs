@@ -281,6 +281,9 @@ pub struct ProxyConfig {
     pub user_name_header: http::HeaderName,
     #[serde(with = "types::header_name")]
     pub user_is_staff_header: http::HeaderName,
+    /// The user's group names, sorted, comma-separated (empty for a user in no group).
+    #[serde(with = "types::header_name")]
+    pub user_groups_header: http::HeaderName,
     /// Send the client's `Authorization` header on to the upstream.
     pub forward_authorization: bool,
     /// Networks whose `X-Forwarded-For` is believed (CIDR); empty: none.
@@ -294,6 +297,7 @@ impl Default for ProxyConfig {
             user_id_header: http::HeaderName::from_static("x-user-id"),
             user_name_header: http::HeaderName::from_static("x-user-name"),
             user_is_staff_header: http::HeaderName::from_static("x-user-is-staff"),
+            user_groups_header: http::HeaderName::from_static("x-user-groups"),
             forward_authorization: true,
             trusted_proxies: Vec::new(),
         }

@@ -97,6 +97,7 @@ impl Config {
             &proxy.user_id_header,
             &proxy.user_name_header,
             &proxy.user_is_staff_header,
+            &proxy.user_groups_header,
         ];
         for (i, name) in identity.iter().enumerate() {
             require(!identity[..i].contains(name), || {

@@ -243,6 +243,7 @@ fn map_user(
             last_login: f.time("last_login")?,
             deleted_at,
             token_version: 0,
+            groups: Vec::new(),
             username,
         },
         warning,
@@ -329,6 +330,7 @@ mod tests {
                     last_login: Some(1_709_284_530),
                     deleted_at: None,
                     token_version: 0,
+                    groups: Vec::new(),
                 },
                 warning: None,
             }]
