@@ -273,3 +273,128 @@ fn the_groups_header_name_is_configurable() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Import: Django's groups come along.
+
+const DJANGO_GROUPS: [(u64, &str); 3] = [(3, "billing"), (5, "ops"), (7, "support")];
+/// (id, username, groups) of the Django project's users; passwords are `<name>-Pass-2024`.
+const DJANGO_USERS: [(u64, &str, &[&str]); 3] = [
+    (17, "alice", &["ops", "billing"]),
+    (18, "bob", &["ops"]),
+    (19, "carol", &[]),
+];
+
+/// A dumpdata of a real Django project with groups (`--natural-foreign` when `natural`).
+fn django_dump(natural: bool) -> Vec<Value> {
+    let users: Vec<Value> = DJANGO_USERS
+        .iter()
+        .map(|(id, name, groups)| {
+            // argon2 keeps logins quick in the unoptimized test build.
+            let mut u = django::user(*id, name, &format!("{name}-Pass-2024"), "argon2");
+            u["groups"] = json!(groups);
+            u
+        })
+        .collect();
+    let groups: Vec<Value> = DJANGO_GROUPS
+        .iter()
+        .map(|(id, name)| json!({"id": id, "name": name}))
+        .collect();
+    let out = django::run(&json!({"users": users, "groups": groups, "natural_foreign": natural}));
+    out["dump"].as_array().expect("dumpdata is a list").clone()
+}
+
+/// A fresh gatehouse (route /svc/ to `up`, superuser root) with `dump` imported; the
+/// import's stdout.
+fn imported(up: &Upstream, dump: &[Value]) -> (Gatehouse, String) {
+    let mut g = gateway(up, "");
+    g.kill();
+    let path = g.data_dir.parent().expect("a directory").join("dump.json");
+    std::fs::write(&path, Value::Array(dump.to_vec()).to_string()).expect("write the dump");
+    let out = g.cli(&["import", path.to_str().expect("utf-8 path")], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "import failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    g.restart();
+    (g, stdout)
+}
+
+fn groups_in_detail(g: &Gatehouse, token: &str, id: u64) -> Value {
+    let r = g.get(&detail(id), Some(token));
+    r.expect_status(200);
+    r.json["groups"].clone()
+}
+
+#[test]
+fn groups_come_over_from_a_real_django_dumpdata_by_id_or_natural_key() {
+    for natural in [false, true] {
+        let dump = django_dump(natural);
+        let alice = dump
+            .iter()
+            .find(|e| e["model"] == "auth.user" && e["pk"] == 17)
+            .expect("alice is in the dump");
+        let expected_refs = if natural {
+            json!([["billing"], ["ops"]])
+        } else {
+            json!([3, 5])
+        };
+        assert_eq!(
+            alice["fields"]["groups"], expected_refs,
+            "Django's own dump"
+        );
+        let up = Upstream::start();
+        let (g, stdout) = imported(&up, &dump);
+        assert!(
+            stdout.contains("imported 3 users;") && stdout.contains("0 warnings; 3 groups read;"),
+            "{stdout}"
+        );
+        let root = g.login("root", ROOT_PW).0;
+        assert_eq!(groups_in_detail(&g, &root, 17), json!(["billing", "ops"]));
+        assert_eq!(groups_in_detail(&g, &root, 18), json!(["ops"]));
+        assert_eq!(groups_in_detail(&g, &root, 19), json!([]));
+        // The old password logs in, and the upstream hears of the groups.
+        let token = g.login("alice", "alice-Pass-2024").0;
+        svc(&g, "/svc/x", &token).expect_status(200);
+        assert_eq!(seen(&up).0, ["billing,ops"], "natural keys: {natural}");
+    }
+}
+
+#[test]
+fn group_ids_without_their_groups_in_the_dump_are_reported() {
+    // `dumpdata auth.user` alone: the users name groups by id, and nothing says which.
+    let users_only: Vec<Value> = django_dump(false)
+        .into_iter()
+        .filter(|e| e["model"] == "auth.user")
+        .collect();
+    let up = Upstream::start();
+    let (g, stdout) = imported(&up, &users_only);
+    assert!(
+        stdout.contains("imported 3 users;") && stdout.contains("2 warnings; 0 groups read;"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "group id 3 is named by 1 user but the dump holds no auth.group with that pk"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("group id 5 is named by 2 users"),
+        "{stdout}"
+    );
+    let root = g.login("root", ROOT_PW).0;
+    assert_eq!(groups_in_detail(&g, &root, 17), json!([]));
+
+    // Natural keys name the groups themselves: nothing is lost without the group entries.
+    let natural_users: Vec<Value> = django_dump(true)
+        .into_iter()
+        .filter(|e| e["model"] == "auth.user")
+        .collect();
+    let (g, stdout) = imported(&up, &natural_users);
+    assert!(stdout.contains("0 warnings; 0 groups read;"), "{stdout}");
+    let root = g.login("root", ROOT_PW).0;
+    assert_eq!(groups_in_detail(&g, &root, 17), json!(["billing", "ops"]));
+}
