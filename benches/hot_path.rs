@@ -365,6 +365,7 @@ fn filled_store(n: u64, hash: &str) -> (tempfile::TempDir, SledStore) {
                     last_login: None,
                     deleted_at: None,
                     token_version: 0,
+                    groups: Vec::new(),
                 })
                 .collect();
             for r in store.insert_users(batch).await.expect("insert") {

@@ -102,6 +102,7 @@ fn user(id: u64, username: String, email: String, hash: &str, now: u64) -> User 
         last_login: None,
         deleted_at: None,
         token_version: 0,
+        groups: Vec::new(),
     }
 }
 

@@ -42,14 +42,57 @@ pub mod field {
     pub const USERNAME_TAKEN: &str = "A user with that username already exists.";
     pub const EMAIL_TAKEN: &str = "user with this email address already exists.";
     pub const WRONG_PASSWORD: &str = "Wrong password.";
+    /// DRF's BooleanField.
+    pub const NOT_A_BOOLEAN: &str = "Must be a valid boolean.";
+    /// DRF's CharField `ProhibitNullCharactersValidator`.
+    pub const NULL_CHARACTERS: &str = "Null characters are not allowed.";
+
+    /// DRF's ListField for a value that is not a list; `python_type` as DRF names it.
+    pub fn not_a_list(python_type: &str) -> String {
+        format!("Expected a list of items but got type \"{python_type}\".")
+    }
 }
 
 pub fn max_length_message(max: usize) -> String {
     format!("Ensure this field has no more than {max} characters.")
 }
 
-/// Field name -> messages, in the order the fields were checked.
-pub type FieldErrors = Vec<(String, Vec<String>)>;
+/// One field's errors: its own messages, or, for a list field whose items failed, the
+/// messages of each failed item by position (DRF's ListField: `{"groups": {"0": [...]}}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldError {
+    Messages(Vec<String>),
+    Items(Vec<(usize, Vec<String>)>),
+}
+
+impl FieldError {
+    /// Every message, items' included (for a command line).
+    pub fn messages(&self) -> Vec<&str> {
+        match self {
+            FieldError::Messages(m) => m.iter().map(String::as_str).collect(),
+            FieldError::Items(items) => items
+                .iter()
+                .flat_map(|(_, m)| m.iter().map(String::as_str))
+                .collect(),
+        }
+    }
+
+    fn body(&self) -> Value {
+        match self {
+            FieldError::Messages(m) => json!(m),
+            FieldError::Items(items) => {
+                let mut map = Map::new();
+                for (index, messages) in items {
+                    map.insert(index.to_string(), json!(messages));
+                }
+                Value::Object(map)
+            }
+        }
+    }
+}
+
+/// Field name -> its errors, in the order the fields were checked.
+pub type FieldErrors = Vec<(String, FieldError)>;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {
@@ -144,8 +187,8 @@ impl ApiError {
         match self {
             Validation(fields) => {
                 let mut map = Map::new();
-                for (name, messages) in fields {
-                    map.insert(name.clone(), json!(messages));
+                for (name, error) in fields {
+                    map.insert(name.clone(), error.body());
                 }
                 Value::Object(map)
             }
@@ -200,7 +243,10 @@ impl ApiError {
 
     /// A single-field validation error.
     pub fn field(name: &str, message: impl Into<String>) -> ApiError {
-        ApiError::Validation(vec![(name.to_string(), vec![message.into()])])
+        ApiError::Validation(vec![(
+            name.to_string(),
+            FieldError::Messages(vec![message.into()]),
+        )])
     }
 }
 

@@ -26,8 +26,10 @@ fn register_refuses_exactly_the_passwords_django_refuses_with_its_messages() {
         .iter()
         .map(|(pw, user, email)| json!({"password": pw, "username": user, "email": email}))
         .collect();
-    let django = common::django::run(&json!({ "validate": checks }));
-    let expected = django["validation"].as_array().expect("Django's verdicts");
+    let django = common::django::run(&json!({ "password_policy": checks }));
+    let expected = django["password_policy"]
+        .as_array()
+        .expect("Django's verdicts");
     let g = Gatehouse::new().start();
     let mut refused = 0;
     for ((pw, user, email), django_says) in CASES.iter().zip(expected) {

@@ -128,3 +128,75 @@ fn routes_explain_names_the_route_and_decides_for_a_user() {
     explain(&g, &["/elsewhere"]).assert_says("no route: 404", "no route");
     explain(&g, &["/open/..%2fro/x"]).assert_says("refused: 400", "an escaped path");
 }
+
+#[test]
+fn require_groups_lets_members_of_any_listed_group_through_inline_and_by_forward_auth() {
+    let up = Upstream::start();
+    let addr = up.addr;
+    let groups = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let g = Gatehouse::new()
+        .superuser("root", "root@example.com", "Root-Pass-2024")
+        .with_config(|c| {
+            c.forward_auth.enabled = true;
+            c.routes = vec![
+                RouteConfig {
+                    require_groups: groups(&["billing", "ops"]),
+                    ..route("/billing/", &[addr])
+                },
+                RouteConfig {
+                    require_groups: groups(&["ops"]),
+                    ..route("/ops/", &[addr])
+                },
+            ]
+        })
+        .start();
+    let root = g.login("root", "Root-Pass-2024").0;
+    let (gina_id, gina, _) = g.user("gina");
+    g.call(
+        "PATCH",
+        &format!("/api/auth/admin/users/{gina_id}/"),
+        Some(json!({"groups": ["billing"]})),
+        Some(&root),
+    )
+    .expect_status(200);
+
+    g.get("/billing/invoices", Some(&gina)).expect_status(200);
+    assert_eq!(
+        up.last().header_values("x-user-groups"),
+        vec!["billing".to_string()]
+    );
+    let forwarded = up.count();
+    g.get("/ops/deploy", Some(&gina)).expect(
+        403,
+        json!({"detail": "You do not have permission to perform this action."}),
+    );
+    g.get("/billing/invoices", None).expect(
+        401,
+        json!({"detail": "Authentication credentials were not provided."}),
+    );
+    assert_eq!(up.count(), forwarded, "refusals are never forwarded");
+
+    // The same decisions for an ingress asking.
+    let ask = |uri: &str| {
+        g.send(
+            g.request("GET", "/_gatehouse/auth")
+                .bearer_auth(&gina)
+                .header("X-Original-URI", uri),
+        )
+    };
+    let r = ask("/billing/invoices");
+    r.expect_status(200);
+    assert_eq!(r.header("x-user-groups").as_deref(), Some("billing"));
+    ask("/ops/deploy").expect_status(403);
+
+    // A change of groups counts on the very next request.
+    g.call(
+        "PATCH",
+        &format!("/api/auth/admin/users/{gina_id}/"),
+        Some(json!({"groups": ["ops"]})),
+        Some(&root),
+    )
+    .expect_status(200);
+    g.get("/ops/deploy", Some(&gina)).expect_status(200);
+    ask("/ops/deploy").expect_status(200);
+}

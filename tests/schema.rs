@@ -704,13 +704,15 @@ fn a_realistic_scenario_and_malformed_requests_match_the_document() {
     }
     let update = json!({"username": "alice", "email": "alice@example.org", "last_name": "A", "id": 77, "is_staff": true});
     c.json(200, "PUT", PROFILE, update, Some(&access));
+    // The username alone is a full update (a missing email is kept).
     c.json(
-        400,
+        200,
         "PUT",
         PROFILE,
         json!({"username": "alice"}),
         Some(&access),
     );
+    c.json(400, "PUT", PROFILE, json!({}), Some(&access));
     let taken = json!({"username": "bob", "email": "bob@example.com"});
     c.json(400, "PUT", PROFILE, taken, Some(&access));
     c.json(
@@ -831,6 +833,37 @@ fn a_realistic_scenario_and_malformed_requests_match_the_document() {
     );
     c.json(200, "GET", &admin_user(&alice_id), NO_BODY, staff);
     c.json(200, "HEAD", &admin_user(&alice_id), NO_BODY, staff);
+    // The detail's PATCH: staff and groups, bad types in DRF's shapes (items by position).
+    let access_change = json!({"is_staff": false, "groups": ["ops", "billing"]});
+    c.json(200, "PATCH", &admin_user(&alice_id), access_change, staff);
+    c.json(403, "PATCH", &admin_user(&alice_id), json!({}), me);
+    c.json(401, "PATCH", &admin_user(&alice_id), json!({}), anon);
+    let bad = json!({"is_staff": "maybe", "groups": "billing", "is_active": null});
+    c.json(400, "PATCH", &admin_user(&alice_id), bad, staff);
+    c.json(
+        400,
+        "PATCH",
+        &admin_user(&alice_id),
+        json!({"groups": ["ok", ""]}),
+        staff,
+    );
+    c.raw(
+        200,
+        "PATCH",
+        &admin_user(&alice_id),
+        FORM,
+        "groups=ops&groups=x",
+        staff,
+    );
+    c.raw(
+        415,
+        "PATCH",
+        &admin_user(&alice_id),
+        "text/plain",
+        "x",
+        staff,
+    );
+    c.json(200, "GET", &admin_user(&alice_id), NO_BODY, staff);
     for id in [
         "999",
         "abc",
@@ -844,6 +877,7 @@ fn a_realistic_scenario_and_malformed_requests_match_the_document() {
         c.json(404, "HEAD", &admin_user(id), NO_BODY, staff);
         c.json(404, "PUT", &admin_restore(id), NO_BODY, staff);
         c.json(404, "PATCH", &admin_restore(id), NO_BODY, staff);
+        c.json(404, "PATCH", &admin_user(id), json!({"groups": 5}), staff);
     }
 
     // Soft delete bob, then restore him: his old token stays dead, a new login works.

@@ -143,6 +143,7 @@ async fn dispatch(
         Endpoint::PasswordChange => users::change_password(&ctx).await,
         Endpoint::ProfileDelete => users::soft_delete(&ctx).await,
         Endpoint::AdminList => admin::list(&ctx).await,
+        Endpoint::AdminDetail(id) if partial => admin::update(&ctx, id).await,
         Endpoint::AdminDetail(id) => admin::detail(&ctx, id).await,
         Endpoint::AdminRestore(id) => admin::restore(&ctx, id).await,
         Endpoint::Schema => Ok(Response::json_text(200, OPENAPI)),

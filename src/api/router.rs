@@ -192,7 +192,8 @@ impl Endpoint {
             Profile => &["GET", "PUT", "PATCH", "HEAD", "OPTIONS"],
             PasswordChange | AdminRestore(_) => &["PUT", "PATCH", "OPTIONS"],
             ProfileDelete => &["DELETE", "OPTIONS"],
-            AdminList | AdminDetail(_) | Schema | Jwks => &["GET", "HEAD", "OPTIONS"],
+            AdminDetail(_) => &["GET", "PATCH", "HEAD", "OPTIONS"],
+            AdminList | Schema | Jwks => &["GET", "HEAD", "OPTIONS"],
         }
     }
 
@@ -388,5 +389,9 @@ mod tests {
             "GET, PUT, PATCH, HEAD, OPTIONS"
         );
         assert_eq!(Endpoint::TokenObtain.allow_header(), "POST, OPTIONS");
+        assert_eq!(
+            Endpoint::AdminDetail("1".into()).allow_header(),
+            "GET, PATCH, HEAD, OPTIONS"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! The seed's account views: register, profile (read, update), password change, soft delete;
 //! and the field rules for usernames and emails they share.
 
-use super::body::{Fields, OPTIONAL, OPTIONAL_BLANK_OK, REQUIRED};
+use super::body::{CharRules, Fields, OPTIONAL, OPTIONAL_BLANK_OK, REQUIRED};
 use super::Ctx;
 use crate::auth::policy::{self, UserAttributes};
 use crate::clock::now;
@@ -26,16 +26,43 @@ pub fn admin_json(u: &User) -> Value {
            "first_name": u.first_name, "last_name": u.last_name, "is_active": u.is_active})
 }
 
+/// One user as the admin detail shows it: the list's fields, staff and the groups (sorted).
+pub fn admin_detail_json(u: &User) -> Value {
+    json!({"id": u.id, "username": u.username, "email": u.email,
+           "first_name": u.first_name, "last_name": u.last_name, "is_active": u.is_active,
+           "is_staff": u.is_staff, "groups": u.groups})
+}
+
+/// Which of username and email a request must carry: register both, a profile PUT the
+/// username only (the seed's serializer: a missing email is kept), a PATCH neither.
+#[derive(Debug, Clone, Copy)]
+struct IdentityRules {
+    username: CharRules,
+    email: CharRules,
+}
+
+const REGISTER: IdentityRules = IdentityRules {
+    username: REQUIRED,
+    email: REQUIRED,
+};
+const FULL_UPDATE: IdentityRules = IdentityRules {
+    username: REQUIRED,
+    email: OPTIONAL,
+};
+const PARTIAL_UPDATE: IdentityRules = IdentityRules {
+    username: OPTIONAL,
+    email: OPTIONAL,
+};
+
 /// Username and email checks in DRF's validator order; `me` is the user being updated (a
 /// name they already hold is not "taken").
 async fn identity_fields(
     store: &dyn UserStore,
     f: &mut Fields<'_>,
-    required: bool,
+    rules: IdentityRules,
     me: Option<u64>,
 ) -> Result<(Option<String>, Option<String>), ApiError> {
-    let rules = if required { REQUIRED } else { OPTIONAL };
-    let username = f.char("username", rules);
+    let username = f.char("username", rules.username);
     if let Some(name) = &username {
         if !policy::is_valid_username(name) {
             f.add("username", field::INVALID_USERNAME);
@@ -49,7 +76,7 @@ async fn identity_fields(
         }
         f.max_len("username", name, USERNAME_MAX);
     }
-    let email = f.char("email", rules);
+    let email = f.char("email", rules.email);
     if let Some(email) = &email {
         if store
             .email_owner(email)
@@ -105,7 +132,7 @@ pub async fn validate_registration(
     check_password: bool,
 ) -> Result<Registration, ApiError> {
     let mut f = Fields::new(data);
-    let (username, email) = identity_fields(store, &mut f, true, None).await?;
+    let (username, email) = identity_fields(store, &mut f, REGISTER, None).await?;
     let password = f.char("password", REQUIRED);
     let first_name = name_field(&mut f, "first_name").unwrap_or_default();
     let last_name = name_field(&mut f, "last_name").unwrap_or_default();
@@ -179,13 +206,15 @@ pub async fn profile(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     ))
 }
 
-/// PUT (all of username and email required) or PATCH /api/auth/profile/
+/// PUT (username required; a missing email, first or last name is kept) or PATCH (partial)
+/// /api/auth/profile/
 pub async fn update_profile(ctx: &Ctx<'_>, partial: bool) -> Result<Response, ApiError> {
     let me = ctx.caller()?.user_id;
     let data = ctx.req.data()?;
     let mut f = Fields::new(&data);
+    let rules = if partial { PARTIAL_UPDATE } else { FULL_UPDATE };
     let (username, email) =
-        identity_fields(ctx.app.store.as_ref(), &mut f, !partial, Some(me)).await?;
+        identity_fields(ctx.app.store.as_ref(), &mut f, rules, Some(me)).await?;
     let first_name = name_field(&mut f, "first_name");
     let last_name = name_field(&mut f, "last_name");
     f.finish()?;
@@ -213,6 +242,9 @@ pub async fn update_profile(ctx: &Ctx<'_>, partial: bool) -> Result<Response, Ap
 }
 
 /// PUT or PATCH /api/auth/profile/password/ {old_password | current_password, new_password}
+///
+/// DRF's order: every field error first (a missing field, then the new password's policy),
+/// all listed together; the old password (an object-level check) only once they all pass.
 pub async fn change_password(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let user = current_user(ctx).await?;
     let data = ctx.req.data()?;
@@ -225,6 +257,17 @@ pub async fn change_password(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     };
     let old = f.char(old_field, REQUIRED);
     let new = f.char("new_password", REQUIRED);
+    if let Some(new) = &new {
+        let attrs = UserAttributes {
+            username: &user.username,
+            first_name: &user.first_name,
+            last_name: &user.last_name,
+            email: &user.email,
+        };
+        for message in policy::validate_password(new, &attrs) {
+            f.add("new_password", message);
+        }
+    }
     f.finish()?;
     let (old, new) = (
         required_value(old, old_field)?,
@@ -233,19 +276,6 @@ pub async fn change_password(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let app = ctx.app;
     if !app.passwords.verify(&old, Some(&user.password)).await?.ok {
         return Err(ApiError::field(old_field, field::WRONG_PASSWORD));
-    }
-    let attrs = UserAttributes {
-        username: &user.username,
-        first_name: &user.first_name,
-        last_name: &user.last_name,
-        email: &user.email,
-    };
-    let problems = policy::validate_password(&new, &attrs);
-    if !problems.is_empty() {
-        return Err(ApiError::Validation(vec![(
-            "new_password".into(),
-            problems.into_iter().map(str::to_string).collect(),
-        )]));
     }
     let hash = app.passwords.hash(&new).await?;
     let user = app

@@ -87,7 +87,7 @@ impl Asserter {
             sub: who.user_id.to_string(),
             username: &who.username,
             is_staff: who.is_staff,
-            groups: &[],
+            groups: &who.groups,
             iat,
             exp: iat + LIFETIME_SECONDS,
             jti: crate::ids::new_id(),

@@ -1,7 +1,7 @@
 //! simplejwt's JWTAuthentication as a plain decision: an `Authorization` value in, the caller's
 //! current identity or an `AuthError` out. It knows no HTTP; `error.rs` renders the refusals.
 
-use super::cache::UserCache;
+use super::cache::{UserCache, UserState};
 use super::tokens::{TokenError, TokenType, Tokens};
 use crate::metrics::AUTH_DECISIONS;
 use crate::store::UserStore;
@@ -13,6 +13,20 @@ pub struct Identity {
     pub user_id: u64,
     pub username: Arc<str>,
     pub is_staff: bool,
+    /// Group names, sorted, each once.
+    pub groups: Arc<[String]>,
+}
+
+impl Identity {
+    /// User `id` as its current state describes it.
+    pub fn of(id: u64, state: UserState) -> Identity {
+        Identity {
+            user_id: id,
+            username: state.username,
+            is_staff: state.is_staff,
+            groups: state.groups,
+        }
+    }
 }
 
 /// Why a request is not let through.
@@ -146,11 +160,7 @@ impl Authenticator {
         if state.token_version != claims.version {
             return Err(AuthError::Token(TokenError::Invalid));
         }
-        Ok(Identity {
-            user_id: claims.user_id,
-            username: state.username,
-            is_staff: state.is_staff,
-        })
+        Ok(Identity::of(claims.user_id, state))
     }
 }
 

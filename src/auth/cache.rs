@@ -13,6 +13,8 @@ pub struct UserState {
     pub token_version: u64,
     pub username: Arc<str>,
     pub is_staff: bool,
+    /// Group names, sorted, each once (as the store keeps them).
+    pub groups: Arc<[String]>,
 }
 
 impl From<&User> for UserState {
@@ -22,6 +24,7 @@ impl From<&User> for UserState {
             token_version: u.token_version,
             username: Arc::from(u.username.as_str()),
             is_staff: u.is_staff,
+            groups: Arc::from(u.groups.as_slice()),
         }
     }
 }

@@ -61,7 +61,12 @@ fn listed(e: &ApiError) -> String {
     match e {
         ApiError::Validation(fields) => fields
             .iter()
-            .flat_map(|(name, messages)| messages.iter().map(move |m| format!("{name}: {m}")))
+            .flat_map(|(name, error)| {
+                error
+                    .messages()
+                    .into_iter()
+                    .map(move |m| format!("{name}: {m}"))
+            })
             .collect::<Vec<_>>()
             .join("\n  "),
         other => other.body().to_string(),

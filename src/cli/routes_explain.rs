@@ -5,6 +5,7 @@
 use super::block_on;
 use crate::api::router;
 use crate::auth::authenticator::require;
+use crate::auth::cache::UserState;
 use crate::auth::{AuthError, Identity};
 use crate::config::{AuthMode, Config, EscapedPaths};
 use crate::error::ApiError;
@@ -13,7 +14,6 @@ use crate::gateway::forward_auth;
 use crate::gateway::routes::{Route, RouteTable};
 use crate::store::StoreError;
 use std::fmt::Write;
-use std::sync::Arc;
 
 pub fn run(
     config: &Config,
@@ -140,11 +140,7 @@ pub fn explain(
     let outcome = match &user {
         None => Err(AuthError::UserNotFound),
         Some(u) if !u.is_active => Err(AuthError::UserInactive),
-        Some(u) => Ok(Identity {
-            user_id: u.id,
-            username: Arc::from(u.username.as_str()),
-            is_staff: u.is_staff,
-        }),
+        Some(u) => Ok(Identity::of(u.id, UserState::from(u))),
     };
     let decision = match decide::requirement(route) {
         None => decide::policy(route, method, None),
@@ -158,13 +154,15 @@ pub fn explain(
         Decision::Forward(Some(id)) => {
             let _ = writeln!(
                 out,
-                "user {name}: forwarded with {}: {}, {}: {}, {}: {}",
+                "user {name}: forwarded with {}: {}, {}: {}, {}: {}, {}: {}",
                 p.user_id_header,
                 id.user_id,
                 p.user_name_header,
                 id.username,
                 p.user_is_staff_header,
-                id.is_staff
+                id.is_staff,
+                p.user_groups_header,
+                crate::gateway::headers::groups_value(&id.groups)
             );
         }
         Decision::Forward(None) => {

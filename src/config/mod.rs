@@ -282,6 +282,9 @@ pub struct ProxyConfig {
     pub user_name_header: http::HeaderName,
     #[serde(with = "types::header_name")]
     pub user_is_staff_header: http::HeaderName,
+    /// The user's group names, sorted, comma-separated (empty for a user in no group).
+    #[serde(with = "types::header_name")]
+    pub user_groups_header: http::HeaderName,
     /// Send the client's `Authorization` header on to the upstream.
     pub forward_authorization: bool,
     /// Networks whose `X-Forwarded-For` is believed (CIDR); empty: none.
@@ -330,6 +333,7 @@ impl Default for ProxyConfig {
             user_id_header: http::HeaderName::from_static("x-user-id"),
             user_name_header: http::HeaderName::from_static("x-user-name"),
             user_is_staff_header: http::HeaderName::from_static("x-user-is-staff"),
+            user_groups_header: http::HeaderName::from_static("x-user-groups"),
             forward_authorization: true,
             trusted_proxies: Vec::new(),
             escaped_paths: EscapedPaths::Reject,
@@ -360,6 +364,9 @@ pub struct RouteConfig {
     /// forwarded. Empty: every method.
     #[serde(default, with = "types::as_strings")]
     pub methods: Vec<http::Method>,
+    /// Members of any one of these groups only (403 otherwise); empty: no group needed.
+    #[serde(default)]
+    pub require_groups: Vec<String>,
     /// Send upstreams a signed `X-Gatehouse-Assertion` of the caller (SPEC §11).
     #[serde(default)]
     pub identity_assertion: bool,

@@ -97,6 +97,7 @@ impl Config {
             &proxy.user_id_header,
             &proxy.user_name_header,
             &proxy.user_is_staff_header,
+            &proxy.user_groups_header,
         ];
         for (i, name) in identity.iter().enumerate() {
             require(!identity[..i].contains(name), || {
@@ -122,6 +123,15 @@ impl Config {
                 &format!("routes[{i}].read_timeout_ms"),
                 route.read_timeout_ms,
                 1,
+            )?;
+            require(
+                route.require_groups.is_empty() || route.auth != super::AuthMode::Public,
+                || {
+                    format!(
+                        "routes[{i}] ({}): require_groups needs a caller, not auth = \"public\"",
+                        route.prefix
+                    )
+                },
             )?;
             if let Some(cors) = &route.cors {
                 require(

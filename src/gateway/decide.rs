@@ -22,8 +22,10 @@ pub enum Decision {
 
 /// Who a route lets through (`None`: anyone, unchecked).
 pub fn requirement(route: &Route) -> Option<Requirement> {
+    let needs_groups = !route.require_groups.is_empty();
     match (route.auth, route.require_staff) {
         (_, true) => Some(Requirement::Staff),
+        (_, false) if needs_groups => Some(Requirement::Authenticated),
         (AuthMode::Public, false) => None,
         (AuthMode::Required, false) => Some(Requirement::Authenticated),
         (AuthMode::Optional, false) => Some(Requirement::Anyone),
@@ -58,9 +60,21 @@ pub async fn decide(
     }
 }
 
-/// The route's policy once the caller is settled (as DRF: who is calling first, then whether
-/// the method is allowed).
+/// The route's policy once the caller is settled, in DRF's order: who is calling (already
+/// done), then permission (groups: 403), then whether the method is allowed (405).
 pub fn policy(route: &Route, method: &Method, identity: Option<Identity>) -> Decision {
+    if !route.require_groups.is_empty() {
+        let member = identity
+            .as_ref()
+            .is_some_and(|who| who.groups.iter().any(|g| route.require_groups.contains(g)));
+        if !member {
+            let refusal = match identity {
+                Some(_) => ApiError::PermissionDenied,
+                None => ApiError::NotAuthenticated,
+            };
+            return Decision::Respond(refusal.to_response());
+        }
+    }
     if let Some(refused) = method_refused(route, method) {
         return Decision::Respond(refused);
     }

@@ -108,6 +108,10 @@ fn allowed(identity: Option<&Identity>, proxy: &ProxyConfig) -> Response {
             proxy.user_is_staff_header.as_str().to_string(),
             if who.is_staff { "true" } else { "false" },
         );
+        resp.add_header(
+            proxy.user_groups_header.as_str().to_string(),
+            super::headers::groups_value(&who.groups),
+        );
     }
     resp
 }

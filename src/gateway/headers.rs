@@ -37,6 +37,26 @@ pub fn untrusted_names(headers: &HeaderMap, identity: &[HeaderName]) -> Vec<Head
     names
 }
 
+/// The value of the groups identity header: the names (already sorted) joined by commas, each
+/// with `%`, `,` and control characters percent-encoded, so that a name cannot split in two
+/// or make the header invalid. Empty for a user in no group.
+pub fn groups_value(groups: &[String]) -> String {
+    let mut out = String::new();
+    for (i, name) in groups.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for c in name.chars() {
+            if c == '%' || c == ',' || c.is_ascii_control() {
+                out.push_str(&format!("%{:02X}", u32::from(c)));
+            } else {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
 /// The client's `X-Request-Id` when it is sane (short, visible ASCII), else a new one.
 pub fn request_id(headers: &HeaderMap) -> String {
     headers
@@ -99,6 +119,21 @@ mod tests {
         let names = untrusted_names(&h, &identity);
         let names: Vec<&str> = names.iter().map(HeaderName::as_str).collect();
         assert_eq!(names, vec!["x-user-id", "x-secret", "x-other"]);
+    }
+
+    #[test]
+    fn group_names_join_without_ambiguity() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(groups_value(&[]), "");
+        assert_eq!(groups_value(&names(&["billing", "ops"])), "billing,ops");
+        assert_eq!(
+            groups_value(&names(&["a,b", "100%", "line\nbreak", "Équipe dev"])),
+            "a%2Cb,100%25,line%0Abreak,Équipe dev"
+        );
+        // Always a valid header value.
+        let all: String = (0u8..=127).map(char::from).collect();
+        let value = groups_value(&[all]);
+        assert!(http::HeaderValue::from_str(&value).is_ok(), "{value:?}");
     }
 
     #[test]

@@ -25,7 +25,7 @@ use std::time::Instant;
 pub struct Gateway {
     app: Arc<App>,
     routes: Arc<RouteTable>,
-    identity_headers: [HeaderName; 3],
+    identity_headers: [HeaderName; 4],
     /// Removed from every client request before anything is added: the identity headers
     /// and the assertion header.
     untrusted: Vec<HeaderName>,
@@ -70,6 +70,7 @@ impl Gateway {
             p.user_id_header.clone(),
             p.user_name_header.clone(),
             p.user_is_staff_header.clone(),
+            p.user_groups_header.clone(),
         ];
         let trusted_proxies = p.trusted_proxies.clone();
         let mut untrusted = identity_headers.to_vec();
@@ -304,10 +305,12 @@ impl ProxyHttp for Gateway {
             upstream.remove_header("authorization");
         }
         if let Some(who) = &ctx.identity {
-            let [id, name, staff] = &self.identity_headers;
+            let [id, name, staff, groups] = &self.identity_headers;
             upstream.insert_header(id.clone(), who.user_id.to_string())?;
             upstream.insert_header(name.clone(), who.username.as_ref())?;
             upstream.insert_header(staff.clone(), if who.is_staff { "true" } else { "false" })?;
+            // Sent empty for a user in no group: the client's copies are gone either way.
+            upstream.insert_header(groups.clone(), headers::groups_value(&who.groups))?;
             if let Some(value) = self.assertion_for(who, ctx.route.as_deref()) {
                 let value = value.map_err(|e| {
                     Error::because(

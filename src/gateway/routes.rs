@@ -14,6 +14,8 @@ pub struct Route {
     pub prefix: String,
     pub auth: AuthMode,
     pub require_staff: bool,
+    /// Members of any one of these only; empty: no group needed.
+    pub require_groups: Vec<String>,
     /// Empty: every method.
     pub methods: Vec<http::Method>,
     /// `methods` as the `Allow` header of a 405.
@@ -71,6 +73,7 @@ fn build(cfg: &RouteConfig) -> Result<Arc<Route>, String> {
         prefix: cfg.prefix.clone(),
         auth: cfg.auth,
         require_staff: cfg.require_staff,
+        require_groups: cfg.require_groups.clone(),
         methods: cfg.methods.clone(),
         allow: cfg
             .methods

@@ -29,6 +29,20 @@ pub struct User {
     pub deleted_at: Option<u64>,
     /// Bumped on soft delete and password change: every token carrying an older one is dead.
     pub token_version: u64,
+    /// Django group names, sorted and each once (`group_names`). Records written before
+    /// groups existed have none.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// Django's limit on a group name (`auth.Group.name`, `max_length=150`).
+pub const GROUP_NAME_MAX: usize = 150;
+
+/// A user's groups as they are stored and shown: sorted (by bytes), each name once.
+pub fn group_names(mut names: Vec<String>) -> Vec<String> {
+    names.sort_unstable();
+    names.dedup();
+    names
 }
 
 /// What registration supplies; the store assigns the id.
@@ -231,4 +245,26 @@ pub(crate) fn temp_store() -> (tempfile::TempDir, Arc<dyn UserStore>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SledStore::open(dir.path(), 1 << 20).expect("open a temp store");
     (dir, Arc::new(store))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_written_before_groups_existed_still_decode() {
+        let old = r#"{"id":3,"username":"a","email":"a@example.com","first_name":"","last_name":"",
+            "password":"!","is_active":true,"is_staff":false,"date_joined":0,"last_login":null,
+            "deleted_at":null,"token_version":2}"#;
+        let u: User = serde_json::from_str(old).expect("an old record decodes");
+        assert_eq!((u.id, u.token_version, u.groups.len()), (3, 2, 0));
+    }
+
+    #[test]
+    fn group_names_are_sorted_once_each() {
+        let names = ["ops", "Billing", "billing", "ops"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(group_names(names), ["Billing", "billing", "ops"]);
+    }
 }

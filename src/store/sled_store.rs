@@ -322,6 +322,7 @@ impl UserStore for SledStore {
             last_login: None,
             deleted_at: None,
             token_version: 0,
+            groups: Vec::new(),
         };
         let user = self.insert_tx(&user, true)?;
         self.flush().await?;

@@ -149,3 +149,11 @@ pub fn profile_of(id: u64, username: &str) -> Value {
 pub fn admin_item(id: u64, username: &str, email: &str, active: bool) -> Value {
     json!({"id": id, "username": username, "email": email, "first_name": "", "last_name": "", "is_active": active})
 }
+
+/// The admin detail: the list's fields, `is_staff` and `groups` (none).
+pub fn admin_detail(id: u64, username: &str, email: &str, active: bool, staff: bool) -> Value {
+    let mut v = admin_item(id, username, email, active);
+    v["is_staff"] = json!(staff);
+    v["groups"] = json!([]);
+    v
+}

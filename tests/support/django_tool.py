@@ -12,15 +12,21 @@ the JSON request on stdin asks and prints one JSON document on stdout:
      "mint": [7],                                   # RefreshToken.for_user for these ids
      "access_lifetime_seconds": 300, "refresh_lifetime_seconds": 86400,   # simplejwt's defaults
      "hash": {"password": "pw", "hashers": ["bcrypt", "md5"]},
-     "validate": [{"password": "pw", "username": "u", "email": "e", "first_name": "", "last_name": ""}]}
+     "password_policy": [{"password": "pw", "username": "u", "email": "e"}],
                                                     # Django's four default password validators
+     "groups": [{"id": 3, "name": "billing"}],      # auth.Group rows; a user's "groups": [names]
+     "natural_foreign": true,                       # dumpdata --natural-foreign
+     "validate": [{"serializer": "password_change", # DRF's answer to a body (see SERIALIZERS)
+                   "data": {...}, "partial": false,
+                   "user": {"username": "u", "email": "u@example.com", "password": "pw"}}]}
 
 answers
 
     {"tokens": {"7": {"refresh": "...", "access": "..."}},
      "hashes": {"bcrypt": "bcrypt$$2b$12$...", ...},
-     "validation": [["This password is too short. ...", ...], ...],   # one list per "validate"
-     "dump": [...]}                                 # `manage.py dumpdata`, every model
+     "password_policy": [["This password is too short. ...", ...], ...],  # one list per check
+     "dump": [...],                                 # `manage.py dumpdata`, every model
+     "validate": [{"valid": false, "errors": {...}}]}  # serializer.errors, as DRF renders them
 
 Every part is optional. Users are created with exactly the given primary key. Run it with the
 virtualenv's python (tests/support/make_venv.sh makes it).
@@ -58,18 +64,18 @@ def configure(secret, lifetimes):
         ],
         DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
         PASSWORD_HASHERS=HASHERS,
-        # The validators `startproject` writes into settings.py (the seed project's too).
+        USE_TZ=True,
+        DEFAULT_AUTO_FIELD="django.db.models.AutoField",
+        # Django's default validators, as `startproject` writes them.
         AUTH_PASSWORD_VALIDATORS=[
             {"NAME": "django.contrib.auth.password_validation." + name}
-            for name in (
+            for name in [
                 "UserAttributeSimilarityValidator",
                 "MinimumLengthValidator",
                 "CommonPasswordValidator",
                 "NumericPasswordValidator",
-            )
+            ]
         ],
-        USE_TZ=True,
-        DEFAULT_AUTO_FIELD="django.db.models.AutoField",
         SIMPLE_JWT={
             "ACCESS_TOKEN_LIFETIME": timedelta(seconds=lifetimes[0]),
             "REFRESH_TOKEN_LIFETIME": timedelta(seconds=lifetimes[1]),
@@ -81,6 +87,68 @@ def configure(secret, lifetimes):
     call_command("migrate", run_syncdb=True, verbosity=0, interactive=False)
 
 
+def serializers_by_name():
+    """The seed's serializers as gatehouse answers for them (SPEC §1, §12), in plain DRF."""
+    from django.contrib.auth.password_validation import validate_password
+    from rest_framework import serializers
+
+    class ProfileUpdate(serializers.Serializer):
+        # The seed's serializer: username required, a missing email kept.
+        username = serializers.CharField(max_length=150)
+        email = serializers.EmailField(required=False, max_length=254)
+        first_name = serializers.CharField(required=False, allow_blank=True, max_length=150)
+        last_name = serializers.CharField(required=False, allow_blank=True, max_length=150)
+
+    class PasswordChange(serializers.Serializer):
+        old_password = serializers.CharField()
+        new_password = serializers.CharField()
+
+        def validate_new_password(self, value):
+            validate_password(value, self.context["user"])
+            return value
+
+        def validate(self, attrs):
+            # Object-level: runs only when every field is valid.
+            if not self.context["user"].check_password(attrs["old_password"]):
+                raise serializers.ValidationError({"old_password": ["Wrong password."]})
+            return attrs
+
+    class AdminUserPatch(serializers.Serializer):
+        is_staff = serializers.BooleanField(required=False)
+        is_active = serializers.BooleanField(required=False)
+        groups = serializers.ListField(
+            child=serializers.CharField(max_length=150), required=False
+        )
+
+    return {
+        "profile_update": ProfileUpdate,
+        "password_change": PasswordChange,
+        "admin_user_patch": AdminUserPatch,
+    }
+
+
+def validate(requests):
+    from django.contrib.auth.models import User
+
+    by_name = serializers_by_name()
+    answers = []
+    for r in requests:
+        u = r.get("user", {})
+        user = User(
+            username=u.get("username", "someone"),
+            email=u.get("email", ""),
+            first_name=u.get("first_name", ""),
+            last_name=u.get("last_name", ""),
+        )
+        user.set_password(u.get("password", "unused"))
+        s = by_name[r["serializer"]](
+            data=r["data"], partial=r.get("partial", False), context={"user": user}
+        )
+        valid = s.is_valid()
+        answers.append({"valid": valid, "errors": json.loads(json.dumps(s.errors))})
+    return answers
+
+
 def main():
     request = json.load(sys.stdin)
     configure(
@@ -89,11 +157,13 @@ def main():
     )
 
     from django.contrib.auth.hashers import make_password
-    from django.contrib.auth.models import User
+    from django.contrib.auth.models import Group, User
     from django.core.management import call_command
     from rest_framework_simplejwt.tokens import RefreshToken
 
     out = {}
+    for g in request.get("groups", []):
+        Group.objects.create(id=g["id"], name=g["name"])
     for u in request.get("users", []):
         password = u.get("password")
         if u.get("encoded") is not None:
@@ -102,7 +172,7 @@ def main():
             encoded = make_password(None)
         else:
             encoded = make_password(password, hasher=u.get("hasher", "default"))
-        User.objects.create(
+        created = User.objects.create(
             id=u["id"],
             username=u["username"],
             email=u.get("email", u["username"] + "@example.com"),
@@ -111,6 +181,8 @@ def main():
             is_staff=u.get("is_staff", False),
             is_superuser=u.get("is_superuser", False),
         )
+        if u.get("groups"):
+            created.groups.set(Group.objects.filter(name__in=u["groups"]))
 
     tokens = {}
     for pk in request.get("mint", []):
@@ -122,7 +194,7 @@ def main():
     if h:
         out["hashes"] = {name: make_password(h["password"], hasher=name) for name in h["hashers"]}
 
-    checks = request.get("validate")
+    checks = request.get("password_policy")
     if checks:
         from django.contrib.auth.password_validation import validate_password
         from django.core.exceptions import ValidationError
@@ -140,10 +212,13 @@ def main():
                 results.append([])
             except ValidationError as e:
                 results.append(list(e.messages))
-        out["validation"] = results
+        out["password_policy"] = results
+    if "validate" in request:
+        out["validate"] = validate(request["validate"])
 
     buf = io.StringIO()
-    call_command("dumpdata", stdout=buf, verbosity=0)
+    natural = bool(request.get("natural_foreign"))
+    call_command("dumpdata", stdout=buf, verbosity=0, use_natural_foreign_keys=natural)
     out["dump"] = json.loads(buf.getvalue())
     json.dump(out, sys.stdout)
     sys.stdout.write("\n")

@@ -1,21 +1,34 @@
 //! `gatehouse import`: users from a Django `manage.py dumpdata` file (the seed's
-//! `accounts.User` or Django's `auth.User`), keeping ids, flags and password hashes.
-//! `dump` reads and maps the file; `apply` writes the mapped users to the store.
+//! `accounts.User` or Django's `auth.User`), keeping ids, flags, password hashes and groups.
+//! `dump` streams and maps the file; `apply` writes the mapped users to the store;
+//! `progress` shows how far it is.
 //!
-//! The whole file is read and checked before anything is written, so a malformed file
-//! imports nobody. Each user is then its own transaction: a failure keeps the users written
-//! before it, and a second run skips the ids already present.
+//! Two streaming passes, so memory does not grow with the file: the first reads and checks
+//! every entry and keeps only what the second needs (the groups, a bitmap of the pks seen,
+//! the repeated ones), so a malformed file imports nobody; the second reads the file again
+//! and writes its users in batches. Each user is its own transaction: a failure keeps the
+//! users written before it, and a second run skips the ids already present.
 
 pub mod apply;
 pub mod dump;
+pub mod progress;
 
 use crate::config::Config;
 use crate::store::StoreError;
+use progress::{Counting, Progress};
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::BufReader;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
 pub use apply::import;
 pub use dump::parse_dump;
+
+/// Bytes read from the dump at a time.
+const READ_BUFFER: usize = 256 * 1024;
+/// Progress is looked at once per this many users.
+const PROGRESS_EVERY: usize = 256;
 
 /// A dump gatehouse cannot read; nothing was imported (except for `Store`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,7 +80,9 @@ pub struct Report {
     /// Users imported with an unusable password because gatehouse cannot verify their
     /// Django hash, counted by the hash's algorithm (`md5`, `crypt`, a damaged `bcrypt`, ...).
     pub unusable_by_algorithm: BTreeMap<String, usize>,
-    /// Entries of models other than the user model, ignored.
+    /// `auth.group` entries read (their names are what users' group ids mean).
+    pub groups: usize,
+    /// Entries of models other than the user and group models, ignored.
     pub other_models: usize,
 }
 
@@ -79,11 +94,12 @@ impl Report {
     /// A first line of counts, then every conflict and warning on its own line.
     pub fn summary(&self) -> String {
         let mut out = format!(
-            "imported {}; {} already present (skipped); {}; {}; {} of other models ignored\n",
+            "imported {}; {} already present (skipped); {}; {}; {} read; {} of other models ignored\n",
             plural(self.imported, "user", "users"),
             self.skipped_existing,
             plural(self.conflicts.len(), "conflict", "conflicts"),
             plural(self.warnings.len(), "warning", "warnings"),
+            plural(self.groups, "group", "groups"),
             plural(self.other_models, "entry", "entries"),
         );
         if !self.unusable_by_algorithm.is_empty() {
@@ -115,13 +131,54 @@ impl Report {
     }
 }
 
-/// The command: reads the file, opens the store, imports, prints the report.
+/// Opens the dump for one pass, counting the bytes read.
+fn open(
+    dump: &Path,
+) -> Result<
+    (
+        impl std::io::Read,
+        std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ),
+    String,
+> {
+    let file = File::open(dump).map_err(|e| format!("cannot read {}: {e}", dump.display()))?;
+    let (counting, read) = Counting::new(file);
+    Ok((BufReader::with_capacity(READ_BUFFER, counting), read))
+}
+
+/// The command: opens the store, checks the whole file (first pass), writes its users
+/// (second pass), prints the report; progress on stderr.
 pub fn run(config: &Config, dump: &Path) -> Result<(), String> {
-    let text = std::fs::read_to_string(dump)
-        .map_err(|e| format!("cannot read {}: {e}", dump.display()))?;
+    let total = std::fs::metadata(dump)
+        .map_err(|e| format!("cannot read {}: {e}", dump.display()))?
+        .len();
     let store = crate::store::open(config).map_err(|e| e.to_string())?;
-    let report = super::block_on(import(store.as_ref(), &text))?
-        .map_err(|e| format!("{}: {e}", dump.display()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    let in_file = |e: ImportError| format!("{}: {e}", dump.display());
+    let now = crate::clock::now();
+
+    let (reader, read) = open(dump)?;
+    let mut progress = Progress::start("checking", total);
+    let plan = dump::check(reader, now, |users| {
+        if users % PROGRESS_EVERY == 0 {
+            progress.update(read.load(Ordering::Relaxed), users);
+        }
+    })
+    .map_err(in_file)?;
+    progress.finish(plan.users);
+
+    let (reader, read) = open(dump)?;
+    let mut progress = Progress::start("writing", total);
+    let report = apply::write(store.as_ref(), &runtime, reader, &plan, now, |users| {
+        if users % PROGRESS_EVERY == 0 {
+            progress.update(read.load(Ordering::Relaxed), users);
+        }
+    })
+    .map_err(in_file)?;
+    progress.finish(plan.users);
     println!("{}", report.summary());
     Ok(())
 }
@@ -181,16 +238,17 @@ mod tests {
             conflicts: vec!["user 2 (A): the username already belongs to user 1 (a)".into()],
             warnings: vec![],
             unusable_by_algorithm: BTreeMap::new(),
+            groups: 1,
             other_models: 3,
         };
         assert_eq!(
             report.summary(),
-            "imported 1 user; 2 already present (skipped); 1 conflict; 0 warnings; 3 entries of other models ignored\n\
+            "imported 1 user; 2 already present (skipped); 1 conflict; 0 warnings; 1 group read; 3 entries of other models ignored\n\
              conflicts (not imported):\n  - user 2 (A): the username already belongs to user 1 (a)\n"
         );
         assert_eq!(
             Report::default().summary(),
-            "imported 0 users; 0 already present (skipped); 0 conflicts; 0 warnings; 0 entries of other models ignored\n"
+            "imported 0 users; 0 already present (skipped); 0 conflicts; 0 warnings; 0 groups read; 0 entries of other models ignored\n"
         );
     }
 }
