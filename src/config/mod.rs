@@ -589,7 +589,11 @@ mod tests {
         assert_eq!(c.proxy.trusted_proxies.len(), 2);
         assert!(c.proxy.trusted_proxies[1].contains("::1".parse().expect("ip")));
         assert_eq!(c.proxy.user_id_header.as_str(), "x-who");
+        assert_eq!(c.proxy.user_groups_header.as_str(), "x-user-groups");
         assert_eq!(c.log.format, LogFormat::Text);
+        let twice = "[proxy]\nuser_groups_header = \"X-User-Id\"\n";
+        let err = Config::from_toml_and_env(twice, "t", &[]).expect_err("one name twice");
+        assert!(err.to_string().contains("configured twice"), "{err}");
     }
 
     #[test]
