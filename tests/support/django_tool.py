@@ -6,6 +6,7 @@ the JSON request on stdin asks and prints one JSON document on stdout:
     {"secret": "<Django SECRET_KEY>",              # also simplejwt's SIGNING_KEY (its default)
      "users": [{"id": 7, "username": "alice", "email": "alice@example.com",
                 "password": "plain text", "hasher": "argon2",   # make_password(pw, hasher=...)
+                "iterations": 10000,                # PBKDF2 hashers: that hasher's encode with fewer rounds
                 "is_active": true, "is_staff": false, "is_superuser": false}],
                                                     # or "encoded": a stored string as it is;
                                                     # "password": null: make_password(None)
@@ -172,6 +173,13 @@ def main():
             encoded = make_password(None)
         else:
             encoded = make_password(password, hasher=u.get("hasher", "default"))
+            if u.get("iterations") is not None:
+                # The same hasher's own encode, with fewer rounds (the iteration count is part
+                # of the stored string, read back at verification).
+                from django.contrib.auth.hashers import get_hasher
+
+                h = get_hasher(u.get("hasher", "default"))
+                encoded = h.encode(password, h.salt(), iterations=u["iterations"])
         created = User.objects.create(
             id=u["id"],
             username=u["username"],
