@@ -116,11 +116,15 @@ pub fn is_escaped(raw: &str) -> bool {
         let lower = text.to_ascii_lowercase();
         needles.iter().any(|n| lower.contains(n))
     };
-    if raw.contains('\\') || has(raw, &ESCAPES) {
+    // Every request comes here: a path without escapes is decided without a copy.
+    if raw.contains('\\') {
         return true;
     }
     if !raw.contains('%') {
         return false;
+    }
+    if has(raw, &ESCAPES) {
+        return true;
     }
     let once = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
     once.contains('\\') || has(&once, &["%2e", "%2f", "%5c"])
