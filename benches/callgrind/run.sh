@@ -1,0 +1,288 @@
+#!/usr/bin/env bash
+# Instructions per request, one command: `bash benches/callgrind/run.sh` from the repository root.
+#
+# Instruction counts under valgrind are repeatable whatever else the machine runs (wall-clock
+# and req/s are not), so this is the figure to compare two builds with. For each target the
+# proxy runs under `valgrind --tool=callgrind`; after a warm-up the counters are zeroed
+# (`callgrind_control -z`), wrk sends exactly REQUESTS requests (a Lua counter stops it), the
+# counters are dumped (`callgrind_control -d`) and the dump's total Ir is divided by the number
+# of requests wrk reports. User space only: the kernel's loopback TCP is not counted.
+#
+# Targets (all on 127.0.0.1, free ports, a temp dir; every process stopped on exit):
+#   bare           benches/bare_pingora.rs, a Pingora ProxyHttp that only forwards: the floor
+#   public         gatehouse, route /pub/ (auth = "public"), no Authorization header
+#   public_token   the same route with the Authorization header of the required route
+#   required       gatehouse, route / (auth = "required"), a valid access token
+#   profile        GET /api/auth/profile/ with that token (answered locally, no upstream)
+# gatehouse: `[server] threads = 1`, argon2 at 64 KiB (the login before the measurement is
+# quick under valgrind; no hashing happens while counting), access log off. The upstream is
+# nginx (1 worker, `return 200`), not under valgrind.
+#
+# Knobs (environment):
+#   GATEHOUSE_BIN  the gatehouse binary (default: this tree's target/release/gatehouse, built)
+#   BARE_BIN       the bare Pingora binary (default: this tree's benches/bare_pingora.rs, built)
+#   TARGETS="bare public public_token required profile"   which targets, in this order
+#   REQUESTS=5000  requests counted per measurement   WARMUP=2000  requests before zeroing
+#   CONNS=4        wrk connections (wrk -t 1)          ROUNDS=1     measurements per target
+#   MAX_SECONDS=300  bound on each wrk run             KEEP=1       keep the work dir (dumps,
+#                                                                   for callgrind_annotate)
+#   RESULTS_COPY=/tmp/gatehouse-callgrind-results.tsv  raw rows: target, round, Ir, requests, Ir/req
+set -euo pipefail
+
+REQUESTS=${REQUESTS:-5000}
+WARMUP=${WARMUP:-2000}
+CONNS=${CONNS:-4}
+ROUNDS=${ROUNDS:-1}
+MAX_SECONDS=${MAX_SECONDS:-300}
+TARGETS=${TARGETS:-bare public public_token required profile}
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+
+# shellcheck source=benches/lib.sh
+. "$ROOT/benches/lib.sh"
+
+need wrk nginx curl jq valgrind
+
+# --- 1. binaries ----------------------------------------------------------------------------
+# What is not given is built (a no-op when the build is fresh), as benches/load/run.sh does.
+BUILD=()
+[ -n "${GATEHOUSE_BIN:-}" ] || BUILD+=(--bin gatehouse)
+[ -n "${BARE_BIN:-}" ] || BUILD+=(--bench bare_pingora)
+if ((${#BUILD[@]})); then
+  say "cargo build --release ${BUILD[*]}"
+  BUILT=$(cargo build --release "${BUILD[@]}" --message-format=json 2>/dev/null |
+    jq -r 'select(.reason == "compiler-artifact" and .target.name == "bare_pingora") | .executable')
+  BARE_BIN=${BARE_BIN:-$BUILT}
+fi
+GATEHOUSE_BIN=${GATEHOUSE_BIN:-$ROOT/target/release/gatehouse}
+for bin in "$GATEHOUSE_BIN" "$BARE_BIN"; do
+  if [ -z "$bin" ] || [ ! -x "$bin" ]; then
+    echo "not an executable: '$bin' (build with: cargo build --release --bin gatehouse --bench bare_pingora)"
+    exit 1
+  fi
+done
+echo "gatehouse: $GATEHOUSE_BIN"
+echo "bare:      $BARE_BIN"
+
+# --- 2. upstream ----------------------------------------------------------------------------
+work_dir callgrind
+for v in UP BARE_PORT GH GHM; do free_port "$v"; done
+
+# start NAME CMD...: runs CMD in the background (output in the work dir), remembers its pid.
+start() {
+  local name=$1
+  shift
+  "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  PIDS+=($!)
+  LAST_PID=$!
+  disown "$LAST_PID"
+}
+# stop PID: SIGINT, SIGKILL after 10 s (the trap's cleanup does the same for what is left).
+stop() {
+  kill -INT "$1" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$1" 2>/dev/null || true
+}
+
+mkdir -p "$WORK/upstream/logs"
+cat >"$WORK/upstream/nginx.conf" <<EOF
+worker_processes 1; daemon off; master_process on;
+events { worker_connections 4096; }
+pid $WORK/upstream/nginx.pid;
+error_log $WORK/upstream/logs/error.log warn;
+http {
+  client_body_temp_path $WORK/tmp_body; proxy_temp_path $WORK/tmp_proxy;
+  fastcgi_temp_path $WORK/tmp_fcgi; uwsgi_temp_path $WORK/tmp_uwsgi; scgi_temp_path $WORK/tmp_scgi;
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$UP backlog=4096;
+    location / { default_type text/plain; return 200 "hello from upstream\n"; }
+  }
+}
+EOF
+start upstream nginx -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf"
+wait_http "http://127.0.0.1:$UP/"
+
+# wrk stops its thread after exactly N responses and leaves a marker; we then interrupt wrk,
+# which prints its totals at once instead of sleeping out -d.
+cat >"$WORK/count.lua" <<'EOF'
+local n = tonumber(os.getenv("WRK_REQUESTS"))
+local marker = os.getenv("WRK_DONE")
+local done = 0
+function response(status, headers, body)
+  done = done + 1
+  if done == n then
+    wrk.thread:stop()
+    io.open(marker, "w"):close()
+  end
+end
+EOF
+
+# send N OUT URL [wrk args]: exactly N requests on CONNS connections (bounded by MAX_SECONDS).
+send() {
+  local n=$1 out=$2 url=$3
+  shift 3
+  local marker=$out.done
+  rm -f "$marker"
+  WRK_REQUESTS=$n WRK_DONE=$marker wrk -t 1 -c "$CONNS" -d "${MAX_SECONDS}s" --timeout 30s \
+    -s "$WORK/count.lua" "$@" "$url" >"$out" 2>&1 &
+  local wrk_pid=$!
+  for _ in $(seq $((MAX_SECONDS * 10))); do
+    [ -e "$marker" ] && break
+    kill -0 "$wrk_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  sleep 0.2
+  kill -INT "$wrk_pid" 2>/dev/null || true
+  wait "$wrk_pid" || true
+  if grep -q 'Non-2xx' "$out"; then
+    echo "non-2xx answers from $url:"
+    cat "$out"
+    exit 1
+  fi
+}
+
+# dump_total PID PREFIX: dumps the counters, prints the new dump's total Ir.
+dump_total() {
+  local pid=$1 prefix=$2 before after f
+  before=$(find "$WORK" -maxdepth 1 -name "$prefix.*" | wc -l)
+  callgrind_control -d "$pid" >/dev/null 2>&1 || { echo "callgrind_control -d $pid failed"; exit 1; }
+  for _ in $(seq 300); do
+    after=$(find "$WORK" -maxdepth 1 -name "$prefix.*" | wc -l)
+    [ "$after" -gt "$before" ] && break
+    sleep 0.1
+  done
+  # The newest dump (callgrind numbers them PREFIX.PID.1, .2, ...).
+  f=$(find "$WORK" -maxdepth 1 -name "$prefix.*" -printf '%T@ %p\n' | sort -n | tail -1 | cut -d' ' -f2-)
+  sleep 0.5 # written at once, but let the file be complete
+  # "summary:" is the dump's total (what callgrind_annotate calls PROGRAM TOTALS).
+  awk '/^summary:/ {print $2; exit}' "$f"
+}
+
+RESULTS=$WORK/results.tsv
+: >"$RESULTS"
+
+# measure PID PREFIX TARGET URL [wrk args]: warm up, zero, count REQUESTS, dump; ROUNDS times.
+measure() {
+  local pid=$1 prefix=$2 target=$3 url=$4
+  shift 4
+  local round ir reqs
+  echo " $target: $url"
+  send "$WARMUP" "$WORK/warmup.$target.txt" "$url" "$@"
+  for round in $(seq "$ROUNDS"); do
+    callgrind_control -z "$pid" >/dev/null 2>&1 || { echo "callgrind_control -z $pid failed"; exit 1; }
+    send "$REQUESTS" "$WORK/wrk.$target.$round.txt" "$url" "$@"
+    ir=$(dump_total "$pid" "$prefix")
+    reqs=$(awk '/requests in/ {print $1}' "$WORK/wrk.$target.$round.txt")
+    if [ -z "$ir" ] || [ -z "$reqs" ] || [ "$reqs" = 0 ]; then
+      echo "no figure for $target (Ir '$ir', requests '$reqs')"
+      exit 1
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\n' "$target" "$round" "$ir" "$reqs" "$((ir / reqs))" >>"$RESULTS"
+    printf '   round %s: %s Ir / %s requests = %s Ir/request\n' "$round" "$ir" "$reqs" "$((ir / reqs))"
+  done
+}
+
+VALGRIND=(valgrind --tool=callgrind --vgdb=yes)
+wants() { case " $TARGETS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+# --- 3. bare Pingora ------------------------------------------------------------------------
+if wants bare; then
+  say "bare Pingora under callgrind"
+  start bare "${VALGRIND[@]}" --callgrind-out-file="$WORK/bare.cg.%p" \
+    "$BARE_BIN" "127.0.0.1:$BARE_PORT" "127.0.0.1:$UP"
+  BARE_PID=$LAST_PID
+  wait_http "http://127.0.0.1:$BARE_PORT/" 200 1200
+  measure "$BARE_PID" "bare.cg.$BARE_PID" bare "http://127.0.0.1:$BARE_PORT/x"
+  stop "$BARE_PID"
+fi
+
+# --- 4. gatehouse ---------------------------------------------------------------------------
+if wants public || wants public_token || wants required || wants profile; then
+  say "gatehouse under callgrind"
+  cat >"$WORK/gatehouse.toml" <<EOF
+[server]
+listen = "127.0.0.1:$GH"
+metrics_listen = "127.0.0.1:$GHM"
+data_dir = "$WORK/gatehouse-data"
+threads = 1
+pid_file = "$WORK/gatehouse.pid"
+upgrade_sock = "$WORK/gatehouse-upgrade.sock"
+grace_period_seconds = 0
+graceful_shutdown_timeout_seconds = 1
+[jwt]
+access_lifetime_seconds = 3600
+[passwords]
+# 64 KiB instead of 19 MiB: the one login before the measurement is quick under valgrind.
+argon2_memory_kib = 64
+hash_threads = 1
+[log]
+access_log = false
+level = "warn"
+[[routes]]
+prefix = "/pub/"
+upstreams = ["127.0.0.1:$UP"]
+auth = "public"
+[[routes]]
+prefix = "/"
+upstreams = ["127.0.0.1:$UP"]
+auth = "required"
+EOF
+  start gatehouse "${VALGRIND[@]}" --callgrind-out-file="$WORK/gatehouse.cg.%p" \
+    "$GATEHOUSE_BIN" serve -c "$WORK/gatehouse.toml"
+  GH_PID=$LAST_PID
+  wait_http "http://127.0.0.1:$GHM/readyz" 200 1200
+
+  H='Content-Type: application/json'
+  curl -sf --max-time 120 -XPOST "http://127.0.0.1:$GH/api/auth/register/" -H "$H" \
+    -d '{"username":"benchuser","email":"bench@example.com","password":"Bench-Pass-2026!"}' >/dev/null
+  TOKEN=$(curl -sf --max-time 120 -XPOST "http://127.0.0.1:$GH/api/token/" -H "$H" \
+    -d '{"username":"benchuser","password":"Bench-Pass-2026!"}' | jq -r .access)
+  AUTH="Authorization: Bearer $TOKEN"
+  check() { # EXPECTED URL [curl args]
+    local want=$1 url=$2 got
+    shift 2
+    got=$(curl -s --max-time 60 -o /dev/null -w '%{http_code}' "$@" "$url")
+    [ "$got" = "$want" ] || { echo "check failed: $url answered $got, not $want"; exit 1; }
+  }
+  check 401 "http://127.0.0.1:$GH/x"
+  check 200 "http://127.0.0.1:$GH/x" -H "$AUTH"
+  check 200 "http://127.0.0.1:$GH/pub/x"
+  check 200 "http://127.0.0.1:$GH/api/auth/profile/" -H "$AUTH"
+
+  P="gatehouse.cg.$GH_PID"
+  ! wants public || measure "$GH_PID" "$P" public "http://127.0.0.1:$GH/pub/x"
+  ! wants public_token || measure "$GH_PID" "$P" public_token "http://127.0.0.1:$GH/pub/x" -H "$AUTH"
+  ! wants required || measure "$GH_PID" "$P" required "http://127.0.0.1:$GH/x" -H "$AUTH"
+  ! wants profile || measure "$GH_PID" "$P" profile "http://127.0.0.1:$GH/api/auth/profile/" -H "$AUTH"
+  stop "$GH_PID"
+fi
+
+# --- 5. table -------------------------------------------------------------------------------
+median() { # TARGET -> median Ir/request over its rounds
+  awk -F'\t' -v t="$1" '$1 == t {print $5}' "$RESULTS" | sort -n |
+    awk '{a[NR] = $1} END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%d\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+spread() { # TARGET -> "min-max" over its rounds
+  awk -F'\t' -v t="$1" '$1 == t {print $5}' "$RESULTS" | sort -n | awk 'NR == 1 {lo = $1} {hi = $1} END {print lo "-" hi}'
+}
+say "instructions per request (callgrind, user space; wrk -t 1 -c $CONNS, $REQUESTS requests after $WARMUP, $ROUNDS round(s))"
+echo "gatehouse: $GATEHOUSE_BIN"
+echo "bare:      $BARE_BIN"
+printf '| %-40s | %14s | %17s |\n' target "Ir / request" "rounds (min-max)"
+printf '|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..42})" "$(printf -- '-%.0s' {1..15}):" "$(printf -- '-%.0s' {1..18}):"
+declare -A LABEL=(
+  [bare]="bare Pingora"
+  [public]="gatehouse public route"
+  [public_token]="gatehouse public route, with the token"
+  [required]="gatehouse required route"
+  [profile]="GET /api/auth/profile/"
+)
+for t in $TARGETS; do
+  grep -q "^$t	" "$RESULTS" || continue
+  printf '| %-40s | %14s | %17s |\n' "${LABEL[$t]:-$t}" "$(median "$t")" "$(spread "$t")"
+done
+cp "$RESULTS" "${RESULTS_COPY:-/tmp/gatehouse-callgrind-results.tsv}"
+echo "raw rows: ${RESULTS_COPY:-/tmp/gatehouse-callgrind-results.tsv}"
