@@ -204,10 +204,30 @@ fn auth_decision(c: &mut Criterion) {
     // never waits, so the first poll is the answer).
     let waker = std::task::Waker::from(std::sync::Arc::new(NoopWaker));
     g.bench_function("required route, cached user, polled once", |b| {
-        b.iter(|| poll_once(&waker, decide(black_box(&required), Some(&route_r), auth)))
+        b.iter(|| {
+            poll_once(
+                &waker,
+                decide(
+                    &required.method,
+                    black_box(&required.headers),
+                    Some(&route_r),
+                    auth,
+                ),
+            )
+        })
     });
     g.bench_function("public route, polled once", |b| {
-        b.iter(|| poll_once(&waker, decide(black_box(&public), Some(&route_p), auth)))
+        b.iter(|| {
+            poll_once(
+                &waker,
+                decide(
+                    &public.method,
+                    black_box(&public.headers),
+                    Some(&route_p),
+                    auth,
+                ),
+            )
+        })
     });
     g.bench_function("route lookup (2 routes)", |b| {
         b.iter(|| {
