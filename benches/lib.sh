@@ -1,7 +1,7 @@
 # shellcheck shell=bash
-# Shell pieces shared by benches/load/run.sh and benches/scale/run.sh (sourced, not run):
-# tool installation, a work dir whose processes all stop on exit, free loopback ports, and
-# waiting for a listener.
+# Shell pieces shared by the scripts under benches/ (sourced, not run): tool installation, a
+# work dir whose processes all stop on exit, free loopback ports, waiting for a listener, and
+# the nginx every proxy benchmark forwards to.
 
 say() { printf '\n== %s\n' "$*"; }
 
@@ -65,4 +65,43 @@ wait_http() { # URL [expected status, 200] [tries of 0.1 s, 100]
   done
   echo "not answering: $1 (last status $code)"
   exit 1
+}
+
+# nginx_head NAME: the first lines of an nginx.conf for one worker whose pid, logs and
+# temp files live in $WORK/NAME (make $WORK/NAME/logs first).
+nginx_head() {
+  cat <<EOF
+worker_processes 1; daemon off; master_process on;
+events { worker_connections 4096; }
+pid $WORK/$1/nginx.pid;
+error_log $WORK/$1/logs/error.log warn;
+EOF
+}
+
+# nginx_http_common NAME: the lines every benchmark nginx's http block starts with.
+nginx_http_common() {
+  cat <<EOF
+  client_body_temp_path $WORK/$1/tmp_body; proxy_temp_path $WORK/$1/tmp_proxy;
+  fastcgi_temp_path $WORK/$1/tmp_fcgi; uwsgi_temp_path $WORK/$1/tmp_uwsgi; scgi_temp_path $WORK/$1/tmp_scgi;
+  access_log off;
+  keepalive_requests 1000000;
+EOF
+}
+
+# upstream_nginx PORT: writes $WORK/upstream/nginx.conf, the upstream every proxy under test
+# forwards to: `return 200` with a short body on 127.0.0.1:PORT.
+upstream_nginx() {
+  mkdir -p "$WORK/upstream/logs"
+  {
+    nginx_head upstream
+    echo "http {"
+    nginx_http_common upstream
+    cat <<EOF
+  server {
+    listen 127.0.0.1:$1 backlog=4096;
+    location / { default_type text/plain; return 200 "hello from upstream\n"; }
+  }
+}
+EOF
+  } >"$WORK/upstream/nginx.conf"
 }

@@ -85,23 +85,7 @@ stop() {
   kill -KILL "$1" 2>/dev/null || true
 }
 
-mkdir -p "$WORK/upstream/logs"
-cat >"$WORK/upstream/nginx.conf" <<EOF
-worker_processes 1; daemon off; master_process on;
-events { worker_connections 4096; }
-pid $WORK/upstream/nginx.pid;
-error_log $WORK/upstream/logs/error.log warn;
-http {
-  client_body_temp_path $WORK/tmp_body; proxy_temp_path $WORK/tmp_proxy;
-  fastcgi_temp_path $WORK/tmp_fcgi; uwsgi_temp_path $WORK/tmp_uwsgi; scgi_temp_path $WORK/tmp_scgi;
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$UP backlog=4096;
-    location / { default_type text/plain; return 200 "hello from upstream\n"; }
-  }
-}
-EOF
+upstream_nginx "$UP"
 start upstream nginx -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf"
 wait_http "http://127.0.0.1:$UP/"
 

@@ -80,33 +80,13 @@ start() {
 for v in UP NGX HAP BARE_PORT GH GHM GHL GHLM; do free_port "$v"; done
 SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
-mkdir -p "$WORK/upstream/logs" "$WORK/nginx/logs"
-nginx_common="worker_processes 1; daemon off; master_process on;
-events { worker_connections 4096; }"
-nginx_temps="client_body_temp_path $WORK/tmp_body; proxy_temp_path $WORK/tmp_proxy;
-  fastcgi_temp_path $WORK/tmp_fcgi; uwsgi_temp_path $WORK/tmp_uwsgi; scgi_temp_path $WORK/tmp_scgi;"
-cat >"$WORK/upstream/nginx.conf" <<EOF
-$nginx_common
-pid $WORK/upstream/nginx.pid;
-error_log $WORK/upstream/logs/error.log warn;
-http {
-  $nginx_temps
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$UP backlog=4096;
-    location / { default_type text/plain; return 200 "hello from upstream\n"; }
-  }
-}
-EOF
-cat >"$WORK/nginx/nginx.conf" <<EOF
-$nginx_common
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/logs/error.log warn;
-http {
-  $nginx_temps
-  access_log off;
-  keepalive_requests 1000000;
+upstream_nginx "$UP"
+mkdir -p "$WORK/nginx/logs"
+{
+  nginx_head nginx
+  echo "http {"
+  nginx_http_common nginx
+  cat <<EOF
   upstream up { server 127.0.0.1:$UP; keepalive 64; }
   server {
     listen 127.0.0.1:$NGX backlog=4096;
@@ -118,6 +98,7 @@ http {
   }
 }
 EOF
+} >"$WORK/nginx/nginx.conf"
 cat >"$WORK/haproxy.cfg" <<EOF
 global
   nbthread 1

@@ -26,23 +26,7 @@ fi
 
 work_dir policy
 for v in UP GH GHM; do free_port "$v"; done
-mkdir -p "$WORK/upstream/logs"
-cat >"$WORK/upstream/nginx.conf" <<CONF
-worker_processes 1; daemon off; master_process on;
-events { worker_connections 4096; }
-pid $WORK/upstream/nginx.pid;
-error_log $WORK/upstream/logs/error.log warn;
-http {
-  client_body_temp_path $WORK/tb; proxy_temp_path $WORK/tp; fastcgi_temp_path $WORK/tf;
-  uwsgi_temp_path $WORK/tu; scgi_temp_path $WORK/ts;
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$UP backlog=4096;
-    location / { default_type text/plain; return 200 "hello from upstream\n"; }
-  }
-}
-CONF
+upstream_nginx "$UP"
 cat >"$WORK/gatehouse.toml" <<CONF
 [server]
 listen = "127.0.0.1:$GH"
