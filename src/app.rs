@@ -48,10 +48,16 @@ impl App {
             .accepting_unversioned(config.jwt.accept_unversioned_tokens),
         );
         let passwords = Passwords::new(&config.passwords)?;
-        let cache = Arc::new(UserCache::new(
-            config.cache.capacity,
-            Duration::from_secs(config.cache.ttl_seconds),
-        ));
+        let cache = Arc::new(
+            UserCache::new(
+                config.cache.capacity,
+                Duration::from_secs(config.cache.ttl_seconds),
+            )
+            .with_freshness(Duration::from_millis(config.store.freshness_ms)),
+        );
+        if let Some(feed) = store.changes() {
+            follow_changes(&cache, feed)?;
+        }
         let throttle = Throttle::new(&config.throttle);
         let authenticator =
             Authenticator::new(Arc::clone(&tokens), Arc::clone(&cache), Arc::clone(&store));
@@ -80,4 +86,20 @@ impl App {
                 .issue(TokenType::Refresh, user.id, user.token_version, None, None)?;
         Ok((access.token, refresh.token))
     }
+}
+
+/// Applies the store's change feed to the cache on a thread of its own (no Pingora runtime
+/// is running yet); memory stops answering without a fresh proof from now on.
+fn follow_changes(cache: &Arc<UserCache>, feed: crate::store::ChangeFeed) -> Result<(), String> {
+    cache.gate_on_feed();
+    let cache = Arc::clone(cache);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the cache feed's runtime: {e}"))?;
+    std::thread::Builder::new()
+        .name("gatehouse-cache-feed".into())
+        .spawn(move || runtime.block_on(cache.follow(feed)))
+        .map(|_| ())
+        .map_err(|e| format!("cannot start the cache feed: {e}"))
 }

@@ -4,6 +4,7 @@
 pub mod check_config;
 pub mod createsuperuser;
 pub mod import;
+pub mod migrate;
 pub mod routes_explain;
 
 use crate::config::Config;
@@ -49,6 +50,8 @@ enum Command {
         /// The dumpdata file (accounts.user or auth.user entries).
         dump: PathBuf,
     },
+    /// Create or upgrade the PostgreSQL schema ([store] backend = "postgres").
+    Migrate,
     /// The route table.
     Routes {
         #[command(subcommand)]
@@ -87,6 +90,7 @@ pub fn run() -> ExitCode {
             } => createsuperuser::run(&config, noinput, username, email),
             Command::CheckConfig => check_config::run(&config),
             Command::Import { dump } => import::run(&config, &dump),
+            Command::Migrate => migrate::run(&config),
             Command::Routes {
                 command: RoutesCommand::Explain { method, user, path },
             } => routes_explain::run(&config, method.as_deref(), user.as_deref(), &path),

@@ -20,6 +20,7 @@ pub mod django;
 pub mod framing;
 pub mod jwt;
 pub mod paths;
+pub mod postgres;
 pub mod process;
 pub mod raw;
 pub mod upstream;
