@@ -14,6 +14,10 @@ use crate::store::{User, UserStore};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Names of the keys a shared store keeps for every replica.
+const SHARED_JWT_SECRET: &str = "jwt_secret";
+const SHARED_ASSERTION_KEY: &str = "assertion_key";
+
 pub struct App {
     pub config: Config,
     pub store: Arc<dyn UserStore>,
@@ -34,10 +38,31 @@ impl App {
     }
 
     pub fn with_store(config: Config, store: Arc<dyn UserStore>) -> Result<App, String> {
-        let env_secret = std::env::var(crate::config::env::JWT_SECRET_VAR).ok();
+        let mut env_secret = std::env::var(crate::config::env::JWT_SECRET_VAR).ok();
+        if env_secret.is_none() && config.jwt.secret_file.is_empty() {
+            // Several replicas: the secret generated once and kept by the store, never one of
+            // this process's own.
+            let generated = crate::auth::secret::generate_hex().into_bytes();
+            if let Some(kept) = store
+                .shared_key(SHARED_JWT_SECRET, generated)
+                .map_err(|e| format!("the shared JWT secret: {e}"))?
+            {
+                env_secret = Some(
+                    String::from_utf8(kept)
+                        .map_err(|_| "the shared JWT secret is not text".to_string())?,
+                );
+            }
+        }
         let mut keys = Keys::load(&config.jwt, &config.server.data_dir, env_secret.as_deref())?;
         if config.routes.iter().any(|r| r.identity_assertion) {
-            keys = keys.with_assertion_key(&config.server.data_dir)?;
+            let generated = crate::auth::keys::generate_assertion_pem()?;
+            keys = match store
+                .shared_key(SHARED_ASSERTION_KEY, generated)
+                .map_err(|e| format!("the shared assertion key: {e}"))?
+            {
+                Some(pem) => keys.with_assertion_pem(&pem)?,
+                None => keys.with_assertion_key(&config.server.data_dir)?,
+            };
         }
         let tokens = Arc::new(
             Tokens::with_keys(

@@ -202,6 +202,13 @@ pub trait UserStore: Send + Sync {
         expected: Option<&Family>,
         new: &Family,
     ) -> Result<bool, StoreError>;
+    /// Key material every process of this store shares (several replicas): the key kept
+    /// under `name`, which is `generated` if none was kept yet. `None`: this store keeps no
+    /// keys (one process: they live in the data directory). Called once at start, blocking.
+    fn shared_key(&self, name: &str, generated: Vec<u8>) -> Result<Option<Vec<u8>>, StoreError> {
+        let _ = (name, generated);
+        Ok(None)
+    }
 }
 
 /// Where sled keeps its files inside the data directory (the secret sits beside it).

@@ -115,6 +115,13 @@ impl Builder {
         self
     }
 
+    /// Serve from the PostgreSQL database at `url` (`postgres::database()` makes one);
+    /// replicas of one database share it.
+    pub fn postgres(self, url: &str) -> Self {
+        self.with_config(|c| c.store.backend = gatehouse::config::StoreBackend::Postgres)
+            .env(gatehouse::config::env::STORE_URL_VAR, url)
+    }
+
     /// Reuse an existing data directory (restart scenarios).
     pub fn data_dir(self, dir: &Path) -> Self {
         self.with_config(|c| c.server.data_dir = dir.to_path_buf())

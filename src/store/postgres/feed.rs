@@ -27,6 +27,9 @@ pub fn start(
 ) {
     // Tells this replica's heartbeats from the other replicas' on the shared channel.
     let replica: u64 = rand::random();
+    let mut config = config;
+    // Findable in pg_stat_activity (operators, and the fault tests that cut it).
+    config.application_name(format!("gatehouse-feed-{}", std::process::id()));
     handle.spawn(async move {
         loop {
             let reason = listen(&config, tls.clone(), &changes, freshness, replica).await;

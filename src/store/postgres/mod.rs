@@ -543,6 +543,27 @@ impl UserStore for PgStore {
         Some(self.changes.subscribe())
     }
 
+    /// The first replica to start keeps its generated key; every other one takes that.
+    fn shared_key(&self, name: &str, generated: Vec<u8>) -> Result<Option<Vec<u8>>, StoreError> {
+        let pool = self.pool.clone();
+        let name = name.to_string();
+        self.block(async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            client
+                .execute(
+                    "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                    &[&name, &generated],
+                )
+                .await
+                .map_err(pg_error)?;
+            let row = client
+                .query_one("SELECT value FROM secrets WHERE name = $1", &[&name])
+                .await
+                .map_err(pg_error)?;
+            Ok(Some(row.get(0)))
+        })
+    }
+
     async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
         let user = User {
             id: 0,
