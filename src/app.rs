@@ -83,7 +83,7 @@ impl App {
         if let Some(feed) = store.changes() {
             follow_changes(&cache, feed)?;
         }
-        let throttle = Throttle::new(&config.throttle);
+        let throttle = Throttle::new(&config.throttle).shared_by(Arc::clone(&store));
         let authenticator =
             Authenticator::new(Arc::clone(&tokens), Arc::clone(&cache), Arc::clone(&store));
         let asserter = tokens

@@ -8,6 +8,7 @@ mod common;
 use common::paths::PROFILE;
 use common::upstream::Upstream;
 use common::*;
+use gatehouse::config::Config;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
@@ -19,12 +20,16 @@ const RUNS: usize = 50;
 /// Two replicas (A, B) on one fresh migrated database, with a staff user and a proxied
 /// auth-required route `/app/` to `up`.
 fn replicas(up: &Upstream, rotate: bool) -> (Gatehouse, Gatehouse) {
+    replicas_with(up, |c| c.jwt.rotate_refresh_tokens = rotate)
+}
+
+fn replicas_with(up: &Upstream, edit: impl Fn(&mut Config)) -> (Gatehouse, Gatehouse) {
     let url = postgres::database();
     let make = |superuser: bool| {
         let mut b = Gatehouse::new().postgres(&url).with_config(|c| {
             c.routes = vec![route("/app/", &[up.addr])];
-            c.jwt.rotate_refresh_tokens = rotate;
             c.store.freshness_ms = 500;
+            edit(c);
         });
         if superuser {
             b = b.superuser("root", "root@example.com", PASSWORD);
@@ -294,4 +299,24 @@ fn b_with_its_listener_cut_never_serves_a_revoked_token_past_the_bound() {
             b.get("/app/x", Some(&access)).status == 401
         })],
     );
+}
+
+#[test]
+fn throttle_counters_are_shared_by_the_replicas() {
+    let up = Upstream::start();
+    let (a, b) = replicas_with(&up, |c| c.throttle.login_failures_per_username = 4);
+    a.register("guarded");
+    // Four failures spread over both replicas use up the one allowance.
+    for g in [&a, &b, &a, &b] {
+        g.login_attempt("guarded", "wrong-password")
+            .expect_status(401);
+    }
+    for g in [&a, &b] {
+        let r = g.login_attempt("guarded", PASSWORD);
+        r.expect_status(429);
+        assert!(r.header("retry-after").is_some(), "{}", r.text);
+    }
+    // Another username is not affected.
+    a.register("other");
+    b.login("other", PASSWORD);
 }

@@ -209,6 +209,19 @@ pub trait UserStore: Send + Sync {
         let _ = (name, generated);
         Ok(None)
     }
+    /// A throttle window every process of this store shares: `(start, count)` of `key`'s
+    /// fixed window of `window` seconds at `now`, after counting one event when `count`.
+    /// `None`: this store keeps no counters (one process counts in its memory).
+    async fn throttle_window(
+        &self,
+        key: &str,
+        now: u64,
+        window: u64,
+        count: bool,
+    ) -> Result<Option<(u64, u32)>, StoreError> {
+        let _ = (key, now, window, count);
+        Ok(None)
+    }
 }
 
 /// Where sled keeps its files inside the data directory (the secret sits beside it).

@@ -564,6 +564,68 @@ impl UserStore for PgStore {
         })
     }
 
+    async fn throttle_window(
+        &self,
+        key: &str,
+        now: u64,
+        window: u64,
+        count: bool,
+    ) -> Result<Option<(u64, u32)>, StoreError> {
+        let key = key.to_string();
+        let now = to_i64(now, "time")?;
+        let window = to_i64(window, "window")?;
+        self.run("throttle", move |pool| async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            let row = if count {
+                // One statement: a new window, or one more event in the current one.
+                let row = client
+                    .query_one(
+                        "INSERT INTO throttle AS t (key, window_start, count) VALUES ($1, $2, 1) \
+                         ON CONFLICT (key) DO UPDATE SET \
+                         window_start = CASE WHEN t.window_start + $3 <= $2 THEN $2 ELSE t.window_start END, \
+                         count = CASE WHEN t.window_start + $3 <= $2 THEN 1 ELSE t.count + 1 END \
+                         RETURNING window_start, count",
+                        &[&key, &now, &window],
+                    )
+                    .await
+                    .map_err(pg_error)?;
+                // Now and then, forget windows that ended (a flood of distinct keys).
+                if rand::random::<u16>() < 64 {
+                    client
+                        .execute(
+                            "DELETE FROM throttle WHERE window_start + $2 <= $1",
+                            &[&now, &window],
+                        )
+                        .await
+                        .map_err(pg_error)?;
+                }
+                Some(row)
+            } else {
+                client
+                    .query_opt(
+                        "SELECT window_start, count FROM throttle WHERE key = $1",
+                        &[&key],
+                    )
+                    .await
+                    .map_err(pg_error)?
+            };
+            Ok(Some(match row {
+                Some(r) => {
+                    let start: i64 = r.get(0);
+                    let n: i32 = r.get(1);
+                    (
+                        to_u64(start, "window start")?,
+                        u32::try_from(n).map_err(|_| {
+                            StoreError::Io(format!("corrupt throttle count {n}"))
+                        })?,
+                    )
+                }
+                None => (0, 0),
+            }))
+        })
+        .await
+    }
+
     async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
         let user = User {
             id: 0,
