@@ -320,3 +320,58 @@ fn throttle_counters_are_shared_by_the_replicas() {
     a.register("other");
     b.login("other", PASSWORD);
 }
+
+#[test]
+fn store_copy_moves_everything_from_sled_keeping_ids_and_tokens() {
+    let up = Upstream::start();
+    let mut sled = Gatehouse::new()
+        .with_config(|c| c.routes = vec![route("/app/", &[up.addr])])
+        .start();
+    let (id1, access1, _) = sled.user("first");
+    let (_, access2, _) = sled.user("second");
+    let (_, _, refresh3) = sled.user("third");
+    sled.soft_delete(&access2).expect_status(200);
+    sled.logout(&refresh3).expect_status(200);
+    sled.terminate();
+
+    let (url, _) = postgres::empty_database();
+    let copy = sled.cli(&["store", "copy", "--to", &url], &[]);
+    copy.assert_ok("store copy");
+    assert!(
+        copy.stderr.contains("users: 3/3"),
+        "progress: {}",
+        copy.stderr
+    );
+    assert!(
+        copy.stdout
+            .contains("copied 3 users and 1 refresh-token families"),
+        "{}",
+        copy.stdout
+    );
+    let again = sled.cli(&["store", "copy", "--to", &url], &[]);
+    assert!(
+        !again.succeeded() && again.stderr.contains("empty database"),
+        "a second copy is refused: {}",
+        again.stderr
+    );
+
+    // A replica on the copy: same ids, same key (the sled token still works), same states.
+    let pg = Gatehouse::new()
+        .postgres(&url)
+        .with_config(|c| c.routes = vec![route("/app/", &[up.addr])])
+        .start();
+    assert_eq!(pg.get("/app/x", Some(&access1)).status, 200, "sled's token");
+    assert_eq!(
+        pg.get("/app/x", Some(&access2)).status,
+        401,
+        "deleted stays deleted"
+    );
+    assert_eq!(
+        pg.refresh(&refresh3).status,
+        401,
+        "logged out stays logged out"
+    );
+    assert_eq!(id_of(&pg.get(PROFILE, Some(&access1)).json), id1);
+    let fourth = id_of(&pg.register("fourth"));
+    assert_eq!(fourth, 4, "ids continue above the copied ones");
+}

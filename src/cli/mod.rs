@@ -6,6 +6,7 @@ pub mod createsuperuser;
 pub mod import;
 pub mod migrate;
 pub mod routes_explain;
+pub mod store_copy;
 
 use crate::config::Config;
 use clap::{Parser, Subcommand};
@@ -57,6 +58,22 @@ enum Command {
         #[command(subcommand)]
         command: RoutesCommand,
     },
+    /// The user store.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy everything from the configured sled store into an empty PostgreSQL database
+    /// (migrated first; ids kept). The server must be stopped.
+    Copy {
+        /// postgres://user:password@host:5432/db?sslmode=require
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -91,6 +108,9 @@ pub fn run() -> ExitCode {
             Command::CheckConfig => check_config::run(&config),
             Command::Import { dump } => import::run(&config, &dump),
             Command::Migrate => migrate::run(&config),
+            Command::Store {
+                command: StoreCommand::Copy { to },
+            } => store_copy::run(&config, &to),
             Command::Routes {
                 command: RoutesCommand::Explain { method, user, path },
             } => routes_explain::run(&config, method.as_deref(), user.as_deref(), &path),
