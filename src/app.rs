@@ -14,6 +14,10 @@ use crate::store::{User, UserStore};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Names of the keys a shared store keeps for every replica.
+const SHARED_JWT_SECRET: &str = "jwt_secret";
+const SHARED_ASSERTION_KEY: &str = "assertion_key";
+
 pub struct App {
     pub config: Config,
     pub store: Arc<dyn UserStore>,
@@ -34,10 +38,31 @@ impl App {
     }
 
     pub fn with_store(config: Config, store: Arc<dyn UserStore>) -> Result<App, String> {
-        let env_secret = std::env::var(crate::config::env::JWT_SECRET_VAR).ok();
+        let mut env_secret = std::env::var(crate::config::env::JWT_SECRET_VAR).ok();
+        if env_secret.is_none() && config.jwt.secret_file.is_empty() {
+            // Several replicas: the secret generated once and kept by the store, never one of
+            // this process's own.
+            let generated = crate::auth::secret::generate_hex().into_bytes();
+            if let Some(kept) = store
+                .shared_key(SHARED_JWT_SECRET, generated)
+                .map_err(|e| format!("the shared JWT secret: {e}"))?
+            {
+                env_secret = Some(
+                    String::from_utf8(kept)
+                        .map_err(|_| "the shared JWT secret is not text".to_string())?,
+                );
+            }
+        }
         let mut keys = Keys::load(&config.jwt, &config.server.data_dir, env_secret.as_deref())?;
         if config.routes.iter().any(|r| r.identity_assertion) {
-            keys = keys.with_assertion_key(&config.server.data_dir)?;
+            let generated = crate::auth::keys::generate_assertion_pem()?;
+            keys = match store
+                .shared_key(SHARED_ASSERTION_KEY, generated)
+                .map_err(|e| format!("the shared assertion key: {e}"))?
+            {
+                Some(pem) => keys.with_assertion_pem(&pem)?,
+                None => keys.with_assertion_key(&config.server.data_dir)?,
+            };
         }
         let tokens = Arc::new(
             Tokens::with_keys(
@@ -48,11 +73,17 @@ impl App {
             .accepting_unversioned(config.jwt.accept_unversioned_tokens),
         );
         let passwords = Passwords::new(&config.passwords)?;
-        let cache = Arc::new(UserCache::new(
-            config.cache.capacity,
-            Duration::from_secs(config.cache.ttl_seconds),
-        ));
-        let throttle = Throttle::new(&config.throttle);
+        let cache = Arc::new(
+            UserCache::new(
+                config.cache.capacity,
+                Duration::from_secs(config.cache.ttl_seconds),
+            )
+            .with_freshness(Duration::from_millis(config.store.freshness_ms)),
+        );
+        if let Some(feed) = store.changes() {
+            follow_changes(&cache, feed)?;
+        }
+        let throttle = Throttle::new(&config.throttle).shared_by(Arc::clone(&store));
         let authenticator =
             Authenticator::new(Arc::clone(&tokens), Arc::clone(&cache), Arc::clone(&store));
         let asserter = tokens
@@ -80,4 +111,20 @@ impl App {
                 .issue(TokenType::Refresh, user.id, user.token_version, None, None)?;
         Ok((access.token, refresh.token))
     }
+}
+
+/// Applies the store's change feed to the cache on a thread of its own (no Pingora runtime
+/// is running yet); memory stops answering without a fresh proof from now on.
+fn follow_changes(cache: &Arc<UserCache>, feed: crate::store::ChangeFeed) -> Result<(), String> {
+    cache.gate_on_feed();
+    let cache = Arc::clone(cache);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the cache feed's runtime: {e}"))?;
+    std::thread::Builder::new()
+        .name("gatehouse-cache-feed".into())
+        .spawn(move || runtime.block_on(cache.follow(feed)))
+        .map(|_| ())
+        .map_err(|e| format!("cannot start the cache feed: {e}"))
 }

@@ -4,7 +4,8 @@
 
 use prometheus::{
     register_histogram, register_histogram_vec, register_int_counter_vec, register_int_gauge,
-    register_int_gauge_vec, Histogram, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    register_int_gauge_vec, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec,
 };
 use std::sync::LazyLock;
 
@@ -99,6 +100,52 @@ pub static STORE_FLUSH_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
         "gatehouse_store_flush_duration_seconds",
         "Time to make a write durable (sled flush; concurrent writers share one).",
         vec![0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]
+    )
+    .expect(DEFINED_ONCE)
+});
+
+// PostgreSQL store (several replicas).
+
+pub static STORE_QUERY_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "gatehouse_store_query_duration_seconds",
+        "PostgreSQL store operations by kind, pool wait included.",
+        &["op"],
+        vec![0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5]
+    )
+    .expect(DEFINED_ONCE)
+});
+
+pub static STORE_POOL_CONNECTIONS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "gatehouse_store_pool_connections",
+        "PostgreSQL pool connections: open, idle (open minus idle are in use).",
+        &["state"]
+    )
+    .expect(DEFINED_ONCE)
+});
+
+pub static STORE_NOTIFY_LAG_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "gatehouse_store_notification_lag_seconds",
+        "Time from sending a heartbeat to receiving it back through the change feed.",
+        vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]
+    )
+    .expect(DEFINED_ONCE)
+});
+
+pub static STORE_FEED_RECONNECTS: LazyLock<IntCounter> = LazyLock::new(|| {
+    prometheus::register_int_counter!(
+        "gatehouse_store_feed_reconnects_total",
+        "Times the change feed's listening connection was lost and the cache dropped."
+    )
+    .expect(DEFINED_ONCE)
+});
+
+pub static CACHE_FRESH: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "gatehouse_cache_fresh",
+        "1 while the user-state cache is proven fresh (decisions from memory), 0 while decisions read the database (a replica on PostgreSQL whose feed is behind)."
     )
     .expect(DEFINED_ONCE)
 });

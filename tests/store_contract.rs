@@ -2,9 +2,12 @@
 // `backends()`. A new backend joins by adding one constructor there; the scenarios do not
 // change. They drive the trait only (no backend-specific calls), from many tasks at once.
 
+mod common;
+
+use common::postgres;
 use gatehouse::auth::families::{self, Presented, Step};
 use gatehouse::store::{
-    Family, ListFilter, NewUser, SledStore, StateFilter, StoreError, User, UserStore,
+    Family, ListFilter, NewUser, PgStore, SledStore, StateFilter, StoreError, User, UserStore,
 };
 use std::sync::Arc;
 
@@ -25,9 +28,19 @@ fn sled() -> Fresh {
     }
 }
 
+/// A fresh database on the test binary's throwaway cluster (see tests/common/postgres.rs).
+fn pg() -> Fresh {
+    let url = postgres::database();
+    let store = PgStore::open(&url, postgres::options(true)).expect("open postgres");
+    Fresh {
+        store: Arc::new(store),
+        _keep: Box::new(()),
+    }
+}
+
 /// Every backend the contract runs against.
 fn backends() -> Vec<(&'static str, Maker)> {
-    vec![("sled", sled as Maker)]
+    vec![("sled", sled as Maker), ("postgres", pg as Maker)]
 }
 
 fn new_user(name: &str) -> NewUser {

@@ -28,7 +28,7 @@ pub async fn obtain(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let password = required_value(password, "password")?;
     let app = ctx.app;
     let client = ctx.req.client_ip;
-    if let Err(wait) = app.throttle.check_login(&username, client, now()) {
+    if let Err(wait) = app.throttle.check_login(&username, client, now()).await {
         LOGINS.with_label_values(&["throttled"]).inc();
         return Err(ApiError::Throttled(wait));
     }
@@ -41,7 +41,7 @@ pub async fn obtain(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         Some(u) if check.ok && u.is_active => u,
         _ => {
             LOGINS.with_label_values(&["failure"]).inc();
-            app.throttle.login_failed(&username, client, now());
+            app.throttle.login_failed(&username, client, now()).await;
             return Err(ApiError::WrongCredentials);
         }
     };

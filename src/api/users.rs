@@ -162,6 +162,7 @@ pub async fn register(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     ctx.app
         .throttle
         .registration(ctx.req.client_ip, now())
+        .await
         .map_err(ApiError::Throttled)?;
     let data = ctx.req.data()?;
     let Registration {

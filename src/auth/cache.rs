@@ -1,11 +1,13 @@
 //! The user-state cache (moka) in front of the store: user id -> what an auth decision needs.
 //! Writers replace the entry before they answer; a load never overwrites a newer write.
+//! Behind a change feed (several replicas) memory answers only while the feed has proven it
+//! fresh within `freshness`; otherwise every decision reads the store (and fails with it).
 
 use crate::store::{Change, ChangeFeed, StoreError, User, UserStore};
 use moka::sync::Cache;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserState {
@@ -35,6 +37,12 @@ pub struct UserCache {
     writes: AtomicU64,
     /// Orders "write replaces entry" against "load fills entry".
     fill: Mutex<()>,
+    /// Set once a change feed is followed: from then on memory needs a proof of freshness.
+    gated: AtomicBool,
+    /// How old that proof may be.
+    freshness: Duration,
+    /// The newest proof: every change committed before it has been applied.
+    seen: Mutex<Option<Instant>>,
 }
 
 impl UserCache {
@@ -46,7 +54,31 @@ impl UserCache {
                 .build(),
             writes: AtomicU64::new(0),
             fill: Mutex::new(()),
+            gated: AtomicBool::new(false),
+            freshness: Duration::from_millis(500),
+            seen: Mutex::new(None),
         }
+    }
+
+    /// How stale memory may be once a feed is followed (`store.freshness_ms`).
+    pub fn with_freshness(mut self, freshness: Duration) -> UserCache {
+        self.freshness = freshness;
+        self
+    }
+
+    /// From now on memory answers only with a fresh proof from the feed (call before the
+    /// first request when a feed will be followed).
+    pub fn gate_on_feed(&self) {
+        self.gated.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether memory may answer: no feed to wait for, or a recent enough proof.
+    pub fn is_fresh(&self) -> bool {
+        if !self.gated.load(Ordering::Relaxed) {
+            return true;
+        }
+        let seen = *self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.is_some_and(|at| at.elapsed() <= self.freshness)
     }
 
     /// The user's current state: the cache, or the store on a miss. `None`: no such user.
@@ -55,6 +87,14 @@ impl UserCache {
         id: u64,
         store: &dyn UserStore,
     ) -> Result<Option<UserState>, StoreError> {
+        if !self.is_fresh() {
+            // Cannot prove memory is fresh: the database decides (or the request fails with it).
+            crate::metrics::CACHE_FRESH.set(0);
+            crate::metrics::USER_CACHE
+                .with_label_values(&["bypass"])
+                .inc();
+            return Ok(store.get_user(id).await?.as_ref().map(UserState::from));
+        }
         if let Some(state) = self.cache.get(&id) {
             crate::metrics::USER_CACHE.with_label_values(&["hit"]).inc();
             return Ok(Some(state));
@@ -82,17 +122,27 @@ impl UserCache {
 
     /// A change another process made: what is cached of it goes, and the next read loads it.
     pub fn apply(&self, change: Change) {
+        if let Change::Seen(at) = change {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            if seen.is_none_or(|s| s < at) {
+                *seen = Some(at);
+            }
+            crate::metrics::CACHE_FRESH.set(1);
+            return;
+        }
         let _guard = self.fill.lock();
         self.writes.fetch_add(1, Ordering::SeqCst);
         match change {
             Change::User(id) => self.cache.invalidate(&id),
             Change::All => self.cache.invalidate_all(),
+            Change::Seen(_) => {}
         }
     }
 
     /// Applies a backend's change feed until it closes; a gap in it drops the whole cache.
     pub async fn follow(&self, mut feed: ChangeFeed) {
         use tokio::sync::broadcast::error::RecvError;
+        self.gate_on_feed();
         loop {
             match feed.recv().await {
                 Ok(change) => self.apply(change),

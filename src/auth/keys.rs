@@ -86,22 +86,29 @@ fn jwks_document(jwks: &JwkSet) -> Result<bytes::Bytes, String> {
 
 /// Reads the generated Ed25519 assertion key, or makes it on first start.
 fn assertion_key_pem(data_dir: &Path) -> Result<Vec<u8>, String> {
-    use ed25519_dalek::pkcs8::EncodePrivateKey;
     let path = data_dir.join(ASSERTION_KEY_FILE);
     match std::fs::read(&path) {
         Ok(pem) => Ok(pem),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut seed = [0u8; 32];
-            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
-            let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-            let pem = key
-                .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-                .map_err(|e| format!("cannot encode the assertion key: {e}"))?;
-            secret::write_private(&path, pem.as_bytes())?;
-            Ok(pem.as_bytes().to_vec())
+            let pem = generate_assertion_pem()?;
+            secret::write_private(&path, &pem)?;
+            Ok(pem)
         }
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
+}
+
+/// A new Ed25519 assertion key as PKCS#8 PEM (kept in the data directory, or in a shared
+/// store for every replica).
+pub fn generate_assertion_pem() -> Result<Vec<u8>, String> {
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    let mut seed = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let pem = key
+        .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .map_err(|e| format!("cannot encode the assertion key: {e}"))?;
+    Ok(pem.as_bytes().to_vec())
 }
 
 /// The public half of the signing key as a JWK. jsonwebtoken derives RSA and EC ones but
@@ -158,11 +165,20 @@ impl Keys {
 
     /// Gives HS256 keys an Ed25519 assertion key (read from the data directory, or generated
     /// there on first start) and publishes its public half; asymmetric keys already have one.
-    pub fn with_assertion_key(mut self, data_dir: &Path) -> Result<Keys, String> {
+    pub fn with_assertion_key(self, data_dir: &Path) -> Result<Keys, String> {
         if self.assertion.is_some() {
             return Ok(self);
         }
         let pem = assertion_key_pem(data_dir)?;
+        self.with_assertion_pem(&pem)
+    }
+
+    /// As `with_assertion_key`, with the key given (the one every replica shares).
+    pub fn with_assertion_pem(mut self, pem: &[u8]) -> Result<Keys, String> {
+        if self.assertion.is_some() {
+            return Ok(self);
+        }
+        let pem = pem.to_vec();
         let signing = EncodingKey::from_ed_pem(&pem)
             .map_err(|e| format!("{ASSERTION_KEY_FILE} is not an Ed25519 key: {e}"))?;
         let mut jwk = public_jwk(&pem, &signing, Algorithm::EdDSA)?;

@@ -41,10 +41,15 @@ fn checked(secret: Vec<u8>, origin: &str) -> Result<Vec<u8>, String> {
     Ok(secret)
 }
 
-fn generate(path: &Path) -> Result<Vec<u8>, String> {
+/// A new secret: 256 random bits as hex.
+pub fn generate_hex() -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let secret = hex::encode(bytes);
+    hex::encode(bytes)
+}
+
+fn generate(path: &Path) -> Result<Vec<u8>, String> {
+    let secret = generate_hex();
     write_private(path, format!("{secret}\n").as_bytes())?;
     Ok(secret.into_bytes())
 }

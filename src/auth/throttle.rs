@@ -1,16 +1,22 @@
 //! Abuse throttling: fixed-window counters per key (a username, a client address), held in a
-//! bounded moka cache so a flood of distinct keys cannot grow memory without limit.
+//! bounded moka cache so a flood of distinct keys cannot grow memory without limit; with a
+//! store that shares counters (several replicas on PostgreSQL) the windows live there, so N
+//! replicas do not grant N times the attempts.
 
 use crate::config::ThrottleConfig;
+use crate::store::UserStore;
 use moka::ops::compute::Op;
 use moka::sync::Cache;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The throttling policy of the user API: which keys count what, against which limits.
 pub struct Throttle {
     limiter: Limiter,
     config: ThrottleConfig,
+    /// Where shared windows are counted (a store that keeps none falls through to memory).
+    shared: Option<Arc<dyn UserStore>>,
 }
 
 impl Throttle {
@@ -18,6 +24,48 @@ impl Throttle {
         Throttle {
             limiter: Limiter::new(config.max_keys, config.window_seconds),
             config: config.clone(),
+            shared: None,
+        }
+    }
+
+    /// Counts in `store` when it shares counters between processes.
+    pub fn shared_by(mut self, store: Arc<dyn UserStore>) -> Throttle {
+        self.shared = Some(store);
+        self
+    }
+
+    fn window(&self) -> u64 {
+        self.config.window_seconds.max(1)
+    }
+
+    /// The shared window of `key` (counting one event first when `count`); `None` when
+    /// there is no shared store or it cannot answer (then this process's memory counts: a
+    /// failing database fails the login anyway).
+    async fn shared_window(&self, key: &str, now: u64, count: bool) -> Option<(u64, u32)> {
+        let store = self.shared.as_ref()?;
+        match store.throttle_window(key, now, self.window(), count).await {
+            Ok(w) => w,
+            Err(e) => {
+                log::warn!("shared throttle counters unavailable, counting in memory: {e}");
+                None
+            }
+        }
+    }
+
+    async fn check(&self, key: &str, limit: u32, now: u64) -> Result<(), u64> {
+        let window = self.window();
+        match self.shared_window(key, now, false).await {
+            Some((start, count)) if now < start + window && count >= limit => {
+                Err((start + window - now).max(1))
+            }
+            Some(_) => Ok(()),
+            None => self.limiter.check(key, limit, now),
+        }
+    }
+
+    async fn hit(&self, key: &str, now: u64) {
+        if self.shared_window(key, now, true).await.is_none() {
+            self.limiter.hit(key, now);
         }
     }
 
@@ -34,32 +82,38 @@ impl Throttle {
     }
 
     /// `Err(seconds)`: too many failed logins for this username or from this address.
-    pub fn check_login(&self, username: &str, client: Option<IpAddr>, now: u64) -> Result<(), u64> {
+    pub async fn check_login(
+        &self,
+        username: &str,
+        client: Option<IpAddr>,
+        now: u64,
+    ) -> Result<(), u64> {
         if !self.config.enabled {
             return Ok(());
         }
-        self.login_keys(username, client)
-            .iter()
-            .try_for_each(|(key, limit)| self.limiter.check(key, *limit, now))
+        for (key, limit) in self.login_keys(username, client) {
+            self.check(&key, limit, now).await?;
+        }
+        Ok(())
     }
 
-    pub fn login_failed(&self, username: &str, client: Option<IpAddr>, now: u64) {
+    pub async fn login_failed(&self, username: &str, client: Option<IpAddr>, now: u64) {
         if self.config.enabled {
             for (key, _) in self.login_keys(username, client) {
-                self.limiter.hit(&key, now);
+                self.hit(&key, now).await;
             }
         }
     }
 
     /// Counts a registration attempt from `client`; `Err(seconds)` when over the limit.
-    pub fn registration(&self, client: Option<IpAddr>, now: u64) -> Result<(), u64> {
+    pub async fn registration(&self, client: Option<IpAddr>, now: u64) -> Result<(), u64> {
         let (Some(ip), true) = (client, self.config.enabled) else {
             return Ok(());
         };
         let key = format!("register-addr:{ip}");
-        self.limiter
-            .check(&key, self.config.registrations_per_address, now)?;
-        self.limiter.hit(&key, now);
+        self.check(&key, self.config.registrations_per_address, now)
+            .await?;
+        self.hit(&key, now).await;
         Ok(())
     }
 }

@@ -4,7 +4,9 @@
 pub mod check_config;
 pub mod createsuperuser;
 pub mod import;
+pub mod migrate;
 pub mod routes_explain;
+pub mod store_copy;
 
 use crate::config::Config;
 use clap::{Parser, Subcommand};
@@ -49,10 +51,28 @@ enum Command {
         /// The dumpdata file (accounts.user or auth.user entries).
         dump: PathBuf,
     },
+    /// Create or upgrade the PostgreSQL schema ([store] backend = "postgres").
+    Migrate,
     /// The route table.
     Routes {
         #[command(subcommand)]
         command: RoutesCommand,
+    },
+    /// The user store.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy everything from the configured sled store into an empty PostgreSQL database
+    /// (migrated first; ids kept). The server must be stopped.
+    Copy {
+        /// postgres://user:password@host:5432/db?sslmode=require
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -87,6 +107,10 @@ pub fn run() -> ExitCode {
             } => createsuperuser::run(&config, noinput, username, email),
             Command::CheckConfig => check_config::run(&config),
             Command::Import { dump } => import::run(&config, &dump),
+            Command::Migrate => migrate::run(&config),
+            Command::Store {
+                command: StoreCommand::Copy { to },
+            } => store_copy::run(&config, &to),
             Command::Routes {
                 command: RoutesCommand::Explain { method, user, path },
             } => routes_explain::run(&config, method.as_deref(), user.as_deref(), &path),

@@ -136,12 +136,32 @@ impl Default for ServerConfig {
 pub struct StoreConfig {
     /// sled's page cache; sled's own default is 1 GiB.
     pub cache_capacity_mib: u64,
+    /// sled (embedded, one process) or postgres (several replicas; the URL comes from
+    /// `GATEHOUSE_STORE_URL`, never from the file: it holds a password).
+    pub backend: StoreBackend,
+    /// postgres: connections in each replica's pool.
+    pub pool_size: usize,
+    /// postgres: how stale a replica's user-state cache may ever be; past it, decisions read
+    /// the database.
+    pub freshness_ms: u64,
+}
+
+/// Which `UserStore` backend `store::open` builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    #[default]
+    Sled,
+    Postgres,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             cache_capacity_mib: 64,
+            backend: StoreBackend::Sled,
+            pool_size: 16,
+            freshness_ms: 500,
         }
     }
 }

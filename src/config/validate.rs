@@ -90,6 +90,8 @@ impl Config {
         at_least("cache.capacity", self.cache.capacity, 1)?;
         at_least("cache.ttl_seconds", self.cache.ttl_seconds, 1)?;
         at_least("store.cache_capacity_mib", self.store.cache_capacity_mib, 1)?;
+        at_least("store.pool_size", self.store.pool_size as u64, 1)?;
+        at_least("store.freshness_ms", self.store.freshness_ms, 1)?;
         at_least("api.max_body_bytes", self.api.max_body_bytes as u64, 1)?;
         at_least("api.max_page_size", self.api.max_page_size as u64, 1)?;
         let proxy = &self.proxy;
@@ -157,11 +159,19 @@ impl Config {
             "listen {} (API + proxy), metrics {}\n",
             self.server.listen, self.server.metrics_listen
         ));
-        out.push_str(&format!(
-            "store: sled in {} (page cache {} MiB)\n",
-            self.server.data_dir.display(),
-            self.store.cache_capacity_mib
-        ));
+        match self.store.backend {
+            super::StoreBackend::Sled => out.push_str(&format!(
+                "store: sled in {} (page cache {} MiB)\n",
+                self.server.data_dir.display(),
+                self.store.cache_capacity_mib
+            )),
+            super::StoreBackend::Postgres => out.push_str(&format!(
+                "store: postgres from ${} (pool {}, freshness {} ms)\n",
+                super::env::STORE_URL_VAR,
+                self.store.pool_size,
+                self.store.freshness_ms
+            )),
+        }
         out.push_str(&format!(
             "tokens: {}, access {} s, refresh {} s, rotation {}\n",
             self.jwt.algorithm,

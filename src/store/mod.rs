@@ -2,11 +2,13 @@
 //! data: the embedded sled backend today, a networked one (PostgreSQL) beside it. Every write
 //! is durable when it returns. `open` is the one place that picks the configured backend.
 
+pub mod postgres;
 mod sled_store;
 
+pub use postgres::{PgOptions, PgStore};
 pub use sled_store::SledStore;
 
-use crate::config::Config;
+use crate::config::{Config, StoreBackend};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -137,6 +139,9 @@ pub enum Change {
     User(u64),
     /// Changes may have been missed (the feed reconnected): drop everything cached.
     All,
+    /// Every change committed before this instant has been delivered above it (a heartbeat
+    /// came back through the feed): the cache is fresh as of then.
+    Seen(std::time::Instant),
 }
 
 /// Changes made elsewhere, in the order they were committed.
@@ -197,6 +202,26 @@ pub trait UserStore: Send + Sync {
         expected: Option<&Family>,
         new: &Family,
     ) -> Result<bool, StoreError>;
+    /// Key material every process of this store shares (several replicas): the key kept
+    /// under `name`, which is `generated` if none was kept yet. `None`: this store keeps no
+    /// keys (one process: they live in the data directory). Called once at start, blocking.
+    fn shared_key(&self, name: &str, generated: Vec<u8>) -> Result<Option<Vec<u8>>, StoreError> {
+        let _ = (name, generated);
+        Ok(None)
+    }
+    /// A throttle window every process of this store shares: `(start, count)` of `key`'s
+    /// fixed window of `window` seconds at `now`, after counting one event when `count`.
+    /// `None`: this store keeps no counters (one process counts in its memory).
+    async fn throttle_window(
+        &self,
+        key: &str,
+        now: u64,
+        window: u64,
+        count: bool,
+    ) -> Result<Option<(u64, u32)>, StoreError> {
+        let _ = (key, now, window, count);
+        Ok(None)
+    }
 }
 
 /// Where sled keeps its files inside the data directory (the secret sits beside it).
@@ -206,6 +231,9 @@ pub fn sled_dir(config: &Config) -> PathBuf {
 
 /// Opens the configured backend: the one place that names one.
 pub fn open(config: &Config) -> Result<Arc<dyn UserStore>, StoreError> {
+    if config.store.backend == StoreBackend::Postgres {
+        return Ok(Arc::new(open_postgres(config, true)?));
+    }
     let dir = &config.server.data_dir;
     let created = !dir.exists();
     std::fs::create_dir_all(dir).map_err(|e| {
@@ -233,9 +261,36 @@ pub fn open(config: &Config) -> Result<Arc<dyn UserStore>, StoreError> {
     Ok(Arc::new(store))
 }
 
+/// The PostgreSQL URL of the configured store (from the environment only).
+pub fn postgres_url() -> Result<String, StoreError> {
+    let var = crate::config::env::STORE_URL_VAR;
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Ok(url),
+        _ => Err(StoreError::Io(format!(
+            "[store] backend = \"postgres\" needs the database URL in {var}"
+        ))),
+    }
+}
+
+/// The configured PostgreSQL store; `check_schema` off for `gatehouse migrate`.
+pub fn open_postgres(config: &Config, check_schema: bool) -> Result<PgStore, StoreError> {
+    let options = PgOptions {
+        pool_size: config.store.pool_size,
+        freshness: std::time::Duration::from_millis(config.store.freshness_ms),
+        check_schema,
+    };
+    PgStore::open(&postgres_url()?, options)
+}
+
 /// A short description of the configured store for logs (never a password).
 pub fn describe(config: &Config) -> String {
-    format!("sled in {}", sled_dir(config).display())
+    match config.store.backend {
+        StoreBackend::Sled => format!("sled in {}", sled_dir(config).display()),
+        StoreBackend::Postgres => match postgres_url() {
+            Ok(url) => format!("postgres {}", postgres::redact_url(&url)),
+            Err(_) => "postgres (no URL)".into(),
+        },
+    }
 }
 
 /// An empty store in a temp dir, for unit tests of the modules above the store (they never

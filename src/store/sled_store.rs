@@ -245,6 +245,23 @@ impl SledStore {
         Ok(store)
     }
 
+    /// Every refresh-token family record (`gatehouse store copy`), in key order.
+    pub fn families(&self) -> impl Iterator<Item = Result<(String, Family), StoreError>> + '_ {
+        self.families.iter().map(|item| {
+            let (key, bytes) = item.map_err(io)?;
+            let family = String::from_utf8(key.to_vec())
+                .map_err(|_| StoreError::Io("corrupt family key".into()))?;
+            let record = serde_json::from_slice(&bytes)
+                .map_err(|e| StoreError::Io(format!("corrupt family record: {e}")))?;
+            Ok((family, record))
+        })
+    }
+
+    /// How many family records there are (progress of `store copy`).
+    pub fn family_count(&self) -> usize {
+        self.families.len()
+    }
+
     /// Waits until everything written so far is on disk; concurrent writers share one flush.
     async fn flush(&self) -> Result<(), StoreError> {
         let started = std::time::Instant::now();

@@ -20,6 +20,7 @@ pub mod django;
 pub mod framing;
 pub mod jwt;
 pub mod paths;
+pub mod postgres;
 pub mod process;
 pub mod raw;
 pub mod upstream;
@@ -112,6 +113,13 @@ impl Builder {
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.into(), v.into()));
         self
+    }
+
+    /// Serve from the PostgreSQL database at `url` (`postgres::database()` makes one);
+    /// replicas of one database share it.
+    pub fn postgres(self, url: &str) -> Self {
+        self.with_config(|c| c.store.backend = gatehouse::config::StoreBackend::Postgres)
+            .env(gatehouse::config::env::STORE_URL_VAR, url)
     }
 
     /// Reuse an existing data directory (restart scenarios).

@@ -1,0 +1,100 @@
+//! `gatehouse store copy --to URL`: everything in the configured sled store (users with their
+//! ids, refresh-token families, the generated JWT secret and assertion key) into an empty
+//! PostgreSQL database, migrated first; the id sequence ends above the highest id. Refuses a
+//! target that already holds users or families. The sled store must not be in use.
+
+use crate::config::Config;
+use crate::store::{ListFilter, PgOptions, PgStore, SledStore, UserStore};
+use std::time::Duration;
+
+/// Users read and written per round trip.
+const PAGE: usize = 1000;
+
+pub fn run(config: &Config, to: &str) -> Result<(), String> {
+    let sled = SledStore::open(
+        &crate::store::sled_dir(config),
+        config.store.cache_capacity_mib * 1024 * 1024,
+    )
+    .map_err(|e| e.to_string())?;
+    let options = PgOptions {
+        pool_size: 2,
+        freshness: Duration::from_millis(config.store.freshness_ms),
+        check_schema: false,
+    };
+    let target = crate::store::postgres::redact_url(to);
+    let pg = PgStore::open(to, options).map_err(|e| format!("{target}: {e}"))?;
+    pg.migrate().map_err(|e| format!("{target}: {e}"))?;
+    if !pg.is_empty().map_err(|e| e.to_string())? {
+        return Err(format!(
+            "{target} already holds users or refresh-token families: store copy only fills an empty database"
+        ));
+    }
+    let total = super::block_on(sled.count_users(&crate::store::StateFilter::All))?
+        .map_err(|e| e.to_string())?;
+    eprintln!("copying {total} users from sled to {target}");
+    let all = ListFilter::default();
+    let (mut after, mut copied) = (0u64, 0usize);
+    loop {
+        let page =
+            super::block_on(sled.users_after(&all, after, PAGE))?.map_err(|e| e.to_string())?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        let n = page.len();
+        let results = super::block_on(pg.insert_users(page))?.map_err(|e| e.to_string())?;
+        for r in results {
+            r.map_err(|e| format!("copying users after id {after}: {e}"))?;
+        }
+        copied += n;
+        eprintln!("users: {copied}/{total}");
+    }
+    let families = sled.family_count();
+    let mut done = 0usize;
+    for item in sled.families() {
+        let (family, record) = item.map_err(|e| e.to_string())?;
+        let inserted =
+            super::block_on(pg.swap_family(&family, None, &record))?.map_err(|e| e.to_string())?;
+        if !inserted {
+            return Err(format!(
+                "family {family} appeared in the target during the copy"
+            ));
+        }
+        done += 1;
+        if done % PAGE == 0 || done == families {
+            eprintln!("refresh-token families: {done}/{families}");
+        }
+    }
+    // The generated keys: tokens signed before the switch stay valid on every replica.
+    for (file, name) in [
+        (crate::auth::secret::GENERATED_FILE, "jwt_secret"),
+        (crate::auth::keys::ASSERTION_KEY_FILE, "assertion_key"),
+    ] {
+        let path = config.server.data_dir.join(file);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let value = if name == "jwt_secret" {
+                    String::from_utf8(bytes)
+                        .map_err(|_| format!("{} is not text", path.display()))?
+                        .trim()
+                        .as_bytes()
+                        .to_vec()
+                } else {
+                    bytes
+                };
+                let kept = pg
+                    .shared_key(name, value.clone())
+                    .map_err(|e| e.to_string())?;
+                if kept.as_ref() != Some(&value) {
+                    eprintln!(
+                        "warning: {target} already keeps a {name} (a replica started on it): tokens signed with sled's {file} will not verify there"
+                    );
+                } else {
+                    eprintln!("key: {file}");
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+    println!("copied {copied} users and {done} refresh-token families to {target}");
+    Ok(())
+}

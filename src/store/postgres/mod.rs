@@ -1,0 +1,979 @@
+//! The PostgreSQL store: several replicas on one database. It owns a small tokio runtime
+//! (each Pingora service has its own, and a socket belongs to the runtime that made it): every
+//! query runs there and is awaited from whichever runtime asks. Uniqueness is decided by
+//! unique indexes on keys computed in Rust (`name_key`), ids by an identity column, family
+//! rotation by one conditional UPDATE; changes other replicas make arrive through `feed`.
+
+mod feed;
+pub mod schema;
+
+use super::{
+    name_key, Change, ChangeFeed, Family, ListFilter, NewUser, StateFilter, StoreError, User,
+    UserChange, UserStore, MAX_SWAP_ATTEMPTS,
+};
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+/// How long a request waits for a pooled connection or a new one before the store says
+/// unavailable (503 with Retry-After), instead of hanging.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Changes buffered for a slow follower before it is told to drop everything.
+const FEED_CAPACITY: usize = 4096;
+
+/// What opening needs beyond the URL.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    pub pool_size: usize,
+    /// How stale the replica's cache may be; the feed reconnects when its heartbeats stall
+    /// this long.
+    pub freshness: Duration,
+    /// Check the schema version (everything but `migrate` does).
+    pub check_schema: bool,
+}
+
+pub struct PgStore {
+    pool: Pool,
+    handle: tokio::runtime::Handle,
+    /// Owned so it lives as long as the store; shut down without blocking on drop (the
+    /// store may be dropped inside another runtime).
+    runtime: Option<tokio::runtime::Runtime>,
+    changes: broadcast::Sender<Change>,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A TLS connector for `sslmode=require|prefer` (rustls with the ring provider, the
+/// platform's roots); without TLS in the URL it is never used.
+fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Ok(path) = std::env::var(CA_FILE_VAR) {
+        let pem = std::fs::read(&path)
+            .map_err(|e| StoreError::Io(format!("{CA_FILE_VAR} {path}: {e}")))?;
+        let mut reader = std::io::Cursor::new(pem);
+        for cert in rustls_pemfile_certs(&mut reader) {
+            roots
+                .add(cert.map_err(|e| StoreError::Io(format!("{CA_FILE_VAR} {path}: {e}")))?)
+                .map_err(|e| StoreError::Io(format!("{CA_FILE_VAR} {path}: {e}")))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError::Io(format!("TLS set-up: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// A PEM file of extra CA certificates for the database's TLS (a private CA).
+pub const CA_FILE_VAR: &str = "GATEHOUSE_STORE_CA_FILE";
+
+fn rustls_pemfile_certs(
+    reader: &mut dyn std::io::BufRead,
+) -> impl Iterator<Item = Result<rustls::pki_types::CertificateDer<'static>, String>> + '_ {
+    use rustls::pki_types::pem::PemObject;
+    let mut all = Vec::new();
+    let mut text = Vec::new();
+    if let Err(e) = reader.read_to_end(&mut text) {
+        all.push(Err(e.to_string()));
+    } else {
+        for c in rustls::pki_types::CertificateDer::pem_slice_iter(&text) {
+            all.push(c.map_err(|e| format!("{e:?}")));
+        }
+    }
+    all.into_iter()
+}
+
+/// The text of a driver error with the server's message when there is one (never the URL).
+pub(crate) fn describe_pg_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+/// A driver error as the store's: a lost or refused connection is `Unavailable` (503, worth
+/// a retry); what the server refused is `Io`.
+pub(crate) fn pg_error(e: tokio_postgres::Error) -> StoreError {
+    use tokio_postgres::error::SqlState;
+    match e.code() {
+        None => StoreError::Unavailable(format!("database: {e}")),
+        Some(code)
+            if code.code().starts_with("08")
+                || code.code().starts_with("57P")
+                || *code == SqlState::TOO_MANY_CONNECTIONS
+                || *code == SqlState::T_R_SERIALIZATION_FAILURE
+                || *code == SqlState::T_R_DEADLOCK_DETECTED =>
+        {
+            StoreError::Unavailable(format!("database: {}", describe_pg_error(&e)))
+        }
+        Some(_) => StoreError::Io(format!("database: {}", describe_pg_error(&e))),
+    }
+}
+
+fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => pg_error(e),
+        other => StoreError::Unavailable(format!("database pool: {other}")),
+    }
+}
+
+/// A unique-index violation as the name it protects.
+fn taken(e: tokio_postgres::Error) -> StoreError {
+    if let Some(db) = e.as_db_error() {
+        if *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION {
+            match db.constraint() {
+                Some("users_username_key") => return StoreError::UsernameTaken,
+                Some("users_email_key") => return StoreError::EmailTaken,
+                _ => {}
+            }
+        }
+    }
+    pg_error(e)
+}
+
+fn is_pkey_violation(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|db| {
+        *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION
+            && db.constraint() == Some("users_pkey")
+    })
+}
+
+fn to_i64(n: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(n)
+        .map_err(|_| StoreError::Io(format!("{what} {n} is too large for the database")))
+}
+
+fn to_u64(n: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| StoreError::Io(format!("corrupt {what} {n} in the database")))
+}
+
+const USER_COLUMNS: &str = "id, username, email, first_name, last_name, password, is_active, \
+     is_staff, date_joined, last_login, deleted_at, token_version, groups, rev";
+
+fn decode_user(row: &Row) -> Result<(User, i64), StoreError> {
+    let get_err = |e: tokio_postgres::Error| StoreError::Io(format!("corrupt user row: {e}"));
+    let opt = |v: Option<i64>, what: &str| v.map(|n| to_u64(n, what)).transpose();
+    let user = User {
+        id: to_u64(row.try_get("id").map_err(get_err)?, "user id")?,
+        username: row.try_get("username").map_err(get_err)?,
+        email: row.try_get("email").map_err(get_err)?,
+        first_name: row.try_get("first_name").map_err(get_err)?,
+        last_name: row.try_get("last_name").map_err(get_err)?,
+        password: row.try_get("password").map_err(get_err)?,
+        is_active: row.try_get("is_active").map_err(get_err)?,
+        is_staff: row.try_get("is_staff").map_err(get_err)?,
+        date_joined: to_u64(row.try_get("date_joined").map_err(get_err)?, "date_joined")?,
+        last_login: opt(row.try_get("last_login").map_err(get_err)?, "last_login")?,
+        deleted_at: opt(row.try_get("deleted_at").map_err(get_err)?, "deleted_at")?,
+        token_version: to_u64(
+            row.try_get("token_version").map_err(get_err)?,
+            "token_version",
+        )?,
+        groups: row.try_get("groups").map_err(get_err)?,
+    };
+    Ok((user, row.try_get("rev").map_err(get_err)?))
+}
+
+/// A user as the parameters of an INSERT or UPDATE (the order of `USER_VALUES`).
+struct UserParams {
+    username: String,
+    username_key: String,
+    email: String,
+    email_key: String,
+    first_name: String,
+    last_name: String,
+    password: String,
+    is_active: bool,
+    is_staff: bool,
+    date_joined: i64,
+    last_login: Option<i64>,
+    deleted_at: Option<i64>,
+    token_version: i64,
+    groups: Vec<String>,
+}
+
+impl UserParams {
+    fn new(u: &User) -> Result<UserParams, StoreError> {
+        let opt = |v: Option<u64>, what: &str| v.map(|n| to_i64(n, what)).transpose();
+        Ok(UserParams {
+            username: u.username.clone(),
+            username_key: name_key(&u.username),
+            email: u.email.clone(),
+            email_key: name_key(&u.email),
+            first_name: u.first_name.clone(),
+            last_name: u.last_name.clone(),
+            password: u.password.clone(),
+            is_active: u.is_active,
+            is_staff: u.is_staff,
+            date_joined: to_i64(u.date_joined, "date_joined")?,
+            last_login: opt(u.last_login, "last_login")?,
+            deleted_at: opt(u.deleted_at, "deleted_at")?,
+            token_version: to_i64(u.token_version, "token_version")?,
+            groups: u.groups.clone(),
+        })
+    }
+
+    fn as_params(&self) -> [&(dyn ToSql + Sync); 14] {
+        [
+            &self.username,
+            &self.username_key,
+            &self.email,
+            &self.email_key,
+            &self.first_name,
+            &self.last_name,
+            &self.password,
+            &self.is_active,
+            &self.is_staff,
+            &self.date_joined,
+            &self.last_login,
+            &self.deleted_at,
+            &self.token_version,
+            &self.groups,
+        ]
+    }
+}
+
+const USER_FIELDS: &str = "username, username_key, email, email_key, first_name, last_name, \
+     password, is_active, is_staff, date_joined, last_login, deleted_at, token_version, groups";
+
+/// The WHERE conditions of a list filter, with its parameters numbered from `first`.
+fn filter_sql(filter: &ListFilter, first: usize) -> (String, Vec<String>) {
+    let mut conds = Vec::new();
+    match filter.state {
+        StateFilter::All => {}
+        StateFilter::Active => conds.push("is_active".to_string()),
+        StateFilter::Inactive => conds.push("NOT is_active".to_string()),
+    }
+    let mut params = Vec::new();
+    if let Some(s) = &filter.search {
+        // ListFilter::matches: the lower-cased search inside the lower-cased name, which is
+        // exactly name_key; LIKE's wildcards in the search are literal.
+        let mut pattern = String::from("%");
+        for c in name_key(s).chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('%');
+        conds.push(format!(
+            "(username_key LIKE ${first} OR email_key LIKE ${first})"
+        ));
+        params.push(pattern);
+    }
+    let sql = if conds.is_empty() {
+        "true".to_string()
+    } else {
+        conds.join(" AND ")
+    };
+    (sql, params)
+}
+
+impl PgStore {
+    /// Connects to `url` (checking the schema unless `check_schema` is off) and starts the
+    /// change feed. Blocks until the database answered once.
+    pub fn open(url: &str, options: PgOptions) -> Result<PgStore, StoreError> {
+        let pg_config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StoreError::Io(format!("{}: {e}", crate::config::env::STORE_URL_VAR)))?;
+        let tls = tls()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("gatehouse-store")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Io(format!("cannot start the store's runtime: {e}")))?;
+        let handle = runtime.handle().clone();
+        let manager = Manager::from_config(
+            pg_config.clone(),
+            tls.clone(),
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(CONNECT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| StoreError::Io(format!("database pool: {e}")))?;
+        let (changes, _) = broadcast::channel(FEED_CAPACITY);
+        let store = PgStore {
+            pool,
+            handle,
+            runtime: Some(runtime),
+            changes,
+        };
+        if options.check_schema {
+            let pool = store.pool.clone();
+            store.block(async move {
+                let client = pool.get().await.map_err(pool_error)?;
+                schema::check(&client).await
+            })?;
+            feed::start(
+                &store.handle,
+                pg_config,
+                tls,
+                store.changes.clone(),
+                options.freshness,
+            );
+        }
+        Ok(store)
+    }
+
+    /// Runs `f` on the store's runtime and waits for it from a synchronous caller (opening,
+    /// commands), inside another runtime or not.
+    pub fn block<T: Send + 'static>(
+        &self,
+        f: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.handle.spawn(async move {
+            let _ = tx.send(f.await);
+        });
+        rx.recv()
+            .map_err(|_| StoreError::Io("the store's runtime stopped".into()))?
+    }
+
+    /// Runs `f` with the pool on the store's runtime; awaitable from any runtime.
+    async fn run<T, F, Fut>(&self, what: &'static str, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Pool) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let started = Instant::now();
+        let result = self
+            .handle
+            .spawn(f(self.pool.clone()))
+            .await
+            .map_err(|e| StoreError::Io(format!("store task failed: {e}")))?;
+        crate::metrics::STORE_QUERY_SECONDS
+            .with_label_values(&[what])
+            .observe(started.elapsed().as_secs_f64());
+        let status = self.pool.status();
+        crate::metrics::STORE_POOL_CONNECTIONS
+            .with_label_values(&["open"])
+            .set(status.size as i64);
+        crate::metrics::STORE_POOL_CONNECTIONS
+            .with_label_values(&["idle"])
+            .set(status.available as i64);
+        result
+    }
+
+    /// `gatehouse migrate`: creates or upgrades the schema; `(from, to)` versions.
+    pub fn migrate(&self) -> Result<(i32, i32), StoreError> {
+        let pool = self.pool.clone();
+        self.block(async move {
+            let mut client = pool.get().await.map_err(pool_error)?;
+            schema::migrate(&mut client).await
+        })
+    }
+
+    /// Whether the database holds no user and no family (`store copy` refuses otherwise).
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        let pool = self.pool.clone();
+        self.block(async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            let row = client
+                .query_one(
+                    "SELECT NOT EXISTS (SELECT 1 FROM users) AND NOT EXISTS (SELECT 1 FROM families)",
+                    &[],
+                )
+                .await
+                .map_err(pg_error)?;
+            Ok(row.get(0))
+        })
+    }
+
+    async fn read_user(&self, id: u64) -> Result<Option<(User, i64)>, StoreError> {
+        let id = to_i64(id, "user id")?;
+        self.run("get_user", move |pool| async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            let row = client
+                .query_opt(
+                    &format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"),
+                    &[&id],
+                )
+                .await
+                .map_err(pg_error)?;
+            row.as_ref().map(decode_user).transpose()
+        })
+        .await
+    }
+
+    async fn insert(
+        &self,
+        users: Vec<User>,
+        allocate_id: bool,
+    ) -> Result<Vec<Result<User, StoreError>>, StoreError> {
+        let params = users
+            .iter()
+            .map(|u| Ok((to_i64(u.id, "user id")?, UserParams::new(u)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.run("insert_user", move |pool| async move {
+            let mut client = pool.get().await.map_err(pool_error)?;
+            let mut results = Vec::with_capacity(users.len());
+            for (mut user, (id, p)) in users.into_iter().zip(params) {
+                results.push(
+                    insert_one(&mut client, &mut user, id, &p, allocate_id)
+                        .await
+                        .map(|()| user),
+                );
+            }
+            Ok(results)
+        })
+        .await
+    }
+}
+
+/// One user in its own transaction: a new id from the sequence, or the given one with the
+/// sequence moved above it.
+async fn insert_one(
+    client: &mut deadpool_postgres::Client,
+    user: &mut User,
+    id: i64,
+    p: &UserParams,
+    allocate_id: bool,
+) -> Result<(), StoreError> {
+    let values: Vec<String> = (1..=14).map(|i| format!("${i}")).collect();
+    let values = values.join(", ");
+    if allocate_id {
+        // An imported id the sequence has not passed yet can collide: take the next one.
+        for _ in 0..MAX_SWAP_ATTEMPTS {
+            let sql = format!("INSERT INTO users ({USER_FIELDS}) VALUES ({values}) RETURNING id");
+            match client.query_one(&sql, &p.as_params()).await {
+                Ok(row) => {
+                    user.id = to_u64(row.get(0), "user id")?;
+                    return Ok(());
+                }
+                Err(e) if is_pkey_violation(&e) => continue,
+                Err(e) => return Err(taken(e)),
+            }
+        }
+        return Err(StoreError::Conflict);
+    }
+    let tx = client.transaction().await.map_err(pg_error)?;
+    let sql = format!("INSERT INTO users (id, {USER_FIELDS}) VALUES ($15, {values})");
+    let mut params: Vec<&(dyn ToSql + Sync)> = p.as_params().to_vec();
+    params.push(&id);
+    tx.execute(&sql, &params).await.map_err(|e| {
+        if is_pkey_violation(&e) {
+            StoreError::Io(format!("user id {id} exists"))
+        } else {
+            taken(e)
+        }
+    })?;
+    // Later ids continue above the highest (setval is not rolled back; that only skips ids).
+    tx.execute(
+        "SELECT setval(pg_get_serial_sequence('users', 'id'), $1) \
+         WHERE $1 > (SELECT last_value FROM users_id_seq)",
+        &[&id],
+    )
+    .await
+    .map_err(pg_error)?;
+    tx.commit().await.map_err(pg_error)?;
+    Ok(())
+}
+
+fn decode_family(row: &Row) -> Result<Family, StoreError> {
+    let get_err = |e: tokio_postgres::Error| StoreError::Io(format!("corrupt family row: {e}"));
+    Ok(Family {
+        user_id: to_u64(row.try_get("user_id").map_err(get_err)?, "user id")?,
+        current: row.try_get("current").map_err(get_err)?,
+        parent: row.try_get("parent").map_err(get_err)?,
+        rotated_at: to_u64(row.try_get("rotated_at").map_err(get_err)?, "rotated_at")?,
+        revoked: row.try_get("revoked").map_err(get_err)?,
+        expires_at: to_u64(row.try_get("expires_at").map_err(get_err)?, "expires_at")?,
+    })
+}
+
+/// A family as parameters $2..$7 (after the family id).
+struct FamilyParams {
+    user_id: i64,
+    current: String,
+    parent: Option<String>,
+    rotated_at: i64,
+    revoked: bool,
+    expires_at: i64,
+}
+
+impl FamilyParams {
+    fn new(f: &Family) -> Result<FamilyParams, StoreError> {
+        Ok(FamilyParams {
+            user_id: to_i64(f.user_id, "user id")?,
+            current: f.current.clone(),
+            parent: f.parent.clone(),
+            rotated_at: to_i64(f.rotated_at, "rotated_at")?,
+            revoked: f.revoked,
+            expires_at: to_i64(f.expires_at, "expires_at")?,
+        })
+    }
+}
+
+#[async_trait]
+impl UserStore for PgStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run("ping", |pool| async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            client.execute("SELECT 1", &[]).await.map_err(pg_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn changes(&self) -> Option<ChangeFeed> {
+        Some(self.changes.subscribe())
+    }
+
+    /// The first replica to start keeps its generated key; every other one takes that.
+    fn shared_key(&self, name: &str, generated: Vec<u8>) -> Result<Option<Vec<u8>>, StoreError> {
+        let pool = self.pool.clone();
+        let name = name.to_string();
+        self.block(async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            client
+                .execute(
+                    "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                    &[&name, &generated],
+                )
+                .await
+                .map_err(pg_error)?;
+            let row = client
+                .query_one("SELECT value FROM secrets WHERE name = $1", &[&name])
+                .await
+                .map_err(pg_error)?;
+            Ok(Some(row.get(0)))
+        })
+    }
+
+    async fn throttle_window(
+        &self,
+        key: &str,
+        now: u64,
+        window: u64,
+        count: bool,
+    ) -> Result<Option<(u64, u32)>, StoreError> {
+        let key = key.to_string();
+        let now = to_i64(now, "time")?;
+        let window = to_i64(window, "window")?;
+        self.run("throttle", move |pool| async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            let row = if count {
+                // One statement: a new window, or one more event in the current one.
+                let row = client
+                    .query_one(
+                        "INSERT INTO throttle AS t (key, window_start, count) VALUES ($1, $2, 1) \
+                         ON CONFLICT (key) DO UPDATE SET \
+                         window_start = CASE WHEN t.window_start + $3 <= $2 THEN $2 ELSE t.window_start END, \
+                         count = CASE WHEN t.window_start + $3 <= $2 THEN 1 ELSE t.count + 1 END \
+                         RETURNING window_start, count",
+                        &[&key, &now, &window],
+                    )
+                    .await
+                    .map_err(pg_error)?;
+                // Now and then, forget windows that ended (a flood of distinct keys).
+                if rand::random::<u16>() < 64 {
+                    client
+                        .execute(
+                            "DELETE FROM throttle WHERE window_start + $2 <= $1",
+                            &[&now, &window],
+                        )
+                        .await
+                        .map_err(pg_error)?;
+                }
+                Some(row)
+            } else {
+                client
+                    .query_opt(
+                        "SELECT window_start, count FROM throttle WHERE key = $1",
+                        &[&key],
+                    )
+                    .await
+                    .map_err(pg_error)?
+            };
+            Ok(Some(match row {
+                Some(r) => {
+                    let start: i64 = r.get(0);
+                    let n: i32 = r.get(1);
+                    (
+                        to_u64(start, "window start")?,
+                        u32::try_from(n).map_err(|_| {
+                            StoreError::Io(format!("corrupt throttle count {n}"))
+                        })?,
+                    )
+                }
+                None => (0, 0),
+            }))
+        })
+        .await
+    }
+
+    async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
+        let user = User {
+            id: 0,
+            username: new.username,
+            email: new.email,
+            first_name: new.first_name,
+            last_name: new.last_name,
+            password: new.password,
+            is_active: true,
+            is_staff: new.is_staff,
+            date_joined: new.date_joined,
+            last_login: None,
+            deleted_at: None,
+            token_version: 0,
+            groups: Vec::new(),
+        };
+        let mut results = self.insert(vec![user], true).await?;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Io("insert returned nothing".into())))
+    }
+
+    async fn insert_user(&self, user: User) -> Result<User, StoreError> {
+        let mut results = self.insert(vec![user], false).await?;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Io("insert returned nothing".into())))
+    }
+
+    async fn insert_users(
+        &self,
+        users: Vec<User>,
+    ) -> Result<Vec<Result<User, StoreError>>, StoreError> {
+        self.insert(users, false).await
+    }
+
+    async fn get_user(&self, id: u64) -> Result<Option<User>, StoreError> {
+        Ok(self.read_user(id).await?.map(|(u, _)| u))
+    }
+
+    async fn find_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
+        let key = name_key(username);
+        self.run("find_by_username", move |pool| async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            let row = client
+                .query_opt(
+                    &format!("SELECT {USER_COLUMNS} FROM users WHERE username_key = $1"),
+                    &[&key],
+                )
+                .await
+                .map_err(pg_error)?;
+            Ok(row.as_ref().map(decode_user).transpose()?.map(|(u, _)| u))
+        })
+        .await
+    }
+
+    async fn email_owner(&self, email: &str) -> Result<Option<u64>, StoreError> {
+        let key = name_key(email);
+        self.run("email_owner", move |pool| async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            let row = client
+                .query_opt("SELECT id FROM users WHERE email_key = $1", &[&key])
+                .await
+                .map_err(pg_error)?;
+            row.map(|r| to_u64(r.get(0), "user id")).transpose()
+        })
+        .await
+    }
+
+    async fn update_user(&self, id: u64, change: UserChange<'_>) -> Result<User, StoreError> {
+        // Optimistic: read with its revision, apply the caller's change here, write only if
+        // nobody wrote in between (the change is a closure: it cannot travel to the store's
+        // runtime, so the transaction is the single conditional UPDATE).
+        for _ in 0..MAX_SWAP_ATTEMPTS {
+            let Some((old, rev)) = self.read_user(id).await? else {
+                return Err(StoreError::NotFound);
+            };
+            let mut new = old.clone();
+            change(&mut new);
+            new.id = id;
+            if new == old {
+                return Ok(new);
+            }
+            let p = UserParams::new(&new)?;
+            let db_id = to_i64(id, "user id")?;
+            let written = self
+                .run("update_user", move |pool| async move {
+                    let client = pool.get().await.map_err(pool_error)?;
+                    let sets: Vec<String> = USER_FIELDS
+                        .split(", ")
+                        .enumerate()
+                        .map(|(i, f)| format!("{f} = ${}", i + 1))
+                        .collect();
+                    let sql = format!(
+                        "UPDATE users SET {}, rev = rev + 1 WHERE id = $15 AND rev = $16",
+                        sets.join(", ")
+                    );
+                    let mut params: Vec<&(dyn ToSql + Sync)> = p.as_params().to_vec();
+                    params.push(&db_id);
+                    params.push(&rev);
+                    client.execute(&sql, &params).await.map_err(taken)
+                })
+                .await?;
+            if written == 1 {
+                return Ok(new);
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    async fn count_users(&self, state: &StateFilter) -> Result<usize, StoreError> {
+        let cond = match state {
+            StateFilter::All => "true",
+            StateFilter::Active => "active",
+            StateFilter::Inactive => "NOT active",
+        };
+        self.run("count_users", move |pool| async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            let row = client
+                .query_one(
+                    &format!("SELECT coalesce(sum(n), 0)::bigint FROM user_counts WHERE {cond}"),
+                    &[],
+                )
+                .await
+                .map_err(pg_error)?;
+            let n = to_u64(row.get(0), "user count")?;
+            usize::try_from(n).map_err(|_| StoreError::Io(format!("user counter {n} overflows")))
+        })
+        .await
+    }
+
+    async fn list_users(
+        &self,
+        filter: &ListFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(usize, Vec<User>), StoreError> {
+        let count = match filter.search {
+            None => Some(self.count_users(&filter.state).await?),
+            Some(_) => None,
+        };
+        let (cond, params) = filter_sql(filter, 1);
+        let offset = to_i64(offset as u64, "offset")?;
+        let limit = to_i64(limit as u64, "limit")?;
+        self.run("list_users", move |pool| async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            let mut args: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+            let n = args.len();
+            args.push(&offset);
+            args.push(&limit);
+            let sql = format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE {cond} ORDER BY id OFFSET ${} LIMIT ${}",
+                n + 1,
+                n + 2
+            );
+            let rows = client.query(&sql, &args).await.map_err(pg_error)?;
+            let page = rows
+                .iter()
+                .map(|r| decode_user(r).map(|(u, _)| u))
+                .collect::<Result<Vec<_>, _>>()?;
+            let count = match count {
+                Some(c) => c,
+                None => {
+                    let row = client
+                        .query_one(
+                            &format!("SELECT count(*) FROM users WHERE {cond}"),
+                            &args[..n],
+                        )
+                        .await
+                        .map_err(pg_error)?;
+                    let c: i64 = row.get(0);
+                    usize::try_from(c).map_err(|_| StoreError::Io(format!("count {c}")))?
+                }
+            };
+            Ok((count, page))
+        })
+        .await
+    }
+
+    async fn users_after(
+        &self,
+        filter: &ListFilter,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<User>, StoreError> {
+        let (cond, params) = filter_sql(filter, 1);
+        // Ids in the database stop at i64::MAX: nothing is above a larger cursor.
+        let Ok(after) = i64::try_from(after) else {
+            return Ok(Vec::new());
+        };
+        let limit = to_i64(limit as u64, "limit")?;
+        self.run("users_after", move |pool| async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            let mut args: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+            let n = args.len();
+            args.push(&after);
+            args.push(&limit);
+            let sql = format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE id > ${} AND {cond} ORDER BY id LIMIT ${}",
+                n + 1,
+                n + 2
+            );
+            let rows = client.query(&sql, &args).await.map_err(pg_error)?;
+            rows.iter()
+                .map(|r| decode_user(r).map(|(u, _)| u))
+                .collect()
+        })
+        .await
+    }
+
+    async fn get_family(&self, family: &str) -> Result<Option<Family>, StoreError> {
+        let family = family.to_string();
+        self.run("get_family", move |pool| async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            let row = client
+                .query_opt(
+                    "SELECT user_id, current, parent, rotated_at, revoked, expires_at \
+                     FROM families WHERE family = $1",
+                    &[&family],
+                )
+                .await
+                .map_err(pg_error)?;
+            row.as_ref().map(decode_family).transpose()
+        })
+        .await
+    }
+
+    async fn swap_family(
+        &self,
+        family: &str,
+        expected: Option<&Family>,
+        new: &Family,
+    ) -> Result<bool, StoreError> {
+        let family = family.to_string();
+        let old = expected.map(FamilyParams::new).transpose()?;
+        let new = FamilyParams::new(new)?;
+        self.run("swap_family", move |pool| async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            let n = match old {
+                None => client
+                    .execute(
+                        "INSERT INTO families \
+                         (family, user_id, current, parent, rotated_at, revoked, expires_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (family) DO NOTHING",
+                        &[
+                            &family,
+                            &new.user_id,
+                            &new.current,
+                            &new.parent,
+                            &new.rotated_at,
+                            &new.revoked,
+                            &new.expires_at,
+                        ],
+                    )
+                    .await
+                    .map_err(pg_error)?,
+                // The compare-and-swap: one UPDATE that matches only the record the caller
+                // decided on; a concurrent rotation makes it match nothing.
+                Some(old) => client
+                    .execute(
+                        "UPDATE families SET user_id = $2, current = $3, parent = $4, \
+                         rotated_at = $5, revoked = $6, expires_at = $7 \
+                         WHERE family = $1 AND user_id = $8 AND current = $9 \
+                         AND parent IS NOT DISTINCT FROM $10 AND rotated_at = $11 \
+                         AND revoked = $12 AND expires_at = $13",
+                        &[
+                            &family,
+                            &new.user_id,
+                            &new.current,
+                            &new.parent,
+                            &new.rotated_at,
+                            &new.revoked,
+                            &new.expires_at,
+                            &old.user_id,
+                            &old.current,
+                            &old.parent,
+                            &old.rotated_at,
+                            &old.revoked,
+                            &old.expires_at,
+                        ],
+                    )
+                    .await
+                    .map_err(pg_error)?,
+            };
+            Ok(n == 1)
+        })
+        .await
+    }
+}
+
+/// The URL with its password (in the userinfo or a `password=` parameter) replaced, for logs.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = scheme_end + 3;
+        let authority_end = out[rest..].find(['/', '?']).map_or(out.len(), |i| rest + i);
+        if let Some(at) = out[rest..authority_end].rfind('@') {
+            let userinfo = &out[rest..rest + at];
+            if let Some(colon) = userinfo.find(':') {
+                out.replace_range(rest + colon + 1..rest + at, "***");
+            }
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let (head, query) = out.split_at(q + 1);
+        let parts: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        out = format!("{head}{}", parts.join("&"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_passwords() {
+        assert_eq!(
+            redact_url("postgres://gh:s3cr%40t@db:5432/gh?sslmode=require"),
+            "postgres://gh:***@db:5432/gh?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgresql://db/gh?user=gh&password=hunter2&sslmode=require"),
+            "postgresql://db/gh?user=gh&password=***&sslmode=require"
+        );
+        assert_eq!(redact_url("postgres://gh@db/gh"), "postgres://gh@db/gh");
+        assert!(!redact_url("postgres://a:b@c@d/e").contains("b@c"));
+    }
+
+    #[test]
+    fn searches_are_literal_substrings_of_the_folded_names() {
+        let filter = ListFilter {
+            state: StateFilter::Active,
+            search: Some("A_b%".into()),
+        };
+        let (sql, params) = filter_sql(&filter, 3);
+        assert_eq!(
+            sql,
+            "is_active AND (username_key LIKE $3 OR email_key LIKE $3)"
+        );
+        assert_eq!(params, vec![r"%a\_b\%%".to_string()]);
+    }
+}

@@ -1,0 +1,377 @@
+// Several replicas on one PostgreSQL: two real gatehouse processes on one database of the
+// test binary's throwaway cluster (tests/common/postgres.rs). One winner among racing
+// registrations, one family among racing refreshes, revocation through one replica enforced
+// by the other within `freshness_ms` (measured, 50 runs per kind), the listener cut, the
+// schema checks of `serve` and `migrate`.
+mod common;
+
+use common::paths::PROFILE;
+use common::upstream::Upstream;
+use common::*;
+use gatehouse::config::Config;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+/// The bound SPEC §9 promises (freshness_ms 500) plus the time a request takes; the issue
+/// asks every measured latency to stay under 1 s.
+const BOUND: Duration = Duration::from_secs(1);
+const RUNS: usize = 50;
+
+/// Two replicas (A, B) on one fresh migrated database, with a staff user and a proxied
+/// auth-required route `/app/` to `up`.
+fn replicas(up: &Upstream, rotate: bool) -> (Gatehouse, Gatehouse) {
+    replicas_with(up, |c| c.jwt.rotate_refresh_tokens = rotate)
+}
+
+fn replicas_with(up: &Upstream, edit: impl Fn(&mut Config)) -> (Gatehouse, Gatehouse) {
+    let url = postgres::database();
+    let make = |superuser: bool| {
+        let mut b = Gatehouse::new().postgres(&url).with_config(|c| {
+            c.routes = vec![route("/app/", &[up.addr])];
+            c.store.freshness_ms = 500;
+            edit(c);
+        });
+        if superuser {
+            b = b.superuser("root", "root@example.com", PASSWORD);
+        }
+        b.start()
+    };
+    let a = make(true);
+    let b = make(false);
+    (a, b)
+}
+
+/// Polls `check` every 5 ms until it says done; the time it took (panics after 10 s).
+fn latency(what: &str, mut done: impl FnMut() -> bool) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        if done() {
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{what}: not enforced after 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn report(kind: &str, mut times: Vec<Duration>) {
+    times.sort();
+    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    let (p50, p99, max) = (at(0.5), at(0.99), at(1.0));
+    println!(
+        "revocation latency {kind}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} runs",
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3,
+        times.len()
+    );
+    assert!(max < BOUND, "{kind}: max {max:?} is over {BOUND:?}");
+}
+
+#[test]
+fn serve_refuses_an_unmigrated_schema_and_migrate_is_idempotent() {
+    let (url, db) = postgres::empty_database();
+    let g = Gatehouse::new().postgres(&url).build();
+    let serve = g.cli(&["serve"], &[]);
+    assert!(!serve.succeeded(), "serve on an empty database must refuse");
+    assert!(
+        serve.stderr.contains("gatehouse migrate"),
+        "serve names the command: {}",
+        serve.stderr
+    );
+    assert!(
+        !serve.stderr.contains(&url) || !url.contains(':'),
+        "the URL is not printed"
+    );
+    let first = g.cli(&["migrate"], &[]);
+    first.assert_ok("migrate");
+    assert!(
+        first.stdout.contains("from version 0 to 1"),
+        "{}",
+        first.stdout
+    );
+    let again = g.cli(&["migrate"], &[]);
+    again.assert_ok("migrate again");
+    assert!(again.stdout.contains("up to date"), "{}", again.stdout);
+    // A schema from a newer gatehouse: neither command touches it.
+    postgres::cluster()
+        .psql(
+            &db,
+            "INSERT INTO gatehouse_schema (version, name) VALUES (99, 'future')",
+        )
+        .expect("insert");
+    let newer = g.cli(&["migrate"], &[]);
+    assert!(
+        !newer.succeeded() && newer.stderr.contains("newer"),
+        "{}",
+        newer.stderr
+    );
+    let serve = g.cli(&["serve"], &[]);
+    assert!(
+        !serve.succeeded() && serve.stderr.contains("newer"),
+        "{}",
+        serve.stderr
+    );
+}
+
+#[test]
+fn racing_registrations_over_two_replicas_have_one_winner() {
+    let up = Upstream::start();
+    let (a, b) = replicas(&up, false);
+    for round in 0..3 {
+        let name = format!("racer{round}");
+        let barrier = Barrier::new(16);
+        let statuses: Vec<u16> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..16)
+                .map(|i| {
+                    let (g, barrier, name) = (if i % 2 == 0 { &a } else { &b }, &barrier, &name);
+                    s.spawn(move || {
+                        barrier.wait();
+                        // Every email differs, and the name comes in two cases.
+                        let n = if i % 4 < 2 {
+                            name.clone()
+                        } else {
+                            name.to_uppercase()
+                        };
+                        g.register_as(&n, &format!("{name}-{i}@example.com"), PASSWORD)
+                            .status
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
+        });
+        let won = statuses.iter().filter(|&&s| s == 201).count();
+        assert_eq!(won, 1, "round {round}: {statuses:?}");
+        assert!(
+            statuses.iter().all(|&s| s == 201 || s == 400),
+            "the losers are told the name is taken: {statuses:?}"
+        );
+    }
+    // Both replicas sign with the one key kept in the database.
+    let (access, _) = a.login("racer0", PASSWORD);
+    b.get(PROFILE, Some(&access)).expect_status(200);
+}
+
+#[test]
+fn concurrent_refreshes_over_two_replicas_make_one_family() {
+    let up = Upstream::start();
+    let (a, b) = replicas(&up, true);
+    a.register("spinner");
+    let (_, r0) = a.login("spinner", PASSWORD);
+    let barrier = Barrier::new(32);
+    let results: Vec<Resp> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..32)
+            .map(|i| {
+                let (g, barrier, r0) = (if i % 2 == 0 { &a } else { &b }, &barrier, &r0);
+                s.spawn(move || {
+                    barrier.wait();
+                    g.refresh(r0)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let mut children: Vec<String> = results
+        .iter()
+        .map(|r| {
+            r.expect_status(200);
+            jti(&r.field("refresh"))
+        })
+        .collect();
+    children.sort();
+    children.dedup();
+    assert_eq!(children.len(), 1, "32 racing refreshes minted {children:?}");
+    // Advancing the family once kills every token handed out in the race, on both.
+    let child = results[0].field("refresh");
+    let grandchild = b.refresh(&child);
+    grandchild.expect_status(200);
+    a.refresh(&r0).expect_status(401);
+    b.refresh(&grandchild.field("refresh")).expect_status(401);
+}
+
+#[test]
+fn revocation_through_a_reaches_b_within_the_bound() {
+    let up = Upstream::start();
+    let (a, b) = replicas(&up, false);
+    let (staff, _) = a.login("root", PASSWORD);
+    let proxied = |g: &Gatehouse, token: &str| g.get("/app/x", Some(token)).status;
+    let mut deleted = Vec::new();
+    let mut changed = Vec::new();
+    let mut restored = Vec::new();
+    let mut logged_out = Vec::new();
+    for run in 0..RUNS {
+        // Soft delete through A; B's cache is warm with the user active.
+        let name = format!("d{run}");
+        let (id, access, refresh) = a.user(&name);
+        assert_eq!(proxied(&b, &access), 200, "B serves the live token");
+        a.soft_delete(&access).expect_status(200);
+        deleted.push(latency("soft delete", || proxied(&b, &access) == 401));
+
+        // Restore through A: B lets a new login in; the old token stays dead.
+        a.restore(&staff, id).expect_status(200);
+        let t0 = Instant::now();
+        let (fresh_access, _) = a.login(&name, PASSWORD);
+        latency("restore", || proxied(&b, &fresh_access) == 200);
+        restored.push(t0.elapsed());
+        assert_eq!(proxied(&b, &access), 401, "the pre-delete token stays dead");
+        assert_eq!(
+            b.refresh(&refresh).status,
+            401,
+            "and so does its refresh token"
+        );
+
+        // Password change through A.
+        let name = format!("p{run}");
+        let (_, access, _) = a.user(&name);
+        assert_eq!(proxied(&b, &access), 200);
+        a.change_password(&access, PASSWORD, "An0ther-Pass-123")
+            .expect_status(200);
+        changed.push(latency("password change", || proxied(&b, &access) == 401));
+
+        // Logout through A: B refuses the refresh token at once (families are not cached).
+        let name = format!("l{run}");
+        let (_, _, refresh) = a.user(&name);
+        a.logout(&refresh).expect_status(200);
+        logged_out.push(latency("logout", || b.refresh(&refresh).status == 401));
+    }
+    report("soft delete", deleted);
+    report("password change", changed);
+    report("restore", restored);
+    report("logout", logged_out);
+}
+
+#[test]
+fn b_with_its_listener_cut_never_serves_a_revoked_token_past_the_bound() {
+    let up = Upstream::start();
+    let (a, b) = replicas(&up, false);
+    let b_pid = b.pid().expect("B runs");
+    for run in 0..5 {
+        let (_, access, _) = a.user(&format!("cut{run}"));
+        assert_eq!(b.get("/app/x", Some(&access)).status, 200, "warm");
+        // B's listening connection goes; the soft delete lands while B is deaf.
+        let killed = postgres::cluster()
+            .psql(
+                "postgres",
+                &format!(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                     WHERE application_name = 'gatehouse-feed-{b_pid}'"
+                ),
+            )
+            .expect("terminate");
+        assert_eq!(killed, "1", "B's listener found and cut");
+        a.soft_delete(&access).expect_status(200);
+        let t0 = Instant::now();
+        loop {
+            let sent = t0.elapsed();
+            let status = b.get("/app/x", Some(&access)).status;
+            if status == 401 {
+                break;
+            }
+            // A request sent after t0 + freshness must never be answered from stale memory.
+            assert!(
+                !(status == 200 && sent > Duration::from_millis(500)),
+                "run {run}: B served the revoked token {sent:?} after the delete"
+            );
+            assert!(
+                sent < Duration::from_secs(10),
+                "run {run}: stuck at {status}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    // B listens again by itself: a new user's token works, and its revocation arrives.
+    let (_, access, _) = a.user("after");
+    eventually("B serves again", || {
+        (b.get("/app/x", Some(&access)).status == 200).then_some(())
+    });
+    a.soft_delete(&access).expect_status(200);
+    report(
+        "soft delete after reconnect",
+        vec![latency("soft delete", || {
+            b.get("/app/x", Some(&access)).status == 401
+        })],
+    );
+}
+
+#[test]
+fn throttle_counters_are_shared_by_the_replicas() {
+    let up = Upstream::start();
+    let (a, b) = replicas_with(&up, |c| c.throttle.login_failures_per_username = 4);
+    a.register("guarded");
+    // Four failures spread over both replicas use up the one allowance.
+    for g in [&a, &b, &a, &b] {
+        g.login_attempt("guarded", "wrong-password")
+            .expect_status(401);
+    }
+    for g in [&a, &b] {
+        let r = g.login_attempt("guarded", PASSWORD);
+        r.expect_status(429);
+        assert!(r.header("retry-after").is_some(), "{}", r.text);
+    }
+    // Another username is not affected.
+    a.register("other");
+    b.login("other", PASSWORD);
+}
+
+#[test]
+fn store_copy_moves_everything_from_sled_keeping_ids_and_tokens() {
+    let up = Upstream::start();
+    let mut sled = Gatehouse::new()
+        .with_config(|c| c.routes = vec![route("/app/", &[up.addr])])
+        .start();
+    let (id1, access1, _) = sled.user("first");
+    let (_, access2, _) = sled.user("second");
+    let (_, _, refresh3) = sled.user("third");
+    sled.soft_delete(&access2).expect_status(200);
+    sled.logout(&refresh3).expect_status(200);
+    sled.terminate();
+
+    let (url, _) = postgres::empty_database();
+    let copy = sled.cli(&["store", "copy", "--to", &url], &[]);
+    copy.assert_ok("store copy");
+    assert!(
+        copy.stderr.contains("users: 3/3"),
+        "progress: {}",
+        copy.stderr
+    );
+    assert!(
+        copy.stdout
+            .contains("copied 3 users and 1 refresh-token families"),
+        "{}",
+        copy.stdout
+    );
+    let again = sled.cli(&["store", "copy", "--to", &url], &[]);
+    assert!(
+        !again.succeeded() && again.stderr.contains("empty database"),
+        "a second copy is refused: {}",
+        again.stderr
+    );
+
+    // A replica on the copy: same ids, same key (the sled token still works), same states.
+    let pg = Gatehouse::new()
+        .postgres(&url)
+        .with_config(|c| c.routes = vec![route("/app/", &[up.addr])])
+        .start();
+    assert_eq!(pg.get("/app/x", Some(&access1)).status, 200, "sled's token");
+    assert_eq!(
+        pg.get("/app/x", Some(&access2)).status,
+        401,
+        "deleted stays deleted"
+    );
+    assert_eq!(
+        pg.refresh(&refresh3).status,
+        401,
+        "logged out stays logged out"
+    );
+    assert_eq!(id_of(&pg.get(PROFILE, Some(&access1)).json), id1);
+    let fourth = id_of(&pg.register("fourth"));
+    assert_eq!(fourth, 4, "ids continue above the copied ones");
+}
