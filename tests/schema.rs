@@ -60,6 +60,10 @@ fn document_path(e: &Endpoint) -> &'static str {
         Endpoint::AdminRestore(_) => "/api/auth/admin/users/restore/{id}/",
         Endpoint::Schema => "/api/schema/",
         Endpoint::Jwks => "/.well-known/jwks.json",
+        Endpoint::PasswordReset => "/api/auth/password/reset/",
+        Endpoint::PasswordResetConfirm => "/api/auth/password/reset/confirm/",
+        Endpoint::EmailVerify => "/api/auth/email/verify/",
+        Endpoint::EmailVerifyResend => "/api/auth/email/verify/resend/",
     }
 }
 
@@ -78,6 +82,10 @@ fn all_endpoints() -> Vec<Endpoint> {
         Endpoint::AdminRestore("1".into()),
         Endpoint::Schema,
         Endpoint::Jwks,
+        Endpoint::PasswordReset,
+        Endpoint::PasswordResetConfirm,
+        Endpoint::EmailVerify,
+        Endpoint::EmailVerifyResend,
     ]
 }
 

@@ -10,8 +10,17 @@ pub const JWT_SECRET_VAR: &str = "GATEHOUSE_JWT_SECRET";
 /// `createsuperuser --noinput`'s password (as Django's `DJANGO_SUPERUSER_PASSWORD`).
 pub const SUPERUSER_PASSWORD_VAR: &str = "GATEHOUSE_SUPERUSER_PASSWORD";
 
+/// The SMTP server of `[email] backend = "smtp"`: `smtp://user:pass@host:587` (STARTTLS),
+/// `smtps://host:465` (TLS), `smtp://host:25?tls=none` (plain). Holds a password: never logged.
+pub const EMAIL_SMTP_URL_VAR: &str = "GATEHOUSE_EMAIL_SMTP_URL";
+
 /// Environment variables that look like overrides but are not config keys.
-const NON_KEY_VARS: &[&str] = &[CONFIG_VAR, JWT_SECRET_VAR, SUPERUSER_PASSWORD_VAR];
+const NON_KEY_VARS: &[&str] = &[
+    CONFIG_VAR,
+    JWT_SECRET_VAR,
+    SUPERUSER_PASSWORD_VAR,
+    EMAIL_SMTP_URL_VAR,
+];
 
 pub(super) fn lookup<'a>(env: &'a [(String, String)], key: &str) -> Option<&'a str> {
     env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
