@@ -74,9 +74,11 @@ impl SmtpTarget {
             match (k.as_ref(), v.as_ref()) {
                 ("tls", "none") if !implicit => tls = TlsMode::None,
                 ("tls", "starttls" | "required") if !implicit => tls = TlsMode::StartTls,
-                ("tls", other) => return Err(format!(
+                ("tls", other) => {
+                    return Err(format!(
                     "tls={other:?}: smtp:// takes tls=none or tls=starttls; smtps:// is always TLS"
-                )),
+                ))
+                }
                 (other, _) => return Err(format!("unknown parameter {other:?}")),
             }
         }
