@@ -113,9 +113,12 @@ impl MailTokens {
     fn mac(&self, purpose: Purpose, user: &User, timestamp: u64) -> String {
         let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.key)
             .unwrap_or_else(|_| unreachable!("HMAC accepts keys of every length"));
-        let last_login = match user.last_login {
-            Some(t) => t.to_string(),
-            None => String::new(),
+        // A verification link survives a login: a user who registers, logs in and then
+        // opens the link must not find it dead. It is single-use through the verified flag
+        // (a second use is "stale"), and dies with the address or the password.
+        let last_login = match (purpose, user.last_login) {
+            (Purpose::PasswordReset, Some(t)) => t.to_string(),
+            _ => String::new(),
         };
         let (id, timestamp, email) = (
             user.id.to_string(),
@@ -210,6 +213,13 @@ mod tests {
         assert!(
             !t.check(Purpose::VerifyEmail, &u, &token, 1000),
             "other purpose"
+        );
+        let mut logged_in = u.clone();
+        logged_in.last_login = Some(5000);
+        let verify = t.make(Purpose::VerifyEmail, &u, 1000);
+        assert!(
+            t.check(Purpose::VerifyEmail, &logged_in, &verify, 1000),
+            "a verification link survives a login"
         );
         let changes: [&dyn Fn(&mut User); 4] = [
             &|u| u.password = "$argon2id$two".into(),

@@ -22,6 +22,7 @@ pub mod jwt;
 pub mod paths;
 pub mod process;
 pub mod raw;
+pub mod smtp;
 pub mod upstream;
 
 pub use bodies::*;
