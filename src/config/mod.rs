@@ -676,6 +676,17 @@ mod tests {
                 "[[routes]]\nprefix = \"/\"\nupstreams = [\"nowhere\"]\n",
                 "routes[0].upstreams",
             ),
+            (
+                "[email]\npassword_reset_url = \"http://app/reset/{token}\"\n",
+                "email.password_reset_url",
+            ),
+            ("[email]\nfrom = \"not an address\"\n", "email.from"),
+            ("[email]\nbackend = \"pigeon\"\n", "email.backend"),
+            (
+                "[email]\ntoken_lifetime_seconds = 0\n",
+                "email.token_lifetime_seconds",
+            ),
+            ("[email.templates]\nreset_body = \"x\"\n", "reset_body"),
         ] {
             let err = Config::from_toml_and_env(toml, "t", &[]).expect_err(toml);
             assert!(err.to_string().contains(key), "{toml}: {err}");
@@ -698,6 +709,26 @@ mod tests {
         let twice = "[proxy]\nuser_groups_header = \"X-User-Id\"\n";
         let err = Config::from_toml_and_env(twice, "t", &[]).expect_err("one name twice");
         assert!(err.to_string().contains("configured twice"), "{err}");
+    }
+
+    #[test]
+    fn the_smtp_url_is_a_secret_of_the_environment_not_a_key() {
+        let c = Config::from_toml_and_env(
+            "[email]\nbackend = \"smtp\"\nfrom = \"Gate <gate@example.com>\"\n",
+            "t",
+            &env(&[
+                ("GATEHOUSE_EMAIL_SMTP_URL", "smtp://u:p@host:587"),
+                ("GATEHOUSE_EMAIL_VERIFY_ON_REGISTER", "true"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(c.email.backend, MailBackend::Smtp);
+        assert!(c.email.verify_on_register);
+        assert!(!toml::to_string(&c).expect("serializes").contains("u:p"));
+        assert_eq!(
+            c.email.templates.password_changed_subject,
+            "Password Changed"
+        );
     }
 
     #[test]
