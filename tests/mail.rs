@@ -496,3 +496,47 @@ fn the_console_backend_prints_whole_mails_and_nothing_else_carries_the_token() {
         "{log}"
     );
 }
+
+#[test]
+fn a_mail_server_that_never_answers_slows_no_answer() {
+    // Accepts connections and says nothing: the SMTP exchange can only time out.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let held = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for conn in listener.incoming().take(4) {
+            open.push(conn);
+        }
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    let g = Gatehouse::new()
+        .with_config(|c| {
+            c.email.backend = MailBackend::Smtp;
+            c.email.smtp_timeout_seconds = 2;
+        })
+        .env(
+            "GATEHOUSE_EMAIL_SMTP_URL",
+            &format!("smtp://127.0.0.1:{port}?tls=none"),
+        )
+        .start();
+    let (_, access, _) = g.user("pia");
+    let started = Instant::now();
+    g.change_password(&access, PASSWORD, NEW_PASSWORD)
+        .expect_status(200);
+    for _ in 0..3 {
+        reset(&g, "pia@example.com").expect_status(204);
+        g.login("pia", NEW_PASSWORD);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "a silent mail server held the API up: {:?}",
+        started.elapsed()
+    );
+    let failed = r#"kind="password_changed",result="failed""#;
+    let deadline = Instant::now() + MAIL_WAIT;
+    while metric(&g, "gatehouse_mail_sent_total", failed) < 1.0 {
+        assert!(Instant::now() < deadline, "the timeout never ended the try");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(held);
+}

@@ -89,7 +89,8 @@ impl Mailer {
         if !self.enabled() {
             return mails;
         }
-        if before.password != after.password {
+        // Imported users may have no address: nothing to send them.
+        if before.password != after.password && !after.email.is_empty() {
             mails.push(Mailer::mail(MailKind::PasswordChanged, after, &after.email));
         }
         if crate::store::name_key(&before.email) != crate::store::name_key(&after.email) {

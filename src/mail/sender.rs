@@ -144,7 +144,9 @@ impl SmtpTarget {
 /// Where mails go.
 pub enum Backend {
     Console(ConsoleFormat),
-    Smtp(Box<AsyncSmtpTransport<Tokio1Executor>>),
+    /// The transport, and how long one whole exchange may take (lettre's own timeout
+    /// covers only the connect).
+    Smtp(Box<AsyncSmtpTransport<Tokio1Executor>>, Duration),
 }
 
 /// Why a send failed.
@@ -174,7 +176,7 @@ impl Backend {
                     .transport(timeout)
                     .map_err(|e| format!("{var}: {e}"))?;
                 log::info!("mail: SMTP to {}", target.describe());
-                Ok(Some(Backend::Smtp(Box::new(transport))))
+                Ok(Some(Backend::Smtp(Box::new(transport), timeout)))
             }
         }
     }
@@ -184,12 +186,16 @@ impl Backend {
             Backend::Console(format) => {
                 console(mail, *format).map_err(|e| SendError::Transient(format!("stdout: {e}")))
             }
-            Backend::Smtp(transport) => {
+            Backend::Smtp(transport, timeout) => {
                 let message = message(mail)?;
-                match transport.send(message).await {
-                    Ok(_) => Ok(()),
-                    Err(e) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
-                    Err(e) => Err(SendError::Transient(e.to_string())),
+                match tokio::time::timeout(*timeout, transport.send(message)).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
+                    Ok(Err(e)) => Err(SendError::Transient(e.to_string())),
+                    Err(_) => Err(SendError::Transient(format!(
+                        "no answer within {} s",
+                        timeout.as_secs()
+                    ))),
                 }
             }
         }
