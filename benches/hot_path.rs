@@ -415,6 +415,7 @@ fn filled_store(n: u64, hash: &str) -> (tempfile::TempDir, SledStore) {
                     deleted_at: None,
                     token_version: 0,
                     groups: Vec::new(),
+                    email_verified: true,
                 })
                 .collect();
             for r in store.insert_users(batch).await.expect("insert") {

@@ -103,6 +103,7 @@ fn user(id: u64, username: String, email: String, hash: &str, now: u64) -> User 
         deleted_at: None,
         token_version: 0,
         groups: Vec::new(),
+        email_verified: true,
     }
 }
 

@@ -28,6 +28,8 @@ pub struct App {
     pub authenticator: Authenticator,
     /// Signs identity assertions (when a route asks for them or the keys are asymmetric).
     pub asserter: Option<Asserter>,
+    /// Which mails changes cause, the send caps and the link tokens (SPEC §10).
+    pub mailer: Arc<crate::mail::Mailer>,
 }
 
 impl App {
@@ -89,7 +91,9 @@ impl App {
         let asserter = tokens
             .assertion_key()
             .map(|key| Asserter::new(key.clone(), &config.proxy.assertion_issuer));
+        let mailer = Arc::new(crate::mail::Mailer::new(&config)?);
         Ok(App {
+            mailer,
             throttle,
             config,
             store,

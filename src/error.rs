@@ -31,8 +31,15 @@ pub const FORWARD_AUTH_NO_URI: &str =
 pub const FORWARD_AUTH_BAD_METHOD: &str = "Not a valid HTTP method.";
 pub const STORE_CONFLICT: &str = "The record changed under concurrent requests; retry shortly.";
 
+/// djoser's: a verification link for an address already verified.
+pub const STALE_TOKEN: &str = "Stale token for given user.";
+
 /// Field-level messages (DRF's and Django's wording).
 pub mod field {
+    /// djoser's, for a `uid` that names nobody.
+    pub const INVALID_UID: &str = "Invalid user id or user doesn't exist.";
+    /// djoser's, for a reset or verification token that does not check out.
+    pub const INVALID_TOKEN: &str = "Invalid token for given user.";
     pub const REQUIRED: &str = "This field is required.";
     pub const BLANK: &str = "This field may not be blank.";
     pub const NULL: &str = "This field may not be null.";
@@ -127,6 +134,9 @@ pub enum ApiError {
     WrongCredentials,
     #[error("permission denied")]
     PermissionDenied,
+    /// A 403 with its own reason (djoser's "Stale token for given user.").
+    #[error("forbidden")]
+    Forbidden(&'static str),
     #[error("not found")]
     NotFound,
     #[error("no such user")]
@@ -167,7 +177,7 @@ impl ApiError {
             | InvalidToken(_)
             | NoActiveAccountForToken
             | WrongCredentials => 401,
-            PermissionDenied => 403,
+            PermissionDenied | Forbidden(_) => 403,
             NotFound | NoUser | InvalidPage => 404,
             MethodNotAllowed(_) => 405,
             TooLarge(_) => 413,
@@ -209,6 +219,7 @@ impl ApiError {
             NoActiveAccountForToken => detail(NO_ACTIVE_ACCOUNT_FOR_TOKEN),
             WrongCredentials => detail(NO_ACTIVE_ACCOUNT),
             PermissionDenied => detail(PERMISSION_DENIED),
+            Forbidden(m) => detail(m),
             NotFound => detail(NOT_FOUND),
             NoUser => detail(NO_USER),
             InvalidPage => detail(INVALID_PAGE),

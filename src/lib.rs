@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod ids;
+pub mod mail;
 
 pub mod metrics;
 pub mod ops;
@@ -80,6 +81,8 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), String> {
     std::fs::write(&config.server.pid_file, format!("{}\n", std::process::id()))
         .map_err(|e| format!("server.pid_file {}: {e}", config.server.pid_file))?;
     let routes = gateway::routes::RouteTable::from_config(&config)?;
+    // Its own thread and runtime: a slow mail server never holds up a request.
+    mail::sender::start(Arc::clone(&app.store), Arc::clone(&app.mailer))?;
     if config.log.access_log {
         access_log::start_flusher()?;
     }

@@ -168,6 +168,23 @@ pub static BUILD_INFO: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     .expect(DEFINED_ONCE)
 });
 
+pub static MAIL_SENT: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "gatehouse_mail_sent_total",
+        "Mails by kind (password_changed|email_changed|password_reset|verify_email) and result (sent|failed: will retry|gave_up|rejected|stale|capped: dropped).",
+        &["kind", "result"]
+    )
+    .expect(DEFINED_ONCE)
+});
+
+pub static MAIL_OUTBOX: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "gatehouse_mail_outbox_depth",
+        "Mails in the outbox waiting to be sent (as the sender last saw it)."
+    )
+    .expect(DEFINED_ONCE)
+});
+
 /// The text exposition of every registered metric.
 pub fn render() -> Result<Vec<u8>, prometheus::Error> {
     use prometheus::Encoder;

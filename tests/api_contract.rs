@@ -100,8 +100,8 @@ fn readme_client_walks_every_endpoint_row() {
     g.get(ADMIN_USERS, Some(&admin)).expect(
         200,
         json!([
-            admin_item(1, "admin", "admin@example.com", true),
-            {"id": 2, "username": "updateduser", "email": "updated@example.com", "first_name": "Test", "last_name": "", "is_active": false},
+            verified(admin_item(1, "admin", "admin@example.com", true)),
+            {"id": 2, "username": "updateduser", "email": "updated@example.com", "first_name": "Test", "last_name": "", "is_active": false, "email_verified": false},
             admin_item(3, "alice", "alice@example.com", true),
         ]),
     );
@@ -109,7 +109,7 @@ fn readme_client_walks_every_endpoint_row() {
     // Row 9: restore.
     g.call("PUT", "/api/auth/admin/users/restore/2/", None, Some(&admin)).expect(
         200,
-        json!({"id": 2, "username": "updateduser", "email": "updated@example.com", "first_name": "Test", "last_name": "", "is_active": true}),
+        json!({"id": 2, "username": "updateduser", "email": "updated@example.com", "first_name": "Test", "last_name": "", "is_active": true, "email_verified": false}),
     );
     g.login_attempt("updateduser", "NewPass123")
         .expect_status(200);
@@ -720,7 +720,10 @@ fn soft_delete_then_admin_restore() {
         None,
         Some(&admin),
     )
-    .expect(200, admin_item(1, "admin", "admin@example.com", true));
+    .expect(
+        200,
+        verified(admin_item(1, "admin", "admin@example.com", true)),
+    );
     // The old token stays dead; a new login works.
     g.get(PROFILE, Some(&t))
         .expect(401, bad_access("Token is invalid"));
@@ -808,14 +811,14 @@ fn admin_list_requires_staff_and_lists_everyone_by_id() {
     r.expect(
         200,
         json!([
-            admin_item(1, "admin", "admin@example.com", true),
+            verified(admin_item(1, "admin", "admin@example.com", true)),
             admin_item(2, "quinn", "quinn@example.com", true)
         ]),
     );
     assert_allow(&r, ALLOW_ADMIN_GET);
     g.get("/api/auth/admin/users/1/", Some(&admin)).expect(
         200,
-        admin_detail(1, "admin", "admin@example.com", true, true),
+        verified(admin_detail(1, "admin", "admin@example.com", true, true)),
     );
     g.call("POST", ADMIN_USERS, Some(json!({})), Some(&admin))
         .expect(405, method_not_allowed("POST"));
@@ -843,7 +846,7 @@ fn populated() -> (Gatehouse, String) {
 
 fn all_items() -> Vec<Value> {
     vec![
-        admin_item(1, "admin", "admin@example.com", true),
+        verified(admin_item(1, "admin", "admin@example.com", true)),
         admin_item(2, "paula", "paula@corp.test", true),
         admin_item(3, "ruth", "ruth@example.com", false),
         admin_item(4, "sam", "sam@corp.test", true),

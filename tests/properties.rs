@@ -80,6 +80,10 @@ fn path_of(e: &Endpoint) -> String {
         Endpoint::AdminRestore(id) => admin_restore(id),
         Endpoint::Schema => "/api/schema/".into(),
         Endpoint::Jwks => "/.well-known/jwks.json".into(),
+        Endpoint::PasswordReset => PASSWORD_RESET.into(),
+        Endpoint::PasswordResetConfirm => PASSWORD_RESET_CONFIRM.into(),
+        Endpoint::EmailVerify => EMAIL_VERIFY.into(),
+        Endpoint::EmailVerifyResend => EMAIL_VERIFY_RESEND.into(),
     }
 }
 
@@ -99,6 +103,10 @@ fn endpoint() -> impl Strategy<Value = Endpoint> {
         id.prop_map(Endpoint::AdminRestore),
         Just(Endpoint::Schema),
         Just(Endpoint::Jwks),
+        Just(Endpoint::PasswordReset),
+        Just(Endpoint::PasswordResetConfirm),
+        Just(Endpoint::EmailVerify),
+        Just(Endpoint::EmailVerifyResend),
     ]
 }
 

@@ -325,7 +325,12 @@ fn createsuperuser_noinput_creates_a_staff_user() {
     r.expect_status(200);
     let list = r.json.as_array().expect("bare list");
     assert!(
-        list.contains(&admin_item(root_id, "root", "root@example.com", true)),
+        list.contains(&verified(admin_item(
+            root_id,
+            "root",
+            "root@example.com",
+            true
+        ))),
         "{}",
         r.text
     );

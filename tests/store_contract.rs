@@ -7,7 +7,8 @@ mod common;
 use common::postgres;
 use gatehouse::auth::families::{self, Presented, Step};
 use gatehouse::store::{
-    Family, ListFilter, NewUser, PgStore, SledStore, StateFilter, StoreError, User, UserStore,
+    Family, ListFilter, MailKind, NewUser, OutboxMail, PgStore, SledStore, StateFilter, StoreError,
+    User, UserStore,
 };
 use std::sync::Arc;
 
@@ -440,5 +441,198 @@ async fn updates_move_the_indexes_atomically_and_refuse_taken_names() {
             "{backend}"
         );
         store.ping().await.expect("a working store answers ping");
+    }
+}
+
+fn mail(kind: MailKind, user_id: u64, to: &str, at: u64) -> OutboxMail {
+    OutboxMail {
+        kind,
+        user_id,
+        to: to.into(),
+        new_email: None,
+        created_at: at,
+    }
+}
+
+#[tokio::test]
+async fn mails_are_written_with_the_change_that_causes_them_or_not_at_all() {
+    for (backend, make) in backends() {
+        let fresh = make();
+        let store = fresh.store.as_ref();
+        let ann = store
+            .create_user_with_mail(new_user("ann"), &|u| {
+                vec![mail(MailKind::VerifyEmail, u.id, &u.email, 10)]
+            })
+            .await
+            .expect("create with mail");
+        create(store, "bob").await;
+        assert_eq!(store.outbox_depth().await.expect("depth"), 1, "{backend}");
+        // A change that fails (the address is taken) records no mail either.
+        let failed = store
+            .update_user_with_mail(ann.id, &|u| u.email = "BOB@example.com".into(), &|_, _| {
+                vec![mail(MailKind::EmailChanged, 1, "x@example.com", 10)]
+            })
+            .await;
+        assert_eq!(failed, Err(StoreError::EmailTaken), "{backend}");
+        // The same for a registration that loses on its name.
+        let lost = store
+            .create_user_with_mail(new_user("ANN"), &|u| {
+                vec![mail(MailKind::VerifyEmail, u.id, &u.email, 10)]
+            })
+            .await;
+        assert_eq!(lost.err(), Some(StoreError::UsernameTaken), "{backend}");
+        assert_eq!(store.outbox_depth().await.expect("depth"), 1, "{backend}");
+        // The mails see the user before and after the change.
+        let updated = store
+            .update_user_with_mail(
+                ann.id,
+                &|u| u.email = "ann2@example.com".into(),
+                &|before, after| {
+                    let mut m = mail(MailKind::EmailChanged, after.id, &before.email, 11);
+                    m.new_email = Some(after.email.clone());
+                    vec![m]
+                },
+            )
+            .await
+            .expect("update with mail");
+        assert_eq!(updated.email, "ann2@example.com");
+        store
+            .enqueue_mail(mail(
+                MailKind::PasswordReset,
+                ann.id,
+                "ann2@example.com",
+                12,
+            ))
+            .await
+            .expect("enqueue");
+        assert_eq!(store.outbox_depth().await.expect("depth"), 3, "{backend}");
+        let claimed = store.claim_mails(100, 30, 10).await.expect("claim");
+        let kinds: Vec<_> = claimed.iter().map(|e| e.mail.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                MailKind::VerifyEmail,
+                MailKind::EmailChanged,
+                MailKind::PasswordReset
+            ],
+            "{backend}: oldest first"
+        );
+        assert_eq!(
+            claimed[1].mail.to, "ann@example.com",
+            "{backend}: old address"
+        );
+        assert_eq!(
+            claimed[1].mail.new_email.as_deref(),
+            Some("ann2@example.com"),
+            "{backend}"
+        );
+        assert!(claimed
+            .iter()
+            .all(|e| e.attempts == 0 && e.lease_until == 130));
+        assert!(
+            claimed.windows(2).all(|w| w[0].id < w[1].id),
+            "{backend}: ids increase"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_claimed_mail_is_held_by_one_claimer_until_acked_or_released() {
+    for (backend, make) in backends() {
+        let fresh = make();
+        for i in 0..20 {
+            fresh
+                .store
+                .enqueue_mail(mail(MailKind::PasswordReset, i, "a@example.com", 0))
+                .await
+                .expect("enqueue");
+        }
+        // Claimers racing (as replicas would): every mail goes to exactly one of them.
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let store = Arc::clone(&fresh.store);
+            tasks.push(tokio::spawn(async move {
+                store.claim_mails(1000, 60, 5).await.expect("claim")
+            }));
+        }
+        let mut ids = Vec::new();
+        for t in tasks {
+            ids.extend(t.await.expect("task").into_iter().map(|e| e.id));
+        }
+        let total = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(
+            (total, ids.len()),
+            (20, 20),
+            "{backend}: each mail claimed once"
+        );
+        let store = fresh.store.as_ref();
+        // Held: nobody gets them while the lease runs; after it, they come back.
+        assert!(store
+            .claim_mails(1059, 60, 50)
+            .await
+            .expect("claim")
+            .is_empty());
+        let again = store.claim_mails(1061, 60, 50).await.expect("claim");
+        assert_eq!(
+            again.len(),
+            20,
+            "{backend}: an expired lease frees the mail"
+        );
+        let (first, second) = (again[0].id, again[1].id);
+        store.ack_mail(first).await.expect("ack");
+        store
+            .ack_mail(first)
+            .await
+            .expect("a second ack is no error");
+        store.retry_mail(second, 3, 5000).await.expect("retry");
+        assert_eq!(store.outbox_depth().await.expect("depth"), 19, "{backend}");
+        // A released mail waits for its time, then comes with its attempts, lease free.
+        let early = store.claim_mails(4999, 60, 50).await.expect("claim");
+        assert_eq!(early.len(), 18, "{backend}: the other leases ran out");
+        assert!(
+            early.iter().all(|e| e.id != second && e.id != first),
+            "{backend}: the retried mail is not due yet, the acked one gone"
+        );
+        let due = store.claim_mails(5000, 60, 50).await.expect("claim");
+        let retried = due
+            .iter()
+            .find(|e| e.id == second)
+            .expect("the retried mail");
+        assert_eq!(
+            (retried.attempts, retried.not_before),
+            (3, 5000),
+            "{backend}"
+        );
+        assert!(
+            due.iter().all(|e| e.id != first),
+            "{backend}: acked is gone"
+        );
+    }
+}
+
+#[tokio::test]
+async fn mails_not_yet_due_are_not_claimed() {
+    for (backend, make) in backends() {
+        let fresh = make();
+        let store = fresh.store.as_ref();
+        store
+            .enqueue_mail(mail(MailKind::PasswordChanged, 1, "a@example.com", 500))
+            .await
+            .expect("enqueue");
+        assert!(
+            store
+                .claim_mails(499, 30, 10)
+                .await
+                .expect("claim")
+                .is_empty(),
+            "{backend}"
+        );
+        assert_eq!(
+            store.claim_mails(500, 30, 10).await.expect("claim").len(),
+            1,
+            "{backend}"
+        );
     }
 }

@@ -270,6 +270,7 @@ mod tests {
             deleted_at: None,
             token_version: 3,
             groups: vec!["old".into()],
+            email_verified: true,
         }
     }
 

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod mail;
 pub mod router;
 pub mod tokens;
 pub mod users;
@@ -146,6 +147,10 @@ async fn dispatch(
         Endpoint::AdminDetail(id) if partial => admin::update(&ctx, id).await,
         Endpoint::AdminDetail(id) => admin::detail(&ctx, id).await,
         Endpoint::AdminRestore(id) => admin::restore(&ctx, id).await,
+        Endpoint::PasswordReset => mail::reset(&ctx).await,
+        Endpoint::PasswordResetConfirm => mail::reset_confirm(&ctx).await,
+        Endpoint::EmailVerify => mail::verify(&ctx).await,
+        Endpoint::EmailVerifyResend => mail::resend(&ctx).await,
         Endpoint::Schema => Ok(Response::json_text(200, OPENAPI)),
         Endpoint::Jwks => match app.tokens.jwks_document() {
             Some(document) => Ok(Response::json_text(200, document.clone())),

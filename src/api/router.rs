@@ -22,6 +22,11 @@ pub enum Endpoint {
     Schema,
     /// The public signing keys (asymmetric algorithms).
     Jwks,
+    /// djoser's reset and verification views (SPEC §10).
+    PasswordReset,
+    PasswordResetConfirm,
+    EmailVerify,
+    EmailVerifyResend,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +172,10 @@ fn endpoint(path: &str) -> Option<Endpoint> {
         "/api/auth/admin/users/" => Some(AdminList),
         "/api/schema/" => Some(Schema),
         "/.well-known/jwks.json" => Some(Jwks),
+        "/api/auth/password/reset/" => Some(PasswordReset),
+        "/api/auth/password/reset/confirm/" => Some(PasswordResetConfirm),
+        "/api/auth/email/verify/" => Some(EmailVerify),
+        "/api/auth/email/verify/resend/" => Some(EmailVerifyResend),
         _ => None,
     };
     if fixed.is_some() {
@@ -192,7 +201,8 @@ impl Endpoint {
     pub fn methods(&self) -> &'static [&'static str] {
         use Endpoint::*;
         match self {
-            TokenObtain | TokenRefresh | TokenVerify | Register | Logout => &["POST", "OPTIONS"],
+            TokenObtain | TokenRefresh | TokenVerify | Register | Logout | PasswordReset
+            | PasswordResetConfirm | EmailVerify | EmailVerifyResend => &["POST", "OPTIONS"],
             Profile => &["GET", "PUT", "PATCH", "HEAD", "OPTIONS"],
             PasswordChange | AdminRestore(_) => &["PUT", "PATCH", "OPTIONS"],
             ProfileDelete => &["DELETE", "OPTIONS"],
@@ -221,7 +231,8 @@ impl Endpoint {
     pub fn permission(&self) -> Permission {
         use Endpoint::*;
         match self {
-            TokenObtain | TokenRefresh | TokenVerify | Register | Logout | Schema | Jwks => {
+            TokenObtain | TokenRefresh | TokenVerify | Register | Logout | Schema | Jwks
+            | PasswordReset | PasswordResetConfirm | EmailVerify | EmailVerifyResend => {
                 Permission::AllowAny
             }
             Profile | PasswordChange | ProfileDelete => Permission::Authenticated,
@@ -246,6 +257,10 @@ impl Endpoint {
             AdminRestore(_) => "Admin Restore User",
             Schema => "Schema",
             Jwks => "JWKS",
+            PasswordReset => "Reset Password",
+            PasswordResetConfirm => "Reset Password Confirm",
+            EmailVerify => "Verify Email",
+            EmailVerifyResend => "Resend Verification Email",
         }
     }
 
@@ -266,6 +281,10 @@ impl Endpoint {
             AdminRestore(_) => "admin_user_restore",
             Schema => "schema",
             Jwks => "jwks",
+            PasswordReset => "password_reset",
+            PasswordResetConfirm => "password_reset_confirm",
+            EmailVerify => "email_verify",
+            EmailVerifyResend => "email_verify_resend",
         }
     }
 }

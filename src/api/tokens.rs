@@ -37,32 +37,47 @@ pub async fn obtain(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         .passwords
         .verify(&password, user.as_ref().map(|u| u.password.as_str()))
         .await?;
+    let verified_enough = |u: &User| u.email_verified || !app.config.email.require_verified_email;
     let user = match user {
-        Some(u) if check.ok && u.is_active => u,
+        Some(u) if check.ok && u.is_active && verified_enough(&u) => u,
         _ => {
             LOGINS.with_label_values(&["failure"]).inc();
             app.throttle.login_failed(&username, client, now()).await;
             return Err(ApiError::WrongCredentials);
         }
     };
-    if check.needs_rehash {
-        // Best effort: the login succeeds with the old hash if the upgrade cannot be made or
-        // stored; the next login tries again.
-        let upgraded = match app.passwords.hash(&password).await {
-            Ok(hash) => app
-                .store
-                .update_user(user.id, &|u| u.password = hash.clone())
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(e) = upgraded {
-            log::warn!(
-                "login: the password of user {} stays on its old hash: {e}",
-                user.id
-            );
+    // The login time (Django's `last_login`) is recorded: a reset or verification link made
+    // before it dies with it. A hash upgrade rides along in the same write.
+    let login_at = now();
+    let rehash = if check.needs_rehash {
+        match app.passwords.hash(&password).await {
+            Ok(hash) => Some(hash),
+            Err(e) => {
+                log::warn!(
+                    "login: the password of user {} stays on its old hash: {e}",
+                    user.id
+                );
+                None
+            }
         }
+    } else {
+        None
+    };
+    // Best effort: the login succeeds if the write fails; the next login tries again.
+    let recorded = app
+        .store
+        .update_user(user.id, &|u| {
+            u.last_login = Some(login_at);
+            if let Some(hash) = &rehash {
+                u.password = hash.clone();
+            }
+        })
+        .await;
+    if let Err(e) = recorded {
+        log::warn!(
+            "login: the login time of user {} (and any hash upgrade) was not stored: {e}",
+            user.id
+        );
     }
     LOGINS.with_label_values(&["success"]).inc();
     let (access, refresh) = ctx.app.issue_pair(&user)?;

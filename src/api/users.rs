@@ -23,14 +23,15 @@ pub fn profile_json(u: &User) -> Value {
 
 pub fn admin_json(u: &User) -> Value {
     json!({"id": u.id, "username": u.username, "email": u.email,
-           "first_name": u.first_name, "last_name": u.last_name, "is_active": u.is_active})
+           "first_name": u.first_name, "last_name": u.last_name, "is_active": u.is_active,
+           "email_verified": u.email_verified})
 }
 
 /// One user as the admin detail shows it: the list's fields, staff and the groups (sorted).
 pub fn admin_detail_json(u: &User) -> Value {
     json!({"id": u.id, "username": u.username, "email": u.email,
            "first_name": u.first_name, "last_name": u.last_name, "is_active": u.is_active,
-           "is_staff": u.is_staff, "groups": u.groups})
+           "email_verified": u.email_verified, "is_staff": u.is_staff, "groups": u.groups})
 }
 
 /// Which of username and email a request must carry: register both, a profile PUT the
@@ -173,20 +174,25 @@ pub async fn register(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         last_name,
     } = validate_registration(ctx.app.store.as_ref(), &data, true).await?;
     let hash = ctx.app.passwords.hash(&password).await?;
+    let mailer = &ctx.app.mailer;
     let user = ctx
         .app
         .store
-        .create_user(NewUser {
-            username,
-            email,
-            first_name,
-            last_name,
-            password: hash,
-            is_staff: false,
-            date_joined: now(),
-        })
+        .create_user_with_mail(
+            NewUser {
+                username,
+                email,
+                first_name,
+                last_name,
+                password: hash,
+                is_staff: false,
+                date_joined: now(),
+            },
+            &|created| mailer.on_register(created),
+        )
         .await
         .map_err(taken)?;
+    mailer.wake.notify_one();
     Ok(Response::json(201, &profile_json(&user)))
 }
 
@@ -219,26 +225,37 @@ pub async fn update_profile(ctx: &Ctx<'_>, partial: bool) -> Result<Response, Ap
     let first_name = name_field(&mut f, "first_name");
     let last_name = name_field(&mut f, "last_name");
     f.finish()?;
+    let mailer = &ctx.app.mailer;
     let user = ctx
         .app
         .store
-        .update_user(me, &|u| {
-            if let Some(v) = &username {
-                u.username = v.clone();
-            }
-            if let Some(v) = &email {
-                u.email = v.clone();
-            }
-            if let Some(v) = &first_name {
-                u.first_name = v.clone();
-            }
-            if let Some(v) = &last_name {
-                u.last_name = v.clone();
-            }
-        })
+        .update_user_with_mail(
+            me,
+            &|u| {
+                if let Some(v) = &username {
+                    u.username = v.clone();
+                }
+                if let Some(v) = &email {
+                    if crate::store::name_key(v) != crate::store::name_key(&u.email) {
+                        // A new address is not verified yet.
+                        u.email_verified = false;
+                    }
+                    u.email = v.clone();
+                }
+                if let Some(v) = &first_name {
+                    u.first_name = v.clone();
+                }
+                if let Some(v) = &last_name {
+                    u.last_name = v.clone();
+                }
+            },
+            // The notice to the old address (and a verification mail to the new one).
+            &|before, after| mailer.notices(before, after),
+        )
         .await
         .map_err(taken)?;
     ctx.app.cache.updated(&user);
+    mailer.wake.notify_one();
     Ok(Response::json(200, &profile_json(&user)))
 }
 
@@ -279,15 +296,22 @@ pub async fn change_password(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         return Err(ApiError::field(old_field, field::WRONG_PASSWORD));
     }
     let hash = app.passwords.hash(&new).await?;
+    let mailer = &app.mailer;
     let user = app
         .store
-        .update_user(user.id, &|u| {
-            u.password = hash.clone();
-            // Every token issued before this moment dies.
-            u.token_version += 1;
-        })
+        .update_user_with_mail(
+            user.id,
+            &|u| {
+                u.password = hash.clone();
+                // Every token issued before this moment dies.
+                u.token_version += 1;
+            },
+            // The seed's "Password Changed" notice.
+            &|before, after| mailer.notices(before, after),
+        )
         .await?;
     app.cache.updated(&user);
+    mailer.wake.notify_one();
     let (access, refresh) = app.issue_pair(&user)?;
     Ok(Response::json(
         200,

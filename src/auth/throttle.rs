@@ -118,6 +118,31 @@ impl Throttle {
     }
 }
 
+impl Throttle {
+    /// Counts a password-reset or verification-resend request for `email` from `client`
+    /// (the login limits apply: per address as per username, per client as per client);
+    /// `Err(seconds)` when over either.
+    pub fn mail_request(&self, email: &str, client: Option<IpAddr>, now: u64) -> Result<(), u64> {
+        if !self.config.enabled {
+            return Ok(());
+        }
+        let c = &self.config;
+        let mut keys = vec![(
+            format!("mail-to:{}", email.to_lowercase()),
+            c.login_failures_per_username,
+        )];
+        if let Some(ip) = client {
+            keys.push((format!("mail-addr:{ip}"), c.login_failures_per_address));
+        }
+        keys.iter()
+            .try_for_each(|(key, limit)| self.limiter.check(key, *limit, now))?;
+        for (key, _) in &keys {
+            self.limiter.hit(key, now);
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Window {
     start: u64,

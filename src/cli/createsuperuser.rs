@@ -133,6 +133,12 @@ pub fn run(
             })
             .await
             .map_err(|e| listed(&ApiError::from(e)))?;
+        // The operator vouches for the address: `require_verified_email` must not lock the
+        // first admin out.
+        let user = store
+            .update_user(user.id, &|u| u.email_verified = true)
+            .await
+            .map_err(|e| listed(&ApiError::from(e)))?;
         println!("Superuser {} created (id {}).", user.username, user.id);
         Ok(())
     })?

@@ -13,6 +13,9 @@ pub const SUPERUSER_PASSWORD_VAR: &str = "GATEHOUSE_SUPERUSER_PASSWORD";
 /// The PostgreSQL URL of `[store] backend = "postgres"` (it holds a password: never in the
 /// file, never logged; `store::describe` redacts it).
 pub const STORE_URL_VAR: &str = "GATEHOUSE_STORE_URL";
+/// The SMTP server of `[email] backend = "smtp"`: `smtp://user:pass@host:587` (STARTTLS),
+/// `smtps://host:465` (TLS), `smtp://host:25?tls=none` (plain). Holds a password: never logged.
+pub const EMAIL_SMTP_URL_VAR: &str = "GATEHOUSE_EMAIL_SMTP_URL";
 
 /// Environment variables that look like overrides but are not config keys.
 const NON_KEY_VARS: &[&str] = &[
@@ -20,6 +23,7 @@ const NON_KEY_VARS: &[&str] = &[
     JWT_SECRET_VAR,
     SUPERUSER_PASSWORD_VAR,
     STORE_URL_VAR,
+    EMAIL_SMTP_URL_VAR,
 ];
 
 pub(super) fn lookup<'a>(env: &'a [(String, String)], key: &str) -> Option<&'a str> {

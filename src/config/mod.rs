@@ -43,6 +43,7 @@ pub struct Config {
     pub throttle: ThrottleConfig,
     pub limits: LimitsConfig,
     pub routes: Vec<RouteConfig>,
+    pub email: EmailConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -340,6 +341,109 @@ impl Default for ForwardAuthConfig {
     }
 }
 
+/// `[email]` (SPEC §10): how mail leaves, the links it carries, and the templates. The SMTP
+/// URL (it holds a password) comes only from `GATEHOUSE_EMAIL_SMTP_URL`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailConfig {
+    /// console (each mail on stdout, as Django's console backend) | smtp | none.
+    pub backend: MailBackend,
+    /// The console backend's shape: a framed "text" block, or one "json" line per mail.
+    pub console_format: ConsoleFormat,
+    /// The sender address (`From:`), optionally with a name: `Gatehouse <noreply@x.org>`.
+    pub from: String,
+    /// The application's page that POSTs `{uid, token, new_password}` to
+    /// `/api/auth/password/reset/confirm/`; `{uid}` and `{token}` are filled in.
+    pub password_reset_url: String,
+    /// The application's page that POSTs `{uid, token}` to `/api/auth/email/verify/`.
+    pub verify_email_url: String,
+    /// How long a reset or verification link works.
+    pub token_lifetime_seconds: u64,
+    /// Send a verification mail on register (and to the new address of a profile update).
+    pub verify_on_register: bool,
+    /// Unverified users cannot log in (the wrong-credentials 401).
+    pub require_verified_email: bool,
+    /// Reset and verification mails to one address per hour; more are dropped (still 204).
+    pub max_per_address_per_hour: u32,
+    /// Reset and verification mails per hour in all; more are dropped (still 204).
+    pub max_per_hour: u32,
+    /// Reset and resend answers never come sooner than this, known address or not.
+    pub answer_floor_ms: u64,
+    /// One SMTP exchange (connect, TLS, send) is given this long.
+    pub smtp_timeout_seconds: u64,
+    /// A mail that could not be sent is retried with exponential backoff for this long.
+    pub retry_for_seconds: u64,
+    pub templates: MailTemplates,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        EmailConfig {
+            backend: MailBackend::Console,
+            console_format: ConsoleFormat::Text,
+            from: "noreply@example.com".into(),
+            password_reset_url: "http://localhost:3000/password-reset/{uid}/{token}".into(),
+            verify_email_url: "http://localhost:3000/verify-email/{uid}/{token}".into(),
+            token_lifetime_seconds: 3600,
+            verify_on_register: false,
+            require_verified_email: false,
+            max_per_address_per_hour: 3,
+            max_per_hour: 1000,
+            answer_floor_ms: 250,
+            smtp_timeout_seconds: 10,
+            retry_for_seconds: 24 * 3600,
+            templates: MailTemplates::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailBackend {
+    Console,
+    Smtp,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsoleFormat {
+    Text,
+    Json,
+}
+
+/// `[email.templates]`: subject and body of each mail. Placeholders: `{username}`, `{email}`,
+/// `{first_name}`, `{last_name}`, and `{link}` in the reset and verification mails,
+/// `{new_email}` in the email-changed notice.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailTemplates {
+    pub password_changed_subject: String,
+    pub password_changed_body: String,
+    pub email_changed_subject: String,
+    pub email_changed_body: String,
+    pub password_reset_subject: String,
+    pub password_reset_body: String,
+    pub verify_email_subject: String,
+    pub verify_email_body: String,
+}
+
+impl Default for MailTemplates {
+    fn default() -> Self {
+        MailTemplates {
+            // The seed's notice, word for word.
+            password_changed_subject: "Password Changed".into(),
+            password_changed_body: "Your password was changed successfully.".into(),
+            email_changed_subject: "Email Changed".into(),
+            email_changed_body: "Hello {username},\n\nthe email address of your account was changed to {new_email}. If you did not do this, reset your password and contact support.".into(),
+            password_reset_subject: "Password Reset".into(),
+            password_reset_body: "Hello {username},\n\nsomeone asked to reset the password of your account. To choose a new one, open:\n\n{link}\n\nIf it was not you, ignore this mail: your password stays as it is.".into(),
+            verify_email_subject: "Verify your email address".into(),
+            verify_email_body: "Hello {username},\n\nplease confirm that this is your email address by opening:\n\n{link}".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EscapedPaths {
@@ -592,6 +696,17 @@ mod tests {
                 "[[routes]]\nprefix = \"/\"\nupstreams = [\"nowhere\"]\n",
                 "routes[0].upstreams",
             ),
+            (
+                "[email]\npassword_reset_url = \"http://app/reset/{token}\"\n",
+                "email.password_reset_url",
+            ),
+            ("[email]\nfrom = \"not an address\"\n", "email.from"),
+            ("[email]\nbackend = \"pigeon\"\n", "email.backend"),
+            (
+                "[email]\ntoken_lifetime_seconds = 0\n",
+                "email.token_lifetime_seconds",
+            ),
+            ("[email.templates]\nreset_body = \"x\"\n", "reset_body"),
         ] {
             let err = Config::from_toml_and_env(toml, "t", &[]).expect_err(toml);
             assert!(err.to_string().contains(key), "{toml}: {err}");
@@ -614,6 +729,26 @@ mod tests {
         let twice = "[proxy]\nuser_groups_header = \"X-User-Id\"\n";
         let err = Config::from_toml_and_env(twice, "t", &[]).expect_err("one name twice");
         assert!(err.to_string().contains("configured twice"), "{err}");
+    }
+
+    #[test]
+    fn the_smtp_url_is_a_secret_of_the_environment_not_a_key() {
+        let c = Config::from_toml_and_env(
+            "[email]\nbackend = \"smtp\"\nfrom = \"Gate <gate@example.com>\"\n",
+            "t",
+            &env(&[
+                ("GATEHOUSE_EMAIL_SMTP_URL", "smtp://u:p@host:587"),
+                ("GATEHOUSE_EMAIL_VERIFY_ON_REGISTER", "true"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(c.email.backend, MailBackend::Smtp);
+        assert!(c.email.verify_on_register);
+        assert!(!toml::to_string(&c).expect("serializes").contains("u:p"));
+        assert_eq!(
+            c.email.templates.password_changed_subject,
+            "Password Changed"
+        );
     }
 
     #[test]

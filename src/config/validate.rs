@@ -148,6 +148,42 @@ impl Config {
                 || format!("routes: prefix {:?} appears twice", route.prefix),
             )?;
         }
+        self.validate_email()?;
+        Ok(())
+    }
+
+    /// `[email]`: the links carry both placeholders, the numbers are usable, `from` parses.
+    fn validate_email(&self) -> Result<(), ConfigError> {
+        let e = &self.email;
+        for (key, url) in [
+            ("email.password_reset_url", &e.password_reset_url),
+            ("email.verify_email_url", &e.verify_email_url),
+        ] {
+            require(url.contains("{uid}") && url.contains("{token}"), || {
+                format!("{key} = {url:?}: must contain {{uid}} and {{token}} (the link the mail carries)")
+            })?;
+        }
+        require(crate::mail::valid_from(&e.from), || {
+            format!(
+                "email.from = {:?}: not a mail address (e.g. \"noreply@example.com\" or \"Gatehouse <noreply@example.com>\")",
+                e.from
+            )
+        })?;
+        at_least("email.token_lifetime_seconds", e.token_lifetime_seconds, 1)?;
+        at_least(
+            "email.max_per_address_per_hour",
+            u64::from(e.max_per_address_per_hour),
+            1,
+        )?;
+        at_least("email.max_per_hour", u64::from(e.max_per_hour), 1)?;
+        at_least("email.smtp_timeout_seconds", e.smtp_timeout_seconds, 1)?;
+        at_least("email.retry_for_seconds", e.retry_for_seconds, 1)?;
+        require(e.answer_floor_ms <= 10_000, || {
+            format!(
+                "email.answer_floor_ms = {}: at most 10000 (it delays every reset and resend answer)",
+                e.answer_floor_ms
+            )
+        })?;
         Ok(())
     }
 
@@ -185,6 +221,23 @@ impl Config {
             self.passwords.argon2_iterations,
             self.passwords.argon2_parallelism,
             self.passwords.hash_queue
+        ));
+        let e = &self.email;
+        let backend = match e.backend {
+            super::MailBackend::Console => "console (each mail printed on stdout)".to_string(),
+            super::MailBackend::Smtp => match std::env::var(super::env::EMAIL_SMTP_URL_VAR) {
+                Ok(url) => format!("smtp via {}", crate::mail::describe_smtp_url(&url)),
+                Err(_) => format!("smtp, but {} is not set", super::env::EMAIL_SMTP_URL_VAR),
+            },
+            super::MailBackend::None => "none (no mail is sent)".to_string(),
+        };
+        out.push_str(&format!(
+            "mail: {backend}, from {}, links live {} s, verify on register {}, verified email required {}, {} per address per hour\n",
+            e.from,
+            e.token_lifetime_seconds,
+            on_off(e.verify_on_register),
+            on_off(e.require_verified_email),
+            e.max_per_address_per_hour
         ));
         for r in &self.routes {
             let upstreams: Vec<String> = r.upstreams.iter().map(ToString::to_string).collect();

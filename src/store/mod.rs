@@ -35,6 +35,14 @@ pub struct User {
     /// groups existed have none.
     #[serde(default)]
     pub groups: Vec<String>,
+    /// The address was proven by a verification (or reset) link. Records written before mail
+    /// existed, like imported users (Django keeps no such flag), count as verified.
+    #[serde(default = "verified_before_mail_existed")]
+    pub email_verified: bool,
+}
+
+fn verified_before_mail_existed() -> bool {
+    true
 }
 
 /// Django's limit on a group name (`auth.Group.name`, `max_length=150`).
@@ -155,7 +163,7 @@ pub const MAX_SWAP_ATTEMPTS: usize = 16;
 pub type UserChange<'a> = &'a (dyn Fn(&mut User) + Sync);
 
 #[async_trait]
-pub trait UserStore: Send + Sync {
+pub trait UserStore: MailOutbox + Send + Sync {
     /// Answers when the store can serve reads and writes (`/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
     /// Changes other processes make (`None`: every write goes through this process, as with
@@ -222,6 +230,105 @@ pub trait UserStore: Send + Sync {
         let _ = (key, now, window, count);
         Ok(None)
     }
+}
+
+/// Which mail an outbox entry is (SPEC §10); the sender renders it from the templates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MailKind {
+    PasswordChanged,
+    EmailChanged,
+    PasswordReset,
+    VerifyEmail,
+}
+
+impl MailKind {
+    /// The metrics label and the stored name.
+    pub fn label(self) -> &'static str {
+        match self {
+            MailKind::PasswordChanged => "password_changed",
+            MailKind::EmailChanged => "email_changed",
+            MailKind::PasswordReset => "password_reset",
+            MailKind::VerifyEmail => "verify_email",
+        }
+    }
+}
+
+/// A mail to send, as the outbox records it: who and what, never a rendered body, a link or
+/// a token (the sender makes those from the user's state when it sends).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxMail {
+    pub kind: MailKind,
+    pub user_id: u64,
+    /// The recipient (for `EmailChanged`, the old address).
+    pub to: String,
+    /// `EmailChanged`: the new address, for the notice's text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_email: Option<String>,
+    /// Unix seconds of the change that caused it (retries stop 24 h after it).
+    pub created_at: u64,
+}
+
+/// An outbox entry as a sender claims it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// Assigned by the store, increasing.
+    pub id: u64,
+    pub mail: OutboxMail,
+    /// Failed sends so far.
+    pub attempts: u32,
+    /// Unix seconds before which it is not tried (backoff).
+    pub not_before: u64,
+    /// Unix seconds until which a claimer holds it; nobody else claims it before.
+    pub lease_until: u64,
+}
+
+/// The mails a new user causes (the verification mail), recorded by the same write.
+pub type NewUserMails<'a> = &'a (dyn Fn(&User) -> Vec<OutboxMail> + Sync);
+/// The mails a change causes, from the user before and after it, recorded by the same write.
+pub type ChangeMails<'a> = &'a (dyn Fn(&User, &User) -> Vec<OutboxMail> + Sync);
+
+/// The durable outbox (SPEC §10): mails recorded by the same transaction as the change that
+/// causes them, sent by a background sender that claims them with a lease, so that with
+/// several replicas each mail is sent by one of them. Every write is durable when it returns.
+///
+/// For a SQL backend: one `outbox` table (id bigserial, kind, user_id, to, new_email,
+/// created_at, attempts, not_before, lease_until), inserted into in the user write's
+/// transaction; `claim_mails` as `UPDATE outbox SET lease_until = $now + $lease WHERE id IN
+/// (SELECT id FROM outbox WHERE not_before <= $now AND lease_until <= $now ORDER BY id LIMIT
+/// $limit FOR UPDATE SKIP LOCKED) RETURNING *`.
+#[async_trait]
+pub trait MailOutbox: Send + Sync {
+    /// `create_user`, plus the mails `mails(&created)` returns, in one transaction.
+    async fn create_user_with_mail(
+        &self,
+        new: NewUser,
+        mails: NewUserMails<'_>,
+    ) -> Result<User, StoreError>;
+    /// `update_user`, plus the mails `mails(&before, &after)` returns, in one transaction.
+    async fn update_user_with_mail(
+        &self,
+        id: u64,
+        change: UserChange<'_>,
+        mails: ChangeMails<'_>,
+    ) -> Result<User, StoreError>;
+    /// Records a mail no user change causes (a reset link, a resent verification).
+    async fn enqueue_mail(&self, mail: OutboxMail) -> Result<(), StoreError>;
+    /// Up to `limit` entries due at `now` (`not_before <= now`) and not held by anyone
+    /// (`lease_until <= now`), oldest first, each now held until `now + lease_seconds`: two
+    /// claimers never get the same entry while its lease runs.
+    async fn claim_mails(
+        &self,
+        now: u64,
+        lease_seconds: u64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
+    /// The entry was sent (or given up on): it leaves the outbox. Unknown ids are no error.
+    async fn ack_mail(&self, id: u64) -> Result<(), StoreError>;
+    /// The send failed: record `attempts`, release the lease, try again at `not_before`.
+    async fn retry_mail(&self, id: u64, attempts: u32, not_before: u64) -> Result<(), StoreError>;
+    /// Entries waiting (sent ones are gone).
+    async fn outbox_depth(&self) -> Result<usize, StoreError>;
 }
 
 /// Where sled keeps its files inside the data directory (the secret sits beside it).
@@ -313,6 +420,10 @@ mod tests {
             "deleted_at":null,"token_version":2}"#;
         let u: User = serde_json::from_str(old).expect("an old record decodes");
         assert_eq!((u.id, u.token_version, u.groups.len()), (3, 2, 0));
+        assert!(
+            u.email_verified,
+            "records from before mail count as verified"
+        );
     }
 
     #[test]

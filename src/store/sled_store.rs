@@ -2,14 +2,16 @@
 //! flush before any write returns (sled alone fsyncs only every 500 ms).
 
 use super::{
-    name_key, ChangeFeed, Family, ListFilter, NewUser, StateFilter, StoreError, User, UserChange,
-    UserStore,
+    name_key, ChangeFeed, ChangeMails, Family, ListFilter, MailOutbox, NewUser, NewUserMails,
+    OutboxEntry, OutboxMail, StateFilter, StoreError, User, UserChange, UserStore,
 };
 use async_trait::async_trait;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use std::path::Path;
 
 const NEXT_ID: &[u8] = b"next_id";
+/// The next outbox entry id.
+const NEXT_MAIL_ID: &[u8] = b"next_mail_id";
 /// Users by state, kept in the same transactions as the users, so counts and the admin
 /// list's first pages never scan the whole tree.
 const COUNT_ACTIVE: &[u8] = b"count_active";
@@ -53,6 +55,41 @@ pub struct SledStore {
     inactive: sled::Tree,
     /// counters.
     meta: sled::Tree,
+    /// outbox entry id (u64 big-endian) -> OutboxEntry JSON: mails not sent yet, written in
+    /// the transactions of the changes that cause them.
+    outbox: sled::Tree,
+}
+
+/// Appends `mails` to the outbox inside a transaction.
+fn enqueue_tx(
+    outbox: &sled::transaction::TransactionalTree,
+    meta: &sled::transaction::TransactionalTree,
+    mails: Vec<OutboxMail>,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    for mail in mails {
+        let id = meta
+            .get(NEXT_MAIL_ID)?
+            .and_then(|v| decode_id(&v))
+            .unwrap_or(1);
+        meta.insert(NEXT_MAIL_ID, &id_key(id + 1))?;
+        let entry = OutboxEntry {
+            id,
+            not_before: mail.created_at,
+            mail,
+            attempts: 0,
+            lease_until: 0,
+        };
+        let bytes = match encode(&entry) {
+            Ok(b) => b,
+            Err(e) => return abort(e),
+        };
+        outbox.insert(&id_key(id), bytes)?;
+    }
+    Ok(())
+}
+
+fn decode_entry(bytes: &[u8]) -> Result<OutboxEntry, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Io(format!("corrupt outbox entry: {e}")))
 }
 
 fn io(e: impl std::fmt::Display) -> StoreError {
@@ -239,6 +276,7 @@ impl SledStore {
             families: tree("families")?,
             inactive: tree("inactive")?,
             meta: tree("meta")?,
+            outbox: tree("outbox")?,
             db,
         };
         store.ensure_inactive_index()?;
@@ -272,6 +310,16 @@ impl SledStore {
 
     /// Inserts `user` with its id under the indexes, in one transaction.
     fn insert_tx(&self, user: &User, allocate_id: bool) -> Result<User, StoreError> {
+        self.insert_with_mail_tx(user, allocate_id, &|_| Vec::new())
+    }
+
+    /// `insert_tx` plus the mails the new user causes, in the same transaction.
+    fn insert_with_mail_tx(
+        &self,
+        user: &User,
+        allocate_id: bool,
+        mails: NewUserMails<'_>,
+    ) -> Result<User, StoreError> {
         let uname = name_key(&user.username);
         let email = name_key(&user.email);
         tx_result(
@@ -281,8 +329,9 @@ impl SledStore {
                 &self.emails,
                 &self.meta,
                 &self.inactive,
+                &self.outbox,
             )
-                .transaction(|(users, usernames, emails, meta, inactive)| {
+                .transaction(|(users, usernames, emails, meta, inactive, outbox)| {
                     if usernames.get(uname.as_bytes())?.is_some() {
                         return abort(StoreError::UsernameTaken);
                     }
@@ -308,7 +357,76 @@ impl SledStore {
                     if !user.is_active {
                         inactive.insert(&id_key(user.id), &[])?;
                     }
+                    enqueue_tx(outbox, meta, mails(&user))?;
                     Ok(user)
+                }),
+        )
+    }
+
+    /// Applies `change` with the indexes and records the mails it causes, in one transaction.
+    fn update_tx(
+        &self,
+        id: u64,
+        change: UserChange<'_>,
+        mails: ChangeMails<'_>,
+    ) -> Result<User, StoreError> {
+        tx_result(
+            (
+                &self.users,
+                &self.usernames,
+                &self.emails,
+                &self.meta,
+                &self.inactive,
+                &self.outbox,
+            )
+                .transaction(|(users, usernames, emails, meta, inactive, outbox)| {
+                    let Some(bytes) = users.get(id_key(id))? else {
+                        return abort(StoreError::NotFound);
+                    };
+                    let old = match decode_user(&bytes) {
+                        Ok(u) => u,
+                        Err(e) => return abort(e),
+                    };
+                    let mut new = old.clone();
+                    change(&mut new);
+                    new.id = id;
+                    for (tree, before, after, taken) in [
+                        (
+                            usernames,
+                            &old.username,
+                            &new.username,
+                            StoreError::UsernameTaken,
+                        ),
+                        (emails, &old.email, &new.email, StoreError::EmailTaken),
+                    ] {
+                        let (before, after) = (name_key(before), name_key(after));
+                        if before == after {
+                            continue;
+                        }
+                        if let Some(owner) = tree.get(after.as_bytes())? {
+                            if decode_id(&owner) != Some(id) {
+                                return abort(taken);
+                            }
+                        }
+                        tree.remove(before.as_bytes())?;
+                        tree.insert(after.as_bytes(), &id_key(id))?;
+                    }
+                    let bytes = match encode(&new) {
+                        Ok(b) => b,
+                        Err(e) => return abort(e),
+                    };
+                    users.insert(&id_key(id), bytes)?;
+                    if old.is_active != new.is_active {
+                        bump(meta, state_key(new.is_active), 1)?;
+                        bump(meta, state_key(old.is_active), -1)?;
+                        if new.is_active {
+                            inactive.remove(&id_key(id))?;
+                        } else {
+                            inactive.insert(&id_key(id), &[])?;
+                        }
+                    }
+                    enqueue_tx(outbox, meta, mails(&old, &new))?;
+                    Ok(new)
                 }),
         )
     }
@@ -340,6 +458,7 @@ impl UserStore for SledStore {
             deleted_at: None,
             token_version: 0,
             groups: Vec::new(),
+            email_verified: false,
         };
         let user = self.insert_tx(&user, true)?;
         self.flush().await?;
@@ -386,63 +505,7 @@ impl UserStore for SledStore {
     }
 
     async fn update_user(&self, id: u64, change: UserChange<'_>) -> Result<User, StoreError> {
-        let updated = tx_result(
-            (
-                &self.users,
-                &self.usernames,
-                &self.emails,
-                &self.meta,
-                &self.inactive,
-            )
-                .transaction(|(users, usernames, emails, meta, inactive)| {
-                    let Some(bytes) = users.get(id_key(id))? else {
-                        return abort(StoreError::NotFound);
-                    };
-                    let old = match decode_user(&bytes) {
-                        Ok(u) => u,
-                        Err(e) => return abort(e),
-                    };
-                    let mut new = old.clone();
-                    change(&mut new);
-                    new.id = id;
-                    for (tree, before, after, taken) in [
-                        (
-                            usernames,
-                            &old.username,
-                            &new.username,
-                            StoreError::UsernameTaken,
-                        ),
-                        (emails, &old.email, &new.email, StoreError::EmailTaken),
-                    ] {
-                        let (before, after) = (name_key(before), name_key(after));
-                        if before == after {
-                            continue;
-                        }
-                        if let Some(owner) = tree.get(after.as_bytes())? {
-                            if decode_id(&owner) != Some(id) {
-                                return abort(taken);
-                            }
-                        }
-                        tree.remove(before.as_bytes())?;
-                        tree.insert(after.as_bytes(), &id_key(id))?;
-                    }
-                    let bytes = match encode(&new) {
-                        Ok(b) => b,
-                        Err(e) => return abort(e),
-                    };
-                    users.insert(&id_key(id), bytes)?;
-                    if old.is_active != new.is_active {
-                        bump(meta, state_key(new.is_active), 1)?;
-                        bump(meta, state_key(old.is_active), -1)?;
-                        if new.is_active {
-                            inactive.remove(&id_key(id))?;
-                        } else {
-                            inactive.insert(&id_key(id), &[])?;
-                        }
-                    }
-                    Ok(new)
-                }),
-        )?;
+        let updated = self.update_tx(id, change, &|_, _| Vec::new())?;
         self.flush().await?;
         Ok(updated)
     }
@@ -557,6 +620,117 @@ impl UserStore for SledStore {
             self.flush().await?;
         }
         Ok(swapped)
+    }
+}
+
+#[async_trait]
+impl MailOutbox for SledStore {
+    async fn create_user_with_mail(
+        &self,
+        new: NewUser,
+        mails: NewUserMails<'_>,
+    ) -> Result<User, StoreError> {
+        let user = User {
+            id: 0,
+            username: new.username,
+            email: new.email,
+            first_name: new.first_name,
+            last_name: new.last_name,
+            password: new.password,
+            is_active: true,
+            is_staff: new.is_staff,
+            date_joined: new.date_joined,
+            last_login: None,
+            deleted_at: None,
+            token_version: 0,
+            groups: Vec::new(),
+            email_verified: false,
+        };
+        let user = self.insert_with_mail_tx(&user, true, mails)?;
+        self.flush().await?;
+        Ok(user)
+    }
+
+    async fn update_user_with_mail(
+        &self,
+        id: u64,
+        change: UserChange<'_>,
+        mails: ChangeMails<'_>,
+    ) -> Result<User, StoreError> {
+        let updated = self.update_tx(id, change, mails)?;
+        self.flush().await?;
+        Ok(updated)
+    }
+
+    async fn enqueue_mail(&self, mail: OutboxMail) -> Result<(), StoreError> {
+        tx_result(
+            (&self.meta, &self.outbox)
+                .transaction(|(meta, outbox)| enqueue_tx(outbox, meta, vec![mail.clone()])),
+        )?;
+        self.flush().await
+    }
+
+    async fn claim_mails(
+        &self,
+        now: u64,
+        lease_seconds: u64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut claimed = Vec::new();
+        for item in self.outbox.iter() {
+            if claimed.len() >= limit {
+                break;
+            }
+            let (key, bytes) = item.map_err(io)?;
+            let mut entry = decode_entry(&bytes)?;
+            if entry.not_before > now || entry.lease_until > now {
+                continue;
+            }
+            entry.lease_until = now.saturating_add(lease_seconds);
+            // Another claimer in this process that won the entry first keeps it.
+            let won = self
+                .outbox
+                .compare_and_swap(&key, Some(bytes), Some(encode(&entry)?))
+                .map_err(io)?
+                .is_ok();
+            if won {
+                claimed.push(entry);
+            }
+        }
+        if !claimed.is_empty() {
+            self.flush().await?;
+        }
+        Ok(claimed)
+    }
+
+    async fn ack_mail(&self, id: u64) -> Result<(), StoreError> {
+        self.outbox.remove(id_key(id)).map_err(io)?;
+        self.flush().await
+    }
+
+    async fn retry_mail(&self, id: u64, attempts: u32, not_before: u64) -> Result<(), StoreError> {
+        let updated = self
+            .outbox
+            .fetch_and_update(id_key(id), |old| {
+                let old = old?;
+                // An entry that does not decode is left as it is (`None` would delete it).
+                let Ok(mut entry) = decode_entry(old) else {
+                    return Some(old.to_vec());
+                };
+                entry.attempts = attempts;
+                entry.not_before = not_before;
+                entry.lease_until = 0;
+                Some(serde_json::to_vec(&entry).unwrap_or_else(|_| old.to_vec()))
+            })
+            .map_err(io)?;
+        if updated.is_some() {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn outbox_depth(&self) -> Result<usize, StoreError> {
+        Ok(self.outbox.len())
     }
 }
 

@@ -145,9 +145,16 @@ pub fn profile_of(id: u64, username: &str) -> Value {
     profile(id, username, &format!("{username}@example.com"))
 }
 
-/// A user as the admin views show it.
+/// A user as the admin views show it (a registered user: the address not verified).
 pub fn admin_item(id: u64, username: &str, email: &str, active: bool) -> Value {
-    json!({"id": id, "username": username, "email": email, "first_name": "", "last_name": "", "is_active": active})
+    json!({"id": id, "username": username, "email": email, "first_name": "", "last_name": "", "is_active": active, "email_verified": false})
+}
+
+/// An admin view of a user whose address counts as verified (made by `createsuperuser`,
+/// imported, or verified by a link).
+pub fn verified(mut item: Value) -> Value {
+    item["email_verified"] = json!(true);
+    item
 }
 
 /// The admin detail: the list's fields, `is_staff` and `groups` (none).

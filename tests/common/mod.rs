@@ -23,6 +23,7 @@ pub mod paths;
 pub mod postgres;
 pub mod process;
 pub mod raw;
+pub mod smtp;
 pub mod upstream;
 
 pub use bodies::*;

@@ -19,3 +19,7 @@ pub fn admin_user(id: impl std::fmt::Display) -> String {
 pub fn admin_restore(id: impl std::fmt::Display) -> String {
     format!("{ADMIN_USERS}restore/{id}/")
 }
+pub const PASSWORD_RESET: &str = "/api/auth/password/reset/";
+pub const PASSWORD_RESET_CONFIRM: &str = "/api/auth/password/reset/confirm/";
+pub const EMAIL_VERIFY: &str = "/api/auth/email/verify/";
+pub const EMAIL_VERIFY_RESEND: &str = "/api/auth/email/verify/resend/";

@@ -566,6 +566,8 @@ fn map_user(
             token_version: 0,
             groups: Vec::new(),
             username,
+            // Django keeps no such flag: an imported address counts as verified (SPEC §10).
+            email_verified: true,
         },
         warning,
         group_refs,
@@ -653,6 +655,7 @@ mod tests {
                     deleted_at: None,
                     token_version: 0,
                     groups: Vec::new(),
+                    email_verified: true,
                 },
                 warning: None,
                 group_refs: Vec::new(),

@@ -5,11 +5,12 @@
 //! rotation by one conditional UPDATE; changes other replicas make arrive through `feed`.
 
 mod feed;
+mod outbox;
 pub mod schema;
 
 use super::{
-    name_key, Change, ChangeFeed, Family, ListFilter, NewUser, StateFilter, StoreError, User,
-    UserChange, UserStore, MAX_SWAP_ATTEMPTS,
+    name_key, Change, ChangeFeed, Family, ListFilter, MailOutbox, NewUser, StateFilter, StoreError,
+    User, UserChange, UserStore, MAX_SWAP_ATTEMPTS,
 };
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -164,7 +165,7 @@ fn to_u64(n: i64, what: &str) -> Result<u64, StoreError> {
 }
 
 const USER_COLUMNS: &str = "id, username, email, first_name, last_name, password, is_active, \
-     is_staff, date_joined, last_login, deleted_at, token_version, groups, rev";
+     is_staff, date_joined, last_login, deleted_at, token_version, groups, email_verified, rev";
 
 fn decode_user(row: &Row) -> Result<(User, i64), StoreError> {
     let get_err = |e: tokio_postgres::Error| StoreError::Io(format!("corrupt user row: {e}"));
@@ -186,6 +187,7 @@ fn decode_user(row: &Row) -> Result<(User, i64), StoreError> {
             "token_version",
         )?,
         groups: row.try_get("groups").map_err(get_err)?,
+        email_verified: row.try_get("email_verified").map_err(get_err)?,
     };
     Ok((user, row.try_get("rev").map_err(get_err)?))
 }
@@ -206,7 +208,12 @@ struct UserParams {
     deleted_at: Option<i64>,
     token_version: i64,
     groups: Vec<String>,
+    email_verified: bool,
 }
+
+/// How many parameters a user takes (`UserParams::as_params`, `USER_FIELDS`): the INSERT's
+/// and UPDATE's further parameters are numbered after them.
+const USER_PARAMS: usize = 15;
 
 impl UserParams {
     fn new(u: &User) -> Result<UserParams, StoreError> {
@@ -226,10 +233,11 @@ impl UserParams {
             deleted_at: opt(u.deleted_at, "deleted_at")?,
             token_version: to_i64(u.token_version, "token_version")?,
             groups: u.groups.clone(),
+            email_verified: u.email_verified,
         })
     }
 
-    fn as_params(&self) -> [&(dyn ToSql + Sync); 14] {
+    fn as_params(&self) -> [&(dyn ToSql + Sync); USER_PARAMS] {
         [
             &self.username,
             &self.username_key,
@@ -245,12 +253,14 @@ impl UserParams {
             &self.deleted_at,
             &self.token_version,
             &self.groups,
+            &self.email_verified,
         ]
     }
 }
 
 const USER_FIELDS: &str = "username, username_key, email, email_key, first_name, last_name, \
-     password, is_active, is_staff, date_joined, last_login, deleted_at, token_version, groups";
+     password, is_active, is_staff, date_joined, last_login, deleted_at, token_version, groups, \
+     email_verified";
 
 /// The WHERE conditions of a list filter, with its parameters numbered from `first`.
 fn filter_sql(filter: &ListFilter, first: usize) -> (String, Vec<String>) {
@@ -453,7 +463,7 @@ async fn insert_one(
     p: &UserParams,
     allocate_id: bool,
 ) -> Result<(), StoreError> {
-    let values: Vec<String> = (1..=14).map(|i| format!("${i}")).collect();
+    let values: Vec<String> = (1..=USER_PARAMS).map(|i| format!("${i}")).collect();
     let values = values.join(", ");
     if allocate_id {
         // An imported id the sequence has not passed yet can collide: take the next one.
@@ -471,7 +481,10 @@ async fn insert_one(
         return Err(StoreError::Conflict);
     }
     let tx = client.transaction().await.map_err(pg_error)?;
-    let sql = format!("INSERT INTO users (id, {USER_FIELDS}) VALUES ($15, {values})");
+    let sql = format!(
+        "INSERT INTO users (id, {USER_FIELDS}) VALUES (${}, {values})",
+        USER_PARAMS + 1
+    );
     let mut params: Vec<&(dyn ToSql + Sync)> = p.as_params().to_vec();
     params.push(&id);
     tx.execute(&sql, &params).await.map_err(|e| {
@@ -627,25 +640,7 @@ impl UserStore for PgStore {
     }
 
     async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
-        let user = User {
-            id: 0,
-            username: new.username,
-            email: new.email,
-            first_name: new.first_name,
-            last_name: new.last_name,
-            password: new.password,
-            is_active: true,
-            is_staff: new.is_staff,
-            date_joined: new.date_joined,
-            last_login: None,
-            deleted_at: None,
-            token_version: 0,
-            groups: Vec::new(),
-        };
-        let mut results = self.insert(vec![user], true).await?;
-        results
-            .pop()
-            .unwrap_or_else(|| Err(StoreError::Io("insert returned nothing".into())))
+        self.create_user_with_mail(new, &|_| Vec::new()).await
     }
 
     async fn insert_user(&self, user: User) -> Result<User, StoreError> {
@@ -696,44 +691,8 @@ impl UserStore for PgStore {
     }
 
     async fn update_user(&self, id: u64, change: UserChange<'_>) -> Result<User, StoreError> {
-        // Optimistic: read with its revision, apply the caller's change here, write only if
-        // nobody wrote in between (the change is a closure: it cannot travel to the store's
-        // runtime, so the transaction is the single conditional UPDATE).
-        for _ in 0..MAX_SWAP_ATTEMPTS {
-            let Some((old, rev)) = self.read_user(id).await? else {
-                return Err(StoreError::NotFound);
-            };
-            let mut new = old.clone();
-            change(&mut new);
-            new.id = id;
-            if new == old {
-                return Ok(new);
-            }
-            let p = UserParams::new(&new)?;
-            let db_id = to_i64(id, "user id")?;
-            let written = self
-                .run("update_user", move |pool| async move {
-                    let client = pool.get().await.map_err(pool_error)?;
-                    let sets: Vec<String> = USER_FIELDS
-                        .split(", ")
-                        .enumerate()
-                        .map(|(i, f)| format!("{f} = ${}", i + 1))
-                        .collect();
-                    let sql = format!(
-                        "UPDATE users SET {}, rev = rev + 1 WHERE id = $15 AND rev = $16",
-                        sets.join(", ")
-                    );
-                    let mut params: Vec<&(dyn ToSql + Sync)> = p.as_params().to_vec();
-                    params.push(&db_id);
-                    params.push(&rev);
-                    client.execute(&sql, &params).await.map_err(taken)
-                })
-                .await?;
-            if written == 1 {
-                return Ok(new);
-            }
-        }
-        Err(StoreError::Conflict)
+        self.update_user_with_mail(id, change, &|_, _| Vec::new())
+            .await
     }
 
     async fn count_users(&self, state: &StateFilter) -> Result<usize, StoreError> {

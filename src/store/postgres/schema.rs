@@ -20,10 +20,11 @@ pub const CHANNEL: &str = "gatehouse";
 /// Serializes concurrent `migrate` runs (any constant no other application uses).
 const MIGRATE_LOCK: i64 = 0x6761_7465_686f_7573; // "gatehous"
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "users, refresh-token families, counters, revocation notifications, throttle, keys",
-    sql: r#"
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "users, refresh-token families, counters, revocation notifications, throttle, keys",
+        sql: r#"
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
 
 -- Ids come from the identity column (imports give theirs, and the sequence is set above
@@ -118,7 +119,29 @@ CREATE TABLE secrets (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "email verification and the mail outbox",
+        sql: r#"
+-- Rows written before mail existed count as verified, as imported users do (Django keeps no
+-- such flag); new registrations write false.
+ALTER TABLE users ADD COLUMN email_verified boolean NOT NULL DEFAULT true;
+
+-- Mails recorded by the same transaction as the change that causes them; a sender claims
+-- them with a lease (FOR UPDATE SKIP LOCKED), so with several replicas one sends each.
+CREATE TABLE outbox (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    -- store::OutboxMail as JSON: who and what, never a rendered body, a link or a token.
+    mail text NOT NULL,
+    attempts integer NOT NULL DEFAULT 0,
+    not_before bigint NOT NULL,
+    lease_until bigint NOT NULL DEFAULT 0
+);
+CREATE INDEX outbox_due ON outbox (not_before, id);
+"#,
+    },
+];
 
 /// The schema version this build writes and reads.
 pub fn latest() -> i32 {

@@ -1,0 +1,149 @@
+//! Mail (SPEC §10): what gatehouse sends (the password-changed and email-changed notices, the
+//! reset and verification links), the caps on how much, and the tokens the links carry.
+//! Mails go into the store's outbox with the change that causes them (`store::MailOutbox`);
+//! `sender` sends them in the background, so the API never waits for a mail server.
+
+pub mod sender;
+pub mod templates;
+pub mod tokens;
+
+use crate::auth::throttle::Limiter;
+use crate::clock::now;
+use crate::config::{Config, EmailConfig, MailBackend};
+use crate::metrics::MAIL_SENT;
+use crate::store::{MailKind, OutboxMail, User};
+use std::sync::Arc;
+use tokens::MailTokens;
+use tokio::sync::Notify;
+
+/// A rendered mail, ready for a backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mail {
+    pub kind: MailKind,
+    pub from: String,
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+}
+
+/// `email.from` is an address lettre can send from (`a@b` or `Name <a@b>`).
+pub fn valid_from(from: &str) -> bool {
+    from.parse::<lettre::message::Mailbox>().is_ok()
+}
+
+/// An SMTP URL without its user and password, for logs and `check-config`.
+pub fn describe_smtp_url(url: &str) -> String {
+    match sender::SmtpTarget::parse(url) {
+        Ok(t) => t.describe(),
+        Err(e) => format!("an unusable URL ({e})"),
+    }
+}
+
+/// The mail policy the API applies: which mails a change causes, and the send caps.
+pub struct Mailer {
+    pub config: EmailConfig,
+    pub tokens: MailTokens,
+    /// Reset and verification mails per address per hour.
+    per_address: Limiter,
+    /// Reset and verification mails per hour in all.
+    overall: Limiter,
+    /// Wakes the sender when a mail was recorded (it also polls).
+    pub wake: Arc<Notify>,
+}
+
+const HOUR: u64 = 3600;
+/// The one key of the overall cap.
+const OVERALL: &str = "all";
+
+impl Mailer {
+    pub fn new(config: &Config) -> Result<Mailer, String> {
+        Ok(Mailer {
+            config: config.email.clone(),
+            tokens: MailTokens::from_config(config)?,
+            per_address: Limiter::new(config.throttle.max_keys, HOUR),
+            overall: Limiter::new(1, HOUR),
+            wake: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Mail is sent at all (`backend` is not `none`): otherwise nothing is recorded.
+    pub fn enabled(&self) -> bool {
+        self.config.backend != MailBackend::None
+    }
+
+    fn mail(kind: MailKind, user: &User, to: &str) -> OutboxMail {
+        OutboxMail {
+            kind,
+            user_id: user.id,
+            to: to.to_string(),
+            new_email: None,
+            created_at: now(),
+        }
+    }
+
+    /// The notices a change of `before` into `after` causes: "Password Changed" when the
+    /// password changed, the email-changed notice to the old address, and a verification
+    /// mail to a new address when verification is on.
+    pub fn notices(&self, before: &User, after: &User) -> Vec<OutboxMail> {
+        let mut mails = Vec::new();
+        if !self.enabled() {
+            return mails;
+        }
+        // Imported users may have no address: nothing to send them.
+        if before.password != after.password && !after.email.is_empty() {
+            mails.push(Mailer::mail(MailKind::PasswordChanged, after, &after.email));
+        }
+        if crate::store::name_key(&before.email) != crate::store::name_key(&after.email) {
+            if !before.email.is_empty() {
+                let mut notice = Mailer::mail(MailKind::EmailChanged, after, &before.email);
+                notice.new_email = Some(after.email.clone());
+                mails.push(notice);
+            }
+            if self.config.verify_on_register
+                && !after.email_verified
+                && self.allow(&after.email, MailKind::VerifyEmail)
+            {
+                mails.push(Mailer::mail(MailKind::VerifyEmail, after, &after.email));
+            }
+        }
+        mails
+    }
+
+    /// The verification mail of a new user, when `verify_on_register`.
+    pub fn on_register(&self, user: &User) -> Vec<OutboxMail> {
+        if self.enabled()
+            && self.config.verify_on_register
+            && self.allow(&user.email, MailKind::VerifyEmail)
+        {
+            vec![Mailer::mail(MailKind::VerifyEmail, user, &user.email)]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// A reset or verification mail to `user`, unless a cap drops it (`None`, counted).
+    pub fn link_mail(&self, kind: MailKind, user: &User) -> Option<OutboxMail> {
+        (self.enabled() && self.allow(&user.email, kind))
+            .then(|| Mailer::mail(kind, user, &user.email))
+    }
+
+    /// Counts a reset or verification mail against the caps; false (and counted as
+    /// `capped`) when one of them is reached.
+    fn allow(&self, to: &str, kind: MailKind) -> bool {
+        let t = now();
+        let key = crate::store::name_key(to);
+        let c = &self.config;
+        if self
+            .per_address
+            .check(&key, c.max_per_address_per_hour, t)
+            .is_err()
+            || self.overall.check(OVERALL, c.max_per_hour, t).is_err()
+        {
+            MAIL_SENT.with_label_values(&[kind.label(), "capped"]).inc();
+            return false;
+        }
+        self.per_address.hit(&key, t);
+        self.overall.hit(OVERALL, t);
+        true
+    }
+}

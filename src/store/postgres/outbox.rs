@@ -1,0 +1,257 @@
+//! The mail outbox on PostgreSQL (SPEC §10): a mail is inserted by the same transaction as
+//! the user write that causes it, and senders on any replica claim due mails with a lease
+//! (`FOR UPDATE SKIP LOCKED`), so each mail is sent by one of them.
+
+use super::{
+    pg_error, pool_error, taken, to_i64, to_u64, PgStore, UserParams, USER_FIELDS, USER_PARAMS,
+};
+use crate::store::{
+    ChangeMails, MailOutbox, NewUser, NewUserMails, OutboxEntry, OutboxMail, StoreError, User,
+    UserChange, MAX_SWAP_ATTEMPTS,
+};
+use async_trait::async_trait;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{GenericClient, Row};
+
+/// Inserts `mails` through `client` (the caller's transaction), each due from its
+/// `created_at`.
+async fn insert_mails(client: &impl GenericClient, mails: &[OutboxMail]) -> Result<(), StoreError> {
+    for mail in mails {
+        let not_before = to_i64(mail.created_at, "created_at")?;
+        let mail = serde_json::to_string(mail)
+            .map_err(|e| StoreError::Io(format!("cannot encode a mail: {e}")))?;
+        client
+            .execute(
+                "INSERT INTO outbox (mail, not_before) VALUES ($1, $2)",
+                &[&mail, &not_before],
+            )
+            .await
+            .map_err(pg_error)?;
+    }
+    Ok(())
+}
+
+fn decode_entry(row: &Row) -> Result<OutboxEntry, StoreError> {
+    let get_err = |e: tokio_postgres::Error| StoreError::Io(format!("corrupt outbox row: {e}"));
+    let mail: String = row.try_get("mail").map_err(get_err)?;
+    let mail: OutboxMail = serde_json::from_str(&mail)
+        .map_err(|e| StoreError::Io(format!("corrupt outbox mail: {e}")))?;
+    let attempts: i32 = row.try_get("attempts").map_err(get_err)?;
+    Ok(OutboxEntry {
+        id: to_u64(row.try_get("id").map_err(get_err)?, "outbox id")?,
+        mail,
+        attempts: u32::try_from(attempts)
+            .map_err(|_| StoreError::Io(format!("corrupt outbox attempts {attempts}")))?,
+        not_before: to_u64(row.try_get("not_before").map_err(get_err)?, "not_before")?,
+        lease_until: to_u64(row.try_get("lease_until").map_err(get_err)?, "lease_until")?,
+    })
+}
+
+#[async_trait]
+impl MailOutbox for PgStore {
+    async fn create_user_with_mail(
+        &self,
+        new: NewUser,
+        mails: NewUserMails<'_>,
+    ) -> Result<User, StoreError> {
+        // The id is taken from the sequence first, so the mails (which name it) are made
+        // here and written by the same transaction as the user. A taken sequence value is
+        // never reused, whether the insert then succeeds or not.
+        for _ in 0..MAX_SWAP_ATTEMPTS {
+            let id: i64 = self
+                .run("next_user_id", |pool| async move {
+                    let client = pool.get().await.map_err(pool_error)?;
+                    let row = client
+                        .query_one("SELECT nextval(pg_get_serial_sequence('users', 'id'))", &[])
+                        .await
+                        .map_err(pg_error)?;
+                    Ok(row.get(0))
+                })
+                .await?;
+            let user = User {
+                id: to_u64(id, "user id")?,
+                username: new.username.clone(),
+                email: new.email.clone(),
+                first_name: new.first_name.clone(),
+                last_name: new.last_name.clone(),
+                password: new.password.clone(),
+                is_active: true,
+                is_staff: new.is_staff,
+                date_joined: new.date_joined,
+                last_login: None,
+                deleted_at: None,
+                token_version: 0,
+                groups: Vec::new(),
+                email_verified: false,
+            };
+            let outgoing = mails(&user);
+            let p = UserParams::new(&user)?;
+            let inserted = self
+                .run("create_user", move |pool| async move {
+                    let mut client = pool.get().await.map_err(pool_error)?;
+                    let tx = client.transaction().await.map_err(pg_error)?;
+                    let values: Vec<String> = (1..=USER_PARAMS).map(|i| format!("${i}")).collect();
+                    let sql = format!(
+                        "INSERT INTO users (id, {USER_FIELDS}) VALUES (${}, {})",
+                        USER_PARAMS + 1,
+                        values.join(", ")
+                    );
+                    let mut params: Vec<&(dyn ToSql + Sync)> = p.as_params().to_vec();
+                    params.push(&id);
+                    match tx.execute(&sql, &params).await {
+                        Ok(_) => {}
+                        // An imported id above the sequence: take the next value.
+                        Err(e) if super::is_pkey_violation(&e) => return Ok(false),
+                        Err(e) => return Err(taken(e)),
+                    }
+                    insert_mails(&*tx, &outgoing).await?;
+                    tx.commit().await.map_err(pg_error)?;
+                    Ok(true)
+                })
+                .await?;
+            if inserted {
+                return Ok(user);
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    async fn update_user_with_mail(
+        &self,
+        id: u64,
+        change: UserChange<'_>,
+        mails: ChangeMails<'_>,
+    ) -> Result<User, StoreError> {
+        // Optimistic: read with its revision, apply the caller's change here, write only if
+        // nobody wrote in between (the change is a closure: it cannot travel to the store's
+        // runtime, so the transaction is the conditional UPDATE and the mails it causes).
+        for _ in 0..MAX_SWAP_ATTEMPTS {
+            let Some((old, rev)) = self.read_user(id).await? else {
+                return Err(StoreError::NotFound);
+            };
+            let mut new = old.clone();
+            change(&mut new);
+            new.id = id;
+            if new == old {
+                return Ok(new);
+            }
+            let outgoing = mails(&old, &new);
+            let p = UserParams::new(&new)?;
+            let db_id = to_i64(id, "user id")?;
+            let written = self
+                .run("update_user", move |pool| async move {
+                    let mut client = pool.get().await.map_err(pool_error)?;
+                    let tx = client.transaction().await.map_err(pg_error)?;
+                    let sets: Vec<String> = USER_FIELDS
+                        .split(", ")
+                        .map(str::trim)
+                        .enumerate()
+                        .map(|(i, f)| format!("{f} = ${}", i + 1))
+                        .collect();
+                    let sql = format!(
+                        "UPDATE users SET {}, rev = rev + 1 WHERE id = ${} AND rev = ${}",
+                        sets.join(", "),
+                        USER_PARAMS + 1,
+                        USER_PARAMS + 2
+                    );
+                    let mut params: Vec<&(dyn ToSql + Sync)> = p.as_params().to_vec();
+                    params.push(&db_id);
+                    params.push(&rev);
+                    let written = tx.execute(&sql, &params).await.map_err(taken)?;
+                    if written == 1 {
+                        insert_mails(&*tx, &outgoing).await?;
+                    }
+                    tx.commit().await.map_err(pg_error)?;
+                    Ok(written)
+                })
+                .await?;
+            if written == 1 {
+                return Ok(new);
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    async fn enqueue_mail(&self, mail: OutboxMail) -> Result<(), StoreError> {
+        self.run("enqueue_mail", move |pool| async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            insert_mails(&**client, &[mail]).await
+        })
+        .await
+    }
+
+    async fn claim_mails(
+        &self,
+        now: u64,
+        lease_seconds: u64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let now = to_i64(now, "now")?;
+        let until = now.saturating_add(to_i64(lease_seconds, "lease")?);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run("claim_mails", move |pool| async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            let rows = client
+                .query(
+                    "UPDATE outbox SET lease_until = $2 WHERE id IN ( \
+                         SELECT id FROM outbox WHERE not_before <= $1 AND lease_until <= $1 \
+                         ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                     RETURNING id, mail, attempts, not_before, lease_until",
+                    &[&now, &until, &limit],
+                )
+                .await
+                .map_err(pg_error)?;
+            let mut entries = rows
+                .iter()
+                .map(decode_entry)
+                .collect::<Result<Vec<_>, _>>()?;
+            entries.sort_by_key(|e| e.id);
+            Ok(entries)
+        })
+        .await
+    }
+
+    async fn ack_mail(&self, id: u64) -> Result<(), StoreError> {
+        let id = to_i64(id, "outbox id")?;
+        self.run("ack_mail", move |pool| async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            client
+                .execute("DELETE FROM outbox WHERE id = $1", &[&id])
+                .await
+                .map_err(pg_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn retry_mail(&self, id: u64, attempts: u32, not_before: u64) -> Result<(), StoreError> {
+        let id = to_i64(id, "outbox id")?;
+        let attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
+        let not_before = to_i64(not_before, "not_before")?;
+        self.run("retry_mail", move |pool| async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            client
+                .execute(
+                    "UPDATE outbox SET attempts = $2, not_before = $3, lease_until = 0 WHERE id = $1",
+                    &[&id, &attempts, &not_before],
+                )
+                .await
+                .map_err(pg_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn outbox_depth(&self) -> Result<usize, StoreError> {
+        self.run("outbox_depth", |pool| async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            let row = client
+                .query_one("SELECT count(*) FROM outbox", &[])
+                .await
+                .map_err(pg_error)?;
+            let n = to_u64(row.get(0), "outbox depth")?;
+            usize::try_from(n).map_err(|_| StoreError::Io(format!("outbox depth {n} overflows")))
+        })
+        .await
+    }
+}

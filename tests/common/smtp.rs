@@ -1,0 +1,126 @@
+//! A real SMTP server on loopback for the mail tests: `tests/support/smtp_sink.py` (aiosmtpd,
+//! from the test virtualenv of `tests/support/make_venv.sh`) on a free port, writing each
+//! message it accepts to a directory as JSON. Stopping it and starting it again on the same
+//! port is a mail server that was down for a while.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct SmtpSink {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl SmtpSink {
+    /// Starts the sink on a free port; panics with how to get aiosmtpd if it cannot run.
+    pub fn start() -> SmtpSink {
+        let mut sink = SmtpSink {
+            port: super::free_port(),
+            dir: tempfile::tempdir().expect("tempdir"),
+            child: None,
+        };
+        sink.resume();
+        sink
+    }
+
+    /// `smtp://127.0.0.1:<port>?tls=none`, for `GATEHOUSE_EMAIL_SMTP_URL`.
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}?tls=none", self.port)
+    }
+
+    fn mail_dir(&self) -> PathBuf {
+        self.dir.path().join("mail")
+    }
+
+    /// The server goes away (the port refuses connections).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The server comes (back) on its port, keeping the messages it has.
+    pub fn resume(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_sink.py");
+        let mut child = Command::new(super::django::python())
+            .arg(&script)
+            .arg(self.port.to_string())
+            .arg(self.mail_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "the SMTP sink did not start (it needs aiosmtpd in the test virtualenv: \
+             tests/support/django-requirements.txt, installed by `bash tests/support/make_venv.sh`)"
+        );
+        self.child = Some(child);
+    }
+
+    /// Every message received so far, oldest first.
+    pub fn messages(&self) -> Vec<Value> {
+        let Ok(entries) = std::fs::read_dir(self.mail_dir()) else {
+            return Vec::new();
+        };
+        let mut names: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|p| {
+                let text = std::fs::read_to_string(p).expect("read a message");
+                serde_json::from_str(&text).expect("a message is JSON")
+            })
+            .collect()
+    }
+
+    /// The messages to `to`.
+    pub fn to(&self, to: &str) -> Vec<Value> {
+        self.messages()
+            .into_iter()
+            .filter(|m| {
+                m["to"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|t| t == to))
+            })
+            .collect()
+    }
+
+    /// Waits (up to `within`) until `to` has received `n` messages; returns them.
+    #[track_caller]
+    pub fn wait_for(&self, to: &str, n: usize, within: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let got = self.to(to);
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{to} received {} of {n} mails within {within:?}: {got:?}\nall: {:?}",
+                got.len(),
+                self.messages()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
