@@ -66,6 +66,7 @@ impl App {
                 None => keys.with_assertion_key(&config.server.data_dir)?,
             };
         }
+        let mail_material = keys.material.clone();
         let tokens = Arc::new(
             Tokens::with_keys(
                 keys,
@@ -91,7 +92,7 @@ impl App {
         let asserter = tokens
             .assertion_key()
             .map(|key| Asserter::new(key.clone(), &config.proxy.assertion_issuer));
-        let mailer = Arc::new(crate::mail::Mailer::new(&config)?);
+        let mailer = Arc::new(crate::mail::Mailer::new(&config, &mail_material)?);
         Ok(App {
             mailer,
             throttle,

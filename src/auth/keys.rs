@@ -76,6 +76,9 @@ pub struct Keys {
     pub jwks_document: Option<bytes::Bytes>,
     /// Set for asymmetric keys, or by `with_assertion_key`.
     pub assertion: Option<AssertionKey>,
+    /// The secret material the keys were made from (the HS256 secret, or the private key in
+    /// PEM): other keys are derived from it (mail link tokens), it never signs by itself.
+    pub material: Vec<u8>,
 }
 
 fn jwks_document(jwks: &JwkSet) -> Result<bytes::Bytes, String> {
@@ -160,6 +163,7 @@ impl Keys {
             jwks: None,
             jwks_document: None,
             assertion: None,
+            material: secret.to_vec(),
         }
     }
 
@@ -273,6 +277,7 @@ impl Keys {
             jwks: Some(jwks),
             jwks_document: Some(document),
             assertion: Some(assertion),
+            material: pem,
         })
     }
 

@@ -56,10 +56,12 @@ const HOUR: u64 = 3600;
 const OVERALL: &str = "all";
 
 impl Mailer {
-    pub fn new(config: &Config) -> Result<Mailer, String> {
+    /// `material`: the secret the JWT keys were made from (`Keys::material`), shared by
+    /// every replica, so a link made by one is good on all.
+    pub fn new(config: &Config, material: &[u8]) -> Result<Mailer, String> {
         Ok(Mailer {
             config: config.email.clone(),
-            tokens: MailTokens::from_config(config)?,
+            tokens: MailTokens::new(material, config.email.token_lifetime_seconds),
             per_address: Limiter::new(config.throttle.max_keys, HOUR),
             overall: Limiter::new(1, HOUR),
             wake: Arc::new(Notify::new()),

@@ -4,7 +4,6 @@
 //! secret material checks it, and using it (a new password, a verified address) or a later
 //! login changes what it was made over.
 
-use crate::config::Config;
 use crate::store::User;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -79,27 +78,6 @@ pub struct MailTokens {
 }
 
 impl MailTokens {
-    /// The key from the material the JWT keys come from: the HS256 secret (environment, file
-    /// or the generated one), or the asymmetric private key file.
-    pub fn from_config(config: &Config) -> Result<MailTokens, String> {
-        let jwt = &config.jwt;
-        let material = if jwt.algorithm.is_symmetric() {
-            let env_secret = std::env::var(crate::config::env::JWT_SECRET_VAR).ok();
-            crate::auth::secret::load(
-                env_secret.as_deref(),
-                &jwt.secret_file,
-                &config.server.data_dir,
-            )?
-        } else {
-            std::fs::read(&jwt.private_key_file)
-                .map_err(|e| format!("jwt.private_key_file {:?}: {e}", jwt.private_key_file))?
-        };
-        Ok(MailTokens::new(
-            &material,
-            config.email.token_lifetime_seconds,
-        ))
-    }
-
     pub fn new(material: &[u8], lifetime: u64) -> MailTokens {
         let mut mac = <HmacSha256 as Mac>::new_from_slice(b"gatehouse mail token key v1")
             .unwrap_or_else(|_| unreachable!("HMAC accepts keys of every length"));
