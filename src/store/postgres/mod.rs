@@ -252,6 +252,11 @@ impl UserParams {
 const USER_FIELDS: &str = "username, username_key, email, email_key, first_name, last_name, \
      password, is_active, is_staff, date_joined, last_login, deleted_at, token_version, groups";
 
+/// `USER_FIELDS`' parameters typed (an INSERT ... SELECT does not infer them).
+const CAST_VALUES: &str = "$1::text, $2::text, $3::text, $4::text, $5::text, $6::text, \
+     $7::text, $8::boolean, $9::boolean, $10::bigint, $11::bigint, $12::bigint, $13::bigint, \
+     $14::text[]";
+
 /// The WHERE conditions of a list filter, with its parameters numbered from `first`.
 fn filter_sql(filter: &ListFilter, first: usize) -> (String, Vec<String>) {
     let mut conds = Vec::new();
@@ -453,17 +458,22 @@ async fn insert_one(
     p: &UserParams,
     allocate_id: bool,
 ) -> Result<(), StoreError> {
-    let values: Vec<String> = (1..=14).map(|i| format!("${i}")).collect();
-    let values = values.join(", ");
+    // A name already taken draws no id (as with sled), and is reported before a taken id
+    // (sled's order): the row, and so nextval, exists only when neither key is held. A
+    // racing writer is still stopped by the unique indexes.
+    let guard = "WHERE NOT EXISTS (SELECT 1 FROM users WHERE username_key = $2) \
+                 AND NOT EXISTS (SELECT 1 FROM users WHERE email_key = $4)";
     if allocate_id {
         // An imported id the sequence has not passed yet can collide: take the next one.
+        let sql =
+            format!("INSERT INTO users ({USER_FIELDS}) SELECT {CAST_VALUES} {guard} RETURNING id");
         for _ in 0..MAX_SWAP_ATTEMPTS {
-            let sql = format!("INSERT INTO users ({USER_FIELDS}) VALUES ({values}) RETURNING id");
-            match client.query_one(&sql, &p.as_params()).await {
-                Ok(row) => {
+            match client.query_opt(&sql, &p.as_params()).await {
+                Ok(Some(row)) => {
                     user.id = to_u64(row.get(0), "user id")?;
                     return Ok(());
                 }
+                Ok(None) => return Err(which_taken(client, &p.username_key).await?),
                 Err(e) if is_pkey_violation(&e) => continue,
                 Err(e) => return Err(taken(e)),
             }
@@ -471,16 +481,21 @@ async fn insert_one(
         return Err(StoreError::Conflict);
     }
     let tx = client.transaction().await.map_err(pg_error)?;
-    let sql = format!("INSERT INTO users (id, {USER_FIELDS}) VALUES ($15, {values})");
+    let sql =
+        format!("INSERT INTO users (id, {USER_FIELDS}) SELECT $15::bigint, {CAST_VALUES} {guard}");
     let mut params: Vec<&(dyn ToSql + Sync)> = p.as_params().to_vec();
     params.push(&id);
-    tx.execute(&sql, &params).await.map_err(|e| {
+    let inserted = tx.execute(&sql, &params).await.map_err(|e| {
         if is_pkey_violation(&e) {
             StoreError::Io(format!("user id {id} exists"))
         } else {
             taken(e)
         }
     })?;
+    if inserted == 0 {
+        drop(tx);
+        return Err(which_taken(client, &p.username_key).await?);
+    }
     // Later ids continue above the highest (setval is not rolled back; that only skips ids).
     tx.execute(
         "SELECT setval(pg_get_serial_sequence('users', 'id'), $1) \
@@ -491,6 +506,25 @@ async fn insert_one(
     .map_err(pg_error)?;
     tx.commit().await.map_err(pg_error)?;
     Ok(())
+}
+
+/// Which key a refused insert ran into: the username is checked first, as sled does.
+async fn which_taken(
+    client: &deadpool_postgres::Client,
+    username_key: &str,
+) -> Result<StoreError, StoreError> {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM users WHERE username_key = $1)",
+            &[&username_key],
+        )
+        .await
+        .map_err(pg_error)?;
+    Ok(if row.get(0) {
+        StoreError::UsernameTaken
+    } else {
+        StoreError::EmailTaken
+    })
 }
 
 fn decode_family(row: &Row) -> Result<Family, StoreError> {
