@@ -549,3 +549,42 @@ fn rolling_upgrade_of_both_replicas_fails_no_request_and_never_stalls() {
         "no stall waiting for a store hand-over: slowest {slowest:?}"
     );
 }
+
+#[test]
+fn the_kubernetes_example_runs_three_ready_replicas_with_the_url_from_a_secret() {
+    let read = |rel: &str| -> serde_yaml::Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+        serde_yaml::from_str(&std::fs::read_to_string(&path).expect("read"))
+            .unwrap_or_else(|e| panic!("{rel}: {e}"))
+    };
+    let d = read("deploy/k8s-postgres/deployment.yaml");
+    assert_eq!(d["kind"], "Deployment");
+    assert_eq!(d["spec"]["replicas"], 3);
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        c["readinessProbe"]["httpGet"]["path"], "/readyz",
+        "readiness includes the store"
+    );
+    let env = c["env"].as_sequence().expect("env");
+    let var = |name: &str| env.iter().find(|e| e["name"] == name).cloned();
+    assert_eq!(
+        var("GATEHOUSE_STORE_BACKEND").expect("backend")["value"],
+        "postgres"
+    );
+    let url = var("GATEHOUSE_STORE_URL").expect("url");
+    assert_eq!(url["valueFrom"]["secretKeyRef"]["name"], "gatehouse-store");
+    assert!(url.get("value").is_none(), "the URL never in the manifest");
+    let pdb = read("deploy/k8s-postgres/pdb.yaml");
+    assert_eq!(pdb["kind"], "PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["minAvailable"], 2);
+    let k = read("deploy/k8s-postgres/kustomization.yaml");
+    let resources: Vec<&str> = k["resources"]
+        .as_sequence()
+        .expect("resources")
+        .iter()
+        .filter_map(|r| r.as_str())
+        .collect();
+    for f in ["secret.yaml", "deployment.yaml", "pdb.yaml"] {
+        assert!(resources.contains(&f), "{f} in the kustomization");
+    }
+}

@@ -14,12 +14,16 @@ pub const SUPERUSER_PASSWORD_VAR: &str = "GATEHOUSE_SUPERUSER_PASSWORD";
 /// file, never logged; `store::describe` redacts it).
 pub const STORE_URL_VAR: &str = "GATEHOUSE_STORE_URL";
 
+/// A PEM file of extra CA certificates for the database's TLS (a private CA).
+pub const STORE_CA_FILE_VAR: &str = "GATEHOUSE_STORE_CA_FILE";
+
 /// Environment variables that look like overrides but are not config keys.
 const NON_KEY_VARS: &[&str] = &[
     CONFIG_VAR,
     JWT_SECRET_VAR,
     SUPERUSER_PASSWORD_VAR,
     STORE_URL_VAR,
+    STORE_CA_FILE_VAR,
 ];
 
 pub(super) fn lookup<'a>(env: &'a [(String, String)], key: &str) -> Option<&'a str> {

@@ -80,8 +80,7 @@ fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
-/// A PEM file of extra CA certificates for the database's TLS (a private CA).
-pub const CA_FILE_VAR: &str = "GATEHOUSE_STORE_CA_FILE";
+use crate::config::env::STORE_CA_FILE_VAR as CA_FILE_VAR;
 
 fn rustls_pemfile_certs(
     reader: &mut dyn std::io::BufRead,
