@@ -588,3 +588,55 @@ fn the_kubernetes_example_runs_three_ready_replicas_with_the_url_from_a_secret()
         assert!(resources.contains(&f), "{f} in the kustomization");
     }
 }
+
+/// Django's `pbkdf2_sha256$...` (few rounds: the importer keeps whatever count it is given).
+fn django_pbkdf2(password: &str, salt: &str) -> String {
+    use base64::Engine;
+    let mut key = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), salt.as_bytes(), 1000, &mut key);
+    format!(
+        "pbkdf2_sha256$1000${salt}${}",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    )
+}
+
+#[test]
+fn import_and_createsuperuser_run_against_postgres_while_replicas_serve() {
+    let up = Upstream::start();
+    let (a, b) = replicas(&up, false);
+    let entry = |pk: u64, name: &str| {
+        serde_json::json!({"model": "accounts.user", "pk": pk, "fields": {
+            "password": django_pbkdf2(PASSWORD, &format!("salt{pk}")),
+            "last_login": null, "is_superuser": false, "username": name,
+            "first_name": "", "last_name": "", "email": format!("{name}@example.com"),
+            "is_staff": false, "is_active": true, "date_joined": "2024-01-31T12:00:00Z",
+            "is_deleted": false, "groups": [], "user_permissions": []
+        }})
+    };
+    let dump = serde_json::json!([entry(50, "imported1"), entry(51, "imported2")]);
+    let path = a.dir().join("dump.json");
+    std::fs::write(&path, dump.to_string()).expect("write dump");
+    a.cli(&["import", path.to_str().expect("utf-8")], &[])
+        .assert_ok("import while serving");
+    let (access, _) = b.login("imported2", PASSWORD);
+    assert_eq!(id_of(&b.get(PROFILE, Some(&access)).json), 51);
+    assert!(
+        id_of(&b.register("later")) > 51,
+        "ids continue above the import"
+    );
+    b.cli(
+        &[
+            "createsuperuser",
+            "--noinput",
+            "--username",
+            "boss",
+            "--email",
+            "boss@example.com",
+        ],
+        &[("GATEHOUSE_SUPERUSER_PASSWORD", PASSWORD)],
+    )
+    .assert_ok("createsuperuser while serving");
+    let (staff, _) = a.login("boss", PASSWORD);
+    a.get(common::paths::ADMIN_USERS, Some(&staff))
+        .expect_status(200);
+}
