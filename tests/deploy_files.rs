@@ -16,6 +16,8 @@ const NON_KEY_VARS: &[&str] = &[
     "GATEHOUSE_CONFIG",
     "GATEHOUSE_JWT_SECRET",
     "GATEHOUSE_SUPERUSER_PASSWORD",
+    "GATEHOUSE_STORE_URL",
+    "GATEHOUSE_STORE_CA_FILE",
 ];
 
 /// The standard process metrics of the Prometheus client library (README, "Metrics").

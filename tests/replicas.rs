@@ -73,6 +73,9 @@ fn report(kind: &str, mut times: Vec<Duration>) {
 #[test]
 fn serve_refuses_an_unmigrated_schema_and_migrate_is_idempotent() {
     let (url, db) = postgres::empty_database();
+    // The test cluster trusts loopback, so any password is accepted: this one must never be
+    // printed by any command.
+    let url = url.replace("postgres@", "postgres:Never-Log-This-7@");
     let g = Gatehouse::new().postgres(&url).build();
     let serve = g.cli(&["serve"], &[]);
     assert!(!serve.succeeded(), "serve on an empty database must refuse");
@@ -82,8 +85,9 @@ fn serve_refuses_an_unmigrated_schema_and_migrate_is_idempotent() {
         serve.stderr
     );
     assert!(
-        !serve.stderr.contains(&url) || !url.contains(':'),
-        "the URL is not printed"
+        !serve.stderr.contains("Never-Log-This-7"),
+        "the password is not printed: {}",
+        serve.stderr
     );
     let first = g.cli(&["migrate"], &[]);
     first.assert_ok("migrate");
@@ -116,6 +120,22 @@ fn serve_refuses_an_unmigrated_schema_and_migrate_is_idempotent() {
         !serve.succeeded() && serve.stderr.contains("newer"),
         "{}",
         serve.stderr
+    );
+    // A served database: the log names the store without the password.
+    postgres::cluster()
+        .psql(&db, "DELETE FROM gatehouse_schema WHERE version = 99")
+        .expect("delete");
+    let mut g = g;
+    g.restart();
+    let log = g.wait_for_log("listening on");
+    assert!(
+        log.contains("store postgres postgres://postgres:***@"),
+        "{log}"
+    );
+    assert!(!log.contains("Never-Log-This-7"), "{log}");
+    let check = g.cli(&["check-config"], &[]);
+    assert!(
+        !check.stdout.contains("Never-Log-This-7") && !check.stderr.contains("Never-Log-This-7")
     );
 }
 
@@ -377,4 +397,269 @@ fn store_copy_moves_everything_from_sled_keeping_ids_and_tokens() {
     assert_eq!(id_of(&pg.get(PROFILE, Some(&access1)).json), id1);
     let fourth = id_of(&pg.register("fourth"));
     assert_eq!(fourth, 4, "ids continue above the copied ones");
+}
+
+#[test]
+fn kill_9_of_one_replica_under_load_loses_no_acknowledged_write() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+    let up = Upstream::start();
+    let (mut a, b) = replicas(&up, true);
+    let stop = AtomicBool::new(false);
+    let acked: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let b_failures: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let (a_http, b_http) = (a.fresh(), b.fresh());
+    let (_, r0) = {
+        b.register("rotor");
+        b.login("rotor", PASSWORD)
+    };
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (stop, acked, b_failures) = (&stop, &acked, &b_failures);
+            let http = if t % 2 == 0 {
+                a_http.clone()
+            } else {
+                b_http.clone()
+            };
+            let on_b = t % 2 == 1;
+            s.spawn(move || {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let name = format!("k{t}_{i}");
+                    i += 1;
+                    let body = serde_json::json!({
+                        "username": name, "email": format!("{name}@example.com"), "password": PASSWORD
+                    });
+                    match http.try_send(http.request("POST", common::paths::REGISTER).json(&body)) {
+                        Ok(r) if r.status == 201 => acked.lock().expect("lock").push(name),
+                        Ok(r) if on_b => b_failures.lock().expect("lock").push(format!("{} {}", r.status, r.text)),
+                        Err(e) if on_b => b_failures.lock().expect("lock").push(e),
+                        _ => {}
+                    }
+                }
+            });
+        }
+        // Refreshes of one family through B meanwhile.
+        let (stop, b_failures, b_ref) = (&stop, &b_failures, &b);
+        s.spawn(move || {
+            let mut token = r0;
+            while !stop.load(Ordering::Relaxed) {
+                let r = b_ref.refresh(&token);
+                if r.status == 200 {
+                    token = r.field("refresh");
+                } else {
+                    b_failures
+                        .lock()
+                        .expect("lock")
+                        .push(format!("refresh {} {}", r.status, r.text));
+                }
+            }
+        });
+        std::thread::sleep(Duration::from_millis(700));
+        a.kill();
+        std::thread::sleep(Duration::from_millis(700));
+        stop.store(true, Ordering::Relaxed);
+    });
+    let failures = b_failures.into_inner().expect("lock");
+    assert!(failures.is_empty(), "B failed while A died: {failures:?}");
+    let acked = acked.into_inner().expect("lock");
+    assert!(
+        acked.len() > 10,
+        "the load ran ({} registrations)",
+        acked.len()
+    );
+    for name in &acked {
+        b.login(name, PASSWORD);
+    }
+    // Restarted, A sees the same users (no duplicate: the registration race is the index's).
+    a.restart();
+    for name in acked.iter().take(20) {
+        a.login(name, PASSWORD);
+        assert_eq!(
+            a.register_as(name, "other@example.com", PASSWORD).status,
+            400
+        );
+    }
+}
+
+/// Kills the upgraded process however the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Pingora's graceful upgrade of `g`: a new process with `serve --upgrade`, then SIGQUIT to
+/// the old one once the new one waits on the upgrade socket.
+fn upgrade(g: &mut Gatehouse) -> KillOnDrop {
+    let old_pid = g.pid().expect("old pid");
+    let log = std::fs::File::create(g.dir().join("new.log")).expect("new log");
+    let mut cmd = g.command();
+    cmd.args(["serve", "--upgrade"])
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().expect("fd"))
+        .stderr(log);
+    let mut new = KillOnDrop(cmd.spawn().expect("spawn the new process"));
+    let sock = std::path::PathBuf::from(&g.config.server.upgrade_sock);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(
+            new.0.try_wait().ok().flatten().is_none(),
+            "the new process exited"
+        );
+        assert!(Instant::now() < deadline, "no upgrade socket after 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::process::Command::new("kill")
+        .args(["-QUIT", &old_pid.to_string()])
+        .status()
+        .expect("kill");
+    assert_eq!(g.terminate(), Some(0), "the old process drains and exits");
+    new
+}
+
+#[test]
+fn rolling_upgrade_of_both_replicas_fails_no_request_and_never_stalls() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+    let up = Upstream::start();
+    let (mut a, mut b) = replicas(&up, false);
+    let token = a.user_token("roller");
+    let stop = AtomicBool::new(false);
+    let outcomes: Mutex<Vec<(Result<u16, String>, Duration)>> = Mutex::new(Vec::new());
+    let (a_http, b_http) = (a.fresh(), b.fresh());
+    let _new = std::thread::scope(|s| {
+        for http in [a_http, b_http] {
+            let (stop, outcomes, token) = (&stop, &outcomes, &token);
+            s.spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let started = Instant::now();
+                    let outcome = http
+                        .try_send(http.request("GET", &format!("/app/{n}")).bearer_auth(token))
+                        .map(|r| r.status);
+                    outcomes
+                        .lock()
+                        .expect("lock")
+                        .push((outcome, started.elapsed()));
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let new_a = upgrade(&mut a);
+        std::thread::sleep(Duration::from_millis(300));
+        let new_b = upgrade(&mut b);
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::Relaxed);
+        (new_a, new_b)
+    });
+    let outcomes = outcomes.into_inner().expect("lock");
+    let failed: Vec<_> = outcomes.iter().filter(|(o, _)| *o != Ok(200)).collect();
+    let slowest = outcomes.iter().map(|(_, d)| *d).max().unwrap_or_default();
+    println!(
+        "rolling upgrade: {} requests, slowest {slowest:?}",
+        outcomes.len()
+    );
+    assert!(failed.is_empty(), "{} failed: {failed:?}", failed.len());
+    assert!(outcomes.len() > 50, "the load ran");
+    assert!(
+        slowest < Duration::from_secs(1),
+        "no stall waiting for a store hand-over: slowest {slowest:?}"
+    );
+}
+
+#[test]
+fn the_kubernetes_example_runs_three_ready_replicas_with_the_url_from_a_secret() {
+    let read = |rel: &str| -> serde_yaml::Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+        serde_yaml::from_str(&std::fs::read_to_string(&path).expect("read"))
+            .unwrap_or_else(|e| panic!("{rel}: {e}"))
+    };
+    let d = read("deploy/k8s-postgres/deployment.yaml");
+    assert_eq!(d["kind"], "Deployment");
+    assert_eq!(d["spec"]["replicas"], 3);
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        c["readinessProbe"]["httpGet"]["path"], "/readyz",
+        "readiness includes the store"
+    );
+    let env = c["env"].as_sequence().expect("env");
+    let var = |name: &str| env.iter().find(|e| e["name"] == name).cloned();
+    assert_eq!(
+        var("GATEHOUSE_STORE_BACKEND").expect("backend")["value"],
+        "postgres"
+    );
+    let url = var("GATEHOUSE_STORE_URL").expect("url");
+    assert_eq!(url["valueFrom"]["secretKeyRef"]["name"], "gatehouse-store");
+    assert!(url.get("value").is_none(), "the URL never in the manifest");
+    let pdb = read("deploy/k8s-postgres/pdb.yaml");
+    assert_eq!(pdb["kind"], "PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["minAvailable"], 2);
+    let k = read("deploy/k8s-postgres/kustomization.yaml");
+    let resources: Vec<&str> = k["resources"]
+        .as_sequence()
+        .expect("resources")
+        .iter()
+        .filter_map(|r| r.as_str())
+        .collect();
+    for f in ["secret.yaml", "deployment.yaml", "pdb.yaml"] {
+        assert!(resources.contains(&f), "{f} in the kustomization");
+    }
+}
+
+/// Django's `pbkdf2_sha256$...` (few rounds: the importer keeps whatever count it is given).
+fn django_pbkdf2(password: &str, salt: &str) -> String {
+    use base64::Engine;
+    let mut key = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), salt.as_bytes(), 1000, &mut key);
+    format!(
+        "pbkdf2_sha256$1000${salt}${}",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    )
+}
+
+#[test]
+fn import_and_createsuperuser_run_against_postgres_while_replicas_serve() {
+    let up = Upstream::start();
+    let (a, b) = replicas(&up, false);
+    let entry = |pk: u64, name: &str| {
+        serde_json::json!({"model": "accounts.user", "pk": pk, "fields": {
+            "password": django_pbkdf2(PASSWORD, &format!("salt{pk}")),
+            "last_login": null, "is_superuser": false, "username": name,
+            "first_name": "", "last_name": "", "email": format!("{name}@example.com"),
+            "is_staff": false, "is_active": true, "date_joined": "2024-01-31T12:00:00Z",
+            "is_deleted": false, "groups": [], "user_permissions": []
+        }})
+    };
+    let dump = serde_json::json!([entry(50, "imported1"), entry(51, "imported2")]);
+    let path = a.dir().join("dump.json");
+    std::fs::write(&path, dump.to_string()).expect("write dump");
+    a.cli(&["import", path.to_str().expect("utf-8")], &[])
+        .assert_ok("import while serving");
+    let (access, _) = b.login("imported2", PASSWORD);
+    assert_eq!(id_of(&b.get(PROFILE, Some(&access)).json), 51);
+    assert!(
+        id_of(&b.register("later")) > 51,
+        "ids continue above the import"
+    );
+    b.cli(
+        &[
+            "createsuperuser",
+            "--noinput",
+            "--username",
+            "boss",
+            "--email",
+            "boss@example.com",
+        ],
+        &[("GATEHOUSE_SUPERUSER_PASSWORD", PASSWORD)],
+    )
+    .assert_ok("createsuperuser while serving");
+    let (staff, _) = a.login("boss", PASSWORD);
+    a.get(common::paths::ADMIN_USERS, Some(&staff))
+        .expect_status(200);
 }

@@ -636,3 +636,182 @@ async fn mails_not_yet_due_are_not_claimed() {
         );
     }
 }
+
+/// One operation of the differential property test, on small pools of names so collisions,
+/// case variants and Unicode case folding come up often.
+#[derive(Debug, Clone)]
+enum Op {
+    Create(usize, usize),
+    Import(u64, usize, usize),
+    Rename(u64, usize),
+    ChangeEmail(u64, usize),
+    SetActive(u64, bool),
+    Bump(u64),
+    Find(usize),
+    Owner(usize),
+    Count(u8),
+    List(u8, Option<usize>, usize, usize),
+    After(u8, Option<usize>, u64, usize),
+    Swap(usize, bool),
+}
+
+const NAMES: &[&str] = &[
+    "ann",
+    "Ann",
+    "ÄRGER",
+    "ärger",
+    "straße",
+    "STRASSE",
+    "Σίσυφος",
+    "σίσυφοσ",
+    "bob_1",
+    "bob%1",
+];
+const EMAILS: &[&str] = &[
+    "a@x.org", "A@X.org", "ä@x.org", "Ä@X.ORG", "b@x.org", "ǅ@x.org", "ǆ@x.org",
+];
+const SEARCHES: &[&str] = &["an", "ÄR", "_", "%", "x.org", "σ", "1"];
+
+fn state(n: u8) -> StateFilter {
+    match n % 3 {
+        0 => StateFilter::All,
+        1 => StateFilter::Active,
+        _ => StateFilter::Inactive,
+    }
+}
+
+fn filter(s: u8, search: Option<usize>) -> ListFilter {
+    ListFilter {
+        state: state(s),
+        search: search.map(|i| SEARCHES[i % SEARCHES.len()].to_string()),
+    }
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    let n = 0..NAMES.len();
+    let e = 0..EMAILS.len();
+    prop_oneof![
+        (n.clone(), e.clone()).prop_map(|(n, e)| Op::Create(n, e)),
+        (5u64..40, n.clone(), e.clone()).prop_map(|(id, n, e)| Op::Import(id, n, e)),
+        (1u64..12, n.clone()).prop_map(|(id, n)| Op::Rename(id, n)),
+        (1u64..12, e.clone()).prop_map(|(id, e)| Op::ChangeEmail(id, e)),
+        (1u64..12, any::<bool>()).prop_map(|(id, a)| Op::SetActive(id, a)),
+        (1u64..12).prop_map(Op::Bump),
+        n.clone().prop_map(Op::Find),
+        e.clone().prop_map(Op::Owner),
+        any::<u8>().prop_map(Op::Count),
+        (
+            any::<u8>(),
+            proptest::option::of(0usize..7),
+            0usize..6,
+            0usize..5
+        )
+            .prop_map(|(s, q, o, l)| Op::List(s, q, o, l)),
+        (
+            any::<u8>(),
+            proptest::option::of(0usize..7),
+            0u64..12,
+            0usize..5
+        )
+            .prop_map(|(s, q, a, l)| Op::After(s, q, a, l)),
+        (0usize..3, any::<bool>()).prop_map(|(f, r)| Op::Swap(f, r)),
+    ]
+}
+
+/// What an operation answered, in a form both backends must agree on.
+async fn apply(store: &dyn UserStore, op: &Op) -> String {
+    match op {
+        Op::Create(n, e) => {
+            let mut u = new_user(NAMES[*n]);
+            u.email = EMAILS[*e].into();
+            format!("{:?}", store.create_user(u).await)
+        }
+        Op::Import(id, n, e) => {
+            let mut u = User {
+                id: *id,
+                username: format!("imp{}", NAMES[*n]),
+                email: format!("imp{}", EMAILS[*e]),
+                first_name: String::new(),
+                last_name: String::new(),
+                password: "x".into(),
+                is_active: id % 2 == 0,
+                is_staff: false,
+                date_joined: 7,
+                last_login: None,
+                deleted_at: None,
+                token_version: 0,
+                groups: vec!["g".into()],
+                email_verified: id % 3 == 0,
+            };
+            u.last_login = Some(9);
+            format!("{:?}", store.insert_user(u).await)
+        }
+        Op::Rename(id, n) => format!(
+            "{:?}",
+            store
+                .update_user(*id, &|u| u.username = NAMES[*n].into())
+                .await
+        ),
+        Op::ChangeEmail(id, e) => format!(
+            "{:?}",
+            store
+                .update_user(*id, &|u| u.email = EMAILS[*e].into())
+                .await
+        ),
+        Op::SetActive(id, a) => {
+            format!("{:?}", store.update_user(*id, &|u| u.is_active = *a).await)
+        }
+        Op::Bump(id) => format!(
+            "{:?}",
+            store.update_user(*id, &|u| u.token_version += 1).await
+        ),
+        Op::Find(n) => format!("{:?}", store.find_by_username(NAMES[*n]).await),
+        Op::Owner(e) => format!("{:?}", store.email_owner(EMAILS[*e]).await),
+        Op::Count(s) => format!("{:?}", store.count_users(&state(*s)).await),
+        Op::List(s, q, o, l) => format!("{:?}", store.list_users(&filter(*s, *q), *o, *l).await),
+        Op::After(s, q, a, l) => {
+            format!("{:?}", store.users_after(&filter(*s, *q), *a, *l).await)
+        }
+        Op::Swap(f, revoke) => {
+            let name = format!("fam{f}");
+            let old = store.get_family(&name).await.expect("get family");
+            let mut new = old.clone().unwrap_or(Family {
+                user_id: 1,
+                current: "c0".into(),
+                parent: None,
+                rotated_at: 1,
+                revoked: false,
+                expires_at: 99,
+            });
+            new.current = format!("{}x", new.current);
+            new.parent = Some(name.clone());
+            new.revoked = *revoke;
+            let swapped = store.swap_family(&name, old.as_ref(), &new).await;
+            let stale = store.swap_family(&name, old.as_ref(), &new).await;
+            format!("{swapped:?} {stale:?} {:?}", store.get_family(&name).await)
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 24,
+        failure_persistence: None,
+        ..Default::default()
+    })]
+
+    /// The same random operations on sled and on PostgreSQL answer the same, step by step.
+    #[test]
+    fn sled_and_postgres_answer_every_operation_alike(ops in proptest::collection::vec(op(), 1..40)) {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let (a, b) = (sled(), pg());
+        runtime.block_on(async {
+            for (i, op) in ops.iter().enumerate() {
+                let left = apply(a.store.as_ref(), op).await;
+                let right = apply(b.store.as_ref(), op).await;
+                assert_eq!(left, right, "step {i}: {op:?}");
+            }
+        });
+    }
+}

@@ -17,6 +17,9 @@ pub const STORE_URL_VAR: &str = "GATEHOUSE_STORE_URL";
 /// `smtps://host:465` (TLS), `smtp://host:25?tls=none` (plain). Holds a password: never logged.
 pub const EMAIL_SMTP_URL_VAR: &str = "GATEHOUSE_EMAIL_SMTP_URL";
 
+/// A PEM file of extra CA certificates for the database's TLS (a private CA).
+pub const STORE_CA_FILE_VAR: &str = "GATEHOUSE_STORE_CA_FILE";
+
 /// Environment variables that look like overrides but are not config keys.
 const NON_KEY_VARS: &[&str] = &[
     CONFIG_VAR,
@@ -24,6 +27,7 @@ const NON_KEY_VARS: &[&str] = &[
     SUPERUSER_PASSWORD_VAR,
     STORE_URL_VAR,
     EMAIL_SMTP_URL_VAR,
+    STORE_CA_FILE_VAR,
 ];
 
 pub(super) fn lookup<'a>(env: &'a [(String, String)], key: &str) -> Option<&'a str> {

@@ -9,8 +9,8 @@ mod outbox;
 pub mod schema;
 
 use super::{
-    name_key, Change, ChangeFeed, Family, ListFilter, MailOutbox, NewUser, StateFilter, StoreError,
-    User, UserChange, UserStore, MAX_SWAP_ATTEMPTS,
+    name_key, Change, ChangeFeed, Family, ListFilter, MailOutbox, NewUser, OutboxMail, StateFilter,
+    StoreError, User, UserChange, UserStore, MAX_SWAP_ATTEMPTS,
 };
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -81,8 +81,7 @@ fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
-/// A PEM file of extra CA certificates for the database's TLS (a private CA).
-pub const CA_FILE_VAR: &str = "GATEHOUSE_STORE_CA_FILE";
+use crate::config::env::STORE_CA_FILE_VAR as CA_FILE_VAR;
 
 fn rustls_pemfile_certs(
     reader: &mut dyn std::io::BufRead,
@@ -262,6 +261,11 @@ const USER_FIELDS: &str = "username, username_key, email, email_key, first_name,
      password, is_active, is_staff, date_joined, last_login, deleted_at, token_version, groups, \
      email_verified";
 
+/// `USER_FIELDS`' parameters typed (an INSERT ... SELECT does not infer them).
+const CAST_VALUES: &str = "$1::text, $2::text, $3::text, $4::text, $5::text, $6::text, \
+     $7::text, $8::boolean, $9::boolean, $10::bigint, $11::bigint, $12::bigint, $13::bigint, \
+     $14::text[], $15::boolean";
+
 /// The WHERE conditions of a list filter, with its parameters numbered from `first`.
 fn filter_sql(filter: &ListFilter, first: usize) -> (String, Vec<String>) {
     let mut conds = Vec::new();
@@ -429,21 +433,22 @@ impl PgStore {
         .await
     }
 
+    /// Each user with the mails its creation causes, each in its own transaction.
     async fn insert(
         &self,
-        users: Vec<User>,
+        users: Vec<(User, Vec<OutboxMail>)>,
         allocate_id: bool,
     ) -> Result<Vec<Result<User, StoreError>>, StoreError> {
         let params = users
             .iter()
-            .map(|u| Ok((to_i64(u.id, "user id")?, UserParams::new(u)?)))
+            .map(|(u, _)| Ok((to_i64(u.id, "user id")?, UserParams::new(u)?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
         self.run("insert_user", move |pool| async move {
             let mut client = pool.get().await.map_err(pool_error)?;
             let mut results = Vec::with_capacity(users.len());
-            for (mut user, (id, p)) in users.into_iter().zip(params) {
+            for ((mut user, mails), (id, p)) in users.into_iter().zip(params) {
                 results.push(
-                    insert_one(&mut client, &mut user, id, &p, allocate_id)
+                    insert_one(&mut client, &mut user, id, &p, allocate_id, &mails)
                         .await
                         .map(|()| user),
                 );
@@ -456,23 +461,37 @@ impl PgStore {
 
 /// One user in its own transaction: a new id from the sequence, or the given one with the
 /// sequence moved above it.
+/// `mails` (about this user: each takes its id) are written by the same transaction.
 async fn insert_one(
     client: &mut deadpool_postgres::Client,
     user: &mut User,
     id: i64,
     p: &UserParams,
     allocate_id: bool,
+    mails: &[OutboxMail],
 ) -> Result<(), StoreError> {
-    let values: Vec<String> = (1..=USER_PARAMS).map(|i| format!("${i}")).collect();
-    let values = values.join(", ");
+    // A name already taken draws no id (as with sled), and is reported before a taken id
+    // (sled's order): the row, and so nextval, exists only when neither key is held. A
+    // racing writer is still stopped by the unique indexes.
+    let guard = "WHERE NOT EXISTS (SELECT 1 FROM users WHERE username_key = $2) \
+                 AND NOT EXISTS (SELECT 1 FROM users WHERE email_key = $4)";
     if allocate_id {
         // An imported id the sequence has not passed yet can collide: take the next one.
+        let sql =
+            format!("INSERT INTO users ({USER_FIELDS}) SELECT {CAST_VALUES} {guard} RETURNING id");
         for _ in 0..MAX_SWAP_ATTEMPTS {
-            let sql = format!("INSERT INTO users ({USER_FIELDS}) VALUES ({values}) RETURNING id");
-            match client.query_one(&sql, &p.as_params()).await {
-                Ok(row) => {
-                    user.id = to_u64(row.get(0), "user id")?;
+            let tx = client.transaction().await.map_err(pg_error)?;
+            match tx.query_opt(&sql, &p.as_params()).await {
+                Ok(Some(row)) => {
+                    let new_id = to_u64(row.get(0), "user id")?;
+                    outbox::insert_mails(&*tx, &outbox::about(mails, new_id)).await?;
+                    tx.commit().await.map_err(pg_error)?;
+                    user.id = new_id;
                     return Ok(());
+                }
+                Ok(None) => {
+                    drop(tx);
+                    return Err(which_taken(client, &p.username_key).await?);
                 }
                 Err(e) if is_pkey_violation(&e) => continue,
                 Err(e) => return Err(taken(e)),
@@ -481,19 +500,22 @@ async fn insert_one(
         return Err(StoreError::Conflict);
     }
     let tx = client.transaction().await.map_err(pg_error)?;
-    let sql = format!(
-        "INSERT INTO users (id, {USER_FIELDS}) VALUES (${}, {values})",
-        USER_PARAMS + 1
-    );
+    let sql =
+        format!("INSERT INTO users (id, {USER_FIELDS}) SELECT $16::bigint, {CAST_VALUES} {guard}");
     let mut params: Vec<&(dyn ToSql + Sync)> = p.as_params().to_vec();
     params.push(&id);
-    tx.execute(&sql, &params).await.map_err(|e| {
+    let inserted = tx.execute(&sql, &params).await.map_err(|e| {
         if is_pkey_violation(&e) {
             StoreError::Io(format!("user id {id} exists"))
         } else {
             taken(e)
         }
     })?;
+    if inserted == 0 {
+        drop(tx);
+        return Err(which_taken(client, &p.username_key).await?);
+    }
+    outbox::insert_mails(&*tx, &outbox::about(mails, user.id)).await?;
     // Later ids continue above the highest (setval is not rolled back; that only skips ids).
     tx.execute(
         "SELECT setval(pg_get_serial_sequence('users', 'id'), $1) \
@@ -504,6 +526,25 @@ async fn insert_one(
     .map_err(pg_error)?;
     tx.commit().await.map_err(pg_error)?;
     Ok(())
+}
+
+/// Which key a refused insert ran into: the username is checked first, as sled does.
+async fn which_taken(
+    client: &deadpool_postgres::Client,
+    username_key: &str,
+) -> Result<StoreError, StoreError> {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM users WHERE username_key = $1)",
+            &[&username_key],
+        )
+        .await
+        .map_err(pg_error)?;
+    Ok(if row.get(0) {
+        StoreError::UsernameTaken
+    } else {
+        StoreError::EmailTaken
+    })
 }
 
 fn decode_family(row: &Row) -> Result<Family, StoreError> {
@@ -644,7 +685,7 @@ impl UserStore for PgStore {
     }
 
     async fn insert_user(&self, user: User) -> Result<User, StoreError> {
-        let mut results = self.insert(vec![user], false).await?;
+        let mut results = self.insert(vec![(user, Vec::new())], false).await?;
         results
             .pop()
             .unwrap_or_else(|| Err(StoreError::Io("insert returned nothing".into())))
@@ -654,7 +695,8 @@ impl UserStore for PgStore {
         &self,
         users: Vec<User>,
     ) -> Result<Vec<Result<User, StoreError>>, StoreError> {
-        self.insert(users, false).await
+        self.insert(users.into_iter().map(|u| (u, Vec::new())).collect(), false)
+            .await
     }
 
     async fn get_user(&self, id: u64) -> Result<Option<User>, StoreError> {

@@ -13,9 +13,24 @@ use async_trait::async_trait;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{GenericClient, Row};
 
+/// `mails` about one user, each naming `user_id` (made before the id was known).
+pub(super) fn about(mails: &[OutboxMail], user_id: u64) -> Vec<OutboxMail> {
+    mails
+        .iter()
+        .cloned()
+        .map(|mut m| {
+            m.user_id = user_id;
+            m
+        })
+        .collect()
+}
+
 /// Inserts `mails` through `client` (the caller's transaction), each due from its
 /// `created_at`.
-async fn insert_mails(client: &impl GenericClient, mails: &[OutboxMail]) -> Result<(), StoreError> {
+pub(super) async fn insert_mails(
+    client: &impl GenericClient,
+    mails: &[OutboxMail],
+) -> Result<(), StoreError> {
     for mail in mails {
         let not_before = to_i64(mail.created_at, "created_at")?;
         let mail = serde_json::to_string(mail)
@@ -54,66 +69,30 @@ impl MailOutbox for PgStore {
         new: NewUser,
         mails: NewUserMails<'_>,
     ) -> Result<User, StoreError> {
-        // The id is taken from the sequence first, so the mails (which name it) are made
-        // here and written by the same transaction as the user. A taken sequence value is
-        // never reused, whether the insert then succeeds or not.
-        for _ in 0..MAX_SWAP_ATTEMPTS {
-            let id: i64 = self
-                .run("next_user_id", |pool| async move {
-                    let client = pool.get().await.map_err(pool_error)?;
-                    let row = client
-                        .query_one("SELECT nextval(pg_get_serial_sequence('users', 'id'))", &[])
-                        .await
-                        .map_err(pg_error)?;
-                    Ok(row.get(0))
-                })
-                .await?;
-            let user = User {
-                id: to_u64(id, "user id")?,
-                username: new.username.clone(),
-                email: new.email.clone(),
-                first_name: new.first_name.clone(),
-                last_name: new.last_name.clone(),
-                password: new.password.clone(),
-                is_active: true,
-                is_staff: new.is_staff,
-                date_joined: new.date_joined,
-                last_login: None,
-                deleted_at: None,
-                token_version: 0,
-                groups: Vec::new(),
-                email_verified: false,
-            };
-            let outgoing = mails(&user);
-            let p = UserParams::new(&user)?;
-            let inserted = self
-                .run("create_user", move |pool| async move {
-                    let mut client = pool.get().await.map_err(pool_error)?;
-                    let tx = client.transaction().await.map_err(pg_error)?;
-                    let values: Vec<String> = (1..=USER_PARAMS).map(|i| format!("${i}")).collect();
-                    let sql = format!(
-                        "INSERT INTO users (id, {USER_FIELDS}) VALUES (${}, {})",
-                        USER_PARAMS + 1,
-                        values.join(", ")
-                    );
-                    let mut params: Vec<&(dyn ToSql + Sync)> = p.as_params().to_vec();
-                    params.push(&id);
-                    match tx.execute(&sql, &params).await {
-                        Ok(_) => {}
-                        // An imported id above the sequence: take the next value.
-                        Err(e) if super::is_pkey_violation(&e) => return Ok(false),
-                        Err(e) => return Err(taken(e)),
-                    }
-                    insert_mails(&*tx, &outgoing).await?;
-                    tx.commit().await.map_err(pg_error)?;
-                    Ok(true)
-                })
-                .await?;
-            if inserted {
-                return Ok(user);
-            }
-        }
-        Err(StoreError::Conflict)
+        let user = User {
+            id: 0,
+            username: new.username,
+            email: new.email,
+            first_name: new.first_name,
+            last_name: new.last_name,
+            password: new.password,
+            is_active: true,
+            is_staff: new.is_staff,
+            date_joined: new.date_joined,
+            last_login: None,
+            deleted_at: None,
+            token_version: 0,
+            groups: Vec::new(),
+            email_verified: false,
+        };
+        // The id is drawn inside the insert (a refused name draws none, as with sled), so
+        // the mails are made here for the user as it will be and take its id in the same
+        // transaction (`about`): the change is a closure and cannot travel to the runtime.
+        let outgoing = mails(&user);
+        let mut results = self.insert(vec![(user, outgoing)], true).await?;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Io("insert returned nothing".into())))
     }
 
     async fn update_user_with_mail(
