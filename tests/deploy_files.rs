@@ -347,7 +347,7 @@ fn effective(toml_text: &str, origin: &str, env: &[(String, String)]) -> Config 
 /// (server.listen, server.metrics_listen) ports.
 fn ports(config: &Config) -> (u16, u16) {
     (
-        config.server.listen.port(),
+        config.server.listen.map_or(0, |a| a.port()),
         config.server.metrics_listen.port(),
     )
 }
@@ -1010,7 +1010,8 @@ fn the_image_listens_where_it_says() {
         "the image changes the default ports of src/config.rs"
     );
     assert!(
-        !is_loopback(&config.server.listen) && !is_loopback(&config.server.metrics_listen),
+        !config.server.listen.is_some_and(|a| is_loopback(&a))
+            && !is_loopback(&config.server.metrics_listen),
         "inside a container both listeners must not be on loopback"
     );
     assert_eq!(
@@ -1245,7 +1246,7 @@ fn compose_agrees_with_the_code() {
     // Each upstream is a compose service's fixed address, listening on that port.
     for route in &config.routes {
         for up in &route.upstreams {
-            let (ip, port) = (up.ip().to_string(), up.port().to_string());
+            let (ip, port) = (up.host.clone(), up.port.to_string());
             let owner = services.iter().find(|(_, s)| {
                 s["networks"]
                     .as_object()

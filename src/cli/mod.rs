@@ -4,6 +4,7 @@
 pub mod check_config;
 pub mod createsuperuser;
 pub mod import;
+pub mod reload;
 pub mod routes_explain;
 
 use crate::config::Config;
@@ -49,6 +50,9 @@ enum Command {
         /// The dumpdata file (accounts.user or auth.user entries).
         dump: PathBuf,
     },
+    /// Make the running gatehouse re-read its config and certificates (SIGHUP via the pid
+    /// file); the server's log says what changed or why nothing did.
+    Reload,
     /// The route table.
     Routes {
         #[command(subcommand)]
@@ -75,11 +79,12 @@ enum RoutesCommand {
 /// Runs the command line; the exit code says whether it worked.
 pub fn run() -> ExitCode {
     let Cli { config, command } = Cli::parse();
+    let config_path = config.clone();
     let result = Config::load(config.as_deref())
         .map_err(|e| e.to_string())
         .inspect(init_logging)
         .and_then(|config| match command {
-            Command::Serve { upgrade } => crate::serve(config, upgrade),
+            Command::Serve { upgrade } => crate::serve(config, upgrade, config_path),
             Command::Createsuperuser {
                 noinput,
                 username,
@@ -87,6 +92,7 @@ pub fn run() -> ExitCode {
             } => createsuperuser::run(&config, noinput, username, email),
             Command::CheckConfig => check_config::run(&config),
             Command::Import { dump } => import::run(&config, &dump),
+            Command::Reload => reload::run(&config),
             Command::Routes {
                 command: RoutesCommand::Explain { method, user, path },
             } => routes_explain::run(&config, method.as_deref(), user.as_deref(), &path),

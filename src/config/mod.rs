@@ -8,7 +8,7 @@ mod validate;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-pub use types::{Algorithm, LogFormat, LogLevel, Network};
+pub use types::{Algorithm, LogFormat, LogLevel, Network, Upstream};
 
 /// The config file used when neither `-c` nor `GATEHOUSE_CONFIG` names one.
 pub const DEFAULT_CONFIG_PATH: &str = "conf/gatehouse.toml";
@@ -97,9 +97,20 @@ impl Default for LogConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Public listener: the user API and the proxy.
-    #[serde(with = "types::socket_addr")]
-    pub listen: SocketAddr,
+    /// Public listener: the user API and the proxy, plain HTTP; `""` turns it off.
+    #[serde(with = "types::optional_socket_addr")]
+    pub listen: Option<SocketAddr>,
+    /// The same over TLS (HTTP/2 and HTTP/1.1 by ALPN); `""`: none (SPEC §14).
+    #[serde(with = "types::optional_socket_addr")]
+    pub tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain of the TLS listener (re-read on reload).
+    pub tls_cert: String,
+    /// PEM private key of the TLS listener (never logged; re-read on reload).
+    pub tls_key: String,
+    /// Plain-HTTP requests get a 308 to the same path on the TLS listener.
+    pub redirect_to_https: bool,
+    /// > 0: `Strict-Transport-Security: max-age=N` on every answer over TLS.
+    pub hsts_max_age_seconds: u64,
     /// /metrics, /healthz, /readyz.
     #[serde(with = "types::socket_addr")]
     pub metrics_listen: SocketAddr,
@@ -119,7 +130,12 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            tls_listen: None,
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            redirect_to_https: false,
+            hsts_max_age_seconds: 0,
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9091)),
             data_dir: PathBuf::from("./data"),
             threads: 2,
@@ -354,8 +370,17 @@ pub enum AuthMode {
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     pub prefix: String,
-    #[serde(with = "types::socket_addr::list")]
-    pub upstreams: Vec<SocketAddr>,
+    /// `host:port` / `http://host:port` (plain) or `https://host:port` (TLS, verified).
+    #[serde(with = "types::as_strings")]
+    pub upstreams: Vec<Upstream>,
+    /// PEM roots this route's TLS upstreams are verified against; empty: the system roots.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub upstream_ca: String,
+    /// mTLS to the upstreams: a PEM certificate chain (with `upstream_client_key`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub upstream_client_cert: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub upstream_client_key: String,
     #[serde(default = "default_auth")]
     pub auth: AuthMode,
     #[serde(default)]
@@ -488,7 +513,11 @@ mod tests {
     #[test]
     fn empty_file_gives_defaults() {
         let c = Config::from_toml_and_env("", "t", &[]).expect("defaults are valid");
-        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(
+            c.server.listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 8080)))
+        );
+        assert_eq!(c.server.tls_listen, None);
         assert_eq!(c.jwt.access_lifetime_seconds, 300);
         assert!(!c.jwt.rotate_refresh_tokens);
         assert!(c.jwt.accept_unversioned_tokens);
