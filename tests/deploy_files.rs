@@ -987,6 +987,17 @@ fn alert_rules_cover_the_issue_list() {
             "upstream errors",
             &["gatehouse_upstream_requests_total{status=~\"0|5..\"}"],
         ),
+        (
+            "a certificate expiring within 14 days",
+            &[
+                "gatehouse_tls_certificate_expiry_timestamp_seconds",
+                "-time()<14*86400",
+            ],
+        ),
+        (
+            "a refused reload",
+            &["gatehouse_config_reloads_total{result=\"failure\"}"],
+        ),
     ];
     for (what, needles) in wanted {
         if !exprs
