@@ -356,9 +356,32 @@ fn is_loopback(addr: &SocketAddr) -> bool {
     addr.ip().is_loopback()
 }
 
-/// `gatehouse check-config -c FILE` with exactly the given GATEHOUSE_* variables.
+/// A certificate and key for the TLS listener a deploy file names: the files live in the
+/// container (a volume, a Secret), so check-config reads these real ones in their place.
+fn stand_in_tls() -> &'static common::certs::Pair {
+    static PAIR: std::sync::OnceLock<(common::certs::Ca, common::certs::Pair)> =
+        std::sync::OnceLock::new();
+    &PAIR
+        .get_or_init(|| {
+            let ca = common::certs::Ca::new("deploy files");
+            let pair = ca.server(&["localhost"], 30);
+            (ca, pair)
+        })
+        .1
+}
+
+/// `gatehouse check-config -c FILE` with exactly the given GATEHOUSE_* variables (the TLS
+/// certificate and key replaced by `stand_in_tls`).
 fn check_config(file: &Path, env: &[(String, String)]) -> Output {
     let mut cmd = common::clean_command();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| match k.as_str() {
+            "GATEHOUSE_SERVER_TLS_CERT" => (k.clone(), stand_in_tls().cert_str()),
+            "GATEHOUSE_SERVER_TLS_KEY" => (k.clone(), stand_in_tls().key_str()),
+            _ => (k.clone(), v.clone()),
+        })
+        .collect();
     cmd.envs(env.iter().map(|(k, v)| (k, v)))
         .arg("check-config")
         .arg("-c")
@@ -1179,6 +1202,8 @@ fn compose_agrees_with_the_code() {
     let text = std::fs::read_to_string(&config_file).expect("compose config file");
     let config = effective(&text, &rel(&config_file), &env);
     let (listen, metrics) = ports(&config);
+    // The TLS listener, when the deploy file turns it on.
+    let tls = config.server.tls_listen.map(|a| a.port());
     assert_eq!(
         (listen, metrics),
         ports(&image_cfg),
@@ -1200,7 +1225,7 @@ fn compose_agrees_with_the_code() {
             .and_then(|c| c.parse().ok())
             .unwrap_or_else(|| panic!("compose.yaml: port {p:?}"));
         published.insert(container);
-        if container != listen && container != metrics {
+        if container != listen && container != metrics && Some(container) != tls {
             problems.push(format!(
                 "compose.yaml: gatehouse publishes {container}, where nothing listens"
             ));
@@ -1442,6 +1467,8 @@ fn kubernetes_manifests_agree_with_the_code() {
     let toml_text = str_of(&cm["data"][file], "ConfigMap data");
     let config = effective(toml_text, "k8s/configmap.yaml", &env);
     let (listen, metrics) = ports(&config);
+    // The TLS listener, when the deploy file turns it on.
+    let tls = config.server.tls_listen.map(|a| a.port());
     assert_eq!(
         (listen, metrics),
         ports(&image_cfg),
@@ -1483,7 +1510,9 @@ fn kubernetes_manifests_agree_with_the_code() {
         .iter()
         .filter_map(|p| resolve_port(&p["containerPort"]))
         .collect();
-    if container_ports != BTreeSet::from([listen, metrics]) {
+    let mut listeners = BTreeSet::from([listen, metrics]);
+    listeners.extend(tls);
+    if container_ports != listeners {
         problems.push(format!(
             "containerPorts {container_ports:?} vs listeners {listen} and {metrics}"
         ));
@@ -1630,7 +1659,7 @@ fn kubernetes_manifests_agree_with_the_code() {
         for rule in np["spec"]["ingress"].as_array().into_iter().flatten() {
             for p in rule["ports"].as_array().into_iter().flatten() {
                 let port = resolve_port(&p["port"]);
-                if port != Some(listen) && port != Some(metrics) {
+                if port != Some(listen) && port != Some(metrics) && port != tls {
                     problems.push(format!("NetworkPolicy: port {} is no listener", p["port"]));
                 }
                 if port == Some(metrics) && rule["from"].as_array().is_none_or(|f| f.is_empty()) {
