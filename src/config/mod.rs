@@ -626,6 +626,54 @@ mod tests {
     }
 
     #[test]
+    fn tls_keys_are_checked_together() {
+        let bad = |toml: &str, says: &str| {
+            let err = Config::from_toml_and_env(toml, "t", &[]).expect_err(toml);
+            assert!(err.to_string().contains(says), "{toml}: {err}");
+        };
+        bad("[server]\nlisten = \"\"\n", "nothing would listen");
+        bad(
+            "[server]\ntls_listen = \"127.0.0.1:8443\"\n",
+            "needs server.tls_cert",
+        );
+        bad(
+            "[server]\nhsts_max_age_seconds = 5\n",
+            "server.tls_listen is \"\"",
+        );
+        bad(
+            "[server]\ntls_listen = \"127.0.0.1:8080\"\ntls_cert = \"c\"\ntls_key = \"k\"\n",
+            "must differ",
+        );
+        bad(
+            "[server]\nlisten = \"\"\ntls_listen = \"127.0.0.1:8443\"\ntls_cert = \"c\"\ntls_key = \"k\"\nredirect_to_https = true\n",
+            "redirect_to_https needs the plain listener",
+        );
+        let route = "[[routes]]\nprefix = \"/\"\nupstreams = [\"127.0.0.1:9000\"]\n";
+        bad(
+            &format!("{route}upstream_ca = \"ca.pem\"\n"),
+            "need an https:// upstream",
+        );
+        bad(
+            "[[routes]]\nprefix = \"/\"\nupstreams = [\"https://a:1\"]\nupstream_client_cert = \"c\"\n",
+            "go together",
+        );
+        let ok = Config::from_toml_and_env(
+            "[server]\nlisten = \"\"\ntls_listen = \"0.0.0.0:8443\"\ntls_cert = \"c\"\ntls_key = \"k\"\n[[routes]]\nprefix = \"/\"\nupstreams = [\"https://orders.internal:8443\", \"10.0.0.1:80\"]\n",
+            "t",
+            &[],
+        )
+        .expect("TLS only, mixed upstreams");
+        assert_eq!(ok.server.listen, None);
+        assert!(ok.routes[0].upstreams[0].tls && !ok.routes[0].upstreams[1].tls);
+        let text = toml::to_string(&ok).expect("serializes");
+        assert!(text.contains("listen = \"\""), "{text}");
+        assert!(
+            !text.contains("upstream_ca"),
+            "empty route TLS keys are not written: {text}"
+        );
+    }
+
+    #[test]
     fn a_config_written_back_reads_the_same() {
         let c = Config::from_toml_and_env(
             "[[routes]]\nprefix = \"/\"\nupstreams = [\"127.0.0.1:9000\"]\n",
