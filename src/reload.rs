@@ -26,6 +26,14 @@ pub struct Reloader {
     cert: Option<Arc<LiveCert>>,
 }
 
+/// A checked configuration, not yet in use.
+pub struct Prepared {
+    config: Config,
+    live: Live,
+    cert: Option<Arc<rustls::sign::CertifiedKey>>,
+    certs: Vec<tls::CertInfo>,
+}
+
 /// What a reload did.
 pub struct Reloaded {
     pub routes: String,
@@ -48,8 +56,8 @@ impl Reloader {
         }
     }
 
-    /// Reads and checks everything first; changes nothing unless all of it is valid.
-    pub fn reload(&self) -> Result<Reloaded, String> {
+    /// Reads and checks everything; changes nothing.
+    pub fn prepare(&self) -> Result<Prepared, String> {
         let config = Config::load(self.path.as_deref()).map_err(|e| e.to_string())?;
         let live = Live::from_config(&config)?;
         let mut certs = live.routes.certs();
@@ -62,21 +70,37 @@ impl Reloader {
             }
             _ => None,
         };
-        // Everything is valid: swap.
-        self.live.store(Arc::new(live));
-        if let (Some(current), Some(new)) = (&self.cert, cert) {
-            current.swap(new);
-        }
-        tls::publish_expiry(&certs);
-        Ok(Reloaded {
-            routes: describe_routes(&config),
-            need_restart: need_restart(&self.started, &config),
+        Ok(Prepared {
+            config,
+            live,
+            cert,
+            certs,
         })
     }
 
-    /// `reload` with its outcome in the log and the metric.
-    pub fn reload_and_log(&self) {
-        match self.reload() {
+    /// Swaps in what `prepare` made.
+    pub fn commit(&self, p: Prepared) -> Reloaded {
+        self.live.store(Arc::new(p.live));
+        if let (Some(current), Some(new)) = (&self.cert, p.cert) {
+            current.swap(new);
+        }
+        tls::publish_expiry(&p.certs);
+        Reloaded {
+            routes: describe_routes(&p.config),
+            need_restart: need_restart(&self.started, &p.config),
+        }
+    }
+
+    /// A whole reload with its outcome in the log and the metric. The new routes' upstreams
+    /// are health-checked once before the swap, so a dead one never gets a request.
+    pub async fn reload_and_log(&self) {
+        let prepared = self.prepare();
+        if let Ok(p) = &prepared {
+            for route in p.live.routes.all() {
+                route.upstreams.backends().run_health_check(true).await;
+            }
+        }
+        match prepared.map(|p| self.commit(p)) {
             Ok(done) => {
                 metrics::CONFIG_RELOADS
                     .with_label_values(&["success"])
@@ -164,7 +188,7 @@ pub fn on_sighup(reloader: Arc<Reloader>) -> Result<(), String> {
             runtime.block_on(async move {
                 while hangups.recv().await.is_some() {
                     // Resolving upstream names and reading files blocks: this thread only.
-                    reloader.reload_and_log();
+                    reloader.reload_and_log().await;
                 }
             });
         })
