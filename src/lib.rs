@@ -15,8 +15,10 @@ pub mod mail;
 
 pub mod metrics;
 pub mod ops;
+pub mod reload;
 pub mod response;
 pub mod store;
+pub mod tls;
 
 use app::App;
 use config::Config;
@@ -66,8 +68,26 @@ fn open_app(config: &Config, upgrade: bool) -> Result<App, String> {
     }
 }
 
-/// Opens the store, builds the services and runs until a signal ends the process.
-pub fn serve(config: Config, upgrade: bool) -> Result<(), String> {
+/// Opens the store, builds the services and runs until a signal ends the process. SIGHUP
+/// reloads what can change live (`reload`), re-reading `config_path`.
+pub fn serve(
+    config: Config,
+    upgrade: bool,
+    config_path: Option<std::path::PathBuf>,
+) -> Result<(), String> {
+    // rustls needs one process-wide crypto provider before any TLS config is built.
+    pingora::tls::install_default_crypto_provider();
+    let live = gateway::live::Live::from_config(&config)?;
+    let mut certs = live.routes.certs();
+    let listener_cert = match config.server.tls_listen {
+        Some(_) => {
+            let (cert, infos) =
+                tls::listener_cert(&config.server.tls_cert, &config.server.tls_key)?;
+            certs.extend(infos);
+            Some(Arc::new(tls::LiveCert::new(cert)))
+        }
+        None => None,
+    };
     let opt = Opt {
         upgrade,
         ..Opt::default()
@@ -77,29 +97,40 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), String> {
     server.bootstrap();
     let app = Arc::new(open_app(&config, upgrade)?);
     // Pingora writes the pid file only when it daemonizes; operators need it either way
-    // (`kill -QUIT $(cat pid_file)` for an upgrade).
+    // (`kill -QUIT $(cat pid_file)` for an upgrade, `gatehouse reload` for SIGHUP).
     std::fs::write(&config.server.pid_file, format!("{}\n", std::process::id()))
         .map_err(|e| format!("server.pid_file {}: {e}", config.server.pid_file))?;
-    let routes = gateway::routes::RouteTable::from_config(&config)?;
     // Its own thread and runtime: a slow mail server never holds up a request.
     mail::sender::start(Arc::clone(&app.store), Arc::clone(&app.mailer))?;
     if config.log.access_log {
         access_log::start_flusher()?;
     }
-    for route in routes.all() {
-        // Health checks run in the background and take dead upstreams out of the rotation.
-        let checks = pingora::services::background::GenBackgroundService::new(
-            format!("health check {}", route.prefix),
-            Arc::clone(&route.upstreams),
-        );
-        server.add_service(checks);
-    }
+    tls::publish_expiry(&certs);
+    let live: gateway::live::SharedLive = Arc::new(arc_swap::ArcSwap::from_pointee(live));
+    // Health checks run in the background over the current route table and take dead
+    // upstreams out of the rotation.
+    server.add_service(pingora::services::background::background_service(
+        "health checks",
+        gateway::health::HealthChecks::new(Arc::clone(&live)),
+    ));
+    let reloader = reload::Reloader::new(
+        config.clone(),
+        config_path,
+        Arc::clone(&live),
+        listener_cert.clone(),
+    );
+    reload::on_sighup(Arc::new(reloader))?;
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        gateway::Gateway::new(Arc::clone(&app), Arc::new(routes)),
+        gateway::Gateway::new(Arc::clone(&app), Arc::clone(&live)),
         "gatehouse",
     );
-    proxy.add_tcp(&config.server.listen.to_string());
+    if let Some(listen) = config.server.listen {
+        proxy.add_tcp(&listen.to_string());
+    }
+    if let (Some(addr), Some(cert)) = (config.server.tls_listen, listener_cert) {
+        proxy.add_tls_with_settings(&addr.to_string(), None, tls::listener_settings(cert)?);
+    }
     server.add_service(proxy);
     let mut ops = pingora::services::listening::Service::new(
         "ops".to_string(),
@@ -107,21 +138,15 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), String> {
     );
     ops.add_tcp(&config.server.metrics_listen.to_string());
     server.add_service(ops);
-    let routes: Vec<String> = config
-        .routes
-        .iter()
-        .map(|r| {
-            let upstreams: Vec<String> = r.upstreams.iter().map(ToString::to_string).collect();
-            format!("{} -> {} ({:?})", r.prefix, upstreams.join(","), r.auth)
-        })
-        .collect();
+    let off = || "off".to_string();
     log::info!(
-        "gatehouse {} listening on {} (metrics {}), store {}, routes: [{}]",
+        "gatehouse {} listening on {} (plain HTTP), {} (TLS, h2 + http/1.1) (metrics {}), store {}, routes: [{}]",
         env!("CARGO_PKG_VERSION"),
-        config.server.listen,
+        config.server.listen.map_or_else(off, |a| a.to_string()),
+        config.server.tls_listen.map_or_else(off, |a| a.to_string()),
         config.server.metrics_listen,
         store::describe(&config),
-        routes.join("; ")
+        reload::describe_routes(&config)
     );
     // Returns once the last connection has drained after SIGTERM/SIGINT/SIGQUIT.
     server.run(pingora::server::RunArgs::default());

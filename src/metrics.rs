@@ -177,10 +177,28 @@ pub static MAIL_SENT: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect(DEFINED_ONCE)
 });
 
+pub static CONFIG_RELOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "gatehouse_config_reloads_total",
+        "Config reloads (SIGHUP / gatehouse reload) by result (success|failure).",
+        &["result"]
+    )
+    .expect(DEFINED_ONCE)
+});
+
 pub static MAIL_OUTBOX: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!(
         "gatehouse_mail_outbox_depth",
         "Mails in the outbox waiting to be sent (as the sender last saw it)."
+    )
+    .expect(DEFINED_ONCE)
+});
+
+pub static TLS_CERT_EXPIRY: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "gatehouse_tls_certificate_expiry_timestamp_seconds",
+        "When each certificate in use expires (Unix time), by role (listener, upstream_ca ROUTE, upstream_client ROUTE), file and subject.",
+        &["role", "path", "subject"]
     )
     .expect(DEFINED_ONCE)
 });

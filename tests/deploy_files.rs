@@ -349,7 +349,7 @@ fn effective(toml_text: &str, origin: &str, env: &[(String, String)]) -> Config 
 /// (server.listen, server.metrics_listen) ports.
 fn ports(config: &Config) -> (u16, u16) {
     (
-        config.server.listen.port(),
+        config.server.listen.map_or(0, |a| a.port()),
         config.server.metrics_listen.port(),
     )
 }
@@ -358,9 +358,32 @@ fn is_loopback(addr: &SocketAddr) -> bool {
     addr.ip().is_loopback()
 }
 
-/// `gatehouse check-config -c FILE` with exactly the given GATEHOUSE_* variables.
+/// A certificate and key for the TLS listener a deploy file names: the files live in the
+/// container (a volume, a Secret), so check-config reads these real ones in their place.
+fn stand_in_tls() -> &'static common::certs::Pair {
+    static PAIR: std::sync::OnceLock<(common::certs::Ca, common::certs::Pair)> =
+        std::sync::OnceLock::new();
+    &PAIR
+        .get_or_init(|| {
+            let ca = common::certs::Ca::new("deploy files");
+            let pair = ca.server(&["localhost"], 30);
+            (ca, pair)
+        })
+        .1
+}
+
+/// `gatehouse check-config -c FILE` with exactly the given GATEHOUSE_* variables (the TLS
+/// certificate and key replaced by `stand_in_tls`).
 fn check_config(file: &Path, env: &[(String, String)]) -> Output {
     let mut cmd = common::clean_command();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| match k.as_str() {
+            "GATEHOUSE_SERVER_TLS_CERT" => (k.clone(), stand_in_tls().cert_str()),
+            "GATEHOUSE_SERVER_TLS_KEY" => (k.clone(), stand_in_tls().key_str()),
+            _ => (k.clone(), v.clone()),
+        })
+        .collect();
     cmd.envs(env.iter().map(|(k, v)| (k, v)))
         .arg("check-config")
         .arg("-c")
@@ -989,6 +1012,17 @@ fn alert_rules_cover_the_issue_list() {
             "upstream errors",
             &["gatehouse_upstream_requests_total{status=~\"0|5..\"}"],
         ),
+        (
+            "a certificate expiring within 14 days",
+            &[
+                "gatehouse_tls_certificate_expiry_timestamp_seconds",
+                "-time()<14*86400",
+            ],
+        ),
+        (
+            "a refused reload",
+            &["gatehouse_config_reloads_total{result=\"failure\"}"],
+        ),
     ];
     for (what, needles) in wanted {
         if !exprs
@@ -1012,7 +1046,8 @@ fn the_image_listens_where_it_says() {
         "the image changes the default ports of src/config.rs"
     );
     assert!(
-        !is_loopback(&config.server.listen) && !is_loopback(&config.server.metrics_listen),
+        !config.server.listen.is_some_and(|a| is_loopback(&a))
+            && !is_loopback(&config.server.metrics_listen),
         "inside a container both listeners must not be on loopback"
     );
     assert_eq!(
@@ -1169,6 +1204,8 @@ fn compose_agrees_with_the_code() {
     let text = std::fs::read_to_string(&config_file).expect("compose config file");
     let config = effective(&text, &rel(&config_file), &env);
     let (listen, metrics) = ports(&config);
+    // The TLS listener, when the deploy file turns it on.
+    let tls = config.server.tls_listen.map(|a| a.port());
     assert_eq!(
         (listen, metrics),
         ports(&image_cfg),
@@ -1190,7 +1227,7 @@ fn compose_agrees_with_the_code() {
             .and_then(|c| c.parse().ok())
             .unwrap_or_else(|| panic!("compose.yaml: port {p:?}"));
         published.insert(container);
-        if container != listen && container != metrics {
+        if container != listen && container != metrics && Some(container) != tls {
             problems.push(format!(
                 "compose.yaml: gatehouse publishes {container}, where nothing listens"
             ));
@@ -1247,7 +1284,7 @@ fn compose_agrees_with_the_code() {
     // Each upstream is a compose service's fixed address, listening on that port.
     for route in &config.routes {
         for up in &route.upstreams {
-            let (ip, port) = (up.ip().to_string(), up.port().to_string());
+            let (ip, port) = (up.host.clone(), up.port.to_string());
             let owner = services.iter().find(|(_, s)| {
                 s["networks"]
                     .as_object()
@@ -1432,6 +1469,8 @@ fn kubernetes_manifests_agree_with_the_code() {
     let toml_text = str_of(&cm["data"][file], "ConfigMap data");
     let config = effective(toml_text, "k8s/configmap.yaml", &env);
     let (listen, metrics) = ports(&config);
+    // The TLS listener, when the deploy file turns it on.
+    let tls = config.server.tls_listen.map(|a| a.port());
     assert_eq!(
         (listen, metrics),
         ports(&image_cfg),
@@ -1473,7 +1512,9 @@ fn kubernetes_manifests_agree_with_the_code() {
         .iter()
         .filter_map(|p| resolve_port(&p["containerPort"]))
         .collect();
-    if container_ports != BTreeSet::from([listen, metrics]) {
+    let mut listeners = BTreeSet::from([listen, metrics]);
+    listeners.extend(tls);
+    if container_ports != listeners {
         problems.push(format!(
             "containerPorts {container_ports:?} vs listeners {listen} and {metrics}"
         ));
@@ -1620,7 +1661,7 @@ fn kubernetes_manifests_agree_with_the_code() {
         for rule in np["spec"]["ingress"].as_array().into_iter().flatten() {
             for p in rule["ports"].as_array().into_iter().flatten() {
                 let port = resolve_port(&p["port"]);
-                if port != Some(listen) && port != Some(metrics) {
+                if port != Some(listen) && port != Some(metrics) && port != tls {
                     problems.push(format!("NetworkPolicy: port {} is no listener", p["port"]));
                 }
                 if port == Some(metrics) && rule["from"].as_array().is_none_or(|f| f.is_empty()) {

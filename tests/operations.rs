@@ -761,7 +761,7 @@ fn startup_line_names_listeners_routes_and_store() {
             ]
         })
         .start();
-    let listen = g.config.server.listen.to_string();
+    let listen = g.config.server.listen.expect("listen").to_string();
     let log = g.wait_for_log(&listen);
     let store = g.data_dir.join("db").display().to_string();
     let line = log

@@ -386,7 +386,7 @@ fn check_config_accepts_a_good_config() {
     let g = Gatehouse::new().build();
     let out = g.cli(&["check-config"], &[]);
     out.assert_ok("check-config on the harness config");
-    let listen = g.config.server.listen.to_string();
+    let listen = g.config.server.listen.expect("listen").to_string();
     out.assert_says(&listen, "check-config explains the listen address");
     check_config_file(&g.config_path).assert_ok("check-config -c FILE");
 }
@@ -439,7 +439,7 @@ fn serve_refuses_to_start_with_an_unknown_key() {
     out.assert_failed("serve with an unknown key");
     out.assert_says("listen_addr", "names the key");
     assert!(
-        std::net::TcpStream::connect(g.config.server.listen).is_err(),
+        std::net::TcpStream::connect(g.config.server.listen.expect("listen")).is_err(),
         "nothing listens on the configured port"
     );
 }

@@ -5,6 +5,7 @@ pub mod check_config;
 pub mod createsuperuser;
 pub mod import;
 pub mod migrate;
+pub mod reload;
 pub mod routes_explain;
 pub mod store_copy;
 
@@ -53,6 +54,9 @@ enum Command {
     },
     /// Create or upgrade the PostgreSQL schema ([store] backend = "postgres").
     Migrate,
+    /// Make the running gatehouse re-read its config and certificates (SIGHUP via the pid
+    /// file); the server's log says what changed or why nothing did.
+    Reload,
     /// The route table.
     Routes {
         #[command(subcommand)]
@@ -95,11 +99,12 @@ enum RoutesCommand {
 /// Runs the command line; the exit code says whether it worked.
 pub fn run() -> ExitCode {
     let Cli { config, command } = Cli::parse();
+    let config_path = config.clone();
     let result = Config::load(config.as_deref())
         .map_err(|e| e.to_string())
         .inspect(init_logging)
         .and_then(|config| match command {
-            Command::Serve { upgrade } => crate::serve(config, upgrade),
+            Command::Serve { upgrade } => crate::serve(config, upgrade, config_path),
             Command::Createsuperuser {
                 noinput,
                 username,
@@ -111,6 +116,7 @@ pub fn run() -> ExitCode {
             Command::Store {
                 command: StoreCommand::Copy { to },
             } => store_copy::run(&config, &to),
+            Command::Reload => reload::run(&config),
             Command::Routes {
                 command: RoutesCommand::Explain { method, user, path },
             } => routes_explain::run(&config, method.as_deref(), user.as_deref(), &path),

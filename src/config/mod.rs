@@ -8,7 +8,7 @@ mod validate;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-pub use types::{Algorithm, LogFormat, LogLevel, Network};
+pub use types::{Algorithm, LogFormat, LogLevel, Network, Upstream};
 
 /// The config file used when neither `-c` nor `GATEHOUSE_CONFIG` names one.
 pub const DEFAULT_CONFIG_PATH: &str = "conf/gatehouse.toml";
@@ -98,9 +98,20 @@ impl Default for LogConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Public listener: the user API and the proxy.
-    #[serde(with = "types::socket_addr")]
-    pub listen: SocketAddr,
+    /// Public listener: the user API and the proxy, plain HTTP; `""` turns it off.
+    #[serde(with = "types::optional_socket_addr")]
+    pub listen: Option<SocketAddr>,
+    /// The same over TLS (HTTP/2 and HTTP/1.1 by ALPN); `""`: none (SPEC §14).
+    #[serde(with = "types::optional_socket_addr")]
+    pub tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain of the TLS listener (re-read on reload).
+    pub tls_cert: String,
+    /// PEM private key of the TLS listener (never logged; re-read on reload).
+    pub tls_key: String,
+    /// Plain-HTTP requests get a 308 to the same path on the TLS listener.
+    pub redirect_to_https: bool,
+    /// > 0: `Strict-Transport-Security: max-age=N` on every answer over TLS.
+    pub hsts_max_age_seconds: u64,
     /// /metrics, /healthz, /readyz.
     #[serde(with = "types::socket_addr")]
     pub metrics_listen: SocketAddr,
@@ -120,7 +131,12 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            tls_listen: None,
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            redirect_to_https: false,
+            hsts_max_age_seconds: 0,
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9091)),
             data_dir: PathBuf::from("./data"),
             threads: 2,
@@ -478,8 +494,17 @@ pub enum AuthMode {
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     pub prefix: String,
-    #[serde(with = "types::socket_addr::list")]
-    pub upstreams: Vec<SocketAddr>,
+    /// `host:port` / `http://host:port` (plain) or `https://host:port` (TLS, verified).
+    #[serde(with = "types::as_strings")]
+    pub upstreams: Vec<Upstream>,
+    /// PEM roots this route's TLS upstreams are verified against; empty: the system roots.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub upstream_ca: String,
+    /// mTLS to the upstreams: a PEM certificate chain (with `upstream_client_key`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub upstream_client_cert: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub upstream_client_key: String,
     #[serde(default = "default_auth")]
     pub auth: AuthMode,
     #[serde(default)]
@@ -612,7 +637,11 @@ mod tests {
     #[test]
     fn empty_file_gives_defaults() {
         let c = Config::from_toml_and_env("", "t", &[]).expect("defaults are valid");
-        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(
+            c.server.listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 8080)))
+        );
+        assert_eq!(c.server.tls_listen, None);
         assert_eq!(c.jwt.access_lifetime_seconds, 300);
         assert!(!c.jwt.rotate_refresh_tokens);
         assert!(c.jwt.accept_unversioned_tokens);
@@ -748,6 +777,54 @@ mod tests {
         assert_eq!(
             c.email.templates.password_changed_subject,
             "Password Changed"
+        );
+    }
+
+    #[test]
+    fn tls_keys_are_checked_together() {
+        let bad = |toml: &str, says: &str| {
+            let err = Config::from_toml_and_env(toml, "t", &[]).expect_err(toml);
+            assert!(err.to_string().contains(says), "{toml}: {err}");
+        };
+        bad("[server]\nlisten = \"\"\n", "nothing would listen");
+        bad(
+            "[server]\ntls_listen = \"127.0.0.1:8443\"\n",
+            "needs server.tls_cert",
+        );
+        bad(
+            "[server]\nhsts_max_age_seconds = 5\n",
+            "server.tls_listen is \"\"",
+        );
+        bad(
+            "[server]\ntls_listen = \"127.0.0.1:8080\"\ntls_cert = \"c\"\ntls_key = \"k\"\n",
+            "must differ",
+        );
+        bad(
+            "[server]\nlisten = \"\"\ntls_listen = \"127.0.0.1:8443\"\ntls_cert = \"c\"\ntls_key = \"k\"\nredirect_to_https = true\n",
+            "redirect_to_https needs the plain listener",
+        );
+        let route = "[[routes]]\nprefix = \"/\"\nupstreams = [\"127.0.0.1:9000\"]\n";
+        bad(
+            &format!("{route}upstream_ca = \"ca.pem\"\n"),
+            "need an https:// upstream",
+        );
+        bad(
+            "[[routes]]\nprefix = \"/\"\nupstreams = [\"https://a:1\"]\nupstream_client_cert = \"c\"\n",
+            "go together",
+        );
+        let ok = Config::from_toml_and_env(
+            "[server]\nlisten = \"\"\ntls_listen = \"0.0.0.0:8443\"\ntls_cert = \"c\"\ntls_key = \"k\"\n[[routes]]\nprefix = \"/\"\nupstreams = [\"https://orders.internal:8443\", \"10.0.0.1:80\"]\n",
+            "t",
+            &[],
+        )
+        .expect("TLS only, mixed upstreams");
+        assert_eq!(ok.server.listen, None);
+        assert!(ok.routes[0].upstreams[0].tls && !ok.routes[0].upstreams[1].tls);
+        let text = toml::to_string(&ok).expect("serializes");
+        assert!(text.contains("listen = \"\""), "{text}");
+        assert!(
+            !text.contains("upstream_ca"),
+            "empty route TLS keys are not written: {text}"
         );
     }
 

@@ -60,6 +60,81 @@ impl fmt::Display for Network {
     }
 }
 
+/// One upstream of a route: `host:port` or `http://host:port` (plain HTTP), or
+/// `https://host:port` (TLS, with the host as SNI and the name its certificate is checked
+/// against). The host may be an IP address or a name resolved when the routes are built.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Upstream {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl FromStr for Upstream {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Upstream, String> {
+        let bad = |why: &str| {
+            format!("{text:?} is not an upstream ({why}; use host:port, http://host:port or https://host:port)")
+        };
+        let (tls, rest) = if let Some(rest) = text.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = text.strip_prefix("http://") {
+            (false, rest)
+        } else if text.contains("://") {
+            return Err(bad("only http and https"));
+        } else {
+            (false, text)
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.contains(['/', '?', '#', '@']) || rest.is_empty() {
+            return Err(bad("no path, query or user part"));
+        }
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(':') => (h, Some(p)),
+            _ => (rest, None),
+        };
+        let port = match port {
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| bad("bad port"))?,
+            None => return Err(bad("the port is missing")),
+        };
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let valid_name = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
+        if host.parse::<IpAddr>().is_err() && !valid_name {
+            return Err(bad("bad host"));
+        }
+        Ok(Upstream {
+            tls,
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = match self.host.parse::<IpAddr>() {
+            Ok(IpAddr::V6(_)) => format!("[{}]", self.host),
+            _ => self.host.clone(),
+        };
+        if self.tls {
+            write!(f, "https://{host}:{}", self.port)
+        } else {
+            write!(f, "{host}:{}", self.port)
+        }
+    }
+}
+
 /// The JWT signing algorithms gatehouse offers (a subset of jsonwebtoken's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
@@ -242,6 +317,29 @@ pub mod socket_addr {
     }
 }
 
+/// An optional `IP:port`: `""` is none (a listener turned off).
+pub mod optional_socket_addr {
+    use super::*;
+    use std::net::SocketAddr;
+
+    pub fn serialize<S: Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match addr {
+            Some(a) => s.collect_str(a),
+            None => s.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        super::socket_addr::parse(&text)
+            .map(Some)
+            .map_err(|e| serde::de::Error::custom(format!("{e}, or \"\" for none")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,5 +366,37 @@ mod tests {
         }
         assert!("HS512".parse::<Algorithm>().is_err());
         assert!("none".parse::<Algorithm>().is_err());
+    }
+
+    #[test]
+    fn upstreams_parse_with_their_scheme() {
+        let up = |t: &str| t.parse::<Upstream>();
+        let tls = up("https://Orders.internal:8443").expect("https");
+        assert_eq!(
+            (tls.tls, tls.host.as_str(), tls.port),
+            (true, "orders.internal", 8443)
+        );
+        assert_eq!(tls.to_string(), "https://orders.internal:8443");
+        let plain = up("127.0.0.1:9000").expect("plain");
+        assert!(!plain.tls);
+        assert_eq!(plain.to_string(), "127.0.0.1:9000");
+        assert_eq!(up("http://127.0.0.1:9000").expect("http"), plain);
+        let v6 = up("https://[::1]:8443").expect("v6");
+        assert_eq!(
+            (v6.host.as_str(), v6.to_string()),
+            ("::1", "https://[::1]:8443".into())
+        );
+        for bad in [
+            "nowhere",
+            "https://a:0",
+            "ftp://a:1",
+            "https://a:1/path",
+            "https://user@a:1",
+            "https://:1",
+            "a b:1",
+            "https://a:99999",
+        ] {
+            assert!(up(bad).is_err(), "{bad}");
+        }
     }
 }

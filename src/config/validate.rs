@@ -19,16 +19,30 @@ fn at_least(key: &str, value: u64, min: u64) -> Result<(), ConfigError> {
     })
 }
 
+/// A route's TLS keys make sense only together and with an `https://` upstream.
+fn validate_route_tls(i: usize, route: &super::RouteConfig) -> Result<(), ConfigError> {
+    let prefix = &route.prefix;
+    require(
+        route.upstream_client_cert.is_empty() == route.upstream_client_key.is_empty(),
+        || {
+            format!(
+                "routes[{i}] ({prefix}): upstream_client_cert and upstream_client_key go together"
+            )
+        },
+    )?;
+    let tls_keys = !route.upstream_ca.is_empty() || !route.upstream_client_cert.is_empty();
+    require(!tls_keys || route.upstreams.iter().any(|u| u.tls), || {
+        format!(
+            "routes[{i}] ({prefix}): upstream_ca / upstream_client_cert need an https:// upstream"
+        )
+    })
+}
+
 impl Config {
     /// Refuses out-of-range values instead of clamping them.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let s = &self.server;
-        require(s.listen != s.metrics_listen, || {
-            format!(
-                "server.listen and server.metrics_listen are both {}: they must differ",
-                s.listen
-            )
-        })?;
+        self.validate_listeners()?;
         at_least("server.threads", s.threads as u64, 1)?;
         at_least(
             "limits.max_header_count",
@@ -143,6 +157,7 @@ impl Config {
                     },
                 )?;
             }
+            validate_route_tls(i, route)?;
             require(
                 !self.routes[..i].iter().any(|r| r.prefix == route.prefix),
                 || format!("routes: prefix {:?} appears twice", route.prefix),
@@ -187,14 +202,76 @@ impl Config {
         Ok(())
     }
 
+    /// The listeners and their TLS settings (SPEC §14); the files are checked by `crate::tls`.
+    fn validate_listeners(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        require(s.listen.is_some() || s.tls_listen.is_some(), || {
+            "server.listen and server.tls_listen are both \"\": nothing would listen".to_string()
+        })?;
+        let named = [
+            ("server.listen", s.listen),
+            ("server.tls_listen", s.tls_listen),
+            ("server.metrics_listen", Some(s.metrics_listen)),
+        ];
+        for (i, (key, addr)) in named.iter().enumerate() {
+            for (other, same) in &named[..i] {
+                if let (Some(a), Some(b)) = (addr, same) {
+                    require(a != b, || {
+                        format!("{other} and {key} are both {a}: they must differ")
+                    })?;
+                }
+            }
+        }
+        match s.tls_listen {
+            Some(addr) => require(!s.tls_cert.is_empty() && !s.tls_key.is_empty(), || {
+                format!("server.tls_listen = \"{addr}\" needs server.tls_cert and server.tls_key (PEM files)")
+            })?,
+            None => {
+                for (key, set) in [
+                    ("server.tls_cert", !s.tls_cert.is_empty()),
+                    ("server.tls_key", !s.tls_key.is_empty()),
+                    ("server.redirect_to_https", s.redirect_to_https),
+                    ("server.hsts_max_age_seconds", s.hsts_max_age_seconds > 0),
+                ] {
+                    require(!set, || {
+                        format!("{key} is set but server.tls_listen is \"\": set both or neither")
+                    })?;
+                }
+            }
+        }
+        require(!s.redirect_to_https || s.listen.is_some(), || {
+            "server.redirect_to_https needs the plain listener (server.listen) it redirects from"
+                .to_string()
+        })?;
+        Ok(())
+    }
+
     /// A human-readable summary for `check-config`.
     pub fn explain(&self) -> String {
         let mut out = String::new();
         let on_off = |b: bool| if b { "on" } else { "off" };
+        let s = &self.server;
+        let listen = s.listen.map_or("off".to_string(), |a| a.to_string());
         out.push_str(&format!(
-            "listen {} (API + proxy), metrics {}\n",
-            self.server.listen, self.server.metrics_listen
+            "listen {listen} (API + proxy, plain HTTP{}), metrics {}\n",
+            if s.redirect_to_https {
+                ": every request redirected to HTTPS with 308"
+            } else {
+                ""
+            },
+            s.metrics_listen
         ));
+        if let Some(tls) = s.tls_listen {
+            out.push_str(&format!(
+                "tls_listen {tls} (API + proxy over TLS 1.2/1.3, ALPN h2 and http/1.1), certificate {}, key {}, HSTS {}\n",
+                s.tls_cert,
+                s.tls_key,
+                match s.hsts_max_age_seconds {
+                    0 => "off".to_string(),
+                    n => format!("max-age={n}"),
+                }
+            ));
+        }
         match self.store.backend {
             super::StoreBackend::Sled => out.push_str(&format!(
                 "store: sled in {} (page cache {} MiB)\n",
@@ -248,6 +325,21 @@ impl Config {
                 r.auth,
                 if r.require_staff { ", staff only" } else { "" }
             ));
+            if r.upstreams.iter().any(|u| u.tls) {
+                out.push_str(&format!(
+                    "  TLS upstreams: SNI and certificate name from each host, verified against {}{}\n",
+                    if r.upstream_ca.is_empty() {
+                        "the system roots".to_string()
+                    } else {
+                        r.upstream_ca.clone()
+                    },
+                    if r.upstream_client_cert.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", client certificate {} (mTLS)", r.upstream_client_cert)
+                    }
+                ));
+            }
         }
         out
     }

@@ -1,13 +1,20 @@
-//! Upstream health: a TCP connect per upstream every `HEALTH_CHECK_EVERY`, and one short log
-//! line when an upstream goes down (with why) and one when it is back (after how long).
-//! Pingora's own report of the same change prints its whole peer options; it is silenced in
-//! favour of these lines (`cli::init_logging`).
+//! Upstream health: a connect per upstream every `HEALTH_CHECK_EVERY` (TCP, and for
+//! `https://` upstreams the TLS handshake with the same verification as the proxy), and one
+//! short log line when an upstream goes down (with why) and one when it is back (after how
+//! long). Pingora's own report of the same change prints its whole peer options; it is
+//! silenced in favour of these lines (`cli::init_logging`). One background service checks the
+//! routes of the current table, so a reload's new routes are checked from the next round.
 
+use super::live::SharedLive;
+use super::routes::{Peers, HEALTH_CHECK_EVERY};
 use async_trait::async_trait;
-use pingora::lb::health_check::{HealthCheck, TcpHealthCheck};
+use pingora::connectors::TransportConnector;
+use pingora::lb::health_check::HealthCheck;
 use pingora::lb::Backend;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Pingora's module whose health-change warnings gatehouse replaces with its own lines.
@@ -23,18 +30,17 @@ struct Upstream {
 
 pub struct UpstreamCheck {
     route: String,
-    tcp: Box<TcpHealthCheck>,
+    peers: Arc<Peers>,
+    connector: TransportConnector,
     upstreams: Mutex<HashMap<String, Upstream>>,
 }
 
 impl UpstreamCheck {
-    pub fn new(route: &str) -> UpstreamCheck {
-        let mut tcp = TcpHealthCheck::new();
-        tcp.consecutive_failure = 1;
-        tcp.consecutive_success = 1;
+    pub fn new(route: &str, peers: Arc<Peers>) -> UpstreamCheck {
         UpstreamCheck {
             route: route.to_string(),
-            tcp,
+            peers,
+            connector: TransportConnector::new(None),
             upstreams: Mutex::new(HashMap::new()),
         }
     }
@@ -57,11 +63,21 @@ fn spoken(d: Duration) -> String {
 #[async_trait]
 impl HealthCheck for UpstreamCheck {
     async fn check(&self, target: &Backend) -> pingora::Result<()> {
-        let result = self.tcp.check(target).await;
-        let error = result
-            .as_ref()
-            .err()
-            .map(|e| e.etype().as_str().to_string());
+        let peer = target.addr.as_inet().and_then(|a| self.peers.http_peer(a));
+        let Some(peer) = peer else {
+            return pingora::Error::e_explain(
+                pingora::ErrorType::InternalError,
+                "not an upstream of this route",
+            );
+        };
+        let result = self.connector.new_stream(&peer).await.map(drop);
+        let error = result.as_ref().err().map(|e| match e.etype() {
+            // The handshake's own words say what did not verify.
+            pingora::ErrorType::TLSHandshakeFailure | pingora::ErrorType::InvalidCert => {
+                format!("TLS: {}", crate::tls::handshake_reason(e))
+            }
+            other => other.as_str().to_string(),
+        });
         self.with(&target.addr.to_string(), |u| u.last_error = error);
         result
     }
@@ -93,8 +109,37 @@ impl HealthCheck for UpstreamCheck {
         target.addr.to_string()
     }
 
-    fn health_threshold(&self, success: bool) -> usize {
-        self.tcp.health_threshold(success)
+    fn health_threshold(&self, _success: bool) -> usize {
+        1
+    }
+}
+
+/// Checks every route of the current table each `HEALTH_CHECK_EVERY`.
+pub struct HealthChecks {
+    live: SharedLive,
+}
+
+impl HealthChecks {
+    pub fn new(live: SharedLive) -> HealthChecks {
+        HealthChecks { live }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for HealthChecks {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut every = tokio::time::interval(HEALTH_CHECK_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = every.tick() => {}
+            }
+            let live = self.live.load_full();
+            for route in live.routes.all() {
+                route.upstreams.backends().run_health_check(true).await;
+            }
+        }
     }
 }
 

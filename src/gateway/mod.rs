@@ -9,6 +9,7 @@ pub mod decide;
 pub mod forward_auth;
 pub mod headers;
 pub mod health;
+pub mod live;
 pub mod proxy;
 pub mod respond;
 pub mod routes;

@@ -4,8 +4,9 @@
 
 use super::decide::{self, Decision};
 use super::headers;
+use super::live::{Live, SharedLive, HSTS_HEADER};
 use super::respond::write_response;
-use super::routes::{Route, RouteTable};
+use super::routes::Route;
 use super::telemetry::{self, Kind, Outcome};
 use super::{api_request, cors, forward_auth};
 use crate::api::{self, router};
@@ -24,7 +25,8 @@ use std::time::Instant;
 
 pub struct Gateway {
     app: Arc<App>,
-    routes: Arc<RouteTable>,
+    /// Routes and edge rules; a reload stores new ones.
+    live: SharedLive,
     identity_headers: [HeaderName; 4],
     /// Removed from every client request before anything is added: the identity headers
     /// and the assertion header.
@@ -35,6 +37,10 @@ pub struct Gateway {
 /// Per-request state, for the phases that follow `request_filter` and for telemetry.
 pub struct RequestCtx {
     started: Instant,
+    /// The configuration this request runs on from start to end, even across a reload.
+    live: Arc<Live>,
+    /// It came over the TLS listener.
+    tls: bool,
     kind: Kind,
     /// The API endpoint's label (user-API requests).
     endpoint: &'static str,
@@ -54,6 +60,11 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
+    /// The HSTS value for this answer: over TLS, when configured.
+    fn hsts(&self) -> Option<&str> {
+        self.live.edge.hsts.as_deref().filter(|_| self.tls)
+    }
+
     /// The metric and log label: the API endpoint, or the route prefix.
     fn label(&self) -> &str {
         match &self.route {
@@ -64,7 +75,7 @@ impl RequestCtx {
 }
 
 impl Gateway {
-    pub fn new(app: Arc<App>, routes: Arc<RouteTable>) -> Gateway {
+    pub fn new(app: Arc<App>, live: SharedLive) -> Gateway {
         let p = &app.config.proxy;
         let identity_headers = [
             p.user_id_header.clone(),
@@ -77,7 +88,7 @@ impl Gateway {
         untrusted.push(HeaderName::from_static(assertion::HEADER));
         Gateway {
             app,
-            routes,
+            live,
             identity_headers,
             untrusted,
             trusted_proxies,
@@ -110,7 +121,7 @@ impl Gateway {
         {
             return forward_auth::answer(Decision::Forward(None), &self.app.config.proxy);
         }
-        ctx.route = self.routes.lookup(&path).cloned();
+        ctx.route = ctx.live.routes.lookup(&path).cloned();
         let decision = decide::decide(
             &original.method,
             &head.headers,
@@ -175,6 +186,8 @@ impl ProxyHttp for Gateway {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             started: Instant::now(),
+            live: self.live.load_full(),
+            tls: false,
             kind: Kind::Api,
             endpoint: "none",
             request_id: String::new(),
@@ -192,8 +205,9 @@ impl ProxyHttp for Gateway {
     async fn early_request_filter(
         &self,
         session: &mut Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let timeout = self.app.config.limits.client_read_timeout_seconds;
         session
             .as_downstream_mut()
@@ -215,6 +229,22 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         }
         ctx.request_id = headers::request_id(&head.headers);
+        if !ctx.tls && !head.uri.path().starts_with(forward_auth::PREFIX) {
+            let host = head
+                .headers
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .or_else(|| head.uri.authority().map(|a| a.as_str()));
+            let target = head.uri.path_and_query().map_or("/", |p| p.as_str());
+            if let Some(mut resp) = ctx.live.edge.redirect(host, target) {
+                ctx.endpoint = "redirect_to_https";
+                // The body (if any) is not read: do not reuse the connection.
+                session.set_keepalive(None);
+                resp.add_header("X-Request-Id", ctx.request_id.clone());
+                write_response(session, &resp).await?;
+                return Ok(true);
+            }
+        }
         ctx.origin = head
             .headers
             .get("origin")
@@ -244,7 +274,7 @@ impl ProxyHttp for Gateway {
             self.serve_api(session, ctx, api_route).await
         } else {
             ctx.kind = Kind::Proxy;
-            ctx.route = self.routes.lookup(&ctx.path).cloned();
+            ctx.route = ctx.live.routes.lookup(&ctx.path).cloned();
             let head = session.req_header();
             let decision = decide::decide(
                 &head.method,
@@ -267,6 +297,9 @@ impl ProxyHttp for Gateway {
             }
         };
         resp.add_header("X-Request-Id", ctx.request_id.clone());
+        if let Some(hsts) = ctx.hsts() {
+            resp.add_header(HSTS_HEADER, hsts.to_string());
+        }
         write_response(session, &resp).await?;
         Ok(true)
     }
@@ -285,9 +318,11 @@ impl ProxyHttp for Gateway {
             .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no healthy upstream"))?;
         ctx.upstream = Some(backend.addr.clone());
         ctx.upstream_started = Some(Instant::now());
-        let mut peer = HttpPeer::new(backend, false, String::new());
-        peer.options.connection_timeout = Some(route.connect_timeout);
-        peer.options.read_timeout = Some(route.read_timeout);
+        let peer = backend
+            .addr
+            .as_inet()
+            .and_then(|addr| route.peers.http_peer(addr))
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "upstream not in its route"))?;
         Ok(Box::new(peer))
     }
 
@@ -332,7 +367,10 @@ impl ProxyHttp for Gateway {
             let xff = headers::forwarded_for(peer, client_xff, &self.trusted_proxies);
             upstream.insert_header(headers::X_FORWARDED_FOR, xff)?;
         }
-        upstream.insert_header(headers::X_FORWARDED_PROTO, "http")?;
+        upstream.insert_header(
+            headers::X_FORWARDED_PROTO,
+            if ctx.tls { "https" } else { "http" },
+        )?;
         // The upstream gets the path the decision was made on (normalized, maybe stripped).
         let target = ctx
             .route
@@ -372,6 +410,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         upstream_response.insert_header("X-Request-Id", ctx.request_id.as_str())?;
+        if let Some(hsts) = ctx.hsts() {
+            upstream_response.insert_header(HSTS_HEADER, hsts)?;
+        }
         if let (Some(route), Some(origin)) = (&ctx.route, &ctx.origin) {
             if let Some(c) = &route.cors {
                 for (name, value) in cors::response_headers(c, origin) {
@@ -399,15 +440,28 @@ impl ProxyHttp for Gateway {
             _ if e.esource() == &ErrorSource::Downstream => None,
             _ => Some(ApiError::UpstreamUnavailable),
         };
+        if matches!(e.etype(), TLSHandshakeFailure | InvalidCert) {
+            // Never retried without TLS: the client gets 502 and the log says why.
+            let upstream = ctx.upstream.as_ref().map(ToString::to_string);
+            log::warn!(
+                "route {}: TLS to upstream {} failed, 502: {}",
+                ctx.label(),
+                upstream.as_deref().unwrap_or("?"),
+                crate::tls::handshake_reason(e)
+            );
+        }
         let mut code = 0;
         if let Some(error) = error {
             code = error.status();
             if session.response_written().is_none() {
                 // The connection is not reused after a failed proxy attempt: say so.
                 session.set_keepalive(None);
-                let resp = error
+                let mut resp = error
                     .to_response()
                     .with_header("X-Request-Id", ctx.request_id.clone());
+                if let Some(hsts) = ctx.hsts() {
+                    resp.add_header(HSTS_HEADER, hsts.to_string());
+                }
                 if let Err(e) = write_response(session, &resp).await {
                     log::debug!("could not write the {code} answer: {e}");
                 }

@@ -1,9 +1,13 @@
 //! The proxy's route table: longest prefix wins; each route has its upstreams (round robin
-//! with TCP health checks), its auth mode and its timeouts.
+//! with health checks, plain or TLS), its auth mode and its timeouts.
 
 use super::health::UpstreamCheck;
-use crate::config::{AuthMode, Config, CorsConfig, RouteConfig};
+use crate::config::{AuthMode, Config, CorsConfig, RouteConfig, Upstream};
+use crate::tls::{CertInfo, UpstreamTls};
 use pingora::lb::{selection::RoundRobin, LoadBalancer};
+use pingora::upstreams::peer::HttpPeer;
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +31,51 @@ pub struct Route {
     /// The `aud` of the identity assertion sent upstream; `None`: no assertion.
     pub assertion_audience: Option<Arc<str>>,
     pub upstreams: Arc<LoadBalancer<RoundRobin>>,
+    /// How each upstream address is reached (the proxy and the health checks share it).
+    pub peers: Arc<Peers>,
+}
+
+/// A route's upstream addresses with their scheme and host, and its TLS material.
+pub struct Peers {
+    by_addr: HashMap<SocketAddr, Upstream>,
+    tls: UpstreamTls,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    /// Keeps this route's TLS connections in a pool of their own when it has its own roots
+    /// or client certificate (Pingora's pool key does not include the roots).
+    group_key: u64,
+}
+
+impl Peers {
+    /// The peer to connect to for `addr`: TLS with SNI and verification for `https://`
+    /// upstreams (never a downgrade: a certificate that does not verify fails the connect).
+    pub fn http_peer(&self, addr: &SocketAddr) -> Option<HttpPeer> {
+        let up = self.by_addr.get(addr)?;
+        let mut peer = HttpPeer::new(
+            *addr,
+            up.tls,
+            if up.tls {
+                up.host.clone()
+            } else {
+                String::new()
+            },
+        );
+        peer.options.connection_timeout = Some(self.connect_timeout);
+        peer.options.read_timeout = Some(self.read_timeout);
+        if up.tls {
+            peer.options.verify_cert = true;
+            peer.options.verify_hostname = true;
+            peer.options.ca = self.tls.ca.clone();
+            peer.client_cert_key = self.tls.client.clone();
+            peer.group_key = self.group_key;
+        }
+        Some(peer)
+    }
+
+    /// The certificate files this route uses.
+    pub fn certs(&self) -> &[CertInfo] {
+        &self.tls.certs
+    }
 }
 
 pub struct RouteTable {
@@ -54,6 +103,48 @@ impl RouteTable {
     pub fn all(&self) -> &[Arc<Route>] {
         &self.routes
     }
+
+    /// Every certificate file the routes use.
+    pub fn certs(&self) -> Vec<CertInfo> {
+        self.routes
+            .iter()
+            .flat_map(|r| r.peers.certs().iter().cloned())
+            .collect()
+    }
+}
+
+/// Resolves each upstream (names through the system resolver, once, when the routes are
+/// built: at start and at each reload) to its addresses.
+fn resolve(cfg: &RouteConfig) -> Result<HashMap<SocketAddr, Upstream>, String> {
+    let mut by_addr: HashMap<SocketAddr, Upstream> = HashMap::new();
+    for up in &cfg.upstreams {
+        let addrs = (up.host.as_str(), up.port).to_socket_addrs().map_err(|e| {
+            format!(
+                "route {}: upstream {up}: cannot resolve {}: {e}",
+                cfg.prefix, up.host
+            )
+        })?;
+        for addr in addrs {
+            match by_addr.get(&addr) {
+                Some(other) if other != up => {
+                    return Err(format!(
+                        "route {}: upstreams {other} and {up} are both {addr}",
+                        cfg.prefix
+                    ))
+                }
+                _ => {
+                    by_addr.insert(addr, up.clone());
+                }
+            }
+        }
+    }
+    if by_addr.is_empty() {
+        return Err(format!(
+            "route {}: no upstream address resolved",
+            cfg.prefix
+        ));
+    }
+    Ok(by_addr)
 }
 
 pub fn prefix_matches(prefix: &str, path: &str) -> bool {
@@ -64,9 +155,31 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
 }
 
 fn build(cfg: &RouteConfig) -> Result<Arc<Route>, String> {
-    let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(cfg.upstreams.iter().copied())
+    let by_addr = resolve(cfg)?;
+    let tls = UpstreamTls::load(cfg)?;
+    let group_key = if tls.ca.is_some() || tls.client.is_some() {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        cfg.prefix.hash(&mut h);
+        h.finish()
+    } else {
+        0
+    };
+    let mut addrs: Vec<SocketAddr> = by_addr.keys().copied().collect();
+    addrs.sort();
+    let peers = Arc::new(Peers {
+        by_addr,
+        tls,
+        connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
+        read_timeout: Duration::from_millis(cfg.read_timeout_ms),
+        group_key,
+    });
+    let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(addrs)
         .map_err(|e| format!("route {}: upstreams: {e}", cfg.prefix))?;
-    lb.set_health_check(Box::new(UpstreamCheck::new(&cfg.prefix)));
+    lb.set_health_check(Box::new(UpstreamCheck::new(
+        &cfg.prefix,
+        Arc::clone(&peers),
+    )));
     lb.health_check_frequency = Some(HEALTH_CHECK_EVERY);
     lb.parallel_health_check = true;
     Ok(Arc::new(Route {
@@ -89,6 +202,7 @@ fn build(cfg: &RouteConfig) -> Result<Arc<Route>, String> {
             .identity_assertion
             .then(|| Arc::from(cfg.audience.as_deref().unwrap_or(&cfg.prefix))),
         upstreams: Arc::new(lb),
+        peers,
     }))
 }
 

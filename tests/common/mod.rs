@@ -15,6 +15,7 @@
 
 pub mod attacks;
 pub mod bodies;
+pub mod certs;
 pub mod client;
 pub mod django;
 pub mod framing;
@@ -24,6 +25,7 @@ pub mod postgres;
 pub mod process;
 pub mod raw;
 pub mod smtp;
+pub mod tls_client;
 pub mod upstream;
 
 pub use bodies::*;
@@ -78,7 +80,7 @@ impl Builder {
         let in_dir = |name: &str| dir.path().join(name).display().to_string();
         let mut config = Config::default();
         let s = &mut config.server;
-        s.listen = SocketAddr::from(([127, 0, 0, 1], port));
+        s.listen = Some(SocketAddr::from(([127, 0, 0, 1], port)));
         s.metrics_listen = SocketAddr::from(([127, 0, 0, 1], metrics_port));
         s.data_dir = dir.path().join("data");
         s.pid_file = in_dir("gatehouse.pid");
@@ -123,6 +125,26 @@ impl Builder {
             .env(gatehouse::config::env::STORE_URL_VAR, url)
     }
 
+    /// Adds the TLS listener (`server.tls_listen` on a free port) with this certificate.
+    pub fn tls(self, cert: &certs::Pair) -> Self {
+        let used = [
+            self.config.server.listen.map(|a| a.port()),
+            Some(self.config.server.metrics_listen.port()),
+        ];
+        let port = loop {
+            let p = free_port();
+            if !used.contains(&Some(p)) {
+                break p;
+            }
+        };
+        let (cert, key) = (cert.cert_str(), cert.key_str());
+        self.with_config(move |c| {
+            c.server.tls_listen = Some(SocketAddr::from(([127, 0, 0, 1], port)));
+            c.server.tls_cert = cert;
+            c.server.tls_key = key;
+        })
+    }
+
     /// Reuse an existing data directory (restart scenarios).
     pub fn data_dir(self, dir: &Path) -> Self {
         self.with_config(|c| c.server.data_dir = dir.to_path_buf())
@@ -155,13 +177,19 @@ impl Builder {
         };
         let config_path = self.dir.path().join("gatehouse.toml");
         std::fs::write(&config_path, text).expect("write config");
-        let public = format!("http://{}", self.config.server.listen);
+        let plain = self.config.server.listen;
+        // A TLS-only server: the plain clients point at a port nothing listens on.
+        let public = format!(
+            "http://{}",
+            plain.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9)))
+        );
         let ops = format!("http://{}", self.config.server.metrics_listen);
         let g = Gatehouse {
             http: Http::new(public.clone(), Listener::Public, true),
             fresh: Http::new(public, Listener::Public, false),
             ops: Http::new(ops, Listener::Ops, false),
-            port: self.config.server.listen.port(),
+            port: plain.map_or(0, |a| a.port()),
+            tls_port: self.config.server.tls_listen.map(|a| a.port()),
             metrics_port: self.config.server.metrics_listen.port(),
             data_dir: self.config.server.data_dir.clone(),
             log_path: self.dir.path().join("gatehouse.log"),
@@ -200,7 +228,10 @@ pub struct Gatehouse {
     pub config: Config,
     pub config_path: PathBuf,
     pub data_dir: PathBuf,
+    /// The plain listener's port (0: none).
     pub port: u16,
+    /// The TLS listener's port, when it has one.
+    pub tls_port: Option<u16>,
     pub metrics_port: u16,
     pub log_path: PathBuf,
     http: Http,
@@ -282,7 +313,12 @@ impl Gatehouse {
             .expect("spawn gatehouse");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        let addr = self.config.server.listen;
+        let addr = self
+            .config
+            .server
+            .listen
+            .or(self.config.server.tls_listen)
+            .expect("a listener");
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
             if let Some(status) = self
                 .child

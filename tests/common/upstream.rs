@@ -60,6 +60,42 @@ impl Upstream {
     }
 
     pub fn start_with(options: Options) -> Upstream {
+        Upstream::start_inner(options, None)
+    }
+
+    /// The same upstream over TLS with `server`'s certificate (HTTP/1.1, as gatehouse speaks
+    /// to upstreams); with `client_ca`, a client certificate from that CA is required (mTLS).
+    pub fn start_tls(server: &super::certs::Pair, client_ca: Option<&std::path::Path>) -> Upstream {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let read = |p: &std::path::Path| std::fs::read(p).expect("read PEM");
+        let certs: Vec<_> = rustls_pemfile::certs(&mut read(&server.cert).as_slice())
+            .collect::<Result<_, _>>()
+            .expect("certificates");
+        let key = rustls_pemfile::private_key(&mut read(&server.key).as_slice())
+            .expect("key parses")
+            .expect("a key");
+        let builder = rustls::ServerConfig::builder();
+        let builder = match client_ca {
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in rustls_pemfile::certs(&mut read(ca).as_slice()) {
+                    roots.add(c.expect("CA parses")).expect("add CA");
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+                    .build()
+                    .expect("client verifier");
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder
+            .with_single_cert(certs, key)
+            .expect("certificate and key");
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Upstream::start_inner(Options::default(), Some(Arc::new(config)))
+    }
+
+    fn start_inner(options: Options, tls: Option<Arc<rustls::ServerConfig>>) -> Upstream {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind upstream");
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().expect("addr").port();
@@ -85,15 +121,32 @@ impl Upstream {
                             let recs = Arc::clone(&recs);
                             let arr = Arc::clone(&arr);
                             let options = options.clone();
+                            let tls = tls.clone();
                             tokio::spawn(async move {
                                 let svc = service_fn(move |req| {
                                     arr.fetch_add(1, Ordering::SeqCst);
                                     handle(req, port, Arc::clone(&recs), options.clone())
                                 });
-                                let _ = hyper::server::conn::http1::Builder::new()
-                                    .serve_connection(TokioIo::new(stream), svc)
-                                    .with_upgrades()
-                                    .await;
+                                let http = hyper::server::conn::http1::Builder::new();
+                                match tls {
+                                    None => {
+                                        let _ = http
+                                            .serve_connection(TokioIo::new(stream), svc)
+                                            .with_upgrades()
+                                            .await;
+                                    }
+                                    Some(config) => {
+                                        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                                        // A refused handshake (no client certificate, say)
+                                        // just ends this connection.
+                                        if let Ok(tls) = acceptor.accept(stream).await {
+                                            let _ = http
+                                                .serve_connection(TokioIo::new(tls), svc)
+                                                .with_upgrades()
+                                                .await;
+                                        }
+                                    }
+                                }
                             });
                         }
                     }
