@@ -91,7 +91,9 @@ impl App {
         let asserter = tokens
             .assertion_key()
             .map(|key| Asserter::new(key.clone(), &config.proxy.assertion_issuer));
-        let mailer = Arc::new(crate::mail::Mailer::new(&config)?);
+        // Link tokens from the same secret as the JWTs: with a shared store, the one every
+        // replica uses.
+        let mailer = Arc::new(crate::mail::Mailer::new(&config, env_secret.as_deref())?);
         Ok(App {
             mailer,
             throttle,

@@ -24,21 +24,13 @@ fn replicas(up: &Upstream, rotate: bool) -> (Gatehouse, Gatehouse) {
 }
 
 fn replicas_with(up: &Upstream, edit: impl Fn(&mut Config)) -> (Gatehouse, Gatehouse) {
-    let url = postgres::database();
-    let make = |superuser: bool| {
-        let mut b = Gatehouse::new().postgres(&url).with_config(|c| {
+    postgres::replicas(|b| {
+        b.with_config(|c| {
             c.routes = vec![route("/app/", &[up.addr])];
             c.store.freshness_ms = 500;
             edit(c);
-        });
-        if superuser {
-            b = b.superuser("root", "root@example.com", PASSWORD);
-        }
-        b.start()
-    };
-    let a = make(true);
-    let b = make(false);
-    (a, b)
+        })
+    })
 }
 
 /// Polls `check` every 5 ms until it says done; the time it took (panics after 10 s).
@@ -88,7 +80,7 @@ fn serve_refuses_an_unmigrated_schema_and_migrate_is_idempotent() {
     let first = g.cli(&["migrate"], &[]);
     first.assert_ok("migrate");
     assert!(
-        first.stdout.contains("from version 0 to 1"),
+        first.stdout.contains("from version 0 to 2"),
         "{}",
         first.stdout
     );

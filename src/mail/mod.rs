@@ -56,10 +56,11 @@ const HOUR: u64 = 3600;
 const OVERALL: &str = "all";
 
 impl Mailer {
-    pub fn new(config: &Config) -> Result<Mailer, String> {
+    /// `secret`: as for `MailTokens::from_config`.
+    pub fn new(config: &Config, secret: Option<&str>) -> Result<Mailer, String> {
         Ok(Mailer {
             config: config.email.clone(),
-            tokens: MailTokens::from_config(config)?,
+            tokens: MailTokens::from_config(config, secret)?,
             per_address: Limiter::new(config.throttle.max_keys, HOUR),
             overall: Limiter::new(1, HOUR),
             wake: Arc::new(Notify::new()),

@@ -81,15 +81,12 @@ pub struct MailTokens {
 impl MailTokens {
     /// The key from the material the JWT keys come from: the HS256 secret (environment, file
     /// or the generated one), or the asymmetric private key file.
-    pub fn from_config(config: &Config) -> Result<MailTokens, String> {
+    /// `secret`: the JWT secret the app resolved before the file ones (the environment's, or
+    /// the one a shared store keeps for every replica), so links are valid on any replica.
+    pub fn from_config(config: &Config, secret: Option<&str>) -> Result<MailTokens, String> {
         let jwt = &config.jwt;
         let material = if jwt.algorithm.is_symmetric() {
-            let env_secret = std::env::var(crate::config::env::JWT_SECRET_VAR).ok();
-            crate::auth::secret::load(
-                env_secret.as_deref(),
-                &jwt.secret_file,
-                &config.server.data_dir,
-            )?
+            crate::auth::secret::load(secret, &jwt.secret_file, &config.server.data_dir)?
         } else {
             std::fs::read(&jwt.private_key_file)
                 .map_err(|e| format!("jwt.private_key_file {:?}: {e}", jwt.private_key_file))?
