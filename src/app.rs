@@ -93,7 +93,9 @@ impl App {
             .map(|key| Asserter::new(key.clone(), &config.proxy.assertion_issuer));
         // Link tokens from the same secret as the JWTs: with a shared store, the one every
         // replica uses.
-        let mailer = Arc::new(crate::mail::Mailer::new(&config, env_secret.as_deref())?);
+        let mailer = Arc::new(
+            crate::mail::Mailer::new(&config, env_secret.as_deref())?.shared_by(Arc::clone(&store)),
+        );
         Ok(App {
             mailer,
             throttle,

@@ -125,3 +125,40 @@ fn a_mail_accepted_by_a_killed_replica_is_sent_by_the_other_once() {
             .then_some(())
     });
 }
+
+#[test]
+fn the_caps_per_address_are_shared_by_the_replicas() {
+    let sink = SmtpSink::start();
+    let (a, b) = postgres::replicas(|g| {
+        sending_to(g, &sink).with_config(|c| c.email.max_per_address_per_hour = 2)
+    });
+    a.user("jon");
+    // Five requests spread over both replicas: two mails in all, not two per replica.
+    for g in [&a, &b, &a, &b, &a] {
+        reset(g, "jon@example.com").expect_status(204);
+    }
+    let capped = r#"kind="password_reset",result="capped""#;
+    let dropped = metric(&a, "gatehouse_mail_sent_total", capped)
+        + metric(&b, "gatehouse_mail_sent_total", capped);
+    assert_eq!(dropped, 3.0, "capped over both replicas");
+    sink.wait_for("jon@example.com", 2, MAIL_WAIT);
+    std::thread::sleep(QUIET);
+    assert_eq!(sink.messages().len(), 2, "{:?}", sink.messages());
+}
+
+#[test]
+fn reset_requests_are_throttled_per_address_over_both_replicas() {
+    let sink = SmtpSink::start();
+    let (a, b) = postgres::replicas(|g| {
+        sending_to(g, &sink).with_config(|c| c.throttle.login_failures_per_username = 3)
+    });
+    a.user("kim");
+    for g in [&a, &b, &a] {
+        reset(g, "kim@example.com").expect_status(204);
+    }
+    for g in [&b, &a] {
+        let r = reset(g, "kim@example.com");
+        r.expect_status(429);
+        assert!(r.header("retry-after").is_some(), "{}", r.text);
+    }
+}
