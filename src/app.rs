@@ -92,7 +92,11 @@ impl App {
         let asserter = tokens
             .assertion_key()
             .map(|key| Asserter::new(key.clone(), &config.proxy.assertion_issuer));
-        let mailer = Arc::new(crate::mail::Mailer::new(&config, &mail_material)?);
+        // Link tokens from the material the JWT keys were made from: with a shared store, the
+        // secret every replica uses.
+        let mailer = Arc::new(
+            crate::mail::Mailer::new(&config, &mail_material)?.shared_by(Arc::clone(&store)),
+        );
         Ok(App {
             mailer,
             throttle,

@@ -27,12 +27,14 @@ use pingora::server::Server;
 use std::sync::Arc;
 
 /// Pingora modules whose debug and trace lines carry whole request and response heads
-/// (tokens, cookies): never logged below info.
+/// (tokens, cookies), and tokio-postgres, whose debug lines carry every query's parameters
+/// (the shared JWT secret, password hashes): never logged below info.
 pub const NOISY_MODULES: &[&str] = &[
     "pingora_proxy",
     "pingora_core",
     "pingora_http",
     "pingora_cache",
+    "tokio_postgres",
 ];
 
 /// Pingora's own settings, from our config (never from a Pingora YAML file).

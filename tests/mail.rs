@@ -5,72 +5,14 @@
 mod common;
 
 use common::paths::*;
-use common::smtp::SmtpSink;
+use common::smtp::*;
 use common::*;
-use gatehouse::config::{Config, ConsoleFormat, LogLevel, MailBackend};
+use gatehouse::config::{ConsoleFormat, MailBackend};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 const NEW_PASSWORD: &str = "Fresh-Horse-42";
 const MAIL_WAIT: Duration = Duration::from_secs(20);
-
-/// gatehouse sending through `sink`, with `edit` applied to its config.
-fn with_smtp(sink: &SmtpSink, edit: impl FnOnce(&mut Config)) -> Builder {
-    Gatehouse::new()
-        .with_config(|c| {
-            c.email.backend = MailBackend::Smtp;
-            c.email.from = "accounts@gatehouse.test".into();
-            c.log.level = LogLevel::Debug;
-            edit(c);
-        })
-        .env("GATEHOUSE_EMAIL_SMTP_URL", &sink.url())
-}
-
-/// `(uid, token)` from the link in a mail body (the default `*_url`s end in /{uid}/{token}).
-fn link_parts(mail: &Value, prefix: &str) -> (String, String) {
-    let body = mail["body"].as_str().expect("a body");
-    let start = body
-        .find(prefix)
-        .unwrap_or_else(|| panic!("no {prefix} link in {body}"));
-    let link = body[start + prefix.len()..]
-        .split_whitespace()
-        .next()
-        .expect("the link");
-    let (uid, token) = link.split_once('/').expect("uid/token");
-    (uid.to_string(), token.to_string())
-}
-
-const RESET_LINK: &str = "http://localhost:3000/password-reset/";
-const VERIFY_LINK: &str = "http://localhost:3000/verify-email/";
-
-fn subjects(mails: &[Value]) -> Vec<String> {
-    mails
-        .iter()
-        .map(|m| m["subject"].as_str().unwrap_or_default().to_string())
-        .collect()
-}
-
-/// The value of one sample of the metrics page (0 when absent).
-fn metric(g: &Gatehouse, name: &str, labels: &str) -> f64 {
-    let text = g.ops().get("/metrics", None).text;
-    let want = format!("{name}{{{labels}}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&want))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-fn reset(g: &Gatehouse, email: &str) -> Resp {
-    g.post(PASSWORD_RESET, json!({ "email": email }), None)
-}
-
-fn confirm(g: &Gatehouse, uid: &str, token: &str, password: &str) -> Resp {
-    g.post(
-        PASSWORD_RESET_CONFIRM,
-        json!({"uid": uid, "token": token, "new_password": password}),
-        None,
-    )
-}
 
 #[test]
 fn a_password_change_sends_the_seed_notice() {

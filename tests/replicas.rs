@@ -6,6 +6,7 @@
 mod common;
 
 use common::paths::PROFILE;
+use common::smtp::{reset, sending_to, subjects, SmtpSink};
 use common::upstream::Upstream;
 use common::*;
 use gatehouse::config::Config;
@@ -24,21 +25,13 @@ fn replicas(up: &Upstream, rotate: bool) -> (Gatehouse, Gatehouse) {
 }
 
 fn replicas_with(up: &Upstream, edit: impl Fn(&mut Config)) -> (Gatehouse, Gatehouse) {
-    let url = postgres::database();
-    let make = |superuser: bool| {
-        let mut b = Gatehouse::new().postgres(&url).with_config(|c| {
+    postgres::replicas(|b| {
+        b.with_config(|c| {
             c.routes = vec![route("/app/", &[up.addr])];
             c.store.freshness_ms = 500;
             edit(c);
-        });
-        if superuser {
-            b = b.superuser("root", "root@example.com", PASSWORD);
-        }
-        b.start()
-    };
-    let a = make(true);
-    let b = make(false);
-    (a, b)
+        })
+    })
 }
 
 /// Polls `check` every 5 ms until it says done; the time it took (panics after 10 s).
@@ -347,7 +340,10 @@ fn throttle_counters_are_shared_by_the_replicas() {
 #[test]
 fn store_copy_moves_everything_from_sled_keeping_ids_and_tokens() {
     let up = Upstream::start();
-    let mut sled = Gatehouse::new()
+    // The mail server is down while sled runs: a reset mail stays queued in its outbox.
+    let mut sink = SmtpSink::start();
+    sink.stop();
+    let mut sled = sending_to(Gatehouse::new(), &sink)
         .with_config(|c| c.routes = vec![route("/app/", &[up.addr])])
         .start();
     let (id1, access1, _) = sled.user("first");
@@ -355,6 +351,7 @@ fn store_copy_moves_everything_from_sled_keeping_ids_and_tokens() {
     let (_, _, refresh3) = sled.user("third");
     sled.soft_delete(&access2).expect_status(200);
     sled.logout(&refresh3).expect_status(200);
+    reset(&sled, "first@example.com").expect_status(204);
     sled.terminate();
 
     let (url, _) = postgres::empty_database();
@@ -371,6 +368,12 @@ fn store_copy_moves_everything_from_sled_keeping_ids_and_tokens() {
         "{}",
         copy.stdout
     );
+    assert!(
+        copy.stderr.contains("queued mails: 1/1") && copy.stdout.contains("copied 1 queued mails"),
+        "{}{}",
+        copy.stderr,
+        copy.stdout
+    );
     let again = sled.cli(&["store", "copy", "--to", &url], &[]);
     assert!(
         !again.succeeded() && again.stderr.contains("empty database"),
@@ -379,7 +382,8 @@ fn store_copy_moves_everything_from_sled_keeping_ids_and_tokens() {
     );
 
     // A replica on the copy: same ids, same key (the sled token still works), same states.
-    let pg = Gatehouse::new()
+    sink.resume();
+    let pg = sending_to(Gatehouse::new(), &sink)
         .postgres(&url)
         .with_config(|c| c.routes = vec![route("/app/", &[up.addr])])
         .start();
@@ -397,6 +401,11 @@ fn store_copy_moves_everything_from_sled_keeping_ids_and_tokens() {
     assert_eq!(id_of(&pg.get(PROFILE, Some(&access1)).json), id1);
     let fourth = id_of(&pg.register("fourth"));
     assert_eq!(fourth, 4, "ids continue above the copied ones");
+    // The mail queued in sled is sent from the copy, once.
+    let mails = sink.wait_for("first@example.com", 1, Duration::from_secs(20));
+    assert_eq!(subjects(&mails), ["Password Reset"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(sink.messages().len(), 1, "{:?}", sink.messages());
 }
 
 #[test]

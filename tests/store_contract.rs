@@ -815,3 +815,56 @@ proptest::proptest! {
         });
     }
 }
+
+#[tokio::test]
+async fn outbox_entries_reads_every_entry_in_order_without_claiming_it() {
+    for (backend, make) in backends() {
+        let fresh = make();
+        let store = fresh.store.as_ref();
+        for (i, to) in ["a@example.com", "b@example.com", "c@example.com"]
+            .iter()
+            .enumerate()
+        {
+            store
+                .enqueue_mail(mail(MailKind::PasswordReset, i as u64 + 1, to, 100))
+                .await
+                .expect("enqueue");
+        }
+        // One held by a claimer, one waiting for a retry, one due: all three are read.
+        let held = store.claim_mails(100, 60, 1).await.expect("claim");
+        assert_eq!(held.len(), 1, "{backend}");
+        let all = store.outbox_entries(0, 10).await.expect("entries");
+        let tos: Vec<&str> = all.iter().map(|e| e.mail.to.as_str()).collect();
+        assert_eq!(
+            tos,
+            ["a@example.com", "b@example.com", "c@example.com"],
+            "{backend}"
+        );
+        assert_eq!(all[0].lease_until, 160, "{backend}: the lease is visible");
+        store.retry_mail(all[1].id, 2, 900).await.expect("retry");
+        // Pages by id.
+        let first = store.outbox_entries(0, 1).await.expect("page");
+        assert_eq!(first.len(), 1, "{backend}");
+        let rest = store.outbox_entries(first[0].id, 10).await.expect("page");
+        assert_eq!(rest.len(), 2, "{backend}");
+        assert_eq!(rest[0].mail.to, "b@example.com", "{backend}");
+        assert_eq!(
+            (rest[0].attempts, rest[0].not_before),
+            (2, 900),
+            "{backend}: the retry state is read"
+        );
+        assert!(
+            store
+                .outbox_entries(rest[1].id, 10)
+                .await
+                .expect("page")
+                .is_empty(),
+            "{backend}: nothing after the last"
+        );
+        // Reading claimed nothing: the due entry is still there for a sender.
+        let due = store.claim_mails(100, 60, 10).await.expect("claim");
+        assert_eq!(due.len(), 1, "{backend}");
+        assert_eq!(due[0].mail.to, "c@example.com", "{backend}");
+        assert_eq!(store.outbox_depth().await.expect("depth"), 3, "{backend}");
+    }
+}

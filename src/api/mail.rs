@@ -41,6 +41,7 @@ async fn request_link(
     let app = ctx.app;
     app.throttle
         .mail_request(&email, ctx.req.client_ip, now())
+        .await
         .map_err(ApiError::Throttled)?;
     let outcome = queue_link(ctx, kind, wanted, &email).await;
     let floor = Duration::from_millis(app.config.email.answer_floor_ms);
@@ -67,7 +68,7 @@ async fn queue_link(
     if !user.is_active || !wanted(&user) {
         return Ok(());
     }
-    if let Some(mail) = app.mailer.link_mail(kind, &user) {
+    if let Some(mail) = app.mailer.link_mail(kind, &user).await {
         app.store.enqueue_mail(mail).await?;
         app.mailer.wake.notify_one();
     }

@@ -120,9 +120,14 @@ impl Throttle {
 
 impl Throttle {
     /// Counts a password-reset or verification-resend request for `email` from `client`
-    /// (the login limits apply: per address as per username, per client as per client);
-    /// `Err(seconds)` when over either.
-    pub fn mail_request(&self, email: &str, client: Option<IpAddr>, now: u64) -> Result<(), u64> {
+    /// (the login limits apply: per address as per username, per client as per client;
+    /// shared by the replicas like the login counters); `Err(seconds)` when over either.
+    pub async fn mail_request(
+        &self,
+        email: &str,
+        client: Option<IpAddr>,
+        now: u64,
+    ) -> Result<(), u64> {
         if !self.config.enabled {
             return Ok(());
         }
@@ -134,12 +139,39 @@ impl Throttle {
         if let Some(ip) = client {
             keys.push((format!("mail-addr:{ip}"), c.login_failures_per_address));
         }
-        keys.iter()
-            .try_for_each(|(key, limit)| self.limiter.check(key, *limit, now))?;
+        for (key, limit) in &keys {
+            self.check(key, *limit, now).await?;
+        }
         for (key, _) in &keys {
-            self.limiter.hit(key, now);
+            self.hit(key, now).await;
         }
         Ok(())
+    }
+}
+
+/// Counts one event of `key` in `store`'s shared counters, against `limit` per fixed window
+/// of `window` seconds, in one statement (replicas racing for the last place get one).
+/// `Some(Err(seconds))` when this event is over the limit; `None` when the store keeps no
+/// counters or cannot answer (the caller counts in memory then).
+pub async fn count_shared(
+    store: &dyn UserStore,
+    key: &str,
+    limit: u32,
+    window: u64,
+    now: u64,
+) -> Option<Result<(), u64>> {
+    let window = window.max(1);
+    match store.throttle_window(key, now, window, true).await {
+        Ok(Some((start, count))) => Some(if count > limit {
+            Err((start.saturating_add(window).saturating_sub(now)).max(1))
+        } else {
+            Ok(())
+        }),
+        Ok(None) => None,
+        Err(e) => {
+            log::warn!("shared counters unavailable, counting in memory: {e}");
+            None
+        }
     }
 }
 

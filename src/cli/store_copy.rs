@@ -1,10 +1,12 @@
 //! `gatehouse store copy --to URL`: everything in the configured sled store (users with their
-//! ids, refresh-token families, the generated JWT secret and assertion key) into an empty
-//! PostgreSQL database, migrated first; the id sequence ends above the highest id. Refuses a
-//! target that already holds users or families. The sled store must not be in use.
+//! ids, refresh-token families, the queued mail of the outbox, the generated JWT secret and
+//! assertion key) into an empty PostgreSQL database, migrated first; the id sequence ends
+//! above the highest id. Refuses a target that already holds users or families. The sled
+//! store must not be in use. Queued mails keep their order and the time of the change that
+//! caused them (so the 24 h retry limit still counts from it); their tries start again.
 
 use crate::config::Config;
-use crate::store::{ListFilter, PgOptions, PgStore, SledStore, UserStore};
+use crate::store::{ListFilter, MailOutbox, PgOptions, PgStore, SledStore, UserStore};
 use std::time::Duration;
 
 /// Users read and written per round trip.
@@ -63,6 +65,25 @@ pub fn run(config: &Config, to: &str) -> Result<(), String> {
             eprintln!("refresh-token families: {done}/{families}");
         }
     }
+    // The queued mail: sent by the replicas once they run on the copy.
+    let queued = super::block_on(sled.outbox_depth())?.map_err(|e| e.to_string())?;
+    let (mut after_mail, mut mails) = (0u64, 0usize);
+    loop {
+        let page =
+            super::block_on(sled.outbox_entries(after_mail, PAGE))?.map_err(|e| e.to_string())?;
+        let Some(last) = page.last() else { break };
+        after_mail = last.id;
+        let n = page.len();
+        super::block_on(async {
+            for entry in page {
+                pg.enqueue_mail(entry.mail).await?;
+            }
+            Ok::<(), crate::store::StoreError>(())
+        })?
+        .map_err(|e| format!("copying the queued mails up to id {after_mail}: {e}"))?;
+        mails += n;
+        eprintln!("queued mails: {mails}/{queued}");
+    }
     // The generated keys: tokens signed before the switch stay valid on every replica.
     for (file, name) in [
         (crate::auth::secret::GENERATED_FILE, "jwt_secret"),
@@ -96,5 +117,6 @@ pub fn run(config: &Config, to: &str) -> Result<(), String> {
         }
     }
     println!("copied {copied} users and {done} refresh-token families to {target}");
+    println!("copied {mails} queued mails");
     Ok(())
 }

@@ -7,11 +7,11 @@ pub mod sender;
 pub mod templates;
 pub mod tokens;
 
-use crate::auth::throttle::Limiter;
+use crate::auth::throttle::{count_shared, Limiter};
 use crate::clock::now;
 use crate::config::{Config, EmailConfig, MailBackend};
 use crate::metrics::MAIL_SENT;
-use crate::store::{MailKind, OutboxMail, User};
+use crate::store::{MailKind, OutboxMail, User, UserStore};
 use std::sync::Arc;
 use tokens::MailTokens;
 use tokio::sync::Notify;
@@ -49,6 +49,9 @@ pub struct Mailer {
     overall: Limiter,
     /// Wakes the sender when a mail was recorded (it also polls).
     pub wake: Arc<Notify>,
+    /// Where the caps on reset and resend mails are counted when the store shares counters
+    /// (several replicas): N replicas do not send N times the cap.
+    shared: Option<Arc<dyn UserStore>>,
 }
 
 const HOUR: u64 = 3600;
@@ -65,7 +68,14 @@ impl Mailer {
             per_address: Limiter::new(config.throttle.max_keys, HOUR),
             overall: Limiter::new(1, HOUR),
             wake: Arc::new(Notify::new()),
+            shared: None,
         })
+    }
+
+    /// Counts the caps of `link_mail` in `store` when it shares counters.
+    pub fn shared_by(mut self, store: Arc<dyn UserStore>) -> Mailer {
+        self.shared = Some(store);
+        self
     }
 
     /// Mail is sent at all (`backend` is not `none`): otherwise nothing is recorded.
@@ -123,10 +133,36 @@ impl Mailer {
         }
     }
 
-    /// A reset or verification mail to `user`, unless a cap drops it (`None`, counted).
-    pub fn link_mail(&self, kind: MailKind, user: &User) -> Option<OutboxMail> {
-        (self.enabled() && self.allow(&user.email, kind))
-            .then(|| Mailer::mail(kind, user, &user.email))
+    /// A reset or verification mail to `user`, unless a cap drops it (`None`, counted). The
+    /// caps are counted in the shared store when there is one; the verification mails of
+    /// `notices` and `on_register` (decided inside a store write) count in this process.
+    pub async fn link_mail(&self, kind: MailKind, user: &User) -> Option<OutboxMail> {
+        if !self.enabled() {
+            return None;
+        }
+        let allowed = match self.allow_shared(&user.email, kind).await {
+            Some(allowed) => allowed,
+            None => self.allow(&user.email, kind),
+        };
+        allowed.then(|| Mailer::mail(kind, user, &user.email))
+    }
+
+    /// `allow` in the shared counters; `None` without them (or when they cannot answer).
+    async fn allow_shared(&self, to: &str, kind: MailKind) -> Option<bool> {
+        let store = self.shared.as_deref()?;
+        let t = now();
+        let c = &self.config;
+        let key = format!("mail-cap-to:{}", crate::store::name_key(to));
+        let per_address = count_shared(store, &key, c.max_per_address_per_hour, HOUR, t).await?;
+        let overall = match per_address {
+            Ok(()) => count_shared(store, "mail-cap-all", c.max_per_hour, HOUR, t).await?,
+            Err(_) => Err(0),
+        };
+        if overall.is_err() {
+            MAIL_SENT.with_label_values(&[kind.label(), "capped"]).inc();
+            return Some(false);
+        }
+        Some(true)
     }
 
     /// Counts a reset or verification mail against the caps; false (and counted as

@@ -329,6 +329,13 @@ pub trait MailOutbox: Send + Sync {
     async fn retry_mail(&self, id: u64, attempts: u32, not_before: u64) -> Result<(), StoreError>;
     /// Entries waiting (sent ones are gone).
     async fn outbox_depth(&self) -> Result<usize, StoreError>;
+    /// Up to `limit` entries with ids above `after_id`, oldest first, whether due, held or
+    /// not, read without claiming them (`store copy` moves the queued mail with them).
+    async fn outbox_entries(
+        &self,
+        after_id: u64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
 }
 
 /// Where sled keeps its files inside the data directory (the secret sits beside it).

@@ -732,6 +732,21 @@ impl MailOutbox for SledStore {
     async fn outbox_depth(&self) -> Result<usize, StoreError> {
         Ok(self.outbox.len())
     }
+
+    async fn outbox_entries(
+        &self,
+        after_id: u64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let Some(from) = after_id.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        self.outbox
+            .range(id_key(from)..)
+            .take(limit)
+            .map(|item| decode_entry(&item.map_err(io)?.1))
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -266,6 +266,19 @@ pub fn options(check_schema: bool) -> gatehouse::store::PgOptions {
     }
 }
 
+/// Two replicas (A, B) on one fresh migrated database, each `make` of a builder already on
+/// it; A creates the staff user `root` (password `PASSWORD`) before it starts.
+pub fn replicas(
+    make: impl Fn(super::Builder) -> super::Builder,
+) -> (super::Gatehouse, super::Gatehouse) {
+    let url = database();
+    let a = make(super::Gatehouse::new().postgres(&url))
+        .superuser("root", "root@example.com", super::PASSWORD)
+        .start();
+    let b = make(super::Gatehouse::new().postgres(&url)).start();
+    (a, b)
+}
+
 /// Where the cluster's files are (tests that read its log).
 pub fn dir() -> &'static Path {
     &cluster().dir

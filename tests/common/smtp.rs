@@ -1,9 +1,14 @@
 //! A real SMTP server on loopback for the mail tests: `tests/support/smtp_sink.py` (aiosmtpd,
 //! from the test virtualenv of `tests/support/make_venv.sh`) on a free port, writing each
 //! message it accepts to a directory as JSON. Stopping it and starting it again on the same
-//! port is a mail server that was down for a while.
+//! port is a mail server that was down for a while. Below it, the helpers of the mail
+//! scenarios (tests/mail.rs, tests/mail_replicas.rs): a gatehouse sending to a sink, the
+//! link in a mail, the reset requests.
 
-use serde_json::Value;
+use super::paths::{PASSWORD_RESET, PASSWORD_RESET_CONFIRM};
+use super::{Builder, Gatehouse, Resp};
+use gatehouse::config::{Config, LogLevel, MailBackend};
+use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -123,4 +128,65 @@ impl Drop for SmtpSink {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// gatehouse sending through `sink`, with `edit` applied to its config.
+pub fn with_smtp(sink: &SmtpSink, edit: impl FnOnce(&mut Config)) -> Builder {
+    sending_to(Gatehouse::new(), sink).with_config(edit)
+}
+
+/// `b` sending through `sink` (the SMTP backend, `accounts@gatehouse.test`, debug logs).
+pub fn sending_to(b: Builder, sink: &SmtpSink) -> Builder {
+    b.with_config(|c| {
+        c.email.backend = MailBackend::Smtp;
+        c.email.from = "accounts@gatehouse.test".into();
+        c.log.level = LogLevel::Debug;
+    })
+    .env("GATEHOUSE_EMAIL_SMTP_URL", &sink.url())
+}
+
+/// `(uid, token)` from the link in a mail body (the default `*_url`s end in /{uid}/{token}).
+pub fn link_parts(mail: &Value, prefix: &str) -> (String, String) {
+    let body = mail["body"].as_str().expect("a body");
+    let start = body
+        .find(prefix)
+        .unwrap_or_else(|| panic!("no {prefix} link in {body}"));
+    let link = body[start + prefix.len()..]
+        .split_whitespace()
+        .next()
+        .expect("the link");
+    let (uid, token) = link.split_once('/').expect("uid/token");
+    (uid.to_string(), token.to_string())
+}
+
+pub const RESET_LINK: &str = "http://localhost:3000/password-reset/";
+pub const VERIFY_LINK: &str = "http://localhost:3000/verify-email/";
+
+pub fn subjects(mails: &[Value]) -> Vec<String> {
+    mails
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// The value of one sample of the metrics page (0 when absent).
+pub fn metric(g: &Gatehouse, name: &str, labels: &str) -> f64 {
+    let text = g.ops().get("/metrics", None).text;
+    let want = format!("{name}{{{labels}}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&want))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+pub fn reset(g: &Gatehouse, email: &str) -> Resp {
+    g.post(PASSWORD_RESET, json!({ "email": email }), None)
+}
+
+pub fn confirm(g: &Gatehouse, uid: &str, token: &str, password: &str) -> Resp {
+    g.post(
+        PASSWORD_RESET_CONFIRM,
+        json!({"uid": uid, "token": token, "new_password": password}),
+        None,
+    )
 }

@@ -643,12 +643,15 @@ impl UserStore for PgStore {
                     )
                     .await
                     .map_err(pg_error)?;
-                // Now and then, forget windows that ended (a flood of distinct keys).
+                // Now and then, forget windows that ended (a flood of distinct keys): those
+                // older than a day, since other keys count in longer windows than this one
+                // (the mail caps: an hour).
                 if rand::random::<u16>() < 64 {
+                    let forget = window.max(86_400);
                     client
                         .execute(
                             "DELETE FROM throttle WHERE window_start + $2 <= $1",
-                            &[&now, &window],
+                            &[&now, &forget],
                         )
                         .await
                         .map_err(pg_error)?;

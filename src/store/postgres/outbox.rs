@@ -233,4 +233,26 @@ impl MailOutbox for PgStore {
         })
         .await
     }
+
+    async fn outbox_entries(
+        &self,
+        after_id: u64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let after = i64::try_from(after_id).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run("outbox_entries", move |pool| async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            let rows = client
+                .query(
+                    "SELECT id, mail, attempts, not_before, lease_until FROM outbox \
+                     WHERE id > $1 ORDER BY id LIMIT $2",
+                    &[&after, &limit],
+                )
+                .await
+                .map_err(pg_error)?;
+            rows.iter().map(decode_entry).collect()
+        })
+        .await
+    }
 }
