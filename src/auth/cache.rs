@@ -1,6 +1,7 @@
 //! The user-state cache (moka) in front of the store: user id -> what an auth decision needs.
 //! Writers replace the entry before they answer; a load never overwrites a newer write.
 
+use super::authenticator::IdentityValues;
 use crate::store::{Change, ChangeFeed, StoreError, User, UserStore};
 use moka::sync::Cache;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +16,8 @@ pub struct UserState {
     pub is_staff: bool,
     /// Group names, sorted, each once (as the store keeps them).
     pub groups: Arc<[String]>,
+    /// The identity headers' values, made here once rather than on every request.
+    pub values: Arc<IdentityValues>,
 }
 
 impl From<&User> for UserState {
@@ -25,6 +28,12 @@ impl From<&User> for UserState {
             username: Arc::from(u.username.as_str()),
             is_staff: u.is_staff,
             groups: Arc::from(u.groups.as_slice()),
+            values: Arc::new(IdentityValues::new(
+                u.id,
+                &u.username,
+                u.is_staff,
+                &u.groups,
+            )),
         }
     }
 }
@@ -56,12 +65,10 @@ impl UserCache {
         store: &dyn UserStore,
     ) -> Result<Option<UserState>, StoreError> {
         if let Some(state) = self.cache.get(&id) {
-            crate::metrics::USER_CACHE.with_label_values(&["hit"]).inc();
+            crate::metrics::USER_CACHE_HIT.inc();
             return Ok(Some(state));
         }
-        crate::metrics::USER_CACHE
-            .with_label_values(&["miss"])
-            .inc();
+        crate::metrics::USER_CACHE_MISS.inc();
         let seen = self.writes.load(Ordering::SeqCst);
         let state = store.get_user(id).await?.as_ref().map(UserState::from);
         if let Some(s) = &state {

@@ -4,6 +4,7 @@
 use super::health::UpstreamCheck;
 use crate::config::{AuthMode, Config, CorsConfig, RouteConfig};
 use pingora::lb::{selection::RoundRobin, LoadBalancer};
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,10 @@ pub struct Route {
     /// The `aud` of the identity assertion sent upstream; `None`: no assertion.
     pub assertion_audience: Option<Arc<str>>,
     pub upstreams: Arc<LoadBalancer<RoundRobin>>,
+    /// Each upstream address's metric label, formatted once.
+    upstream_labels: Vec<(std::net::SocketAddr, Arc<str>)>,
+    /// This route's upstream-latency histogram, resolved once.
+    pub upstream_duration: prometheus::Histogram,
 }
 
 pub struct RouteTable {
@@ -89,23 +94,40 @@ fn build(cfg: &RouteConfig) -> Result<Arc<Route>, String> {
             .identity_assertion
             .then(|| Arc::from(cfg.audience.as_deref().unwrap_or(&cfg.prefix))),
         upstreams: Arc::new(lb),
+        upstream_labels: cfg
+            .upstreams
+            .iter()
+            .map(|a| (*a, Arc::from(a.to_string())))
+            .collect(),
+        upstream_duration: crate::metrics::UPSTREAM_DURATION.with_label_values(&[&cfg.prefix]),
     }))
 }
 
 impl Route {
-    /// The path sent upstream.
-    pub fn upstream_path(&self, path: &str) -> String {
+    /// The path sent upstream (borrowed unless the prefix is stripped).
+    pub fn upstream_path<'a>(&self, path: &'a str) -> Cow<'a, str> {
         if !self.strip_prefix {
-            return path.to_string();
+            return Cow::Borrowed(path);
         }
         let rest = path
             .strip_prefix(self.prefix.trim_end_matches('/'))
             .unwrap_or(path);
         if rest.starts_with('/') {
-            rest.to_string()
+            Cow::Borrowed(rest)
         } else {
-            format!("/{rest}")
+            Cow::Owned(format!("/{rest}"))
         }
+    }
+
+    /// The metric label of the upstream at `addr`.
+    pub fn upstream_label(&self, addr: &pingora::protocols::l4::socket::SocketAddr) -> Arc<str> {
+        let known = addr.as_inet().and_then(|inet| {
+            self.upstream_labels
+                .iter()
+                .find(|(a, _)| a == inet)
+                .map(|(_, label)| label.clone())
+        });
+        known.unwrap_or_else(|| Arc::from(addr.to_string()))
     }
 }
 
