@@ -203,6 +203,17 @@ pub static TLS_CERT_EXPIRY: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     .expect(DEFINED_ONCE)
 });
 
+// Handles of the label sets nearly every request touches, resolved once: a lookup by label
+// values hashes them, takes a read lock and clones a handle each time.
+pub static USER_CACHE_HIT: LazyLock<IntCounter> =
+    LazyLock::new(|| USER_CACHE.with_label_values(&["hit"]));
+pub static USER_CACHE_MISS: LazyLock<IntCounter> =
+    LazyLock::new(|| USER_CACHE.with_label_values(&["miss"]));
+pub static AUTH_ALLOW_TOKEN: LazyLock<IntCounter> =
+    LazyLock::new(|| AUTH_DECISIONS.with_label_values(&["allow", "valid_token"]));
+pub static AUTH_ALLOW_ANONYMOUS: LazyLock<IntCounter> =
+    LazyLock::new(|| AUTH_DECISIONS.with_label_values(&["allow", "anonymous"]));
+
 /// The text exposition of every registered metric.
 pub fn render() -> Result<Vec<u8>, prometheus::Error> {
     use prometheus::Encoder;

@@ -3,7 +3,7 @@
 
 use super::cache::{UserCache, UserState};
 use super::tokens::{TokenError, TokenType, Tokens};
-use crate::metrics::AUTH_DECISIONS;
+use crate::metrics;
 use crate::store::UserStore;
 use std::sync::Arc;
 
@@ -15,6 +15,8 @@ pub struct Identity {
     pub is_staff: bool,
     /// Group names, sorted, each once.
     pub groups: Arc<[String]>,
+    /// The same identity as the values of the identity headers, made once per cached state.
+    pub values: Arc<IdentityValues>,
 }
 
 impl Identity {
@@ -25,8 +27,53 @@ impl Identity {
             username: state.username,
             is_staff: state.is_staff,
             groups: state.groups,
+            values: state.values,
         }
     }
+}
+
+/// What the identity headers carry, ready to send: made when a user's state is cached, so a
+/// request clones them (a reference count) instead of formatting and validating them again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityValues {
+    pub user_id: http::HeaderValue,
+    /// `None`: the name cannot be a header value (a control character in an imported name);
+    /// such a user is not forwarded.
+    pub username: Option<http::HeaderValue>,
+    pub is_staff: http::HeaderValue,
+    /// `groups_value` of the groups (empty for none); `None` as for the username.
+    pub groups: Option<http::HeaderValue>,
+}
+
+impl IdentityValues {
+    pub fn new(user_id: u64, username: &str, is_staff: bool, groups: &[String]) -> IdentityValues {
+        IdentityValues {
+            user_id: http::HeaderValue::from(user_id),
+            username: http::HeaderValue::from_str(username).ok(),
+            is_staff: http::HeaderValue::from_static(if is_staff { "true" } else { "false" }),
+            groups: http::HeaderValue::from_str(&groups_value(groups)).ok(),
+        }
+    }
+}
+
+/// The value of the groups identity header: the names (already sorted) joined by commas, each
+/// with `%`, `,` and control characters percent-encoded, so that a name cannot split in two
+/// or make the header invalid. Empty for a user in no group.
+pub fn groups_value(groups: &[String]) -> String {
+    let mut out = String::new();
+    for (i, name) in groups.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for c in name.chars() {
+            if c == '%' || c == ',' || c.is_ascii_control() {
+                out.push_str(&format!("%{:02X}", u32::from(c)));
+            } else {
+                out.push(c);
+            }
+        }
+    }
+    out
 }
 
 /// Why a request is not let through.
@@ -124,12 +171,13 @@ impl Authenticator {
             Err(e) => Err(e),
         };
         let decided = require(outcome, need);
-        let (verdict, reason) = match &decided {
-            Ok(Some(_)) => ("allow", "valid_token"),
-            Ok(None) => ("allow", "anonymous"),
-            Err(e) => ("deny", e.reason()),
-        };
-        AUTH_DECISIONS.with_label_values(&[verdict, reason]).inc();
+        match &decided {
+            Ok(Some(_)) => metrics::AUTH_ALLOW_TOKEN.inc(),
+            Ok(None) => metrics::AUTH_ALLOW_ANONYMOUS.inc(),
+            Err(e) => metrics::AUTH_DECISIONS
+                .with_label_values(&["deny", e.reason()])
+                .inc(),
+        }
         decided
     }
 

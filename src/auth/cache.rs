@@ -3,6 +3,7 @@
 //! Behind a change feed (several replicas) memory answers only while the feed has proven it
 //! fresh within `freshness`; otherwise every decision reads the store (and fails with it).
 
+use super::authenticator::IdentityValues;
 use crate::store::{Change, ChangeFeed, StoreError, User, UserStore};
 use moka::sync::Cache;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,6 +18,8 @@ pub struct UserState {
     pub is_staff: bool,
     /// Group names, sorted, each once (as the store keeps them).
     pub groups: Arc<[String]>,
+    /// The identity headers' values, made here once rather than on every request.
+    pub values: Arc<IdentityValues>,
 }
 
 impl From<&User> for UserState {
@@ -27,6 +30,12 @@ impl From<&User> for UserState {
             username: Arc::from(u.username.as_str()),
             is_staff: u.is_staff,
             groups: Arc::from(u.groups.as_slice()),
+            values: Arc::new(IdentityValues::new(
+                u.id,
+                &u.username,
+                u.is_staff,
+                &u.groups,
+            )),
         }
     }
 }
@@ -96,12 +105,10 @@ impl UserCache {
             return Ok(store.get_user(id).await?.as_ref().map(UserState::from));
         }
         if let Some(state) = self.cache.get(&id) {
-            crate::metrics::USER_CACHE.with_label_values(&["hit"]).inc();
+            crate::metrics::USER_CACHE_HIT.inc();
             return Ok(Some(state));
         }
-        crate::metrics::USER_CACHE
-            .with_label_values(&["miss"])
-            .inc();
+        crate::metrics::USER_CACHE_MISS.inc();
         let seen = self.writes.load(Ordering::SeqCst);
         let state = store.get_user(id).await?.as_ref().map(UserState::from);
         if let Some(s) = &state {

@@ -162,7 +162,7 @@ pub fn explain(
                 p.user_is_staff_header,
                 id.is_staff,
                 p.user_groups_header,
-                crate::gateway::headers::groups_value(&id.groups)
+                crate::auth::authenticator::groups_value(&id.groups)
             );
         }
         Decision::Forward(None) => {

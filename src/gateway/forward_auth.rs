@@ -110,7 +110,7 @@ fn allowed(identity: Option<&Identity>, proxy: &ProxyConfig) -> Response {
         );
         resp.add_header(
             proxy.user_groups_header.as_str().to_string(),
-            super::headers::groups_value(&who.groups),
+            crate::auth::authenticator::groups_value(&who.groups),
         );
     }
     resp

@@ -37,26 +37,6 @@ pub fn untrusted_names(headers: &HeaderMap, identity: &[HeaderName]) -> Vec<Head
     names
 }
 
-/// The value of the groups identity header: the names (already sorted) joined by commas, each
-/// with `%`, `,` and control characters percent-encoded, so that a name cannot split in two
-/// or make the header invalid. Empty for a user in no group.
-pub fn groups_value(groups: &[String]) -> String {
-    let mut out = String::new();
-    for (i, name) in groups.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        for c in name.chars() {
-            if c == '%' || c == ',' || c.is_ascii_control() {
-                out.push_str(&format!("%{:02X}", u32::from(c)));
-            } else {
-                out.push(c);
-            }
-        }
-    }
-    out
-}
-
 /// The client's `X-Request-Id` when it is sane (short, visible ASCII), else a new one.
 pub fn request_id(headers: &HeaderMap) -> String {
     headers
@@ -123,6 +103,7 @@ mod tests {
 
     #[test]
     fn group_names_join_without_ambiguity() {
+        use crate::auth::authenticator::groups_value;
         let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(groups_value(&[]), "");
         assert_eq!(groups_value(&names(&["billing", "ops"])), "billing,ops");

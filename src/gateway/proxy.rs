@@ -27,7 +27,9 @@ pub struct Gateway {
     app: Arc<App>,
     /// Routes and edge rules; a reload stores new ones.
     live: SharedLive,
-    identity_headers: [HeaderName; 4],
+    /// The identity headers' names as Pingora takes them without copying (a reference
+    /// count per insert instead of a new buffer).
+    identity_names: [bytes::Bytes; 4],
     /// Removed from every client request before anything is added: the identity headers
     /// and the assertion header.
     untrusted: Vec<HeaderName>,
@@ -49,7 +51,8 @@ pub struct RequestCtx {
     route: Option<Arc<Route>>,
     identity: Option<Identity>,
     origin: Option<String>,
-    upstream: Option<pingora::protocols::l4::socket::SocketAddr>,
+    /// The chosen upstream's metric and log label.
+    upstream: Option<Arc<str>>,
     /// When the upstream was chosen, and the status it answered.
     upstream_started: Option<Instant>,
     upstream_status: u16,
@@ -84,12 +87,15 @@ impl Gateway {
             p.user_groups_header.clone(),
         ];
         let trusted_proxies = p.trusted_proxies.clone();
+        let identity_names = identity_headers
+            .clone()
+            .map(|n| bytes::Bytes::copy_from_slice(n.as_str().as_bytes()));
         let mut untrusted = identity_headers.to_vec();
         untrusted.push(HeaderName::from_static(assertion::HEADER));
         Gateway {
             app,
             live,
-            identity_headers,
+            identity_names,
             untrusted,
             trusted_proxies,
         }
@@ -316,7 +322,7 @@ impl ProxyHttp for Gateway {
             .upstreams
             .select(b"", 256)
             .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no healthy upstream"))?;
-        ctx.upstream = Some(backend.addr.clone());
+        ctx.upstream = Some(route.upstream_label(&backend.addr));
         ctx.upstream_started = Some(Instant::now());
         let peer = backend
             .addr
@@ -340,12 +346,19 @@ impl ProxyHttp for Gateway {
             upstream.remove_header("authorization");
         }
         if let Some(who) = &ctx.identity {
-            let [id, name, staff, groups] = &self.identity_headers;
-            upstream.insert_header(id.clone(), who.user_id.to_string())?;
-            upstream.insert_header(name.clone(), who.username.as_ref())?;
-            upstream.insert_header(staff.clone(), if who.is_staff { "true" } else { "false" })?;
+            let [id, name, staff, groups] = &self.identity_names;
+            let v = &who.values;
+            let (Some(username), Some(group_names)) = (&v.username, &v.groups) else {
+                return Err(Error::explain(
+                    ErrorType::InternalError,
+                    "the user's name or groups cannot be sent as a header value",
+                ));
+            };
+            upstream.insert_header(id.clone(), v.user_id.clone())?;
+            upstream.insert_header(name.clone(), username.clone())?;
+            upstream.insert_header(staff.clone(), v.is_staff.clone())?;
             // Sent empty for a user in no group: the client's copies are gone either way.
-            upstream.insert_header(groups.clone(), headers::groups_value(&who.groups))?;
+            upstream.insert_header(groups.clone(), group_names.clone())?;
             if let Some(value) = self.assertion_for(who, ctx.route.as_deref()) {
                 let value = value.map_err(|e| {
                     Error::because(
@@ -376,11 +389,11 @@ impl ProxyHttp for Gateway {
             .route
             .as_ref()
             .map(|r| r.upstream_path(&ctx.path))
-            .filter(|p| p != upstream.uri.path());
+            .filter(|p| p.as_ref() != upstream.uri.path());
         if let Some(path) = target {
             let uri = match upstream.uri.query() {
                 Some(q) => format!("{path}?{q}"),
-                None => path,
+                None => path.into_owned(),
             };
             let uri = uri
                 .parse::<http::Uri>()
@@ -397,8 +410,8 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream_status = upstream_response.status.as_u16();
-        if let Some(started) = ctx.upstream_started {
-            telemetry::upstream_answered(ctx.label(), started);
+        if let (Some(started), Some(route)) = (ctx.upstream_started, &ctx.route) {
+            telemetry::upstream_answered(&route.upstream_duration, started);
         }
         Ok(())
     }
@@ -479,7 +492,6 @@ impl ProxyHttp for Gateway {
         _e: Option<&pingora::Error>,
         ctx: &mut RequestCtx,
     ) {
-        let upstream = ctx.upstream.as_ref().map(ToString::to_string);
         let outcome = Outcome {
             kind: ctx.kind,
             label: ctx.label(),
@@ -488,7 +500,7 @@ impl ProxyHttp for Gateway {
             request_id: &ctx.request_id,
             user_id: ctx.user_id,
             status: session.response_written().map_or(0, |r| r.status.as_u16()),
-            upstream: upstream.as_deref(),
+            upstream: ctx.upstream.as_deref(),
             upstream_status: ctx.upstream_status,
             started: ctx.started,
             bytes: session.body_bytes_sent(),

@@ -6,6 +6,7 @@ use crate::config::{AuthMode, Config, CorsConfig, RouteConfig, Upstream};
 use crate::tls::{CertInfo, UpstreamTls};
 use pingora::lb::{selection::RoundRobin, LoadBalancer};
 use pingora::upstreams::peer::HttpPeer;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -33,11 +34,15 @@ pub struct Route {
     pub upstreams: Arc<LoadBalancer<RoundRobin>>,
     /// How each upstream address is reached (the proxy and the health checks share it).
     pub peers: Arc<Peers>,
+    /// This route's upstream-latency histogram, resolved once.
+    pub upstream_duration: prometheus::Histogram,
 }
 
 /// A route's upstream addresses with their scheme and host, and its TLS material.
 pub struct Peers {
     by_addr: HashMap<SocketAddr, Upstream>,
+    /// Each address's metric label, formatted once.
+    labels: HashMap<SocketAddr, Arc<str>>,
     tls: UpstreamTls,
     connect_timeout: Duration,
     read_timeout: Duration,
@@ -167,8 +172,13 @@ fn build(cfg: &RouteConfig) -> Result<Arc<Route>, String> {
     };
     let mut addrs: Vec<SocketAddr> = by_addr.keys().copied().collect();
     addrs.sort();
+    let labels = addrs
+        .iter()
+        .map(|a| (*a, Arc::from(a.to_string())))
+        .collect();
     let peers = Arc::new(Peers {
         by_addr,
+        labels,
         tls,
         connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
         read_timeout: Duration::from_millis(cfg.read_timeout_ms),
@@ -203,23 +213,32 @@ fn build(cfg: &RouteConfig) -> Result<Arc<Route>, String> {
             .then(|| Arc::from(cfg.audience.as_deref().unwrap_or(&cfg.prefix))),
         upstreams: Arc::new(lb),
         peers,
+        upstream_duration: crate::metrics::UPSTREAM_DURATION.with_label_values(&[&cfg.prefix]),
     }))
 }
 
 impl Route {
-    /// The path sent upstream.
-    pub fn upstream_path(&self, path: &str) -> String {
+    /// The path sent upstream (borrowed unless the prefix is stripped).
+    pub fn upstream_path<'a>(&self, path: &'a str) -> Cow<'a, str> {
         if !self.strip_prefix {
-            return path.to_string();
+            return Cow::Borrowed(path);
         }
         let rest = path
             .strip_prefix(self.prefix.trim_end_matches('/'))
             .unwrap_or(path);
         if rest.starts_with('/') {
-            rest.to_string()
+            Cow::Borrowed(rest)
         } else {
-            format!("/{rest}")
+            Cow::Owned(format!("/{rest}"))
         }
+    }
+
+    /// The metric label of the upstream at `addr`.
+    pub fn upstream_label(&self, addr: &pingora::protocols::l4::socket::SocketAddr) -> Arc<str> {
+        let known = addr
+            .as_inet()
+            .and_then(|inet| self.peers.labels.get(inet).cloned());
+        known.unwrap_or_else(|| Arc::from(addr.to_string()))
     }
 }
 

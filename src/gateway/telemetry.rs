@@ -91,11 +91,9 @@ pub fn record(outcome: &Outcome<'_>, log: &LogConfig) {
         .observe(elapsed);
 }
 
-/// Time from choosing an upstream to its response header.
-pub fn upstream_answered(label: &str, since: Instant) {
-    metrics::UPSTREAM_DURATION
-        .with_label_values(&[label])
-        .observe(since.elapsed().as_secs_f64());
+/// Time from choosing an upstream to its response header, into the route's histogram.
+pub fn upstream_answered(histogram: &prometheus::Histogram, since: Instant) {
+    histogram.observe(since.elapsed().as_secs_f64());
 }
 
 /// `200` -> "2xx": the status-class label without formatting.
