@@ -67,6 +67,29 @@ pub struct NewUser {
     pub date_joined: u64,
 }
 
+impl NewUser {
+    /// The user a registration creates: active, no login yet, unverified, in no group; the
+    /// store assigns the id (0 until then).
+    pub fn into_user(self) -> User {
+        User {
+            id: 0,
+            username: self.username,
+            email: self.email,
+            first_name: self.first_name,
+            last_name: self.last_name,
+            password: self.password,
+            is_active: true,
+            is_staff: self.is_staff,
+            date_joined: self.date_joined,
+            last_login: None,
+            deleted_at: None,
+            token_version: 0,
+            groups: Vec::new(),
+            email_verified: false,
+        }
+    }
+}
+
 /// One login's chain of refresh tokens. The root token's jti names the family; a family
 /// without a record is a root that was never rotated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

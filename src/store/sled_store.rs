@@ -444,22 +444,7 @@ impl UserStore for SledStore {
     }
 
     async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
-        let user = User {
-            id: 0,
-            username: new.username,
-            email: new.email,
-            first_name: new.first_name,
-            last_name: new.last_name,
-            password: new.password,
-            is_active: true,
-            is_staff: new.is_staff,
-            date_joined: new.date_joined,
-            last_login: None,
-            deleted_at: None,
-            token_version: 0,
-            groups: Vec::new(),
-            email_verified: false,
-        };
+        let user = new.into_user();
         let user = self.insert_tx(&user, true)?;
         self.flush().await?;
         Ok(user)
@@ -630,22 +615,7 @@ impl MailOutbox for SledStore {
         new: NewUser,
         mails: NewUserMails<'_>,
     ) -> Result<User, StoreError> {
-        let user = User {
-            id: 0,
-            username: new.username,
-            email: new.email,
-            first_name: new.first_name,
-            last_name: new.last_name,
-            password: new.password,
-            is_active: true,
-            is_staff: new.is_staff,
-            date_joined: new.date_joined,
-            last_login: None,
-            deleted_at: None,
-            token_version: 0,
-            groups: Vec::new(),
-            email_verified: false,
-        };
+        let user = new.into_user();
         let user = self.insert_with_mail_tx(&user, true, mails)?;
         self.flush().await?;
         Ok(user)

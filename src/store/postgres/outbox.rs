@@ -69,22 +69,7 @@ impl MailOutbox for PgStore {
         new: NewUser,
         mails: NewUserMails<'_>,
     ) -> Result<User, StoreError> {
-        let user = User {
-            id: 0,
-            username: new.username,
-            email: new.email,
-            first_name: new.first_name,
-            last_name: new.last_name,
-            password: new.password,
-            is_active: true,
-            is_staff: new.is_staff,
-            date_joined: new.date_joined,
-            last_login: None,
-            deleted_at: None,
-            token_version: 0,
-            groups: Vec::new(),
-            email_verified: false,
-        };
+        let user = new.into_user();
         // The id is drawn inside the insert (a refused name draws none, as with sled), so
         // the mails are made here for the user as it will be and take its id in the same
         // transaction (`about`): the change is a closure and cannot travel to the runtime.
