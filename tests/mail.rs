@@ -540,3 +540,27 @@ fn a_mail_server_that_never_answers_slows_no_answer() {
     }
     drop(held);
 }
+
+#[test]
+fn smtp_with_starttls_and_with_implicit_tls() {
+    for mode in ["starttls", "implicit"] {
+        let sink = SmtpSink::start_tls(mode);
+        // The test CA is what rustls trusts here (rustls-native-certs reads SSL_CERT_FILE).
+        let g = with_smtp(&sink, |_| {})
+            .env("SSL_CERT_FILE", &sink.ca_file().display().to_string())
+            .start();
+        let (_, access, _) = g.user("quin");
+        g.change_password(&access, PASSWORD, NEW_PASSWORD)
+            .expect_status(200);
+        let mails = sink.wait_for("quin@example.com", 1, MAIL_WAIT);
+        assert_eq!(subjects(&mails), ["Password Changed"], "{mode}");
+    }
+    // A server whose certificate nobody vouches for gets no mail (and no plain fallback).
+    let sink = SmtpSink::start_tls("starttls");
+    let g = with_smtp(&sink, |_| {}).start();
+    let (_, access, _) = g.user("rex");
+    g.change_password(&access, PASSWORD, NEW_PASSWORD)
+        .expect_status(200);
+    g.wait_for_log("try 1 failed");
+    assert!(sink.messages().is_empty(), "{:?}", sink.messages());
+}
