@@ -564,3 +564,37 @@ fn smtp_with_starttls_and_with_implicit_tls() {
     g.wait_for_log("try 1 failed");
     assert!(sink.messages().is_empty(), "{:?}", sink.messages());
 }
+
+#[test]
+fn smtp_without_a_usable_url_is_refused_at_start_and_the_password_never_shows() {
+    let g = Gatehouse::new()
+        .with_config(|c| c.email.backend = MailBackend::Smtp)
+        .build();
+    g.cli(&["check-config"], &[])
+        .assert_failed("smtp without a URL")
+        .assert_says("GATEHOUSE_EMAIL_SMTP_URL", "names the variable");
+    let mut serve = g.command();
+    serve.arg("serve");
+    run(serve, Duration::from_secs(30))
+        .assert_failed("serve without a URL")
+        .assert_says("GATEHOUSE_EMAIL_SMTP_URL", "names the variable");
+    let url = [(
+        "GATEHOUSE_EMAIL_SMTP_URL",
+        "smtp://mailer:Hush-9271@127.0.0.1:2525",
+    )];
+    let ok = g.cli(&["check-config"], &url);
+    ok.assert_ok("a good URL")
+        .assert_says("127.0.0.1:2525 (STARTTLS, with a login)", "explained");
+    assert!(!ok.output().contains("Hush-9271"), "{}", ok.output());
+    let bad = [(
+        "GATEHOUSE_EMAIL_SMTP_URL",
+        "smtp://mailer:Hush-9271@127.0.0.1:2525?tls=maybe",
+    )];
+    let refused = g.cli(&["check-config"], &bad);
+    refused.assert_failed("a bad tls= value");
+    assert!(
+        !refused.output().contains("Hush-9271"),
+        "{}",
+        refused.output()
+    );
+}

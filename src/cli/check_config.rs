@@ -12,6 +12,9 @@ pub fn run(config: &Config) -> Result<(), String> {
     if !jwt.algorithm.is_symmetric() || !jwt.secret_file.is_empty() || env_secret.is_some() {
         Keys::load(jwt, &config.server.data_dir, env_secret.as_deref())?;
     }
+    if config.email.backend == crate::config::MailBackend::Smtp {
+        crate::mail::sender::SmtpTarget::from_env()?;
+    }
     print!("config OK\n{}", config.explain());
     Ok(())
 }
