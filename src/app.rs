@@ -60,7 +60,10 @@ impl App {
         let asserter = tokens
             .assertion_key()
             .map(|key| Asserter::new(key.clone(), &config.proxy.assertion_issuer));
-        let mailer = Arc::new(crate::mail::Mailer::new(&config)?);
+        let mailer = Arc::new(crate::mail::Mailer::new(
+            &config,
+            tokens.derived_key(crate::mail::tokens::MailTokens::KEY_LABEL),
+        )?);
         Ok(App {
             mailer,
             throttle,

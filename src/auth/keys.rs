@@ -134,6 +134,23 @@ fn public_jwk(pem: &[u8], signing: &EncodingKey, algorithm: Algorithm) -> Result
 }
 
 impl Keys {
+    /// A key for another MAC (`label` names its use: the mail links), derived from the HS256
+    /// secret without exposing it, so it is the same on every replica that has the secret;
+    /// `None` for asymmetric keys.
+    pub fn derived_key(&self, label: &[u8]) -> Option<[u8; 32]> {
+        if self.algorithm != Algorithm::HS256 {
+            return None;
+        }
+        self.verifying.iter().find_map(|k| match &k.key {
+            Verifier::Hs256(keyed) => {
+                let mut mac = keyed.clone();
+                mac.update(label);
+                Some(mac.finalize().into_bytes().into())
+            }
+            Verifier::Asymmetric(_) => None,
+        })
+    }
+
     /// HS256 with a shared secret: no key id.
     pub fn hs256(secret: &[u8], leeway: u64) -> Keys {
         Keys {

@@ -182,6 +182,11 @@ impl Tokens {
         self
     }
 
+    /// A key derived from the HS256 secret for another use (`Keys::derived_key`).
+    pub fn derived_key(&self, label: &[u8]) -> Option<[u8; 32]> {
+        self.keys.derived_key(label)
+    }
+
     /// The public keys (asymmetric algorithms), for `/.well-known/jwks.json`.
     pub fn jwks(&self) -> Option<&jsonwebtoken::jwk::JwkSet> {
         self.keys.jwks.as_ref()

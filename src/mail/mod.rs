@@ -56,10 +56,12 @@ const HOUR: u64 = 3600;
 const OVERALL: &str = "all";
 
 impl Mailer {
-    pub fn new(config: &Config) -> Result<Mailer, String> {
+    /// `derived`: the link key from the HS256 secret (`Tokens::derived_key`), `None` with
+    /// asymmetric keys (then it comes from the private key file).
+    pub fn new(config: &Config, derived: Option<[u8; 32]>) -> Result<Mailer, String> {
         Ok(Mailer {
             config: config.email.clone(),
-            tokens: MailTokens::from_config(config)?,
+            tokens: MailTokens::from_config(config, derived)?,
             per_address: Limiter::new(config.throttle.max_keys, HOUR),
             overall: Limiter::new(1, HOUR),
             wake: Arc::new(Notify::new()),
@@ -176,7 +178,7 @@ mod tests {
         let mut config = Config::default();
         config.server.data_dir = dir.path().to_path_buf();
         edit(&mut config);
-        let mailer = Mailer::new(&config).expect("a mailer");
+        let mailer = Mailer::new(&config, Some([7; 32])).expect("a mailer");
         (dir, mailer)
     }
 

@@ -79,29 +79,25 @@ pub struct MailTokens {
 }
 
 impl MailTokens {
-    /// The key from the material the JWT keys come from: the HS256 secret (environment, file
-    /// or the generated one), or the asymmetric private key file.
-    pub fn from_config(config: &Config) -> Result<MailTokens, String> {
+    /// The label the HS256 secret is keyed with for mail links.
+    pub const KEY_LABEL: &'static [u8] = b"gatehouse mail token key v1";
+
+    /// The key from the material the JWT keys come from: `derived` (from the HS256 secret the
+    /// app signs with, `Tokens::derived_key(KEY_LABEL)`), or, for asymmetric algorithms, the
+    /// private key file every replica is given.
+    pub fn from_config(config: &Config, derived: Option<[u8; 32]>) -> Result<MailTokens, String> {
+        let lifetime = config.email.token_lifetime_seconds;
+        if let Some(key) = derived {
+            return Ok(MailTokens { key, lifetime });
+        }
         let jwt = &config.jwt;
-        let material = if jwt.algorithm.is_symmetric() {
-            let env_secret = std::env::var(crate::config::env::JWT_SECRET_VAR).ok();
-            crate::auth::secret::load(
-                env_secret.as_deref(),
-                &jwt.secret_file,
-                &config.server.data_dir,
-            )?
-        } else {
-            std::fs::read(&jwt.private_key_file)
-                .map_err(|e| format!("jwt.private_key_file {:?}: {e}", jwt.private_key_file))?
-        };
-        Ok(MailTokens::new(
-            &material,
-            config.email.token_lifetime_seconds,
-        ))
+        let material = std::fs::read(&jwt.private_key_file)
+            .map_err(|e| format!("jwt.private_key_file {:?}: {e}", jwt.private_key_file))?;
+        Ok(MailTokens::new(&material, lifetime))
     }
 
     pub fn new(material: &[u8], lifetime: u64) -> MailTokens {
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(b"gatehouse mail token key v1")
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(Self::KEY_LABEL)
             .unwrap_or_else(|_| unreachable!("HMAC accepts keys of every length"));
         mac.update(material);
         MailTokens {
@@ -185,6 +181,24 @@ mod tests {
             groups: Vec::new(),
             email_verified: false,
         }
+    }
+
+    #[test]
+    fn the_link_key_follows_the_jwt_secret_and_is_not_it() {
+        use crate::auth::keys::Keys;
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let a = Keys::hs256(secret, 0).derived_key(MailTokens::KEY_LABEL);
+        let again = Keys::hs256(secret, 0).derived_key(MailTokens::KEY_LABEL);
+        let other =
+            Keys::hs256(b"another secret of 32 bytes or so!", 0).derived_key(MailTokens::KEY_LABEL);
+        let relabelled = Keys::hs256(secret, 0).derived_key(b"something else");
+        assert!(
+            a.is_some() && a == again,
+            "same secret, same key (every replica)"
+        );
+        assert_ne!(a, other);
+        assert_ne!(a, relabelled);
+        assert_ne!(a.map(|k| k.to_vec()), Some(secret.to_vec()));
     }
 
     #[test]
