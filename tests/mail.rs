@@ -482,3 +482,61 @@ fn a_mail_server_that_never_answers_slows_no_answer() {
     }
     drop(held);
 }
+
+#[test]
+fn smtp_with_starttls_and_with_implicit_tls() {
+    for mode in ["starttls", "implicit"] {
+        let sink = SmtpSink::start_tls(mode);
+        // The test CA is what rustls trusts here (rustls-native-certs reads SSL_CERT_FILE).
+        let g = with_smtp(&sink, |_| {})
+            .env("SSL_CERT_FILE", &sink.ca_file().display().to_string())
+            .start();
+        let (_, access, _) = g.user("quin");
+        g.change_password(&access, PASSWORD, NEW_PASSWORD)
+            .expect_status(200);
+        let mails = sink.wait_for("quin@example.com", 1, MAIL_WAIT);
+        assert_eq!(subjects(&mails), ["Password Changed"], "{mode}");
+    }
+    // A server whose certificate nobody vouches for gets no mail (and no plain fallback).
+    let sink = SmtpSink::start_tls("starttls");
+    let g = with_smtp(&sink, |_| {}).start();
+    let (_, access, _) = g.user("rex");
+    g.change_password(&access, PASSWORD, NEW_PASSWORD)
+        .expect_status(200);
+    g.wait_for_log("try 1 failed");
+    assert!(sink.messages().is_empty(), "{:?}", sink.messages());
+}
+
+#[test]
+fn smtp_without_a_usable_url_is_refused_at_start_and_the_password_never_shows() {
+    let g = Gatehouse::new()
+        .with_config(|c| c.email.backend = MailBackend::Smtp)
+        .build();
+    g.cli(&["check-config"], &[])
+        .assert_failed("smtp without a URL")
+        .assert_says("GATEHOUSE_EMAIL_SMTP_URL", "names the variable");
+    let mut serve = g.command();
+    serve.arg("serve");
+    run(serve, Duration::from_secs(30))
+        .assert_failed("serve without a URL")
+        .assert_says("GATEHOUSE_EMAIL_SMTP_URL", "names the variable");
+    let url = [(
+        "GATEHOUSE_EMAIL_SMTP_URL",
+        "smtp://mailer:Hush-9271@127.0.0.1:2525",
+    )];
+    let ok = g.cli(&["check-config"], &url);
+    ok.assert_ok("a good URL")
+        .assert_says("127.0.0.1:2525 (STARTTLS, with a login)", "explained");
+    assert!(!ok.output().contains("Hush-9271"), "{}", ok.output());
+    let bad = [(
+        "GATEHOUSE_EMAIL_SMTP_URL",
+        "smtp://mailer:Hush-9271@127.0.0.1:2525?tls=maybe",
+    )];
+    let refused = g.cli(&["check-config"], &bad);
+    refused.assert_failed("a bad tls= value");
+    assert!(
+        !refused.output().contains("Hush-9271"),
+        "{}",
+        refused.output()
+    );
+}

@@ -22,6 +22,9 @@ pub fn run(config: &Config) -> Result<(), String> {
     }
     let routes = crate::gateway::routes::RouteTable::from_config(config)?;
     certs.extend(routes.certs());
+    if config.email.backend == crate::config::MailBackend::Smtp {
+        crate::mail::sender::SmtpTarget::from_env()?;
+    }
     print!(
         "config OK\n{}{}",
         config.explain(),

@@ -185,3 +185,92 @@ impl Mailer {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: u64, email: &str) -> User {
+        User {
+            id,
+            username: format!("u{id}"),
+            email: email.into(),
+            first_name: String::new(),
+            last_name: String::new(),
+            password: "old".into(),
+            is_active: true,
+            is_staff: false,
+            date_joined: 0,
+            last_login: None,
+            deleted_at: None,
+            token_version: 0,
+            groups: Vec::new(),
+            email_verified: true,
+        }
+    }
+
+    fn mailer(edit: impl FnOnce(&mut Config)) -> (tempfile::TempDir, Mailer) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::default();
+        config.server.data_dir = dir.path().to_path_buf();
+        edit(&mut config);
+        let mailer = Mailer::new(&config, &[7; 32]).expect("a mailer");
+        (dir, mailer)
+    }
+
+    #[tokio::test]
+    async fn caps_per_address_and_overall() {
+        let (_dir, m) = mailer(|c| {
+            c.email.max_per_address_per_hour = 2;
+            c.email.max_per_hour = 3;
+        });
+        let a = user(1, "A@example.com");
+        assert!(m.link_mail(MailKind::PasswordReset, &a).await.is_some());
+        assert!(m.link_mail(MailKind::VerifyEmail, &a).await.is_some());
+        // The address in another case is the same address.
+        assert!(m
+            .link_mail(MailKind::PasswordReset, &user(1, "a@example.com"))
+            .await
+            .is_none());
+        let b = user(2, "b@example.com");
+        assert!(m.link_mail(MailKind::PasswordReset, &b).await.is_some());
+        assert!(
+            m.link_mail(MailKind::PasswordReset, &user(3, "c@example.com"))
+                .await
+                .is_none(),
+            "the overall cap"
+        );
+    }
+
+    #[tokio::test]
+    async fn notices_follow_what_changed() {
+        let (_dir, m) = mailer(|c| c.email.verify_on_register = true);
+        let before = user(1, "a@example.com");
+        let mut after = before.clone();
+        after.password = "new".into();
+        let kinds = |v: Vec<OutboxMail>| v.into_iter().map(|m| (m.kind, m.to)).collect::<Vec<_>>();
+        assert_eq!(
+            kinds(m.notices(&before, &after)),
+            [(MailKind::PasswordChanged, "a@example.com".to_string())]
+        );
+        let mut moved = before.clone();
+        moved.email = "new@example.com".into();
+        moved.email_verified = false;
+        let mails = m.notices(&before, &moved);
+        assert_eq!(
+            kinds(mails.clone()),
+            [
+                (MailKind::EmailChanged, "a@example.com".to_string()),
+                (MailKind::VerifyEmail, "new@example.com".to_string())
+            ]
+        );
+        assert_eq!(mails[0].new_email.as_deref(), Some("new@example.com"));
+        assert!(m.notices(&before, &before).is_empty());
+        let (_dir, off) = mailer(|c| c.email.backend = MailBackend::None);
+        assert!(off.notices(&before, &after).is_empty());
+        assert!(off
+            .link_mail(MailKind::PasswordReset, &before)
+            .await
+            .is_none());
+    }
+}

@@ -51,6 +51,16 @@ pub struct SmtpTarget {
 }
 
 impl SmtpTarget {
+    /// `GATEHOUSE_EMAIL_SMTP_URL`, which `backend = "smtp"` needs; errors name the variable
+    /// and never repeat its value (it holds a password).
+    pub fn from_env() -> Result<SmtpTarget, String> {
+        let var = crate::config::env::EMAIL_SMTP_URL_VAR;
+        let url = std::env::var(var).map_err(|_| {
+            format!("email.backend = \"smtp\" needs {var} (e.g. smtp://user:pass@host:587)")
+        })?;
+        SmtpTarget::parse(&url).map_err(|e| format!("{var}: {e}"))
+    }
+
     pub fn parse(text: &str) -> Result<SmtpTarget, String> {
         let url = url::Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
         let implicit = match url.scheme() {
@@ -167,10 +177,7 @@ impl Backend {
             MailBackend::None => Ok(None),
             MailBackend::Console => Ok(Some(Backend::Console(mailer.config.console_format))),
             MailBackend::Smtp => {
-                let url = std::env::var(var).map_err(|_| {
-                    format!("email.backend = \"smtp\" needs {var} (smtp://user:pass@host:587)")
-                })?;
-                let target = SmtpTarget::parse(&url).map_err(|e| format!("{var}: {e}"))?;
+                let target = SmtpTarget::from_env()?;
                 let timeout = Duration::from_secs(mailer.config.smtp_timeout_seconds);
                 let transport = target
                     .transport(timeout)

@@ -78,8 +78,11 @@ pub struct MailTokens {
 }
 
 impl MailTokens {
+    /// What the link key is made with beside the material (versioned: a new label is a new key).
+    const KEY_LABEL: &'static [u8] = b"gatehouse mail token key v1";
+
     pub fn new(material: &[u8], lifetime: u64) -> MailTokens {
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(b"gatehouse mail token key v1")
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(Self::KEY_LABEL)
             .unwrap_or_else(|_| unreachable!("HMAC accepts keys of every length"));
         mac.update(material);
         MailTokens {

@@ -18,23 +18,46 @@ pub struct SmtpSink {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// `None`: plain SMTP; `starttls` or `implicit`: TLS with a test CA (`ca_file`).
+    tls: Option<&'static str>,
 }
 
 impl SmtpSink {
     /// Starts the sink on a free port; panics with how to get aiosmtpd if it cannot run.
     pub fn start() -> SmtpSink {
+        SmtpSink::start_with(None)
+    }
+
+    /// A sink that requires STARTTLS (`"starttls"`) or speaks TLS at once (`"implicit"`),
+    /// with a certificate for 127.0.0.1 from a test CA (`ca_file`).
+    pub fn start_tls(mode: &'static str) -> SmtpSink {
+        SmtpSink::start_with(Some(mode))
+    }
+
+    fn start_with(tls: Option<&'static str>) -> SmtpSink {
         let mut sink = SmtpSink {
             port: super::free_port(),
             dir: tempfile::tempdir().expect("tempdir"),
             child: None,
+            tls,
         };
         sink.resume();
         sink
     }
 
-    /// `smtp://127.0.0.1:<port>?tls=none`, for `GATEHOUSE_EMAIL_SMTP_URL`.
+    /// The URL for `GATEHOUSE_EMAIL_SMTP_URL`: `smtp://...?tls=none`, `smtp://` (STARTTLS) or
+    /// `smtps://`.
     pub fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}?tls=none", self.port)
+        match self.tls {
+            None => format!("smtp://127.0.0.1:{}?tls=none", self.port),
+            Some("implicit") => format!("smtps://127.0.0.1:{}", self.port),
+            Some(_) => format!("smtp://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// The test CA's certificate (TLS sinks): what a client must trust (`SSL_CERT_FILE`).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
     fn mail_dir(&self) -> PathBuf {
@@ -56,6 +79,7 @@ impl SmtpSink {
             .arg(&script)
             .arg(self.port.to_string())
             .arg(self.mail_dir())
+            .args(self.tls)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
