@@ -3,9 +3,9 @@
 //! The mails go into the outbox; nothing here waits for a mail server.
 
 use super::body::{Fields, REQUIRED};
-use super::users::{required_value, EMAIL_MAX};
+use super::users::{check_new_password, required_value, EMAIL_MAX};
 use super::Ctx;
-use crate::auth::policy::{self, UserAttributes};
+use crate::auth::policy;
 use crate::clock::now;
 use crate::error::{field, ApiError, STALE_TOKEN};
 use crate::mail::tokens::{decode_uid, Purpose};
@@ -120,15 +120,7 @@ pub async fn reset_confirm(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let user = link_user(ctx, &mut f, Purpose::PasswordReset).await?;
     let new = f.char("new_password", REQUIRED);
     if let (Some(user), Some(new)) = (&user, &new) {
-        let attrs = UserAttributes {
-            username: &user.username,
-            first_name: &user.first_name,
-            last_name: &user.last_name,
-            email: &user.email,
-        };
-        for message in policy::validate_password(new, &attrs) {
-            f.add("new_password", message);
-        }
+        check_new_password(&mut f, new, user);
     }
     f.finish()?;
     let user = user.ok_or_else(|| ApiError::field("token", field::INVALID_TOKEN))?;

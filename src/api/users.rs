@@ -121,6 +121,20 @@ pub struct Registration {
 
 /// The value of a field the validation required; its absence is that field's error (so a
 /// 400 always names what is wrong).
+/// Adds the password policy's complaints about `new` for `user` to `new_password` (the
+/// validators see the user's own name and address, as Django's do).
+pub(super) fn check_new_password(f: &mut Fields<'_>, new: &str, user: &User) {
+    let attrs = UserAttributes {
+        username: &user.username,
+        first_name: &user.first_name,
+        last_name: &user.last_name,
+        email: &user.email,
+    };
+    for message in policy::validate_password(new, &attrs) {
+        f.add("new_password", message);
+    }
+}
+
 pub fn required_value<T>(value: Option<T>, name: &str) -> Result<T, ApiError> {
     value.ok_or_else(|| ApiError::field(name, field::REQUIRED))
 }
@@ -276,15 +290,7 @@ pub async fn change_password(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let old = f.char(old_field, REQUIRED);
     let new = f.char("new_password", REQUIRED);
     if let Some(new) = &new {
-        let attrs = UserAttributes {
-            username: &user.username,
-            first_name: &user.first_name,
-            last_name: &user.last_name,
-            email: &user.email,
-        };
-        for message in policy::validate_password(new, &attrs) {
-            f.add("new_password", message);
-        }
+        check_new_password(&mut f, new, &user);
     }
     f.finish()?;
     let (old, new) = (
