@@ -105,3 +105,13 @@ upstream_nginx() {
 EOF
   } >"$WORK/upstream/nginx.conf"
 }
+
+# gatehouse_bin: sets GATEHOUSE_BIN to the release build of this tree (built, a no-op when
+# fresh) unless the caller gave one.
+gatehouse_bin() {
+  if [ -z "${GATEHOUSE_BIN:-}" ]; then
+    say "cargo build --release --bin gatehouse"
+    (cd "$ROOT" && cargo build --release --bin gatehouse)
+    GATEHOUSE_BIN=$ROOT/target/release/gatehouse
+  fi
+}

@@ -18,11 +18,7 @@ cd "$ROOT"
 . "$ROOT/benches/lib.sh"
 need wrk nginx curl jq
 
-if [ -z "${GATEHOUSE_BIN:-}" ]; then
-  say "cargo build --release --bin gatehouse"
-  cargo build --release --bin gatehouse
-  GATEHOUSE_BIN=$ROOT/target/release/gatehouse
-fi
+gatehouse_bin
 
 work_dir policy
 for v in UP GH GHM; do free_port "$v"; done

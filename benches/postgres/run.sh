@@ -22,11 +22,7 @@ cd "$ROOT"
 . "$ROOT/benches/lib.sh"
 need wrk nginx curl jq
 
-if [ -z "${GATEHOUSE_BIN:-}" ]; then
-  say "cargo build --release --bin gatehouse"
-  cargo build --release --bin gatehouse
-  GATEHOUSE_BIN=$ROOT/target/release/gatehouse
-fi
+gatehouse_bin
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 [ -x "$PG_BIN/initdb" ] || { echo "PostgreSQL is not installed: apt-get install postgresql"; exit 1; }
 

@@ -27,11 +27,7 @@ command -v h2load >/dev/null 2>&1 || {
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nghttp2-client >/dev/null
 }
 
-if [ -z "${GATEHOUSE_BIN:-}" ]; then
-  say "cargo build --release --bin gatehouse"
-  cargo build --release --bin gatehouse
-  GATEHOUSE_BIN=$ROOT/target/release/gatehouse
-fi
+gatehouse_bin
 
 work_dir tls
 for v in UP GH GHS GHM NG; do free_port "$v"; done
