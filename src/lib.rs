@@ -41,6 +41,7 @@ pub const NOISY_MODULES: &[&str] = &[
 pub fn server_conf(config: &Config) -> ServerConf {
     ServerConf {
         threads: config.server.threads,
+        work_stealing: config.server.work_stealing,
         grace_period_seconds: Some(config.server.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(config.server.graceful_shutdown_timeout_seconds),
         pid_file: config.server.pid_file.clone(),

@@ -119,6 +119,9 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Pingora worker threads for the public listener.
     pub threads: usize,
+    /// Let idle worker threads take tasks from busy ones (one work-stealing runtime), or give
+    /// each thread its own runtime and its connections for life (benches/README.md, issue 17).
+    pub work_stealing: bool,
     /// SIGTERM: how long in-flight requests get to finish.
     pub grace_period_seconds: u64,
     /// Upper bound on the whole graceful shutdown.
@@ -140,6 +143,7 @@ impl Default for ServerConfig {
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9091)),
             data_dir: PathBuf::from("./data"),
             threads: 2,
+            work_stealing: true,
             grace_period_seconds: 25,
             graceful_shutdown_timeout_seconds: 30,
             pid_file: "/tmp/gatehouse.pid".into(),

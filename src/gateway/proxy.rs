@@ -18,6 +18,7 @@ use crate::response::Response;
 use async_trait::async_trait;
 use http::HeaderName;
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use std::sync::Arc;
@@ -207,6 +208,10 @@ impl ProxyHttp for Gateway {
             user_id: None,
         }
     }
+
+    /// No downstream modules: Pingora's default adds a disabled response-compression module
+    /// that every request still walks through; gatehouse compresses nothing (issue 17).
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     async fn early_request_filter(
         &self,

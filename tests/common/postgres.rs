@@ -232,6 +232,50 @@ impl Cluster {
         }
     }
 
+    /// Turns TLS on with `cert` (server certificate and key, PEM) and makes every TCP
+    /// connection to database `db` require it (`hostnossl ... reject` in pg_hba.conf); the
+    /// other databases are as before. Returns once a new connection to `db` is encrypted.
+    pub fn require_tls(&self, cert: &super::certs::Pair, db: &str) {
+        let (crt, key) = (self.dir.join("server.crt"), self.dir.join("server.key"));
+        std::fs::copy(&cert.cert, &crt).expect("copy the server certificate");
+        std::fs::copy(&cert.key, &key).expect("copy the server key");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        if let Some((uid, gid)) = self.ids {
+            for f in [&crt, &key] {
+                std::os::unix::fs::chown(f, Some(uid), Some(gid)).expect("chown");
+            }
+        }
+        let hba = self.dir.join("data").join("pg_hba.conf");
+        let old = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+        std::fs::write(
+            &hba,
+            format!("hostnossl {db} all 127.0.0.1/32 reject\nhostssl {db} all 127.0.0.1/32 trust\n{old}"),
+        )
+        .expect("write pg_hba.conf");
+        for sql in [
+            "ALTER SYSTEM SET ssl = on".to_string(),
+            format!("ALTER SYSTEM SET ssl_cert_file = '{}'", crt.display()),
+            format!("ALTER SYSTEM SET ssl_key_file = '{}'", key.display()),
+            "SELECT pg_reload_conf()".to_string(),
+        ] {
+            self.psql("postgres", &sql)
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // psql's default sslmode (prefer) takes TLS once the server offers it.
+        let encrypted = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+        while self.psql(db, encrypted).as_deref() != Ok("t") {
+            assert!(
+                Instant::now() < deadline,
+                "PostgreSQL did not turn TLS on: {:?}\n{}",
+                self.psql(db, encrypted),
+                std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn url(&self, db: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }

@@ -101,10 +101,19 @@ fn rustls_pemfile_certs(
 
 /// The text of a driver error with the server's message when there is one (never the URL).
 pub(crate) fn describe_pg_error(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+    if let Some(db) = e.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
     }
+    // The driver's own text names only the kind ("error performing TLS handshake"); the
+    // reason (rustls' verdict on the certificate, the refused connect) is in its sources.
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// A driver error as the store's: a lost or refused connection is `Unavailable` (503, worth
@@ -112,7 +121,7 @@ pub(crate) fn describe_pg_error(e: &tokio_postgres::Error) -> String {
 pub(crate) fn pg_error(e: tokio_postgres::Error) -> StoreError {
     use tokio_postgres::error::SqlState;
     match e.code() {
-        None => StoreError::Unavailable(format!("database: {e}")),
+        None => StoreError::Unavailable(format!("database: {}", describe_pg_error(&e))),
         Some(code)
             if code.code().starts_with("08")
                 || code.code().starts_with("57P")
