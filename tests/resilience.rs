@@ -214,6 +214,70 @@ fn a_login_flood_is_answered_and_the_proxy_keeps_flowing() {
     );
 }
 
+/// Many writes waiting for their flush at once (logins write `last_login` and a refresh family)
+/// once filled sled's own I/O pool with waiting flushes and hung the process, `/metrics`
+/// too; the store's group commit runs flushes on one thread of its own.
+#[test]
+fn many_concurrent_logins_all_finish_and_the_server_stays_up() {
+    let g = Gatehouse::new()
+        .with_config(|c| {
+            c.throttle.enabled = false;
+            c.passwords.argon2_memory_kib = 64;
+            c.passwords.argon2_iterations = 1;
+            c.passwords.hash_queue = 1024;
+        })
+        .start();
+    g.register("busy");
+    let started = Instant::now();
+    let logins: Vec<_> = (0..32)
+        .map(|_| {
+            let http = g.http();
+            std::thread::spawn(move || {
+                (0..25)
+                    .map(|_| {
+                        http.try_send(
+                            http.request("POST", "/api/token/")
+                                .timeout(Duration::from_secs(20))
+                                .json(&json!({"username": "busy", "password": PASSWORD})),
+                        )
+                        .map(|r| r.status)
+                        .unwrap_or(0)
+                    })
+                    .collect::<Vec<u16>>()
+            })
+        })
+        .collect();
+    // The ops listener answers while the logins run.
+    std::thread::sleep(Duration::from_millis(200));
+    let metrics = g.ops().try_send(
+        g.ops()
+            .request("GET", "/metrics")
+            .timeout(Duration::from_secs(5)),
+    );
+    let statuses: Vec<u16> = logins
+        .into_iter()
+        .flat_map(|h| h.join().expect("a login thread"))
+        .collect();
+    let elapsed = started.elapsed();
+    let failed = statuses.iter().filter(|s| **s != 200).count();
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} logins did not get 200 (0 = no answer in 20 s) in {elapsed:?}",
+        statuses.len()
+    );
+    assert_eq!(
+        metrics.map(|r| r.status).ok(),
+        Some(200),
+        "/metrics answered"
+    );
+    assert!(
+        elapsed < Duration::from_secs(60),
+        "800 logins took {elapsed:?}"
+    );
+    eprintln!("800 concurrent logins on sled in {elapsed:?}");
+}
+
 #[test]
 fn a_client_that_stops_sending_mid_body_is_cut_off() {
     let g = Gatehouse::new()

@@ -2,6 +2,7 @@
 //! data: the embedded sled backend today, a networked one (PostgreSQL) beside it. Every write
 //! is durable when it returns. `open` is the one place that picks the configured backend.
 
+mod group_commit;
 pub mod postgres;
 mod sled_store;
 

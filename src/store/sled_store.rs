@@ -1,6 +1,7 @@
 //! The embedded store: one sled tree per concern, multi-tree writes in transactions, and a
-//! flush before any write returns (sled alone fsyncs only every 500 ms).
+//! flush before any write returns (sled alone fsyncs only every 500 ms; `group_commit.rs`).
 
+use super::group_commit::GroupCommit;
 use super::{
     name_key, ChangeFeed, ChangeMails, Family, ListFilter, MailOutbox, NewUser, NewUserMails,
     OutboxEntry, OutboxMail, StateFilter, StoreError, User, UserChange, UserStore,
@@ -58,6 +59,8 @@ pub struct SledStore {
     /// outbox entry id (u64 big-endian) -> OutboxEntry JSON: mails not sent yet, written in
     /// the transactions of the changes that cause them.
     outbox: sled::Tree,
+    /// Makes writes durable before they return; concurrent writers share a flush.
+    commits: GroupCommit,
 }
 
 /// Appends `mails` to the outbox inside a transaction.
@@ -277,6 +280,7 @@ impl SledStore {
             inactive: tree("inactive")?,
             meta: tree("meta")?,
             outbox: tree("outbox")?,
+            commits: GroupCommit::start(db.clone())?,
             db,
         };
         store.ensure_inactive_index()?;
@@ -302,10 +306,7 @@ impl SledStore {
 
     /// Waits until everything written so far is on disk; concurrent writers share one flush.
     async fn flush(&self) -> Result<(), StoreError> {
-        let started = std::time::Instant::now();
-        let flushed = self.db.flush_async().await.map(|_| ()).map_err(io);
-        crate::metrics::STORE_FLUSH_SECONDS.observe(started.elapsed().as_secs_f64());
-        flushed
+        self.commits.flush().await
     }
 
     /// Inserts `user` with its id under the indexes, in one transaction.
