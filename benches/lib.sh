@@ -46,7 +46,8 @@ USED_PORTS=" "
 free_port() { # VAR: a port nobody listens on, distinct from the ones already handed out
   local p
   while :; do
-    p=$((20000 + RANDOM % 30000))
+    # Below Linux's ephemeral range (32768+), so no outgoing connection holds it.
+    p=$((20000 + RANDOM % 12000))
     case $USED_PORTS in *" $p "*) continue ;; esac
     if ! ss -Htln "sport = :$p" | grep -q .; then
       USED_PORTS+="$p "
@@ -114,4 +115,36 @@ gatehouse_bin() {
     (cd "$ROOT" && cargo build --release --bin gatehouse)
     GATEHOUSE_BIN=$ROOT/target/release/gatehouse
   fi
+}
+
+# proxy_bins PROFILE PREFIX: sets ${PREFIX}GATEHOUSE_BIN and ${PREFIX}BARE_BIN to gatehouse and
+# benches/bare_pingora.rs built with cargo profile PROFILE (`release`, the shipped one, or
+# `untuned`: the profile before issue 17), building what the caller did not give.
+proxy_bins() {
+  local profile=$1 gvar=${2}GATEHOUSE_BIN bvar=${2}BARE_BIN built
+  if [ -z "${!gvar:-}" ] || [ -z "${!bvar:-}" ]; then
+    say "cargo build --profile $profile --bin gatehouse --bench bare_pingora"
+    built=$(cd "$ROOT" && cargo build --profile "$profile" --bin gatehouse --bench bare_pingora \
+      --message-format=json 2>/dev/null |
+      jq -r 'select(.reason == "compiler-artifact" and .target.name == "bare_pingora") | .executable')
+    [ -n "${!gvar:-}" ] || printf -v "$gvar" '%s' "$ROOT/target/$profile/gatehouse"
+    [ -n "${!bvar:-}" ] || printf -v "$bvar" '%s' "$built"
+  fi
+  local bin
+  for bin in "${!gvar}" "${!bvar}"; do
+    if [ -z "$bin" ] || [ ! -x "$bin" ]; then
+      (cd "$ROOT" && cargo build --profile "$profile" --bin gatehouse --bench bare_pingora) # shows why
+      echo "not an executable: '$bin' (cargo build --profile $profile --bin gatehouse --bench bare_pingora)"
+      exit 1
+    fi
+  done
+}
+
+# need_oha: the open-loop load generator oha (crates.io) on PATH, installed with cargo when
+# missing (a few minutes, once).
+need_oha() {
+  export PATH="$HOME/.cargo/bin:$PATH"
+  command -v oha >/dev/null 2>&1 && return 0
+  say "installing oha (cargo install oha --locked)"
+  cargo install oha --locked
 }

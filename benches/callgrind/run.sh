@@ -19,8 +19,9 @@
 # nginx (1 worker, `return 200`), not under valgrind.
 #
 # Knobs (environment):
-#   GATEHOUSE_BIN  the gatehouse binary (default: this tree's target/release/gatehouse, built)
+#   GATEHOUSE_BIN  the gatehouse binary (default: this tree's, built with PROFILE)
 #   BARE_BIN       the bare Pingora binary (default: this tree's benches/bare_pingora.rs, built)
+#   PROFILE=release  the cargo profile to build them with (`untuned`: the one before issue 17)
 #   TARGETS="bare public public_token required profile"   which targets, in this order
 #   REQUESTS=5000  requests counted per measurement   WARMUP=2000  requests before zeroing
 #   CONNS=4        wrk connections (wrk -t 1)          ROUNDS=1     measurements per target
@@ -46,23 +47,9 @@ need wrk nginx curl jq valgrind
 
 # --- 1. binaries ----------------------------------------------------------------------------
 # What is not given is built (a no-op when the build is fresh), as benches/load/run.sh does.
-BUILD=()
-[ -n "${GATEHOUSE_BIN:-}" ] || BUILD+=(--bin gatehouse)
-[ -n "${BARE_BIN:-}" ] || BUILD+=(--bench bare_pingora)
-if ((${#BUILD[@]})); then
-  say "cargo build --release ${BUILD[*]}"
-  BUILT=$(cargo build --release "${BUILD[@]}" --message-format=json 2>/dev/null |
-    jq -r 'select(.reason == "compiler-artifact" and .target.name == "bare_pingora") | .executable')
-  BARE_BIN=${BARE_BIN:-$BUILT}
-fi
-GATEHOUSE_BIN=${GATEHOUSE_BIN:-$ROOT/target/release/gatehouse}
-for bin in "$GATEHOUSE_BIN" "$BARE_BIN"; do
-  if [ -z "$bin" ] || [ ! -x "$bin" ]; then
-    echo "not an executable: '$bin' (build with: cargo build --release --bin gatehouse --bench bare_pingora)"
-    exit 1
-  fi
-done
+proxy_bins "${PROFILE:-release}" ""
 echo "gatehouse: $GATEHOUSE_BIN"
+# shellcheck disable=SC2153 # set by proxy_bins
 echo "bare:      $BARE_BIN"
 
 # --- 2. upstream ----------------------------------------------------------------------------

@@ -30,6 +30,10 @@ ROUNDS=${ROUNDS:-3}
 PIN=${PIN:-1}
 RSS_REQUESTS=${RSS_REQUESTS:-1000000}
 LOGIN_CONNS=${LOGIN_CONNS:-200}
+UNTUNED=${UNTUNED:-1}
+WORK_STEALING=${WORK_STEALING:-true}
+OTHER_RUNTIME=$([ "$WORK_STEALING" = true ] && echo false || echo true)
+FIXED_SECONDS=${FIXED_SECONDS:-20}
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
@@ -39,20 +43,19 @@ cd "$ROOT"
 
 # --- 1. tools -------------------------------------------------------------------------------
 need wrk nginx haproxy curl jq taskset
+need_oha
 HAPROXY_VERSION=$(haproxy -v | head -1 | awk '{print $3}')
 case $HAPROXY_VERSION in
   1.* | 2.[0-5].*) echo "HAProxy $HAPROXY_VERSION has no jwt_verify (2.6+ needed)"; exit 1 ;;
 esac
 
-say "building gatehouse and the bare Pingora proxy (release)"
-BARE=$(cargo build --release --bin gatehouse --bench bare_pingora --message-format=json 2>/dev/null |
-  jq -r 'select(.reason == "compiler-artifact" and .target.name == "bare_pingora") | .executable')
-if [ -z "$BARE" ] || [ ! -x "$BARE" ]; then
-  cargo build --release --bin gatehouse --bench bare_pingora # shows the error
-  echo "could not build benches/bare_pingora.rs"
-  exit 1
-fi
-GATEHOUSE=$ROOT/target/release/gatehouse
+# The shipped build (profile `release`: fat LTO, one codegen unit) and, unless UNTUNED=0, the
+# same code built as before issue 17 (profile `untuned`), so the floor before and after the
+# profile change is measured in this run.
+proxy_bins release ""
+BARE=$BARE_BIN
+GATEHOUSE=$GATEHOUSE_BIN
+[ "$UNTUNED" = 1 ] && proxy_bins untuned UNTUNED_
 
 # --- 2. processes ---------------------------------------------------------------------------
 work_dir load
@@ -77,7 +80,7 @@ start() {
 }
 
 
-for v in UP NGX HAP BARE_PORT GH GHM GHL GHLM; do free_port "$v"; done
+for v in UP NGX HAP BARE_PORT BARE_NS_PORT GH GHM GHL GHLM UBARE_PORT UGH UGHM; do free_port "$v"; done
 SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
 upstream_nginx "$UP"
@@ -118,13 +121,14 @@ backend be
   http-reuse always
   server up 127.0.0.1:$UP maxconn 1000
 EOF
-gatehouse_conf() { # PORT METRICS_PORT NAME ACCESS_LOG HASH_QUEUE
+gatehouse_conf() { # PORT METRICS_PORT NAME ACCESS_LOG HASH_QUEUE WORK_STEALING
   cat <<EOF
 [server]
 listen = "127.0.0.1:$1"
 metrics_listen = "127.0.0.1:$2"
 data_dir = "$WORK/$3-data"
 threads = 1
+work_stealing = $6
 pid_file = "$WORK/$3.pid"
 upgrade_sock = "$WORK/$3-upgrade.sock"
 grace_period_seconds = 0
@@ -149,17 +153,28 @@ upstreams = ["127.0.0.1:$UP"]
 auth = "required"
 EOF
 }
-gatehouse_conf "$GH" "$GHM" gatehouse false 256 >"$WORK/gatehouse.toml"
-gatehouse_conf "$GHL" "$GHLM" gatehouse_log true 64 >"$WORK/gatehouse_log.toml"
+gatehouse_conf "$GH" "$GHM" gatehouse false 256 "$WORK_STEALING" >"$WORK/gatehouse.toml"
+gatehouse_conf "$UGH" "$UGHM" gatehouse_untuned false 256 true >"$WORK/gatehouse_untuned.toml"
+gatehouse_conf "$GHL" "$GHLM" gatehouse_log true 64 "$WORK_STEALING" >"$WORK/gatehouse_log.toml"
 
 say "starting upstream, nginx, haproxy, gatehouse on 127.0.0.1 (work dir $WORK)"
 start upstream "$ON_LOAD_CPU" nginx -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf"
 start nginx "$ON_PROXY_CPU" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf"
 start haproxy "$ON_PROXY_CPU" haproxy -db -f "$WORK/haproxy.cfg"
-start bare "$ON_PROXY_CPU" "$BARE" "127.0.0.1:$BARE_PORT" "127.0.0.1:$UP"
+# The floors: as gatehouse runs (its runtime flavour, no downstream modules), with the other
+# runtime flavour, and, untuned, as Pingora is out of the box (work stealing, its default
+# disabled compression module) in the build profile from before issue 17.
+BARE_WORK_STEALING=$WORK_STEALING start bare "$ON_PROXY_CPU" "$BARE" "127.0.0.1:$BARE_PORT" "127.0.0.1:$UP"
+BARE_WORK_STEALING=$OTHER_RUNTIME \
+  start bare_other_runtime "$ON_PROXY_CPU" "$BARE" "127.0.0.1:$BARE_NS_PORT" "127.0.0.1:$UP"
+if [ "$UNTUNED" = 1 ]; then
+  BARE_WORK_STEALING=true BARE_DEFAULT_MODULES=1 \
+    start bare_untuned "$ON_PROXY_CPU" "$UNTUNED_BARE_BIN" "127.0.0.1:$UBARE_PORT" "127.0.0.1:$UP"
+fi
 export GATEHOUSE_JWT_SECRET=$SECRET
 start gatehouse "$ON_PROXY_CPU" "$GATEHOUSE" serve -c "$WORK/gatehouse.toml"
 start gatehouse_log "$ON_PROXY_CPU" "$GATEHOUSE" serve -c "$WORK/gatehouse_log.toml"
+[ "$UNTUNED" = 1 ] && start gatehouse_untuned "$ON_PROXY_CPU" "$UNTUNED_GATEHOUSE_BIN" serve -c "$WORK/gatehouse_untuned.toml"
 # shellcheck disable=SC2154 # assigned by start() through eval
 GH_PID=$PID_gatehouse
 # shellcheck disable=SC2154
@@ -168,12 +183,19 @@ wait_http "http://127.0.0.1:$UP/"
 wait_http "http://127.0.0.1:$NGX/"
 wait_http "http://127.0.0.1:$HAP/" 401
 wait_http "http://127.0.0.1:$BARE_PORT/"
+wait_http "http://127.0.0.1:$BARE_NS_PORT/"
+if [ "$UNTUNED" = 1 ]; then
+  wait_http "http://127.0.0.1:$UBARE_PORT/"
+  wait_http "http://127.0.0.1:$UGHM/readyz"
+  # shellcheck disable=SC2154 # assigned by start() through eval
+  UGH_PID=$PID_gatehouse_untuned
+fi
 wait_http "http://127.0.0.1:$GHM/readyz"
 wait_http "http://127.0.0.1:$GHLM/readyz"
 if [ -n "$ON_PROXY_CPU" ]; then
   # Pin every gatehouse thread to the proxy CPU, then let the argon2 pool use both: the
   # hashing threads are not the proxy's "one worker thread".
-  for pid in "$GH_PID" "$GHL_PID"; do
+  for pid in "$GH_PID" "$GHL_PID" ${UGH_PID:-}; do
     taskset -a -p -c 1 "$pid" >/dev/null
     for t in /proc/"$pid"/task/*; do
       if grep -q '^gatehouse-hash' "$t/comm" 2>/dev/null; then taskset -p -c 0,1 "${t##*/}" >/dev/null; fi
@@ -192,6 +214,7 @@ login() { # PORT -> access token
 }
 TOKEN=$(login "$GH")
 TOKEN_LOG=$(login "$GHL")
+[ "$UNTUNED" = 1 ] && TOKEN_UNTUNED=$(login "$UGH")
 AUTH="Authorization: Bearer $TOKEN"
 
 check() { # LABEL EXPECTED URL [curl args]
@@ -279,7 +302,15 @@ TARGETS=(
   "gatehouse public route, with the token|http://127.0.0.1:$GH/pub/x|$AUTH|gatehouse"
   "gatehouse required route|http://127.0.0.1:$GH/x|$AUTH|gatehouse"
   "gatehouse required, access log on|http://127.0.0.1:$GHL/x|Authorization: Bearer $TOKEN_LOG|gatehouse_log"
+  "pingora bare proxy, work_stealing = $OTHER_RUNTIME|http://127.0.0.1:$BARE_NS_PORT/x||bare_other_runtime"
 )
+if [ "$UNTUNED" = 1 ]; then
+  TARGETS+=(
+    "untuned build: pingora bare proxy|http://127.0.0.1:$UBARE_PORT/x||bare_untuned"
+    "untuned build: gatehouse public route|http://127.0.0.1:$UGH/pub/x||gatehouse_untuned"
+    "untuned build: gatehouse required route|http://127.0.0.1:$UGH/x|Authorization: Bearer $TOKEN_UNTUNED|gatehouse_untuned"
+  )
+fi
 say "proxy throughput: wrk -t $THREADS -c $CONNS -d ${DURATION}s, $ROUNDS interleaved rounds (pinning: ${ON_PROXY_CPU:-none})"
 for round in $(seq "$ROUNDS"); do
   echo " round $round"
@@ -292,6 +323,43 @@ for round in $(seq "$ROUNDS"); do
     else
       wrk_run "$label" "$CONNS" "$DURATION" "$url"
     fi
+  done
+done
+
+# Latency at a fixed rate, not at saturation: oha sends FIXED_RATE requests a second (half of
+# HAProxy's median maximum above) from CONNS connections whether or not answers are late
+# (latency correction: a late answer delays no later request's clock), FIXED_SECONDS each,
+# ROUNDS interleaved rounds.
+FIXED_RATE=${FIXED_RATE:-$(awk -v r="$(median "haproxy jwt_verify" 2)" 'BEGIN { printf "%d", r / 2 }')}
+FIXED_TARGETS=(
+  "fixed rate: haproxy jwt_verify|http://127.0.0.1:$HAP/x|$AUTH"
+  "fixed rate: gatehouse required route|http://127.0.0.1:$GH/x|$AUTH"
+  "fixed rate: nginx plain proxy|http://127.0.0.1:$NGX/x|"
+)
+oha_run() { # LABEL URL HEADER: one line in $RESULTS (req/s, p99 ms, non-2xx, requests)
+  local out
+  out=$WORK/oha.$(echo "$1" | tr -c 'a-zA-Z0-9\n' _).$RANDOM.json
+  local extra=()
+  [ -n "$3" ] && extra=(-H "$3")
+  # shellcheck disable=SC2086
+  $ON_LOAD_CPU oha --no-tui --output-format json -z "${FIXED_SECONDS}s" -q "$FIXED_RATE" \
+    --latency-correction -c "$CONNS" "${extra[@]}" "$2" >"$out" 2>"$out.err" ||
+    { echo "oha failed:"; cat "$out.err"; exit 1; }
+  local rps p99 ok all
+  rps=$(jq -r '.summary.requestsPerSec' "$out")
+  p99=$(jq -r '.latencyPercentiles.p99 * 1000' "$out")
+  ok=$(jq -r '.statusCodeDistribution["200"] // 0' "$out")
+  all=$(jq -r '[.statusCodeDistribution[]] | add // 0' "$out")
+  printf '%s\t%s\t%s\t%s\t%s\t-\n' "$1" "$rps" "$p99" "$((all - ok))" "$all" >>"$RESULTS"
+  printf '  %-44s %10.0f req/s  p99 %8.3f ms  non-2xx %s\n' "$1" "$rps" "$p99" "$((all - ok))"
+}
+say "latency at a fixed rate: oha -q $FIXED_RATE (half of HAProxy's maximum) -c $CONNS -z ${FIXED_SECONDS}s, $ROUNDS interleaved rounds"
+for round in $(seq "$ROUNDS"); do
+  echo " round $round"
+  n=${#FIXED_TARGETS[@]}
+  for i in $(seq 0 $((n - 1))); do
+    IFS='|' read -r label url header <<<"${FIXED_TARGETS[$(((i + round - 1) % n))]}"
+    oha_run "$label" "$url" "$header"
   done
 done
 
@@ -351,7 +419,10 @@ printf '| %-50s | %10s | %9s | %8s | %14s |\n' "target" "req/s" "p99 ms" "non-2x
 printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..52})" "$(printf -- '-%.0s' {1..12})" "$(printf -- '-%.0s' {1..11})" "$(printf -- '-%.0s' {1..10})" "$(printf -- '-%.0s' {1..16})"
 for label in "upstream direct" "nginx plain proxy" "haproxy jwt_verify" "pingora bare proxy" "gatehouse public route" \
   "gatehouse public route, with the token" \
-  "gatehouse required route" "gatehouse required, access log on" "GET /api/auth/profile/" "POST /api/token/" \
+  "gatehouse required route" "gatehouse required, access log on" "pingora bare proxy, work_stealing = $OTHER_RUNTIME" \
+  "untuned build: pingora bare proxy" "untuned build: gatehouse public route" "untuned build: gatehouse required route" \
+  "fixed rate: haproxy jwt_verify" "fixed rate: gatehouse required route" "fixed rate: nginx plain proxy" \
+  "GET /api/auth/profile/" "POST /api/token/" \
   "idle: required route" "during logins: required route" "logins (c=$LOGIN_CONNS)" \
   "idle: required route, queue 64, log on" "during logins: required route, queue 64, log on" \
   "logins (c=$LOGIN_CONNS), queue 64, log on"; do
@@ -367,11 +438,23 @@ echo "  required / nginx   = $(ratio "$REQ" "$(median "nginx plain proxy" 2)")  
 echo "  required / haproxy = $(ratio "$REQ" "$(median "haproxy jwt_verify" 2)")   (target >= 1.5)"
 echo "  required / bare pingora = $(ratio "$REQ" "$(median "pingora bare proxy" 2)")   (Pingora's own ceiling: 1.0)"
 echo "  bare pingora / nginx = $(ratio "$(median "pingora bare proxy" 2)" "$(median "nginx plain proxy" 2)")"
+cpu_of() { median "$1" 6; }
+echo "ratios (CPU per request; issue 17's targets):"
+echo "  required / bare pingora = $(ratio "$(cpu_of "gatehouse required route")" "$(cpu_of "pingora bare proxy")")   (target <= 1.10)"
+echo "  public / bare pingora   = $(ratio "$(cpu_of "gatehouse public route")" "$(cpu_of "pingora bare proxy")")   (target <= 1.05)"
+echo "  haproxy / required      = $(ratio "$(cpu_of "haproxy jwt_verify")" "$(cpu_of "gatehouse required route")")   (requests per CPU against HAProxy's; target >= 0.75)"
+echo "  bare pingora, work_stealing = $OTHER_RUNTIME / = $WORK_STEALING: $(ratio "$(cpu_of "pingora bare proxy, work_stealing = $OTHER_RUNTIME")" "$(cpu_of "pingora bare proxy")")"
+if [ "$UNTUNED" = 1 ]; then
+  echo "  floor, tuned / untuned  = $(ratio "$(cpu_of "pingora bare proxy")" "$(cpu_of "untuned build: pingora bare proxy")")   (target <= 0.85)"
+  echo "  required, tuned / untuned = $(ratio "$(cpu_of "gatehouse required route")" "$(cpu_of "untuned build: gatehouse required route")")   (gatehouse benefiting the same)"
+  echo "  public, tuned / untuned = $(ratio "$(cpu_of "gatehouse public route")" "$(cpu_of "untuned build: gatehouse public route")")"
+fi
+echo "  fixed-rate p99, required / haproxy = $(ratio "$(median "fixed rate: gatehouse required route" 3)" "$(median "fixed rate: haproxy jwt_verify" 3)")   (at $FIXED_RATE req/s; target <= 1.2)"
 echo "ratios (p99):"
 echo "  required / haproxy = $(ratio "$(median "gatehouse required route" 3)" "$(median "haproxy jwt_verify" 3)")   (target <= 1.0)"
 echo "  during logins / idle = $(ratio "$(median "during logins: required route" 3)" "$(median "idle: required route" 3)")   (target < 2.0)"
 echo "  during logins / idle, queue 64 = $(ratio "$(median "during logins: required route, queue 64, log on" 3)" "$(median "idle: required route, queue 64, log on" 3)")   (the flood a too-small queue invites)"
-echo "RSS (target <= 50 MiB after 1M proxied requests, no growth):"
+echo "RSS (target <= 25 MiB after 1M proxied requests, no growth):"
 for line in "${RSS_LINES[@]}"; do echo "  $line"; done
 cp "$RESULTS" "${RESULTS_COPY:-/tmp/gatehouse-load-results.tsv}"
 echo "raw rows: ${RESULTS_COPY:-/tmp/gatehouse-load-results.tsv}"

@@ -37,6 +37,9 @@ as_pg "$PG_BIN/postgres" -D "$WORK/pg/data" -p "$PG" -c listen_addresses=127.0.0
   -c unix_socket_directories="$WORK/pg" >"$WORK/pg.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do "$PG_BIN/psql" -h 127.0.0.1 -p "$PG" -U postgres -c 'select 1' postgres >/dev/null 2>&1 && break; sleep 0.1; done
+# The postmaster itself (runuser is its parent): stopped on exit, and its CPU measured.
+PG_PID=$(head -1 "$WORK/pg/data/postmaster.pid")
+PIDS+=("$PG_PID")
 "$PG_BIN/psql" -h 127.0.0.1 -p "$PG" -U postgres -qc 'CREATE DATABASE gatehouse' postgres
 export GATEHOUSE_STORE_URL="postgres://postgres@127.0.0.1:$PG/gatehouse"
 
@@ -125,9 +128,14 @@ done
 
 TICK=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-pg_cpu() { # every postgres process of the work dir's cluster
+tree() { # PID: it and all its descendants
+  local c
+  echo "$1"
+  for c in $(pgrep -P "$1" || true); do tree "$c"; done
+}
+pg_cpu() { # the cluster's postmaster and every process under it (backends change their title)
   local t=0 p
-  for p in $(pgrep -f "postgres.*$WORK/pg" || true); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
+  for p in $(tree "$PG_PID"); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
   echo "$t"
 }
 RESULTS=$WORK/results.tsv
