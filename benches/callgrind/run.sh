@@ -14,6 +14,9 @@
 #   public_token   the same route with the Authorization header of the required route
 #   required       gatehouse, route / (auth = "required"), a valid access token
 #   profile        GET /api/auth/profile/ with that token (answered locally, no upstream)
+#   nginx          the peers, for scale (not in the default TARGETS): nginx as a plain proxy
+#   haproxy        (one process, `master_process off`) and HAProxy with `jwt_verify` of an
+#                  HS256 token (`nbthread 1`), with the load benchmark's configs
 # gatehouse: `[server] threads = 1`, argon2 at 64 KiB (the login before the measurement is
 # quick under valgrind; no hashing happens while counting), access log off. The upstream is
 # nginx (1 worker, `return 200`), not under valgrind.
@@ -54,7 +57,7 @@ echo "bare:      $BARE_BIN"
 
 # --- 2. upstream ----------------------------------------------------------------------------
 work_dir callgrind
-for v in UP BARE_PORT GH GHM; do free_port "$v"; done
+for v in UP BARE_PORT GH GHM NGX HAP; do free_port "$v"; done
 
 # start NAME CMD...: runs CMD in the background (output in the work dir), remembers its pid.
 start() {
@@ -231,6 +234,64 @@ EOF
   stop "$GH_PID"
 fi
 
+# --- 4b. the peers ---------------------------------------------------------------------------
+if wants nginx; then
+  say "nginx (plain proxy) under callgrind"
+  mkdir -p "$WORK/nginx/logs"
+  {
+    echo "worker_processes 1; daemon off; master_process off;"
+    echo "events { worker_connections 4096; }"
+    echo "pid $WORK/nginx/nginx.pid; error_log $WORK/nginx/logs/error.log warn;"
+    echo "http {"
+    nginx_http_common nginx
+    cat <<EOF
+  upstream up { server 127.0.0.1:$UP; keepalive 64; }
+  server {
+    listen 127.0.0.1:$NGX;
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+EOF
+  } >"$WORK/nginx/nginx.conf"
+  start nginx "${VALGRIND[@]}" --callgrind-out-file="$WORK/nginx.cg.%p" \
+    nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf"
+  NGX_PID=$LAST_PID
+  wait_http "http://127.0.0.1:$NGX/" 200 1200
+  measure "$NGX_PID" "nginx.cg.$NGX_PID" nginx "http://127.0.0.1:$NGX/x"
+  stop "$NGX_PID"
+fi
+if wants haproxy; then
+  say "HAProxy (jwt_verify) under callgrind"
+  need haproxy openssl
+  b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+  HSECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  HP="$(printf '{"alg":"HS256","typ":"JWT"}' | b64url).$(printf '{"sub":"1"}' | b64url)"
+  HTOKEN="$HP.$(printf '%s' "$HP" | openssl dgst -sha256 -hmac "$HSECRET" -binary | b64url)"
+  cat >"$WORK/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+frontend fe
+  bind 127.0.0.1:$HAP
+  http-request deny deny_status 401 unless { req.hdr(authorization),word(2," "),jwt_verify("HS256","$HSECRET") -m int 1 }
+  default_backend be
+backend be
+  http-reuse always
+  server up 127.0.0.1:$UP maxconn 1000
+EOF
+  start haproxy "${VALGRIND[@]}" --callgrind-out-file="$WORK/haproxy.cg.%p" haproxy -db -f "$WORK/haproxy.cfg"
+  HAP_PID=$LAST_PID
+  wait_http "http://127.0.0.1:$HAP/" 401 1200
+  measure "$HAP_PID" "haproxy.cg.$HAP_PID" haproxy "http://127.0.0.1:$HAP/x" -H "Authorization: Bearer $HTOKEN"
+  stop "$HAP_PID"
+fi
+
 # --- 5. table -------------------------------------------------------------------------------
 median() { # TARGET -> median Ir/request over its rounds
   awk -F'\t' -v t="$1" '$1 == t {print $5}' "$RESULTS" | sort -n |
@@ -250,6 +311,8 @@ declare -A LABEL=(
   [public_token]="gatehouse public route, with the token"
   [required]="gatehouse required route"
   [profile]="GET /api/auth/profile/"
+  [nginx]="nginx plain proxy"
+  [haproxy]="HAProxy jwt_verify"
 )
 for t in $TARGETS; do
   grep -q "^$t	" "$RESULTS" || continue
