@@ -11,16 +11,25 @@
 #   refresh   POST /api/token/refresh/  (rotation off)
 # and reports req/s and gatehouse's CPU per request (user + system from /proc) with the
 # PostgreSQL/sled ratios. The database server's own CPU is not in gatehouse's figure; it is
-# printed beside it. Knobs: DURATION=6 CONNS=16 ROUNDS=3, GATEHOUSE_BIN=...
+# printed beside it. PIN=1 (default, 2+ CPUs): both gatehouse processes on CPU 1, wrk, nginx
+# and PostgreSQL on CPU 0, as benches/load/run.sh pins. Knobs: DURATION=6 CONNS=16 ROUNDS=3
+# PIN=1, GATEHOUSE_BIN=...
 set -euo pipefail
 DURATION=${DURATION:-6}
 CONNS=${CONNS:-16}
 ROUNDS=${ROUNDS:-3}
+PIN=${PIN:-1}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 # shellcheck source=benches/lib.sh
 . "$ROOT/benches/lib.sh"
-need wrk nginx curl jq
+need wrk nginx curl jq taskset
+ON_PROXY_CPU=()
+ON_LOAD_CPU=()
+if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ]; then
+  ON_PROXY_CPU=(taskset -c 1)
+  ON_LOAD_CPU=(taskset -c 0)
+fi
 
 gatehouse_bin
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
@@ -33,7 +42,7 @@ as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 mkdir -p "$WORK/pg"
 [ "$(id -u)" = 0 ] && chown postgres: "$WORK/pg"
 as_pg "$PG_BIN/initdb" -D "$WORK/pg/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
-as_pg "$PG_BIN/postgres" -D "$WORK/pg/data" -p "$PG" -c listen_addresses=127.0.0.1 \
+as_pg "${ON_LOAD_CPU[@]}" "$PG_BIN/postgres" -D "$WORK/pg/data" -p "$PG" -c listen_addresses=127.0.0.1 \
   -c unix_socket_directories="$WORK/pg" >"$WORK/pg.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do "$PG_BIN/psql" -h 127.0.0.1 -p "$PG" -U postgres -c 'select 1' postgres >/dev/null 2>&1 && break; sleep 0.1; done
@@ -92,11 +101,11 @@ config sled "$S" "$SM" sled
 config postgres "$P" "$PM" postgres
 "$GATEHOUSE_BIN" migrate -c "$WORK/postgres.toml" >/dev/null
 
-nginx -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf" &
+"${ON_LOAD_CPU[@]}" nginx -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf" &
 PIDS+=($!)
 declare -A PID PORT
 for b in sled postgres; do
-  "$GATEHOUSE_BIN" serve -c "$WORK/$b.toml" >"$WORK/$b.out" 2>"$WORK/$b.err" &
+  "${ON_PROXY_CPU[@]}" "$GATEHOUSE_BIN" serve -c "$WORK/$b.toml" >"$WORK/$b.out" 2>"$WORK/$b.err" &
   PID[$b]=$!
   PIDS+=("${PID[$b]}")
 done
@@ -144,7 +153,7 @@ run() { # BACKEND LABEL PATH [lua script]
   local out=$WORK/wrk.$1.$2.txt before after pgb pga reqs rps extra=()
   [ -n "${4:-}" ] && extra=(-s "$4")
   before=$(cpu "${PID[$1]}"); pgb=$(pg_cpu)
-  wrk -t 1 -c "$CONNS" -d "${DURATION}s" -H "Authorization: Bearer ${ACCESS[$1]}" "${extra[@]}" \
+  "${ON_LOAD_CPU[@]}" wrk -t 1 -c "$CONNS" -d "${DURATION}s" -H "Authorization: Bearer ${ACCESS[$1]}" "${extra[@]}" \
     "http://127.0.0.1:${PORT[$1]}$3" >"$out" 2>&1
   after=$(cpu "${PID[$1]}"); pga=$(pg_cpu)
   reqs=$(awk '/requests in/ {print $1}' "$out")
