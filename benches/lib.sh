@@ -148,3 +148,43 @@ need_oha() {
   say "installing oha (cargo install oha --locked)"
   cargo install oha --locked
 }
+
+# haproxy_jwt_cfg PORT SECRET UPSTREAM_PORT: writes $WORK/haproxy.cfg, HAProxy with one thread
+# refusing (401) any request without an HS256 token signed with SECRET (`jwt_verify`: the
+# signature only), forwarding the rest to the upstream with connection reuse.
+haproxy_jwt_cfg() {
+  cat >"$WORK/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 4096
+  pidfile $WORK/haproxy.pid
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+frontend fe
+  bind 127.0.0.1:$1
+  http-request deny deny_status 401 unless { req.hdr(authorization),word(2," "),jwt_verify("HS256","$2") -m int 1 }
+  default_backend be
+backend be
+  http-reuse always
+  server up 127.0.0.1:$3 maxconn 1000
+CONF
+}
+
+# nginx_proxy_http PORT UPSTREAM_PORT: the http block of the plain nginx reverse proxy (upstream
+# keep-alive), for an nginx.conf whose head the caller wrote.
+nginx_proxy_http() {
+  echo "http {"
+  nginx_http_common nginx
+  cat <<CONF
+  upstream up { server 127.0.0.1:$2; keepalive 64; }
+  server {
+    listen 127.0.0.1:$1 backlog=4096;
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+CONF
+}

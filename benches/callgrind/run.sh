@@ -242,16 +242,7 @@ if wants nginx; then
     echo "worker_processes 1; daemon off; master_process off;"
     echo "events { worker_connections 4096; }"
     echo "pid $WORK/nginx/nginx.pid; error_log $WORK/nginx/logs/error.log warn;"
-    echo "http {"
-    nginx_http_common nginx
-    cat <<EOF
-  upstream up { server 127.0.0.1:$UP; keepalive 64; }
-  server {
-    listen 127.0.0.1:$NGX;
-    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-EOF
+    nginx_proxy_http "$NGX" "$UP"
   } >"$WORK/nginx/nginx.conf"
   start nginx "${VALGRIND[@]}" --callgrind-out-file="$WORK/nginx.cg.%p" \
     nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf"
@@ -267,24 +258,7 @@ if wants haproxy; then
   HSECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
   HP="$(printf '{"alg":"HS256","typ":"JWT"}' | b64url).$(printf '{"sub":"1"}' | b64url)"
   HTOKEN="$HP.$(printf '%s' "$HP" | openssl dgst -sha256 -hmac "$HSECRET" -binary | b64url)"
-  cat >"$WORK/haproxy.cfg" <<EOF
-global
-  nbthread 1
-  maxconn 4096
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  option http-keep-alive
-frontend fe
-  bind 127.0.0.1:$HAP
-  http-request deny deny_status 401 unless { req.hdr(authorization),word(2," "),jwt_verify("HS256","$HSECRET") -m int 1 }
-  default_backend be
-backend be
-  http-reuse always
-  server up 127.0.0.1:$UP maxconn 1000
-EOF
+  haproxy_jwt_cfg "$HAP" "$HSECRET" "$UP"
   start haproxy "${VALGRIND[@]}" --callgrind-out-file="$WORK/haproxy.cg.%p" haproxy -db -f "$WORK/haproxy.cfg"
   HAP_PID=$LAST_PID
   wait_http "http://127.0.0.1:$HAP/" 401 1200

@@ -87,40 +87,9 @@ upstream_nginx "$UP"
 mkdir -p "$WORK/nginx/logs"
 {
   nginx_head nginx
-  echo "http {"
-  nginx_http_common nginx
-  cat <<EOF
-  upstream up { server 127.0.0.1:$UP; keepalive 64; }
-  server {
-    listen 127.0.0.1:$NGX backlog=4096;
-    location / {
-      proxy_pass http://up;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-}
-EOF
+  nginx_proxy_http "$NGX" "$UP"
 } >"$WORK/nginx/nginx.conf"
-cat >"$WORK/haproxy.cfg" <<EOF
-global
-  nbthread 1
-  maxconn 4096
-  pidfile $WORK/haproxy.pid
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  option http-keep-alive
-frontend fe
-  bind 127.0.0.1:$HAP
-  http-request deny deny_status 401 unless { req.hdr(authorization),word(2," "),jwt_verify("HS256","$SECRET") -m int 1 }
-  default_backend be
-backend be
-  http-reuse always
-  server up 127.0.0.1:$UP maxconn 1000
-EOF
+haproxy_jwt_cfg "$HAP" "$SECRET" "$UP"
 gatehouse_conf() { # PORT METRICS_PORT NAME ACCESS_LOG HASH_QUEUE WORK_STEALING
   cat <<EOF
 [server]
