@@ -188,3 +188,20 @@ nginx_proxy_http() {
 }
 CONF
 }
+
+# gatehouse_server NAME PORT METRICS_PORT: the [server] table every benchmark gatehouse starts
+# with (one worker thread, files under $WORK/NAME*, no grace period); the caller may add more
+# [server] keys right after it, then its other tables.
+gatehouse_server() {
+  cat <<CONF
+[server]
+listen = "127.0.0.1:$2"
+metrics_listen = "127.0.0.1:$3"
+data_dir = "$WORK/$1-data"
+threads = 1
+pid_file = "$WORK/$1.pid"
+upgrade_sock = "$WORK/$1-upgrade.sock"
+grace_period_seconds = 0
+graceful_shutdown_timeout_seconds = 1
+CONF
+}

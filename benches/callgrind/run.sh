@@ -176,16 +176,9 @@ fi
 # --- 4. gatehouse ---------------------------------------------------------------------------
 if wants public || wants public_token || wants required || wants profile; then
   say "gatehouse under callgrind"
-  cat >"$WORK/gatehouse.toml" <<EOF
-[server]
-listen = "127.0.0.1:$GH"
-metrics_listen = "127.0.0.1:$GHM"
-data_dir = "$WORK/gatehouse-data"
-threads = 1
-pid_file = "$WORK/gatehouse.pid"
-upgrade_sock = "$WORK/gatehouse-upgrade.sock"
-grace_period_seconds = 0
-graceful_shutdown_timeout_seconds = 1
+  {
+    gatehouse_server gatehouse "$GH" "$GHM"
+    cat <<EOF
 [jwt]
 access_lifetime_seconds = 3600
 [passwords]
@@ -204,6 +197,7 @@ prefix = "/"
 upstreams = ["127.0.0.1:$UP"]
 auth = "required"
 EOF
+  } >"$WORK/gatehouse.toml"
   start gatehouse "${VALGRIND[@]}" --callgrind-out-file="$WORK/gatehouse.cg.%p" \
     "$GATEHOUSE_BIN" serve -c "$WORK/gatehouse.toml"
   GH_PID=$LAST_PID

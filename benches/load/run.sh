@@ -91,17 +91,9 @@ mkdir -p "$WORK/nginx/logs"
 } >"$WORK/nginx/nginx.conf"
 haproxy_jwt_cfg "$HAP" "$SECRET" "$UP"
 gatehouse_conf() { # PORT METRICS_PORT NAME ACCESS_LOG HASH_QUEUE WORK_STEALING
+  gatehouse_server "$3" "$1" "$2"
   cat <<EOF
-[server]
-listen = "127.0.0.1:$1"
-metrics_listen = "127.0.0.1:$2"
-data_dir = "$WORK/$3-data"
-threads = 1
 work_stealing = $6
-pid_file = "$WORK/$3.pid"
-upgrade_sock = "$WORK/$3-upgrade.sock"
-grace_period_seconds = 0
-graceful_shutdown_timeout_seconds = 1
 [jwt]
 access_lifetime_seconds = 3600
 [passwords]

@@ -49,16 +49,9 @@ for v in UP BARE_PORT GH GHM; do free_port "$v"; done
 upstream_nginx "$UP"
 nginx -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf" &
 PIDS+=($!)
-cat >"$WORK/gatehouse.toml" <<EOF
-[server]
-listen = "127.0.0.1:$GH"
-metrics_listen = "127.0.0.1:$GHM"
-data_dir = "$WORK/gatehouse-data"
-threads = 1
-pid_file = "$WORK/gatehouse.pid"
-upgrade_sock = "$WORK/gatehouse-upgrade.sock"
-grace_period_seconds = 0
-graceful_shutdown_timeout_seconds = 1
+{
+  gatehouse_server gatehouse "$GH" "$GHM"
+  cat <<EOF
 [jwt]
 access_lifetime_seconds = 3600
 [throttle]
@@ -75,6 +68,7 @@ prefix = "/"
 upstreams = ["127.0.0.1:$UP"]
 auth = "required"
 EOF
+} >"$WORK/gatehouse.toml"
 "$BUILT_BARE" "127.0.0.1:$BARE_PORT" "127.0.0.1:$UP" >"$WORK/bare.out" 2>&1 &
 BARE_PID=$!
 PIDS+=("$BARE_PID")

@@ -32,7 +32,7 @@ if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ]; then
 fi
 
 gatehouse_bin
-PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+PG_BIN=$(printf "%s\n" /usr/lib/postgresql/*/bin | sort -V | tail -1)
 [ -x "$PG_BIN/initdb" ] || { echo "PostgreSQL is not installed: apt-get install postgresql"; exit 1; }
 
 work_dir pgbench
@@ -70,16 +70,9 @@ http {
 }
 CONF
 config() { # NAME PORT METRICS_PORT BACKEND
-  cat >"$WORK/$1.toml" <<CONF
-[server]
-listen = "127.0.0.1:$2"
-metrics_listen = "127.0.0.1:$3"
-data_dir = "$WORK/$1-data"
-threads = 1
-pid_file = "$WORK/$1.pid"
-upgrade_sock = "$WORK/$1-upgrade.sock"
-grace_period_seconds = 0
-graceful_shutdown_timeout_seconds = 1
+  {
+    gatehouse_server "$1" "$2" "$3"
+    cat <<CONF
 [store]
 backend = "$4"
 [jwt]
@@ -96,6 +89,7 @@ level = "warn"
 prefix = "/svc/"
 upstreams = ["127.0.0.1:$UP"]
 CONF
+  } >"$WORK/$1.toml"
 }
 config sled "$S" "$SM" sled
 config postgres "$P" "$PM" postgres

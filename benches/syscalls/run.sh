@@ -27,16 +27,9 @@ mkdir -p "$WORK/nginx/logs"
   nginx_proxy_http "$NGX" "$UP"
 } >"$WORK/nginx/nginx.conf"
 haproxy_jwt_cfg "$HAP" "$SECRET" "$UP"
-cat >"$WORK/gatehouse.toml" <<CONF
-[server]
-listen = "127.0.0.1:$GH"
-metrics_listen = "127.0.0.1:$GHM"
-data_dir = "$WORK/gatehouse-data"
-threads = 1
-pid_file = "$WORK/gatehouse.pid"
-upgrade_sock = "$WORK/gatehouse-upgrade.sock"
-grace_period_seconds = 0
-graceful_shutdown_timeout_seconds = 1
+{
+  gatehouse_server gatehouse "$GH" "$GHM"
+  cat <<CONF
 [jwt]
 access_lifetime_seconds = 3600
 [passwords]
@@ -49,6 +42,7 @@ prefix = "/"
 upstreams = ["127.0.0.1:$UP"]
 auth = "required"
 CONF
+} >"$WORK/gatehouse.toml"
 declare -A PID
 run_bg() { # NAME CMD...
   local name=$1
