@@ -19,6 +19,7 @@ pub mod reload;
 pub mod response;
 pub mod store;
 pub mod tls;
+pub mod web;
 
 use app::App;
 use config::Config;

@@ -1,13 +1,15 @@
-//! A response gatehouse writes itself (API answers, gateway errors): status, headers and a JSON
-//! body, and the framing that follows from them, decided here so that keep-alive clients never
-//! hang: `Content-Length` always, except on 204 (no body exists); a HEAD answer says what the
-//! GET would (RFC 9110 9.3.2) and sends no body.
+//! A response gatehouse writes itself (API answers, pages, gateway errors): status, headers,
+//! a body and its content type (JSON for the API and errors, HTML for pages, chosen by
+//! whoever makes the answer), and the framing that follows from them, decided here so that
+//! keep-alive clients never hang: `Content-Length` always, except on 204 (no body exists); a
+//! HEAD answer says what the GET would (RFC 9110 9.3.2) and sends no body.
 
 use bytes::Bytes;
 use serde_json::Value;
 use std::borrow::Cow;
 
 pub const JSON: &str = "application/json";
+pub const HTML: &str = "text/html; charset=utf-8";
 
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -15,6 +17,8 @@ pub struct Response {
     /// Extra headers besides the framing ones (names from code, or from the config).
     pub headers: Vec<(Cow<'static, str>, String)>,
     pub body: Bytes,
+    /// What the body is (`JSON`, `HTML`); sent only with a body to describe.
+    pub content_type: &'static str,
     /// A HEAD request: the headers describe the body, but none is sent.
     pub head_only: bool,
 }
@@ -44,7 +48,16 @@ impl Response {
             status,
             headers: Vec::new(),
             body: body.into(),
+            content_type: JSON,
             head_only: false,
+        }
+    }
+
+    /// A page: HTML text, already rendered (and escaped) by the pages' templates.
+    pub fn html(status: u16, body: impl Into<Bytes>) -> Response {
+        Response {
+            content_type: HTML,
+            ..Response::json_text(status, body)
         }
     }
 
@@ -84,8 +97,8 @@ impl Response {
             };
         }
         Framing {
-            // An empty body is no JSON document: it goes without a type.
-            content_type: (self.head_only || !self.body.is_empty()).then_some(JSON),
+            // An empty body is no document: it goes without a type.
+            content_type: (self.head_only || !self.body.is_empty()).then_some(self.content_type),
             content_length: Some(self.body.len()),
             sends_body: !self.head_only && !self.body.is_empty(),
         }
@@ -125,5 +138,10 @@ mod tests {
         assert_eq!(empty.content_length, Some(0));
         assert_eq!(empty.content_type, None);
         assert!(!empty.sends_body);
+        let page = Response::html(404, "<p>no</p>").framing();
+        assert_eq!(
+            (page.content_type, page.content_length, page.sends_body),
+            (Some(HTML), Some(9), true)
+        );
     }
 }

@@ -6,7 +6,11 @@ mod common;
 use common::paths::*;
 use common::*;
 use gatehouse::api::body::{parse, Fields, REQUIRED as REQUIRED_FIELD};
-use gatehouse::api::router::{route, Endpoint, Route, OWNED_PREFIXES};
+use gatehouse::api::router::{route, Endpoint, Route};
+
+/// The user API under its default prefix, and the prefixes it owns there.
+const API: &str = "/api/";
+const OWNED_PREFIXES: [&str; 2] = ["/api/auth/", "/api/token/"];
 use gatehouse::auth::policy::{
     is_valid_email, is_valid_username, validate_password, UserAttributes,
 };
@@ -213,18 +217,18 @@ proptest! {
 
     #[test]
     fn every_endpoint_is_routed_from_its_own_path(e in endpoint()) {
-        prop_assert_eq!(route(&path_of(&e)), Route::Api(e));
+        prop_assert_eq!(route(&path_of(&e), API), Route::Api(e));
     }
 
     #[test]
     fn any_path_routes_as_the_url_table_says(path in path()) {
         let owned = OWNED_PREFIXES.iter().any(|p| path.starts_with(p));
-        let slashed_is_an_endpoint = matches!(route(&format!("{path}/")), Route::Api(_));
-        match route(&path) {
+        let slashed_is_an_endpoint = matches!(route(&format!("{path}/"), API), Route::Api(_));
+        match route(&path, API) {
             Route::Api(e) => prop_assert_eq!(path_of(&e), path),
             Route::Redirect(to) => {
                 prop_assert_eq!(&to, &format!("{path}/"));
-                prop_assert!(matches!(route(&to), Route::Api(_)), "{to} is no endpoint");
+                prop_assert!(matches!(route(&to, API), Route::Api(_)), "{to} is no endpoint");
             }
             Route::NotFound => {
                 prop_assert!(owned, "{path} is not under an owned prefix");

@@ -322,7 +322,7 @@ fn every_documented_path_is_a_route_and_every_route_is_documented() {
             "{e:?} is a route but {documented} is not in the document"
         );
         assert_eq!(
-            router::route(&concrete(documented, "1")),
+            router::route(&concrete(documented, "1"), "/api/"),
             Route::Api(e.clone())
         );
         let methods: BTreeSet<String> = e.methods().iter().map(|m| m.to_string()).collect();
@@ -351,7 +351,7 @@ fn every_documented_path_is_a_route_and_every_route_is_documented() {
     let mut operation_ids = BTreeSet::new();
     for (path, item) in paths {
         assert!(
-            matches!(router::route(&concrete(path, "1")), Route::Api(_)),
+            matches!(router::route(&concrete(path, "1"), "/api/"), Route::Api(_)),
             "{path} is documented but is not a route"
         );
         let r = g.send(g.request("OPTIONS", &concrete(path, "1")));

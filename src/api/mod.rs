@@ -9,15 +9,24 @@ pub mod tokens;
 pub mod users;
 
 use crate::app::App;
-use crate::auth::{authenticator, Identity, Requirement};
+use crate::auth::{Identity, Requirement};
 use crate::error::ApiError;
 use crate::response::Response;
 use bytes::Bytes;
 use router::{Endpoint, Permission, Route};
 use serde_json::{json, Map, Value};
 
-/// The OpenAPI 3 document of the user API, kept in the repository beside the code.
+/// The OpenAPI 3 document of the user API, kept in the repository beside the code, with the
+/// paths under the default `[api] prefix` (`/api/`).
 pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// The OpenAPI document with its paths under `prefix`.
+pub fn openapi(prefix: &str) -> std::borrow::Cow<'static, str> {
+    if prefix == "/api/" {
+        return OPENAPI.into();
+    }
+    OPENAPI.replace("\"/api/", &format!("\"{prefix}")).into()
+}
 
 /// A user-API request, already read from the wire (body capped by the gateway).
 #[derive(Debug, Clone, Default)]
@@ -28,8 +37,10 @@ pub struct Request {
     pub query: String,
     /// For absolute URLs in pagination links.
     pub host: String,
-    /// Every `Authorization` value sent.
-    pub authorization: Vec<Vec<u8>>,
+    /// The request's headers as sent: the credential step reads its credentials from them.
+    pub headers: http::HeaderMap,
+    /// `X-Request-Id` as the gateway kept or made it (also returned to the client).
+    pub request_id: String,
     pub content_type: Option<String>,
     pub body: Bytes,
     /// The peer, or the X-Forwarded-For hop chosen by `trusted_proxies`: for throttling.
@@ -40,6 +51,13 @@ impl Request {
     /// The body as DRF's `request.data`.
     pub fn data(&self) -> Result<Map<String, Value>, ApiError> {
         body::parse(self.content_type.as_deref(), &self.body)
+    }
+
+    /// The `User-Agent` the client sent, if it is text.
+    pub fn user_agent(&self) -> Option<&str> {
+        self.headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
     }
 
     /// The last value of a query parameter, percent-decoded (Django's `QueryDict.get`).
@@ -120,8 +138,7 @@ async fn dispatch(
             Permission::Authenticated => Requirement::Authenticated,
             Permission::Staff => Requirement::Staff,
         };
-        let value = authenticator::single_value(req.authorization.iter().map(Vec::as_slice));
-        app.authenticator.check(value, need).await?
+        app.authenticator.check(&req.headers, need).await?
     } else {
         None
     };
@@ -151,7 +168,10 @@ async fn dispatch(
         Endpoint::PasswordResetConfirm => mail::reset_confirm(&ctx).await,
         Endpoint::EmailVerify => mail::verify(&ctx).await,
         Endpoint::EmailVerifyResend => mail::resend(&ctx).await,
-        Endpoint::Schema => Ok(Response::json_text(200, OPENAPI)),
+        Endpoint::Schema => Ok(match openapi(&app.config.api.prefix) {
+            std::borrow::Cow::Borrowed(document) => Response::json_text(200, document),
+            std::borrow::Cow::Owned(document) => Response::json_text(200, document),
+        }),
         Endpoint::Jwks => match app.tokens.jwks_document() {
             Some(document) => Ok(Response::json_text(200, document.clone())),
             None => Err(ApiError::NotFound),
@@ -175,6 +195,16 @@ fn options(endpoint: &Endpoint) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_openapi_paths_move_with_the_prefix() {
+        let moved: Value = serde_json::from_str(&openapi("/gh/")).expect("still JSON");
+        let paths = moved["paths"].as_object().expect("paths");
+        assert!(paths.contains_key("/gh/token/") && paths.contains_key("/gh/auth/profile/"));
+        assert!(paths.contains_key("/.well-known/jwks.json"));
+        assert!(!paths.keys().any(|p| p.starts_with("/api/")));
+        assert!(matches!(openapi("/api/"), std::borrow::Cow::Borrowed(_)));
+    }
 
     #[test]
     fn query_param_takes_the_last_value_decoded() {

@@ -1,8 +1,9 @@
 //! The user API's URL table: which endpoint a path is, what it allows, and who may call it.
-//! gatehouse owns `/api/auth/` and `/api/token/`: nothing under them is ever forwarded.
+//! Paths are relative to `[api] prefix` (the seed's `/api/`); gatehouse owns `{prefix}auth/`
+//! and `{prefix}token/` (`Config::owned_prefixes`): nothing under them is ever forwarded.
 
-/// Prefixes answered locally, whatever the routes say.
-pub const OWNED_PREFIXES: &[&str] = &["/api/auth/", "/api/token/"];
+/// The public keys' fixed place, outside the API's prefix (RFC 8615).
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
@@ -141,57 +142,61 @@ fn unreserved_escape(hex: Option<&[u8]>) -> Option<char> {
     (b.is_ascii_alphanumeric() || b"-._~".contains(&b)).then_some(char::from(b))
 }
 
-/// Routes a path already passed through `normalize_path`.
-pub fn route(path: &str) -> Route {
-    if let Some(e) = endpoint(path) {
+/// Routes a path already passed through `normalize_path`, with the user API under `prefix`.
+/// A path outside the API's prefix is decided without a copy (every proxied request).
+pub fn route(path: &str, prefix: &str) -> Route {
+    if path == JWKS_PATH {
+        return Route::Api(Endpoint::Jwks);
+    }
+    let Some(rest) = path.strip_prefix(prefix) else {
+        return Route::NotOurs;
+    };
+    if let Some(e) = endpoint(rest) {
         return Route::Api(e);
     }
-    if !path.ends_with('/') {
-        let slashed = format!("{path}/");
-        if endpoint(&slashed).is_some() {
-            return Route::Redirect(slashed);
-        }
+    if !rest.ends_with('/') && endpoint(&format!("{rest}/")).is_some() {
+        return Route::Redirect(format!("{path}/"));
     }
-    if OWNED_PREFIXES.iter().any(|p| path.starts_with(p)) {
+    if rest.starts_with("auth/") || rest.starts_with("token/") {
         return Route::NotFound;
     }
     Route::NotOurs
 }
 
-fn endpoint(path: &str) -> Option<Endpoint> {
+/// The endpoint at `rest`, a path relative to the API's prefix.
+fn endpoint(rest: &str) -> Option<Endpoint> {
     use Endpoint::*;
-    let fixed = match path {
-        "/api/token/" => Some(TokenObtain),
-        "/api/token/refresh/" => Some(TokenRefresh),
-        "/api/token/verify/" => Some(TokenVerify),
-        "/api/auth/register/" => Some(Register),
-        "/api/auth/logout/" => Some(Logout),
-        "/api/auth/profile/" => Some(Profile),
-        "/api/auth/profile/password/" => Some(PasswordChange),
-        "/api/auth/profile/delete/" => Some(ProfileDelete),
-        "/api/auth/admin/users/" => Some(AdminList),
-        "/api/schema/" => Some(Schema),
-        "/.well-known/jwks.json" => Some(Jwks),
-        "/api/auth/password/reset/" => Some(PasswordReset),
-        "/api/auth/password/reset/confirm/" => Some(PasswordResetConfirm),
-        "/api/auth/email/verify/" => Some(EmailVerify),
-        "/api/auth/email/verify/resend/" => Some(EmailVerifyResend),
+    let fixed = match rest {
+        "token/" => Some(TokenObtain),
+        "token/refresh/" => Some(TokenRefresh),
+        "token/verify/" => Some(TokenVerify),
+        "auth/register/" => Some(Register),
+        "auth/logout/" => Some(Logout),
+        "auth/profile/" => Some(Profile),
+        "auth/profile/password/" => Some(PasswordChange),
+        "auth/profile/delete/" => Some(ProfileDelete),
+        "auth/admin/users/" => Some(AdminList),
+        "schema/" => Some(Schema),
+        "auth/password/reset/" => Some(PasswordReset),
+        "auth/password/reset/confirm/" => Some(PasswordResetConfirm),
+        "auth/email/verify/" => Some(EmailVerify),
+        "auth/email/verify/resend/" => Some(EmailVerifyResend),
         _ => None,
     };
     if fixed.is_some() {
         return fixed;
     }
     let id_segment = |prefix: &str| {
-        path.strip_prefix(prefix)
+        rest.strip_prefix(prefix)
             .and_then(|rest| rest.strip_suffix('/'))
             .filter(|id| !id.is_empty() && !id.contains('/'))
             .map(str::to_string)
     };
-    if let Some(id) = id_segment("/api/auth/admin/users/restore/") {
+    if let Some(id) = id_segment("auth/admin/users/restore/") {
         return Some(AdminRestore(id));
     }
     // "restore" alone is not a user id.
-    id_segment("/api/auth/admin/users/")
+    id_segment("auth/admin/users/")
         .filter(|id| id != "restore")
         .map(AdminDetail)
 }
@@ -293,6 +298,8 @@ impl Endpoint {
 mod tests {
     use super::*;
 
+    const API: &str = "/api/";
+
     #[test]
     fn escaped_paths_are_recognised() {
         for bad in [
@@ -374,35 +381,61 @@ mod tests {
 
     #[test]
     fn known_paths() {
-        assert_eq!(route("/api/token/"), Route::Api(Endpoint::TokenObtain));
+        assert_eq!(route("/api/token/", API), Route::Api(Endpoint::TokenObtain));
         assert_eq!(
-            route("/api/auth/admin/users/restore/7/"),
+            route("/api/auth/admin/users/restore/7/", API),
             Route::Api(Endpoint::AdminRestore("7".into()))
         );
         assert_eq!(
-            route("/api/auth/admin/users/abc/"),
+            route("/api/auth/admin/users/abc/", API),
             Route::Api(Endpoint::AdminDetail("abc".into()))
         );
-        assert_eq!(route("/api/auth/admin/users/restore/"), Route::NotFound);
+        assert_eq!(
+            route("/api/auth/admin/users/restore/", API),
+            Route::NotFound
+        );
     }
 
     #[test]
     fn missing_slash_redirects_only_to_known_paths() {
-        assert_eq!(route("/api/token"), Route::Redirect("/api/token/".into()));
         assert_eq!(
-            route("/api/auth/profile/password"),
+            route("/api/token", API),
+            Route::Redirect("/api/token/".into())
+        );
+        assert_eq!(
+            route("/api/auth/profile/password", API),
             Route::Redirect("/api/auth/profile/password/".into())
         );
-        assert_eq!(route("/api/auth/nope"), Route::NotFound);
-        assert_eq!(route("/api/authx"), Route::NotOurs);
+        assert_eq!(route("/api/auth/nope", API), Route::NotFound);
+        assert_eq!(route("/api/authx", API), Route::NotOurs);
     }
 
     #[test]
     fn owned_prefixes_never_reach_the_proxy() {
-        assert_eq!(route("/api/auth/"), Route::NotFound);
-        assert_eq!(route("/api/token/other/thing"), Route::NotFound);
-        assert_eq!(route("/api/users/"), Route::NotOurs);
-        assert_eq!(route("/"), Route::NotOurs);
+        assert_eq!(route("/api/auth/", API), Route::NotFound);
+        assert_eq!(route("/api/token/other/thing", API), Route::NotFound);
+        assert_eq!(route("/api/users/", API), Route::NotOurs);
+        assert_eq!(route("/", API), Route::NotOurs);
+    }
+
+    #[test]
+    fn the_api_moves_with_its_prefix() {
+        assert_eq!(
+            route("/gh/v1/token/", "/gh/v1/"),
+            Route::Api(Endpoint::TokenObtain)
+        );
+        assert_eq!(
+            route("/gh/v1/auth/profile", "/gh/v1/"),
+            Route::Redirect("/gh/v1/auth/profile/".into())
+        );
+        assert_eq!(route("/gh/v1/auth/x/", "/gh/v1/"), Route::NotFound);
+        assert_eq!(route("/api/token/", "/gh/v1/"), Route::NotOurs);
+        assert_eq!(
+            route("/.well-known/jwks.json", "/gh/v1/"),
+            Route::Api(Endpoint::Jwks)
+        );
+        assert_eq!(route("/token/", "/"), Route::Api(Endpoint::TokenObtain));
+        assert_eq!(route("/orders/", "/"), Route::NotOurs);
     }
 
     #[test]

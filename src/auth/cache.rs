@@ -3,7 +3,7 @@
 //! Behind a change feed (several replicas) memory answers only while the feed has proven it
 //! fresh within `freshness`; otherwise every decision reads the store (and fails with it).
 
-use super::authenticator::IdentityValues;
+use super::identity::{Identity, IdentityValues, Via};
 use crate::store::{Change, ChangeFeed, StoreError, User, UserStore};
 use moka::sync::Cache;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,6 +20,22 @@ pub struct UserState {
     pub groups: Arc<[String]>,
     /// The identity headers' values, made here once rather than on every request.
     pub values: Arc<IdentityValues>,
+}
+
+impl UserState {
+    /// User `user_id` as this state describes them, let in `via` a credential (`mfa`: with
+    /// a second factor behind it).
+    pub fn identity(self, user_id: u64, via: Via, mfa: bool) -> Identity {
+        Identity {
+            user_id,
+            username: self.username,
+            is_staff: self.is_staff,
+            groups: self.groups,
+            values: self.values,
+            via,
+            mfa,
+        }
+    }
 }
 
 impl From<&User> for UserState {

@@ -1,12 +1,13 @@
 //! Who is calling: tokens (JWT), passwords (argon2 pool and Django's policy), the user-state
-//! cache, refresh-token families, the signing secret, throttling, and the `Authenticator`,
-//! the one check that both the user API and the proxy run on an `Authorization` header.
+//! cache, refresh-token families, the signing secret, throttling, and the credential step
+//! (`credentials`), the one check the user API, the proxy and forward-auth run on a request.
 
 pub mod assertion;
-pub mod authenticator;
 pub mod cache;
+pub mod credentials;
 pub mod django_hash;
 pub mod families;
+pub mod identity;
 pub mod keys;
 pub mod passwords;
 pub mod policy;
@@ -14,4 +15,5 @@ pub mod secret;
 pub mod throttle;
 pub mod tokens;
 
-pub use authenticator::{AuthError, Authenticator, Identity, Requirement};
+pub use credentials::{AuthError, Authenticator, Requirement};
+pub use identity::{Identity, Via};

@@ -4,13 +4,13 @@
 
 use super::block_on;
 use crate::api::router;
-use crate::auth::authenticator::require;
 use crate::auth::cache::UserState;
-use crate::auth::{AuthError, Identity};
-use crate::config::{AuthMode, Config, EscapedPaths};
+use crate::auth::credentials::require;
+use crate::auth::{AuthError, Via};
+use crate::config::{AuthMode, Config};
 use crate::error::ApiError;
+use crate::gateway::classify::{Classifier, Target};
 use crate::gateway::decide::{self, Decision};
-use crate::gateway::forward_auth;
 use crate::gateway::routes::{Route, RouteTable};
 use crate::store::StoreError;
 use std::fmt::Write;
@@ -65,39 +65,36 @@ pub fn explain(
     who: Option<(&str, Option<crate::store::User>)>,
 ) -> String {
     let mut out = String::new();
-    let path = router::normalize_path(raw_path);
+    let classified = Classifier::new(config).classify(raw_path);
+    let path = classified.path;
     let _ = writeln!(out, "{method} {raw_path}");
     if path != raw_path {
         let _ = writeln!(out, "normalized: {path}");
     }
-    if config.proxy.escaped_paths == EscapedPaths::Reject && router::is_escaped(raw_path) {
-        let _ = writeln!(out, "refused: 400, the path holds an encoded slash, backslash or dot (proxy.escaped_paths = \"reject\")");
-        return out;
-    }
-    match router::route(&path) {
-        router::Route::NotOurs => {}
-        router::Route::Api(endpoint) => {
-            let _ = writeln!(
-                out,
-                "answered by gatehouse itself: the user API ({})",
-                endpoint.label()
-            );
-            return out;
+    let answered_by = match classified.target {
+        Target::Proxy => None,
+        Target::Escaped => Some("refused: 400, the path holds an encoded slash, backslash or dot (proxy.escaped_paths = \"reject\")".to_string()),
+        Target::Api(router::Route::Api(endpoint)) => Some(format!(
+            "answered by gatehouse itself: the user API ({})",
+            endpoint.label()
+        )),
+        Target::Api(router::Route::Redirect(to)) => {
+            Some(format!("answered by gatehouse itself: 308 to {to}"))
         }
-        router::Route::Redirect(to) => {
-            let _ = writeln!(out, "answered by gatehouse itself: 308 to {to}");
-            return out;
+        Target::Api(router::Route::NotFound | router::Route::NotOurs) => Some(
+            "answered by gatehouse itself: 404 (an unknown path under its own prefixes)"
+                .to_string(),
+        ),
+        Target::Pages => Some(format!(
+            "answered by gatehouse itself: the pages ([web] prefix = {:?})",
+            config.web.prefix
+        )),
+        Target::ForwardAuth => {
+            Some("gatehouse's forward-auth prefix: never forwarded".to_string())
         }
-        router::Route::NotFound => {
-            let _ = writeln!(
-                out,
-                "answered by gatehouse itself: 404 (an unknown path under its own prefixes)"
-            );
-            return out;
-        }
-    }
-    if path.starts_with(forward_auth::PREFIX) {
-        let _ = writeln!(out, "gatehouse's forward-auth prefix: never forwarded");
+    };
+    if let Some(line) = answered_by {
+        let _ = writeln!(out, "{line}");
         return out;
     }
     let Some(route) = routes.lookup(&path) else {
@@ -140,7 +137,7 @@ pub fn explain(
     let outcome = match &user {
         None => Err(AuthError::UserNotFound),
         Some(u) if !u.is_active => Err(AuthError::UserInactive),
-        Some(u) => Ok(Identity::of(u.id, UserState::from(u))),
+        Some(u) => Ok(UserState::from(u).identity(u.id, Via::Jwt, false)),
     };
     let decision = match decide::requirement(route) {
         None => decide::policy(route, method, None),
@@ -162,7 +159,7 @@ pub fn explain(
                 p.user_is_staff_header,
                 id.is_staff,
                 p.user_groups_header,
-                crate::auth::authenticator::groups_value(&id.groups)
+                crate::auth::identity::groups_value(&id.groups)
             );
         }
         Decision::Forward(None) => {

@@ -2,6 +2,7 @@
 //! the TOML file with the `GATEHOUSE_*` overlay (`env.rs`) and checked (`validate.rs`).
 
 pub mod env;
+pub mod owned;
 pub mod types;
 mod validate;
 
@@ -37,6 +38,7 @@ pub struct Config {
     pub passwords: PasswordConfig,
     pub cache: CacheConfig,
     pub api: ApiConfig,
+    pub web: WebConfig,
     pub proxy: ProxyConfig,
     pub forward_auth: ForwardAuthConfig,
     pub log: LogConfig,
@@ -278,10 +280,33 @@ impl Default for CacheConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
+    /// Where the user API lives: `{prefix}token/`, `{prefix}auth/...`, `{prefix}schema/`
+    /// (the seed's paths with the default `/api/`).
+    pub prefix: String,
     /// Request bodies on the user API above this get 413.
     pub max_body_bytes: usize,
     /// Upper bound for `?page_size=` on the admin list.
     pub max_page_size: usize,
+}
+
+/// The pages people open in a browser (SPEC §15).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// gatehouse answers `prefix` itself; off, the paths under it go to the routes as any
+    /// other path. The sign-in pages arrive with issue 22; until then every page is a 404.
+    pub enabled: bool,
+    /// Where the pages live (Django's `LOGIN_URL` is `/accounts/login/`).
+    pub prefix: String,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            enabled: false,
+            prefix: "/accounts/".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -308,6 +333,7 @@ impl Default for LimitsConfig {
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
+            prefix: "/api/".into(),
             max_body_bytes: 64 * 1024,
             max_page_size: 1000,
         }

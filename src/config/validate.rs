@@ -108,6 +108,7 @@ impl Config {
         at_least("store.freshness_ms", self.store.freshness_ms, 1)?;
         at_least("api.max_body_bytes", self.api.max_body_bytes as u64, 1)?;
         at_least("api.max_page_size", self.api.max_page_size as u64, 1)?;
+        self.validate_mounts()?;
         let proxy = &self.proxy;
         let identity = [
             &proxy.user_id_header,
@@ -158,12 +159,53 @@ impl Config {
                 )?;
             }
             validate_route_tls(i, route)?;
+            if let Some(owned) = self
+                .owned_prefixes()
+                .into_iter()
+                .find(|o| route.prefix.starts_with(&o.prefix))
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "routes[{i}] ({}) is under {} ({}), which gatehouse answers itself: no request would reach this route; move the route or the prefix",
+                    route.prefix, owned.prefix, owned.what
+                )));
+            }
             require(
                 !self.routes[..i].iter().any(|r| r.prefix == route.prefix),
                 || format!("routes: prefix {:?} appears twice", route.prefix),
             )?;
         }
         self.validate_email()?;
+        Ok(())
+    }
+
+    /// `api.prefix` and `web.prefix` are usable mount points, and the pages do not cover
+    /// the user API or forward-auth (nor sit under them).
+    fn validate_mounts(&self) -> Result<(), ConfigError> {
+        for (key, prefix) in [
+            ("api.prefix", &self.api.prefix),
+            ("web.prefix", &self.web.prefix),
+        ] {
+            if let Some(problem) = super::owned::mount_problem(prefix) {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} = {prefix:?}: {problem}"
+                )));
+            }
+        }
+        if !self.web.enabled {
+            return Ok(());
+        }
+        let web = &self.web.prefix;
+        for other in self.owned_prefixes().iter().filter(|o| &o.prefix != web) {
+            require(
+                !web.starts_with(&other.prefix) && !other.prefix.starts_with(web.as_str()),
+                || {
+                    format!(
+                        "web.prefix = {web:?} overlaps {} ({}): give the pages a prefix of their own",
+                        other.prefix, other.what
+                    )
+                },
+            )?;
+        }
         Ok(())
     }
 
@@ -272,6 +314,15 @@ impl Config {
                 }
             ));
         }
+        let owned: Vec<String> = self
+            .owned_prefixes()
+            .iter()
+            .map(|o| format!("{} ({})", o.prefix, o.what))
+            .collect();
+        out.push_str(&format!(
+            "answered by gatehouse itself, never routed: {}\n",
+            owned.join(", ")
+        ));
         match self.store.backend {
             super::StoreBackend::Sled => out.push_str(&format!(
                 "store: sled in {} (page cache {} MiB)\n",

@@ -20,6 +20,7 @@ pub fn peer_ip(session: &Session) -> Option<IpAddr> {
 pub async fn read(
     session: &mut Session,
     path: &str,
+    request_id: &str,
     limit: usize,
     trusted_proxies: &[Network],
 ) -> Result<api::Request, ApiError> {
@@ -35,12 +36,8 @@ pub async fn read(
         path: path.to_string(),
         query: head.uri.query().unwrap_or("").to_string(),
         host: header("host").unwrap_or_default(),
-        authorization: head
-            .headers
-            .get_all("authorization")
-            .iter()
-            .map(|v| v.as_bytes().to_vec())
-            .collect(),
+        headers: head.headers.clone(),
+        request_id: request_id.to_string(),
         content_type: header("content-type"),
         body: Bytes::new(),
         client_ip: peer_ip(session).map(|peer| {

@@ -4,12 +4,11 @@
 
 use super::cors;
 use super::routes::Route;
-use crate::auth::authenticator::single_value;
+use crate::auth::credentials::refuse_ambiguous;
 use crate::auth::{Authenticator, Identity, Requirement};
 use crate::config::AuthMode;
 use crate::error::ApiError;
 use crate::response::Response;
-use http::header::AUTHORIZATION;
 use http::{HeaderMap, Method};
 
 #[derive(Debug)]
@@ -46,15 +45,13 @@ pub async fn decide(
             return Decision::Respond(cors::preflight(c, headers));
         }
     }
-    // Two Authorization headers are refused everywhere: the upstream might read the other one.
-    let authorization = single_value(headers.get_all(AUTHORIZATION).iter().map(|v| v.as_bytes()));
-    if let Err(e) = authorization {
+    if let Err(e) = refuse_ambiguous(headers) {
         return Decision::Respond(ApiError::from(e).to_response());
     }
     let Some(need) = requirement(route) else {
         return policy(route, method, None);
     };
-    match auth.check(authorization, need).await {
+    match auth.check(headers, need).await {
         Ok(identity) => policy(route, method, identity),
         Err(e) => Decision::Respond(ApiError::from(e).to_response()),
     }

@@ -11,8 +11,6 @@ use crate::error::ApiError;
 use crate::response::Response;
 use http::{HeaderMap, Method};
 
-/// gatehouse's own prefix, like `/api/auth/`: nothing under it is ever forwarded.
-pub const PREFIX: &str = "/_gatehouse/";
 /// nginx `auth_request` and Traefik ForwardAuth.
 pub const AUTH: &str = "/_gatehouse/auth";
 /// Envoy ext_authz (`path_prefix`): the original path follows it.
@@ -35,7 +33,8 @@ fn first_header<'a>(headers: &'a HeaderMap, names: &[&str]) -> Option<&'a str> {
         .find_map(|n| headers.get(*n).and_then(|v| v.to_str().ok()))
 }
 
-/// The original request of a forward-auth ask at `path` (already under `PREFIX`); `None`
+/// The original request of a forward-auth ask at `path` (already under
+/// `config::owned::FORWARD_AUTH_PREFIX`, where these endpoints live); `None`
 /// when `path` is no forward-auth endpoint. An ask that does not say which request it is
 /// about is a 400.
 pub fn original(
@@ -110,7 +109,7 @@ fn allowed(identity: Option<&Identity>, proxy: &ProxyConfig) -> Response {
         );
         resp.add_header(
             proxy.user_groups_header.as_str().to_string(),
-            crate::auth::authenticator::groups_value(&who.groups),
+            crate::auth::identity::groups_value(&who.groups),
         );
     }
     resp

@@ -1,9 +1,11 @@
 //! The proxy side: everything between a request arriving on the public listener and its
 //! bytes reaching an upstream. `proxy` holds the Pingora phases; the decisions they call are
-//! plain functions (`decide`, `headers`, `cors`, `routes`); `respond` and `telemetry` are
-//! what comes out (written answers, the access log and metrics).
+//! plain functions (`classify`: who answers a path; `decide`, `headers`, `cors`, `routes`);
+//! `respond` and `telemetry` are what comes out (written answers, the access log and
+//! metrics).
 
 mod api_request;
+pub mod classify;
 pub mod cors;
 pub mod decide;
 pub mod forward_auth;

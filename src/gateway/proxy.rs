@@ -2,6 +2,7 @@
 //! other request is decided (`decide`) and forwarded to its route's upstreams. This file only
 //! moves bytes between the session and the plain functions that decide.
 
+use super::classify::{Classifier, Target};
 use super::decide::{self, Decision};
 use super::headers;
 use super::live::{Live, SharedLive, HSTS_HEADER};
@@ -11,8 +12,10 @@ use super::telemetry::{self, Kind, Outcome};
 use super::{api_request, cors, forward_auth};
 use crate::api::{self, router};
 use crate::app::App;
+use crate::auth::credentials::AUTHORIZATION;
 use crate::auth::{assertion, Identity};
-use crate::config::{EscapedPaths, Network};
+use crate::config::owned::FORWARD_AUTH_PREFIX;
+use crate::config::Network;
 use crate::error::ApiError;
 use crate::response::Response;
 use async_trait::async_trait;
@@ -28,6 +31,8 @@ pub struct Gateway {
     app: Arc<App>,
     /// Routes and edge rules; a reload stores new ones.
     live: SharedLive,
+    /// Who answers a path (the prefixes need a restart to change).
+    classifier: Classifier,
     /// The identity headers' names as Pingora takes them without copying (a reference
     /// count per insert instead of a new buffer).
     identity_names: [bytes::Bytes; 4],
@@ -94,6 +99,7 @@ impl Gateway {
         let mut untrusted = identity_headers.to_vec();
         untrusted.push(HeaderName::from_static(assertion::HEADER));
         Gateway {
+            classifier: Classifier::new(&app.config),
             app,
             live,
             identity_names,
@@ -117,17 +123,16 @@ impl Gateway {
             Some(Err(e)) => return e.to_response(),
             Some(Ok(original)) => original,
         };
-        if self.app.config.proxy.escaped_paths == EscapedPaths::Reject
-            && router::is_escaped(&original.path)
-        {
-            return ApiError::EscapedPath.to_response();
+        let asked = self.classifier.classify(&original.path);
+        match asked.target {
+            Target::Escaped => return ApiError::EscapedPath.to_response(),
+            Target::Proxy => {}
+            // gatehouse's own paths: the ingress passes them on and gatehouse decides itself.
+            Target::Api(_) | Target::Pages | Target::ForwardAuth => {
+                return forward_auth::answer(Decision::Forward(None), &self.app.config.proxy)
+            }
         }
-        let path = router::normalize_path(&original.path);
-        // gatehouse's own paths: the ingress passes them on and gatehouse decides itself.
-        if router::route(&path) != router::Route::NotOurs || path.starts_with(forward_auth::PREFIX)
-        {
-            return forward_auth::answer(Decision::Forward(None), &self.app.config.proxy);
-        }
+        let path = asked.path;
         ctx.route = ctx.live.routes.lookup(&path).cloned();
         let decision = decide::decide(
             &original.method,
@@ -170,7 +175,14 @@ impl Gateway {
         route: router::Route,
     ) -> Response {
         let limit = self.app.config.api.max_body_bytes;
-        match api_request::read(session, &ctx.path, limit, &self.trusted_proxies).await {
+        let read = api_request::read(
+            session,
+            &ctx.path,
+            &ctx.request_id,
+            limit,
+            &self.trusted_proxies,
+        );
+        match read.await {
             Ok(req) => {
                 let handled = api::handle(&self.app, route, &req).await;
                 ctx.endpoint = handled.endpoint;
@@ -240,7 +252,7 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         }
         ctx.request_id = headers::request_id(&head.headers);
-        if !ctx.tls && !head.uri.path().starts_with(forward_auth::PREFIX) {
+        if !ctx.tls && !head.uri.path().starts_with(FORWARD_AUTH_PREFIX) {
             let host = head
                 .headers
                 .get(http::header::HOST)
@@ -261,49 +273,57 @@ impl ProxyHttp for Gateway {
             .get("origin")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let escaped = self.app.config.proxy.escaped_paths == EscapedPaths::Reject
-            && router::is_escaped(head.uri.path());
-        // Normalized and routed once: every decision below uses this path.
-        ctx.path = router::normalize_path(head.uri.path());
-        let api_route = router::route(&ctx.path);
-        let mut resp = if escaped {
-            ctx.endpoint = "escaped_path";
-            // The body (if any) is not read: do not reuse the connection.
-            session.set_keepalive(None);
-            ApiError::EscapedPath.to_response()
-        } else if ctx.path.starts_with(forward_auth::PREFIX) {
-            ctx.kind = Kind::ForwardAuth;
-            // An ask carries no body worth reading (nginx and Traefik send none): whatever
-            // was sent is not read, so the connection is not reused after one.
-            if head.headers.contains_key(http::header::CONTENT_LENGTH)
-                || head.headers.contains_key(http::header::TRANSFER_ENCODING)
-            {
+        let classified = self.classifier.classify(head.uri.path());
+        ctx.path = classified.path;
+        let mut resp = match classified.target {
+            Target::Escaped => {
+                ctx.endpoint = "escaped_path";
+                // The body (if any) is not read: do not reuse the connection.
                 session.set_keepalive(None);
+                ApiError::EscapedPath.to_response()
             }
-            self.forward_auth(session, ctx).await
-        } else if api_route != router::Route::NotOurs {
-            self.serve_api(session, ctx, api_route).await
-        } else {
-            ctx.kind = Kind::Proxy;
-            ctx.route = ctx.live.routes.lookup(&ctx.path).cloned();
-            let head = session.req_header();
-            let decision = decide::decide(
-                &head.method,
-                &head.headers,
-                ctx.route.as_deref(),
-                &self.app.authenticator,
-            )
-            .await;
-            match decision {
-                Decision::Forward(identity) => {
-                    ctx.user_id = identity.as_ref().map(|i| i.user_id);
-                    ctx.identity = identity;
-                    return Ok(false);
-                }
-                Decision::Respond(resp) => {
-                    // The body (if any) is not read: do not reuse the connection.
+            Target::ForwardAuth => {
+                ctx.kind = Kind::ForwardAuth;
+                // An ask carries no body worth reading (nginx and Traefik send none):
+                // whatever was sent is not read, so the connection is not reused after one.
+                if head.headers.contains_key(http::header::CONTENT_LENGTH)
+                    || head.headers.contains_key(http::header::TRANSFER_ENCODING)
+                {
                     session.set_keepalive(None);
-                    resp
+                }
+                self.forward_auth(session, ctx).await
+            }
+            Target::Api(route) => self.serve_api(session, ctx, route).await,
+            Target::Pages => {
+                ctx.kind = Kind::Pages;
+                ctx.endpoint = "pages";
+                let head_only = head.method == http::Method::HEAD;
+                // No page reads a body yet: do not reuse a connection that sent one.
+                session.set_keepalive(None);
+                crate::web::handle(head_only)
+            }
+            Target::Proxy => {
+                ctx.kind = Kind::Proxy;
+                ctx.route = ctx.live.routes.lookup(&ctx.path).cloned();
+                let head = session.req_header();
+                let decision = decide::decide(
+                    &head.method,
+                    &head.headers,
+                    ctx.route.as_deref(),
+                    &self.app.authenticator,
+                )
+                .await;
+                match decision {
+                    Decision::Forward(identity) => {
+                        ctx.user_id = identity.as_ref().map(|i| i.user_id);
+                        ctx.identity = identity;
+                        return Ok(false);
+                    }
+                    Decision::Respond(resp) => {
+                        // The body (if any) is not read: do not reuse the connection.
+                        session.set_keepalive(None);
+                        resp
+                    }
                 }
             }
         };
@@ -348,7 +368,7 @@ impl ProxyHttp for Gateway {
             upstream.remove_header(&name);
         }
         if !self.app.config.proxy.forward_authorization {
-            upstream.remove_header("authorization");
+            upstream.remove_header(&AUTHORIZATION);
         }
         if let Some(who) = &ctx.identity {
             let [id, name, staff, groups] = &self.identity_names;

@@ -16,6 +16,8 @@ pub enum Kind {
     Proxy,
     /// An ingress asking whether to let a request through.
     ForwardAuth,
+    /// A page under `[web] prefix`.
+    Pages,
 }
 
 impl Kind {
@@ -24,6 +26,7 @@ impl Kind {
             Kind::Api => "api",
             Kind::Proxy => "proxy",
             Kind::ForwardAuth => "forward_auth",
+            Kind::Pages => "pages",
         }
     }
 }

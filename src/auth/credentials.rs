@@ -1,80 +1,20 @@
-//! simplejwt's JWTAuthentication as a plain decision: an `Authorization` value in, the caller's
-//! current identity or an `AuthError` out. It knows no HTTP; `error.rs` renders the refusals.
+//! The credential step: the one place that reads what a request carries to say who sent it
+//! (today the bearer token of `Authorization`; the session cookie and API keys join here),
+//! and turns it into the caller's current `Identity` through the user-state cache. The proxy,
+//! forward-auth and the user API all call `Authenticator::check`; nothing else reads
+//! `Authorization`. It knows no Pingora; `error.rs` renders the refusals.
 
-use super::cache::{UserCache, UserState};
+use super::cache::UserCache;
+use super::identity::{Identity, Via};
 use super::tokens::{TokenError, TokenType, Tokens};
 use crate::metrics;
 use crate::store::UserStore;
+use http::HeaderMap;
 use std::sync::Arc;
 
-/// The caller, as the user's current state says (never stale claims).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub user_id: u64,
-    pub username: Arc<str>,
-    pub is_staff: bool,
-    /// Group names, sorted, each once.
-    pub groups: Arc<[String]>,
-    /// The same identity as the values of the identity headers, made once per cached state.
-    pub values: Arc<IdentityValues>,
-}
-
-impl Identity {
-    /// User `id` as its current state describes it.
-    pub fn of(id: u64, state: UserState) -> Identity {
-        Identity {
-            user_id: id,
-            username: state.username,
-            is_staff: state.is_staff,
-            groups: state.groups,
-            values: state.values,
-        }
-    }
-}
-
-/// What the identity headers carry, ready to send: made when a user's state is cached, so a
-/// request clones them (a reference count) instead of formatting and validating them again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdentityValues {
-    pub user_id: http::HeaderValue,
-    /// `None`: the name cannot be a header value (a control character in an imported name);
-    /// such a user is not forwarded.
-    pub username: Option<http::HeaderValue>,
-    pub is_staff: http::HeaderValue,
-    /// `groups_value` of the groups (empty for none); `None` as for the username.
-    pub groups: Option<http::HeaderValue>,
-}
-
-impl IdentityValues {
-    pub fn new(user_id: u64, username: &str, is_staff: bool, groups: &[String]) -> IdentityValues {
-        IdentityValues {
-            user_id: http::HeaderValue::from(user_id),
-            username: http::HeaderValue::from_str(username).ok(),
-            is_staff: http::HeaderValue::from_static(if is_staff { "true" } else { "false" }),
-            groups: http::HeaderValue::from_str(&groups_value(groups)).ok(),
-        }
-    }
-}
-
-/// The value of the groups identity header: the names (already sorted) joined by commas, each
-/// with `%`, `,` and control characters percent-encoded, so that a name cannot split in two
-/// or make the header invalid. Empty for a user in no group.
-pub fn groups_value(groups: &[String]) -> String {
-    let mut out = String::new();
-    for (i, name) in groups.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        for c in name.chars() {
-            if c == '%' || c == ',' || c.is_ascii_control() {
-                out.push_str(&format!("%{:02X}", u32::from(c)));
-            } else {
-                out.push(c);
-            }
-        }
-    }
-    out
-}
+/// The header the bearer token comes in; forwarded upstream only with
+/// `proxy.forward_authorization`.
+pub const AUTHORIZATION: http::HeaderName = http::header::AUTHORIZATION;
 
 /// Why a request is not let through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +60,7 @@ pub enum Requirement {
 
 /// The request's one `Authorization` value (`None`: none sent). Two are refused: which one a
 /// backend would read is anyone's guess.
-pub fn single_value<'a>(
+fn single_value<'a>(
     mut values: impl Iterator<Item = &'a [u8]>,
 ) -> Result<Option<&'a [u8]>, AuthError> {
     let first = values.next();
@@ -159,15 +99,15 @@ impl Authenticator {
         }
     }
 
-    /// Authenticates, applies `need`, and counts the decision. `Ok(None)`: an anonymous caller
-    /// that `need` lets through.
+    /// Who sent a request with these headers, checked against `need` and counted.
+    /// `Ok(None)`: an anonymous caller that `need` lets through.
     pub async fn check(
         &self,
-        authorization: Result<Option<&[u8]>, AuthError>,
+        headers: &HeaderMap,
         need: Requirement,
     ) -> Result<Option<Identity>, AuthError> {
-        let outcome = match authorization {
-            Ok(value) => self.authenticate(value).await,
+        let outcome = match presented(headers) {
+            Ok(credential) => self.identify(credential).await,
             Err(e) => Err(e),
         };
         let decided = require(outcome, need);
@@ -181,9 +121,12 @@ impl Authenticator {
         decided
     }
 
-    /// The caller behind one `Authorization` value, from the user's current state.
-    pub async fn authenticate(&self, authorization: Option<&[u8]>) -> Result<Identity, AuthError> {
-        let token = bearer_token(authorization)?;
+    /// The caller behind a presented credential, from the user's current state.
+    async fn identify(&self, credential: Presented<'_>) -> Result<Identity, AuthError> {
+        let token = match credential {
+            Presented::Nothing => return Err(AuthError::NoCredentials),
+            Presented::Bearer(token) => token,
+        };
         let token =
             std::str::from_utf8(token).map_err(|_| AuthError::Token(TokenError::Invalid))?;
         let claims = self
@@ -208,7 +151,31 @@ impl Authenticator {
         if state.token_version != claims.version {
             return Err(AuthError::Token(TokenError::Invalid));
         }
-        Ok(Identity::of(claims.user_id, state))
+        Ok(state.identity(claims.user_id, Via::Jwt, false))
+    }
+}
+
+/// A credential as the request presents it, read off the headers without any cache or store
+/// read: what is malformed is refused here, before anything costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Presented<'a> {
+    Nothing,
+    Bearer(&'a [u8]),
+}
+
+/// Refuses a request that carries two `Authorization` headers, whoever the route lets in:
+/// the upstream might read the other one.
+pub fn refuse_ambiguous(headers: &HeaderMap) -> Result<(), AuthError> {
+    single_value(headers.get_all(AUTHORIZATION).iter().map(|v| v.as_bytes())).map(|_| ())
+}
+
+/// The credential `headers` carry: the one `Authorization` value, if it is a bearer token.
+fn presented(headers: &HeaderMap) -> Result<Presented<'_>, AuthError> {
+    let authorization = single_value(headers.get_all(AUTHORIZATION).iter().map(|v| v.as_bytes()))?;
+    match bearer_token(authorization) {
+        Ok(token) => Ok(Presented::Bearer(token)),
+        Err(AuthError::NoCredentials) => Ok(Presented::Nothing),
+        Err(e) => Err(e),
     }
 }
 
@@ -250,6 +217,39 @@ mod tests {
         let two: [&[u8]; 2] = [b"Bearer x", b"Bearer y"];
         assert_eq!(single_value(two.into_iter()), Err(AuthError::BadHeader));
         assert_eq!(single_value(std::iter::empty()), Ok(None));
+    }
+
+    #[test]
+    fn the_request_presents_at_most_one_credential() {
+        let headers = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(
+                    AUTHORIZATION,
+                    http::HeaderValue::from_str(v).expect("value"),
+                );
+            }
+            h
+        };
+        assert_eq!(presented(&headers(&[])), Ok(Presented::Nothing));
+        assert_eq!(presented(&headers(&["Basic abc"])), Ok(Presented::Nothing));
+        assert_eq!(
+            presented(&headers(&["Bearer tok"])),
+            Ok(Presented::Bearer(&b"tok"[..]))
+        );
+        assert_eq!(
+            presented(&headers(&["Bearer a", "Bearer b"])),
+            Err(AuthError::BadHeader)
+        );
+        assert_eq!(
+            presented(&headers(&["Bearer a b"])),
+            Err(AuthError::BadHeader)
+        );
+        assert_eq!(refuse_ambiguous(&headers(&["x"])), Ok(()));
+        assert_eq!(
+            refuse_ambiguous(&headers(&["x", "y"])),
+            Err(AuthError::BadHeader)
+        );
     }
 
     #[test]
