@@ -123,6 +123,12 @@ fn every_misframing_is_caught_and_named() {
             "Content-Type \"text/html\", not application/json",
         ),
         (
+            "a page that is no HTML document",
+            "HTTP/1.1 404 Not Found\r\nContent-Type: text/html; charset=utf-8\r\nContent-Security-Policy: default-src 'none'\r\nContent-Length: 2\r\n\r\n{}".into(),
+            Via::Client,
+            "the page is not an HTML document",
+        ),
+        (
             "a body that is not JSON",
             format!("HTTP/1.1 502 Bad Gateway\r\n{json}\r\nContent-Length: 4\r\n\r\noops"),
             Via::Client,

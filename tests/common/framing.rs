@@ -1,6 +1,7 @@
 //! The framing every answer is held to, whichever client read it. gatehouse's own answers
 //! (the user API, gateway errors, the metrics listener) are JSON with an exact
-//! `Content-Length` (an empty one: `Content-Length: 0` and no type); an upstream's answer
+//! `Content-Length` (an empty one: `Content-Length: 0` and no type), pages are HTML
+//! documents with the pages' security headers; an upstream's answer
 //! through the proxy keeps a correct `Content-Length`
 //! when it has one. `HEAD` answers and 204s carry no body, and their `Content-Length` is not
 //! judged here. (The HTTP client never reads a body after a HEAD answer or a 204, so that rule
@@ -60,8 +61,12 @@ fn problems(listener: Listener, a: &Answer<'_>) -> Vec<String> {
         .next()
         .unwrap_or_default();
     let json = content_type.starts_with("application/json");
+    // A page (it carries the pages' Content-Security-Policy) is HTML.
+    let page =
+        content_type == "text/html; charset=utf-8" && !header("content-security-policy").is_empty();
     // The metrics listener writes Prometheus text on /metrics, JSON everywhere else.
-    let typed = json || (listener == Listener::Ops && content_type.starts_with("text/plain"));
+    let typed =
+        json || page || (listener == Listener::Ops && content_type.starts_with("text/plain"));
     if a.head || a.status == 204 {
         if !a.body.is_empty() {
             out.push(format!("{} bytes of body", a.body.len()));
@@ -96,6 +101,9 @@ fn problems(listener: Listener, a: &Answer<'_>) -> Vec<String> {
     }
     if json && serde_json::from_slice::<serde_json::Value>(a.body).is_err() {
         out.push("the body is not JSON".to_string());
+    }
+    if page && !a.body.starts_with(b"<!doctype html>") {
+        out.push("the page is not an HTML document".to_string());
     }
     if a.status == 401 && header("www-authenticate") != [WWW_AUTHENTICATE] {
         out.push(format!(
