@@ -14,5 +14,6 @@ pub mod proxy;
 pub mod respond;
 pub mod routes;
 pub mod telemetry;
+pub mod upstream_check;
 
 pub use proxy::Gateway;
