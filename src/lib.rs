@@ -168,3 +168,6 @@ pub(crate) mod test_support {
             .block_on(f)
     }
 }
+
+#[cfg(test)]
+mod architecture_tests;

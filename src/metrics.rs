@@ -214,10 +214,124 @@ pub static AUTH_ALLOW_TOKEN: LazyLock<IntCounter> =
 pub static AUTH_ALLOW_ANONYMOUS: LazyLock<IntCounter> =
     LazyLock::new(|| AUTH_DECISIONS.with_label_values(&["allow", "anonymous"]));
 
+// The label values of the counters with a fixed label set. Each of their series exists at 0
+// from the first scrape on (`init_series`), before anything was counted: Prometheus' guide,
+// "avoid missing metrics". A series that appears only with its first event loses that event
+// to `rate()` and `increase()`, and an alert or a panel on it shows no data instead of 0.
+
+/// `gatehouse_config_reloads_total{result}` (reload.rs).
+pub const RELOAD_RESULTS: [&str; 2] = ["success", "failure"];
+/// `gatehouse_mail_sent_total{kind}`: `store::MailKind::label`.
+pub const MAIL_KINDS: [&str; 4] = [
+    "password_changed",
+    "email_changed",
+    "password_reset",
+    "verify_email",
+];
+/// `gatehouse_mail_sent_total{result}` of every kind (mail/sender.rs).
+pub const MAIL_RESULTS: [&str; 5] = ["sent", "failed", "gave_up", "rejected", "stale"];
+/// The kinds that count against the send caps, and so can be `result="capped"` (mail/mod.rs).
+pub const MAIL_CAPPED_KINDS: [&str; 2] = ["password_reset", "verify_email"];
+/// `gatehouse_logins_total{result}` (api/tokens.rs).
+pub const LOGIN_RESULTS: [&str; 3] = ["success", "failure", "throttled"];
+/// `gatehouse_auth_decisions_total{result="allow", reason}` (auth/authenticator.rs).
+pub const AUTH_ALLOW_REASONS: [&str; 2] = ["valid_token", "anonymous"];
+/// `gatehouse_auth_decisions_total{result="deny", reason}`: `AuthError::reason`.
+pub const AUTH_DENY_REASONS: [&str; 8] = [
+    "no_credentials",
+    "bad_authorization_header",
+    "token_expired",
+    "token_invalid",
+    "user_not_found",
+    "user_inactive",
+    "not_staff",
+    "unavailable",
+];
+/// `gatehouse_user_cache_requests_total{result}` (auth/cache.rs).
+pub const USER_CACHE_RESULTS: [&str; 2] = ["hit", "miss"];
+
+/// Creates every series of the fixed label sets above at 0 (a counter that already counted
+/// keeps its value). The one place they are listed; `render` runs it before the first scrape.
+pub fn init_series() {
+    for result in RELOAD_RESULTS {
+        CONFIG_RELOADS.with_label_values(&[result]);
+    }
+    for kind in MAIL_KINDS {
+        for result in MAIL_RESULTS {
+            MAIL_SENT.with_label_values(&[kind, result]);
+        }
+    }
+    for kind in MAIL_CAPPED_KINDS {
+        MAIL_SENT.with_label_values(&[kind, "capped"]);
+    }
+    for result in LOGIN_RESULTS {
+        LOGINS.with_label_values(&[result]);
+    }
+    for reason in AUTH_ALLOW_REASONS {
+        AUTH_DECISIONS.with_label_values(&["allow", reason]);
+    }
+    for reason in AUTH_DENY_REASONS {
+        AUTH_DECISIONS.with_label_values(&["deny", reason]);
+    }
+    for result in USER_CACHE_RESULTS {
+        USER_CACHE.with_label_values(&[result]);
+    }
+}
+
+static SERIES: std::sync::Once = std::sync::Once::new();
+
 /// The text exposition of every registered metric.
 pub fn render() -> Result<Vec<u8>, prometheus::Error> {
     use prometheus::Encoder;
+    SERIES.call_once(init_series);
     let mut buf = Vec::new();
     prometheus::TextEncoder::new().encode(&prometheus::gather(), &mut buf)?;
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::tokens::TokenError;
+    use crate::auth::AuthError;
+    use crate::store::MailKind;
+
+    #[test]
+    fn the_label_lists_are_the_values_the_code_sets() {
+        // A new variant fails to compile here until it is listed above.
+        let kind = |k: MailKind| match k {
+            MailKind::PasswordChanged
+            | MailKind::EmailChanged
+            | MailKind::PasswordReset
+            | MailKind::VerifyEmail => k.label(),
+        };
+        let kinds = [
+            MailKind::PasswordChanged,
+            MailKind::EmailChanged,
+            MailKind::PasswordReset,
+            MailKind::VerifyEmail,
+        ];
+        assert_eq!(kinds.map(kind), MAIL_KINDS);
+        let reason = |e: AuthError| match e {
+            AuthError::NoCredentials
+            | AuthError::BadHeader
+            | AuthError::Token(_)
+            | AuthError::UserNotFound
+            | AuthError::UserInactive
+            | AuthError::NotStaff
+            | AuthError::Unavailable => e.reason(),
+        };
+        let errors = [
+            AuthError::NoCredentials,
+            AuthError::BadHeader,
+            AuthError::Token(TokenError::Expired),
+            AuthError::Token(TokenError::Invalid),
+            AuthError::UserNotFound,
+            AuthError::UserInactive,
+            AuthError::NotStaff,
+            AuthError::Unavailable,
+        ];
+        assert_eq!(errors.map(reason), AUTH_DENY_REASONS);
+        assert!(MAIL_CAPPED_KINDS.iter().all(|k| MAIL_KINDS.contains(k)));
+    }
 }

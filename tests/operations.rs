@@ -455,6 +455,69 @@ fn health_and_readiness_answer_on_the_metrics_listener_only() {
     assert_eq!(up.count(), 0, "nothing forwarded");
 }
 
+#[test]
+fn counters_that_alerts_and_the_dashboard_read_are_at_zero_before_anything_happened() {
+    use gatehouse::metrics;
+    let g = Gatehouse::new().start();
+    // The first request the server gets: nothing was counted yet.
+    let m = scrape(&g);
+    let counter = |name: &str, labels: &[(&str, &str)]| {
+        m.expect_type(name, "counter");
+        m.expect(name, labels, 0.0);
+    };
+    // deploy/prometheus/alerts.yml selects these values.
+    counter("gatehouse_config_reloads_total", &[("result", "failure")]);
+    for result in ["failure", "throttled"] {
+        counter("gatehouse_logins_total", &[("result", result)]);
+    }
+    for reason in [
+        "token_invalid",
+        "bad_authorization_header",
+        "user_not_found",
+    ] {
+        counter(
+            "gatehouse_auth_decisions_total",
+            &[("result", "deny"), ("reason", reason)],
+        );
+    }
+    // deploy/grafana/gatehouse.json sums them by these labels: every value the code sets.
+    for result in metrics::RELOAD_RESULTS {
+        counter("gatehouse_config_reloads_total", &[("result", result)]);
+    }
+    for kind in metrics::MAIL_KINDS {
+        for result in metrics::MAIL_RESULTS {
+            counter(
+                "gatehouse_mail_sent_total",
+                &[("kind", kind), ("result", result)],
+            );
+        }
+    }
+    for kind in metrics::MAIL_CAPPED_KINDS {
+        counter(
+            "gatehouse_mail_sent_total",
+            &[("kind", kind), ("result", "capped")],
+        );
+    }
+    for result in metrics::LOGIN_RESULTS {
+        counter("gatehouse_logins_total", &[("result", result)]);
+    }
+    for reason in metrics::AUTH_ALLOW_REASONS {
+        counter(
+            "gatehouse_auth_decisions_total",
+            &[("result", "allow"), ("reason", reason)],
+        );
+    }
+    for reason in metrics::AUTH_DENY_REASONS {
+        counter(
+            "gatehouse_auth_decisions_total",
+            &[("result", "deny"), ("reason", reason)],
+        );
+    }
+    for result in metrics::USER_CACHE_RESULTS {
+        counter("gatehouse_user_cache_requests_total", &[("result", result)]);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Logs
 // ---------------------------------------------------------------------------------------------

@@ -135,6 +135,104 @@ impl fmt::Display for Upstream {
     }
 }
 
+/// How an SMTP URL says to talk to the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// `smtp://` (default): STARTTLS, required.
+    StartTls,
+    /// `smtps://`: TLS from the first byte.
+    Implicit,
+    /// `smtp://...?tls=none`: plain text, for a relay on the same host.
+    None,
+}
+
+/// The SMTP server of `[email] backend = "smtp"` (`env::EMAIL_SMTP_URL_VAR`), parsed. It
+/// holds the password: no `Debug`, and `describe` leaves the login out.
+#[derive(Clone)]
+pub struct SmtpUrl {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    user: Option<(String, String)>,
+}
+
+impl SmtpUrl {
+    /// Errors say what is wrong, never repeating the URL (it may hold a password).
+    pub fn parse(text: &str) -> Result<SmtpUrl, String> {
+        let url = url::Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
+        let implicit = match url.scheme() {
+            "smtp" => false,
+            "smtps" => true,
+            other => return Err(format!("scheme {other:?}: use smtp:// or smtps://")),
+        };
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or("no host")?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let mut tls = if implicit {
+            SmtpTls::Implicit
+        } else {
+            SmtpTls::StartTls
+        };
+        for (k, v) in url.query_pairs() {
+            match (k.as_ref(), v.as_ref()) {
+                ("tls", "none") if !implicit => tls = SmtpTls::None,
+                ("tls", "starttls" | "required") if !implicit => tls = SmtpTls::StartTls,
+                ("tls", other) => {
+                    return Err(format!(
+                    "tls={other:?}: smtp:// takes tls=none or tls=starttls; smtps:// is always TLS"
+                ))
+                }
+                (other, _) => return Err(format!("unknown parameter {other:?}")),
+            }
+        }
+        let port = url.port().unwrap_or(if implicit { 465 } else { 587 });
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| "the user or password is not UTF-8 once decoded".to_string())
+        };
+        let user = if url.username().is_empty() {
+            None
+        } else {
+            Some((
+                decode(url.username())?,
+                decode(url.password().unwrap_or(""))?,
+            ))
+        };
+        Ok(SmtpUrl {
+            host,
+            port,
+            tls,
+            user,
+        })
+    }
+
+    /// The login (user, password), if the URL has one.
+    pub fn user(&self) -> Option<(&str, &str)> {
+        self.user.as_ref().map(|(u, p)| (u.as_str(), p.as_str()))
+    }
+
+    /// Host, port and TLS mode; never the user's password.
+    pub fn describe(&self) -> String {
+        let tls = match self.tls {
+            SmtpTls::StartTls => "STARTTLS",
+            SmtpTls::Implicit => "TLS",
+            SmtpTls::None => "no TLS",
+        };
+        let auth = if self.user.is_some() {
+            ", with a login"
+        } else {
+            ""
+        };
+        format!("{}:{} ({tls}{auth})", self.host, self.port)
+    }
+}
+
 /// The JWT signing algorithms gatehouse offers (a subset of jsonwebtoken's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
@@ -397,6 +495,30 @@ mod tests {
             "https://a:99999",
         ] {
             assert!(up(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn smtp_urls_choose_the_tls_mode() {
+        let t = SmtpUrl::parse("smtp://u%40x:p%3Ass@mail.example.com").expect("starttls");
+        assert_eq!(
+            (t.host.as_str(), t.port, &t.tls),
+            ("mail.example.com", 587, &SmtpTls::StartTls)
+        );
+        assert_eq!(t.user(), Some(("u@x", "p:ss")));
+        assert!(!t.describe().contains("p:ss") && !t.describe().contains("u@x"));
+        let t = SmtpUrl::parse("smtps://mail.example.com").expect("tls");
+        assert_eq!((t.port, &t.tls), (465, &SmtpTls::Implicit));
+        let t = SmtpUrl::parse("smtp://127.0.0.1:2525?tls=none").expect("plain");
+        assert_eq!((t.port, &t.tls), (2525, &SmtpTls::None));
+        for bad in [
+            "http://x",
+            "smtps://x?tls=none",
+            "smtp://x?tls=maybe",
+            "smtp://x?pool=1",
+            "nope",
+        ] {
+            assert!(SmtpUrl::parse(bad).is_err(), "{bad}");
         }
     }
 }

@@ -1,6 +1,7 @@
 //! What serde cannot check (ranges, combinations, route shapes), and `check-config`'s
 //! explanation of what a config sets up. Every message names the key and says what to fix.
 
+use super::types::SmtpUrl;
 use super::{Config, ConfigError};
 
 /// `Err` with the message unless `ok`.
@@ -17,6 +18,20 @@ fn at_least(key: &str, value: u64, min: u64) -> Result<(), ConfigError> {
     require(value >= min, || {
         format!("{key} = {value}: must be at least {min}")
     })
+}
+
+/// `email.from` is an address mail can be sent from (`a@b` or `Name <a@b>`), as lettre,
+/// which sends it, reads one.
+fn valid_from(from: &str) -> bool {
+    from.parse::<lettre::message::Mailbox>().is_ok()
+}
+
+/// An SMTP URL without its user and password, for `check-config`.
+fn describe_smtp_url(url: &str) -> String {
+    match SmtpUrl::parse(url) {
+        Ok(t) => t.describe(),
+        Err(e) => format!("an unusable URL ({e})"),
+    }
 }
 
 /// A route's TLS keys make sense only together and with an `https://` upstream.
@@ -220,7 +235,7 @@ impl Config {
                 format!("{key} = {url:?}: must contain {{uid}} and {{token}} (the link the mail carries)")
             })?;
         }
-        require(crate::mail::valid_from(&e.from), || {
+        require(valid_from(&e.from), || {
             format!(
                 "email.from = {:?}: not a mail address (e.g. \"noreply@example.com\" or \"Gatehouse <noreply@example.com>\")",
                 e.from
@@ -244,7 +259,8 @@ impl Config {
         Ok(())
     }
 
-    /// The listeners and their TLS settings (SPEC §14); the files are checked by `crate::tls`.
+    /// The listeners and their TLS settings (SPEC §14); the files themselves are read and
+    /// checked where they are loaded (`tls.rs`).
     fn validate_listeners(&self) -> Result<(), ConfigError> {
         let s = &self.server;
         require(s.listen.is_some() || s.tls_listen.is_some(), || {
@@ -354,7 +370,7 @@ impl Config {
         let backend = match e.backend {
             super::MailBackend::Console => "console (each mail printed on stdout)".to_string(),
             super::MailBackend::Smtp => match std::env::var(super::env::EMAIL_SMTP_URL_VAR) {
-                Ok(url) => format!("smtp via {}", crate::mail::describe_smtp_url(&url)),
+                Ok(url) => format!("smtp via {}", describe_smtp_url(&url)),
                 Err(_) => format!("smtp, but {} is not set", super::env::EMAIL_SMTP_URL_VAR),
             },
             super::MailBackend::None => "none (no mail is sent)".to_string(),
@@ -393,5 +409,33 @@ impl Config {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_config_describes_the_smtp_url_without_its_login() {
+        assert_eq!(
+            describe_smtp_url("smtp://u:secret@mail.example.com"),
+            "mail.example.com:587 (STARTTLS, with a login)"
+        );
+        assert_eq!(
+            describe_smtp_url("smtps://mail.example.com"),
+            "mail.example.com:465 (TLS)"
+        );
+        assert_eq!(
+            describe_smtp_url("http://u:secret@x"),
+            "an unusable URL (scheme \"http\": use smtp:// or smtps://)"
+        );
+    }
+
+    #[test]
+    fn from_is_an_address_or_a_named_address() {
+        assert!(valid_from("noreply@example.com"));
+        assert!(valid_from("Gatehouse <noreply@example.com>"));
+        assert!(!valid_from("not an address"));
     }
 }

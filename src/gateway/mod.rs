@@ -16,5 +16,6 @@ pub mod proxy;
 pub mod respond;
 pub mod routes;
 pub mod telemetry;
+pub mod upstream_check;
 
 pub use proxy::Gateway;

@@ -1,7 +1,7 @@
 //! The proxy's route table: longest prefix wins; each route has its upstreams (round robin
 //! with health checks, plain or TLS), its auth mode and its timeouts.
 
-use super::health::UpstreamCheck;
+use super::upstream_check::{PeerSource, UpstreamCheck};
 use crate::config::{AuthMode, Config, CorsConfig, RouteConfig, Upstream};
 use crate::tls::{CertInfo, UpstreamTls};
 use pingora::lb::{selection::RoundRobin, LoadBalancer};
@@ -80,6 +80,13 @@ impl Peers {
     /// The certificate files this route uses.
     pub fn certs(&self) -> &[CertInfo] {
         &self.tls.certs
+    }
+}
+
+/// The health check connects to the same peer as the proxy.
+impl PeerSource for Peers {
+    fn http_peer(&self, addr: &SocketAddr) -> Option<HttpPeer> {
+        Peers::http_peer(self, addr)
     }
 }
 

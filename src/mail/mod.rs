@@ -26,19 +26,6 @@ pub struct Mail {
     pub body: String,
 }
 
-/// `email.from` is an address lettre can send from (`a@b` or `Name <a@b>`).
-pub fn valid_from(from: &str) -> bool {
-    from.parse::<lettre::message::Mailbox>().is_ok()
-}
-
-/// An SMTP URL without its user and password, for logs and `check-config`.
-pub fn describe_smtp_url(url: &str) -> String {
-    match sender::SmtpTarget::parse(url) {
-        Ok(t) => t.describe(),
-        Err(e) => format!("an unusable URL ({e})"),
-    }
-}
-
 /// The mail policy the API applies: which mails a change causes, and the send caps.
 pub struct Mailer {
     pub config: EmailConfig,

@@ -7,6 +7,7 @@ use super::templates::{self, Extra};
 use super::tokens::{encode_uid, Purpose};
 use super::{Mail, Mailer};
 use crate::clock::now;
+use crate::config::types::{SmtpTls, SmtpUrl};
 use crate::config::{ConsoleFormat, MailBackend};
 use crate::metrics::{MAIL_OUTBOX, MAIL_SENT};
 use crate::store::{MailKind, OutboxEntry, User, UserStore};
@@ -30,24 +31,10 @@ pub fn backoff(attempts: u32) -> u64 {
         .min(MAX_BACKOFF_SECONDS)
 }
 
-/// How an SMTP URL says to talk to the server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TlsMode {
-    /// `smtp://` (default): STARTTLS, required.
-    StartTls,
-    /// `smtps://`: TLS from the first byte.
-    Implicit,
-    /// `smtp://...?tls=none`: plain text, for a relay on the same host.
-    None,
-}
-
-/// `GATEHOUSE_EMAIL_SMTP_URL`, parsed.
+/// `GATEHOUSE_EMAIL_SMTP_URL`, parsed (`config::types::SmtpUrl`), and the transport it makes.
 #[derive(Clone)]
 pub struct SmtpTarget {
-    pub host: String,
-    pub port: u16,
-    pub tls: TlsMode,
-    user: Option<(String, String)>,
+    url: SmtpUrl,
 }
 
 impl SmtpTarget {
@@ -62,90 +49,31 @@ impl SmtpTarget {
     }
 
     pub fn parse(text: &str) -> Result<SmtpTarget, String> {
-        let url = url::Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
-        let implicit = match url.scheme() {
-            "smtp" => false,
-            "smtps" => true,
-            other => return Err(format!("scheme {other:?}: use smtp:// or smtps://")),
-        };
-        let host = url
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .ok_or("no host")?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let mut tls = if implicit {
-            TlsMode::Implicit
-        } else {
-            TlsMode::StartTls
-        };
-        for (k, v) in url.query_pairs() {
-            match (k.as_ref(), v.as_ref()) {
-                ("tls", "none") if !implicit => tls = TlsMode::None,
-                ("tls", "starttls" | "required") if !implicit => tls = TlsMode::StartTls,
-                ("tls", other) => {
-                    return Err(format!(
-                    "tls={other:?}: smtp:// takes tls=none or tls=starttls; smtps:// is always TLS"
-                ))
-                }
-                (other, _) => return Err(format!("unknown parameter {other:?}")),
-            }
-        }
-        let port = url.port().unwrap_or(if implicit { 465 } else { 587 });
-        let decode = |s: &str| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8()
-                .map(|c| c.into_owned())
-                .map_err(|_| "the user or password is not UTF-8 once decoded".to_string())
-        };
-        let user = if url.username().is_empty() {
-            None
-        } else {
-            Some((
-                decode(url.username())?,
-                decode(url.password().unwrap_or(""))?,
-            ))
-        };
-        Ok(SmtpTarget {
-            host,
-            port,
-            tls,
-            user,
-        })
+        SmtpUrl::parse(text).map(|url| SmtpTarget { url })
     }
 
     /// Host, port and TLS mode; never the user's password.
     pub fn describe(&self) -> String {
-        let tls = match self.tls {
-            TlsMode::StartTls => "STARTTLS",
-            TlsMode::Implicit => "TLS",
-            TlsMode::None => "no TLS",
-        };
-        let auth = if self.user.is_some() {
-            ", with a login"
-        } else {
-            ""
-        };
-        format!("{}:{} ({tls}{auth})", self.host, self.port)
+        self.url.describe()
     }
 
     fn transport(&self, timeout: Duration) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+        let url = &self.url;
         let params = || {
-            TlsParameters::new(self.host.clone())
-                .map_err(|e| format!("TLS set-up for {}: {e}", self.host))
+            TlsParameters::new(url.host.clone())
+                .map_err(|e| format!("TLS set-up for {}: {e}", url.host))
         };
-        let tls = match self.tls {
-            TlsMode::StartTls => Tls::Required(params()?),
-            TlsMode::Implicit => Tls::Wrapper(params()?),
-            TlsMode::None => Tls::None,
+        let tls = match url.tls {
+            SmtpTls::StartTls => Tls::Required(params()?),
+            SmtpTls::Implicit => Tls::Wrapper(params()?),
+            SmtpTls::None => Tls::None,
         };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&self.host)
-            .port(self.port)
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&url.host)
+            .port(url.port)
             .tls(tls)
             .timeout(Some(timeout));
-        if let Some((user, password)) = &self.user {
-            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+        if let Some((user, password)) = url.user() {
+            builder = builder.credentials(Credentials::new(user.to_string(), password.to_string()));
         }
         Ok(builder.build())
     }
@@ -426,29 +354,5 @@ mod tests {
             vec![1, 2, 4, 8, 16]
         );
         assert_eq!(backoff(40), MAX_BACKOFF_SECONDS);
-    }
-
-    #[test]
-    fn smtp_urls_choose_the_tls_mode() {
-        let t = SmtpTarget::parse("smtp://u%40x:p%3Ass@mail.example.com").expect("starttls");
-        assert_eq!(
-            (t.host.as_str(), t.port, &t.tls),
-            ("mail.example.com", 587, &TlsMode::StartTls)
-        );
-        assert_eq!(t.user, Some(("u@x".into(), "p:ss".into())));
-        assert!(!t.describe().contains("p:ss") && !t.describe().contains("u@x"));
-        let t = SmtpTarget::parse("smtps://mail.example.com").expect("tls");
-        assert_eq!((t.port, &t.tls), (465, &TlsMode::Implicit));
-        let t = SmtpTarget::parse("smtp://127.0.0.1:2525?tls=none").expect("plain");
-        assert_eq!((t.port, &t.tls), (2525, &TlsMode::None));
-        for bad in [
-            "http://x",
-            "smtps://x?tls=none",
-            "smtp://x?tls=maybe",
-            "smtp://x?pool=1",
-            "nope",
-        ] {
-            assert!(SmtpTarget::parse(bad).is_err(), "{bad}");
-        }
     }
 }
