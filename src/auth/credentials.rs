@@ -34,6 +34,18 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    /// Every refusal, one of each reason (the metrics' label lists are checked against it).
+    pub const ALL: [AuthError; 8] = [
+        AuthError::NoCredentials,
+        AuthError::BadHeader,
+        AuthError::Token(TokenError::Expired),
+        AuthError::Token(TokenError::Invalid),
+        AuthError::UserNotFound,
+        AuthError::UserInactive,
+        AuthError::NotStaff,
+        AuthError::Unavailable,
+    ];
+
     /// The bounded label of the auth-decision metric.
     pub fn reason(self) -> &'static str {
         match self {
@@ -254,17 +266,8 @@ mod tests {
 
     #[test]
     fn reasons_are_distinct_labels() {
-        let all = [
-            AuthError::NoCredentials,
-            AuthError::BadHeader,
-            AuthError::Token(TokenError::Expired),
-            AuthError::Token(TokenError::Invalid),
-            AuthError::UserNotFound,
-            AuthError::UserInactive,
-            AuthError::NotStaff,
-            AuthError::Unavailable,
-        ];
-        let labels: std::collections::HashSet<_> = all.iter().map(|e| e.reason()).collect();
-        assert_eq!(labels.len(), all.len());
+        let labels: std::collections::HashSet<_> =
+            AuthError::ALL.iter().map(|e| e.reason()).collect();
+        assert_eq!(labels.len(), AuthError::ALL.len());
     }
 }
