@@ -90,24 +90,13 @@ pub async fn restore(app: &App, actor: &Actor, id: u64) -> Result<User, ApiError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::test_user;
 
     fn someone() -> User {
-        User {
-            id: 1,
-            username: "u".into(),
-            email: "u@example.com".into(),
-            first_name: String::new(),
-            last_name: String::new(),
-            password: String::new(),
-            is_active: true,
-            is_staff: false,
-            date_joined: 0,
-            last_login: None,
-            deleted_at: None,
-            token_version: 3,
-            groups: vec!["old".into()],
-            email_verified: true,
-        }
+        let mut u = test_user(1, "u", "u@example.com");
+        u.token_version = 3;
+        u.groups = vec!["old".into()];
+        u
     }
 
     #[test]

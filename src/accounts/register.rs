@@ -20,6 +20,21 @@ struct Registration {
     last_name: String,
 }
 
+impl Registration {
+    /// The user to create, with the password's `hash`, joined `at`.
+    fn into_new_user(self, hash: String, is_staff: bool, at: u64) -> NewUser {
+        NewUser {
+            username: self.username,
+            email: self.email,
+            first_name: self.first_name,
+            last_name: self.last_name,
+            password: hash,
+            is_staff,
+            date_joined: at,
+        }
+    }
+}
+
 /// Register's field validation in DRF's order. With `check_password` off the password
 /// policy is skipped (createsuperuser's bypass).
 async fn validate(
@@ -68,19 +83,9 @@ pub async fn register(app: &App, actor: &Actor, input: &dyn Input) -> Result<Use
     // The cap is counted here, once, not in the store's (retryable) transaction.
     let verify = app.mailer.verification_permit(&valid.email).await;
     let mailer = &app.mailer;
-    let user = writer::create(
-        app,
-        NewUser {
-            username: valid.username,
-            email: valid.email,
-            first_name: valid.first_name,
-            last_name: valid.last_name,
-            password: hash,
-            is_staff: false,
-            date_joined: at,
-        },
-        &|created| mailer.on_register(created, verify, at).into(),
-    )
+    let user = writer::create(app, valid.into_new_user(hash, false, at), &|created| {
+        mailer.on_register(created, verify, at).into()
+    })
     .await?;
     Ok(user)
 }
@@ -99,19 +104,9 @@ pub async fn create_superuser(
     let data = input.data()?;
     let valid = validate(app.store.as_ref(), &data, check_password).await?;
     let hash = app.passwords.hash(&valid.password).await?;
-    let user = writer::create(
-        app,
-        NewUser {
-            username: valid.username,
-            email: valid.email,
-            first_name: valid.first_name,
-            last_name: valid.last_name,
-            password: hash,
-            is_staff: true,
-            date_joined: now(),
-        },
-        &|_| Effects::none(),
-    )
+    let user = writer::create(app, valid.into_new_user(hash, true, now()), &|_| {
+        Effects::none()
+    })
     .await?;
     let user = writer::update(app, user.id, &|u| u.email_verified = true, &|_, _| {
         Effects::none()

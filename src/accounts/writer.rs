@@ -69,7 +69,7 @@ fn written(app: &App, user: &User, mailed: &AtomicBool) {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::store::{MailKind, OutboxMail};
+    use crate::store::{new_user, MailKind, OutboxMail};
     use std::time::Duration;
 
     fn app() -> (tempfile::TempDir, App) {
@@ -81,18 +81,6 @@ mod tests {
         let config = Config::from_toml_and_env(&toml, "t", &[]).expect("config");
         let app = App::open(config).expect("app");
         (dir, app)
-    }
-
-    fn new_user(name: &str) -> NewUser {
-        NewUser {
-            username: name.into(),
-            email: format!("{name}@example.com"),
-            first_name: String::new(),
-            last_name: String::new(),
-            password: "x".into(),
-            is_staff: false,
-            date_joined: 0,
-        }
     }
 
     fn notice(u: &User) -> OutboxMail {

@@ -213,24 +213,10 @@ impl Mailer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::test_user;
 
     fn user(id: u64, email: &str) -> User {
-        User {
-            id,
-            username: format!("u{id}"),
-            email: email.into(),
-            first_name: String::new(),
-            last_name: String::new(),
-            password: "old".into(),
-            is_active: true,
-            is_staff: false,
-            date_joined: 0,
-            last_login: None,
-            deleted_at: None,
-            token_version: 0,
-            groups: Vec::new(),
-            email_verified: true,
-        }
+        test_user(id, &format!("u{id}"), email)
     }
 
     fn mailer(edit: impl FnOnce(&mut Config)) -> (tempfile::TempDir, Mailer) {

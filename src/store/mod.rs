@@ -441,6 +441,33 @@ pub(crate) fn temp_store() -> (tempfile::TempDir, Arc<dyn UserStore>) {
     (dir, Arc::new(store))
 }
 
+/// A registration of `name` (address `name@example.com`), for unit tests.
+#[cfg(test)]
+pub(crate) fn new_user(name: &str) -> NewUser {
+    NewUser {
+        username: name.into(),
+        email: format!("{name}@example.com"),
+        first_name: String::new(),
+        last_name: String::new(),
+        password: "x".into(),
+        is_staff: false,
+        date_joined: 0,
+    }
+}
+
+/// User `id`, active, verified, in no group, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_user(id: u64, username: &str, email: &str) -> User {
+    let mut user = NewUser {
+        email: email.into(),
+        ..new_user(username)
+    }
+    .into_user();
+    user.id = id;
+    user.email_verified = true;
+    user
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -711,19 +711,8 @@ impl MailOutbox for SledStore {
 
 #[cfg(test)]
 mod tests {
+    use super::super::new_user;
     use super::*;
-
-    fn new_user(name: &str) -> NewUser {
-        NewUser {
-            username: name.into(),
-            email: format!("{name}@example.com"),
-            first_name: String::new(),
-            last_name: String::new(),
-            password: "x".into(),
-            is_staff: false,
-            date_joined: 0,
-        }
-    }
 
     #[tokio::test]
     async fn ids_increase_and_names_are_unique_case_insensitively() {
