@@ -153,7 +153,11 @@ fn world() -> World {
 fn auth_decision(c: &mut Criterion) {
     let w = world();
     let alice = runtime()
-        .block_on(w.app.store.create_user(new_user("alice", "")))
+        .block_on(
+            w.app
+                .store
+                .create_user(new_user("alice", ""), &|_| Default::default()),
+        )
         .expect("create");
     let (access, _) = w.app.issue_pair(&alice).expect("signs");
     // decide is async (a cache miss reads the store); a cached user never waits, so the
@@ -307,7 +311,9 @@ fn user_cache(c: &mut Criterion) {
         for i in 0..1000 {
             v.push(
                 store
-                    .create_user(new_user(&format!("cached{i}"), "x"))
+                    .create_user(new_user(&format!("cached{i}"), "x"), &|_| {
+                        Default::default()
+                    })
                     .await
                     .expect("create"),
             );
@@ -393,7 +399,7 @@ fn filled_store(n: u64, hash: &str) -> (tempfile::TempDir, SledStore) {
         let head = n.min(1000);
         for i in 1..=head {
             store
-                .create_user(new_user(&format!("user{i}"), hash))
+                .create_user(new_user(&format!("user{i}"), hash), &|_| Default::default())
                 .await
                 .expect("create");
         }
@@ -485,8 +491,12 @@ fn sled_lookup(c: &mut Criterion) {
         g.bench_function("create_user (durable: transaction + flush)", |b| {
             b.iter(|| {
                 fresh += 1;
-                rt.block_on(store.create_user(new_user(&format!("new{n}x{fresh}"), hash)))
-                    .expect("create")
+                rt.block_on(
+                    store.create_user(new_user(&format!("new{n}x{fresh}"), hash), &|_| {
+                        Default::default()
+                    }),
+                )
+                .expect("create")
             })
         });
         g.finish();

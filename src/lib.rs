@@ -2,6 +2,7 @@
 //! `main.rs` is only the command line.
 
 pub mod access_log;
+pub mod accounts;
 pub mod api;
 pub mod app;
 pub mod auth;

@@ -58,7 +58,7 @@ fn new_user(name: &str) -> NewUser {
 
 async fn create(store: &dyn UserStore, name: &str) -> User {
     store
-        .create_user(new_user(name))
+        .create_user(new_user(name), &|_| Default::default())
         .await
         .unwrap_or_else(|e| panic!("create {name}: {e}"))
 }
@@ -75,7 +75,7 @@ async fn racing_creates_of_one_name_in_two_cases_have_one_winner() {
             tasks.push(tokio::spawn(async move {
                 let mut user = new_user(name);
                 user.email = format!("carol{i}@example.com");
-                store.create_user(user).await
+                store.create_user(user, &|_| Default::default()).await
             }));
         }
         let mut won = 0;
@@ -99,7 +99,7 @@ async fn racing_creates_of_one_name_in_two_cases_have_one_winner() {
                     "dave@example.com"
                 }
                 .into();
-                store.create_user(user).await
+                store.create_user(user, &|_| Default::default()).await
             }));
         }
         let mut won = 0;
@@ -140,13 +140,15 @@ async fn ids_increase_and_are_never_reused_also_above_an_imported_maximum() {
         assert!(c.id > 1000, "{backend}: id {} after an imported 1000", c.id);
         // A soft-deleted user keeps its id and name; nobody gets them again.
         store
-            .update_user(a.id, &|u| u.is_active = false)
+            .update_user(a.id, &|u| u.is_active = false, &|_, _| Default::default())
             .await
             .expect("deactivate");
         let d = create(store, "d").await;
         assert!(d.id > c.id, "{backend}: no id reused");
         assert_eq!(
-            store.create_user(new_user("A")).await,
+            store
+                .create_user(new_user("A"), &|_| Default::default())
+                .await,
             Err(StoreError::UsernameTaken),
             "{backend}: a soft-deleted user keeps its name"
         );
@@ -295,7 +297,7 @@ async fn counters_equal_a_full_count_and_offset_pages_agree_with_keyset_pages() 
             let id = rng.next(60) + 1;
             let active = rng.next(2) == 0;
             store
-                .update_user(id, &|u| u.is_active = active)
+                .update_user(id, &|u| u.is_active = active, &|_, _| Default::default())
                 .await
                 .expect("toggle");
         }
@@ -387,14 +389,18 @@ async fn updates_move_the_indexes_atomically_and_refuse_taken_names() {
         create(store, "frank").await;
         assert_eq!(
             store
-                .update_user(a.id, &|u| u.username = "FRANK".into())
+                .update_user(a.id, &|u| u.username = "FRANK".into(), &|_, _| {
+                    Default::default()
+                })
                 .await,
             Err(StoreError::UsernameTaken),
             "{backend}"
         );
         assert_eq!(
             store
-                .update_user(a.id, &|u| u.email = "Frank@example.com".into())
+                .update_user(a.id, &|u| u.email = "Frank@example.com".into(), &|_, _| {
+                    Default::default()
+                })
                 .await,
             Err(StoreError::EmailTaken),
             "{backend}"
@@ -406,10 +412,14 @@ async fn updates_move_the_indexes_atomically_and_refuse_taken_names() {
             ("erin", "erin@example.com")
         );
         let renamed = store
-            .update_user(a.id, &|u| {
-                u.username = "Erin2".into();
-                u.email = "erin2@example.com".into();
-            })
+            .update_user(
+                a.id,
+                &|u| {
+                    u.username = "Erin2".into();
+                    u.email = "erin2@example.com".into();
+                },
+                &|_, _| Default::default(),
+            )
             .await
             .expect("rename");
         assert_eq!(renamed.username, "Erin2");
@@ -436,7 +446,9 @@ async fn updates_move_the_indexes_atomically_and_refuse_taken_names() {
         // The old name is free again.
         create(store, "erin").await;
         assert_eq!(
-            store.update_user(9999, &|_| {}).await,
+            store
+                .update_user(9999, &|_| {}, &|_, _| Default::default())
+                .await,
             Err(StoreError::NotFound),
             "{backend}"
         );
@@ -460,8 +472,8 @@ async fn mails_are_written_with_the_change_that_causes_them_or_not_at_all() {
         let fresh = make();
         let store = fresh.store.as_ref();
         let ann = store
-            .create_user_with_mail(new_user("ann"), &|u| {
-                vec![mail(MailKind::VerifyEmail, u.id, &u.email, 10)]
+            .create_user(new_user("ann"), &|u| {
+                vec![mail(MailKind::VerifyEmail, u.id, &u.email, 10)].into()
             })
             .await
             .expect("create with mail");
@@ -469,40 +481,35 @@ async fn mails_are_written_with_the_change_that_causes_them_or_not_at_all() {
         assert_eq!(store.outbox_depth().await.expect("depth"), 1, "{backend}");
         // A change that fails (the address is taken) records no mail either.
         let failed = store
-            .update_user_with_mail(ann.id, &|u| u.email = "BOB@example.com".into(), &|_, _| {
-                vec![mail(MailKind::EmailChanged, 1, "x@example.com", 10)]
+            .update_user(ann.id, &|u| u.email = "BOB@example.com".into(), &|_, _| {
+                vec![mail(MailKind::EmailChanged, 1, "x@example.com", 10)].into()
             })
             .await;
         assert_eq!(failed, Err(StoreError::EmailTaken), "{backend}");
         // The same for a registration that loses on its name.
         let lost = store
-            .create_user_with_mail(new_user("ANN"), &|u| {
-                vec![mail(MailKind::VerifyEmail, u.id, &u.email, 10)]
+            .create_user(new_user("ANN"), &|u| {
+                vec![mail(MailKind::VerifyEmail, u.id, &u.email, 10)].into()
             })
             .await;
         assert_eq!(lost.err(), Some(StoreError::UsernameTaken), "{backend}");
         assert_eq!(store.outbox_depth().await.expect("depth"), 1, "{backend}");
         // The mails see the user before and after the change.
         let updated = store
-            .update_user_with_mail(
+            .update_user(
                 ann.id,
                 &|u| u.email = "ann2@example.com".into(),
                 &|before, after| {
                     let mut m = mail(MailKind::EmailChanged, after.id, &before.email, 11);
                     m.new_email = Some(after.email.clone());
-                    vec![m]
+                    vec![m].into()
                 },
             )
             .await
             .expect("update with mail");
         assert_eq!(updated.email, "ann2@example.com");
         store
-            .enqueue_mail(mail(
-                MailKind::PasswordReset,
-                ann.id,
-                "ann2@example.com",
-                12,
-            ))
+            .record(mail(MailKind::PasswordReset, ann.id, "ann2@example.com", 12).into())
             .await
             .expect("enqueue");
         assert_eq!(store.outbox_depth().await.expect("depth"), 3, "{backend}");
@@ -543,7 +550,7 @@ async fn a_claimed_mail_is_held_by_one_claimer_until_acked_or_released() {
         for i in 0..20 {
             fresh
                 .store
-                .enqueue_mail(mail(MailKind::PasswordReset, i, "a@example.com", 0))
+                .record(mail(MailKind::PasswordReset, i, "a@example.com", 0).into())
                 .await
                 .expect("enqueue");
         }
@@ -618,7 +625,7 @@ async fn mails_not_yet_due_are_not_claimed() {
         let fresh = make();
         let store = fresh.store.as_ref();
         store
-            .enqueue_mail(mail(MailKind::PasswordChanged, 1, "a@example.com", 500))
+            .record(mail(MailKind::PasswordChanged, 1, "a@example.com", 500).into())
             .await
             .expect("enqueue");
         assert!(
@@ -725,7 +732,7 @@ async fn apply(store: &dyn UserStore, op: &Op) -> String {
         Op::Create(n, e) => {
             let mut u = new_user(NAMES[*n]);
             u.email = EMAILS[*e].into();
-            format!("{:?}", store.create_user(u).await)
+            format!("{:?}", store.create_user(u, &|_| Default::default()).await)
         }
         Op::Import(id, n, e) => {
             let mut u = User {
@@ -750,21 +757,32 @@ async fn apply(store: &dyn UserStore, op: &Op) -> String {
         Op::Rename(id, n) => format!(
             "{:?}",
             store
-                .update_user(*id, &|u| u.username = NAMES[*n].into())
+                .update_user(*id, &|u| u.username = NAMES[*n].into(), &|_, _| {
+                    Default::default()
+                })
                 .await
         ),
         Op::ChangeEmail(id, e) => format!(
             "{:?}",
             store
-                .update_user(*id, &|u| u.email = EMAILS[*e].into())
+                .update_user(*id, &|u| u.email = EMAILS[*e].into(), &|_, _| {
+                    Default::default()
+                })
                 .await
         ),
         Op::SetActive(id, a) => {
-            format!("{:?}", store.update_user(*id, &|u| u.is_active = *a).await)
+            format!(
+                "{:?}",
+                store
+                    .update_user(*id, &|u| u.is_active = *a, &|_, _| Default::default())
+                    .await
+            )
         }
         Op::Bump(id) => format!(
             "{:?}",
-            store.update_user(*id, &|u| u.token_version += 1).await
+            store
+                .update_user(*id, &|u| u.token_version += 1, &|_, _| Default::default())
+                .await
         ),
         Op::Find(n) => format!("{:?}", store.find_by_username(NAMES[*n]).await),
         Op::Owner(e) => format!("{:?}", store.email_owner(EMAILS[*e]).await),
@@ -826,7 +844,7 @@ async fn outbox_entries_reads_every_entry_in_order_without_claiming_it() {
             .enumerate()
         {
             store
-                .enqueue_mail(mail(MailKind::PasswordReset, i as u64 + 1, to, 100))
+                .record(mail(MailKind::PasswordReset, i as u64 + 1, to, 100).into())
                 .await
                 .expect("enqueue");
         }

@@ -1,14 +1,15 @@
 //! Staff views: the user list (the seed's bare list, or DRF's page envelope), one user (read,
-//! or staff, active and groups changed), and restoring a soft-deleted user.
+//! or staff, active and groups changed), and restoring a soft-deleted user; the changes are
+//! `accounts` operations rendered as JSON.
 
-use super::body::{self, Fields};
-use super::users::{admin_detail_json, admin_json};
-use super::Ctx;
-use crate::clock::now;
+use super::body;
+use super::users::{actor, admin_detail_json, admin_json};
+use super::{Ctx, Request};
+use crate::accounts::{self, Input};
 use crate::error::ApiError;
 use crate::response::Response;
-use crate::store::{group_names, ListFilter, StateFilter, User, GROUP_NAME_MAX};
-use serde_json::{json, Value};
+use crate::store::{ListFilter, StateFilter};
+use serde_json::{json, Map, Value};
 
 /// DRF's PageNumberPagination default when only `?page=` is given.
 const DEFAULT_PAGE_SIZE: usize = 20;
@@ -166,151 +167,43 @@ pub async fn detail(ctx: &Ctx<'_>, id: &str) -> Result<Response, ApiError> {
     Ok(Response::json(200, &admin_detail_json(&user)))
 }
 
-/// What a PATCH of one user asks for; `None` leaves that part as it is.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AccessChange {
-    pub is_staff: Option<bool>,
-    pub is_active: Option<bool>,
-    pub groups: Option<Vec<String>>,
-}
+/// The body of a PATCH of one user, where a form's list is the key repeated (DRF's
+/// `QueryDict.getlist`).
+struct AccessForm<'a>(&'a Request);
 
-impl AccessChange {
-    /// Applies the change at `when`. Deactivating is a soft delete (every token of the user
-    /// dies, as with DELETE /api/auth/profile/delete/); activating is a restore (the old
-    /// tokens stay dead). Staff and groups are read from the current state on every request,
-    /// so changing them revokes nothing.
-    pub fn apply(&self, u: &mut User, when: u64) {
-        if let Some(staff) = self.is_staff {
-            u.is_staff = staff;
+impl Input for AccessForm<'_> {
+    fn data(&self) -> Result<Map<String, Value>, ApiError> {
+        let req = self.0;
+        let mut data = req.data()?;
+        if body::is_form(req.content_type.as_deref()) {
+            match body::form_list(&req.body, "groups") {
+                Some(list) => data.insert("groups".into(), Value::Array(list)),
+                None => data.remove("groups"),
+            };
         }
-        if let Some(groups) = &self.groups {
-            u.groups = group_names(groups.clone());
-        }
-        match self.is_active {
-            Some(false) if u.is_active => {
-                u.is_active = false;
-                u.deleted_at = Some(when);
-                u.token_version += 1;
-            }
-            Some(true) if !u.is_active => {
-                u.is_active = true;
-                u.deleted_at = None;
-            }
-            _ => {}
-        }
+        Ok(data)
     }
 }
 
-/// PATCH /api/auth/admin/users/{id}/ with any of `is_staff`, `is_active`, `groups` (DRF's
-/// BooleanField and `ListField(child=CharField(max_length=150))`); other fields are ignored.
-/// Effective on the next request on every path: the cache is updated before the answer.
+/// PATCH /api/auth/admin/users/{id}/ with any of `is_staff`, `is_active`, `groups`; other
+/// fields are ignored. Effective on the next request on every path.
 pub async fn update(ctx: &Ctx<'_>, id: &str) -> Result<Response, ApiError> {
     let id = parse_id(id)?;
-    // DRF's get_object comes before the body is read: an unknown id is 404 whatever is sent.
-    if ctx.app.store.get_user(id).await?.is_none() {
-        return Err(ApiError::NoUser);
-    }
-    let mut data = ctx.req.data()?;
-    if body::is_form(ctx.req.content_type.as_deref()) {
-        // A form's list is the key repeated (DRF's QueryDict.getlist).
-        match body::form_list(&ctx.req.body, "groups") {
-            Some(list) => data.insert("groups".into(), Value::Array(list)),
-            None => data.remove("groups"),
-        };
-    }
-    let mut f = Fields::new(&data);
-    let change = AccessChange {
-        is_staff: f.boolean("is_staff"),
-        is_active: f.boolean("is_active"),
-        groups: f.char_list("groups", GROUP_NAME_MAX),
-    };
-    f.finish()?;
-    let when = now();
-    let user = ctx
-        .app
-        .store
-        .update_user(id, &|u| change.apply(u, when))
-        .await?;
-    ctx.app.cache.updated(&user);
+    let form = AccessForm(ctx.req);
+    let user = accounts::change_access(ctx.app, &actor(ctx), id, &form).await?;
     Ok(Response::json(200, &admin_detail_json(&user)))
 }
 
 /// PUT or PATCH /api/auth/admin/users/restore/{id}/: active again; tokens issued before the
 /// soft delete stay dead (the user logs in again).
 pub async fn restore(ctx: &Ctx<'_>, id: &str) -> Result<Response, ApiError> {
-    let id = parse_id(id)?;
-    let user = ctx
-        .app
-        .store
-        .update_user(id, &|u| {
-            u.is_active = true;
-            u.deleted_at = None;
-        })
-        .await?;
-    ctx.app.cache.updated(&user);
+    let user = accounts::restore(ctx.app, &actor(ctx), parse_id(id)?).await?;
     Ok(Response::json(200, &admin_json(&user)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn someone() -> User {
-        User {
-            id: 1,
-            username: "u".into(),
-            email: "u@example.com".into(),
-            first_name: String::new(),
-            last_name: String::new(),
-            password: String::new(),
-            is_active: true,
-            is_staff: false,
-            date_joined: 0,
-            last_login: None,
-            deleted_at: None,
-            token_version: 3,
-            groups: vec!["old".into()],
-            email_verified: true,
-        }
-    }
-
-    #[test]
-    fn access_changes_revoke_only_on_deactivation() {
-        let mut u = someone();
-        AccessChange {
-            is_staff: Some(true),
-            groups: Some(vec!["ops".into(), "billing".into(), "ops".into()]),
-            ..AccessChange::default()
-        }
-        .apply(&mut u, 50);
-        assert!(u.is_staff && u.is_active);
-        assert_eq!(u.groups, ["billing", "ops"]);
-        assert_eq!(u.token_version, 3);
-        let off = AccessChange {
-            is_active: Some(false),
-            ..AccessChange::default()
-        };
-        off.apply(&mut u, 60);
-        assert_eq!(
-            (u.is_active, u.deleted_at, u.token_version),
-            (false, Some(60), 4)
-        );
-        // Already inactive: nothing more dies, the deletion time stays.
-        off.apply(&mut u, 70);
-        assert_eq!((u.deleted_at, u.token_version), (Some(60), 4));
-        AccessChange {
-            is_active: Some(true),
-            ..AccessChange::default()
-        }
-        .apply(&mut u, 80);
-        assert_eq!(
-            (u.is_active, u.deleted_at, u.token_version),
-            (true, None, 4)
-        );
-        let before = u.clone();
-        AccessChange::default().apply(&mut u, 90);
-        assert_eq!(u, before);
-    }
 
     #[test]
     fn status_and_is_active_combine() {

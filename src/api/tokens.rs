@@ -1,16 +1,16 @@
-//! simplejwt's views: obtain a pair, refresh (with optional rotation and reuse detection),
-//! verify, and logout (the blacklist).
+//! simplejwt's views: obtain a pair (after `accounts::sign_in`), refresh (with optional
+//! rotation and reuse detection), verify, and logout (the blacklist).
 
 use super::body::{Fields, REQUIRED};
-use super::users::required_value;
+use super::users::actor;
 use super::Ctx;
+use crate::accounts::{self, required_value};
 use crate::app::App;
 use crate::auth::families::{self, Presented, Step};
 use crate::auth::tokens::{TokenError, TokenType, Verified};
 use crate::clock::now;
 use crate::error::ApiError;
 use crate::ids::new_id;
-use crate::metrics::LOGINS;
 use crate::response::Response;
 use crate::store::{StoreError, User, MAX_SWAP_ATTEMPTS};
 use serde_json::json;
@@ -19,67 +19,7 @@ const BLACKLISTED: &str = "Token is blacklisted";
 
 /// POST /api/token/ {username, password}
 pub async fn obtain(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
-    let data = ctx.req.data()?;
-    let mut f = Fields::new(&data);
-    let username = f.char("username", REQUIRED);
-    let password = f.char("password", REQUIRED);
-    f.finish()?;
-    let username = required_value(username, "username")?;
-    let password = required_value(password, "password")?;
-    let app = ctx.app;
-    let client = ctx.req.client_ip;
-    if let Err(wait) = app.throttle.check_login(&username, client, now()).await {
-        LOGINS.with_label_values(&["throttled"]).inc();
-        return Err(ApiError::Throttled(wait));
-    }
-    let user = app.store.find_by_username(&username).await?;
-    let check = app
-        .passwords
-        .verify(&password, user.as_ref().map(|u| u.password.as_str()))
-        .await?;
-    let verified_enough = |u: &User| u.email_verified || !app.config.email.require_verified_email;
-    let user = match user {
-        Some(u) if check.ok && u.is_active && verified_enough(&u) => u,
-        _ => {
-            LOGINS.with_label_values(&["failure"]).inc();
-            app.throttle.login_failed(&username, client, now()).await;
-            return Err(ApiError::WrongCredentials);
-        }
-    };
-    // The login time (Django's `last_login`) is recorded: a reset or verification link made
-    // before it dies with it. A hash upgrade rides along in the same write.
-    let login_at = now();
-    let rehash = if check.needs_rehash {
-        match app.passwords.hash(&password).await {
-            Ok(hash) => Some(hash),
-            Err(e) => {
-                log::warn!(
-                    "login: the password of user {} stays on its old hash: {e}",
-                    user.id
-                );
-                None
-            }
-        }
-    } else {
-        None
-    };
-    // Best effort: the login succeeds if the write fails; the next login tries again.
-    let recorded = app
-        .store
-        .update_user(user.id, &|u| {
-            u.last_login = Some(login_at);
-            if let Some(hash) = &rehash {
-                u.password = hash.clone();
-            }
-        })
-        .await;
-    if let Err(e) = recorded {
-        log::warn!(
-            "login: the login time of user {} (and any hash upgrade) was not stored: {e}",
-            user.id
-        );
-    }
-    LOGINS.with_label_values(&["success"]).inc();
+    let user = accounts::sign_in(ctx.app, &actor(ctx), ctx.req).await?;
     let (access, refresh) = ctx.app.issue_pair(&user)?;
     Ok(Response::json(
         200,

@@ -185,15 +185,18 @@ mod tests {
         let mut users = Vec::new();
         for i in 0..5 {
             let u = store
-                .create_user(NewUser {
-                    username: format!("u{i}"),
-                    email: format!("u{i}@example.com"),
-                    first_name: String::new(),
-                    last_name: String::new(),
-                    password: String::new(),
-                    is_staff: false,
-                    date_joined: 0,
-                })
+                .create_user(
+                    NewUser {
+                        username: format!("u{i}"),
+                        email: format!("u{i}@example.com"),
+                        first_name: String::new(),
+                        last_name: String::new(),
+                        password: String::new(),
+                        is_staff: false,
+                        date_joined: 0,
+                    },
+                    &|_| Default::default(),
+                )
                 .await
                 .expect("create");
             users.push(u);
@@ -212,10 +215,14 @@ mod tests {
             assert!(state.is_some_and(|s| s.is_active));
         }
         let dead = store
-            .update_user(3, &|u| {
-                u.is_active = false;
-                u.token_version += 1;
-            })
+            .update_user(
+                3,
+                &|u| {
+                    u.is_active = false;
+                    u.token_version += 1;
+                },
+                &|_, _| Default::default(),
+            )
             .await
             .expect("update");
         cache.updated(&dead);
@@ -239,7 +246,7 @@ mod tests {
         // Another process deactivates users 2 and 4 behind this cache's back.
         for id in [2, 4] {
             store
-                .update_user(id, &|u| u.is_active = false)
+                .update_user(id, &|u| u.is_active = false, &|_, _| Default::default())
                 .await
                 .expect("update");
         }

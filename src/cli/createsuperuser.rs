@@ -1,14 +1,14 @@
-//! `gatehouse createsuperuser`: a staff user, validated exactly as a registration is (the same
-//! field rules and password policy), from prompts or `--noinput` and the environment.
+//! `gatehouse createsuperuser`: a staff user (`accounts::create_superuser`, validated exactly
+//! as a registration is: the same field rules and password policy), from prompts or
+//! `--noinput` and the environment.
 
 use super::block_on;
-use crate::api::users::{validate_registration, Registration};
-use crate::auth::passwords::Passwords;
-use crate::clock::now;
+use crate::accounts::{self, Actor};
+use crate::app::App;
 use crate::config::env::SUPERUSER_PASSWORD_VAR;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::store::{NewUser, UserStore};
+use crate::store::User;
 use serde_json::{Map, Value};
 use std::io::{BufRead, Write};
 
@@ -78,24 +78,25 @@ fn only_password_failed(e: &ApiError) -> bool {
     matches!(e, ApiError::Validation(fields) if fields.iter().all(|(name, _)| name == "password"))
 }
 
-async fn validate(
-    store: &dyn UserStore,
-    data: &Map<String, Value>,
-    noinput: bool,
-) -> Result<Registration, String> {
-    match validate_registration(store, data, true).await {
-        Ok(valid) => Ok(valid),
+/// The superuser from `data`; when only the password policy refuses it and a terminal is
+/// there to ask, the operator may bypass the policy, as Django lets them.
+async fn create(app: &App, data: &Map<String, Value>, noinput: bool) -> Result<User, String> {
+    let system = Actor::system();
+    let refused = |e: &ApiError| format!("the user is refused:\n  {}", listed(e));
+    match accounts::create_superuser(app, &system, data, true).await {
+        Ok(user) => Ok(user),
         Err(e) if only_password_failed(&e) && !noinput => {
             eprintln!("{}", listed(&e));
             let answer = prompt("Bypass password validation and create user anyway? [y/N]: ")?;
             if !answer.eq_ignore_ascii_case("y") {
                 return Err("aborted".into());
             }
-            validate_registration(store, data, false)
+            accounts::create_superuser(app, &system, data, false)
                 .await
-                .map_err(|e| format!("the user is refused:\n  {}", listed(&e)))
+                .map_err(|e| refused(&e))
         }
-        Err(e) => Err(format!("the user is refused:\n  {}", listed(&e))),
+        Err(e @ ApiError::Validation(_)) => Err(refused(&e)),
+        Err(e) => Err(listed(&e)),
     }
 }
 
@@ -106,8 +107,7 @@ pub fn run(
     email: Option<String>,
 ) -> Result<(), String> {
     let (username, email, password) = ask(noinput, username, email)?;
-    let store = crate::store::open(config).map_err(|e| e.to_string())?;
-    let passwords = Passwords::new(&config.passwords)?;
+    let app = App::open(config.clone())?;
     let data: Map<String, Value> = [
         ("username", username),
         ("email", email),
@@ -117,28 +117,7 @@ pub fn run(
     .map(|(k, v)| (k.to_string(), Value::String(v)))
     .collect();
     block_on(async {
-        let valid = validate(store.as_ref(), &data, noinput).await?;
-        let hash = passwords
-            .hash_blocking(&valid.password)
-            .map_err(|e| e.to_string())?;
-        let user = store
-            .create_user(NewUser {
-                username: valid.username,
-                email: valid.email,
-                first_name: String::new(),
-                last_name: String::new(),
-                password: hash,
-                is_staff: true,
-                date_joined: now(),
-            })
-            .await
-            .map_err(|e| listed(&ApiError::from(e)))?;
-        // The operator vouches for the address: `require_verified_email` must not lock the
-        // first admin out.
-        let user = store
-            .update_user(user.id, &|u| u.email_verified = true)
-            .await
-            .map_err(|e| listed(&ApiError::from(e)))?;
+        let user = create(&app, &data, noinput).await?;
         println!("Superuser {} created (id {}).", user.username, user.id);
         Ok(())
     })?

@@ -76,7 +76,7 @@ pub fn run(config: &Config, to: &str) -> Result<(), String> {
         let n = page.len();
         super::block_on(async {
             for entry in page {
-                pg.enqueue_mail(entry.mail).await?;
+                pg.record(entry.mail.into()).await?;
             }
             Ok::<(), crate::store::StoreError>(())
         })?

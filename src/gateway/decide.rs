@@ -129,15 +129,18 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("rt");
-        rt.block_on(w.app.store.create_user(NewUser {
-            username: name.into(),
-            email: format!("{name}@example.com"),
-            first_name: String::new(),
-            last_name: String::new(),
-            password: String::new(),
-            is_staff: staff,
-            date_joined: 0,
-        }))
+        rt.block_on(w.app.store.create_user(
+            NewUser {
+                username: name.into(),
+                email: format!("{name}@example.com"),
+                first_name: String::new(),
+                last_name: String::new(),
+                password: String::new(),
+                is_staff: staff,
+                date_joined: 0,
+            },
+            &|_| Default::default(),
+        ))
         .expect("create")
     }
 
@@ -204,10 +207,14 @@ mod tests {
             .build()
             .expect("rt");
         let dead = rt
-            .block_on(w.app.store.update_user(boss.id, &|u| {
-                u.is_active = false;
-                u.token_version += 1;
-            }))
+            .block_on(w.app.store.update_user(
+                boss.id,
+                &|u| {
+                    u.is_active = false;
+                    u.token_version += 1;
+                },
+                &|_, _| Default::default(),
+            ))
             .expect("update");
         w.app.cache.updated(&dead);
         let Decision::Respond(r) = run(&w, "/staff/x", &[&bearer]) else {

@@ -59,7 +59,7 @@ impl Mailer {
         })
     }
 
-    /// Counts the caps of `link_mail` in `store` when it shares counters.
+    /// Counts the caps (`permit`) in `store` when it shares counters.
     pub fn shared_by(mut self, store: Arc<dyn UserStore>) -> Mailer {
         self.shared = Some(store);
         self
@@ -70,68 +70,92 @@ impl Mailer {
         self.config.backend != MailBackend::None
     }
 
-    fn mail(kind: MailKind, user: &User, to: &str) -> OutboxMail {
+    fn mail(kind: MailKind, user: &User, to: &str, at: u64) -> OutboxMail {
         OutboxMail {
             kind,
             user_id: user.id,
             to: to.to_string(),
             new_email: None,
-            created_at: now(),
+            created_at: at,
         }
     }
 
-    /// The notices a change of `before` into `after` causes: "Password Changed" when the
-    /// password changed, the email-changed notice to the old address, and a verification
-    /// mail to a new address when verification is on.
-    pub fn notices(&self, before: &User, after: &User) -> Vec<OutboxMail> {
+    /// The notices a change of `before` into `after` at `at` causes: "Password Changed" when
+    /// the password changed, the email-changed notice to the old address, and a verification
+    /// mail to a new address when `verify_permitted` (`verification_permit`, taken once
+    /// before the write). Pure: the store may call it once per attempt of its transaction.
+    pub fn notices(
+        &self,
+        before: &User,
+        after: &User,
+        verify_permitted: bool,
+        at: u64,
+    ) -> Vec<OutboxMail> {
         let mut mails = Vec::new();
         if !self.enabled() {
             return mails;
         }
         // Imported users may have no address: nothing to send them.
         if before.password != after.password && !after.email.is_empty() {
-            mails.push(Mailer::mail(MailKind::PasswordChanged, after, &after.email));
+            mails.push(Mailer::mail(
+                MailKind::PasswordChanged,
+                after,
+                &after.email,
+                at,
+            ));
         }
         if crate::store::name_key(&before.email) != crate::store::name_key(&after.email) {
             if !before.email.is_empty() {
-                let mut notice = Mailer::mail(MailKind::EmailChanged, after, &before.email);
+                let mut notice = Mailer::mail(MailKind::EmailChanged, after, &before.email, at);
                 notice.new_email = Some(after.email.clone());
                 mails.push(notice);
             }
-            if self.config.verify_on_register
-                && !after.email_verified
-                && self.allow(&after.email, MailKind::VerifyEmail)
-            {
-                mails.push(Mailer::mail(MailKind::VerifyEmail, after, &after.email));
+            if verify_permitted && !after.email_verified {
+                mails.push(Mailer::mail(MailKind::VerifyEmail, after, &after.email, at));
             }
         }
         mails
     }
 
-    /// The verification mail of a new user, when `verify_on_register`.
-    pub fn on_register(&self, user: &User) -> Vec<OutboxMail> {
-        if self.enabled()
-            && self.config.verify_on_register
-            && self.allow(&user.email, MailKind::VerifyEmail)
-        {
-            vec![Mailer::mail(MailKind::VerifyEmail, user, &user.email)]
+    /// The verification mail of a new user at `at`, when `verify_permitted`
+    /// (`verification_permit`, taken once before the write). Pure, as `notices`.
+    pub fn on_register(&self, user: &User, verify_permitted: bool, at: u64) -> Vec<OutboxMail> {
+        if verify_permitted {
+            vec![Mailer::mail(MailKind::VerifyEmail, user, &user.email, at)]
         } else {
             Vec::new()
         }
     }
 
-    /// A reset or verification mail to `user`, unless a cap drops it (`None`, counted). The
-    /// caps are counted in the shared store when there is one; the verification mails of
-    /// `notices` and `on_register` (decided inside a store write) count in this process.
-    pub async fn link_mail(&self, kind: MailKind, user: &User) -> Option<OutboxMail> {
+    /// Whether a write that gives a user the address `to` (a registration, an email change)
+    /// may send it a verification mail: `verify_on_register` is on and the caps let it
+    /// through (counted here, once: call it before the write, outside the store's
+    /// transaction, and pass the answer to `on_register` or `notices`).
+    pub async fn verification_permit(&self, to: &str) -> bool {
+        self.enabled()
+            && self.config.verify_on_register
+            && self.permit(to, MailKind::VerifyEmail).await
+    }
+
+    /// A reset or verification mail to `user` at `at`, unless a cap drops it (`None`,
+    /// counted).
+    pub async fn link_mail(&self, kind: MailKind, user: &User, at: u64) -> Option<OutboxMail> {
         if !self.enabled() {
             return None;
         }
-        let allowed = match self.allow_shared(&user.email, kind).await {
+        self.permit(&user.email, kind)
+            .await
+            .then(|| Mailer::mail(kind, user, &user.email, at))
+    }
+
+    /// Counts one reset or verification mail to `to` against the caps: in the shared store
+    /// when there is one (several replicas do not send N times the cap), else in this process.
+    /// False (and counted as `capped`) when a cap is reached.
+    async fn permit(&self, to: &str, kind: MailKind) -> bool {
+        match self.allow_shared(to, kind).await {
             Some(allowed) => allowed,
-            None => self.allow(&user.email, kind),
-        };
-        allowed.then(|| Mailer::mail(kind, user, &user.email))
+            None => self.allow(to, kind),
+        }
     }
 
     /// `allow` in the shared counters; `None` without them (or when they cannot answer).
@@ -176,24 +200,10 @@ impl Mailer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::test_user;
 
     fn user(id: u64, email: &str) -> User {
-        User {
-            id,
-            username: format!("u{id}"),
-            email: email.into(),
-            first_name: String::new(),
-            last_name: String::new(),
-            password: "old".into(),
-            is_active: true,
-            is_staff: false,
-            date_joined: 0,
-            last_login: None,
-            deleted_at: None,
-            token_version: 0,
-            groups: Vec::new(),
-            email_verified: true,
-        }
+        test_user(id, &format!("u{id}"), email)
     }
 
     fn mailer(edit: impl FnOnce(&mut Config)) -> (tempfile::TempDir, Mailer) {
@@ -212,17 +222,17 @@ mod tests {
             c.email.max_per_hour = 3;
         });
         let a = user(1, "A@example.com");
-        assert!(m.link_mail(MailKind::PasswordReset, &a).await.is_some());
-        assert!(m.link_mail(MailKind::VerifyEmail, &a).await.is_some());
+        assert!(m.link_mail(MailKind::PasswordReset, &a, 0).await.is_some());
+        assert!(m.link_mail(MailKind::VerifyEmail, &a, 0).await.is_some());
         // The address in another case is the same address.
         assert!(m
-            .link_mail(MailKind::PasswordReset, &user(1, "a@example.com"))
+            .link_mail(MailKind::PasswordReset, &user(1, "a@example.com"), 0)
             .await
             .is_none());
         let b = user(2, "b@example.com");
-        assert!(m.link_mail(MailKind::PasswordReset, &b).await.is_some());
+        assert!(m.link_mail(MailKind::PasswordReset, &b, 0).await.is_some());
         assert!(
-            m.link_mail(MailKind::PasswordReset, &user(3, "c@example.com"))
+            m.link_mail(MailKind::PasswordReset, &user(3, "c@example.com"), 0)
                 .await
                 .is_none(),
             "the overall cap"
@@ -237,13 +247,13 @@ mod tests {
         after.password = "new".into();
         let kinds = |v: Vec<OutboxMail>| v.into_iter().map(|m| (m.kind, m.to)).collect::<Vec<_>>();
         assert_eq!(
-            kinds(m.notices(&before, &after)),
+            kinds(m.notices(&before, &after, true, 0)),
             [(MailKind::PasswordChanged, "a@example.com".to_string())]
         );
         let mut moved = before.clone();
         moved.email = "new@example.com".into();
         moved.email_verified = false;
-        let mails = m.notices(&before, &moved);
+        let mails = m.notices(&before, &moved, true, 0);
         assert_eq!(
             kinds(mails.clone()),
             [
@@ -252,12 +262,40 @@ mod tests {
             ]
         );
         assert_eq!(mails[0].new_email.as_deref(), Some("new@example.com"));
-        assert!(m.notices(&before, &before).is_empty());
+        assert!(m.notices(&before, &before, true, 0).is_empty());
         let (_dir, off) = mailer(|c| c.email.backend = MailBackend::None);
-        assert!(off.notices(&before, &after).is_empty());
+        assert!(off.notices(&before, &after, true, 0).is_empty());
         assert!(off
-            .link_mail(MailKind::PasswordReset, &before)
+            .link_mail(MailKind::PasswordReset, &before, 0)
             .await
             .is_none());
+    }
+
+    #[tokio::test]
+    async fn the_verification_cap_is_counted_by_the_permit_not_by_the_decision() {
+        let (_dir, m) = mailer(|c| {
+            c.email.verify_on_register = true;
+            c.email.max_per_address_per_hour = 1;
+        });
+        let before = user(1, "a@example.com");
+        let mut moved = before.clone();
+        moved.email = "new@example.com".into();
+        moved.email_verified = false;
+        // A store that retries its transaction decides again: nothing is counted.
+        for _ in 0..3 {
+            assert_eq!(m.notices(&before, &moved, true, 5).len(), 2);
+            assert_eq!(m.on_register(&moved, true, 5).len(), 1);
+        }
+        assert!(m.verification_permit("New@example.com").await);
+        assert!(!m.verification_permit("new@example.com").await, "capped");
+        let kinds: Vec<_> = m
+            .notices(&before, &moved, false, 5)
+            .into_iter()
+            .map(|m| m.kind)
+            .collect();
+        assert_eq!(kinds, [MailKind::EmailChanged]);
+        assert!(m.on_register(&moved, false, 5).is_empty());
+        let (_dir, off) = mailer(|c| c.email.verify_on_register = false);
+        assert!(!off.verification_permit("a@example.com").await);
     }
 }

@@ -1,11 +1,14 @@
 //! Users and refresh-token families behind the async `UserStore` trait, the only way to the
 //! data: the embedded sled backend today, a networked one (PostgreSQL) beside it. Every write
-//! is durable when it returns. `open` is the one place that picks the configured backend.
+//! is durable when it returns, with its `Effects` (the mails it causes) written by the same
+//! transaction. `open` is the one place that picks the configured backend.
 
+mod effects;
 mod group_commit;
 pub mod postgres;
 mod sled_store;
 
+pub use effects::{ChangeEffects, Effects, NewUserEffects};
 pub use postgres::{PgOptions, PgStore};
 pub use sled_store::SledStore;
 
@@ -193,7 +196,14 @@ pub trait UserStore: MailOutbox + Send + Sync {
     /// Changes other processes make (`None`: every write goes through this process, as with
     /// sled, so the callers' own cache updates are the whole story).
     fn changes(&self) -> Option<ChangeFeed>;
-    async fn create_user(&self, new: NewUser) -> Result<User, StoreError>;
+    /// Creates a user (the store assigns the id) and records the effects `effects(&created)`
+    /// returns, in one transaction; fails with `UsernameTaken`/`EmailTaken` (and records
+    /// nothing) if a name is held.
+    async fn create_user(
+        &self,
+        new: NewUser,
+        effects: NewUserEffects<'_>,
+    ) -> Result<User, StoreError>;
     /// Creates a user with a given id (import); later ids continue after the highest.
     async fn insert_user(&self, user: User) -> Result<User, StoreError>;
     /// Many `insert_user`s, each its own transaction, made durable by one flush at the end
@@ -207,9 +217,19 @@ pub trait UserStore: MailOutbox + Send + Sync {
     async fn find_by_username(&self, username: &str) -> Result<Option<User>, StoreError>;
     /// Case-insensitive (`name_key`); the id that holds the address.
     async fn email_owner(&self, email: &str) -> Result<Option<u64>, StoreError>;
-    /// Applies `change`, keeping the username and email indexes in step; fails with
-    /// `UsernameTaken`/`EmailTaken` if the new name belongs to someone else.
-    async fn update_user(&self, id: u64, change: UserChange<'_>) -> Result<User, StoreError>;
+    /// Applies `change`, keeping the username and email indexes in step, and records the
+    /// effects `effects(&before, &after)` returns, in one transaction; fails with
+    /// `UsernameTaken`/`EmailTaken` (and records nothing) if the new name belongs to someone
+    /// else. A change that changes nothing may be skipped, effects and all.
+    async fn update_user(
+        &self,
+        id: u64,
+        change: UserChange<'_>,
+        effects: ChangeEffects<'_>,
+    ) -> Result<User, StoreError>;
+    /// Records effects no user change causes (a reset link, a resent verification), in one
+    /// transaction.
+    async fn record(&self, effects: Effects) -> Result<(), StoreError>;
     /// Users in a state, without a scan.
     async fn count_users(&self, state: &StateFilter) -> Result<usize, StoreError>;
     /// Users matching `filter` in id order: the total count and the page `[offset, offset+limit)`.
@@ -307,13 +327,9 @@ pub struct OutboxEntry {
     pub lease_until: u64,
 }
 
-/// The mails a new user causes (the verification mail), recorded by the same write.
-pub type NewUserMails<'a> = &'a (dyn Fn(&User) -> Vec<OutboxMail> + Sync);
-/// The mails a change causes, from the user before and after it, recorded by the same write.
-pub type ChangeMails<'a> = &'a (dyn Fn(&User, &User) -> Vec<OutboxMail> + Sync);
-
-/// The durable outbox (SPEC §10): mails recorded by the same transaction as the change that
-/// causes them, sent by a background sender that claims them with a lease, so that with
+/// The sender's side of the durable outbox (SPEC §10): mails are recorded as `Effects` by the
+/// same transaction as the change that causes them (`UserStore::create_user`, `update_user`,
+/// `record`), and sent by a background sender that claims them with a lease, so that with
 /// several replicas each mail is sent by one of them. Every write is durable when it returns.
 ///
 /// For a SQL backend: one `outbox` table (id bigserial, kind, user_id, to, new_email,
@@ -323,21 +339,6 @@ pub type ChangeMails<'a> = &'a (dyn Fn(&User, &User) -> Vec<OutboxMail> + Sync);
 /// $limit FOR UPDATE SKIP LOCKED) RETURNING *`.
 #[async_trait]
 pub trait MailOutbox: Send + Sync {
-    /// `create_user`, plus the mails `mails(&created)` returns, in one transaction.
-    async fn create_user_with_mail(
-        &self,
-        new: NewUser,
-        mails: NewUserMails<'_>,
-    ) -> Result<User, StoreError>;
-    /// `update_user`, plus the mails `mails(&before, &after)` returns, in one transaction.
-    async fn update_user_with_mail(
-        &self,
-        id: u64,
-        change: UserChange<'_>,
-        mails: ChangeMails<'_>,
-    ) -> Result<User, StoreError>;
-    /// Records a mail no user change causes (a reset link, a resent verification).
-    async fn enqueue_mail(&self, mail: OutboxMail) -> Result<(), StoreError>;
     /// Up to `limit` entries due at `now` (`not_before <= now`) and not held by anyone
     /// (`lease_until <= now`), oldest first, each now held until `now + lease_seconds`: two
     /// claimers never get the same entry while its lease runs.
@@ -438,6 +439,33 @@ pub(crate) fn temp_store() -> (tempfile::TempDir, Arc<dyn UserStore>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SledStore::open(dir.path(), 1 << 20).expect("open a temp store");
     (dir, Arc::new(store))
+}
+
+/// A registration of `name` (address `name@example.com`), for unit tests.
+#[cfg(test)]
+pub(crate) fn new_user(name: &str) -> NewUser {
+    NewUser {
+        username: name.into(),
+        email: format!("{name}@example.com"),
+        first_name: String::new(),
+        last_name: String::new(),
+        password: "x".into(),
+        is_staff: false,
+        date_joined: 0,
+    }
+}
+
+/// User `id`, active, verified, in no group, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_user(id: u64, username: &str, email: &str) -> User {
+    let mut user = NewUser {
+        email: email.into(),
+        ..new_user(username)
+    }
+    .into_user();
+    user.id = id;
+    user.email_verified = true;
+    user
 }
 
 #[cfg(test)]

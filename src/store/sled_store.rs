@@ -3,8 +3,8 @@
 
 use super::group_commit::GroupCommit;
 use super::{
-    name_key, ChangeFeed, ChangeMails, Family, ListFilter, MailOutbox, NewUser, NewUserMails,
-    OutboxEntry, OutboxMail, StateFilter, StoreError, User, UserChange, UserStore,
+    name_key, ChangeEffects, ChangeFeed, Effects, Family, ListFilter, MailOutbox, NewUser,
+    NewUserEffects, OutboxEntry, StateFilter, StoreError, User, UserChange, UserStore,
 };
 use async_trait::async_trait;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
@@ -63,13 +63,13 @@ pub struct SledStore {
     commits: GroupCommit,
 }
 
-/// Appends `mails` to the outbox inside a transaction.
-fn enqueue_tx(
+/// Records a write's `effects` inside its transaction: the mails go to the outbox.
+fn effects_tx(
     outbox: &sled::transaction::TransactionalTree,
     meta: &sled::transaction::TransactionalTree,
-    mails: Vec<OutboxMail>,
+    effects: Effects,
 ) -> Result<(), ConflictableTransactionError<StoreError>> {
-    for mail in mails {
+    for mail in effects.mails {
         let id = meta
             .get(NEXT_MAIL_ID)?
             .and_then(|v| decode_id(&v))
@@ -309,17 +309,13 @@ impl SledStore {
         self.commits.flush().await
     }
 
-    /// Inserts `user` with its id under the indexes, in one transaction.
-    fn insert_tx(&self, user: &User, allocate_id: bool) -> Result<User, StoreError> {
-        self.insert_with_mail_tx(user, allocate_id, &|_| Vec::new())
-    }
-
-    /// `insert_tx` plus the mails the new user causes, in the same transaction.
-    fn insert_with_mail_tx(
+    /// Inserts `user` with its id under the indexes and records the effects it causes, in
+    /// one transaction.
+    fn insert_tx(
         &self,
         user: &User,
         allocate_id: bool,
-        mails: NewUserMails<'_>,
+        effects: NewUserEffects<'_>,
     ) -> Result<User, StoreError> {
         let uname = name_key(&user.username);
         let email = name_key(&user.email);
@@ -358,18 +354,19 @@ impl SledStore {
                     if !user.is_active {
                         inactive.insert(&id_key(user.id), &[])?;
                     }
-                    enqueue_tx(outbox, meta, mails(&user))?;
+                    effects_tx(outbox, meta, effects(&user))?;
                     Ok(user)
                 }),
         )
     }
 
-    /// Applies `change` with the indexes and records the mails it causes, in one transaction.
+    /// Applies `change` with the indexes and records the effects it causes, in one
+    /// transaction.
     fn update_tx(
         &self,
         id: u64,
         change: UserChange<'_>,
-        mails: ChangeMails<'_>,
+        effects: ChangeEffects<'_>,
     ) -> Result<User, StoreError> {
         tx_result(
             (
@@ -426,7 +423,7 @@ impl SledStore {
                             inactive.insert(&id_key(id), &[])?;
                         }
                     }
-                    enqueue_tx(outbox, meta, mails(&old, &new))?;
+                    effects_tx(outbox, meta, effects(&old, &new))?;
                     Ok(new)
                 }),
         )
@@ -444,15 +441,18 @@ impl UserStore for SledStore {
         None
     }
 
-    async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
-        let user = new.into_user();
-        let user = self.insert_tx(&user, true)?;
+    async fn create_user(
+        &self,
+        new: NewUser,
+        effects: NewUserEffects<'_>,
+    ) -> Result<User, StoreError> {
+        let user = self.insert_tx(&new.into_user(), true, effects)?;
         self.flush().await?;
         Ok(user)
     }
 
     async fn insert_user(&self, user: User) -> Result<User, StoreError> {
-        let user = self.insert_tx(&user, false)?;
+        let user = self.insert_tx(&user, false, &|_| Effects::none())?;
         self.flush().await?;
         Ok(user)
     }
@@ -461,7 +461,10 @@ impl UserStore for SledStore {
         &self,
         users: Vec<User>,
     ) -> Result<Vec<Result<User, StoreError>>, StoreError> {
-        let results = users.iter().map(|u| self.insert_tx(u, false)).collect();
+        let results = users
+            .iter()
+            .map(|u| self.insert_tx(u, false, &|_| Effects::none()))
+            .collect();
         self.flush().await?;
         Ok(results)
     }
@@ -490,10 +493,26 @@ impl UserStore for SledStore {
             .and_then(|v| decode_id(&v)))
     }
 
-    async fn update_user(&self, id: u64, change: UserChange<'_>) -> Result<User, StoreError> {
-        let updated = self.update_tx(id, change, &|_, _| Vec::new())?;
+    async fn update_user(
+        &self,
+        id: u64,
+        change: UserChange<'_>,
+        effects: ChangeEffects<'_>,
+    ) -> Result<User, StoreError> {
+        let updated = self.update_tx(id, change, effects)?;
         self.flush().await?;
         Ok(updated)
+    }
+
+    async fn record(&self, effects: Effects) -> Result<(), StoreError> {
+        if effects.is_empty() {
+            return Ok(());
+        }
+        tx_result(
+            (&self.meta, &self.outbox)
+                .transaction(|(meta, outbox)| effects_tx(outbox, meta, effects.clone())),
+        )?;
+        self.flush().await
     }
 
     async fn count_users(&self, state: &StateFilter) -> Result<usize, StoreError> {
@@ -611,36 +630,6 @@ impl UserStore for SledStore {
 
 #[async_trait]
 impl MailOutbox for SledStore {
-    async fn create_user_with_mail(
-        &self,
-        new: NewUser,
-        mails: NewUserMails<'_>,
-    ) -> Result<User, StoreError> {
-        let user = new.into_user();
-        let user = self.insert_with_mail_tx(&user, true, mails)?;
-        self.flush().await?;
-        Ok(user)
-    }
-
-    async fn update_user_with_mail(
-        &self,
-        id: u64,
-        change: UserChange<'_>,
-        mails: ChangeMails<'_>,
-    ) -> Result<User, StoreError> {
-        let updated = self.update_tx(id, change, mails)?;
-        self.flush().await?;
-        Ok(updated)
-    }
-
-    async fn enqueue_mail(&self, mail: OutboxMail) -> Result<(), StoreError> {
-        tx_result(
-            (&self.meta, &self.outbox)
-                .transaction(|(meta, outbox)| enqueue_tx(outbox, meta, vec![mail.clone()])),
-        )?;
-        self.flush().await
-    }
-
     async fn claim_mails(
         &self,
         now: u64,
@@ -722,36 +711,33 @@ impl MailOutbox for SledStore {
 
 #[cfg(test)]
 mod tests {
+    use super::super::new_user;
     use super::*;
-
-    fn new_user(name: &str) -> NewUser {
-        NewUser {
-            username: name.into(),
-            email: format!("{name}@example.com"),
-            first_name: String::new(),
-            last_name: String::new(),
-            password: "x".into(),
-            is_staff: false,
-            date_joined: 0,
-        }
-    }
 
     #[tokio::test]
     async fn ids_increase_and_names_are_unique_case_insensitively() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SledStore::open(dir.path(), 1 << 20).expect("open");
         {
-            let a = store.create_user(new_user("alice")).await.expect("alice");
-            let b = store.create_user(new_user("bob")).await.expect("bob");
+            let a = store
+                .create_user(new_user("alice"), &|_| Effects::none())
+                .await
+                .expect("alice");
+            let b = store
+                .create_user(new_user("bob"), &|_| Effects::none())
+                .await
+                .expect("bob");
             assert_eq!((a.id, b.id), (1, 2));
             assert_eq!(
-                store.create_user(new_user("ALICE")).await,
+                store
+                    .create_user(new_user("ALICE"), &|_| Effects::none())
+                    .await,
                 Err(StoreError::UsernameTaken)
             );
             let mut dup_email = new_user("carol");
             dup_email.email = "Bob@Example.com".into();
             assert_eq!(
-                store.create_user(dup_email).await,
+                store.create_user(dup_email, &|_| Effects::none()).await,
                 Err(StoreError::EmailTaken)
             );
             assert_eq!(
@@ -770,12 +756,22 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SledStore::open(dir.path(), 1 << 20).expect("open");
         {
-            store.create_user(new_user("alice")).await.expect("alice");
-            store.create_user(new_user("bob")).await.expect("bob");
-            let r = store.update_user(1, &|u| u.username = "Bob".into()).await;
+            store
+                .create_user(new_user("alice"), &|_| Effects::none())
+                .await
+                .expect("alice");
+            store
+                .create_user(new_user("bob"), &|_| Effects::none())
+                .await
+                .expect("bob");
+            let r = store
+                .update_user(1, &|u| u.username = "Bob".into(), &|_, _| Effects::none())
+                .await;
             assert_eq!(r, Err(StoreError::UsernameTaken));
             let u = store
-                .update_user(1, &|u| u.username = "alicia".into())
+                .update_user(1, &|u| u.username = "alicia".into(), &|_, _| {
+                    Effects::none()
+                })
                 .await
                 .expect("rename");
             assert_eq!(u.username, "alicia");
@@ -793,7 +789,9 @@ mod tests {
                 Some(1)
             );
             assert_eq!(
-                store.update_user(99, &|_| {}).await,
+                store
+                    .update_user(99, &|_| {}, &|_, _| Effects::none())
+                    .await,
                 Err(StoreError::NotFound)
             );
         };
@@ -838,11 +836,11 @@ mod tests {
         {
             create_users(&store, 10).await;
             store
-                .update_user(4, &|u| u.is_active = false)
+                .update_user(4, &|u| u.is_active = false, &|_, _| Effects::none())
                 .await
                 .expect("deactivate");
             store
-                .update_user(4, &|u| u.first_name = "x".into())
+                .update_user(4, &|u| u.first_name = "x".into(), &|_, _| Effects::none())
                 .await
                 .expect("touch");
             // An imported user with a gap in the ids: pages must still be right.
@@ -881,7 +879,7 @@ mod tests {
     async fn create_users(store: &SledStore, n: usize) {
         for i in 0..n {
             store
-                .create_user(new_user(&format!("u{i}")))
+                .create_user(new_user(&format!("u{i}")), &|_| Effects::none())
                 .await
                 .expect("create");
         }
@@ -926,17 +924,17 @@ mod tests {
             create_users(&store, 12).await;
             for id in [1, 2, 5, 9, 12] {
                 store
-                    .update_user(id, &|u| u.is_active = false)
+                    .update_user(id, &|u| u.is_active = false, &|_, _| Effects::none())
                     .await
                     .expect("deactivate");
             }
             store
-                .update_user(5, &|u| u.is_active = true)
+                .update_user(5, &|u| u.is_active = true, &|_, _| Effects::none())
                 .await
                 .expect("restore");
             // Another change to an inactive user leaves the index alone.
             store
-                .update_user(9, &|u| u.first_name = "x".into())
+                .update_user(9, &|u| u.first_name = "x".into(), &|_, _| Effects::none())
                 .await
                 .expect("touch");
             // An imported inactive user keeps the ids dense.
@@ -985,7 +983,7 @@ mod tests {
             {
                 create_users(&store, 5).await;
                 store
-                    .update_user(3, &|u| u.is_active = false)
+                    .update_user(3, &|u| u.is_active = false, &|_, _| Effects::none())
                     .await
                     .expect("deactivate");
             };
@@ -1018,10 +1016,13 @@ mod tests {
         let store = SledStore::open(dir.path(), 1 << 20).expect("open");
         {
             for n in ["ann", "bob", "cat", "dan"] {
-                store.create_user(new_user(n)).await.expect("create");
+                store
+                    .create_user(new_user(n), &|_| Effects::none())
+                    .await
+                    .expect("create");
             }
             store
-                .update_user(2, &|u| u.is_active = false)
+                .update_user(2, &|u| u.is_active = false, &|_, _| Effects::none())
                 .await
                 .expect("deactivate");
         };

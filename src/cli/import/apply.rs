@@ -255,15 +255,18 @@ mod tests {
                 .map(|u| u.id),
             Some(42)
         );
-        let next = block(store.create_user(NewUser {
-            username: "dave".into(),
-            email: "dave@example.com".into(),
-            first_name: String::new(),
-            last_name: String::new(),
-            password: "x".into(),
-            is_staff: false,
-            date_joined: 0,
-        }))
+        let next = block(store.create_user(
+            NewUser {
+                username: "dave".into(),
+                email: "dave@example.com".into(),
+                first_name: String::new(),
+                last_name: String::new(),
+                password: "x".into(),
+                is_staff: false,
+                date_joined: 0,
+            },
+            &|_| Default::default(),
+        ))
         .expect("create");
         assert_eq!(next.id, 43);
     }

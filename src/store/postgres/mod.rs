@@ -7,10 +7,11 @@
 mod feed;
 mod outbox;
 pub mod schema;
+mod writes;
 
 use super::{
-    name_key, Change, ChangeFeed, Family, ListFilter, MailOutbox, NewUser, OutboxMail, StateFilter,
-    StoreError, User, UserChange, UserStore, MAX_SWAP_ATTEMPTS,
+    name_key, Change, ChangeEffects, ChangeFeed, Effects, Family, ListFilter, NewUser,
+    NewUserEffects, StateFilter, StoreError, User, UserChange, UserStore, MAX_SWAP_ATTEMPTS,
 };
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -442,10 +443,10 @@ impl PgStore {
         .await
     }
 
-    /// Each user with the mails its creation causes, each in its own transaction.
+    /// Each user with the effects its creation causes, each in its own transaction.
     async fn insert(
         &self,
-        users: Vec<(User, Vec<OutboxMail>)>,
+        users: Vec<(User, Effects)>,
         allocate_id: bool,
     ) -> Result<Vec<Result<User, StoreError>>, StoreError> {
         let params = users
@@ -455,9 +456,9 @@ impl PgStore {
         self.run("insert_user", move |pool| async move {
             let mut client = pool.get().await.map_err(pool_error)?;
             let mut results = Vec::with_capacity(users.len());
-            for ((mut user, mails), (id, p)) in users.into_iter().zip(params) {
+            for ((mut user, effects), (id, p)) in users.into_iter().zip(params) {
                 results.push(
-                    insert_one(&mut client, &mut user, id, &p, allocate_id, &mails)
+                    insert_one(&mut client, &mut user, id, &p, allocate_id, effects)
                         .await
                         .map(|()| user),
                 );
@@ -470,14 +471,14 @@ impl PgStore {
 
 /// One user in its own transaction: a new id from the sequence, or the given one with the
 /// sequence moved above it.
-/// `mails` (about this user: each takes its id) are written by the same transaction.
+/// `effects` (about this user: they take its id) are written by the same transaction.
 async fn insert_one(
     client: &mut deadpool_postgres::Client,
     user: &mut User,
     id: i64,
     p: &UserParams,
     allocate_id: bool,
-    mails: &[OutboxMail],
+    effects: Effects,
 ) -> Result<(), StoreError> {
     // A name already taken draws no id (as with sled), and is reported before a taken id
     // (sled's order): the row, and so nextval, exists only when neither key is held. A
@@ -493,7 +494,7 @@ async fn insert_one(
             match tx.query_opt(&sql, &p.as_params()).await {
                 Ok(Some(row)) => {
                     let new_id = to_u64(row.get(0), "user id")?;
-                    outbox::insert_mails(&*tx, &outbox::about(mails, new_id)).await?;
+                    writes::write_effects(&*tx, &effects.about(new_id)).await?;
                     tx.commit().await.map_err(pg_error)?;
                     user.id = new_id;
                     return Ok(());
@@ -524,7 +525,7 @@ async fn insert_one(
         drop(tx);
         return Err(which_taken(client, &p.username_key).await?);
     }
-    outbox::insert_mails(&*tx, &outbox::about(mails, user.id)).await?;
+    writes::write_effects(&*tx, &effects.about(user.id)).await?;
     // Later ids continue above the highest (setval is not rolled back; that only skips ids).
     tx.execute(
         "SELECT setval(pg_get_serial_sequence('users', 'id'), $1) \
@@ -692,12 +693,25 @@ impl UserStore for PgStore {
         .await
     }
 
-    async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
-        self.create_user_with_mail(new, &|_| Vec::new()).await
+    async fn create_user(
+        &self,
+        new: NewUser,
+        effects: NewUserEffects<'_>,
+    ) -> Result<User, StoreError> {
+        let user = new.into_user();
+        // The id is drawn inside the insert (a refused name draws none, as with sled), so
+        // the effects are decided here for the user as it will be and take its id in the
+        // same transaction (`Effects::about`): the decision is a closure and cannot travel
+        // to the runtime.
+        let caused = effects(&user);
+        let mut results = self.insert(vec![(user, caused)], true).await?;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Io("insert returned nothing".into())))
     }
 
     async fn insert_user(&self, user: User) -> Result<User, StoreError> {
-        let mut results = self.insert(vec![(user, Vec::new())], false).await?;
+        let mut results = self.insert(vec![(user, Effects::none())], false).await?;
         results
             .pop()
             .unwrap_or_else(|| Err(StoreError::Io("insert returned nothing".into())))
@@ -707,8 +721,11 @@ impl UserStore for PgStore {
         &self,
         users: Vec<User>,
     ) -> Result<Vec<Result<User, StoreError>>, StoreError> {
-        self.insert(users.into_iter().map(|u| (u, Vec::new())).collect(), false)
-            .await
+        self.insert(
+            users.into_iter().map(|u| (u, Effects::none())).collect(),
+            false,
+        )
+        .await
     }
 
     async fn get_user(&self, id: u64) -> Result<Option<User>, StoreError> {
@@ -744,9 +761,17 @@ impl UserStore for PgStore {
         .await
     }
 
-    async fn update_user(&self, id: u64, change: UserChange<'_>) -> Result<User, StoreError> {
-        self.update_user_with_mail(id, change, &|_, _| Vec::new())
-            .await
+    async fn update_user(
+        &self,
+        id: u64,
+        change: UserChange<'_>,
+        effects: ChangeEffects<'_>,
+    ) -> Result<User, StoreError> {
+        self.update(id, change, effects).await
+    }
+
+    async fn record(&self, effects: Effects) -> Result<(), StoreError> {
+        self.record_effects(effects).await
     }
 
     async fn count_users(&self, state: &StateFilter) -> Result<usize, StoreError> {

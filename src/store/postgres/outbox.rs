@@ -2,28 +2,10 @@
 //! the user write that causes it, and senders on any replica claim due mails with a lease
 //! (`FOR UPDATE SKIP LOCKED`), so each mail is sent by one of them.
 
-use super::{
-    pg_error, pool_error, taken, to_i64, to_u64, PgStore, UserParams, USER_FIELDS, USER_PARAMS,
-};
-use crate::store::{
-    ChangeMails, MailOutbox, NewUser, NewUserMails, OutboxEntry, OutboxMail, StoreError, User,
-    UserChange, MAX_SWAP_ATTEMPTS,
-};
+use super::{pg_error, pool_error, to_i64, to_u64, PgStore};
+use crate::store::{MailOutbox, OutboxEntry, OutboxMail, StoreError};
 use async_trait::async_trait;
-use tokio_postgres::types::ToSql;
 use tokio_postgres::{GenericClient, Row};
-
-/// `mails` about one user, each naming `user_id` (made before the id was known).
-pub(super) fn about(mails: &[OutboxMail], user_id: u64) -> Vec<OutboxMail> {
-    mails
-        .iter()
-        .cloned()
-        .map(|mut m| {
-            m.user_id = user_id;
-            m
-        })
-        .collect()
-}
 
 /// Inserts `mails` through `client` (the caller's transaction), each due from its
 /// `created_at`.
@@ -64,86 +46,6 @@ fn decode_entry(row: &Row) -> Result<OutboxEntry, StoreError> {
 
 #[async_trait]
 impl MailOutbox for PgStore {
-    async fn create_user_with_mail(
-        &self,
-        new: NewUser,
-        mails: NewUserMails<'_>,
-    ) -> Result<User, StoreError> {
-        let user = new.into_user();
-        // The id is drawn inside the insert (a refused name draws none, as with sled), so
-        // the mails are made here for the user as it will be and take its id in the same
-        // transaction (`about`): the change is a closure and cannot travel to the runtime.
-        let outgoing = mails(&user);
-        let mut results = self.insert(vec![(user, outgoing)], true).await?;
-        results
-            .pop()
-            .unwrap_or_else(|| Err(StoreError::Io("insert returned nothing".into())))
-    }
-
-    async fn update_user_with_mail(
-        &self,
-        id: u64,
-        change: UserChange<'_>,
-        mails: ChangeMails<'_>,
-    ) -> Result<User, StoreError> {
-        // Optimistic: read with its revision, apply the caller's change here, write only if
-        // nobody wrote in between (the change is a closure: it cannot travel to the store's
-        // runtime, so the transaction is the conditional UPDATE and the mails it causes).
-        for _ in 0..MAX_SWAP_ATTEMPTS {
-            let Some((old, rev)) = self.read_user(id).await? else {
-                return Err(StoreError::NotFound);
-            };
-            let mut new = old.clone();
-            change(&mut new);
-            new.id = id;
-            if new == old {
-                return Ok(new);
-            }
-            let outgoing = mails(&old, &new);
-            let p = UserParams::new(&new)?;
-            let db_id = to_i64(id, "user id")?;
-            let written = self
-                .run("update_user", move |pool| async move {
-                    let mut client = pool.get().await.map_err(pool_error)?;
-                    let tx = client.transaction().await.map_err(pg_error)?;
-                    let sets: Vec<String> = USER_FIELDS
-                        .split(", ")
-                        .map(str::trim)
-                        .enumerate()
-                        .map(|(i, f)| format!("{f} = ${}", i + 1))
-                        .collect();
-                    let sql = format!(
-                        "UPDATE users SET {}, rev = rev + 1 WHERE id = ${} AND rev = ${}",
-                        sets.join(", "),
-                        USER_PARAMS + 1,
-                        USER_PARAMS + 2
-                    );
-                    let mut params: Vec<&(dyn ToSql + Sync)> = p.as_params().to_vec();
-                    params.push(&db_id);
-                    params.push(&rev);
-                    let written = tx.execute(&sql, &params).await.map_err(taken)?;
-                    if written == 1 {
-                        insert_mails(&*tx, &outgoing).await?;
-                    }
-                    tx.commit().await.map_err(pg_error)?;
-                    Ok(written)
-                })
-                .await?;
-            if written == 1 {
-                return Ok(new);
-            }
-        }
-        Err(StoreError::Conflict)
-    }
-
-    async fn enqueue_mail(&self, mail: OutboxMail) -> Result<(), StoreError> {
-        self.run("enqueue_mail", move |pool| async move {
-            let client = pool.get().await.map_err(pool_error)?;
-            insert_mails(&**client, &[mail]).await
-        })
-        .await
-    }
-
     async fn claim_mails(
         &self,
         now: u64,

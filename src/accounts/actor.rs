@@ -1,0 +1,87 @@
+//! Who makes a change, and from where: what the operations check permissions on, and what
+//! the audit log (next) records with every event.
+
+use crate::error::ApiError;
+use std::net::IpAddr;
+
+/// Who acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Principal {
+    /// Nobody signed in (register, sign-in, the link mails).
+    Anonymous,
+    /// A signed-in user, as the request authenticated them.
+    User { id: u64, is_staff: bool },
+    /// The operator, through the command line (createsuperuser, import).
+    System,
+}
+
+/// Who acts and the request they act through (what is known of it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub principal: Principal,
+    /// The client (the peer, or the hop `trusted_proxies` chose): throttles and the audit log.
+    pub client_ip: Option<IpAddr>,
+    pub request_id: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl Actor {
+    /// Nobody signed in, from `client_ip`.
+    pub fn anonymous(client_ip: Option<IpAddr>) -> Actor {
+        Actor::of(Principal::Anonymous, client_ip)
+    }
+
+    /// User `id` (staff or not, as the request authenticated them), from `client_ip`.
+    pub fn user(id: u64, is_staff: bool, client_ip: Option<IpAddr>) -> Actor {
+        Actor::of(Principal::User { id, is_staff }, client_ip)
+    }
+
+    /// The operator on the command line.
+    pub fn system() -> Actor {
+        Actor::of(Principal::System, None)
+    }
+
+    fn of(principal: Principal, client_ip: Option<IpAddr>) -> Actor {
+        Actor {
+            principal,
+            client_ip,
+            request_id: None,
+            user_agent: None,
+        }
+    }
+
+    /// The signed-in user acting on their own account.
+    pub fn user_id(&self) -> Result<u64, ApiError> {
+        match self.principal {
+            Principal::User { id, .. } => Ok(id),
+            Principal::Anonymous | Principal::System => Err(ApiError::NotAuthenticated),
+        }
+    }
+
+    /// Staff, or the operator: who may change other users.
+    pub fn require_staff(&self) -> Result<(), ApiError> {
+        match self.principal {
+            Principal::User { is_staff: true, .. } | Principal::System => Ok(()),
+            Principal::User { .. } => Err(ApiError::PermissionDenied),
+            Principal::Anonymous => Err(ApiError::NotAuthenticated),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn who_may_do_what() {
+        let user = Actor::user(7, false, None);
+        assert_eq!(user.user_id(), Ok(7));
+        assert_eq!(user.require_staff(), Err(ApiError::PermissionDenied));
+        assert_eq!(Actor::user(8, true, None).require_staff(), Ok(()));
+        assert_eq!(Actor::system().require_staff(), Ok(()));
+        assert_eq!(Actor::system().user_id(), Err(ApiError::NotAuthenticated));
+        let nobody = Actor::anonymous(None);
+        assert_eq!(nobody.user_id(), Err(ApiError::NotAuthenticated));
+        assert_eq!(nobody.require_staff(), Err(ApiError::NotAuthenticated));
+    }
+}

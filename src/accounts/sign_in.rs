@@ -1,0 +1,86 @@
+//! Signing in with a username and a password: the throttle, the password check (the same
+//! cost for an unknown user), and the login's record (Django's `last_login`, with a hash
+//! upgrade riding along). What proves the sign-in afterwards (a token pair, a session) is
+//! the caller's to issue.
+
+use super::fields::required_value;
+use super::{writer, Actor, Input};
+use crate::api::body::{Fields, REQUIRED};
+use crate::app::App;
+use crate::clock::now;
+use crate::error::ApiError;
+use crate::metrics::LOGINS;
+use crate::store::{Effects, User};
+
+/// `{username, password}` -> the user as the password was checked against, active (and
+/// verified when `require_verified_email`): what is issued for the sign-in carries that
+/// state's token version, so a password change that raced it still wins. Unknown user, wrong
+/// password, inactive or unverified user alike: the wrong-credentials error, counted against
+/// the throttle.
+pub async fn sign_in(app: &App, actor: &Actor, input: &dyn Input) -> Result<User, ApiError> {
+    let data = input.data()?;
+    let mut f = Fields::new(&data);
+    let username = f.char("username", REQUIRED);
+    let password = f.char("password", REQUIRED);
+    f.finish()?;
+    let username = required_value(username, "username")?;
+    let password = required_value(password, "password")?;
+    let client = actor.client_ip;
+    if let Err(wait) = app.throttle.check_login(&username, client, now()).await {
+        LOGINS.with_label_values(&["throttled"]).inc();
+        return Err(ApiError::Throttled(wait));
+    }
+    let user = app.store.find_by_username(&username).await?;
+    let check = app
+        .passwords
+        .verify(&password, user.as_ref().map(|u| u.password.as_str()))
+        .await?;
+    let verified_enough = |u: &User| u.email_verified || !app.config.email.require_verified_email;
+    let user = match user {
+        Some(u) if check.ok && u.is_active && verified_enough(&u) => u,
+        _ => {
+            LOGINS.with_label_values(&["failure"]).inc();
+            app.throttle.login_failed(&username, client, now()).await;
+            return Err(ApiError::WrongCredentials);
+        }
+    };
+    // The login time (Django's `last_login`) is recorded: a reset or verification link made
+    // before it dies with it. A hash upgrade rides along in the same write.
+    let login_at = now();
+    let rehash = if check.needs_rehash {
+        match app.passwords.hash(&password).await {
+            Ok(hash) => Some(hash),
+            Err(e) => {
+                log::warn!(
+                    "login: the password of user {} stays on its old hash: {e}",
+                    user.id
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    // Best effort: the login succeeds if the write fails; the next login tries again.
+    let recorded = writer::update(
+        app,
+        user.id,
+        &|u| {
+            u.last_login = Some(login_at);
+            if let Some(hash) = &rehash {
+                u.password = hash.clone();
+            }
+        },
+        // A hash upgrade is no password change: no notice.
+        &|_, _| Effects::none(),
+    )
+    .await;
+    if let Err(e) = recorded {
+        log::warn!(
+            "login: the login time of user {} (and any hash upgrade) was not stored: {e}",
+            user.id
+        );
+    }
+    LOGINS.with_label_values(&["success"]).inc();
+    Ok(user)
+}

@@ -1,0 +1,56 @@
+//! What a write causes beyond the user record (the mails today, the audit events next),
+//! decided by the caller as a plain value and written by the backend in the same transaction
+//! as the change, or not at all. A new kind of effect is a new field here: no write's
+//! signature changes.
+
+use super::{OutboxMail, User};
+
+/// The effects of one write, in the order they are recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// Mails for the outbox (SPEC §10).
+    pub mails: Vec<OutboxMail>,
+}
+
+impl Effects {
+    /// A write that causes nothing beyond itself.
+    pub fn none() -> Effects {
+        Effects::default()
+    }
+
+    /// Nothing to record.
+    pub fn is_empty(&self) -> bool {
+        self.mails.is_empty()
+    }
+
+    /// The effects of a user created by the same write, made before the store assigned the
+    /// id: each now names `user_id`.
+    pub fn about(mut self, user_id: u64) -> Effects {
+        for mail in &mut self.mails {
+            mail.user_id = user_id;
+        }
+        self
+    }
+}
+
+impl From<Vec<OutboxMail>> for Effects {
+    fn from(mails: Vec<OutboxMail>) -> Effects {
+        Effects { mails }
+    }
+}
+
+impl From<OutboxMail> for Effects {
+    fn from(mail: OutboxMail) -> Effects {
+        Effects { mails: vec![mail] }
+    }
+}
+
+// A backend may call either decision once per attempt of its transaction: they must be pure
+// (no counting against a cap, no clock of their own); what must happen once is decided
+// before the write and passed in.
+
+/// The effects of creating a user, decided from the user as created (with its id where the
+/// backend knows it inside the transaction; see `Effects::about`).
+pub type NewUserEffects<'a> = &'a (dyn Fn(&User) -> Effects + Sync);
+/// The effects of a change, decided from the user before and after it.
+pub type ChangeEffects<'a> = &'a (dyn Fn(&User, &User) -> Effects + Sync);

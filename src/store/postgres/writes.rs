@@ -1,0 +1,90 @@
+//! The user writes on PostgreSQL with their `Effects`: a change and what it causes commit in
+//! one transaction, or neither does. A change is a closure, which cannot travel to the
+//! store's runtime: it is applied here to the row read with its revision, and the
+//! transaction is the conditional UPDATE plus the effects.
+
+use super::{
+    outbox, pg_error, pool_error, taken, to_i64, PgStore, UserParams, USER_FIELDS, USER_PARAMS,
+};
+use crate::store::{ChangeEffects, Effects, StoreError, User, UserChange, MAX_SWAP_ATTEMPTS};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::GenericClient;
+
+/// Records `effects` through `client` (the caller's transaction).
+pub(super) async fn write_effects(
+    client: &impl GenericClient,
+    effects: &Effects,
+) -> Result<(), StoreError> {
+    outbox::insert_mails(client, &effects.mails).await
+}
+
+impl PgStore {
+    /// `UserStore::update_user`. Optimistic: read with its revision, apply the caller's
+    /// change, write only if nobody wrote in between (else read again).
+    pub(super) async fn update(
+        &self,
+        id: u64,
+        change: UserChange<'_>,
+        effects: ChangeEffects<'_>,
+    ) -> Result<User, StoreError> {
+        for _ in 0..MAX_SWAP_ATTEMPTS {
+            let Some((old, rev)) = self.read_user(id).await? else {
+                return Err(StoreError::NotFound);
+            };
+            let mut new = old.clone();
+            change(&mut new);
+            new.id = id;
+            if new == old {
+                return Ok(new);
+            }
+            let caused = effects(&old, &new);
+            let p = UserParams::new(&new)?;
+            let db_id = to_i64(id, "user id")?;
+            let written = self
+                .run("update_user", move |pool| async move {
+                    let mut client = pool.get().await.map_err(pool_error)?;
+                    let tx = client.transaction().await.map_err(pg_error)?;
+                    let sets: Vec<String> = USER_FIELDS
+                        .split(", ")
+                        .map(str::trim)
+                        .enumerate()
+                        .map(|(i, f)| format!("{f} = ${}", i + 1))
+                        .collect();
+                    let sql = format!(
+                        "UPDATE users SET {}, rev = rev + 1 WHERE id = ${} AND rev = ${}",
+                        sets.join(", "),
+                        USER_PARAMS + 1,
+                        USER_PARAMS + 2
+                    );
+                    let mut params: Vec<&(dyn ToSql + Sync)> = p.as_params().to_vec();
+                    params.push(&db_id);
+                    params.push(&rev);
+                    let written = tx.execute(&sql, &params).await.map_err(taken)?;
+                    if written == 1 {
+                        write_effects(&*tx, &caused).await?;
+                    }
+                    tx.commit().await.map_err(pg_error)?;
+                    Ok(written)
+                })
+                .await?;
+            if written == 1 {
+                return Ok(new);
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    /// `UserStore::record`: effects without a user change, in one transaction.
+    pub(super) async fn record_effects(&self, effects: Effects) -> Result<(), StoreError> {
+        if effects.is_empty() {
+            return Ok(());
+        }
+        self.run("record", move |pool| async move {
+            let mut client = pool.get().await.map_err(pool_error)?;
+            let tx = client.transaction().await.map_err(pg_error)?;
+            write_effects(&*tx, &effects).await?;
+            tx.commit().await.map_err(pg_error)
+        })
+        .await
+    }
+}
