@@ -5,7 +5,8 @@ mod common;
 
 use common::paths::*;
 use common::*;
-use gatehouse::api::body::{parse, Fields, REQUIRED as REQUIRED_FIELD};
+use gatehouse::accounts::form::{Fields, REQUIRED as REQUIRED_FIELD};
+use gatehouse::api::body::parse;
 use gatehouse::api::router::{route, Endpoint, Route};
 
 /// The user API under its default prefix, and the prefixes it owns there.

@@ -2,7 +2,7 @@
 //! soft-deleted user.
 
 use super::{writer, Actor, Input};
-use crate::api::body::Fields;
+use crate::accounts::form::Fields;
 use crate::app::App;
 use crate::clock::now;
 use crate::error::ApiError;

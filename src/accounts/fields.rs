@@ -2,7 +2,7 @@
 //! usernames, emails and names (register, profile update), the new password's policy
 //! (password change and reset), and the email of a link request.
 
-use crate::api::body::{CharRules, Fields, OPTIONAL, OPTIONAL_BLANK_OK, REQUIRED};
+use crate::accounts::form::{CharRules, Fields, OPTIONAL, OPTIONAL_BLANK_OK, REQUIRED};
 use crate::auth::policy::{self, UserAttributes};
 use crate::error::{field, ApiError};
 use crate::store::{User, UserStore};

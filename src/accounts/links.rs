@@ -4,7 +4,7 @@
 
 use super::fields::{check_new_password, link_email, required_value};
 use super::{writer, Actor, Input};
-use crate::api::body::{Fields, REQUIRED};
+use crate::accounts::form::{Fields, REQUIRED};
 use crate::app::App;
 use crate::clock::now;
 use crate::error::{field, ApiError, STALE_TOKEN};

@@ -7,6 +7,7 @@
 mod actor;
 mod admin;
 mod fields;
+pub mod form;
 mod links;
 mod profile;
 mod register;

@@ -5,7 +5,7 @@ use super::fields::{
     self, check_new_password, name_field, required_value, FULL_UPDATE, PARTIAL_UPDATE,
 };
 use super::{writer, Actor, Input};
-use crate::api::body::{Fields, REQUIRED};
+use crate::accounts::form::{Fields, REQUIRED};
 use crate::app::App;
 use crate::clock::now;
 use crate::error::{field, ApiError};

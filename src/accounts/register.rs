@@ -3,7 +3,7 @@
 
 use super::fields::{self, name_field, required_value, REGISTER};
 use super::{writer, Actor, Input};
-use crate::api::body::{Fields, REQUIRED};
+use crate::accounts::form::{Fields, REQUIRED};
 use crate::app::App;
 use crate::auth::policy::{self, UserAttributes};
 use crate::clock::now;

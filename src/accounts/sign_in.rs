@@ -5,7 +5,7 @@
 
 use super::fields::required_value;
 use super::{writer, Actor, Input};
-use crate::api::body::{Fields, REQUIRED};
+use crate::accounts::form::{Fields, REQUIRED};
 use crate::app::App;
 use crate::clock::now;
 use crate::error::ApiError;

@@ -1,9 +1,9 @@
 //! simplejwt's views: obtain a pair (after `accounts::sign_in`), refresh (with optional
 //! rotation and reuse detection), verify, and logout (the blacklist).
 
-use super::body::{Fields, REQUIRED};
 use super::users::actor;
 use super::Ctx;
+use crate::accounts::form::{Fields, REQUIRED};
 use crate::accounts::{self, required_value};
 use crate::app::App;
 use crate::auth::families::{self, Presented, Step};
