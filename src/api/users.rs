@@ -37,12 +37,18 @@ impl Input for Request {
     }
 }
 
-/// Who makes the request: the authenticated caller, or nobody, from the client's address.
-/// (The request id and the user agent are not known here yet.)
+/// Who makes the request: the authenticated caller, or nobody, from the client's address,
+/// with the request's id and user agent.
 pub(super) fn actor(ctx: &Ctx<'_>) -> Actor {
-    match ctx.caller() {
-        Ok(me) => Actor::user(me.user_id, me.is_staff, ctx.req.client_ip),
-        Err(_) => Actor::anonymous(ctx.req.client_ip),
+    let req = ctx.req;
+    let actor = match ctx.caller() {
+        Ok(me) => Actor::user(me.user_id, me.is_staff, req.client_ip),
+        Err(_) => Actor::anonymous(req.client_ip),
+    };
+    Actor {
+        request_id: Some(req.request_id.clone()).filter(|id| !id.is_empty()),
+        user_agent: req.user_agent().map(str::to_string),
+        ..actor
     }
 }
 

@@ -132,15 +132,9 @@ impl Gateway {
                 return forward_auth::answer(Decision::Forward(None), &self.app.config.proxy)
             }
         }
-        let path = asked.path;
-        ctx.route = ctx.live.routes.lookup(&path).cloned();
-        let decision = decide::decide(
-            &original.method,
-            &head.headers,
-            ctx.route.as_deref(),
-            &self.app.authenticator,
-        )
-        .await;
+        let decision = self
+            .decide_route(ctx, &asked.path, &original.method, &head.headers)
+            .await;
         let mut assertion = None;
         if let Decision::Forward(Some(who)) = &decision {
             ctx.user_id = Some(who.user_id);
@@ -155,6 +149,25 @@ impl Gateway {
             resp.add_header(assertion::HEADER, String::from_utf8_lossy(value.as_bytes()));
         }
         resp
+    }
+
+    /// The route of `path` (kept in `ctx`) and the decision on a request to it, for the
+    /// inline proxy and forward-auth alike.
+    async fn decide_route(
+        &self,
+        ctx: &mut RequestCtx,
+        path: &str,
+        method: &http::Method,
+        headers: &http::HeaderMap,
+    ) -> Decision {
+        ctx.route = ctx.live.routes.lookup(path).cloned();
+        decide::decide(
+            method,
+            headers,
+            ctx.route.as_deref(),
+            &self.app.authenticator,
+        )
+        .await
     }
 
     /// The signed identity for `who` on `route`, when the route asks for one.
@@ -304,15 +317,12 @@ impl ProxyHttp for Gateway {
             }
             Target::Proxy => {
                 ctx.kind = Kind::Proxy;
-                ctx.route = ctx.live.routes.lookup(&ctx.path).cloned();
                 let head = session.req_header();
-                let decision = decide::decide(
-                    &head.method,
-                    &head.headers,
-                    ctx.route.as_deref(),
-                    &self.app.authenticator,
-                )
-                .await;
+                let path = std::mem::take(&mut ctx.path);
+                let decision = self
+                    .decide_route(ctx, &path, &head.method, &head.headers)
+                    .await;
+                ctx.path = path;
                 match decision {
                     Decision::Forward(identity) => {
                         ctx.user_id = identity.as_ref().map(|i| i.user_id);

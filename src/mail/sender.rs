@@ -313,6 +313,11 @@ async fn deliver(store: &dyn UserStore, mailer: &Mailer, backend: &Backend, entr
                 );
                 "gave_up"
             } else {
+                // Recorded before it is said: once the log says "next in", the lease is
+                // released (a crash after the line cannot hold the mail for a lease).
+                if let Err(e) = store.retry_mail(entry.id, attempts, next).await {
+                    log::warn!("mail {}: cannot record the retry: {e}", entry.id);
+                }
                 log::warn!(
                     "mail {} ({kind}) to user {}: try {attempts} failed, next in {} s: {e}",
                     entry.id,
@@ -320,9 +325,6 @@ async fn deliver(store: &dyn UserStore, mailer: &Mailer, backend: &Backend, entr
                     backoff(attempts)
                 );
                 MAIL_SENT.with_label_values(&[kind, "failed"]).inc();
-                if let Err(e) = store.retry_mail(entry.id, attempts, next).await {
-                    log::warn!("mail {}: cannot record the retry: {e}", entry.id);
-                }
                 return;
             }
         }
