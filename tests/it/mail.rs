@@ -73,6 +73,7 @@ fn a_full_password_reset() {
     g.refresh(&refresh).expect_status(401);
     g.login_attempt("bea", PASSWORD).expect_status(401);
     g.login("bea", NEW_PASSWORD);
+    let logged_in_by = now();
     // The reset is a password change: the seed's notice follows.
     let mails = sink.wait_for("bea@example.com", 2, MAIL_WAIT);
     assert_eq!(subjects(&mails), ["Password Reset", "Password Changed"]);
@@ -81,8 +82,8 @@ fn a_full_password_reset() {
     reset(&g, "bea@example.com").expect_status(204);
     let mails = sink.wait_for("bea@example.com", 3, MAIL_WAIT);
     let (uid, token) = link_parts(&mails[2], RESET_LINK);
-    // last_login has a resolution of one second.
-    std::thread::sleep(Duration::from_millis(1100));
+    // last_login has a resolution of one second: the next login is in a later one.
+    wait_until_second(logged_in_by + 1);
     g.login("bea", NEW_PASSWORD);
     confirm(&g, &uid, &token, "Another-Pass-77")
         .expect(400, json!({"token": ["Invalid token for given user."]}));
@@ -97,7 +98,18 @@ fn an_expired_link_is_refused() {
     reset(&g, "cyd@example.com").expect_status(204);
     let mails = sink.wait_for("cyd@example.com", 1, MAIL_WAIT);
     let (uid, token) = link_parts(&mails[0], RESET_LINK);
-    std::thread::sleep(Duration::from_millis(2500));
+    // The link dies once more than its 1 s has passed since the second it was made in (the
+    // token's `<timestamp base36>-` prefix).
+    let made = token
+        .split_once('-')
+        .and_then(|(ts, _)| u64::from_str_radix(ts, 36).ok())
+        .unwrap_or_else(|| panic!("a timestamp in {token}"));
+    assert!(
+        made <= now() && now() < made + 60,
+        "made {made}: unix seconds, now {}",
+        now()
+    );
+    wait_until_second(made + 2);
     confirm(&g, &uid, &token, NEW_PASSWORD)
         .expect(400, json!({"token": ["Invalid token for given user."]}));
     g.login("cyd", PASSWORD);
@@ -308,7 +320,7 @@ fn the_outbox_survives_kill_9_between_the_change_and_the_send() {
     let mails = sink.wait_for("hal@example.com", 1, MAIL_WAIT);
     assert_eq!(subjects(&mails), ["Password Changed"]);
     // Once: nothing else arrives.
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(QUIET);
     assert_eq!(sink.messages().len(), 1, "{:?}", sink.messages());
     eventually("an empty outbox", || {
         (metric(&g, "gatehouse_mail_outbox_depth", "").abs() < f64::EPSILON
@@ -337,10 +349,10 @@ fn a_mail_server_that_is_down_slows_nothing_and_gets_the_mail_when_back() {
         started.elapsed()
     );
     let failed = r#"kind="password_changed",result="failed""#;
-    eventually("a failed try", || {
-        (metric(&g, "gatehouse_mail_sent_total", failed) >= 1.0).then_some(())
+    // Down for a while: a second try fails too (backoff after the first: 1 s).
+    eventually("two failed tries", || {
+        (metric(&g, "gatehouse_mail_sent_total", failed) >= 2.0).then_some(())
     });
-    std::thread::sleep(Duration::from_secs(2));
     assert!(sink.messages().is_empty());
     sink.resume();
     let mails = sink.wait_for("ivy@example.com", 1, MAIL_WAIT);

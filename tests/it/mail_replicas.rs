@@ -13,8 +13,6 @@ const CHANGED_PASSWORD: &str = "Fresh-Horse-42";
 const RESET_PASSWORD: &str = "Reset-Pony-77";
 /// A mail claimed by a replica that died is free again after the sender's lease (30 s).
 const MAIL_WAIT: Duration = Duration::from_secs(60);
-/// How long the test waits for a duplicate that must not come (the senders poll every 1 s).
-const QUIET: Duration = Duration::from_secs(3);
 
 fn sent(g: &Gatehouse, kind: &str) -> f64 {
     metric(

@@ -801,8 +801,8 @@ fn a_down_upstream_is_one_short_line_when_it_goes_and_one_when_it_is_back() {
         !log.contains("PeerOptions") && !log.contains("BasicPeer"),
         "Pingora's own health-check report is replaced:\n{log}"
     );
-    // Still down a few checks later: said once, not every second.
-    std::thread::sleep(Duration::from_millis(2500));
+    // Still down a check later (they run every second): said once, not every second.
+    std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(g.log().matches(&down).count(), 1, "{}", g.log());
     // It comes up: one line saying it is back and how long it was down.
     let _listener = std::net::TcpListener::bind(addr).expect("take the upstream's port");

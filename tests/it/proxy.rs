@@ -782,9 +782,9 @@ fn the_only_upstream_down_is_a_502() {
     fresh("POST", "/pub/a", None).expect(502, body.clone());
     // Auth still comes first.
     fresh("GET", "/a", None).expect(401, not_provided());
-    // And after the health checks (every second) have seen it gone, still a JSON 502. Nothing
-    // outside shows when a check has run, so this waits out one period instead of polling.
-    std::thread::sleep(Duration::from_millis(1200));
+    // And after the health checks (every second) have seen it gone, still a JSON 502. The
+    // route's check says so in the log once it has taken the upstream out of the rotation.
+    g.wait_for_log(&format!("upstream {} of route / is down", up.addr));
     fresh("GET", "/a", Some(&auth)).expect(502, body);
 }
 

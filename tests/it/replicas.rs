@@ -6,7 +6,7 @@
 use crate::common;
 
 use common::paths::PROFILE;
-use common::smtp::{reset, sending_to, subjects, SmtpSink};
+use common::smtp::{reset, sending_to, subjects, SmtpSink, QUIET};
 use common::upstream::Upstream;
 use common::*;
 use gatehouse::config::Config;
@@ -404,7 +404,7 @@ fn store_copy_moves_everything_from_sled_keeping_ids_and_tokens() {
     // The mail queued in sled is sent from the copy, once.
     let mails = sink.wait_for("first@example.com", 1, Duration::from_secs(20));
     assert_eq!(subjects(&mails), ["Password Reset"]);
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(QUIET);
     assert_eq!(sink.messages().len(), 1, "{:?}", sink.messages());
 }
 

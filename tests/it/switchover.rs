@@ -349,13 +349,16 @@ fn with_rotation_a_django_refresh_token_starts_a_family_with_reuse_detection() {
     let (_, django_refresh) = tokens_of(10);
     let r = g.post(REFRESH, json!({ "refresh": django_refresh }), None);
     r.expect_status(200);
+    // The rotation is stamped in whole seconds, at or before this one.
+    let rotated_by = now();
     let child = r.json["refresh"].as_str().expect("rotated").to_string();
     assert_eq!(
         claims(&child)["fam"],
         claims(&django_refresh)["jti"],
         "the family is named by the Django token's jti"
     );
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // Past the grace of 0 s: a later second.
+    wait_until_second(rotated_by + 1);
     // The rotated-out Django token comes back: the whole family is revoked.
     g.post(REFRESH, json!({ "refresh": django_refresh }), None)
         .expect(401, bad_refresh("Token is blacklisted"));

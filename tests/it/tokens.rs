@@ -8,7 +8,6 @@ use common::paths::{PASSWORD_CHANGE, PROFILE, REFRESH, VERIFY};
 use common::*;
 use serde_json::{json, Value};
 use std::sync::Barrier;
-use std::time::Duration;
 
 /// Like `Resp::expect`, but returns a description of what is wrong instead of panicking.
 fn mismatch(label: &str, r: &Resp, status: u16, body: &Value) -> Option<String> {
@@ -89,7 +88,9 @@ fn lifetimes_come_from_config_and_tokens_expire() {
     g.get(PROFILE, Some(&access))
         .expect(200, profile_of(id, "brief"));
 
-    std::thread::sleep(Duration::from_millis(3500));
+    // Three seconds later (the tokens as the server sees them then, `aged`: no waiting): the
+    // access token is past its 2 s.
+    let (access, refresh_token) = (g.aged(&access, 3), g.aged(&refresh_token, 3));
     g.get(PROFILE, Some(&access))
         .expect(401, bad_access("Token is expired"));
     g.verify(&access)
@@ -101,8 +102,8 @@ fn lifetimes_come_from_config_and_tokens_expire() {
     g.get(PROFILE, Some(&fresh))
         .expect(200, profile_of(id, "brief"));
 
-    std::thread::sleep(Duration::from_millis(3500));
-    g.refresh(&refresh_token)
+    // Seven seconds after it was issued, the refresh token is past its 6 s too.
+    g.refresh(&g.aged(&refresh_token, 4))
         .expect(401, bad_refresh("Token is expired"));
 }
 
@@ -324,8 +325,11 @@ fn parent_replay_after_the_grace_period_revokes_the_family() {
     let r = g.refresh(&r0);
     r.expect_status(200);
     let r1 = r.field("refresh");
+    // The family's rotation is stamped in whole seconds, at or before this one: two seconds
+    // on, more than the 1 s grace has passed.
+    let rotated_by = now();
 
-    std::thread::sleep(Duration::from_millis(3000));
+    wait_until_second(rotated_by + 2);
     g.refresh(&r0)
         .expect(401, bad_refresh("Token is blacklisted"));
     // The current child, never used, is dead too.

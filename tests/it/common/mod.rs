@@ -36,7 +36,7 @@ pub use raw::Raw;
 
 use framing::Listener;
 use gatehouse::config::{AuthMode, Config, RouteConfig};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -440,6 +440,19 @@ impl Gatehouse {
             self.secret().as_bytes(),
         )
     }
+
+    /// `token` as the server sees it `seconds` after it was issued, without waiting for them:
+    /// the same claims with `iat` and `exp` both `seconds` earlier, signed with the real secret.
+    pub fn aged(&self, token: &str, seconds: u64) -> String {
+        let c = claims(token);
+        let earlier = |claim: &str| {
+            let t = c[claim]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{claim} of {c}"));
+            t.checked_sub(seconds).expect("a time after the epoch")
+        };
+        self.forge(token, json!({"iat": earlier("iat"), "exp": earlier("exp")}))
+    }
 }
 
 impl Drop for Gatehouse {
@@ -474,6 +487,16 @@ pub fn poll<T>(mut read: impl FnMut() -> T, done: impl Fn(&T) -> bool) -> T {
             return v;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sleeps until the wall clock reads unix second `t` (`now()`) or later: for server state kept
+/// in whole seconds (a family's rotation, a last login) that a scenario needs in the past. It
+/// waits as long as the clock takes to get there, no fixed second more.
+pub fn wait_until_second(t: u64) {
+    let target = std::time::UNIX_EPOCH + Duration::from_secs(t);
+    while let Ok(left) = target.duration_since(std::time::SystemTime::now()) {
+        std::thread::sleep(left + Duration::from_millis(1));
     }
 }
 

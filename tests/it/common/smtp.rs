@@ -183,6 +183,11 @@ pub fn link_parts(mail: &Value, prefix: &str) -> (String, String) {
     (uid.to_string(), token.to_string())
 }
 
+/// How long a scenario waits for a duplicate mail that must not come. A sender looks at its
+/// outbox every second (`POLL` in src/mail/sender.rs) and at once when woken: a copy sent twice
+/// would be on its way within a round and a half.
+pub const QUIET: Duration = Duration::from_millis(1500);
+
 pub const RESET_LINK: &str = "http://localhost:3000/password-reset/";
 pub const VERIFY_LINK: &str = "http://localhost:3000/verify-email/";
 
