@@ -85,6 +85,27 @@ fn as_server_user(cmd: &mut Command, ids: Option<(u32, u32)>, die_with_parent: b
     }
 }
 
+/// Where clusters keep their files: a tmpfs (/dev/shm) when it has room, else the temp dir.
+/// Every CREATE DATABASE copies the template's ~1000 files, and removing a cluster that served
+/// a whole test binary (a hundred databases) took 30 s and more on a disk at exit; in memory
+/// it takes well under a second. With fsync off either way, nothing else changes.
+fn files_dir() -> PathBuf {
+    const ROOM: u64 = 4 << 30;
+    let shm = Path::new("/dev/shm");
+    let path = std::ffi::CString::new("/dev/shm").expect("no NUL");
+    // SAFETY: a zeroed statvfs is a valid out-parameter; the path is a C string.
+    let free = unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        (libc::statvfs(path.as_ptr(), &mut st) == 0)
+            .then(|| st.f_bavail as u64 * st.f_frsize as u64)
+    };
+    if free.is_some_and(|f| f >= ROOM) {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -128,7 +149,7 @@ impl Cluster {
         let ids = postgres_ids();
         let dir = tempfile::Builder::new()
             .prefix("gatehouse-pg-")
-            .tempdir()
+            .tempdir_in(files_dir())
             .expect("tempdir")
             .keep();
         if let Some((uid, gid)) = ids {
