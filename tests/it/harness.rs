@@ -8,12 +8,11 @@ use common::client::Http;
 use common::framing::Listener;
 use common::raw::{connect, exchange_on};
 use std::io::{Read, Write};
-use std::net::TcpListener;
 
 /// A server on loopback that answers every connection with `response`, then closes it.
 fn fake_server(response: impl Into<String>) -> u16 {
     let response = response.into();
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let listener = common::process::listener();
     let port = listener.local_addr().expect("addr").port();
     std::thread::spawn(move || {
         for stream in listener.incoming() {

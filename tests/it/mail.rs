@@ -454,7 +454,7 @@ fn the_console_backend_prints_whole_mails_and_nothing_else_carries_the_token() {
 #[test]
 fn a_mail_server_that_never_answers_slows_no_answer() {
     // Accepts connections and says nothing: the SMTP exchange can only time out.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let listener = common::process::listener();
     let port = listener.local_addr().expect("addr").port();
     let held = std::thread::spawn(move || {
         let mut open = Vec::new();

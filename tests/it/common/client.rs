@@ -100,6 +100,18 @@ pub fn id_of(user: &Value) -> u64 {
         .unwrap_or_else(|| panic!("no numeric id in {user}"))
 }
 
+/// An error with what caused it (reqwest's own text says only "error sending request"; the
+/// causes say whether the connection was refused, reset or timed out).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
+}
+
 impl Http {
     pub fn new(base: String, listener: Listener, pooled: bool) -> Http {
         let mut client = Client::builder()
@@ -147,12 +159,12 @@ impl Http {
         let head = request.method() == Method::HEAD;
         let r = client
             .execute(request)
-            .map_err(|e| format!("{label}: {e}"))?;
+            .map_err(|e| format!("{label}: {}", with_causes(&e)))?;
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let body = r
             .bytes()
-            .map_err(|e| format!("{label} -> {status}: reading the body: {e}"))?;
+            .map_err(|e| format!("{label} -> {status}: reading the body: {}", with_causes(&e)))?;
         let header = |name: &str| -> Vec<String> {
             headers
                 .get_all(name)

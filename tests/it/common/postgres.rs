@@ -106,13 +106,6 @@ fn files_dir() -> PathBuf {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 extern "C" fn stop_at_exit() {
     if let Some(c) = CLUSTER.get() {
         if let Ok(mut child) = c.child.lock() {
@@ -170,7 +163,7 @@ impl Cluster {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let port = free_port();
+        let port = super::process::free_port();
         let cluster = Cluster {
             port,
             dir,

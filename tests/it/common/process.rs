@@ -1,8 +1,10 @@
 //! The machine around the server under test: the binary, free loopback ports, the memory and
 //! liveness of a process read from /proc, and command-line runs with a deadline.
 
+use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The `gatehouse` binary cargo built for these tests.
@@ -10,10 +12,31 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_gatehouse")
 }
 
-/// A port nobody listens on right now.
+/// Every port the harness has handed out in this test binary (`listener`, `free_port`): each
+/// goes to one scenario for the whole run. The scenarios share one process, and one that stops
+/// a server and starts it again on its port (a restart, a mail server or a database coming
+/// back) must not find the port taken meanwhile by another scenario's listener, which asked
+/// the kernel for any free port and could have been offered the one just released.
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+/// A listener on a loopback port that no scenario of this run has had before.
+pub fn listener() -> TcpListener {
+    // Ports refused here stay bound until a new one comes, so that the kernel offers others.
+    let mut refused = Vec::new();
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let port = l.local_addr().expect("local addr").port();
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
+        if handed_out.insert(port) {
+            return l;
+        }
+        refused.push(l);
+    }
+}
+
+/// A port nobody listens on right now, and that no other scenario of this run was given.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
+    listener().local_addr().expect("local addr").port()
 }
 
 /// `N` different free ports (each listener gets its own: two `127.0.0.1:0` listeners would

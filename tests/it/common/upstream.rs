@@ -96,7 +96,7 @@ impl Upstream {
     }
 
     fn start_inner(options: Options, tls: Option<Arc<rustls::ServerConfig>>) -> Upstream {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+        let listener = super::process::listener();
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().expect("addr").port();
         let records = Arc::new(Mutex::new(Vec::new()));
