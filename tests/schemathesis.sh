@@ -2,7 +2,8 @@
 # Fuzzes the user API of a live gatehouse with schemathesis against src/api/openapi.json:
 # no 5xx, every status code documented, JSON Content-Type, every body matching its schema.
 #
-#   bash tests/schemathesis.sh            # needs target/debug/gatehouse (cargo build --bin gatehouse)
+#   bash tests/schemathesis.sh            # needs target/debug/gatehouse (cargo build --bin gatehouse;
+#                                         # $CARGO_TARGET_DIR/debug/gatehouse when that is set)
 #   GATEHOUSE_BIN=/path/to/gatehouse SCHEMATHESIS_MAX_EXAMPLES=20 bash tests/schemathesis.sh
 #
 # Knobs: GATEHOUSE_BIN, SCHEMATHESIS_MAX_EXAMPLES (50 per operation), SCHEMATHESIS_SEED (1),
@@ -21,7 +22,10 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BIN=${GATEHOUSE_BIN:-$ROOT/target/debug/gatehouse}
+# The binary `cargo build` (or `make test`) made: in CARGO_TARGET_DIR when that is set.
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+case $TARGET in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
+BIN=${GATEHOUSE_BIN:-$TARGET/debug/gatehouse}
 DOC=${SCHEMATHESIS_DOC:-$ROOT/src/api/openapi.json}
 MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-50}
 WORKERS=${SCHEMATHESIS_WORKERS:-4}

@@ -1,0 +1,53 @@
+//! gatehouse's integration tests: one test binary, so that Pingora and the rest of the crate
+//! are linked once (not once per file) and the PostgreSQL scenarios share one throwaway cluster
+//! (`common::postgres`). A module per capability; `common` is the harness they all drive (the
+//! real `gatehouse` binary on loopback ports, real upstreams, real Django, real nginx).
+//!
+//! Run one capability with its module path: `cargo test --test it tokens::`.
+
+mod common;
+
+// The user API: every endpoint's contract, DRF's and Django's answers, the OpenAPI document,
+// property tests of the parsers, tokens and their revocation.
+mod api_contract;
+mod django_parity;
+mod drf_answers;
+mod properties;
+mod schema;
+mod tokens;
+
+// The proxy path: routes, policies, paths at the edge, forward-auth, identity for upstreams,
+// groups, TLS on both sides, live reload.
+mod assertion;
+mod forward_auth;
+mod groups;
+mod proxy;
+mod reload;
+mod route_policy;
+mod safe_paths;
+mod tls;
+
+// Operations: metrics, probes, logs, drain and upgrade; holding under abuse; deploy files.
+mod deploy_files;
+mod operations;
+mod resilience;
+
+// Stores and the command line: the store contract, durability, the CLI, imports from Django
+// and the switch-over.
+mod import;
+mod import_progress;
+mod store_cli;
+mod store_contract;
+mod switchover;
+
+// Several replicas on PostgreSQL: races, revocation, outages, TLS to the database.
+mod postgres_tls;
+mod replicas;
+mod replicas_outage;
+
+// Mail: SMTP, the outbox, replicas sending once.
+mod mail;
+mod mail_replicas;
+
+// The harness checks its own checks.
+mod harness;

@@ -1,0 +1,1043 @@
+use crate::common;
+// The OpenAPI document (src/api/openapi.json) against the router and against real answers: every
+// documented path is a route with exactly the documented methods, every route is documented, and
+// every response of a realistic scenario (and of a batch of malformed requests) has a documented
+// status and a body that matches the documented schema, checked by a small JSON-schema subset
+// validator below (type, nullable, properties, required, additionalProperties, items, oneOf,
+// anyOf, enum, $ref, and the min/max keywords the document uses).
+
+use common::client::{FORM, JSON};
+use common::paths::*;
+use common::*;
+use gatehouse::api::router::{self, Endpoint, Route};
+use serde_json::{json, Value};
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+
+/// The document under test: src/api/openapi.json (or, to check that these tests catch a broken
+/// document, the file named by OPENAPI_UNDER_TEST).
+fn document() -> Value {
+    let path = std::env::var("OPENAPI_UNDER_TEST").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/src/api/openapi.json").to_string()
+    });
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is not JSON: {e}"))
+}
+
+const HTTP_METHODS: &[&str] = &[
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// The documented methods of a path item, upper case.
+fn documented_methods(item: &Value) -> BTreeSet<String> {
+    item.as_object()
+        .expect("path item")
+        .keys()
+        .filter(|k| HTTP_METHODS.contains(&k.as_str()))
+        .map(|k| k.to_ascii_uppercase())
+        .collect()
+}
+
+/// A request path for a templated document path.
+fn concrete(path: &str, id: &str) -> String {
+    path.replace("{id}", id)
+}
+
+/// Every endpoint of the router, with the document path it must appear under. The match has no
+/// wildcard: a new endpoint does not compile until it is listed here (and so checked below).
+fn document_path(e: &Endpoint) -> &'static str {
+    match e {
+        Endpoint::TokenObtain => "/api/token/",
+        Endpoint::TokenRefresh => "/api/token/refresh/",
+        Endpoint::TokenVerify => "/api/token/verify/",
+        Endpoint::Register => "/api/auth/register/",
+        Endpoint::Logout => "/api/auth/logout/",
+        Endpoint::Profile => "/api/auth/profile/",
+        Endpoint::PasswordChange => "/api/auth/profile/password/",
+        Endpoint::ProfileDelete => "/api/auth/profile/delete/",
+        Endpoint::AdminList => "/api/auth/admin/users/",
+        Endpoint::AdminDetail(_) => "/api/auth/admin/users/{id}/",
+        Endpoint::AdminRestore(_) => "/api/auth/admin/users/restore/{id}/",
+        Endpoint::Schema => "/api/schema/",
+        Endpoint::Jwks => "/.well-known/jwks.json",
+        Endpoint::PasswordReset => "/api/auth/password/reset/",
+        Endpoint::PasswordResetConfirm => "/api/auth/password/reset/confirm/",
+        Endpoint::EmailVerify => "/api/auth/email/verify/",
+        Endpoint::EmailVerifyResend => "/api/auth/email/verify/resend/",
+    }
+}
+
+fn all_endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::TokenObtain,
+        Endpoint::TokenRefresh,
+        Endpoint::TokenVerify,
+        Endpoint::Register,
+        Endpoint::Logout,
+        Endpoint::Profile,
+        Endpoint::PasswordChange,
+        Endpoint::ProfileDelete,
+        Endpoint::AdminList,
+        Endpoint::AdminDetail("1".into()),
+        Endpoint::AdminRestore("1".into()),
+        Endpoint::Schema,
+        Endpoint::Jwks,
+        Endpoint::PasswordReset,
+        Endpoint::PasswordResetConfirm,
+        Endpoint::EmailVerify,
+        Endpoint::EmailVerifyResend,
+    ]
+}
+
+/// The fixed paths `router.rs` matches, read from its source: a path added there without an
+/// `Endpoint` variant (or listed here) still has to be documented.
+fn router_literal_paths() -> Vec<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/api/router.rs");
+    let source = std::fs::read_to_string(path).expect("read src/api/router.rs");
+    source
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            let rest = line.strip_prefix('"')?;
+            let (path, tail) = rest.split_once('"')?;
+            (path.starts_with('/') && tail.trim_start().starts_with("=> Some("))
+                .then(|| path.to_string())
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// A JSON-schema subset, as OpenAPI 3.0 uses it.
+
+struct Validator<'a> {
+    doc: &'a Value,
+}
+
+impl Validator<'_> {
+    fn resolve<'b>(&'b self, reference: &str) -> &'b Value {
+        let pointer = reference
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("only local $refs are used: {reference}"));
+        self.doc
+            .pointer(pointer)
+            .unwrap_or_else(|| panic!("dangling $ref {reference}"))
+    }
+
+    /// `Err(where and what)` on the first mismatch.
+    fn check(&self, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
+        let fail = |what: String| Err(format!("{at}: {what} (value {value})"));
+        if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+            return self.check(self.resolve(r), value, at);
+        }
+        if value.is_null() && schema.get("nullable") == Some(&Value::Bool(true)) {
+            return Ok(());
+        }
+        if let Some(options) = schema.get("enum").and_then(Value::as_array) {
+            if !options.contains(value) {
+                return fail(format!("not one of {}", Value::from(options.clone())));
+            }
+        }
+        if let Some(alternatives) = schema.get("oneOf").and_then(Value::as_array) {
+            let results: Vec<_> = alternatives
+                .iter()
+                .map(|s| self.check(s, value, at))
+                .collect();
+            let matched = results.iter().filter(|r| r.is_ok()).count();
+            if matched != 1 {
+                let why: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+                return fail(format!(
+                    "matches {matched} of the oneOf alternatives, not exactly one [{}]",
+                    why.join("; ")
+                ));
+            }
+        }
+        if let Some(alternatives) = schema.get("anyOf").and_then(Value::as_array) {
+            if !alternatives
+                .iter()
+                .any(|s| self.check(s, value, at).is_ok())
+            {
+                return fail("matches none of the anyOf alternatives".into());
+            }
+        }
+        if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
+            for s in all {
+                self.check(s, value, at)?;
+            }
+        }
+        if let Some(ty) = schema.get("type").and_then(Value::as_str) {
+            let ok = match ty {
+                "object" => value.is_object(),
+                "array" => value.is_array(),
+                "string" => value.is_string(),
+                "integer" => value.is_i64() || value.is_u64(),
+                "number" => value.is_number(),
+                "boolean" => value.is_boolean(),
+                other => panic!("unknown type {other} in the document"),
+            };
+            if !ok {
+                return fail(format!("not of type {ty}"));
+            }
+        }
+        if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
+            if value.as_f64().is_some_and(|v| v < min) {
+                return fail(format!("below the minimum {min}"));
+            }
+        }
+        if let Some(s) = value.as_str() {
+            let len = s.chars().count() as u64;
+            if schema
+                .get("minLength")
+                .and_then(Value::as_u64)
+                .is_some_and(|m| len < m)
+            {
+                return fail("shorter than minLength".into());
+            }
+            if schema
+                .get("maxLength")
+                .and_then(Value::as_u64)
+                .is_some_and(|m| len > m)
+            {
+                return fail("longer than maxLength".into());
+            }
+        }
+        if let Some(items) = value.as_array() {
+            if let Some(min) = schema.get("minItems").and_then(Value::as_u64) {
+                if (items.len() as u64) < min {
+                    return fail(format!("fewer than {min} items"));
+                }
+            }
+            if let Some(item_schema) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    self.check(item_schema, item, &format!("{at}[{i}]"))?;
+                }
+            }
+        }
+        if let Some(map) = value.as_object() {
+            if let Some(min) = schema.get("minProperties").and_then(Value::as_u64) {
+                if (map.len() as u64) < min {
+                    return fail(format!("fewer than {min} properties"));
+                }
+            }
+            for name in schema
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let name = name.as_str().expect("required names are strings");
+                if !map.contains_key(name) {
+                    return fail(format!("required property {name:?} is missing"));
+                }
+            }
+            let empty = serde_json::Map::new();
+            let props = schema
+                .get("properties")
+                .and_then(Value::as_object)
+                .unwrap_or(&empty);
+            for (name, v) in map {
+                let at = format!("{at}.{name}");
+                match (props.get(name), schema.get("additionalProperties")) {
+                    (Some(s), _) => self.check(s, v, &at)?,
+                    (None, Some(Value::Bool(false))) => {
+                        return Err(format!("{at}: property not allowed by the schema"))
+                    }
+                    (None, Some(extra)) if extra.is_object() => self.check(extra, v, &at)?,
+                    (None, _) => {}
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn the_validator_accepts_and_rejects() {
+    let doc = document();
+    let v = Validator { doc: &doc };
+    let s = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
+    let profile =
+        json!({"id": 1, "username": "a", "email": "a@x.io", "first_name": "", "last_name": ""});
+    assert!(v.check(&s("Profile"), &profile, "$").is_ok());
+    let mut extra = profile.clone();
+    extra["is_staff"] = json!(true);
+    assert!(v.check(&s("Profile"), &extra, "$").is_err());
+    assert!(v.check(&s("Profile"), &json!({"id": 1}), "$").is_err());
+    assert!(v
+        .check(
+            &s("Profile"),
+            &json!({"id": "1", "username": "a", "email": "e", "first_name": "", "last_name": ""}),
+            "$"
+        )
+        .is_err());
+    let list = json!([{"id": 1, "username": "a", "email": "e", "first_name": "", "last_name": "", "is_active": true, "email_verified": false}]);
+    assert!(v.check(&s("AdminUserList"), &list, "$").is_ok());
+    let page = json!({"count": 1, "next": null, "previous": null, "results": list});
+    assert!(v.check(&s("AdminUserList"), &page, "$").is_ok());
+    assert!(v
+        .check(&s("AdminUserList"), &json!({"count": 1}), "$")
+        .is_err());
+    assert!(v
+        .check(
+            &s("BadRequest"),
+            &json!({"username": ["This field is required."]}),
+            "$"
+        )
+        .is_ok());
+    assert!(v
+        .check(
+            &s("BadRequest"),
+            &json!({"detail": "JSON parse error - x"}),
+            "$"
+        )
+        .is_ok());
+    assert!(v
+        .check(&s("BadRequest"), &json!({"username": "not a list"}), "$")
+        .is_err());
+    assert!(v.check(&s("BadRequest"), &json!({}), "$").is_err());
+    assert!(v.check(&s("Unauthorized"), &inactive(), "$").is_ok());
+    assert!(v
+        .check(
+            &s("Unauthorized"),
+            &json!({"detail": "x", "code": "made_up"}),
+            "$"
+        )
+        .is_err());
+    assert!(v.check(&s("Empty"), &json!({}), "$").is_ok());
+    assert!(v.check(&s("Empty"), &json!({"a": 1}), "$").is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn every_documented_path_is_a_route_and_every_route_is_documented() {
+    let doc = document();
+    assert_eq!(doc["openapi"], json!("3.0.3"));
+    let paths = doc["paths"].as_object().expect("paths");
+
+    // The router's side: every endpoint, and every literal path in router.rs, is in the document.
+    for e in all_endpoints() {
+        let documented = document_path(&e);
+        assert!(
+            paths.contains_key(documented),
+            "{e:?} is a route but {documented} is not in the document"
+        );
+        assert_eq!(
+            router::route(&concrete(documented, "1"), "/api/"),
+            Route::Api(e.clone())
+        );
+        let methods: BTreeSet<String> = e.methods().iter().map(|m| m.to_string()).collect();
+        assert_eq!(
+            documented_methods(&paths[documented]),
+            methods,
+            "documented methods of {documented} differ from the view's"
+        );
+    }
+    let literals = router_literal_paths();
+    assert!(
+        literals.len() >= 10,
+        "router.rs literals not found: {literals:?}"
+    );
+    for p in literals {
+        assert!(
+            paths.contains_key(&p),
+            "router.rs answers {p}, the document lacks it"
+        );
+    }
+
+    // The document's side: each path is a route of the running server, with exactly the
+    // documented methods in its Allow header, and its OPTIONS answer matches the document.
+    let g = Gatehouse::new().start();
+    let v = Validator { doc: &doc };
+    let mut operation_ids = BTreeSet::new();
+    for (path, item) in paths {
+        assert!(
+            matches!(router::route(&concrete(path, "1"), "/api/"), Route::Api(_)),
+            "{path} is documented but is not a route"
+        );
+        let r = g.send(g.request("OPTIONS", &concrete(path, "1")));
+        assert_eq!(r.status, 200, "OPTIONS {path}: {}", r.text);
+        let allow: BTreeSet<String> = r
+            .header("allow")
+            .unwrap_or_else(|| panic!("OPTIONS {path}: no Allow header"))
+            .split(',')
+            .map(|m| m.trim().to_string())
+            .collect();
+        assert_eq!(allow, documented_methods(item), "Allow of {path}");
+        let schema = &item["options"]["responses"]["200"]["content"]["application/json"]["schema"];
+        v.check(schema, &r.json, "$")
+            .unwrap_or_else(|e| panic!("OPTIONS {path}: {e}"));
+
+        // Document hygiene: operation ids unique, no catch-all responses, a 401 wherever a
+        // token is required, request bodies in both media types.
+        for (method, op) in item.as_object().expect("path item") {
+            if !HTTP_METHODS.contains(&method.as_str()) {
+                continue;
+            }
+            let id = op["operationId"].as_str().expect("operationId");
+            assert!(
+                operation_ids.insert(id.to_string()),
+                "duplicate operationId {id}"
+            );
+            let responses = op["responses"].as_object().expect("responses");
+            assert!(
+                !responses.contains_key("default"),
+                "{method} {path}: no `default` response"
+            );
+            let secured = op["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|req| req.get("bearerAuth").is_some()));
+            if secured {
+                assert!(
+                    responses.contains_key("401"),
+                    "{method} {path}: 401 undocumented"
+                );
+            }
+            if let Some(body) = op.get("requestBody") {
+                for media in ["application/json", "application/x-www-form-urlencoded"] {
+                    assert!(
+                        body["content"].get(media).is_some(),
+                        "{method} {path}: {media} body"
+                    );
+                }
+                assert!(
+                    responses.contains_key("415"),
+                    "{method} {path}: 415 undocumented"
+                );
+                assert!(
+                    responses.contains_key("400"),
+                    "{method} {path}: 400 undocumented"
+                );
+            }
+        }
+    }
+    // Every $ref in the document resolves.
+    fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(r) = m.get("$ref").and_then(Value::as_str) {
+                    out.push(r);
+                }
+                m.values().for_each(|x| refs(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    for r in all {
+        v.resolve(r);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The scenario: each answer checked against the document.
+
+struct Checked<'a> {
+    g: &'a Gatehouse,
+    doc: &'a Value,
+    /// (METHOD, document path) of every documented operation exercised.
+    exercised: RefCell<BTreeSet<(String, String)>>,
+}
+
+/// No body (`json(...)` with this sends nothing).
+const NO_BODY: Value = Value::Null;
+
+impl Checked<'_> {
+    fn new<'a>(g: &'a Gatehouse, doc: &'a Value) -> Checked<'a> {
+        Checked {
+            g,
+            doc,
+            exercised: RefCell::new(BTreeSet::new()),
+        }
+    }
+
+    /// The document path a request path falls under (`{id}` is one non-empty segment).
+    fn template(&self, path: &str) -> String {
+        let path = path.split('?').next().unwrap_or_default();
+        let segments: Vec<&str> = path.split('/').collect();
+        let paths = self.doc["paths"].as_object().expect("paths");
+        let matches = |t: &str| {
+            let ts: Vec<&str> = t.split('/').collect();
+            ts.len() == segments.len()
+                && ts
+                    .iter()
+                    .zip(&segments)
+                    .all(|(t, s)| t == s || (*t == "{id}" && !s.is_empty() && *s != "restore"))
+        };
+        // A literal path wins over a templated one (`/users/restore/...` is not `/users/{id}/`).
+        let mut found: Vec<&String> = paths.keys().filter(|t| matches(t)).collect();
+        found.sort_by_key(|t| t.contains('{'));
+        found
+            .first()
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| panic!("{path} falls under no documented path"))
+    }
+
+    /// Checks one answer to `method path` against the document, and returns it.
+    #[track_caller]
+    fn check(&self, method: &str, path: &str, r: Resp) -> Resp {
+        let template = self.template(path);
+        let v = Validator { doc: self.doc };
+        let item = &self.doc["paths"][&template];
+        let label = format!("{method} {path} -> {} {}", r.status, r.text);
+        let op = &item[method.to_ascii_lowercase()];
+        let definition = if op.is_object() {
+            self.exercised
+                .borrow_mut()
+                .insert((method.to_string(), template.clone()));
+            let d = op["responses"]
+                .get(r.status.to_string())
+                .unwrap_or_else(|| panic!("undocumented status: {label}"));
+            match d.get("$ref").and_then(Value::as_str) {
+                Some(reference) => v.resolve(reference),
+                None => d,
+            }
+        } else {
+            // A method the path does not list: 405 as components/responses/MethodNotAllowed,
+            // after authentication and permission (so 401 / 403 come first).
+            let name = match r.status {
+                405 => "MethodNotAllowed",
+                401 => "Unauthorized",
+                403 => "Forbidden",
+                _ => panic!("an unlisted method got neither 401, 403 nor 405: {label}"),
+            };
+            let allow: BTreeSet<String> = r
+                .header("allow")
+                .unwrap_or_default()
+                .split(',')
+                .map(|m| m.trim().to_string())
+                .collect();
+            assert_eq!(allow, documented_methods(item), "Allow: {label}");
+            &self.doc["components"]["responses"][name]
+        };
+        for (header, _) in definition["headers"].as_object().into_iter().flatten() {
+            assert!(
+                r.header(header).is_some(),
+                "documented header {header} missing: {label}"
+            );
+        }
+        // The harness has checked the framing (JSON, Content-Length); HEAD has no body to match.
+        if method == "HEAD" {
+            return r;
+        }
+        // A response documented without content (204) has none.
+        if definition.get("content").is_none() {
+            assert!(
+                r.text.is_empty(),
+                "a body where none is documented: {label}"
+            );
+            return r;
+        }
+        let schema = &definition["content"]["application/json"]["schema"];
+        assert!(schema.is_object(), "no JSON body documented: {label}");
+        assert!(!r.json.is_null(), "not JSON: {label}");
+        v.check(schema, &r.json, "$")
+            .unwrap_or_else(|e| panic!("{label}\n  does not match the document: {e}"));
+        r
+    }
+
+    /// `method path` with a JSON body (none for `NO_BODY`); asserts the status.
+    #[track_caller]
+    fn json(
+        &self,
+        status: u16,
+        method: &str,
+        path: &str,
+        body: Value,
+        token: Option<&str>,
+    ) -> Resp {
+        let body = (!body.is_null()).then_some(body);
+        let r = self.check(method, path, self.g.call(method, path, body, token));
+        r.expect_status(status);
+        r
+    }
+
+    /// `method path` with a raw body of any content type; asserts the status.
+    #[track_caller]
+    fn raw(
+        &self,
+        status: u16,
+        method: &str,
+        path: &str,
+        ctype: &str,
+        body: impl Into<Vec<u8>>,
+        token: Option<&str>,
+    ) -> Resp {
+        let r = self.check(
+            method,
+            path,
+            self.g.with_body(method, path, ctype, body, token),
+        );
+        r.expect_status(status);
+        r
+    }
+
+    /// `GET path` with this exact `Authorization` value; asserts the status.
+    #[track_caller]
+    fn authorization(&self, status: u16, path: &str, value: &str) -> Resp {
+        let r = self.check(
+            "GET",
+            path,
+            self.g.with_header("GET", path, "authorization", value),
+        );
+        r.expect_status(status);
+        r
+    }
+}
+
+#[test]
+fn a_realistic_scenario_and_malformed_requests_match_the_document() {
+    let doc = document();
+    let g = Gatehouse::new()
+        .superuser("root", "root@example.com", "Root-Pass-2024")
+        .start();
+    let c = Checked::new(&g, &doc);
+    let anon = None;
+    let big = format!("{{\"username\": \"{}\"}}", "x".repeat(70_000));
+
+    // Metadata.
+    for path in doc["paths"].as_object().expect("paths").keys() {
+        c.json(200, "OPTIONS", &concrete(path, "1"), NO_BODY, anon);
+    }
+    let served = c.json(200, "GET", "/api/schema/", NO_BODY, anon);
+    if std::env::var_os("OPENAPI_UNDER_TEST").is_none() {
+        assert_eq!(
+            served.json, doc,
+            "GET /api/schema/ serves src/api/openapi.json"
+        );
+    }
+    c.json(200, "HEAD", "/api/schema/", NO_BODY, anon);
+    // HS256 (the default): no JWKS.
+    c.json(404, "GET", "/.well-known/jwks.json", NO_BODY, anon);
+    c.json(404, "HEAD", "/.well-known/jwks.json", NO_BODY, anon);
+
+    // Register: JSON and form, then the ways it fails.
+    let alice = json!({"username": "alice", "email": "alice@example.com", "password": PASSWORD, "first_name": "Alice"});
+    let alice_id = c.json(201, "POST", REGISTER, alice.clone(), anon).json["id"].to_string();
+    let bob_form = format!("username=bob&email=bob%40example.com&password={PASSWORD}");
+    let bob_id = c.raw(201, "POST", REGISTER, FORM, bob_form, anon).json["id"].to_string();
+    c.json(400, "POST", REGISTER, alice, anon);
+    let shouting = json!({"username": "ALICE", "email": "x@example.com", "password": PASSWORD});
+    c.json(400, "POST", REGISTER, shouting, anon);
+    c.json(400, "POST", REGISTER, json!({}), anon);
+    c.json(400, "POST", REGISTER, NO_BODY, anon);
+    let invalid = json!({"username": "bad name!", "email": "nope", "password": "123"});
+    c.json(400, "POST", REGISTER, invalid, anon);
+    let wrong_types =
+        json!({"username": null, "email": true, "password": ["x"], "first_name": "x".repeat(151)});
+    c.json(400, "POST", REGISTER, wrong_types, anon);
+    c.json(400, "POST", REGISTER, json!([1, 2]), anon);
+    for body in [
+        "\"s\"",
+        "1",
+        "1.5",
+        "null",
+        "true",
+        "{",
+        "{\"a\":",
+        "\u{0}",
+        "{\"username\": \"\\ud800\"}",
+        " ",
+    ] {
+        c.raw(400, "POST", REGISTER, JSON, body, anon);
+    }
+    c.raw(400, "POST", REGISTER, JSON, "[".repeat(10_000), anon);
+    c.raw(415, "POST", REGISTER, "text/plain", "hello", anon);
+    c.raw(415, "POST", REGISTER, "application/xml", "<a/>", anon);
+    c.raw(400, "POST", REGISTER, FORM, "%ff%fe=%00&username", anon);
+    c.raw(413, "POST", REGISTER, JSON, big.clone(), anon);
+
+    // Tokens.
+    let login = |who: &str, password: &str| json!({"username": who, "password": password});
+    let r = c.json(200, "POST", TOKEN, login("alice", PASSWORD), anon);
+    let (access, refresh) = r.tokens();
+    c.raw(
+        200,
+        "POST",
+        TOKEN,
+        FORM,
+        format!("username=ALICE&password={PASSWORD}"),
+        anon,
+    );
+    c.json(401, "POST", TOKEN, login("alice", "Wrong-Pass-1"), anon);
+    c.json(401, "POST", TOKEN, login("ghost", PASSWORD), anon);
+    c.json(400, "POST", TOKEN, json!({"username": "alice"}), anon);
+    c.raw(400, "POST", TOKEN, JSON, "[]", anon);
+    c.raw(415, "POST", TOKEN, "text/csv", "a,b", anon);
+    c.raw(413, "POST", TOKEN, JSON, big.clone(), anon);
+    c.json(200, "POST", REFRESH, json!({"refresh": refresh}), anon);
+    c.json(401, "POST", REFRESH, json!({"refresh": access}), anon);
+    c.json(
+        401,
+        "POST",
+        REFRESH,
+        json!({"refresh": "not.a.token"}),
+        anon,
+    );
+    c.json(400, "POST", REFRESH, json!({"refresh": ""}), anon);
+    c.json(400, "POST", REFRESH, NO_BODY, anon);
+    c.json(200, "POST", VERIFY, json!({"token": access}), anon);
+    c.json(200, "POST", VERIFY, json!({"token": refresh}), anon);
+    c.json(
+        401,
+        "POST",
+        VERIFY,
+        json!({"token": "x".repeat(9000)}),
+        anon,
+    );
+    c.json(401, "POST", VERIFY, json!({"token": 5}), anon);
+    c.json(400, "POST", VERIFY, json!({"nothing": 1}), anon);
+    c.raw(415, "POST", VERIFY, "text/plain; charset=utf-8", "x", anon);
+
+    // Profile, with good and bad credentials.
+    c.json(200, "GET", PROFILE, NO_BODY, Some(&access));
+    c.json(200, "HEAD", PROFILE, NO_BODY, Some(&access));
+    c.json(401, "GET", PROFILE, NO_BODY, anon);
+    c.json(401, "HEAD", PROFILE, NO_BODY, anon);
+    c.json(401, "GET", PROFILE, NO_BODY, Some("garbage"));
+    c.json(401, "GET", PROFILE, NO_BODY, Some(&refresh));
+    for value in ["Bearer", "Bearer a b", "Basic YTpi", "Token x", ""] {
+        c.authorization(401, PROFILE, value);
+    }
+    let secret = g.secret();
+    let header = json!({"alg": "HS256", "typ": "JWT"});
+    let claims = |extra: Value| {
+        let mut c = json!({"token_type": "access", "exp": now() + 60, "iat": now(), "jti": "0".repeat(32), "ver": 0});
+        for (k, v) in extra.as_object().expect("claims") {
+            c[k] = v.clone();
+        }
+        sign_hs256(&header, &c, secret.as_bytes())
+    };
+    for forged in [
+        claims(json!({"user_id": "999"})),
+        claims(json!({})),
+        claims(json!({"user_id": "1", "exp": "soon"})),
+        claims(json!({"user_id": "1", "token_type": null})),
+        claims(json!({"user_id": "1", "exp": now() - 3600})),
+    ] {
+        c.json(401, "GET", PROFILE, NO_BODY, Some(&forged));
+    }
+    let update = json!({"username": "alice", "email": "alice@example.org", "last_name": "A", "id": 77, "is_staff": true});
+    c.json(200, "PUT", PROFILE, update, Some(&access));
+    // The username alone is a full update (a missing email is kept).
+    c.json(
+        200,
+        "PUT",
+        PROFILE,
+        json!({"username": "alice"}),
+        Some(&access),
+    );
+    c.json(400, "PUT", PROFILE, json!({}), Some(&access));
+    let taken = json!({"username": "bob", "email": "bob@example.com"});
+    c.json(400, "PUT", PROFILE, taken, Some(&access));
+    c.json(
+        200,
+        "PATCH",
+        PROFILE,
+        json!({"first_name": ""}),
+        Some(&access),
+    );
+    c.json(
+        400,
+        "PATCH",
+        PROFILE,
+        json!({"username": "a b", "email": ""}),
+        Some(&access),
+    );
+    c.json(401, "PATCH", PROFILE, json!({}), anon);
+    c.raw(415, "PATCH", PROFILE, "text/plain", "x", Some(&access));
+    c.raw(400, "PUT", PROFILE, JSON, "{oops", Some(&access));
+    c.raw(413, "GET", PROFILE, JSON, big.clone(), Some(&access));
+    c.raw(200, "PATCH", PROFILE, FORM, "last_name=Form", Some(&access));
+
+    // Password change: wrong, invalid, then right (old tokens die), and back.
+    let change =
+        |old_field: &str, old: &str, new: &str| json!({old_field: old, "new_password": new});
+    let wrong = change("old_password", "Wrong-Pass-1", "Other-Pass-77");
+    c.json(400, "PUT", PASSWORD_CHANGE, wrong, Some(&access));
+    let wrong = change("current_password", "Wrong-Pass-1", "Other-Pass-77");
+    c.json(400, "PATCH", PASSWORD_CHANGE, wrong, Some(&access));
+    let no_old = json!({"new_password": "Other-Pass-77"});
+    c.json(400, "PUT", PASSWORD_CHANGE, no_old, Some(&access));
+    for weak in ["alice", "1234", "password", "alice@example.org"] {
+        let body = change("old_password", PASSWORD, weak);
+        c.json(400, "PUT", PASSWORD_CHANGE, body, Some(&access));
+    }
+    c.json(401, "PATCH", PASSWORD_CHANGE, json!({}), anon);
+    c.raw(400, "PUT", PASSWORD_CHANGE, JSON, "[]", Some(&access));
+    c.raw(415, "PUT", PASSWORD_CHANGE, "image/png", "x", Some(&access));
+    let right = change("current_password", PASSWORD, "Other-Pass-77");
+    let changed = c.json(200, "PATCH", PASSWORD_CHANGE, right, Some(&access));
+    c.json(401, "GET", PROFILE, NO_BODY, Some(&access));
+    c.json(401, "POST", REFRESH, json!({"refresh": refresh}), anon);
+    c.json(401, "POST", VERIFY, json!({"token": access}), anon);
+    c.json(
+        200,
+        "POST",
+        VERIFY,
+        json!({"token": changed.json["refresh"]}),
+        anon,
+    );
+    let back = change("old_password", "Other-Pass-77", PASSWORD);
+    c.json(
+        200,
+        "PUT",
+        PASSWORD_CHANGE,
+        back,
+        Some(&changed.field("access")),
+    );
+    let r = c.json(200, "POST", TOKEN, login("alice", PASSWORD), anon);
+    let (access, refresh) = r.tokens();
+
+    // Staff views: refused to a normal user, answered to the superuser.
+    let root = c
+        .json(200, "POST", TOKEN, login("root", "Root-Pass-2024"), anon)
+        .field("access");
+    let me = Some(access.as_str());
+    let staff = Some(root.as_str());
+    c.json(403, "GET", ADMIN_USERS, NO_BODY, me);
+    c.json(403, "HEAD", ADMIN_USERS, NO_BODY, me);
+    c.json(401, "GET", ADMIN_USERS, NO_BODY, anon);
+    c.json(403, "GET", &admin_user("1"), NO_BODY, me);
+    c.json(403, "HEAD", &admin_user("1"), NO_BODY, me);
+    c.json(403, "PUT", &admin_restore("1"), NO_BODY, me);
+    c.json(401, "PATCH", &admin_restore("1"), NO_BODY, anon);
+    let list = c.json(200, "GET", ADMIN_USERS, NO_BODY, staff).json;
+    assert!(list.as_array().is_some_and(|l| l.len() == 3), "{list}");
+    c.json(200, "HEAD", ADMIN_USERS, NO_BODY, staff);
+    for query in [
+        "page=1&page_size=1",
+        "page=2&page_size=1",
+        "page=last&page_size=2",
+        "page=1&page_size=0",
+        "page=1&page_size=x",
+        "page=1&page_size=100000",
+        "status=deleted",
+        "status=active&is_active=false",
+        "status=bogus",
+        "is_active=False",
+        "search=ALI",
+        "search=&page=1",
+        "status=active&is_active=false&page=1",
+    ] {
+        c.json(
+            200,
+            "GET",
+            &format!("{ADMIN_USERS}?{query}"),
+            NO_BODY,
+            staff,
+        );
+    }
+    for query in [
+        "page=99", "page=0", "page=-1", "page=abc", "page=", "page=1.0",
+    ] {
+        c.json(
+            404,
+            "GET",
+            &format!("{ADMIN_USERS}?{query}"),
+            NO_BODY,
+            staff,
+        );
+    }
+    c.json(
+        404,
+        "HEAD",
+        &format!("{ADMIN_USERS}?page=99"),
+        NO_BODY,
+        staff,
+    );
+    c.json(200, "GET", &admin_user(&alice_id), NO_BODY, staff);
+    c.json(200, "HEAD", &admin_user(&alice_id), NO_BODY, staff);
+    // The detail's PATCH: staff and groups, bad types in DRF's shapes (items by position).
+    let access_change = json!({"is_staff": false, "groups": ["ops", "billing"]});
+    c.json(200, "PATCH", &admin_user(&alice_id), access_change, staff);
+    c.json(403, "PATCH", &admin_user(&alice_id), json!({}), me);
+    c.json(401, "PATCH", &admin_user(&alice_id), json!({}), anon);
+    let bad = json!({"is_staff": "maybe", "groups": "billing", "is_active": null});
+    c.json(400, "PATCH", &admin_user(&alice_id), bad, staff);
+    c.json(
+        400,
+        "PATCH",
+        &admin_user(&alice_id),
+        json!({"groups": ["ok", ""]}),
+        staff,
+    );
+    c.raw(
+        200,
+        "PATCH",
+        &admin_user(&alice_id),
+        FORM,
+        "groups=ops&groups=x",
+        staff,
+    );
+    c.raw(
+        415,
+        "PATCH",
+        &admin_user(&alice_id),
+        "text/plain",
+        "x",
+        staff,
+    );
+    c.json(200, "GET", &admin_user(&alice_id), NO_BODY, staff);
+    for id in [
+        "999",
+        "abc",
+        "0",
+        "-1",
+        "1.5",
+        "99999999999999999999999",
+        "%20",
+    ] {
+        c.json(404, "GET", &admin_user(id), NO_BODY, staff);
+        c.json(404, "HEAD", &admin_user(id), NO_BODY, staff);
+        c.json(404, "PUT", &admin_restore(id), NO_BODY, staff);
+        c.json(404, "PATCH", &admin_restore(id), NO_BODY, staff);
+        c.json(404, "PATCH", &admin_user(id), json!({"groups": 5}), staff);
+    }
+
+    // Soft delete bob, then restore him: his old token stays dead, a new login works.
+    let bob = c
+        .json(200, "POST", TOKEN, login("bob", PASSWORD), anon)
+        .field("access");
+    c.json(401, "DELETE", PROFILE_DELETE, NO_BODY, anon);
+    c.raw(
+        200,
+        "DELETE",
+        PROFILE_DELETE,
+        "text/plain",
+        "ignored",
+        Some(&bob),
+    );
+    c.json(401, "DELETE", PROFILE_DELETE, NO_BODY, Some(&bob));
+    c.json(401, "GET", PROFILE, NO_BODY, Some(&bob));
+    c.json(401, "POST", TOKEN, login("bob", PASSWORD), anon);
+    let deleted = c.json(
+        200,
+        "GET",
+        &format!("{ADMIN_USERS}?status=deleted"),
+        NO_BODY,
+        staff,
+    );
+    assert_eq!(
+        deleted.json[0]["id"].to_string(),
+        bob_id,
+        "{}",
+        deleted.text
+    );
+    c.json(200, "PUT", &admin_restore(&bob_id), NO_BODY, staff);
+    c.json(
+        200,
+        "PATCH",
+        &admin_restore(&bob_id),
+        json!({"is_active": false}),
+        staff,
+    );
+    c.raw(
+        200,
+        "PATCH",
+        &admin_restore(&bob_id),
+        "text/plain",
+        "x",
+        staff,
+    );
+    c.json(401, "GET", PROFILE, NO_BODY, Some(&bob));
+    c.json(200, "POST", TOKEN, login("bob", PASSWORD), anon);
+
+    // Logout: once, then the token is dead.
+    c.json(200, "POST", LOGOUT, json!({"refresh": refresh}), anon);
+    c.json(401, "POST", LOGOUT, json!({"refresh": refresh}), anon);
+    c.json(401, "POST", REFRESH, json!({"refresh": refresh}), anon);
+    c.json(401, "POST", LOGOUT, json!({"refresh": access}), anon);
+    c.json(400, "POST", LOGOUT, json!({}), anon);
+    c.json(
+        401,
+        "POST",
+        LOGOUT,
+        json!({"refresh": "x"}),
+        Some("garbage"),
+    );
+    c.raw(415, "POST", LOGOUT, "text/html", "<p>", anon);
+
+    // Password reset and verification (SPEC §10): 204 for any address, djoser's errors.
+    for email in ["bob@example.com", "nobody@example.com"] {
+        c.json(204, "POST", PASSWORD_RESET, json!({ "email": email }), anon);
+        c.json(
+            204,
+            "POST",
+            EMAIL_VERIFY_RESEND,
+            json!({ "email": email }),
+            anon,
+        );
+    }
+    c.json(400, "POST", PASSWORD_RESET, json!({"email": "nope"}), anon);
+    c.json(400, "POST", EMAIL_VERIFY_RESEND, json!({}), anon);
+    let link = json!({"uid": "MQ", "token": "1-x", "new_password": "Whatever-123"});
+    c.json(400, "POST", PASSWORD_RESET_CONFIRM, link, anon);
+    c.json(400, "POST", PASSWORD_RESET_CONFIRM, json!({}), anon);
+    c.json(
+        400,
+        "POST",
+        EMAIL_VERIFY,
+        json!({"uid": "Zm9v", "token": "x"}),
+        anon,
+    );
+    c.json(
+        401,
+        "POST",
+        EMAIL_VERIFY,
+        json!({"uid": "MQ", "token": "x"}),
+        Some("garbage"),
+    );
+    c.raw(415, "POST", PASSWORD_RESET, "text/html", "<p>", anon);
+
+    // Methods a path does not list: 405 after authentication, with the path's Allow.
+    c.json(405, "GET", TOKEN, NO_BODY, anon);
+    c.json(405, "PUT", REFRESH, NO_BODY, anon);
+    c.json(405, "DELETE", REGISTER, NO_BODY, anon);
+    c.json(401, "GET", PROFILE_DELETE, NO_BODY, anon);
+    c.json(405, "GET", PROFILE_DELETE, NO_BODY, me);
+    c.json(405, "POST", PROFILE, json!({}), me);
+    c.json(403, "POST", ADMIN_USERS, NO_BODY, me);
+    c.json(405, "POST", ADMIN_USERS, NO_BODY, staff);
+    c.json(405, "DELETE", &admin_user("1"), NO_BODY, staff);
+    c.json(405, "GET", &admin_restore("1"), NO_BODY, staff);
+    c.json(405, "PUT", "/api/schema/", NO_BODY, anon);
+    c.json(405, "POST", "/.well-known/jwks.json", NO_BODY, anon);
+
+    // The scenario touched every documented operation.
+    let exercised = c.exercised.borrow();
+    let mut missing = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in documented_methods(item) {
+            if !exercised.contains(&(method.clone(), path.clone())) {
+                missing.push(format!("{method} {path}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "operations the scenario never called: {missing:?}"
+    );
+}
+
+#[test]
+fn throttled_answers_match_the_document() {
+    let doc = document();
+    let g = Gatehouse::new()
+        .with_config(|c| {
+            c.throttle.registrations_per_address = 1;
+            c.throttle.login_failures_per_username = 1;
+        })
+        .start();
+    let c = Checked::new(&g, &doc);
+    g.register("tom");
+    let tim = json!({"username": "tim", "email": "tim@example.com", "password": PASSWORD});
+    let r = c.json(429, "POST", REGISTER, tim, None);
+    assert!(r
+        .header("retry-after")
+        .is_some_and(|s| s.parse::<u64>().is_ok()));
+    let wrong = json!({"username": "tom", "password": "Wrong-Pass-1"});
+    c.json(401, "POST", TOKEN, wrong.clone(), None);
+    c.json(429, "POST", TOKEN, wrong, None);
+}
