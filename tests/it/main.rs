@@ -16,11 +16,12 @@ mod properties;
 mod schema;
 mod tokens;
 
-// The proxy path: routes, policies, paths at the edge, forward-auth, identity for upstreams,
-// groups, TLS on both sides, live reload.
+// The proxy path: who answers a path (the owned prefixes), routes, policies, paths at the
+// edge, forward-auth, identity for upstreams, groups, TLS on both sides, live reload.
 mod assertion;
 mod forward_auth;
 mod groups;
+mod prefixes;
 mod proxy;
 mod reload;
 mod route_policy;

@@ -3,10 +3,8 @@
 //! who answers a path (the proxy, forward-auth, `routes explain`); `check-config` refuses a
 //! route that one of these prefixes would hide.
 
-mod common;
-
-use common::upstream::Upstream;
-use common::*;
+use crate::common::upstream::Upstream;
+use crate::common::*;
 use gatehouse::config::Config;
 use serde_json::{json, Value};
 
