@@ -89,8 +89,8 @@ fn all_endpoints() -> Vec<Endpoint> {
     ]
 }
 
-/// The fixed paths `router.rs` matches, read from its source: a path added there without an
-/// `Endpoint` variant (or listed here) still has to be documented.
+/// The fixed paths `router.rs` matches (under the default `/api/`), read from its source: a
+/// path added there without an `Endpoint` variant (or listed here) still has to be documented.
 fn router_literal_paths() -> Vec<String> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/api/router.rs");
     let source = std::fs::read_to_string(path).expect("read src/api/router.rs");
@@ -100,8 +100,9 @@ fn router_literal_paths() -> Vec<String> {
             let line = line.trim();
             let rest = line.strip_prefix('"')?;
             let (path, tail) = rest.split_once('"')?;
-            (path.starts_with('/') && tail.trim_start().starts_with("=> Some("))
-                .then(|| path.to_string())
+            // The table is relative to `[api] prefix` (default `/api/`).
+            (!path.is_empty() && tail.trim_start().starts_with("=> Some("))
+                .then(|| format!("/api/{path}"))
         })
         .collect()
 }
