@@ -28,8 +28,23 @@ deps:
 run: deps
 	$(CARGO) run --release -- serve -c $(CONFIG)
 
+# The integration tests are one binary (tests/it) whose tests mostly wait on sockets and child
+# processes: they run TEST_THREADS at a time. The few whose assertions measure time or throughput
+# (TESTS_ALONE: a timing ratio, a latency bound, a request rate) run afterwards, one at a time,
+# with nothing else competing for the CPU (tests/it/harness.rs checks that each name exists).
+TEST_THREADS ?= 8
+TESTS_ALONE = \
+	mail::an_unknown_address_gets_the_same_answer_in_the_same_time_and_no_mail \
+	postgres_tls::sslmode_require_is_encrypted_verified_and_refused_otherwise \
+	replicas::kill_9_of_one_replica_under_load_loses_no_acknowledged_write \
+	replicas::revocation_through_a_reaches_b_within_the_bound \
+	replicas::rolling_upgrade_of_both_replicas_fails_no_request_and_never_stalls \
+	resilience::a_login_flood_is_answered_and_the_proxy_keeps_flowing \
+	resilience::unknown_user_logins_cost_the_same_as_wrong_passwords
+
 test: deps
-	$(CARGO) test --lib --bins --tests
+	$(CARGO) test --lib --bins --tests -- --test-threads=$(TEST_THREADS) --exact $(addprefix --skip ,$(TESTS_ALONE))
+	$(CARGO) test --test it -- --test-threads=1 --exact $(TESTS_ALONE)
 	bash tests/schemathesis.sh
 
 lint: deps

@@ -149,3 +149,37 @@ fn every_misframing_is_caught_and_named() {
     }
     assert!(missed.is_empty(), "{}", missed.join("\n"));
 }
+
+/// `make test` runs the tests the Makefile names in TESTS_ALONE one at a time, after the others
+/// (they measure time): each name must still be a test here, or a renamed one would silently
+/// run among the others again.
+#[test]
+fn the_tests_the_makefile_runs_alone_exist() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let makefile = std::fs::read_to_string(root.join("Makefile")).expect("read the Makefile");
+    let (_, list) = makefile
+        .split_once("TESTS_ALONE =")
+        .expect("TESTS_ALONE in the Makefile");
+    let mut names = Vec::new();
+    for line in list.lines() {
+        let line = line.trim_end();
+        names.extend(line.trim_end_matches('\\').split_whitespace());
+        if !line.ends_with('\\') {
+            break;
+        }
+    }
+    assert!(!names.is_empty(), "no names in TESTS_ALONE");
+    for name in names {
+        let (module, test) = name
+            .split_once("::")
+            .unwrap_or_else(|| panic!("{name}: not module::test"));
+        let file = root.join("tests/it").join(format!("{module}.rs"));
+        let source = std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("{name}: {}: {e}", file.display()));
+        assert!(
+            source.contains(&format!("#[test]\nfn {test}(")),
+            "{name}: no such test in {}",
+            file.display()
+        );
+    }
+}

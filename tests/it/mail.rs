@@ -1,4 +1,4 @@
-// Mail (SPEC §10) against a real SMTP server on loopback (aiosmtpd, tests/common/smtp.rs): the
+// Mail (SPEC §10) against a real SMTP server on loopback (aiosmtpd, tests/it/common/smtp.rs): the
 // seed's "Password Changed" notice, password reset end to end, email verification, the
 // durable outbox across kill -9 and a mail server that is down, the caps, and that no token
 // ever reaches the logs. The console backend is checked on its own.

@@ -1,5 +1,5 @@
 // Mail with several replicas (SPEC §9, §10): two real gatehouse processes on one PostgreSQL
-// (tests/common/postgres.rs) sending to one real SMTP sink (tests/common/smtp.rs). Each mail
+// (tests/it/common/postgres.rs) sending to one real SMTP sink (tests/it/common/smtp.rs). Each mail
 // is claimed in the database by one replica, so it arrives exactly once whichever replica
 // accepted the change; a reset link works on the other replica; and a mail accepted by a
 // replica that is then killed (-9) is sent by the survivor, once.

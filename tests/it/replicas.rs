@@ -1,5 +1,5 @@
 // Several replicas on one PostgreSQL: two real gatehouse processes on one database of the
-// test binary's throwaway cluster (tests/common/postgres.rs). One winner among racing
+// test binary's throwaway cluster (tests/it/common/postgres.rs). One winner among racing
 // registrations, one family among racing refreshes, revocation through one replica enforced
 // by the other within `freshness_ms` (measured, 50 runs per kind), the listener cut, the
 // schema checks of `serve` and `migrate`.

@@ -29,7 +29,7 @@ fn sled() -> Fresh {
     }
 }
 
-/// A fresh database on the test binary's throwaway cluster (see tests/common/postgres.rs).
+/// A fresh database on the test binary's throwaway cluster (see tests/it/common/postgres.rs).
 fn pg() -> Fresh {
     let url = postgres::database();
     let store = PgStore::open(&url, postgres::options(true)).expect("open postgres");

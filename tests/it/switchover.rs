@@ -1,7 +1,7 @@
 use crate::common;
 
 // Switching over from the Django project without logging anyone out (issue 13), against real
-// Django 5.0 + DRF 3.16 + simplejwt 5.5 (tests/common/django.rs): the users come over with
+// Django 5.0 + DRF 3.16 + simplejwt 5.5 (tests/it/common/django.rs): the users come over with
 // `gatehouse import` of Django's own dumpdata; the access and refresh tokens simplejwt minted
 // with Django's key keep working on the API and the proxy path, and die at the user's first
 // revocation; every hasher's `make_password` output logs in and is re-hashed to argon2id.

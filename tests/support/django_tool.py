@@ -1,4 +1,4 @@
-"""Real Django, in-process, for gatehouse's switch-over tests (tests/switchover.rs).
+"""Real Django, in-process, for gatehouse's switch-over tests (tests/it/switchover.rs).
 
 Configures Django 5.0 + DRF + simplejwt 5.5 with an in-memory SQLite database, then does what
 the JSON request on stdin asks and prints one JSON document on stdout:

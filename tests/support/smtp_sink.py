@@ -1,4 +1,4 @@
-"""A real SMTP server for the mail tests (tests/mail.rs): aiosmtpd on 127.0.0.1:PORT, writing
+"""A real SMTP server for the mail tests (tests/it/mail.rs): aiosmtpd on 127.0.0.1:PORT, writing
 each message it accepts to DIR as one JSON file (from, to, subject, body, raw), named so
 that a directory listing sorts them in arrival order.
 

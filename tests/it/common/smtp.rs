@@ -2,7 +2,7 @@
 //! from the test virtualenv of `tests/support/make_venv.sh`) on a free port, writing each
 //! message it accepts to a directory as JSON. Stopping it and starting it again on the same
 //! port is a mail server that was down for a while. Below it, the helpers of the mail
-//! scenarios (tests/mail.rs, tests/mail_replicas.rs): a gatehouse sending to a sink, the
+//! scenarios (tests/it/mail.rs, tests/it/mail_replicas.rs): a gatehouse sending to a sink, the
 //! link in a mail, the reset requests.
 
 use super::paths::{PASSWORD_RESET, PASSWORD_RESET_CONFIRM};
