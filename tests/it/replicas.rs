@@ -179,22 +179,7 @@ fn concurrent_refreshes_over_two_replicas_make_one_family() {
     let (a, b) = replicas(&up, true);
     a.register("spinner");
     let (_, r0) = a.login("spinner", PASSWORD);
-    let barrier = Barrier::new(32);
-    let results: Vec<Resp> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..32)
-            .map(|i| {
-                let (g, barrier, r0) = (if i % 2 == 0 { &a } else { &b }, &barrier, &r0);
-                s.spawn(move || {
-                    barrier.wait();
-                    g.refresh(r0)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("thread"))
-            .collect()
-    });
+    let results: Vec<Resp> = race(32, |i| (if i % 2 == 0 { &a } else { &b }).refresh(&r0));
     let mut children: Vec<String> = results
         .iter()
         .map(|r| {

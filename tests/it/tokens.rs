@@ -7,7 +7,6 @@ use common::attacks::{self, forged_access_tokens};
 use common::paths::{PASSWORD_CHANGE, PROFILE, REFRESH, VERIFY};
 use common::*;
 use serde_json::{json, Value};
-use std::sync::Barrier;
 
 /// Like `Resp::expect`, but returns a description of what is wrong instead of panicking.
 fn mismatch(label: &str, r: &Resp, status: u16, body: &Value) -> Option<String> {
@@ -351,22 +350,7 @@ fn concurrent_refreshes_of_one_token_never_fork_the_family() {
     const THREADS: usize = 16;
     for round in 0..3 {
         let (_, r0) = g.login("racer", PASSWORD);
-        let barrier = Barrier::new(THREADS);
-        let results: Vec<Resp> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..THREADS)
-                .map(|_| {
-                    let (g, barrier, r0) = (&g, &barrier, &r0);
-                    s.spawn(move || {
-                        barrier.wait();
-                        g.refresh(r0)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("thread"))
-                .collect()
-        });
+        let results: Vec<Resp> = race(THREADS, |_| g.refresh(&r0));
         let mut children: Vec<String> = Vec::new();
         for r in &results {
             // Every racer is the first use or a replay of the immediate parent within grace.

@@ -463,6 +463,26 @@ impl Drop for Gatehouse {
 
 /// Polls `check` every 20 ms until it gives a value; panics naming `what` after 10 s.
 #[track_caller]
+/// `n` calls released at once by a barrier, call `i` running `call(i)`; the answers in order.
+pub fn race<T: Send>(n: usize, call: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let barrier = std::sync::Barrier::new(n);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let (barrier, call) = (&barrier, &call);
+                s.spawn(move || {
+                    barrier.wait();
+                    call(i)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    })
+}
+
 pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
