@@ -11,12 +11,13 @@
 # the JUnit reports there), SCHEMATHESIS_KEEP=1 (keep the work directory: config, server log,
 # cassettes of every request and response).
 #
-# The server runs on a free loopback port with a throw-away data directory and is always killed
-# on exit. Four passes share it, so that one account's soft delete does not blind the others:
-#   anonymous    every operation, no Authorization header
-#   user         the non-staff operations, a normal user's access token
-#   admin        the staff operations, a superuser's access token
-#   delete       DELETE /api/auth/profile/delete/ with the user's token (last: it deactivates it)
+# Two servers run on free loopback ports with throw-away data directories and are always
+# killed on exit. Four passes, two on each server, the two chains side by side:
+#   a: anonymous  every operation, no Authorization header
+#   a: admin      the staff operations, a superuser's access token (after anonymous: it finds
+#                 the users anonymous registered)
+#   b: user       the non-staff operations, a normal user's access token
+#   b: delete     DELETE /api/auth/profile/delete/ with the user's token (last: it deactivates it)
 # The last line is `schemathesis: N passed, M failed` (test cases, i.e. requests, over all
 # passes); the exit status is non-zero when anything failed.
 set -euo pipefail
@@ -57,20 +58,21 @@ st() {
 ST_VERSION=$(python3 -c 'import importlib.metadata as m; print(m.version("schemathesis"))')
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-schemathesis.XXXXXX")
-SERVER_PID=
-ST_PID=
+SERVER_PIDS=()
+CHAIN_PIDS=()
 cleanup() {
-    if [[ -n $ST_PID ]]; then
-        kill "$ST_PID" 2>/dev/null || true
-        wait "$ST_PID" 2>/dev/null || true
-    fi
-    if [[ -n $SERVER_PID ]]; then
-        kill "$SERVER_PID" 2>/dev/null || true
+    # A chain stops its own schemathesis run when told to (its TERM trap).
+    for pid in "${CHAIN_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    for pid in "${SERVER_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
         # SIGTERM drains; do not wait longer than a few seconds for it.
-        for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     [[ -n ${SCHEMATHESIS_KEEP:-} ]] || rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -79,19 +81,45 @@ trap 'exit 130' INT TERM
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
-PORT=$(free_port)
-METRICS_PORT=$(free_port)
-while [[ $METRICS_PORT == "$PORT" ]]; do METRICS_PORT=$(free_port); done
-BASE=http://127.0.0.1:$PORT
 
-cat >"$WORK/gatehouse.toml" <<EOF
+# Throttling stays on (429 is documented), with limits a fuzzer from one address does not hit
+# at once, so that the requests reach validation.
+export GATEHOUSE_THROTTLE_REGISTRATIONS_PER_ADDRESS=100000
+export GATEHOUSE_THROTTLE_LOGIN_FAILURES_PER_ADDRESS=100000
+export GATEHOUSE_THROTTLE_LOGIN_FAILURES_PER_USERNAME=100000
+
+ADMIN_PASSWORD="adm-$(python3 -c 'import secrets; print(secrets.token_hex(12))')"
+USER_PASSWORD="usr-$(python3 -c 'import secrets; print(secrets.token_hex(12))')"
+
+# post_field BASE PATH JSON FIELD: POST the JSON, print one field of the JSON answer (fails on
+# any non-2xx).
+post_field() {
+    python3 - "$1$2" "$3" "$4" <<'PY'
+import json, sys, urllib.request
+url, body, field = sys.argv[1:]
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+req = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": "application/json"})
+print(json.load(opener.open(req, timeout=30))[field])
+PY
+}
+
+# start_server NAME: a gatehouse of its own in $WORK/NAME with the superuser st-admin and the
+# user st-user; sets BASE_<NAME>, USER_TOKEN_<NAME> and ADMIN_TOKEN_<NAME>.
+start_server() {
+    local name=$1 dir=$WORK/$1 port metrics_port pid base
+    mkdir -p "$dir"
+    port=$(free_port)
+    metrics_port=$(free_port)
+    while [[ $metrics_port == "$port" ]]; do metrics_port=$(free_port); done
+    base=http://127.0.0.1:$port
+    cat >"$dir/gatehouse.toml" <<EOF
 [server]
-listen = "127.0.0.1:$PORT"
-metrics_listen = "127.0.0.1:$METRICS_PORT"
-data_dir = "$WORK/data"
+listen = "127.0.0.1:$port"
+metrics_listen = "127.0.0.1:$metrics_port"
+data_dir = "$dir/data"
 threads = 2
-pid_file = "$WORK/gatehouse.pid"
-upgrade_sock = "$WORK/upgrade.sock"
+pid_file = "$dir/gatehouse.pid"
+upgrade_sock = "$dir/upgrade.sock"
 grace_period_seconds = 1
 graceful_shutdown_timeout_seconds = 3
 
@@ -101,51 +129,38 @@ access_lifetime_seconds = 3600
 [log]
 access_log = false
 EOF
-
-# Throttling stays on (429 is documented), with limits a fuzzer from one address does not hit
-# at once, so that the requests reach validation.
-export GATEHOUSE_CONFIG=$WORK/gatehouse.toml
-export GATEHOUSE_THROTTLE_REGISTRATIONS_PER_ADDRESS=100000
-export GATEHOUSE_THROTTLE_LOGIN_FAILURES_PER_ADDRESS=100000
-export GATEHOUSE_THROTTLE_LOGIN_FAILURES_PER_USERNAME=100000
-
-ADMIN_PASSWORD="adm-$(python3 -c 'import secrets; print(secrets.token_hex(12))')"
-USER_PASSWORD="usr-$(python3 -c 'import secrets; print(secrets.token_hex(12))')"
-GATEHOUSE_SUPERUSER_PASSWORD=$ADMIN_PASSWORD "$BIN" createsuperuser --noinput \
-    --username st-admin --email st-admin@example.com </dev/null >"$WORK/createsuperuser.log" 2>&1 \
-    || { cat "$WORK/createsuperuser.log" >&2; exit 2; }
-
-"$BIN" serve </dev/null >"$WORK/gatehouse.log" 2>&1 &
-SERVER_PID=$!
-for _ in $(seq 300); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then break; fi
-    kill -0 "$SERVER_PID" 2>/dev/null || { echo "gatehouse exited early:" >&2; cat "$WORK/gatehouse.log" >&2; exit 2; }
-    sleep 0.1
-done
-
-# POST JSON, print one field of the JSON answer (fails on any non-2xx).
-post_field() {
-    python3 - "$BASE$1" "$2" "$3" <<'PY'
-import json, sys, urllib.request
-url, body, field = sys.argv[1:]
-opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-req = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": "application/json"})
-print(json.load(opener.open(req, timeout=30))[field])
-PY
+    GATEHOUSE_CONFIG=$dir/gatehouse.toml GATEHOUSE_SUPERUSER_PASSWORD=$ADMIN_PASSWORD \
+        "$BIN" createsuperuser --noinput --username st-admin --email st-admin@example.com \
+        </dev/null >"$dir/createsuperuser.log" 2>&1 \
+        || { cat "$dir/createsuperuser.log" >&2; exit 2; }
+    GATEHOUSE_CONFIG=$dir/gatehouse.toml "$BIN" serve </dev/null >"$dir/gatehouse.log" 2>&1 &
+    pid=$!
+    SERVER_PIDS+=("$pid")
+    for _ in $(seq 300); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+        kill -0 "$pid" 2>/dev/null || { echo "gatehouse exited early:" >&2; cat "$dir/gatehouse.log" >&2; exit 2; }
+        sleep 0.1
+    done
+    post_field "$base" /api/auth/register/ \
+        "{\"username\": \"st-user\", \"email\": \"st-user@example.com\", \"password\": \"$USER_PASSWORD\"}" id >/dev/null
+    printf -v "BASE_$name" '%s' "$base"
+    printf -v "USER_TOKEN_$name" '%s' \
+        "$(post_field "$base" /api/token/ "{\"username\": \"st-user\", \"password\": \"$USER_PASSWORD\"}" access)"
+    printf -v "ADMIN_TOKEN_$name" '%s' \
+        "$(post_field "$base" /api/token/ "{\"username\": \"st-admin\", \"password\": \"$ADMIN_PASSWORD\"}" access)"
 }
-post_field /api/auth/register/ \
-    "{\"username\": \"st-user\", \"email\": \"st-user@example.com\", \"password\": \"$USER_PASSWORD\"}" id >/dev/null
-USER_TOKEN=$(post_field /api/token/ "{\"username\": \"st-user\", \"password\": \"$USER_PASSWORD\"}" access)
-ADMIN_TOKEN=$(post_field /api/token/ "{\"username\": \"st-admin\", \"password\": \"$ADMIN_PASSWORD\"}" access)
+start_server a
+start_server b
 
-echo "schemathesis $ST_VERSION against $BASE ($MAX_EXAMPLES examples per operation)"
+echo "schemathesis $ST_VERSION against $BASE_a and $BASE_b ($MAX_EXAMPLES examples per operation)"
 
-FAILED_PASSES=()
-# run NAME [st options...]: one schemathesis pass, reported as JUnit (per operation) and as a
-# VCR cassette (every request and response, with the checks' verdicts; Authorization filtered).
+# run BASE NAME [st options...]: one schemathesis pass, reported as JUnit (per operation) and as
+# a VCR cassette (every request and response, with the checks' verdicts; Authorization
+# filtered). A failed pass leaves its name in $FAILED_DIR.
 REPORTS=${REPORT_DIR:-$WORK/reports}
 CASSETTES=$WORK/cassettes
-mkdir -p "$REPORTS" "$CASSETTES"
+FAILED_DIR=$WORK/failed
+mkdir -p "$REPORTS" "$CASSETTES" "$FAILED_DIR"
 # A pass whose cassette holds no failed case failed inside schemathesis itself (seen: a
 # hypothesis FlakyFailure from a CPython AST recursion error). It is run once more with the next
 # seed; a failed case, or a second internal error, still fails the run.
@@ -153,23 +168,24 @@ cassette_has_failures() {
     grep -E "^  status: '[A-Z]+'$" "$1" 2>/dev/null | grep -vqE "'(SUCCESS|SKIP)'"
 }
 run() {
-    local name=$1
-    shift
-    if ! run_once "$name" "${SCHEMATHESIS_SEED:-1}" "$@"; then
+    local base=$1 name=$2
+    shift 2
+    if ! run_once "$base" "$name" "${SCHEMATHESIS_SEED:-1}" "$@"; then
         if cassette_has_failures "$CASSETTES/$name.yaml"; then
-            FAILED_PASSES+=("$name")
+            touch "$FAILED_DIR/$name"
         else
             echo "=== pass $name: schemathesis itself failed without a failing case; once more"
-            run_once "$name" "$(( ${SCHEMATHESIS_SEED:-1} + 1 ))" "$@" || FAILED_PASSES+=("$name")
+            run_once "$base" "$name" "$(( ${SCHEMATHESIS_SEED:-1} + 1 ))" "$@" || touch "$FAILED_DIR/$name"
         fi
     fi
 }
+ST_PID=
 run_once() {
-    local name=$1 seed=$2
-    shift 2
+    local base=$1 name=$2 seed=$3
+    shift 3
     echo "=== pass: $name (seed $seed)"
-    # In the background, so that a signal to this script is handled at once (see the traps).
-    st run "$DOC" --url "$BASE" \
+    # In the background, so that a signal to the chain is handled at once (see its trap).
+    st run "$DOC" --url "$base" \
         --checks "$CHECKS" \
         --max-examples "$MAX_EXAMPLES" \
         --workers "$WORKERS" \
@@ -187,26 +203,56 @@ run_once() {
     ST_PID=
     return "$status"
 }
+# chain NAME FUNCTION: FUNCTION's passes one after the other, in the background, into a log.
+chain() {
+    (
+        trap '[[ -z $ST_PID ]] || kill "$ST_PID" 2>/dev/null; exit 130' INT TERM
+        "$2"
+    ) >"$WORK/chain-$1.log" 2>&1 &
+    CHAIN_PIDS+=("$!")
+}
 
 ADMIN_PATHS='^/api/auth/admin/'
 DELETE_PATH='^/api/auth/profile/delete/$'
 NOT_USER_PATHS='^/api/auth/(admin/|profile/delete/$)'
-run anonymous
-run user -H "Authorization: Bearer $USER_TOKEN" \
-    --exclude-path-regex "$NOT_USER_PATHS"
-run admin -H "Authorization: Bearer $ADMIN_TOKEN" --include-path-regex "$ADMIN_PATHS"
-run delete -H "Authorization: Bearer $USER_TOKEN" --include-path-regex "$DELETE_PATH" --include-method DELETE
+# Two chains of passes, each on its own server, side by side: one schemathesis run keeps about
+# one core busy. Within a chain the passes keep the order that matters:
+#   a: anonymous (registers users), then admin (which finds them to list, change and delete)
+#   b: user, then delete (which soft-deletes that user: last)
+passes_a() {
+    run "$BASE_a" anonymous
+    run "$BASE_a" admin -H "Authorization: Bearer $ADMIN_TOKEN_a" --include-path-regex "$ADMIN_PATHS"
+}
+passes_b() {
+    run "$BASE_b" user -H "Authorization: Bearer $USER_TOKEN_b" \
+        --exclude-path-regex "$NOT_USER_PATHS"
+    run "$BASE_b" delete -H "Authorization: Bearer $USER_TOKEN_b" --include-path-regex "$DELETE_PATH" --include-method DELETE
+}
+echo "=== chains a (anonymous, admin) and b (user, delete) side by side; their output follows"
+chain a passes_a
+chain b passes_b
+for pid in "${CHAIN_PIDS[@]}"; do wait "$pid" || true; done
+CHAIN_PIDS=()
+cat "$WORK/chain-a.log" "$WORK/chain-b.log"
 
-if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-    echo "gatehouse died during the run:" >&2
-    tail -n 50 "$WORK/gatehouse.log" >&2
-    FAILED_PASSES+=("server-died")
-fi
-if grep -qiE 'panicked|RUST_BACKTRACE' "$WORK/gatehouse.log"; then
-    echo "gatehouse panicked during the run:" >&2
-    grep -iE -A5 'panicked' "$WORK/gatehouse.log" >&2 || true
-    FAILED_PASSES+=("panic")
-fi
+FAILED_PASSES=()
+for f in "$FAILED_DIR"/*; do
+    [[ -e $f ]] && FAILED_PASSES+=("$(basename "$f")")
+done
+for i in 0 1; do
+    name=$([[ $i == 0 ]] && echo a || echo b)
+    log=$WORK/$name/gatehouse.log
+    if ! kill -0 "${SERVER_PIDS[$i]}" 2>/dev/null; then
+        echo "gatehouse $name died during the run:" >&2
+        tail -n 50 "$log" >&2
+        FAILED_PASSES+=("server-$name-died")
+    fi
+    if grep -qiE 'panicked|RUST_BACKTRACE' "$log"; then
+        echo "gatehouse $name panicked during the run:" >&2
+        grep -iE -A5 'panicked' "$log" >&2 || true
+        FAILED_PASSES+=("panic-$name")
+    fi
+done
 
 # Count test cases (one request each) from the cassettes: each records the verdict of the checks.
 read -r PASSED FAILED < <(python3 - "$CASSETTES" <<'PY'
