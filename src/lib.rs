@@ -125,9 +125,11 @@ pub fn serve(
         listener_cert.clone(),
     );
     reload::on_sighup(Arc::new(reloader))?;
+    let drain = gateway::drain::Drain::default();
+    drain.watch(server.watch_execution_phase())?;
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        gateway::Gateway::new(Arc::clone(&app), Arc::clone(&live)),
+        gateway::Gateway::new(Arc::clone(&app), Arc::clone(&live), drain),
         "gatehouse",
     );
     if let Some(listen) = config.server.listen {

@@ -12,15 +12,6 @@ pub enum Via {
     Jwt,
 }
 
-impl Via {
-    /// The value of `X-User-Auth` and the label of metrics (SPEC §19).
-    pub fn label(self) -> &'static str {
-        match self {
-            Via::Jwt => "jwt",
-        }
-    }
-}
-
 /// The caller, as the user's current state says (never stale claims), and how they got in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {

@@ -177,7 +177,8 @@ mod tests {
         let bearer = format!("Bearer {access}");
         assert_eq!(status(&run(&w, "/x", &[])), 401);
         assert!(
-            matches!(run(&w, "/x", &[&bearer]), Decision::Forward(Some(ref who)) if who.user_id == alice.id)
+            matches!(run(&w, "/x", &[&bearer]), Decision::Forward(Some(ref who))
+                if who.user_id == alice.id && who.via == crate::auth::Via::Jwt && !who.mfa)
         );
         assert!(matches!(
             run(&w, "/open/x", &["Bearer garbage"]),

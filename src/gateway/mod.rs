@@ -8,6 +8,7 @@ mod api_request;
 pub mod classify;
 pub mod cors;
 pub mod decide;
+pub mod drain;
 pub mod forward_auth;
 pub mod headers;
 pub mod health;

@@ -40,6 +40,8 @@ pub struct Gateway {
     /// and the assertion header.
     untrusted: Vec<HeaderName>,
     trusted_proxies: Vec<Network>,
+    /// Set once a hand-over or stop began: answers then close their connections.
+    drain: super::drain::Drain,
 }
 
 /// Per-request state, for the phases that follow `request_filter` and for telemetry.
@@ -84,7 +86,7 @@ impl RequestCtx {
 }
 
 impl Gateway {
-    pub fn new(app: Arc<App>, live: SharedLive) -> Gateway {
+    pub fn new(app: Arc<App>, live: SharedLive, drain: super::drain::Drain) -> Gateway {
         let p = &app.config.proxy;
         let identity_headers = [
             p.user_id_header.clone(),
@@ -105,6 +107,7 @@ impl Gateway {
             identity_names,
             untrusted,
             trusted_proxies,
+            drain,
         }
     }
 
@@ -248,6 +251,9 @@ impl ProxyHttp for Gateway {
         session
             .as_downstream_mut()
             .set_read_timeout(Some(std::time::Duration::from_secs(timeout)));
+        if self.drain.draining() {
+            session.set_keepalive(None);
+        }
         Ok(())
     }
 

@@ -36,7 +36,7 @@ pub fn handle(head_only: bool) -> Response {
 pub fn not_found() -> Response {
     page(
         404,
-        "<!doctype html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>Not found</title></head>\n<body><main><h1>Not found</h1><p>There is no page at this address.</p></main></body>\n</html>\n"
+        "<!doctype html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Not found</title></head>\n<body><main><h1>Not found</h1><p>There is no page at this address.</p><p><a href=\"/\">Go to the start page</a></p></main></body>\n</html>\n"
             .to_string(),
     )
 }
