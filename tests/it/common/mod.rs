@@ -371,10 +371,17 @@ impl Gatehouse {
 
     /// Sends SIGTERM and waits for the process to exit; returns its exit code.
     pub fn terminate(&mut self) -> Option<i32> {
-        let mut c = self.child.take()?;
+        let c = self.child.as_ref()?;
         let _ = Command::new("kill")
             .args(["-TERM", &c.id().to_string()])
             .status();
+        self.wait_exit()
+    }
+
+    /// Waits (up to 30 s, then SIGKILL) for the process to exit by itself, as after the
+    /// SIGQUIT of an upgrade; returns its exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(s)) = c.try_wait() {
