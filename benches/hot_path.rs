@@ -422,6 +422,7 @@ fn filled_store(n: u64, hash: &str) -> (tempfile::TempDir, SledStore) {
                     token_version: 0,
                     groups: Vec::new(),
                     email_verified: true,
+                    ended: Vec::new(),
                 })
                 .collect();
             for r in store.insert_users(batch).await.expect("insert") {

@@ -104,6 +104,7 @@ fn user(id: u64, username: String, email: String, hash: &str, now: u64) -> User 
         token_version: 0,
         groups: Vec::new(),
         email_verified: true,
+        ended: Vec::new(),
     }
 }
 

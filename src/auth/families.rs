@@ -26,6 +26,9 @@ pub fn implicit_root(family: &str, user_id: u64, expires_at: u64) -> Family {
         rotated_at: 0,
         revoked: false,
         expires_at,
+        created: 0,
+        client_ip: String::new(),
+        user_agent: String::new(),
     }
 }
 
@@ -66,6 +69,8 @@ pub fn rotate(
                 rotated_at: now,
                 revoked: false,
                 expires_at: new_expiry,
+                // The device stays the one the family was minted on.
+                ..current
             },
             issue: new_jti,
         };

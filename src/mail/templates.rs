@@ -97,6 +97,7 @@ mod tests {
             token_version: 0,
             groups: Vec::new(),
             email_verified: true,
+            ended: Vec::new(),
         }
     }
 

@@ -165,6 +165,7 @@ mod tests {
             token_version: 0,
             groups: Vec::new(),
             email_verified: false,
+            ended: Vec::new(),
         }
     }
 

@@ -1,15 +1,23 @@
-//! What a write causes beyond the user record (the mails today, the audit events next),
+//! What a write causes beyond the user record (mails, browser sessions, refresh-family
+//! records today, the audit events next),
 //! decided by the caller as a plain value and written by the backend in the same transaction
 //! as the change, or not at all. A new kind of effect is a new field here: no write's
 //! signature changes.
 
-use super::{OutboxMail, User};
+use super::{Family, OutboxMail, Session, User};
 
 /// The effects of one write, in the order they are recorded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Effects {
     /// Mails for the outbox (SPEC §10).
     pub mails: Vec<OutboxMail>,
+    /// Browser sessions created (SPEC §15).
+    pub sessions: Vec<Session>,
+    /// Id hashes of browser sessions ended: deleted (unknown ones are no error). Applied
+    /// after `sessions`, so a session both created and ended is gone.
+    pub end_sessions: Vec<String>,
+    /// Refresh-family records created or overwritten, keyed by family id.
+    pub families: Vec<(String, Family)>,
 }
 
 impl Effects {
@@ -20,7 +28,13 @@ impl Effects {
 
     /// Nothing to record.
     pub fn is_empty(&self) -> bool {
-        self.mails.is_empty()
+        let Effects {
+            mails,
+            sessions,
+            end_sessions,
+            families,
+        } = self;
+        mails.is_empty() && sessions.is_empty() && end_sessions.is_empty() && families.is_empty()
     }
 
     /// The effects of a user created by the same write, made before the store assigned the
@@ -29,19 +43,28 @@ impl Effects {
         for mail in &mut self.mails {
             mail.user_id = user_id;
         }
+        for session in &mut self.sessions {
+            session.user_id = user_id;
+        }
+        for (_, family) in &mut self.families {
+            family.user_id = user_id;
+        }
         self
     }
 }
 
 impl From<Vec<OutboxMail>> for Effects {
     fn from(mails: Vec<OutboxMail>) -> Effects {
-        Effects { mails }
+        Effects {
+            mails,
+            ..Effects::default()
+        }
     }
 }
 
 impl From<OutboxMail> for Effects {
     fn from(mail: OutboxMail) -> Effects {
-        Effects { mails: vec![mail] }
+        Effects::from(vec![mail])
     }
 }
 

@@ -6,10 +6,12 @@
 mod effects;
 mod group_commit;
 pub mod postgres;
+mod sessions;
 mod sled_store;
 
 pub use effects::{ChangeEffects, Effects, NewUserEffects};
 pub use postgres::{PgOptions, PgStore};
+pub use sessions::{Ended, Session, METHOD_PASSWORD, METHOD_PASSWORD_OTP};
 pub use sled_store::SledStore;
 
 use crate::config::{Config, StoreBackend};
@@ -43,6 +45,10 @@ pub struct User {
     /// existed, like imported users (Django keeps no such flag), count as verified.
     #[serde(default = "verified_before_mail_existed")]
     pub email_verified: bool,
+    /// Sessions and refresh families the user ended, until they would have expired anyway
+    /// (SPEC §15). Records written before sessions existed have none.
+    #[serde(default)]
+    pub ended: Vec<Ended>,
 }
 
 fn verified_before_mail_existed() -> bool {
@@ -90,6 +96,7 @@ impl NewUser {
             token_version: 0,
             groups: Vec::new(),
             email_verified: false,
+            ended: Vec::new(),
         }
     }
 }
@@ -108,6 +115,15 @@ pub struct Family {
     pub revoked: bool,
     /// When the newest token expires; the record is useless after it.
     pub expires_at: u64,
+    /// The device the family belongs to (SPEC §15 "sessions and devices"): when its root
+    /// token was minted (unix seconds), from where, by what. Records written before devices
+    /// were kept have zero and empty.
+    #[serde(default)]
+    pub created: u64,
+    #[serde(default)]
+    pub client_ip: String,
+    #[serde(default)]
+    pub user_agent: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -254,6 +270,18 @@ pub trait UserStore: MailOutbox + Send + Sync {
         expected: Option<&Family>,
         new: &Family,
     ) -> Result<bool, StoreError>;
+    async fn get_session(&self, id_hash: &str) -> Result<Option<Session>, StoreError>;
+    /// Sets last_seen (no-op if the session is gone; never moves it back, so two replicas
+    /// touching at once keep the later visit).
+    async fn touch_session(&self, id_hash: &str, last_seen: u64) -> Result<(), StoreError>;
+    /// The user's sessions, newest first (expired ones included; callers filter with live_at).
+    /// Equal `created` are in id-hash order.
+    async fn list_sessions(&self, user_id: u64) -> Result<Vec<Session>, StoreError>;
+    /// The user's refresh families that have a record (id, record), newest first (by
+    /// `created`; equal ones, such as records from before devices were kept, in id order).
+    async fn list_families(&self, user_id: u64) -> Result<Vec<(String, Family)>, StoreError>;
+    /// Deletes sessions not live at `now` (idle `idle` seconds); how many went.
+    async fn delete_expired_sessions(&self, now: u64, idle: u64) -> Result<usize, StoreError>;
     /// Key material every process of this store shares (several replicas): the key kept
     /// under `name`, which is `generated` if none was kept yet. `None`: this store keeps no
     /// keys (one process: they live in the data directory). Called once at start, blocking.
@@ -482,6 +510,24 @@ mod tests {
         assert!(
             u.email_verified,
             "records from before mail count as verified"
+        );
+    }
+
+    #[test]
+    fn records_written_before_sessions_existed_still_decode() {
+        let old = r#"{"id":3,"username":"a","email":"a@example.com","first_name":"","last_name":"",
+            "password":"!","is_active":true,"is_staff":false,"date_joined":0,"last_login":null,
+            "deleted_at":null,"token_version":2,"groups":["ops"],"email_verified":false}"#;
+        let u: User = serde_json::from_str(old).expect("an old user record decodes");
+        assert_eq!((u.groups.len(), u.email_verified), (1, false));
+        assert!(u.ended.is_empty(), "nothing ended before sessions existed");
+        let old = r#"{"user_id":3,"current":"b","parent":"a","rotated_at":5,"revoked":false,
+            "expires_at":9}"#;
+        let f: Family = serde_json::from_str(old).expect("an old family record decodes");
+        assert_eq!((f.user_id, f.expires_at), (3, 9));
+        assert_eq!(
+            (f.created, f.client_ip.as_str(), f.user_agent.as_str()),
+            (0, "", "")
         );
     }
 

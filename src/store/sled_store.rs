@@ -4,10 +4,12 @@
 use super::group_commit::GroupCommit;
 use super::{
     name_key, ChangeEffects, ChangeFeed, Effects, Family, ListFilter, MailOutbox, NewUser,
-    NewUserEffects, OutboxEntry, StateFilter, StoreError, User, UserChange, UserStore,
+    NewUserEffects, OutboxEntry, Session, StateFilter, StoreError, User, UserChange, UserStore,
 };
 use async_trait::async_trait;
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
+};
 use std::path::Path;
 
 const NEXT_ID: &[u8] = b"next_id";
@@ -20,6 +22,9 @@ const COUNT_INACTIVE: &[u8] = b"count_inactive";
 /// Set once the `inactive` index holds every inactive user (stores written before the index
 /// existed get it built when opened).
 const INACTIVE_INDEXED: &[u8] = b"inactive_indexed";
+/// Set once the `user_families` index holds every family record (stores written before the
+/// index existed get it built when opened).
+const FAMILIES_INDEXED: &[u8] = b"families_indexed";
 
 fn state_key(is_active: bool) -> &'static [u8] {
     if is_active {
@@ -51,6 +56,14 @@ pub struct SledStore {
     emails: sled::Tree,
     /// family id -> Family JSON.
     families: sled::Tree,
+    /// user id (u64 big-endian) ++ family id -> empty: a user's families without a scan,
+    /// written with the family records.
+    user_families: sled::Tree,
+    /// id hash -> Session JSON: browser sessions.
+    sessions: sled::Tree,
+    /// user id (u64 big-endian) ++ id hash -> empty: a user's sessions without a scan,
+    /// written in the same transactions as the sessions.
+    user_sessions: sled::Tree,
     /// id of every inactive (soft-deleted) user -> empty, kept in the user transactions: the
     /// `status=` pages of the admin list find their rows without decoding every user.
     inactive: sled::Tree,
@@ -63,13 +76,54 @@ pub struct SledStore {
     commits: GroupCommit,
 }
 
-/// Records a write's `effects` inside its transaction: the mails go to the outbox.
+/// The trees a write's effects go to, inside its transaction.
+struct EffectTrees<'a> {
+    meta: &'a TransactionalTree,
+    outbox: &'a TransactionalTree,
+    sessions: &'a TransactionalTree,
+    user_sessions: &'a TransactionalTree,
+    families: &'a TransactionalTree,
+    user_families: &'a TransactionalTree,
+}
+
+/// A key of an index by user: the user id (big-endian, so one user's keys are adjacent) and
+/// the indexed record's key.
+fn user_index_key(user_id: u64, key: &str) -> Vec<u8> {
+    let mut k = id_key(user_id).to_vec();
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// Records a write's `effects` inside its transaction: the mails go to the outbox, sessions
+/// and family records to their trees with their indexes.
 fn effects_tx(
-    outbox: &sled::transaction::TransactionalTree,
-    meta: &sled::transaction::TransactionalTree,
+    trees: &EffectTrees<'_>,
     effects: Effects,
 ) -> Result<(), ConflictableTransactionError<StoreError>> {
-    for mail in effects.mails {
+    let EffectTrees {
+        meta,
+        outbox,
+        sessions,
+        user_sessions,
+        families,
+        user_families,
+    } = *trees;
+    let Effects {
+        mails,
+        sessions: created,
+        end_sessions,
+        families: family_records,
+    } = effects;
+    for session in created {
+        put_session_tx(sessions, user_sessions, &session)?;
+    }
+    for id_hash in end_sessions {
+        delete_session_tx(sessions, user_sessions, &id_hash)?;
+    }
+    for (family, record) in family_records {
+        put_family_tx(families, user_families, &family, &record)?;
+    }
+    for mail in mails {
         let id = meta
             .get(NEXT_MAIL_ID)?
             .and_then(|v| decode_id(&v))
@@ -89,6 +143,82 @@ fn effects_tx(
         outbox.insert(&id_key(id), bytes)?;
     }
     Ok(())
+}
+
+/// Writes `session` (over one with the same id hash) and its index entry.
+fn put_session_tx(
+    sessions: &TransactionalTree,
+    user_sessions: &TransactionalTree,
+    session: &Session,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    if let Some(old) = sessions.get(session.id_hash.as_bytes())? {
+        if let Ok(old) = decode_session(&old) {
+            user_sessions.remove(user_index_key(old.user_id, &old.id_hash))?;
+        }
+    }
+    let bytes = match encode(session) {
+        Ok(b) => b,
+        Err(e) => return abort(e),
+    };
+    sessions.insert(session.id_hash.as_bytes(), bytes)?;
+    user_sessions.insert(user_index_key(session.user_id, &session.id_hash), &[])?;
+    Ok(())
+}
+
+/// Deletes a session and its index entry; an unknown one is no error.
+fn delete_session_tx(
+    sessions: &TransactionalTree,
+    user_sessions: &TransactionalTree,
+    id_hash: &str,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    if let Some(old) = sessions.remove(id_hash.as_bytes())? {
+        match decode_session(&old) {
+            Ok(old) => {
+                user_sessions.remove(user_index_key(old.user_id, id_hash))?;
+            }
+            Err(e) => return abort(e),
+        }
+    }
+    Ok(())
+}
+
+/// Writes a family record (over the one it replaces) and its index entry.
+fn put_family_tx(
+    families: &TransactionalTree,
+    user_families: &TransactionalTree,
+    family: &str,
+    record: &Family,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    if let Some(old) = families.get(family.as_bytes())? {
+        if let Ok(old) = decode_family(&old) {
+            if old.user_id != record.user_id {
+                user_families.remove(user_index_key(old.user_id, family))?;
+            }
+        }
+    }
+    let bytes = match encode(record) {
+        Ok(b) => b,
+        Err(e) => return abort(e),
+    };
+    families.insert(family.as_bytes(), bytes)?;
+    user_families.insert(user_index_key(record.user_id, family), &[])?;
+    Ok(())
+}
+
+fn decode_session(bytes: &[u8]) -> Result<Session, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Io(format!("corrupt session: {e}")))
+}
+
+fn decode_family(bytes: &[u8]) -> Result<Family, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Io(format!("corrupt family record: {e}")))
+}
+
+/// The record key of an index-by-user key (what follows the user id).
+fn indexed_key(index_key: &[u8]) -> Result<&str, StoreError> {
+    index_key
+        .get(8..)
+        .and_then(|k| std::str::from_utf8(k).ok())
+        .ok_or_else(|| StoreError::Io("corrupt index by user".into()))
 }
 
 fn decode_entry(bytes: &[u8]) -> Result<OutboxEntry, StoreError> {
@@ -259,6 +389,39 @@ impl SledStore {
         Ok(())
     }
 
+    /// Builds the families-by-user index of a store written before it existed (one pass over
+    /// the family records, once).
+    fn ensure_families_index(&self) -> Result<(), StoreError> {
+        if self.meta.get(FAMILIES_INDEXED).map_err(io)?.is_some() {
+            return Ok(());
+        }
+        for item in self.families.iter() {
+            let (key, bytes) = item.map_err(io)?;
+            let family = std::str::from_utf8(&key)
+                .map_err(|_| StoreError::Io("corrupt family key".into()))?;
+            let record = decode_family(&bytes)?;
+            self.user_families
+                .insert(user_index_key(record.user_id, family), &[])
+                .map_err(io)?;
+        }
+        self.meta.insert(FAMILIES_INDEXED, &[1]).map_err(io)?;
+        self.db.flush().map_err(io)?;
+        Ok(())
+    }
+
+    /// Every browser session (`gatehouse store copy`), in key order.
+    pub fn sessions(&self) -> impl Iterator<Item = Result<Session, StoreError>> + '_ {
+        self.sessions
+            .iter()
+            .values()
+            .map(|item| decode_session(&item.map_err(io)?))
+    }
+
+    /// How many sessions there are (progress of `store copy`).
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
     /// Opens (or creates) the store in `dir`. Another process holding it is a clear error.
     pub fn open(dir: &Path, cache_capacity_bytes: u64) -> Result<SledStore, StoreError> {
         let db = sled::Config::new()
@@ -277,6 +440,9 @@ impl SledStore {
             usernames: tree("usernames")?,
             emails: tree("emails")?,
             families: tree("families")?,
+            user_families: tree("user_families")?,
+            sessions: tree("sessions")?,
+            user_sessions: tree("user_sessions")?,
             inactive: tree("inactive")?,
             meta: tree("meta")?,
             outbox: tree("outbox")?,
@@ -284,6 +450,7 @@ impl SledStore {
             db,
         };
         store.ensure_inactive_index()?;
+        store.ensure_families_index()?;
         Ok(store)
     }
 
@@ -293,9 +460,7 @@ impl SledStore {
             let (key, bytes) = item.map_err(io)?;
             let family = String::from_utf8(key.to_vec())
                 .map_err(|_| StoreError::Io("corrupt family key".into()))?;
-            let record = serde_json::from_slice(&bytes)
-                .map_err(|e| StoreError::Io(format!("corrupt family record: {e}")))?;
-            Ok((family, record))
+            Ok((family, decode_family(&bytes)?))
         })
     }
 
@@ -327,8 +492,22 @@ impl SledStore {
                 &self.meta,
                 &self.inactive,
                 &self.outbox,
+                &self.sessions,
+                &self.user_sessions,
+                &self.families,
+                &self.user_families,
             )
-                .transaction(|(users, usernames, emails, meta, inactive, outbox)| {
+                .transaction(|trees| {
+                    let (users, usernames, emails, meta, inactive, outbox) =
+                        (&trees.0, &trees.1, &trees.2, &trees.3, &trees.4, &trees.5);
+                    let effect_trees = EffectTrees {
+                        meta,
+                        outbox,
+                        sessions: &trees.6,
+                        user_sessions: &trees.7,
+                        families: &trees.8,
+                        user_families: &trees.9,
+                    };
                     if usernames.get(uname.as_bytes())?.is_some() {
                         return abort(StoreError::UsernameTaken);
                     }
@@ -354,7 +533,8 @@ impl SledStore {
                     if !user.is_active {
                         inactive.insert(&id_key(user.id), &[])?;
                     }
-                    effects_tx(outbox, meta, effects(&user))?;
+                    // As PostgreSQL does, which decides them before the id exists.
+                    effects_tx(&effect_trees, effects(&user).about(user.id))?;
                     Ok(user)
                 }),
         )
@@ -376,8 +556,22 @@ impl SledStore {
                 &self.meta,
                 &self.inactive,
                 &self.outbox,
+                &self.sessions,
+                &self.user_sessions,
+                &self.families,
+                &self.user_families,
             )
-                .transaction(|(users, usernames, emails, meta, inactive, outbox)| {
+                .transaction(|trees| {
+                    let (users, usernames, emails, meta, inactive, outbox) =
+                        (&trees.0, &trees.1, &trees.2, &trees.3, &trees.4, &trees.5);
+                    let effect_trees = EffectTrees {
+                        meta,
+                        outbox,
+                        sessions: &trees.6,
+                        user_sessions: &trees.7,
+                        families: &trees.8,
+                        user_families: &trees.9,
+                    };
                     let Some(bytes) = users.get(id_key(id))? else {
                         return abort(StoreError::NotFound);
                     };
@@ -423,7 +617,7 @@ impl SledStore {
                             inactive.insert(&id_key(id), &[])?;
                         }
                     }
-                    effects_tx(outbox, meta, effects(&old, &new))?;
+                    effects_tx(&effect_trees, effects(&old, &new))?;
                     Ok(new)
                 }),
         )
@@ -509,8 +703,27 @@ impl UserStore for SledStore {
             return Ok(());
         }
         tx_result(
-            (&self.meta, &self.outbox)
-                .transaction(|(meta, outbox)| effects_tx(outbox, meta, effects.clone())),
+            (
+                &self.meta,
+                &self.outbox,
+                &self.sessions,
+                &self.user_sessions,
+                &self.families,
+                &self.user_families,
+            )
+                .transaction(
+                    |(meta, outbox, sessions, user_sessions, families, user_families)| {
+                        let trees = EffectTrees {
+                            meta,
+                            outbox,
+                            sessions,
+                            user_sessions,
+                            families,
+                            user_families,
+                        };
+                        effects_tx(&trees, effects.clone())
+                    },
+                ),
         )?;
         self.flush().await
     }
@@ -600,9 +813,7 @@ impl UserStore for SledStore {
 
     async fn get_family(&self, family: &str) -> Result<Option<Family>, StoreError> {
         match self.families.get(family.as_bytes()).map_err(io)? {
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| StoreError::Io(format!("corrupt family record: {e}"))),
+            Some(bytes) => decode_family(&bytes).map(Some),
             None => Ok(None),
         }
     }
@@ -613,18 +824,124 @@ impl UserStore for SledStore {
         expected: Option<&Family>,
         new: &Family,
     ) -> Result<bool, StoreError> {
-        // Records are written only by this function, from the same serializer, so the bytes
-        // of an equal record are equal.
+        // Records are written only from the same serializer, so the bytes of an equal record
+        // are equal. A transaction rather than a compare_and_swap: the index moves with it.
         let old = expected.map(encode).transpose()?;
-        let swapped = self
-            .families
-            .compare_and_swap(family.as_bytes(), old, Some(encode(new)?))
-            .map_err(io)?
-            .is_ok();
+        let swapped = tx_result((&self.families, &self.user_families).transaction(
+            |(families, user_families)| {
+                let stored = families.get(family.as_bytes())?;
+                if stored.as_deref() != old.as_deref() {
+                    return Ok(false);
+                }
+                put_family_tx(families, user_families, family, new)?;
+                Ok(true)
+            },
+        ))?;
         if swapped {
             self.flush().await?;
         }
         Ok(swapped)
+    }
+
+    async fn get_session(&self, id_hash: &str) -> Result<Option<Session>, StoreError> {
+        match self.sessions.get(id_hash.as_bytes()).map_err(io)? {
+            Some(bytes) => decode_session(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn touch_session(&self, id_hash: &str, last_seen: u64) -> Result<(), StoreError> {
+        let touched = tx_result(self.sessions.transaction(|sessions| {
+            let Some(bytes) = sessions.get(id_hash.as_bytes())? else {
+                return Ok(false);
+            };
+            let mut session = match decode_session(&bytes) {
+                Ok(s) => s,
+                Err(e) => return abort(e),
+            };
+            if session.last_seen >= last_seen {
+                return Ok(false);
+            }
+            session.last_seen = last_seen;
+            match encode(&session) {
+                Ok(b) => sessions.insert(id_hash.as_bytes(), b)?,
+                Err(e) => return abort(e),
+            };
+            Ok(true)
+        }))?;
+        if touched {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn list_sessions(&self, user_id: u64) -> Result<Vec<Session>, StoreError> {
+        let mut found = Vec::new();
+        for key in self.user_sessions.scan_prefix(id_key(user_id)).keys() {
+            let key = key.map_err(io)?;
+            // An entry whose session went under our feet is skipped.
+            if let Some(session) = self.get_session(indexed_key(&key)?).await? {
+                found.push(session);
+            }
+        }
+        found.sort_by(|a, b| {
+            b.created
+                .cmp(&a.created)
+                .then_with(|| a.id_hash.cmp(&b.id_hash))
+        });
+        Ok(found)
+    }
+
+    async fn list_families(&self, user_id: u64) -> Result<Vec<(String, Family)>, StoreError> {
+        let mut found = Vec::new();
+        for key in self.user_families.scan_prefix(id_key(user_id)).keys() {
+            let key = key.map_err(io)?;
+            let family = indexed_key(&key)?;
+            match self.get_family(family).await? {
+                Some(record) if record.user_id == user_id => {
+                    found.push((family.to_string(), record));
+                }
+                _ => {}
+            }
+        }
+        found
+            .sort_by(|(a_id, a), (b_id, b)| b.created.cmp(&a.created).then_with(|| a_id.cmp(b_id)));
+        Ok(found)
+    }
+
+    async fn delete_expired_sessions(&self, now: u64, idle: u64) -> Result<usize, StoreError> {
+        // A sweep: the one reader of every session. Each deletion checks again in its
+        // transaction, so a session touched meanwhile stays.
+        let mut deleted = 0;
+        for item in self.sessions.iter() {
+            let (key, bytes) = item.map_err(io)?;
+            if decode_session(&bytes)?.live_at(now, idle) {
+                continue;
+            }
+            let gone = tx_result((&self.sessions, &self.user_sessions).transaction(
+                |(sessions, user_sessions)| {
+                    let Some(bytes) = sessions.get(&key)? else {
+                        return Ok(false);
+                    };
+                    let session = match decode_session(&bytes) {
+                        Ok(s) => s,
+                        Err(e) => return abort(e),
+                    };
+                    if session.live_at(now, idle) {
+                        return Ok(false);
+                    }
+                    delete_session_tx(sessions, user_sessions, &session.id_hash)?;
+                    Ok(true)
+                },
+            ))?;
+            if gone {
+                deleted += 1;
+            }
+        }
+        if deleted > 0 {
+            self.flush().await?;
+        }
+        Ok(deleted)
     }
 }
 
@@ -818,6 +1135,9 @@ mod tests {
             rotated_at: 1,
             revoked: false,
             expires_at: 10,
+            created: 1,
+            client_ip: "192.0.2.1".into(),
+            user_agent: "test".into(),
         };
         let mut f2 = f1.clone();
         f2.current = "c".into();
@@ -1008,6 +1328,41 @@ mod tests {
         drop(store);
         let store = SledStore::open(dir.path(), 1 << 20).expect("reopen");
         assert_eq!(store.inactive.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_store_without_the_families_index_gets_it_when_opened() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let family = |user_id| super::super::Family {
+            user_id,
+            current: "c".into(),
+            parent: None,
+            rotated_at: 0,
+            revoked: false,
+            expires_at: 10,
+            created: 0,
+            client_ip: String::new(),
+            user_agent: String::new(),
+        };
+        {
+            let store = SledStore::open(dir.path(), 1 << 20).expect("open");
+            for (name, user) in [("a", 1), ("b", 2), ("c", 1)] {
+                assert!(store
+                    .swap_family(name, None, &family(user))
+                    .await
+                    .expect("swap"));
+            }
+            // As a store written before the index existed.
+            store.user_families.clear().expect("clear");
+            store.meta.remove(FAMILIES_INDEXED).expect("unmark");
+            store.db.flush().expect("flush");
+        }
+        let store = SledStore::open(dir.path(), 1 << 20).expect("reopen");
+        let listed = store.list_families(1).await.expect("list");
+        assert_eq!(
+            listed.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
+            ["a", "c"]
+        );
     }
 
     #[tokio::test]

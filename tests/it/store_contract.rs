@@ -7,8 +7,8 @@ use crate::common;
 use common::postgres;
 use gatehouse::auth::families::{self, Presented, Step};
 use gatehouse::store::{
-    Family, ListFilter, MailKind, NewUser, OutboxMail, PgStore, SledStore, StateFilter, StoreError,
-    User, UserStore,
+    Effects, Ended, Family, ListFilter, MailKind, NewUser, OutboxMail, PgStore, Session, SledStore,
+    StateFilter, StoreError, User, UserStore, METHOD_PASSWORD, METHOD_PASSWORD_OTP,
 };
 use std::sync::Arc;
 
@@ -750,6 +750,7 @@ async fn apply(store: &dyn UserStore, op: &Op) -> String {
                 token_version: 0,
                 groups: vec!["g".into()],
                 email_verified: id % 3 == 0,
+                ended: Vec::new(),
             };
             u.last_login = Some(9);
             format!("{:?}", store.insert_user(u).await)
@@ -801,6 +802,9 @@ async fn apply(store: &dyn UserStore, op: &Op) -> String {
                 rotated_at: 1,
                 revoked: false,
                 expires_at: 99,
+                created: 5,
+                client_ip: "192.0.2.7".into(),
+                user_agent: "agent".into(),
             });
             new.current = format!("{}x", new.current);
             new.parent = Some(name.clone());
@@ -884,5 +888,456 @@ async fn outbox_entries_reads_every_entry_in_order_without_claiming_it() {
         assert_eq!(due.len(), 1, "{backend}");
         assert_eq!(due[0].mail.to, "c@example.com", "{backend}");
         assert_eq!(store.outbox_depth().await.expect("depth"), 3, "{backend}");
+    }
+}
+
+/// A session of `user_id` created at `created`, idle-limited, with a made-up id hash `n`.
+fn session(n: u64, user_id: u64, created: u64) -> Session {
+    Session {
+        id_hash: format!("{n:064x}"),
+        user_id,
+        created,
+        last_seen: created,
+        expires_at: created + 12 * 3600,
+        client_ip: "192.0.2.1".into(),
+        user_agent: "Mozilla/5.0 (X11; Linux x86_64)".into(),
+        remember: false,
+        method: METHOD_PASSWORD.into(),
+        token_version: 0,
+    }
+}
+
+/// The id hashes of a user's sessions, as listed.
+async fn listed(store: &dyn UserStore, user_id: u64) -> Vec<String> {
+    store
+        .list_sessions(user_id)
+        .await
+        .expect("list sessions")
+        .into_iter()
+        .map(|s| s.id_hash)
+        .collect()
+}
+
+fn sessions(list: Vec<Session>) -> Effects {
+    Effects {
+        sessions: list,
+        ..Effects::none()
+    }
+}
+
+#[tokio::test]
+async fn sessions_are_written_with_a_user_write_and_read_by_their_hash() {
+    for (backend, make) in backends() {
+        let fresh = make();
+        let store = fresh.store.as_ref();
+        // With a registration: made before the id exists, they take it (`Effects::about`).
+        let ann = store
+            .create_user(new_user("ann"), &|_| sessions(vec![session(1, 0, 100)]))
+            .await
+            .expect("create with a session");
+        let first = store
+            .get_session(&session(1, 0, 0).id_hash)
+            .await
+            .expect("get");
+        assert_eq!(
+            first,
+            Some(session(1, ann.id, 100)),
+            "{backend}: stored whole, with the new user's id"
+        );
+        // With a sign-in (a user change) and on its own.
+        let bob = create(store, "bob").await;
+        store
+            .update_user(ann.id, &|u| u.last_login = Some(200), &|_, after| {
+                sessions(vec![Session {
+                    remember: true,
+                    method: METHOD_PASSWORD_OTP.into(),
+                    token_version: 3,
+                    ..session(2, after.id, 200)
+                }])
+            })
+            .await
+            .expect("sign-in");
+        store
+            .record(sessions(vec![
+                session(3, ann.id, 150),
+                session(4, bob.id, 300),
+            ]))
+            .await
+            .expect("record");
+        let second = store
+            .get_session(&session(2, 0, 0).id_hash)
+            .await
+            .expect("get")
+            .expect("the sign-in's session");
+        assert!(second.remember, "{backend}");
+        assert_eq!(
+            (second.method.as_str(), second.token_version),
+            (METHOD_PASSWORD_OTP, 3),
+            "{backend}"
+        );
+        assert_eq!(
+            store.get_session(&"f".repeat(64)).await.expect("get"),
+            None,
+            "{backend}: an unknown hash is no session"
+        );
+        // Listed by user, newest first, only that user's.
+        assert_eq!(
+            listed(store, ann.id).await,
+            [2, 3, 1].map(|n| session(n, 0, 0).id_hash),
+            "{backend}"
+        );
+        assert_eq!(
+            listed(store, bob.id).await,
+            [session(4, 0, 0).id_hash],
+            "{backend}"
+        );
+        assert!(listed(store, 999).await.is_empty(), "{backend}");
+        // Touch: last_seen moves forward only; a gone session is no error.
+        let hash = session(1, 0, 0).id_hash;
+        store.touch_session(&hash, 500).await.expect("touch");
+        store.touch_session(&hash, 400).await.expect("late touch");
+        let touched = store.get_session(&hash).await.expect("get").expect("there");
+        assert_eq!(
+            (touched.last_seen, touched.created),
+            (500, 100),
+            "{backend}"
+        );
+        store
+            .touch_session(&"e".repeat(64), 500)
+            .await
+            .expect("touching a gone session is no error");
+        assert_eq!(
+            store.get_session(&"e".repeat(64)).await.expect("get"),
+            None,
+            "{backend}: touch creates nothing"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sessions_end_one_or_all_but_the_current_with_the_user_write() {
+    for (backend, make) in backends() {
+        let fresh = make();
+        let store = fresh.store.as_ref();
+        let ann = create(store, "ann").await;
+        let bob = create(store, "bob").await;
+        store
+            .record(sessions(
+                (1..=4)
+                    .map(|n| session(n, ann.id, n * 10))
+                    .chain([session(9, bob.id, 5)])
+                    .collect(),
+            ))
+            .await
+            .expect("record");
+        // "Sign out this device": the session goes, its end is kept in the user record.
+        let one = session(2, 0, 0).id_hash;
+        let after = store
+            .update_user(
+                ann.id,
+                &|u| {
+                    u.ended.push(Ended {
+                        id: one.clone(),
+                        until: 1_000,
+                    })
+                },
+                &|_, _| Effects {
+                    end_sessions: vec![one.clone()],
+                    ..Effects::none()
+                },
+            )
+            .await
+            .expect("end one");
+        assert_eq!(after.ended.len(), 1, "{backend}");
+        assert_eq!(
+            store.get_session(&one).await.expect("get"),
+            None,
+            "{backend}"
+        );
+        assert_eq!(
+            listed(store, ann.id).await,
+            [4, 3, 1].map(|n| session(n, 0, 0).id_hash),
+            "{backend}: the index follows"
+        );
+        // All but the current one (3); an unknown hash among them is no error.
+        let current = session(3, 0, 0).id_hash;
+        let mut others: Vec<String> = listed(store, ann.id)
+            .await
+            .into_iter()
+            .filter(|h| *h != current)
+            .collect();
+        others.push("d".repeat(64));
+        store
+            .record(Effects {
+                end_sessions: others,
+                ..Effects::none()
+            })
+            .await
+            .expect("revoke others");
+        assert_eq!(listed(store, ann.id).await, [current], "{backend}");
+        assert_eq!(
+            listed(store, bob.id).await,
+            [session(9, 0, 0).id_hash],
+            "{backend}: another user's session stays"
+        );
+    }
+}
+
+#[tokio::test]
+async fn expired_sessions_are_deleted_idle_absolute_and_remember_me_alike() {
+    for (backend, make) in backends() {
+        let fresh = make();
+        let store = fresh.store.as_ref();
+        let ann = create(store, "ann").await;
+        let idle = 1_800;
+        let now = 100_000;
+        let fresh_one = Session {
+            last_seen: now - 60,
+            ..session(1, ann.id, now - 3_600)
+        };
+        let idle_out = Session {
+            last_seen: now - idle,
+            ..session(2, ann.id, now - 3_600)
+        };
+        let past_limit = Session {
+            last_seen: now - 10,
+            expires_at: now,
+            ..session(3, ann.id, now - 43_200)
+        };
+        let remembered = Session {
+            remember: true,
+            last_seen: now - 86_400,
+            expires_at: now + 86_400,
+            ..session(4, ann.id, now - 90_000)
+        };
+        let remembered_out = Session {
+            remember: true,
+            last_seen: now - 10,
+            expires_at: now - 1,
+            ..session(5, ann.id, now - 90_000)
+        };
+        let all = vec![
+            fresh_one.clone(),
+            idle_out,
+            past_limit,
+            remembered.clone(),
+            remembered_out,
+        ];
+        let live: Vec<&Session> = all.iter().filter(|s| s.live_at(now, idle)).collect();
+        assert_eq!(
+            live,
+            [&fresh_one, &remembered],
+            "the scenario's own premise"
+        );
+        store.record(sessions(all)).await.expect("record");
+        assert_eq!(
+            store
+                .delete_expired_sessions(now, idle)
+                .await
+                .expect("sweep"),
+            3,
+            "{backend}"
+        );
+        assert_eq!(
+            listed(store, ann.id).await,
+            [fresh_one.id_hash.clone(), remembered.id_hash.clone()],
+            "{backend}: the live ones stay, the index follows"
+        );
+        assert_eq!(
+            store
+                .delete_expired_sessions(now, idle)
+                .await
+                .expect("sweep"),
+            0,
+            "{backend}: nothing more to delete"
+        );
+        assert_eq!(
+            store.get_session(&remembered.id_hash).await.expect("get"),
+            Some(remembered),
+            "{backend}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_refused_write_creates_no_session_ends_none_and_writes_no_family() {
+    for (backend, make) in backends() {
+        let fresh = make();
+        let store = fresh.store.as_ref();
+        let ann = create(store, "ann").await;
+        create(store, "bob").await;
+        store
+            .record(sessions(vec![session(1, ann.id, 10)]))
+            .await
+            .expect("record");
+        let effects = |user_id: u64| Effects {
+            sessions: vec![session(2, user_id, 20)],
+            end_sessions: vec![session(1, 0, 0).id_hash],
+            families: vec![("fam".into(), families::implicit_root("fam", user_id, 1_000))],
+            ..Effects::none()
+        };
+        let refused = store
+            .update_user(ann.id, &|u| u.username = "BOB".into(), &|_, after| {
+                effects(after.id)
+            })
+            .await;
+        assert_eq!(refused, Err(StoreError::UsernameTaken), "{backend}");
+        let lost = store.create_user(new_user("Ann"), &|u| effects(u.id)).await;
+        assert_eq!(lost.err(), Some(StoreError::UsernameTaken), "{backend}");
+        assert_eq!(
+            listed(store, ann.id).await,
+            [session(1, 0, 0).id_hash],
+            "{backend}: nothing created, nothing ended"
+        );
+        assert_eq!(
+            store
+                .get_session(&session(2, 0, 0).id_hash)
+                .await
+                .expect("get"),
+            None,
+            "{backend}"
+        );
+        assert_eq!(
+            store.get_family("fam").await.expect("get"),
+            None,
+            "{backend}"
+        );
+        assert!(
+            store.list_families(ann.id).await.expect("list").is_empty(),
+            "{backend}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn ended_sessions_and_families_round_trip_in_the_user_record() {
+    for (backend, make) in backends() {
+        let fresh = make();
+        let store = fresh.store.as_ref();
+        let ann = create(store, "ann").await;
+        assert!(ann.ended.is_empty(), "{backend}: a new user ended nothing");
+        let ended = vec![
+            Ended {
+                id: "a".repeat(64),
+                until: 1_000,
+            },
+            Ended {
+                id: "family-jti".into(),
+                until: 2_000,
+            },
+        ];
+        let updated = store
+            .update_user(ann.id, &|u| u.ended = ended.clone(), &|_, _| {
+                Effects::none()
+            })
+            .await
+            .expect("end");
+        assert_eq!(updated.ended, ended, "{backend}");
+        let read = store.get_user(ann.id).await.expect("get").expect("ann");
+        assert_eq!(read.ended, ended, "{backend}: read back");
+        let found = store.find_by_username("ANN").await.expect("find");
+        assert_eq!(found.map(|u| u.ended), Some(ended.clone()), "{backend}");
+        // Pruned when they would have expired anyway.
+        let pruned = store
+            .update_user(ann.id, &|u| u.ended.retain(|e| e.until > 1_500), &|_, _| {
+                Effects::none()
+            })
+            .await
+            .expect("prune");
+        assert_eq!(pruned.ended, ended[1..], "{backend}");
+        // An imported user keeps what it carries.
+        let mut imported = read.clone();
+        imported.id = 500;
+        imported.username = "imported".into();
+        imported.email = "imported@example.com".into();
+        store.insert_user(imported).await.expect("insert");
+        assert_eq!(
+            store.get_user(500).await.expect("get").map(|u| u.ended),
+            Some(ended),
+            "{backend}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn families_are_listed_by_user_newest_first_with_their_device() {
+    for (backend, make) in backends() {
+        let fresh = make();
+        let store = fresh.store.as_ref();
+        let ann = create(store, "ann").await;
+        let bob = create(store, "bob").await;
+        let device = |family: &str, user_id: u64, created: u64| Family {
+            created,
+            client_ip: format!("192.0.2.{created}"),
+            user_agent: format!("curl/{created}"),
+            ..families::implicit_root(family, user_id, 10_000)
+        };
+        // Through a compare-and-swap (login, rotation) and as a write's effect.
+        assert!(store
+            .swap_family("old", None, &families::implicit_root("old", ann.id, 10_000))
+            .await
+            .expect("swap"));
+        assert!(store
+            .swap_family("laptop", None, &device("laptop", ann.id, 20))
+            .await
+            .expect("swap"));
+        store
+            .update_user(ann.id, &|u| u.last_login = Some(30), &|_, after| Effects {
+                families: vec![("phone".into(), device("phone", after.id, 30))],
+                ..Effects::none()
+            })
+            .await
+            .expect("login with a family");
+        store
+            .record(Effects {
+                families: vec![("bobs".into(), device("bobs", bob.id, 40))],
+                ..Effects::none()
+            })
+            .await
+            .expect("record");
+        let listed = store.list_families(ann.id).await.expect("list");
+        let ids: Vec<&str> = listed.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["phone", "laptop", "old"],
+            "{backend}: newest first, only ann's"
+        );
+        assert_eq!(listed[0].1, device("phone", ann.id, 30), "{backend}");
+        assert_eq!(
+            (listed[2].1.created, listed[2].1.client_ip.as_str()),
+            (0, ""),
+            "{backend}: a family without a device"
+        );
+        // A rotation keeps the device and the listing; the swap compares it too.
+        let laptop = device("laptop", ann.id, 20);
+        let rotated = Family {
+            current: "laptop-2".into(),
+            parent: Some("laptop".into()),
+            rotated_at: 50,
+            ..laptop.clone()
+        };
+        let stale = Family {
+            user_agent: "other".into(),
+            ..laptop.clone()
+        };
+        assert!(
+            !store
+                .swap_family("laptop", Some(&stale), &rotated)
+                .await
+                .expect("swap"),
+            "{backend}: a record that differs in its device is not the current one"
+        );
+        assert!(store
+            .swap_family("laptop", Some(&laptop), &rotated)
+            .await
+            .expect("swap"));
+        let listed = store.list_families(ann.id).await.expect("list");
+        assert_eq!(listed.len(), 3, "{backend}");
+        assert_eq!(listed[1], ("laptop".to_string(), rotated), "{backend}");
+        assert_eq!(
+            store.list_families(bob.id).await.expect("list"),
+            [("bobs".to_string(), device("bobs", bob.id, 40))],
+            "{backend}"
+        );
     }
 }

@@ -568,6 +568,7 @@ fn map_user(
             username,
             // Django keeps no such flag: an imported address counts as verified (SPEC §10).
             email_verified: true,
+            ended: Vec::new(),
         },
         warning,
         group_refs,
@@ -656,6 +657,7 @@ mod tests {
                     token_version: 0,
                     groups: Vec::new(),
                     email_verified: true,
+                    ended: Vec::new(),
                 },
                 warning: None,
                 group_refs: Vec::new(),

@@ -7,11 +7,13 @@
 mod feed;
 mod outbox;
 pub mod schema;
+mod sessions;
 mod writes;
 
 use super::{
     name_key, Change, ChangeEffects, ChangeFeed, Effects, Family, ListFilter, NewUser,
-    NewUserEffects, StateFilter, StoreError, User, UserChange, UserStore, MAX_SWAP_ATTEMPTS,
+    NewUserEffects, Session, StateFilter, StoreError, User, UserChange, UserStore,
+    MAX_SWAP_ATTEMPTS,
 };
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -174,7 +176,8 @@ fn to_u64(n: i64, what: &str) -> Result<u64, StoreError> {
 }
 
 const USER_COLUMNS: &str = "id, username, email, first_name, last_name, password, is_active, \
-     is_staff, date_joined, last_login, deleted_at, token_version, groups, email_verified, rev";
+     is_staff, date_joined, last_login, deleted_at, token_version, groups, email_verified, ended, \
+     rev";
 
 fn decode_user(row: &Row) -> Result<(User, i64), StoreError> {
     let get_err = |e: tokio_postgres::Error| StoreError::Io(format!("corrupt user row: {e}"));
@@ -197,6 +200,8 @@ fn decode_user(row: &Row) -> Result<(User, i64), StoreError> {
         )?,
         groups: row.try_get("groups").map_err(get_err)?,
         email_verified: row.try_get("email_verified").map_err(get_err)?,
+        ended: serde_json::from_str(row.try_get("ended").map_err(get_err)?)
+            .map_err(|e| StoreError::Io(format!("corrupt user row: ended: {e}")))?,
     };
     Ok((user, row.try_get("rev").map_err(get_err)?))
 }
@@ -218,11 +223,13 @@ struct UserParams {
     token_version: i64,
     groups: Vec<String>,
     email_verified: bool,
+    /// `User::ended` as JSON.
+    ended: String,
 }
 
 /// How many parameters a user takes (`UserParams::as_params`, `USER_FIELDS`): the INSERT's
 /// and UPDATE's further parameters are numbered after them.
-const USER_PARAMS: usize = 15;
+const USER_PARAMS: usize = 16;
 
 impl UserParams {
     fn new(u: &User) -> Result<UserParams, StoreError> {
@@ -243,6 +250,8 @@ impl UserParams {
             token_version: to_i64(u.token_version, "token_version")?,
             groups: u.groups.clone(),
             email_verified: u.email_verified,
+            ended: serde_json::to_string(&u.ended)
+                .map_err(|e| StoreError::Io(format!("cannot encode ended sessions: {e}")))?,
         })
     }
 
@@ -263,18 +272,19 @@ impl UserParams {
             &self.token_version,
             &self.groups,
             &self.email_verified,
+            &self.ended,
         ]
     }
 }
 
 const USER_FIELDS: &str = "username, username_key, email, email_key, first_name, last_name, \
      password, is_active, is_staff, date_joined, last_login, deleted_at, token_version, groups, \
-     email_verified";
+     email_verified, ended";
 
 /// `USER_FIELDS`' parameters typed (an INSERT ... SELECT does not infer them).
 const CAST_VALUES: &str = "$1::text, $2::text, $3::text, $4::text, $5::text, $6::text, \
      $7::text, $8::boolean, $9::boolean, $10::bigint, $11::bigint, $12::bigint, $13::bigint, \
-     $14::text[], $15::boolean";
+     $14::text[], $15::boolean, $16::text";
 
 /// The WHERE conditions of a list filter, with its parameters numbered from `first`.
 fn filter_sql(filter: &ListFilter, first: usize) -> (String, Vec<String>) {
@@ -510,8 +520,10 @@ async fn insert_one(
         return Err(StoreError::Conflict);
     }
     let tx = client.transaction().await.map_err(pg_error)?;
-    let sql =
-        format!("INSERT INTO users (id, {USER_FIELDS}) SELECT $16::bigint, {CAST_VALUES} {guard}");
+    let sql = format!(
+        "INSERT INTO users (id, {USER_FIELDS}) SELECT ${}::bigint, {CAST_VALUES} {guard}",
+        USER_PARAMS + 1
+    );
     let mut params: Vec<&(dyn ToSql + Sync)> = p.as_params().to_vec();
     params.push(&id);
     let inserted = tx.execute(&sql, &params).await.map_err(|e| {
@@ -566,10 +578,17 @@ fn decode_family(row: &Row) -> Result<Family, StoreError> {
         rotated_at: to_u64(row.try_get("rotated_at").map_err(get_err)?, "rotated_at")?,
         revoked: row.try_get("revoked").map_err(get_err)?,
         expires_at: to_u64(row.try_get("expires_at").map_err(get_err)?, "expires_at")?,
+        created: to_u64(row.try_get("created").map_err(get_err)?, "created")?,
+        client_ip: row.try_get("client_ip").map_err(get_err)?,
+        user_agent: row.try_get("user_agent").map_err(get_err)?,
     })
 }
 
-/// A family as parameters $2..$7 (after the family id).
+/// The columns `decode_family` reads (after the family id).
+const FAMILY_COLUMNS: &str =
+    "user_id, current, parent, rotated_at, revoked, expires_at, created, client_ip, user_agent";
+
+/// A family as parameters $2..$10 (after the family id), in `FAMILY_COLUMNS` order.
 struct FamilyParams {
     user_id: i64,
     current: String,
@@ -577,6 +596,9 @@ struct FamilyParams {
     rotated_at: i64,
     revoked: bool,
     expires_at: i64,
+    created: i64,
+    client_ip: String,
+    user_agent: String,
 }
 
 impl FamilyParams {
@@ -588,8 +610,52 @@ impl FamilyParams {
             rotated_at: to_i64(f.rotated_at, "rotated_at")?,
             revoked: f.revoked,
             expires_at: to_i64(f.expires_at, "expires_at")?,
+            created: to_i64(f.created, "created")?,
+            client_ip: f.client_ip.clone(),
+            user_agent: f.user_agent.clone(),
         })
     }
+
+    /// The values of `FAMILY_COLUMNS`.
+    fn as_params(&self) -> [&(dyn ToSql + Sync); 9] {
+        [
+            &self.user_id,
+            &self.current,
+            &self.parent,
+            &self.rotated_at,
+            &self.revoked,
+            &self.expires_at,
+            &self.created,
+            &self.client_ip,
+            &self.user_agent,
+        ]
+    }
+}
+
+/// Writes a family record, over the one it replaces, through `client` (a transaction of a
+/// user write's effects).
+async fn put_family(
+    client: &impl tokio_postgres::GenericClient,
+    family: &str,
+    record: &Family,
+) -> Result<(), StoreError> {
+    let p = FamilyParams::new(record)?;
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&family];
+    params.extend(p.as_params());
+    client
+        .execute(
+            &format!(
+                "INSERT INTO families (family, {FAMILY_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (family) DO UPDATE SET user_id = $2, current = $3, parent = $4, \
+                 rotated_at = $5, revoked = $6, expires_at = $7, created = $8, client_ip = $9, \
+                 user_agent = $10"
+            ),
+            &params,
+        )
+        .await
+        .map_err(pg_error)?;
+    Ok(())
 }
 
 #[async_trait]
@@ -882,8 +948,7 @@ impl UserStore for PgStore {
             let client = pool.get().await.map_err(pool_error)?;
             let row = client
                 .query_opt(
-                    "SELECT user_id, current, parent, rotated_at, revoked, expires_at \
-                     FROM families WHERE family = $1",
+                    &format!("SELECT {FAMILY_COLUMNS} FROM families WHERE family = $1"),
                     &[&family],
                 )
                 .await
@@ -904,55 +969,62 @@ impl UserStore for PgStore {
         let new = FamilyParams::new(new)?;
         self.run("swap_family", move |pool| async move {
             let client = pool.get().await.map_err(pool_error)?;
-            let n = match old {
+            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&family];
+            params.extend(new.as_params());
+            let n = match &old {
                 None => client
                     .execute(
-                        "INSERT INTO families \
-                         (family, user_id, current, parent, rotated_at, revoked, expires_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (family) DO NOTHING",
-                        &[
-                            &family,
-                            &new.user_id,
-                            &new.current,
-                            &new.parent,
-                            &new.rotated_at,
-                            &new.revoked,
-                            &new.expires_at,
-                        ],
+                        &format!(
+                            "INSERT INTO families (family, {FAMILY_COLUMNS}) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                             ON CONFLICT (family) DO NOTHING"
+                        ),
+                        &params,
                     )
                     .await
                     .map_err(pg_error)?,
                 // The compare-and-swap: one UPDATE that matches only the record the caller
                 // decided on; a concurrent rotation makes it match nothing.
-                Some(old) => client
-                    .execute(
-                        "UPDATE families SET user_id = $2, current = $3, parent = $4, \
-                         rotated_at = $5, revoked = $6, expires_at = $7 \
-                         WHERE family = $1 AND user_id = $8 AND current = $9 \
-                         AND parent IS NOT DISTINCT FROM $10 AND rotated_at = $11 \
-                         AND revoked = $12 AND expires_at = $13",
-                        &[
-                            &family,
-                            &new.user_id,
-                            &new.current,
-                            &new.parent,
-                            &new.rotated_at,
-                            &new.revoked,
-                            &new.expires_at,
-                            &old.user_id,
-                            &old.current,
-                            &old.parent,
-                            &old.rotated_at,
-                            &old.revoked,
-                            &old.expires_at,
-                        ],
-                    )
-                    .await
-                    .map_err(pg_error)?,
+                Some(old) => {
+                    params.extend(old.as_params());
+                    client
+                        .execute(
+                            "UPDATE families SET user_id = $2, current = $3, parent = $4, \
+                             rotated_at = $5, revoked = $6, expires_at = $7, created = $8, \
+                             client_ip = $9, user_agent = $10 \
+                             WHERE family = $1 AND user_id = $11 AND current = $12 \
+                             AND parent IS NOT DISTINCT FROM $13 AND rotated_at = $14 \
+                             AND revoked = $15 AND expires_at = $16 AND created = $17 \
+                             AND client_ip = $18 AND user_agent = $19",
+                            &params,
+                        )
+                        .await
+                        .map_err(pg_error)?
+                }
             };
             Ok(n == 1)
         })
         .await
+    }
+
+    async fn get_session(&self, id_hash: &str) -> Result<Option<Session>, StoreError> {
+        self.read_session(id_hash).await
+    }
+
+    async fn touch_session(&self, id_hash: &str, last_seen: u64) -> Result<(), StoreError> {
+        self.touch(id_hash, last_seen).await
+    }
+
+    async fn list_sessions(&self, user_id: u64) -> Result<Vec<Session>, StoreError> {
+        self.sessions_of(user_id).await
+    }
+
+    async fn list_families(&self, user_id: u64) -> Result<Vec<(String, Family)>, StoreError> {
+        self.families_of(user_id).await
+    }
+
+    async fn delete_expired_sessions(&self, now: u64, idle: u64) -> Result<usize, StoreError> {
+        self.delete_expired(now, idle).await
     }
 }
 

@@ -141,6 +141,50 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_due ON outbox (not_before, id);
 "#,
     },
+    Migration {
+        version: 3,
+        name: "browser sessions, ended sessions and families, refresh-family devices",
+        sql: r#"
+-- store::Ended as a JSON array: what the user ended, until it would have expired anyway.
+-- It rides in the user row so the change feed carries it to every replica's cache.
+ALTER TABLE users ADD COLUMN ended text NOT NULL DEFAULT '[]';
+
+CREATE OR REPLACE FUNCTION gatehouse_notify_user() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.is_active IS DISTINCT FROM NEW.is_active
+        OR OLD.token_version IS DISTINCT FROM NEW.token_version
+        OR OLD.is_staff IS DISTINCT FROM NEW.is_staff
+        OR OLD.username IS DISTINCT FROM NEW.username
+        OR OLD.groups IS DISTINCT FROM NEW.groups
+        OR OLD.ended IS DISTINCT FROM NEW.ended THEN
+        PERFORM pg_notify('gatehouse', 'u:' || NEW.id);
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- The device a refresh family belongs to; rows from before have zero and empty.
+ALTER TABLE families ADD COLUMN created bigint NOT NULL DEFAULT 0,
+    ADD COLUMN client_ip text NOT NULL DEFAULT '',
+    ADD COLUMN user_agent text NOT NULL DEFAULT '';
+CREATE INDEX families_user ON families (user_id);
+
+-- Browser sessions by the SHA-256 of the cookie's id (never the id itself).
+CREATE TABLE sessions (
+    id_hash text PRIMARY KEY,
+    user_id bigint NOT NULL,
+    created bigint NOT NULL,
+    last_seen bigint NOT NULL,
+    expires_at bigint NOT NULL,
+    client_ip text NOT NULL,
+    user_agent text NOT NULL,
+    remember boolean NOT NULL,
+    method text NOT NULL,
+    token_version bigint NOT NULL
+);
+CREATE INDEX sessions_user ON sessions (user_id);
+CREATE INDEX sessions_expires_at ON sessions (expires_at);
+"#,
+    },
 ];
 
 /// The schema version this build writes and reads.
@@ -253,8 +297,22 @@ mod tests {
 
     #[test]
     fn the_notify_trigger_uses_the_listened_channel() {
-        assert!(MIGRATIONS[0]
-            .sql
-            .contains(&format!("pg_notify('{CHANNEL}'")));
+        for m in MIGRATIONS.iter().filter(|m| m.sql.contains("pg_notify(")) {
+            assert!(
+                m.sql.contains(&format!("pg_notify('{CHANNEL}'")),
+                "{}",
+                m.name
+            );
+        }
+    }
+
+    #[test]
+    fn the_latest_notify_trigger_announces_ended_sessions() {
+        let last = MIGRATIONS
+            .iter()
+            .rev()
+            .find(|m| m.sql.contains("FUNCTION gatehouse_notify_user"))
+            .map(|m| m.sql);
+        assert!(last.is_some_and(|sql| sql.contains("OLD.ended IS DISTINCT FROM NEW.ended")));
     }
 }

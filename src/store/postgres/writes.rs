@@ -4,7 +4,8 @@
 //! transaction is the conditional UPDATE plus the effects.
 
 use super::{
-    outbox, pg_error, pool_error, taken, to_i64, PgStore, UserParams, USER_FIELDS, USER_PARAMS,
+    outbox, pg_error, pool_error, put_family, sessions, taken, to_i64, PgStore, UserParams,
+    USER_FIELDS, USER_PARAMS,
 };
 use crate::store::{ChangeEffects, Effects, StoreError, User, UserChange, MAX_SWAP_ATTEMPTS};
 use tokio_postgres::types::ToSql;
@@ -15,7 +16,18 @@ pub(super) async fn write_effects(
     client: &impl GenericClient,
     effects: &Effects,
 ) -> Result<(), StoreError> {
-    outbox::insert_mails(client, &effects.mails).await
+    let Effects {
+        mails,
+        sessions: created,
+        end_sessions,
+        families,
+    } = effects;
+    sessions::insert_sessions(client, created).await?;
+    sessions::delete_sessions(client, end_sessions).await?;
+    for (family, record) in families {
+        put_family(client, family, record).await?;
+    }
+    outbox::insert_mails(client, mails).await
 }
 
 impl PgStore {
