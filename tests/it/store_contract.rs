@@ -660,6 +660,13 @@ enum Op {
     List(u8, Option<usize>, usize, usize),
     After(u8, Option<usize>, u64, usize),
     Swap(usize, bool),
+    /// Session `n` of user `u` created at `t` (remember-me when the flag is set).
+    SessionIn(u64, u64, u64, bool),
+    EndSession(u64),
+    Touch(u64, u64),
+    ListSessions(u64),
+    Sweep(u64, u64),
+    ListFamilies(u64),
 }
 
 const NAMES: &[&str] = &[
@@ -699,30 +706,38 @@ fn op() -> impl proptest::strategy::Strategy<Value = Op> {
     let n = 0..NAMES.len();
     let e = 0..EMAILS.len();
     prop_oneof![
-        (n.clone(), e.clone()).prop_map(|(n, e)| Op::Create(n, e)),
-        (5u64..40, n.clone(), e.clone()).prop_map(|(id, n, e)| Op::Import(id, n, e)),
-        (1u64..12, n.clone()).prop_map(|(id, n)| Op::Rename(id, n)),
-        (1u64..12, e.clone()).prop_map(|(id, e)| Op::ChangeEmail(id, e)),
-        (1u64..12, any::<bool>()).prop_map(|(id, a)| Op::SetActive(id, a)),
-        (1u64..12).prop_map(Op::Bump),
-        n.clone().prop_map(Op::Find),
-        e.clone().prop_map(Op::Owner),
-        any::<u8>().prop_map(Op::Count),
-        (
+        1 => (n.clone(), e.clone()).prop_map(|(n, e)| Op::Create(n, e)),
+        1 => (5u64..40, n.clone(), e.clone()).prop_map(|(id, n, e)| Op::Import(id, n, e)),
+        1 => (1u64..12, n.clone()).prop_map(|(id, n)| Op::Rename(id, n)),
+        1 => (1u64..12, e.clone()).prop_map(|(id, e)| Op::ChangeEmail(id, e)),
+        1 => (1u64..12, any::<bool>()).prop_map(|(id, a)| Op::SetActive(id, a)),
+        1 => (1u64..12).prop_map(Op::Bump),
+        1 => n.clone().prop_map(Op::Find),
+        1 => e.clone().prop_map(Op::Owner),
+        1 => any::<u8>().prop_map(Op::Count),
+        1 => (
             any::<u8>(),
             proptest::option::of(0usize..7),
             0usize..6,
             0usize..5
         )
             .prop_map(|(s, q, o, l)| Op::List(s, q, o, l)),
-        (
+        1 => (
             any::<u8>(),
             proptest::option::of(0usize..7),
             0u64..12,
             0usize..5
         )
             .prop_map(|(s, q, a, l)| Op::After(s, q, a, l)),
-        (0usize..3, any::<bool>()).prop_map(|(f, r)| Op::Swap(f, r)),
+        1 => (0usize..3, any::<bool>()).prop_map(|(f, r)| Op::Swap(f, r)),
+        // Weighted up, so a user often has several sessions when they are listed.
+        4 => (0u64..6, 1u64..3, 0u64..4, any::<bool>())
+            .prop_map(|(n, u, t, r)| Op::SessionIn(n, u, t, r)),
+        1 => (0u64..6).prop_map(Op::EndSession),
+        1 => (0u64..6, 0u64..8).prop_map(|(n, t)| Op::Touch(n, t)),
+        2 => (1u64..3).prop_map(Op::ListSessions),
+        1 => (0u64..12, 0u64..6).prop_map(|(now, idle)| Op::Sweep(now, idle)),
+        2 => (1u64..3).prop_map(Op::ListFamilies),
     ]
 }
 
@@ -813,6 +828,48 @@ async fn apply(store: &dyn UserStore, op: &Op) -> String {
             let stale = store.swap_family(&name, old.as_ref(), &new).await;
             format!("{swapped:?} {stale:?} {:?}", store.get_family(&name).await)
         }
+        Op::SessionIn(n, u, t, remember) => {
+            // Small times, so equal `created` (the tie order) and the sweep's limits come up.
+            let s = Session {
+                remember: *remember,
+                expires_at: t + 6,
+                ..session(*n, *u, *t)
+            };
+            let effects = Effects {
+                sessions: vec![s],
+                // Every other one also names a family of the user, with a device.
+                families: (n % 2 == 0)
+                    .then(|| {
+                        let f = Family {
+                            created: *t,
+                            client_ip: format!("ip{n}"),
+                            ..families::implicit_root("x", *u, 99)
+                        };
+                        (format!("fam{n}"), f)
+                    })
+                    .into_iter()
+                    .collect(),
+                ..Effects::none()
+            };
+            format!("{:?}", store.record(effects).await)
+        }
+        Op::EndSession(n) => format!(
+            "{:?}",
+            store
+                .record(Effects {
+                    end_sessions: vec![session(*n, 0, 0).id_hash],
+                    ..Effects::none()
+                })
+                .await
+        ),
+        Op::Touch(n, t) => {
+            let hash = session(*n, 0, 0).id_hash;
+            let touched = store.touch_session(&hash, *t).await;
+            format!("{touched:?} {:?}", store.get_session(&hash).await)
+        }
+        Op::ListSessions(u) => format!("{:?}", store.list_sessions(*u).await),
+        Op::Sweep(now, idle) => format!("{:?}", store.delete_expired_sessions(*now, *idle).await),
+        Op::ListFamilies(u) => format!("{:?}", store.list_families(*u).await),
     }
 }
 
