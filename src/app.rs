@@ -87,8 +87,16 @@ impl App {
             follow_changes(&cache, feed)?;
         }
         let throttle = Throttle::new(&config.throttle).shared_by(Arc::clone(&store));
-        let authenticator =
+        let mut authenticator =
             Authenticator::new(Arc::clone(&tokens), Arc::clone(&cache), Arc::clone(&store));
+        if config.web.enabled {
+            let idle = config.web.idle_seconds();
+            authenticator = authenticator.with_sessions(crate::auth::credentials::SessionCookie {
+                name: config.web.cookie_name(),
+                idle,
+                cache: crate::auth::sessions::SessionCache::new(config.cache.capacity, idle),
+            });
+        }
         let asserter = tokens
             .assertion_key()
             .map(|key| Asserter::new(key.clone(), &config.proxy.assertion_issuer));
@@ -110,14 +118,19 @@ impl App {
         })
     }
 
-    /// A fresh (access, refresh) pair; the refresh token starts a new family.
+    /// A fresh (access, refresh) pair; the refresh token starts a new family, which the
+    /// access token names.
     pub fn issue_pair(&self, user: &User) -> Result<(String, String), SignError> {
-        let access =
-            self.tokens
-                .issue(TokenType::Access, user.id, user.token_version, None, None)?;
         let refresh =
             self.tokens
                 .issue(TokenType::Refresh, user.id, user.token_version, None, None)?;
+        let access = self.tokens.issue(
+            TokenType::Access,
+            user.id,
+            user.token_version,
+            Some(&refresh.jti),
+            None,
+        )?;
         Ok((access.token, refresh.token))
     }
 }

@@ -6,6 +6,8 @@ use crate::auth::AuthError;
 use crate::response::Response;
 use serde_json::{json, Map, Value};
 
+/// simplejwt's refusal of a refresh token whose family was ended (logout, reuse).
+pub const BLACKLISTED: &str = "Token is blacklisted";
 pub const NOT_AUTHENTICATED: &str = "Authentication credentials were not provided.";
 pub const BAD_AUTH_HEADER: &str = "Authorization header must contain two space-delimited values";
 pub const NOT_VALID_FOR_ANY: &str = "Given token not valid for any token type";

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod cookies;
 pub mod error;
 pub mod gateway;
 pub mod ids;
@@ -107,6 +108,9 @@ pub fn serve(
         .map_err(|e| format!("server.pid_file {}: {e}", config.server.pid_file))?;
     // Its own thread and runtime: a slow mail server never holds up a request.
     mail::sender::start(Arc::clone(&app.store), Arc::clone(&app.mailer))?;
+    if config.web.enabled {
+        auth::sessions::start_cleanup(Arc::clone(&app.store), config.web.idle_seconds())?;
+    }
     if config.log.access_log {
         access_log::start_flusher()?;
     }

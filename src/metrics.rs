@@ -211,6 +211,17 @@ pub static USER_CACHE_MISS: LazyLock<IntCounter> =
     LazyLock::new(|| USER_CACHE.with_label_values(&["miss"]));
 pub static AUTH_ALLOW_TOKEN: LazyLock<IntCounter> =
     LazyLock::new(|| AUTH_DECISIONS.with_label_values(&["allow", "valid_token"]));
+pub static AUTH_ALLOW_SESSION: LazyLock<IntCounter> =
+    LazyLock::new(|| AUTH_DECISIONS.with_label_values(&["allow", "valid_session"]));
+/// Session cookies that named no live session (unknown, expired, ended): the request went
+/// on as anonymous.
+pub static SESSIONS_REFUSED: LazyLock<IntCounter> = LazyLock::new(|| {
+    prometheus::register_int_counter!(
+        "gatehouse_sessions_refused_total",
+        "Session cookies that named no live session (unknown, expired, ended, or from before a password change)."
+    )
+    .expect(DEFINED_ONCE)
+});
 pub static AUTH_ALLOW_ANONYMOUS: LazyLock<IntCounter> =
     LazyLock::new(|| AUTH_DECISIONS.with_label_values(&["allow", "anonymous"]));
 
@@ -235,7 +246,7 @@ pub const MAIL_CAPPED_KINDS: [&str; 2] = ["password_reset", "verify_email"];
 /// `gatehouse_logins_total{result}` (api/tokens.rs).
 pub const LOGIN_RESULTS: [&str; 3] = ["success", "failure", "throttled"];
 /// `gatehouse_auth_decisions_total{result="allow", reason}` (auth/credentials.rs).
-pub const AUTH_ALLOW_REASONS: [&str; 2] = ["valid_token", "anonymous"];
+pub const AUTH_ALLOW_REASONS: [&str; 3] = ["valid_token", "valid_session", "anonymous"];
 /// `gatehouse_auth_decisions_total{result="deny", reason}`: `AuthError::reason`.
 pub const AUTH_DENY_REASONS: [&str; 8] = [
     "no_credentials",

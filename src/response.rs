@@ -61,6 +61,11 @@ impl Response {
         }
     }
 
+    /// A redirect to `location` (no body).
+    pub fn redirect(status: u16, location: String) -> Response {
+        Response::json_text(status, Bytes::new()).with_header("Location", location)
+    }
+
     /// No content at all (204).
     pub fn no_content() -> Response {
         Response::json_text(204, Bytes::new())

@@ -1,7 +1,7 @@
 //! Signing in with a username and a password: the throttle, the password check (the same
 //! cost for an unknown user), and the login's record (Django's `last_login`, with a hash
-//! upgrade riding along). What proves the sign-in afterwards (a token pair, a session) is
-//! the caller's to issue.
+//! upgrade riding along). What proves the sign-in afterwards rides on that write as its
+//! effects (a browser session); a token pair is the caller's to issue.
 
 use super::fields::required_value;
 use super::{writer, Actor, Input};
@@ -17,7 +17,16 @@ use crate::store::{Effects, User};
 /// state's token version, so a password change that raced it still wins. Unknown user, wrong
 /// password, inactive or unverified user alike: the wrong-credentials error, counted against
 /// the throttle.
-pub async fn sign_in(app: &App, actor: &Actor, input: &dyn Input) -> Result<User, ApiError> {
+///
+/// `proof(&user)` decides what the sign-in's record write carries: nothing for a token
+/// pair (then the write is best effort), a new session for a browser (then the sign-in fails
+/// with the write).
+pub async fn sign_in(
+    app: &App,
+    actor: &Actor,
+    input: &dyn Input,
+    proof: &(dyn Fn(&User) -> Effects + Sync),
+) -> Result<User, ApiError> {
     let data = input.data()?;
     let mut f = Fields::new(&data);
     let username = f.char("username", REQUIRED);
@@ -61,7 +70,10 @@ pub async fn sign_in(app: &App, actor: &Actor, input: &dyn Input) -> Result<User
     } else {
         None
     };
-    // Best effort: the login succeeds if the write fails; the next login tries again.
+    let proof = proof(&user);
+    let must_write = !proof.is_empty();
+    // Best effort without a proof to write: the login succeeds if the write fails; the next
+    // login tries again.
     let recorded = writer::update(
         app,
         user.id,
@@ -72,10 +84,12 @@ pub async fn sign_in(app: &App, actor: &Actor, input: &dyn Input) -> Result<User
             }
         },
         // A hash upgrade is no password change: no notice.
-        &|_, _| Effects::none(),
+        &|_, _| proof.clone(),
     )
     .await;
-    if let Err(e) = recorded {
+    if must_write {
+        recorded?;
+    } else if let Err(e) = recorded {
         log::warn!(
             "login: the login time of user {} (and any hash upgrade) was not stored: {e}",
             user.id

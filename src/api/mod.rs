@@ -5,6 +5,7 @@ pub mod admin;
 pub mod body;
 pub mod mail;
 pub mod router;
+pub mod sessions;
 pub mod tokens;
 pub mod users;
 
@@ -45,6 +46,8 @@ pub struct Request {
     pub body: Bytes,
     /// The peer, or the X-Forwarded-For hop chosen by `trusted_proxies`: for throttling.
     pub client_ip: Option<std::net::IpAddr>,
+    /// It came over TLS (its own origin is https).
+    pub secure: bool,
 }
 
 impl Request {
@@ -123,6 +126,35 @@ pub async fn handle(app: &App, route: Route, req: &Request) -> Handled {
     }
 }
 
+/// Django's CSRF check of a session-authenticated request (safe methods pass).
+fn session_csrf(app: &App, req: &Request) -> Result<(), crate::auth::csrf::Refused> {
+    use crate::auth::csrf;
+    let method = http::Method::from_bytes(req.method.as_bytes()).unwrap_or(http::Method::POST);
+    let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+    let own_origin = app.config.web.own_origin(req.secure, &req.headers);
+    let form = if method == http::Method::POST {
+        req.data().ok()
+    } else {
+        None
+    };
+    csrf::check(
+        &csrf::CsrfInput {
+            method: &method,
+            secure: req.secure,
+            own_origin: &own_origin,
+            origin: header("origin"),
+            referer: header("referer"),
+            cookie: crate::cookies::get(&req.headers, csrf::COOKIE),
+            form_token: form
+                .as_ref()
+                .and_then(|f| f.get(csrf::FORM_FIELD))
+                .and_then(Value::as_str),
+            header_token: header(csrf::HEADER),
+        },
+        &app.config.web.trusted_origins,
+    )
+}
+
 async fn dispatch(
     app: &App,
     endpoint: &Endpoint,
@@ -143,6 +175,19 @@ async fn dispatch(
         None
     };
     *user_id = identity.as_ref().map(|i| i.user_id);
+    // DRF's SessionAuthentication: a request the session cookie authenticates passes
+    // Django's CSRF check on unsafe methods (bearer-authenticated ones are not checked).
+    if identity
+        .as_ref()
+        .is_some_and(|who| who.via == crate::auth::Via::Session)
+    {
+        if let Err(refused) = session_csrf(app, req) {
+            return Ok(Response::json_text(
+                403,
+                crate::auth::csrf::json_detail(&refused),
+            ));
+        }
+    }
     if !endpoint.methods().contains(&req.method.as_str()) {
         return Err(ApiError::MethodNotAllowed(req.method.clone()));
     }
@@ -168,6 +213,10 @@ async fn dispatch(
         Endpoint::PasswordResetConfirm => mail::reset_confirm(&ctx).await,
         Endpoint::EmailVerify => mail::verify(&ctx).await,
         Endpoint::EmailVerifyResend => mail::resend(&ctx).await,
+        Endpoint::Session => sessions::session(&ctx).await,
+        Endpoint::Sessions => sessions::list(&ctx).await,
+        Endpoint::SessionEnd(id) => sessions::end(&ctx, id).await,
+        Endpoint::SessionsRevokeOthers => sessions::revoke_others(&ctx).await,
         Endpoint::Schema => Ok(match openapi(&app.config.api.prefix) {
             std::borrow::Cow::Borrowed(document) => Response::json_text(200, document),
             std::borrow::Cow::Owned(document) => Response::json_text(200, document),

@@ -28,6 +28,14 @@ pub enum Endpoint {
     PasswordResetConfirm,
     EmailVerify,
     EmailVerifyResend,
+    /// Browser sessions (SPEC §15): sign in / out with the cookie, for single-page apps.
+    Session,
+    /// The caller's browser sessions and refresh-token families.
+    Sessions,
+    /// One of them, by its id as the list shows it.
+    SessionEnd(String),
+    /// All but the current one.
+    SessionsRevokeOthers,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,6 +189,9 @@ fn endpoint(rest: &str) -> Option<Endpoint> {
         "auth/password/reset/confirm/" => Some(PasswordResetConfirm),
         "auth/email/verify/" => Some(EmailVerify),
         "auth/email/verify/resend/" => Some(EmailVerifyResend),
+        "auth/session/" => Some(Session),
+        "auth/sessions/" => Some(Sessions),
+        "auth/sessions/revoke-others/" => Some(SessionsRevokeOthers),
         _ => None,
     };
     if fixed.is_some() {
@@ -194,6 +205,9 @@ fn endpoint(rest: &str) -> Option<Endpoint> {
     };
     if let Some(id) = id_segment("auth/admin/users/restore/") {
         return Some(AdminRestore(id));
+    }
+    if let Some(id) = id_segment("auth/sessions/") {
+        return Some(SessionEnd(id));
     }
     // "restore" alone is not a user id.
     id_segment("auth/admin/users/")
@@ -212,7 +226,10 @@ impl Endpoint {
             PasswordChange | AdminRestore(_) => &["PUT", "PATCH", "OPTIONS"],
             ProfileDelete => &["DELETE", "OPTIONS"],
             AdminDetail(_) => &["GET", "PATCH", "HEAD", "OPTIONS"],
-            AdminList | Schema | Jwks => &["GET", "HEAD", "OPTIONS"],
+            AdminList | Schema | Jwks | Sessions => &["GET", "HEAD", "OPTIONS"],
+            Session => &["POST", "DELETE", "OPTIONS"],
+            SessionEnd(_) => &["DELETE", "OPTIONS"],
+            SessionsRevokeOthers => &["POST", "OPTIONS"],
         }
     }
 
@@ -237,10 +254,11 @@ impl Endpoint {
         use Endpoint::*;
         match self {
             TokenObtain | TokenRefresh | TokenVerify | Register | Logout | Schema | Jwks
-            | PasswordReset | PasswordResetConfirm | EmailVerify | EmailVerifyResend => {
+            | PasswordReset | PasswordResetConfirm | EmailVerify | EmailVerifyResend | Session => {
                 Permission::AllowAny
             }
-            Profile | PasswordChange | ProfileDelete => Permission::Authenticated,
+            Profile | PasswordChange | ProfileDelete | Sessions | SessionEnd(_)
+            | SessionsRevokeOthers => Permission::Authenticated,
             AdminList | AdminDetail(_) | AdminRestore(_) => Permission::Staff,
         }
     }
@@ -266,6 +284,10 @@ impl Endpoint {
             PasswordResetConfirm => "Reset Password Confirm",
             EmailVerify => "Verify Email",
             EmailVerifyResend => "Resend Verification Email",
+            Session => "Session",
+            Sessions => "Sessions",
+            SessionEnd(_) => "Session End",
+            SessionsRevokeOthers => "Sessions Revoke Others",
         }
     }
 
@@ -290,6 +312,10 @@ impl Endpoint {
             PasswordResetConfirm => "password_reset_confirm",
             EmailVerify => "email_verify",
             EmailVerifyResend => "email_verify_resend",
+            Session => "session",
+            Sessions => "sessions",
+            SessionEnd(_) => "session_end",
+            SessionsRevokeOthers => "sessions_revoke_others",
         }
     }
 }

@@ -9,17 +9,15 @@ use crate::app::App;
 use crate::auth::families::{self, Presented, Step};
 use crate::auth::tokens::{TokenError, TokenType, Verified};
 use crate::clock::now;
-use crate::error::ApiError;
+use crate::error::{ApiError, BLACKLISTED};
 use crate::ids::new_id;
 use crate::response::Response;
-use crate::store::{StoreError, User, MAX_SWAP_ATTEMPTS};
+use crate::store::{Effects, StoreError, User, MAX_SWAP_ATTEMPTS};
 use serde_json::json;
-
-const BLACKLISTED: &str = "Token is blacklisted";
 
 /// POST /api/token/ {username, password}
 pub async fn obtain(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
-    let user = accounts::sign_in(ctx.app, &actor(ctx), ctx.req).await?;
+    let user = accounts::sign_in(ctx.app, &actor(ctx), ctx.req, &|_| Effects::none()).await?;
     let (access, refresh) = ctx.app.issue_pair(&user)?;
     Ok(Response::json(
         200,
@@ -64,7 +62,13 @@ pub async fn refresh(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let family = family_of(&claims)?;
     let access = app
         .tokens
-        .issue(TokenType::Access, user.id, user.token_version, None, None)?
+        .issue(
+            TokenType::Access,
+            user.id,
+            user.token_version,
+            Some(&family),
+            None,
+        )?
         .token;
     if !app.config.jwt.rotate_refresh_tokens {
         if app
@@ -173,19 +177,6 @@ pub async fn logout(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let token = required_token(ctx, "refresh")?;
     let (claims, user) = check_refresh(ctx, &token).await?;
     let family = family_of(&claims)?;
-    for _ in 0..MAX_SWAP_ATTEMPTS {
-        let record = ctx.app.store.get_family(&family).await?;
-        let Some(revoked) = families::revoke(record.as_ref(), &family, user.id, claims.exp) else {
-            return Err(ApiError::InvalidToken(BLACKLISTED));
-        };
-        if ctx
-            .app
-            .store
-            .swap_family(&family, record.as_ref(), &revoked)
-            .await?
-        {
-            return Ok(Response::json(200, &json!({})));
-        }
-    }
-    Err(StoreError::Conflict.into())
+    accounts::end_family(ctx.app, user.id, &family, claims.exp).await?;
+    Ok(Response::json(200, &json!({})))
 }

@@ -20,12 +20,20 @@ pub struct UserState {
     pub groups: Arc<[String]>,
     /// The identity headers' values, made here once rather than on every request.
     pub values: Arc<IdentityValues>,
+    /// Sessions and refresh families the user ended (their ids), refused everywhere.
+    pub ended: Arc<[String]>,
 }
 
 impl UserState {
     /// User `user_id` as this state describes them, let in `via` a credential (`mfa`: with
-    /// a second factor behind it).
-    pub fn identity(self, user_id: u64, via: Via, mfa: bool) -> Identity {
+    /// a second factor behind it) of sign-in `sign_in`.
+    pub fn identity(
+        self,
+        user_id: u64,
+        via: Via,
+        mfa: bool,
+        sign_in: Option<Arc<str>>,
+    ) -> Identity {
         Identity {
             user_id,
             username: self.username,
@@ -34,6 +42,7 @@ impl UserState {
             values: self.values,
             via,
             mfa,
+            sign_in,
         }
     }
 }
@@ -52,6 +61,7 @@ impl From<&User> for UserState {
                 u.is_staff,
                 &u.groups,
             )),
+            ended: u.ended.iter().map(|e| e.id.clone()).collect(),
         }
     }
 }

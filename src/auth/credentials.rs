@@ -1,11 +1,12 @@
 //! The credential step: the one place that reads what a request carries to say who sent it
-//! (today the bearer token of `Authorization`; the session cookie and API keys join here),
+//! (the bearer token of `Authorization`, else the session cookie; API keys join here),
 //! and turns it into the caller's current `Identity` through the user-state cache. The proxy,
 //! forward-auth and the user API all call `Authenticator::check`; nothing else reads
 //! `Authorization`. It knows no Pingora; `error.rs` renders the refusals.
 
 use super::cache::UserCache;
 use super::identity::{Identity, Via};
+use super::sessions::{self, SessionCache};
 use super::tokens::{TokenError, TokenType, Tokens};
 use crate::metrics;
 use crate::store::UserStore;
@@ -96,10 +97,20 @@ pub fn require(
     }
 }
 
+/// The browser session cookie, when the pages are on (SPEC §15).
+pub struct SessionCookie {
+    /// The cookie's name as sent (`WebConfig::cookie_name`).
+    pub name: String,
+    /// Seconds of inactivity that end a session.
+    pub idle: u64,
+    pub cache: SessionCache,
+}
+
 pub struct Authenticator {
     tokens: Arc<Tokens>,
     cache: Arc<UserCache>,
     store: Arc<dyn UserStore>,
+    session: Option<SessionCookie>,
 }
 
 impl Authenticator {
@@ -108,7 +119,19 @@ impl Authenticator {
             tokens,
             cache,
             store,
+            session: None,
         }
+    }
+
+    /// Accepts the session cookie as well (after `Authorization`, which decides first).
+    pub fn with_sessions(mut self, cookie: SessionCookie) -> Self {
+        self.session = Some(cookie);
+        self
+    }
+
+    /// The session cookie's settings, when sessions are on.
+    pub fn session_cookie(&self) -> Option<&SessionCookie> {
+        self.session.as_ref()
     }
 
     /// Who sent a request with these headers, checked against `need` and counted.
@@ -118,12 +141,14 @@ impl Authenticator {
         headers: &HeaderMap,
         need: Requirement,
     ) -> Result<Option<Identity>, AuthError> {
-        let outcome = match presented(headers) {
+        let cookie = self.session.as_ref().map(|s| s.name.as_str());
+        let outcome = match presented(headers, cookie) {
             Ok(credential) => self.identify(credential).await,
             Err(e) => Err(e),
         };
         let decided = require(outcome, need);
         match &decided {
+            Ok(Some(who)) if who.via == Via::Session => metrics::AUTH_ALLOW_SESSION.inc(),
             Ok(Some(_)) => metrics::AUTH_ALLOW_TOKEN.inc(),
             Ok(None) => metrics::AUTH_ALLOW_ANONYMOUS.inc(),
             Err(e) => metrics::AUTH_DECISIONS
@@ -137,6 +162,7 @@ impl Authenticator {
     async fn identify(&self, credential: Presented<'_>) -> Result<Identity, AuthError> {
         let token = match credential {
             Presented::Nothing => return Err(AuthError::NoCredentials),
+            Presented::Session(value) => return self.session_identity(value).await,
             Presented::Bearer(token) => token,
         };
         let token =
@@ -163,7 +189,59 @@ impl Authenticator {
         if state.token_version != claims.version {
             return Err(AuthError::Token(TokenError::Invalid));
         }
-        Ok(state.identity(claims.user_id, Via::Jwt, false))
+        // "Sign out this device": the access tokens of an ended family die with it.
+        if claims
+            .family
+            .as_ref()
+            .is_some_and(|fam| state.ended.iter().any(|e| e == fam))
+        {
+            return Err(AuthError::Token(TokenError::Invalid));
+        }
+        let family = claims.family.map(Arc::from);
+        Ok(state.identity(claims.user_id, Via::Jwt, false, family))
+    }
+
+    /// The caller behind a session cookie. A cookie that names no live session is no
+    /// credential at all (browsers keep stale cookies): anonymous where that is allowed, the
+    /// sign-in page or a 401 elsewhere.
+    async fn session_identity(&self, value: &str) -> Result<Identity, AuthError> {
+        let Some(cookie) = &self.session else {
+            return Err(AuthError::NoCredentials);
+        };
+        let Some(hash) = sessions::id_hash(value) else {
+            metrics::SESSIONS_REFUSED.inc();
+            return Err(AuthError::NoCredentials);
+        };
+        let unavailable = |e: crate::store::StoreError| {
+            log::warn!("auth: the store could not load a session: {e}");
+            AuthError::Unavailable
+        };
+        let now = crate::clock::now();
+        let session = cookie
+            .cache
+            .get(&hash, now, self.store.as_ref())
+            .await
+            .map_err(unavailable)?;
+        let Some(session) = session else {
+            metrics::SESSIONS_REFUSED.inc();
+            return Err(AuthError::NoCredentials);
+        };
+        let state = self
+            .cache
+            .get(session.user_id, self.store.as_ref())
+            .await
+            .map_err(unavailable)?
+            .ok_or(AuthError::NoCredentials)?;
+        match sessions::decide(&session, &state, now, cookie.idle) {
+            Ok(()) => {
+                let mfa = session.method == "pwd+otp";
+                Ok(state.identity(session.user_id, Via::Session, mfa, Some(Arc::from(hash))))
+            }
+            Err(_) => {
+                metrics::SESSIONS_REFUSED.inc();
+                Err(AuthError::NoCredentials)
+            }
+        }
     }
 }
 
@@ -173,6 +251,8 @@ impl Authenticator {
 enum Presented<'a> {
     Nothing,
     Bearer(&'a [u8]),
+    /// The session cookie's value (only when no `Authorization` was sent).
+    Session(&'a str),
 }
 
 /// Refuses a request that carries two `Authorization` headers, whoever the route lets in:
@@ -181,12 +261,15 @@ pub fn refuse_ambiguous(headers: &HeaderMap) -> Result<(), AuthError> {
     single_value(headers.get_all(AUTHORIZATION).iter().map(|v| v.as_bytes())).map(|_| ())
 }
 
-/// The credential `headers` carry: the one `Authorization` value, if it is a bearer token.
-fn presented(headers: &HeaderMap) -> Result<Presented<'_>, AuthError> {
+/// The credential `headers` carry: the one `Authorization` value if it is a bearer token,
+/// else the session cookie named `cookie` (when sessions are on).
+fn presented<'a>(headers: &'a HeaderMap, cookie: Option<&str>) -> Result<Presented<'a>, AuthError> {
     let authorization = single_value(headers.get_all(AUTHORIZATION).iter().map(|v| v.as_bytes()))?;
     match bearer_token(authorization) {
         Ok(token) => Ok(Presented::Bearer(token)),
-        Err(AuthError::NoCredentials) => Ok(Presented::Nothing),
+        Err(AuthError::NoCredentials) => Ok(cookie
+            .and_then(|name| crate::cookies::get(headers, name))
+            .map_or(Presented::Nothing, Presented::Session)),
         Err(e) => Err(e),
     }
 }
@@ -243,18 +326,21 @@ mod tests {
             }
             h
         };
-        assert_eq!(presented(&headers(&[])), Ok(Presented::Nothing));
-        assert_eq!(presented(&headers(&["Basic abc"])), Ok(Presented::Nothing));
+        assert_eq!(presented(&headers(&[]), None), Ok(Presented::Nothing));
         assert_eq!(
-            presented(&headers(&["Bearer tok"])),
+            presented(&headers(&["Basic abc"]), None),
+            Ok(Presented::Nothing)
+        );
+        assert_eq!(
+            presented(&headers(&["Bearer tok"]), None),
             Ok(Presented::Bearer(&b"tok"[..]))
         );
         assert_eq!(
-            presented(&headers(&["Bearer a", "Bearer b"])),
+            presented(&headers(&["Bearer a", "Bearer b"]), None),
             Err(AuthError::BadHeader)
         );
         assert_eq!(
-            presented(&headers(&["Bearer a b"])),
+            presented(&headers(&["Bearer a b"]), None),
             Err(AuthError::BadHeader)
         );
         assert_eq!(refuse_ambiguous(&headers(&["x"])), Ok(()));

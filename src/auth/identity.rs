@@ -10,6 +10,8 @@ use std::sync::Arc;
 pub enum Via {
     /// An access token in `Authorization: Bearer`.
     Jwt,
+    /// The browser session cookie (SPEC §15): unsafe requests need the CSRF checks.
+    Session,
 }
 
 /// The caller, as the user's current state says (never stale claims), and how they got in.
@@ -27,6 +29,9 @@ pub struct Identity {
     /// A second factor was part of the sign-in behind the credential (SPEC §17; no
     /// credential carries one yet).
     pub mfa: bool,
+    /// Which sign-in the credential belongs to: the session's id hash, or the access
+    /// token's refresh family (`None` for tokens minted without one). "This device".
+    pub sign_in: Option<Arc<str>>,
 }
 
 /// What the identity headers carry, ready to send: made when a user's state is cached, so a

@@ -5,6 +5,7 @@
 pub mod assertion;
 pub mod cache;
 pub mod credentials;
+pub mod csrf;
 pub mod django_hash;
 pub mod families;
 pub mod identity;
@@ -12,6 +13,7 @@ pub mod keys;
 pub mod passwords;
 pub mod policy;
 pub mod secret;
+pub mod sessions;
 pub mod throttle;
 pub mod tokens;
 

@@ -112,7 +112,7 @@ pub struct Verified {
     pub version: u64,
     pub jti: String,
     pub exp: u64,
-    /// Refresh tokens only.
+    /// The refresh family (an access token's: the family it was minted with, if any).
     pub family: Option<String>,
 }
 
@@ -197,8 +197,8 @@ impl Tokens {
         self.keys.jwks_document.as_ref()
     }
 
-    /// Signs a token for `user_id` at `version`; `family` names a refresh token's family (its
-    /// own jti when `None`: a new login).
+    /// Signs a token for `user_id` at `version`; `family` names the refresh family (a refresh
+    /// token's own jti when `None`: a new login; an access token then names none).
     pub fn issue(
         &self,
         token_type: TokenType,
@@ -213,8 +213,10 @@ impl Tokens {
             TokenType::Refresh => self.refresh_lifetime,
         };
         let jti = jti.map(str::to_string).unwrap_or_else(crate::ids::new_id);
+        // An access token names its refresh family too: ending the family ("sign out this
+        // device") refuses its access tokens at once (SPEC §15).
         let fam = match token_type {
-            TokenType::Access => None,
+            TokenType::Access => family,
             TokenType::Refresh => Some(family.unwrap_or(&jti)),
         };
         let claims = Claims {
@@ -258,7 +260,7 @@ impl Tokens {
             Some(version) => {
                 let family = match token_type {
                     TokenType::Refresh => Some(c.fam.ok_or(TokenError::Invalid)?),
-                    TokenType::Access => None,
+                    TokenType::Access => c.fam,
                 };
                 (version, family)
             }

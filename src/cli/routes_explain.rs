@@ -137,7 +137,7 @@ pub fn explain(
     let outcome = match &user {
         None => Err(AuthError::UserNotFound),
         Some(u) if !u.is_active => Err(AuthError::UserInactive),
-        Some(u) => Ok(UserState::from(u).identity(u.id, Via::Jwt, false)),
+        Some(u) => Ok(UserState::from(u).identity(u.id, Via::Jwt, false, None)),
     };
     let decision = match decide::requirement(route) {
         None => decide::policy(route, method, None),

@@ -289,22 +289,110 @@ pub struct ApiConfig {
     pub max_page_size: usize,
 }
 
-/// The pages people open in a browser (SPEC §15).
+/// The pages people open in a browser and their sessions (SPEC §15).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebConfig {
     /// gatehouse answers `prefix` itself; off, the paths under it go to the routes as any
-    /// other path. The sign-in pages arrive with issue 22; until then every page is a 404.
+    /// other path, and no session cookie is accepted anywhere.
     pub enabled: bool,
     /// Where the pages live (Django's `LOGIN_URL` is `/accounts/login/`).
     pub prefix: String,
+    /// How people reach gatehouse ("https://auth.example.com"); empty: from the request.
+    pub public_url: String,
+    /// Shown on every page.
+    pub brand_name: String,
+    /// A stylesheet of the operator's, served after the built-in one.
+    pub css_file: String,
+    /// The sign-up page.
+    pub registration: bool,
+    /// The session cookie's name; its `__Host-`/`__Secure-` prefix follows `cookie_secure`
+    /// and `cookie_domain` (`WebConfig::cookie_name`).
+    pub session_cookie: String,
+    /// ".example.com": one sign-in for every subdomain.
+    pub cookie_domain: String,
+    pub cookie_secure: bool,
+    pub session_idle_minutes: u64,
+    pub session_absolute_hours: u64,
+    /// More than 0 offers "remember me", which replaces the absolute limit.
+    pub remember_me_days: u64,
+    /// Hosts an absolute `?next=` may name ("app.example.com", or ".example.com").
+    pub allowed_redirect_hosts: Vec<String>,
+    /// Extra origins for CSRF (Django's `CSRF_TRUSTED_ORIGINS`).
+    pub trusted_origins: Vec<String>,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
         WebConfig {
-            enabled: false,
+            enabled: true,
             prefix: "/accounts/".into(),
+            public_url: String::new(),
+            brand_name: "gatehouse".into(),
+            css_file: String::new(),
+            registration: true,
+            session_cookie: "__Host-gatehouse_session".into(),
+            cookie_domain: String::new(),
+            cookie_secure: true,
+            session_idle_minutes: 30,
+            session_absolute_hours: 12,
+            remember_me_days: 0,
+            allowed_redirect_hosts: Vec::new(),
+            trusted_origins: Vec::new(),
+        }
+    }
+}
+
+impl WebConfig {
+    /// The session cookie's name as sent: `__Host-` (secure, no domain), `__Secure-` (secure
+    /// with a domain) or no prefix (not secure), whatever prefix the configured name had.
+    pub fn cookie_name(&self) -> String {
+        let bare = self
+            .session_cookie
+            .strip_prefix("__Host-")
+            .or_else(|| self.session_cookie.strip_prefix("__Secure-"))
+            .unwrap_or(&self.session_cookie);
+        match (self.cookie_secure, self.cookie_domain.is_empty()) {
+            (true, true) => format!("__Host-{bare}"),
+            (true, false) => format!("__Secure-{bare}"),
+            (false, _) => bare.to_string(),
+        }
+    }
+
+    pub fn cookie_domain(&self) -> Option<&str> {
+        Some(self.cookie_domain.as_str()).filter(|d| !d.is_empty())
+    }
+
+    pub fn public_url(&self) -> Option<&str> {
+        Some(self.public_url.trim_end_matches('/')).filter(|u| !u.is_empty())
+    }
+
+    /// The origin the browser addressed ("scheme://host[:port]"): `public_url` when set,
+    /// else the request's own scheme and `Host` (what Django's CSRF check compares `Origin`
+    /// with).
+    pub fn own_origin(&self, secure: bool, headers: &http::HeaderMap) -> String {
+        if let Some(public) = self.public_url() {
+            return public.to_string();
+        }
+        let host = headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let scheme = if secure { "https" } else { "http" };
+        format!("{scheme}://{host}")
+    }
+
+    /// Seconds of inactivity that end a session.
+    pub fn idle_seconds(&self) -> u64 {
+        self.session_idle_minutes.saturating_mul(60)
+    }
+
+    /// How long a session may last: remember-me's days, else the absolute limit.
+    pub fn lifetime_seconds(&self, remember: bool) -> u64 {
+        if remember && self.remember_me_days > 0 {
+            self.remember_me_days.saturating_mul(86_400)
+        } else {
+            self.session_absolute_hours.saturating_mul(3_600)
         }
     }
 }
@@ -555,6 +643,9 @@ pub struct RouteConfig {
     /// Remove the prefix from the path before forwarding.
     #[serde(default)]
     pub strip_prefix: bool,
+    /// A browser that is not signed in is sent to the sign-in page (SPEC §15), not a 401.
+    #[serde(default)]
+    pub login_redirect: bool,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_ms: u64,
     #[serde(default = "default_read_timeout")]

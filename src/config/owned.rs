@@ -81,6 +81,7 @@ mod tests {
     #[test]
     fn owned_prefixes_follow_the_config() {
         let mut config = Config::default();
+        config.web.enabled = false;
         let names = |c: &Config| {
             c.owned_prefixes()
                 .into_iter()

@@ -124,6 +124,7 @@ impl Config {
         at_least("api.max_body_bytes", self.api.max_body_bytes as u64, 1)?;
         at_least("api.max_page_size", self.api.max_page_size as u64, 1)?;
         self.validate_mounts()?;
+        self.validate_web()?;
         let proxy = &self.proxy;
         let identity = [
             &proxy.user_id_header,
@@ -220,6 +221,68 @@ impl Config {
                     )
                 },
             )?;
+        }
+        Ok(())
+    }
+
+    /// `[web]`: usable session limits, a cookie browsers accept, URLs and origins that parse.
+    fn validate_web(&self) -> Result<(), ConfigError> {
+        let w = &self.web;
+        if !w.enabled {
+            return Ok(());
+        }
+        at_least("web.session_idle_minutes", w.session_idle_minutes, 1)?;
+        at_least("web.session_absolute_hours", w.session_absolute_hours, 1)?;
+        let bare = w.cookie_name();
+        require(
+            !bare.is_empty()
+                && bare
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
+            || {
+                format!(
+                    "web.session_cookie = {:?}: letters, digits, '-', '_' and '.' only",
+                    w.session_cookie
+                )
+            },
+        )?;
+        if let Some(domain) = w.cookie_domain() {
+            require(
+                domain.starts_with('.') && domain.len() > 2 && !domain.contains(['/', ':', ' ']),
+                || format!("web.cookie_domain = {domain:?}: a domain such as \".example.com\""),
+            )?;
+        }
+        if let Some(public) = w.public_url() {
+            let ok = url::Url::parse(public).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some()
+                    && u.path() == "/"
+                    && u.query().is_none()
+            });
+            require(ok, || {
+                format!("web.public_url = {public:?}: scheme and host only, e.g. \"https://auth.example.com\"")
+            })?;
+        }
+        for origin in &w.trusted_origins {
+            let ok = origin.split_once("://").is_some_and(|(scheme, host)| {
+                matches!(scheme, "http" | "https") && !host.is_empty() && !host.contains('/')
+            });
+            require(ok, || {
+                format!("web.trusted_origins: {origin:?} is not an origin (\"https://app.example.com\", \"https://*.example.com\")")
+            })?;
+        }
+        for host in &w.allowed_redirect_hosts {
+            require(
+                !host.is_empty() && !host.contains(['/', ':', ' ', '@']),
+                || {
+                    format!("web.allowed_redirect_hosts: {host:?} is not a host name (\"app.example.com\" or \".example.com\")")
+                },
+            )?;
+        }
+        if !w.css_file.is_empty() {
+            std::fs::metadata(&w.css_file).map_err(|e| {
+                ConfigError::Invalid(format!("web.css_file = {:?}: {e}", w.css_file))
+            })?;
         }
         Ok(())
     }

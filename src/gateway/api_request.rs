@@ -44,6 +44,7 @@ pub async fn read(
             let xff = header(headers::X_FORWARDED_FOR);
             headers::client_ip(peer, xff.as_deref(), trusted_proxies)
         }),
+        secure: false,
     };
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::TooLarge(limit));

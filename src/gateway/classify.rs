@@ -113,7 +113,7 @@ mod tests {
 
     #[test]
     fn the_pages_are_proxied_until_enabled_and_prefixes_move() {
-        let off = classifier(|_| {});
+        let off = classifier(|c| c.web.enabled = false);
         assert_eq!(off.classify("/accounts/login/").target, Target::Proxy);
         let moved = classifier(|c| {
             c.api.prefix = "/gh/".into();

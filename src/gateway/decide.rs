@@ -57,6 +57,95 @@ pub async fn decide(
     }
 }
 
+/// What the browser side adds to a decision (SPEC §15): a browser that is not signed in on
+/// a `login_redirect` route goes to the sign-in page instead of the 401; a request
+/// authenticated by the session cookie with an unsafe method must come from its own origin
+/// (or a trusted one), or it is refused and never forwarded.
+pub fn for_browsers(decision: Decision, route: Option<&Route>, asked: &Asked<'_>) -> Decision {
+    use crate::auth::csrf;
+    use crate::web::{browser, next};
+    match decision {
+        Decision::Respond(resp)
+            if resp.status == 401
+                && route.is_some_and(|r| r.login_redirect)
+                && asked.web.enabled
+                && browser::wants_html(asked.headers) =>
+        {
+            let location = next::login_url(asked.login_base, &asked.web.prefix, asked.target);
+            if asked.unauthorized_redirect {
+                // The 401 as it was, with the way to sign in for the ingress to send on.
+                return Decision::Respond(resp.with_header("Location", location));
+            }
+            Decision::Respond(Response::redirect(
+                browser::redirect_status(asked.method),
+                location,
+            ))
+        }
+        // Nothing is routed at `/`: a person opening gatehouse's address sees their account
+        // (or the sign-in page) instead of a 404.
+        Decision::Respond(resp)
+            if resp.status == 404
+                && route.is_none()
+                && asked.target == "/"
+                && asked.web.enabled
+                && browser::wants_html(asked.headers) =>
+        {
+            Decision::Respond(Response::redirect(
+                browser::redirect_status(asked.method),
+                asked.web.prefix.clone(),
+            ))
+        }
+        Decision::Forward(Some(who))
+            if who.via == crate::auth::Via::Session && !is_safe(asked.method) =>
+        {
+            let header = |name: &str| asked.headers.get(name).and_then(|v| v.to_str().ok());
+            let input = csrf::CsrfInput {
+                method: asked.method,
+                secure: asked.secure,
+                own_origin: asked.own_origin,
+                origin: header("origin"),
+                referer: header("referer"),
+                cookie: None,
+                form_token: None,
+                header_token: None,
+            };
+            match csrf::check_origin(&input, &asked.web.trusted_origins) {
+                Ok(()) => Decision::Forward(Some(who)),
+                Err(refused) => {
+                    Decision::Respond(Response::json_text(403, csrf::json_detail(&refused)))
+                }
+            }
+        }
+        other => other,
+    }
+}
+
+/// GET, HEAD, OPTIONS and TRACE change nothing (RFC 9110 9.2.1): no CSRF check.
+pub fn is_safe(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
+}
+
+/// The request as the browser rules see it.
+pub struct Asked<'a> {
+    pub method: &'a Method,
+    pub headers: &'a HeaderMap,
+    /// The path and query as sent: where a browser comes back to after signing in.
+    pub target: &'a str,
+    /// It came over TLS.
+    pub secure: bool,
+    /// "scheme://host[:port]" as the client addressed gatehouse.
+    pub own_origin: &'a str,
+    pub web: &'a crate::config::WebConfig,
+    /// The sign-in URL's scheme and host (`None`: a path on this host).
+    pub login_base: Option<&'a str>,
+    /// nginx `auth_request`: the way to sign in is a 401 with `Location`, which nginx turns
+    /// into the redirect (`error_page 401 =302 $login`).
+    pub unauthorized_redirect: bool,
+}
+
 /// The route's policy once the caller is settled, in DRF's order: who is calling (already
 /// done), then permission (groups: 403), then whether the method is allowed (405).
 pub fn policy(route: &Route, method: &Method, identity: Option<Identity>) -> Decision {

@@ -19,12 +19,41 @@ pub const EXT_AUTHZ: &str = "/_gatehouse/ext_authz";
 pub const ORIGINAL_METHOD: [&str; 2] = ["x-original-method", "x-forwarded-method"];
 pub const ORIGINAL_URI: [&str; 2] = ["x-original-uri", "x-forwarded-uri"];
 
+/// Who asks: the answer that sends a browser to sign in differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asker {
+    /// `auth_request` with `X-Original-URI`: a 401 carrying `Location`.
+    Nginx,
+    /// Traefik ForwardAuth (`X-Forwarded-Uri`) and Envoy ext_authz: the 302/303 itself.
+    Redirecting,
+}
+
 /// The request the ingress asks about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Original {
     pub method: Method,
     /// The path as the client sent it (query removed), to be checked and normalized.
     pub path: String,
+    /// The path and query as the client sent them (where a sign-in comes back to).
+    pub uri: String,
+    pub asker: Asker,
+}
+
+/// The original request's origin ("scheme://host"): `X-Forwarded-Proto`/`-Host` as the
+/// ingress sets them, else `Host`, else the pages' `public_url`.
+pub fn origin(headers: &HeaderMap, web: &crate::config::WebConfig) -> String {
+    let proto = first_header(headers, &["x-forwarded-proto"]).unwrap_or("http");
+    let proto = if proto.eq_ignore_ascii_case("https") {
+        "https"
+    } else {
+        "http"
+    };
+    match first_header(headers, &["x-forwarded-host", "host"]) {
+        Some(host) if !host.is_empty() && !host.contains(['/', ' ', '@']) => {
+            format!("{proto}://{host}")
+        }
+        _ => web.public_url().unwrap_or("").to_string(),
+    }
 }
 
 fn first_header<'a>(headers: &'a HeaderMap, names: &[&str]) -> Option<&'a str> {
@@ -47,6 +76,8 @@ pub fn original(
             return Some(Ok(Original {
                 method: method.clone(),
                 path: rest.to_string(),
+                uri: rest.to_string(),
+                asker: Asker::Redirecting,
             }));
         }
     }
@@ -77,10 +108,52 @@ pub fn original(
         },
         None => method.clone(),
     };
+    let asker = if headers.contains_key(ORIGINAL_URI[0]) {
+        Asker::Nginx
+    } else {
+        Asker::Redirecting
+    };
     Some(Ok(Original {
         method,
         path: path.to_string(),
+        uri: uri_of(uri),
+        asker,
     }))
+}
+
+/// The path and query of a sent URI (an absolute one: its path on), without a fragment.
+fn uri_of(sent: &str) -> String {
+    let sent = sent.split('#').next().unwrap_or(sent);
+    match sent.split_once("://") {
+        Some((_, rest)) => rest
+            .find('/')
+            .map_or("/".to_string(), |i| rest[i..].to_string()),
+        None => sent.to_string(),
+    }
+}
+
+/// The headers of an allowed answer that carry the request's cookies without gatehouse's
+/// session cookie, for the ingress to send upstream instead of the client's `Cookie`
+/// (nginx: `auth_request_set` from `X-Gatehouse-Cookie`; Traefik: `authResponseHeaders`
+/// naming `Cookie`).
+pub const COOKIE_HEADERS: [&str; 2] = ["X-Gatehouse-Cookie", "Cookie"];
+
+/// The `Cookie` value the upstream should see: the client's cookies without `session`
+/// (`None`: nothing to send).
+pub fn cookies_to_forward(headers: &HeaderMap, session: Option<&str>) -> Option<String> {
+    match session {
+        Some(name) => {
+            crate::cookies::without(headers, name).and_then(|v| v.to_str().ok().map(str::to_string))
+        }
+        None => {
+            let all: Vec<&str> = headers
+                .get_all(http::header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            (!all.is_empty()).then(|| all.join("; "))
+        }
+    }
 }
 
 /// The answer to the ingress: 200 with the identity headers for it to copy upstream, or the
@@ -138,7 +211,9 @@ mod tests {
             original(AUTH, &Method::GET, &nginx),
             Some(Ok(Original {
                 method: Method::POST,
-                path: "/svc/a".into()
+                path: "/svc/a".into(),
+                uri: "/svc/a?x=1".into(),
+                asker: Asker::Nginx,
             }))
         );
         // Traefik ForwardAuth.
@@ -152,7 +227,9 @@ mod tests {
             original(AUTH, &Method::GET, &traefik).and_then(Result::ok),
             Some(Original {
                 method: Method::DELETE,
-                path: "/svc/b".into()
+                path: "/svc/b".into(),
+                uri: "/svc/b".into(),
+                asker: Asker::Redirecting,
             })
         );
         // Envoy ext_authz: the path after the prefix, the request's own method.
@@ -165,7 +242,9 @@ mod tests {
             .and_then(Result::ok),
             Some(Original {
                 method: Method::PUT,
-                path: "/svc/c".into()
+                path: "/svc/c".into(),
+                uri: "/svc/c".into(),
+                asker: Asker::Redirecting,
             })
         );
         // No original URI: 400; not an endpoint: none.
@@ -182,5 +261,23 @@ mod tests {
             ("x-original-method", "NOT A METHOD"),
         ]);
         assert!(matches!(original(AUTH, &Method::GET, &bad), Some(Err(_))));
+    }
+
+    #[test]
+    fn the_original_origin_comes_from_the_ingress_headers() {
+        let web = crate::config::WebConfig::default();
+        let traefik = headers(&[
+            ("x-forwarded-host", "app.example.com"),
+            ("x-forwarded-proto", "https"),
+            ("host", "gatehouse:8080"),
+        ]);
+        assert_eq!(origin(&traefik, &web), "https://app.example.com");
+        assert_eq!(
+            origin(&headers(&[("host", "127.0.0.1:81")]), &web),
+            "http://127.0.0.1:81"
+        );
+        assert_eq!(origin(&headers(&[("host", "evil/x")]), &web), "");
+        assert_eq!(uri_of("https://a.example/x?y=1#f"), "/x?y=1");
+        assert_eq!(uri_of("/x?y"), "/x?y");
     }
 }

@@ -138,6 +138,25 @@ impl Gateway {
         let decision = self
             .decide_route(ctx, &asked.path, &original.method, &head.headers)
             .await;
+        let web = &self.app.config.web;
+        let own_origin = forward_auth::origin(&head.headers, web);
+        // `next`: the original URL, as a path when the pages share its host.
+        let next_target = match web.public_url() {
+            Some(public) if public != own_origin => format!("{own_origin}{}", original.uri),
+            _ => original.uri.clone(),
+        };
+        let browser = decide::Asked {
+            method: &original.method,
+            headers: &head.headers,
+            target: &next_target,
+            secure: own_origin.starts_with("https://"),
+            own_origin: &own_origin,
+            web,
+            // nginx treats a relative Location as an internal redirect: always absolute.
+            login_base: Some(web.public_url().unwrap_or(&own_origin)),
+            unauthorized_redirect: original.asker == forward_auth::Asker::Nginx,
+        };
+        let decision = decide::for_browsers(decision, ctx.route.as_deref(), &browser);
         let mut assertion = None;
         if let Decision::Forward(Some(who)) = &decision {
             ctx.user_id = Some(who.user_id);
@@ -147,9 +166,22 @@ impl Gateway {
                 None => {}
             }
         }
+        let allowed = matches!(decision, Decision::Forward(_));
         let mut resp = forward_auth::answer(decision, &self.app.config.proxy);
         if let Some(value) = assertion {
             resp.add_header(assertion::HEADER, String::from_utf8_lossy(value.as_bytes()));
+        }
+        if allowed {
+            let cookie = self
+                .app
+                .authenticator
+                .session_cookie()
+                .map(|c| c.name.as_str());
+            if let Some(rest) = forward_auth::cookies_to_forward(&head.headers, cookie) {
+                for name in forward_auth::COOKIE_HEADERS {
+                    resp.add_header(name, rest.clone());
+                }
+            }
         }
         resp
     }
@@ -199,7 +231,8 @@ impl Gateway {
             &self.trusted_proxies,
         );
         match read.await {
-            Ok(req) => {
+            Ok(mut req) => {
+                req.secure = ctx.tls;
                 let handled = api::handle(&self.app, route, &req).await;
                 ctx.endpoint = handled.endpoint;
                 ctx.user_id = handled.user_id;
@@ -207,6 +240,42 @@ impl Gateway {
             }
             Err(e) => {
                 // The rest of an oversized or broken body is never read: close after answering.
+                session.set_keepalive(None);
+                e.to_response()
+            }
+        }
+    }
+}
+
+impl Gateway {
+    /// A page under `[web] prefix`: the request read as the API reads one, answered by
+    /// `web::pages`.
+    async fn serve_page(&self, session: &mut Session, ctx: &mut RequestCtx) -> Response {
+        let web = &self.app.config.web;
+        let limit = self.app.config.api.max_body_bytes;
+        let own_origin = web.own_origin(ctx.tls, &session.req_header().headers);
+        let head_only = session.req_header().method == http::Method::HEAD;
+        let read = api_request::read(
+            session,
+            &ctx.path,
+            &ctx.request_id,
+            limit,
+            &self.trusted_proxies,
+        );
+        match read.await {
+            Ok(mut req) => {
+                req.secure = ctx.tls;
+                let rest = req.path.strip_prefix(web.prefix.as_str()).unwrap_or("");
+                let page = crate::web::pages::PageRequest {
+                    req: &req,
+                    rest,
+                    secure: ctx.tls,
+                    own_origin: &own_origin,
+                    head_only,
+                };
+                crate::web::pages::handle(&self.app, &page).await
+            }
+            Err(e) => {
                 session.set_keepalive(None);
                 e.to_response()
             }
@@ -316,10 +385,7 @@ impl ProxyHttp for Gateway {
             Target::Pages => {
                 ctx.kind = Kind::Pages;
                 ctx.endpoint = "pages";
-                let head_only = head.method == http::Method::HEAD;
-                // No page reads a body yet: do not reuse a connection that sent one.
-                session.set_keepalive(None);
-                crate::web::handle(head_only)
+                self.serve_page(session, ctx).await
             }
             Target::Proxy => {
                 ctx.kind = Kind::Proxy;
@@ -329,6 +395,22 @@ impl ProxyHttp for Gateway {
                     .decide_route(ctx, &path, &head.method, &head.headers)
                     .await;
                 ctx.path = path;
+                let web = &self.app.config.web;
+                let own_origin = web.own_origin(ctx.tls, &head.headers);
+                let asked = decide::Asked {
+                    method: &head.method,
+                    headers: &head.headers,
+                    target: head.uri.path_and_query().map_or("/", |p| p.as_str()),
+                    secure: ctx.tls,
+                    own_origin: &own_origin,
+                    web,
+                    // Absolute when the pages live elsewhere or the cookie spans hosts.
+                    login_base: web
+                        .public_url()
+                        .or(web.cookie_domain().map(|_| own_origin.as_str())),
+                    unauthorized_redirect: false,
+                };
+                let decision = decide::for_browsers(decision, ctx.route.as_deref(), &asked);
                 match decision {
                     Decision::Forward(identity) => {
                         ctx.user_id = identity.as_ref().map(|i| i.user_id);
@@ -385,6 +467,25 @@ impl ProxyHttp for Gateway {
         }
         if !self.app.config.proxy.forward_authorization {
             upstream.remove_header(&AUTHORIZATION);
+        }
+        // The session cookie is gatehouse's: it never reaches an upstream (other cookies do).
+        if let Some(cookie) = self.app.authenticator.session_cookie() {
+            let sent = &session.req_header().headers;
+            let name = cookie.name.as_bytes();
+            let mentioned = sent
+                .get_all(http::header::COOKIE)
+                .iter()
+                .any(|v| v.as_bytes().windows(name.len()).any(|w| w == name));
+            if mentioned {
+                match crate::cookies::without(sent, &cookie.name) {
+                    Some(rest) => {
+                        upstream.insert_header(http::header::COOKIE, rest)?;
+                    }
+                    None => {
+                        upstream.remove_header(&http::header::COOKIE);
+                    }
+                }
+            }
         }
         if let Some(who) = &ctx.identity {
             let [id, name, staff, groups] = &self.identity_names;

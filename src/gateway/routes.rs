@@ -26,6 +26,8 @@ pub struct Route {
     /// `methods` as the `Allow` header of a 405.
     pub allow: String,
     pub strip_prefix: bool,
+    /// Browsers that are not signed in go to the sign-in page (SPEC §15).
+    pub login_redirect: bool,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub cors: Option<CorsConfig>,
@@ -212,6 +214,7 @@ fn build(cfg: &RouteConfig) -> Result<Arc<Route>, String> {
             .collect::<Vec<_>>()
             .join(", "),
         strip_prefix: cfg.strip_prefix,
+        login_redirect: cfg.login_redirect,
         connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
         read_timeout: Duration::from_millis(cfg.read_timeout_ms),
         cors: cfg.cors.clone(),

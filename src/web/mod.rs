@@ -1,8 +1,13 @@
-//! The pages people open in a browser (SPEC §15), under `[web] prefix`, rendered on the
-//! server as HTML `Response`s with the pages' security headers. The sign-in pages, sessions
-//! and CSRF arrive with issue 22; until then every path here answers the not-found page.
+//! The pages people open in a browser (SPEC §15), under `[web] prefix`: `pages` answers a
+//! request, `render` makes the HTML, and the rules are plain functions of their own: `csrf`
+//! (Django's), `next` (where a sign-in may send a browser), `browser` (who is asking).
 
 use crate::response::Response;
+
+pub mod browser;
+pub mod next;
+pub mod pages;
+pub mod render;
 
 /// The headers every page carries (SPEC §15): no script, no framing, no caching.
 pub const SECURITY_HEADERS: [(&str, &str); 5] = [
@@ -25,29 +30,13 @@ pub fn page(status: u16, body: String) -> Response {
     resp
 }
 
-/// Answers a request for a page. `head_only`: a HEAD request.
-pub fn handle(head_only: bool) -> Response {
-    let mut resp = not_found();
-    resp.head_only = head_only;
-    resp
-}
-
-/// The not-found page.
-pub fn not_found() -> Response {
-    page(
-        404,
-        "<!doctype html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Not found</title></head>\n<body><main><h1>Not found</h1><p>There is no page at this address.</p><p><a href=\"/\">Go to the start page</a></p></main></body>\n</html>\n"
-            .to_string(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn pages_are_html_with_the_security_headers() {
-        let resp = handle(false);
+        let resp = page(404, "<!doctype html><h1>Not found</h1>".into());
         assert_eq!(resp.status, 404);
         assert_eq!(resp.framing().content_type, Some(crate::response::HTML));
         assert_eq!(resp.header("X-Frame-Options"), Some("DENY"));
@@ -55,6 +44,10 @@ mod tests {
             .header("Content-Security-Policy")
             .is_some_and(|v| v.contains("frame-ancestors 'none'")));
         assert!(std::str::from_utf8(&resp.body).is_ok_and(|b| b.contains("<h1>Not found</h1>")));
-        assert!(!handle(true).framing().sends_body);
+        let head = Response {
+            head_only: true,
+            ..resp
+        };
+        assert!(!head.framing().sends_body);
     }
 }

@@ -19,6 +19,7 @@ mod tokens;
 // The proxy path: who answers a path (the owned prefixes), routes, policies, paths at the
 // edge, forward-auth, identity for upstreams, groups, TLS on both sides, live reload.
 mod assertion;
+mod csrf_django;
 mod forward_auth;
 mod groups;
 mod prefixes;
@@ -27,6 +28,7 @@ mod reload;
 mod route_policy;
 mod safe_paths;
 mod tls;
+mod web_sessions;
 
 // Operations: metrics, probes, logs, drain and upgrade; holding under abuse; deploy files.
 mod deploy_files;

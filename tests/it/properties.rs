@@ -89,6 +89,10 @@ fn path_of(e: &Endpoint) -> String {
         Endpoint::PasswordResetConfirm => PASSWORD_RESET_CONFIRM.into(),
         Endpoint::EmailVerify => EMAIL_VERIFY.into(),
         Endpoint::EmailVerifyResend => EMAIL_VERIFY_RESEND.into(),
+        Endpoint::Session => "/api/auth/session/".into(),
+        Endpoint::Sessions => "/api/auth/sessions/".into(),
+        Endpoint::SessionEnd(id) => format!("/api/auth/sessions/{id}/"),
+        Endpoint::SessionsRevokeOthers => "/api/auth/sessions/revoke-others/".into(),
     }
 }
 

@@ -64,6 +64,10 @@ fn document_path(e: &Endpoint) -> &'static str {
         Endpoint::PasswordResetConfirm => "/api/auth/password/reset/confirm/",
         Endpoint::EmailVerify => "/api/auth/email/verify/",
         Endpoint::EmailVerifyResend => "/api/auth/email/verify/resend/",
+        Endpoint::Session => "/api/auth/session/",
+        Endpoint::Sessions => "/api/auth/sessions/",
+        Endpoint::SessionEnd(_) => "/api/auth/sessions/{id}/",
+        Endpoint::SessionsRevokeOthers => "/api/auth/sessions/revoke-others/",
     }
 }
 
@@ -86,6 +90,10 @@ fn all_endpoints() -> Vec<Endpoint> {
         Endpoint::PasswordResetConfirm,
         Endpoint::EmailVerify,
         Endpoint::EmailVerifyResend,
+        Endpoint::Session,
+        Endpoint::Sessions,
+        Endpoint::SessionEnd("1".into()),
+        Endpoint::SessionsRevokeOthers,
     ]
 }
 

@@ -47,6 +47,12 @@ impl PgStore {
             change(&mut new);
             new.id = id;
             if new == old {
+                // Nothing to write to the user, but what it causes (a session at a second
+                // sign-in within the same second) is still recorded.
+                let caused = effects(&old, &new);
+                if !caused.is_empty() {
+                    self.record_effects(caused).await?;
+                }
                 return Ok(new);
             }
             let caused = effects(&old, &new);

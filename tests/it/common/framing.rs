@@ -64,9 +64,13 @@ fn problems(listener: Listener, a: &Answer<'_>) -> Vec<String> {
     // A page (it carries the pages' Content-Security-Policy) is HTML.
     let page =
         content_type == "text/html; charset=utf-8" && !header("content-security-policy").is_empty();
+    // The pages' stylesheet (`{prefix}static/*.css`).
+    let stylesheet = content_type == "text/css; charset=utf-8";
     // The metrics listener writes Prometheus text on /metrics, JSON everywhere else.
-    let typed =
-        json || page || (listener == Listener::Ops && content_type.starts_with("text/plain"));
+    let typed = json
+        || page
+        || stylesheet
+        || (listener == Listener::Ops && content_type.starts_with("text/plain"));
     if a.head || a.status == 204 {
         if !a.body.is_empty() {
             out.push(format!("{} bytes of body", a.body.len()));

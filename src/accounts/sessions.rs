@@ -1,0 +1,346 @@
+//! Browser sessions as operations (SPEC §15): signing in with a password into a new session,
+//! ending one (sign out, "sign out this device"), ending all but the current one. An ended
+//! session is deleted and named in the user's record (`User::ended`) by the same write, so
+//! the user-state cache, and through the change feed every replica, refuses it at once.
+
+use super::{sign_in, writer, Actor, Input};
+use crate::app::App;
+use crate::auth::sessions;
+use crate::clock::now;
+use crate::error::ApiError;
+use crate::store::{Effects, Ended, Session, User};
+
+/// How many characters of the User-Agent a session keeps.
+const USER_AGENT_CHARS: usize = 200;
+
+/// A session just written: the cookie value to hand the browser (never stored or logged)
+/// and the record.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub cookie: String,
+    pub session: Session,
+}
+
+/// The session a sign-in of `user` by `actor` starts now.
+fn new_session(app: &App, actor: &Actor, user: &User, remember: bool, at: u64) -> Started {
+    let (cookie, id_hash) = sessions::new_id();
+    let web = &app.config.web;
+    let remember = remember && web.remember_me_days > 0;
+    let user_agent = actor
+        .user_agent
+        .as_deref()
+        .unwrap_or("")
+        .chars()
+        .take(USER_AGENT_CHARS)
+        .collect();
+    Started {
+        cookie,
+        session: Session {
+            id_hash,
+            user_id: user.id,
+            created: at,
+            last_seen: at,
+            expires_at: at.saturating_add(web.lifetime_seconds(remember)),
+            client_ip: actor.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            user_agent,
+            remember,
+            method: "pwd".into(),
+            token_version: user.token_version,
+        },
+    }
+}
+
+/// `{username, password[, remember]}` -> the user and their new session, written with the
+/// sign-in's record. The throttle, the equal cost of unknown users and the verified-email
+/// rule are the token login's (`sign_in`).
+pub async fn sign_in_session(
+    app: &App,
+    actor: &Actor,
+    input: &dyn Input,
+    remember: bool,
+) -> Result<(User, Started), ApiError> {
+    let at = now();
+    let started = std::sync::Mutex::new(None);
+    let user = sign_in(app, actor, input, &|user| {
+        let s = new_session(app, actor, user, remember, at);
+        let effects = Effects {
+            sessions: vec![s.session.clone()],
+            ..Effects::none()
+        };
+        *started.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
+        effects
+    })
+    .await?;
+    let started = started
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .ok_or(crate::store::StoreError::Conflict)?;
+    Ok((user, started))
+}
+
+/// A new session for `user` without a password (the session that changed its own password
+/// gets a fresh one, as Django's `update_session_auth_hash`).
+pub async fn renew_session(app: &App, actor: &Actor, user: &User) -> Result<Started, ApiError> {
+    let started = new_session(app, actor, user, false, now());
+    writer::record(
+        app,
+        Effects {
+            sessions: vec![started.session.clone()],
+            ..Effects::none()
+        },
+    )
+    .await?;
+    Ok(started)
+}
+
+/// Which of a user's sessions to end.
+pub enum Which<'a> {
+    /// One, by id hash (sign out; "sign out" on a row of the sessions list).
+    One(&'a str),
+    /// Every one but this id hash ("sign out all other sessions").
+    AllBut(&'a str),
+}
+
+/// Ends sessions of the acting user: deleted, and named in the user's record until they
+/// would have expired anyway. How many ended (0: none of theirs matched).
+pub async fn end_sessions(app: &App, actor: &Actor, which: Which<'_>) -> Result<usize, ApiError> {
+    let me = actor.user_id()?;
+    let mine = app.store.list_sessions(me).await?;
+    let ending: Vec<&Session> = mine
+        .iter()
+        .filter(|s| match which {
+            Which::One(id) => s.id_hash == id,
+            Which::AllBut(keep) => s.id_hash != keep,
+        })
+        .collect();
+    if ending.is_empty() {
+        return Ok(0);
+    }
+    let at = now();
+    let ended: Vec<Ended> = ending
+        .iter()
+        .map(|s| Ended {
+            id: s.id_hash.clone(),
+            until: s.expires_at,
+        })
+        .collect();
+    let hashes: Vec<String> = ending.iter().map(|s| s.id_hash.clone()).collect();
+    writer::update(app, me, &|u| remember_ended(u, &ended, at), &|_, _| {
+        Effects {
+            end_sessions: hashes.clone(),
+            ..Effects::none()
+        }
+    })
+    .await?;
+    Ok(hashes.len())
+}
+
+/// Ends refresh family `family` of user `user_id` (logout, "sign out this device"): its
+/// refresh tokens are blacklisted, and, named in the user's record until `until` (when its
+/// last token expires), its access tokens are refused at once. An already ended family is
+/// simplejwt's "Token is blacklisted".
+pub async fn end_family(app: &App, user_id: u64, family: &str, until: u64) -> Result<(), ApiError> {
+    use crate::auth::families;
+    use crate::store::{StoreError, MAX_SWAP_ATTEMPTS};
+    let mut revoked_it = false;
+    for _ in 0..MAX_SWAP_ATTEMPTS {
+        let record = app.store.get_family(family).await?;
+        let Some(revoked) = families::revoke(record.as_ref(), family, user_id, until) else {
+            return Err(ApiError::InvalidToken(crate::error::BLACKLISTED));
+        };
+        if app
+            .store
+            .swap_family(family, record.as_ref(), &revoked)
+            .await?
+        {
+            revoked_it = true;
+            break;
+        }
+    }
+    if !revoked_it {
+        return Err(StoreError::Conflict.into());
+    }
+    let ended = [Ended {
+        id: family.to_string(),
+        until,
+    }];
+    let at = now();
+    writer::update(app, user_id, &|u| remember_ended(u, &ended, at), &|_, _| {
+        Effects::none()
+    })
+    .await?;
+    Ok(())
+}
+
+/// What holds a sign-in: a browser's session cookie or an app's refresh-token family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceKind {
+    Browser,
+    App,
+}
+
+impl DeviceKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            DeviceKind::Browser => "browser",
+            DeviceKind::App => "app",
+        }
+    }
+}
+
+/// One live sign-in of a user, as the sessions list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// The session's id hash or the family's id (never a cookie or a token).
+    pub id: String,
+    pub kind: DeviceKind,
+    pub created: u64,
+    pub last_seen: u64,
+    pub client_ip: String,
+    pub user_agent: String,
+    /// The sign-in the asking request came with.
+    pub current: bool,
+}
+
+/// User `user_id`'s live sessions and refresh families, newest first.
+pub async fn devices(
+    app: &App,
+    user_id: u64,
+    current: Option<&str>,
+) -> Result<Vec<Device>, ApiError> {
+    let at = now();
+    let idle = app.config.web.idle_seconds();
+    let mut out: Vec<Device> = app
+        .store
+        .list_sessions(user_id)
+        .await?
+        .into_iter()
+        .filter(|s| s.live_at(at, idle))
+        .map(|s| Device {
+            current: current == Some(s.id_hash.as_str()),
+            id: s.id_hash,
+            kind: DeviceKind::Browser,
+            created: s.created,
+            last_seen: s.last_seen,
+            client_ip: s.client_ip,
+            user_agent: s.user_agent,
+        })
+        .collect();
+    out.extend(
+        app.store
+            .list_families(user_id)
+            .await?
+            .into_iter()
+            .filter(|(_, f)| !f.revoked && f.expires_at > at)
+            .map(|(id, f)| Device {
+                current: current == Some(id.as_str()),
+                id,
+                kind: DeviceKind::App,
+                created: f.created,
+                last_seen: f.rotated_at.max(f.created),
+                client_ip: f.client_ip,
+                user_agent: f.user_agent,
+            }),
+    );
+    out.sort_by_key(|d| std::cmp::Reverse(d.created));
+    Ok(out)
+}
+
+/// Ends one of user `user_id`'s sessions or families by id; `false` when none of theirs
+/// has it.
+pub async fn end_device(
+    app: &App,
+    actor: &Actor,
+    user_id: u64,
+    id: &str,
+) -> Result<bool, ApiError> {
+    if app
+        .store
+        .list_sessions(user_id)
+        .await?
+        .iter()
+        .any(|s| s.id_hash == id)
+    {
+        return Ok(end_sessions(app, actor, Which::One(id)).await? > 0);
+    }
+    let family = app
+        .store
+        .list_families(user_id)
+        .await?
+        .into_iter()
+        .find(|(fid, f)| fid == id && !f.revoked);
+    match family {
+        Some((fid, f)) => {
+            end_family(app, user_id, &fid, f.expires_at).await?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// Ends every session and family of user `user_id` but `keep`; how many ended.
+pub async fn end_other_devices(
+    app: &App,
+    actor: &Actor,
+    user_id: u64,
+    keep: &str,
+) -> Result<usize, ApiError> {
+    let mut ended = end_sessions(app, actor, Which::AllBut(keep)).await?;
+    for (fid, f) in app.store.list_families(user_id).await? {
+        if fid != keep && !f.revoked && f.expires_at > now() {
+            match end_family(app, user_id, &fid, f.expires_at).await {
+                Ok(()) => ended += 1,
+                // Ended meanwhile (a logout, a reuse): nothing left to do.
+                Err(ApiError::InvalidToken(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(ended)
+}
+
+/// Adds `ended` to the user's list, dropping entries whose session or token could no longer
+/// be used anyway.
+fn remember_ended(u: &mut User, ended: &[Ended], at: u64) {
+    u.ended.retain(|e| e.until > at);
+    for e in ended {
+        if !u.ended.iter().any(|k| k.id == e.id) {
+            u.ended.push(e.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ended_list_keeps_only_what_could_still_be_used() {
+        let mut u = crate::store::test_user(1, "a", "a@example.com");
+        u.ended = vec![Ended {
+            id: "old".into(),
+            until: 10,
+        }];
+        remember_ended(
+            &mut u,
+            &[
+                Ended {
+                    id: "s1".into(),
+                    until: 500,
+                },
+                Ended {
+                    id: "s1".into(),
+                    until: 500,
+                },
+            ],
+            100,
+        );
+        assert_eq!(
+            u.ended,
+            vec![Ended {
+                id: "s1".into(),
+                until: 500
+            }]
+        );
+    }
+}

@@ -1,0 +1,603 @@
+//! The pages' request handling (SPEC §15): which page a path under the prefix is, the CSRF
+//! check of every form, and the rendering of an `accounts` operation's outcome as HTML. No
+//! page changes a user by itself: the operations do, as for the JSON API.
+
+use super::render::{self, AccountForm, FieldErrors, SessionKind, SessionRow};
+use super::{next, page};
+use crate::accounts::{self, Actor, Which};
+use crate::api::Request;
+use crate::app::App;
+use crate::auth::csrf;
+use crate::auth::{Identity, Requirement, Via};
+use crate::cookies;
+use crate::error::ApiError;
+use crate::response::Response;
+use serde_json::{Map, Value};
+
+/// A sign-in younger than this needs no password again for the sensitive forms.
+const RECENT_SIGN_IN_SECONDS: u64 = 600;
+const PASSWORDS_DIFFER: &str = "The two password fields didn't match.";
+const PASSWORD_CHANGED: &str = "Your password was changed.";
+const PROFILE_SAVED: &str = "Your profile was saved.";
+const OTHERS_ENDED: &str = "Every other session was signed out.";
+const SESSION_ENDED: &str = "That session was signed out.";
+const PASSWORD_NEEDED: &str = "Enter your password to confirm.";
+
+/// What one page request carries beyond the request itself.
+pub struct PageRequest<'a> {
+    pub req: &'a Request,
+    /// The path below the prefix ("" is the account page).
+    pub rest: &'a str,
+    pub secure: bool,
+    /// "scheme://host" as the browser addressed gatehouse.
+    pub own_origin: &'a str,
+    pub head_only: bool,
+}
+
+/// Answers a request for a page.
+pub async fn handle(app: &App, p: &PageRequest<'_>) -> Response {
+    let mut resp = route(app, p).await;
+    resp.head_only = p.head_only;
+    resp
+}
+
+async fn route(app: &App, p: &PageRequest<'_>) -> Response {
+    let method = p.req.method.as_str();
+    let get = matches!(method, "GET" | "HEAD");
+    match (p.rest, get) {
+        ("static/gatehouse.css", true) => stylesheet(render::STYLESHEET.as_bytes().to_vec()),
+        ("static/custom.css", true) if !app.config.web.css_file.is_empty() => {
+            match std::fs::read(&app.config.web.css_file) {
+                Ok(css) => stylesheet(css),
+                Err(e) => {
+                    log::warn!("web.css_file {}: {e}", app.config.web.css_file);
+                    not_found(app)
+                }
+            }
+        }
+        ("login/", _) | ("logout/", _) | ("", _) => {
+            let mut csrf = Csrf::of(app, p.req);
+            if !get {
+                if let Err(refused) = csrf.check(app, p) {
+                    return csrf_failure(app, &csrf, &refused.to_string());
+                }
+            }
+            let resp = match (p.rest, get) {
+                ("login/", true) => login_form(app, p, &csrf, None, "").await,
+                ("login/", false) => login(app, p, &mut csrf).await,
+                ("logout/", true) => logout_form(app, p, &csrf).await,
+                ("logout/", false) => logout(app, p, &csrf).await,
+                (_, true) => {
+                    let done = p.req.query_param("done");
+                    let notice = done
+                        .as_deref()
+                        .filter(|d| *d == "password")
+                        .map(|_| PASSWORD_CHANGED);
+                    account(app, p, &csrf, notice, None, &FieldErrors::new()).await
+                }
+                (_, false) => account_post(app, p, &mut csrf).await,
+            };
+            csrf.set_cookie(app, resp)
+        }
+        _ => not_found(app),
+    }
+}
+
+fn stylesheet(css: Vec<u8>) -> Response {
+    let mut resp = Response::html(200, css);
+    resp.content_type = "text/css; charset=utf-8";
+    resp.add_header("Cache-Control", "public, max-age=3600");
+    resp.add_header("X-Content-Type-Options", "nosniff");
+    resp
+}
+
+/// The frame every page shares.
+struct Frame<'a> {
+    brand: &'a str,
+    prefix: &'a str,
+    custom_css: bool,
+}
+
+fn frame(app: &App) -> Frame<'_> {
+    let web = &app.config.web;
+    Frame {
+        brand: &web.brand_name,
+        prefix: &web.prefix,
+        custom_css: !web.css_file.is_empty(),
+    }
+}
+
+/// A rendered page, or the plain 500 page when a template fails.
+fn rendered(status: u16, html: Result<String, render::RenderError>) -> Response {
+    match html {
+        Ok(html) => page(status, html),
+        Err(e) => {
+            log::error!("pages: {e}");
+            page(
+                500,
+                "<!doctype html><title>Server error</title><h1>Server error</h1>".into(),
+            )
+        }
+    }
+}
+
+pub fn not_found(app: &App) -> Response {
+    let f = frame(app);
+    rendered(
+        404,
+        render::not_found(&render::Plain {
+            brand: f.brand,
+            prefix: f.prefix,
+            custom_css: f.custom_css,
+            csrf_token: "",
+            signed_in_as: None,
+        }),
+    )
+}
+
+fn csrf_failure(app: &App, csrf: &Csrf, reason: &str) -> Response {
+    let f = frame(app);
+    let token = csrf.token();
+    rendered(
+        403,
+        render::csrf_failure(&render::CsrfFailure {
+            brand: f.brand,
+            prefix: f.prefix,
+            custom_css: f.custom_css,
+            csrf_token: &token,
+            signed_in_as: None,
+            reason,
+        }),
+    )
+}
+
+/// Django's CSRF cookie for this response: the one the browser sent if well formed, else a
+/// new secret (set on the way out), rotated at sign-in.
+struct Csrf {
+    secret: String,
+    /// The browser does not hold `secret` yet.
+    fresh: bool,
+}
+
+impl Csrf {
+    fn of(_app: &App, req: &Request) -> Csrf {
+        match crate::cookies::get(&req.headers, csrf::COOKIE).and_then(csrf::cookie_secret) {
+            Some(secret) => Csrf {
+                secret,
+                fresh: false,
+            },
+            None => Csrf {
+                secret: csrf::new_secret(),
+                fresh: true,
+            },
+        }
+    }
+
+    /// A masked token for a form on this response.
+    fn token(&self) -> String {
+        csrf::mask(&self.secret)
+    }
+
+    fn rotate(&mut self) {
+        self.secret = csrf::new_secret();
+        self.fresh = true;
+    }
+
+    fn check(&self, app: &App, p: &PageRequest<'_>) -> Result<(), csrf::Refused> {
+        let form = p.req.data().ok();
+        let form_token = form
+            .as_ref()
+            .and_then(|f| f.get(csrf::FORM_FIELD))
+            .and_then(Value::as_str);
+        let header = |name: &str| p.req.headers.get(name).and_then(|v| v.to_str().ok());
+        let method =
+            http::Method::from_bytes(p.req.method.as_bytes()).unwrap_or(http::Method::POST);
+        let sent = crate::cookies::get(&p.req.headers, csrf::COOKIE);
+        csrf::check(
+            &csrf::CsrfInput {
+                method: &method,
+                secure: p.secure,
+                own_origin: p.own_origin,
+                origin: header("origin"),
+                referer: header("referer"),
+                cookie: sent,
+                form_token,
+                header_token: header(csrf::HEADER),
+            },
+            &app.config.web.trusted_origins,
+        )
+    }
+
+    fn set_cookie(&self, app: &App, mut resp: Response) -> Response {
+        if self.fresh {
+            resp.add_header(
+                "Set-Cookie",
+                cookies::csrf_cookie(&app.config.web, &self.secret),
+            );
+        }
+        resp
+    }
+}
+
+/// The signed-in caller of a page, by the session cookie only (pages ignore bearer tokens).
+async fn signed_in(app: &App, req: &Request) -> Option<Identity> {
+    let cookie = app.authenticator.session_cookie()?;
+    let value = crate::cookies::get(&req.headers, &cookie.name)?;
+    let mut only_cookie = http::HeaderMap::new();
+    let pair = format!("{}={value}", cookie.name);
+    only_cookie.insert(
+        http::header::COOKIE,
+        http::HeaderValue::from_str(&pair).ok()?,
+    );
+    match app
+        .authenticator
+        .check(&only_cookie, Requirement::Authenticated)
+        .await
+    {
+        Ok(Some(who)) if who.via == Via::Session => Some(who),
+        _ => None,
+    }
+}
+
+fn actor(p: &PageRequest<'_>, who: Option<&Identity>) -> Actor {
+    let base = match who {
+        Some(w) => Actor::user(w.user_id, w.is_staff, p.req.client_ip),
+        None => Actor::anonymous(p.req.client_ip),
+    };
+    Actor {
+        request_id: Some(p.req.request_id.clone()).filter(|id| !id.is_empty()),
+        user_agent: p.req.user_agent().map(str::to_string),
+        ..base
+    }
+}
+
+/// Where to go after signing in: a safe `next`, else the account page.
+fn after_sign_in(app: &App, next_value: &str) -> String {
+    let web = &app.config.web;
+    let rules = next::NextRules {
+        allowed_hosts: &web.allowed_redirect_hosts,
+        cookie_domain: web.cookie_domain(),
+    };
+    next::safe_next(next_value, &rules).unwrap_or_else(|| web.prefix.clone())
+}
+
+async fn login_form(
+    app: &App,
+    p: &PageRequest<'_>,
+    csrf: &Csrf,
+    error: Option<&str>,
+    username: &str,
+) -> Response {
+    let f = frame(app);
+    let web = &app.config.web;
+    let next_value = p.req.query_param("next").unwrap_or_default();
+    let token = csrf.token();
+    let who = signed_in(app, p.req).await;
+    rendered(
+        200,
+        render::login(&render::SignIn {
+            brand: f.brand,
+            prefix: f.prefix,
+            custom_css: f.custom_css,
+            csrf_token: &token,
+            signed_in_as: who.as_ref().map(|w| &*w.username),
+            username,
+            next: &next_value,
+            remember_days: u32::try_from(web.remember_me_days).unwrap_or(u32::MAX),
+            remember: false,
+            registration: false,
+            error,
+        }),
+    )
+}
+
+async fn login(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Response {
+    let data = p.req.data().unwrap_or_default();
+    let text = |k: &str| {
+        data.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let remember = data.contains_key("remember");
+    let next_value = text("next");
+    let mut input = Map::new();
+    for k in ["username", "password"] {
+        input.insert(k.into(), Value::String(text(k)));
+    }
+    match accounts::sign_in_session(app, &actor(p, None), &input, remember).await {
+        Ok((_user, started)) => {
+            // Django rotates the CSRF secret at sign-in.
+            csrf.rotate();
+            // A new session id, whatever the browser held before (fixation).
+            let set =
+                cookies::session_cookie(&app.config.web, &started.cookie, started.session.remember);
+            Response::redirect(302, after_sign_in(app, &next_value)).with_header("Set-Cookie", set)
+        }
+        Err(e) => {
+            let message = match &e {
+                ApiError::WrongCredentials | ApiError::Validation(_) => {
+                    render::SIGN_IN_FAILED.to_string()
+                }
+                other => detail(other),
+            };
+            let mut resp = login_form(app, p, csrf, Some(&message), &text("username")).await;
+            if message != render::SIGN_IN_FAILED {
+                resp.status = e.to_response().status;
+            }
+            resp
+        }
+    }
+}
+
+/// An error's DRF `detail` text.
+fn detail(e: &ApiError) -> String {
+    let body = e.to_response().body_json();
+    body.get("detail").and_then(Value::as_str).map_or_else(
+        || "Something went wrong. Please try again.".to_string(),
+        str::to_string,
+    )
+}
+
+async fn logout_form(app: &App, p: &PageRequest<'_>, csrf: &Csrf) -> Response {
+    let f = frame(app);
+    let token = csrf.token();
+    let who = signed_in(app, p.req).await;
+    rendered(
+        200,
+        render::logout(&render::SignOut {
+            brand: f.brand,
+            prefix: f.prefix,
+            custom_css: f.custom_css,
+            csrf_token: &token,
+            signed_in_as: who.as_ref().map(|w| &*w.username),
+            done: who.is_none(),
+        }),
+    )
+}
+
+async fn logout(app: &App, p: &PageRequest<'_>, csrf: &Csrf) -> Response {
+    if let Some(who) = signed_in(app, p.req).await {
+        if let Some(id) = who.sign_in.as_deref() {
+            if let Err(e) = accounts::end_sessions(app, &actor(p, Some(&who)), Which::One(id)).await
+            {
+                return rendered_error(app, &e);
+            }
+        }
+    }
+    let f = frame(app);
+    let token = csrf.token();
+    let mut resp = rendered(
+        200,
+        render::logout(&render::SignOut {
+            brand: f.brand,
+            prefix: f.prefix,
+            custom_css: f.custom_css,
+            csrf_token: &token,
+            signed_in_as: None,
+            done: true,
+        }),
+    );
+    resp.add_header("Set-Cookie", cookies::clear_session_cookie(&app.config.web));
+    resp
+}
+
+fn rendered_error(app: &App, e: &ApiError) -> Response {
+    log::warn!("pages: {}", detail(e));
+    let f = frame(app);
+    rendered(
+        e.to_response().status.max(500),
+        render::server_error(&render::Plain {
+            brand: f.brand,
+            prefix: f.prefix,
+            custom_css: f.custom_css,
+            csrf_token: "",
+            signed_in_as: None,
+        }),
+    )
+}
+
+/// The account page, or the way to the sign-in page when nobody is signed in.
+async fn account(
+    app: &App,
+    p: &PageRequest<'_>,
+    csrf: &Csrf,
+    notice: Option<&str>,
+    failed: Option<AccountForm>,
+    errors: &FieldErrors,
+) -> Response {
+    let Some(who) = signed_in(app, p.req).await else {
+        let web = &app.config.web;
+        return Response::redirect(302, next::login_url(None, &web.prefix, &web.prefix));
+    };
+    let user = match app.store.get_user(who.user_id).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return Response::redirect(302, format!("{}login/", app.config.web.prefix)),
+        Err(e) => return rendered_error(app, &ApiError::from(e)),
+    };
+    let current = who.sign_in.as_deref();
+    let devices = match accounts::devices(app, who.user_id, current).await {
+        Ok(d) => d,
+        Err(e) => return rendered_error(app, &e),
+    };
+    let recent = recent_sign_in(app, &who).await;
+    let rows: Vec<SessionRow<'_>> = devices
+        .iter()
+        .map(|d| SessionRow {
+            id: &d.id,
+            kind: match d.kind {
+                accounts::DeviceKind::Browser => SessionKind::Browser,
+                accounts::DeviceKind::App => SessionKind::App,
+            },
+            created: d.created,
+            last_seen: d.last_seen,
+            address: &d.client_ip,
+            user_agent: &d.user_agent,
+            current: d.current,
+        })
+        .collect();
+    let f = frame(app);
+    let token = csrf.token();
+    rendered(
+        if failed.is_some() { 400 } else { 200 },
+        render::account(&render::Account {
+            brand: f.brand,
+            prefix: f.prefix,
+            custom_css: f.custom_css,
+            csrf_token: &token,
+            signed_in_as: Some(&user.username),
+            notice,
+            username: &user.username,
+            first_name: &user.first_name,
+            last_name: &user.last_name,
+            email: &user.email,
+            recent_sign_in: recent,
+            sessions: &rows,
+            failed,
+            errors,
+        }),
+    )
+}
+
+/// DRF's field errors of a refused operation.
+fn field_errors(e: &ApiError) -> FieldErrors {
+    let body = e.to_response().body_json();
+    let mut errors = FieldErrors::new();
+    if let Some(map) = body.as_object() {
+        for (k, v) in map {
+            let messages = match v {
+                Value::Array(items) => items
+                    .iter()
+                    .map(|m| m.as_str().map_or_else(|| m.to_string(), str::to_string))
+                    .collect(),
+                Value::String(s) => vec![s.clone()],
+                other => vec![other.to_string()],
+            };
+            errors.insert(k.clone(), messages);
+        }
+    }
+    errors
+}
+
+async fn account_post(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Response {
+    let Some(who) = signed_in(app, p.req).await else {
+        let web = &app.config.web;
+        return Response::redirect(303, next::login_url(None, &web.prefix, &web.prefix));
+    };
+    let data = p.req.data().unwrap_or_default();
+    let text = |k: &str| {
+        data.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let Some(form) = AccountForm::parse(&text(render::ACCOUNT_FORM_FIELD)) else {
+        return account(app, p, csrf, None, None, &FieldErrors::new()).await;
+    };
+    let me = actor(p, Some(&who));
+    let current = who.sign_in.as_deref().unwrap_or("").to_string();
+    let fail = |field: &str, message: &str| {
+        let mut e = FieldErrors::new();
+        e.insert(field.to_string(), vec![message.to_string()]);
+        e
+    };
+    let outcome: Result<(&str, Option<String>), FieldErrors> = match form {
+        AccountForm::Password => {
+            if text("new_password") != text("re_new_password") {
+                Err(fail("re_new_password", PASSWORDS_DIFFER))
+            } else {
+                let mut input = Map::new();
+                for k in ["old_password", "new_password"] {
+                    input.insert(k.into(), Value::String(text(k)));
+                }
+                match accounts::change_password(app, &me, &input).await {
+                    // The session that changed the password lives on in a new one.
+                    Ok(user) => match accounts::renew_session(app, &me, &user).await {
+                        Ok(started) => Ok((PASSWORD_CHANGED, Some(started.cookie))),
+                        Err(e) => Err(field_errors(&e)),
+                    },
+                    Err(e) => Err(field_errors(&e)),
+                }
+            }
+        }
+        AccountForm::Profile => {
+            let changes_email = match app.store.get_user(who.user_id).await {
+                Ok(Some(u)) => !text("email").eq_ignore_ascii_case(&u.email),
+                _ => true,
+            };
+            if changes_email && !password_ok(app, &who, &text("password")).await {
+                Err(fail("password", PASSWORD_NEEDED))
+            } else {
+                let mut input = Map::new();
+                for k in ["first_name", "last_name", "email"] {
+                    input.insert(k.into(), Value::String(text(k)));
+                }
+                match accounts::update_profile(app, &me, &input, true).await {
+                    Ok(_) => Ok((PROFILE_SAVED, None)),
+                    Err(e) => Err(field_errors(&e)),
+                }
+            }
+        }
+        AccountForm::EndSession => {
+            let id = text(render::SESSION_FIELD);
+            match accounts::end_device(app, &me, who.user_id, &id).await {
+                Ok(_) => Ok((SESSION_ENDED, None)),
+                Err(e) => Err(field_errors(&e)),
+            }
+        }
+        AccountForm::EndOthers => match password_ok(app, &who, &text("password")).await {
+            false => Err(fail("password", PASSWORD_NEEDED)),
+            true => match accounts::end_other_devices(app, &me, who.user_id, &current).await {
+                Ok(_) => Ok((OTHERS_ENDED, None)),
+                Err(e) => Err(field_errors(&e)),
+            },
+        },
+        AccountForm::Delete => match password_ok(app, &who, &text("password")).await {
+            false => Err(fail("password", PASSWORD_NEEDED)),
+            true => match accounts::soft_delete(app, &me).await {
+                Ok(_) => {
+                    return Response::redirect(303, format!("{}login/", app.config.web.prefix))
+                        .with_header("Set-Cookie", cookies::clear_session_cookie(&app.config.web));
+                }
+                Err(e) => Err(field_errors(&e)),
+            },
+        },
+    };
+    match outcome {
+        Ok((notice, renewed)) => {
+            let mut resp = account(app, p, csrf, Some(notice), None, &FieldErrors::new()).await;
+            if let Some(value) = renewed {
+                // The old session died with the password: on to the new one.
+                resp = Response::redirect(303, format!("{}?done=password", app.config.web.prefix))
+                    .with_header(
+                        "Set-Cookie",
+                        cookies::session_cookie(&app.config.web, &value, false),
+                    );
+            }
+            resp
+        }
+        Err(errors) => account(app, p, csrf, None, Some(form), &errors).await,
+    }
+}
+
+/// The sign-in behind this session is younger than ten minutes.
+async fn recent_sign_in(app: &App, who: &Identity) -> bool {
+    match who.sign_in.as_deref() {
+        Some(id) => matches!(
+            app.store.get_session(id).await,
+            Ok(Some(s)) if crate::clock::now().saturating_sub(s.created) < RECENT_SIGN_IN_SECONDS
+        ),
+        None => false,
+    }
+}
+
+/// The password asked again for a sensitive form, unless the sign-in is recent.
+async fn password_ok(app: &App, who: &Identity, password: &str) -> bool {
+    if recent_sign_in(app, who).await {
+        return true;
+    }
+    let Ok(Some(user)) = app.store.get_user(who.user_id).await else {
+        return false;
+    };
+    matches!(app.passwords.verify(password, Some(&user.password)).await, Ok(check) if check.ok)
+}

@@ -1,0 +1,1246 @@
+//! The pages' HTML (SPEC §15): one view model and one render function per page, over askama
+//! templates compiled into the binary (`src/web/templates/`, HTML-escaped by default).
+//!
+//! Every view model carries the same five frame fields: `brand`, `prefix` (ends with `/`),
+//! `custom_css` (the operator set `css_file`: link `{prefix}static/custom.css` too),
+//! `csrf_token` (the masked token for this response; empty on pages without forms) and
+//! `signed_in_as`. Field names in the forms follow the user API (djoser's), so an
+//! `accounts::` outcome's field errors land next to the right input as they are.
+
+use askama::Template;
+use std::collections::BTreeMap;
+
+/// A page could not be rendered (a template's own failure; the caller answers 500).
+#[derive(Debug, thiserror::Error)]
+#[error("a page could not be rendered: {0}")]
+pub struct RenderError(#[from] askama::Error);
+
+/// Field errors as DRF words them: field name to messages. `non_field_errors` and any key
+/// no input on the page carries are shown above the form.
+pub type FieldErrors = BTreeMap<String, Vec<String>>;
+
+/// Django's message for a failed sign-in (`AuthenticationForm.error_messages["invalid_login"]`).
+pub const SIGN_IN_FAILED: &str =
+    "Please enter a correct username and password. Note that both fields may be case-sensitive.";
+
+/// The built-in stylesheet, served at `{prefix}static/gatehouse.css`.
+pub const STYLESHEET: &str = include_str!("static/gatehouse.css");
+
+/// The account page posts every form to the prefix itself; this hidden field names which one.
+pub const ACCOUNT_FORM_FIELD: &str = "form";
+/// The hidden field of a session row's "Sign out" form: the session's (or family's) public id.
+pub const SESSION_FIELD: &str = "session";
+
+const NO_ERRORS: &[String] = &[];
+
+/// The forms of the account page, as the hidden [`ACCOUNT_FORM_FIELD`] names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountForm {
+    /// First name, last name, email (`password` when the email changes and the sign-in is old).
+    Profile,
+    /// `old_password`, `new_password`, `re_new_password`.
+    Password,
+    /// End one session: [`SESSION_FIELD`].
+    EndSession,
+    /// End every session but this one (`password` unless the sign-in is recent).
+    EndOthers,
+    /// Delete the account (`password` unless the sign-in is recent, and `confirm`).
+    Delete,
+}
+
+impl AccountForm {
+    const ALL: [AccountForm; 5] = [
+        AccountForm::Profile,
+        AccountForm::Password,
+        AccountForm::EndSession,
+        AccountForm::EndOthers,
+        AccountForm::Delete,
+    ];
+
+    /// The value of the hidden field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountForm::Profile => "profile",
+            AccountForm::Password => "password",
+            AccountForm::EndSession => "end-session",
+            AccountForm::EndOthers => "end-others",
+            AccountForm::Delete => "delete",
+        }
+    }
+
+    /// The form a posted hidden field names, if any.
+    pub fn parse(value: &str) -> Option<AccountForm> {
+        Self::ALL.into_iter().find(|f| f.as_str() == value)
+    }
+}
+
+/// What holds a session: a browser's cookie or an app's refresh-token family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    Browser,
+    App,
+}
+
+impl SessionKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            SessionKind::Browser => "Browser",
+            SessionKind::App => "App",
+        }
+    }
+}
+
+/// One row of the account page's sessions and devices.
+#[derive(Debug, Clone)]
+pub struct SessionRow<'a> {
+    /// The public id the row's "Sign out" form posts back.
+    pub id: &'a str,
+    pub kind: SessionKind,
+    /// Unix seconds.
+    pub created: u64,
+    pub last_seen: u64,
+    pub address: &'a str,
+    /// As stored (the first 200 characters); the page shows [`short_user_agent`].
+    pub user_agent: &'a str,
+    /// The session this page was asked with.
+    pub current: bool,
+}
+
+impl SessionRow<'_> {
+    fn created_at(&self) -> String {
+        utc_time(self.created)
+    }
+    fn last_seen_at(&self) -> String {
+        utc_time(self.last_seen)
+    }
+    fn device(&self) -> String {
+        short_user_agent(self.user_agent)
+    }
+}
+
+/// Messages of `errors` under `field`, or none.
+fn messages<'e>(errors: &'e FieldErrors, field: &str) -> &'e [String] {
+    errors.get(field).map_or(NO_ERRORS, Vec::as_slice)
+}
+
+/// Every message of `errors` whose key is none of `fields` (DRF's `non_field_errors`,
+/// `detail`, or a field this page does not show), in key order.
+fn others(errors: &FieldErrors, fields: &[&str]) -> Vec<String> {
+    errors
+        .iter()
+        .filter(|(k, _)| !fields.contains(&k.as_str()))
+        .flat_map(|(_, v)| v.iter().cloned())
+        .collect()
+}
+
+/// The sign-in page (`login/`).
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct SignIn<'a> {
+    pub brand: &'a str,
+    pub prefix: &'a str,
+    pub custom_css: bool,
+    pub csrf_token: &'a str,
+    pub signed_in_as: Option<&'a str>,
+    /// What was typed, shown again after a failure.
+    pub username: &'a str,
+    /// The (already checked) target, posted back in a hidden field.
+    pub next: &'a str,
+    /// `remember_me_days`: 0 hides the checkbox.
+    pub remember_days: u32,
+    pub remember: bool,
+    /// Offer the sign-up page.
+    pub registration: bool,
+    /// One message above the form, e.g. [`SIGN_IN_FAILED`].
+    pub error: Option<&'a str>,
+}
+
+impl SignIn<'_> {
+    fn no_errors(&self) -> &'static [String] {
+        NO_ERRORS
+    }
+}
+
+/// The sign-in page.
+pub fn login(v: &SignIn) -> Result<String, RenderError> {
+    Ok(v.render()?)
+}
+
+/// The sign-out page (`logout/`): a confirm form, or after the POST, that it is done.
+#[derive(Template)]
+#[template(path = "logout.html")]
+pub struct SignOut<'a> {
+    pub brand: &'a str,
+    pub prefix: &'a str,
+    pub custom_css: bool,
+    pub csrf_token: &'a str,
+    pub signed_in_as: Option<&'a str>,
+    /// The session is ended: say so and offer to sign in again.
+    pub done: bool,
+}
+
+/// The sign-out page.
+pub fn logout(v: &SignOut) -> Result<String, RenderError> {
+    Ok(v.render()?)
+}
+
+/// The sign-up page (`register/`).
+#[derive(Template)]
+#[template(path = "register.html")]
+pub struct SignUp<'a> {
+    pub brand: &'a str,
+    pub prefix: &'a str,
+    pub custom_css: bool,
+    pub csrf_token: &'a str,
+    pub signed_in_as: Option<&'a str>,
+    pub username: &'a str,
+    pub email: &'a str,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    /// Keys `username`, `email`, `first_name`, `last_name`, `password`, `re_password`.
+    pub errors: &'a FieldErrors,
+}
+
+impl SignUp<'_> {
+    const FIELDS: [&'static str; 6] = [
+        "username",
+        "email",
+        "first_name",
+        "last_name",
+        "password",
+        "re_password",
+    ];
+    fn errors_for(&self, field: &str) -> &[String] {
+        messages(self.errors, field)
+    }
+    fn other_errors(&self) -> Vec<String> {
+        others(self.errors, &Self::FIELDS)
+    }
+}
+
+/// The sign-up page.
+pub fn register(v: &SignUp) -> Result<String, RenderError> {
+    Ok(v.render()?)
+}
+
+/// The account page (the prefix itself).
+#[derive(Template)]
+#[template(path = "account.html")]
+pub struct Account<'a> {
+    pub brand: &'a str,
+    pub prefix: &'a str,
+    pub custom_css: bool,
+    pub csrf_token: &'a str,
+    pub signed_in_as: Option<&'a str>,
+    /// A banner after a change, e.g. "Your password was changed."
+    pub notice: Option<&'a str>,
+    pub username: &'a str,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    pub email: &'a str,
+    /// The sign-in is younger than 10 minutes: no password for the email, other sessions,
+    /// deletion.
+    pub recent_sign_in: bool,
+    pub sessions: &'a [SessionRow<'a>],
+    /// The form that was posted and refused, whose field errors `errors` holds.
+    pub failed: Option<AccountForm>,
+    pub errors: &'a FieldErrors,
+}
+
+impl Account<'_> {
+    /// The fields each form shows; other keys of a refused form's errors go above it.
+    fn fields(form: AccountForm) -> &'static [&'static str] {
+        match form {
+            AccountForm::Profile => &["first_name", "last_name", "email", "password"],
+            AccountForm::Password => &["old_password", "new_password", "re_new_password"],
+            AccountForm::EndOthers | AccountForm::Delete => &["password"],
+            AccountForm::EndSession => &[],
+        }
+    }
+    fn errors_in(&self, form: AccountForm, field: &str) -> &[String] {
+        if self.failed == Some(form) {
+            messages(self.errors, field)
+        } else {
+            NO_ERRORS
+        }
+    }
+    fn other_errors_in(&self, form: AccountForm) -> Vec<String> {
+        if self.failed == Some(form) {
+            others(self.errors, Self::fields(form))
+        } else {
+            Vec::new()
+        }
+    }
+    fn has_others(&self) -> bool {
+        self.sessions.iter().any(|s| !s.current)
+    }
+}
+
+/// The account page.
+pub fn account(v: &Account) -> Result<String, RenderError> {
+    Ok(v.render()?)
+}
+
+/// The password reset request (`password/reset/`) and, once sent, "check your mail".
+#[derive(Template)]
+#[template(path = "password_reset.html")]
+pub struct PasswordReset<'a> {
+    pub brand: &'a str,
+    pub prefix: &'a str,
+    pub custom_css: bool,
+    pub csrf_token: &'a str,
+    pub signed_in_as: Option<&'a str>,
+    pub email: &'a str,
+    /// The request was taken: show "check your mail" (whether or not the address is known).
+    pub sent: bool,
+    /// Key `email`.
+    pub errors: &'a FieldErrors,
+}
+
+impl PasswordReset<'_> {
+    fn errors_for(&self, field: &str) -> &[String] {
+        messages(self.errors, field)
+    }
+    fn other_errors(&self) -> Vec<String> {
+        others(self.errors, &["email"])
+    }
+}
+
+/// The password reset request.
+pub fn password_reset(v: &PasswordReset) -> Result<String, RenderError> {
+    Ok(v.render()?)
+}
+
+/// Where a reset link stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetState {
+    /// The link is good: ask for the new password.
+    Form,
+    /// The link is unknown, used or expired.
+    Invalid,
+    /// The password was set.
+    Done,
+}
+
+/// The form a reset mail links to (`password/reset/confirm/...`); it posts to its own URL.
+#[derive(Template)]
+#[template(path = "password_reset_confirm.html")]
+pub struct PasswordResetConfirm<'a> {
+    pub brand: &'a str,
+    pub prefix: &'a str,
+    pub custom_css: bool,
+    pub csrf_token: &'a str,
+    pub signed_in_as: Option<&'a str>,
+    pub state: ResetState,
+    /// Keys `new_password`, `re_new_password`.
+    pub errors: &'a FieldErrors,
+}
+
+impl PasswordResetConfirm<'_> {
+    fn errors_for(&self, field: &str) -> &[String] {
+        messages(self.errors, field)
+    }
+    fn other_errors(&self) -> Vec<String> {
+        others(self.errors, &["new_password", "re_new_password"])
+    }
+    fn title(&self) -> &'static str {
+        match self.state {
+            ResetState::Form => "Choose a new password",
+            ResetState::Invalid => "This link does not work",
+            ResetState::Done => "Your password is set",
+        }
+    }
+}
+
+/// The reset confirm page.
+pub fn password_reset_confirm(v: &PasswordResetConfirm) -> Result<String, RenderError> {
+    Ok(v.render()?)
+}
+
+/// Where an email verification link stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyState {
+    /// Show the button that POSTs the verification (a GET never uses the link up).
+    Ask,
+    Done,
+    Invalid,
+}
+
+/// The email verification page (`email/verify/{uid}/{token}/`); it posts to its own URL.
+#[derive(Template)]
+#[template(path = "verify_email.html")]
+pub struct VerifyEmail<'a> {
+    pub brand: &'a str,
+    pub prefix: &'a str,
+    pub custom_css: bool,
+    pub csrf_token: &'a str,
+    pub signed_in_as: Option<&'a str>,
+    pub state: VerifyState,
+}
+
+impl VerifyEmail<'_> {
+    fn title(&self) -> &'static str {
+        match self.state {
+            VerifyState::Ask => "Confirm your email address",
+            VerifyState::Done => "Your email address is confirmed",
+            VerifyState::Invalid => "This link does not work",
+        }
+    }
+}
+
+/// The email verification page.
+pub fn verify_email(v: &VerifyEmail) -> Result<String, RenderError> {
+    Ok(v.render()?)
+}
+
+/// The 403 page of a refused CSRF check.
+#[derive(Template)]
+#[template(path = "csrf_failure.html")]
+pub struct CsrfFailure<'a> {
+    pub brand: &'a str,
+    pub prefix: &'a str,
+    pub custom_css: bool,
+    pub csrf_token: &'a str,
+    pub signed_in_as: Option<&'a str>,
+    /// Django's reason, verbatim (`csrf::Refused`'s text).
+    pub reason: &'a str,
+}
+
+/// The CSRF failure page (status 403).
+pub fn csrf_failure(v: &CsrfFailure) -> Result<String, RenderError> {
+    Ok(v.render()?)
+}
+
+/// The frame alone, for the pages that say only what went wrong.
+pub struct Plain<'a> {
+    pub brand: &'a str,
+    pub prefix: &'a str,
+    pub custom_css: bool,
+    pub csrf_token: &'a str,
+    pub signed_in_as: Option<&'a str>,
+}
+
+/// The page of a 404 or a 500: the frame and the status.
+#[derive(Template)]
+#[template(path = "problem.html")]
+struct Problem<'a> {
+    brand: &'a str,
+    prefix: &'a str,
+    custom_css: bool,
+    signed_in_as: Option<&'a str>,
+    status: u16,
+}
+
+impl<'a> Problem<'a> {
+    fn new(v: &Plain<'a>, status: u16) -> Self {
+        Problem {
+            brand: v.brand,
+            prefix: v.prefix,
+            custom_css: v.custom_css,
+            signed_in_as: v.signed_in_as,
+            status,
+        }
+    }
+    fn title(&self) -> &'static str {
+        match self.status {
+            404 => "Page not found",
+            _ => "Something went wrong",
+        }
+    }
+}
+
+/// The 404 page.
+pub fn not_found(v: &Plain) -> Result<String, RenderError> {
+    Ok(Problem::new(v, 404).render()?)
+}
+
+/// The 500 page: says nothing of the cause (that goes to the log).
+pub fn server_error(v: &Plain) -> Result<String, RenderError> {
+    Ok(Problem::new(v, 500).render()?)
+}
+
+/// A time people read: "7 Dec 2026, 14:05 UTC", from unix seconds. A value past the
+/// calendar's range (never stored by gatehouse) shows as its seconds.
+pub fn utc_time(unix: u64) -> String {
+    let Some(t) = i64::try_from(unix)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+    else {
+        return format!("{unix} s after 1970 (UTC)");
+    };
+    let month = t.month().to_string();
+    format!(
+        "{} {} {}, {:02}:{:02} UTC",
+        t.day(),
+        month.get(..3).unwrap_or(&month),
+        t.year(),
+        t.hour(),
+        t.minute()
+    )
+}
+
+/// How long a user agent may be shown when it is none of the browsers known here.
+const UA_SHOWN: usize = 40;
+
+/// A user agent as a person names their device: "Firefox 128 on Linux", "Safari on iOS";
+/// another client's first product token ("curl/8.5.0"), cut to 40 characters; "Unknown" for
+/// nothing.
+pub fn short_user_agent(ua: &str) -> String {
+    let ua = ua.trim();
+    if ua.is_empty() {
+        return "Unknown".to_string();
+    }
+    // Order matters: Edge and Opera say Chrome too, Chrome says Safari, Android says Linux.
+    const BROWSERS: [(&str, &str); 7] = [
+        ("Edg/", "Edge"),
+        ("OPR/", "Opera"),
+        ("Firefox/", "Firefox"),
+        ("FxiOS/", "Firefox"),
+        ("CriOS/", "Chrome"),
+        ("Chrome/", "Chrome"),
+        ("Version/", "Safari"),
+    ];
+    const SYSTEMS: [(&str, &str); 8] = [
+        ("Android", "Android"),
+        ("iPhone", "iOS"),
+        ("iPad", "iPadOS"),
+        ("CrOS", "ChromeOS"),
+        ("Windows", "Windows"),
+        ("Mac OS X", "macOS"),
+        ("Macintosh", "macOS"),
+        ("Linux", "Linux"),
+    ];
+    let browser = BROWSERS.iter().find_map(|(token, name)| {
+        let at = ua.find(token)?;
+        let version: String = ua[at + token.len()..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        // Safari's "Version/" is only Safari when the agent says Safari.
+        (*name != "Safari" || ua.contains("Safari/")).then_some((*name, version))
+    });
+    let system = SYSTEMS
+        .iter()
+        .find(|(token, _)| ua.contains(token))
+        .map(|(_, name)| *name);
+    match (browser, system) {
+        (Some((name, version)), system) => {
+            let mut s = name.to_string();
+            if !version.is_empty() && name != "Safari" {
+                s.push(' ');
+                s.push_str(&version);
+            }
+            if let Some(system) = system {
+                s.push_str(" on ");
+                s.push_str(system);
+            }
+            s
+        }
+        (None, _) => {
+            let first = ua.split_whitespace().next().unwrap_or(ua);
+            if first.chars().count() > UA_SHOWN {
+                let cut: String = first.chars().take(UA_SHOWN - 1).collect();
+                format!("{cut}…")
+            } else {
+                first.to_string()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVIL: &str = "<script>alert(1)</script>";
+    const TOKEN: &str = "tok3nTOK3Ntok3nTOK3Ntok3nTOK3Nxx";
+    const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+    const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
+
+    fn errors(pairs: &[(&str, &str)]) -> FieldErrors {
+        let mut e = FieldErrors::new();
+        for (k, v) in pairs {
+            e.entry(k.to_string()).or_default().push(v.to_string());
+        }
+        e
+    }
+
+    fn sessions() -> Vec<SessionRow<'static>> {
+        vec![
+            SessionRow {
+                id: "s1",
+                kind: SessionKind::Browser,
+                created: 1_796_652_359,
+                last_seen: 1_796_655_000,
+                address: "203.0.113.7",
+                user_agent: FIREFOX,
+                current: true,
+            },
+            SessionRow {
+                id: "f2",
+                kind: SessionKind::App,
+                created: 1_709_197_380,
+                last_seen: 1_796_600_000,
+                address: "2001:db8::1",
+                user_agent: IPHONE,
+                current: false,
+            },
+            SessionRow {
+                id: "f3",
+                kind: SessionKind::App,
+                created: 1_709_197_380,
+                last_seen: 1_709_197_380,
+                address: "198.51.100.4",
+                user_agent: EVIL,
+                current: false,
+            },
+        ]
+    }
+
+    /// Every page in every state, with `user` as the name shown and typed, and `errs` as
+    /// each form's field errors: (name, html).
+    fn all_pages(user: &str, errs: &FieldErrors, custom_css: bool) -> Vec<(String, String)> {
+        let rows = sessions();
+        let mut pages = Vec::new();
+        let mut add = |name: &str, html: Result<String, RenderError>| match html {
+            Ok(h) => pages.push((name.to_string(), h)),
+            Err(e) => panic!("{name}: {e}"),
+        };
+        let brand = "Acme";
+        let prefix = "/accounts/";
+        for (name, days, error) in [
+            ("login", 0, None),
+            ("login-remember-error", 14, Some(SIGN_IN_FAILED)),
+        ] {
+            add(
+                name,
+                login(&SignIn {
+                    brand,
+                    prefix,
+                    custom_css,
+                    csrf_token: TOKEN,
+                    signed_in_as: None,
+                    username: user,
+                    next: "/app/?a=1&b=2",
+                    remember_days: days,
+                    remember: false,
+                    registration: days > 0,
+                    error,
+                }),
+            );
+        }
+        for (name, done) in [("logout", false), ("logout-done", true)] {
+            add(
+                name,
+                logout(&SignOut {
+                    brand,
+                    prefix,
+                    custom_css,
+                    csrf_token: if done { "" } else { TOKEN },
+                    signed_in_as: (!done).then_some(user),
+                    done,
+                }),
+            );
+        }
+        add(
+            "register",
+            register(&SignUp {
+                brand,
+                prefix,
+                custom_css,
+                csrf_token: TOKEN,
+                signed_in_as: None,
+                username: user,
+                email: "alice@example.com",
+                first_name: "Alice",
+                last_name: "",
+                errors: errs,
+            }),
+        );
+        for (name, recent, failed, notice) in [
+            ("account", false, None, Some("Your password was changed.")),
+            (
+                "account-recent-error",
+                true,
+                Some(AccountForm::Password),
+                None,
+            ),
+        ] {
+            add(
+                name,
+                account(&Account {
+                    brand,
+                    prefix,
+                    custom_css,
+                    csrf_token: TOKEN,
+                    signed_in_as: Some(user),
+                    notice,
+                    username: user,
+                    first_name: "Alice",
+                    last_name: "Liddell",
+                    email: "alice@example.com",
+                    recent_sign_in: recent,
+                    sessions: &rows,
+                    failed,
+                    errors: errs,
+                }),
+            );
+        }
+        for (name, sent) in [("reset", false), ("reset-sent", true)] {
+            add(
+                name,
+                password_reset(&PasswordReset {
+                    brand,
+                    prefix,
+                    custom_css,
+                    csrf_token: if sent { "" } else { TOKEN },
+                    signed_in_as: None,
+                    email: user,
+                    sent,
+                    errors: errs,
+                }),
+            );
+        }
+        for (name, state) in [
+            ("reset-confirm", ResetState::Form),
+            ("reset-confirm-invalid", ResetState::Invalid),
+            ("reset-confirm-done", ResetState::Done),
+        ] {
+            add(
+                name,
+                password_reset_confirm(&PasswordResetConfirm {
+                    brand,
+                    prefix,
+                    custom_css,
+                    csrf_token: TOKEN,
+                    signed_in_as: None,
+                    state,
+                    errors: errs,
+                }),
+            );
+        }
+        for (name, state) in [
+            ("verify", VerifyState::Ask),
+            ("verify-done", VerifyState::Done),
+            ("verify-invalid", VerifyState::Invalid),
+        ] {
+            add(
+                name,
+                verify_email(&VerifyEmail {
+                    brand,
+                    prefix,
+                    custom_css,
+                    csrf_token: TOKEN,
+                    signed_in_as: Some(user),
+                    state,
+                }),
+            );
+        }
+        add(
+            "csrf",
+            csrf_failure(&CsrfFailure {
+                brand,
+                prefix,
+                custom_css,
+                csrf_token: "",
+                signed_in_as: None,
+                reason: "CSRF token from POST incorrect.",
+            }),
+        );
+        let plain = Plain {
+            brand,
+            prefix,
+            custom_css,
+            csrf_token: "",
+            signed_in_as: Some(user),
+        };
+        add("404", not_found(&plain));
+        add("500", server_error(&plain));
+        pages
+    }
+
+    fn sample_errors() -> FieldErrors {
+        errors(&[
+            ("username", "A user with that username already exists."),
+            ("password", "This password is too common."),
+            ("password", "This password is entirely numeric."),
+            ("re_password", EVIL),
+            ("email", "Enter a valid email address."),
+            ("old_password", "Wrong password."),
+            ("new_password", "This password is too short."),
+            ("non_field_errors", "The two password fields didn't match."),
+        ])
+    }
+
+    /// Each `<tag ...>` in `html`, as its text.
+    fn tags<'h>(html: &'h str, tag: &str) -> Vec<&'h str> {
+        let open = format!("<{tag}");
+        let mut out = Vec::new();
+        let mut rest = html;
+        while let Some(at) = rest.find(&open) {
+            let from = &rest[at..];
+            let end = from.find('>').map_or(from.len(), |e| e + 1);
+            let t = &from[..end];
+            // `<form` must not match `<formx`: the next character ends the name.
+            if t[open.len()..].starts_with([' ', '>', '\n']) {
+                out.push(t);
+            }
+            rest = &from[end..];
+        }
+        out
+    }
+
+    /// The value of attribute `name` in one tag's text.
+    fn attr<'t>(tag: &'t str, name: &str) -> Option<&'t str> {
+        let key = format!(" {name}=\"");
+        let at = tag.find(&key)? + key.len();
+        let len = tag[at..].find('"')?;
+        Some(&tag[at..at + len])
+    }
+
+    /// The text of each `<form ...>...</form>`.
+    fn forms(html: &str) -> Vec<&str> {
+        html.split("<form ")
+            .skip(1)
+            .map(|f| f.split("</form>").next().unwrap_or(f))
+            .collect()
+    }
+
+    #[test]
+    fn every_page_renders_a_whole_document_in_the_frame() {
+        for custom in [false, true] {
+            for (name, html) in all_pages("alice", &FieldErrors::new(), custom) {
+                assert!(
+                    html.starts_with("<!doctype html>\n<html lang=\"en\">"),
+                    "{name}"
+                );
+                assert!(html.contains("<meta name=\"viewport\""), "{name}");
+                assert!(html.contains(" · Acme</title>"), "{name}");
+                assert!(
+                    html.contains(
+                        r#"<link rel="stylesheet" href="/accounts/static/gatehouse.css">"#
+                    ),
+                    "{name}"
+                );
+                assert_eq!(
+                    html.contains(r#"href="/accounts/static/custom.css""#),
+                    custom,
+                    "{name}"
+                );
+                assert_eq!(html.matches("<main").count(), 1, "{name}");
+                assert!(
+                    html.contains("<header") && html.contains("<footer"),
+                    "{name}"
+                );
+                assert_eq!(tags(&html, "h1").len(), 1, "{name}: one heading");
+            }
+        }
+    }
+
+    #[test]
+    fn no_page_carries_inline_style_or_script() {
+        for (name, html) in all_pages(EVIL, &sample_errors(), true) {
+            let lower = html.to_ascii_lowercase();
+            assert!(!lower.contains("<script"), "{name}");
+            assert!(!lower.contains("style="), "{name}");
+            assert!(!lower.contains("<style"), "{name}");
+            for tag in lower.split('<').skip(1) {
+                let tag = tag.split('>').next().unwrap_or(tag);
+                let handler = tag.split([' ', '\n']).any(|a| {
+                    a.starts_with("on")
+                        && a.split('=').next().is_some_and(|n| {
+                            n.len() > 2 && n.chars().all(|c| c.is_ascii_lowercase())
+                        })
+                        && a.contains('=')
+                });
+                assert!(!handler, "{name}: an event handler attribute in <{tag}>");
+            }
+            assert!(!lower.contains("javascript:"), "{name}");
+        }
+    }
+
+    #[test]
+    fn what_people_type_comes_out_escaped() {
+        for (name, html) in all_pages(EVIL, &sample_errors(), false) {
+            assert!(!html.contains(EVIL), "{name}");
+        }
+        let pages = all_pages(EVIL, &sample_errors(), false);
+        let find = |n: &str| {
+            pages
+                .iter()
+                .find(|(name, _)| name == n)
+                .map(|(_, h)| h.as_str())
+                .unwrap_or_default()
+        };
+        let escaped = "&#60;script&#62;alert(1)&#60;/script&#62;";
+        assert!(find("login").contains(&format!("value=\"{escaped}\"")));
+        assert!(find("account").contains(&format!("Signed in as <strong>{escaped}</strong>")));
+        assert!(
+            find("register").contains(escaped),
+            "an error message is text too"
+        );
+        assert!(find("login").contains(r#"name="next" value="/app/?a=1&#38;b=2""#));
+    }
+
+    #[test]
+    fn every_form_posts_and_carries_the_csrf_token() {
+        let mut seen = 0;
+        for (name, html) in all_pages("alice", &sample_errors(), false) {
+            for form in forms(&html) {
+                seen += 1;
+                assert!(form.starts_with("method=\"post\""), "{name}: {form}");
+                let field =
+                    format!(r#"<input type="hidden" name="csrfmiddlewaretoken" value="{TOKEN}">"#);
+                assert_eq!(form.matches(&field).count(), 1, "{name}: {form}");
+            }
+        }
+        // login, logout, register, 5 account forms + 2 more session rows, reset, confirm, verify.
+        assert!(seen >= 15, "{seen} forms");
+    }
+
+    #[test]
+    fn every_label_points_at_an_input_and_every_input_has_one() {
+        for (name, html) in all_pages("alice", &sample_errors(), false) {
+            let ids: Vec<&str> = tags(&html, "input")
+                .into_iter()
+                .chain(tags(&html, "button"))
+                .filter_map(|t| attr(t, "id"))
+                .collect();
+            let mut unique = ids.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            assert_eq!(unique.len(), ids.len(), "{name}: ids are unique");
+            let fors: Vec<&str> = tags(&html, "label")
+                .into_iter()
+                .filter_map(|t| attr(t, "for"))
+                .collect();
+            assert_eq!(
+                fors.len(),
+                tags(&html, "label").len(),
+                "{name}: every label has for"
+            );
+            for f in &fors {
+                assert!(ids.contains(f), "{name}: label for {f} has no input");
+            }
+            for input in tags(&html, "input") {
+                if attr(input, "type") == Some("hidden") {
+                    continue;
+                }
+                let id = attr(input, "id").unwrap_or_default();
+                assert!(fors.contains(&id), "{name}: no label for {input}");
+            }
+            for input in tags(&html, "input") {
+                for described in attr(input, "aria-describedby")
+                    .unwrap_or_default()
+                    .split(' ')
+                {
+                    if !described.is_empty() {
+                        assert!(
+                            html.contains(&format!("id=\"{described}\"")),
+                            "{name}: {described}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn field_errors_sit_next_to_their_field_and_the_rest_above_the_form() {
+        let errs = sample_errors();
+        let pages = all_pages("alice", &errs, false);
+        let (_, html) = pages
+            .iter()
+            .find(|(n, _)| n == "register")
+            .unwrap_or(&pages[0]);
+        let input = tags(html, "input")
+            .into_iter()
+            .find(|t| attr(t, "name") == Some("password"))
+            .unwrap_or_default();
+        assert_eq!(attr(input, "aria-invalid"), Some("true"));
+        assert_eq!(
+            attr(input, "aria-describedby"),
+            Some("id_register-password-errors")
+        );
+        let list = html
+            .split(r#"<ul class="errors" id="id_register-password-errors">"#)
+            .nth(1)
+            .and_then(|rest| rest.split("</ul>").next())
+            .unwrap_or_default();
+        assert!(list.contains("<span class=\"tag\">Error:</span> This password is too common."));
+        assert!(list.contains("This password is entirely numeric."));
+        let username = tags(html, "input")
+            .into_iter()
+            .find(|t| attr(t, "name") == Some("username"))
+            .unwrap_or_default();
+        assert_eq!(
+            attr(username, "aria-describedby"),
+            Some("id_register-username-help id_register-username-errors"),
+        );
+        let first = tags(html, "input")
+            .into_iter()
+            .find(|t| attr(t, "name") == Some("first_name"))
+            .unwrap_or_default();
+        assert_eq!(attr(first, "aria-invalid"), None);
+        let top = html.split("<form").next().unwrap_or_default();
+        assert!(top.contains(
+            "<span class=\"tag\">Error:</span> The two password fields didn&#39;t match."
+        ));
+        assert!(
+            top.contains("Wrong password."),
+            "a key no field of the page carries is still shown, above the form"
+        );
+    }
+
+    fn page(pages: &[(String, String)], name: &str) -> String {
+        pages
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, h)| h.clone())
+            .unwrap_or_else(|| panic!("no page {name}"))
+    }
+
+    #[test]
+    fn sign_in_offers_remember_me_and_sign_up_only_when_configured() {
+        let pages = all_pages("alice", &FieldErrors::new(), false);
+        let plain = page(&pages, "login");
+        assert!(!plain.contains("name=\"remember\""));
+        assert!(!plain.contains("register/"));
+        assert!(plain.contains("href=\"/accounts/password/reset/\""));
+        assert!(!plain.contains("role=\"alert\""));
+        let full = page(&pages, "login-remember-error");
+        assert!(full.contains("Remember me for 14 days</label>"));
+        assert!(full.contains("href=\"/accounts/register/\""));
+        assert!(full.contains(&format!(
+            "<span class=\"tag\">Error:</span> {SIGN_IN_FAILED}"
+        )));
+        let one = login(&SignIn {
+            brand: "b",
+            prefix: "/",
+            custom_css: false,
+            csrf_token: TOKEN,
+            signed_in_as: None,
+            username: "",
+            next: "/",
+            remember_days: 1,
+            remember: true,
+            registration: false,
+            error: None,
+        })
+        .unwrap_or_default();
+        assert!(one.contains("Remember me for 1 day</label>"));
+        assert!(one.contains("id=\"id_login-remember\" checked>"));
+    }
+
+    #[test]
+    fn the_account_page_asks_for_the_password_only_after_ten_minutes() {
+        let pages = all_pages("alice", &sample_errors(), false);
+        let old = page(&pages, "account");
+        let recent = page(&pages, "account-recent-error");
+        let passwords = |html: &str, form: &str| {
+            forms(html)
+                .into_iter()
+                .filter(|f| f.contains(&format!("name=\"form\" value=\"{form}\"")))
+                .map(|f| f.matches("name=\"password\"").count())
+                .sum::<usize>()
+        };
+        for form in ["profile", "end-others", "delete"] {
+            assert_eq!(passwords(&old, form), 1, "{form}");
+            assert_eq!(passwords(&recent, form), 0, "{form}");
+        }
+        assert!(old.contains("role=\"status\"><p>Your password was changed.</p>"));
+        assert!(!recent.contains("role=\"status\""));
+    }
+
+    #[test]
+    fn the_account_page_lists_sessions_and_marks_this_device() {
+        let pages = all_pages("alice", &FieldErrors::new(), false);
+        let html = page(&pages, "account");
+        assert_eq!(
+            html.matches("<span class=\"badge\">This device</span>")
+                .count(),
+            1
+        );
+        assert!(html.contains("Firefox 128 on Linux"));
+        assert!(html.contains("Safari on iOS"));
+        assert!(html.contains("7 Dec 2026, 14:05 UTC"));
+        assert!(
+            html.contains("class=\"kind\">App</span>")
+                && html.contains("class=\"kind\">Browser <span class=\"badge\">")
+        );
+        assert!(html.contains("name=\"session\" value=\"f2\""));
+        assert!(html.contains("Sign out all other sessions</button>"));
+        let rows = sessions();
+        let alone = account(&Account {
+            brand: "b",
+            prefix: "/",
+            custom_css: false,
+            csrf_token: TOKEN,
+            signed_in_as: Some("alice"),
+            notice: None,
+            username: "alice",
+            first_name: "",
+            last_name: "",
+            email: "",
+            recent_sign_in: true,
+            sessions: &rows[..1],
+            failed: None,
+            errors: &FieldErrors::new(),
+        })
+        .unwrap_or_default();
+        assert!(!alone.contains("Sign out all other sessions"));
+    }
+
+    #[test]
+    fn a_refused_account_form_shows_its_errors_and_only_its_own() {
+        let pages = all_pages("alice", &sample_errors(), false);
+        let html = page(&pages, "account-recent-error");
+        let form = |name: &str| {
+            forms(&html)
+                .into_iter()
+                .find(|f| f.contains(&format!("name=\"form\" value=\"{name}\"")))
+                .unwrap_or_default()
+        };
+        assert!(form("password").contains("Wrong password."));
+        assert!(form("password").contains("aria-invalid=\"true\""));
+        assert!(!form("profile").contains("aria-invalid"));
+        assert!(!form("profile").contains("Enter a valid email address."));
+        let password_section = html
+            .split("id=\"password-h\"")
+            .nth(1)
+            .and_then(|s| s.split("</section>").next())
+            .unwrap_or_default();
+        assert!(
+            password_section.contains("didn&#39;t match."),
+            "non-field errors above it"
+        );
+        assert_eq!(html.matches("role=\"alert\"").count(), 1);
+    }
+
+    #[test]
+    fn the_page_states_say_what_happened() {
+        let pages = all_pages("alice", &FieldErrors::new(), false);
+        let has = |name: &str, text: &str| {
+            assert!(page(&pages, name).contains(text), "{name}: {text}");
+        };
+        has("logout", "action=\"/accounts/logout/\"");
+        has("logout-done", "<h1>You are signed out</h1>");
+        has("reset-sent", "<h1>Check your mail</h1>");
+        has("reset-sent", "<title>Check your mail · Acme</title>");
+        has("reset-confirm", "name=\"re_new_password\"");
+        has("reset-confirm-invalid", "invalid or has expired");
+        has("reset-confirm-done", "href=\"/accounts/login/\"");
+        has("verify", "Confirm my email address</button>");
+        has("verify-done", "<h1>Your email address is confirmed</h1>");
+        has("verify-invalid", "invalid or has expired");
+        has("csrf", "<title>Forbidden (403) · Acme</title>");
+        has("csrf", "CSRF verification failed. Request aborted.");
+        has(
+            "csrf",
+            "<span class=\"tag\">Reason:</span> CSRF token from POST incorrect.",
+        );
+        has("404", "<h1>Page not found</h1>");
+        has("500", "<h1>Something went wrong</h1>");
+        has("500", "Signed in as <strong>alice</strong>");
+        assert!(!page(&pages, "logout-done").contains("Signed in as"));
+    }
+
+    #[test]
+    fn times_read_as_utc() {
+        assert_eq!(utc_time(1_796_652_359), "7 Dec 2026, 14:05 UTC");
+        assert_eq!(utc_time(1_709_197_380), "29 Feb 2024, 09:03 UTC");
+        assert_eq!(utc_time(0), "1 Jan 1970, 00:00 UTC");
+        assert_eq!(
+            utc_time(u64::MAX),
+            format!("{} s after 1970 (UTC)", u64::MAX)
+        );
+    }
+
+    #[test]
+    fn user_agents_read_as_devices() {
+        let cases = [
+            (FIREFOX, "Firefox 128 on Linux"),
+            (IPHONE, "Safari on iOS"),
+            (
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36 Edg/126.0.2592.87",
+                "Edge 126 on Windows",
+            ),
+            (
+                "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.6478.122 Mobile Safari/537.36",
+                "Chrome 126 on Android",
+            ),
+            (
+                "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15",
+                "Safari on macOS",
+            ),
+            ("curl/8.5.0", "curl/8.5.0"),
+            ("python-requests/2.32.3 CPython/3.12", "python-requests/2.32.3"),
+            ("", "Unknown"),
+            ("   ", "Unknown"),
+        ];
+        for (ua, want) in cases {
+            assert_eq!(short_user_agent(ua), want, "{ua}");
+        }
+        let long = "x".repeat(200);
+        let short = short_user_agent(&long);
+        assert_eq!(short.chars().count(), 40);
+        assert!(short.ends_with('…'));
+    }
+
+    #[test]
+    fn account_forms_round_trip_through_their_hidden_field() {
+        for form in AccountForm::ALL {
+            assert_eq!(AccountForm::parse(form.as_str()), Some(form));
+        }
+        assert_eq!(AccountForm::parse(""), None);
+        assert_eq!(AccountForm::parse("Profile"), None);
+    }
+
+    #[test]
+    fn the_stylesheet_is_small_and_self_contained() {
+        assert!(STYLESHEET.len() < 8 * 1024, "{} bytes", STYLESHEET.len());
+        assert!(!STYLESHEET.contains("@import") && !STYLESHEET.contains("url("));
+        assert!(STYLESHEET.contains("prefers-color-scheme: dark"));
+    }
+
+    /// Writes every page and the stylesheet to `GATEHOUSE_PAGES_PREVIEW` (default: a folder
+    /// in the temp dir), linked to each other, for a look in a browser:
+    /// `cargo test --lib web::render::tests::preview -- --ignored`.
+    #[test]
+    #[ignore = "writes files for a person to look at"]
+    fn preview() {
+        let dir = std::env::var_os("GATEHOUSE_PAGES_PREVIEW")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::env::temp_dir().join("gatehouse-pages-preview"));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        };
+        write("gatehouse.css", STYLESHEET);
+        let clean = all_pages("alice", &FieldErrors::new(), false);
+        let errs = errors(&[
+            ("username", "A user with that username already exists."),
+            (
+                "password",
+                "This password is too short. It must contain at least 8 characters.",
+            ),
+            ("password", "This password is too common."),
+            ("email", "Enter a valid email address."),
+            ("old_password", "Wrong password."),
+            ("non_field_errors", "The two password fields didn't match."),
+        ]);
+        let failed = all_pages("alice", &errs, false)
+            .into_iter()
+            .filter(|(n, _)| {
+                ["register", "account-recent-error", "reset", "reset-confirm"].contains(&n.as_str())
+            })
+            .map(|(n, h)| (format!("{n}-errors"), h));
+        for (name, html) in clean.into_iter().chain(failed) {
+            write(
+                &format!("{name}.html"),
+                &html.replace("/accounts/static/gatehouse.css", "gatehouse.css"),
+            );
+        }
+    }
+}
