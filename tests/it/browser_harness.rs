@@ -8,6 +8,7 @@ use common::browser::{self, Browser, BrowserCookie, Programs};
 use common::origin::{auto_submit, Origin, Page};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 const FORM: &str = r#"<!doctype html><html><head><title>sign in</title></head><body>
 <h1>Sign in</h1>
@@ -170,6 +171,43 @@ fn a_page_of_another_origin_posts_its_form_on_load() {
     assert_eq!(post.header("origin"), Some(attacker.origin().as_str()));
     assert_eq!(post.field("amount").as_deref(), Some("1 000\"<"));
     b.wait_for(|b| b.url() == action, "the target's page");
+}
+
+#[test]
+fn failures_name_the_command_the_selector_and_the_page() {
+    let page = "<title>t</title><body><p>Some words here</p>\
+                <input id=\"hidden\" style=\"display:none\"></body>";
+    let site = Origin::serve(vec![("/page", page.into())]);
+    let b = Browser::start();
+    b.goto(&site.url("/page"));
+    let message = |f: &dyn Fn()| {
+        let panic =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).expect_err("a failure");
+        match (panic.downcast_ref::<String>(), panic.downcast_ref::<&str>()) {
+            (Some(s), _) => s.clone(),
+            (None, Some(s)) => s.to_string(),
+            (None, None) => String::from("(not a text panic)"),
+        }
+    };
+    let m = message(&|| b.find("#hidden").send_keys("x"));
+    assert!(
+        m.starts_with("WebDriver POST /value of \"#hidden\" failed: element not interactable"),
+        "{m}"
+    );
+    let m = message(&|| drop(b.find("form#login")));
+    assert!(
+        m.contains("\"form#login\"") && m.contains(&site.url("/page")),
+        "{m}"
+    );
+    assert!(m.contains("Some words here"), "{m}");
+    let m = message(&|| b.wait_up_to(Duration::from_millis(200), |_| false, "a miracle"));
+    assert!(
+        m.starts_with("still waiting after 200ms for a miracle: http://127.0.0.1:"),
+        "{m}"
+    );
+    assert!(m.contains("Some words here"), "{m}");
+    // The browser still works after its commands failed.
+    assert_eq!(b.title(), "t");
 }
 
 #[test]

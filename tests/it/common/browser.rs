@@ -114,6 +114,17 @@ struct Failure {
     message: String,
 }
 
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // chromedriver often repeats the code as the message.
+        if self.message.is_empty() || self.message == self.error {
+            write!(f, "{}", self.error)
+        } else {
+            write!(f, "{}: {}", self.error, self.message)
+        }
+    }
+}
+
 /// The programs a browser needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Programs {
@@ -317,12 +328,7 @@ impl Browser {
         match made.map(|v| v["sessionId"].as_str().map(str::to_string)) {
             Ok(Some(id)) => b.session = format!("{base}/session/{id}"),
             Ok(None) => panic!("chromedriver made a session without an id"),
-            Err(f) => panic!(
-                "Chromium did not start: {}: {}\n{}",
-                f.error,
-                f.message,
-                read_log(&log)
-            ),
+            Err(f) => panic!("Chromium did not start: {f}\n{}", read_log(&log)),
         }
         b
     }
@@ -355,30 +361,36 @@ impl Browser {
         found
     }
 
+    #[track_caller]
     pub fn goto(&self, url: &str) {
         self.cmd(Method::POST, "/url", json!({ "url": url }));
     }
 
     /// The address bar.
+    #[track_caller]
     pub fn url(&self) -> String {
         string(self.cmd(Method::GET, "/url", Value::Null), "url")
     }
 
+    #[track_caller]
     pub fn title(&self) -> String {
         string(self.cmd(Method::GET, "/title", Value::Null), "title")
     }
 
     /// The current DOM, serialized.
+    #[track_caller]
     pub fn source(&self) -> String {
         string(self.cmd(Method::GET, "/source", Value::Null), "source")
     }
 
     /// The page's visible text.
+    #[track_caller]
     pub fn text(&self) -> String {
         string(self.execute(TEXT_SCRIPT, json!([])), "body text")
     }
 
     /// Runs `script` (a function body; `arguments[i]` are `args`) and returns what it returns.
+    #[track_caller]
     pub fn execute(&self, script: &str, args: Value) -> Value {
         let body = json!({ "script": script, "args": args });
         self.cmd(Method::POST, "/execute/sync", body)
@@ -393,10 +405,12 @@ impl Browser {
         }
     }
 
+    #[track_caller]
     pub fn try_find(&self, css: &str) -> Option<Element<'_>> {
         self.find_from("", css)
     }
 
+    #[track_caller]
     pub fn find_all(&self, css: &str) -> Vec<Element<'_>> {
         self.find_all_from("", css)
     }
@@ -424,13 +438,17 @@ impl Browser {
         }
     }
 
+    #[track_caller]
     pub fn cookies(&self) -> Vec<BrowserCookie> {
         let v = self.cmd(Method::GET, "/cookie", Value::Null);
-        serde_json::from_value(v.clone())
-            .unwrap_or_else(|e| panic!("WebDriver GET /cookie gave no cookie list ({e}): {v}"))
+        match serde_json::from_value(v.clone()) {
+            Ok(list) => list,
+            Err(e) => panic!("WebDriver GET /cookie gave no cookie list ({e}): {v}"),
+        }
     }
 
     /// The cookie called `name` that the current page sees.
+    #[track_caller]
     pub fn cookie(&self, name: &str) -> Option<BrowserCookie> {
         let path = format!("/cookie/{}", percent(name));
         match self.call(Method::GET, &path, Value::Null) {
@@ -444,33 +462,42 @@ impl Browser {
     }
 
     /// Adds a cookie for the current page's site (WebDriver wants a page of it loaded first).
+    #[track_caller]
     pub fn add_cookie(&self, cookie: &BrowserCookie) {
         self.cmd(Method::POST, "/cookie", json!({ "cookie": cookie }));
     }
 
     /// Deletes every cookie the current page sees.
+    #[track_caller]
     pub fn delete_cookies(&self) {
         self.cmd(Method::DELETE, "/cookie", Value::Null);
     }
 
     /// Writes the viewport as a PNG file.
+    #[track_caller]
     pub fn screenshot(&self, path: &Path) {
         let v = self.cmd(Method::GET, "/screenshot", Value::Null);
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(string(v, "screenshot"))
-            .unwrap_or_else(|e| panic!("WebDriver GET /screenshot: not base64 ({e})"));
-        std::fs::write(path, png).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        let png = match base64::engine::general_purpose::STANDARD.decode(string(v, "screenshot")) {
+            Ok(png) => png,
+            Err(e) => panic!("WebDriver GET /screenshot: not base64 ({e})"),
+        };
+        if let Err(e) = std::fs::write(path, png) {
+            panic!("write {}: {e}", path.display());
+        }
     }
 
+    #[track_caller]
     pub fn set_window_size(&self, width: u32, height: u32) {
         let rect = json!({ "width": width, "height": height });
         self.cmd(Method::POST, "/window/rect", rect);
     }
 
+    #[track_caller]
     pub fn back(&self) {
         self.cmd(Method::POST, "/back", json!({}));
     }
 
+    #[track_caller]
     pub fn refresh(&self) {
         self.cmd(Method::POST, "/refresh", json!({}));
     }
@@ -478,12 +505,18 @@ impl Browser {
     /// Polls `done` until it holds; after `WAIT` panics naming `what`, with the URL and the
     /// page's text.
     #[track_caller]
-    pub fn wait_for(&self, mut done: impl FnMut(&Browser) -> bool, what: &str) {
-        let deadline = Instant::now() + WAIT;
+    pub fn wait_for(&self, done: impl FnMut(&Browser) -> bool, what: &str) {
+        self.wait_up_to(WAIT, done, what);
+    }
+
+    /// `wait_for` with another limit.
+    #[track_caller]
+    pub fn wait_up_to(&self, limit: Duration, mut done: impl FnMut(&Browser) -> bool, what: &str) {
+        let deadline = Instant::now() + limit;
         while !done(self) {
             if Instant::now() > deadline {
                 panic!(
-                    "still waiting after {WAIT:?} for {what}: {}",
+                    "still waiting after {limit:?} for {what}: {}",
                     self.describe()
                 );
             }
@@ -497,16 +530,17 @@ impl Browser {
         let text = match self.call(Method::POST, "/execute/sync", script) {
             Ok(Value::String(t)) => excerpt(&t, EXCERPT_CHARS),
             Ok(other) => other.to_string(),
-            Err(f) => format!("(the page's text: {}: {})", f.error, f.message),
+            Err(f) => format!("(the page's text: {f})"),
         };
         let url = match self.call(Method::GET, "/url", Value::Null) {
             Ok(Value::String(u)) => u,
             Ok(other) => other.to_string(),
-            Err(f) => format!("(the URL: {}: {})", f.error, f.message),
+            Err(f) => format!("(the URL: {f})"),
         };
         format!("{url}\n--- the page says ---\n{text}\n---")
     }
 
+    #[track_caller]
     fn find_from(&self, element: &str, css: &str) -> Option<Element<'_>> {
         let path = format!("{element}/element");
         let query = json!({ "using": "css selector", "value": css });
@@ -517,6 +551,7 @@ impl Browser {
         }
     }
 
+    #[track_caller]
     fn find_all_from(&self, element: &str, css: &str) -> Vec<Element<'_>> {
         let path = format!("{element}/elements");
         let query = json!({ "using": "css selector", "value": css });
@@ -526,6 +561,7 @@ impl Browser {
         }
     }
 
+    #[track_caller]
     fn element(&self, reference: &Value, css: &str) -> Element<'_> {
         match reference[ELEMENT_KEY].as_str() {
             Some(id) => Element {
@@ -549,10 +585,7 @@ impl Browser {
 
     #[track_caller]
     fn fail(&self, method: &str, path: &str, f: Failure) -> ! {
-        panic!(
-            "WebDriver {method} {path} failed: {}: {}",
-            f.error, f.message
-        )
+        panic!("WebDriver {method} {path} failed: {f}")
     }
 
     fn call(&self, method: Method, path: &str, body: Value) -> Result<Value, Failure> {
@@ -609,25 +642,30 @@ pub struct Element<'b> {
 }
 
 impl Element<'_> {
+    #[track_caller]
     pub fn click(&self) {
         self.cmd(Method::POST, "/click", json!({}));
     }
 
     /// Types `text` (WebDriver's key codes, e.g. `\u{E007}` for Enter, work too).
+    #[track_caller]
     pub fn send_keys(&self, text: &str) {
         self.cmd(Method::POST, "/value", json!({ "text": text }));
     }
 
+    #[track_caller]
     pub fn clear(&self) {
         self.cmd(Method::POST, "/clear", json!({}));
     }
 
     /// The rendered text.
+    #[track_caller]
     pub fn text(&self) -> String {
         string(self.cmd(Method::GET, "/text", Value::Null), "text")
     }
 
     /// The attribute as written in the HTML (`None`: absent).
+    #[track_caller]
     pub fn attr(&self, name: &str) -> Option<String> {
         let v = self.cmd(
             Method::GET,
@@ -638,6 +676,7 @@ impl Element<'_> {
     }
 
     /// The DOM property (`value` after typing, `checked`, ...).
+    #[track_caller]
     pub fn prop(&self, name: &str) -> Value {
         self.cmd(
             Method::GET,
@@ -646,6 +685,7 @@ impl Element<'_> {
         )
     }
 
+    #[track_caller]
     pub fn is_selected(&self) -> bool {
         match self.cmd(Method::GET, "/selected", Value::Null) {
             Value::Bool(b) => b,
@@ -654,10 +694,12 @@ impl Element<'_> {
     }
 
     /// The first element inside this one that `css` matches.
+    #[track_caller]
     pub fn try_find(&self, css: &str) -> Option<Element<'_>> {
         self.browser.find_from(&self.path, css)
     }
 
+    #[track_caller]
     pub fn find_all(&self, css: &str) -> Vec<Element<'_>> {
         self.browser.find_all_from(&self.path, css)
     }
