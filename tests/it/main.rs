@@ -52,5 +52,6 @@ mod replicas_outage;
 mod mail;
 mod mail_replicas;
 
-// The harness checks its own checks.
+// The harness checks its own checks, and its browser (Chromium over WebDriver).
+mod browser_harness;
 mod harness;

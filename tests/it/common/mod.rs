@@ -15,11 +15,13 @@
 
 pub mod attacks;
 pub mod bodies;
+pub mod browser;
 pub mod certs;
 pub mod client;
 pub mod django;
 pub mod framing;
 pub mod jwt;
+pub mod origin;
 pub mod paths;
 pub mod postgres;
 pub mod process;
