@@ -121,9 +121,18 @@ impl App {
     /// A fresh (access, refresh) pair; the refresh token starts a new family, which the
     /// access token names.
     pub fn issue_pair(&self, user: &User) -> Result<(String, String), SignError> {
-        let refresh =
-            self.tokens
-                .issue(TokenType::Refresh, user.id, user.token_version, None, None)?;
+        self.issue_pair_in(user, &crate::ids::new_id())
+    }
+
+    /// A fresh pair whose refresh token is the root of family `family` (its jti).
+    pub fn issue_pair_in(&self, user: &User, family: &str) -> Result<(String, String), SignError> {
+        let refresh = self.tokens.issue(
+            TokenType::Refresh,
+            user.id,
+            user.token_version,
+            None,
+            Some(family),
+        )?;
         let access = self.tokens.issue(
             TokenType::Access,
             user.id,

@@ -24,7 +24,7 @@ pub use links::{
 pub use profile::{change_password, own_record, soft_delete, update_profile};
 pub use register::{create_superuser, register};
 pub use sessions::{
-    devices, end_device, end_family, end_other_devices, end_sessions, renew_session,
+    devices, end_device, end_family, end_other_devices, end_sessions, renew_session, sign_in_app,
     sign_in_session, Device, DeviceKind, Started, Which,
 };
 pub use sign_in::sign_in;

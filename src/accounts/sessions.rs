@@ -26,13 +26,7 @@ fn new_session(app: &App, actor: &Actor, user: &User, remember: bool, at: u64) -
     let (cookie, id_hash) = sessions::new_id();
     let web = &app.config.web;
     let remember = remember && web.remember_me_days > 0;
-    let user_agent = actor
-        .user_agent
-        .as_deref()
-        .unwrap_or("")
-        .chars()
-        .take(USER_AGENT_CHARS)
-        .collect();
+    let user_agent = user_agent_of(actor);
     Started {
         cookie,
         session: Session {
@@ -76,6 +70,49 @@ pub async fn sign_in_session(
         .unwrap_or_else(|e| e.into_inner())
         .ok_or(crate::store::StoreError::Conflict)?;
     Ok((user, started))
+}
+
+/// `{username, password}` -> the user and the id of the refresh family a token pair for
+/// this sign-in starts, its record (the device: when, from where, which client) written with
+/// the sign-in's, so the sessions list shows it and "sign out this device" can end it.
+pub async fn sign_in_app(
+    app: &App,
+    actor: &Actor,
+    input: &dyn Input,
+) -> Result<(User, String), ApiError> {
+    let at = now();
+    let family = crate::ids::new_id();
+    let expires_at = at.saturating_add(app.tokens.refresh_lifetime);
+    let user = sign_in(app, actor, input, &|user| Effects {
+        families: vec![(
+            family.clone(),
+            crate::store::Family {
+                user_id: user.id,
+                current: family.clone(),
+                parent: None,
+                rotated_at: 0,
+                revoked: false,
+                expires_at,
+                created: at,
+                client_ip: actor.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                user_agent: user_agent_of(actor),
+            },
+        )],
+        ..Effects::none()
+    })
+    .await?;
+    Ok((user, family))
+}
+
+/// The first characters of the actor's User-Agent, as a session or device keeps them.
+fn user_agent_of(actor: &Actor) -> String {
+    actor
+        .user_agent
+        .as_deref()
+        .unwrap_or("")
+        .chars()
+        .take(USER_AGENT_CHARS)
+        .collect()
 }
 
 /// A new session for `user` without a password (the session that changed its own password

@@ -12,13 +12,13 @@ use crate::clock::now;
 use crate::error::{ApiError, BLACKLISTED};
 use crate::ids::new_id;
 use crate::response::Response;
-use crate::store::{Effects, StoreError, User, MAX_SWAP_ATTEMPTS};
+use crate::store::{StoreError, User, MAX_SWAP_ATTEMPTS};
 use serde_json::json;
 
 /// POST /api/token/ {username, password}
 pub async fn obtain(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
-    let user = accounts::sign_in(ctx.app, &actor(ctx), ctx.req, &|_| Effects::none()).await?;
-    let (access, refresh) = ctx.app.issue_pair(&user)?;
+    let (user, family) = accounts::sign_in_app(ctx.app, &actor(ctx), ctx.req).await?;
+    let (access, refresh) = ctx.app.issue_pair_in(&user, &family)?;
     Ok(Response::json(
         200,
         &json!({ "refresh": refresh, "access": access }),

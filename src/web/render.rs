@@ -68,6 +68,18 @@ impl AccountForm {
         }
     }
 
+    /// The heading of the part of the account page the form sits in, and its anchor.
+    fn section(self) -> (&'static str, &'static str) {
+        match self {
+            AccountForm::Profile => ("Profile", "profile-h"),
+            AccountForm::Password => ("Password", "password-h"),
+            AccountForm::EndSession | AccountForm::EndOthers => {
+                ("Sessions and devices", "sessions-h")
+            }
+            AccountForm::Delete => ("Delete account", "delete-h"),
+        }
+    }
+
     /// The form a posted hidden field names, if any.
     pub fn parse(value: &str) -> Option<AccountForm> {
         Self::ALL.into_iter().find(|f| f.as_str() == value)
@@ -110,8 +122,11 @@ impl SessionRow<'_> {
     fn created_at(&self) -> String {
         utc_time(self.created)
     }
-    fn last_seen_at(&self) -> String {
-        utc_time(self.last_seen)
+    fn created_parts(&self) -> (String, String) {
+        utc_time_parts(self.created)
+    }
+    fn last_seen_parts(&self) -> (String, String) {
+        utc_time_parts(self.last_seen)
     }
     fn device(&self) -> String {
         short_user_agent(self.user_agent)
@@ -459,23 +474,31 @@ pub fn server_error(v: &Plain) -> Result<String, RenderError> {
     Ok(Problem::new(v, 500).render()?)
 }
 
-/// A time people read: "7 Dec 2026, 14:05 UTC", from unix seconds. A value past the
-/// calendar's range (never stored by gatehouse) shows as its seconds.
+/// A time people read: "7 Dec 2026, 14:05 UTC", from unix seconds.
 pub fn utc_time(unix: u64) -> String {
+    let (date, clock) = utc_time_parts(unix);
+    format!("{date} {clock}")
+}
+
+/// [`utc_time`] in its two halves, ("7 Dec 2026,", "14:05 UTC"), so a narrow column breaks
+/// between them. A value past the calendar's range (never stored by gatehouse) shows as
+/// its seconds.
+pub fn utc_time_parts(unix: u64) -> (String, String) {
     let Some(t) = i64::try_from(unix)
         .ok()
         .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
     else {
-        return format!("{unix} s after 1970 (UTC)");
+        return (format!("{unix} s after 1970"), "(UTC)".to_string());
     };
     let month = t.month().to_string();
-    format!(
-        "{} {} {}, {:02}:{:02} UTC",
-        t.day(),
-        month.get(..3).unwrap_or(&month),
-        t.year(),
-        t.hour(),
-        t.minute()
+    (
+        format!(
+            "{} {} {},",
+            t.day(),
+            month.get(..3).unwrap_or(&month),
+            t.year()
+        ),
+        format!("{:02}:{:02} UTC", t.hour(), t.minute()),
     )
 }
 
@@ -1063,7 +1086,8 @@ mod tests {
         );
         assert!(html.contains("Firefox 128 on Linux"));
         assert!(html.contains("Safari on iOS"));
-        assert!(html.contains("7 Dec 2026, 14:05 UTC"));
+        assert!(html
+            .contains("<span class=\"nw\">7 Dec 2026,</span> <span class=\"nw\">14:05 UTC</span>"));
         assert!(
             html.contains("class=\"kind\">App</span>")
                 && html.contains("class=\"kind\">Browser <span class=\"badge\">")
@@ -1114,7 +1138,12 @@ mod tests {
             password_section.contains("didn&#39;t match."),
             "non-field errors above it"
         );
-        assert_eq!(html.matches("role=\"alert\"").count(), 1);
+        assert_eq!(
+            html.matches("role=\"alert\"").count(),
+            2,
+            "the summary and the form's"
+        );
+        assert!(html.contains("<a href=\"#password-h\">Password</a>"));
     }
 
     #[test]
@@ -1153,6 +1182,10 @@ mod tests {
         assert_eq!(
             utc_time(u64::MAX),
             format!("{} s after 1970 (UTC)", u64::MAX)
+        );
+        assert_eq!(
+            utc_time_parts(1_796_652_359),
+            ("7 Dec 2026,".to_string(), "14:05 UTC".to_string())
         );
     }
 
