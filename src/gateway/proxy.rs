@@ -68,6 +68,8 @@ pub struct RequestCtx {
     path: String,
     /// The authenticated caller (API or proxy), for the access log.
     user_id: Option<u64>,
+    /// The path the access log shows instead of the one sent (a mail link's token removed).
+    logged_path: Option<String>,
 }
 
 impl RequestCtx {
@@ -266,6 +268,8 @@ impl Gateway {
             Ok(mut req) => {
                 req.secure = ctx.tls;
                 let rest = req.path.strip_prefix(web.prefix.as_str()).unwrap_or("");
+                // A mail link's token never reaches the access log.
+                ctx.logged_path = Some(crate::web::pages::loggable_path(&web.prefix, rest));
                 let page = crate::web::pages::PageRequest {
                     req: &req,
                     rest,
@@ -303,6 +307,7 @@ impl ProxyHttp for Gateway {
             upstream_status: 0,
             path: String::new(),
             user_id: None,
+            logged_path: None,
         }
     }
 
@@ -638,7 +643,10 @@ impl ProxyHttp for Gateway {
             kind: ctx.kind,
             label: ctx.label(),
             method: session.req_header().method.as_str(),
-            path: session.req_header().uri.path(),
+            path: ctx
+                .logged_path
+                .as_deref()
+                .unwrap_or(session.req_header().uri.path()),
             request_id: &ctx.request_id,
             user_id: ctx.user_id,
             status: session.response_written().map_or(0, |r| r.status.as_u16()),

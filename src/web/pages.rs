@@ -22,6 +22,7 @@ const PROFILE_SAVED: &str = "Your profile was saved.";
 const OTHERS_ENDED: &str = "Every other session was signed out.";
 const SESSION_ENDED: &str = "That session was signed out.";
 const PASSWORD_NEEDED: &str = "Enter your password to confirm.";
+const DELETE_UNCONFIRMED: &str = "Tick the box to confirm that the account should be deleted.";
 
 /// What one page request carries beyond the request itself.
 pub struct PageRequest<'a> {
@@ -55,7 +56,7 @@ async fn route(app: &App, p: &PageRequest<'_>) -> Response {
                 }
             }
         }
-        ("login/", _) | ("logout/", _) | ("", _) => {
+        (rest, _) if is_form_page(app, rest) => {
             let mut csrf = Csrf::of(app, p.req);
             if !get {
                 if let Err(refused) = csrf.check(app, p) {
@@ -67,6 +68,16 @@ async fn route(app: &App, p: &PageRequest<'_>) -> Response {
                 ("login/", false) => login(app, p, &mut csrf).await,
                 ("logout/", true) => logout_form(app, p, &csrf).await,
                 ("logout/", false) => logout(app, p, &csrf).await,
+                ("register/", true) => register_form(app, &csrf, &Map::new(), &FieldErrors::new()),
+                ("register/", false) => register(app, p, &mut csrf).await,
+                ("password/reset/", true) => reset_form(app, &csrf, "", false, &FieldErrors::new()),
+                ("password/reset/", false) => reset_request(app, p, &csrf).await,
+                (rest, _) if rest.starts_with(RESET_CONFIRM) => {
+                    reset_confirm(app, p, &csrf, &rest[RESET_CONFIRM.len()..], get).await
+                }
+                (rest, _) if rest.starts_with(VERIFY) => {
+                    verify(app, p, &csrf, &rest[VERIFY.len()..], get).await
+                }
                 (_, true) => {
                     let done = p.req.query_param("done");
                     let notice = done
@@ -81,6 +92,33 @@ async fn route(app: &App, p: &PageRequest<'_>) -> Response {
         }
         _ => not_found(app),
     }
+}
+
+const RESET_CONFIRM: &str = "password/reset/confirm/";
+const VERIFY: &str = "email/verify/";
+/// The last segment a reset link is moved to once its token is put aside.
+const SET_PASSWORD: &str = "set-password";
+/// The cookie holding a reset link's token between the link and the new password (so the
+/// token never stays in the address bar, a `Referer` or a log), for this long.
+const RESET_COOKIE: &str = "gatehouse_reset";
+const RESET_COOKIE_SECONDS: u64 = 900;
+
+/// The pages that carry forms (the CSRF cookie and check apply).
+fn is_form_page(app: &App, rest: &str) -> bool {
+    matches!(rest, "" | "login/" | "logout/" | "password/reset/")
+        || (rest == "register/" && app.config.web.registration)
+        || rest.starts_with(RESET_CONFIRM)
+        || rest.starts_with(VERIFY)
+}
+
+/// The access log's spelling of a page path: the tokens of mail links left out.
+pub fn loggable_path(prefix: &str, rest: &str) -> String {
+    for secret in [RESET_CONFIRM, VERIFY] {
+        if rest.starts_with(secret) {
+            return format!("{prefix}{secret}...");
+        }
+    }
+    format!("{prefix}{rest}")
 }
 
 fn stylesheet(css: Vec<u8>) -> Response {
@@ -285,7 +323,7 @@ async fn login_form(
             next: &next_value,
             remember_days: u32::try_from(web.remember_me_days).unwrap_or(u32::MAX),
             remember: false,
-            registration: false,
+            registration: web.registration,
             error,
         }),
     )
@@ -552,6 +590,9 @@ async fn account_post(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Respon
                 Err(e) => Err(field_errors(&e)),
             },
         },
+        AccountForm::Delete if !data.contains_key("confirm") => {
+            Err(fail("confirm", DELETE_UNCONFIRMED))
+        }
         AccountForm::Delete => match password_ok(app, &who, &text("password")).await {
             false => Err(fail("password", PASSWORD_NEEDED)),
             true => match accounts::soft_delete(app, &me).await {
@@ -600,4 +641,240 @@ async fn password_ok(app: &App, who: &Identity, password: &str) -> bool {
         return false;
     };
     matches!(app.passwords.verify(password, Some(&user.password)).await, Ok(check) if check.ok)
+}
+
+fn register_form(
+    app: &App,
+    csrf: &Csrf,
+    data: &Map<String, Value>,
+    errors: &FieldErrors,
+) -> Response {
+    let f = frame(app);
+    let token = csrf.token();
+    let text = |k: &str| data.get(k).and_then(Value::as_str).unwrap_or("");
+    rendered(
+        if errors.is_empty() { 200 } else { 400 },
+        render::register(&render::SignUp {
+            brand: f.brand,
+            prefix: f.prefix,
+            custom_css: f.custom_css,
+            csrf_token: &token,
+            signed_in_as: None,
+            username: text("username"),
+            email: text("email"),
+            first_name: text("first_name"),
+            last_name: text("last_name"),
+            errors,
+        }),
+    )
+}
+
+/// Sign-up with the API's rules and messages; then signed in, on the account page.
+async fn register(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Response {
+    let data = p.req.data().unwrap_or_default();
+    let text = |k: &str| {
+        data.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    if text("password") != text("re_password") {
+        let mut errors = FieldErrors::new();
+        errors.insert("re_password".into(), vec![PASSWORDS_DIFFER.into()]);
+        return register_form(app, csrf, &data, &errors);
+    }
+    let mut input = Map::new();
+    for k in ["username", "email", "password", "first_name", "last_name"] {
+        input.insert(k.into(), Value::String(text(k)));
+    }
+    let who = actor(p, None);
+    if let Err(e) = accounts::register(app, &who, &input).await {
+        return register_form(app, csrf, &data, &field_errors(&e));
+    }
+    let mut sign_in = Map::new();
+    sign_in.insert("username".into(), Value::String(text("username")));
+    sign_in.insert("password".into(), Value::String(text("password")));
+    match accounts::sign_in_session(app, &who, &sign_in, false).await {
+        Ok((_, started)) => {
+            csrf.rotate();
+            Response::redirect(303, app.config.web.prefix.clone()).with_header(
+                "Set-Cookie",
+                cookies::session_cookie(&app.config.web, &started.cookie, false),
+            )
+        }
+        // Registered, but not signed in (unverified addresses may not): the sign-in page.
+        Err(_) => Response::redirect(303, format!("{}login/", app.config.web.prefix)),
+    }
+}
+
+fn reset_form(app: &App, csrf: &Csrf, email: &str, sent: bool, errors: &FieldErrors) -> Response {
+    let f = frame(app);
+    let token = csrf.token();
+    rendered(
+        if errors.is_empty() { 200 } else { 400 },
+        render::password_reset(&render::PasswordReset {
+            brand: f.brand,
+            prefix: f.prefix,
+            custom_css: f.custom_css,
+            csrf_token: &token,
+            signed_in_as: None,
+            email,
+            sent,
+            errors,
+        }),
+    )
+}
+
+/// The reset request: "check your mail" whether or not the address is known (§10).
+async fn reset_request(app: &App, p: &PageRequest<'_>, csrf: &Csrf) -> Response {
+    let data = p.req.data().unwrap_or_default();
+    let email = data
+        .get("email")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let mut input = Map::new();
+    input.insert("email".into(), Value::String(email.clone()));
+    match accounts::request_password_reset(app, &actor(p, None), &input).await {
+        Ok(()) => reset_form(app, csrf, &email, true, &FieldErrors::new()),
+        Err(e) => reset_form(app, csrf, &email, false, &field_errors(&e)),
+    }
+}
+
+fn reset_page(app: &App, csrf: &Csrf, state: render::ResetState, errors: &FieldErrors) -> Response {
+    let f = frame(app);
+    let token = csrf.token();
+    let status = match state {
+        render::ResetState::Invalid => 400,
+        _ if !errors.is_empty() => 400,
+        _ => 200,
+    };
+    rendered(
+        status,
+        render::password_reset_confirm(&render::PasswordResetConfirm {
+            brand: f.brand,
+            prefix: f.prefix,
+            custom_css: f.custom_css,
+            csrf_token: &token,
+            signed_in_as: None,
+            state,
+            errors,
+        }),
+    )
+}
+
+/// `confirm/{uid}/{token}/`: the token is put aside in a short-lived cookie and the browser
+/// moves to `confirm/{uid}/set-password/` (Django's `PasswordResetConfirmView` does the same
+/// with its session), where the new password is asked and the token used.
+async fn reset_confirm(
+    app: &App,
+    p: &PageRequest<'_>,
+    csrf: &Csrf,
+    rest: &str,
+    get: bool,
+) -> Response {
+    let web = &app.config.web;
+    let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+    let [uid, second] = parts.as_slice() else {
+        return not_found(app);
+    };
+    let reset_path = format!("{}{RESET_CONFIRM}{uid}/", web.prefix);
+    if *second != SET_PASSWORD {
+        if !get {
+            return not_found(app);
+        }
+        let cookie = crate::cookies::SetCookie {
+            name: RESET_COOKIE,
+            value: second,
+            http_only: true,
+            secure: web.cookie_secure,
+            same_site: crate::cookies::SameSite::Lax,
+            domain: None,
+            max_age: Some(RESET_COOKIE_SECONDS),
+        };
+        return Response::redirect(302, format!("{reset_path}{SET_PASSWORD}/"))
+            .with_header("Set-Cookie", cookie.header());
+    }
+    let Some(token) = crate::cookies::get(&p.req.headers, RESET_COOKIE).map(str::to_string) else {
+        return reset_page(app, csrf, render::ResetState::Invalid, &FieldErrors::new());
+    };
+    if get {
+        return reset_page(app, csrf, render::ResetState::Form, &FieldErrors::new());
+    }
+    let data = p.req.data().unwrap_or_default();
+    let text = |k: &str| {
+        data.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    if text("new_password") != text("re_new_password") {
+        let mut errors = FieldErrors::new();
+        errors.insert("re_new_password".into(), vec![PASSWORDS_DIFFER.into()]);
+        return reset_page(app, csrf, render::ResetState::Form, &errors);
+    }
+    let mut input = Map::new();
+    input.insert("uid".into(), Value::String(uid.to_string()));
+    input.insert("token".into(), Value::String(token));
+    input.insert("new_password".into(), Value::String(text("new_password")));
+    let clear = crate::cookies::SetCookie {
+        name: RESET_COOKIE,
+        value: "",
+        http_only: true,
+        secure: web.cookie_secure,
+        same_site: crate::cookies::SameSite::Lax,
+        domain: None,
+        max_age: None,
+    }
+    .clear();
+    match accounts::confirm_password_reset(app, &actor(p, None), &input).await {
+        Ok(_) => reset_page(app, csrf, render::ResetState::Done, &FieldErrors::new())
+            .with_header("Set-Cookie", clear),
+        Err(e) => {
+            let errors = field_errors(&e);
+            if errors.contains_key("new_password") {
+                reset_page(app, csrf, render::ResetState::Form, &errors)
+            } else {
+                reset_page(app, csrf, render::ResetState::Invalid, &FieldErrors::new())
+                    .with_header("Set-Cookie", clear)
+            }
+        }
+    }
+}
+
+/// `email/verify/{uid}/{token}/`: a page with a button; its POST verifies.
+async fn verify(app: &App, p: &PageRequest<'_>, csrf: &Csrf, rest: &str, get: bool) -> Response {
+    let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+    let [uid, token] = parts.as_slice() else {
+        return not_found(app);
+    };
+    let state = if get {
+        render::VerifyState::Ask
+    } else {
+        let mut input = Map::new();
+        input.insert("uid".into(), Value::String(uid.to_string()));
+        input.insert("token".into(), Value::String(token.to_string()));
+        match accounts::verify_email(app, &actor(p, None), &input).await {
+            Ok(_) => render::VerifyState::Done,
+            Err(_) => render::VerifyState::Invalid,
+        }
+    };
+    let f = frame(app);
+    let csrf_token = csrf.token();
+    let status = if matches!(state, render::VerifyState::Invalid) {
+        400
+    } else {
+        200
+    };
+    rendered(
+        status,
+        render::verify_email(&render::VerifyEmail {
+            brand: f.brand,
+            prefix: f.prefix,
+            custom_css: f.custom_css,
+            csrf_token: &csrf_token,
+            signed_in_as: None,
+            state,
+        }),
+    )
 }

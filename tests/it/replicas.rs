@@ -349,7 +349,7 @@ fn store_copy_moves_everything_from_sled_keeping_ids_and_tokens() {
     );
     assert!(
         copy.stdout
-            .contains("copied 3 users and 1 refresh-token families"),
+            .contains("copied 3 users and 3 refresh-token families"),
         "{}",
         copy.stdout
     );

@@ -614,3 +614,182 @@ fn forward_auth_sends_browsers_to_sign_in_the_way_each_ingress_wants() {
     assert_eq!(r.header("x-user-name").as_deref(), Some("ida"));
     assert_eq!(r.header("x-gatehouse-cookie").as_deref(), Some("a=1"));
 }
+
+/// A page's form token and its CSRF cookie, from a GET of `path`.
+fn form_of(g: &Gatehouse, path: &str) -> (String, String) {
+    let r = g.http().get(path, None);
+    assert_eq!(r.status, 200, "GET {path}: {}", r.text);
+    let cookie = set_cookie(&r, "csrftoken").expect("csrf cookie").0;
+    let token = r
+        .text
+        .split("name=\"csrfmiddlewaretoken\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the form's token")
+        .to_string();
+    (cookie, token)
+}
+
+/// POSTs a form to `path` as a browser would (CSRF cookie + field, own Origin), with extra
+/// cookies.
+fn post_form(g: &Gatehouse, path: &str, fields: &[(&str, &str)], cookies: &str) -> Resp {
+    let (csrf_cookie, token) = form_of(g, "/accounts/login/");
+    let mut body = form_urlencoded::Serializer::new(String::new());
+    body.append_pair("csrfmiddlewaretoken", &token);
+    for (k, v) in fields {
+        body.append_pair(k, v);
+    }
+    let cookie = if cookies.is_empty() {
+        format!("csrftoken={csrf_cookie}")
+    } else {
+        format!("csrftoken={csrf_cookie}; {cookies}")
+    };
+    g.http().send(
+        g.http()
+            .request("POST", path)
+            .header("Cookie", cookie)
+            .header("Origin", g.http().url("").trim_end_matches('/'))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body.finish()),
+    )
+}
+
+#[test]
+fn sign_up_on_the_page_uses_the_apis_rules_and_signs_in() {
+    let up = Upstream::start();
+    let g = web_gatehouse(&up);
+    form_of(&g, "/accounts/register/");
+    let r = post_form(
+        &g,
+        "/accounts/register/",
+        &[
+            ("username", "pia"),
+            ("email", "pia@example.com"),
+            ("password", "123"),
+            ("re_password", "123"),
+        ],
+        "",
+    );
+    r.expect_status(400);
+    assert!(r.text.contains("This password is too short."), "{}", r.text);
+    let r = post_form(
+        &g,
+        "/accounts/register/",
+        &[
+            ("username", "pia"),
+            ("email", "pia@example.com"),
+            ("password", "Sunny-Day-42"),
+            ("re_password", "Sunny-Day-43"),
+        ],
+        "",
+    );
+    r.expect_status(400);
+    assert!(
+        r.text.contains("The two password fields didn&#39;t match.")
+            || r.text.contains("The two password fields didn't match."),
+        "{}",
+        r.text
+    );
+    let r = post_form(
+        &g,
+        "/accounts/register/",
+        &[
+            ("username", "pia"),
+            ("email", "pia@example.com"),
+            ("password", "Sunny-Day-42"),
+            ("re_password", "Sunny-Day-42"),
+        ],
+        "",
+    );
+    r.expect_status(303);
+    let (session, _) = set_cookie(&r, COOKIE).expect("signed in");
+    let page = get_with_cookie(&g, "/accounts/", &cookie_header(&session), None);
+    page.expect_status(200);
+    assert!(page.text.contains("pia@example.com"), "{}", page.text);
+    // The API's registration refuses the same name: one set of rules.
+    g.http()
+        .register_as("pia", "other@example.com", PASSWORD)
+        .expect_status(400);
+}
+
+#[test]
+fn a_reset_link_moves_its_token_out_of_the_address_and_the_log() {
+    use common::smtp::*;
+    let sink = SmtpSink::start();
+    let up = Upstream::start();
+    let addr = up.addr;
+    let g = with_smtp(&sink, move |c| {
+        c.web.enabled = true;
+        c.routes = vec![route("/app/", &[addr])];
+    })
+    .start();
+    g.register("quin");
+    let r = post_form(
+        &g,
+        "/accounts/password/reset/",
+        &[("email", "quin@example.com")],
+        "",
+    );
+    r.expect_status(200);
+    let mails = sink.wait_for("quin@example.com", 1, std::time::Duration::from_secs(10));
+    let (uid, token) = link_parts(&mails[0], RESET_LINK);
+    // The link's page: the token goes into a short-lived HttpOnly cookie, the address loses it.
+    let r = g.http().get(
+        &format!("/accounts/password/reset/confirm/{uid}/{token}/"),
+        None,
+    );
+    r.expect_status(302);
+    let location = r.header("location").expect("location");
+    assert_eq!(
+        location,
+        format!("/accounts/password/reset/confirm/{uid}/set-password/")
+    );
+    let (kept, line) = set_cookie(&r, "gatehouse_reset").expect("the token put aside");
+    assert_eq!(kept, token);
+    assert!(
+        line.to_lowercase().contains("httponly") && line.to_lowercase().contains("max-age=900"),
+        "{line}"
+    );
+    // Without it, the page says the link is invalid; with it, the form; then the password.
+    g.http().get(&location, None).expect_status(400);
+    let cookie = format!("gatehouse_reset={kept}");
+    let form = g.http().send(
+        g.http()
+            .request("GET", &location)
+            .header("Cookie", cookie.clone()),
+    );
+    form.expect_status(200);
+    assert!(form.text.contains("new_password"), "{}", form.text);
+    let r = post_form(
+        &g,
+        &location,
+        &[
+            ("new_password", "Brand-New-Pass-1"),
+            ("re_new_password", "Brand-New-Pass-1"),
+        ],
+        &cookie,
+    );
+    r.expect_status(200);
+    assert!(
+        set_cookie(&r, "gatehouse_reset").is_some_and(|(v, _)| v.is_empty()),
+        "cleared"
+    );
+    g.http().login("quin", "Brand-New-Pass-1");
+    // Used once: again is the invalid-link page.
+    post_form(
+        &g,
+        &location,
+        &[
+            ("new_password", "Other-New-Pass-2"),
+            ("re_new_password", "Other-New-Pass-2"),
+        ],
+        &cookie,
+    )
+    .expect_status(400);
+    let log = g.wait_for_log("password/reset/confirm/...");
+    let mac = token.split_once('-').map(|(_, m)| m).unwrap_or(&token);
+    assert!(
+        !log.contains(&token) && !log.contains(mac),
+        "the token is in the log:\n{log}"
+    );
+}
