@@ -343,6 +343,38 @@ impl Default for WebConfig {
     }
 }
 
+impl Config {
+    /// The links the reset and verification mails carry (SPEC §10, §15): the configured
+    /// ones, or, while they are the built-in examples and the pages are on, the pages'.
+    pub fn mail_links(&self) -> (String, String) {
+        let e = &self.email;
+        let example = EmailConfig::default();
+        let web = &self.web;
+        let base = web
+            .enabled
+            .then(|| web.link_base(self.server.listen))
+            .flatten();
+        let pick = |configured: &String, example: &String, page: &str| match &base {
+            Some(base) if configured == example => {
+                format!("{base}{}{page}{{uid}}/{{token}}/", web.prefix)
+            }
+            _ => configured.clone(),
+        };
+        (
+            pick(
+                &e.password_reset_url,
+                &example.password_reset_url,
+                "password/reset/confirm/",
+            ),
+            pick(
+                &e.verify_email_url,
+                &example.verify_email_url,
+                "email/verify/",
+            ),
+        )
+    }
+}
+
 impl WebConfig {
     /// The session cookie's name as sent: `__Host-` (secure, no domain), `__Secure-` (secure
     /// with a domain) or no prefix (not secure), whatever prefix the configured name had.
@@ -380,6 +412,13 @@ impl WebConfig {
             .unwrap_or("");
         let scheme = if secure { "https" } else { "http" };
         format!("{scheme}://{host}")
+    }
+
+    /// The pages' address for mail links: `public_url`, else the plain listener's.
+    fn link_base(&self, listen: Option<std::net::SocketAddr>) -> Option<String> {
+        self.public_url()
+            .map(str::to_string)
+            .or_else(|| listen.map(|a| format!("http://{a}")))
     }
 
     /// Seconds of inactivity that end a session.

@@ -49,8 +49,13 @@ impl Mailer {
     /// `material`: the secret the JWT keys were made from (`Keys::material`), shared by
     /// every replica, so a link made by one is good on all.
     pub fn new(config: &Config, material: &[u8]) -> Result<Mailer, String> {
+        let (password_reset_url, verify_email_url) = config.mail_links();
         Ok(Mailer {
-            config: config.email.clone(),
+            config: EmailConfig {
+                password_reset_url,
+                verify_email_url,
+                ..config.email.clone()
+            },
             tokens: MailTokens::new(material, config.email.token_lifetime_seconds),
             per_address: Limiter::new(config.throttle.max_keys, HOUR),
             overall: Limiter::new(1, HOUR),

@@ -733,6 +733,13 @@ fn a_reset_link_moves_its_token_out_of_the_address_and_the_log() {
     r.expect_status(200);
     let mails = sink.wait_for("quin@example.com", 1, std::time::Duration::from_secs(10));
     let (uid, token) = link_parts(&mails[0], RESET_LINK);
+    // With the pages on, the mail links to them, on the listener's address.
+    let link = format!(
+        "{}/accounts/password/reset/confirm/{uid}/{token}/",
+        g.http().url("").trim_end_matches('/')
+    );
+    let body = mails[0]["body"].as_str().unwrap_or_default();
+    assert!(body.contains(&link), "{link} not in {body}");
     // The link's page: the token goes into a short-lived HttpOnly cookie, the address loses it.
     let r = g.http().get(
         &format!("/accounts/password/reset/confirm/{uid}/{token}/"),
