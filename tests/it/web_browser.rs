@@ -237,19 +237,34 @@ fn remember_me_gives_the_cookie_its_lifetime() {
     fill_sign_in(&b, "cleo", PASSWORD);
     let account = format!("{base}/accounts/");
     b.wait_for(|b| b.url() == account, "the account page");
-    let session = b.cookie(COOKIE).expect("the session cookie");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs();
-    let days = 14 * 24 * 3600;
-    let expiry = session
-        .expiry
-        .expect("a remembered cookie outlives the browser");
-    assert!(
-        expiry.abs_diff(now + days) < 120,
-        "expires in 14 days: {expiry} vs {now}"
+    let in_14_days = |what: &str| {
+        let session = b.cookie(COOKIE).expect("the session cookie");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
+        let Some(expiry) = session.expiry else {
+            panic!("{what}: a remembered cookie outlives the browser: {session:?}");
+        };
+        assert!(
+            expiry.abs_diff(now + 14 * 24 * 3600) < 120,
+            "{what}: expires in 14 days: {expiry} vs {now}"
+        );
+        session.value
+    };
+    let first = in_14_days("at sign-in");
+
+    // The session that changes its password lives on in a new one, still remembered (as
+    // Django's update_session_auth_hash keeps the session's expiry).
+    b.fill("#id_password-old_password", PASSWORD);
+    b.fill("#id_password-new_password", NEW_PASSWORD);
+    b.fill("#id_password-re_new_password", NEW_PASSWORD);
+    b.submit_form("section[aria-labelledby=password-h] form");
+    b.wait_for(
+        |b| b.text().contains("Your password was changed."),
+        "the notice of the change",
     );
+    assert_ne!(in_14_days("after a password change"), first);
 }
 
 /// gatehouse with the pages, `/app/` (login_redirect) in front of `up`, and a superuser.
