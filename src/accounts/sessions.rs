@@ -116,9 +116,19 @@ fn user_agent_of(actor: &Actor) -> String {
 }
 
 /// A new session for `user` without a password (the session that changed its own password
-/// gets a fresh one, as Django's `update_session_auth_hash`).
-pub async fn renew_session(app: &App, actor: &Actor, user: &User) -> Result<Started, ApiError> {
-    let started = new_session(app, actor, user, false, now());
+/// gets a fresh one, as Django's `update_session_auth_hash`), keeping what `previous` had:
+/// remember-me and how the user signed in.
+pub async fn renew_session(
+    app: &App,
+    actor: &Actor,
+    user: &User,
+    previous: Option<&Session>,
+) -> Result<Started, ApiError> {
+    let remember = previous.is_some_and(|s| s.remember);
+    let mut started = new_session(app, actor, user, remember, now());
+    if let Some(p) = previous {
+        started.session.method.clone_from(&p.method);
+    }
     writer::record(
         app,
         Effects {

@@ -539,7 +539,7 @@ async fn account_post(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Respon
         e.insert(field.to_string(), vec![message.to_string()]);
         e
     };
-    let outcome: Result<(&str, Option<String>), FieldErrors> = match form {
+    let outcome: Result<(&str, Option<accounts::Started>), FieldErrors> = match form {
         AccountForm::Password => {
             if text("new_password") != text("re_new_password") {
                 Err(fail("re_new_password", PASSWORDS_DIFFER))
@@ -548,12 +548,22 @@ async fn account_post(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Respon
                 for k in ["old_password", "new_password"] {
                     input.insert(k.into(), Value::String(text(k)));
                 }
+                // Read before the change ends it: what the new session keeps.
+                let previous = match who.sign_in.as_deref() {
+                    Some(id) => match app.store.get_session(id).await {
+                        Ok(s) => s,
+                        Err(e) => return rendered_error(app, &ApiError::from(e)),
+                    },
+                    None => None,
+                };
                 match accounts::change_password(app, &me, &input).await {
                     // The session that changed the password lives on in a new one.
-                    Ok(user) => match accounts::renew_session(app, &me, &user).await {
-                        Ok(started) => Ok((PASSWORD_CHANGED, Some(started.cookie))),
-                        Err(e) => Err(field_errors(&e)),
-                    },
+                    Ok(user) => {
+                        match accounts::renew_session(app, &me, &user, previous.as_ref()).await {
+                            Ok(started) => Ok((PASSWORD_CHANGED, Some(started))),
+                            Err(e) => Err(field_errors(&e)),
+                        }
+                    }
                     Err(e) => Err(field_errors(&e)),
                 }
             }
@@ -607,12 +617,16 @@ async fn account_post(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Respon
     match outcome {
         Ok((notice, renewed)) => {
             let mut resp = account(app, p, csrf, Some(notice), None, &FieldErrors::new()).await;
-            if let Some(value) = renewed {
+            if let Some(started) = renewed {
                 // The old session died with the password: on to the new one.
                 resp = Response::redirect(303, format!("{}?done=password", app.config.web.prefix))
                     .with_header(
                         "Set-Cookie",
-                        cookies::session_cookie(&app.config.web, &value, false),
+                        cookies::session_cookie(
+                            &app.config.web,
+                            &started.cookie,
+                            started.session.remember,
+                        ),
                     );
             }
             resp

@@ -4,91 +4,12 @@ use crate::common;
 // it. A real nginx with `auth_request`; requests shaped as Traefik ForwardAuth and Envoy's
 // ext_authz HTTP service send them; the same route table and decisions as the inline proxy.
 
+use common::nginx::Nginx;
 use common::upstream::Upstream;
 use common::*;
 use gatehouse::config::{Config, RouteConfig};
 use serde_json::json;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// A real nginx (Debian's package) in front: `auth_request` to gatehouse, the identity
-/// headers copied with `auth_request_set`, refusals relayed with gatehouse's own body.
-struct Nginx {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn nginx_binary() -> &'static str {
-    for candidate in ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"] {
-        if std::path::Path::new(candidate).exists() {
-            return candidate;
-        }
-    }
-    panic!(
-        "the forward-auth tests need a real nginx: install it (Debian/Ubuntu: apt-get install nginx); .ci/run does"
-    );
-}
-
-impl Nginx {
-    fn start(gatehouse_port: u16, upstream_port: u16) -> Nginx {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let site = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("deploy/nginx/gatehouse-auth-request.conf"),
-        )
-        .expect("deploy/nginx/gatehouse-auth-request.conf")
-        .replace("listen 80;", &format!("listen 127.0.0.1:{port};"))
-        .replace(
-            "server 127.0.0.1:8080;",
-            &format!("server 127.0.0.1:{gatehouse_port};"),
-        )
-        .replace(
-            "server 127.0.0.1:9000;",
-            &format!("server 127.0.0.1:{upstream_port};"),
-        );
-        let d = dir.path().display();
-        let conf = format!(
-            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
-             error_log {d}/error.log warn;\nevents {{ worker_connections 64; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-             fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n{site}\n}}\n"
-        );
-        let path = dir.path().join("nginx.conf");
-        std::fs::write(&path, conf).expect("write nginx.conf");
-        let child = Command::new(nginx_binary())
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start nginx");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not listen: {}",
-                std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Nginx {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-}
+use std::time::Duration;
 
 /// The routes every scenario asks about, and forward-auth on for loopback peers.
 fn asked_about(up: &Upstream) -> impl FnOnce(&mut Config) {

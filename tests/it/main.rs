@@ -28,6 +28,7 @@ mod reload;
 mod route_policy;
 mod safe_paths;
 mod tls;
+mod web_browser;
 mod web_sessions;
 
 // Operations: metrics, probes, logs, drain and upgrade; holding under abuse; deploy files.

@@ -255,7 +255,7 @@ fn login_page(g: &Gatehouse) -> (String, String) {
     (csrf_cookie, token)
 }
 
-fn form_sign_in(g: &Gatehouse, username: &str, password: &str, next: &str) -> Resp {
+pub fn form_sign_in(g: &Gatehouse, username: &str, password: &str, next: &str) -> Resp {
     let (cookie, token) = login_page(g);
     let body = form_urlencoded::Serializer::new(String::new())
         .append_pair("csrfmiddlewaretoken", &token)

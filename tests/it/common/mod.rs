@@ -21,6 +21,7 @@ pub mod client;
 pub mod django;
 pub mod framing;
 pub mod jwt;
+pub mod nginx;
 pub mod origin;
 pub mod paths;
 pub mod postgres;
