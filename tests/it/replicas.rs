@@ -49,7 +49,7 @@ fn latency(what: &str, mut done: impl FnMut() -> bool) -> Duration {
     }
 }
 
-fn report(kind: &str, mut times: Vec<Duration>) {
+pub fn report(kind: &str, mut times: Vec<Duration>) {
     times.sort();
     let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
     let (p50, p99, max) = (at(0.5), at(0.99), at(1.0));
