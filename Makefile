@@ -36,6 +36,9 @@ TEST_THREADS ?= 8
 TESTS_ALONE = \
 	mail::an_unknown_address_gets_the_same_answer_in_the_same_time_and_no_mail \
 	postgres_tls::sslmode_require_is_encrypted_verified_and_refused_otherwise \
+	replica_sessions::a_password_change_through_a_ends_the_users_sessions_on_b_within_the_bound \
+	replica_sessions::a_session_from_a_works_on_b_and_ended_through_a_is_refused_by_b_within_the_bound \
+	replica_sessions::signing_out_a_device_through_a_refuses_its_access_token_on_bs_next_request \
 	replicas::kill_9_of_one_replica_under_load_loses_no_acknowledged_write \
 	replicas::revocation_through_a_reaches_b_within_the_bound \
 	replicas::rolling_upgrade_of_both_replicas_fails_no_request_and_never_stalls \

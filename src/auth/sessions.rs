@@ -100,7 +100,7 @@ impl SessionCache {
         now: u64,
         store: &dyn UserStore,
     ) -> Result<Option<Session>, StoreError> {
-        let entry = match self.cache.get(hash) {
+        let mut entry = match self.cache.get(hash) {
             Some(entry) => entry,
             None => match self.load(hash, store).await? {
                 Some(entry) => entry,
@@ -110,7 +110,8 @@ impl SessionCache {
         let mut session = entry.session.clone();
         session.last_seen = entry.seen.load(Ordering::Relaxed).max(session.last_seen);
         if !session.live_at(now, self.idle) {
-            // Idle here; another replica may have seen it since: the store decides.
+            // Idle here; another replica may have seen it since: the store decides, and this
+            // use is recorded on the entry now cached (not the one just dropped).
             self.cache.invalidate(hash);
             let Some(fresh) = self.load(hash, store).await? else {
                 return Ok(None);
@@ -120,6 +121,7 @@ impl SessionCache {
                 self.cache.invalidate(hash);
                 return Ok(None);
             }
+            entry = fresh;
         }
         entry.seen.fetch_max(now, Ordering::Relaxed);
         let written = entry.written.load(Ordering::Relaxed);
@@ -214,6 +216,67 @@ mod tests {
         let mut u = crate::store::test_user(1, "alice", "a@example.com");
         u.token_version = 3;
         UserState::from(&u)
+    }
+
+    fn block<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    /// The last-seen time the store keeps for `hash`.
+    fn stored(store: &dyn UserStore, hash: &str) -> u64 {
+        block(store.get_session(hash))
+            .expect("read")
+            .expect("the session is stored")
+            .last_seen
+    }
+
+    #[test]
+    fn a_use_on_one_replica_keeps_the_session_alive_for_another() {
+        // Two replicas' caches on one store, an idle limit of 30 minutes.
+        let (_dir, store) = crate::store::temp_store();
+        let store = store.as_ref();
+        let idle = 1_800;
+        let (a, b) = (SessionCache::new(100, idle), SessionCache::new(100, idle));
+        let effects = crate::store::Effects {
+            sessions: vec![session("kept"), session("left")],
+            ..crate::store::Effects::none()
+        };
+        block(store.record(effects)).expect("record");
+        for hash in ["kept", "left"] {
+            assert!(block(a.get(hash, 1_000, store)).expect("get").is_some());
+        }
+        // B alone uses `kept` every 10 s for 33 minutes; the store hears of it at most once
+        // a minute.
+        let mut writes = vec![stored(store, "kept")];
+        for now in (1_010..=3_000).step_by(10) {
+            assert!(
+                block(b.get("kept", now, store)).expect("get").is_some(),
+                "B at {now}"
+            );
+            let seen = stored(store, "kept");
+            if writes.last() != Some(&seen) {
+                writes.push(seen);
+            }
+        }
+        assert!(
+            writes
+                .windows(2)
+                .all(|w| w[1] - w[0] >= TOUCH_EVERY_SECONDS),
+            "{writes:?}"
+        );
+        assert!(writes.len() >= 33, "{writes:?}");
+        // A last saw both at 1 000, over 30 minutes ago: it asks the store, which knows of
+        // B's use of one of them.
+        assert!(block(a.get("kept", 3_500, store)).expect("get").is_some());
+        assert_eq!(block(a.get("left", 3_500, store)).expect("get"), None);
+        // A recorded its own use then, and not again within the minute.
+        assert_eq!(stored(store, "kept"), 3_500);
+        assert!(block(a.get("kept", 3_530, store)).expect("get").is_some());
+        assert_eq!(stored(store, "kept"), 3_500);
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! `gatehouse store copy --to URL`: everything in the configured sled store (users with their
-//! ids, refresh-token families, the queued mail of the outbox, the generated JWT secret and
-//! assertion key) into an empty PostgreSQL database, migrated first; the id sequence ends
-//! above the highest id. Refuses a target that already holds users or families. The sled
+//! ids, refresh-token families, browser sessions, the queued mail of the outbox, the generated
+//! JWT secret and assertion key) into an empty PostgreSQL database, migrated first; the id
+//! sequence ends above the highest id. Refuses a target that already holds users or families. The sled
 //! store must not be in use. Queued mails keep their order and the time of the change that
 //! caused them (so the 24 h retry limit still counts from it); their tries start again.
 
 use crate::config::Config;
-use crate::store::{ListFilter, MailOutbox, PgOptions, PgStore, SledStore, UserStore};
+use crate::store::{Effects, ListFilter, MailOutbox, PgOptions, PgStore, SledStore, UserStore};
 use std::time::Duration;
 
 /// Users read and written per round trip.
@@ -65,6 +65,9 @@ pub fn run(config: &Config, to: &str) -> Result<(), String> {
             eprintln!("refresh-token families: {done}/{families}");
         }
     }
+    // Browser sessions: people stay signed in across the switch (the cookie holds the id,
+    // the store its hash; users come first, so each session's user is there).
+    let sessions = copy_sessions(&sled, &pg)?;
     // The queued mail: sent by the replicas once they run on the copy.
     let queued = super::block_on(sled.outbox_depth())?.map_err(|e| e.to_string())?;
     let (mut after_mail, mut mails) = (0u64, 0usize);
@@ -118,5 +121,30 @@ pub fn run(config: &Config, to: &str) -> Result<(), String> {
     }
     println!("copied {copied} users and {done} refresh-token families to {target}");
     println!("copied {mails} queued mails");
+    println!("copied {sessions} browser sessions");
     Ok(())
+}
+
+/// Every session of `sled` into `pg`, `PAGE` per transaction; how many were copied.
+fn copy_sessions(sled: &SledStore, pg: &PgStore) -> Result<usize, String> {
+    let total = sled.session_count();
+    let mut done = 0usize;
+    let mut page = Vec::with_capacity(PAGE.min(total));
+    let mut items = sled.sessions().peekable();
+    while let Some(item) = items.next() {
+        page.push(item.map_err(|e| e.to_string())?);
+        if page.len() < PAGE && items.peek().is_some() {
+            continue;
+        }
+        let n = page.len();
+        let effects = Effects {
+            sessions: std::mem::take(&mut page),
+            ..Effects::none()
+        };
+        super::block_on(pg.record(effects))?
+            .map_err(|e| format!("copying browser sessions after the first {done}: {e}"))?;
+        done += n;
+        eprintln!("browser sessions: {done}/{total}");
+    }
+    Ok(done)
 }

@@ -46,6 +46,7 @@ mod switchover;
 
 // Several replicas on PostgreSQL: races, revocation, outages, TLS to the database.
 mod postgres_tls;
+mod replica_sessions;
 mod replicas;
 mod replicas_outage;
 

@@ -49,7 +49,7 @@ fn latency(what: &str, mut done: impl FnMut() -> bool) -> Duration {
     }
 }
 
-fn report(kind: &str, mut times: Vec<Duration>) {
+pub fn report(kind: &str, mut times: Vec<Duration>) {
     times.sort();
     let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
     let (p50, p99, max) = (at(0.5), at(0.99), at(1.0));
@@ -347,6 +347,7 @@ fn store_copy_moves_everything_from_sled_keeping_ids_and_tokens() {
         "progress: {}",
         copy.stderr
     );
+    // Every token login records its family (the device) when it signs in: three logins.
     assert!(
         copy.stdout
             .contains("copied 3 users and 3 refresh-token families"),
