@@ -37,6 +37,15 @@ pub async fn session(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         _ => false,
     });
     let (user, started) = accounts::sign_in_session(app, &actor(ctx), ctx.req, remember).await?;
+    // The session this client held before ends (Django's login flushes it).
+    if let Some(id) = ctx
+        .identity
+        .as_ref()
+        .filter(|w| w.via == Via::Session)
+        .and_then(|w| w.sign_in.as_deref())
+    {
+        accounts::end_sessions(app, &actor(ctx), Which::One(id)).await?;
+    }
     let secret = csrf::new_secret();
     Ok(Response::json(200, &profile_json(&user))
         .with_header(

@@ -4,6 +4,7 @@
 
 use super::{Ctx, Request};
 use crate::accounts::{self, Actor, Input};
+use crate::auth::Via;
 use crate::error::ApiError;
 use crate::response::Response;
 use crate::store::User;
@@ -74,12 +75,31 @@ pub async fn update_profile(ctx: &Ctx<'_>, partial: bool) -> Result<Response, Ap
 /// PUT or PATCH /api/auth/profile/password/ {old_password | current_password, new_password}:
 /// a fresh pair comes back (every earlier token died).
 pub async fn change_password(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
-    let user = accounts::change_password(ctx.app, &actor(ctx), ctx.req).await?;
-    let (access, refresh) = ctx.app.issue_pair(&user)?;
-    Ok(Response::json(
+    let app = ctx.app;
+    // The session that changes its own password lives on in a new one (Django's
+    // `update_session_auth_hash`); read before the change ends it.
+    let previous = match ctx.identity.as_ref().filter(|w| w.via == Via::Session) {
+        Some(who) => match who.sign_in.as_deref() {
+            Some(id) => app.store.get_session(id).await?,
+            None => None,
+        },
+        None => None,
+    };
+    let me = actor(ctx);
+    let user = accounts::change_password(app, &me, ctx.req).await?;
+    let (access, refresh) = app.issue_pair(&user)?;
+    let mut resp = Response::json(
         200,
         &json!({"detail": PASSWORD_UPDATED, "access": access, "refresh": refresh}),
-    ))
+    );
+    if let Some(previous) = previous {
+        let started = accounts::renew_session(app, &me, &user, Some(&previous)).await?;
+        resp.add_header(
+            "Set-Cookie",
+            crate::cookies::session_cookie(&app.config.web, &started.cookie, previous.remember),
+        );
+    }
+    Ok(resp)
 }
 
 /// DELETE /api/auth/profile/delete/: deactivate, keep the row and the name.

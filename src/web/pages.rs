@@ -343,8 +343,11 @@ async fn login(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Response {
     for k in ["username", "password"] {
         input.insert(k.into(), Value::String(text(k)));
     }
+    let before = signed_in(app, p.req).await;
     match accounts::sign_in_session(app, &actor(p, None), &input, remember).await {
         Ok((_user, started)) => {
+            // The session this browser held before ends (Django's login flushes it).
+            end_previous(app, p, before.as_ref()).await;
             // Django rotates the CSRF secret at sign-in.
             csrf.rotate();
             // A new session id, whatever the browser held before (fixation).
@@ -891,4 +894,18 @@ async fn verify(app: &App, p: &PageRequest<'_>, csrf: &Csrf, rest: &str, get: bo
             state,
         }),
     )
+}
+
+/// Ends the session a browser held before it signed in again (whoever it belonged to).
+async fn end_previous(app: &App, p: &PageRequest<'_>, before: Option<&Identity>) {
+    let Some(who) = before else { return };
+    let Some(id) = who.sign_in.as_deref() else {
+        return;
+    };
+    if let Err(e) = accounts::end_sessions(app, &actor(p, Some(who)), Which::One(id)).await {
+        log::warn!(
+            "pages: the previous session of a new sign-in did not end: {}",
+            detail(&e)
+        );
+    }
 }

@@ -800,3 +800,51 @@ fn a_reset_link_moves_its_token_out_of_the_address_and_the_log() {
         "the token is in the log:\n{log}"
     );
 }
+
+#[test]
+fn a_session_that_changes_its_password_lives_on_and_a_new_sign_in_ends_the_old_one() {
+    let up = Upstream::start();
+    let g = web_gatehouse(&up);
+    g.register("rui");
+    let (session, csrf) = session_of(&g, "rui");
+    let (_, other_access) = {
+        let (a, r) = g.http().login("rui", PASSWORD);
+        (r, a)
+    };
+    let own = g.http().url("").trim_end_matches('/').to_string();
+    let r = g.http().send(
+        g.http()
+            .request("PUT", "/api/auth/profile/password/")
+            .header(
+                "Cookie",
+                format!("{}; csrftoken={csrf}", cookie_header(&session)),
+            )
+            .header("X-CSRFToken", csrf.as_str())
+            .header("Origin", own.as_str())
+            .json(&json!({"old_password": PASSWORD, "new_password": "Fresh-Pass-77"})),
+    );
+    r.expect_status(200);
+    let (renewed, _) = set_cookie(&r, COOKIE).expect("a new session for this browser");
+    assert_ne!(renewed, session);
+    get_with_cookie(&g, "/api-like/x", &cookie_header(&session), None).expect_status(401);
+    get_with_cookie(&g, "/api-like/x", &cookie_header(&renewed), None).expect_status(200);
+    g.http()
+        .get("/api-like/x", Some(&other_access))
+        .expect_status(401);
+    // Signing in again from the same browser ends the session it held.
+    let r = g.http().send(
+        g.http()
+            .request("POST", "/api/auth/session/")
+            .header(
+                "Cookie",
+                format!("{}; csrftoken={csrf}", cookie_header(&renewed)),
+            )
+            .header("X-CSRFToken", csrf.as_str())
+            .header("Origin", own.as_str())
+            .json(&json!({"username": "rui", "password": "Fresh-Pass-77"})),
+    );
+    r.expect_status(200);
+    let (third, _) = set_cookie(&r, COOKIE).expect("cookie");
+    get_with_cookie(&g, "/api-like/x", &cookie_header(&renewed), None).expect_status(401);
+    get_with_cookie(&g, "/api-like/x", &cookie_header(&third), None).expect_status(200);
+}
