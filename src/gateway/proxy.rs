@@ -224,6 +224,23 @@ impl Gateway {
         ctx: &mut RequestCtx,
         route: router::Route,
     ) -> Response {
+        let req = match self.read_request(session, ctx).await {
+            Ok(req) => req,
+            Err(refused) => return refused,
+        };
+        let handled = api::handle(&self.app, route, &req).await;
+        ctx.endpoint = handled.endpoint;
+        ctx.user_id = handled.user_id;
+        handled.response
+    }
+
+    /// The request as the user API and the pages read it (body capped at
+    /// `api.max_body_bytes`), or the answer to one that cannot be read.
+    async fn read_request(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+    ) -> Result<api::Request, Response> {
         let limit = self.app.config.api.max_body_bytes;
         let read = api_request::read(
             session,
@@ -235,55 +252,37 @@ impl Gateway {
         match read.await {
             Ok(mut req) => {
                 req.secure = ctx.tls;
-                let handled = api::handle(&self.app, route, &req).await;
-                ctx.endpoint = handled.endpoint;
-                ctx.user_id = handled.user_id;
-                handled.response
+                Ok(req)
             }
             Err(e) => {
                 // The rest of an oversized or broken body is never read: close after answering.
                 session.set_keepalive(None);
-                e.to_response()
+                Err(e.to_response())
             }
         }
     }
-}
 
-impl Gateway {
     /// A page under `[web] prefix`: the request read as the API reads one, answered by
     /// `web::pages`.
     async fn serve_page(&self, session: &mut Session, ctx: &mut RequestCtx) -> Response {
         let web = &self.app.config.web;
-        let limit = self.app.config.api.max_body_bytes;
         let own_origin = web.own_origin(ctx.tls, &session.req_header().headers);
         let head_only = session.req_header().method == http::Method::HEAD;
-        let read = api_request::read(
-            session,
-            &ctx.path,
-            &ctx.request_id,
-            limit,
-            &self.trusted_proxies,
-        );
-        match read.await {
-            Ok(mut req) => {
-                req.secure = ctx.tls;
-                let rest = req.path.strip_prefix(web.prefix.as_str()).unwrap_or("");
-                // A mail link's token never reaches the access log.
-                ctx.logged_path = Some(crate::web::pages::loggable_path(&web.prefix, rest));
-                let page = crate::web::pages::PageRequest {
-                    req: &req,
-                    rest,
-                    secure: ctx.tls,
-                    own_origin: &own_origin,
-                    head_only,
-                };
-                crate::web::pages::handle(&self.app, &page).await
-            }
-            Err(e) => {
-                session.set_keepalive(None);
-                e.to_response()
-            }
-        }
+        let req = match self.read_request(session, ctx).await {
+            Ok(req) => req,
+            Err(refused) => return refused,
+        };
+        let rest = req.path.strip_prefix(web.prefix.as_str()).unwrap_or("");
+        // A mail link's token never reaches the access log.
+        ctx.logged_path = Some(crate::web::pages::loggable_path(&web.prefix, rest));
+        let page = crate::web::pages::PageRequest {
+            req: &req,
+            rest,
+            secure: ctx.tls,
+            own_origin: &own_origin,
+            head_only,
+        };
+        crate::web::pages::handle(&self.app, &page).await
     }
 }
 

@@ -331,18 +331,10 @@ async fn login_form(
 
 async fn login(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Response {
     let data = p.req.data().unwrap_or_default();
-    let text = |k: &str| {
-        data.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
+    let text = |k: &str| field(&data, k);
     let remember = data.contains_key("remember");
     let next_value = text("next");
-    let mut input = Map::new();
-    for k in ["username", "password"] {
-        input.insert(k.into(), Value::String(text(k)));
-    }
+    let input = input_of(&data, &["username", "password"]);
     let before = signed_in(app, p.req).await;
     match accounts::sign_in_session(app, &actor(p, None), &input, remember).await {
         Ok((_user, started)) => {
@@ -526,12 +518,7 @@ async fn account_post(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Respon
         return Response::redirect(303, next::login_url(None, &web.prefix, &web.prefix));
     };
     let data = p.req.data().unwrap_or_default();
-    let text = |k: &str| {
-        data.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
+    let text = |k: &str| field(&data, k);
     let Some(form) = AccountForm::parse(&text(render::ACCOUNT_FORM_FIELD)) else {
         return account(app, p, csrf, None, None, &FieldErrors::new()).await;
     };
@@ -547,10 +534,7 @@ async fn account_post(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Respon
             if text("new_password") != text("re_new_password") {
                 Err(fail("re_new_password", PASSWORDS_DIFFER))
             } else {
-                let mut input = Map::new();
-                for k in ["old_password", "new_password"] {
-                    input.insert(k.into(), Value::String(text(k)));
-                }
+                let input = input_of(&data, &["old_password", "new_password"]);
                 // Read before the change ends it: what the new session keeps.
                 let previous = match who.sign_in.as_deref() {
                     Some(id) => match app.store.get_session(id).await {
@@ -579,10 +563,7 @@ async fn account_post(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Respon
             if changes_email && !password_ok(app, &who, &text("password")).await {
                 Err(fail("password", PASSWORD_NEEDED))
             } else {
-                let mut input = Map::new();
-                for k in ["first_name", "last_name", "email"] {
-                    input.insert(k.into(), Value::String(text(k)));
-                }
+                let input = input_of(&data, &["first_name", "last_name", "email"]);
                 match accounts::update_profile(app, &me, &input, true).await {
                     Ok(_) => Ok((PROFILE_SAVED, None)),
                     Err(e) => Err(field_errors(&e)),
@@ -689,21 +670,16 @@ fn register_form(
 /// Sign-up with the API's rules and messages; then signed in, on the account page.
 async fn register(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Response {
     let data = p.req.data().unwrap_or_default();
-    let text = |k: &str| {
-        data.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
+    let text = |k: &str| field(&data, k);
     if text("password") != text("re_password") {
         let mut errors = FieldErrors::new();
         errors.insert("re_password".into(), vec![PASSWORDS_DIFFER.into()]);
         return register_form(app, csrf, &data, &errors);
     }
-    let mut input = Map::new();
-    for k in ["username", "email", "password", "first_name", "last_name"] {
-        input.insert(k.into(), Value::String(text(k)));
-    }
+    let input = input_of(
+        &data,
+        &["username", "email", "password", "first_name", "last_name"],
+    );
     let who = actor(p, None);
     if let Err(e) = accounts::register(app, &who, &input).await {
         return register_form(app, csrf, &data, &field_errors(&e));
@@ -819,12 +795,7 @@ async fn reset_confirm(
         return reset_page(app, csrf, render::ResetState::Form, &FieldErrors::new());
     }
     let data = p.req.data().unwrap_or_default();
-    let text = |k: &str| {
-        data.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
+    let text = |k: &str| field(&data, k);
     if text("new_password") != text("re_new_password") {
         let mut errors = FieldErrors::new();
         errors.insert("re_new_password".into(), vec![PASSWORDS_DIFFER.into()]);
@@ -908,4 +879,20 @@ async fn end_previous(app: &App, p: &PageRequest<'_>, before: Option<&Identity>)
             detail(&e)
         );
     }
+}
+
+/// A posted form's field as text ("" when it was not sent).
+fn field(data: &Map<String, Value>, name: &str) -> String {
+    data.get(name)
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The posted fields `names` as an operation's input (DRF's `request.data`).
+fn input_of(data: &Map<String, Value>, names: &[&str]) -> Map<String, Value> {
+    names
+        .iter()
+        .map(|k| (k.to_string(), Value::String(field(data, k))))
+        .collect()
 }
