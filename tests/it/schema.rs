@@ -1198,6 +1198,11 @@ fn a_realistic_scenario_and_malformed_requests_match_the_document() {
         c.json(404, "DELETE", &session_end(id), NO_BODY, Some(&app_access));
     }
     c.json(401, "DELETE", &session_end("1"), NO_BODY, anon);
+    // An id is free text: one spelled with a backslash is refused before routing.
+    for id in ["a%5Cb", "%2F", "a%252e"] {
+        c.json(400, "DELETE", &session_end(id), NO_BODY, Some(&app_access));
+        c.json(400, "OPTIONS", &session_end(id), NO_BODY, anon);
+    }
     c.browser(
         403,
         "DELETE",
