@@ -17,6 +17,9 @@
 #   a: admin      the staff operations, a superuser's access token (after anonymous: it finds
 #                 the users anonymous registered)
 #   b: user       the non-staff operations, a normal user's access token
+#   b: browser    the same operations, a second user's session cookie with its CSRF token and
+#                 Origin (as a single-page app sends them), signing out left out
+#   b: sign-out   DELETE /api/auth/session/ with that cookie (after browser: it ends the session)
 #   b: delete     DELETE /api/auth/profile/delete/ with the user's token (last: it deactivates it)
 # The last line is `schemathesis: N passed, M failed` (test cases, i.e. requests, over all
 # passes); the exit status is non-zero when anything failed.
@@ -52,8 +55,21 @@ PY
     echo "schemathesis.sh: installing $ST_REQUIREMENT" >&2
     python3 -m pip install --quiet --disable-pip-version-check "$ST_REQUIREMENT"
 fi
+# CPython 3.11 keeps one AST recursion counter per interpreter, so two threads in `ast.parse`
+# at once (hypothesis describes filter lambdas by parsing their source, in every worker) can
+# fail with "SystemError: AST constructor recursion depth mismatch" (python/cpython#106905):
+# the parses are taken one at a time.
 st() {
-    python3 -c 'import sys; from schemathesis.cli import schemathesis; sys.argv[0] = "st"; schemathesis()' "$@"
+    python3 -c '
+import ast, sys, threading
+from schemathesis.cli import schemathesis
+parse, one_at_a_time = ast.parse, threading.Lock()
+def serialized_parse(*args, **kwargs):
+    with one_at_a_time:
+        return parse(*args, **kwargs)
+ast.parse = serialized_parse
+sys.argv[0] = "st"
+schemathesis()' "$@"
 }
 ST_VERSION=$(python3 -c 'import importlib.metadata as m; print(m.version("schemathesis"))')
 
@@ -90,6 +106,9 @@ export GATEHOUSE_THROTTLE_LOGIN_FAILURES_PER_USERNAME=100000
 
 ADMIN_PASSWORD="adm-$(python3 -c 'import secrets; print(secrets.token_hex(12))')"
 USER_PASSWORD="usr-$(python3 -c 'import secrets; print(secrets.token_hex(12))')"
+# The session endpoint's cookie (the default `[web] session_cookie`) and Django's CSRF cookie.
+SESSION_COOKIE=__Host-gatehouse_session
+CSRF_COOKIE=csrftoken
 
 # post_field BASE PATH JSON FIELD: POST the JSON, print one field of the JSON answer (fails on
 # any non-2xx).
@@ -103,8 +122,25 @@ print(json.load(opener.open(req, timeout=30))[field])
 PY
 }
 
-# start_server NAME: a gatehouse of its own in $WORK/NAME with the superuser st-admin and the
-# user st-user; sets BASE_<NAME>, USER_TOKEN_<NAME> and ADMIN_TOKEN_<NAME>.
+# session_cookies BASE USERNAME PASSWORD: sign in at /api/auth/session/, print the session
+# cookie's value and the CSRF cookie's, on one line (fails on any non-2xx).
+session_cookies() {
+    python3 - "$1/api/auth/session/" "$2" "$3" "$SESSION_COOKIE" "$CSRF_COOKIE" <<'PY'
+import http.cookies, json, sys, urllib.request
+url, username, password, session_name, csrf_name = sys.argv[1:]
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+body = json.dumps({"username": username, "password": password}).encode()
+req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+jar = http.cookies.SimpleCookie()
+for line in opener.open(req, timeout=30).headers.get_all("Set-Cookie") or []:
+    jar.load(line)
+print(jar[session_name].value, jar[csrf_name].value)
+PY
+}
+
+# start_server NAME: a gatehouse of its own in $WORK/NAME with the superuser st-admin, the
+# user st-user and the user st-browser signed in by a session cookie; sets BASE_<NAME>,
+# USER_TOKEN_<NAME>, ADMIN_TOKEN_<NAME>, SESSION_<NAME> and CSRF_<NAME>.
 start_server() {
     local name=$1 dir=$WORK/$1 port metrics_port pid base
     mkdir -p "$dir"
@@ -148,6 +184,12 @@ EOF
         "$(post_field "$base" /api/token/ "{\"username\": \"st-user\", \"password\": \"$USER_PASSWORD\"}" access)"
     printf -v "ADMIN_TOKEN_$name" '%s' \
         "$(post_field "$base" /api/token/ "{\"username\": \"st-admin\", \"password\": \"$ADMIN_PASSWORD\"}" access)"
+    post_field "$base" /api/auth/register/ \
+        "{\"username\": \"st-browser\", \"email\": \"st-browser@example.com\", \"password\": \"$USER_PASSWORD\"}" id >/dev/null
+    local cookies
+    cookies=$(session_cookies "$base" st-browser "$USER_PASSWORD")
+    printf -v "SESSION_$name" '%s' "${cookies% *}"
+    printf -v "CSRF_$name" '%s' "${cookies#* }"
 }
 start_server a
 start_server b
@@ -215,10 +257,12 @@ chain() {
 ADMIN_PATHS='^/api/auth/admin/'
 DELETE_PATH='^/api/auth/profile/delete/$'
 NOT_USER_PATHS='^/api/auth/(admin/|profile/delete/$)'
+SESSION_PATH='^/api/auth/session/$'
 # Two chains of passes, each on its own server, side by side: one schemathesis run keeps about
 # one core busy. Within a chain the passes keep the order that matters:
 #   a: anonymous (registers users), then admin (which finds them to list, change and delete)
-#   b: user, then delete (which soft-deletes that user: last)
+#   b: user, browser, sign-out (which ends browser's session), then delete (which soft-deletes
+#      the user: last)
 passes_a() {
     run "$BASE_a" anonymous
     run "$BASE_a" admin -H "Authorization: Bearer $ADMIN_TOKEN_a" --include-path-regex "$ADMIN_PATHS"
@@ -226,9 +270,14 @@ passes_a() {
 passes_b() {
     run "$BASE_b" user -H "Authorization: Bearer $USER_TOKEN_b" \
         --exclude-path-regex "$NOT_USER_PATHS"
+    local browser=(-H "Cookie: $SESSION_COOKIE=$SESSION_b; $CSRF_COOKIE=$CSRF_b"
+        -H "X-CSRFToken: $CSRF_b" -H "Origin: $BASE_b")
+    run "$BASE_b" browser "${browser[@]}" --exclude-path-regex "$NOT_USER_PATHS" \
+        --exclude-operation-id session_sign_out
+    run "$BASE_b" sign-out "${browser[@]}" --include-operation-id session_sign_out
     run "$BASE_b" delete -H "Authorization: Bearer $USER_TOKEN_b" --include-path-regex "$DELETE_PATH" --include-method DELETE
 }
-echo "=== chains a (anonymous, admin) and b (user, delete) side by side; their output follows"
+echo "=== chains a (anonymous, admin) and b (user, browser, sign-out, delete) side by side; their output follows"
 chain a passes_a
 chain b passes_b
 for pid in "${CHAIN_PIDS[@]}"; do wait "$pid" || true; done

@@ -109,13 +109,17 @@ fn endpoint() -> impl Strategy<Value = Endpoint> {
         Just(Endpoint::ProfileDelete),
         Just(Endpoint::AdminList),
         id.clone().prop_map(Endpoint::AdminDetail),
-        id.prop_map(Endpoint::AdminRestore),
+        id.clone().prop_map(Endpoint::AdminRestore),
         Just(Endpoint::Schema),
         Just(Endpoint::Jwks),
         Just(Endpoint::PasswordReset),
         Just(Endpoint::PasswordResetConfirm),
         Just(Endpoint::EmailVerify),
         Just(Endpoint::EmailVerifyResend),
+        Just(Endpoint::Session),
+        Just(Endpoint::Sessions),
+        id.prop_map(Endpoint::SessionEnd),
+        Just(Endpoint::SessionsRevokeOthers),
     ]
 }
 
@@ -139,6 +143,9 @@ fn path() -> impl Strategy<Value = String> {
         "schema",
         ".well-known",
         "jwks.json",
+        "session",
+        "sessions",
+        "revoke-others",
         "1",
         "abc",
         "",
@@ -355,13 +362,19 @@ fn client_mistakes_get_their_own_4xx_from_the_server() {
 
 const REQUIRED_MESSAGE: &str = common::bodies::REQUIRED;
 
-/// Whatever body a client posts to whichever endpoint, with whatever content type, the
-/// running server answers with a framed JSON 2xx or 4xx (the harness checks the framing),
-/// never a 5xx, and stays up.
+/// Whatever body a client posts to whichever endpoint, with whatever content type, by a
+/// bearer token or by a session cookie with its CSRF token, the running server answers with a
+/// framed JSON 2xx or 4xx (the harness checks the framing), never a 5xx, and stays up.
 #[test]
 fn any_body_on_any_endpoint_is_answered_without_a_5xx() {
     let g = Gatehouse::new().start();
     let access = g.user_token("prober");
+    let (session, csrf) = crate::web_sessions::session_of(&g, "prober");
+    let jar = format!(
+        "{}={session}; csrftoken={csrf}",
+        crate::web_sessions::COOKIE
+    );
+    let own = g.url("").trim_end_matches('/').to_string();
     const ENDPOINTS: &[(&str, &str)] = &[
         ("POST", TOKEN),
         ("POST", REFRESH),
@@ -370,19 +383,39 @@ fn any_body_on_any_endpoint_is_answered_without_a_5xx() {
         ("POST", LOGOUT),
         ("PATCH", PROFILE),
         ("PUT", PASSWORD_CHANGE),
+        ("POST", SESSION),
+        ("DELETE", SESSION_END_NOBODYS),
     ];
     let mut runner = TestRunner::new(ProptestConfig::with_cases(300));
     let strategy = (
         prop::sample::select(ENDPOINTS),
         prop::sample::select(CONTENT_TYPES),
         body(),
+        any::<bool>(),
     );
     runner
-        .run(&strategy, |((method, path), ct, (body, _))| {
-            let r = g.with_body(method, path, ct, body, Some(&access));
+        .run(&strategy, |((method, path), ct, (body, _), by_cookie)| {
+            let r = if by_cookie {
+                let rb = g
+                    .request(method, path)
+                    .header("Content-Type", ct)
+                    .header("Cookie", &jar)
+                    .header("Origin", &own)
+                    .header("X-CSRFToken", &csrf)
+                    .body(body);
+                g.send(rb)
+            } else {
+                g.with_body(method, path, ct, body, Some(&access))
+            };
             prop_assert!(r.status < 500, "{} -> {} {}", r.request, r.status, r.text);
             Ok(())
         })
         .unwrap_or_else(|e| panic!("{e}"));
     g.get(PROFILE, Some(&access)).expect_status(200);
+    let rb = g.request("GET", PROFILE).header("Cookie", &jar);
+    g.send(rb).expect_status(200);
 }
+
+const SESSION: &str = "/api/auth/session/";
+/// Ending a session that is nobody's: the view runs, and answers 404.
+const SESSION_END_NOBODYS: &str = "/api/auth/sessions/nobodys/";

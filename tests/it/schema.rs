@@ -4,8 +4,9 @@ use crate::common;
 // every response of a realistic scenario (and of a batch of malformed requests) has a documented
 // status and a body that matches the documented schema, checked by a small JSON-schema subset
 // validator below (type, nullable, properties, required, additionalProperties, items, oneOf,
-// anyOf, enum, $ref, and the min/max keywords the document uses).
+// anyOf, enum, $ref, `^literal` patterns, and the min/max keywords the document uses).
 
+use crate::web_sessions::{set_cookie, COOKIE};
 use common::client::{FORM, JSON};
 use common::paths::*;
 use common::*;
@@ -28,6 +29,14 @@ const HTTP_METHODS: &[&str] = &[
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
 
+/// The methods Django's CSRF check applies to.
+const UNSAFE_METHODS: &[&str] = &["post", "put", "patch", "delete"];
+
+/// A refusal as the credential step's CSRF check words it.
+fn csrf_refusal() -> Value {
+    json!({"detail": "CSRF Failed: CSRF token missing."})
+}
+
 /// The documented methods of a path item, upper case.
 fn documented_methods(item: &Value) -> BTreeSet<String> {
     item.as_object()
@@ -36,6 +45,15 @@ fn documented_methods(item: &Value) -> BTreeSet<String> {
         .filter(|k| HTTP_METHODS.contains(&k.as_str()))
         .map(|k| k.to_ascii_uppercase())
         .collect()
+}
+
+const SESSION: &str = "/api/auth/session/";
+const SESSIONS: &str = "/api/auth/sessions/";
+const REVOKE_OTHERS: &str = "/api/auth/sessions/revoke-others/";
+
+/// `/api/auth/sessions/<id>/`
+fn session_end(id: &str) -> String {
+    format!("{SESSIONS}{id}/")
 }
 
 /// A request path for a templated document path.
@@ -193,6 +211,15 @@ impl Validator<'_> {
             }
         }
         if let Some(s) = value.as_str() {
+            if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
+                let prefix = pattern
+                    .strip_prefix('^')
+                    .filter(|p| !p.contains(|c| "\\.[](){}*+?|^$".contains(c)))
+                    .unwrap_or_else(|| panic!("only `^literal` patterns are known: {pattern}"));
+                if !s.starts_with(prefix) {
+                    return fail(format!("does not match the pattern {pattern}"));
+                }
+            }
             let len = s.chars().count() as u64;
             if schema
                 .get("minLength")
@@ -313,6 +340,22 @@ fn the_validator_accepts_and_rejects() {
         .is_err());
     assert!(v.check(&s("Empty"), &json!({}), "$").is_ok());
     assert!(v.check(&s("Empty"), &json!({"a": 1}), "$").is_err());
+    assert!(v.check(&s("CsrfFailure"), &csrf_refusal(), "$").is_ok());
+    let not_csrf = json!({"detail": "You do not have permission to perform this action."});
+    assert!(v.check(&s("CsrfFailure"), &not_csrf, "$").is_err());
+    let device = json!({"id": "ab", "kind": "browser", "created": 1, "last_seen": 2,
+                        "client_ip": "", "user_agent": "", "current": true});
+    assert!(v
+        .check(&s("DeviceList"), &json!([device.clone()]), "$")
+        .is_ok());
+    let mut tablet = device.clone();
+    tablet["kind"] = json!("tablet");
+    assert!(v.check(&s("DeviceList"), &json!([tablet]), "$").is_err());
+    let mut long_agent = device;
+    long_agent["user_agent"] = json!("a".repeat(201));
+    assert!(v
+        .check(&s("DeviceList"), &json!([long_agent]), "$")
+        .is_err());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -340,7 +383,28 @@ fn every_documented_path_is_a_route_and_every_route_is_documented() {
             methods,
             "documented methods of {documented} differ from the view's"
         );
+        for method in e.methods().iter().filter(|m| **m != "OPTIONS") {
+            let op = &paths[documented][method.to_ascii_lowercase()];
+            let by_cookie = op["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|req| req.get("cookieAuth").is_some()));
+            assert_eq!(
+                by_cookie,
+                e.authenticates(),
+                "{method} {documented}: cookieAuth exactly where the view authenticates"
+            );
+        }
     }
+    let cookie = &doc["components"]["securitySchemes"]["cookieAuth"];
+    assert_eq!(
+        (&cookie["type"], &cookie["in"]),
+        (&json!("apiKey"), &json!("cookie"))
+    );
+    assert_eq!(
+        cookie["name"],
+        json!(gatehouse::config::Config::default().web.session_cookie),
+        "cookieAuth names the default session cookie"
+    );
     let literals = router_literal_paths();
     assert!(
         literals.len() >= 10,
@@ -392,14 +456,36 @@ fn every_documented_path_is_a_route_and_every_route_is_documented() {
                 !responses.contains_key("default"),
                 "{method} {path}: no `default` response"
             );
-            let secured = op["security"]
-                .as_array()
-                .is_some_and(|s| s.iter().any(|req| req.get("bearerAuth").is_some()));
-            if secured {
+            let takes = |scheme: &str| {
+                op["security"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().any(|req| req.get(scheme).is_some()))
+            };
+            // The credential step reads the bearer token and the session cookie alike, on
+            // every view that authenticates.
+            assert_eq!(
+                takes("bearerAuth"),
+                takes("cookieAuth"),
+                "{method} {path}: bearerAuth and cookieAuth go together"
+            );
+            if takes("bearerAuth") {
                 assert!(
                     responses.contains_key("401"),
                     "{method} {path}: 401 undocumented"
                 );
+            }
+            // An unsafe request the cookie authenticates may fail Django's CSRF check.
+            if takes("cookieAuth") && UNSAFE_METHODS.contains(&method.as_str()) {
+                let forbidden = responses
+                    .get("403")
+                    .unwrap_or_else(|| panic!("{method} {path}: the CSRF 403 undocumented"));
+                let forbidden = match forbidden.get("$ref").and_then(Value::as_str) {
+                    Some(reference) => v.resolve(reference),
+                    None => forbidden,
+                };
+                let schema = &forbidden["content"]["application/json"]["schema"];
+                v.check(schema, &csrf_refusal(), "$")
+                    .unwrap_or_else(|e| panic!("{method} {path}: a CSRF refusal: {e}"));
             }
             if let Some(body) = op.get("requestBody") {
                 for media in ["application/json", "application/x-www-form-urlencoded"] {
@@ -578,6 +664,29 @@ impl Checked<'_> {
             path,
             self.g.with_body(method, path, ctype, body, token),
         );
+        r.expect_status(status);
+        r
+    }
+
+    /// `method path` with a JSON body (none for `NO_BODY`) and these headers (a cookie, a CSRF
+    /// token, an `Origin`), as a browser's script sends them; asserts the status.
+    #[track_caller]
+    fn browser(
+        &self,
+        status: u16,
+        method: &str,
+        path: &str,
+        body: Value,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut rb = self.g.request(method, path);
+        if !body.is_null() {
+            rb = rb.json(&body);
+        }
+        for (name, value) in headers {
+            rb = rb.header(*name, *value);
+        }
+        let r = self.check(method, path, self.g.send(rb));
         r.expect_status(status);
         r
     }
@@ -1000,7 +1109,12 @@ fn a_realistic_scenario_and_malformed_requests_match_the_document() {
     );
     c.raw(415, "POST", PASSWORD_RESET, "text/html", "<p>", anon);
 
-    // Methods a path does not list: 405 after authentication, with the path's Allow.
+    // Methods a path does not list: 405 after authentication, with the path's Allow. (The
+    // logout above ended the family of alice's token, and its access tokens with it.)
+    let alice = c
+        .json(200, "POST", TOKEN, login("alice", PASSWORD), anon)
+        .field("access");
+    let me = Some(alice.as_str());
     c.json(405, "GET", TOKEN, NO_BODY, anon);
     c.json(405, "PUT", REFRESH, NO_BODY, anon);
     c.json(405, "DELETE", REGISTER, NO_BODY, anon);
@@ -1013,6 +1127,139 @@ fn a_realistic_scenario_and_malformed_requests_match_the_document() {
     c.json(405, "GET", &admin_restore("1"), NO_BODY, staff);
     c.json(405, "PUT", "/api/schema/", NO_BODY, anon);
     c.json(405, "POST", "/.well-known/jwks.json", NO_BODY, anon);
+
+    // Browser sessions (SPEC §15): a sign-in into a cookie, the devices, ending them. An
+    // unsafe request the cookie authenticates needs Django's CSRF token, on every view.
+    let signed_in = c.json(200, "POST", SESSION, login("alice", PASSWORD), anon);
+    let cookie = |name: &str| {
+        set_cookie(&signed_in, name)
+            .unwrap_or_else(|| panic!("no {name} cookie: {:?}", signed_in.headers))
+            .0
+    };
+    let (session, csrf) = (cookie(COOKIE), cookie("csrftoken"));
+    let jar = format!("{COOKIE}={session}; csrftoken={csrf}");
+    let own = g.url("").trim_end_matches('/').to_string();
+    let by_cookie = [("Cookie", jar.as_str()), ("Origin", own.as_str())];
+    let with_csrf = [
+        ("Cookie", jar.as_str()),
+        ("Origin", own.as_str()),
+        ("X-CSRFToken", csrf.as_str()),
+    ];
+    let stale = [("Cookie", "__Host-gatehouse_session=stale")];
+    let form = format!("username=alice&password={PASSWORD}&remember=on");
+    c.raw(200, "POST", SESSION, FORM, form, anon);
+    c.json(400, "POST", SESSION, json!({"username": "alice"}), anon);
+    c.json(401, "POST", SESSION, login("alice", "Wrong-Pass-1"), anon);
+    c.json(
+        401,
+        "POST",
+        SESSION,
+        login("alice", PASSWORD),
+        Some("garbage"),
+    );
+    c.raw(415, "POST", SESSION, "text/plain", "x", anon);
+    c.raw(413, "POST", SESSION, JSON, big.clone(), anon);
+    c.browser(200, "POST", SESSION, login("alice", PASSWORD), &stale);
+    // Signed in already: signing in again is an unsafe request the cookie authenticates.
+    c.browser(403, "POST", SESSION, login("alice", PASSWORD), &by_cookie);
+    let app = c.json(200, "POST", TOKEN, login("alice", PASSWORD), anon);
+    let app_access = app.field("access");
+    let listed = c.browser(200, "GET", SESSIONS, NO_BODY, &by_cookie).json;
+    let rows = listed.as_array().cloned().unwrap_or_default();
+    let current: Vec<&Value> = rows
+        .iter()
+        .filter(|d| d["current"] == json!(true))
+        .collect();
+    assert_eq!(current.len(), 1, "one current session: {listed}");
+    assert_eq!(current[0]["kind"], json!("browser"), "{listed}");
+    let other_browser = rows
+        .iter()
+        .find(|d| d["kind"] == json!("browser") && d["current"] == json!(false))
+        .and_then(|d| d["id"].as_str())
+        .unwrap_or_else(|| panic!("the form's session is listed: {listed}"))
+        .to_string();
+    c.browser(200, "HEAD", SESSIONS, NO_BODY, &by_cookie);
+    c.json(200, "GET", SESSIONS, NO_BODY, Some(&app_access));
+    c.json(200, "HEAD", SESSIONS, NO_BODY, Some(&app_access));
+    c.json(401, "GET", SESSIONS, NO_BODY, anon);
+    c.json(401, "HEAD", SESSIONS, NO_BODY, anon);
+    c.browser(401, "GET", SESSIONS, NO_BODY, &stale);
+    // The cookie authenticates the older views too.
+    c.browser(200, "GET", PROFILE, NO_BODY, &by_cookie);
+    let name = json!({"first_name": "Alice"});
+    c.browser(403, "PATCH", PROFILE, name.clone(), &by_cookie);
+    c.browser(200, "PATCH", PROFILE, name, &with_csrf);
+    // A method the path does not list: the CSRF check comes first, then 405.
+    c.browser(403, "POST", SESSIONS, NO_BODY, &by_cookie);
+    c.browser(405, "POST", SESSIONS, NO_BODY, &with_csrf);
+    c.json(405, "GET", SESSION, NO_BODY, anon);
+    // Ending one: not the caller's is 404; the cookie needs the CSRF token.
+    for id in ["nope", "1", &"0".repeat(64)] {
+        c.json(404, "DELETE", &session_end(id), NO_BODY, Some(&app_access));
+    }
+    c.json(401, "DELETE", &session_end("1"), NO_BODY, anon);
+    // An id is free text: one spelled with a backslash is refused before routing.
+    for id in ["a%5Cb", "%2F", "a%252e"] {
+        c.json(400, "DELETE", &session_end(id), NO_BODY, Some(&app_access));
+        c.json(400, "OPTIONS", &session_end(id), NO_BODY, anon);
+    }
+    c.browser(
+        403,
+        "DELETE",
+        &session_end(&other_browser),
+        NO_BODY,
+        &by_cookie,
+    );
+    c.browser(
+        204,
+        "DELETE",
+        &session_end(&other_browser),
+        NO_BODY,
+        &with_csrf,
+    );
+    c.browser(
+        404,
+        "DELETE",
+        &session_end(&other_browser),
+        NO_BODY,
+        &with_csrf,
+    );
+    // All but the current one: the app's family ends, and its access token with it.
+    c.json(401, "POST", REVOKE_OTHERS, NO_BODY, anon);
+    c.browser(403, "POST", REVOKE_OTHERS, NO_BODY, &by_cookie);
+    let ended = c.browser(200, "POST", REVOKE_OTHERS, NO_BODY, &with_csrf);
+    assert!(
+        ended.json["ended"].as_u64().is_some_and(|n| n >= 2),
+        "{}",
+        ended.text
+    );
+    c.json(401, "GET", SESSIONS, NO_BODY, Some(&app_access));
+    let app = c.json(200, "POST", TOKEN, login("alice", PASSWORD), anon);
+    let ended = c.json(
+        200,
+        "POST",
+        REVOKE_OTHERS,
+        NO_BODY,
+        Some(&app.field("access")),
+    );
+    assert_eq!(ended.json, json!({"ended": 1}), "the browser session ended");
+    c.browser(401, "GET", SESSIONS, NO_BODY, &by_cookie);
+    // Signing out: the cookie needs the CSRF token; without a session there is nothing to end.
+    let signed_in = c.json(200, "POST", SESSION, login("alice", PASSWORD), anon);
+    let session = set_cookie(&signed_in, COOKIE).expect("a session cookie").0;
+    let jar = format!("{COOKIE}={session}; csrftoken={csrf}");
+    let by_cookie = [("Cookie", jar.as_str()), ("Origin", own.as_str())];
+    c.browser(403, "DELETE", SESSION, NO_BODY, &by_cookie);
+    let by_cookie = [
+        ("Cookie", jar.as_str()),
+        ("Origin", own.as_str()),
+        ("X-CSRFToken", csrf.as_str()),
+    ];
+    c.browser(204, "DELETE", SESSION, NO_BODY, &by_cookie);
+    c.browser(401, "GET", SESSIONS, NO_BODY, &by_cookie);
+    c.json(204, "DELETE", SESSION, NO_BODY, anon);
+    c.browser(204, "DELETE", SESSION, NO_BODY, &stale);
+    c.json(401, "DELETE", SESSION, NO_BODY, Some("garbage"));
 
     // The scenario touched every documented operation.
     let exercised = c.exercised.borrow();
