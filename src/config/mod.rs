@@ -795,6 +795,95 @@ mod tests {
     }
 
     #[test]
+    fn the_session_cookie_prefix_follows_secure_and_domain() {
+        let mut w = WebConfig::default();
+        assert_eq!(w.cookie_name(), "__Host-gatehouse_session");
+        w.cookie_domain = ".example.com".into();
+        assert_eq!(w.cookie_name(), "__Secure-gatehouse_session");
+        w.cookie_secure = false;
+        assert_eq!(w.cookie_name(), "gatehouse_session");
+        w.session_cookie = "sid".into();
+        w.cookie_secure = true;
+        w.cookie_domain.clear();
+        assert_eq!(w.cookie_name(), "__Host-sid");
+        assert_eq!(
+            w.lifetime_seconds(true),
+            12 * 3600,
+            "no remember-me unless configured"
+        );
+        w.remember_me_days = 14;
+        assert_eq!(w.lifetime_seconds(true), 14 * 86_400);
+        assert_eq!(w.lifetime_seconds(false), 12 * 3600);
+    }
+
+    #[test]
+    fn web_settings_that_cannot_work_are_refused() {
+        for (toml, needle) in [
+            (
+                "[web]\nsession_idle_minutes = 0\n",
+                "web.session_idle_minutes",
+            ),
+            ("[web]\nsession_cookie = \"a b\"\n", "web.session_cookie"),
+            (
+                "[web]\ncookie_domain = \"example.com\"\n",
+                "web.cookie_domain",
+            ),
+            (
+                "[web]\npublic_url = \"https://a.example/x\"\n",
+                "web.public_url",
+            ),
+            (
+                "[web]\ntrusted_origins = [\"a.example\"]\n",
+                "web.trusted_origins",
+            ),
+            (
+                "[web]\nallowed_redirect_hosts = [\"https://a.example\"]\n",
+                "web.allowed_redirect_hosts",
+            ),
+            ("[web]\ncss_file = \"/nonexistent/x.css\"\n", "web.css_file"),
+        ] {
+            let e = Config::from_toml_and_env(toml, "t", &[]).expect_err(toml);
+            assert!(e.to_string().contains(needle), "{toml}: {e}");
+        }
+        // Off, nothing of it is checked.
+        Config::from_toml_and_env(
+            "[web]\nenabled = false\nsession_idle_minutes = 0\n",
+            "t",
+            &[],
+        )
+        .expect("pages off");
+    }
+
+    #[test]
+    fn mail_links_lead_to_the_pages_while_they_are_the_examples() {
+        let c = Config::from_toml_and_env("", "t", &[]).expect("defaults");
+        let (reset, verify) = c.mail_links();
+        assert!(
+            reset.ends_with("/accounts/password/reset/confirm/{uid}/{token}/"),
+            "{reset}"
+        );
+        assert!(
+            verify.ends_with("/accounts/email/verify/{uid}/{token}/"),
+            "{verify}"
+        );
+        let c = Config::from_toml_and_env(
+            "[web]\npublic_url = \"https://auth.example.com\"\n[email]\nverify_email_url = \"https://app.example.com/v/{uid}/{token}\"\n",
+            "t",
+            &[],
+        )
+        .expect("config");
+        let (reset, verify) = c.mail_links();
+        assert_eq!(
+            reset,
+            "https://auth.example.com/accounts/password/reset/confirm/{uid}/{token}/"
+        );
+        assert_eq!(
+            verify, "https://app.example.com/v/{uid}/{token}",
+            "the operator's own"
+        );
+    }
+
+    #[test]
     fn empty_file_gives_defaults() {
         let c = Config::from_toml_and_env("", "t", &[]).expect("defaults are valid");
         assert_eq!(

@@ -848,3 +848,56 @@ fn a_session_that_changes_its_password_lives_on_and_a_new_sign_in_ends_the_old_o
     get_with_cookie(&g, "/api-like/x", &cookie_header(&renewed), None).expect_status(401);
     get_with_cookie(&g, "/api-like/x", &cookie_header(&third), None).expect_status(200);
 }
+
+#[test]
+fn an_operator_brands_the_pages_without_rebuilding() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let css = dir.path().join("brand.css");
+    std::fs::write(&css, "body { --accent: #7a1f5c; }\n").expect("write css");
+    let path = css.display().to_string();
+    let g = Gatehouse::new()
+        .with_config(move |c| {
+            c.web.brand_name = "Acme <Sign-in>".into();
+            c.web.css_file = path;
+        })
+        .start();
+    let page = g.http().get("/accounts/login/", None);
+    page.expect_status(200);
+    assert!(
+        page.text.contains("Acme &#60;Sign-in&#62;"),
+        "the brand, escaped: {}",
+        page.text
+    );
+    assert!(
+        page.text.contains("/accounts/static/gatehouse.css"),
+        "{}",
+        page.text
+    );
+    assert!(
+        page.text.contains("/accounts/static/custom.css"),
+        "{}",
+        page.text
+    );
+    assert!(!page.text.contains("<script"), "no script on a page");
+    let own = g.http().get("/accounts/static/custom.css", None);
+    own.expect_status(200);
+    assert_eq!(own.text, "body { --accent: #7a1f5c; }\n");
+    assert_eq!(
+        own.header("content-type").as_deref(),
+        Some("text/css; charset=utf-8")
+    );
+    let built_in = g.http().get("/accounts/static/gatehouse.css", None);
+    built_in.expect_status(200);
+    assert!(built_in.text.len() < 8 * 1024, "one small stylesheet");
+    // Without a css_file there is no custom stylesheet to fetch.
+    let plain = Gatehouse::new().start();
+    plain
+        .http()
+        .get("/accounts/static/custom.css", None)
+        .expect_status(404);
+    assert!(!plain
+        .http()
+        .get("/accounts/login/", None)
+        .text
+        .contains("custom.css"));
+}
