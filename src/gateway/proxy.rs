@@ -142,11 +142,9 @@ impl Gateway {
             .await;
         let web = &self.app.config.web;
         let own_origin = forward_auth::origin(&head.headers, web);
-        // `next`: the original URL, as a path when the pages share its host.
-        let next_target = match web.public_url() {
-            Some(public) if public != own_origin => format!("{own_origin}{}", original.uri),
-            _ => original.uri.clone(),
-        };
+        // `next`: the original absolute URL (SPEC §15); the sign-in page follows it to its
+        // own host, or to `allowed_redirect_hosts`.
+        let next_target = format!("{own_origin}{}", original.uri);
         let browser = decide::Asked {
             method: &original.method,
             headers: &head.headers,

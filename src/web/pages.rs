@@ -290,13 +290,29 @@ fn actor(p: &PageRequest<'_>, who: Option<&Identity>) -> Actor {
 }
 
 /// Where to go after signing in: a safe `next`, else the account page.
-fn after_sign_in(app: &App, next_value: &str) -> String {
+/// The host a sign-in page was asked on counts as allowed, as Django's
+/// `url_has_allowed_host_and_scheme` allows the request's own host.
+fn after_sign_in(app: &App, p: &PageRequest<'_>, next_value: &str) -> String {
     let web = &app.config.web;
+    let mut allowed = web.allowed_redirect_hosts.clone();
+    if let Some(host) = host_of(p.own_origin) {
+        allowed.push(host.to_string());
+    }
     let rules = next::NextRules {
-        allowed_hosts: &web.allowed_redirect_hosts,
+        allowed_hosts: &allowed,
         cookie_domain: web.cookie_domain(),
     };
     next::safe_next(next_value, &rules).unwrap_or_else(|| web.prefix.clone())
+}
+
+/// The host name of "scheme://host[:port]" (no port; an IPv6 literal keeps its brackets).
+fn host_of(origin: &str) -> Option<&str> {
+    let authority = origin.split_once("://")?.1;
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => &authority[..v6.find(']')? + 2],
+        None => authority.split(':').next()?,
+    };
+    Some(host).filter(|h| !h.is_empty())
 }
 
 async fn login_form(
@@ -345,7 +361,8 @@ async fn login(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Response {
             // A new session id, whatever the browser held before (fixation).
             let set =
                 cookies::session_cookie(&app.config.web, &started.cookie, started.session.remember);
-            Response::redirect(302, after_sign_in(app, &next_value)).with_header("Set-Cookie", set)
+            Response::redirect(302, after_sign_in(app, p, &next_value))
+                .with_header("Set-Cookie", set)
         }
         Err(e) => {
             let message = match &e {
@@ -895,4 +912,18 @@ fn input_of(data: &Map<String, Value>, names: &[&str]) -> Map<String, Value> {
         .iter()
         .map(|k| (k.to_string(), Value::String(field(data, k))))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn the_host_of_an_origin() {
+        assert_eq!(host_of("https://app.example.com"), Some("app.example.com"));
+        assert_eq!(host_of("http://127.0.0.1:8080"), Some("127.0.0.1"));
+        assert_eq!(host_of("http://[::1]:8080"), Some("[::1]"));
+        assert_eq!(host_of("http://"), None);
+        assert_eq!(host_of("nonsense"), None);
+    }
 }

@@ -278,6 +278,11 @@ fn next_is_followed_only_to_this_site() {
     let up = Upstream::start();
     let g = web_gatehouse(&up);
     g.register("nina");
+    // The absolute URL forward-auth sends is followed to the page's own host.
+    let own = g.http().url("/app/x?y=1");
+    let r = form_sign_in(&g, "nina", PASSWORD, &own);
+    r.expect_status(302);
+    assert_eq!(r.header("location").as_deref(), Some(own.as_str()));
     let r = form_sign_in(&g, "nina", PASSWORD, "/app/reports?week=49");
     r.expect_status(302);
     assert_eq!(
@@ -584,7 +589,9 @@ fn forward_auth_sends_browsers_to_sign_in_the_way_each_ingress_wants() {
     r.expect_status(401);
     assert_eq!(
         r.header("location").as_deref(),
-        Some("https://app.example.com/accounts/login/?next=/app/r%3Fx%3D1")
+        Some(
+            "https://app.example.com/accounts/login/?next=https%3A//app.example.com/app/r%3Fx%3D1"
+        )
     );
     // Traefik: the redirect itself (303 for a POST).
     let r = g.http().send(
@@ -599,7 +606,7 @@ fn forward_auth_sends_browsers_to_sign_in_the_way_each_ingress_wants() {
     r.expect_status(303);
     assert_eq!(
         r.header("location").as_deref(),
-        Some("https://app.example.com/accounts/login/?next=/app/r")
+        Some("https://app.example.com/accounts/login/?next=https%3A//app.example.com/app/r")
     );
     // Signed in: allowed, with the cookies minus the session cookie for the ingress to send.
     g.register("ida");
