@@ -826,10 +826,15 @@ async fn prepare(addr: SocketAddr) -> Res<Requests> {
 async fn timed(g: &Gatehouse, req: &Request, conns: usize, budget: Budget) -> Res<(f64, f64, f64)> {
     let pid = g.child.id();
     let before = cpu_ticks(pid)?;
+    let own_before = cpu_ticks(std::process::id())?;
     let started = Instant::now();
     let load = run_load(g.addr, req, conns, budget).await?;
     let seconds = started.elapsed().as_secs_f64();
     let ticks = cpu_ticks(pid)? - before;
+    // Who was busy: gatehouse's share of a CPU, and this process's (load and upstream).
+    let hz = ticks_per_second();
+    let busy = ticks as f64 / hz / seconds;
+    let own_busy = (cpu_ticks(std::process::id())? - own_before) as f64 / hz / seconds;
     let n = load.answered as f64;
     // No tick in the whole run says nothing (ticks are 10 ms): no figure rather than 0.
     let cpu_us = if ticks == 0 {
@@ -839,12 +844,14 @@ async fn timed(g: &Gatehouse, req: &Request, conns: usize, budget: Budget) -> Re
     };
     let p99 = percentile(&load.latencies_us, 99.0) / 1e3;
     println!(
-        "  {:<34} {:>9.0} /s  p99 {:>8.2} ms  CPU {:>9.1} µs each  ({} answers)",
+        "  {:<34} {:>9.0} /s  p99 {:>8.2} ms  CPU {:>9.1} µs each  ({} answers; CPU busy: gatehouse {:.0} %, load + upstream {:.0} %)",
         req.label,
         n / seconds,
         p99,
         cpu_us,
-        load.answered
+        load.answered,
+        busy * 100.0,
+        own_busy * 100.0
     );
     Ok((cpu_us, n / seconds, p99))
 }
