@@ -37,6 +37,7 @@ TEST_THREADS ?= 8
 # the same, and its C build is the longest step of a clean test build.
 TEST_FEATURES ?= --no-default-features
 TESTS_ALONE = \
+	mail::a_mail_server_that_never_answers_slows_no_answer \
 	mail::an_unknown_address_gets_the_same_answer_in_the_same_time_and_no_mail \
 	postgres_tls::sslmode_require_is_encrypted_verified_and_refused_otherwise \
 	replica_sessions::a_password_change_through_a_ends_the_users_sessions_on_b_within_the_bound \
@@ -46,7 +47,8 @@ TESTS_ALONE = \
 	replicas::revocation_through_a_reaches_b_within_the_bound \
 	replicas::rolling_upgrade_of_both_replicas_fails_no_request_and_never_stalls \
 	resilience::a_login_flood_is_answered_and_the_proxy_keeps_flowing \
-	resilience::unknown_user_logins_cost_the_same_as_wrong_passwords
+	resilience::unknown_user_logins_cost_the_same_as_wrong_passwords \
+	switchover::every_django_hasher_logs_in_and_is_rehashed_to_argon2id
 
 test: deps
 	$(CARGO) test $(TEST_FEATURES) --lib --bins --tests -- --test-threads=$(TEST_THREADS) --exact $(addprefix --skip ,$(TESTS_ALONE))
