@@ -346,7 +346,11 @@ async fn login_form(
 }
 
 async fn login(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Response {
-    let data = p.req.data().unwrap_or_default();
+    let data = match p.req.data() {
+        Ok(data) => data,
+        // Not a form at all (no browser sends this): DRF's parse error, not an empty form.
+        Err(e) => return e.to_response(),
+    };
     let text = |k: &str| field(&data, k);
     let remember = data.contains_key("remember");
     let next_value = text("next");
@@ -534,7 +538,11 @@ async fn account_post(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Respon
         let web = &app.config.web;
         return Response::redirect(303, next::login_url(None, &web.prefix, &web.prefix));
     };
-    let data = p.req.data().unwrap_or_default();
+    let data = match p.req.data() {
+        Ok(data) => data,
+        // Not a form at all (no browser sends this): DRF's parse error, not an empty form.
+        Err(e) => return e.to_response(),
+    };
     let text = |k: &str| field(&data, k);
     let Some(form) = AccountForm::parse(&text(render::ACCOUNT_FORM_FIELD)) else {
         return account(app, p, csrf, None, None, &FieldErrors::new()).await;
@@ -686,7 +694,11 @@ fn register_form(
 
 /// Sign-up with the API's rules and messages; then signed in, on the account page.
 async fn register(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Response {
-    let data = p.req.data().unwrap_or_default();
+    let data = match p.req.data() {
+        Ok(data) => data,
+        // Not a form at all (no browser sends this): DRF's parse error, not an empty form.
+        Err(e) => return e.to_response(),
+    };
     let text = |k: &str| field(&data, k);
     if text("password") != text("re_password") {
         let mut errors = FieldErrors::new();
@@ -737,7 +749,11 @@ fn reset_form(app: &App, csrf: &Csrf, email: &str, sent: bool, errors: &FieldErr
 
 /// The reset request: "check your mail" whether or not the address is known (§10).
 async fn reset_request(app: &App, p: &PageRequest<'_>, csrf: &Csrf) -> Response {
-    let data = p.req.data().unwrap_or_default();
+    let data = match p.req.data() {
+        Ok(data) => data,
+        // Not a form at all (no browser sends this): DRF's parse error, not an empty form.
+        Err(e) => return e.to_response(),
+    };
     let email = data
         .get("email")
         .and_then(Value::as_str)
@@ -811,7 +827,11 @@ async fn reset_confirm(
     if get {
         return reset_page(app, csrf, render::ResetState::Form, &FieldErrors::new());
     }
-    let data = p.req.data().unwrap_or_default();
+    let data = match p.req.data() {
+        Ok(data) => data,
+        // Not a form at all (no browser sends this): DRF's parse error, not an empty form.
+        Err(e) => return e.to_response(),
+    };
     let text = |k: &str| field(&data, k);
     if text("new_password") != text("re_new_password") {
         let mut errors = FieldErrors::new();
