@@ -155,11 +155,6 @@ impl SessionCache {
         self.cache.insert(hash.to_string(), Arc::clone(&entry));
         Ok(Some(entry))
     }
-
-    /// A session this process created or ended: what is cached of it goes.
-    pub fn forget(&self, hash: &str) {
-        self.cache.invalidate(hash);
-    }
 }
 
 /// How often expired sessions are deleted from the store.

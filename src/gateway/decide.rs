@@ -71,7 +71,14 @@ pub fn for_browsers(decision: Decision, route: Option<&Route>, asked: &Asked<'_>
                 && asked.web.enabled
                 && browser::wants_html(asked.headers) =>
         {
-            let location = next::login_url(asked.login_base, &asked.web.prefix, asked.target);
+            // Absolute when the pages live elsewhere, the cookie spans hosts, or an ingress
+            // asks (nginx treats a relative Location as an internal redirect).
+            let base = match asked.web.public_url() {
+                Some(public) => Some(public.to_string()),
+                None if asked.absolute_login => Some(asked.origin()),
+                None => None,
+            };
+            let location = next::login_url(base.as_deref(), &asked.web.prefix, asked.target);
             if asked.unauthorized_redirect {
                 // The 401 as it was, with the way to sign in for the ingress to send on.
                 return Decision::Respond(resp.with_header("Location", location));
@@ -102,7 +109,7 @@ pub fn for_browsers(decision: Decision, route: Option<&Route>, asked: &Asked<'_>
             let input = csrf::CsrfInput {
                 method: asked.method,
                 secure: asked.secure,
-                own_origin: asked.own_origin,
+                own_origin: &asked.origin(),
                 origin: header("origin"),
                 referer: header("referer"),
                 cookie: None,
@@ -117,6 +124,16 @@ pub fn for_browsers(decision: Decision, route: Option<&Route>, asked: &Asked<'_>
             }
         }
         other => other,
+    }
+}
+
+impl Asked<'_> {
+    /// The request's own origin.
+    fn origin(&self) -> String {
+        match self.own_origin {
+            Some(origin) => origin.to_string(),
+            None => self.web.own_origin(self.secure, self.headers),
+        }
     }
 }
 
@@ -136,11 +153,13 @@ pub struct Asked<'a> {
     pub target: &'a str,
     /// It came over TLS.
     pub secure: bool,
-    /// "scheme://host[:port]" as the client addressed gatehouse.
-    pub own_origin: &'a str,
+    /// "scheme://host[:port]" as the client addressed the original request, when the caller
+    /// knows it (forward-auth); otherwise made from `web` and the headers, only when needed
+    /// (not on every proxied request).
+    pub own_origin: Option<&'a str>,
     pub web: &'a crate::config::WebConfig,
-    /// The sign-in URL's scheme and host (`None`: a path on this host).
-    pub login_base: Option<&'a str>,
+    /// The sign-in URL carries a scheme and host even without `public_url`.
+    pub absolute_login: bool,
     /// nginx `auth_request`: the way to sign in is a 401 with `Location`, which nginx turns
     /// into the redirect (`error_page 401 =302 $login`).
     pub unauthorized_redirect: bool,

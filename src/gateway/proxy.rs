@@ -150,10 +150,9 @@ impl Gateway {
             headers: &head.headers,
             target: &next_target,
             secure: own_origin.starts_with("https://"),
-            own_origin: &own_origin,
+            own_origin: Some(&own_origin),
             web,
-            // nginx treats a relative Location as an internal redirect: always absolute.
-            login_base: Some(web.public_url().unwrap_or(&own_origin)),
+            absolute_login: true,
             unauthorized_redirect: original.asker == forward_auth::Asker::Nginx,
         };
         let decision = decide::for_browsers(decision, ctx.route.as_deref(), &browser);
@@ -398,18 +397,14 @@ impl ProxyHttp for Gateway {
                     .await;
                 ctx.path = path;
                 let web = &self.app.config.web;
-                let own_origin = web.own_origin(ctx.tls, &head.headers);
                 let asked = decide::Asked {
                     method: &head.method,
                     headers: &head.headers,
                     target: head.uri.path_and_query().map_or("/", |p| p.as_str()),
                     secure: ctx.tls,
-                    own_origin: &own_origin,
+                    own_origin: None,
                     web,
-                    // Absolute when the pages live elsewhere or the cookie spans hosts.
-                    login_base: web
-                        .public_url()
-                        .or(web.cookie_domain().map(|_| own_origin.as_str())),
+                    absolute_login: web.cookie_domain().is_some(),
                     unauthorized_redirect: false,
                 };
                 let decision = decide::for_browsers(decision, ctx.route.as_deref(), &asked);
