@@ -131,10 +131,12 @@ pub fn serve(
     reload::on_sighup(Arc::new(reloader))?;
     let drain = gateway::drain::Drain::default();
     drain.watch(server.watch_execution_phase())?;
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        gateway::Gateway::new(Arc::clone(&app), Arc::clone(&live), drain),
-        "gatehouse",
+    let mut proxy = pingora::services::listening::Service::new(
+        "gatehouse".to_string(),
+        gateway::drain::LastCall(Arc::new(pingora::proxy::http_proxy(
+            &server.configuration,
+            gateway::Gateway::new(Arc::clone(&app), Arc::clone(&live), drain),
+        ))),
     );
     if let Some(listen) = config.server.listen {
         proxy.add_tcp(&listen.to_string());

@@ -972,6 +972,53 @@ fn sigterm_drains_the_in_flight_request_then_exits_zero() {
     assert_eq!(up.count(), 1);
 }
 
+/// A client that has connected but not yet written its request when the listener stops (the
+/// last moments of an upgrade's hand-over, or a SIGTERM) still gets its answer: Pingora alone
+/// drops such a connection at once, which the client sees as a reset.
+#[test]
+fn a_connection_accepted_before_sigterm_still_gets_its_answer() {
+    let up = Upstream::start();
+    let mut g = Gatehouse::new()
+        .with_config(|c| {
+            c.server.grace_period_seconds = 5;
+            c.server.graceful_shutdown_timeout_seconds = 10;
+            c.routes = vec![public_route("/", &[up.addr])];
+        })
+        .start();
+    let mut early = g.connect();
+    // Accepted (the kernel has it, and so has the accept loop by now), nothing written yet.
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = g.pid().expect("pid");
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(term.success());
+    // The listener stops at once; the request comes a moment after.
+    eventually("the listener stops accepting", || {
+        (probe(g.port) == Probe::Refused).then_some(())
+    });
+    early
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    early
+        .write_all(b"GET /late HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let mut answer = Vec::new();
+    let _ = early.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "the early connection's request is answered, not dropped: {answer:?}\n{}",
+        g.log()
+    );
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "and the connection is not kept: {answer:?}"
+    );
+    assert_eq!(g.wait_exit(), Some(0));
+}
+
 /// One request of the upgrade loop: its X-Request-Id, its status or error, its latency.
 #[cfg(target_os = "linux")]
 type Outcome = (String, Result<u16, String>, Duration);
