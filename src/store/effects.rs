@@ -1,10 +1,10 @@
 //! What a write causes beyond the user record (mails, browser sessions, refresh-family
-//! records today, the audit events next),
+//! records, audit events),
 //! decided by the caller as a plain value and written by the backend in the same transaction
 //! as the change, or not at all. A new kind of effect is a new field here: no write's
 //! signature changes.
 
-use super::{Family, OutboxMail, Session, User};
+use super::{Event, Family, OutboxMail, Session, User};
 
 /// The effects of one write, in the order they are recorded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,6 +18,8 @@ pub struct Effects {
     pub end_sessions: Vec<String>,
     /// Refresh-family records created or overwritten, keyed by family id.
     pub families: Vec<(String, Family)>,
+    /// Audit events (SPEC §16); the store assigns their ids.
+    pub events: Vec<Event>,
 }
 
 impl Effects {
@@ -33,8 +35,19 @@ impl Effects {
             sessions,
             end_sessions,
             families,
+            events,
         } = self;
-        mails.is_empty() && sessions.is_empty() && end_sessions.is_empty() && families.is_empty()
+        mails.is_empty()
+            && sessions.is_empty()
+            && end_sessions.is_empty()
+            && families.is_empty()
+            && events.is_empty()
+    }
+
+    /// These effects and `event` too.
+    pub fn with(mut self, event: Event) -> Effects {
+        self.events.push(event);
+        self
     }
 
     /// The effects of a user created by the same write, made before the store assigned the
@@ -49,6 +62,9 @@ impl Effects {
         for (_, family) in &mut self.families {
             family.user_id = user_id;
         }
+        for event in &mut self.events {
+            event.target_id = Some(user_id);
+        }
         self
     }
 }
@@ -59,6 +75,12 @@ impl From<Vec<OutboxMail>> for Effects {
             mails,
             ..Effects::default()
         }
+    }
+}
+
+impl From<Event> for Effects {
+    fn from(event: Event) -> Effects {
+        Effects::none().with(event)
     }
 }
 

@@ -3,12 +3,14 @@
 //! is durable when it returns, with its `Effects` (the mails it causes) written by the same
 //! transaction. `open` is the one place that picks the configured backend.
 
+mod audit;
 mod effects;
 mod group_commit;
 pub mod postgres;
 mod sessions;
 mod sled_store;
 
+pub use audit::{Action, Event, EventFilter, EventTap};
 pub use effects::{ChangeEffects, Effects, NewUserEffects};
 pub use postgres::{PgOptions, PgStore};
 pub use sessions::{Ended, Session, METHOD_PASSWORD, METHOD_PASSWORD_OTP};
@@ -236,7 +238,7 @@ pub trait UserStore: MailOutbox + Send + Sync {
     /// Applies `change`, keeping the username and email indexes in step, and records the
     /// effects `effects(&before, &after)` returns, in one transaction; fails with
     /// `UsernameTaken`/`EmailTaken` (and records nothing) if the new name belongs to someone
-    /// else. A change that changes nothing may be skipped, effects and all.
+    /// else. A change that changes nothing still records its effects.
     async fn update_user(
         &self,
         id: u64,
@@ -282,6 +284,23 @@ pub trait UserStore: MailOutbox + Send + Sync {
     async fn list_families(&self, user_id: u64) -> Result<Vec<(String, Family)>, StoreError>;
     /// Deletes sessions not live at `now` (idle `idle` seconds); how many went.
     async fn delete_expired_sessions(&self, now: u64, idle: u64) -> Result<usize, StoreError>;
+    /// Audit events matching `filter`, newest first (by id): up to `limit` with ids below
+    /// `before` (all when `None`).
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError>;
+    /// Up to `limit` events with ids above `after`, oldest first (`store copy`).
+    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
+    /// Writes events with the ids they carry (`store copy`); ids the store assigns later
+    /// continue above the highest. Told to nobody: they were told where they were made.
+    async fn insert_events(&self, events: Vec<Event>) -> Result<(), StoreError>;
+    /// Deletes the events older than `time` (unix milliseconds; retention); how many went.
+    async fn delete_events_before(&self, time: u64) -> Result<usize, StoreError>;
+    /// From now on, `tap` is told of the events of every committed write, with their ids.
+    fn tap_events(&self, tap: EventTap);
     /// Key material every process of this store shares (several replicas): the key kept
     /// under `name`, which is `generated` if none was kept yet. `None`: this store keeps no
     /// keys (one process: they live in the data directory). Called once at start, blocking.

@@ -3,14 +3,17 @@
 
 use super::group_commit::GroupCommit;
 use super::{
-    name_key, ChangeEffects, ChangeFeed, Effects, Family, ListFilter, MailOutbox, NewUser,
-    NewUserEffects, OutboxEntry, Session, StateFilter, StoreError, User, UserChange, UserStore,
+    name_key, ChangeEffects, ChangeFeed, Effects, Event, EventFilter, EventTap, Family, ListFilter,
+    MailOutbox, NewUser, NewUserEffects, OutboxEntry, Session, StateFilter, StoreError, User,
+    UserChange, UserStore,
 };
 use async_trait::async_trait;
 use sled::transaction::{
     ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
 };
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 const NEXT_ID: &[u8] = b"next_id";
 /// The next outbox entry id.
@@ -72,12 +75,26 @@ pub struct SledStore {
     /// outbox entry id (u64 big-endian) -> OutboxEntry JSON: mails not sent yet, written in
     /// the transactions of the changes that cause them.
     outbox: sled::Tree,
+    /// event id (u64 big-endian) -> Event JSON: the audit trail, written in the transactions
+    /// of the changes the events describe.
+    audit: sled::Tree,
+    /// b'a' or b't' ++ actor or target id ++ event id (all u64 big-endian) -> empty: a user's
+    /// events without a scan.
+    audit_index: sled::Tree,
+    /// The next event id: one process holds a sled store, so it counts in memory from the
+    /// highest id written (an id taken by a write that failed is never seen).
+    next_event: AtomicU64,
+    /// Told of committed events.
+    event_tap: OnceLock<EventTap>,
     /// Makes writes durable before they return; concurrent writers share a flush.
     commits: GroupCommit,
 }
 
 /// The trees a write's effects go to, inside its transaction.
 struct EffectTrees<'a> {
+    next_event: &'a AtomicU64,
+    audit: &'a TransactionalTree,
+    audit_index: &'a TransactionalTree,
     meta: &'a TransactionalTree,
     outbox: &'a TransactionalTree,
     sessions: &'a TransactionalTree,
@@ -94,13 +111,52 @@ fn user_index_key(user_id: u64, key: &str) -> Vec<u8> {
     k
 }
 
+/// The keys of `event` in the audit index (by actor, by target).
+fn event_index_keys(event: &Event) -> Vec<Vec<u8>> {
+    let key = |tag: u8, user: u64| {
+        let mut k = vec![tag];
+        k.extend_from_slice(&id_key(user));
+        k.extend_from_slice(&id_key(event.id));
+        k
+    };
+    let mut keys = Vec::with_capacity(2);
+    if let Some(actor) = event.actor_id {
+        keys.push(key(b'a', actor));
+    }
+    if let Some(target) = event.target_id {
+        keys.push(key(b't', target));
+    }
+    keys
+}
+
+/// Writes `event` (its id set) and its index entries.
+fn put_event_tx(
+    audit: &TransactionalTree,
+    audit_index: &TransactionalTree,
+    event: &Event,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    let bytes = match encode(event) {
+        Ok(b) => b,
+        Err(e) => return abort(e),
+    };
+    audit.insert(&id_key(event.id), bytes)?;
+    for key in event_index_keys(event) {
+        audit_index.insert(key, &[])?;
+    }
+    Ok(())
+}
+
 /// Records a write's `effects` inside its transaction: the mails go to the outbox, sessions
-/// and family records to their trees with their indexes.
+/// and family records to their trees with their indexes, events to the audit trail with
+/// their ids, which it returns.
 fn effects_tx(
     trees: &EffectTrees<'_>,
     effects: Effects,
-) -> Result<(), ConflictableTransactionError<StoreError>> {
+) -> Result<Vec<Event>, ConflictableTransactionError<StoreError>> {
     let EffectTrees {
+        next_event,
+        audit,
+        audit_index,
         meta,
         outbox,
         sessions,
@@ -113,6 +169,7 @@ fn effects_tx(
         sessions: created,
         end_sessions,
         families: family_records,
+        events,
     } = effects;
     for session in created {
         put_session_tx(sessions, user_sessions, &session)?;
@@ -142,7 +199,13 @@ fn effects_tx(
         };
         outbox.insert(&id_key(id), bytes)?;
     }
-    Ok(())
+    let mut written = Vec::with_capacity(events.len());
+    for mut event in events {
+        event.id = next_event.fetch_add(1, Ordering::Relaxed);
+        put_event_tx(audit, audit_index, &event)?;
+        written.push(event);
+    }
+    Ok(written)
 }
 
 /// Writes `session` (over one with the same id hash) and its index entry.
@@ -207,6 +270,10 @@ fn put_family_tx(
 
 fn decode_session(bytes: &[u8]) -> Result<Session, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Io(format!("corrupt session: {e}")))
+}
+
+fn decode_event(bytes: &[u8]) -> Result<Event, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Io(format!("corrupt event: {e}")))
 }
 
 fn decode_family(bytes: &[u8]) -> Result<Family, StoreError> {
@@ -446,11 +513,19 @@ impl SledStore {
             inactive: tree("inactive")?,
             meta: tree("meta")?,
             outbox: tree("outbox")?,
+            audit: tree("audit")?,
+            audit_index: tree("audit_index")?,
+            next_event: AtomicU64::new(1),
+            event_tap: OnceLock::new(),
             commits: GroupCommit::start(db.clone())?,
             db,
         };
         store.ensure_inactive_index()?;
         store.ensure_families_index()?;
+        if let Some((key, _)) = store.audit.last().map_err(io)? {
+            let last = decode_id(&key).ok_or_else(|| StoreError::Io("corrupt event key".into()))?;
+            store.next_event.store(last + 1, Ordering::Relaxed);
+        }
         Ok(store)
     }
 
@@ -469,6 +544,25 @@ impl SledStore {
         self.families.len()
     }
 
+    /// Tells the tap of committed events.
+    fn told(&self, events: &[Event]) {
+        if events.is_empty() {
+            return;
+        }
+        if let Some(tap) = self.event_tap.get() {
+            tap(events);
+        }
+    }
+
+    /// Event `id`, if it is there.
+    fn read_event(&self, id: u64) -> Result<Option<Event>, StoreError> {
+        self.audit
+            .get(id_key(id))
+            .map_err(io)?
+            .map(|b| decode_event(&b))
+            .transpose()
+    }
+
     /// Waits until everything written so far is on disk; concurrent writers share one flush.
     async fn flush(&self) -> Result<(), StoreError> {
         self.commits.flush().await
@@ -481,7 +575,7 @@ impl SledStore {
         user: &User,
         allocate_id: bool,
         effects: NewUserEffects<'_>,
-    ) -> Result<User, StoreError> {
+    ) -> Result<(User, Vec<Event>), StoreError> {
         let uname = name_key(&user.username);
         let email = name_key(&user.email);
         tx_result(
@@ -496,11 +590,16 @@ impl SledStore {
                 &self.user_sessions,
                 &self.families,
                 &self.user_families,
+                &self.audit,
+                &self.audit_index,
             )
                 .transaction(|trees| {
                     let (users, usernames, emails, meta, inactive, outbox) =
                         (&trees.0, &trees.1, &trees.2, &trees.3, &trees.4, &trees.5);
                     let effect_trees = EffectTrees {
+                        next_event: &self.next_event,
+                        audit: &trees.10,
+                        audit_index: &trees.11,
                         meta,
                         outbox,
                         sessions: &trees.6,
@@ -534,8 +633,8 @@ impl SledStore {
                         inactive.insert(&id_key(user.id), &[])?;
                     }
                     // As PostgreSQL does, which decides them before the id exists.
-                    effects_tx(&effect_trees, effects(&user).about(user.id))?;
-                    Ok(user)
+                    let events = effects_tx(&effect_trees, effects(&user).about(user.id))?;
+                    Ok((user, events))
                 }),
         )
     }
@@ -547,7 +646,7 @@ impl SledStore {
         id: u64,
         change: UserChange<'_>,
         effects: ChangeEffects<'_>,
-    ) -> Result<User, StoreError> {
+    ) -> Result<(User, Vec<Event>), StoreError> {
         tx_result(
             (
                 &self.users,
@@ -560,11 +659,16 @@ impl SledStore {
                 &self.user_sessions,
                 &self.families,
                 &self.user_families,
+                &self.audit,
+                &self.audit_index,
             )
                 .transaction(|trees| {
                     let (users, usernames, emails, meta, inactive, outbox) =
                         (&trees.0, &trees.1, &trees.2, &trees.3, &trees.4, &trees.5);
                     let effect_trees = EffectTrees {
+                        next_event: &self.next_event,
+                        audit: &trees.10,
+                        audit_index: &trees.11,
                         meta,
                         outbox,
                         sessions: &trees.6,
@@ -617,8 +721,8 @@ impl SledStore {
                             inactive.insert(&id_key(id), &[])?;
                         }
                     }
-                    effects_tx(&effect_trees, effects(&old, &new))?;
-                    Ok(new)
+                    let events = effects_tx(&effect_trees, effects(&old, &new))?;
+                    Ok((new, events))
                 }),
         )
     }
@@ -640,13 +744,14 @@ impl UserStore for SledStore {
         new: NewUser,
         effects: NewUserEffects<'_>,
     ) -> Result<User, StoreError> {
-        let user = self.insert_tx(&new.into_user(), true, effects)?;
+        let (user, events) = self.insert_tx(&new.into_user(), true, effects)?;
         self.flush().await?;
+        self.told(&events);
         Ok(user)
     }
 
     async fn insert_user(&self, user: User) -> Result<User, StoreError> {
-        let user = self.insert_tx(&user, false, &|_| Effects::none())?;
+        let (user, _) = self.insert_tx(&user, false, &|_| Effects::none())?;
         self.flush().await?;
         Ok(user)
     }
@@ -657,7 +762,10 @@ impl UserStore for SledStore {
     ) -> Result<Vec<Result<User, StoreError>>, StoreError> {
         let results = users
             .iter()
-            .map(|u| self.insert_tx(u, false, &|_| Effects::none()))
+            .map(|u| {
+                self.insert_tx(u, false, &|_| Effects::none())
+                    .map(|(u, _)| u)
+            })
             .collect();
         self.flush().await?;
         Ok(results)
@@ -693,8 +801,9 @@ impl UserStore for SledStore {
         change: UserChange<'_>,
         effects: ChangeEffects<'_>,
     ) -> Result<User, StoreError> {
-        let updated = self.update_tx(id, change, effects)?;
+        let (updated, events) = self.update_tx(id, change, effects)?;
         self.flush().await?;
+        self.told(&events);
         Ok(updated)
     }
 
@@ -702,7 +811,7 @@ impl UserStore for SledStore {
         if effects.is_empty() {
             return Ok(());
         }
-        tx_result(
+        let events = tx_result(
             (
                 &self.meta,
                 &self.outbox,
@@ -710,10 +819,24 @@ impl UserStore for SledStore {
                 &self.user_sessions,
                 &self.families,
                 &self.user_families,
+                &self.audit,
+                &self.audit_index,
             )
                 .transaction(
-                    |(meta, outbox, sessions, user_sessions, families, user_families)| {
+                    |(
+                        meta,
+                        outbox,
+                        sessions,
+                        user_sessions,
+                        families,
+                        user_families,
+                        audit,
+                        audit_index,
+                    )| {
                         let trees = EffectTrees {
+                            next_event: &self.next_event,
+                            audit,
+                            audit_index,
                             meta,
                             outbox,
                             sessions,
@@ -725,7 +848,9 @@ impl UserStore for SledStore {
                     },
                 ),
         )?;
-        self.flush().await
+        self.flush().await?;
+        self.told(&events);
+        Ok(())
     }
 
     async fn count_users(&self, state: &StateFilter) -> Result<usize, StoreError> {
@@ -942,6 +1067,117 @@ impl UserStore for SledStore {
             self.flush().await?;
         }
         Ok(deleted)
+    }
+
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let end = id_key(before.unwrap_or(u64::MAX));
+        let mut found = Vec::new();
+        // By a user: that user's index entries, newest first; else the whole trail.
+        let by_user = match (filter.target, filter.actor) {
+            (Some(target), _) => Some((b't', target)),
+            (None, Some(actor)) => Some((b'a', actor)),
+            (None, None) => None,
+        };
+        if let Some((tag, user)) = by_user {
+            let mut prefix = vec![tag];
+            prefix.extend_from_slice(&id_key(user));
+            let mut upper = prefix.clone();
+            upper.extend_from_slice(&end);
+            for item in self.audit_index.range(prefix.clone()..upper).rev() {
+                let (key, _) = item.map_err(io)?;
+                let id = key
+                    .get(9..)
+                    .and_then(decode_id)
+                    .ok_or_else(|| StoreError::Io("corrupt audit index key".into()))?;
+                if let Some(event) = self.read_event(id)? {
+                    if filter.matches(&event) {
+                        found.push(event);
+                        if found.len() >= limit {
+                            break;
+                        }
+                    }
+                }
+            }
+            return Ok(found);
+        }
+        for item in self.audit.range(..end).rev() {
+            let (_, bytes) = item.map_err(io)?;
+            let event = decode_event(&bytes)?;
+            if filter.matches(&event) {
+                found.push(event);
+                if found.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let Some(start) = after.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        self.audit
+            .range(id_key(start)..)
+            .take(limit)
+            .map(|item| decode_event(&item.map_err(io)?.1))
+            .collect()
+    }
+
+    async fn insert_events(&self, events: Vec<Event>) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        tx_result(
+            (&self.audit, &self.audit_index).transaction(|(audit, audit_index)| {
+                for event in &events {
+                    put_event_tx(audit, audit_index, event)?;
+                }
+                Ok(())
+            }),
+        )?;
+        let highest = events.iter().map(|e| e.id).max().unwrap_or(0);
+        self.next_event.fetch_max(highest + 1, Ordering::Relaxed);
+        self.flush().await
+    }
+
+    async fn delete_events_before(&self, time: u64) -> Result<usize, StoreError> {
+        // Ids follow time closely: the oldest come first, and the sweep ends at the first
+        // event young enough to keep.
+        let mut deleted = 0;
+        for item in self.audit.iter() {
+            let (_, bytes) = item.map_err(io)?;
+            let event = decode_event(&bytes)?;
+            if event.time >= time {
+                break;
+            }
+            tx_result(
+                (&self.audit, &self.audit_index).transaction(|(audit, audit_index)| {
+                    audit.remove(&id_key(event.id))?;
+                    for key in event_index_keys(&event) {
+                        audit_index.remove(key)?;
+                    }
+                    Ok(())
+                }),
+            )?;
+            deleted += 1;
+        }
+        if deleted > 0 {
+            self.flush().await?;
+        }
+        Ok(deleted)
+    }
+
+    fn tap_events(&self, tap: EventTap) {
+        // Set once, when the process starts; a second tap would be a wiring mistake.
+        if self.event_tap.set(tap).is_err() {
+            log::warn!("the store's event tap was set twice; the first stays");
+        }
     }
 }
 

@@ -660,6 +660,29 @@ async fn put_family(
 
 #[async_trait]
 impl UserStore for PgStore {
+    // TEMPORARY: the PostgreSQL audit table comes next.
+    async fn list_events(
+        &self,
+        _filter: &crate::store::EventFilter,
+        _before: Option<u64>,
+        _limit: usize,
+    ) -> Result<Vec<crate::store::Event>, StoreError> {
+        Err(StoreError::Io("no audit table yet".into()))
+    }
+    async fn events_after(
+        &self,
+        _after: u64,
+        _limit: usize,
+    ) -> Result<Vec<crate::store::Event>, StoreError> {
+        Err(StoreError::Io("no audit table yet".into()))
+    }
+    async fn insert_events(&self, _events: Vec<crate::store::Event>) -> Result<(), StoreError> {
+        Err(StoreError::Io("no audit table yet".into()))
+    }
+    async fn delete_events_before(&self, _time: u64) -> Result<usize, StoreError> {
+        Err(StoreError::Io("no audit table yet".into()))
+    }
+    fn tap_events(&self, _tap: crate::store::EventTap) {}
     async fn ping(&self) -> Result<(), StoreError> {
         self.run("ping", |pool| async move {
             let client = pool.get().await.map_err(pool_error)?;

@@ -21,6 +21,7 @@ pub(super) async fn write_effects(
         sessions: created,
         end_sessions,
         families,
+        events: _, // TEMPORARY: the PostgreSQL audit table comes next.
     } = effects;
     sessions::insert_sessions(client, created).await?;
     sessions::delete_sessions(client, end_sessions).await?;
