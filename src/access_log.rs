@@ -1,5 +1,6 @@
 //! The access log: one line per request on stdout, JSON or text. It names the request, never
-//! its credentials: no Authorization header, token, cookie or body is ever written.
+//! its credentials: no Authorization header, token, cookie or body is ever written. Its
+//! buffer is stdout's for every line gatehouse writes there (the audit sink's too).
 //!
 //! Lines are buffered (like nginx's `access_log ... buffer= flush=`): a `write` syscall per
 //! request cost ~7 µs of CPU on the proxy path. A background thread flushes every
@@ -25,8 +26,25 @@ pub fn flush() {
     }
 }
 
-/// Starts the thread that flushes the buffer every `FLUSH_INTERVAL`.
+/// Appends `line` and a newline to the buffer.
+pub fn write_line(line: &str) {
+    if let Ok(mut out) = OUT.lock() {
+        let _ = out.write_all(line.as_bytes());
+        let _ = out.write_all(b"\n");
+    }
+}
+
+static FLUSHER: std::sync::Once = std::sync::Once::new();
+
+/// Starts the thread that flushes the buffer every `FLUSH_INTERVAL` (once, however often it
+/// is asked).
 pub fn start_flusher() -> Result<(), String> {
+    let mut started = Ok(());
+    FLUSHER.call_once(|| started = spawn_flusher());
+    started
+}
+
+fn spawn_flusher() -> Result<(), String> {
     std::thread::Builder::new()
         .name("gatehouse-access-log".into())
         .spawn(|| loop {

@@ -30,6 +30,8 @@ pub struct App {
     pub asserter: Option<Asserter>,
     /// Which mails changes cause, the send caps and the link tokens (SPEC §10).
     pub mailer: Arc<crate::mail::Mailer>,
+    /// The bound on audit events that change nothing (SPEC §16).
+    pub unaccompanied: crate::audit::Unaccompanied,
 }
 
 impl App {
@@ -107,6 +109,7 @@ impl App {
         );
         Ok(App {
             mailer,
+            unaccompanied: crate::audit::Unaccompanied::new(&config.audit),
             throttle,
             config,
             store,

@@ -5,6 +5,7 @@ pub mod access_log;
 pub mod accounts;
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod clock;
@@ -12,6 +13,7 @@ pub mod config;
 pub mod cookies;
 pub mod error;
 pub mod gateway;
+pub mod housekeeping;
 pub mod ids;
 pub mod mail;
 
@@ -108,6 +110,8 @@ pub fn serve(
         .map_err(|e| format!("server.pid_file {}: {e}", config.server.pid_file))?;
     // Its own thread and runtime: a slow mail server never holds up a request.
     mail::sender::start(Arc::clone(&app.store), Arc::clone(&app.mailer))?;
+    audit::start(&app.store, &config.audit)?;
+    audit::start_retention(Arc::clone(&app.store), config.audit.retention_days)?;
     if config.web.enabled {
         auth::sessions::start_cleanup(Arc::clone(&app.store), config.web.idle_seconds())?;
     }

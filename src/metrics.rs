@@ -261,6 +261,28 @@ pub const AUTH_DENY_REASONS: [&str; 8] = [
 /// `gatehouse_user_cache_requests_total{result}` (auth/cache.rs).
 pub const USER_CACHE_RESULTS: [&str; 2] = ["hit", "miss"];
 
+/// Audit events the store committed, by action (SPEC §16); counted by the process that wrote
+/// them.
+pub static AUDIT_EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "gatehouse_audit_events_total",
+        "Audit events recorded, by action.",
+        &["action"]
+    )
+    .expect(DEFINED_ONCE)
+});
+
+/// Events that change nothing (a failed sign-in, a refused CSRF check) over the per-address
+/// bound, or whose write failed: counted here instead of written.
+pub static AUDIT_UNWRITTEN: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "gatehouse_audit_events_unwritten_total",
+        "Audit events counted but not written: over the per-address bound for events that change nothing, or their write failed.",
+        &["action"]
+    )
+    .expect(DEFINED_ONCE)
+});
+
 /// Creates every series of the fixed label sets above at 0 (a counter that already counted
 /// keeps its value). The one place they are listed; `render` runs it before the first scrape.
 pub fn init_series() {
@@ -286,6 +308,9 @@ pub fn init_series() {
     }
     for result in USER_CACHE_RESULTS {
         USER_CACHE.with_label_values(&[result]);
+    }
+    for action in crate::store::Action::ALL {
+        AUDIT_EVENTS.with_label_values(&[action.as_str()]);
     }
 }
 

@@ -1,8 +1,14 @@
 //! Who makes a change, and from where: what the operations check permissions on, and what
-//! the audit log (next) records with every event.
+//! the audit log records with every event (`Actor::event`).
 
 use crate::error::ApiError;
+use crate::store::{Action, Event};
 use std::net::IpAddr;
+
+/// The longest user agent an event keeps (as a session does).
+const USER_AGENT_MAX: usize = 200;
+/// `actor_username` of the operator on the command line.
+pub const SYSTEM_ACTOR: &str = "(system)";
 
 /// Who acts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +29,8 @@ pub struct Actor {
     pub client_ip: Option<IpAddr>,
     pub request_id: Option<String>,
     pub user_agent: Option<String>,
+    /// The signed-in user's username, as the request authenticated them.
+    pub username: Option<String>,
 }
 
 impl Actor {
@@ -36,6 +44,28 @@ impl Actor {
         Actor::of(Principal::User { id, is_staff }, client_ip)
     }
 
+    /// Whoever makes a request: `who` as the request authenticated them, or nobody; from
+    /// `client_ip`, with the request's id (empty: none) and user agent.
+    pub fn of_request(
+        who: Option<&crate::auth::Identity>,
+        client_ip: Option<IpAddr>,
+        request_id: &str,
+        user_agent: Option<&str>,
+    ) -> Actor {
+        let base = match who {
+            Some(w) => Actor {
+                username: Some(w.username.to_string()),
+                ..Actor::user(w.user_id, w.is_staff, client_ip)
+            },
+            None => Actor::anonymous(client_ip),
+        };
+        Actor {
+            request_id: Some(request_id.to_string()).filter(|id| !id.is_empty()),
+            user_agent: user_agent.map(str::to_string),
+            ..base
+        }
+    }
+
     /// The operator on the command line.
     pub fn system() -> Actor {
         Actor::of(Principal::System, None)
@@ -47,6 +77,31 @@ impl Actor {
             client_ip,
             request_id: None,
             user_agent: None,
+            username: None,
+        }
+    }
+
+    /// The event of `action` on `target` by this actor, now, with no details yet.
+    pub fn event(&self, action: Action, target: Option<u64>) -> Event {
+        let (actor_id, actor_username) = match self.principal {
+            Principal::User { id, .. } => (Some(id), self.username.clone().unwrap_or_default()),
+            Principal::Anonymous => (None, String::new()),
+            Principal::System => (None, SYSTEM_ACTOR.to_string()),
+        };
+        Event {
+            id: 0,
+            time: crate::clock::now_ms(),
+            action,
+            actor_id,
+            actor_username,
+            target_id: target,
+            ip: self.client_ip.map(|ip| ip.to_string()),
+            user_agent: self
+                .user_agent
+                .as_ref()
+                .map(|ua| ua.chars().take(USER_AGENT_MAX).collect()),
+            request_id: self.request_id.clone(),
+            details: serde_json::Map::new(),
         }
     }
 

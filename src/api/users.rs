@@ -42,15 +42,12 @@ impl Input for Request {
 /// with the request's id and user agent.
 pub(super) fn actor(ctx: &Ctx<'_>) -> Actor {
     let req = ctx.req;
-    let actor = match ctx.caller() {
-        Ok(me) => Actor::user(me.user_id, me.is_staff, req.client_ip),
-        Err(_) => Actor::anonymous(req.client_ip),
-    };
-    Actor {
-        request_id: Some(req.request_id.clone()).filter(|id| !id.is_empty()),
-        user_agent: req.user_agent().map(str::to_string),
-        ..actor
-    }
+    Actor::of_request(
+        ctx.caller().ok(),
+        req.client_ip,
+        &req.request_id,
+        req.user_agent(),
+    )
 }
 
 /// POST /api/auth/register/

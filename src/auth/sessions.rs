@@ -163,29 +163,19 @@ const CLEANUP_EVERY: Duration = Duration::from_secs(600);
 /// Deletes expired sessions from the store every ten minutes, on a thread of its own (no
 /// request waits for it). Any replica may run it: deleting what is expired is idempotent.
 pub fn start_cleanup(store: Arc<dyn UserStore>, idle: u64) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("session cleanup runtime: {e}"))?;
-    std::thread::Builder::new()
-        .name("gatehouse-sessions".into())
-        .spawn(move || {
-            runtime.block_on(async move {
-                loop {
-                    match store
-                        .delete_expired_sessions(crate::clock::now(), idle)
-                        .await
-                    {
-                        Ok(0) => {}
-                        Ok(n) => log::info!("sessions: {n} expired sessions deleted"),
-                        Err(e) => log::warn!("sessions: cannot delete expired sessions: {e}"),
-                    }
-                    tokio::time::sleep(CLEANUP_EVERY).await;
-                }
-            })
-        })
-        .map(|_| ())
-        .map_err(|e| format!("session cleanup thread: {e}"))
+    crate::housekeeping::every("session cleanup", CLEANUP_EVERY, move || {
+        let store = Arc::clone(&store);
+        async move {
+            match store
+                .delete_expired_sessions(crate::clock::now(), idle)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => log::info!("sessions: {n} expired sessions deleted"),
+                Err(e) => log::warn!("sessions: cannot delete expired sessions: {e}"),
+            }
+        }
+    })
 }
 
 #[cfg(test)]

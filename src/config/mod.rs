@@ -46,7 +46,35 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub routes: Vec<RouteConfig>,
     pub email: EmailConfig,
+    pub audit: AuditConfig,
 }
+
+/// Where the audit log goes besides the store, and how long the store keeps it (SPEC §16).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// One JSON line per event: "stdout", "none", or a file path (appended to).
+    pub sink: String,
+    /// Events older than this are deleted by a background sweep.
+    pub retention_days: u64,
+    /// Events that change nothing (a failed sign-in, a refused CSRF check) written per
+    /// client address and action per minute; more are counted, not written.
+    pub unaccompanied_per_minute: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            sink: AUDIT_SINK_STDOUT.into(),
+            retention_days: 365,
+            unaccompanied_per_minute: 30,
+        }
+    }
+}
+
+/// `[audit] sink` values that are not a file path.
+pub const AUDIT_SINK_STDOUT: &str = "stdout";
+pub const AUDIT_SINK_NONE: &str = "none";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -125,6 +125,15 @@ impl Config {
         at_least("api.max_page_size", self.api.max_page_size as u64, 1)?;
         self.validate_mounts()?;
         self.validate_web()?;
+        at_least("audit.retention_days", self.audit.retention_days, 1)?;
+        at_least(
+            "audit.unaccompanied_per_minute",
+            u64::from(self.audit.unaccompanied_per_minute),
+            1,
+        )?;
+        require(!self.audit.sink.trim().is_empty(), || {
+            "audit.sink is empty: use \"stdout\", \"none\" or a file path".to_string()
+        })?;
         let proxy = &self.proxy;
         let identity = [
             &proxy.user_id_header,

@@ -140,6 +140,31 @@ pub struct Event {
     pub details: Map<String, Value>,
 }
 
+impl Event {
+    /// The event as the admin API lists it and the sink writes it: every field, `time` in
+    /// ISO 8601 (UTC, milliseconds).
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "id": self.id,
+            "time": crate::clock::iso_ms(self.time),
+            "action": self.action.as_str(),
+            "actor_id": self.actor_id,
+            "actor_username": self.actor_username,
+            "target_id": self.target_id,
+            "ip": self.ip,
+            "user_agent": self.user_agent,
+            "request_id": self.request_id,
+            "details": self.details,
+        })
+    }
+
+    /// This event with `details[key] = value`.
+    pub fn detail(mut self, key: &str, value: impl Into<Value>) -> Event {
+        self.details.insert(key.to_string(), value.into());
+        self
+    }
+}
+
 /// What `UserStore::list_events` selects; every field narrows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFilter {

@@ -278,15 +278,7 @@ async fn signed_in(app: &App, req: &Request) -> Option<Identity> {
 }
 
 fn actor(p: &PageRequest<'_>, who: Option<&Identity>) -> Actor {
-    let base = match who {
-        Some(w) => Actor::user(w.user_id, w.is_staff, p.req.client_ip),
-        None => Actor::anonymous(p.req.client_ip),
-    };
-    Actor {
-        request_id: Some(p.req.request_id.clone()).filter(|id| !id.is_empty()),
-        user_agent: p.req.user_agent().map(str::to_string),
-        ..base
-    }
+    Actor::of_request(who, p.req.client_ip, &p.req.request_id, p.req.user_agent())
 }
 
 /// Where to go after signing in: a safe `next`, else the account page.
