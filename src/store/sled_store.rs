@@ -548,6 +548,11 @@ impl SledStore {
         self.families.len()
     }
 
+    /// How many audit events there are (progress of `store copy`).
+    pub fn event_count(&self) -> usize {
+        self.audit.len()
+    }
+
     /// Tells the tap of committed events.
     fn told(&self, events: &[Event]) {
         if events.is_empty() {
