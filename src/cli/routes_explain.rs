@@ -147,8 +147,8 @@ pub fn explain(
         },
     };
     let p = &config.proxy;
-    match decision {
-        Decision::Forward(Some(id)) => {
+    match decision.into_response() {
+        Err(Some(id)) => {
             let _ = writeln!(
                 out,
                 "user {name}: forwarded with {}: {}, {}: {}, {}: {}, {}: {}",
@@ -162,13 +162,13 @@ pub fn explain(
                 crate::auth::identity::groups_value(&id.groups)
             );
         }
-        Decision::Forward(None) => {
+        Err(None) => {
             let _ = writeln!(
                 out,
                 "user {name}: forwarded without identity headers (public route)"
             );
         }
-        Decision::Respond(resp) => {
+        Ok(resp) => {
             let _ = writeln!(
                 out,
                 "user {name}: refused with a valid token: {} {}",

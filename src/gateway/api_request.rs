@@ -16,6 +16,18 @@ pub fn peer_ip(session: &Session) -> Option<IpAddr> {
         .map(|a| a.ip())
 }
 
+/// The client's address: the peer, or the hop `trusted_proxies` lets `X-Forwarded-For` name.
+pub fn client_ip(session: &Session, trusted_proxies: &[Network]) -> Option<IpAddr> {
+    peer_ip(session).map(|peer| {
+        let xff = session
+            .req_header()
+            .headers
+            .get(headers::X_FORWARDED_FOR)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        headers::client_ip(peer, xff.as_deref(), trusted_proxies)
+    })
+}
+
 /// The request as the API handlers see it; `path` is the normalized path routing used.
 pub async fn read(
     session: &mut Session,
@@ -40,10 +52,7 @@ pub async fn read(
         request_id: request_id.to_string(),
         content_type: header("content-type"),
         body: Bytes::new(),
-        client_ip: peer_ip(session).map(|peer| {
-            let xff = header(headers::X_FORWARDED_FOR);
-            headers::client_ip(peer, xff.as_deref(), trusted_proxies)
-        }),
+        client_ip: client_ip(session, trusted_proxies),
         secure: false,
     };
     if declared.is_some_and(|n| n > limit as u64) {

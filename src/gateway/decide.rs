@@ -5,6 +5,7 @@
 use super::cors;
 use super::routes::Route;
 use crate::auth::credentials::refuse_ambiguous;
+use crate::auth::csrf;
 use crate::auth::{Authenticator, Identity, Requirement};
 use crate::config::AuthMode;
 use crate::error::ApiError;
@@ -17,6 +18,22 @@ pub enum Decision {
     Forward(Option<Identity>),
     /// Answer locally; the upstream never sees the request.
     Respond(Response),
+    /// A cookie-authenticated unsafe request from a foreign origin: refused (403, Django's
+    /// reason), and recorded as `csrf.refused` by the glue, which knows the request.
+    CsrfRefused(Identity, csrf::Refused),
+}
+
+impl Decision {
+    /// What is answered locally, if anything (a CSRF refusal as its 403 JSON).
+    pub fn into_response(self) -> Result<Response, Option<Identity>> {
+        match self {
+            Decision::Forward(identity) => Err(identity),
+            Decision::Respond(resp) => Ok(resp),
+            Decision::CsrfRefused(_, refused) => {
+                Ok(Response::json_text(403, csrf::json_detail(&refused)))
+            }
+        }
+    }
 }
 
 /// Who a route lets through (`None`: anyone, unchecked).
@@ -62,7 +79,6 @@ pub async fn decide(
 /// authenticated by the session cookie with an unsafe method must come from its own origin
 /// (or a trusted one), or it is refused and never forwarded.
 pub fn for_browsers(decision: Decision, route: Option<&Route>, asked: &Asked<'_>) -> Decision {
-    use crate::auth::csrf;
     use crate::web::{browser, next};
     match decision {
         Decision::Respond(resp)
@@ -118,9 +134,7 @@ pub fn for_browsers(decision: Decision, route: Option<&Route>, asked: &Asked<'_>
             };
             match csrf::check_origin(&input, &asked.web.trusted_origins) {
                 Ok(()) => Decision::Forward(Some(who)),
-                Err(refused) => {
-                    Decision::Respond(Response::json_text(403, csrf::json_detail(&refused)))
-                }
+                Err(refused) => Decision::CsrfRefused(who, refused),
             }
         }
         other => other,
@@ -274,6 +288,7 @@ mod tests {
         match d {
             Decision::Forward(_) => 0,
             Decision::Respond(r) => r.status,
+            Decision::CsrfRefused(..) => 403,
         }
     }
 

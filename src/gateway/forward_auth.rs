@@ -159,9 +159,9 @@ pub fn cookies_to_forward(headers: &HeaderMap, session: Option<&str>) -> Option<
 /// The answer to the ingress: 200 with the identity headers for it to copy upstream, or the
 /// same refusal the inline proxy would send.
 pub fn answer(decision: Decision, proxy: &ProxyConfig) -> Response {
-    match decision {
-        Decision::Forward(identity) => allowed(identity.as_ref(), proxy),
-        Decision::Respond(refused) => refused,
+    match decision.into_response() {
+        Err(identity) => allowed(identity.as_ref(), proxy),
+        Ok(refused) => refused,
     }
 }
 

@@ -156,6 +156,8 @@ impl Gateway {
             unauthorized_redirect: original.asker == forward_auth::Asker::Nginx,
         };
         let decision = decide::for_browsers(decision, ctx.route.as_deref(), &browser);
+        self.record_refusal(&decision, session, ctx, &asked.path)
+            .await;
         let mut assertion = None;
         if let Decision::Forward(Some(who)) = &decision {
             ctx.user_id = Some(who.user_id);
@@ -183,6 +185,26 @@ impl Gateway {
             }
         }
         resp
+    }
+
+    /// A refused Origin check is an audit event (`csrf.refused`), recorded before its 403
+    /// goes out; every other decision records nothing.
+    async fn record_refusal(
+        &self,
+        decision: &Decision,
+        session: &Session,
+        ctx: &RequestCtx,
+        path: &str,
+    ) {
+        let Decision::CsrfRefused(who, refused) = decision else {
+            return;
+        };
+        let headers = &session.req_header().headers;
+        let user_agent = headers.get("user-agent").and_then(|v| v.to_str().ok());
+        let client = api_request::client_ip(session, &self.trusted_proxies);
+        let actor =
+            crate::accounts::Actor::of_request(Some(who), client, &ctx.request_id, user_agent);
+        crate::accounts::csrf_refused(&self.app, &actor, &refused.0, path).await;
     }
 
     /// The route of `path` (kept in `ctx`) and the decision on a request to it, for the
@@ -408,13 +430,15 @@ impl ProxyHttp for Gateway {
                     unauthorized_redirect: false,
                 };
                 let decision = decide::for_browsers(decision, ctx.route.as_deref(), &asked);
-                match decision {
-                    Decision::Forward(identity) => {
+                self.record_refusal(&decision, session, ctx, &ctx.path)
+                    .await;
+                match decision.into_response() {
+                    Err(identity) => {
                         ctx.user_id = identity.as_ref().map(|i| i.user_id);
                         ctx.identity = identity;
                         return Ok(false);
                     }
-                    Decision::Respond(resp) => {
+                    Ok(resp) => {
                         // The body (if any) is not read: do not reuse the connection.
                         session.set_keepalive(None);
                         resp
