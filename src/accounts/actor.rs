@@ -66,6 +66,19 @@ impl Actor {
         }
     }
 
+    /// The same request, proven to come from `user` by what it carries (a password, a
+    /// refresh token in the body) rather than by its credentials.
+    pub fn proven_as(&self, user: &crate::store::User) -> Actor {
+        Actor {
+            principal: Principal::User {
+                id: user.id,
+                is_staff: user.is_staff,
+            },
+            username: Some(user.username.clone()),
+            ..self.clone()
+        }
+    }
+
     /// The operator on the command line.
     pub fn system() -> Actor {
         Actor::of(Principal::System, None)

@@ -1,12 +1,12 @@
 //! Staff changes to other users: staff, active and groups (`change_access`), and restoring a
 //! soft-deleted user.
 
-use super::{writer, Actor, Input};
+use super::{audit, writer, Actor, Input};
 use crate::accounts::form::Fields;
 use crate::app::App;
 use crate::clock::now;
 use crate::error::ApiError;
-use crate::store::{group_names, Effects, User, GROUP_NAME_MAX};
+use crate::store::{group_names, Action, Effects, User, GROUP_NAME_MAX};
 
 /// What a change of one user's access asks for; `None` leaves that part as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,7 +66,11 @@ pub async fn change_access(
     };
     f.finish()?;
     let when = now();
-    let user = writer::update(app, id, &|u| change.apply(u, when), &|_, _| Effects::none()).await?;
+    let user = writer::update(app, id, &|u| change.apply(u, when), &|before, after| {
+        audit::changed(actor, Action::AdminUserChanged, before, after)
+            .map_or_else(Effects::none, Effects::from)
+    })
+    .await?;
     Ok(user)
 }
 
@@ -81,7 +85,13 @@ pub async fn restore(app: &App, actor: &Actor, id: u64) -> Result<User, ApiError
             u.is_active = true;
             u.deleted_at = None;
         },
-        &|_, _| Effects::none(),
+        // Restoring an active user changes nothing, and records nothing.
+        &|before, after| {
+            if before.is_active {
+                return Effects::none();
+            }
+            actor.event(Action::UserRestored, Some(after.id)).into()
+        },
     )
     .await?;
     Ok(user)

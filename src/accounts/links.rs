@@ -9,7 +9,7 @@ use crate::app::App;
 use crate::clock::now;
 use crate::error::{field, ApiError, STALE_TOKEN};
 use crate::mail::tokens::{decode_uid, Purpose};
-use crate::store::{name_key, Effects, MailKind, User};
+use crate::store::{name_key, Action, Effects, MailKind, User};
 use std::time::{Duration, Instant};
 
 /// A reset link `{email}` for every active user with that address, also one with an
@@ -55,7 +55,7 @@ async fn request_link(
         .mail_request(&email, actor.client_ip, now())
         .await
         .map_err(ApiError::Throttled)?;
-    let outcome = queue_link(app, kind, wanted, &email).await;
+    let outcome = queue_link(app, actor, kind, wanted, &email).await;
     let floor = Duration::from_millis(app.config.email.answer_floor_ms);
     if let Some(rest) = floor.checked_sub(started.elapsed()) {
         tokio::time::sleep(rest).await;
@@ -65,6 +65,7 @@ async fn request_link(
 
 async fn queue_link(
     app: &App,
+    actor: &Actor,
     kind: MailKind,
     wanted: fn(&User) -> bool,
     email: &str,
@@ -78,9 +79,19 @@ async fn queue_link(
     if !user.is_active || !wanted(&user) {
         return Ok(());
     }
-    if let Some(mail) = app.mailer.link_mail(kind, &user, now()).await {
-        writer::record(app, mail.into()).await?;
+    let mail = app.mailer.link_mail(kind, &user, now()).await;
+    let mailed = mail.is_some();
+    let mut effects = Effects::from(mail.into_iter().collect::<Vec<_>>());
+    // A reset asked for a known account is an event (whether the send caps let a mail
+    // through or not); a verification link changes nothing worth one.
+    if kind == MailKind::PasswordReset {
+        effects = effects.with(
+            actor
+                .event(Action::PasswordResetRequested, Some(user.id))
+                .detail("mailed", mailed),
+        );
     }
+    writer::record(app, effects).await?;
     Ok(())
 }
 
@@ -115,7 +126,7 @@ async fn link_user(
 /// "Password Changed" notice.
 pub async fn confirm_password_reset(
     app: &App,
-    _actor: &Actor,
+    actor: &Actor,
     input: &dyn Input,
 ) -> Result<User, ApiError> {
     let data = input.data()?;
@@ -146,7 +157,13 @@ pub async fn confirm_password_reset(
             // The link reached this address: it is the user's.
             u.email_verified = true;
         },
-        &|before, after| mailer.notices(before, after, false, at).into(),
+        &|before, after| {
+            let effects = Effects::from(mailer.notices(before, after, false, at));
+            if before.password == after.password {
+                return effects;
+            }
+            effects.with(actor.event(Action::PasswordResetCompleted, Some(after.id)))
+        },
     )
     .await?;
     if updated.password != hash {
@@ -157,7 +174,7 @@ pub async fn confirm_password_reset(
 
 /// A verification `{uid, token}`: the address the token was made for is verified; one
 /// verified already is djoser's 403 "Stale token".
-pub async fn verify_email(app: &App, _actor: &Actor, input: &dyn Input) -> Result<User, ApiError> {
+pub async fn verify_email(app: &App, actor: &Actor, input: &dyn Input) -> Result<User, ApiError> {
     let data = input.data()?;
     let mut f = Fields::new(&data);
     let user = link_user(app, &mut f, Purpose::VerifyEmail).await?;
@@ -176,7 +193,15 @@ pub async fn verify_email(app: &App, _actor: &Actor, input: &dyn Input) -> Resul
                 u.email_verified = true;
             }
         },
-        &|_, _| Effects::none(),
+        &|before, after| {
+            if before.email_verified || !after.email_verified {
+                return Effects::none();
+            }
+            actor
+                .event(Action::EmailVerified, Some(after.id))
+                .detail("email", after.email.as_str())
+                .into()
+        },
     )
     .await?;
     if !updated.email_verified {

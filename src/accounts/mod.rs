@@ -6,6 +6,7 @@
 
 mod actor;
 mod admin;
+mod audit;
 mod fields;
 pub mod form;
 mod links;
@@ -15,8 +16,9 @@ mod sessions;
 mod sign_in;
 mod writer;
 
-pub use actor::{Actor, Principal};
+pub use actor::{Actor, Principal, SYSTEM_ACTOR};
 pub use admin::{change_access, restore, AccessChange};
+pub use audit::{csrf_refused, record_alone, record_event};
 pub use fields::{required_value, EMAIL_MAX, NAME_MAX, USERNAME_MAX};
 pub use links::{
     confirm_password_reset, request_password_reset, request_verification, verify_email,

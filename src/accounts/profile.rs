@@ -9,7 +9,7 @@ use crate::accounts::form::{Fields, REQUIRED};
 use crate::app::App;
 use crate::clock::now;
 use crate::error::{field, ApiError};
-use crate::store::{name_key, Effects, User};
+use crate::store::{name_key, Action, Effects, User};
 
 /// The actor's own record (a read; the profile page shows it); gone (deleted under a valid
 /// token) is simplejwt's 401.
@@ -65,8 +65,20 @@ pub async fn update_profile(
                 u.last_name = v.clone();
             }
         },
-        // The notice to the old address (and a verification mail to the new one).
-        &|before, after| mailer.notices(before, after, verify, at).into(),
+        // The notice to the old address (and a verification mail to the new one), and the
+        // event of a new address.
+        &|before, after| {
+            let effects = Effects::from(mailer.notices(before, after, verify, at));
+            if before.email == after.email {
+                return effects;
+            }
+            effects.with(
+                actor
+                    .event(Action::EmailChanged, Some(after.id))
+                    .detail("before", serde_json::json!({"email": before.email}))
+                    .detail("after", serde_json::json!({"email": after.email})),
+            )
+        },
     )
     .await?;
     Ok(user)
@@ -116,7 +128,10 @@ pub async fn change_password(
             u.token_version += 1;
         },
         // The seed's "Password Changed" notice.
-        &|before, after| mailer.notices(before, after, false, at).into(),
+        &|before, after| {
+            Effects::from(mailer.notices(before, after, false, at))
+                .with(actor.event(Action::PasswordChanged, Some(after.id)))
+        },
     )
     .await?;
     Ok(user)
@@ -134,7 +149,7 @@ pub async fn soft_delete(app: &App, actor: &Actor) -> Result<User, ApiError> {
             u.deleted_at = Some(when);
             u.token_version += 1;
         },
-        &|_, _| Effects::none(),
+        &|_, after| actor.event(Action::UserDeleted, Some(after.id)).into(),
     )
     .await?;
     Ok(user)

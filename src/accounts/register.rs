@@ -2,7 +2,7 @@
 //! (`gatehouse createsuperuser`), validated by the same field rules and password policy.
 
 use super::fields::{self, name_field, required_value, REGISTER};
-use super::{writer, Actor, Input};
+use super::{audit, writer, Actor, Input};
 use crate::accounts::form::{Fields, REQUIRED};
 use crate::app::App;
 use crate::auth::policy::{self, UserAttributes};
@@ -84,7 +84,8 @@ pub async fn register(app: &App, actor: &Actor, input: &dyn Input) -> Result<Use
     let verify = app.mailer.verification_permit(&valid.email).await;
     let mailer = &app.mailer;
     let user = writer::create(app, valid.into_new_user(hash, false, at), &|created| {
-        mailer.on_register(created, verify, at).into()
+        Effects::from(mailer.on_register(created, verify, at))
+            .with(audit::registered(actor, created))
     })
     .await?;
     Ok(user)
@@ -104,8 +105,8 @@ pub async fn create_superuser(
     let data = input.data()?;
     let valid = validate(app.store.as_ref(), &data, check_password).await?;
     let hash = app.passwords.hash(&valid.password).await?;
-    let user = writer::create(app, valid.into_new_user(hash, true, now()), &|_| {
-        Effects::none()
+    let user = writer::create(app, valid.into_new_user(hash, true, now()), &|created| {
+        audit::registered(actor, created).into()
     })
     .await?;
     let user = writer::update(app, user.id, &|u| u.email_verified = true, &|_, _| {

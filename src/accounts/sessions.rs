@@ -8,7 +8,7 @@ use crate::app::App;
 use crate::auth::sessions;
 use crate::clock::now;
 use crate::error::ApiError;
-use crate::store::{Effects, Ended, Session, User};
+use crate::store::{Action, Effects, Ended, Session, User};
 
 /// How many characters of the User-Agent a session keeps.
 const USER_AGENT_CHARS: usize = 200;
@@ -142,7 +142,9 @@ pub async fn renew_session(
 
 /// Which of a user's sessions to end.
 pub enum Which<'a> {
-    /// One, by id hash (sign out; "sign out" on a row of the sessions list).
+    /// The caller's own, by id hash: a sign-out (`logout`).
+    Current(&'a str),
+    /// One, by id hash ("sign out" on a row of the sessions list: `session.revoked`).
     One(&'a str),
     /// Every one but this id hash ("sign out all other sessions").
     AllBut(&'a str),
@@ -156,7 +158,7 @@ pub async fn end_sessions(app: &App, actor: &Actor, which: Which<'_>) -> Result<
     let ending: Vec<&Session> = mine
         .iter()
         .filter(|s| match which {
-            Which::One(id) => s.id_hash == id,
+            Which::Current(id) | Which::One(id) => s.id_hash == id,
             Which::AllBut(keep) => s.id_hash != keep,
         })
         .collect();
@@ -172,11 +174,20 @@ pub async fn end_sessions(app: &App, actor: &Actor, which: Which<'_>) -> Result<
         })
         .collect();
     let hashes: Vec<String> = ending.iter().map(|s| s.id_hash.clone()).collect();
+    let action = match which {
+        Which::Current(_) => Action::Logout,
+        Which::One(_) | Which::AllBut(_) => Action::SessionRevoked,
+    };
+    let event = actor
+        .event(action, Some(me))
+        .detail("via", "session")
+        .detail("count", hashes.len());
     writer::update(app, me, &|u| remember_ended(u, &ended, at), &|_, _| {
         Effects {
             end_sessions: hashes.clone(),
             ..Effects::none()
         }
+        .with(event.clone())
     })
     .await?;
     Ok(hashes.len())
@@ -186,7 +197,15 @@ pub async fn end_sessions(app: &App, actor: &Actor, which: Which<'_>) -> Result<
 /// refresh tokens are blacklisted, and, named in the user's record until `until` (when its
 /// last token expires), its access tokens are refused at once. An already ended family is
 /// simplejwt's "Token is blacklisted".
-pub async fn end_family(app: &App, user_id: u64, family: &str, until: u64) -> Result<(), ApiError> {
+/// `why` is the event: `logout` (the token's own logout) or `session.revoked`.
+pub async fn end_family(
+    app: &App,
+    actor: &Actor,
+    why: Action,
+    user_id: u64,
+    family: &str,
+    until: u64,
+) -> Result<(), ApiError> {
     use crate::auth::families;
     use crate::store::{StoreError, MAX_SWAP_ATTEMPTS};
     let mut revoked_it = false;
@@ -212,8 +231,12 @@ pub async fn end_family(app: &App, user_id: u64, family: &str, until: u64) -> Re
         until,
     }];
     let at = now();
+    let event = actor
+        .event(why, Some(user_id))
+        .detail("via", "token")
+        .detail("count", 1);
     writer::update(app, user_id, &|u| remember_ended(u, &ended, at), &|_, _| {
-        Effects::none()
+        event.clone().into()
     })
     .await?;
     Ok(())
@@ -318,7 +341,15 @@ pub async fn end_device(
         .find(|(fid, f)| fid == id && !f.revoked);
     match family {
         Some((fid, f)) => {
-            end_family(app, user_id, &fid, f.expires_at).await?;
+            end_family(
+                app,
+                actor,
+                Action::SessionRevoked,
+                user_id,
+                &fid,
+                f.expires_at,
+            )
+            .await?;
             Ok(true)
         }
         None => Ok(false),
@@ -335,7 +366,16 @@ pub async fn end_other_devices(
     let mut ended = end_sessions(app, actor, Which::AllBut(keep)).await?;
     for (fid, f) in app.store.list_families(user_id).await? {
         if fid != keep && !f.revoked && f.expires_at > now() {
-            match end_family(app, user_id, &fid, f.expires_at).await {
+            match end_family(
+                app,
+                actor,
+                Action::SessionRevoked,
+                user_id,
+                &fid,
+                f.expires_at,
+            )
+            .await
+            {
                 Ok(()) => ended += 1,
                 // Ended meanwhile (a logout, a reuse): nothing left to do.
                 Err(ApiError::InvalidToken(_)) => {}

@@ -4,13 +4,13 @@
 //! effects (a browser session); a token pair is the caller's to issue.
 
 use super::fields::required_value;
-use super::{writer, Actor, Input};
+use super::{audit, writer, Actor, Input};
 use crate::accounts::form::{Fields, REQUIRED};
 use crate::app::App;
 use crate::clock::now;
 use crate::error::ApiError;
 use crate::metrics::LOGINS;
-use crate::store::{Effects, User};
+use crate::store::{Action, Effects, User};
 
 /// `{username, password}` -> the user as the password was checked against, active (and
 /// verified when `require_verified_email`): what is issued for the sign-in carries that
@@ -18,9 +18,10 @@ use crate::store::{Effects, User};
 /// password, inactive or unverified user alike: the wrong-credentials error, counted against
 /// the throttle.
 ///
-/// `proof(&user)` decides what the sign-in's record write carries: nothing for a token
-/// pair (then the write is best effort), a new session for a browser (then the sign-in fails
-/// with the write).
+/// `proof(&user)` decides what else the sign-in's record write carries: a refresh family's
+/// device record for a token pair, a new session for a browser. The write carries the
+/// `login.succeeded` event too, so the sign-in fails with it. A refused sign-in is a
+/// `login.failed` event on its own, with the reason no answer tells.
 pub async fn sign_in(
     app: &App,
     actor: &Actor,
@@ -45,11 +46,23 @@ pub async fn sign_in(
         .verify(&password, user.as_ref().map(|u| u.password.as_str()))
         .await?;
     let verified_enough = |u: &User| u.email_verified || !app.config.email.require_verified_email;
-    let user = match user {
-        Some(u) if check.ok && u.is_active && verified_enough(&u) => u,
-        _ => {
+    let refused = match &user {
+        None => Some("bad_credentials"),
+        Some(_) if !check.ok => Some("bad_credentials"),
+        Some(u) if !u.is_active => Some("inactive"),
+        Some(u) if !verified_enough(u) => Some("unverified"),
+        Some(_) => None,
+    };
+    let user = match (user, refused) {
+        (Some(u), None) => u,
+        (user, reason) => {
             LOGINS.with_label_values(&["failure"]).inc();
             app.throttle.login_failed(&username, client, now()).await;
+            let failed = actor
+                .event(Action::LoginFailed, user.as_ref().map(|u| u.id))
+                .detail("reason", reason.unwrap_or("bad_credentials"))
+                .detail("username", username.as_str());
+            audit::record_alone(app, failed).await;
             return Err(ApiError::WrongCredentials);
         }
     };
@@ -71,10 +84,16 @@ pub async fn sign_in(
         None
     };
     let proof = proof(&user);
-    let must_write = !proof.is_empty();
-    // Best effort without a proof to write: the login succeeds if the write fails; the next
-    // login tries again.
-    let recorded = writer::update(
+    let via = if proof.sessions.is_empty() {
+        "token"
+    } else {
+        "session"
+    };
+    let succeeded = actor
+        .proven_as(&user)
+        .event(Action::LoginSucceeded, Some(user.id))
+        .detail("via", via);
+    writer::update(
         app,
         user.id,
         &|u| {
@@ -84,17 +103,9 @@ pub async fn sign_in(
             }
         },
         // A hash upgrade is no password change: no notice.
-        &|_, _| proof.clone(),
+        &|_, _| proof.clone().with(succeeded.clone()),
     )
-    .await;
-    if must_write {
-        recorded?;
-    } else if let Err(e) = recorded {
-        log::warn!(
-            "login: the login time of user {} (and any hash upgrade) was not stored: {e}",
-            user.id
-        );
-    }
+    .await?;
     LOGINS.with_label_values(&["success"]).inc();
     Ok(user)
 }

@@ -183,6 +183,13 @@ async fn dispatch(
         .is_some_and(|who| who.via == crate::auth::Via::Session)
     {
         if let Err(refused) = session_csrf(app, req) {
+            let actor = crate::accounts::Actor::of_request(
+                identity.as_ref(),
+                req.client_ip,
+                &req.request_id,
+                req.user_agent(),
+            );
+            crate::accounts::csrf_refused(app, &actor, &refused.0, &req.path).await;
             return Ok(Response::json_text(
                 403,
                 crate::auth::csrf::json_detail(&refused),

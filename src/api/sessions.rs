@@ -23,7 +23,7 @@ pub async fn session(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     if ctx.req.method == "DELETE" {
         if let Some(who) = ctx.identity.as_ref().filter(|w| w.via == Via::Session) {
             if let Some(id) = who.sign_in.as_deref() {
-                accounts::end_sessions(app, &actor(ctx), Which::One(id)).await?;
+                accounts::end_sessions(app, &actor(ctx), Which::Current(id)).await?;
             }
         }
         return Ok(
@@ -44,7 +44,7 @@ pub async fn session(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         .filter(|w| w.via == Via::Session)
         .and_then(|w| w.sign_in.as_deref())
     {
-        accounts::end_sessions(app, &actor(ctx), Which::One(id)).await?;
+        accounts::end_sessions(app, &actor(ctx), Which::Current(id)).await?;
     }
     let secret = csrf::new_secret();
     Ok(Response::json(200, &profile_json(&user))

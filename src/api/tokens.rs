@@ -4,7 +4,7 @@
 use super::users::actor;
 use super::Ctx;
 use crate::accounts::form::{Fields, REQUIRED};
-use crate::accounts::{self, required_value};
+use crate::accounts::{self, required_value, Actor};
 use crate::app::App;
 use crate::auth::families::{self, Presented, Step};
 use crate::auth::tokens::{TokenError, TokenType, Verified};
@@ -12,7 +12,7 @@ use crate::clock::now;
 use crate::error::{ApiError, BLACKLISTED};
 use crate::ids::new_id;
 use crate::response::Response;
-use crate::store::{StoreError, User, MAX_SWAP_ATTEMPTS};
+use crate::store::{Action, StoreError, User, MAX_SWAP_ATTEMPTS};
 use serde_json::json;
 
 /// POST /api/token/ {username, password}
@@ -86,7 +86,7 @@ pub async fn refresh(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         jti: &claims.jti,
         user_id: user.id,
     };
-    let issue = rotate_family(app, &family, &presented).await?;
+    let issue = rotate_family(app, &actor(ctx).proven_as(&user), &family, &presented).await?;
     let refresh = app
         .tokens
         .issue(
@@ -115,6 +115,7 @@ fn family_of(claims: &Verified) -> Result<String, ApiError> {
 /// concurrent refreshes of the same family win the compare-and-swap.
 async fn rotate_family(
     app: &App,
+    actor: &Actor,
     family: &str,
     presented: &Presented<'_>,
 ) -> Result<String, ApiError> {
@@ -135,6 +136,14 @@ async fn rotate_family(
             Step::Revoke { record: new } => (new, Err(ApiError::InvalidToken(BLACKLISTED))),
         };
         if app.store.swap_family(family, record.as_ref(), &new).await? {
+            if outcome.is_err() {
+                // The family's revocation and its event are two writes: a family record
+                // carries no effects. It happens once per family (then it is blacklisted).
+                let event = actor.event(Action::TokenReuseDetected, Some(presented.user_id));
+                if let Err(e) = accounts::record_event(app, event).await {
+                    log::warn!("audit: a token.reuse_detected event was not written: {e}");
+                }
+            }
             return outcome;
         }
     }
@@ -177,6 +186,14 @@ pub async fn logout(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let token = required_token(ctx, "refresh")?;
     let (claims, user) = check_refresh(ctx, &token).await?;
     let family = family_of(&claims)?;
-    accounts::end_family(ctx.app, user.id, &family, claims.exp).await?;
+    accounts::end_family(
+        ctx.app,
+        &actor(ctx).proven_as(&user),
+        Action::Logout,
+        user.id,
+        &family,
+        claims.exp,
+    )
+    .await?;
     Ok(Response::json(200, &json!({})))
 }

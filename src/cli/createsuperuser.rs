@@ -108,6 +108,7 @@ pub fn run(
 ) -> Result<(), String> {
     let (username, email, password) = ask(noinput, username, email)?;
     let app = App::open(config.clone())?;
+    crate::audit::start(&app.store, &config.audit)?;
     let data: Map<String, Value> = [
         ("username", username),
         ("email", email),
@@ -117,7 +118,9 @@ pub fn run(
     .map(|(k, v)| (k.to_string(), Value::String(v)))
     .collect();
     block_on(async {
-        let user = create(&app, &data, noinput).await?;
+        let user = create(&app, &data, noinput).await;
+        crate::access_log::flush();
+        let user = user?;
         println!("Superuser {} created (id {}).", user.username, user.id);
         Ok(())
     })?

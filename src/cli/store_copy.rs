@@ -1,12 +1,15 @@
 //! `gatehouse store copy --to URL`: everything in the configured sled store (users with their
-//! ids, refresh-token families, browser sessions, the queued mail of the outbox, the generated
-//! JWT secret and assertion key) into an empty PostgreSQL database, migrated first; the id
-//! sequence ends above the highest id. Refuses a target that already holds users or families. The sled
-//! store must not be in use. Queued mails keep their order and the time of the change that
-//! caused them (so the 24 h retry limit still counts from it); their tries start again.
+//! ids, refresh-token families, browser sessions, the queued mail of the outbox, the audit
+//! trail with its ids, the generated JWT secret and assertion key) into an empty PostgreSQL
+//! database, migrated first; the id sequences end above the highest ids. Refuses a target that
+//! already holds users, families or events. The sled store must not be in use. Queued mails
+//! keep their order and the time of the change that caused them (so the 24 h retry limit
+//! still counts from it); their tries start again.
 
 use crate::config::Config;
-use crate::store::{Effects, ListFilter, MailOutbox, PgOptions, PgStore, SledStore, UserStore};
+use crate::store::{
+    Effects, EventFilter, ListFilter, MailOutbox, PgOptions, PgStore, SledStore, UserStore,
+};
 use std::time::Duration;
 
 /// Users read and written per round trip.
@@ -28,7 +31,7 @@ pub fn run(config: &Config, to: &str) -> Result<(), String> {
     pg.migrate().map_err(|e| format!("{target}: {e}"))?;
     if !pg.is_empty().map_err(|e| e.to_string())? {
         return Err(format!(
-            "{target} already holds users or refresh-token families: store copy only fills an empty database"
+            "{target} already holds users, refresh-token families or audit events: store copy only fills an empty database"
         ));
     }
     let total = super::block_on(sled.count_users(&crate::store::StateFilter::All))?
@@ -87,6 +90,8 @@ pub fn run(config: &Config, to: &str) -> Result<(), String> {
         mails += n;
         eprintln!("queued mails: {mails}/{queued}");
     }
+    // The audit trail: its history and ids go on in the copy.
+    let events = copy_events(&sled, &pg)?;
     // The generated keys: tokens signed before the switch stay valid on every replica.
     for (file, name) in [
         (crate::auth::secret::GENERATED_FILE, "jwt_secret"),
@@ -122,7 +127,35 @@ pub fn run(config: &Config, to: &str) -> Result<(), String> {
     println!("copied {copied} users and {done} refresh-token families to {target}");
     println!("copied {mails} queued mails");
     println!("copied {sessions} browser sessions");
+    println!("copied {events} audit events");
     Ok(())
+}
+
+/// Every audit event of `sled` into `pg` with its id, `PAGE` per transaction, oldest first;
+/// how many were copied. Checks that the copy ends on sled's newest event.
+fn copy_events(sled: &SledStore, pg: &PgStore) -> Result<usize, String> {
+    let total = sled.event_count();
+    let (mut after, mut done) = (0u64, 0usize);
+    loop {
+        let page = super::block_on(sled.events_after(after, PAGE))?.map_err(|e| e.to_string())?;
+        let Some(last) = page.last() else { break };
+        let first = after;
+        after = last.id;
+        let n = page.len();
+        super::block_on(pg.insert_events(page))?
+            .map_err(|e| format!("copying the audit events after id {first}: {e}"))?;
+        done += n;
+        eprintln!("audit events: {done}/{total}");
+    }
+    let newest = super::block_on(pg.list_events(&EventFilter::default(), None, 1))?
+        .map_err(|e| e.to_string())?;
+    let newest = newest.first().map_or(0, |e| e.id);
+    if newest != after {
+        return Err(format!(
+            "the copied audit trail ends at event {newest}, sled's at {after}"
+        ));
+    }
+    Ok(done)
 }
 
 /// Every session of `sled` into `pg`, `PAGE` per transaction; how many were copied.

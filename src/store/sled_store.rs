@@ -28,6 +28,10 @@ const INACTIVE_INDEXED: &[u8] = b"inactive_indexed";
 /// Set once the `user_families` index holds every family record (stores written before the
 /// index existed get it built when opened).
 const FAMILIES_INDEXED: &[u8] = b"families_indexed";
+/// How far, in milliseconds, an event's time may trail one written before it (writers racing
+/// between taking the time and committing, a clock stepped back): the retention sweep looks
+/// this far past the first event it keeps.
+const EVENT_TIME_SLACK_MS: u64 = 10 * 60 * 1000;
 
 fn state_key(is_active: bool) -> &'static [u8] {
     if is_active {
@@ -542,6 +546,11 @@ impl SledStore {
     /// How many family records there are (progress of `store copy`).
     pub fn family_count(&self) -> usize {
         self.families.len()
+    }
+
+    /// How many audit events there are (progress of `store copy`).
+    pub fn event_count(&self) -> usize {
+        self.audit.len()
     }
 
     /// Tells the tap of committed events.
@@ -1075,6 +1084,9 @@ impl UserStore for SledStore {
         before: Option<u64>,
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         let end = id_key(before.unwrap_or(u64::MAX));
         let mut found = Vec::new();
         // By a user: that user's index entries, newest first; else the whole trail.
@@ -1136,6 +1148,10 @@ impl UserStore for SledStore {
         tx_result(
             (&self.audit, &self.audit_index).transaction(|(audit, audit_index)| {
                 for event in &events {
+                    // Refused, not overwritten (its index entries would stay behind).
+                    if audit.get(id_key(event.id))?.is_some() {
+                        return abort(StoreError::Io(format!("event id {} exists", event.id)));
+                    }
                     put_event_tx(audit, audit_index, event)?;
                 }
                 Ok(())
@@ -1147,14 +1163,18 @@ impl UserStore for SledStore {
     }
 
     async fn delete_events_before(&self, time: u64) -> Result<usize, StoreError> {
-        // Ids follow time closely: the oldest come first, and the sweep ends at the first
-        // event young enough to keep.
+        // Ids follow time closely: the oldest come first, and the sweep ends past the first
+        // event young enough to keep, by the slack a later id's time may trail by.
         let mut deleted = 0;
+        let stop = time.saturating_add(EVENT_TIME_SLACK_MS);
         for item in self.audit.iter() {
             let (_, bytes) = item.map_err(io)?;
             let event = decode_event(&bytes)?;
-            if event.time >= time {
+            if event.time >= stop {
                 break;
+            }
+            if event.time >= time {
+                continue;
             }
             tx_result(
                 (&self.audit, &self.audit_index).transaction(|(audit, audit_index)| {

@@ -60,6 +60,8 @@ async fn route(app: &App, p: &PageRequest<'_>) -> Response {
             let mut csrf = Csrf::of(app, p.req);
             if !get {
                 if let Err(refused) = csrf.check(app, p) {
+                    accounts::csrf_refused(app, &actor(p, None), &refused.0, p.req.path.as_str())
+                        .await;
                     return csrf_failure(app, &csrf, &refused.to_string());
                 }
             }
@@ -405,7 +407,8 @@ async fn logout_form(app: &App, p: &PageRequest<'_>, csrf: &Csrf) -> Response {
 async fn logout(app: &App, p: &PageRequest<'_>, csrf: &Csrf) -> Response {
     if let Some(who) = signed_in(app, p.req).await {
         if let Some(id) = who.sign_in.as_deref() {
-            if let Err(e) = accounts::end_sessions(app, &actor(p, Some(&who)), Which::One(id)).await
+            if let Err(e) =
+                accounts::end_sessions(app, &actor(p, Some(&who)), Which::Current(id)).await
             {
                 return rendered_error(app, &e);
             }
@@ -902,7 +905,7 @@ async fn end_previous(app: &App, p: &PageRequest<'_>, before: Option<&Identity>)
     let Some(id) = who.sign_in.as_deref() else {
         return;
     };
-    if let Err(e) = accounts::end_sessions(app, &actor(p, Some(who)), Which::One(id)).await {
+    if let Err(e) = accounts::end_sessions(app, &actor(p, Some(who)), Which::Current(id)).await {
         log::warn!(
             "pages: the previous session of a new sign-in did not end: {}",
             detail(&e)

@@ -338,10 +338,20 @@ fn store_copy_moves_everything_from_sled_keeping_ids_and_tokens() {
     sled.logout(&refresh3).expect_status(200);
     reset(&sled, "first@example.com").expect_status(204);
     sled.terminate();
+    let trail = audit_trail_in_stopped_sled(&sled, id1);
 
     let (url, _) = postgres::empty_database();
     let copy = sled.cli(&["store", "copy", "--to", &url], &[]);
     copy.assert_ok("store copy");
+    let n = trail.len();
+    assert!(
+        copy.stderr.contains(&format!("audit events: {n}/{n}"))
+            && copy.stdout.contains(&format!("copied {n} audit events")),
+        "{}{}",
+        copy.stderr,
+        copy.stdout
+    );
+    audit_trail_goes_on_in_the_copy(&url, &trail);
     assert!(
         copy.stderr.contains("users: 3/3"),
         "progress: {}",
@@ -392,6 +402,47 @@ fn store_copy_moves_everything_from_sled_keeping_ids_and_tokens() {
     assert_eq!(subjects(&mails), ["Password Reset"]);
     std::thread::sleep(QUIET);
     assert_eq!(sink.messages().len(), 1, "{:?}", sink.messages());
+}
+
+/// sled's audit trail after two more events by `user` (whatever the run wrote besides),
+/// oldest first.
+fn audit_trail_in_stopped_sled(sled: &Gatehouse, user: u64) -> Vec<gatehouse::store::Event> {
+    use gatehouse::store::{Action, Effects, Event, SledStore, UserStore};
+    let store = SledStore::open(&sled.data_dir.join("db"), 8 << 20).expect("open sled");
+    let event = |action, time| Event {
+        id: 0,
+        time,
+        action,
+        actor_id: Some(user),
+        actor_username: "first".into(),
+        target_id: Some(user),
+        ip: Some("203.0.113.7".into()),
+        user_agent: None,
+        request_id: None,
+        details: serde_json::Map::new(),
+    };
+    block(
+        store
+            .record(Effects::from(event(Action::LoginSucceeded, 1)).with(event(Action::Logout, 2))),
+    )
+    .expect("record events");
+    block(store.events_after(0, 10_000)).expect("events")
+}
+
+/// The copy holds `trail` with its ids, and ids written there continue above them.
+fn audit_trail_goes_on_in_the_copy(url: &str, trail: &[gatehouse::store::Event]) {
+    use gatehouse::store::{Action, Event, PgStore, UserStore};
+    let pg = PgStore::open(url, postgres::options(true)).expect("open the copy");
+    assert_eq!(block(pg.events_after(0, 10_000)).expect("events"), trail);
+    let highest = trail.last().map_or(0, |e| e.id);
+    let next = Event {
+        id: 0,
+        action: Action::Logout,
+        ..trail[0].clone()
+    };
+    block(pg.record(next.into())).expect("record");
+    let after = block(pg.events_after(highest, 10)).expect("events");
+    assert_eq!(after.len(), 1, "{after:?}");
 }
 
 #[test]

@@ -7,10 +7,11 @@ use crate::common;
 use common::postgres;
 use gatehouse::auth::families::{self, Presented, Step};
 use gatehouse::store::{
-    Effects, Ended, Family, ListFilter, MailKind, NewUser, OutboxMail, PgStore, Session, SledStore,
-    StateFilter, StoreError, User, UserStore, METHOD_PASSWORD, METHOD_PASSWORD_OTP,
+    Action, Effects, Ended, Event, EventFilter, Family, ListFilter, MailKind, NewUser, OutboxMail,
+    PgStore, Session, SledStore, StateFilter, StoreError, User, UserStore, METHOD_PASSWORD,
+    METHOD_PASSWORD_OTP,
 };
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// An empty store of one backend, and what keeps it alive (a temp dir, a database).
 struct Fresh {
@@ -1395,6 +1396,427 @@ async fn families_are_listed_by_user_newest_first_with_their_device() {
             store.list_families(bob.id).await.expect("list"),
             [("bobs".to_string(), device("bobs", bob.id, 40))],
             "{backend}"
+        );
+    }
+}
+
+fn event(action: Action, actor: Option<u64>, target: Option<u64>, time: u64) -> Event {
+    let mut details = serde_json::Map::new();
+    details.insert("n".into(), serde_json::json!(time));
+    // A detail taken from a request may hold anything, a NUL too.
+    details.insert("attempted".into(), serde_json::json!("a\u{0}b \u{e9}"));
+    Event {
+        id: 0,
+        time,
+        action,
+        actor_id: actor,
+        actor_username: actor.map_or(String::new(), |a| format!("user{a}")),
+        target_id: target,
+        ip: Some("203.0.113.7".into()),
+        user_agent: actor.map(|_| "curl/8".to_string()),
+        request_id: Some(format!("req-{time}")),
+        details,
+    }
+}
+
+/// What the store's tap is told, in the order it is told.
+fn tapped(store: &dyn UserStore) -> Arc<Mutex<Vec<Event>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let into = Arc::clone(&seen);
+    store.tap_events(Arc::new(move |events: &[Event]| {
+        into.lock().expect("tap").extend_from_slice(events)
+    }));
+    seen
+}
+
+fn told(seen: &Mutex<Vec<Event>>) -> Vec<Event> {
+    seen.lock().expect("tap").clone()
+}
+
+/// Every event, oldest first, through `events_after` pages of `size`.
+async fn all_events(store: &dyn UserStore, size: usize) -> Vec<Event> {
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.events_after(after, size).await.expect("events_after");
+        assert!(page.len() <= size, "a page holds at most its size");
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        all.extend(page);
+    }
+    all
+}
+
+/// The events `filter` selects, newest first, through `list_events` pages of `size`.
+async fn listed_events(store: &dyn UserStore, filter: &EventFilter, size: usize) -> Vec<Event> {
+    let mut all = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .list_events(filter, before, size)
+            .await
+            .expect("list_events");
+        assert!(page.len() <= size, "a page holds at most its size");
+        let Some(last) = page.last() else { break };
+        before = Some(last.id);
+        all.extend(page);
+    }
+    all
+}
+
+fn ids(events: &[Event]) -> Vec<u64> {
+    events.iter().map(|e| e.id).collect()
+}
+
+fn increasing(ids: &[u64]) -> bool {
+    ids.windows(2).all(|w| w[0] < w[1])
+}
+
+#[tokio::test]
+async fn events_are_written_with_the_change_that_causes_them_or_not_at_all() {
+    for (backend, make) in backends() {
+        let fresh = make();
+        let store = fresh.store.as_ref();
+        let seen = tapped(store);
+        let ann = store
+            .create_user(new_user("ann"), &|_| {
+                event(Action::UserRegistered, None, None, 10).into()
+            })
+            .await
+            .expect("create with event");
+        create(store, "bob").await;
+        // Refused writes (a taken name) write no event and tell none.
+        let refused = store
+            .update_user(ann.id, &|u| u.username = "BOB".into(), &|_, after| {
+                event(Action::AdminUserChanged, Some(after.id), Some(after.id), 11).into()
+            })
+            .await;
+        assert_eq!(refused, Err(StoreError::UsernameTaken), "{backend}");
+        let lost = store
+            .create_user(new_user("ANN"), &|_| {
+                event(Action::UserRegistered, None, None, 11).into()
+            })
+            .await;
+        assert_eq!(lost.err(), Some(StoreError::UsernameTaken), "{backend}");
+        assert_eq!(told(&seen).len(), 1, "{backend}: only the registration");
+        // A change that changes nothing still records its event (a second sign-in).
+        let same = store
+            .update_user(ann.id, &|_| {}, &|_, after| {
+                event(Action::LoginSucceeded, Some(after.id), Some(after.id), 12).into()
+            })
+            .await
+            .expect("unchanged user");
+        assert_eq!(same, ann, "{backend}");
+        // A change with two events: they keep their order.
+        store
+            .update_user(
+                ann.id,
+                &|u| u.email = "ann2@example.com".into(),
+                &|before, after| {
+                    Effects::from(event(
+                        Action::EmailChanged,
+                        Some(before.id),
+                        Some(after.id),
+                        13,
+                    ))
+                    .with(event(
+                        Action::SessionRevoked,
+                        Some(after.id),
+                        Some(after.id),
+                        13,
+                    ))
+                },
+            )
+            .await
+            .expect("update with events");
+        // Events alone, from nobody signed in.
+        store
+            .record(event(Action::LoginFailed, None, Some(ann.id), 14).into())
+            .await
+            .expect("record an event");
+        store.record(Effects::none()).await.expect("record nothing");
+
+        let stored = all_events(store, 100).await;
+        let actions: Vec<Action> = stored.iter().map(|e| e.action).collect();
+        assert_eq!(
+            actions,
+            [
+                Action::UserRegistered,
+                Action::LoginSucceeded,
+                Action::EmailChanged,
+                Action::SessionRevoked,
+                Action::LoginFailed
+            ],
+            "{backend}: the committed events, in order"
+        );
+        assert!(increasing(&ids(&stored)), "{backend}: ids increase");
+        assert!(stored.iter().all(|e| e.id > 0), "{backend}: ids assigned");
+        assert_eq!(
+            stored[0].target_id,
+            Some(ann.id),
+            "{backend}: a registration's event is about the new user"
+        );
+        assert_eq!(
+            told(&seen),
+            stored,
+            "{backend}: the tap saw exactly the stored events, with their ids"
+        );
+        let mut expected = event(Action::LoginFailed, None, Some(ann.id), 14);
+        expected.id = stored[4].id;
+        assert_eq!(stored[4], expected, "{backend}: every field round trips");
+        let newest_first: Vec<Event> = stored.iter().rev().cloned().collect();
+        assert_eq!(
+            store
+                .list_events(&EventFilter::default(), None, 100)
+                .await
+                .expect("list"),
+            newest_first,
+            "{backend}"
+        );
+        assert!(
+            store
+                .list_events(&EventFilter::default(), None, 0)
+                .await
+                .expect("list")
+                .is_empty(),
+            "{backend}: a page of none"
+        );
+    }
+}
+
+#[tokio::test]
+async fn listed_events_agree_with_a_filtered_full_scan_in_keyset_pages() {
+    for (backend, make) in backends() {
+        let fresh = make();
+        let store = fresh.store.as_ref();
+        let mut rng = Lcg(7);
+        let mut time = 1_000;
+        for _ in 0..30 {
+            // One to three events per write, by and about a few users, at times that mostly
+            // increase.
+            let mut effects = Effects::none();
+            for _ in 0..=rng.next(3) {
+                time += rng.next(5);
+                let actor = (rng.next(4) > 0).then(|| rng.next(4) + 1);
+                let target = (rng.next(4) > 0).then(|| rng.next(4) + 1);
+                let action = [Action::LoginSucceeded, Action::LoginFailed, Action::Logout]
+                    [rng.next(3) as usize];
+                effects = effects.with(event(action, actor, target, time));
+            }
+            store.record(effects).await.expect("record");
+        }
+        let everything = all_events(store, 1_000).await;
+        assert!(everything.len() >= 30, "{backend}");
+        for size in [1, 4, 1_000] {
+            assert_eq!(
+                all_events(store, size).await,
+                everything,
+                "{backend} {size}"
+            );
+        }
+        let (first, last) = (everything[0].time, time);
+        let mut filters = vec![EventFilter::default()];
+        for user in 1..=5 {
+            filters.push(EventFilter {
+                actor: Some(user),
+                ..EventFilter::default()
+            });
+            filters.push(EventFilter {
+                target: Some(user),
+                ..EventFilter::default()
+            });
+        }
+        for action in [Action::LoginFailed, Action::Logout, Action::UserDeleted] {
+            filters.push(EventFilter {
+                action: Some(action),
+                ..EventFilter::default()
+            });
+        }
+        let middle = first + (last - first) / 2;
+        filters.push(EventFilter {
+            since: Some(middle),
+            ..EventFilter::default()
+        });
+        filters.push(EventFilter {
+            until: Some(middle),
+            ..EventFilter::default()
+        });
+        filters.push(EventFilter {
+            actor: Some(2),
+            target: Some(3),
+            action: Some(Action::LoginSucceeded),
+            since: Some(first + 10),
+            until: Some(last - 10),
+        });
+        filters.push(EventFilter {
+            actor: Some(u64::MAX),
+            until: Some(u64::MAX),
+            ..EventFilter::default()
+        });
+        for filter in &filters {
+            let expected: Vec<Event> = everything
+                .iter()
+                .rev()
+                .filter(|e| filter.matches(e))
+                .cloned()
+                .collect();
+            for size in [1, 3, 500] {
+                assert_eq!(
+                    listed_events(store, filter, size).await,
+                    expected,
+                    "{backend} {filter:?} pages of {size}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn inserted_events_keep_their_ids_and_later_ones_go_above() {
+    for (backend, make) in backends() {
+        let fresh = make();
+        let store = fresh.store.as_ref();
+        let seen = tapped(store);
+        let copied: Vec<Event> = [(3, 10), (5, 11), (1_000, 12)]
+            .into_iter()
+            .map(|(id, time)| Event {
+                id,
+                ..event(Action::PasswordChanged, Some(1), Some(1), time)
+            })
+            .collect();
+        store
+            .insert_events(copied.clone())
+            .await
+            .expect("insert events");
+        store.insert_events(Vec::new()).await.expect("insert none");
+        assert!(
+            told(&seen).is_empty(),
+            "{backend}: copies are told to nobody"
+        );
+        assert_eq!(all_events(store, 2).await, copied, "{backend}: ids kept");
+        // An id that is there is refused, not overwritten.
+        let clash = Event {
+            id: 5,
+            ..event(Action::Logout, Some(2), None, 13)
+        };
+        assert!(store.insert_events(vec![clash]).await.is_err(), "{backend}");
+        assert_eq!(all_events(store, 100).await, copied, "{backend}: unchanged");
+        store
+            .record(event(Action::Logout, Some(1), None, 20).into())
+            .await
+            .expect("record");
+        let later = told(&seen);
+        assert_eq!(later.len(), 1, "{backend}");
+        assert!(
+            later[0].id > 1_000,
+            "{backend}: id {} after 1000",
+            later[0].id
+        );
+        assert_eq!(all_events(store, 100).await.len(), 4, "{backend}");
+    }
+}
+
+#[tokio::test]
+async fn deleting_events_before_a_time_removes_exactly_the_older_ones() {
+    for (backend, make) in backends() {
+        let fresh = make();
+        let store = fresh.store.as_ref();
+        // Ids follow time, but two writers racing can commit a little out of step.
+        let times = [100, 101, 103, 102, 104, 105, 104, 106, 110, 109];
+        for t in times {
+            store
+                .record(event(Action::LoginSucceeded, Some(1), Some(1), t).into())
+                .await
+                .expect("record");
+        }
+        assert_eq!(
+            store.delete_events_before(100).await.expect("delete"),
+            0,
+            "{backend}"
+        );
+        let cut = 105;
+        let older = times.iter().filter(|&&t| t < cut).count();
+        assert_eq!(
+            store.delete_events_before(cut).await.expect("delete"),
+            older,
+            "{backend}"
+        );
+        let kept = all_events(store, 100).await;
+        let kept_times: Vec<u64> = kept.iter().map(|e| e.time).collect();
+        assert_eq!(kept_times, [105, 106, 110, 109], "{backend}");
+        // The filters' indexes went with them.
+        let by_actor = EventFilter {
+            actor: Some(1),
+            ..EventFilter::default()
+        };
+        let listed = listed_events(store, &by_actor, 2).await;
+        assert_eq!(listed.len(), kept.len(), "{backend}");
+        assert_eq!(
+            store.delete_events_before(u64::MAX).await.expect("delete"),
+            kept.len(),
+            "{backend}"
+        );
+        assert!(all_events(store, 100).await.is_empty(), "{backend}");
+    }
+}
+
+/// Two replicas (two handles on one database) writing events at once: every id once, one
+/// order that both list alike, and each replica's tap told of its own writes only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_postgres_replicas_writing_events_at_once_share_one_sequence() {
+    const EACH: usize = 40;
+    let url = postgres::database();
+    let open = || -> Arc<dyn UserStore> {
+        Arc::new(PgStore::open(&url, postgres::options(true)).expect("open postgres"))
+    };
+    let replicas = [open(), open()];
+    let mut users = Vec::new();
+    for n in 0..EACH / 2 {
+        users.push(create(replicas[0].as_ref(), &format!("user{n}")).await.id);
+    }
+    let seen: Vec<_> = replicas.iter().map(|r| tapped(r.as_ref())).collect();
+    let mut tasks = Vec::new();
+    for (r, replica) in replicas.iter().enumerate() {
+        for i in 0..EACH {
+            let store = Arc::clone(replica);
+            let time = (r * EACH + i) as u64;
+            let user = users[(r * EACH + i) / 4];
+            tasks.push(tokio::spawn(async move {
+                let e = event(Action::LoginSucceeded, Some(user), Some(r as u64), time);
+                if i % 4 == 0 {
+                    // Some ride on a user write.
+                    store
+                        .update_user(user, &|u| u.token_version += 1, &|_, _| e.clone().into())
+                        .await
+                        .map(|_| ())
+                } else {
+                    store.record(e.into()).await
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.expect("task").expect("write");
+    }
+    let mut told_ids = Vec::new();
+    for (r, seen) in seen.iter().enumerate() {
+        let events = told(seen);
+        assert_eq!(events.len(), EACH, "replica {r}'s tap");
+        assert!(
+            events.iter().all(|e| e.target_id == Some(r as u64)),
+            "replica {r} is told of its own writes only"
+        );
+        told_ids.extend(ids(&events));
+    }
+    told_ids.sort_unstable();
+    let stored = all_events(replicas[0].as_ref(), 7).await;
+    assert_eq!(ids(&stored), told_ids, "every told event stored, each once");
+    assert!(increasing(&told_ids), "ids unique");
+    for replica in &replicas {
+        let newest_first = listed_events(replica.as_ref(), &EventFilter::default(), 9).await;
+        assert!(
+            newest_first.iter().rev().eq(stored.iter()),
+            "both replicas list one order"
         );
     }
 }

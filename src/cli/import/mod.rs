@@ -92,6 +92,21 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 
 impl Report {
     /// A first line of counts, then every conflict and warning on its own line.
+    /// The run's `users.imported` event, by the operator: the counts, never a user's data.
+    pub fn event(&self, dump: &Path) -> crate::store::Event {
+        let file = dump
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        crate::accounts::Actor::system()
+            .event(crate::store::Action::UsersImported, None)
+            .detail("file", file)
+            .detail("imported", self.imported)
+            .detail("skipped_existing", self.skipped_existing)
+            .detail("conflicts", self.conflicts.len())
+            .detail("warnings", self.warnings.len())
+    }
+
     pub fn summary(&self) -> String {
         let mut out = format!(
             "imported {}; {} already present (skipped); {}; {}; {} read; {} of other models ignored\n",
@@ -153,6 +168,7 @@ pub fn run(config: &Config, dump: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot read {}: {e}", dump.display()))?
         .len();
     let store = crate::store::open(config).map_err(|e| e.to_string())?;
+    crate::audit::start(&store, &config.audit)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -179,8 +195,12 @@ pub fn run(config: &Config, dump: &Path) -> Result<(), String> {
     })
     .map_err(in_file)?;
     progress.finish(plan.users);
+    // One event for the run (each user's record is the import itself).
+    let event = report.event(dump);
+    let recorded = runtime.block_on(store.record(event.into()));
+    crate::access_log::flush();
     println!("{}", report.summary());
-    Ok(())
+    recorded.map_err(|e| format!("the import's audit event: {e}"))
 }
 
 #[cfg(test)]

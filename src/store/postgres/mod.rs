@@ -4,6 +4,7 @@
 //! unique indexes on keys computed in Rust (`name_key`), ids by an identity column, family
 //! rotation by one conditional UPDATE; changes other replicas make arrive through `feed`.
 
+mod audit;
 mod feed;
 mod outbox;
 pub mod schema;
@@ -11,15 +12,15 @@ mod sessions;
 mod writes;
 
 use super::{
-    name_key, Change, ChangeEffects, ChangeFeed, Effects, Family, ListFilter, NewUser,
-    NewUserEffects, Session, StateFilter, StoreError, User, UserChange, UserStore,
-    MAX_SWAP_ATTEMPTS,
+    name_key, Change, ChangeEffects, ChangeFeed, Effects, Event, EventFilter, EventTap, Family,
+    ListFilter, NewUser, NewUserEffects, Session, StateFilter, StoreError, User, UserChange,
+    UserStore, MAX_SWAP_ATTEMPTS,
 };
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::future::Future;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use tokio_postgres::types::ToSql;
@@ -49,6 +50,8 @@ pub struct PgStore {
     /// store may be dropped inside another runtime).
     runtime: Option<tokio::runtime::Runtime>,
     changes: broadcast::Sender<Change>,
+    /// Told of committed events; shared with the tasks that commit on the store's runtime.
+    event_tap: Arc<OnceLock<EventTap>>,
 }
 
 impl Drop for PgStore {
@@ -354,6 +357,7 @@ impl PgStore {
             handle,
             runtime: Some(runtime),
             changes,
+            event_tap: Arc::new(OnceLock::new()),
         };
         if options.check_schema {
             let pool = store.pool.clone();
@@ -421,14 +425,16 @@ impl PgStore {
         })
     }
 
-    /// Whether the database holds no user and no family (`store copy` refuses otherwise).
+    /// Whether the database holds no user, no family and no audit event (`store copy`
+    /// refuses otherwise).
     pub fn is_empty(&self) -> Result<bool, StoreError> {
         let pool = self.pool.clone();
         self.block(async move {
             let client = pool.get().await.map_err(pool_error)?;
             let row = client
                 .query_one(
-                    "SELECT NOT EXISTS (SELECT 1 FROM users) AND NOT EXISTS (SELECT 1 FROM families)",
+                    "SELECT NOT EXISTS (SELECT 1 FROM users) AND NOT EXISTS (SELECT 1 FROM families) \
+                     AND NOT EXISTS (SELECT 1 FROM audit_events)",
                     &[],
                 )
                 .await
@@ -463,6 +469,7 @@ impl PgStore {
             .iter()
             .map(|(u, _)| Ok((to_i64(u.id, "user id")?, UserParams::new(u)?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
+        let tap = self.event_tap.clone();
         self.run("insert_user", move |pool| async move {
             let mut client = pool.get().await.map_err(pool_error)?;
             let mut results = Vec::with_capacity(users.len());
@@ -470,7 +477,10 @@ impl PgStore {
                 results.push(
                     insert_one(&mut client, &mut user, id, &p, allocate_id, effects)
                         .await
-                        .map(|()| user),
+                        .map(|events| {
+                            audit::tell(&tap, &events);
+                            user
+                        }),
                 );
             }
             Ok(results)
@@ -481,7 +491,8 @@ impl PgStore {
 
 /// One user in its own transaction: a new id from the sequence, or the given one with the
 /// sequence moved above it.
-/// `effects` (about this user: they take its id) are written by the same transaction.
+/// `effects` (about this user: they take its id) are written by the same transaction; its
+/// events come back with their ids once committed.
 async fn insert_one(
     client: &mut deadpool_postgres::Client,
     user: &mut User,
@@ -489,7 +500,7 @@ async fn insert_one(
     p: &UserParams,
     allocate_id: bool,
     effects: Effects,
-) -> Result<(), StoreError> {
+) -> Result<Vec<Event>, StoreError> {
     // A name already taken draws no id (as with sled), and is reported before a taken id
     // (sled's order): the row, and so nextval, exists only when neither key is held. A
     // racing writer is still stopped by the unique indexes.
@@ -504,10 +515,10 @@ async fn insert_one(
             match tx.query_opt(&sql, &p.as_params()).await {
                 Ok(Some(row)) => {
                     let new_id = to_u64(row.get(0), "user id")?;
-                    writes::write_effects(&*tx, &effects.about(new_id)).await?;
+                    let events = writes::write_effects(&*tx, &effects.about(new_id)).await?;
                     tx.commit().await.map_err(pg_error)?;
                     user.id = new_id;
-                    return Ok(());
+                    return Ok(events);
                 }
                 Ok(None) => {
                     drop(tx);
@@ -537,7 +548,7 @@ async fn insert_one(
         drop(tx);
         return Err(which_taken(client, &p.username_key).await?);
     }
-    writes::write_effects(&*tx, &effects.about(user.id)).await?;
+    let events = writes::write_effects(&*tx, &effects.about(user.id)).await?;
     // Later ids continue above the highest (setval is not rolled back; that only skips ids).
     tx.execute(
         "SELECT setval(pg_get_serial_sequence('users', 'id'), $1) \
@@ -547,7 +558,7 @@ async fn insert_one(
     .await
     .map_err(pg_error)?;
     tx.commit().await.map_err(pg_error)?;
-    Ok(())
+    Ok(events)
 }
 
 /// Which key a refused insert ran into: the username is checked first, as sled does.
@@ -660,29 +671,6 @@ async fn put_family(
 
 #[async_trait]
 impl UserStore for PgStore {
-    // TEMPORARY: the PostgreSQL audit table comes next.
-    async fn list_events(
-        &self,
-        _filter: &crate::store::EventFilter,
-        _before: Option<u64>,
-        _limit: usize,
-    ) -> Result<Vec<crate::store::Event>, StoreError> {
-        Err(StoreError::Io("no audit table yet".into()))
-    }
-    async fn events_after(
-        &self,
-        _after: u64,
-        _limit: usize,
-    ) -> Result<Vec<crate::store::Event>, StoreError> {
-        Err(StoreError::Io("no audit table yet".into()))
-    }
-    async fn insert_events(&self, _events: Vec<crate::store::Event>) -> Result<(), StoreError> {
-        Err(StoreError::Io("no audit table yet".into()))
-    }
-    async fn delete_events_before(&self, _time: u64) -> Result<usize, StoreError> {
-        Err(StoreError::Io("no audit table yet".into()))
-    }
-    fn tap_events(&self, _tap: crate::store::EventTap) {}
     async fn ping(&self) -> Result<(), StoreError> {
         self.run("ping", |pool| async move {
             let client = pool.get().await.map_err(pool_error)?;
@@ -1048,6 +1036,34 @@ impl UserStore for PgStore {
 
     async fn delete_expired_sessions(&self, now: u64, idle: u64) -> Result<usize, StoreError> {
         self.delete_expired(now, idle).await
+    }
+
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.events_before(filter, before, limit).await
+    }
+
+    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        self.events_from(after, limit).await
+    }
+
+    async fn insert_events(&self, events: Vec<Event>) -> Result<(), StoreError> {
+        self.insert_keeping_ids(events).await
+    }
+
+    async fn delete_events_before(&self, time: u64) -> Result<usize, StoreError> {
+        self.delete_events_older(time).await
+    }
+
+    fn tap_events(&self, tap: EventTap) {
+        // Set once, when the process starts; a second tap would be a wiring mistake.
+        if self.event_tap.set(tap).is_err() {
+            log::warn!("the store's event tap was set twice; the first stays");
+        }
     }
 }
 

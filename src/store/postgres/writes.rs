@@ -1,34 +1,40 @@
 //! The user writes on PostgreSQL with their `Effects`: a change and what it causes commit in
 //! one transaction, or neither does. A change is a closure, which cannot travel to the
 //! store's runtime: it is applied here to the row read with its revision, and the
-//! transaction is the conditional UPDATE plus the effects.
+//! transaction is the conditional UPDATE plus the effects. The events a write recorded are
+//! told to the tap after its COMMIT, on the store's runtime: a caller that stops waiting
+//! (a client gone) does not keep a committed event from the sink.
 
 use super::{
-    outbox, pg_error, pool_error, put_family, sessions, taken, to_i64, PgStore, UserParams,
+    audit, outbox, pg_error, pool_error, put_family, sessions, taken, to_i64, PgStore, UserParams,
     USER_FIELDS, USER_PARAMS,
 };
-use crate::store::{ChangeEffects, Effects, StoreError, User, UserChange, MAX_SWAP_ATTEMPTS};
+use crate::store::{
+    ChangeEffects, Effects, Event, StoreError, User, UserChange, MAX_SWAP_ATTEMPTS,
+};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::GenericClient;
 
-/// Records `effects` through `client` (the caller's transaction).
+/// Records `effects` through `client` (the caller's transaction); returns its events as
+/// stored, with their ids, for the tap once the transaction commits.
 pub(super) async fn write_effects(
     client: &impl GenericClient,
     effects: &Effects,
-) -> Result<(), StoreError> {
+) -> Result<Vec<Event>, StoreError> {
     let Effects {
         mails,
         sessions: created,
         end_sessions,
         families,
-        events: _, // TEMPORARY: the PostgreSQL audit table comes next.
+        events,
     } = effects;
     sessions::insert_sessions(client, created).await?;
     sessions::delete_sessions(client, end_sessions).await?;
     for (family, record) in families {
         put_family(client, family, record).await?;
     }
-    outbox::insert_mails(client, mails).await
+    outbox::insert_mails(client, mails).await?;
+    audit::insert_new(client, events).await
 }
 
 impl PgStore {
@@ -59,6 +65,7 @@ impl PgStore {
             let caused = effects(&old, &new);
             let p = UserParams::new(&new)?;
             let db_id = to_i64(id, "user id")?;
+            let tap = self.event_tap.clone();
             let written = self
                 .run("update_user", move |pool| async move {
                     let mut client = pool.get().await.map_err(pool_error)?;
@@ -79,10 +86,13 @@ impl PgStore {
                     params.push(&db_id);
                     params.push(&rev);
                     let written = tx.execute(&sql, &params).await.map_err(taken)?;
-                    if written == 1 {
-                        write_effects(&*tx, &caused).await?;
-                    }
+                    let events = if written == 1 {
+                        write_effects(&*tx, &caused).await?
+                    } else {
+                        Vec::new()
+                    };
                     tx.commit().await.map_err(pg_error)?;
+                    audit::tell(&tap, &events);
                     Ok(written)
                 })
                 .await?;
@@ -98,11 +108,14 @@ impl PgStore {
         if effects.is_empty() {
             return Ok(());
         }
+        let tap = self.event_tap.clone();
         self.run("record", move |pool| async move {
             let mut client = pool.get().await.map_err(pool_error)?;
             let tx = client.transaction().await.map_err(pg_error)?;
-            write_effects(&*tx, &effects).await?;
-            tx.commit().await.map_err(pg_error)
+            let events = write_effects(&*tx, &effects).await?;
+            tx.commit().await.map_err(pg_error)?;
+            audit::tell(&tap, &events);
+            Ok(())
         })
         .await
     }
