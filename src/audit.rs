@@ -70,6 +70,10 @@ impl Sink {
 /// background. The server and the commands that change users call it once, at start.
 pub fn start(store: &Arc<dyn UserStore>, config: &AuditConfig) -> Result<(), String> {
     let sink = Sink::open(config)?;
+    // Every action's series from 0 (the actions are the store's; metrics names no store type).
+    for action in crate::store::Action::ALL {
+        AUDIT_EVENTS.with_label_values(&[action.as_str()]);
+    }
     if matches!(sink, Sink::Stdout) {
         crate::access_log::start_flusher()?;
     }

@@ -309,9 +309,6 @@ pub fn init_series() {
     for result in USER_CACHE_RESULTS {
         USER_CACHE.with_label_values(&[result]);
     }
-    for action in crate::store::Action::ALL {
-        AUDIT_EVENTS.with_label_values(&[action.as_str()]);
-    }
 }
 
 static SERIES: std::sync::Once = std::sync::Once::new();

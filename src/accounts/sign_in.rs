@@ -1,7 +1,8 @@
 //! Signing in with a username and a password: the throttle, the password check (the same
 //! cost for an unknown user), and the login's record (Django's `last_login`, with a hash
-//! upgrade riding along). What proves the sign-in afterwards rides on that write as its
-//! effects (a browser session); a token pair is the caller's to issue.
+//! upgrade riding along). What proves the sign-in afterwards (a browser session, a refresh
+//! family's device record) and its `login.succeeded` event ride on that write as its
+//! effects; a token pair is the caller's to issue.
 
 use super::fields::required_value;
 use super::{audit, writer, Actor, Input};
