@@ -19,6 +19,8 @@ pub const PERMISSION_DENIED: &str = "You do not have permission to perform this 
 pub const NOT_FOUND: &str = "Not found.";
 pub const NO_USER: &str = "No User matches the given query.";
 pub const INVALID_PAGE: &str = "Invalid page.";
+/// DRF's CursorPagination, for a cursor it did not make.
+pub const INVALID_CURSOR: &str = "Invalid cursor";
 pub const WWW_AUTHENTICATE: &str = "Bearer realm=\"api\"";
 pub const STORE_UNAVAILABLE: &str = "The user store is unavailable; retry shortly.";
 pub const UPSTREAM_UNAVAILABLE: &str = "The upstream service is unavailable.";
@@ -55,6 +57,15 @@ pub mod field {
     pub const NOT_A_BOOLEAN: &str = "Must be a valid boolean.";
     /// DRF's CharField `ProhibitNullCharactersValidator`.
     pub const NULL_CHARACTERS: &str = "Null characters are not allowed.";
+    /// Django's IntegerField (a django-filter id filter).
+    pub const NOT_A_WHOLE_NUMBER: &str = "Enter a whole number.";
+    /// Django's DateTimeField (a django-filter date-time filter).
+    pub const INVALID_DATETIME: &str = "Enter a valid date/time.";
+
+    /// Django's ChoiceField for a value not among its choices.
+    pub fn invalid_choice(value: &str) -> String {
+        format!("Select a valid choice. {value} is not one of the available choices.")
+    }
 
     /// DRF's ListField for a value that is not a list; `python_type` as DRF names it.
     pub fn not_a_list(python_type: &str) -> String {
@@ -145,6 +156,8 @@ pub enum ApiError {
     NoUser,
     #[error("invalid page")]
     InvalidPage,
+    #[error("invalid cursor")]
+    InvalidCursor,
     #[error("method not allowed")]
     MethodNotAllowed(String),
     #[error("body too large")]
@@ -180,7 +193,7 @@ impl ApiError {
             | NoActiveAccountForToken
             | WrongCredentials => 401,
             PermissionDenied | Forbidden(_) => 403,
-            NotFound | NoUser | InvalidPage => 404,
+            NotFound | NoUser | InvalidPage | InvalidCursor => 404,
             MethodNotAllowed(_) => 405,
             TooLarge(_) => 413,
             HeadersTooLarge => 431,
@@ -225,6 +238,7 @@ impl ApiError {
             NotFound => detail(NOT_FOUND),
             NoUser => detail(NO_USER),
             InvalidPage => detail(INVALID_PAGE),
+            InvalidCursor => detail(INVALID_CURSOR),
             MethodNotAllowed(m) => detail(&format!("Method \"{m}\" not allowed.")),
             TooLarge(limit) => detail(&format!(
                 "Request body too large: the limit is {limit} bytes."

@@ -125,16 +125,21 @@ async fn bare_list(ctx: &Ctx<'_>, filter: &ListFilter) -> Result<Response, ApiEr
     Ok(Response::json_text(200, body))
 }
 
-/// DRF's replace_query_param / remove_query_param: the same URL with `page` set (or, for
-/// page 1, removed), parameters sorted.
+/// The page link: the same URL with `page` set (or, for page 1, removed).
 fn page_link(ctx: &Ctx<'_>, number: usize) -> String {
-    let req = ctx.req;
+    let number = (number > 1).then(|| number.to_string());
+    link_with(ctx.req, "page", number.as_deref())
+}
+
+/// DRF's replace_query_param / remove_query_param on the request's absolute URL: `key` set to
+/// `value` (removed when `None`), parameters sorted. The pagination links of every list.
+pub(super) fn link_with(req: &Request, key: &str, value: Option<&str>) -> String {
     let mut params: Vec<(String, String)> = form_urlencoded::parse(req.query.as_bytes())
-        .filter(|(k, _)| k != "page")
+        .filter(|(k, _)| k != key)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    if number > 1 {
-        params.push(("page".into(), number.to_string()));
+    if let Some(value) = value {
+        params.push((key.into(), value.into()));
     }
     params.sort();
     let query = form_urlencoded::Serializer::new(String::new())

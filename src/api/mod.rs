@@ -2,6 +2,7 @@
 //! DRF's order (authentication, permission, method, body, validation). No sockets here.
 
 pub mod admin;
+pub mod audit;
 pub mod body;
 pub mod mail;
 pub mod router;
@@ -216,6 +217,7 @@ async fn dispatch(
         Endpoint::AdminDetail(id) if partial => admin::update(&ctx, id).await,
         Endpoint::AdminDetail(id) => admin::detail(&ctx, id).await,
         Endpoint::AdminRestore(id) => admin::restore(&ctx, id).await,
+        Endpoint::AdminAudit => audit::list(&ctx).await,
         Endpoint::PasswordReset => mail::reset(&ctx).await,
         Endpoint::PasswordResetConfirm => mail::reset_confirm(&ctx).await,
         Endpoint::EmailVerify => mail::verify(&ctx).await,

@@ -19,6 +19,8 @@ pub enum Endpoint {
     /// The id segment as written (may be non-numeric: then 404).
     AdminDetail(String),
     AdminRestore(String),
+    /// The audit log (SPEC §16), newest first, keyset-paged.
+    AdminAudit,
     /// The OpenAPI document of this API.
     Schema,
     /// The public signing keys (asymmetric algorithms).
@@ -184,6 +186,7 @@ fn endpoint(rest: &str) -> Option<Endpoint> {
         "auth/profile/password/" => Some(PasswordChange),
         "auth/profile/delete/" => Some(ProfileDelete),
         "auth/admin/users/" => Some(AdminList),
+        "auth/admin/audit/" => Some(AdminAudit),
         "schema/" => Some(Schema),
         "auth/password/reset/" => Some(PasswordReset),
         "auth/password/reset/confirm/" => Some(PasswordResetConfirm),
@@ -226,7 +229,7 @@ impl Endpoint {
             PasswordChange | AdminRestore(_) => &["PUT", "PATCH", "OPTIONS"],
             ProfileDelete => &["DELETE", "OPTIONS"],
             AdminDetail(_) => &["GET", "PATCH", "HEAD", "OPTIONS"],
-            AdminList | Schema | Jwks | Sessions => &["GET", "HEAD", "OPTIONS"],
+            AdminList | AdminAudit | Schema | Jwks | Sessions => &["GET", "HEAD", "OPTIONS"],
             Session => &["POST", "DELETE", "OPTIONS"],
             SessionEnd(_) => &["DELETE", "OPTIONS"],
             SessionsRevokeOthers => &["POST", "OPTIONS"],
@@ -259,7 +262,7 @@ impl Endpoint {
             }
             Profile | PasswordChange | ProfileDelete | Sessions | SessionEnd(_)
             | SessionsRevokeOthers => Permission::Authenticated,
-            AdminList | AdminDetail(_) | AdminRestore(_) => Permission::Staff,
+            AdminList | AdminDetail(_) | AdminRestore(_) | AdminAudit => Permission::Staff,
         }
     }
 
@@ -278,6 +281,7 @@ impl Endpoint {
             AdminList => "Admin User List",
             AdminDetail(_) => "Admin User Detail",
             AdminRestore(_) => "Admin Restore User",
+            AdminAudit => "Admin Audit Log",
             Schema => "Schema",
             Jwks => "JWKS",
             PasswordReset => "Reset Password",
@@ -306,6 +310,7 @@ impl Endpoint {
             AdminList => "admin_users",
             AdminDetail(_) => "admin_user_detail",
             AdminRestore(_) => "admin_user_restore",
+            AdminAudit => "admin_audit",
             Schema => "schema",
             Jwks => "jwks",
             PasswordReset => "password_reset",
@@ -419,6 +424,14 @@ mod tests {
         assert_eq!(
             route("/api/auth/admin/users/restore/", API),
             Route::NotFound
+        );
+        assert_eq!(
+            route("/api/auth/admin/audit/", API),
+            Route::Api(Endpoint::AdminAudit)
+        );
+        assert_eq!(
+            route("/api/auth/admin/audit", API),
+            Route::Redirect("/api/auth/admin/audit/".into())
         );
     }
 

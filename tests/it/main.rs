@@ -10,6 +10,7 @@ mod common;
 // The user API: every endpoint's contract, DRF's and Django's answers, the OpenAPI document,
 // property tests of the parsers, tokens and their revocation.
 mod api_contract;
+mod audit_api;
 mod django_parity;
 mod drf_answers;
 mod properties;

@@ -76,6 +76,7 @@ fn document_path(e: &Endpoint) -> &'static str {
         Endpoint::AdminList => "/api/auth/admin/users/",
         Endpoint::AdminDetail(_) => "/api/auth/admin/users/{id}/",
         Endpoint::AdminRestore(_) => "/api/auth/admin/users/restore/{id}/",
+        Endpoint::AdminAudit => AUDIT,
         Endpoint::Schema => "/api/schema/",
         Endpoint::Jwks => "/.well-known/jwks.json",
         Endpoint::PasswordReset => "/api/auth/password/reset/",
@@ -102,6 +103,7 @@ fn all_endpoints() -> Vec<Endpoint> {
         Endpoint::AdminList,
         Endpoint::AdminDetail("1".into()),
         Endpoint::AdminRestore("1".into()),
+        Endpoint::AdminAudit,
         Endpoint::Schema,
         Endpoint::Jwks,
         Endpoint::PasswordReset,
@@ -967,6 +969,37 @@ fn a_realistic_scenario_and_malformed_requests_match_the_document() {
     );
     c.json(200, "GET", &admin_user(&alice_id), NO_BODY, staff);
     c.json(200, "HEAD", &admin_user(&alice_id), NO_BODY, staff);
+    // The audit log: pages and filters, then the ways a query fails.
+    c.json(401, "GET", AUDIT, NO_BODY, anon);
+    c.json(403, "GET", AUDIT, NO_BODY, me);
+    c.json(403, "HEAD", AUDIT, NO_BODY, me);
+    c.json(200, "HEAD", AUDIT, NO_BODY, staff);
+    for query in [
+        "",
+        "page_size=1",
+        "page_size=501",
+        "page_size=x",
+        "action=user.registered&since=2020-01-01&until=2100-01-01T00:00:00Z",
+        "actor=1&target=2",
+        "cursor=",
+    ] {
+        let url = format!("{AUDIT}?{query}");
+        let page = c.json(200, "GET", &url, NO_BODY, staff).json;
+        if let Some(next) = page["next"].as_str() {
+            let (_, rest) = next.split_once(AUDIT).expect("next under the audit path");
+            c.json(200, "GET", &format!("{AUDIT}{rest}"), NO_BODY, staff);
+        }
+    }
+    for query in [
+        "action=nope",
+        "since=soon&until=later",
+        "actor=me&target=-1",
+    ] {
+        c.json(400, "GET", &format!("{AUDIT}?{query}"), NO_BODY, staff);
+    }
+    c.json(400, "HEAD", &format!("{AUDIT}?action=nope"), NO_BODY, staff);
+    c.json(404, "GET", &format!("{AUDIT}?cursor=nope"), NO_BODY, staff);
+    c.json(404, "HEAD", &format!("{AUDIT}?cursor=nope"), NO_BODY, staff);
     // The detail's PATCH: staff and groups, bad types in DRF's shapes (items by position).
     let access_change = json!({"is_staff": false, "groups": ["ops", "billing"]});
     c.json(200, "PATCH", &admin_user(&alice_id), access_change, staff);
@@ -1123,6 +1156,7 @@ fn a_realistic_scenario_and_malformed_requests_match_the_document() {
     c.json(405, "POST", PROFILE, json!({}), me);
     c.json(403, "POST", ADMIN_USERS, NO_BODY, me);
     c.json(405, "POST", ADMIN_USERS, NO_BODY, staff);
+    c.json(405, "POST", AUDIT, NO_BODY, staff);
     c.json(405, "DELETE", &admin_user("1"), NO_BODY, staff);
     c.json(405, "GET", &admin_restore("1"), NO_BODY, staff);
     c.json(405, "PUT", "/api/schema/", NO_BODY, anon);

@@ -9,6 +9,8 @@ pub const PROFILE: &str = "/api/auth/profile/";
 pub const PASSWORD_CHANGE: &str = "/api/auth/profile/password/";
 pub const PROFILE_DELETE: &str = "/api/auth/profile/delete/";
 pub const ADMIN_USERS: &str = "/api/auth/admin/users/";
+/// The audit log (SPEC §16).
+pub const AUDIT: &str = "/api/auth/admin/audit/";
 
 /// `/api/auth/admin/users/<id>/`
 pub fn admin_user(id: impl std::fmt::Display) -> String {
