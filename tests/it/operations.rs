@@ -202,7 +202,8 @@ fn scrape(g: &Gatehouse) -> Scrape {
 fn access_lines(log: &str) -> Vec<Value> {
     log.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
-        .filter(|v| v.get("request_id").is_some())
+        // Audit lines share stdout; an access line is the one with a method.
+        .filter(|v| v.get("method").is_some())
         .collect()
 }
 

@@ -198,8 +198,9 @@ pub fn run(config: &Config, dump: &Path) -> Result<(), String> {
     // One event for the run (each user's record is the import itself).
     let event = report.event(dump);
     let recorded = runtime.block_on(store.record(event.into()));
-    crate::access_log::flush();
     println!("{}", report.summary());
+    // The event's line (with `audit.sink = "stdout"`) after the report.
+    crate::access_log::flush();
     recorded.map_err(|e| format!("the import's audit event: {e}"))
 }
 
