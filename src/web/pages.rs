@@ -60,8 +60,9 @@ async fn route(app: &App, p: &PageRequest<'_>) -> Response {
             let mut csrf = Csrf::of(app, p.req);
             if !get {
                 if let Err(refused) = csrf.check(app, p) {
-                    accounts::csrf_refused(app, &actor(p, None), &refused.0, p.req.path.as_str())
-                        .await;
+                    // The path as the access log spells it: a mail link's token left out.
+                    let path = loggable_path(&app.config.web.prefix, p.rest);
+                    accounts::csrf_refused(app, &actor(p, None), &refused.0, &path).await;
                     return csrf_failure(app, &csrf, &refused.to_string());
                 }
             }

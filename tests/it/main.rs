@@ -51,6 +51,9 @@ mod replica_sessions;
 mod replicas;
 mod replicas_outage;
 
+// The audit log: every action's event, through kill -9, replicas, floods; no secrets in it.
+mod audit;
+
 // Mail: SMTP, the outbox, replicas sending once.
 mod mail;
 mod mail_replicas;
