@@ -59,10 +59,14 @@ pub async fn sign_in(
         (user, reason) => {
             LOGINS.with_label_values(&["failure"]).inc();
             app.throttle.login_failed(&username, client, now()).await;
-            let failed = actor
+            let mut failed = actor
                 .event(Action::LoginFailed, user.as_ref().map(|u| u.id))
-                .detail("reason", reason.unwrap_or("bad_credentials"))
-                .detail("username", username.as_str());
+                .detail("reason", reason.unwrap_or("bad_credentials"));
+            // The account's name, never what was typed: a name that matches nobody may be a
+            // password typed into the wrong field.
+            if let Some(u) = &user {
+                failed = failed.detail("username", u.username.as_str());
+            }
             audit::record_alone(app, failed).await;
             return Err(ApiError::WrongCredentials);
         }
