@@ -1008,6 +1008,12 @@ mod tests {
             ),
             ("[email]\nfrom = \"not an address\"\n", "email.from"),
             ("[email]\nbackend = \"pigeon\"\n", "email.backend"),
+            ("[audit]\nretention_days = 0\n", "audit.retention_days"),
+            (
+                "[audit]\nunaccompanied_per_minute = 0\n",
+                "audit.unaccompanied_per_minute",
+            ),
+            ("[audit]\nsink = \" \"\n", "audit.sink"),
             (
                 "[email]\ntoken_lifetime_seconds = 0\n",
                 "email.token_lifetime_seconds",
