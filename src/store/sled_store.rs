@@ -124,7 +124,9 @@ fn event_index_keys(event: &Event) -> Vec<Vec<u8>> {
         k
     };
     let mut keys = Vec::with_capacity(2);
-    if let Some(actor) = event.actor_id {
+    // An event by a user on themselves (a sign-in, a password change: most of them) is
+    // indexed once, by target; a search by actor reads the target entries too.
+    if let Some(actor) = event.actor_id.filter(|a| Some(*a) != event.target_id) {
         keys.push(key(b'a', actor));
     }
     if let Some(target) = event.target_id {
@@ -274,6 +276,29 @@ fn put_family_tx(
 
 fn decode_session(bytes: &[u8]) -> Result<Session, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Io(format!("corrupt session: {e}")))
+}
+
+/// Two newest-first id streams as one, each id once (an error ends it).
+fn newest_first(
+    a: impl Iterator<Item = Result<u64, StoreError>>,
+    b: impl Iterator<Item = Result<u64, StoreError>>,
+) -> impl Iterator<Item = Result<u64, StoreError>> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || {
+        let next = match (a.peek(), b.peek()) {
+            (Some(Err(_)), _) => a.next(),
+            (_, Some(Err(_))) => b.next(),
+            (Some(Ok(x)), Some(Ok(y))) if x == y => {
+                b.next();
+                a.next()
+            }
+            (Some(Ok(x)), Some(Ok(y))) if x > y => a.next(),
+            (Some(Ok(_)), Some(Ok(_))) | (None, Some(_)) => b.next(),
+            (Some(_), None) => a.next(),
+            (None, None) => None,
+        };
+        next
+    })
 }
 
 fn decode_event(bytes: &[u8]) -> Result<Event, StoreError> {
@@ -551,6 +576,25 @@ impl SledStore {
     /// How many audit events there are (progress of `store copy`).
     pub fn event_count(&self) -> usize {
         self.audit.len()
+    }
+
+    /// The ids of user `user`'s index entries under `tag` below `end`, newest first.
+    fn indexed(
+        &self,
+        tag: u8,
+        user: u64,
+        end: &[u8; 8],
+    ) -> impl Iterator<Item = Result<u64, StoreError>> {
+        let mut prefix = vec![tag];
+        prefix.extend_from_slice(&id_key(user));
+        let mut upper = prefix.clone();
+        upper.extend_from_slice(end);
+        self.audit_index.range(prefix..upper).rev().map(|item| {
+            let (key, _) = item.map_err(io)?;
+            key.get(9..)
+                .and_then(decode_id)
+                .ok_or_else(|| StoreError::Io("corrupt audit index key".into()))
+        })
     }
 
     /// Tells the tap of committed events.
@@ -1089,24 +1133,21 @@ impl UserStore for SledStore {
         }
         let end = id_key(before.unwrap_or(u64::MAX));
         let mut found = Vec::new();
-        // By a user: that user's index entries, newest first; else the whole trail.
-        let by_user = match (filter.target, filter.actor) {
-            (Some(target), _) => Some((b't', target)),
-            (None, Some(actor)) => Some((b'a', actor)),
-            (None, None) => None,
-        };
-        if let Some((tag, user)) = by_user {
-            let mut prefix = vec![tag];
-            prefix.extend_from_slice(&id_key(user));
-            let mut upper = prefix.clone();
-            upper.extend_from_slice(&end);
-            for item in self.audit_index.range(prefix.clone()..upper).rev() {
-                let (key, _) = item.map_err(io)?;
-                let id = key
-                    .get(9..)
-                    .and_then(decode_id)
-                    .ok_or_else(|| StoreError::Io("corrupt audit index key".into()))?;
-                if let Some(event) = self.read_event(id)? {
+        // By a user: that user's index entries, newest first; else the whole trail. By
+        // actor alone: the actor entries and the user's target entries (an event on oneself
+        // is indexed by target only), merged.
+        let ids: Box<dyn Iterator<Item = Result<u64, StoreError>>> =
+            match (filter.target, filter.actor) {
+                (Some(target), _) => Box::new(self.indexed(b't', target, &end)),
+                (None, Some(actor)) => Box::new(newest_first(
+                    self.indexed(b'a', actor, &end),
+                    self.indexed(b't', actor, &end),
+                )),
+                (None, None) => Box::new(std::iter::empty()),
+            };
+        if filter.target.is_some() || filter.actor.is_some() {
+            for id in ids {
+                if let Some(event) = self.read_event(id?)? {
                     if filter.matches(&event) {
                         found.push(event);
                         if found.len() >= limit {
@@ -1286,6 +1327,20 @@ impl MailOutbox for SledStore {
 mod tests {
     use super::super::new_user;
     use super::*;
+
+    #[test]
+    fn two_newest_first_streams_merge_once_each() {
+        let ok = |v: Vec<u64>| v.into_iter().map(Ok::<u64, StoreError>);
+        let merged: Vec<u64> = newest_first(ok(vec![9, 7, 4, 1]), ok(vec![8, 7, 2]))
+            .collect::<Result<_, _>>()
+            .expect("no error");
+        assert_eq!(merged, [9, 8, 7, 4, 2, 1]);
+        let broken = vec![Ok(5), Err(StoreError::Io("x".into()))].into_iter();
+        let out: Vec<_> = newest_first(broken, ok(vec![6])).collect();
+        assert_eq!(out[0], Ok(6));
+        assert_eq!(out[1], Ok(5));
+        assert!(out[2].is_err());
+    }
 
     #[tokio::test]
     async fn ids_increase_and_names_are_unique_case_insensitively() {
