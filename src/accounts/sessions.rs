@@ -341,19 +341,23 @@ pub async fn end_device(
         .find(|(fid, f)| fid == id && !f.revoked);
     match family {
         Some((fid, f)) => {
-            end_family(
-                app,
-                actor,
-                Action::SessionRevoked,
-                user_id,
-                &fid,
-                f.expires_at,
-            )
-            .await?;
+            revoke_family(app, actor, user_id, &fid, &f).await?;
             Ok(true)
         }
         None => Ok(false),
     }
+}
+
+/// Ends another device's refresh family (`session.revoked`), until its last token expires.
+async fn revoke_family(
+    app: &App,
+    actor: &Actor,
+    user_id: u64,
+    family: &str,
+    record: &crate::store::Family,
+) -> Result<(), ApiError> {
+    let why = Action::SessionRevoked;
+    end_family(app, actor, why, user_id, family, record.expires_at).await
 }
 
 /// Ends every session and family of user `user_id` but `keep`; how many ended.
@@ -366,16 +370,7 @@ pub async fn end_other_devices(
     let mut ended = end_sessions(app, actor, Which::AllBut(keep)).await?;
     for (fid, f) in app.store.list_families(user_id).await? {
         if fid != keep && !f.revoked && f.expires_at > now() {
-            match end_family(
-                app,
-                actor,
-                Action::SessionRevoked,
-                user_id,
-                &fid,
-                f.expires_at,
-            )
-            .await
-            {
+            match revoke_family(app, actor, user_id, &fid, &f).await {
                 Ok(()) => ended += 1,
                 // Ended meanwhile (a logout, a reuse): nothing left to do.
                 Err(ApiError::InvalidToken(_)) => {}

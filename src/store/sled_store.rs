@@ -278,6 +278,23 @@ fn decode_session(bytes: &[u8]) -> Result<Session, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Io(format!("corrupt session: {e}")))
 }
 
+/// Up to `limit` values of `tree` (keyed by big-endian ids) with ids above `after`, in id
+/// order, each decoded by `decode`.
+fn values_after<T>(
+    tree: &sled::Tree,
+    after: u64,
+    limit: usize,
+    decode: fn(&[u8]) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let Some(start) = after.checked_add(1) else {
+        return Ok(Vec::new());
+    };
+    tree.range(id_key(start)..)
+        .take(limit)
+        .map(|item| decode(&item.map_err(io)?.1))
+        .collect()
+}
+
 /// Two newest-first id streams as one, each id once (an error ends it).
 fn newest_first(
     a: impl Iterator<Item = Result<u64, StoreError>>,
@@ -1172,14 +1189,7 @@ impl UserStore for SledStore {
     }
 
     async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
-        let Some(start) = after.checked_add(1) else {
-            return Ok(Vec::new());
-        };
-        self.audit
-            .range(id_key(start)..)
-            .take(limit)
-            .map(|item| decode_event(&item.map_err(io)?.1))
-            .collect()
+        values_after(&self.audit, after, limit, decode_event)
     }
 
     async fn insert_events(&self, events: Vec<Event>) -> Result<(), StoreError> {
@@ -1312,14 +1322,7 @@ impl MailOutbox for SledStore {
         after_id: u64,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        let Some(from) = after_id.checked_add(1) else {
-            return Ok(Vec::new());
-        };
-        self.outbox
-            .range(id_key(from)..)
-            .take(limit)
-            .map(|item| decode_entry(&item.map_err(io)?.1))
-            .collect()
+        values_after(&self.outbox, after_id, limit, decode_entry)
     }
 }
 
