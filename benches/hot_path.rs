@@ -101,19 +101,19 @@ fn token_verification(c: &mut Criterion) {
     let mut g = c.benchmark_group("tokens");
     let hs = Tokens::new(SECRET, 300, 86400, 0);
     let access = hs
-        .issue(TokenType::Access, 42, 0, None, None)
+        .issue(TokenType::Access, 42, 0, false, None, None)
         .expect("signs")
         .token;
     g.bench_function("verify HS256 access token", |b| {
         b.iter(|| hs.verify(black_box(&access), Some(TokenType::Access)))
     });
     g.bench_function("issue HS256 access token", |b| {
-        b.iter(|| hs.issue(TokenType::Access, black_box(42), 0, None, None))
+        b.iter(|| hs.issue(TokenType::Access, black_box(42), 0, false, None, None))
     });
     let dir = tempfile::tempdir().expect("tempdir");
     let ed = Tokens::with_keys(ed25519_keys(dir.path()), 300, 86400);
     let ed_access = ed
-        .issue(TokenType::Access, 42, 0, None, None)
+        .issue(TokenType::Access, 42, 0, false, None, None)
         .expect("signs")
         .token;
     assert!(ed.verify(&ed_access, Some(TokenType::Access)).is_ok());

@@ -32,6 +32,8 @@ pub struct App {
     pub mailer: Arc<crate::mail::Mailer>,
     /// The bound on audit events that change nothing (SPEC §16).
     pub unaccompanied: crate::audit::Unaccompanied,
+    /// Seals second-factor secrets and hashes recovery codes (SPEC §17).
+    pub second_factor: crate::auth::totp::SecretBox,
 }
 
 impl App {
@@ -108,6 +110,9 @@ impl App {
             crate::mail::Mailer::new(&config, &mail_material)?.shared_by(Arc::clone(&store)),
         );
         Ok(App {
+            // From the same shared material as the mail links: every replica opens every
+            // replica's secrets.
+            second_factor: crate::auth::totp::SecretBox::new(&mail_material),
             mailer,
             unaccompanied: crate::audit::Unaccompanied::new(&config.audit),
             throttle,
@@ -124,15 +129,22 @@ impl App {
     /// A fresh (access, refresh) pair; the refresh token starts a new family, which the
     /// access token names.
     pub fn issue_pair(&self, user: &User) -> Result<(String, String), SignError> {
-        self.issue_pair_in(user, &crate::ids::new_id())
+        self.issue_pair_in(user, &crate::ids::new_id(), false)
     }
 
-    /// A fresh pair whose refresh token is the root of family `family` (its jti).
-    pub fn issue_pair_in(&self, user: &User, family: &str) -> Result<(String, String), SignError> {
+    /// A fresh pair whose refresh token is the root of family `family` (its jti); `mfa`: the
+    /// sign-in used a second factor, which both tokens say (`amr`) and refreshes keep.
+    pub fn issue_pair_in(
+        &self,
+        user: &User,
+        family: &str,
+        mfa: bool,
+    ) -> Result<(String, String), SignError> {
         let refresh = self.tokens.issue(
             TokenType::Refresh,
             user.id,
             user.token_version,
+            mfa,
             None,
             Some(family),
         )?;
@@ -140,6 +152,7 @@ impl App {
             TokenType::Access,
             user.id,
             user.token_version,
+            mfa,
             Some(&refresh.jti),
             None,
         )?;

@@ -35,6 +35,14 @@ pub const FORWARD_AUTH_NO_URI: &str =
 pub const FORWARD_AUTH_BAD_METHOD: &str = "Not a valid HTTP method.";
 pub const STORE_CONFLICT: &str = "The record changed under concurrent requests; retry shortly.";
 
+/// The second factor (SPEC §17).
+pub const OTP_REQUIRED: &str = "Two-factor code required.";
+pub const OTP_INVALID: &str = "Invalid two-factor code.";
+pub const MFA_REQUIRED: &str = "Two-factor authentication required.";
+pub const MFA_ALREADY_ENABLED: &str = "Two-factor authentication is already enabled.";
+pub const MFA_NOT_ENABLED: &str = "Two-factor authentication is not enabled.";
+pub const MFA_NOT_PENDING: &str = "No two-factor enrolment is pending; start one first.";
+
 /// djoser's: a verification link for an address already verified.
 pub const STALE_TOKEN: &str = "Stale token for given user.";
 
@@ -53,6 +61,9 @@ pub mod field {
     pub const USERNAME_TAKEN: &str = "A user with that username already exists.";
     pub const EMAIL_TAKEN: &str = "user with this email address already exists.";
     pub const WRONG_PASSWORD: &str = "Wrong password.";
+    /// `"mfa": true` from an admin: only the user can enrol a second factor.
+    pub const MFA_ONLY_OFF: &str =
+        "A second factor can only be turned on by its user; an admin can only reset it (false).";
     /// DRF's BooleanField.
     pub const NOT_A_BOOLEAN: &str = "Must be a valid boolean.";
     /// DRF's CharField `ProhibitNullCharactersValidator`.
@@ -145,6 +156,18 @@ pub enum ApiError {
     NoActiveAccountForToken,
     #[error("wrong credentials")]
     WrongCredentials,
+    /// The password was right; the user has a second factor and sent no code.
+    #[error("second factor required")]
+    OtpRequired,
+    /// The code sent with a sign-in was wrong, used already, or not a code.
+    #[error("second factor invalid")]
+    OtpInvalid,
+    /// The route needs a sign-in that used a second factor (`require_mfa`).
+    #[error("second factor needed for this route")]
+    MfaRequired,
+    /// The second factor is not in the state the request needs: `(detail, code)`.
+    #[error("second factor state")]
+    MfaState(&'static str, &'static str),
     #[error("permission denied")]
     PermissionDenied,
     /// A 403 with its own reason (djoser's "Stale token for given user.").
@@ -191,8 +214,11 @@ impl ApiError {
             | UserInactive
             | InvalidToken(_)
             | NoActiveAccountForToken
-            | WrongCredentials => 401,
-            PermissionDenied | Forbidden(_) => 403,
+            | WrongCredentials
+            | OtpRequired
+            | OtpInvalid => 401,
+            MfaState(..) => 400,
+            PermissionDenied | Forbidden(_) | MfaRequired => 403,
             NotFound | NoUser | InvalidPage | InvalidCursor => 404,
             MethodNotAllowed(_) => 405,
             TooLarge(_) => 413,
@@ -233,6 +259,10 @@ impl ApiError {
             InvalidToken(m) => coded(m, "token_not_valid"),
             NoActiveAccountForToken => detail(NO_ACTIVE_ACCOUNT_FOR_TOKEN),
             WrongCredentials => detail(NO_ACTIVE_ACCOUNT),
+            OtpRequired => coded(OTP_REQUIRED, "otp_required"),
+            OtpInvalid => coded(OTP_INVALID, "otp_invalid"),
+            MfaRequired => coded(MFA_REQUIRED, "mfa_required"),
+            MfaState(d, code) => coded(d, code),
             PermissionDenied => detail(PERMISSION_DENIED),
             Forbidden(m) => detail(m),
             NotFound => detail(NOT_FOUND),

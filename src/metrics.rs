@@ -233,11 +233,16 @@ pub static AUTH_ALLOW_ANONYMOUS: LazyLock<IntCounter> =
 /// `gatehouse_config_reloads_total{result}` (reload.rs).
 pub const RELOAD_RESULTS: [&str; 2] = ["success", "failure"];
 /// `gatehouse_mail_sent_total{kind}`: `store::MailKind::label`.
-pub const MAIL_KINDS: [&str; 4] = [
+pub const MAIL_KINDS: [&str; 9] = [
     "password_changed",
     "email_changed",
     "password_reset",
     "verify_email",
+    "mfa_enabled",
+    "mfa_disabled",
+    "recovery_codes_renewed",
+    "mfa_replay_refused",
+    "mfa_locked",
 ];
 /// `gatehouse_mail_sent_total{result}` of every kind (mail/sender.rs).
 pub const MAIL_RESULTS: [&str; 5] = ["sent", "failed", "gave_up", "rejected", "stale"];
@@ -335,13 +340,23 @@ mod tests {
             MailKind::PasswordChanged
             | MailKind::EmailChanged
             | MailKind::PasswordReset
-            | MailKind::VerifyEmail => k.label(),
+            | MailKind::VerifyEmail
+            | MailKind::MfaEnabled
+            | MailKind::MfaDisabled
+            | MailKind::RecoveryCodesRenewed
+            | MailKind::MfaReplayRefused
+            | MailKind::MfaLocked => k.label(),
         };
         let kinds = [
             MailKind::PasswordChanged,
             MailKind::EmailChanged,
             MailKind::PasswordReset,
             MailKind::VerifyEmail,
+            MailKind::MfaEnabled,
+            MailKind::MfaDisabled,
+            MailKind::RecoveryCodesRenewed,
+            MailKind::MfaReplayRefused,
+            MailKind::MfaLocked,
         ];
         assert_eq!(kinds.map(kind), MAIL_KINDS);
         let reason = |e: AuthError| match e {

@@ -64,13 +64,20 @@ pub async fn change_access(
         is_active: f.boolean("is_active"),
         groups: f.char_list("groups", GROUP_NAME_MAX),
     };
+    let mfa = f.boolean("mfa");
     f.finish()?;
+    if mfa == Some(true) {
+        return Err(ApiError::field("mfa", crate::error::field::MFA_ONLY_OFF));
+    }
     let when = now();
-    let user = writer::update(app, id, &|u| change.apply(u, when), &|before, after| {
+    let mut user = writer::update(app, id, &|u| change.apply(u, when), &|before, after| {
         audit::changed(actor, Action::AdminUserChanged, before, after)
             .map_or_else(Effects::none, Effects::from)
     })
     .await?;
+    if mfa == Some(false) && super::mfa::admin_reset(app, actor, id).await? {
+        user = app.store.get_user(id).await?.ok_or(ApiError::NoUser)?;
+    }
     Ok(user)
 }
 

@@ -10,6 +10,7 @@ mod audit;
 mod fields;
 pub mod form;
 mod links;
+pub mod mfa;
 mod profile;
 mod register;
 mod sessions;
@@ -26,10 +27,11 @@ pub use links::{
 pub use profile::{change_password, own_record, soft_delete, update_profile};
 pub use register::{create_superuser, register};
 pub use sessions::{
-    devices, end_device, end_family, end_other_devices, end_sessions, renew_session, sign_in_app,
-    sign_in_session, Device, DeviceKind, Started, Which,
+    devices, end_device, end_family, end_other_devices, end_sessions, finish_sign_in,
+    renew_session, sign_in_app, sign_in_browser, sign_in_session, step_up, BrowserSignIn, Device,
+    DeviceKind, Started, Which,
 };
-pub use sign_in::sign_in;
+pub use sign_in::{sign_in, SecondFactor, SignedIn};
 
 use crate::error::ApiError;
 use serde_json::{Map, Value};

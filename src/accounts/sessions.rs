@@ -3,12 +3,13 @@
 //! session is deleted and named in the user's record (`User::ended`) by the same write, so
 //! the user-state cache, and through the change feed every replica, refuses it at once.
 
-use super::{sign_in, writer, Actor, Input};
+use super::sign_in::{code_step, record, sign_in, SecondFactor, SignedIn};
+use super::{mfa, writer, Actor, Input};
 use crate::app::App;
 use crate::auth::sessions;
 use crate::clock::now;
 use crate::error::ApiError;
-use crate::store::{Action, Effects, Ended, Session, User};
+use crate::store::{Action, Effects, Ended, Session, User, METHOD_PASSWORD, METHOD_PASSWORD_OTP};
 
 /// How many characters of the User-Agent a session keeps.
 const USER_AGENT_CHARS: usize = 200;
@@ -21,12 +22,24 @@ pub struct Started {
     pub session: Session,
 }
 
-/// The session a sign-in of `user` by `actor` starts now.
-fn new_session(app: &App, actor: &Actor, user: &User, remember: bool, at: u64) -> Started {
+/// The session a sign-in of `user` by `actor` starts now; `mfa`: with a second factor.
+fn new_session(
+    app: &App,
+    actor: &Actor,
+    user: &User,
+    remember: bool,
+    mfa: bool,
+    at: u64,
+) -> Started {
     let (cookie, id_hash) = sessions::new_id();
     let web = &app.config.web;
     let remember = remember && web.remember_me_days > 0;
     let user_agent = user_agent_of(actor);
+    let method = if mfa {
+        METHOD_PASSWORD_OTP
+    } else {
+        METHOD_PASSWORD
+    };
     Started {
         cookie,
         session: Session {
@@ -38,70 +51,221 @@ fn new_session(app: &App, actor: &Actor, user: &User, remember: bool, at: u64) -
             client_ip: actor.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
             user_agent,
             remember,
-            method: "pwd".into(),
+            method: method.into(),
             token_version: user.token_version,
         },
     }
 }
 
-/// `{username, password[, remember]}` -> the user and their new session, written with the
-/// sign-in's record. The throttle, the equal cost of unknown users and the verified-email
-/// rule are the token login's (`sign_in`).
-pub async fn sign_in_session(
-    app: &App,
-    actor: &Actor,
-    input: &dyn Input,
+/// The proof of a browser sign-in: a new session, kept in `started` for the caller once the
+/// write that carries it commits.
+fn session_proof<'a>(
+    app: &'a App,
+    actor: &'a Actor,
     remember: bool,
-) -> Result<(User, Started), ApiError> {
-    let at = now();
-    let started = std::sync::Mutex::new(None);
-    let user = sign_in(app, actor, input, &|user| {
-        let s = new_session(app, actor, user, remember, at);
+    at: u64,
+    started: &'a std::sync::Mutex<Option<Started>>,
+) -> impl Fn(&User, bool) -> Effects + Sync + 'a {
+    move |user: &User, mfa: bool| {
+        let s = new_session(app, actor, user, remember, mfa, at);
         let effects = Effects {
             sessions: vec![s.session.clone()],
             ..Effects::none()
         };
         *started.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
         effects
-    })
-    .await?;
-    let started = started
-        .into_inner()
-        .unwrap_or_else(|e| e.into_inner())
-        .ok_or(crate::store::StoreError::Conflict)?;
-    Ok((user, started))
+    }
 }
 
-/// `{username, password}` -> the user and the id of the refresh family a token pair for
-/// this sign-in starts, its record (the device: when, from where, which client) written with
-/// the sign-in's, so the sessions list shows it and "sign out this device" can end it.
+fn take_started(started: std::sync::Mutex<Option<Started>>) -> Result<Started, ApiError> {
+    Ok(started
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .ok_or(crate::store::StoreError::Conflict)?)
+}
+
+/// `{username, password[, otp][, remember]}` -> the user and their new session, written with
+/// the sign-in's record (the JSON sign-in: a second factor's code comes with the password).
+/// The throttle, the equal cost of unknown users and the verified-email rule are the token
+/// login's (`sign_in`).
+pub async fn sign_in_session(
+    app: &App,
+    actor: &Actor,
+    input: &dyn Input,
+    remember: bool,
+) -> Result<(User, Started), ApiError> {
+    match sign_in_browser(app, actor, input, remember, SecondFactor::WithPassword).await? {
+        BrowserSignIn::Started(done) => Ok(*done),
+        // Never: with the code asked with the password, a sign-in without one is refused.
+        BrowserSignIn::NeedsCode(_) => Err(ApiError::OtpRequired),
+    }
+}
+
+/// How a browser's sign-in on the password page ended.
+#[derive(Debug, Clone)]
+pub enum BrowserSignIn {
+    /// Signed in: the user and the new session.
+    Started(Box<(User, Started)>),
+    /// The password was right and the user has a second factor: the value of the cookie
+    /// that carries the pending step to the code page.
+    NeedsCode(String),
+}
+
+/// The password page's sign-in: a session, or a pending step for the code page when the
+/// user has a second factor (and `second` lets it wait).
+pub async fn sign_in_browser(
+    app: &App,
+    actor: &Actor,
+    input: &dyn Input,
+    remember: bool,
+    second: SecondFactor,
+) -> Result<BrowserSignIn, ApiError> {
+    let at = now();
+    let started = std::sync::Mutex::new(None);
+    let outcome = sign_in(
+        app,
+        actor,
+        input,
+        second,
+        &session_proof(app, actor, remember, at, &started),
+    )
+    .await?;
+    match outcome {
+        SignedIn::Done { user, .. } => Ok(BrowserSignIn::Started(Box::new((
+            user,
+            take_started(started)?,
+        )))),
+        SignedIn::NeedsCode(user) => Ok(BrowserSignIn::NeedsCode(
+            mfa::begin_pending(app, &user, remember).await?,
+        )),
+    }
+}
+
+/// The code page: the pending step `pending` (the cookie's value) and the typed `code` ->
+/// the user and their new session, signed in with both factors. The pending step is used up
+/// by the same write that accepts the code; a missing, used or expired one is
+/// `Ok(None)`: the browser starts again at the password.
+pub async fn finish_sign_in(
+    app: &App,
+    actor: &Actor,
+    pending: &str,
+    code: &str,
+) -> Result<Option<(User, Started)>, ApiError> {
+    let Some((user, step)) = mfa::pending(app, pending).await? else {
+        return Ok(None);
+    };
+    if let Err(wait) = app
+        .throttle
+        .check_login(&user.username, actor.client_ip, now())
+        .await
+    {
+        crate::metrics::LOGINS
+            .with_label_values(&["throttled"])
+            .inc();
+        return Err(ApiError::Throttled(wait));
+    }
+    code_step(app, actor, &user, code, &mfa::use_pending(&step.id_hash)).await?;
+    let started = std::sync::Mutex::new(None);
+    let user = record(
+        app,
+        actor,
+        user,
+        None,
+        true,
+        &|_| {},
+        &session_proof(app, actor, step.remember, now(), &started),
+    )
+    .await?;
+    Ok(Some((user, take_started(started)?)))
+}
+
+/// Step-up: a browser signed in with the password alone proves its second factor with
+/// `code` and gets a new session (a change of privilege: a new id) that says so; the one it
+/// held ends.
+pub async fn step_up(
+    app: &App,
+    actor: &Actor,
+    user_id: u64,
+    current: &str,
+    code: &str,
+) -> Result<Started, ApiError> {
+    let user = match app.store.get_user(user_id).await? {
+        Some(u) if u.is_active => u,
+        _ => return Err(ApiError::UserNotFound),
+    };
+    if let Err(wait) = app
+        .throttle
+        .check_login(&user.username, actor.client_ip, now())
+        .await
+    {
+        return Err(ApiError::Throttled(wait));
+    }
+    code_step(app, actor, &user, code, &|_| {}).await?;
+    let previous = app.store.get_session(current).await?;
+    let remember = previous.as_ref().is_some_and(|s| s.remember);
+    // The old id dies with the change of privilege (fixation), at once on every replica.
+    let ended = [Ended {
+        id: current.to_string(),
+        until: previous.as_ref().map_or(0, |s| s.expires_at),
+    }];
+    let at = now();
+    let started = std::sync::Mutex::new(None);
+    {
+        let proof = session_proof(app, actor, remember, at, &started);
+        record(
+            app,
+            actor,
+            user,
+            None,
+            true,
+            &|u| remember_ended(u, &ended, at),
+            &|user, mfa| {
+                let mut effects = proof(user, mfa);
+                effects.end_sessions.push(current.to_string());
+                effects
+            },
+        )
+        .await?;
+    }
+    take_started(started)
+}
+
+/// `{username, password[, otp]}` -> the user, the id of the refresh family a token pair for
+/// this sign-in starts, and whether a second factor was part of it. The family's record (the
+/// device: when, from where, which client) is written with the sign-in's, so the sessions
+/// list shows it and "sign out this device" can end it.
 pub async fn sign_in_app(
     app: &App,
     actor: &Actor,
     input: &dyn Input,
-) -> Result<(User, String), ApiError> {
+) -> Result<(User, String, bool), ApiError> {
     let at = now();
     let family = crate::ids::new_id();
     let expires_at = at.saturating_add(app.tokens.refresh_lifetime);
-    let user = sign_in(app, actor, input, &|user| Effects {
-        families: vec![(
-            family.clone(),
-            crate::store::Family {
-                user_id: user.id,
-                current: family.clone(),
-                parent: None,
-                rotated_at: 0,
-                revoked: false,
-                expires_at,
-                created: at,
-                client_ip: actor.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
-                user_agent: user_agent_of(actor),
-            },
-        )],
-        ..Effects::none()
+    let outcome = sign_in(app, actor, input, SecondFactor::WithPassword, &|user, _| {
+        Effects {
+            families: vec![(
+                family.clone(),
+                crate::store::Family {
+                    user_id: user.id,
+                    current: family.clone(),
+                    parent: None,
+                    rotated_at: 0,
+                    revoked: false,
+                    expires_at,
+                    created: at,
+                    client_ip: actor.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                    user_agent: user_agent_of(actor),
+                },
+            )],
+            ..Effects::none()
+        }
     })
     .await?;
-    Ok((user, family))
+    match outcome {
+        SignedIn::Done { user, mfa } => Ok((user, family, mfa)),
+        SignedIn::NeedsCode(_) => Err(ApiError::OtpRequired),
+    }
 }
 
 /// The first characters of the actor's User-Agent, as a session or device keeps them.
@@ -125,7 +289,7 @@ pub async fn renew_session(
     previous: Option<&Session>,
 ) -> Result<Started, ApiError> {
     let remember = previous.is_some_and(|s| s.remember);
-    let mut started = new_session(app, actor, user, remember, now());
+    let mut started = new_session(app, actor, user, remember, false, now());
     if let Some(p) = previous {
         started.session.method.clone_from(&p.method);
     }

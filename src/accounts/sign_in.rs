@@ -1,38 +1,61 @@
 //! Signing in with a username and a password: the throttle, the password check (the same
-//! cost for an unknown user), and the login's record (Django's `last_login`, with a hash
+//! cost for an unknown user), the second factor when the user has one (SPEC §17), and the
+//! login's record (Django's `last_login`, with a hash
 //! upgrade riding along). What proves the sign-in afterwards (a browser session, a refresh
 //! family's device record) and its `login.succeeded` event ride on that write as its
 //! effects; a token pair is the caller's to issue.
 
 use super::fields::required_value;
-use super::{audit, writer, Actor, Input};
-use crate::accounts::form::{Fields, REQUIRED};
+use super::{audit, mfa, writer, Actor, Input};
+use crate::accounts::form::{Fields, OPTIONAL_BLANK_OK, REQUIRED};
 use crate::app::App;
 use crate::clock::now;
 use crate::error::ApiError;
 use crate::metrics::LOGINS;
 use crate::store::{Action, Effects, User};
 
-/// `{username, password}` -> the user as the password was checked against, active (and
-/// verified when `require_verified_email`): what is issued for the sign-in carries that
+/// What a sign-in asks of the second factor, when the user has one (SPEC §17).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondFactor {
+    /// The code comes with the password (`otp`): without it, `otp_required`.
+    WithPassword,
+    /// A browser: the code comes on a second page. Without one, the sign-in stops at
+    /// `SignedIn::NeedsCode` and nothing is recorded yet.
+    SecondPage,
+}
+
+/// How far a sign-in got.
+#[derive(Debug, Clone)]
+pub enum SignedIn {
+    /// Recorded, with what `proof` decided; `mfa`: a second factor was part of it.
+    Done { user: User, mfa: bool },
+    /// The password was right; the user's second factor is still to come (a browser).
+    NeedsCode(User),
+}
+
+/// `{username, password[, otp]}` -> the user as the password was checked against, active
+/// (and verified when `require_verified_email`): what is issued for the sign-in carries that
 /// state's token version, so a password change that raced it still wins. Unknown user, wrong
 /// password, inactive or unverified user alike: the wrong-credentials error, counted against
-/// the throttle.
+/// the throttle. A user with a second factor also needs a code (or a recovery code): missing,
+/// `otp_required`; wrong, `otp_invalid`, counted as a failed sign-in as well.
 ///
-/// `proof(&user)` decides what else the sign-in's record write carries: a refresh family's
-/// device record for a token pair, a new session for a browser. The write carries the
-/// `login.succeeded` event too, so the sign-in fails with it. A refused sign-in is a
+/// `proof(&user, mfa)` decides what else the sign-in's record write carries: a refresh
+/// family's device record for a token pair, a new session for a browser. The write carries
+/// the `login.succeeded` event too, so the sign-in fails with it. A refused sign-in is a
 /// `login.failed` event on its own, with the reason no answer tells.
 pub async fn sign_in(
     app: &App,
     actor: &Actor,
     input: &dyn Input,
-    proof: &(dyn Fn(&User) -> Effects + Sync),
-) -> Result<User, ApiError> {
+    second: SecondFactor,
+    proof: &(dyn Fn(&User, bool) -> Effects + Sync),
+) -> Result<SignedIn, ApiError> {
     let data = input.data()?;
     let mut f = Fields::new(&data);
     let username = f.char("username", REQUIRED);
     let password = f.char("password", REQUIRED);
+    let otp = f.char("otp", OPTIONAL_BLANK_OK);
     f.finish()?;
     let username = required_value(username, "username")?;
     let password = required_value(password, "password")?;
@@ -71,9 +94,6 @@ pub async fn sign_in(
             return Err(ApiError::WrongCredentials);
         }
     };
-    // The login time (Django's `last_login`) is recorded: a reset or verification link made
-    // before it dies with it. A hash upgrade rides along in the same write.
-    let login_at = now();
     let rehash = if check.needs_rehash {
         match app.passwords.hash(&password).await {
             Ok(hash) => Some(hash),
@@ -88,7 +108,76 @@ pub async fn sign_in(
     } else {
         None
     };
-    let proof = proof(&user);
+    let mfa = if mfa::enabled(app, user.id).await?.is_some() {
+        match (otp.filter(|c| !c.is_empty()), second) {
+            (None, SecondFactor::SecondPage) => {
+                // The hash upgrade needs the password, which the second page does not have:
+                // it is written now (it is no sign-in).
+                if let Some(hash) = rehash {
+                    writer::update(app, user.id, &|u| u.password.clone_from(&hash), &|_, _| {
+                        Effects::none()
+                    })
+                    .await?;
+                }
+                return Ok(SignedIn::NeedsCode(user));
+            }
+            (None, SecondFactor::WithPassword) => {
+                LOGINS.with_label_values(&["failure"]).inc();
+                mfa::refused(app, actor, &user, "otp_required").await;
+                return Err(ApiError::OtpRequired);
+            }
+            (Some(code), _) => {
+                code_step(app, actor, &user, &code, &|_| {}).await?;
+                true
+            }
+        }
+    } else {
+        false
+    };
+    let user = record(app, actor, user, rehash, mfa, &|_| {}, proof).await?;
+    Ok(SignedIn::Done { user, mfa })
+}
+
+/// The second step of `user`'s sign-in with `code`: a refusal is a failed sign-in (the
+/// throttle, the metric, the event) as a wrong password is.
+pub(super) async fn code_step(
+    app: &App,
+    actor: &Actor,
+    user: &User,
+    code: &str,
+    on_success: &(dyn Fn(&mut crate::store::Mfa) + Sync),
+) -> Result<mfa::Passed, ApiError> {
+    match mfa::second_step(app, actor, user, code, on_success, Effects::none()).await {
+        Ok(passed) => Ok(passed),
+        Err(e) => {
+            if matches!(e, ApiError::OtpInvalid) {
+                LOGINS.with_label_values(&["failure"]).inc();
+                app.throttle
+                    .login_failed(&user.username, actor.client_ip, now())
+                    .await;
+                mfa::refused(app, actor, user, "otp_invalid").await;
+            } else if matches!(e, ApiError::Throttled(_)) {
+                LOGINS.with_label_values(&["throttled"]).inc();
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The sign-in's record: the login time (Django's `last_login`, which kills reset and
+/// verification links made before it), a hash upgrade riding along, and what `proof`
+/// decides, with the `login.succeeded` event; `also` changes the user record besides.
+pub(super) async fn record(
+    app: &App,
+    actor: &Actor,
+    user: User,
+    rehash: Option<String>,
+    mfa: bool,
+    also: &(dyn Fn(&mut User) + Sync),
+    proof: &(dyn Fn(&User, bool) -> Effects + Sync),
+) -> Result<User, ApiError> {
+    let login_at = now();
+    let proof = proof(&user, mfa);
     let via = if proof.sessions.is_empty() {
         "token"
     } else {
@@ -97,7 +186,8 @@ pub async fn sign_in(
     let succeeded = actor
         .proven_as(&user)
         .event(Action::LoginSucceeded, Some(user.id))
-        .detail("via", via);
+        .detail("via", via)
+        .detail("mfa", mfa);
     writer::update(
         app,
         user.id,
@@ -106,6 +196,7 @@ pub async fn sign_in(
             if let Some(hash) = &rehash {
                 u.password = hash.clone();
             }
+            also(u);
         },
         // A hash upgrade is no password change: no notice.
         &|_, _| proof.clone().with(succeeded.clone()),

@@ -169,7 +169,8 @@ pub async fn detail(ctx: &Ctx<'_>, id: &str) -> Result<Response, ApiError> {
         .get_user(parse_id(id)?)
         .await?
         .ok_or(ApiError::NoUser)?;
-    Ok(Response::json(200, &admin_detail_json(&user)))
+    let mfa = accounts::mfa::enabled(ctx.app, user.id).await?.is_some();
+    Ok(Response::json(200, &admin_detail_json(&user, mfa)))
 }
 
 /// The body of a PATCH of one user, where a form's list is the key repeated (DRF's
@@ -190,13 +191,15 @@ impl Input for AccessForm<'_> {
     }
 }
 
-/// PATCH /api/auth/admin/users/{id}/ with any of `is_staff`, `is_active`, `groups`; other
-/// fields are ignored. Effective on the next request on every path.
+/// PATCH /api/auth/admin/users/{id}/ with any of `is_staff`, `is_active`, `groups`, and
+/// `"mfa": false` (a lost second factor reset); other fields are ignored. Effective on the
+/// next request on every path.
 pub async fn update(ctx: &Ctx<'_>, id: &str) -> Result<Response, ApiError> {
     let id = parse_id(id)?;
     let form = AccessForm(ctx.req);
     let user = accounts::change_access(ctx.app, &actor(ctx), id, &form).await?;
-    Ok(Response::json(200, &admin_detail_json(&user)))
+    let mfa = accounts::mfa::enabled(ctx.app, user.id).await?.is_some();
+    Ok(Response::json(200, &admin_detail_json(&user, mfa)))
 }
 
 /// PUT or PATCH /api/auth/admin/users/restore/{id}/: active again; tokens issued before the

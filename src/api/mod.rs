@@ -5,6 +5,7 @@ pub mod admin;
 pub mod audit;
 pub mod body;
 pub mod mail;
+pub mod mfa;
 pub mod router;
 pub mod sessions;
 pub mod tokens;
@@ -176,6 +177,13 @@ async fn dispatch(
         None
     };
     *user_id = identity.as_ref().map(|i| i.user_id);
+    // `[admin_api] require_mfa`: the admin endpoints need a sign-in with a second factor.
+    if endpoint.permission() == Permission::Staff
+        && app.config.admin_api.require_mfa
+        && identity.as_ref().is_some_and(|who| !who.mfa)
+    {
+        return Err(ApiError::MfaRequired);
+    }
     // DRF's SessionAuthentication: a request the session cookie authenticates passes
     // Django's CSRF check on unsafe methods (bearer-authenticated ones are not checked).
     if identity
@@ -226,6 +234,10 @@ async fn dispatch(
         Endpoint::Sessions => sessions::list(&ctx).await,
         Endpoint::SessionEnd(id) => sessions::end(&ctx, id).await,
         Endpoint::SessionsRevokeOthers => sessions::revoke_others(&ctx).await,
+        Endpoint::Totp if req.method == "DELETE" => mfa::disable(&ctx).await,
+        Endpoint::Totp => mfa::enrol(&ctx).await,
+        Endpoint::TotpConfirm => mfa::confirm(&ctx).await,
+        Endpoint::RecoveryCodes => mfa::recovery_codes(&ctx).await,
         Endpoint::Schema => Ok(match openapi(&app.config.api.prefix) {
             std::borrow::Cow::Borrowed(document) => Response::json_text(200, document),
             std::borrow::Cow::Owned(document) => Response::json_text(200, document),

@@ -38,6 +38,12 @@ pub enum Endpoint {
     SessionEnd(String),
     /// All but the current one.
     SessionsRevokeOthers,
+    /// The second factor (SPEC §17): POST starts an enrolment, DELETE turns it off.
+    Totp,
+    /// A code confirms the pending enrolment.
+    TotpConfirm,
+    /// A new set of recovery codes.
+    RecoveryCodes,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,6 +201,9 @@ fn endpoint(rest: &str) -> Option<Endpoint> {
         "auth/session/" => Some(Session),
         "auth/sessions/" => Some(Sessions),
         "auth/sessions/revoke-others/" => Some(SessionsRevokeOthers),
+        "auth/2fa/totp/" => Some(Totp),
+        "auth/2fa/totp/confirm/" => Some(TotpConfirm),
+        "auth/2fa/recovery-codes/" => Some(RecoveryCodes),
         _ => None,
     };
     if fixed.is_some() {
@@ -230,9 +239,9 @@ impl Endpoint {
             ProfileDelete => &["DELETE", "OPTIONS"],
             AdminDetail(_) => &["GET", "PATCH", "HEAD", "OPTIONS"],
             AdminList | AdminAudit | Schema | Jwks | Sessions => &["GET", "HEAD", "OPTIONS"],
-            Session => &["POST", "DELETE", "OPTIONS"],
+            Session | Totp => &["POST", "DELETE", "OPTIONS"],
             SessionEnd(_) => &["DELETE", "OPTIONS"],
-            SessionsRevokeOthers => &["POST", "OPTIONS"],
+            SessionsRevokeOthers | TotpConfirm | RecoveryCodes => &["POST", "OPTIONS"],
         }
     }
 
@@ -261,7 +270,9 @@ impl Endpoint {
                 Permission::AllowAny
             }
             Profile | PasswordChange | ProfileDelete | Sessions | SessionEnd(_)
-            | SessionsRevokeOthers => Permission::Authenticated,
+            | SessionsRevokeOthers | Totp | TotpConfirm | RecoveryCodes => {
+                Permission::Authenticated
+            }
             AdminList | AdminDetail(_) | AdminRestore(_) | AdminAudit => Permission::Staff,
         }
     }
@@ -292,6 +303,9 @@ impl Endpoint {
             Sessions => "Sessions",
             SessionEnd(_) => "Session End",
             SessionsRevokeOthers => "Sessions Revoke Others",
+            Totp => "Two-Factor TOTP",
+            TotpConfirm => "Two-Factor TOTP Confirm",
+            RecoveryCodes => "Two-Factor Recovery Codes",
         }
     }
 
@@ -321,6 +335,9 @@ impl Endpoint {
             Sessions => "sessions",
             SessionEnd(_) => "session_end",
             SessionsRevokeOthers => "sessions_revoke_others",
+            Totp => "2fa_totp",
+            TotpConfirm => "2fa_totp_confirm",
+            RecoveryCodes => "2fa_recovery_codes",
         }
     }
 }

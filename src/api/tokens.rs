@@ -15,10 +15,10 @@ use crate::response::Response;
 use crate::store::{Action, StoreError, User, MAX_SWAP_ATTEMPTS};
 use serde_json::json;
 
-/// POST /api/token/ {username, password}
+/// POST /api/token/ {username, password[, otp]}
 pub async fn obtain(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
-    let (user, family) = accounts::sign_in_app(ctx.app, &actor(ctx), ctx.req).await?;
-    let (access, refresh) = ctx.app.issue_pair_in(&user, &family)?;
+    let (user, family, mfa) = accounts::sign_in_app(ctx.app, &actor(ctx), ctx.req).await?;
+    let (access, refresh) = ctx.app.issue_pair_in(&user, &family, mfa)?;
     Ok(Response::json(
         200,
         &json!({ "refresh": refresh, "access": access }),
@@ -66,6 +66,7 @@ pub async fn refresh(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
             TokenType::Access,
             user.id,
             user.token_version,
+            claims.mfa,
             Some(&family),
             None,
         )?
@@ -93,6 +94,7 @@ pub async fn refresh(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
             TokenType::Refresh,
             user.id,
             user.token_version,
+            claims.mfa,
             Some(&family),
             Some(&issue),
         )?

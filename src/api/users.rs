@@ -24,11 +24,13 @@ pub fn admin_json(u: &User) -> Value {
            "email_verified": u.email_verified})
 }
 
-/// One user as the admin detail shows it: the list's fields, staff and the groups (sorted).
-pub fn admin_detail_json(u: &User) -> Value {
+/// One user as the admin detail shows it: the list's fields, staff, the groups (sorted) and
+/// whether a second factor is on (`mfa`).
+pub fn admin_detail_json(u: &User, mfa: bool) -> Value {
     json!({"id": u.id, "username": u.username, "email": u.email,
            "first_name": u.first_name, "last_name": u.last_name, "is_active": u.is_active,
-           "email_verified": u.email_verified, "is_staff": u.is_staff, "groups": u.groups})
+           "email_verified": u.email_verified, "is_staff": u.is_staff, "groups": u.groups,
+           "mfa": mfa})
 }
 
 /// The body, read when the operation gets to it (DRF's `request.data`).
@@ -84,7 +86,9 @@ pub async fn change_password(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     };
     let me = actor(ctx);
     let user = accounts::change_password(app, &me, ctx.req).await?;
-    let (access, refresh) = app.issue_pair(&user)?;
+    // The new pair says what the caller's sign-in proved (a second factor stays proven).
+    let mfa = ctx.identity.as_ref().is_some_and(|w| w.mfa);
+    let (access, refresh) = app.issue_pair_in(&user, &crate::ids::new_id(), mfa)?;
     let mut resp = Response::json(
         200,
         &json!({"detail": PASSWORD_UPDATED, "access": access, "refresh": refresh}),

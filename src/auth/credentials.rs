@@ -198,7 +198,7 @@ impl Authenticator {
             return Err(AuthError::Token(TokenError::Invalid));
         }
         let family = claims.family.map(Arc::from);
-        Ok(state.identity(claims.user_id, Via::Jwt, false, family))
+        Ok(state.identity(claims.user_id, Via::Jwt, claims.mfa, family))
     }
 
     /// The caller behind a session cookie. A cookie that names no live session is no
@@ -234,7 +234,7 @@ impl Authenticator {
             .ok_or(AuthError::NoCredentials)?;
         match sessions::decide(&session, &state, now, cookie.idle) {
             Ok(()) => {
-                let mfa = session.method == "pwd+otp";
+                let mfa = session.method == crate::store::METHOD_PASSWORD_OTP;
                 Ok(state.identity(session.user_id, Via::Session, mfa, Some(Arc::from(hash))))
             }
             Err(_) => {

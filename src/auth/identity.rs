@@ -26,8 +26,8 @@ pub struct Identity {
     pub values: Arc<IdentityValues>,
     /// The credential that proved it.
     pub via: Via,
-    /// A second factor was part of the sign-in behind the credential (SPEC §17; no
-    /// credential carries one yet).
+    /// A second factor was part of the sign-in behind the credential (SPEC §17): the access
+    /// token's `amr`, the session's method.
     pub mfa: bool,
     /// Which sign-in the credential belongs to: the session's id hash, or the access
     /// token's refresh family (`None` for tokens minted without one). "This device".

@@ -16,6 +16,7 @@ pub mod secret;
 pub mod sessions;
 pub mod throttle;
 pub mod tokens;
+pub mod totp;
 
 pub use credentials::{AuthError, Authenticator, Requirement};
 pub use identity::{Identity, Via};

@@ -13,7 +13,10 @@ use std::time::Duration;
 
 /// The throttling policy of the user API: which keys count what, against which limits.
 pub struct Throttle {
+    /// Counters of `window_seconds`.
     limiter: Limiter,
+    /// Counters of `username_window_seconds` (the per-username bound on spread attacks).
+    long: Limiter,
     config: ThrottleConfig,
     /// Where shared windows are counted (a store that keeps none falls through to memory).
     shared: Option<Arc<dyn UserStore>>,
@@ -23,6 +26,7 @@ impl Throttle {
     pub fn new(config: &ThrottleConfig) -> Throttle {
         Throttle {
             limiter: Limiter::new(config.max_keys, config.window_seconds),
+            long: Limiter::new(config.max_keys, config.username_window_seconds),
             config: config.clone(),
             shared: None,
         }
@@ -34,16 +38,35 @@ impl Throttle {
         self
     }
 
-    fn window(&self) -> u64 {
-        self.config.window_seconds.max(1)
+    fn seconds(&self, window: Window) -> u64 {
+        match window {
+            Window::Short => self.config.window_seconds.max(1),
+            Window::Long => self.config.username_window_seconds.max(1),
+        }
+    }
+
+    fn limiter(&self, window: Window) -> &Limiter {
+        match window {
+            Window::Short => &self.limiter,
+            Window::Long => &self.long,
+        }
     }
 
     /// The shared window of `key` (counting one event first when `count`); `None` when
     /// there is no shared store or it cannot answer (then this process's memory counts: a
     /// failing database fails the login anyway).
-    async fn shared_window(&self, key: &str, now: u64, count: bool) -> Option<(u64, u32)> {
+    async fn shared_window(
+        &self,
+        key: &str,
+        window: Window,
+        now: u64,
+        count: bool,
+    ) -> Option<(u64, u32)> {
         let store = self.shared.as_ref()?;
-        match store.throttle_window(key, now, self.window(), count).await {
+        match store
+            .throttle_window(key, now, self.seconds(window), count)
+            .await
+        {
             Ok(w) => w,
             Err(e) => {
                 log::warn!("shared throttle counters unavailable, counting in memory: {e}");
@@ -52,31 +75,52 @@ impl Throttle {
         }
     }
 
-    async fn check(&self, key: &str, limit: u32, now: u64) -> Result<(), u64> {
-        let window = self.window();
-        match self.shared_window(key, now, false).await {
-            Some((start, count)) if now < start + window && count >= limit => {
-                Err((start + window - now).max(1))
+    async fn check(&self, key: &str, limit: u32, window: Window, now: u64) -> Result<(), u64> {
+        let seconds = self.seconds(window);
+        match self.shared_window(key, window, now, false).await {
+            Some((start, count)) if now < start + seconds && count >= limit => {
+                Err((start + seconds - now).max(1))
             }
             Some(_) => Ok(()),
-            None => self.limiter.check(key, limit, now),
+            None => self.limiter(window).check(key, limit, now),
         }
     }
 
-    async fn hit(&self, key: &str, now: u64) {
-        if self.shared_window(key, now, true).await.is_none() {
-            self.limiter.hit(key, now);
+    async fn hit(&self, key: &str, window: Window, now: u64) {
+        if self.shared_window(key, window, now, true).await.is_none() {
+            self.limiter(window).hit(key, now);
         }
     }
 
-    fn login_keys(&self, username: &str, client: Option<IpAddr>) -> Vec<(String, u32)> {
+    /// The counters a failed sign-in adds to (SPEC §17): per username and client address
+    /// (a stranger's failures lock only the stranger's address), per username from anywhere
+    /// over the long window (an attack spread over many addresses), per address.
+    fn login_keys(&self, username: &str, client: Option<IpAddr>) -> Vec<(String, u32, Window)> {
         let c = &self.config;
+        let name = username.to_lowercase();
         let mut keys = vec![(
-            format!("login-user:{}", username.to_lowercase()),
+            format!("login-user:{name}"),
             c.login_failures_per_username,
+            Window::Long,
         )];
         if let Some(ip) = client {
-            keys.push((format!("login-addr:{ip}"), c.login_failures_per_address));
+            keys.push((
+                format!("login-pair:{ip}:{name}"),
+                c.login_failures_per_username_address,
+                Window::Short,
+            ));
+            keys.push((
+                format!("login-addr:{ip}"),
+                c.login_failures_per_address,
+                Window::Short,
+            ));
+        } else {
+            // No address to tell callers apart: the username's short limit is all there is.
+            keys.push((
+                format!("login-pair::{name}"),
+                c.login_failures_per_username_address,
+                Window::Short,
+            ));
         }
         keys
     }
@@ -91,16 +135,16 @@ impl Throttle {
         if !self.config.enabled {
             return Ok(());
         }
-        for (key, limit) in self.login_keys(username, client) {
-            self.check(&key, limit, now).await?;
+        for (key, limit, window) in self.login_keys(username, client) {
+            self.check(&key, limit, window, now).await?;
         }
         Ok(())
     }
 
     pub async fn login_failed(&self, username: &str, client: Option<IpAddr>, now: u64) {
         if self.config.enabled {
-            for (key, _) in self.login_keys(username, client) {
-                self.hit(&key, now).await;
+            for (key, _, window) in self.login_keys(username, client) {
+                self.hit(&key, window, now).await;
             }
         }
     }
@@ -111,9 +155,14 @@ impl Throttle {
             return Ok(());
         };
         let key = format!("register-addr:{ip}");
-        self.check(&key, self.config.registrations_per_address, now)
-            .await?;
-        self.hit(&key, now).await;
+        self.check(
+            &key,
+            self.config.registrations_per_address,
+            Window::Short,
+            now,
+        )
+        .await?;
+        self.hit(&key, Window::Short, now).await;
         Ok(())
     }
 }
@@ -134,19 +183,28 @@ impl Throttle {
         let c = &self.config;
         let mut keys = vec![(
             format!("mail-to:{}", email.to_lowercase()),
-            c.login_failures_per_username,
+            c.login_failures_per_username_address,
         )];
         if let Some(ip) = client {
             keys.push((format!("mail-addr:{ip}"), c.login_failures_per_address));
         }
         for (key, limit) in &keys {
-            self.check(key, *limit, now).await?;
+            self.check(key, *limit, Window::Short, now).await?;
         }
         for (key, _) in &keys {
-            self.hit(key, now).await;
+            self.hit(key, Window::Short, now).await;
         }
         Ok(())
     }
+}
+
+/// Which of the throttle's windows a counter uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Window {
+    /// `window_seconds`.
+    Short,
+    /// `username_window_seconds`.
+    Long,
 }
 
 /// Counts one event of `key` in `store`'s shared counters, against `limit` per fixed window
@@ -176,13 +234,13 @@ pub async fn count_shared(
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Window {
+struct Count {
     start: u64,
     count: u32,
 }
 
 pub struct Limiter {
-    counts: Cache<String, Window>,
+    counts: Cache<String, Count>,
     window: u64,
 }
 
@@ -216,11 +274,11 @@ impl Limiter {
             .entry(key.to_string())
             .and_compute_with(|current| {
                 let next = match current.map(|e| e.into_value()) {
-                    Some(w) if now < w.start + window => Window {
+                    Some(w) if now < w.start + window => Count {
                         start: w.start,
                         count: w.count.saturating_add(1),
                     },
-                    _ => Window {
+                    _ => Count {
                         start: now,
                         count: 1,
                     },

@@ -63,7 +63,16 @@ struct Claims<'a> {
     /// Refresh tokens: the family (root jti) for rotation and logout.
     #[serde(skip_serializing_if = "Option::is_none")]
     fam: Option<&'a str>,
+    /// How the sign-in behind the token was proven (RFC 8176), written only when a second
+    /// factor was part of it: tokens of users without one look as they always did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    amr: Option<[&'static str; 2]>,
 }
+
+/// The `amr` of a sign-in with a password and a second factor (SPEC §17).
+pub const AMR_PASSWORD_OTP: [&str; 2] = ["pwd", "otp"];
+/// The `amr` entry that says a second factor was used.
+const AMR_OTP: &str = "otp";
 
 /// The claims read back: every field optional so that a missing one gets its own reason, and
 /// typed so that a claim of the wrong JSON type fails.
@@ -78,6 +87,7 @@ struct ReadClaims {
     user_id: Option<String>,
     ver: Option<u64>,
     fam: Option<String>,
+    amr: Option<Vec<String>>,
 }
 
 /// The JOSE header fields verification reads.
@@ -114,6 +124,8 @@ pub struct Verified {
     pub exp: u64,
     /// The refresh family (an access token's: the family it was minted with, if any).
     pub family: Option<String>,
+    /// Its `amr` names a second factor: the sign-in behind it used one (SPEC §17).
+    pub mfa: bool,
 }
 
 /// The signing key refused to sign (never expected with a key checked at start-up).
@@ -198,12 +210,14 @@ impl Tokens {
     }
 
     /// Signs a token for `user_id` at `version`; `family` names the refresh family (a refresh
-    /// token's own jti when `None`: a new login; an access token then names none).
+    /// token's own jti when `None`: a new login; an access token then names none); `mfa`: the
+    /// sign-in used a second factor (the `amr` claim).
     pub fn issue(
         &self,
         token_type: TokenType,
         user_id: u64,
         version: u64,
+        mfa: bool,
         family: Option<&str>,
         jti: Option<&str>,
     ) -> Result<Issued, SignError> {
@@ -227,6 +241,7 @@ impl Tokens {
             user_id: user_id.to_string(),
             ver: version,
             fam,
+            amr: mfa.then_some(AMR_PASSWORD_OTP),
         };
         let mut header = Header::new(self.keys.algorithm);
         header.kid = self.keys.kid.clone();
@@ -266,6 +281,10 @@ impl Tokens {
             }
             None => unversioned(self.accept_unversioned, token_type, &jti, c.fam.is_some())?,
         };
+        let mfa = c
+            .amr
+            .as_ref()
+            .is_some_and(|amr| amr.iter().any(|m| m == AMR_OTP));
         Ok(Verified {
             token_type,
             user_id,
@@ -273,6 +292,7 @@ impl Tokens {
             jti,
             exp,
             family,
+            mfa,
         })
     }
 
@@ -367,14 +387,16 @@ mod tests {
     #[test]
     fn issued_tokens_round_trip() {
         let t = tokens();
-        let access = t.issue(TokenType::Access, 7, 3, None, None).expect("signs");
+        let access = t
+            .issue(TokenType::Access, 7, 3, false, None, None)
+            .expect("signs");
         assert_eq!(access.jti.len(), 32);
         let v = t
             .verify(&access.token, Some(TokenType::Access))
             .expect("valid");
         assert_eq!((v.user_id, v.version, v.family), (7, 3, None));
         let refresh = t
-            .issue(TokenType::Refresh, 7, 3, None, None)
+            .issue(TokenType::Refresh, 7, 3, false, None, None)
             .expect("signs");
         let v = t
             .verify(&refresh.token, Some(TokenType::Refresh))
@@ -495,7 +517,9 @@ mod tests {
     fn eddsa_with_kid_and_jwks() {
         let dir = tempfile::tempdir().expect("tempdir");
         let t = eddsa_tokens(dir.path(), "k1");
-        let issued = t.issue(TokenType::Access, 7, 0, None, None).expect("signs");
+        let issued = t
+            .issue(TokenType::Access, 7, 0, false, None, None)
+            .expect("signs");
         let header = jsonwebtoken::decode_header(&issued.token).expect("header");
         assert_eq!(
             (header.alg, header.kid.as_deref()),
@@ -512,7 +536,7 @@ mod tests {
         // The same key under another kid is another key: unknown kid.
         let other = eddsa_tokens(dir.path(), "k2");
         let foreign = other
-            .issue(TokenType::Access, 7, 0, None, None)
+            .issue(TokenType::Access, 7, 0, false, None, None)
             .expect("signs")
             .token;
         assert_eq!(t.verify(&foreign, None), Err(TokenError::Invalid));
@@ -534,7 +558,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let old = eddsa_tokens(dir.path(), "old");
         let old_token = old
-            .issue(TokenType::Access, 7, 0, None, None)
+            .issue(TokenType::Access, 7, 0, false, None, None)
             .expect("signs")
             .token;
         let jwks_file = dir.path().join("old.jwks");
@@ -734,7 +758,7 @@ mod tests {
         }
         // gatehouse's own tokens are unaffected.
         let own = strict
-            .issue(TokenType::Refresh, 7, 2, None, None)
+            .issue(TokenType::Refresh, 7, 2, false, None, None)
             .expect("signs");
         assert!(strict.verify(&own.token, Some(TokenType::Refresh)).is_ok());
         let t = tokens();

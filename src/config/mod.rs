@@ -47,6 +47,68 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     pub email: EmailConfig,
     pub audit: AuditConfig,
+    pub mfa: MfaConfig,
+    pub console: ConsoleConfig,
+    pub admin_api: AdminApiConfig,
+}
+
+/// The second factor (SPEC §17).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MfaConfig {
+    /// The name authenticator apps show beside the account; "" = `web.brand_name`.
+    pub issuer: String,
+    /// Failed codes per user in an hour, on every replica, after which the second step
+    /// answers 429 (and the user is mailed).
+    pub failures_per_hour: u32,
+    /// How long that lock lasts.
+    pub lock_minutes: u64,
+    /// How long a browser's sign-in waits for its code after the password (single-use).
+    pub pending_minutes: u64,
+}
+
+impl Default for MfaConfig {
+    fn default() -> Self {
+        MfaConfig {
+            issuer: String::new(),
+            failures_per_hour: 10,
+            lock_minutes: 60,
+            pending_minutes: 5,
+        }
+    }
+}
+
+impl MfaConfig {
+    pub fn lock_seconds(&self) -> u64 {
+        self.lock_minutes.saturating_mul(60)
+    }
+    pub fn pending_seconds(&self) -> u64 {
+        self.pending_minutes.saturating_mul(60)
+    }
+}
+
+/// The admin console (SPEC §18).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// A staff user without a second factor is taken to enrolment on the first visit
+    /// (OWASP ASVS 4.3.1).
+    pub require_mfa: bool,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig { require_mfa: true }
+    }
+}
+
+/// The admin endpoints of the user API (`/api/auth/admin/…`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminApiConfig {
+    /// Staff tokens and sessions need a second factor behind them (403 `mfa_required`);
+    /// off by default, so the seed's admin clients keep working with password-only tokens.
+    pub require_mfa: bool,
 }
 
 /// Where the audit log goes besides the store, and how long the store keeps it (SPEC §16).
@@ -80,8 +142,13 @@ pub const AUDIT_SINK_NONE: &str = "none";
 #[serde(deny_unknown_fields, default)]
 pub struct ThrottleConfig {
     pub enabled: bool,
-    /// Failed logins per username per window.
+    /// Failed logins (wrong passwords and wrong second-factor codes) per username and
+    /// client address per window: a stranger's failures lock only the stranger's address.
+    pub login_failures_per_username_address: u32,
+    /// Failed logins per username from anywhere per `username_window_seconds`: the bound
+    /// on an attack spread over many addresses.
     pub login_failures_per_username: u32,
+    pub username_window_seconds: u64,
     /// Failed logins per client address per window.
     pub login_failures_per_address: u32,
     /// Registrations per client address per window.
@@ -95,7 +162,9 @@ impl Default for ThrottleConfig {
     fn default() -> Self {
         ThrottleConfig {
             enabled: true,
-            login_failures_per_username: 5,
+            login_failures_per_username_address: 5,
+            login_failures_per_username: 100,
+            username_window_seconds: 3600,
             login_failures_per_address: 20,
             registrations_per_address: 20,
             window_seconds: 60,
@@ -627,6 +696,16 @@ pub struct MailTemplates {
     pub password_reset_body: String,
     pub verify_email_subject: String,
     pub verify_email_body: String,
+    pub mfa_enabled_subject: String,
+    pub mfa_enabled_body: String,
+    pub mfa_disabled_subject: String,
+    pub mfa_disabled_body: String,
+    pub recovery_codes_renewed_subject: String,
+    pub recovery_codes_renewed_body: String,
+    pub mfa_replay_refused_subject: String,
+    pub mfa_replay_refused_body: String,
+    pub mfa_locked_subject: String,
+    pub mfa_locked_body: String,
 }
 
 impl Default for MailTemplates {
@@ -641,6 +720,16 @@ impl Default for MailTemplates {
             password_reset_body: "Hello {username},\n\nsomeone asked to reset the password of your account. To choose a new one, open:\n\n{link}\n\nIf it was not you, ignore this mail: your password stays as it is.".into(),
             verify_email_subject: "Verify your email address".into(),
             verify_email_body: "Hello {username},\n\nplease confirm that this is your email address by opening:\n\n{link}".into(),
+            mfa_enabled_subject: "Two-factor authentication turned on".into(),
+            mfa_enabled_body: "Hello {username},\n\ntwo-factor authentication was turned on for your account: signing in now needs a code from your authenticator app, or one of your recovery codes. If you did not do this, reset your password and contact support.".into(),
+            mfa_disabled_subject: "Two-factor authentication turned off".into(),
+            mfa_disabled_body: "Hello {username},\n\ntwo-factor authentication was turned off for your account, and every session and device was signed out. If you did not do this, reset your password and contact support.".into(),
+            recovery_codes_renewed_subject: "New recovery codes".into(),
+            recovery_codes_renewed_body: "Hello {username},\n\na new set of recovery codes was made for your account; the old ones no longer work. If you did not do this, reset your password and contact support.".into(),
+            mfa_replay_refused_subject: "A used sign-in code was tried again".into(),
+            mfa_replay_refused_body: "Hello {username},\n\nsomeone tried to sign in to your account with your password and a two-factor code that had just been used. It was refused. If it was not you, someone knows your password and saw a code: change your password now.".into(),
+            mfa_locked_subject: "Two-factor sign-in locked".into(),
+            mfa_locked_body: "Hello {username},\n\ntoo many wrong two-factor codes were entered for your account, so its second sign-in step is locked for a while. If it was not you, someone knows your password: change it now.".into(),
         }
     }
 }
@@ -713,6 +802,11 @@ pub struct RouteConfig {
     /// A browser that is not signed in is sent to the sign-in page (SPEC §15), not a 401.
     #[serde(default)]
     pub login_redirect: bool,
+    /// Only callers whose sign-in used a second factor (SPEC §17): a token or session
+    /// without one gets 403 `mfa_required` (a browser on a `login_redirect` route is sent to
+    /// step up, or to enrol).
+    #[serde(default)]
+    pub require_mfa: bool,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_ms: u64,
     #[serde(default = "default_read_timeout")]

@@ -127,6 +127,18 @@ impl Config {
         self.validate_web()?;
         at_least("audit.retention_days", self.audit.retention_days, 1)?;
         at_least(
+            "mfa.failures_per_hour",
+            u64::from(self.mfa.failures_per_hour),
+            1,
+        )?;
+        at_least("mfa.lock_minutes", self.mfa.lock_minutes, 1)?;
+        at_least("mfa.pending_minutes", self.mfa.pending_minutes, 1)?;
+        at_least(
+            "throttle.username_window_seconds",
+            self.throttle.username_window_seconds,
+            1,
+        )?;
+        at_least(
             "audit.unaccompanied_per_minute",
             u64::from(self.audit.unaccompanied_per_minute),
             1,

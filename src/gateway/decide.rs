@@ -21,6 +21,9 @@ pub enum Decision {
     /// A cookie-authenticated unsafe request from a foreign origin: refused (403, Django's
     /// reason), and recorded as `csrf.refused` by the glue, which knows the request.
     CsrfRefused(Identity, csrf::Refused),
+    /// A `require_mfa` route, and the caller's sign-in used no second factor: 403
+    /// `mfa_required` (a browser's session may be sent to step up instead).
+    MfaRequired(Identity),
 }
 
 impl Decision {
@@ -32,6 +35,7 @@ impl Decision {
             Decision::CsrfRefused(_, refused) => {
                 Ok(Response::json_text(403, csrf::json_detail(&refused)))
             }
+            Decision::MfaRequired(_) => Ok(ApiError::MfaRequired.to_response()),
         }
     }
 }
@@ -41,7 +45,7 @@ pub fn requirement(route: &Route) -> Option<Requirement> {
     let needs_groups = !route.require_groups.is_empty();
     match (route.auth, route.require_staff) {
         (_, true) => Some(Requirement::Staff),
-        (_, false) if needs_groups => Some(Requirement::Authenticated),
+        (_, false) if needs_groups || route.require_mfa => Some(Requirement::Authenticated),
         (AuthMode::Public, false) => None,
         (AuthMode::Required, false) => Some(Requirement::Authenticated),
         (AuthMode::Optional, false) => Some(Requirement::Anyone),
@@ -81,19 +85,42 @@ pub async fn decide(
 pub fn for_browsers(decision: Decision, route: Option<&Route>, asked: &Asked<'_>) -> Decision {
     use crate::web::{browser, next};
     match decision {
+        // A browser signed in with the password alone, on a page that needs a second factor:
+        // to the second-factor page (which asks the code, or leads to enrolment), never a
+        // dead end.
+        Decision::MfaRequired(who)
+            if who.via == crate::auth::Via::Session
+                && route.is_some_and(|r| r.login_redirect)
+                && asked.web.enabled
+                && browser::wants_html(asked.headers) =>
+        {
+            let base = asked.login_base();
+            let location = next::page_url(
+                base.as_deref(),
+                &asked.web.prefix,
+                next::SECOND_FACTOR_PAGE,
+                asked.target,
+            );
+            if asked.unauthorized_redirect {
+                // nginx turns only a 401 into the redirect (`error_page 401 =302 $login`).
+                return Decision::Respond(
+                    ApiError::NotAuthenticated
+                        .to_response()
+                        .with_header("Location", location),
+                );
+            }
+            Decision::Respond(Response::redirect(
+                browser::redirect_status(asked.method),
+                location,
+            ))
+        }
         Decision::Respond(resp)
             if resp.status == 401
                 && route.is_some_and(|r| r.login_redirect)
                 && asked.web.enabled
                 && browser::wants_html(asked.headers) =>
         {
-            // Absolute when the pages live elsewhere, the cookie spans hosts, or an ingress
-            // asks (nginx treats a relative Location as an internal redirect).
-            let base = match asked.web.public_url() {
-                Some(public) => Some(public.to_string()),
-                None if asked.absolute_login => Some(asked.origin()),
-                None => None,
-            };
+            let base = asked.login_base();
             let location = next::login_url(base.as_deref(), &asked.web.prefix, asked.target);
             if asked.unauthorized_redirect {
                 // The 401 as it was, with the way to sign in for the ingress to send on.
@@ -142,6 +169,17 @@ pub fn for_browsers(decision: Decision, route: Option<&Route>, asked: &Asked<'_>
 }
 
 impl Asked<'_> {
+    /// What the pages' URLs start with: absolute when the pages live elsewhere, the cookie
+    /// spans hosts, or an ingress asks (nginx treats a relative Location as an internal
+    /// redirect).
+    fn login_base(&self) -> Option<String> {
+        match self.web.public_url() {
+            Some(public) => Some(public.to_string()),
+            None if self.absolute_login => Some(self.origin()),
+            None => None,
+        }
+    }
+
     /// The request's own origin.
     fn origin(&self) -> String {
         match self.own_origin {
@@ -180,7 +218,8 @@ pub struct Asked<'a> {
 }
 
 /// The route's policy once the caller is settled, in DRF's order: who is calling (already
-/// done), then permission (groups: 403), then whether the method is allowed (405).
+/// done), then permission (groups, a second factor: 403), then whether the method is allowed
+/// (405).
 pub fn policy(route: &Route, method: &Method, identity: Option<Identity>) -> Decision {
     if !route.require_groups.is_empty() {
         let member = identity
@@ -193,6 +232,12 @@ pub fn policy(route: &Route, method: &Method, identity: Option<Identity>) -> Dec
             };
             return Decision::Respond(refusal.to_response());
         }
+    }
+    if let Some(who) = identity
+        .as_ref()
+        .filter(|who| route.require_mfa && !who.mfa)
+    {
+        return Decision::MfaRequired(who.clone());
     }
     if let Some(refused) = method_refused(route, method) {
         return Decision::Respond(refused);
@@ -288,7 +333,7 @@ mod tests {
         match d {
             Decision::Forward(_) => 0,
             Decision::Respond(r) => r.status,
-            Decision::CsrfRefused(..) => 403,
+            Decision::CsrfRefused(..) | Decision::MfaRequired(_) => 403,
         }
     }
 

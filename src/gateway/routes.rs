@@ -19,6 +19,8 @@ pub struct Route {
     pub prefix: String,
     pub auth: AuthMode,
     pub require_staff: bool,
+    /// A sign-in with a second factor only (SPEC §17).
+    pub require_mfa: bool,
     /// Members of any one of these only; empty: no group needed.
     pub require_groups: Vec<String>,
     /// Empty: every method.
@@ -205,6 +207,7 @@ fn build(cfg: &RouteConfig) -> Result<Arc<Route>, String> {
         prefix: cfg.prefix.clone(),
         auth: cfg.auth,
         require_staff: cfg.require_staff,
+        require_mfa: cfg.require_mfa,
         require_groups: cfg.require_groups.clone(),
         methods: cfg.methods.clone(),
         allow: cfg

@@ -122,6 +122,15 @@ impl Mailer {
         mails
     }
 
+    /// A notice of `kind` to `user` at `at` (the second factor's, SPEC §17): none when mail
+    /// is off or the user has no address. Pure, as `notices`.
+    pub fn notice(&self, kind: MailKind, user: &User, at: u64) -> Vec<OutboxMail> {
+        if !self.enabled() || user.email.is_empty() {
+            return Vec::new();
+        }
+        vec![Mailer::mail(kind, user, &user.email, at)]
+    }
+
     /// The verification mail of a new user at `at`, when `verify_permitted`
     /// (`verification_permit`, taken once before the write). Pure, as `notices`.
     pub fn on_register(&self, user: &User, verify_permitted: bool, at: u64) -> Vec<OutboxMail> {

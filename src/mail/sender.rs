@@ -211,7 +211,13 @@ fn plan(mailer: &Mailer, entry: &OutboxEntry, user: Option<&User>) -> Plan {
             Some(link(Purpose::VerifyEmail, &mailer.config.verify_email_url))
         }
         MailKind::PasswordReset | MailKind::VerifyEmail => return Plan::Stale,
-        MailKind::PasswordChanged | MailKind::EmailChanged => None,
+        MailKind::PasswordChanged
+        | MailKind::EmailChanged
+        | MailKind::MfaEnabled
+        | MailKind::MfaDisabled
+        | MailKind::RecoveryCodesRenewed
+        | MailKind::MfaReplayRefused
+        | MailKind::MfaLocked => None,
     };
     let (subject, body) = templates::render(
         &mailer.config.templates,

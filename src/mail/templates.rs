@@ -25,6 +25,14 @@ pub fn render(
         MailKind::EmailChanged => (&t.email_changed_subject, &t.email_changed_body),
         MailKind::PasswordReset => (&t.password_reset_subject, &t.password_reset_body),
         MailKind::VerifyEmail => (&t.verify_email_subject, &t.verify_email_body),
+        MailKind::MfaEnabled => (&t.mfa_enabled_subject, &t.mfa_enabled_body),
+        MailKind::MfaDisabled => (&t.mfa_disabled_subject, &t.mfa_disabled_body),
+        MailKind::RecoveryCodesRenewed => (
+            &t.recovery_codes_renewed_subject,
+            &t.recovery_codes_renewed_body,
+        ),
+        MailKind::MfaReplayRefused => (&t.mfa_replay_refused_subject, &t.mfa_replay_refused_body),
+        MailKind::MfaLocked => (&t.mfa_locked_subject, &t.mfa_locked_body),
     };
     let value = |name: &str| -> Option<&str> {
         match name {

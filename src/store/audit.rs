@@ -42,6 +42,15 @@ pub enum Action {
     MfaDisabled,
     #[serde(rename = "mfa.recovery_code_used")]
     MfaRecoveryCodeUsed,
+    /// SPEC §17: a code of a step already used, refused (someone else saw it).
+    #[serde(rename = "mfa.replay_refused")]
+    MfaReplayRefused,
+    /// A new set of recovery codes replaced the old.
+    #[serde(rename = "mfa.recovery_codes_renewed")]
+    MfaRecoveryCodesRenewed,
+    /// Too many wrong codes: the second step is locked.
+    #[serde(rename = "mfa.locked")]
+    MfaLocked,
     #[serde(rename = "admin.user_changed")]
     AdminUserChanged,
     #[serde(rename = "admin.group_changed")]
@@ -59,7 +68,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in the order of SPEC §16.
-    pub const ALL: [Action; 22] = [
+    pub const ALL: [Action; 25] = [
         Action::UserRegistered,
         Action::LoginSucceeded,
         Action::LoginFailed,
@@ -76,6 +85,9 @@ impl Action {
         Action::MfaEnabled,
         Action::MfaDisabled,
         Action::MfaRecoveryCodeUsed,
+        Action::MfaReplayRefused,
+        Action::MfaRecoveryCodesRenewed,
+        Action::MfaLocked,
         Action::AdminUserChanged,
         Action::AdminGroupChanged,
         Action::ApikeyCreated,
@@ -103,6 +115,9 @@ impl Action {
             Action::MfaEnabled => "mfa.enabled",
             Action::MfaDisabled => "mfa.disabled",
             Action::MfaRecoveryCodeUsed => "mfa.recovery_code_used",
+            Action::MfaReplayRefused => "mfa.replay_refused",
+            Action::MfaRecoveryCodesRenewed => "mfa.recovery_codes_renewed",
+            Action::MfaLocked => "mfa.locked",
             Action::AdminUserChanged => "admin.user_changed",
             Action::AdminGroupChanged => "admin.group_changed",
             Action::ApikeyCreated => "apikey.created",

@@ -18,6 +18,8 @@ pub struct Effects {
     pub end_sessions: Vec<String>,
     /// Refresh-family records created or overwritten, keyed by family id.
     pub families: Vec<(String, Family)>,
+    /// Users whose second factor is removed (SPEC §17: turned off, or reset by an admin).
+    pub mfa_removed: Vec<u64>,
     /// Audit events (SPEC §16); the store assigns their ids.
     pub events: Vec<Event>,
 }
@@ -35,12 +37,14 @@ impl Effects {
             sessions,
             end_sessions,
             families,
+            mfa_removed,
             events,
         } = self;
         mails.is_empty()
             && sessions.is_empty()
             && end_sessions.is_empty()
             && families.is_empty()
+            && mfa_removed.is_empty()
             && events.is_empty()
     }
 

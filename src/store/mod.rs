@@ -6,12 +6,14 @@
 mod audit;
 mod effects;
 mod group_commit;
+mod mfa;
 pub mod postgres;
 mod sessions;
 mod sled_store;
 
 pub use audit::{Action, Event, EventFilter, EventTap};
 pub use effects::{ChangeEffects, Effects, NewUserEffects};
+pub use mfa::{Mfa, PendingStep};
 pub use postgres::{PgOptions, PgStore};
 pub use sessions::{Ended, Session, METHOD_PASSWORD, METHOD_PASSWORD_OTP};
 pub use sled_store::SledStore;
@@ -272,6 +274,18 @@ pub trait UserStore: MailOutbox + Send + Sync {
         expected: Option<&Family>,
         new: &Family,
     ) -> Result<bool, StoreError>;
+    /// The user's second factor (SPEC §17), pending or enabled.
+    async fn get_mfa(&self, user_id: u64) -> Result<Option<Mfa>, StoreError>;
+    /// Compare-and-swap of a user's second factor (`None`: no record), recording `effects`
+    /// in the same transaction: `Ok(false)` (and nothing recorded) when `expected` is no
+    /// longer what is stored. Two writers racing from the same record: one wins.
+    async fn swap_mfa(
+        &self,
+        user_id: u64,
+        expected: Option<&Mfa>,
+        new: Option<&Mfa>,
+        effects: Effects,
+    ) -> Result<bool, StoreError>;
     async fn get_session(&self, id_hash: &str) -> Result<Option<Session>, StoreError>;
     /// Sets last_seen (no-op if the session is gone; never moves it back, so two replicas
     /// touching at once keep the later visit).
@@ -331,6 +345,13 @@ pub enum MailKind {
     EmailChanged,
     PasswordReset,
     VerifyEmail,
+    /// SPEC §17's notices: a second factor turned on, turned off (by the user or an admin),
+    /// new recovery codes, a refused replay of a still-valid code, the second step locked.
+    MfaEnabled,
+    MfaDisabled,
+    RecoveryCodesRenewed,
+    MfaReplayRefused,
+    MfaLocked,
 }
 
 impl MailKind {
@@ -341,6 +362,11 @@ impl MailKind {
             MailKind::EmailChanged => "email_changed",
             MailKind::PasswordReset => "password_reset",
             MailKind::VerifyEmail => "verify_email",
+            MailKind::MfaEnabled => "mfa_enabled",
+            MailKind::MfaDisabled => "mfa_disabled",
+            MailKind::RecoveryCodesRenewed => "recovery_codes_renewed",
+            MailKind::MfaReplayRefused => "mfa_replay_refused",
+            MailKind::MfaLocked => "mfa_locked",
         }
     }
 }

@@ -4,7 +4,7 @@
 use super::group_commit::GroupCommit;
 use super::{
     name_key, ChangeEffects, ChangeFeed, Effects, Event, EventFilter, EventTap, Family, ListFilter,
-    MailOutbox, NewUser, NewUserEffects, OutboxEntry, Session, StateFilter, StoreError, User,
+    MailOutbox, Mfa, NewUser, NewUserEffects, OutboxEntry, Session, StateFilter, StoreError, User,
     UserChange, UserStore,
 };
 use async_trait::async_trait;
@@ -85,6 +85,8 @@ pub struct SledStore {
     /// b'a' or b't' ++ actor or target id ++ event id (all u64 big-endian) -> empty: a user's
     /// events without a scan.
     audit_index: sled::Tree,
+    /// user id (u64 big-endian) -> Mfa JSON: second factors, changed by compare-and-swap.
+    mfa: sled::Tree,
     /// The next event id: one process holds a sled store, so it counts in memory from the
     /// highest id written (an id taken by a write that failed is never seen).
     next_event: AtomicU64,
@@ -105,6 +107,7 @@ struct EffectTrees<'a> {
     user_sessions: &'a TransactionalTree,
     families: &'a TransactionalTree,
     user_families: &'a TransactionalTree,
+    mfa: &'a TransactionalTree,
 }
 
 /// A key of an index by user: the user id (big-endian, so one user's keys are adjacent) and
@@ -169,14 +172,19 @@ fn effects_tx(
         user_sessions,
         families,
         user_families,
+        mfa,
     } = *trees;
     let Effects {
         mails,
         sessions: created,
         end_sessions,
         families: family_records,
+        mfa_removed,
         events,
     } = effects;
+    for user_id in mfa_removed {
+        mfa.remove(&id_key(user_id))?;
+    }
     for session in created {
         put_session_tx(sessions, user_sessions, &session)?;
     }
@@ -561,6 +569,7 @@ impl SledStore {
             outbox: tree("outbox")?,
             audit: tree("audit")?,
             audit_index: tree("audit_index")?,
+            mfa: tree("mfa")?,
             next_event: AtomicU64::new(1),
             event_tap: OnceLock::new(),
             commits: GroupCommit::start(db.clone())?,
@@ -638,6 +647,64 @@ impl SledStore {
         self.commits.flush().await
     }
 
+    /// Records `effects` in one transaction if `proceed` (given the second factors' tree,
+    /// inside the transaction) says so; whether it did. Durable and told when it returns.
+    async fn effects_if(
+        &self,
+        proceed: &(dyn Fn(&TransactionalTree) -> Result<bool, ConflictableTransactionError<StoreError>>
+              + Sync),
+        effects: &Effects,
+    ) -> Result<bool, StoreError> {
+        let (done, events) = tx_result(
+            (
+                &self.meta,
+                &self.outbox,
+                &self.sessions,
+                &self.user_sessions,
+                &self.families,
+                &self.user_families,
+                &self.audit,
+                &self.audit_index,
+                &self.mfa,
+            )
+                .transaction(
+                    |(
+                        meta,
+                        outbox,
+                        sessions,
+                        user_sessions,
+                        families,
+                        user_families,
+                        audit,
+                        audit_index,
+                        mfa,
+                    )| {
+                        if !proceed(mfa)? {
+                            return Ok((false, Vec::new()));
+                        }
+                        let trees = EffectTrees {
+                            next_event: &self.next_event,
+                            audit,
+                            audit_index,
+                            meta,
+                            outbox,
+                            sessions,
+                            user_sessions,
+                            families,
+                            user_families,
+                            mfa,
+                        };
+                        Ok((true, effects_tx(&trees, effects.clone())?))
+                    },
+                ),
+        )?;
+        if done {
+            self.flush().await?;
+            self.told(&events);
+        }
+        Ok(done)
+    }
+
     /// Inserts `user` with its id under the indexes and records the effects it causes, in
     /// one transaction.
     fn insert_tx(
@@ -662,6 +729,7 @@ impl SledStore {
                 &self.user_families,
                 &self.audit,
                 &self.audit_index,
+                &self.mfa,
             )
                 .transaction(|trees| {
                     let (users, usernames, emails, meta, inactive, outbox) =
@@ -676,6 +744,7 @@ impl SledStore {
                         user_sessions: &trees.7,
                         families: &trees.8,
                         user_families: &trees.9,
+                        mfa: &trees.12,
                     };
                     if usernames.get(uname.as_bytes())?.is_some() {
                         return abort(StoreError::UsernameTaken);
@@ -731,6 +800,7 @@ impl SledStore {
                 &self.user_families,
                 &self.audit,
                 &self.audit_index,
+                &self.mfa,
             )
                 .transaction(|trees| {
                     let (users, usernames, emails, meta, inactive, outbox) =
@@ -745,6 +815,7 @@ impl SledStore {
                         user_sessions: &trees.7,
                         families: &trees.8,
                         user_families: &trees.9,
+                        mfa: &trees.12,
                     };
                     let Some(bytes) = users.get(id_key(id))? else {
                         return abort(StoreError::NotFound);
@@ -881,46 +952,7 @@ impl UserStore for SledStore {
         if effects.is_empty() {
             return Ok(());
         }
-        let events = tx_result(
-            (
-                &self.meta,
-                &self.outbox,
-                &self.sessions,
-                &self.user_sessions,
-                &self.families,
-                &self.user_families,
-                &self.audit,
-                &self.audit_index,
-            )
-                .transaction(
-                    |(
-                        meta,
-                        outbox,
-                        sessions,
-                        user_sessions,
-                        families,
-                        user_families,
-                        audit,
-                        audit_index,
-                    )| {
-                        let trees = EffectTrees {
-                            next_event: &self.next_event,
-                            audit,
-                            audit_index,
-                            meta,
-                            outbox,
-                            sessions,
-                            user_sessions,
-                            families,
-                            user_families,
-                        };
-                        effects_tx(&trees, effects.clone())
-                    },
-                ),
-        )?;
-        self.flush().await?;
-        self.told(&events);
-        Ok(())
+        self.effects_if(&|_| Ok(true), &effects).await.map(|_| ())
     }
 
     async fn count_users(&self, state: &StateFilter) -> Result<usize, StoreError> {
@@ -1036,6 +1068,40 @@ impl UserStore for SledStore {
             self.flush().await?;
         }
         Ok(swapped)
+    }
+
+    async fn get_mfa(&self, user_id: u64) -> Result<Option<Mfa>, StoreError> {
+        match self.mfa.get(id_key(user_id)).map_err(io)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(io),
+            None => Ok(None),
+        }
+    }
+
+    async fn swap_mfa(
+        &self,
+        user_id: u64,
+        expected: Option<&Mfa>,
+        new: Option<&Mfa>,
+        effects: Effects,
+    ) -> Result<bool, StoreError> {
+        // Records are written only from the same serializer: equal records, equal bytes.
+        let old = expected.map(encode).transpose()?;
+        let new = new.map(encode).transpose()?;
+        let key = id_key(user_id);
+        self.effects_if(
+            &|mfa| {
+                if mfa.get(key)?.as_deref() != old.as_deref() {
+                    return Ok(false);
+                }
+                match &new {
+                    Some(bytes) => mfa.insert(&key, bytes.as_slice())?,
+                    None => mfa.remove(&key)?,
+                };
+                Ok(true)
+            },
+            &effects,
+        )
+        .await
     }
 
     async fn get_session(&self, id_hash: &str) -> Result<Option<Session>, StoreError> {

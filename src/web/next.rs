@@ -160,9 +160,19 @@ const NEXT_VALUE: &AsciiSet = &NON_ALPHANUMERIC
 /// `{prefix}login/?next=<percent-encoded target>`, absolute when `base` (e.g.
 /// `"https://auth.example.com"`) is given.
 pub fn login_url(base: Option<&str>, prefix: &str, next: &str) -> String {
+    page_url(base, prefix, LOGIN_PAGE, next)
+}
+
+/// The sign-in page, below the prefix.
+pub const LOGIN_PAGE: &str = "login/";
+/// The second-factor page (SPEC §17): the code of a pending sign-in, or a step-up.
+pub const SECOND_FACTOR_PAGE: &str = "login/code/";
+
+/// `{prefix}{page}?next=<percent-encoded target>`, absolute when `base` is given.
+pub fn page_url(base: Option<&str>, prefix: &str, page: &str, next: &str) -> String {
     let base = base.map_or("", |b| b.trim_end_matches('/'));
     let next = utf8_percent_encode(next, NEXT_VALUE);
-    format!("{base}{prefix}login/?next={next}")
+    format!("{base}{prefix}{page}?next={next}")
 }
 
 #[cfg(test)]

@@ -94,6 +94,9 @@ fn path_of(e: &Endpoint) -> String {
         Endpoint::Sessions => "/api/auth/sessions/".into(),
         Endpoint::SessionEnd(id) => format!("/api/auth/sessions/{id}/"),
         Endpoint::SessionsRevokeOthers => "/api/auth/sessions/revoke-others/".into(),
+        Endpoint::Totp => "/api/auth/2fa/totp/".into(),
+        Endpoint::TotpConfirm => "/api/auth/2fa/totp/confirm/".into(),
+        Endpoint::RecoveryCodes => "/api/auth/2fa/recovery-codes/".into(),
     }
 }
 
@@ -122,6 +125,9 @@ fn endpoint() -> impl Strategy<Value = Endpoint> {
         Just(Endpoint::Sessions),
         id.prop_map(Endpoint::SessionEnd),
         Just(Endpoint::SessionsRevokeOthers),
+        Just(Endpoint::Totp),
+        Just(Endpoint::TotpConfirm),
+        Just(Endpoint::RecoveryCodes),
     ]
 }
 
@@ -316,7 +322,7 @@ proptest! {
     #[test]
     fn any_changed_byte_breaks_a_real_token(pos in any::<prop::sample::Index>(), byte in any::<u8>()) {
         let tokens = Tokens::new(SECRET, 300, 86400, 0);
-        let good = tokens.issue(TokenType::Access, 7, 0, None, None).expect("signs").token;
+        let good = tokens.issue(TokenType::Access, 7, 0, false, None, None).expect("signs").token;
         prop_assert!(tokens.verify(&good, Some(TokenType::Access)).is_ok());
         // Any position: header, claims, signature and the dots between them.
         let mut bytes = good.clone().into_bytes();

@@ -87,6 +87,9 @@ fn document_path(e: &Endpoint) -> &'static str {
         Endpoint::Sessions => "/api/auth/sessions/",
         Endpoint::SessionEnd(_) => "/api/auth/sessions/{id}/",
         Endpoint::SessionsRevokeOthers => "/api/auth/sessions/revoke-others/",
+        Endpoint::Totp => "/api/auth/2fa/totp/",
+        Endpoint::TotpConfirm => "/api/auth/2fa/totp/confirm/",
+        Endpoint::RecoveryCodes => "/api/auth/2fa/recovery-codes/",
     }
 }
 
@@ -114,6 +117,9 @@ fn all_endpoints() -> Vec<Endpoint> {
         Endpoint::Sessions,
         Endpoint::SessionEnd("1".into()),
         Endpoint::SessionsRevokeOthers,
+        Endpoint::Totp,
+        Endpoint::TotpConfirm,
+        Endpoint::RecoveryCodes,
     ]
 }
 

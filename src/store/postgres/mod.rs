@@ -6,6 +6,7 @@
 
 mod audit;
 mod feed;
+mod mfa;
 mod outbox;
 pub mod schema;
 mod sessions;
@@ -13,7 +14,7 @@ mod writes;
 
 use super::{
     name_key, Change, ChangeEffects, ChangeFeed, Effects, Event, EventFilter, EventTap, Family,
-    ListFilter, NewUser, NewUserEffects, Session, StateFilter, StoreError, User, UserChange,
+    ListFilter, Mfa, NewUser, NewUserEffects, Session, StateFilter, StoreError, User, UserChange,
     UserStore, MAX_SWAP_ATTEMPTS,
 };
 use async_trait::async_trait;
@@ -967,6 +968,20 @@ impl UserStore for PgStore {
             row.as_ref().map(decode_family).transpose()
         })
         .await
+    }
+
+    async fn get_mfa(&self, user_id: u64) -> Result<Option<Mfa>, StoreError> {
+        self.read_mfa(user_id).await
+    }
+
+    async fn swap_mfa(
+        &self,
+        user_id: u64,
+        expected: Option<&Mfa>,
+        new: Option<&Mfa>,
+        effects: Effects,
+    ) -> Result<bool, StoreError> {
+        self.swap_mfa_record(user_id, expected, new, effects).await
     }
 
     async fn swap_family(

@@ -215,6 +215,20 @@ CREATE INDEX audit_events_action ON audit_events (action, id);
 CREATE INDEX audit_events_time ON audit_events (time);
 "#,
     },
+    Migration {
+        version: 5,
+        name: "second factors",
+        sql: r#"
+-- Second factors (SPEC §17): one record per user as JSON text (the sealed TOTP secret, the
+-- last time step used, the hashes of unused recovery codes, recent failures, pending browser
+-- steps). Every change is a compare-and-swap on the whole text, so two replicas racing with
+-- the same code cannot both win.
+CREATE TABLE mfa (
+    user_id bigint PRIMARY KEY REFERENCES users (id),
+    record text NOT NULL
+);
+"#,
+    },
 ];
 
 /// The schema version this build writes and reads.

@@ -26,8 +26,10 @@ pub(super) async fn write_effects(
         sessions: created,
         end_sessions,
         families,
+        mfa_removed,
         events,
     } = effects;
+    remove_mfa(client, mfa_removed).await?;
     sessions::insert_sessions(client, created).await?;
     sessions::delete_sessions(client, end_sessions).await?;
     for (family, record) in families {
@@ -35,6 +37,22 @@ pub(super) async fn write_effects(
     }
     outbox::insert_mails(client, mails).await?;
     audit::insert_new(client, events).await
+}
+
+/// Deletes the second factors of `users` through `client` (the caller's transaction).
+async fn remove_mfa(client: &impl GenericClient, users: &[u64]) -> Result<(), StoreError> {
+    if users.is_empty() {
+        return Ok(());
+    }
+    let ids = users
+        .iter()
+        .map(|id| to_i64(*id, "user id"))
+        .collect::<Result<Vec<i64>, _>>()?;
+    client
+        .execute("DELETE FROM mfa WHERE user_id = ANY($1)", &[&ids])
+        .await
+        .map_err(pg_error)?;
+    Ok(())
 }
 
 impl PgStore {

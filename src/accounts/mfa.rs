@@ -1,0 +1,462 @@
+//! The second factor as operations (SPEC §17): enrolment (a pending secret, confirmed by a
+//! code, which yields the recovery codes), new recovery codes, turning it off, an admin's
+//! reset, and the second step of a sign-in: a code checked against the store's record by
+//! compare-and-swap, so that a time step is accepted once per user on every replica, wrong
+//! codes count towards a lock, and a browser's pending step is used once. The arithmetic is
+//! `auth::totp`'s; what each outcome writes, mails and records is decided here.
+
+use super::{audit, writer, Actor, Input};
+use crate::accounts::form::{Fields, REQUIRED};
+use crate::accounts::required_value;
+use crate::app::App;
+use crate::auth::totp::{self, Typed, Verdict};
+use crate::clock::now;
+use crate::error::{
+    field, ApiError, MFA_ALREADY_ENABLED, MFA_NOT_ENABLED, MFA_NOT_PENDING, OTP_INVALID,
+};
+use crate::store::{
+    Action, Effects, MailKind, Mfa, PendingStep, StoreError, User, MAX_SWAP_ATTEMPTS,
+};
+
+const HOUR: u64 = 3600;
+/// Browser sign-ins a user may have waiting for their code at once (several tabs).
+const PENDING_MAX: usize = 5;
+
+/// What enrolment shows: the secret for typing in, the URI an app scans, and its QR code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrolment {
+    pub secret: String,
+    pub otpauth_uri: String,
+    pub qr_svg: String,
+}
+
+/// The user's second factor when it is on.
+pub async fn enabled(app: &App, user_id: u64) -> Result<Option<Mfa>, ApiError> {
+    Ok(app.store.get_mfa(user_id).await?.filter(|m| m.enabled))
+}
+
+/// The issuer authenticator apps show.
+fn issuer(app: &App) -> &str {
+    match app.config.mfa.issuer.as_str() {
+        "" => &app.config.web.brand_name,
+        issuer => issuer,
+    }
+}
+
+/// The secret of `record`, opened. A secret that does not open was sealed with other
+/// material (the JWT secret changed): the store's error, logged, never a wrong code.
+fn secret_of(app: &App, user_id: u64, record: &Mfa) -> Result<Vec<u8>, ApiError> {
+    app.second_factor
+        .open(user_id, &record.secret)
+        .ok_or_else(|| {
+            StoreError::Io(format!(
+                "the second-factor secret of user {user_id} does not open: was the JWT secret changed?"
+            ))
+            .into()
+        })
+}
+
+/// What enrolment of `user` with `secret` shows.
+fn enrolment(app: &App, user: &User, secret: &[u8]) -> Result<Enrolment, ApiError> {
+    let otpauth_uri = totp::otpauth_uri(issuer(app), &user.username, secret);
+    let qr_svg = totp::qr_svg(&otpauth_uri).map_err(StoreError::Io)?;
+    Ok(Enrolment {
+        secret: totp::secret_text(secret),
+        otpauth_uri,
+        qr_svg,
+    })
+}
+
+/// The caller's own record, active.
+async fn own_user(app: &App, actor: &Actor) -> Result<User, ApiError> {
+    let id = actor.user_id()?;
+    match app.store.get_user(id).await? {
+        Some(u) if u.is_active => Ok(u),
+        _ => Err(ApiError::UserNotFound),
+    }
+}
+
+/// `POST /api/auth/2fa/totp/`: a new pending secret (replacing one still pending). Refused
+/// while a second factor is on: turn it off first.
+pub async fn start_enrolment(app: &App, actor: &Actor) -> Result<Enrolment, ApiError> {
+    let user = own_user(app, actor).await?;
+    let secret = totp::new_secret();
+    let record = Mfa {
+        secret: app
+            .second_factor
+            .seal(user.id, &secret)
+            .map_err(StoreError::Io)?,
+        enabled: false,
+        since: now(),
+        ..Mfa::default()
+    };
+    for _ in 0..MAX_SWAP_ATTEMPTS {
+        let current = app.store.get_mfa(user.id).await?;
+        if current.as_ref().is_some_and(|m| m.enabled) {
+            return Err(ApiError::MfaState(MFA_ALREADY_ENABLED, "mfa_enabled"));
+        }
+        if app
+            .store
+            .swap_mfa(user.id, current.as_ref(), Some(&record), Effects::none())
+            .await?
+        {
+            return enrolment(app, &user, &secret);
+        }
+    }
+    Err(StoreError::Conflict.into())
+}
+
+/// The enrolment pending for `user`, shown again (the account page, after a reload).
+pub async fn pending_enrolment(app: &App, user: &User) -> Result<Option<Enrolment>, ApiError> {
+    match app.store.get_mfa(user.id).await? {
+        Some(m) if !m.enabled => enrolment(app, user, &secret_of(app, user.id, &m)?).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// The `code` field of an operation's input.
+fn code_field(input: &dyn Input) -> Result<String, ApiError> {
+    let data = input.data()?;
+    let mut f = Fields::new(&data);
+    let code = f.char("code", REQUIRED);
+    f.finish()?;
+    required_value(code, "code")
+}
+
+/// New recovery codes for `user`: the codes to show once, and their hashes to keep.
+fn recovery_codes(app: &App, user_id: u64) -> (Vec<String>, Vec<String>) {
+    let codes = totp::new_recovery_codes();
+    let hashes = codes
+        .iter()
+        .map(|c| match totp::parse(c) {
+            Typed::Recovery(normalised) => app.second_factor.recovery_hash(user_id, &normalised),
+            // Never: every code made parses. A hash of nothing matches nothing typed.
+            _ => String::new(),
+        })
+        .collect();
+    (codes, hashes)
+}
+
+/// `POST /api/auth/2fa/totp/confirm/ {code}`: a code of the pending secret turns the second
+/// factor on; the answer is the recovery codes, shown this once.
+pub async fn confirm_enrolment(
+    app: &App,
+    actor: &Actor,
+    input: &dyn Input,
+) -> Result<Vec<String>, ApiError> {
+    let user = own_user(app, actor).await?;
+    let typed = code_field(input)?;
+    for _ in 0..MAX_SWAP_ATTEMPTS {
+        let current = app.store.get_mfa(user.id).await?;
+        let pending = match &current {
+            Some(m) if !m.enabled => m,
+            Some(_) => return Err(ApiError::MfaState(MFA_ALREADY_ENABLED, "mfa_enabled")),
+            None => return Err(ApiError::MfaState(MFA_NOT_PENDING, "mfa_not_pending")),
+        };
+        let secret = secret_of(app, user.id, pending)?;
+        let at = now();
+        let step = match totp::parse(&typed) {
+            Typed::Code(code) => match totp::check(&secret, code, at, pending.last_step) {
+                Verdict::Fresh(step) => step,
+                _ => return Err(ApiError::field("code", OTP_INVALID)),
+            },
+            _ => return Err(ApiError::field("code", OTP_INVALID)),
+        };
+        let (codes, hashes) = recovery_codes(app, user.id);
+        let record = Mfa {
+            enabled: true,
+            since: at,
+            last_step: step,
+            recovery: hashes,
+            ..pending.clone()
+        };
+        let effects = Effects::from(app.mailer.notice(MailKind::MfaEnabled, &user, at))
+            .with(actor.event(Action::MfaEnabled, Some(user.id)));
+        if swap(app, user.id, current.as_ref(), Some(&record), effects).await? {
+            return Ok(codes);
+        }
+    }
+    Err(StoreError::Conflict.into())
+}
+
+/// A compare-and-swap of the user's record with its effects, the mailer woken when they
+/// hold mail.
+async fn swap(
+    app: &App,
+    user_id: u64,
+    expected: Option<&Mfa>,
+    new: Option<&Mfa>,
+    effects: Effects,
+) -> Result<bool, StoreError> {
+    let mailed = !effects.mails.is_empty();
+    let done = app.store.swap_mfa(user_id, expected, new, effects).await?;
+    if done && mailed {
+        app.mailer.wake.notify_one();
+    }
+    Ok(done)
+}
+
+/// `POST /api/auth/2fa/recovery-codes/ {code}`: a current code (or a recovery code) makes a
+/// new set of recovery codes; the old ones stop working.
+pub async fn renew_recovery_codes(
+    app: &App,
+    actor: &Actor,
+    input: &dyn Input,
+) -> Result<Vec<String>, ApiError> {
+    let user = own_user(app, actor).await?;
+    let typed = code_field(input)?;
+    if enabled(app, user.id).await?.is_none() {
+        return Err(ApiError::MfaState(MFA_NOT_ENABLED, "mfa_not_enabled"));
+    }
+    let (codes, hashes) = recovery_codes(app, user.id);
+    let at = now();
+    let renewed = Effects::from(app.mailer.notice(MailKind::RecoveryCodesRenewed, &user, at))
+        .with(actor.event(Action::MfaRecoveryCodesRenewed, Some(user.id)));
+    second_step(
+        app,
+        actor,
+        &user,
+        &typed,
+        &|m| m.recovery.clone_from(&hashes),
+        renewed,
+    )
+    .await
+    .map_err(as_field_error)?;
+    Ok(codes)
+}
+
+/// A wrong code on a signed-in user's own form is a field error, as a wrong password is.
+fn as_field_error(e: ApiError) -> ApiError {
+    match e {
+        ApiError::OtpInvalid => ApiError::field("code", OTP_INVALID),
+        other => other,
+    }
+}
+
+/// `DELETE /api/auth/2fa/totp/ {password, code}`: the password and a code (or a recovery
+/// code) turn the second factor off. Every session and token of the user ends with it (the
+/// token version), and the user is mailed.
+pub async fn disable(app: &App, actor: &Actor, input: &dyn Input) -> Result<(), ApiError> {
+    let user = own_user(app, actor).await?;
+    let data = input.data()?;
+    let mut f = Fields::new(&data);
+    let password = f.char("password", REQUIRED);
+    let code = f.char("code", REQUIRED);
+    f.finish()?;
+    let password = required_value(password, "password")?;
+    let code = required_value(code, "code")?;
+    if enabled(app, user.id).await?.is_none() {
+        return Err(ApiError::MfaState(MFA_NOT_ENABLED, "mfa_not_enabled"));
+    }
+    let check = app
+        .passwords
+        .verify(&password, Some(&user.password))
+        .await?;
+    if !check.ok {
+        return Err(ApiError::field("password", field::WRONG_PASSWORD));
+    }
+    second_step(app, actor, &user, &code, &|_| {}, Effects::none())
+        .await
+        .map_err(as_field_error)?;
+    remove(app, actor, user.id, false).await
+}
+
+/// Takes the second factor of user `id` away in the write that ends every session and
+/// token of the user, with its event and notice. `by_admin`: an admin's reset.
+async fn remove(app: &App, actor: &Actor, id: u64, by_admin: bool) -> Result<(), ApiError> {
+    let at = now();
+    writer::update(app, id, &|u| u.token_version += 1, &|_, after| {
+        let mut event = actor.event(Action::MfaDisabled, Some(after.id));
+        if by_admin {
+            event = event.detail("reset_by_admin", true);
+        }
+        Effects {
+            mfa_removed: vec![after.id],
+            ..Effects::from(app.mailer.notice(MailKind::MfaDisabled, after, at))
+        }
+        .with(event)
+    })
+    .await?;
+    Ok(())
+}
+
+/// An admin's reset of user `id`'s lost second factor (`PATCH …/admin/users/{id}/ {"mfa":
+/// false}`): nothing when the user has none.
+pub async fn admin_reset(app: &App, actor: &Actor, id: u64) -> Result<bool, ApiError> {
+    actor.require_staff()?;
+    if app.store.get_mfa(id).await?.is_none() {
+        return Ok(false);
+    }
+    remove(app, actor, id, true).await?;
+    Ok(true)
+}
+
+/// How a second step passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Passed {
+    Code,
+    RecoveryCode,
+}
+
+/// The second step for `user`, whose second factor is on: `typed` (a current code or an
+/// unused recovery code) checked and used in one compare-and-swap with `on_success` (what
+/// else the step changes, such as a pending step used up) and `effects`. A code of a step
+/// used before is refused and reported (`mfa.replay_refused`, a notice); every refusal counts
+/// towards the lock (`[mfa] failures_per_hour`), which answers 429 until it ends.
+pub async fn second_step(
+    app: &App,
+    actor: &Actor,
+    user: &User,
+    typed: &str,
+    on_success: &(dyn Fn(&mut Mfa) + Sync),
+    effects: Effects,
+) -> Result<Passed, ApiError> {
+    let typed = totp::parse(typed);
+    for _ in 0..MAX_SWAP_ATTEMPTS {
+        let Some(current) = enabled(app, user.id).await? else {
+            return Err(ApiError::MfaState(MFA_NOT_ENABLED, "mfa_not_enabled"));
+        };
+        let at = now();
+        if current.locked_until > at {
+            return Err(ApiError::Throttled(current.locked_until - at));
+        }
+        let mut next = current.clone();
+        let outcome = match &typed {
+            Typed::Code(code) => {
+                let secret = secret_of(app, user.id, &current)?;
+                match totp::check(&secret, *code, at, current.last_step) {
+                    Verdict::Fresh(step) => {
+                        next.last_step = step;
+                        Ok((Passed::Code, None))
+                    }
+                    Verdict::Replayed(_) => Err(Some(Action::MfaReplayRefused)),
+                    Verdict::Wrong => Err(None),
+                }
+            }
+            Typed::Recovery(normalised) => {
+                let hash = app.second_factor.recovery_hash(user.id, normalised);
+                match next.recovery.iter().position(|h| *h == hash) {
+                    Some(i) => {
+                        next.recovery.remove(i);
+                        Ok((Passed::RecoveryCode, Some(Action::MfaRecoveryCodeUsed)))
+                    }
+                    None => Err(None),
+                }
+            }
+            Typed::Malformed => Err(None),
+        };
+        let (written, result) = match outcome {
+            Ok((passed, event)) => {
+                let mut caused = effects.clone();
+                if let Some(action) = event {
+                    let remaining = next.recovery.len();
+                    caused = caused.with(
+                        actor
+                            .event(action, Some(user.id))
+                            .detail("remaining", remaining),
+                    );
+                }
+                next.failures.clear();
+                on_success(&mut next);
+                (caused, Ok(passed))
+            }
+            Err(reported) => {
+                let mut caused = Effects::none();
+                if let Some(action) = reported {
+                    caused = Effects::from(app.mailer.notice(MailKind::MfaReplayRefused, user, at))
+                        .with(actor.event(action, Some(user.id)));
+                }
+                next.failures.retain(|t| at.saturating_sub(*t) < HOUR);
+                next.failures.push(at);
+                let limit = app.config.mfa.failures_per_hour as usize;
+                if next.failures.len() >= limit {
+                    next.failures.clear();
+                    next.locked_until = at.saturating_add(app.config.mfa.lock_seconds());
+                    caused
+                        .mails
+                        .extend(app.mailer.notice(MailKind::MfaLocked, user, at));
+                    caused = caused.with(actor.event(Action::MfaLocked, Some(user.id)));
+                }
+                (caused, Err(ApiError::OtpInvalid))
+            }
+        };
+        if swap(app, user.id, Some(&current), Some(&next), written).await? {
+            return result;
+        }
+    }
+    Err(StoreError::Conflict.into())
+}
+
+/// A browser's sign-in whose password was right, waiting for its code: the value of the
+/// cookie that carries it to the second page ("<user id>.<random>", never stored).
+pub async fn begin_pending(app: &App, user: &User, remember: bool) -> Result<String, ApiError> {
+    let (value, id_hash) = pending_id(app, user.id);
+    for _ in 0..MAX_SWAP_ATTEMPTS {
+        let Some(current) = enabled(app, user.id).await? else {
+            return Err(ApiError::MfaState(MFA_NOT_ENABLED, "mfa_not_enabled"));
+        };
+        let at = now();
+        let mut next = current.clone();
+        next.pending.retain(|p| p.expires_at > at);
+        next.pending.push(PendingStep {
+            id_hash: id_hash.clone(),
+            expires_at: at.saturating_add(app.config.mfa.pending_seconds()),
+            remember,
+        });
+        let excess = next.pending.len().saturating_sub(PENDING_MAX);
+        next.pending.drain(..excess);
+        if swap(app, user.id, Some(&current), Some(&next), Effects::none()).await? {
+            return Ok(value);
+        }
+    }
+    Err(StoreError::Conflict.into())
+}
+
+/// A new pending step's cookie value and its hash as the record keeps it.
+fn pending_id(app: &App, user_id: u64) -> (String, String) {
+    let random = crate::ids::new_id();
+    let value = format!("{user_id}.{random}");
+    let hash = app.second_factor.pending_hash(&value);
+    (value, hash)
+}
+
+/// The pending step a browser's cookie names: its user (active) and the step, while it
+/// has not expired or been used. `None` for anything else.
+pub async fn pending(app: &App, value: &str) -> Result<Option<(User, PendingStep)>, ApiError> {
+    let Some(user_id) = value
+        .split_once('.')
+        .and_then(|(id, _)| id.parse::<u64>().ok())
+    else {
+        return Ok(None);
+    };
+    let Some(record) = enabled(app, user_id).await? else {
+        return Ok(None);
+    };
+    let hash = app.second_factor.pending_hash(value);
+    let at = now();
+    let Some(step) = record
+        .pending
+        .into_iter()
+        .find(|p| p.id_hash == hash && p.expires_at > at)
+    else {
+        return Ok(None);
+    };
+    match app.store.get_user(user_id).await? {
+        Some(user) if user.is_active => Ok(Some((user, step))),
+        _ => Ok(None),
+    }
+}
+
+/// What using up the pending step `hash` changes in the record.
+pub fn use_pending(hash: &str) -> impl Fn(&mut Mfa) + Sync + '_ {
+    move |m: &mut Mfa| m.pending.retain(|p| p.id_hash != hash)
+}
+
+/// Records a refused second step as the sign-in's failure (`login.failed`, bounded).
+pub(super) async fn refused(app: &App, actor: &Actor, user: &User, reason: &'static str) {
+    let event = actor
+        .event(Action::LoginFailed, Some(user.id))
+        .detail("reason", reason)
+        .detail("username", user.username.as_str());
+    audit::record_alone(app, event).await;
+}
