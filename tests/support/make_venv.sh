@@ -24,7 +24,7 @@ fail() {
 want=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)
 ready() {
     [[ -f $VENV/.gatehouse-ready && $(cat "$VENV/.gatehouse-ready") == "$want" ]] &&
-        "$VENV/bin/python" -c 'import django, rest_framework_simplejwt, bcrypt, argon2, aiosmtpd' 2>/dev/null
+        "$VENV/bin/python" -c 'import django, rest_framework_simplejwt, bcrypt, argon2, aiosmtpd, pyotp' 2>/dev/null
 }
 
 if ! ready; then
@@ -40,7 +40,7 @@ if ! ready; then
             fail "'$PYTHON -m venv' failed: install the venv module (Debian/Ubuntu: apt-get install python3-venv)"
         "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS" >&2 ||
             fail "pip could not install $REQUIREMENTS into $VENV: it needs PyPI (the network, or PIP_INDEX_URL pointing at a mirror)"
-        "$VENV/bin/python" -c 'import django, rest_framework_simplejwt, bcrypt, argon2, aiosmtpd' ||
+        "$VENV/bin/python" -c 'import django, rest_framework_simplejwt, bcrypt, argon2, aiosmtpd, pyotp' ||
             fail "the packages of $REQUIREMENTS do not import in $VENV"
         echo "$want" >"$VENV/.gatehouse-ready"
     fi

@@ -29,6 +29,7 @@ pub mod process;
 pub mod raw;
 pub mod smtp;
 pub mod tls_client;
+pub mod totp;
 pub mod upstream;
 
 pub use bodies::*;
