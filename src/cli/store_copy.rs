@@ -1,5 +1,5 @@
 //! `gatehouse store copy --to URL`: everything in the configured sled store (users with their
-//! ids, refresh-token families, browser sessions, the queued mail of the outbox, the audit
+//! ids, refresh-token families, browser sessions, second factors, the queued mail of the outbox, the audit
 //! trail with its ids, the generated JWT secret and assertion key) into an empty PostgreSQL
 //! database, migrated first; the id sequences end above the highest ids. Refuses a target that
 //! already holds users, families or events. The sled store must not be in use. Queued mails
@@ -71,6 +71,19 @@ pub fn run(config: &Config, to: &str) -> Result<(), String> {
     // Browser sessions: people stay signed in across the switch (the cookie holds the id,
     // the store its hash; users come first, so each session's user is there).
     let sessions = copy_sessions(&sled, &pg)?;
+    // Second factors, sealed as they are (the key comes from the JWT secret copied below).
+    let mut factors = 0usize;
+    for item in sled.second_factors() {
+        let (user_id, record) = item.map_err(|e| e.to_string())?;
+        let inserted = super::block_on(pg.swap_mfa(user_id, None, Some(&record), Effects::none()))?
+            .map_err(|e| e.to_string())?;
+        if !inserted {
+            return Err(format!(
+                "the second factor of user {user_id} appeared in the target during the copy"
+            ));
+        }
+        factors += 1;
+    }
     // The queued mail: sent by the replicas once they run on the copy.
     let queued = super::block_on(sled.outbox_depth())?.map_err(|e| e.to_string())?;
     let (mut after_mail, mut mails) = (0u64, 0usize);
@@ -127,6 +140,7 @@ pub fn run(config: &Config, to: &str) -> Result<(), String> {
     println!("copied {copied} users and {done} refresh-token families to {target}");
     println!("copied {mails} queued mails");
     println!("copied {sessions} browser sessions");
+    println!("copied {factors} second factors");
     println!("copied {events} audit events");
     Ok(())
 }

@@ -584,6 +584,17 @@ impl SledStore {
         Ok(store)
     }
 
+    /// Every second factor with its user's id (`gatehouse store copy`), in id order.
+    pub fn second_factors(&self) -> impl Iterator<Item = Result<(u64, Mfa), StoreError>> + '_ {
+        self.mfa.iter().map(|item| {
+            let (key, bytes) = item.map_err(io)?;
+            let id = decode_id(&key)
+                .ok_or_else(|| StoreError::Io("corrupt second-factor key".into()))?;
+            let record = serde_json::from_slice(&bytes).map_err(io)?;
+            Ok((id, record))
+        })
+    }
+
     /// Every refresh-token family record (`gatehouse store copy`), in key order.
     pub fn families(&self) -> impl Iterator<Item = Result<(String, Family), StoreError>> + '_ {
         self.families.iter().map(|item| {
