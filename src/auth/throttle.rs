@@ -314,6 +314,54 @@ mod tests {
         assert_eq!(l.check("u", 3, 1060), Ok(()));
     }
 
+    fn throttle(pair: u32, user: u32) -> Throttle {
+        Throttle::new(&ThrottleConfig {
+            login_failures_per_username_address: pair,
+            login_failures_per_username: user,
+            login_failures_per_address: 1000,
+            ..ThrottleConfig::default()
+        })
+    }
+
+    fn block<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map(|rt| rt.block_on(f))
+            .unwrap_or_else(|e| panic!("a runtime: {e}"))
+    }
+
+    #[test]
+    fn a_strangers_failures_lock_only_the_strangers_address() {
+        let t = throttle(5, 100);
+        let stranger = Some(IpAddr::from([203, 0, 113, 9]));
+        let owner = Some(IpAddr::from([198, 51, 100, 7]));
+        block(async {
+            for _ in 0..5 {
+                t.login_failed("Ann", stranger, 1000).await;
+            }
+            assert_eq!(t.check_login("ann", stranger, 1001).await, Err(59));
+            assert_eq!(t.check_login("ann", owner, 1001).await, Ok(()));
+            // The minute passes: the stranger may try again.
+            assert_eq!(t.check_login("ann", stranger, 1060).await, Ok(()));
+        });
+    }
+
+    #[test]
+    fn a_spread_attack_meets_the_per_username_hour() {
+        let t = throttle(5, 8);
+        block(async {
+            for i in 0..8u8 {
+                let from = Some(IpAddr::from([203, 0, 113, i]));
+                assert_eq!(t.check_login("ann", from, 1000).await, Ok(()));
+                t.login_failed("ann", from, 1000).await;
+            }
+            let owner = Some(IpAddr::from([198, 51, 100, 7]));
+            assert_eq!(t.check_login("ann", owner, 1000).await, Err(3600));
+            assert_eq!(t.check_login("bob", owner, 1000).await, Ok(()));
+            assert_eq!(t.check_login("ann", owner, 4600).await, Ok(()));
+        });
+    }
+
     #[test]
     fn memory_is_bounded_by_max_keys() {
         let l = Limiter::new(100, 60);

@@ -280,7 +280,8 @@ mod tests {
              [[routes]]\nprefix = \"/\"\nupstreams = [\"127.0.0.1:9\"]\n\
              [[routes]]\nprefix = \"/open/\"\nupstreams = [\"127.0.0.1:9\"]\nauth = \"public\"\n\
              [[routes]]\nprefix = \"/maybe/\"\nupstreams = [\"127.0.0.1:9\"]\nauth = \"optional\"\n\
-             [[routes]]\nprefix = \"/staff/\"\nupstreams = [\"127.0.0.1:9\"]\nrequire_staff = true\n",
+             [[routes]]\nprefix = \"/staff/\"\nupstreams = [\"127.0.0.1:9\"]\nrequire_staff = true\n\
+             [[routes]]\nprefix = \"/strong/\"\nupstreams = [\"127.0.0.1:9\"]\nrequire_mfa = true\nlogin_redirect = true\n",
             dir.path().display()
         );
         let config = Config::from_toml_and_env(&toml, "t", &[]).expect("config");
@@ -334,6 +335,88 @@ mod tests {
             Decision::Forward(_) => 0,
             Decision::Respond(r) => r.status,
             Decision::CsrfRefused(..) | Decision::MfaRequired(_) => 403,
+        }
+    }
+
+    #[test]
+    fn a_require_mfa_route_takes_only_sign_ins_with_a_second_factor() {
+        let w = world();
+        let alice = user(&w, "alice", false);
+        let (password_only, _) = w.app.issue_pair(&alice).expect("signs");
+        let (with_code, _) = w.app.issue_pair_in(&alice, "family", true).expect("signs");
+        let bearer = |t: &str| format!("Bearer {t}");
+        match run(&w, "/strong/x", &[&bearer(&password_only)]) {
+            Decision::MfaRequired(who) => assert_eq!(who.user_id, alice.id),
+            other => panic!("password only: {other:?}"),
+        }
+        let refused = run(&w, "/strong/x", &[&bearer(&password_only)]).into_response();
+        let body = refused.map(|r| (r.status, r.body_json()));
+        assert_eq!(
+            body.ok(),
+            Some((
+                403,
+                serde_json::json!({"detail": "Two-factor authentication required.", "code": "mfa_required"})
+            ))
+        );
+        match run(&w, "/strong/x", &[&bearer(&with_code)]) {
+            Decision::Forward(Some(who)) => assert!(who.mfa),
+            other => panic!("with a code: {other:?}"),
+        }
+        // Other routes do not care; nobody at all is the usual 401.
+        assert!(matches!(
+            run(&w, "/x", &[&bearer(&password_only)]),
+            Decision::Forward(Some(_))
+        ));
+        assert_eq!(status(&run(&w, "/strong/x", &[])), 401);
+        // A bearer caller is never redirected: only a browser's session can step up.
+        let route = w.routes.lookup("/strong/x").map(|r| r.as_ref());
+        let mut html = http::HeaderMap::new();
+        html.insert("accept", http::HeaderValue::from_static("text/html"));
+        let asked = Asked {
+            method: &Method::GET,
+            headers: &html,
+            target: "/strong/x?y=1",
+            secure: false,
+            own_origin: None,
+            web: &w.app.config.web,
+            absolute_login: false,
+            unauthorized_redirect: false,
+        };
+        let decided = for_browsers(
+            run(&w, "/strong/x", &[&bearer(&password_only)]),
+            route,
+            &asked,
+        );
+        assert_eq!(status(&decided), 403);
+        let mut session = match run(&w, "/strong/x", &[&bearer(&password_only)]) {
+            Decision::MfaRequired(who) => who,
+            other => panic!("{other:?}"),
+        };
+        session.via = crate::auth::Via::Session;
+        match for_browsers(Decision::MfaRequired(session.clone()), route, &asked) {
+            Decision::Respond(r) => {
+                assert_eq!(r.status, 302);
+                assert_eq!(
+                    r.header("Location"),
+                    Some("/accounts/login/code/?next=/strong/x%3Fy%3D1")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // nginx: the 401 with the way to step up.
+        let nginx = Asked {
+            unauthorized_redirect: true,
+            absolute_login: true,
+            ..asked
+        };
+        match for_browsers(Decision::MfaRequired(session), route, &nginx) {
+            Decision::Respond(r) => {
+                assert_eq!(r.status, 401);
+                assert!(r.header("Location").is_some_and(
+                    |l| l.starts_with("http") && l.contains("/accounts/login/code/?next=")
+                ));
+            }
+            other => panic!("{other:?}"),
         }
     }
 

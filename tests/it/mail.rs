@@ -382,7 +382,10 @@ fn caps_per_address_drop_mails_but_answer_the_same() {
 #[test]
 fn reset_requests_are_throttled_per_address_like_logins() {
     let sink = SmtpSink::start();
-    let g = with_smtp(&sink, |c| c.throttle.login_failures_per_username = 2).start();
+    let g = with_smtp(&sink, |c| {
+        c.throttle.login_failures_per_username_address = 2
+    })
+    .start();
     for _ in 0..2 {
         reset(&g, "kim@example.com").expect_status(204);
     }

@@ -148,7 +148,7 @@ fn the_caps_per_address_are_shared_by_the_replicas() {
 fn reset_requests_are_throttled_per_address_over_both_replicas() {
     let sink = SmtpSink::start();
     let (a, b) = postgres::replicas(|g| {
-        sending_to(g, &sink).with_config(|c| c.throttle.login_failures_per_username = 3)
+        sending_to(g, &sink).with_config(|c| c.throttle.login_failures_per_username_address = 3)
     });
     a.user("kim");
     for g in [&a, &b, &a] {

@@ -99,6 +99,7 @@ impl Builder {
         t.registrations_per_address = 100_000;
         t.login_failures_per_address = 100_000;
         t.login_failures_per_username = 100_000;
+        t.login_failures_per_username_address = 100_000;
         // Cheap hashing; the scenarios about hashing cost put `PasswordConfig::default()` back.
         config.passwords.argon2_memory_kib = 1024;
         config.passwords.argon2_iterations = 1;
