@@ -288,6 +288,17 @@ pub static AUDIT_UNWRITTEN: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect(DEFINED_ONCE)
 });
 
+pub static MFA_CHECKS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "gatehouse_mfa_checks_total",
+        "Second-factor checks by result: code, recovery_code (accepted), wrong, replayed, locked (refused).",
+        &["result"]
+    )
+    .expect(DEFINED_ONCE)
+});
+/// `gatehouse_mfa_checks_total{result}` (accounts/mfa.rs).
+pub const MFA_RESULTS: [&str; 5] = ["code", "recovery_code", "wrong", "replayed", "locked"];
+
 /// Creates every series of the fixed label sets above at 0 (a counter that already counted
 /// keeps its value). The one place they are listed; `render` runs it before the first scrape.
 pub fn init_series() {
@@ -304,6 +315,9 @@ pub fn init_series() {
     }
     for result in LOGIN_RESULTS {
         LOGINS.with_label_values(&[result]);
+    }
+    for result in MFA_RESULTS {
+        MFA_CHECKS.with_label_values(&[result]);
     }
     for reason in AUTH_ALLOW_REASONS {
         AUTH_DECISIONS.with_label_values(&["allow", reason]);

@@ -14,6 +14,7 @@ use crate::clock::now;
 use crate::error::{
     field, ApiError, MFA_ALREADY_ENABLED, MFA_NOT_ENABLED, MFA_NOT_PENDING, OTP_INVALID,
 };
+use crate::metrics::MFA_CHECKS;
 use crate::store::{
     Action, Effects, MailKind, Mfa, PendingStep, StoreError, User, MAX_SWAP_ATTEMPTS,
 };
@@ -318,6 +319,7 @@ pub async fn second_step(
         };
         let at = now();
         if current.locked_until > at {
+            MFA_CHECKS.with_label_values(&["locked"]).inc();
             return Err(ApiError::Throttled(current.locked_until - at));
         }
         let mut next = current.clone();
@@ -345,6 +347,7 @@ pub async fn second_step(
             }
             Typed::Malformed => Err(None),
         };
+        let replayed = matches!(outcome, Err(Some(Action::MfaReplayRefused)));
         let (written, result) = match outcome {
             Ok((passed, event)) => {
                 let mut caused = effects.clone();
@@ -381,6 +384,13 @@ pub async fn second_step(
             }
         };
         if swap(app, user.id, Some(&current), Some(&next), written).await? {
+            let counted = match (&result, &typed) {
+                (Ok(Passed::Code), _) => "code",
+                (Ok(Passed::RecoveryCode), _) => "recovery_code",
+                (Err(_), Typed::Code(_)) if replayed => "replayed",
+                (Err(_), _) => "wrong",
+            };
+            MFA_CHECKS.with_label_values(&[counted]).inc();
             return result;
         }
     }
@@ -459,4 +469,217 @@ pub(super) async fn refused(app: &App, actor: &Actor, user: &User, reason: &'sta
         .detail("reason", reason)
         .detail("username", user.username.as_str());
     audit::record_alone(app, event).await;
+}
+
+/// Where a staff member's visit to the admin console goes (SPEC §17, `[console]
+/// require_mfa`, OWASP ASVS 4.3.1): in, to enrolment first (no second factor yet), or to the
+/// second-factor page (a factor, but this sign-in did not use it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleEntry {
+    Enter,
+    Enrol,
+    StepUp,
+}
+
+/// `require_mfa`: the console's setting; `signed_in_with_code`: the session's sign-in used a
+/// second factor; `has_factor`: the user has one on.
+pub fn console_entry(
+    require_mfa: bool,
+    signed_in_with_code: bool,
+    has_factor: bool,
+) -> ConsoleEntry {
+    match (require_mfa, signed_in_with_code, has_factor) {
+        (false, _, _) | (true, true, _) => ConsoleEntry::Enter,
+        (true, false, false) => ConsoleEntry::Enrol,
+        (true, false, true) => ConsoleEntry::StepUp,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::store::new_user;
+    use serde_json::{json, Map, Value};
+
+    const PASSWORD: &str = "Corr3ct-Horse";
+
+    fn app(failures_per_hour: u32) -> (tempfile::TempDir, App) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let toml = format!(
+            "[server]\ndata_dir = \"{}\"\n[passwords]\nargon2_memory_kib = 64\nargon2_iterations = 1\n\
+             [mfa]\nfailures_per_hour = {failures_per_hour}\n",
+            dir.path().display()
+        );
+        let config = Config::from_toml_and_env(&toml, "t", &[]).expect("config");
+        (dir, App::open(config).expect("app"))
+    }
+
+    fn input(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().expect("an object")
+    }
+
+    /// A user with a second factor turned on: the user, the actor, the secret, the recovery
+    /// codes. The confirming code was the current step's.
+    async fn enrolled(app: &App) -> (User, Actor, Vec<u8>, Vec<String>) {
+        let password = app.passwords.hash(PASSWORD).await.expect("hash");
+        let new = crate::store::NewUser {
+            password,
+            ..new_user("ann")
+        };
+        let user = writer::create(app, new, &|_| Effects::none())
+            .await
+            .expect("create");
+        let actor = Actor::user(user.id, false, None);
+        start_enrolment(app, &actor).await.expect("enrol");
+        let record = app
+            .store
+            .get_mfa(user.id)
+            .await
+            .expect("read")
+            .expect("pending");
+        let secret = secret_of(app, user.id, &record).expect("opens");
+        let code = totp::code_at(&secret, totp::step_at(now()));
+        let codes = confirm_enrolment(app, &actor, &input(json!({ "code": code })))
+            .await
+            .expect("confirm");
+        (user, actor, secret, codes)
+    }
+
+    #[tokio::test]
+    async fn a_step_is_accepted_once_and_a_recovery_code_once() {
+        let (_dir, app) = app(10);
+        let (user, actor, secret, codes) = enrolled(&app).await;
+        assert_eq!(codes.len(), 10);
+        let step = totp::step_at(now());
+        let stored = enabled(&app, user.id).await.expect("read").expect("on");
+        assert!(
+            stored.last_step >= step,
+            "the confirming code's step is used"
+        );
+        assert!(!stored.secret.contains(&totp::secret_text(&secret)));
+        let same = totp::code_at(&secret, stored.last_step);
+        let none = &|_: &mut Mfa| {};
+        assert_eq!(
+            second_step(&app, &actor, &user, &same, none, Effects::none()).await,
+            Err(ApiError::OtpInvalid),
+            "replayed"
+        );
+        let next = totp::code_at(&secret, stored.last_step + 1);
+        assert_eq!(
+            second_step(&app, &actor, &user, &next, none, Effects::none()).await,
+            Ok(Passed::Code)
+        );
+        let recovery = codes[3].to_uppercase();
+        assert_eq!(
+            second_step(&app, &actor, &user, &recovery, none, Effects::none()).await,
+            Ok(Passed::RecoveryCode)
+        );
+        assert_eq!(
+            second_step(&app, &actor, &user, &recovery, none, Effects::none()).await,
+            Err(ApiError::OtpInvalid)
+        );
+        let left = enabled(&app, user.id).await.expect("read").expect("on");
+        assert_eq!(left.recovery.len(), 9);
+        // The replay was cleared by the success after it; the second use of the recovery
+        // code counts.
+        assert_eq!(left.failures.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn wrong_codes_lock_the_second_step_even_for_a_right_one() {
+        let (_dir, app) = app(3);
+        let (user, actor, secret, _) = enrolled(&app).await;
+        let none = &|_: &mut Mfa| {};
+        for wrong in ["000000", "12345", "zzzzz-zzzzz"] {
+            let wrong = if totp::code_at(&secret, totp::step_at(now())) == wrong {
+                "999999"
+            } else {
+                wrong
+            };
+            assert_eq!(
+                second_step(&app, &actor, &user, wrong, none, Effects::none()).await,
+                Err(ApiError::OtpInvalid)
+            );
+        }
+        let record = enabled(&app, user.id).await.expect("read").expect("on");
+        assert!(record.locked_until > now() + 3500, "{record:?}");
+        let right = totp::code_at(&secret, record.last_step + 1);
+        assert!(matches!(
+            second_step(&app, &actor, &user, &right, none, Effects::none()).await,
+            Err(ApiError::Throttled(wait)) if wait > 3500
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_pending_browser_step_is_used_once() {
+        let (_dir, app) = app(10);
+        let (user, actor, secret, _) = enrolled(&app).await;
+        let cookie = begin_pending(&app, &user, true).await.expect("pending");
+        let (found, step) = pending(&app, &cookie).await.expect("read").expect("found");
+        assert_eq!((found.id, step.remember), (user.id, true));
+        assert_eq!(pending(&app, "1.forged").await.expect("read"), None);
+        assert_eq!(pending(&app, "no-dot").await.expect("read"), None);
+        let last = enabled(&app, user.id)
+            .await
+            .expect("read")
+            .expect("on")
+            .last_step;
+        let code = totp::code_at(&secret, last + 1);
+        second_step(
+            &app,
+            &actor,
+            &user,
+            &code,
+            &use_pending(&step.id_hash),
+            Effects::none(),
+        )
+        .await
+        .expect("accepted");
+        assert_eq!(pending(&app, &cookie).await.expect("read"), None, "used up");
+    }
+
+    #[tokio::test]
+    async fn turning_it_off_ends_every_token_and_needs_the_password() {
+        let (_dir, app) = app(10);
+        let (user, actor, secret, codes) = enrolled(&app).await;
+        let wrong = disable(
+            &app,
+            &actor,
+            &input(json!({"password": "nope", "code": codes[0]})),
+        )
+        .await;
+        assert!(matches!(wrong, Err(ApiError::Validation(_))), "{wrong:?}");
+        assert!(enabled(&app, user.id).await.expect("read").is_some());
+        let last = enabled(&app, user.id)
+            .await
+            .expect("read")
+            .expect("on")
+            .last_step;
+        let code = totp::code_at(&secret, last + 1);
+        disable(
+            &app,
+            &actor,
+            &input(json!({"password": PASSWORD, "code": code})),
+        )
+        .await
+        .expect("off");
+        assert_eq!(app.store.get_mfa(user.id).await.expect("read"), None);
+        let after = app
+            .store
+            .get_user(user.id)
+            .await
+            .expect("read")
+            .expect("user");
+        assert_eq!(after.token_version, user.token_version + 1);
+    }
+
+    #[test]
+    fn the_console_wants_a_second_factor_behind_the_session_by_default() {
+        assert_eq!(console_entry(true, true, true), ConsoleEntry::Enter);
+        assert_eq!(console_entry(true, false, false), ConsoleEntry::Enrol);
+        assert_eq!(console_entry(true, false, true), ConsoleEntry::StepUp);
+        assert_eq!(console_entry(false, false, false), ConsoleEntry::Enter);
+        assert!(crate::config::ConsoleConfig::default().require_mfa);
+    }
 }

@@ -111,10 +111,15 @@ pub fn explain(
     let _ = writeln!(out, "route: {} -> {}", route.prefix, upstreams.join(", "));
     let _ = writeln!(
         out,
-        "  auth {}{}; methods: {}; path sent upstream: {}",
+        "  auth {}{}{}; methods: {}; path sent upstream: {}",
         auth_mode(route),
         if route.require_staff {
             ", staff only"
+        } else {
+            ""
+        },
+        if route.require_mfa {
+            ", second factor required"
         } else {
             ""
         },
