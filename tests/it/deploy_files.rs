@@ -1005,6 +1005,10 @@ fn alert_rules_cover_the_issue_list() {
             &["gatehouse_logins_total{result=\"throttled\"}"],
         ),
         (
+            "a replayed second-factor code",
+            &["gatehouse_mfa_checks_total{result=\"replayed\"}"],
+        ),
+        (
             "hash queue saturation",
             &["gatehouse_password_hash_queue_depth"],
         ),
