@@ -71,6 +71,9 @@ pub fn run(config: &Config, to: &str) -> Result<(), String> {
     // Browser sessions: people stay signed in across the switch (the cookie holds the id,
     // the store its hash; users come first, so each session's user is there).
     let sessions = copy_sessions(&sled, &pg)?;
+    // Second factors, pending or on: without them a user's sign-in would need the password
+    // alone on the copy (their users came first).
+    let factors = copy_second_factors(&sled, &pg)?;
     // The queued mail: sent by the replicas once they run on the copy.
     let queued = super::block_on(sled.outbox_depth())?.map_err(|e| e.to_string())?;
     let (mut after_mail, mut mails) = (0u64, 0usize);
@@ -127,8 +130,27 @@ pub fn run(config: &Config, to: &str) -> Result<(), String> {
     println!("copied {copied} users and {done} refresh-token families to {target}");
     println!("copied {mails} queued mails");
     println!("copied {sessions} browser sessions");
+    println!("copied {factors} second factors");
     println!("copied {events} audit events");
     Ok(())
+}
+
+/// Every second-factor record of `sled` into `pg`, each as its user's first record.
+fn copy_second_factors(sled: &SledStore, pg: &PgStore) -> Result<usize, String> {
+    let mut done = 0usize;
+    for item in sled.mfa_records() {
+        let (user_id, record) = item.map_err(|e| e.to_string())?;
+        let inserted = super::block_on(pg.swap_mfa(user_id, None, Some(&record), Effects::none()))?
+            .map_err(|e| format!("copying the second factor of user {user_id}: {e}"))?;
+        if !inserted {
+            return Err(format!(
+                "the second factor of user {user_id} appeared in the target during the copy"
+            ));
+        }
+        done += 1;
+    }
+    eprintln!("second factors: {done}");
+    Ok(done)
 }
 
 /// Every audit event of `sled` into `pg` with its id, `PAGE` per transaction, oldest first;

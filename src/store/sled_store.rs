@@ -599,6 +599,16 @@ impl SledStore {
         self.families.len()
     }
 
+    /// Every second-factor record with its user's id (`store copy`).
+    pub fn mfa_records(&self) -> impl Iterator<Item = Result<(u64, Mfa), StoreError>> + '_ {
+        self.mfa.iter().map(|item| {
+            let (key, bytes) = item.map_err(io)?;
+            let user_id = decode_id(&key)
+                .ok_or_else(|| StoreError::Io("corrupt second-factor key".into()))?;
+            Ok((user_id, serde_json::from_slice(&bytes).map_err(io)?))
+        })
+    }
+
     /// How many audit events there are (progress of `store copy`).
     pub fn event_count(&self) -> usize {
         self.audit.len()
