@@ -3,8 +3,9 @@
 // at the same moment signs in once, and failed codes count towards one lock wherever they are
 // sent. Codes come only from pyotp (tests/it/common/totp.rs).
 use crate::common;
-use crate::mfa::{amr, confirm, otp_invalid, otp_required, sign_in, start, window};
+use crate::mfa::{amr, confirm, otp_invalid, otp_required, sign_in, start, window, TOTP};
 
+use common::paths::PROFILE;
 use common::totp::fresh_step;
 use common::*;
 use serde_json::json;
@@ -65,8 +66,33 @@ fn enrolled_on_one_replica_used_on_the_other_and_a_code_wins_once_across_both() 
             }
         }
         // A recovery code used on B is gone on A.
-        sign_in(&b, &name, json!(recovery[0])).expect_status(200);
+        let (on_b, _) = sign_in(&b, &name, json!(recovery[0])).tokens();
         sign_in(&a, &name, json!(recovery[0])).expect(401, otp_invalid());
+        if round + 1 == ROUNDS {
+            // Turned off on B: A refuses the earlier tokens within freshness_ms, and signs
+            // in with the password alone.
+            let (on_a, _) = sign_in(&a, &name, json!(recovery[1])).tokens();
+            b.call(
+                "DELETE",
+                TOTP,
+                Some(json!({"password": PASSWORD, "code": recovery[2]})),
+                Some(&on_b),
+            )
+            .expect_status(204);
+            let t0 = std::time::Instant::now();
+            let refused = poll(|| a.get(PROFILE, Some(&on_a)).status, |s| *s == 401);
+            assert_eq!(
+                refused, 401,
+                "A still takes a token of before the factor went"
+            );
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(1),
+                "{:?}",
+                t0.elapsed()
+            );
+            let (plain, _) = a.login(&name, PASSWORD);
+            assert_eq!(amr(&plain), serde_json::Value::Null);
+        }
     }
 }
 
