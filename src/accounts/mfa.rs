@@ -282,10 +282,11 @@ async fn remove(app: &App, actor: &Actor, id: u64, by_admin: bool) -> Result<(),
 }
 
 /// An admin's reset of user `id`'s lost second factor (`PATCH …/admin/users/{id}/ {"mfa":
-/// false}`): nothing when the user has none.
+/// false}`): nothing when the user has none. An enrolment still pending is none: it signs
+/// nobody out and is left for its user to finish or replace.
 pub async fn admin_reset(app: &App, actor: &Actor, id: u64) -> Result<bool, ApiError> {
     actor.require_staff()?;
-    if app.store.get_mfa(id).await?.is_none() {
+    if enabled(app, id).await?.is_none() {
         return Ok(false);
     }
     remove(app, actor, id, true).await?;

@@ -71,19 +71,9 @@ pub fn run(config: &Config, to: &str) -> Result<(), String> {
     // Browser sessions: people stay signed in across the switch (the cookie holds the id,
     // the store its hash; users come first, so each session's user is there).
     let sessions = copy_sessions(&sled, &pg)?;
-    // Second factors, sealed as they are (the key comes from the JWT secret copied below).
-    let mut factors = 0usize;
-    for item in sled.second_factors() {
-        let (user_id, record) = item.map_err(|e| e.to_string())?;
-        let inserted = super::block_on(pg.swap_mfa(user_id, None, Some(&record), Effects::none()))?
-            .map_err(|e| e.to_string())?;
-        if !inserted {
-            return Err(format!(
-                "the second factor of user {user_id} appeared in the target during the copy"
-            ));
-        }
-        factors += 1;
-    }
+    // Second factors, pending or on, sealed as they are (the key comes from the JWT secret
+    // copied below): without them a user's sign-in would need the password alone on the copy.
+    let factors = copy_second_factors(&sled, &pg)?;
     // The queued mail: sent by the replicas once they run on the copy.
     let queued = super::block_on(sled.outbox_depth())?.map_err(|e| e.to_string())?;
     let (mut after_mail, mut mails) = (0u64, 0usize);
@@ -143,6 +133,24 @@ pub fn run(config: &Config, to: &str) -> Result<(), String> {
     println!("copied {factors} second factors");
     println!("copied {events} audit events");
     Ok(())
+}
+
+/// Every second-factor record of `sled` into `pg`, each as its user's first record.
+fn copy_second_factors(sled: &SledStore, pg: &PgStore) -> Result<usize, String> {
+    let mut done = 0usize;
+    for item in sled.second_factors() {
+        let (user_id, record) = item.map_err(|e| e.to_string())?;
+        let inserted = super::block_on(pg.swap_mfa(user_id, None, Some(&record), Effects::none()))?
+            .map_err(|e| format!("copying the second factor of user {user_id}: {e}"))?;
+        if !inserted {
+            return Err(format!(
+                "the second factor of user {user_id} appeared in the target during the copy"
+            ));
+        }
+        done += 1;
+    }
+    eprintln!("second factors: {done}");
+    Ok(done)
 }
 
 /// Every audit event of `sled` into `pg` with its id, `PAGE` per transaction, oldest first;

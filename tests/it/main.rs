@@ -58,6 +58,10 @@ mod audit;
 mod mail;
 mod mail_replicas;
 
+// The second factor (TOTP, recovery codes): over HTTP on sled, and across two replicas.
+mod mfa;
+mod mfa_replicas;
+
 // The harness checks its own checks, and its browser (Chromium over WebDriver).
 mod browser_harness;
 mod harness;

@@ -10,7 +10,6 @@ use common::smtp::{reset, sending_to, subjects, SmtpSink, QUIET};
 use common::upstream::Upstream;
 use common::*;
 use gatehouse::config::Config;
-use serde_json::json;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
@@ -721,59 +720,4 @@ fn import_and_createsuperuser_run_against_postgres_while_replicas_serve() {
     let (staff, _) = a.login("boss", PASSWORD);
     a.get(common::paths::ADMIN_USERS, Some(&staff))
         .expect_status(200);
-}
-
-#[test]
-fn store_copy_carries_second_factors_that_still_open_on_the_copy() {
-    use common::totp;
-    let mut sled = Gatehouse::new().start();
-    let (_, access, _) = sled.user("fay");
-    let enrolment = sled.post("/api/auth/2fa/totp/", json!({}), Some(&access));
-    enrolment.expect_status(200);
-    let secret = totp::secret_of(&enrolment.json);
-    totp::fresh_step(10);
-    let codes = sled
-        .post(
-            "/api/auth/2fa/totp/confirm/",
-            json!({"code": totp::code_now(&secret)}),
-            Some(&access),
-        )
-        .json["recovery_codes"]
-        .clone();
-    let recovery = codes[0].as_str().expect("a recovery code").to_string();
-    sled.terminate();
-
-    let (url, _) = postgres::empty_database();
-    let copy = sled.cli(&["store", "copy", "--to", &url], &[]);
-    copy.assert_ok("store copy");
-    assert!(
-        copy.stdout.contains("copied 1 second factors"),
-        "{}",
-        copy.stdout
-    );
-    let pg = Gatehouse::new().postgres(&url).start();
-    let sign_in = |otp: &str| {
-        pg.post(
-            "/api/token/",
-            json!({"username": "fay", "password": PASSWORD, "otp": otp}),
-            None,
-        )
-    };
-    pg.post(
-        "/api/token/",
-        json!({"username": "fay", "password": PASSWORD}),
-        None,
-    )
-    .expect(
-        401,
-        json!({"detail": "Two-factor code required.", "code": "otp_required"}),
-    );
-    // The sealed secret opens on the copy (the key comes from the copied JWT secret), and the
-    // step used on sled stays used.
-    sign_in(&totp::code_in_step(&secret, 1)).expect_status(200);
-    sign_in(&recovery).expect_status(200);
-    sign_in(&recovery).expect(
-        401,
-        json!({"detail": "Invalid two-factor code.", "code": "otp_invalid"}),
-    );
 }

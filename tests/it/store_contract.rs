@@ -7,9 +7,9 @@ use crate::common;
 use common::postgres;
 use gatehouse::auth::families::{self, Presented, Step};
 use gatehouse::store::{
-    Action, Effects, Ended, Event, EventFilter, Family, ListFilter, MailKind, NewUser, OutboxMail,
-    PgStore, Session, SledStore, StateFilter, StoreError, User, UserStore, METHOD_PASSWORD,
-    METHOD_PASSWORD_OTP,
+    Action, Effects, Ended, Event, EventFilter, Family, ListFilter, MailKind, Mfa, NewUser,
+    OutboxMail, PendingStep, PgStore, Session, SledStore, StateFilter, StoreError, User, UserStore,
+    METHOD_PASSWORD, METHOD_PASSWORD_OTP,
 };
 use std::sync::{Arc, Mutex};
 
@@ -1818,5 +1818,200 @@ async fn two_postgres_replicas_writing_events_at_once_share_one_sequence() {
             newest_first.iter().rev().eq(stored.iter()),
             "both replicas list one order"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Second factors (SPEC §17): one record per user, changed only by compare-and-swap with its
+// effects, and removed by the user write that turns it off.
+
+fn mfa_record(secret: &str, last_step: u64) -> Mfa {
+    Mfa {
+        secret: secret.into(),
+        enabled: true,
+        since: 10,
+        last_step,
+        recovery: vec!["h1".into(), "h2".into()],
+        failures: vec![7],
+        locked_until: 0,
+        pending: vec![PendingStep {
+            id_hash: "p".into(),
+            expires_at: 99,
+            remember: true,
+        }],
+    }
+}
+
+/// A swap's effects: one mail and one event about `user_id`.
+fn mfa_effects(user_id: u64, at: u64) -> Effects {
+    Effects::from(mail(MailKind::MfaEnabled, user_id, "x@example.com", at)).with(event(
+        Action::MfaEnabled,
+        Some(user_id),
+        Some(user_id),
+        at,
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn second_factors_change_by_compare_and_swap_with_their_effects_or_not_at_all() {
+    for (backend, make) in backends() {
+        let fresh = make();
+        let store = fresh.store.as_ref();
+        let ann = create(store, "ann").await;
+        let bob = create(store, "bob").await;
+        let counts = || async {
+            (
+                store.outbox_depth().await.expect("depth"),
+                all_events(store, 100).await.len(),
+            )
+        };
+        assert_eq!(store.get_mfa(ann.id).await.expect("get"), None, "{backend}");
+        assert_eq!(counts().await, (0, 0), "{backend}");
+
+        // From nothing: a record, with its effects.
+        let r1 = mfa_record("s1", 5);
+        assert!(
+            store
+                .swap_mfa(ann.id, None, Some(&r1), mfa_effects(ann.id, 20))
+                .await
+                .expect("create"),
+            "{backend}"
+        );
+        assert_eq!(store.get_mfa(ann.id).await.expect("get"), Some(r1.clone()));
+        assert_eq!(
+            counts().await,
+            (1, 1),
+            "{backend}: the swap's mail and event"
+        );
+        assert_eq!(store.get_mfa(bob.id).await.expect("get"), None, "{backend}");
+
+        // Stale expectations: nothing written, no effect recorded.
+        let r2 = mfa_record("s1", 6);
+        for stale in [
+            None,
+            Some(mfa_record("s1", 4)),
+            Some(mfa_record("other", 5)),
+        ] {
+            assert!(
+                !store
+                    .swap_mfa(ann.id, stale.as_ref(), Some(&r2), mfa_effects(ann.id, 21))
+                    .await
+                    .expect("stale swap"),
+                "{backend}: expected {stale:?}"
+            );
+            assert!(
+                !store
+                    .swap_mfa(ann.id, stale.as_ref(), None, mfa_effects(ann.id, 21))
+                    .await
+                    .expect("stale delete"),
+                "{backend}: expected {stale:?}"
+            );
+        }
+        assert!(
+            !store
+                .swap_mfa(bob.id, Some(&r1), Some(&r2), mfa_effects(bob.id, 21))
+                .await
+                .expect("bob has none"),
+            "{backend}"
+        );
+        assert_eq!(store.get_mfa(ann.id).await.expect("get"), Some(r1.clone()));
+        assert_eq!(store.get_mfa(bob.id).await.expect("get"), None, "{backend}");
+        assert_eq!(
+            counts().await,
+            (1, 1),
+            "{backend}: refused swaps record nothing"
+        );
+
+        // From the record: the next one.
+        assert!(
+            store
+                .swap_mfa(ann.id, Some(&r1), Some(&r2), mfa_effects(ann.id, 22))
+                .await
+                .expect("swap"),
+            "{backend}"
+        );
+        assert_eq!(store.get_mfa(ann.id).await.expect("get"), Some(r2.clone()));
+        assert_eq!(counts().await, (2, 2), "{backend}");
+
+        // Racing swaps from one record (the same code sent twice at once): one wins.
+        let shared = Arc::clone(&fresh.store);
+        let mut tasks = Vec::new();
+        for i in 0..16u64 {
+            let (store, from, id) = (Arc::clone(&shared), r2.clone(), ann.id);
+            tasks.push(tokio::spawn(async move {
+                let next = mfa_record(&format!("race{i}"), 7);
+                store
+                    .swap_mfa(id, Some(&from), Some(&next), mfa_effects(id, 30 + i))
+                    .await
+                    .map(|won| (won, next))
+            }));
+        }
+        let mut winners = Vec::new();
+        for t in tasks {
+            let (won, next) = t.await.expect("task").expect("swap");
+            if won {
+                winners.push(next);
+            }
+        }
+        assert_eq!(winners.len(), 1, "{backend}: exactly one racing swap wins");
+        let r3 = winners.remove(0);
+        assert_eq!(store.get_mfa(ann.id).await.expect("get"), Some(r3.clone()));
+        assert_eq!(
+            counts().await,
+            (3, 3),
+            "{backend}: only the winner's effects"
+        );
+
+        // Deleting by compare-and-swap, then creating again.
+        assert!(store
+            .swap_mfa(ann.id, Some(&r3), None, Effects::none())
+            .await
+            .expect("delete"));
+        assert_eq!(store.get_mfa(ann.id).await.expect("get"), None, "{backend}");
+        assert!(store
+            .swap_mfa(ann.id, None, Some(&r1), Effects::none())
+            .await
+            .expect("create again"));
+        assert!(store
+            .swap_mfa(bob.id, None, Some(&r2), Effects::none())
+            .await
+            .expect("bob's"));
+
+        // `Effects.mfa_removed` on a user write deletes the record with it; a refused write
+        // (a taken name) deletes nothing.
+        let refused = store
+            .update_user(ann.id, &|u| u.username = "BOB".into(), &|_, after| {
+                Effects {
+                    mfa_removed: vec![after.id],
+                    ..Effects::none()
+                }
+            })
+            .await;
+        assert_eq!(refused, Err(StoreError::UsernameTaken), "{backend}");
+        assert_eq!(store.get_mfa(ann.id).await.expect("get"), Some(r1.clone()));
+        let updated = store
+            .update_user(ann.id, &|u| u.token_version += 1, &|_, after| Effects {
+                mfa_removed: vec![after.id],
+                ..mfa_effects(after.id, 40)
+            })
+            .await
+            .expect("update");
+        assert_eq!(updated.token_version, ann.token_version + 1, "{backend}");
+        assert_eq!(store.get_mfa(ann.id).await.expect("get"), None, "{backend}");
+        assert_eq!(
+            store.get_mfa(bob.id).await.expect("get"),
+            Some(r2.clone()),
+            "{backend}: only the named user's record goes"
+        );
+        assert_eq!(counts().await, (4, 4), "{backend}");
+        // A removed record is expected as nothing again.
+        assert!(!store
+            .swap_mfa(ann.id, Some(&r1), Some(&r2), Effects::none())
+            .await
+            .expect("stale after removal"));
+        assert!(store
+            .swap_mfa(ann.id, None, Some(&r2), Effects::none())
+            .await
+            .expect("new after removal"));
     }
 }
