@@ -249,11 +249,23 @@ pub async fn disable(app: &App, actor: &Actor, input: &dyn Input) -> Result<(), 
     if enabled(app, user.id).await?.is_none() {
         return Err(ApiError::MfaState(MFA_NOT_ENABLED, "mfa_not_enabled"));
     }
+    // The password is guessed against here as at sign-in (a stolen token must not make a
+    // free oracle of it): the same throttle, counted the same way.
+    if let Err(wait) = app
+        .throttle
+        .check_login(&user.username, actor.client_ip, now())
+        .await
+    {
+        return Err(ApiError::Throttled(wait));
+    }
     let check = app
         .passwords
         .verify(&password, Some(&user.password))
         .await?;
     if !check.ok {
+        app.throttle
+            .login_failed(&user.username, actor.client_ip, now())
+            .await;
         return Err(ApiError::field("password", field::WRONG_PASSWORD));
     }
     second_step(app, actor, &user, &code, &|_| {}, Effects::none())
