@@ -140,18 +140,29 @@ pub struct SetCookie<'a> {
 impl SetCookie<'_> {
     /// The `Set-Cookie` value.
     pub fn header(&self) -> String {
-        self.render(self.value, self.max_age.map(|s| (s, None)))
+        self.render(self.value, self.max_age.map(|s| (s, None)), "/")
+    }
+
+    /// [`header`](Self::header) with `Path={path}` instead of `/`: a cookie only the pages
+    /// under `path` need (`path` is gatehouse's own, such as the pages' prefix).
+    pub fn header_at(&self, path: &str) -> String {
+        self.render(self.value, self.max_age.map(|s| (s, None)), path)
     }
 
     /// The `Set-Cookie` value that removes the cookie: empty, `Max-Age=0` (and an `Expires` in
     /// 1970), with the same `Path`, `Domain`, `Secure`, so that the browser (and a `__Host-`
     /// prefix's rules) take it for the same cookie.
     pub fn clear(&self) -> String {
-        self.render("", Some((0, Some(EPOCH))))
+        self.render("", Some((0, Some(EPOCH))), "/")
     }
 
-    fn render(&self, value: &str, max_age: Option<(u64, Option<&str>)>) -> String {
-        let mut out = format!("{}={}; Path=/", self.name, value);
+    /// [`clear`](Self::clear) for a cookie set by [`header_at`](Self::header_at) `path`.
+    pub fn clear_at(&self, path: &str) -> String {
+        self.render("", Some((0, Some(EPOCH))), path)
+    }
+
+    fn render(&self, value: &str, max_age: Option<(u64, Option<&str>)>, path: &str) -> String {
+        let mut out = format!("{}={}; Path={path}", self.name, value);
         if let Some(domain) = self.domain.filter(|d| !d.is_empty()) {
             let _ = write!(out, "; Domain={domain}");
         }

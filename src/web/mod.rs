@@ -1,6 +1,7 @@
 //! The pages people open in a browser (SPEC §15), under `[web] prefix`: `pages` answers a
-//! request, `render` makes the HTML, and the rules are plain functions of their own: `csrf`
-//! (Django's), `next` (where a sign-in may send a browser), `browser` (who is asking).
+//! request (`second_factor` the code page of SPEC §17), `render` makes the HTML, and the
+//! rules are plain functions of their own: `csrf` (Django's), `next` (where a sign-in may
+//! send a browser), `browser` (who is asking).
 
 use crate::response::Response;
 
@@ -8,6 +9,7 @@ pub mod browser;
 pub mod next;
 pub mod pages;
 pub mod render;
+pub mod second_factor;
 
 /// The headers every page carries (SPEC §15): no script, no framing, no caching.
 pub const SECURITY_HEADERS: [(&str, &str); 5] = [

@@ -2,15 +2,15 @@
 //! check of every form, and the rendering of an `accounts` operation's outcome as HTML. No
 //! page changes a user by itself: the operations do, as for the JSON API.
 
-use super::render::{self, AccountForm, FieldErrors, SessionKind, SessionRow};
-use super::{next, page};
+use super::render::{self, AccountForm, FieldErrors, SessionKind, SessionRow, TwoFactor};
+use super::{next, page, second_factor};
 use crate::accounts::{self, Actor, Which};
 use crate::api::Request;
 use crate::app::App;
 use crate::auth::csrf;
 use crate::auth::{Identity, Requirement, Via};
 use crate::cookies;
-use crate::error::ApiError;
+use crate::error::{ApiError, OTP_INVALID};
 use crate::response::Response;
 use serde_json::{Map, Value};
 
@@ -67,6 +67,7 @@ async fn route(app: &App, p: &PageRequest<'_>) -> Response {
                 }
             }
             let resp = match (p.rest, get) {
+                (next::SECOND_FACTOR_PAGE, _) => second_factor::page(app, p, &mut csrf).await,
                 ("login/", true) => login_form(app, p, &csrf, None, "").await,
                 ("login/", false) => login(app, p, &mut csrf).await,
                 ("logout/", true) => logout_form(app, p, &csrf).await,
@@ -87,7 +88,7 @@ async fn route(app: &App, p: &PageRequest<'_>) -> Response {
                         .as_deref()
                         .filter(|d| *d == "password")
                         .map(|_| PASSWORD_CHANGED);
-                    account(app, p, &csrf, notice, None, &FieldErrors::new()).await
+                    account(app, p, &csrf, notice, None, &FieldErrors::new(), &[]).await
                 }
                 (_, false) => account_post(app, p, &mut csrf).await,
             };
@@ -108,8 +109,10 @@ const RESET_COOKIE_SECONDS: u64 = 900;
 
 /// The pages that carry forms (the CSRF cookie and check apply).
 fn is_form_page(app: &App, rest: &str) -> bool {
-    matches!(rest, "" | "login/" | "logout/" | "password/reset/")
-        || (rest == "register/" && app.config.web.registration)
+    matches!(
+        rest,
+        "" | "login/" | next::SECOND_FACTOR_PAGE | "logout/" | "password/reset/"
+    ) || (rest == "register/" && app.config.web.registration)
         || rest.starts_with(RESET_CONFIRM)
         || rest.starts_with(VERIFY)
 }
@@ -133,13 +136,13 @@ fn stylesheet(css: Vec<u8>) -> Response {
 }
 
 /// The frame every page shares.
-struct Frame<'a> {
-    brand: &'a str,
-    prefix: &'a str,
-    custom_css: bool,
+pub(super) struct Frame<'a> {
+    pub brand: &'a str,
+    pub prefix: &'a str,
+    pub custom_css: bool,
 }
 
-fn frame(app: &App) -> Frame<'_> {
+pub(super) fn frame(app: &App) -> Frame<'_> {
     let web = &app.config.web;
     Frame {
         brand: &web.brand_name,
@@ -149,7 +152,7 @@ fn frame(app: &App) -> Frame<'_> {
 }
 
 /// A rendered page, or the plain 500 page when a template fails.
-fn rendered(status: u16, html: Result<String, render::RenderError>) -> Response {
+pub(super) fn rendered(status: u16, html: Result<String, render::RenderError>) -> Response {
     match html {
         Ok(html) => page(status, html),
         Err(e) => {
@@ -194,7 +197,7 @@ fn csrf_failure(app: &App, csrf: &Csrf, reason: &str) -> Response {
 
 /// Django's CSRF cookie for this response: the one the browser sent if well formed, else a
 /// new secret (set on the way out), rotated at sign-in.
-struct Csrf {
+pub(super) struct Csrf {
     secret: String,
     /// The browser does not hold `secret` yet.
     fresh: bool,
@@ -215,11 +218,11 @@ impl Csrf {
     }
 
     /// A masked token for a form on this response.
-    fn token(&self) -> String {
+    pub(super) fn token(&self) -> String {
         csrf::mask(&self.secret)
     }
 
-    fn rotate(&mut self) {
+    pub(super) fn rotate(&mut self) {
         self.secret = csrf::new_secret();
         self.fresh = true;
     }
@@ -261,7 +264,7 @@ impl Csrf {
 }
 
 /// The signed-in caller of a page, by the session cookie only (pages ignore bearer tokens).
-async fn signed_in(app: &App, req: &Request) -> Option<Identity> {
+pub(super) async fn signed_in(app: &App, req: &Request) -> Option<Identity> {
     let cookie = app.authenticator.session_cookie()?;
     let value = crate::cookies::get(&req.headers, &cookie.name)?;
     let mut only_cookie = http::HeaderMap::new();
@@ -280,14 +283,19 @@ async fn signed_in(app: &App, req: &Request) -> Option<Identity> {
     }
 }
 
-fn actor(p: &PageRequest<'_>, who: Option<&Identity>) -> Actor {
+pub(super) fn actor(p: &PageRequest<'_>, who: Option<&Identity>) -> Actor {
     Actor::of_request(who, p.req.client_ip, &p.req.request_id, p.req.user_agent())
 }
 
 /// Where to go after signing in: a safe `next`, else the account page.
 /// The host a sign-in page was asked on counts as allowed, as Django's
 /// `url_has_allowed_host_and_scheme` allows the request's own host.
-fn after_sign_in(app: &App, p: &PageRequest<'_>, next_value: &str) -> String {
+pub(super) fn after_sign_in(app: &App, p: &PageRequest<'_>, next_value: &str) -> String {
+    safe_target(app, p, next_value).unwrap_or_else(|| app.config.web.prefix.clone())
+}
+
+/// `next_value` when it is safe to send a browser to (SPEC §15), else `None`.
+fn safe_target(app: &App, p: &PageRequest<'_>, next_value: &str) -> Option<String> {
     let web = &app.config.web;
     let mut allowed = web.allowed_redirect_hosts.clone();
     if let Some(host) = host_of(p.own_origin) {
@@ -297,7 +305,7 @@ fn after_sign_in(app: &App, p: &PageRequest<'_>, next_value: &str) -> String {
         allowed_hosts: &allowed,
         cookie_domain: web.cookie_domain(),
     };
-    next::safe_next(next_value, &rules).unwrap_or_else(|| web.prefix.clone())
+    next::safe_next(next_value, &rules)
 }
 
 /// The host name of "scheme://host[:port]" (no port; an IPv6 literal keeps its brackets).
@@ -322,6 +330,11 @@ async fn login_form(
     let next_value = p.req.query_param("next").unwrap_or_default();
     let token = csrf.token();
     let who = signed_in(app, p.req).await;
+    let notice = p
+        .req
+        .query_param(render::NOTICE_PARAM)
+        .and_then(|n| render::SignInNotice::parse(&n))
+        .map(render::SignInNotice::text);
     rendered(
         200,
         render::login(&render::SignIn {
@@ -336,6 +349,7 @@ async fn login_form(
             remember: false,
             registration: web.registration,
             error,
+            notice,
         }),
     )
 }
@@ -351,8 +365,19 @@ async fn login(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Response {
     let next_value = text("next");
     let input = input_of(&data, &["username", "password"]);
     let before = signed_in(app, p.req).await;
-    match accounts::sign_in_session(app, &actor(p, None), &input, remember).await {
-        Ok((_user, started)) => {
+    let second = accounts::SecondFactor::SecondPage;
+    match accounts::sign_in_browser(app, &actor(p, None), &input, remember, second).await {
+        // The password was right; the code comes on the second page, which the pending
+        // step's cookie leads to.
+        Ok(accounts::BrowserSignIn::NeedsCode(pending)) => {
+            let web = &app.config.web;
+            let target = after_sign_in(app, p, &next_value);
+            let to = next::page_url(None, &web.prefix, next::SECOND_FACTOR_PAGE, &target);
+            Response::redirect(303, to)
+                .with_header("Set-Cookie", second_factor::pending_cookie(app, &pending))
+        }
+        Ok(accounts::BrowserSignIn::Started(done)) => {
+            let (_user, started) = *done;
             // The session this browser held before ends (Django's login flushes it).
             end_previous(app, p, before.as_ref()).await;
             // Django rotates the CSRF secret at sign-in.
@@ -380,7 +405,7 @@ async fn login(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Response {
 }
 
 /// An error's DRF `detail` text.
-fn detail(e: &ApiError) -> String {
+pub(super) fn detail(e: &ApiError) -> String {
     let body = e.to_response().body_json();
     body.get("detail").and_then(Value::as_str).map_or_else(
         || "Something went wrong. Please try again.".to_string(),
@@ -432,7 +457,7 @@ async fn logout(app: &App, p: &PageRequest<'_>, csrf: &Csrf) -> Response {
     resp
 }
 
-fn rendered_error(app: &App, e: &ApiError) -> Response {
+pub(super) fn rendered_error(app: &App, e: &ApiError) -> Response {
     log::warn!("pages: {}", detail(e));
     let f = frame(app);
     rendered(
@@ -455,6 +480,7 @@ async fn account(
     notice: Option<&str>,
     failed: Option<AccountForm>,
     errors: &FieldErrors,
+    new_codes: &[String],
 ) -> Response {
     let Some(who) = signed_in(app, p.req).await else {
         let web = &app.config.web;
@@ -471,6 +497,22 @@ async fn account(
         Err(e) => return rendered_error(app, &e),
     };
     let recent = recent_sign_in(app, &who).await;
+    let (record, pending) = match two_factor_of(app, &user).await {
+        Ok(found) => found,
+        Err(e) => return rendered_error(app, &e),
+    };
+    let two_factor = match (&record, &pending) {
+        (Some(m), _) => TwoFactor::On {
+            since: m.since,
+            recovery_left: m.recovery.len(),
+        },
+        (None, Some(e)) => TwoFactor::Pending {
+            qr_svg: &e.qr_svg,
+            secret: &e.secret,
+        },
+        (None, None) => TwoFactor::Off,
+    };
+    let next_value = account_next(app, p);
     let rows: Vec<SessionRow<'_>> = devices
         .iter()
         .map(|d| SessionRow {
@@ -503,10 +545,52 @@ async fn account(
             email: &user.email,
             recent_sign_in: recent,
             sessions: &rows,
+            two_factor,
+            new_codes,
+            next: next_value.as_deref(),
             failed,
             errors,
         }),
     )
+}
+
+/// The user's second factor when it is on, else the enrolment pending, if any.
+async fn two_factor_of(
+    app: &App,
+    user: &crate::store::User,
+) -> Result<(Option<crate::store::Mfa>, Option<accounts::mfa::Enrolment>), ApiError> {
+    if let Some(on) = accounts::mfa::enabled(app, user.id).await? {
+        return Ok((Some(on), None));
+    }
+    Ok((None, accounts::mfa::pending_enrolment(app, user).await?))
+}
+
+/// The safe target the account page carries through the set-up of the second factor: the
+/// query's `next` (from the second-factor page's link), else the posted form's.
+fn account_next(app: &App, p: &PageRequest<'_>) -> Option<String> {
+    let value = p.req.query_param("next").or_else(|| {
+        (p.req.method != "GET" && p.req.method != "HEAD")
+            .then(|| p.req.data().ok())
+            .flatten()
+            .map(|d| field(&d, "next"))
+    })?;
+    safe_target(app, p, &value)
+}
+
+/// A refused second-factor form's errors, each under its field: a wrong code (or the lock)
+/// under `code`, a state that does not fit (already on, nothing pending) above the form.
+fn mfa_errors(e: &ApiError) -> FieldErrors {
+    let one = |field: &str, message: String| {
+        let mut errors = FieldErrors::new();
+        errors.insert(field.to_string(), vec![message]);
+        errors
+    };
+    match e {
+        ApiError::Validation(_) => field_errors(e),
+        ApiError::OtpInvalid => one("code", OTP_INVALID.to_string()),
+        ApiError::Throttled(seconds) => one("code", render::too_many_codes(*seconds)),
+        other => one("non_field_errors", detail(other)),
+    }
 }
 
 /// DRF's field errors of a refused operation.
@@ -541,7 +625,7 @@ async fn account_post(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Respon
     };
     let text = |k: &str| field(&data, k);
     let Some(form) = AccountForm::parse(&text(render::ACCOUNT_FORM_FIELD)) else {
-        return account(app, p, csrf, None, None, &FieldErrors::new()).await;
+        return account(app, p, csrf, None, None, &FieldErrors::new(), &[]).await;
     };
     let me = actor(p, Some(&who));
     let current = who.sign_in.as_deref().unwrap_or("").to_string();
@@ -550,6 +634,8 @@ async fn account_post(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Respon
         e.insert(field.to_string(), vec![message.to_string()]);
         e
     };
+    // Recovery codes just made, shown once in this answer.
+    let mut new_codes = Vec::new();
     let outcome: Result<(&str, Option<accounts::Started>), FieldErrors> = match form {
         AccountForm::Password => {
             if text("new_password") != text("re_new_password") {
@@ -581,13 +667,18 @@ async fn account_post(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Respon
                 Ok(Some(u)) => !text("email").eq_ignore_ascii_case(&u.email),
                 _ => true,
             };
-            if changes_email && !password_ok(app, &who, &text("password")).await {
-                Err(fail("password", PASSWORD_NEEDED))
-            } else {
-                let input = input_of(&data, &["first_name", "last_name", "email"]);
-                match accounts::update_profile(app, &me, &input, true).await {
-                    Ok(_) => Ok((PROFILE_SAVED, None)),
-                    Err(e) => Err(field_errors(&e)),
+            let confirmed = match changes_email {
+                true => password_ok(app, &me, &who, &text("password"), &text("code")).await,
+                false => Ok(()),
+            };
+            match confirmed {
+                Err(errors) => Err(errors),
+                Ok(()) => {
+                    let input = input_of(&data, &["first_name", "last_name", "email"]);
+                    match accounts::update_profile(app, &me, &input, true).await {
+                        Ok(_) => Ok((PROFILE_SAVED, None)),
+                        Err(e) => Err(field_errors(&e)),
+                    }
                 }
             }
         }
@@ -598,19 +689,25 @@ async fn account_post(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Respon
                 Err(e) => Err(field_errors(&e)),
             }
         }
-        AccountForm::EndOthers => match password_ok(app, &who, &text("password")).await {
-            false => Err(fail("password", PASSWORD_NEEDED)),
-            true => match accounts::end_other_devices(app, &me, who.user_id, &current).await {
-                Ok(_) => Ok((OTHERS_ENDED, None)),
-                Err(e) => Err(field_errors(&e)),
-            },
-        },
+        AccountForm::EndOthers => {
+            match password_ok(app, &me, &who, &text("password"), &text("code")).await {
+                Err(errors) => Err(errors),
+                Ok(()) => {
+                    match accounts::end_other_devices(app, &me, who.user_id, &current).await {
+                        Ok(_) => Ok((OTHERS_ENDED, None)),
+                        Err(e) => Err(field_errors(&e)),
+                    }
+                }
+            }
+        }
         AccountForm::Delete if !data.contains_key("confirm") => {
             Err(fail("confirm", DELETE_UNCONFIRMED))
         }
-        AccountForm::Delete => match password_ok(app, &who, &text("password")).await {
-            false => Err(fail("password", PASSWORD_NEEDED)),
-            true => match accounts::soft_delete(app, &me).await {
+        AccountForm::Delete => match password_ok(app, &me, &who, &text("password"), &text("code"))
+            .await
+        {
+            Err(errors) => Err(errors),
+            Ok(()) => match accounts::soft_delete(app, &me).await {
                 Ok(_) => {
                     return Response::redirect(303, format!("{}login/", app.config.web.prefix))
                         .with_header("Set-Cookie", cookies::clear_session_cookie(&app.config.web));
@@ -618,10 +715,64 @@ async fn account_post(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Respon
                 Err(e) => Err(field_errors(&e)),
             },
         },
+        AccountForm::MfaStart => match accounts::mfa::start_enrolment(app, &me).await {
+            // To the section, by GET, so that a reload shows the same secret again.
+            Ok(_) => {
+                let web = &app.config.web;
+                let to = match account_next(app, p) {
+                    Some(target) => next::page_url(None, &web.prefix, "", &target),
+                    None => web.prefix.clone(),
+                };
+                return Response::redirect(303, format!("{to}#{TWO_FACTOR_SECTION}"));
+            }
+            Err(e) => Err(mfa_errors(&e)),
+        },
+        AccountForm::MfaConfirm => {
+            let input = input_of(&data, &["code"]);
+            match accounts::mfa::confirm_enrolment(app, &me, &input).await {
+                Ok(codes) => {
+                    new_codes = codes;
+                    Ok((render::MFA_TURNED_ON, None))
+                }
+                Err(e) => Err(mfa_errors(&e)),
+            }
+        }
+        AccountForm::MfaRenew => {
+            let input = input_of(&data, &["code"]);
+            match accounts::mfa::renew_recovery_codes(app, &me, &input).await {
+                Ok(codes) => {
+                    new_codes = codes;
+                    Ok((render::RECOVERY_CODES_RENEWED, None))
+                }
+                Err(e) => Err(mfa_errors(&e)),
+            }
+        }
+        AccountForm::MfaDisable => {
+            let input = input_of(&data, &["password", "code"]);
+            match accounts::mfa::disable(app, &me, &input).await {
+                // Every session ended with it (the token version): to the sign-in page.
+                Ok(()) => {
+                    let web = &app.config.web;
+                    let to = sign_in_again(&web.prefix, "", render::SignInNotice::MfaOff);
+                    return Response::redirect(303, to)
+                        .with_header("Set-Cookie", cookies::clear_session_cookie(web));
+                }
+                Err(e) => Err(mfa_errors(&e)),
+            }
+        }
     };
     match outcome {
         Ok((notice, renewed)) => {
-            let mut resp = account(app, p, csrf, Some(notice), None, &FieldErrors::new()).await;
+            let mut resp = account(
+                app,
+                p,
+                csrf,
+                Some(notice),
+                None,
+                &FieldErrors::new(),
+                &new_codes,
+            )
+            .await;
             if let Some(started) = renewed {
                 // The old session died with the password: on to the new one.
                 resp = Response::redirect(303, format!("{}?done=password", app.config.web.prefix))
@@ -636,7 +787,7 @@ async fn account_post(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Respon
             }
             resp
         }
-        Err(errors) => account(app, p, csrf, None, Some(form), &errors).await,
+        Err(errors) => account(app, p, csrf, None, Some(form), &errors, &[]).await,
     }
 }
 
@@ -651,15 +802,63 @@ async fn recent_sign_in(app: &App, who: &Identity) -> bool {
     }
 }
 
-/// The password asked again for a sensitive form, unless the sign-in is recent.
-async fn password_ok(app: &App, who: &Identity, password: &str) -> bool {
+/// The password, and a code when the user has a second factor (SPEC §15), asked again for a
+/// sensitive form unless the sign-in is recent: what was wrong, under its field. The
+/// password is checked first, so a wrong one uses up no code.
+async fn password_ok(
+    app: &App,
+    me: &Actor,
+    who: &Identity,
+    password: &str,
+    code: &str,
+) -> Result<(), FieldErrors> {
+    let fail = |field: &str, message: String| {
+        let mut errors = FieldErrors::new();
+        errors.insert(field.to_string(), vec![message]);
+        errors
+    };
     if recent_sign_in(app, who).await {
-        return true;
+        return Ok(());
     }
     let Ok(Some(user)) = app.store.get_user(who.user_id).await else {
-        return false;
+        return Err(fail("password", PASSWORD_NEEDED.to_string()));
     };
-    matches!(app.passwords.verify(password, Some(&user.password)).await, Ok(check) if check.ok)
+    let right = app.passwords.verify(password, Some(&user.password)).await;
+    if !matches!(right, Ok(check) if check.ok) {
+        return Err(fail("password", PASSWORD_NEEDED.to_string()));
+    }
+    match accounts::mfa::enabled(app, user.id).await {
+        Ok(None) => Ok(()),
+        Ok(Some(_)) => {
+            let step = accounts::mfa::second_step(
+                app,
+                me,
+                &user,
+                code,
+                &|_| {},
+                crate::store::Effects::none(),
+            )
+            .await;
+            step.map(|_| ()).map_err(|e| mfa_errors(&e))
+        }
+        Err(e) => Err(fail("code", detail(&e))),
+    }
+}
+
+/// The account page's second-factor section (its `id`, the set-up link's fragment).
+pub(super) const TWO_FACTOR_SECTION: &str = "two-factor";
+
+/// The sign-in page again, keeping `next` (when there is one), with `notice` said above it.
+pub(super) fn sign_in_again(
+    prefix: &str,
+    next_value: &str,
+    notice: render::SignInNotice,
+) -> String {
+    let flag = format!("{}={}", render::NOTICE_PARAM, notice.as_str());
+    match next_value {
+        "" => format!("{prefix}{}?{flag}", next::LOGIN_PAGE),
+        target => format!("{}&{flag}", next::login_url(None, prefix, target)),
+    }
 }
 
 fn register_form(
@@ -901,7 +1100,7 @@ async fn verify(app: &App, p: &PageRequest<'_>, csrf: &Csrf, rest: &str, get: bo
 }
 
 /// Ends the session a browser held before it signed in again (whoever it belonged to).
-async fn end_previous(app: &App, p: &PageRequest<'_>, before: Option<&Identity>) {
+pub(super) async fn end_previous(app: &App, p: &PageRequest<'_>, before: Option<&Identity>) {
     let Some(who) = before else { return };
     let Some(id) = who.sign_in.as_deref() else {
         return;
@@ -915,7 +1114,7 @@ async fn end_previous(app: &App, p: &PageRequest<'_>, before: Option<&Identity>)
 }
 
 /// A posted form's field as text ("" when it was not sent).
-fn field(data: &Map<String, Value>, name: &str) -> String {
+pub(super) fn field(data: &Map<String, Value>, name: &str) -> String {
     data.get(name)
         .and_then(Value::as_str)
         .unwrap_or("")
@@ -932,7 +1131,24 @@ fn input_of(data: &Map<String, Value>, names: &[&str]) -> Map<String, Value> {
 
 #[cfg(test)]
 mod tests {
-    use super::host_of;
+    use super::{host_of, sign_in_again};
+    use crate::web::render::SignInNotice;
+
+    #[test]
+    fn the_sign_in_page_again_keeps_next_and_says_why() {
+        assert_eq!(
+            sign_in_again("/accounts/", "", SignInNotice::Expired),
+            "/accounts/login/?notice=expired"
+        );
+        assert_eq!(
+            sign_in_again("/accounts/", "/app/x?y=1", SignInNotice::Expired),
+            "/accounts/login/?next=/app/x%3Fy%3D1&notice=expired"
+        );
+        assert_eq!(
+            sign_in_again("/", "", SignInNotice::MfaOff),
+            "/login/?notice=mfa-off"
+        );
+    }
 
     #[test]
     fn the_host_of_an_origin() {

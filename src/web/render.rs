@@ -33,6 +33,69 @@ pub const SESSION_FIELD: &str = "session";
 
 const NO_ERRORS: &[String] = &[];
 
+/// The query parameter the sign-in page reads a [`SignInNotice`] from.
+pub const NOTICE_PARAM: &str = "notice";
+/// The sign-in page after a pending second step was missing, used or expired.
+pub const SIGN_IN_EXPIRED: &str = "Your sign-in expired; enter your password again.";
+/// The sign-in page after the second factor was turned off (every session ended with it).
+pub const MFA_TURNED_OFF: &str =
+    "Two-factor authentication is off, and every session was signed out. Sign in again.";
+/// The account page after the first code turned the second factor on.
+pub const MFA_TURNED_ON: &str = "Two-factor authentication is on.";
+/// The account page after new recovery codes were made.
+pub const RECOVERY_CODES_RENEWED: &str =
+    "New recovery codes were made. The old ones no longer work.";
+
+/// The second step's lock (or the sign-in throttle) of `seconds`, in whole minutes.
+pub fn too_many_codes(seconds: u64) -> String {
+    let minutes = seconds.div_ceil(60).max(1);
+    let unit = if minutes == 1 { "minute" } else { "minutes" };
+    format!("Too many wrong codes. Try again in {minutes} {unit}.")
+}
+
+/// An SVG as an `<img src>` the pages' CSP allows (`img-src data:`).
+pub fn svg_data_uri(svg: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "data:image/svg+xml;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(svg)
+    )
+}
+
+/// Why a browser was sent back to the sign-in page, said above its form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInNotice {
+    /// The pending second step was missing, used or expired.
+    Expired,
+    /// The second factor was turned off, which signed every session out.
+    MfaOff,
+}
+
+impl SignInNotice {
+    const ALL: [SignInNotice; 2] = [SignInNotice::Expired, SignInNotice::MfaOff];
+
+    /// The value of [`NOTICE_PARAM`].
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignInNotice::Expired => "expired",
+            SignInNotice::MfaOff => "mfa-off",
+        }
+    }
+
+    /// The notice a query value names, if any.
+    pub fn parse(value: &str) -> Option<SignInNotice> {
+        Self::ALL.into_iter().find(|n| n.as_str() == value)
+    }
+
+    /// What the sign-in page says.
+    pub fn text(self) -> &'static str {
+        match self {
+            SignInNotice::Expired => SIGN_IN_EXPIRED,
+            SignInNotice::MfaOff => MFA_TURNED_OFF,
+        }
+    }
+}
+
 /// The forms of the account page, as the hidden [`ACCOUNT_FORM_FIELD`] names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountForm {
@@ -46,15 +109,27 @@ pub enum AccountForm {
     EndOthers,
     /// Delete the account (`password` unless the sign-in is recent, and `confirm`).
     Delete,
+    /// Start setting up the second factor (no fields).
+    MfaStart,
+    /// Turn the pending second factor on with its first `code`.
+    MfaConfirm,
+    /// New recovery codes, for a `code`.
+    MfaRenew,
+    /// Turn the second factor off: `password` and `code`.
+    MfaDisable,
 }
 
 impl AccountForm {
-    const ALL: [AccountForm; 5] = [
+    const ALL: [AccountForm; 9] = [
         AccountForm::Profile,
         AccountForm::Password,
         AccountForm::EndSession,
         AccountForm::EndOthers,
         AccountForm::Delete,
+        AccountForm::MfaStart,
+        AccountForm::MfaConfirm,
+        AccountForm::MfaRenew,
+        AccountForm::MfaDisable,
     ];
 
     /// The value of the hidden field.
@@ -65,6 +140,10 @@ impl AccountForm {
             AccountForm::EndSession => "end-session",
             AccountForm::EndOthers => "end-others",
             AccountForm::Delete => "delete",
+            AccountForm::MfaStart => "mfa-start",
+            AccountForm::MfaConfirm => "mfa-confirm",
+            AccountForm::MfaRenew => "mfa-renew",
+            AccountForm::MfaDisable => "mfa-disable",
         }
     }
 
@@ -77,6 +156,10 @@ impl AccountForm {
                 ("Sessions and devices", "sessions-h")
             }
             AccountForm::Delete => ("Delete account", "delete-h"),
+            AccountForm::MfaStart
+            | AccountForm::MfaConfirm
+            | AccountForm::MfaRenew
+            | AccountForm::MfaDisable => ("Two-factor authentication", "two-factor-h"),
         }
     }
 
@@ -168,6 +251,8 @@ pub struct SignIn<'a> {
     pub registration: bool,
     /// One message above the form, e.g. [`SIGN_IN_FAILED`].
     pub error: Option<&'a str>,
+    /// Why the browser is here again, e.g. [`SIGN_IN_EXPIRED`].
+    pub notice: Option<&'a str>,
 }
 
 impl SignIn<'_> {
@@ -257,19 +342,64 @@ pub struct Account<'a> {
     /// deletion.
     pub recent_sign_in: bool,
     pub sessions: &'a [SessionRow<'a>],
+    /// Where the second factor stands.
+    pub two_factor: TwoFactor<'a>,
+    /// Recovery codes just made, shown this once (empty: none).
+    pub new_codes: &'a [String],
+    /// A safe target the browser was on its way to (the page that needs a second factor):
+    /// carried through the set-up forms and offered once the factor is on.
+    pub next: Option<&'a str>,
     /// The form that was posted and refused, whose field errors `errors` holds.
     pub failed: Option<AccountForm>,
     pub errors: &'a FieldErrors,
+}
+
+/// Where the user's second factor stands, for the account page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TwoFactor<'a> {
+    /// Off and nothing pending: offer to set it up.
+    Off,
+    /// Set-up started: the QR code (an SVG document) and the secret to type in by hand.
+    Pending { qr_svg: &'a str, secret: &'a str },
+    /// On since (unix seconds), with this many unused recovery codes.
+    On { since: u64, recovery_left: usize },
 }
 
 impl Account<'_> {
     /// The fields each form shows; other keys of a refused form's errors go above it.
     fn fields(form: AccountForm) -> &'static [&'static str] {
         match form {
-            AccountForm::Profile => &["first_name", "last_name", "email", "password"],
+            AccountForm::Profile => &["first_name", "last_name", "email", "password", "code"],
             AccountForm::Password => &["old_password", "new_password", "re_new_password"],
-            AccountForm::EndOthers | AccountForm::Delete => &["password"],
-            AccountForm::EndSession => &[],
+            AccountForm::EndOthers | AccountForm::Delete => &["password", "code"],
+            AccountForm::EndSession | AccountForm::MfaStart => &[],
+            AccountForm::MfaConfirm | AccountForm::MfaRenew => &["code"],
+            AccountForm::MfaDisable => &["password", "code"],
+        }
+    }
+    /// The sensitive forms ask for a code as well as the password: the factor is on and
+    /// the sign-in is not recent.
+    fn asks_code(&self) -> bool {
+        !self.recent_sign_in && matches!(self.two_factor, TwoFactor::On { .. })
+    }
+    /// Set-up started: the QR code as an `<img src>`, and the secret.
+    fn pending(&self) -> Option<(String, &str)> {
+        match self.two_factor {
+            TwoFactor::Pending { qr_svg, secret } => Some((svg_data_uri(qr_svg), secret)),
+            _ => None,
+        }
+    }
+    /// On: since when (a date people read) and how many recovery codes are unused.
+    fn on(&self) -> Option<(String, usize)> {
+        match self.two_factor {
+            TwoFactor::On {
+                since,
+                recovery_left,
+            } => Some((
+                utc_time_parts(since).0.trim_end_matches(',').to_string(),
+                recovery_left,
+            )),
+            _ => None,
         }
     }
     fn errors_in(&self, form: AccountForm, field: &str) -> &[String] {
@@ -293,6 +423,61 @@ impl Account<'_> {
 
 /// The account page.
 pub fn account(v: &Account) -> Result<String, RenderError> {
+    Ok(v.render()?)
+}
+
+/// What the second-factor page (`login/code/`) shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeState {
+    /// The code form, finishing a sign-in after the password.
+    SignIn,
+    /// The code form, for a signed-in browser on its way to a page that needs the factor.
+    StepUp,
+    /// Too many wrong codes: no form until the wait (in `error`) is over.
+    Locked,
+    /// A page needs the second factor and the user has none: the way to set it up.
+    Enrol,
+}
+
+/// The second-factor page (`login/code/`).
+#[derive(Template)]
+#[template(path = "second_factor.html")]
+pub struct SecondFactorPage<'a> {
+    pub brand: &'a str,
+    pub prefix: &'a str,
+    pub custom_css: bool,
+    pub csrf_token: &'a str,
+    pub signed_in_as: Option<&'a str>,
+    pub state: CodeState,
+    /// The target after the code, posted back in a hidden field.
+    pub next: &'a str,
+    /// The sign-in page, keeping `next` ("Start again").
+    pub sign_in_url: &'a str,
+    /// The account page's set-up section, keeping `next`.
+    pub enrol_url: &'a str,
+    /// Under the code field: [`crate::error::OTP_INVALID`]; locked, the wait.
+    pub error: Option<&'a str>,
+}
+
+impl SecondFactorPage<'_> {
+    fn code_errors(&self) -> Vec<String> {
+        match (self.state, self.error) {
+            (CodeState::SignIn | CodeState::StepUp, Some(e)) => vec![e.to_string()],
+            _ => Vec::new(),
+        }
+    }
+    fn title(&self) -> &'static str {
+        match self.state {
+            CodeState::SignIn | CodeState::StepUp | CodeState::Locked => {
+                "Two-factor authentication"
+            }
+            CodeState::Enrol => "Two-factor authentication needed",
+        }
+    }
+}
+
+/// The second-factor page.
+pub fn second_factor(v: &SecondFactorPage) -> Result<String, RenderError> {
     Ok(v.render()?)
 }
 
@@ -576,6 +761,11 @@ mod tests {
     use super::*;
 
     const EVIL: &str = "<script>alert(1)</script>";
+    const SVG: &str = r#"<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><rect width="8" height="8"/></svg>"#;
+
+    fn recovery_codes() -> Vec<String> {
+        (0..10).map(|i| format!("abcde-fghj{i}")).collect()
+    }
     const TOKEN: &str = "tok3nTOK3Ntok3nTOK3Ntok3nTOK3Nxx";
     const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
     const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
@@ -649,6 +839,7 @@ mod tests {
                     remember: false,
                     registration: days > 0,
                     error,
+                    notice: None,
                 }),
             );
         }
@@ -704,8 +895,84 @@ mod tests {
                     email: "alice@example.com",
                     recent_sign_in: recent,
                     sessions: &rows,
+                    two_factor: TwoFactor::Off,
+                    new_codes: &[],
+                    next: None,
                     failed,
                     errors: errs,
+                }),
+            );
+        }
+        let codes = recovery_codes();
+        let on = TwoFactor::On {
+            since: 1_796_652_359,
+            recovery_left: 7,
+        };
+        let pending = TwoFactor::Pending {
+            qr_svg: SVG,
+            secret: "JBSW Y3DP EHPK 3PXP",
+        };
+        for (name, recent, two_factor, new_codes, failed) in [
+            ("account-mfa-pending", false, pending, &[][..], None),
+            ("account-mfa-codes", true, on, &codes[..], None),
+            ("account-mfa-on", false, on, &[][..], None),
+            (
+                "account-mfa-on-error",
+                false,
+                on,
+                &[][..],
+                Some(AccountForm::MfaDisable),
+            ),
+        ] {
+            add(
+                name,
+                account(&Account {
+                    brand,
+                    prefix,
+                    custom_css,
+                    csrf_token: TOKEN,
+                    signed_in_as: Some(user),
+                    notice: None,
+                    username: user,
+                    first_name: "Alice",
+                    last_name: "Liddell",
+                    email: "alice@example.com",
+                    recent_sign_in: recent,
+                    sessions: &rows,
+                    two_factor,
+                    new_codes,
+                    next: Some("/app/x?a=1"),
+                    failed,
+                    errors: errs,
+                }),
+            );
+        }
+        let wait = too_many_codes(3600);
+        for (name, state, error) in [
+            ("code", CodeState::SignIn, None),
+            (
+                "code-error",
+                CodeState::SignIn,
+                Some(crate::error::OTP_INVALID),
+            ),
+            ("code-step-up", CodeState::StepUp, None),
+            ("code-locked", CodeState::Locked, Some(wait.as_str())),
+            ("code-enrol", CodeState::Enrol, None),
+        ] {
+            add(
+                name,
+                second_factor(&SecondFactorPage {
+                    brand,
+                    prefix,
+                    custom_css,
+                    csrf_token: TOKEN,
+                    signed_in_as: matches!(state, CodeState::StepUp | CodeState::Enrol)
+                        .then_some(user),
+                    state,
+                    next: "/app/x?a=1&b=2",
+                    sign_in_url: "/accounts/login/?next=/app/x",
+                    enrol_url: "/accounts/?next=/app/x#two-factor",
+                    error,
                 }),
             );
         }
@@ -1049,6 +1316,7 @@ mod tests {
             remember: true,
             registration: false,
             error: None,
+            notice: None,
         })
         .unwrap_or_default();
         assert!(one.contains("Remember me for 1 day</label>"));
@@ -1108,6 +1376,9 @@ mod tests {
             email: "",
             recent_sign_in: true,
             sessions: &rows[..1],
+            two_factor: TwoFactor::Off,
+            new_codes: &[],
+            next: None,
             failed: None,
             errors: &FieldErrors::new(),
         })
@@ -1175,6 +1446,214 @@ mod tests {
     }
 
     #[test]
+    fn the_two_factor_section_follows_its_state() {
+        let pages = all_pages("alice", &FieldErrors::new(), false);
+        let section = |name: &str| {
+            page(&pages, name)
+                .split(
+                    "<section class=\"card\" id=\"two-factor\" aria-labelledby=\"two-factor-h\">",
+                )
+                .nth(1)
+                .and_then(|s| s.split("</section>").next())
+                .map(str::to_string)
+                .unwrap_or_else(|| panic!("{name}: no two-factor section"))
+        };
+        let off = section("account");
+        assert!(off.contains("name=\"form\" value=\"mfa-start\""));
+        assert!(off.contains("Set up two-factor authentication</button>"));
+        assert!(!off.contains("<img") && !off.contains("recovery-codes"));
+
+        let pending = section("account-mfa-pending");
+        let img = tags(&pending, "img").into_iter().next().unwrap_or_default();
+        assert_eq!(attr(img, "alt"), Some("QR code for your authenticator app"));
+        assert_eq!(attr(img, "src"), Some(svg_data_uri(SVG).as_str()));
+        assert!(
+            pending.contains("<code class=\"secret\" id=\"mfa-secret\">JBSW Y3DP EHPK 3PXP</code>")
+        );
+        assert!(pending.contains("name=\"form\" value=\"mfa-confirm\""));
+        assert!(pending.contains("Turn on</button>"));
+        assert!(pending.contains("name=\"next\" value=\"/app/x?a=1\""));
+
+        let shown = section("account-mfa-codes");
+        let list = shown
+            .split("id=\"recovery-codes\"")
+            .nth(1)
+            .and_then(|s| s.split("</ul>").next())
+            .unwrap_or_default();
+        assert_eq!(list.matches("<li><code>").count(), 10);
+        assert!(list.contains("abcde-fghj9"));
+        assert!(
+            shown.contains("href=\"/app/x?a=1\""),
+            "on to where the browser was going"
+        );
+        assert!(!section("account-mfa-on").contains("recovery-codes"));
+
+        let on = section("account-mfa-on");
+        assert!(on.contains("since 7 Dec 2026."), "{on}");
+        assert!(on.contains("You have 7 unused recovery codes."));
+        assert!(on.contains("name=\"form\" value=\"mfa-renew\""));
+        assert!(on.contains("name=\"form\" value=\"mfa-disable\""));
+        assert!(on.contains("id=\"id_mfa-disable-password\""));
+        assert!(on.contains("id=\"id_mfa-disable-code\""));
+    }
+
+    #[test]
+    fn the_sensitive_forms_ask_a_code_only_when_enrolled_and_the_sign_in_is_old() {
+        let pages = all_pages("alice", &FieldErrors::new(), false);
+        let codes = |name: &str, form: &str| {
+            forms(&page(&pages, name))
+                .into_iter()
+                .filter(|f| f.contains(&format!("name=\"form\" value=\"{form}\"")))
+                .map(|f| f.matches("name=\"code\"").count())
+                .sum::<usize>()
+        };
+        for form in ["profile", "end-others", "delete"] {
+            assert_eq!(
+                codes("account-mfa-on", form),
+                1,
+                "{form}: enrolled, old sign-in"
+            );
+            assert_eq!(codes("account", form), 0, "{form}: not enrolled");
+            assert_eq!(
+                codes("account-mfa-codes", form),
+                0,
+                "{form}: recent sign-in"
+            );
+        }
+    }
+
+    #[test]
+    fn a_refused_two_factor_form_shows_its_errors_under_its_fields() {
+        let errs = errors(&[
+            ("code", crate::error::OTP_INVALID),
+            ("password", "Wrong password."),
+        ]);
+        let rows = sessions();
+        let html = account(&Account {
+            brand: "b",
+            prefix: "/",
+            custom_css: false,
+            csrf_token: TOKEN,
+            signed_in_as: Some("alice"),
+            notice: None,
+            username: "alice",
+            first_name: "",
+            last_name: "",
+            email: "",
+            recent_sign_in: true,
+            sessions: &rows,
+            two_factor: TwoFactor::On {
+                since: 0,
+                recovery_left: 1,
+            },
+            new_codes: &[],
+            next: None,
+            failed: Some(AccountForm::MfaDisable),
+            errors: &errs,
+        })
+        .unwrap_or_default();
+        let form = forms(&html)
+            .into_iter()
+            .find(|f| f.contains("value=\"mfa-disable\""))
+            .unwrap_or_default();
+        assert!(form.contains("id=\"id_mfa-disable-code-errors\""));
+        assert!(form.contains("<span class=\"tag\">Error:</span> Invalid two-factor code."));
+        assert!(form.contains("Wrong password."));
+        assert!(html.contains("You have 1 unused recovery code."));
+        assert!(html.contains("<a href=\"#two-factor-h\">Two-factor authentication</a>"));
+        let renew = forms(&html)
+            .into_iter()
+            .find(|f| f.contains("value=\"mfa-renew\""))
+            .unwrap_or_default();
+        assert!(
+            !renew.contains("aria-invalid"),
+            "only the refused form's fields"
+        );
+    }
+
+    #[test]
+    fn the_code_page_asks_one_code_a_recovery_code_fits() {
+        let pages = all_pages("alice", &FieldErrors::new(), false);
+        let html = page(&pages, "code");
+        assert!(html.contains("<h1>Two-factor authentication</h1>"));
+        let input = tags(&html, "input")
+            .into_iter()
+            .find(|t| attr(t, "name") == Some("code"))
+            .unwrap_or_default();
+        assert_eq!(attr(input, "inputmode"), Some("numeric"));
+        assert_eq!(attr(input, "autocomplete"), Some("one-time-code"));
+        assert_eq!(attr(input, "pattern"), None, "recovery codes have letters");
+        assert_eq!(attr(input, "maxlength"), None);
+        assert!(html.contains("<label for=\"id_otp-code\">Authentication code</label>"));
+        assert!(html.contains("recovery codes works too"));
+        assert!(html.contains("name=\"next\" value=\"/app/x?a=1&#38;b=2\""));
+        assert!(html.contains("href=\"/accounts/login/?next=/app/x\">Start again</a>"));
+        assert!(!html.contains("role=\"alert\""));
+
+        let error = page(&pages, "code-error");
+        assert!(error.contains("id=\"id_otp-code-errors\""));
+        assert!(error.contains("<span class=\"tag\">Error:</span> Invalid two-factor code."));
+        assert!(error.contains("aria-invalid=\"true\""));
+
+        let locked = page(&pages, "code-locked");
+        assert!(locked.contains("Too many wrong codes. Try again in 60 minutes."));
+        assert!(!locked.contains("name=\"code\""), "no form while locked");
+
+        let step_up = page(&pages, "code-step-up");
+        assert!(step_up.contains("name=\"code\""));
+        assert!(!step_up.contains("Start again"));
+
+        let enrol = page(&pages, "code-enrol");
+        assert!(enrol.contains("<h1>Two-factor authentication needed</h1>"));
+        assert!(enrol.contains("href=\"/accounts/?next=/app/x#two-factor\""));
+        assert!(!enrol.contains("<form"));
+    }
+
+    #[test]
+    fn second_factor_texts_and_values() {
+        assert_eq!(
+            too_many_codes(3600),
+            "Too many wrong codes. Try again in 60 minutes."
+        );
+        assert_eq!(
+            too_many_codes(61),
+            "Too many wrong codes. Try again in 2 minutes."
+        );
+        assert_eq!(
+            too_many_codes(60),
+            "Too many wrong codes. Try again in 1 minute."
+        );
+        assert_eq!(
+            too_many_codes(0),
+            "Too many wrong codes. Try again in 1 minute."
+        );
+        assert_eq!(svg_data_uri("<svg/>"), "data:image/svg+xml;base64,PHN2Zy8+");
+        for n in SignInNotice::ALL {
+            assert_eq!(SignInNotice::parse(n.as_str()), Some(n));
+        }
+        assert_eq!(SignInNotice::parse(""), None);
+        assert_eq!(SignInNotice::Expired.text(), SIGN_IN_EXPIRED);
+        let html = login(&SignIn {
+            brand: "b",
+            prefix: "/",
+            custom_css: false,
+            csrf_token: TOKEN,
+            signed_in_as: None,
+            username: "",
+            next: "",
+            remember_days: 0,
+            remember: false,
+            registration: false,
+            error: None,
+            notice: Some(SIGN_IN_EXPIRED),
+        })
+        .unwrap_or_default();
+        assert!(html.contains(
+            "<div class=\"alert notice\" role=\"status\"><p>Your sign-in expired; enter your password again.</p></div>"
+        ));
+    }
+
+    #[test]
     fn times_read_as_utc() {
         assert_eq!(utc_time(1_796_652_359), "7 Dec 2026, 14:05 UTC");
         assert_eq!(utc_time(1_709_197_380), "29 Feb 2024, 09:03 UTC");
@@ -1231,7 +1710,7 @@ mod tests {
 
     #[test]
     fn the_stylesheet_is_small_and_self_contained() {
-        assert!(STYLESHEET.len() < 8 * 1024, "{} bytes", STYLESHEET.len());
+        assert!(STYLESHEET.len() < 10 * 1024, "{} bytes", STYLESHEET.len());
         assert!(!STYLESHEET.contains("@import") && !STYLESHEET.contains("url("));
         assert!(STYLESHEET.contains("prefers-color-scheme: dark"));
     }

@@ -30,6 +30,7 @@ mod route_policy;
 mod safe_paths;
 mod tls;
 mod web_browser;
+mod web_mfa;
 mod web_sessions;
 
 // Operations: metrics, probes, logs, drain and upgrade; holding under abuse; deploy files.

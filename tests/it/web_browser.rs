@@ -19,24 +19,24 @@ use std::path::Path;
 const APP_PAGE: &str = "/app/reports?week=49";
 const NEW_PASSWORD: &str = "N3w-Passw0rd!";
 /// Where the screenshots are also copied for a person to look at, when set.
-const SCREENS_VAR: &str = "GATEHOUSE_TEST_SCREENS";
+pub(crate) const SCREENS_VAR: &str = "GATEHOUSE_TEST_SCREENS";
 /// A cookie of the application's own, which must reach it.
 const APP_COOKIE: (&str, &str) = ("theme", "dark");
 /// The tallest window a screenshot grows to.
 const MAX_SHOT_HEIGHT: u32 = 6000;
 
 /// The sign-in page of the gatehouse (or nginx) at `base` ("http://127.0.0.1:<port>").
-fn login_url(base: &str) -> String {
+pub(crate) fn login_url(base: &str) -> String {
     format!("{base}/accounts/login/")
 }
 
-fn base_of(g: &Gatehouse) -> String {
+pub(crate) fn base_of(g: &Gatehouse) -> String {
     g.url("").trim_end_matches('/').to_string()
 }
 
 /// Waits for the sign-in form, fills it in and submits it, as a person would.
 #[track_caller]
-fn fill_sign_in(b: &Browser, username: &str, password: &str) {
+pub(crate) fn fill_sign_in(b: &Browser, username: &str, password: &str) {
     b.wait_for(
         |b| b.try_find("#id_login-username").is_some(),
         "the sign-in form",
@@ -77,7 +77,7 @@ fn session_in(b: &Browser) -> String {
 
 /// The page's text as JSON (Chromium shows a JSON answer as its text).
 #[track_caller]
-fn json_of_page(b: &Browser) -> Value {
+pub(crate) fn json_of_page(b: &Browser) -> Value {
     let text = b.text();
     serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
@@ -477,6 +477,12 @@ fn signing_in_replaces_a_planted_session_cookie() {
 /// when `SCREENS_VAR` names a directory, a copy there.
 #[track_caller]
 fn shoot(b: &Browser, dir: &Path, name: &str, width: u32) {
+    shoot_as(b, dir, "web_browser", name, width);
+}
+
+/// `shoot` for the scenarios of module `module` (the copy's name starts with it).
+#[track_caller]
+pub(crate) fn shoot_as(b: &Browser, dir: &Path, module: &str, name: &str, width: u32) {
     const MEASURE: &str = "return [document.documentElement.scrollHeight, window.innerHeight, \
                            window.outerHeight];";
     b.set_window_size(width, 600);
@@ -507,7 +513,7 @@ fn shoot(b: &Browser, dir: &Path, name: &str, width: u32) {
     if let Some(screens) = std::env::var_os(SCREENS_VAR) {
         let screens = Path::new(&screens);
         std::fs::create_dir_all(screens).expect("the screens directory");
-        std::fs::copy(&path, screens.join(format!("web_browser-{file}")))
+        std::fs::copy(&path, screens.join(format!("{module}-{file}")))
             .expect("copy the screenshot");
     }
 }
