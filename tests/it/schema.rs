@@ -1458,3 +1458,55 @@ fn throttled_answers_match_the_document() {
     c.json(401, "POST", TOKEN, wrong.clone(), None);
     c.json(429, "POST", TOKEN, wrong, None);
 }
+
+#[test]
+fn second_factor_refusals_match_the_document() {
+    let doc = document();
+    let g = Gatehouse::new()
+        .superuser("root", "root@example.com", "Root-Pass-2024")
+        .with_config(|c| {
+            c.admin_api.require_mfa = true;
+            c.mfa.failures_per_hour = 1;
+        })
+        .start();
+    let c = Checked::new(&g, &doc);
+    let login = json!({"username": "root", "password": "Root-Pass-2024"});
+    let root = c.json(200, "POST", TOKEN, login, None).field("access");
+    let staff = Some(root.as_str());
+    // `[admin_api] require_mfa`: a password-only token is refused on the admin endpoints.
+    c.json(403, "GET", ADMIN_USERS, NO_BODY, staff);
+    c.json(403, "HEAD", ADMIN_USERS, NO_BODY, staff);
+    c.json(403, "GET", AUDIT, NO_BODY, staff);
+    c.json(403, "PATCH", &admin_user("1"), json!({}), staff);
+    c.json(403, "PUT", &admin_restore("1"), NO_BODY, staff);
+    c.json(403, "DELETE", &admin_user("1"), NO_BODY, staff);
+    let secret = totp::secret_of(&c.json(200, "POST", TOTP, NO_BODY, staff).json);
+    let confirm = json!({"code": totp::code_now(&secret)});
+    let codes = recovery_codes(&c.json(200, "POST", TOTP_CONFIRM, confirm, staff));
+    let with_otp = json!({"username": "root", "password": "Root-Pass-2024", "otp": codes[0]});
+    let root = c.json(200, "POST", TOKEN, with_otp, None).field("access");
+    c.json(200, "GET", ADMIN_USERS, NO_BODY, Some(&root));
+    // One wrong code locks the second factor (`[mfa] failures_per_hour = 1`): 429 until
+    // Retry-After, wherever a code is checked.
+    c.json(
+        400,
+        "POST",
+        RECOVERY_CODES,
+        json!({"code": "zzzzz-zzzzz"}),
+        staff,
+    );
+    let locked = c.json(
+        429,
+        "POST",
+        RECOVERY_CODES,
+        json!({"code": codes[1]}),
+        staff,
+    );
+    assert!(locked
+        .header("retry-after")
+        .is_some_and(|s| s.parse::<u64>().is_ok()));
+    let off = json!({"password": "Root-Pass-2024", "code": codes[1]});
+    c.json(429, "DELETE", TOTP, off, staff);
+    let with_otp = json!({"username": "root", "password": "Root-Pass-2024", "otp": codes[1]});
+    c.json(429, "POST", TOKEN, with_otp, None);
+}
