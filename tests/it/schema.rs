@@ -50,6 +50,21 @@ fn documented_methods(item: &Value) -> BTreeSet<String> {
 const SESSION: &str = "/api/auth/session/";
 const SESSIONS: &str = "/api/auth/sessions/";
 const REVOKE_OTHERS: &str = "/api/auth/sessions/revoke-others/";
+const TOTP: &str = "/api/auth/2fa/totp/";
+const TOTP_CONFIRM: &str = "/api/auth/2fa/totp/confirm/";
+const RECOVERY_CODES: &str = "/api/auth/2fa/recovery-codes/";
+
+/// The `recovery_codes` of an answer.
+fn recovery_codes(r: &Resp) -> Vec<String> {
+    let codes: Vec<String> = r.json["recovery_codes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.as_str().map(str::to_string))
+        .collect();
+    assert_eq!(codes.len(), 10, "ten recovery codes: {}", r.text);
+    codes
+}
 
 /// `/api/auth/sessions/<id>/`
 fn session_end(id: &str) -> String {
@@ -1301,6 +1316,112 @@ fn a_realistic_scenario_and_malformed_requests_match_the_document() {
     c.browser(204, "DELETE", SESSION, NO_BODY, &stale);
     c.json(401, "DELETE", SESSION, NO_BODY, Some("garbage"));
 
+    // The second factor (SPEC §17), on alice: nothing to confirm, use or turn off at first;
+    // an enrolment (a second one replaces the first), its confirmation, sign-ins that need a
+    // code, new recovery codes, turning it off; then an admin's view and reset.
+    let alice = c
+        .json(200, "POST", TOKEN, login("alice", PASSWORD), anon)
+        .field("access");
+    assert_eq!(
+        jwt::claims(&alice).get("amr"),
+        None,
+        "no second factor, no amr"
+    );
+    let me = Some(alice.as_str());
+    let off = |password: &str, code: &str| json!({"password": password, "code": code});
+    c.json(401, "POST", TOTP, NO_BODY, anon);
+    c.json(401, "POST", TOTP_CONFIRM, json!({"code": "123456"}), anon);
+    c.json(401, "POST", RECOVERY_CODES, json!({"code": "123456"}), anon);
+    c.json(401, "DELETE", TOTP, off(PASSWORD, "123456"), anon);
+    c.json(400, "POST", TOTP_CONFIRM, json!({"code": "123456"}), me);
+    c.json(400, "POST", RECOVERY_CODES, json!({"code": "123456"}), me);
+    c.json(400, "DELETE", TOTP, off(PASSWORD, "123456"), me);
+    c.json(400, "DELETE", TOTP, json!({}), me);
+    c.json(
+        400,
+        "DELETE",
+        TOTP,
+        json!({"password": "", "code": null}),
+        me,
+    );
+    c.raw(400, "DELETE", TOTP, JSON, "[]", me);
+    c.raw(415, "DELETE", TOTP, "text/plain", "x", me);
+    c.json(200, "POST", TOTP, NO_BODY, me);
+    let enrolment = c.json(200, "POST", TOTP, NO_BODY, me);
+    let secret = totp::secret_of(&enrolment.json);
+    c.json(400, "POST", TOTP_CONFIRM, json!({}), me);
+    c.json(400, "POST", TOTP_CONFIRM, json!({"code": "not a code"}), me);
+    c.raw(400, "POST", TOTP_CONFIRM, JSON, "{oops", me);
+    c.raw(415, "POST", TOTP_CONFIRM, "text/plain", "x", me);
+    let confirm = json!({"code": totp::code_now(&secret)});
+    let codes = recovery_codes(&c.json(200, "POST", TOTP_CONFIRM, confirm, me));
+    c.json(400, "POST", TOTP_CONFIRM, json!({"code": "123456"}), me);
+    c.json(400, "POST", TOTP, NO_BODY, me);
+    // Sign-ins: the code is required, a wrong one refused; a recovery code passes once, and
+    // the access token (and every one refreshed from its pair) says so in `amr`.
+    let with_otp = |otp: &str| json!({"username": "alice", "password": PASSWORD, "otp": otp});
+    c.json(401, "POST", TOKEN, login("alice", PASSWORD), anon);
+    c.json(401, "POST", TOKEN, with_otp("zzzzz-zzzzz"), anon);
+    let (mfa_access, mfa_refresh) = c
+        .json(200, "POST", TOKEN, with_otp(&codes[0]), anon)
+        .tokens();
+    let amr = json!(["pwd", "otp"]);
+    assert_eq!(jwt::claims(&mfa_access)["amr"], amr);
+    let refreshed = c.json(
+        200,
+        "POST",
+        REFRESH,
+        json!({ "refresh": mfa_refresh }),
+        anon,
+    );
+    assert_eq!(jwt::claims(&refreshed.field("access"))["amr"], amr);
+    c.json(401, "POST", SESSION, login("alice", PASSWORD), anon);
+    c.json(200, "POST", SESSION, with_otp(&codes[1]), anon);
+    let form = format!("username=alice&password={PASSWORD}&otp={}", codes[2]);
+    c.raw(200, "POST", TOKEN, FORM, form, anon);
+    // New recovery codes: the old set dies with them.
+    c.json(400, "POST", RECOVERY_CODES, json!({}), me);
+    c.json(400, "POST", RECOVERY_CODES, json!({"code": "nope"}), me);
+    c.raw(415, "POST", RECOVERY_CODES, "text/plain", "x", me);
+    let renewed =
+        recovery_codes(&c.json(200, "POST", RECOVERY_CODES, json!({"code": codes[3]}), me));
+    // Off: the password and a code of the new set; every token of alice ends.
+    c.json(400, "DELETE", TOTP, off("Wrong-Pass-1", &renewed[0]), me);
+    c.json(400, "DELETE", TOTP, off(PASSWORD, &codes[4]), me);
+    c.json(204, "DELETE", TOTP, off(PASSWORD, &renewed[0]), me);
+    c.json(401, "POST", TOTP, NO_BODY, me);
+    c.json(401, "GET", PROFILE, NO_BODY, Some(&mfa_access));
+    // The admin's view: `mfa` in the detail; `"mfa": false` resets a lost factor (alice's
+    // tokens end), `"mfa": true` is refused.
+    let alice = c
+        .json(200, "POST", TOKEN, login("alice", PASSWORD), anon)
+        .field("access");
+    let me = Some(alice.as_str());
+    let detail = c.json(200, "GET", &admin_user(&alice_id), NO_BODY, staff);
+    assert_eq!(detail.json["mfa"], json!(false), "{}", detail.text);
+    let secret = totp::secret_of(&c.json(200, "POST", TOTP, NO_BODY, me).json);
+    let confirm = json!({"code": totp::code_now(&secret)});
+    recovery_codes(&c.json(200, "POST", TOTP_CONFIRM, confirm, me));
+    let detail = c.json(200, "GET", &admin_user(&alice_id), NO_BODY, staff);
+    assert_eq!(detail.json["mfa"], json!(true), "{}", detail.text);
+    c.json(
+        400,
+        "PATCH",
+        &admin_user(&alice_id),
+        json!({"mfa": true}),
+        staff,
+    );
+    let reset = c.json(
+        200,
+        "PATCH",
+        &admin_user(&alice_id),
+        json!({"mfa": false}),
+        staff,
+    );
+    assert_eq!(reset.json["mfa"], json!(false), "{}", reset.text);
+    c.json(401, "GET", PROFILE, NO_BODY, me);
+    c.json(200, "POST", TOKEN, login("alice", PASSWORD), anon);
+
     // The scenario touched every documented operation.
     let exercised = c.exercised.borrow();
     let mut missing = Vec::new();
@@ -1336,4 +1457,56 @@ fn throttled_answers_match_the_document() {
     let wrong = json!({"username": "tom", "password": "Wrong-Pass-1"});
     c.json(401, "POST", TOKEN, wrong.clone(), None);
     c.json(429, "POST", TOKEN, wrong, None);
+}
+
+#[test]
+fn second_factor_refusals_match_the_document() {
+    let doc = document();
+    let g = Gatehouse::new()
+        .superuser("root", "root@example.com", "Root-Pass-2024")
+        .with_config(|c| {
+            c.admin_api.require_mfa = true;
+            c.mfa.failures_per_hour = 1;
+        })
+        .start();
+    let c = Checked::new(&g, &doc);
+    let login = json!({"username": "root", "password": "Root-Pass-2024"});
+    let root = c.json(200, "POST", TOKEN, login, None).field("access");
+    let staff = Some(root.as_str());
+    // `[admin_api] require_mfa`: a password-only token is refused on the admin endpoints.
+    c.json(403, "GET", ADMIN_USERS, NO_BODY, staff);
+    c.json(403, "HEAD", ADMIN_USERS, NO_BODY, staff);
+    c.json(403, "GET", AUDIT, NO_BODY, staff);
+    c.json(403, "PATCH", &admin_user("1"), json!({}), staff);
+    c.json(403, "PUT", &admin_restore("1"), NO_BODY, staff);
+    c.json(403, "DELETE", &admin_user("1"), NO_BODY, staff);
+    let secret = totp::secret_of(&c.json(200, "POST", TOTP, NO_BODY, staff).json);
+    let confirm = json!({"code": totp::code_now(&secret)});
+    let codes = recovery_codes(&c.json(200, "POST", TOTP_CONFIRM, confirm, staff));
+    let with_otp = json!({"username": "root", "password": "Root-Pass-2024", "otp": codes[0]});
+    let root = c.json(200, "POST", TOKEN, with_otp, None).field("access");
+    c.json(200, "GET", ADMIN_USERS, NO_BODY, Some(&root));
+    // One wrong code locks the second factor (`[mfa] failures_per_hour = 1`): 429 until
+    // Retry-After, wherever a code is checked.
+    c.json(
+        400,
+        "POST",
+        RECOVERY_CODES,
+        json!({"code": "zzzzz-zzzzz"}),
+        staff,
+    );
+    let locked = c.json(
+        429,
+        "POST",
+        RECOVERY_CODES,
+        json!({"code": codes[1]}),
+        staff,
+    );
+    assert!(locked
+        .header("retry-after")
+        .is_some_and(|s| s.parse::<u64>().is_ok()));
+    let off = json!({"password": "Root-Pass-2024", "code": codes[1]});
+    c.json(429, "DELETE", TOTP, off, staff);
+    let with_otp = json!({"username": "root", "password": "Root-Pass-2024", "otp": codes[1]});
+    c.json(429, "POST", TOKEN, with_otp, None);
 }
