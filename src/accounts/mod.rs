@@ -28,8 +28,8 @@ pub use profile::{change_password, own_record, soft_delete, update_profile};
 pub use register::{create_superuser, register};
 pub use sessions::{
     devices, end_device, end_family, end_other_devices, end_sessions, finish_sign_in,
-    renew_session, sign_in_app, sign_in_browser, sign_in_session, step_up, BrowserSignIn, Device,
-    DeviceKind, Started, Which,
+    renew_session, sign_in_app, sign_in_browser, sign_in_session, step_up, upgrade_session,
+    BrowserSignIn, Device, DeviceKind, Started, Which,
 };
 pub use sign_in::{sign_in, SecondFactor, SignedIn};
 

@@ -201,9 +201,21 @@ pub async fn step_up(
         return Err(ApiError::Throttled(wait));
     }
     code_step(app, actor, &user, code, &|_| {}).await?;
+    upgrade_session(app, actor, user, current).await
+}
+
+/// The session that follows a proof of the second factor by the browser holding session
+/// `current` (a step-up, or a code that just turned the factor on): a new id (a change of
+/// privilege: fixation), signed in with both factors, keeping remember-me; the old one ends
+/// at once on every replica.
+pub async fn upgrade_session(
+    app: &App,
+    actor: &Actor,
+    user: User,
+    current: &str,
+) -> Result<Started, ApiError> {
     let previous = app.store.get_session(current).await?;
     let remember = previous.as_ref().is_some_and(|s| s.remember);
-    // The old id dies with the change of privilege (fixation), at once on every replica.
     let ended = [Ended {
         id: current.to_string(),
         until: previous.as_ref().map_or(0, |s| s.expires_at),

@@ -1,11 +1,13 @@
 //! The pages people open in a browser (SPEC §15), under `[web] prefix`: `pages` answers a
-//! request (`second_factor` the code page of SPEC §17), `render` makes the HTML, and the
+//! request (`second_factor` the code page of SPEC §17; both on `kit`, what every page
+//! handler shares), `render` makes the HTML, and the
 //! rules are plain functions of their own: `csrf` (Django's), `next` (where a sign-in may
 //! send a browser), `browser` (who is asking).
 
 use crate::response::Response;
 
 pub mod browser;
+mod kit;
 pub mod next;
 pub mod pages;
 pub mod render;

@@ -2,13 +2,16 @@
 //! check of every form, and the rendering of an `accounts` operation's outcome as HTML. No
 //! page changes a user by itself: the operations do, as for the JSON API.
 
+pub use super::kit::PageRequest;
+use super::kit::{
+    actor, after_sign_in, detail, end_previous, field, frame, rendered, rendered_error,
+    safe_target, session_identity, sign_in_again, signed_in, Csrf, TWO_FACTOR_SECTION,
+};
 use super::render::{self, AccountForm, FieldErrors, SessionKind, SessionRow, TwoFactor};
-use super::{next, page, second_factor};
+use super::{next, second_factor};
 use crate::accounts::{self, Actor, Which};
-use crate::api::Request;
 use crate::app::App;
-use crate::auth::csrf;
-use crate::auth::{Identity, Requirement, Via};
+use crate::auth::Identity;
 use crate::cookies;
 use crate::error::{ApiError, OTP_INVALID};
 use crate::response::Response;
@@ -23,17 +26,6 @@ const OTHERS_ENDED: &str = "Every other session was signed out.";
 const SESSION_ENDED: &str = "That session was signed out.";
 const PASSWORD_NEEDED: &str = "Enter your password to confirm.";
 const DELETE_UNCONFIRMED: &str = "Tick the box to confirm that the account should be deleted.";
-
-/// What one page request carries beyond the request itself.
-pub struct PageRequest<'a> {
-    pub req: &'a Request,
-    /// The path below the prefix ("" is the account page).
-    pub rest: &'a str,
-    pub secure: bool,
-    /// "scheme://host" as the browser addressed gatehouse.
-    pub own_origin: &'a str,
-    pub head_only: bool,
-}
 
 /// Answers a request for a page.
 pub async fn handle(app: &App, p: &PageRequest<'_>) -> Response {
@@ -135,36 +127,6 @@ fn stylesheet(css: Vec<u8>) -> Response {
     resp
 }
 
-/// The frame every page shares.
-pub(super) struct Frame<'a> {
-    pub brand: &'a str,
-    pub prefix: &'a str,
-    pub custom_css: bool,
-}
-
-pub(super) fn frame(app: &App) -> Frame<'_> {
-    let web = &app.config.web;
-    Frame {
-        brand: &web.brand_name,
-        prefix: &web.prefix,
-        custom_css: !web.css_file.is_empty(),
-    }
-}
-
-/// A rendered page, or the plain 500 page when a template fails.
-pub(super) fn rendered(status: u16, html: Result<String, render::RenderError>) -> Response {
-    match html {
-        Ok(html) => page(status, html),
-        Err(e) => {
-            log::error!("pages: {e}");
-            page(
-                500,
-                "<!doctype html><title>Server error</title><h1>Server error</h1>".into(),
-            )
-        }
-    }
-}
-
 pub fn not_found(app: &App) -> Response {
     let f = frame(app);
     rendered(
@@ -193,129 +155,6 @@ fn csrf_failure(app: &App, csrf: &Csrf, reason: &str) -> Response {
             reason,
         }),
     )
-}
-
-/// Django's CSRF cookie for this response: the one the browser sent if well formed, else a
-/// new secret (set on the way out), rotated at sign-in.
-pub(super) struct Csrf {
-    secret: String,
-    /// The browser does not hold `secret` yet.
-    fresh: bool,
-}
-
-impl Csrf {
-    fn of(_app: &App, req: &Request) -> Csrf {
-        match crate::cookies::get(&req.headers, csrf::COOKIE).and_then(csrf::cookie_secret) {
-            Some(secret) => Csrf {
-                secret,
-                fresh: false,
-            },
-            None => Csrf {
-                secret: csrf::new_secret(),
-                fresh: true,
-            },
-        }
-    }
-
-    /// A masked token for a form on this response.
-    pub(super) fn token(&self) -> String {
-        csrf::mask(&self.secret)
-    }
-
-    pub(super) fn rotate(&mut self) {
-        self.secret = csrf::new_secret();
-        self.fresh = true;
-    }
-
-    fn check(&self, app: &App, p: &PageRequest<'_>) -> Result<(), csrf::Refused> {
-        let form = p.req.data().ok();
-        let form_token = form
-            .as_ref()
-            .and_then(|f| f.get(csrf::FORM_FIELD))
-            .and_then(Value::as_str);
-        let header = |name: &str| p.req.headers.get(name).and_then(|v| v.to_str().ok());
-        let method =
-            http::Method::from_bytes(p.req.method.as_bytes()).unwrap_or(http::Method::POST);
-        let sent = crate::cookies::get(&p.req.headers, csrf::COOKIE);
-        csrf::check(
-            &csrf::CsrfInput {
-                method: &method,
-                secure: p.secure,
-                own_origin: p.own_origin,
-                origin: header("origin"),
-                referer: header("referer"),
-                cookie: sent,
-                form_token,
-                header_token: header(csrf::HEADER),
-            },
-            &app.config.web.trusted_origins,
-        )
-    }
-
-    fn set_cookie(&self, app: &App, mut resp: Response) -> Response {
-        if self.fresh {
-            resp.add_header(
-                "Set-Cookie",
-                cookies::csrf_cookie(&app.config.web, &self.secret),
-            );
-        }
-        resp
-    }
-}
-
-/// The signed-in caller of a page, by the session cookie only (pages ignore bearer tokens).
-pub(super) async fn signed_in(app: &App, req: &Request) -> Option<Identity> {
-    let cookie = app.authenticator.session_cookie()?;
-    let value = crate::cookies::get(&req.headers, &cookie.name)?;
-    let mut only_cookie = http::HeaderMap::new();
-    let pair = format!("{}={value}", cookie.name);
-    only_cookie.insert(
-        http::header::COOKIE,
-        http::HeaderValue::from_str(&pair).ok()?,
-    );
-    match app
-        .authenticator
-        .check(&only_cookie, Requirement::Authenticated)
-        .await
-    {
-        Ok(Some(who)) if who.via == Via::Session => Some(who),
-        _ => None,
-    }
-}
-
-pub(super) fn actor(p: &PageRequest<'_>, who: Option<&Identity>) -> Actor {
-    Actor::of_request(who, p.req.client_ip, &p.req.request_id, p.req.user_agent())
-}
-
-/// Where to go after signing in: a safe `next`, else the account page.
-/// The host a sign-in page was asked on counts as allowed, as Django's
-/// `url_has_allowed_host_and_scheme` allows the request's own host.
-pub(super) fn after_sign_in(app: &App, p: &PageRequest<'_>, next_value: &str) -> String {
-    safe_target(app, p, next_value).unwrap_or_else(|| app.config.web.prefix.clone())
-}
-
-/// `next_value` when it is safe to send a browser to (SPEC §15), else `None`.
-fn safe_target(app: &App, p: &PageRequest<'_>, next_value: &str) -> Option<String> {
-    let web = &app.config.web;
-    let mut allowed = web.allowed_redirect_hosts.clone();
-    if let Some(host) = host_of(p.own_origin) {
-        allowed.push(host.to_string());
-    }
-    let rules = next::NextRules {
-        allowed_hosts: &allowed,
-        cookie_domain: web.cookie_domain(),
-    };
-    next::safe_next(next_value, &rules)
-}
-
-/// The host name of "scheme://host[:port]" (no port; an IPv6 literal keeps its brackets).
-fn host_of(origin: &str) -> Option<&str> {
-    let authority = origin.split_once("://")?.1;
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => &authority[..v6.find(']')? + 2],
-        None => authority.split(':').next()?,
-    };
-    Some(host).filter(|h| !h.is_empty())
 }
 
 async fn login_form(
@@ -404,15 +243,6 @@ async fn login(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Response {
     }
 }
 
-/// An error's DRF `detail` text.
-pub(super) fn detail(e: &ApiError) -> String {
-    let body = e.to_response().body_json();
-    body.get("detail").and_then(Value::as_str).map_or_else(
-        || "Something went wrong. Please try again.".to_string(),
-        str::to_string,
-    )
-}
-
 async fn logout_form(app: &App, p: &PageRequest<'_>, csrf: &Csrf) -> Response {
     let f = frame(app);
     let token = csrf.token();
@@ -457,21 +287,6 @@ async fn logout(app: &App, p: &PageRequest<'_>, csrf: &Csrf) -> Response {
     resp
 }
 
-pub(super) fn rendered_error(app: &App, e: &ApiError) -> Response {
-    log::warn!("pages: {}", detail(e));
-    let f = frame(app);
-    rendered(
-        e.to_response().status.max(500),
-        render::server_error(&render::Plain {
-            brand: f.brand,
-            prefix: f.prefix,
-            custom_css: f.custom_css,
-            csrf_token: "",
-            signed_in_as: None,
-        }),
-    )
-}
-
 /// The account page, or the way to the sign-in page when nobody is signed in.
 async fn account(
     app: &App,
@@ -486,6 +301,21 @@ async fn account(
         let web = &app.config.web;
         return Response::redirect(302, next::login_url(None, &web.prefix, &web.prefix));
     };
+    account_of(app, p, &who, csrf, notice, failed, errors, new_codes).await
+}
+
+/// The account page of `who`.
+#[allow(clippy::too_many_arguments)]
+async fn account_of(
+    app: &App,
+    p: &PageRequest<'_>,
+    who: &Identity,
+    csrf: &Csrf,
+    notice: Option<&str>,
+    failed: Option<AccountForm>,
+    errors: &FieldErrors,
+    new_codes: &[String],
+) -> Response {
     let user = match app.store.get_user(who.user_id).await {
         Ok(Some(u)) => u,
         Ok(None) => return Response::redirect(302, format!("{}login/", app.config.web.prefix)),
@@ -496,7 +326,7 @@ async fn account(
         Ok(d) => d,
         Err(e) => return rendered_error(app, &e),
     };
-    let recent = recent_sign_in(app, &who).await;
+    let recent = recent_sign_in(app, who).await;
     let (record, pending) = match two_factor_of(app, &user).await {
         Ok(found) => found,
         Err(e) => return rendered_error(app, &e),
@@ -730,10 +560,9 @@ async fn account_post(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Respon
         AccountForm::MfaConfirm => {
             let input = input_of(&data, &["code"]);
             match accounts::mfa::confirm_enrolment(app, &me, &input).await {
-                Ok(codes) => {
-                    new_codes = codes;
-                    Ok((render::MFA_TURNED_ON, None))
-                }
+                // The code just proved the second factor: this browser's session becomes one
+                // signed in with both (a new id), so a page that requires it opens at once.
+                Ok(codes) => return confirmed(app, p, csrf, &me, &who, &codes).await,
                 Err(e) => Err(mfa_errors(&e)),
             }
         }
@@ -791,6 +620,57 @@ async fn account_post(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Respon
     }
 }
 
+/// The answer to the code that turned the second factor on: the account page with the
+/// recovery codes (shown this once), for the new session the proof earned.
+async fn confirmed(
+    app: &App,
+    p: &PageRequest<'_>,
+    csrf: &Csrf,
+    me: &Actor,
+    who: &Identity,
+    codes: &[String],
+) -> Response {
+    let upgraded = match (
+        app.store.get_user(who.user_id).await,
+        who.sign_in.as_deref(),
+    ) {
+        (Ok(Some(user)), Some(current)) => {
+            accounts::upgrade_session(app, me, user, current).await.ok()
+        }
+        _ => None,
+    };
+    let Some(started) = upgraded else {
+        // The factor is on all the same; this browser signs in again with it when it must.
+        return account_of(
+            app,
+            p,
+            who,
+            csrf,
+            Some(render::MFA_TURNED_ON),
+            None,
+            &FieldErrors::new(),
+            codes,
+        )
+        .await;
+    };
+    let now_as = session_identity(app, &started.cookie).await;
+    let page = account_of(
+        app,
+        p,
+        now_as.as_ref().unwrap_or(who),
+        csrf,
+        Some(render::MFA_TURNED_ON),
+        None,
+        &FieldErrors::new(),
+        codes,
+    )
+    .await;
+    page.with_header(
+        "Set-Cookie",
+        cookies::session_cookie(&app.config.web, &started.cookie, started.session.remember),
+    )
+}
+
 /// The sign-in behind this session is younger than ten minutes.
 async fn recent_sign_in(app: &App, who: &Identity) -> bool {
     match who.sign_in.as_deref() {
@@ -842,22 +722,6 @@ async fn password_ok(
             step.map(|_| ()).map_err(|e| mfa_errors(&e))
         }
         Err(e) => Err(fail("code", detail(&e))),
-    }
-}
-
-/// The account page's second-factor section (its `id`, the set-up link's fragment).
-pub(super) const TWO_FACTOR_SECTION: &str = "two-factor";
-
-/// The sign-in page again, keeping `next` (when there is one), with `notice` said above it.
-pub(super) fn sign_in_again(
-    prefix: &str,
-    next_value: &str,
-    notice: render::SignInNotice,
-) -> String {
-    let flag = format!("{}={}", render::NOTICE_PARAM, notice.as_str());
-    match next_value {
-        "" => format!("{prefix}{}?{flag}", next::LOGIN_PAGE),
-        target => format!("{}&{flag}", next::login_url(None, prefix, target)),
     }
 }
 
@@ -1099,28 +963,6 @@ async fn verify(app: &App, p: &PageRequest<'_>, csrf: &Csrf, rest: &str, get: bo
     )
 }
 
-/// Ends the session a browser held before it signed in again (whoever it belonged to).
-pub(super) async fn end_previous(app: &App, p: &PageRequest<'_>, before: Option<&Identity>) {
-    let Some(who) = before else { return };
-    let Some(id) = who.sign_in.as_deref() else {
-        return;
-    };
-    if let Err(e) = accounts::end_sessions(app, &actor(p, Some(who)), Which::Current(id)).await {
-        log::warn!(
-            "pages: the previous session of a new sign-in did not end: {}",
-            detail(&e)
-        );
-    }
-}
-
-/// A posted form's field as text ("" when it was not sent).
-pub(super) fn field(data: &Map<String, Value>, name: &str) -> String {
-    data.get(name)
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string()
-}
-
 /// The posted fields `names` as an operation's input (DRF's `request.data`).
 fn input_of(data: &Map<String, Value>, names: &[&str]) -> Map<String, Value> {
     names
@@ -1131,7 +973,8 @@ fn input_of(data: &Map<String, Value>, names: &[&str]) -> Map<String, Value> {
 
 #[cfg(test)]
 mod tests {
-    use super::{host_of, sign_in_again};
+    use super::super::kit::host_of;
+    use super::sign_in_again;
     use crate::web::render::SignInNotice;
 
     #[test]

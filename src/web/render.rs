@@ -1580,7 +1580,11 @@ mod tests {
             .into_iter()
             .find(|t| attr(t, "name") == Some("code"))
             .unwrap_or_default();
-        assert_eq!(attr(input, "inputmode"), Some("numeric"));
+        assert_eq!(
+            attr(input, "inputmode"),
+            None,
+            "a phone's digits-only keyboard cannot type a recovery code"
+        );
         assert_eq!(attr(input, "autocomplete"), Some("one-time-code"));
         assert_eq!(attr(input, "pattern"), None, "recovery codes have letters");
         assert_eq!(attr(input, "maxlength"), None);

@@ -4,8 +4,8 @@
 //! a user without a factor. The operations (`accounts::finish_sign_in`, `step_up`) decide;
 //! this renders what they answer.
 
+use super::kit::{self, Csrf, PageRequest};
 use super::next;
-use super::pages::{self, Csrf, PageRequest};
 use super::render::{self, CodeState, SignInNotice};
 use crate::accounts::{self, mfa};
 use crate::app::App;
@@ -89,7 +89,7 @@ fn enrol_url(prefix: &str, next_value: &str) -> String {
         "" => prefix.to_string(),
         target => next::page_url(None, prefix, "", target),
     };
-    format!("{page}#{}", pages::TWO_FACTOR_SECTION)
+    format!("{page}#{}", kit::TWO_FACTOR_SECTION)
 }
 
 /// Answers `login/code/` (GET shows, POST checks the code); the CSRF check is done.
@@ -105,23 +105,23 @@ pub(super) async fn page(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Res
         }
     };
     let next_value = match &data {
-        Some(d) => pages::field(d, "next"),
+        Some(d) => kit::field(d, "next"),
         None => p.req.query_param("next").unwrap_or_default(),
     };
-    let code = data.as_ref().map(|d| pages::field(d, "code"));
+    let code = data.as_ref().map(|d| kit::field(d, "code"));
     let sent = cookies::get(&p.req.headers, PENDING_COOKIE).map(str::to_string);
     let live = match &sent {
         Some(value) => match mfa::pending(app, value).await {
             Ok(found) => Some(found.is_some()),
-            Err(e) => return pages::rendered_error(app, &e),
+            Err(e) => return kit::rendered_error(app, &e),
         },
         None => None,
     };
-    let who = pages::signed_in(app, p.req).await;
+    let who = kit::signed_in(app, p.req).await;
     let has_factor = match (&sent, &who) {
         (None, Some(w)) if !w.mfa => match mfa::enabled(app, w.user_id).await {
             Ok(record) => record.is_some(),
-            Err(e) => return pages::rendered_error(app, &e),
+            Err(e) => return kit::rendered_error(app, &e),
         },
         _ => false,
     };
@@ -135,27 +135,27 @@ pub(super) async fn page(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Res
         (Asker::Nobody, _) => Response::redirect(redirect, sign_in_url(&web.prefix, &next_value)),
         (Asker::PendingGone, _) => Response::redirect(
             redirect,
-            pages::sign_in_again(&web.prefix, &next_value, SignInNotice::Expired),
+            kit::sign_in_again(&web.prefix, &next_value, SignInNotice::Expired),
         )
         .with_header("Set-Cookie", clear_pending_cookie(app)),
-        (Asker::Done, _) => Response::redirect(redirect, pages::after_sign_in(app, p, &next_value)),
+        (Asker::Done, _) => Response::redirect(redirect, kit::after_sign_in(app, p, &next_value)),
         (Asker::Enrol, _) => view.show(app, csrf, CodeState::Enrol, None, 200),
         (Asker::Pending, None) => view.show(app, csrf, CodeState::SignIn, None, 200),
         (Asker::StepUp, None) => view.show(app, csrf, CodeState::StepUp, None, 200),
         (Asker::Pending, Some(code)) => {
             let value = sent.unwrap_or_default();
-            let actor = pages::actor(p, None);
+            let actor = kit::actor(p, None);
             match accounts::finish_sign_in(app, &actor, &value, &code).await {
                 Ok(Some((_user, started))) => {
                     // The session this browser held before ends (as at the password page).
-                    pages::end_previous(app, p, who.as_ref()).await;
+                    kit::end_previous(app, p, who.as_ref()).await;
                     csrf.rotate();
                     signed_in_to(app, p, &next_value, &started)
                         .with_header("Set-Cookie", clear_pending_cookie(app))
                 }
                 Ok(None) => Response::redirect(
                     303,
-                    pages::sign_in_again(&web.prefix, &next_value, SignInNotice::Expired),
+                    kit::sign_in_again(&web.prefix, &next_value, SignInNotice::Expired),
                 )
                 .with_header("Set-Cookie", clear_pending_cookie(app)),
                 Err(e) => view.refused(app, csrf, CodeState::SignIn, &e),
@@ -168,7 +168,7 @@ pub(super) async fn page(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Res
             let Some(current) = w.sign_in.as_deref() else {
                 return Response::redirect(303, sign_in_url(&web.prefix, &next_value));
             };
-            let actor = pages::actor(p, Some(w));
+            let actor = kit::actor(p, Some(w));
             match accounts::step_up(app, &actor, w.user_id, current, &code).await {
                 Ok(started) => {
                     // A change of privilege: a new session id (done) and a new CSRF secret.
@@ -189,7 +189,7 @@ fn signed_in_to(
     started: &accounts::Started,
 ) -> Response {
     let set = cookies::session_cookie(&app.config.web, &started.cookie, started.session.remember);
-    Response::redirect(303, pages::after_sign_in(app, p, next_value)).with_header("Set-Cookie", set)
+    Response::redirect(303, kit::after_sign_in(app, p, next_value)).with_header("Set-Cookie", set)
 }
 
 /// What every rendering of the page shares.
@@ -208,9 +208,9 @@ impl View<'_> {
         error: Option<&str>,
         status: u16,
     ) -> Response {
-        let f = pages::frame(app);
+        let f = kit::frame(app);
         let token = csrf.token();
-        pages::rendered(
+        kit::rendered(
             status,
             render::second_factor(&render::SecondFactorPage {
                 brand: f.brand,
@@ -238,7 +238,7 @@ impl View<'_> {
                 self.show(app, csrf, CodeState::Locked, Some(&wait), 429)
                     .with_header("Retry-After", seconds.to_string())
             }
-            other => pages::rendered_error(app, other),
+            other => kit::rendered_error(app, other),
         }
     }
 }

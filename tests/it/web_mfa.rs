@@ -402,7 +402,7 @@ fn ten_wrong_codes_lock_the_second_step() {
 }
 
 #[test]
-fn a_require_mfa_page_leads_to_enrolment_then_steps_up() {
+fn a_require_mfa_page_leads_to_enrolment_and_an_older_session_steps_up() {
     let up = Upstream::start();
     let g = mfa_gatehouse(&up);
     g.register("carla");
@@ -441,22 +441,45 @@ fn a_require_mfa_page_leads_to_enrolment_then_steps_up() {
     let secret = b.find("#mfa-secret").text();
     fresh_step(20);
     b.fill("#id_mfa-confirm-code", &code_in_step(&secret, -1));
+    let password_only = b.cookie(COOKIE).expect("the session").value;
     b.submit_form("#two-factor form");
     b.wait_for(
         |b| b.try_find("#recovery-codes").is_some(),
         "the recovery codes",
     );
+    // The code that turned it on proved the second factor: the session is a new one, signed
+    // in with both, and the page opens at once.
+    let upgraded = b.cookie(COOKIE).expect("the session").value;
+    assert_ne!(upgraded, password_only, "a new session id");
+    g.http()
+        .send(
+            g.http()
+                .request("GET", "/api/auth/profile/")
+                .header("Cookie", format!("{COOKIE}={password_only}")),
+        )
+        .expect_status(401);
+    assert_eq!(up.count(), 0);
     let back = b.find("#two-factor .actions a");
     assert_eq!(back.attr("href").as_deref(), Some(SECURE_PAGE));
     back.click();
+    b.wait_for(|b| b.url() == page, "the require_mfa page after setting up");
+    assert_eq!(json_of_page(&b)["uri"], SECURE_PAGE);
+    assert_eq!(up.last().header("x-user-name").as_deref(), Some("carla"));
+    sign_out(&b, &base);
 
-    // The session is still the password's: the code page steps it up, then the page opens.
+    // A session from before the factor was turned on (elsewhere) steps up on the code page.
+    g.register("dora");
+    b.goto(&login_url(&base));
+    fill_sign_in(&b, "dora", PASSWORD);
+    b.wait_for(|b| b.url() == account, "dora's account page");
+    let secret = enrol_by_api(&g, "dora");
+    b.goto(&page);
     b.wait_for(
         |b| b.url().starts_with(&code_page(&base)) && b.try_find("#id_otp-code").is_some(),
         "the step-up",
     );
     let before = b.cookie(COOKIE).expect("the session").value;
-    assert_eq!(up.count(), 0);
+    let seen_before = up.count();
     accessible(&b, "the step-up page");
     shoot_both(&b, dir.path(), "code-step-up");
     enter_code(&b, &code_now(&secret));
@@ -465,9 +488,10 @@ fn a_require_mfa_page_leads_to_enrolment_then_steps_up() {
         "the require_mfa page after the step-up",
     );
     assert_eq!(json_of_page(&b)["uri"], SECURE_PAGE);
+    assert_eq!(up.count(), seen_before + 1);
     let seen = up.last();
     assert_eq!(seen.uri, SECURE_PAGE);
-    assert_eq!(seen.header("x-user-name").as_deref(), Some("carla"));
+    assert_eq!(seen.header("x-user-name").as_deref(), Some("dora"));
     let after = b.cookie(COOKIE).expect("the new session").value;
     assert_ne!(after, before, "a new session id with the second factor");
 
