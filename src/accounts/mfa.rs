@@ -249,8 +249,21 @@ pub async fn disable(app: &App, actor: &Actor, input: &dyn Input) -> Result<(), 
     if enabled(app, user.id).await?.is_none() {
         return Err(ApiError::MfaState(MFA_NOT_ENABLED, "mfa_not_enabled"));
     }
-    // The password is guessed against here as at sign-in (a stolen token must not make a
-    // free oracle of it): the same throttle, counted the same way.
+    reauthenticate(app, actor, &user, &password, &code).await?;
+    remove(app, actor, user.id, false).await
+}
+
+/// A signed-in `user` proving again who they are before a sensitive change (SPEC §15, §17):
+/// the password, throttled and counted as at sign-in (a stolen token or cookie is no free
+/// password oracle), then, when a second factor is on, `code` (a code or a recovery code).
+/// Refusals are field errors on `password` or `code`; a lock is the 429.
+pub async fn reauthenticate(
+    app: &App,
+    actor: &Actor,
+    user: &User,
+    password: &str,
+    code: &str,
+) -> Result<(), ApiError> {
     if let Err(wait) = app
         .throttle
         .check_login(&user.username, actor.client_ip, now())
@@ -258,20 +271,23 @@ pub async fn disable(app: &App, actor: &Actor, input: &dyn Input) -> Result<(), 
     {
         return Err(ApiError::Throttled(wait));
     }
-    let check = app
-        .passwords
-        .verify(&password, Some(&user.password))
-        .await?;
+    let check = app.passwords.verify(password, Some(&user.password)).await?;
     if !check.ok {
         app.throttle
             .login_failed(&user.username, actor.client_ip, now())
             .await;
         return Err(ApiError::field("password", field::WRONG_PASSWORD));
     }
-    second_step(app, actor, &user, &code, &|_| {}, Effects::none())
+    if enabled(app, user.id).await?.is_none() {
+        return Ok(());
+    }
+    if code.trim().is_empty() {
+        return Err(ApiError::field("code", field::REQUIRED));
+    }
+    second_step(app, actor, user, code, &|_| {}, Effects::none())
         .await
-        .map_err(as_field_error)?;
-    remove(app, actor, user.id, false).await
+        .map(|_| ())
+        .map_err(as_field_error)
 }
 
 /// Takes the second factor of user `id` away in the write that ends every session and

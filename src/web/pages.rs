@@ -703,25 +703,13 @@ async fn password_ok(
     let Ok(Some(user)) = app.store.get_user(who.user_id).await else {
         return Err(fail("password", PASSWORD_NEEDED.to_string()));
     };
-    let right = app.passwords.verify(password, Some(&user.password)).await;
-    if !matches!(right, Ok(check) if check.ok) {
-        return Err(fail("password", PASSWORD_NEEDED.to_string()));
-    }
-    match accounts::mfa::enabled(app, user.id).await {
-        Ok(None) => Ok(()),
-        Ok(Some(_)) => {
-            let step = accounts::mfa::second_step(
-                app,
-                me,
-                &user,
-                code,
-                &|_| {},
-                crate::store::Effects::none(),
-            )
-            .await;
-            step.map(|_| ()).map_err(|e| mfa_errors(&e))
+    match accounts::mfa::reauthenticate(app, me, &user, password, code).await {
+        Ok(()) => Ok(()),
+        // The form's own words for a password that is missing or wrong.
+        Err(e) if field_errors(&e).contains_key("password") => {
+            Err(fail("password", PASSWORD_NEEDED.to_string()))
         }
-        Err(e) => Err(fail("code", detail(&e))),
+        Err(e) => Err(mfa_errors(&e)),
     }
 }
 

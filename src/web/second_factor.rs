@@ -143,7 +143,10 @@ pub(super) async fn page(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Res
         (Asker::Pending, None) => view.show(app, csrf, CodeState::SignIn, None, 200),
         (Asker::StepUp, None) => view.show(app, csrf, CodeState::StepUp, None, 200),
         (Asker::Pending, Some(code)) => {
-            let value = sent.unwrap_or_default();
+            // A live pending step came in its cookie: `sent` holds it.
+            let Some(value) = sent else {
+                return Response::redirect(303, sign_in_url(&web.prefix, &next_value));
+            };
             let actor = kit::actor(p, None);
             match accounts::finish_sign_in(app, &actor, &value, &code).await {
                 Ok(Some((_user, started))) => {
