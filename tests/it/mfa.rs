@@ -810,3 +810,93 @@ fn failed_codes_count_in_the_login_throttle_and_ten_lock_the_second_step_everywh
 fn sending_to_sink(sink: &SmtpSink) -> Gatehouse {
     common::smtp::sending_to(behind_a_proxy(|_| {}), sink).start()
 }
+
+/// A browser signed in with the password alone, on a `require_mfa` + `login_redirect` page:
+/// sent to the code page (to step up, or on to enrolment), inline and the way each ingress
+/// wants it; scripts get the 403 JSON.
+#[test]
+fn browsers_on_a_require_mfa_page_are_sent_to_the_code_page_inline_and_through_every_ingress() {
+    const HTML: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    let up = Upstream::start();
+    let addr = up.addr;
+    let g = Gatehouse::new()
+        .with_config(move |c| {
+            lenient(c);
+            c.forward_auth.enabled = true;
+            c.routes = vec![RouteConfig {
+                require_mfa: true,
+                login_redirect: true,
+                ..route("/mfa/", &[addr])
+            }];
+        })
+        .start();
+    g.register("hal");
+    let s = g.post(
+        SESSION,
+        json!({"username": "hal", "password": PASSWORD}),
+        None,
+    );
+    s.expect_status(200);
+    let (session, _) = set_cookie(&s, COOKIE).expect("a session cookie");
+    let cookie = format!("{COOKIE}={session}");
+    let page = |extra: &[(&str, &str)]| {
+        let mut rb = g
+            .request("GET", "/mfa/report?week=49")
+            .header("Cookie", cookie.as_str());
+        for (k, v) in extra {
+            rb = rb.header(*k, *v);
+        }
+        g.send(rb)
+    };
+    // Inline: the browser to the code page, keeping where it was going.
+    let r = page(&[("Accept", HTML)]);
+    r.expect_status(302);
+    assert_eq!(
+        r.header("location").as_deref(),
+        Some("/accounts/login/code/?next=/mfa/report%3Fweek%3D49")
+    );
+    // A script of the page (XHR), or a client that wants JSON: the 403.
+    page(&[("Accept", HTML), ("X-Requested-With", "XMLHttpRequest")]).expect(403, mfa_required());
+    page(&[("Accept", "application/json")]).expect(403, mfa_required());
+    assert_eq!(up.count(), 0, "nothing reached the upstream");
+    // The code page itself, for hal who has no factor yet: the way to set one up.
+    let code_page = g.send(
+        g.request("GET", "/accounts/login/code/?next=/mfa/report")
+            .header("Cookie", cookie.as_str()),
+    );
+    code_page.expect_status(200);
+    assert!(
+        code_page.text.contains("#two-factor"),
+        "a link to the set-up: {}",
+        code_page.text
+    );
+    // nginx: 401 with the absolute way to step up (error_page 401 =302 $login).
+    let ask = |shape: &[(&str, &str)]| {
+        let mut rb = g
+            .request("GET", "/_gatehouse/auth")
+            .header("X-Forwarded-Host", "app.example.com")
+            .header("X-Forwarded-Proto", "https")
+            .header("Accept", HTML)
+            .header("Cookie", cookie.as_str());
+        for (k, v) in shape {
+            rb = rb.header(*k, *v);
+        }
+        g.send(rb)
+    };
+    let r = ask(&[("X-Original-URI", "/mfa/r?x=1")]);
+    r.expect_status(401);
+    assert_eq!(
+        r.header("location").as_deref(),
+        Some("https://app.example.com/accounts/login/code/?next=https%3A//app.example.com/mfa/r%3Fx%3D1")
+    );
+    // Traefik: the redirect itself (303 for a POST).
+    let r = ask(&[
+        ("X-Forwarded-Uri", "/mfa/r"),
+        ("X-Forwarded-Method", "POST"),
+    ]);
+    r.expect_status(303);
+    assert_eq!(
+        r.header("location").as_deref(),
+        Some("https://app.example.com/accounts/login/code/?next=https%3A//app.example.com/mfa/r")
+    );
+}
