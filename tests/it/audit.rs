@@ -344,7 +344,7 @@ fn every_api_action_is_an_event_naming_who_whom_where_and_which_request() {
         Some(ann),
         "login-token",
     );
-    assert_eq!(e["details"], json!({"via": "token"}));
+    assert_eq!(e["details"], json!({"via": "token", "mfa": false}));
     call(
         &g,
         "POST",
@@ -382,7 +382,7 @@ fn every_api_action_is_an_event_naming_who_whom_where_and_which_request() {
         Some(ann),
         "login-session",
     );
-    assert_eq!(e["details"], json!({"via": "session"}));
+    assert_eq!(e["details"], json!({"via": "session", "mfa": false}));
 
     // Logouts: the token's own, and the session's sign-out.
     call(
@@ -829,7 +829,7 @@ fn the_pages_record_sign_in_sign_up_sign_out_password_and_reset_and_their_csrf_r
         Some(pia),
         "page-login",
     );
-    assert_eq!(e["details"], json!({"via": "session"}));
+    assert_eq!(e["details"], json!({"via": "session", "mfa": false}));
 
     // The password, on the account page.
     let r = post_page(

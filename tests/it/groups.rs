@@ -68,7 +68,8 @@ fn staff_patch_staff_groups_and_active_effective_on_the_next_request() {
     r.expect(
         200,
         json!({"id": 2, "username": "alice", "email": "alice@example.com", "first_name": "",
-               "last_name": "", "is_active": true, "email_verified": false, "is_staff": false, "groups": []}),
+               "last_name": "", "is_active": true, "email_verified": false, "is_staff": false, "groups": [],
+               "mfa": false}),
     );
     assert_eq!(
         r.header("allow").as_deref(),
@@ -85,7 +86,8 @@ fn staff_patch_staff_groups_and_active_effective_on_the_next_request() {
     .expect(
         200,
         json!({"id": 2, "username": "alice", "email": "alice@example.com", "first_name": "",
-               "last_name": "", "is_active": true, "email_verified": false, "is_staff": true, "groups": ["billing", "ops"]}),
+               "last_name": "", "is_active": true, "email_verified": false, "is_staff": true, "groups": ["billing", "ops"],
+               "mfa": false}),
     );
     svc(&g, "/svc/b", &alice).expect_status(200);
     assert_eq!(

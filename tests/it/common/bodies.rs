@@ -157,10 +157,11 @@ pub fn verified(mut item: Value) -> Value {
     item
 }
 
-/// The admin detail: the list's fields, `is_staff` and `groups` (none).
+/// The admin detail: the list's fields, `is_staff`, `groups` (none) and `mfa` (off).
 pub fn admin_detail(id: u64, username: &str, email: &str, active: bool, staff: bool) -> Value {
     let mut v = admin_item(id, username, email, active);
     v["is_staff"] = json!(staff);
     v["groups"] = json!([]);
+    v["mfa"] = json!(false);
     v
 }
