@@ -666,6 +666,25 @@ mod tests {
         .await
         .expect("accepted");
         assert_eq!(pending(&app, &cookie).await.expect("read"), None, "used up");
+
+        // A step past its time is refused, and a new one leaves at most five waiting.
+        let stale = begin_pending(&app, &user, false).await.expect("pending");
+        let record = enabled(&app, user.id).await.expect("read").expect("on");
+        let mut aged = record.clone();
+        for p in &mut aged.pending {
+            p.expires_at = now() - 1;
+        }
+        assert!(app
+            .store
+            .swap_mfa(user.id, Some(&record), Some(&aged), Effects::none())
+            .await
+            .expect("swap"));
+        assert_eq!(pending(&app, &stale).await.expect("read"), None, "expired");
+        for _ in 0..7 {
+            begin_pending(&app, &user, false).await.expect("pending");
+        }
+        let record = enabled(&app, user.id).await.expect("read").expect("on");
+        assert_eq!(record.pending.len(), PENDING_MAX);
     }
 
     #[tokio::test]
