@@ -39,9 +39,35 @@ pub const STORE_CONFLICT: &str = "The record changed under concurrent requests; 
 pub const OTP_REQUIRED: &str = "Two-factor code required.";
 pub const OTP_INVALID: &str = "Invalid two-factor code.";
 pub const MFA_REQUIRED: &str = "Two-factor authentication required.";
-pub const MFA_ALREADY_ENABLED: &str = "Two-factor authentication is already enabled.";
-pub const MFA_NOT_ENABLED: &str = "Two-factor authentication is not enabled.";
-pub const MFA_NOT_PENDING: &str = "No two-factor enrolment is pending; start one first.";
+
+/// The second factor is not in the state a request needs (400, with a `code`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MfaState {
+    /// Already on: turn it off before enrolling again.
+    Enabled,
+    /// Not on (nothing to renew or turn off).
+    NotEnabled,
+    /// Nothing pending to confirm.
+    NotPending,
+}
+
+impl MfaState {
+    pub fn detail(self) -> &'static str {
+        match self {
+            MfaState::Enabled => "Two-factor authentication is already enabled.",
+            MfaState::NotEnabled => "Two-factor authentication is not enabled.",
+            MfaState::NotPending => "No two-factor enrolment is pending; start one first.",
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            MfaState::Enabled => "mfa_enabled",
+            MfaState::NotEnabled => "mfa_not_enabled",
+            MfaState::NotPending => "mfa_not_pending",
+        }
+    }
+}
 
 /// djoser's: a verification link for an address already verified.
 pub const STALE_TOKEN: &str = "Stale token for given user.";
@@ -165,9 +191,9 @@ pub enum ApiError {
     /// The route needs a sign-in that used a second factor (`require_mfa`).
     #[error("second factor needed for this route")]
     MfaRequired,
-    /// The second factor is not in the state the request needs: `(detail, code)`.
+    /// The second factor is not in the state the request needs.
     #[error("second factor state")]
-    MfaState(&'static str, &'static str),
+    MfaState(MfaState),
     #[error("permission denied")]
     PermissionDenied,
     /// A 403 with its own reason (djoser's "Stale token for given user.").
@@ -217,7 +243,7 @@ impl ApiError {
             | WrongCredentials
             | OtpRequired
             | OtpInvalid => 401,
-            MfaState(..) => 400,
+            MfaState(_) => 400,
             PermissionDenied | Forbidden(_) | MfaRequired => 403,
             NotFound | NoUser | InvalidPage | InvalidCursor => 404,
             MethodNotAllowed(_) => 405,
@@ -262,7 +288,7 @@ impl ApiError {
             OtpRequired => coded(OTP_REQUIRED, "otp_required"),
             OtpInvalid => coded(OTP_INVALID, "otp_invalid"),
             MfaRequired => coded(MFA_REQUIRED, "mfa_required"),
-            MfaState(d, code) => coded(d, code),
+            MfaState(state) => coded(state.detail(), state.code()),
             PermissionDenied => detail(PERMISSION_DENIED),
             Forbidden(m) => detail(m),
             NotFound => detail(NOT_FOUND),

@@ -11,9 +11,7 @@ use crate::accounts::required_value;
 use crate::app::App;
 use crate::auth::totp::{self, Typed, Verdict};
 use crate::clock::now;
-use crate::error::{
-    field, ApiError, MFA_ALREADY_ENABLED, MFA_NOT_ENABLED, MFA_NOT_PENDING, OTP_INVALID,
-};
+use crate::error::{field, ApiError, MfaState, OTP_INVALID};
 use crate::metrics::MFA_CHECKS;
 use crate::store::{
     Action, Effects, MailKind, Mfa, PendingStep, StoreError, User, MAX_SWAP_ATTEMPTS,
@@ -94,7 +92,7 @@ pub async fn start_enrolment(app: &App, actor: &Actor) -> Result<Enrolment, ApiE
     for _ in 0..MAX_SWAP_ATTEMPTS {
         let current = app.store.get_mfa(user.id).await?;
         if current.as_ref().is_some_and(|m| m.enabled) {
-            return Err(ApiError::MfaState(MFA_ALREADY_ENABLED, "mfa_enabled"));
+            return Err(ApiError::MfaState(MfaState::Enabled));
         }
         if app
             .store
@@ -151,8 +149,8 @@ pub async fn confirm_enrolment(
         let current = app.store.get_mfa(user.id).await?;
         let pending = match &current {
             Some(m) if !m.enabled => m,
-            Some(_) => return Err(ApiError::MfaState(MFA_ALREADY_ENABLED, "mfa_enabled")),
-            None => return Err(ApiError::MfaState(MFA_NOT_PENDING, "mfa_not_pending")),
+            Some(_) => return Err(ApiError::MfaState(MfaState::Enabled)),
+            None => return Err(ApiError::MfaState(MfaState::NotPending)),
         };
         let secret = secret_of(app, user.id, pending)?;
         let at = now();
@@ -207,7 +205,7 @@ pub async fn renew_recovery_codes(
     let user = own_user(app, actor).await?;
     let typed = code_field(input)?;
     if enabled(app, user.id).await?.is_none() {
-        return Err(ApiError::MfaState(MFA_NOT_ENABLED, "mfa_not_enabled"));
+        return Err(ApiError::MfaState(MfaState::NotEnabled));
     }
     let (codes, hashes) = recovery_codes(app, user.id);
     let at = now();
@@ -247,7 +245,7 @@ pub async fn disable(app: &App, actor: &Actor, input: &dyn Input) -> Result<(), 
     let password = required_value(password, "password")?;
     let code = required_value(code, "code")?;
     if enabled(app, user.id).await?.is_none() {
-        return Err(ApiError::MfaState(MFA_NOT_ENABLED, "mfa_not_enabled"));
+        return Err(ApiError::MfaState(MfaState::NotEnabled));
     }
     reauthenticate(app, actor, &user, &password, &code).await?;
     remove(app, actor, user.id, false).await
@@ -344,7 +342,7 @@ pub async fn second_step(
     let typed = totp::parse(typed);
     for _ in 0..MAX_SWAP_ATTEMPTS {
         let Some(current) = enabled(app, user.id).await? else {
-            return Err(ApiError::MfaState(MFA_NOT_ENABLED, "mfa_not_enabled"));
+            return Err(ApiError::MfaState(MfaState::NotEnabled));
         };
         let at = now();
         if current.locked_until > at {
@@ -432,7 +430,7 @@ pub async fn begin_pending(app: &App, user: &User, remember: bool) -> Result<Str
     let (value, id_hash) = pending_id(app, user.id);
     for _ in 0..MAX_SWAP_ATTEMPTS {
         let Some(current) = enabled(app, user.id).await? else {
-            return Err(ApiError::MfaState(MFA_NOT_ENABLED, "mfa_not_enabled"));
+            return Err(ApiError::MfaState(MfaState::NotEnabled));
         };
         let at = now();
         let mut next = current.clone();
