@@ -350,15 +350,28 @@ pub async fn second_step(
             return Err(ApiError::Throttled(current.locked_until - at));
         }
         let mut next = current.clone();
+        // What the check found, as the metric counts it.
+        let mut counted = "wrong";
         let outcome = match &typed {
             Typed::Code(code) => {
                 let secret = secret_of(app, user.id, &current)?;
                 match totp::check(&secret, *code, at, current.last_step) {
                     Verdict::Fresh(step) => {
+                        counted = "code";
                         next.last_step = step;
                         Ok((Passed::Code, None))
                     }
-                    Verdict::Replayed(_) => Err(Some(Action::MfaReplayRefused)),
+                    // Reported once per step: racers sending the same code make one
+                    // notice; each still counts as a failure.
+                    Verdict::Replayed(step) => {
+                        counted = "replayed";
+                        if step == current.replay_reported {
+                            Err(None)
+                        } else {
+                            next.replay_reported = step;
+                            Err(Some(Action::MfaReplayRefused))
+                        }
+                    }
                     Verdict::Wrong => Err(None),
                 }
             }
@@ -366,6 +379,7 @@ pub async fn second_step(
                 let hash = app.second_factor.recovery_hash(user.id, normalised);
                 match next.recovery.iter().position(|h| *h == hash) {
                     Some(i) => {
+                        counted = "recovery_code";
                         next.recovery.remove(i);
                         Ok((Passed::RecoveryCode, Some(Action::MfaRecoveryCodeUsed)))
                     }
@@ -374,7 +388,6 @@ pub async fn second_step(
             }
             Typed::Malformed => Err(None),
         };
-        let replayed = matches!(outcome, Err(Some(Action::MfaReplayRefused)));
         let (written, result) = match outcome {
             Ok((passed, event)) => {
                 let mut caused = effects.clone();
@@ -411,12 +424,6 @@ pub async fn second_step(
             }
         };
         if swap(app, user.id, Some(&current), Some(&next), written).await? {
-            let counted = match (&result, &typed) {
-                (Ok(Passed::Code), _) => "code",
-                (Ok(Passed::RecoveryCode), _) => "recovery_code",
-                (Err(_), Typed::Code(_)) if replayed => "replayed",
-                (Err(_), _) => "wrong",
-            };
             MFA_CHECKS.with_label_values(&[counted]).inc();
             return result;
         }
@@ -587,10 +594,26 @@ mod tests {
         assert!(!stored.secret.contains(&totp::secret_text(&secret)));
         let same = totp::code_at(&secret, stored.last_step);
         let none = &|_: &mut Mfa| {};
+        for _ in 0..2 {
+            assert_eq!(
+                second_step(&app, &actor, &user, &same, none, Effects::none()).await,
+                Err(ApiError::OtpInvalid),
+                "replayed"
+            );
+        }
+        let replays = crate::store::EventFilter {
+            action: Some(Action::MfaReplayRefused),
+            ..Default::default()
+        };
+        let reported = app
+            .store
+            .list_events(&replays, None, 10)
+            .await
+            .expect("events");
         assert_eq!(
-            second_step(&app, &actor, &user, &same, none, Effects::none()).await,
-            Err(ApiError::OtpInvalid),
-            "replayed"
+            reported.len(),
+            1,
+            "one report per replayed step: {reported:?}"
         );
         let next = totp::code_at(&secret, stored.last_step + 1);
         assert_eq!(
@@ -608,8 +631,8 @@ mod tests {
         );
         let left = enabled(&app, user.id).await.expect("read").expect("on");
         assert_eq!(left.recovery.len(), 9);
-        // The replay was cleared by the success after it; the second use of the recovery
-        // code counts.
+        // The replays were cleared by the success after them; the second use of the
+        // recovery code counts.
         assert_eq!(left.failures.len(), 1);
     }
 

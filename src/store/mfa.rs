@@ -18,6 +18,10 @@ pub struct Mfa {
     pub since: u64,
     /// The newest time step accepted: codes of it and older steps are replays.
     pub last_step: u64,
+    /// The step whose replay was last reported (one notice per replayed code, however many
+    /// racers send it).
+    #[serde(default)]
+    pub replay_reported: u64,
     /// Keyed hashes of the recovery codes not used yet.
     pub recovery: Vec<String>,
     /// Unix seconds of the failed codes of the last hour (at most the lock's limit).

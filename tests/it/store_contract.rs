@@ -1831,6 +1831,7 @@ fn mfa_record(secret: &str, last_step: u64) -> Mfa {
         enabled: true,
         since: 10,
         last_step,
+        replay_reported: 0,
         recovery: vec!["h1".into(), "h2".into()],
         failures: vec![7],
         locked_until: 0,
