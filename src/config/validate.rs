@@ -467,14 +467,29 @@ impl Config {
             on_off(e.require_verified_email),
             e.max_per_address_per_hour
         ));
+        let m = &self.mfa;
+        out.push_str(&format!(
+            "second factor: issuer {:?}, locked for {} min after {} wrong codes in an hour, browser step {} min; console require_mfa {}, admin API require_mfa {}\n",
+            if m.issuer.is_empty() { &self.web.brand_name } else { &m.issuer },
+            m.lock_minutes,
+            m.failures_per_hour,
+            m.pending_minutes,
+            on_off(self.console.require_mfa),
+            on_off(self.admin_api.require_mfa)
+        ));
         for r in &self.routes {
             let upstreams: Vec<String> = r.upstreams.iter().map(ToString::to_string).collect();
             out.push_str(&format!(
-                "route {} -> {} (auth {:?}{})\n",
+                "route {} -> {} (auth {:?}{}{})\n",
                 r.prefix,
                 upstreams.join(", "),
                 r.auth,
-                if r.require_staff { ", staff only" } else { "" }
+                if r.require_staff { ", staff only" } else { "" },
+                if r.require_mfa {
+                    ", second factor required"
+                } else {
+                    ""
+                }
             ));
             if r.upstreams.iter().any(|u| u.tls) {
                 out.push_str(&format!(

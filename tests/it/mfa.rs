@@ -900,3 +900,35 @@ fn browsers_on_a_require_mfa_page_are_sent_to_the_code_page_inline_and_through_e
         Some("https://app.example.com/accounts/login/code/?next=https%3A//app.example.com/mfa/r")
     );
 }
+
+/// `check-config` says how the second factor is set up and which routes require it.
+#[test]
+fn check_config_names_the_second_factor_settings_and_routes() {
+    let up = Upstream::start();
+    let addr = up.addr;
+    let g = Gatehouse::new()
+        .with_config(move |c| {
+            c.mfa.issuer = "Acme".into();
+            c.mfa.failures_per_hour = 7;
+            c.admin_api.require_mfa = true;
+            c.routes = vec![RouteConfig {
+                require_mfa: true,
+                ..route("/mfa/", &[addr])
+            }];
+        })
+        .build();
+    let run = g.cli(&["check-config"], &[]);
+    run.assert_ok("check-config");
+    assert!(
+        run.stdout.contains(
+            "second factor: issuer \"Acme\", locked for 60 min after 7 wrong codes in an hour, browser step 5 min; console require_mfa on, admin API require_mfa on"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("route /mfa/ -> ") && run.stdout.contains("second factor required"),
+        "{}",
+        run.stdout
+    );
+}
