@@ -312,21 +312,17 @@ impl SledStore {
             return Ok(rows);
         }
         let smallest = self.smallest(self.selective_sets(q))?;
-        if let Some((set, true)) = smallest {
-            // A few users: read them all, sort in memory.
-            for item in set.tree.scan_prefix(&set.prefix) {
-                let id = trailing_id(&item.map_err(io)?.0)?;
-                if let Some(user) = self.matching(q, id, None)? {
-                    if after.is_none_or(|c| q.is_after(c, &user)) {
-                        rows.push(user);
-                    }
-                }
-            }
-            rows.sort_by(|a, b| q.order(a, b));
-            rows.truncate(limit);
-            return Ok(rows);
-        }
-        let driver = smallest.map(|(set, _)| set);
+        // A selective set is in id order: the id sort walks it, and so reads about a page.
+        // Another sort reads a few users whole and sorts them in memory, or walks its own
+        // order checking the sets (when none of them is small).
+        let driver = match smallest {
+            Some((set, true)) if q.sort != UserSort::Id => Err(set),
+            other => Ok(other.map(|(set, _)| set)),
+        };
+        let driver = match driver {
+            Ok(driver) => driver,
+            Err(set) => return self.small_set_rows(q, &set, after, limit),
+        };
         for candidate in self.walk(q, after, driver) {
             let (id, bytes) = candidate?;
             if let Some(user) = self.matching(q, id, bytes)? {
@@ -336,6 +332,29 @@ impl SledStore {
                 }
             }
         }
+        Ok(rows)
+    }
+
+    /// Up to `limit` users of the list after `after` from a set of at most `SMALL_SET`: read
+    /// whole and sorted in memory.
+    fn small_set_rows(
+        &self,
+        q: &UserQuery,
+        set: &Set<'_>,
+        after: Option<&UserCursor>,
+        limit: usize,
+    ) -> Result<Vec<User>, StoreError> {
+        let mut rows = Vec::new();
+        for item in set.tree.scan_prefix(&set.prefix) {
+            let id = trailing_id(&item.map_err(io)?.0)?;
+            if let Some(user) = self.matching(q, id, None)? {
+                if after.is_none_or(|c| q.is_after(c, &user)) {
+                    rows.push(user);
+                }
+            }
+        }
+        rows.sort_by(|a, b| q.order(a, b));
+        rows.truncate(limit);
         Ok(rows)
     }
 
