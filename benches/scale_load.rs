@@ -28,10 +28,14 @@
 //! Prints users/s. The scale run (`benches/scale/run.sh`) uses it; results in
 //! `benches/README.md`.
 
+#[path = "scale/users.rs"]
+mod scale_users;
+
 use gatehouse::app::App;
 use gatehouse::config::Config;
 use gatehouse::store::{StateFilter, User, UserStore};
 use rand::Rng;
+use scale_users::scale_user;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -88,26 +92,6 @@ fn config(data_dir: PathBuf) -> Result<Config, String> {
     Ok(config)
 }
 
-fn user(id: u64, username: String, email: String, hash: &str, now: u64) -> User {
-    User {
-        id,
-        username,
-        email,
-        first_name: String::new(),
-        last_name: String::new(),
-        password: hash.to_string(),
-        is_active: true,
-        is_staff: false,
-        date_joined: now,
-        last_login: None,
-        deleted_at: None,
-        token_version: 0,
-        groups: Vec::new(),
-        email_verified: true,
-        ended: Vec::new(),
-    }
-}
-
 fn run(args: Args) -> Result<(), String> {
     let config = config(args.data_dir.clone())?;
     let app = App::open(config)?;
@@ -149,22 +133,7 @@ fn run(args: Args) -> Result<(), String> {
     while next <= total {
         let end = (next + BATCH).min(total + 1);
         let batch: Vec<User> = (next..end)
-            .map(|id| {
-                if id == total {
-                    let mut admin =
-                        user(id, "admin".into(), "admin@example.com".into(), &hash, now);
-                    admin.is_staff = true;
-                    admin
-                } else {
-                    user(
-                        id,
-                        format!("user{id:07}"),
-                        format!("user{id:07}@example.com"),
-                        &hash,
-                        now,
-                    )
-                }
-            })
+            .map(|id| scale_user(id, total, &hash, now))
             .collect();
         let results = runtime
             .block_on(store.insert_users(batch))

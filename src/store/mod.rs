@@ -8,6 +8,7 @@ mod effects;
 mod group_commit;
 mod mfa;
 pub mod postgres;
+mod query;
 mod sessions;
 mod sled_store;
 
@@ -15,6 +16,10 @@ pub use audit::{Action, Event, EventFilter, EventTap};
 pub use effects::{ChangeEffects, Effects, NewUserEffects};
 pub use mfa::{Mfa, PendingStep};
 pub use postgres::{PgOptions, PgStore};
+pub use query::{
+    names_key, SortKey, UserBatches, UserCount, UserCursor, UserPage, UserQuery, UserSort,
+    COUNT_CAP,
+};
 pub use sessions::{Ended, Session, METHOD_PASSWORD, METHOD_PASSWORD_OTP};
 pub use sled_store::SledStore;
 
@@ -266,6 +271,18 @@ pub trait UserStore: MailOutbox + Send + Sync {
         after: u64,
         limit: usize,
     ) -> Result<Vec<User>, StoreError>;
+    /// The console's users list (SPEC §18): up to `limit` users matching `query` after
+    /// `after` (from the start when `None`) in the query's order, and the cursor of the next
+    /// page when there is one. Keyset: a page costs the same on page 1 and page 10,000.
+    async fn query_users(
+        &self,
+        query: &UserQuery,
+        after: Option<&UserCursor>,
+        limit: usize,
+    ) -> Result<UserPage, StoreError>;
+    /// How many users match `query`: exact up to `COUNT_CAP`, `AtLeast(COUNT_CAP)` past it
+    /// (exact at any size when only the state is asked: the counters know it).
+    async fn count_query(&self, query: &UserQuery) -> Result<UserCount, StoreError>;
     async fn get_family(&self, family: &str) -> Result<Option<Family>, StoreError>;
     /// Compare-and-swap of a family record: `Ok(false)` when `expected` is no longer current.
     async fn swap_family(

@@ -2,10 +2,11 @@
 //! flush before any write returns (sled alone fsyncs only every 500 ms; `group_commit.rs`).
 
 use super::group_commit::GroupCommit;
+mod user_list;
 use super::{
     name_key, ChangeEffects, ChangeFeed, Effects, Event, EventFilter, EventTap, Family, ListFilter,
     MailOutbox, Mfa, NewUser, NewUserEffects, OutboxEntry, Session, StateFilter, StoreError, User,
-    UserChange, UserStore,
+    UserChange, UserCount, UserCursor, UserPage, UserQuery, UserStore,
 };
 use async_trait::async_trait;
 use sled::transaction::{
@@ -28,6 +29,9 @@ const INACTIVE_INDEXED: &[u8] = b"inactive_indexed";
 /// Set once the `user_families` index holds every family record (stores written before the
 /// index existed get it built when opened).
 const FAMILIES_INDEXED: &[u8] = b"families_indexed";
+/// Set once the `user_index` tree holds every user's entries (stores written before it get
+/// it built when opened).
+pub(super) const USER_INDEX_BUILT: &[u8] = b"user_index_built";
 /// How far, in milliseconds, an event's time may trail one written before it (writers racing
 /// between taking the time and committing, a clock stepped back): the retention sweep looks
 /// this far past the first event it keeps.
@@ -87,6 +91,9 @@ pub struct SledStore {
     audit_index: sled::Tree,
     /// user id (u64 big-endian) -> Mfa JSON: second factors, changed by compare-and-swap.
     mfa: sled::Tree,
+    /// The users list's indexes (`sled_store/user_list.rs`), tagged keys to empty values, written
+    /// in the user transactions and the second factor's compare-and-swap.
+    user_index: sled::Tree,
     /// The next event id: one process holds a sled store, so it counts in memory from the
     /// highest id written (an id taken by a write that failed is never seen).
     next_event: AtomicU64,
@@ -95,6 +102,15 @@ pub struct SledStore {
     /// Makes writes durable before they return; concurrent writers share a flush.
     commits: GroupCommit,
 }
+
+/// Whether a write goes ahead, decided inside its transaction from the second factors' tree
+/// and the users list's index (which the decision may change too).
+type Proceed<'a> = dyn Fn(
+        &TransactionalTree,
+        &TransactionalTree,
+    ) -> Result<bool, ConflictableTransactionError<StoreError>>
+    + Sync
+    + 'a;
 
 /// The trees a write's effects go to, inside its transaction.
 struct EffectTrees<'a> {
@@ -108,6 +124,7 @@ struct EffectTrees<'a> {
     families: &'a TransactionalTree,
     user_families: &'a TransactionalTree,
     mfa: &'a TransactionalTree,
+    user_index: &'a TransactionalTree,
 }
 
 /// A key of an index by user: the user id (big-endian, so one user's keys are adjacent) and
@@ -173,6 +190,7 @@ fn effects_tx(
         families,
         user_families,
         mfa,
+        user_index,
     } = *trees;
     let Effects {
         mails,
@@ -184,6 +202,7 @@ fn effects_tx(
     } = effects;
     for user_id in mfa_removed {
         mfa.remove(&id_key(user_id))?;
+        user_index.remove(user_list::mfa_key(user_id))?;
     }
     for session in created {
         put_session_tx(sessions, user_sessions, &session)?;
@@ -570,6 +589,7 @@ impl SledStore {
             audit: tree("audit")?,
             audit_index: tree("audit_index")?,
             mfa: tree("mfa")?,
+            user_index: tree("user_index")?,
             next_event: AtomicU64::new(1),
             event_tap: OnceLock::new(),
             commits: GroupCommit::start(db.clone())?,
@@ -577,6 +597,7 @@ impl SledStore {
         };
         store.ensure_inactive_index()?;
         store.ensure_families_index()?;
+        store.ensure_user_index()?;
         if let Some((key, _)) = store.audit.last().map_err(io)? {
             let last = decode_id(&key).ok_or_else(|| StoreError::Io("corrupt event key".into()))?;
             store.next_event.store(last + 1, Ordering::Relaxed);
@@ -662,8 +683,7 @@ impl SledStore {
     /// inside the transaction) says so; whether it did. Durable and told when it returns.
     async fn effects_if(
         &self,
-        proceed: &(dyn Fn(&TransactionalTree) -> Result<bool, ConflictableTransactionError<StoreError>>
-              + Sync),
+        proceed: &Proceed<'_>,
         effects: &Effects,
     ) -> Result<bool, StoreError> {
         let (done, events) = tx_result(
@@ -677,6 +697,7 @@ impl SledStore {
                 &self.audit,
                 &self.audit_index,
                 &self.mfa,
+                &self.user_index,
             )
                 .transaction(
                     |(
@@ -689,8 +710,9 @@ impl SledStore {
                         audit,
                         audit_index,
                         mfa,
+                        user_index,
                     )| {
-                        if !proceed(mfa)? {
+                        if !proceed(mfa, user_index)? {
                             return Ok((false, Vec::new()));
                         }
                         let trees = EffectTrees {
@@ -704,6 +726,7 @@ impl SledStore {
                             families,
                             user_families,
                             mfa,
+                            user_index,
                         };
                         Ok((true, effects_tx(&trees, effects.clone())?))
                     },
@@ -741,6 +764,7 @@ impl SledStore {
                 &self.audit,
                 &self.audit_index,
                 &self.mfa,
+                &self.user_index,
             )
                 .transaction(|trees| {
                     let (users, usernames, emails, meta, inactive, outbox) =
@@ -756,6 +780,7 @@ impl SledStore {
                         families: &trees.8,
                         user_families: &trees.9,
                         mfa: &trees.12,
+                        user_index: &trees.13,
                     };
                     if usernames.get(uname.as_bytes())?.is_some() {
                         return abort(StoreError::UsernameTaken);
@@ -781,6 +806,9 @@ impl SledStore {
                     bump(meta, state_key(user.is_active), 1)?;
                     if !user.is_active {
                         inactive.insert(&id_key(user.id), &[])?;
+                    }
+                    for key in user_list::index_keys(&user) {
+                        trees.13.insert(key, &[])?;
                     }
                     // As PostgreSQL does, which decides them before the id exists.
                     let events = effects_tx(&effect_trees, effects(&user).about(user.id))?;
@@ -812,6 +840,7 @@ impl SledStore {
                 &self.audit,
                 &self.audit_index,
                 &self.mfa,
+                &self.user_index,
             )
                 .transaction(|trees| {
                     let (users, usernames, emails, meta, inactive, outbox) =
@@ -827,6 +856,7 @@ impl SledStore {
                         families: &trees.8,
                         user_families: &trees.9,
                         mfa: &trees.12,
+                        user_index: &trees.13,
                     };
                     let Some(bytes) = users.get(id_key(id))? else {
                         return abort(StoreError::NotFound);
@@ -873,6 +903,7 @@ impl SledStore {
                             inactive.insert(&id_key(id), &[])?;
                         }
                     }
+                    user_list::move_index_tx(&trees.13, &old, &new)?;
                     let events = effects_tx(&effect_trees, effects(&old, &new))?;
                     Ok((new, events))
                 }),
@@ -963,7 +994,9 @@ impl UserStore for SledStore {
         if effects.is_empty() {
             return Ok(());
         }
-        self.effects_if(&|_| Ok(true), &effects).await.map(|_| ())
+        self.effects_if(&|_, _| Ok(true), &effects)
+            .await
+            .map(|_| ())
     }
 
     async fn count_users(&self, state: &StateFilter) -> Result<usize, StoreError> {
@@ -1049,6 +1082,20 @@ impl UserStore for SledStore {
         Ok(page)
     }
 
+    async fn query_users(
+        &self,
+        query: &UserQuery,
+        after: Option<&UserCursor>,
+        limit: usize,
+    ) -> Result<UserPage, StoreError> {
+        let rows = self.query_rows(query, after, limit.saturating_add(1))?;
+        Ok(query.page(rows, limit))
+    }
+
+    async fn count_query(&self, query: &UserQuery) -> Result<UserCount, StoreError> {
+        self.count_matching(query)
+    }
+
     async fn get_family(&self, family: &str) -> Result<Option<Family>, StoreError> {
         match self.families.get(family.as_bytes()).map_err(io)? {
             Some(bytes) => decode_family(&bytes).map(Some),
@@ -1097,10 +1144,12 @@ impl UserStore for SledStore {
     ) -> Result<bool, StoreError> {
         // Records are written only from the same serializer: equal records, equal bytes.
         let old = expected.map(encode).transpose()?;
+        let enabled = new.is_some_and(|m| m.enabled);
         let new = new.map(encode).transpose()?;
         let key = id_key(user_id);
+        let on_key = user_list::mfa_key(user_id);
         self.effects_if(
-            &|mfa| {
+            &|mfa, user_index| {
                 if mfa.get(key)?.as_deref() != old.as_deref() {
                     return Ok(false);
                 }
@@ -1108,6 +1157,12 @@ impl UserStore for SledStore {
                     Some(bytes) => mfa.insert(&key, bytes.as_slice())?,
                     None => mfa.remove(&key)?,
                 };
+                // The list's "second factor on" filter moves with the record.
+                if enabled {
+                    user_index.insert(on_key.as_slice(), &[])?;
+                } else {
+                    user_index.remove(on_key.as_slice())?;
+                }
                 Ok(true)
             },
             &effects,

@@ -10,6 +10,7 @@ mod mfa;
 mod outbox;
 pub mod schema;
 mod sessions;
+mod user_list;
 mod writes;
 
 use super::{
@@ -229,11 +230,13 @@ struct UserParams {
     email_verified: bool,
     /// `User::ended` as JSON.
     ended: String,
+    /// `store::names_key`: what the list's search looks in beside the name and address.
+    names_key: String,
 }
 
 /// How many parameters a user takes (`UserParams::as_params`, `USER_FIELDS`): the INSERT's
 /// and UPDATE's further parameters are numbered after them.
-const USER_PARAMS: usize = 16;
+const USER_PARAMS: usize = 17;
 
 impl UserParams {
     fn new(u: &User) -> Result<UserParams, StoreError> {
@@ -256,6 +259,7 @@ impl UserParams {
             email_verified: u.email_verified,
             ended: serde_json::to_string(&u.ended)
                 .map_err(|e| StoreError::Io(format!("cannot encode ended sessions: {e}")))?,
+            names_key: super::names_key(u),
         })
     }
 
@@ -277,18 +281,19 @@ impl UserParams {
             &self.groups,
             &self.email_verified,
             &self.ended,
+            &self.names_key,
         ]
     }
 }
 
 const USER_FIELDS: &str = "username, username_key, email, email_key, first_name, last_name, \
      password, is_active, is_staff, date_joined, last_login, deleted_at, token_version, groups, \
-     email_verified, ended";
+     email_verified, ended, names_key";
 
 /// `USER_FIELDS`' parameters typed (an INSERT ... SELECT does not infer them).
 const CAST_VALUES: &str = "$1::text, $2::text, $3::text, $4::text, $5::text, $6::text, \
      $7::text, $8::boolean, $9::boolean, $10::bigint, $11::bigint, $12::bigint, $13::bigint, \
-     $14::text[], $15::boolean, $16::text";
+     $14::text[], $15::boolean, $16::text, $17::text";
 
 /// The WHERE conditions of a list filter, with its parameters numbered from `first`.
 fn filter_sql(filter: &ListFilter, first: usize) -> (String, Vec<String>) {
@@ -952,6 +957,24 @@ impl UserStore for PgStore {
                 .collect()
         })
         .await
+    }
+
+    async fn query_users(
+        &self,
+        query: &super::UserQuery,
+        after: Option<&super::UserCursor>,
+        limit: usize,
+    ) -> Result<super::UserPage, StoreError> {
+        self.users_page(query, after, limit).await
+    }
+
+    async fn count_query(&self, query: &super::UserQuery) -> Result<super::UserCount, StoreError> {
+        if query.is_state_only() {
+            return Ok(super::UserCount::Exact(
+                self.count_users(&query.state).await?,
+            ));
+        }
+        self.count_capped(query).await
     }
 
     async fn get_family(&self, family: &str) -> Result<Option<Family>, StoreError> {

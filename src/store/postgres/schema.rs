@@ -229,6 +229,31 @@ CREATE TABLE mfa (
 );
 "#,
     },
+    Migration {
+        version: 6,
+        name: "the console's users list: search in names, sorts, staff, groups, second factor on",
+        sql: r#"
+-- The list's search looks in the first and last names too, folded in Rust like the other
+-- keys (store::names_key, written with every user write). Rows written before get
+-- PostgreSQL's lower(), which folds alike but for a few letters, until their next write.
+ALTER TABLE users ADD COLUMN names_key text NOT NULL DEFAULT '';
+UPDATE users SET names_key = lower(first_name) || E'\n' || lower(last_name);
+CREATE INDEX users_names_trgm ON users USING gin (names_key gin_trgm_ops);
+-- The sorts, each with the id that breaks ties, for keyset pages. Names compare by bytes
+-- (COLLATE "C"), as sled's index does, whatever the database's collation.
+CREATE INDEX users_username_sort ON users ((username_key COLLATE "C"), id);
+CREATE INDEX users_date_joined ON users (date_joined, id);
+CREATE INDEX users_last_login ON users ((coalesce(last_login, 0)), id);
+-- The selective filters: staff (few), group members.
+CREATE INDEX users_staff ON users (id) WHERE is_staff;
+CREATE INDEX users_groups ON users USING gin (groups);
+-- "Second factor on", kept in step with the record by PostgreSQL itself (a generated
+-- column: the compare-and-swap writes only the record), joined by the list.
+ALTER TABLE mfa ADD COLUMN enabled boolean
+    GENERATED ALWAYS AS (coalesce((record::json ->> 'enabled')::boolean, false)) STORED;
+CREATE INDEX mfa_enabled ON mfa (user_id) WHERE enabled;
+"#,
+    },
 ];
 
 /// The schema version this build writes and reads.

@@ -1,0 +1,226 @@
+//! The console's users list on PostgreSQL: a `UserQuery` as one keyset SELECT (the sort's
+//! index from migration 6, row comparison on (sort key, id)) and the capped count as a count
+//! of a LIMITed subquery, so neither ever counts a million rows.
+
+use super::{decode_user, pg_error, pool_error, to_i64, PgStore, USER_COLUMNS};
+use crate::store::{
+    name_key, SortKey, StateFilter, StoreError, UserCount, UserCursor, UserPage, UserQuery,
+    UserSort, COUNT_CAP,
+};
+use tokio_postgres::types::ToSql;
+
+/// A query parameter that can travel to the store's runtime.
+pub(super) type Param = Box<dyn ToSql + Sync + Send>;
+
+/// The conditions of `q`'s filters (ANDed), their parameters numbered after `params`.
+pub(super) fn where_sql(q: &UserQuery, params: &mut Vec<Param>) -> String {
+    let mut conds: Vec<String> = Vec::new();
+    match q.state {
+        StateFilter::All => {}
+        StateFilter::Active => conds.push("is_active".into()),
+        StateFilter::Inactive => conds.push("NOT is_active".into()),
+    }
+    // Booleans are written into the text, not bound: the partial indexes' predicates match.
+    let flag = |on: bool, cond: &str| {
+        if on {
+            cond.to_string()
+        } else {
+            format!("NOT {cond}")
+        }
+    };
+    if let Some(staff) = q.staff {
+        conds.push(flag(staff, "is_staff"));
+    }
+    if let Some(verified) = q.verified {
+        conds.push(flag(verified, "email_verified"));
+    }
+    if let Some(mfa) = q.mfa {
+        conds.push(flag(
+            mfa,
+            "EXISTS (SELECT 1 FROM mfa WHERE mfa.user_id = users.id AND mfa.enabled)",
+        ));
+    }
+    if let Some(group) = &q.group {
+        params.push(Box::new(group.clone()));
+        conds.push(format!("groups @> ARRAY[${}::text]", params.len()));
+    }
+    if let Some(s) = q.search_key() {
+        // UserQuery::matches: the folded search inside a folded key; LIKE's wildcards in
+        // the search are literal.
+        let mut pattern = String::from("%");
+        for c in name_key(&s).chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('%');
+        params.push(Box::new(pattern));
+        let n = params.len();
+        conds.push(format!(
+            "(username_key LIKE ${n} OR email_key LIKE ${n} OR names_key LIKE ${n})"
+        ));
+    }
+    if conds.is_empty() {
+        "true".into()
+    } else {
+        conds.join(" AND ")
+    }
+}
+
+/// The SELECT of a page: up to `limit` rows after `after` in `q`'s order.
+pub(super) fn page_sql(
+    q: &UserQuery,
+    after: Option<&UserCursor>,
+    limit: i64,
+) -> Result<(String, Vec<Param>), StoreError> {
+    let mut params: Vec<Param> = Vec::new();
+    let mut cond = where_sql(q, &mut params);
+    let key = match q.sort {
+        UserSort::Id => None,
+        UserSort::Username => Some("username_key COLLATE \"C\""),
+        UserSort::DateJoined => Some("date_joined"),
+        UserSort::LastLogin => Some("coalesce(last_login, 0)"),
+    };
+    let (cmp, dir) = if q.desc { ("<", " DESC") } else { (">", "") };
+    if let Some(c) = after {
+        // Ids in the database stop at i64::MAX: a larger cursor is past every row.
+        let id = i64::try_from(c.id).unwrap_or(i64::MAX);
+        params.push(Box::new(id));
+        let id_param = params.len();
+        match (key, &c.key) {
+            (None, _) => cond.push_str(&format!(" AND id {cmp} ${id_param}")),
+            (Some(key), SortKey::Text(t)) => {
+                params.push(Box::new(t.clone()));
+                cond.push_str(&format!(
+                    " AND ({key}, id) {cmp} (${}::text COLLATE \"C\", ${id_param})",
+                    params.len()
+                ));
+            }
+            (Some(key), SortKey::Number(n)) => {
+                params.push(Box::new(to_i64(*n, "cursor")?));
+                cond.push_str(&format!(
+                    " AND ({key}, id) {cmp} (${}::bigint, ${id_param})",
+                    params.len()
+                ));
+            }
+            // A cursor of another sort: from the start.
+            (Some(_), SortKey::None) => {}
+        }
+    }
+    let order = match key {
+        None => format!("id{dir}"),
+        Some(key) => format!("{key}{dir}, id{dir}"),
+    };
+    params.push(Box::new(limit));
+    let sql = format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE {cond} ORDER BY {order} LIMIT ${}",
+        params.len()
+    );
+    Ok((sql, params))
+}
+
+impl PgStore {
+    /// `UserStore::query_users`.
+    pub(super) async fn users_page(
+        &self,
+        q: &UserQuery,
+        after: Option<&UserCursor>,
+        limit: usize,
+    ) -> Result<UserPage, StoreError> {
+        let fetch = to_i64(limit.saturating_add(1) as u64, "limit")?;
+        let (sql, params) = page_sql(q, after, fetch)?;
+        let rows = self
+            .run("query_users", move |pool| async move {
+                let client = pool.get().await.map_err(pool_error)?;
+                let args: Vec<&(dyn ToSql + Sync)> = params
+                    .iter()
+                    .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                    .collect();
+                let rows = client.query(&sql, &args).await.map_err(pg_error)?;
+                rows.iter()
+                    .map(|r| decode_user(r).map(|(u, _)| u))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        Ok(q.page(rows, limit))
+    }
+
+    /// `UserStore::count_query` past the counters: the matches counted up to the cap.
+    pub(super) async fn count_capped(&self, q: &UserQuery) -> Result<UserCount, StoreError> {
+        let mut params = Vec::new();
+        let cond = where_sql(q, &mut params);
+        params.push(Box::new(COUNT_CAP as i64 + 1));
+        let sql = format!(
+            "SELECT count(*) FROM (SELECT 1 FROM users WHERE {cond} LIMIT ${}) capped",
+            params.len()
+        );
+        let n = self
+            .run("count_query", move |pool| async move {
+                let client = pool.get().await.map_err(pool_error)?;
+                let args: Vec<&(dyn ToSql + Sync)> = params
+                    .iter()
+                    .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                    .collect();
+                let row = client.query_one(&sql, &args).await.map_err(pg_error)?;
+                Ok(row.get::<_, i64>(0))
+            })
+            .await?;
+        let n = usize::try_from(n).map_err(|_| StoreError::Io(format!("count {n}")))?;
+        Ok(if n > COUNT_CAP {
+            UserCount::AtLeast(COUNT_CAP)
+        } else {
+            UserCount::Exact(n)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_filter_and_a_descending_date_cursor_make_one_keyset_select() {
+        let q = UserQuery {
+            search: Some("A_b".into()),
+            state: StateFilter::Active,
+            staff: Some(false),
+            group: Some("ops".into()),
+            mfa: Some(true),
+            verified: Some(true),
+            sort: UserSort::LastLogin,
+            desc: true,
+        };
+        let after = UserCursor {
+            key: SortKey::Number(5),
+            id: 9,
+        };
+        let (sql, params) = page_sql(&q, Some(&after), 51).expect("sql");
+        assert!(sql.contains(
+            "WHERE is_active AND NOT is_staff AND email_verified AND EXISTS (SELECT 1 FROM mfa \
+             WHERE mfa.user_id = users.id AND mfa.enabled) AND groups @> ARRAY[$1::text] AND \
+             (username_key LIKE $2 OR email_key LIKE $2 OR names_key LIKE $2) AND \
+             (coalesce(last_login, 0), id) < ($4::bigint, $3)"
+        ));
+        assert!(sql.ends_with("ORDER BY coalesce(last_login, 0) DESC, id DESC LIMIT $5"));
+        assert_eq!(params.len(), 5);
+    }
+
+    #[test]
+    fn names_sort_by_bytes_and_ids_alone_need_no_key() {
+        let q = UserQuery {
+            sort: UserSort::Username,
+            ..UserQuery::default()
+        };
+        let after = UserCursor {
+            key: SortKey::Text("bob".into()),
+            id: 2,
+        };
+        let (sql, _) = page_sql(&q, Some(&after), 3).expect("sql");
+        assert!(sql.contains(
+            "WHERE true AND (username_key COLLATE \"C\", id) > ($2::text COLLATE \"C\", $1)"
+        ));
+        let (sql, _) = page_sql(&UserQuery::default(), Some(&after), 3).expect("sql");
+        assert!(sql.contains("WHERE true AND id > $1 ORDER BY id LIMIT $2"));
+    }
+}
