@@ -53,6 +53,7 @@ fn check_config_refuses_a_route_hidden_under_an_owned_prefix() {
     let g = configured(move |c| {
         c.api.prefix = "/gh/".into();
         c.web.enabled = false;
+            c.console.enabled = false;
         c.routes = vec![
             route("/", &[addr]),
             route("/api/auth/things/", &[addr]),
@@ -173,6 +174,7 @@ fn the_pages_prefix_is_answered_by_gatehouse_only_when_the_pages_are_on() {
     let off = Gatehouse::new()
         .with_config(|c| {
             c.web.enabled = false;
+            c.console.enabled = false;
             c.routes = vec![public_route("/", &[up.addr])];
         })
         .start();
