@@ -320,3 +320,66 @@ fn deactivate_with_the_password_again_then_restore() {
         "{trail}"
     );
 }
+
+#[test]
+fn a_factor_reset_on_an_old_sign_in_asks_the_password_and_a_code() {
+    let up = Upstream::start();
+    let g = console_gatehouse(&up, |c| c.console.recent_sign_in_minutes = 0);
+    let (ann, ann_token, _) = g.http().user("ann");
+    // What a user types is shown as text, never run (an alert would stop the browser).
+    const NAME: &str = "<script>alert(1)</script>";
+    g.http()
+        .call(
+            "PATCH",
+            paths::PROFILE,
+            Some(json!({"first_name": NAME})),
+            Some(&ann_token),
+        )
+        .expect_status(200);
+    let ann_secret = enrol_by_api(&g, "ann");
+    let (ann_token, _) = {
+        let r = g.http().post(
+            paths::TOKEN,
+            json!({"username": "ann", "password": PASSWORD, "otp": code_now(&ann_secret)}),
+            None,
+        );
+        r.expect_status(200);
+        r.tokens()
+    };
+    app_answers(&g, &ann_token, 200);
+    let secret = enrol_by_api(&g, ROOT);
+    let base = base_of(&g);
+    let b = Browser::start();
+    sign_in_to_console(&b, &base, ROOT, Some(&secret));
+    let page = user_url(&base, ann);
+    b.goto(&page);
+    let details = b.find("section[aria-labelledby=details-h]").text();
+    assert!(details.contains(NAME), "{details}");
+    assert!(details.contains("Two-factor authentication\nOn") || details.contains("On"));
+
+    b.submit_form("section[aria-labelledby=two-factor-h] form");
+    b.wait_for(
+        |b| b.try_find("#id_reauth-code").is_some(),
+        "the password and a code asked",
+    );
+    assert!(
+        b.text()
+            .contains("To reset the two-factor authentication of ann"),
+        "{}",
+        b.text()
+    );
+    accessible(&b, "the re-authentication page with a code");
+    b.fill("#id_reauth-password", PASSWORD);
+    // The sign-in used this step's code: the next one is still accepted (one step of skew).
+    b.fill("#id_reauth-code", &code_in_step(&secret, 1));
+    b.submit_form("main form");
+    b.wait_for(
+        |b| b.text().contains("Two-factor authentication was reset"),
+        "the reset",
+    );
+    assert!(b.url().starts_with(&page), "{}", b.url());
+    // The reset ended every token of ann's.
+    app_answers(&g, &ann_token, 401);
+    let details = b.find("section[aria-labelledby=two-factor-h]").text();
+    assert!(details.contains("Off."), "{details}");
+}
