@@ -89,6 +89,10 @@ pub fn explain(
             "answered by gatehouse itself: the pages ([web] prefix = {:?})",
             config.web.prefix
         )),
+        Target::Console => Some(format!(
+            "answered by gatehouse itself: the admin console ([console] prefix = {:?})",
+            config.console.prefix
+        )),
         Target::ForwardAuth => {
             Some("gatehouse's forward-auth prefix: never forwarded".to_string())
         }

@@ -91,14 +91,40 @@ impl MfaConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConsoleConfig {
+    /// gatehouse answers `prefix` itself (it needs `[web] enabled`: the console signs in
+    /// with the pages' sign-in); off, the paths under it go to the routes.
+    pub enabled: bool,
+    /// Where the console lives (Django's admin is at `/admin/`).
+    pub prefix: String,
     /// A staff user without a second factor is taken to enrolment on the first visit
     /// (OWASP ASVS 4.3.1).
     pub require_mfa: bool,
+    /// Destructive actions (deactivate, a staff change, a factor reset) need a sign-in
+    /// younger than this, else the password (and code) again.
+    pub recent_sign_in_minutes: u64,
 }
 
 impl Default for ConsoleConfig {
     fn default() -> Self {
-        ConsoleConfig { require_mfa: true }
+        ConsoleConfig {
+            enabled: true,
+            prefix: "/admin/".into(),
+            require_mfa: true,
+            recent_sign_in_minutes: 10,
+        }
+    }
+}
+
+impl ConsoleConfig {
+    pub fn recent_sign_in_seconds(&self) -> u64 {
+        self.recent_sign_in_minutes.saturating_mul(60)
+    }
+}
+
+impl Config {
+    /// The console answers requests: on, with the pages it signs in through.
+    pub fn console_on(&self) -> bool {
+        self.console.enabled && self.web.enabled
     }
 }
 
@@ -969,11 +995,49 @@ mod tests {
         }
         // Off, nothing of it is checked.
         Config::from_toml_and_env(
-            "[web]\nenabled = false\nsession_idle_minutes = 0\n",
+            "[web]\nenabled = false\nsession_idle_minutes = 0\n[console]\nenabled = false\n",
             "t",
             &[],
         )
         .expect("pages off");
+    }
+
+    #[test]
+    fn the_console_needs_the_pages_and_a_prefix_of_its_own() {
+        let c = Config::from_toml_and_env("", "t", &[]).expect("defaults");
+        assert!(c.console_on());
+        assert_eq!(c.console.prefix, "/admin/");
+        assert_eq!(c.console.recent_sign_in_seconds(), 600);
+        for (toml, needle) in [
+            (
+                "[web]\nenabled = false\n",
+                "console.enabled = true needs web.enabled = true",
+            ),
+            ("[console]\nprefix = \"admin/\"\n", "console.prefix"),
+            (
+                "[console]\nprefix = \"/accounts/\"\n",
+                "console.prefix = \"/accounts/\" is web.prefix too",
+            ),
+            (
+                "[console]\nprefix = \"/accounts/admin/\"\n",
+                "web.prefix = \"/accounts/\" overlaps /accounts/admin/ (the admin console",
+            ),
+            ("[console]\nprefix = \"/api/\"\n", "overlaps /api/auth/"),
+            (
+                "[console]\nprefix = \"/staff/\"\n[[routes]]\nprefix = \"/staff/x/\"\nupstreams = [\"127.0.0.1:9\"]\n",
+                "is under /staff/ (the admin console",
+            ),
+        ] {
+            let e = Config::from_toml_and_env(toml, "t", &[]).expect_err(toml);
+            assert!(e.to_string().contains(needle), "{toml}: {e}");
+        }
+        let off = Config::from_toml_and_env(
+            "[web]\nenabled = false\n[console]\nenabled = false\n",
+            "t",
+            &[],
+        )
+        .expect("both off");
+        assert!(!off.console_on());
     }
 
     #[test]

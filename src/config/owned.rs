@@ -1,5 +1,5 @@
 //! The paths gatehouse answers itself, as the config places them: the user API's prefixes,
-//! the pages' prefix and forward-auth's. The request classifier (`gateway::classify`) routes
+//! the pages' prefix, the console's and forward-auth's. The request classifier (`gateway::classify`) routes
 //! by them; validation refuses a route hidden under one of them.
 
 use super::Config;
@@ -38,6 +38,12 @@ impl Config {
             owned.push(OwnedPrefix {
                 prefix: self.web.prefix.clone(),
                 what: "the pages ([web])",
+            });
+        }
+        if self.console_on() {
+            owned.push(OwnedPrefix {
+                prefix: self.console.prefix.clone(),
+                what: "the admin console ([console])",
             });
         }
         owned
@@ -82,6 +88,7 @@ mod tests {
     fn owned_prefixes_follow_the_config() {
         let mut config = Config::default();
         config.web.enabled = false;
+        config.console.enabled = false;
         let names = |c: &Config| {
             c.owned_prefixes()
                 .into_iter()
@@ -97,6 +104,18 @@ mod tests {
         assert_eq!(
             names(&config),
             ["/gh/auth/", "/gh/token/", "/_gatehouse/", "/accounts/"]
+        );
+        config.console.enabled = true;
+        config.console.prefix = "/staff/".into();
+        assert_eq!(
+            names(&config),
+            [
+                "/gh/auth/",
+                "/gh/token/",
+                "/_gatehouse/",
+                "/accounts/",
+                "/staff/"
+            ]
         );
     }
 }

@@ -215,12 +215,14 @@ impl Config {
         Ok(())
     }
 
-    /// `api.prefix` and `web.prefix` are usable mount points, and the pages do not cover
-    /// the user API or forward-auth (nor sit under them).
+    /// `api.prefix`, `web.prefix` and `console.prefix` are usable mount points, the console
+    /// has the pages to sign in with, and neither the pages nor the console cover another
+    /// owned prefix (nor sit under one).
     fn validate_mounts(&self) -> Result<(), ConfigError> {
         for (key, prefix) in [
             ("api.prefix", &self.api.prefix),
             ("web.prefix", &self.web.prefix),
+            ("console.prefix", &self.console.prefix),
         ] {
             if let Some(problem) = super::owned::mount_problem(prefix) {
                 return Err(ConfigError::Invalid(format!(
@@ -228,20 +230,34 @@ impl Config {
                 )));
             }
         }
+        require(!self.console.enabled || self.web.enabled, || {
+            "console.enabled = true needs web.enabled = true: the console signs staff in with the pages' sign-in (SPEC §15); turn the pages on, or set [console] enabled = false".to_string()
+        })?;
         if !self.web.enabled {
             return Ok(());
         }
-        let web = &self.web.prefix;
-        for other in self.owned_prefixes().iter().filter(|o| &o.prefix != web) {
-            require(
-                !web.starts_with(&other.prefix) && !other.prefix.starts_with(web.as_str()),
-                || {
-                    format!(
-                        "web.prefix = {web:?} overlaps {} ({}): give the pages a prefix of their own",
-                        other.prefix, other.what
-                    )
-                },
-            )?;
+        let mut mounts = vec![("web.prefix", &self.web.prefix, "the pages")];
+        if self.console_on() {
+            require(self.console.prefix != self.web.prefix, || {
+                format!(
+                    "console.prefix = {:?} is web.prefix too: give the console a prefix of its own",
+                    self.console.prefix
+                )
+            })?;
+            mounts.push(("console.prefix", &self.console.prefix, "the console"));
+        }
+        for (key, mount, what) in mounts {
+            for other in self.owned_prefixes().iter().filter(|o| &o.prefix != mount) {
+                require(
+                    !mount.starts_with(&other.prefix) && !other.prefix.starts_with(mount.as_str()),
+                    || {
+                        format!(
+                            "{key} = {mount:?} overlaps {} ({}): give {what} a prefix of their own",
+                            other.prefix, other.what
+                        )
+                    },
+                )?;
+            }
         }
         Ok(())
     }

@@ -1,4 +1,5 @@
-//! Who answers a request: the user API, the pages, forward-auth, or a proxied route. The one
+//! Who answers a request: the user API, the pages, the admin console, forward-auth, or a
+//! proxied route. The one
 //! place that decides it, on the normalized path; the proxy, forward-auth (for the asked
 //! request) and `gatehouse routes explain` all ask it, so they cannot disagree.
 
@@ -15,6 +16,8 @@ pub enum Target {
     Api(Route),
     /// The pages under `[web] prefix` (when `web.enabled`).
     Pages,
+    /// The admin console under `[console] prefix` (when it and the pages are on).
+    Console,
     /// gatehouse's forward-auth endpoints.
     ForwardAuth,
     /// Everything else: the route table decides (a route, or 404).
@@ -34,6 +37,7 @@ pub struct Classified {
 pub struct Classifier {
     api_prefix: String,
     pages_prefix: Option<String>,
+    console_prefix: Option<String>,
     reject_escaped: bool,
 }
 
@@ -42,6 +46,7 @@ impl Classifier {
         Classifier {
             api_prefix: config.api.prefix.clone(),
             pages_prefix: config.web.enabled.then(|| config.web.prefix.clone()),
+            console_prefix: config.console_on().then(|| config.console.prefix.clone()),
             reject_escaped: config.proxy.escaped_paths == EscapedPaths::Reject,
         }
     }
@@ -68,15 +73,19 @@ impl Classifier {
             Route::NotOurs => {}
             api => return Target::Api(api),
         }
-        if self
-            .pages_prefix
-            .as_deref()
-            .is_some_and(|p| path.starts_with(p) || path == p.trim_end_matches('/'))
-        {
+        if under(self.pages_prefix.as_deref(), path) {
             return Target::Pages;
+        }
+        if under(self.console_prefix.as_deref(), path) {
+            return Target::Console;
         }
         Target::Proxy
     }
+}
+
+/// `path` is under `prefix` (or is the prefix without its slash).
+fn under(prefix: Option<&str>, path: &str) -> bool {
+    prefix.is_some_and(|p| path.starts_with(p) || path == p.trim_end_matches('/'))
 }
 
 #[cfg(test)]
@@ -103,6 +112,10 @@ mod tests {
         assert_eq!(target("/accounts/login/"), Target::Pages);
         assert_eq!(target("/accounts"), Target::Pages);
         assert_eq!(target("/accountsx"), Target::Proxy);
+        assert_eq!(target("/admin/"), Target::Console);
+        assert_eq!(target("/admin"), Target::Console);
+        assert_eq!(target("/admin/users/3/"), Target::Console);
+        assert_eq!(target("/administrator"), Target::Proxy);
         assert_eq!(target("/orders/1"), Target::Proxy);
         assert_eq!(target("/a/..%2f/api/token/"), Target::Escaped);
         // Spellings of an owned path are that path.
@@ -115,11 +128,17 @@ mod tests {
     fn the_pages_are_proxied_until_enabled_and_prefixes_move() {
         let off = classifier(|c| c.web.enabled = false);
         assert_eq!(off.classify("/accounts/login/").target, Target::Proxy);
+        assert_eq!(off.classify("/admin/").target, Target::Proxy);
+        let no_console = classifier(|c| c.console.enabled = false);
+        assert_eq!(no_console.classify("/admin/").target, Target::Proxy);
         let moved = classifier(|c| {
             c.api.prefix = "/gh/".into();
             c.web.enabled = true;
             c.web.prefix = "/signin/".into();
+            c.console.prefix = "/staff/".into();
         });
+        assert_eq!(moved.classify("/staff/").target, Target::Console);
+        assert_eq!(moved.classify("/admin/").target, Target::Proxy);
         assert_eq!(moved.classify("/api/token/").target, Target::Proxy);
         assert_eq!(
             moved.classify("/gh/token/").target,

@@ -133,7 +133,7 @@ impl Gateway {
             Target::Escaped => return ApiError::EscapedPath.to_response(),
             Target::Proxy => {}
             // gatehouse's own paths: the ingress passes them on and gatehouse decides itself.
-            Target::Api(_) | Target::Pages | Target::ForwardAuth => {
+            Target::Api(_) | Target::Pages | Target::Console | Target::ForwardAuth => {
                 return forward_auth::answer(Decision::Forward(None), &self.app.config.proxy)
             }
         }
@@ -303,6 +303,28 @@ impl Gateway {
         };
         crate::web::pages::handle(&self.app, &page).await
     }
+
+    /// A page of the admin console under `[console] prefix`, read as the pages are, answered
+    /// by `console`.
+    async fn serve_console(&self, session: &mut Session, ctx: &mut RequestCtx) -> Response {
+        let web = &self.app.config.web;
+        let own_origin = web.own_origin(ctx.tls, &session.req_header().headers);
+        let head_only = session.req_header().method == http::Method::HEAD;
+        let req = match self.read_request(session, ctx).await {
+            Ok(req) => req,
+            Err(refused) => return refused,
+        };
+        let prefix = &self.app.config.console.prefix;
+        let rest = req.path.strip_prefix(prefix.as_str()).unwrap_or("");
+        let page = crate::web::pages::PageRequest {
+            req: &req,
+            rest,
+            secure: ctx.tls,
+            own_origin: &own_origin,
+            head_only,
+        };
+        crate::console::handle(&self.app, &page).await
+    }
 }
 
 #[async_trait]
@@ -409,6 +431,11 @@ impl ProxyHttp for Gateway {
                 ctx.kind = Kind::Pages;
                 ctx.endpoint = "pages";
                 self.serve_page(session, ctx).await
+            }
+            Target::Console => {
+                ctx.kind = Kind::Pages;
+                ctx.endpoint = "console";
+                self.serve_console(session, ctx).await
             }
             Target::Proxy => {
                 ctx.kind = Kind::Proxy;

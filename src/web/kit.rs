@@ -1,7 +1,8 @@
 //! What every page handler shares (SPEC §15): the request as a page sees it, Django's CSRF
 //! state of a form page, who is signed in by the session cookie, the acting user, where a
 //! sign-in may go next, and the frame and rendering every page uses. `pages` (the account
-//! pages) and `second_factor` (the code page) both build on it; it names neither.
+//! pages), `second_factor` (the code page) and the admin console (`crate::console`) build on
+//! it; it names none of them.
 
 use super::render;
 use super::{next, page};
@@ -27,13 +28,13 @@ pub struct PageRequest<'a> {
 }
 
 /// The frame every page shares.
-pub(super) struct Frame<'a> {
+pub(crate) struct Frame<'a> {
     pub brand: &'a str,
     pub prefix: &'a str,
     pub custom_css: bool,
 }
 
-pub(super) fn frame(app: &App) -> Frame<'_> {
+pub(crate) fn frame(app: &App) -> Frame<'_> {
     let web = &app.config.web;
     Frame {
         brand: &web.brand_name,
@@ -43,7 +44,7 @@ pub(super) fn frame(app: &App) -> Frame<'_> {
 }
 
 /// A rendered page, or the plain 500 page when a template fails.
-pub(super) fn rendered(status: u16, html: Result<String, render::RenderError>) -> Response {
+pub(crate) fn rendered(status: u16, html: Result<String, render::RenderError>) -> Response {
     match html {
         Ok(html) => page(status, html),
         Err(e) => {
@@ -58,14 +59,14 @@ pub(super) fn rendered(status: u16, html: Result<String, render::RenderError>) -
 
 /// Django's CSRF cookie for this response: the one the browser sent if well formed, else a
 /// new secret (set on the way out), rotated at sign-in.
-pub(super) struct Csrf {
+pub(crate) struct Csrf {
     secret: String,
     /// The browser does not hold `secret` yet.
     fresh: bool,
 }
 
 impl Csrf {
-    pub(super) fn of(_app: &App, req: &Request) -> Csrf {
+    pub(crate) fn of(_app: &App, req: &Request) -> Csrf {
         match crate::cookies::get(&req.headers, csrf::COOKIE).and_then(csrf::cookie_secret) {
             Some(secret) => Csrf {
                 secret,
@@ -79,16 +80,16 @@ impl Csrf {
     }
 
     /// A masked token for a form on this response.
-    pub(super) fn token(&self) -> String {
+    pub(crate) fn token(&self) -> String {
         csrf::mask(&self.secret)
     }
 
-    pub(super) fn rotate(&mut self) {
+    pub(crate) fn rotate(&mut self) {
         self.secret = csrf::new_secret();
         self.fresh = true;
     }
 
-    pub(super) fn check(&self, app: &App, p: &PageRequest<'_>) -> Result<(), csrf::Refused> {
+    pub(crate) fn check(&self, app: &App, p: &PageRequest<'_>) -> Result<(), csrf::Refused> {
         let form = p.req.data().ok();
         let form_token = form
             .as_ref()
@@ -113,7 +114,7 @@ impl Csrf {
         )
     }
 
-    pub(super) fn set_cookie(&self, app: &App, mut resp: Response) -> Response {
+    pub(crate) fn set_cookie(&self, app: &App, mut resp: Response) -> Response {
         if self.fresh {
             resp.add_header(
                 "Set-Cookie",
@@ -124,15 +125,26 @@ impl Csrf {
     }
 }
 
+/// The sign-in behind `who`'s session is younger than `seconds`.
+pub(crate) async fn signed_in_within(app: &App, who: &Identity, seconds: u64) -> bool {
+    match who.sign_in.as_deref() {
+        Some(id) => matches!(
+            app.store.get_session(id).await,
+            Ok(Some(s)) if crate::clock::now().saturating_sub(s.created) < seconds
+        ),
+        None => false,
+    }
+}
+
 /// The signed-in caller of a page, by the session cookie only (pages ignore bearer tokens).
-pub(super) async fn signed_in(app: &App, req: &Request) -> Option<Identity> {
+pub(crate) async fn signed_in(app: &App, req: &Request) -> Option<Identity> {
     let cookie = app.authenticator.session_cookie()?;
     let value = crate::cookies::get(&req.headers, &cookie.name)?;
     session_identity(app, value).await
 }
 
 /// Who the session cookie value `value` signs in, if anyone.
-pub(super) async fn session_identity(app: &App, value: &str) -> Option<Identity> {
+pub(crate) async fn session_identity(app: &App, value: &str) -> Option<Identity> {
     let cookie = app.authenticator.session_cookie()?;
     let mut only_cookie = http::HeaderMap::new();
     let pair = format!("{}={value}", cookie.name);
@@ -150,19 +162,19 @@ pub(super) async fn session_identity(app: &App, value: &str) -> Option<Identity>
     }
 }
 
-pub(super) fn actor(p: &PageRequest<'_>, who: Option<&Identity>) -> Actor {
+pub(crate) fn actor(p: &PageRequest<'_>, who: Option<&Identity>) -> Actor {
     Actor::of_request(who, p.req.client_ip, &p.req.request_id, p.req.user_agent())
 }
 
 /// Where to go after signing in: a safe `next`, else the account page.
 /// The host a sign-in page was asked on counts as allowed, as Django's
 /// `url_has_allowed_host_and_scheme` allows the request's own host.
-pub(super) fn after_sign_in(app: &App, p: &PageRequest<'_>, next_value: &str) -> String {
+pub(crate) fn after_sign_in(app: &App, p: &PageRequest<'_>, next_value: &str) -> String {
     safe_target(app, p, next_value).unwrap_or_else(|| app.config.web.prefix.clone())
 }
 
 /// `next_value` when it is safe to send a browser to (SPEC §15), else `None`.
-pub(super) fn safe_target(app: &App, p: &PageRequest<'_>, next_value: &str) -> Option<String> {
+pub(crate) fn safe_target(app: &App, p: &PageRequest<'_>, next_value: &str) -> Option<String> {
     let web = &app.config.web;
     let mut allowed = web.allowed_redirect_hosts.clone();
     if let Some(host) = host_of(p.own_origin) {
@@ -176,7 +188,7 @@ pub(super) fn safe_target(app: &App, p: &PageRequest<'_>, next_value: &str) -> O
 }
 
 /// The host name of "scheme://host[:port]" (no port; an IPv6 literal keeps its brackets).
-pub(super) fn host_of(origin: &str) -> Option<&str> {
+pub(crate) fn host_of(origin: &str) -> Option<&str> {
     let authority = origin.split_once("://")?.1;
     let host = match authority.strip_prefix('[') {
         Some(v6) => &authority[..v6.find(']')? + 2],
@@ -186,7 +198,7 @@ pub(super) fn host_of(origin: &str) -> Option<&str> {
 }
 
 /// An error's DRF `detail` text.
-pub(super) fn detail(e: &ApiError) -> String {
+pub(crate) fn detail(e: &ApiError) -> String {
     let body = e.to_response().body_json();
     body.get("detail").and_then(Value::as_str).map_or_else(
         || "Something went wrong. Please try again.".to_string(),
@@ -194,7 +206,7 @@ pub(super) fn detail(e: &ApiError) -> String {
     )
 }
 
-pub(super) fn rendered_error(app: &App, e: &ApiError) -> Response {
+pub(crate) fn rendered_error(app: &App, e: &ApiError) -> Response {
     log::warn!("pages: {}", detail(e));
     let f = frame(app);
     rendered(
@@ -210,10 +222,10 @@ pub(super) fn rendered_error(app: &App, e: &ApiError) -> Response {
 }
 
 /// The account page's second-factor section (its `id`, the set-up link's fragment).
-pub(super) const TWO_FACTOR_SECTION: &str = "two-factor";
+pub(crate) const TWO_FACTOR_SECTION: &str = "two-factor";
 
 /// The sign-in page again, keeping `next` (when there is one), with `notice` said above it.
-pub(super) fn sign_in_again(
+pub(crate) fn sign_in_again(
     prefix: &str,
     next_value: &str,
     notice: render::SignInNotice,
@@ -226,7 +238,7 @@ pub(super) fn sign_in_again(
 }
 
 /// Ends the session a browser held before it signed in again (whoever it belonged to).
-pub(super) async fn end_previous(app: &App, p: &PageRequest<'_>, before: Option<&Identity>) {
+pub(crate) async fn end_previous(app: &App, p: &PageRequest<'_>, before: Option<&Identity>) {
     let Some(who) = before else { return };
     let Some(id) = who.sign_in.as_deref() else {
         return;
@@ -240,9 +252,29 @@ pub(super) async fn end_previous(app: &App, p: &PageRequest<'_>, before: Option<
 }
 
 /// A posted form's field as text ("" when it was not sent).
-pub(super) fn field(data: &Map<String, Value>, name: &str) -> String {
+pub(crate) fn field(data: &Map<String, Value>, name: &str) -> String {
     data.get(name)
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string()
+}
+
+/// DRF's field errors of a refused operation.
+pub(crate) fn field_errors(e: &ApiError) -> render::FieldErrors {
+    let body = e.to_response().body_json();
+    let mut errors = render::FieldErrors::new();
+    if let Some(map) = body.as_object() {
+        for (k, v) in map {
+            let messages = match v {
+                Value::Array(items) => items
+                    .iter()
+                    .map(|m| m.as_str().map_or_else(|| m.to_string(), str::to_string))
+                    .collect(),
+                Value::String(s) => vec![s.clone()],
+                other => vec![other.to_string()],
+            };
+            errors.insert(k.clone(), messages);
+        }
+    }
+    errors
 }

@@ -7,7 +7,7 @@
 use crate::response::Response;
 
 pub mod browser;
-mod kit;
+pub(crate) mod kit;
 pub mod next;
 pub mod pages;
 pub mod render;

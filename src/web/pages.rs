@@ -4,8 +4,9 @@
 
 pub use super::kit::PageRequest;
 use super::kit::{
-    actor, after_sign_in, detail, end_previous, field, frame, rendered, rendered_error,
-    safe_target, session_identity, sign_in_again, signed_in, Csrf, TWO_FACTOR_SECTION,
+    actor, after_sign_in, detail, end_previous, field, field_errors, frame, rendered,
+    rendered_error, safe_target, session_identity, sign_in_again, signed_in, Csrf,
+    TWO_FACTOR_SECTION,
 };
 use super::render::{self, AccountForm, FieldErrors, SessionKind, SessionRow, TwoFactor};
 use super::{next, second_factor};
@@ -423,26 +424,6 @@ fn mfa_errors(e: &ApiError) -> FieldErrors {
     }
 }
 
-/// DRF's field errors of a refused operation.
-fn field_errors(e: &ApiError) -> FieldErrors {
-    let body = e.to_response().body_json();
-    let mut errors = FieldErrors::new();
-    if let Some(map) = body.as_object() {
-        for (k, v) in map {
-            let messages = match v {
-                Value::Array(items) => items
-                    .iter()
-                    .map(|m| m.as_str().map_or_else(|| m.to_string(), str::to_string))
-                    .collect(),
-                Value::String(s) => vec![s.clone()],
-                other => vec![other.to_string()],
-            };
-            errors.insert(k.clone(), messages);
-        }
-    }
-    errors
-}
-
 async fn account_post(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Response {
     let Some(who) = signed_in(app, p.req).await else {
         let web = &app.config.web;
@@ -673,13 +654,7 @@ async fn confirmed(
 
 /// The sign-in behind this session is younger than ten minutes.
 async fn recent_sign_in(app: &App, who: &Identity) -> bool {
-    match who.sign_in.as_deref() {
-        Some(id) => matches!(
-            app.store.get_session(id).await,
-            Ok(Some(s)) if crate::clock::now().saturating_sub(s.created) < RECENT_SIGN_IN_SECONDS
-        ),
-        None => false,
-    }
+    super::kit::signed_in_within(app, who, RECENT_SIGN_IN_SECONDS).await
 }
 
 /// The password, and a code when the user has a second factor (SPEC §15), asked again for a

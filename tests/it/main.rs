@@ -20,6 +20,7 @@ mod tokens;
 // The proxy path: who answers a path (the owned prefixes), routes, policies, paths at the
 // edge, forward-auth, identity for upstreams, groups, TLS on both sides, live reload.
 mod assertion;
+mod console;
 mod csrf_django;
 mod forward_auth;
 mod groups;

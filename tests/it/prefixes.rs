@@ -1,7 +1,7 @@
 //! The paths gatehouse answers itself and where they live: the user API under `[api] prefix`,
-//! the pages under `[web] prefix`, forward-auth under `/_gatehouse/`. One classifier decides
-//! who answers a path (the proxy, forward-auth, `routes explain`); `check-config` refuses a
-//! route that one of these prefixes would hide.
+//! the pages under `[web] prefix`, the admin console under `[console] prefix`, forward-auth
+//! under `/_gatehouse/`. One classifier decides who answers a path (the proxy, forward-auth,
+//! `routes explain`); `check-config` refuses a route that one of these prefixes would hide.
 
 use crate::common::upstream::Upstream;
 use crate::common::*;
@@ -19,7 +19,7 @@ fn configured(edit: impl FnOnce(&mut Config)) -> Gatehouse {
 #[test]
 fn check_config_refuses_a_route_hidden_under_an_owned_prefix() {
     let up = Upstream::start();
-    let cases: [(&str, Edit, &str); 5] = [
+    let cases: [(&str, Edit, &str); 6] = [
         ("/api/auth/things/", |_| {}, "/api/auth/ (the user API)"),
         ("/api/token/", |_| {}, "/api/token/ (the user API)"),
         ("/_gatehouse/x/", |_| {}, "/_gatehouse/ (forward-auth)"),
@@ -27,6 +27,11 @@ fn check_config_refuses_a_route_hidden_under_an_owned_prefix() {
             "/accounts/app/",
             |c| c.web.enabled = true,
             "/accounts/ (the pages ([web]))",
+        ),
+        (
+            "/admin/users/",
+            |_| {},
+            "/admin/ (the admin console ([console]))",
         ),
         (
             "/gh/auth/",
@@ -53,6 +58,7 @@ fn check_config_refuses_a_route_hidden_under_an_owned_prefix() {
     let g = configured(move |c| {
         c.api.prefix = "/gh/".into();
         c.web.enabled = false;
+        c.console.enabled = false;
         c.routes = vec![
             route("/", &[addr]),
             route("/api/auth/things/", &[addr]),
@@ -173,6 +179,7 @@ fn the_pages_prefix_is_answered_by_gatehouse_only_when_the_pages_are_on() {
     let off = Gatehouse::new()
         .with_config(|c| {
             c.web.enabled = false;
+            c.console.enabled = false;
             c.routes = vec![public_route("/", &[up.addr])];
         })
         .start();

@@ -50,17 +50,17 @@ fn mfa_gatehouse(up: &Upstream) -> Gatehouse {
         .start()
 }
 
-fn account_url(base: &str) -> String {
+pub(crate) fn account_url(base: &str) -> String {
     format!("{base}/accounts/")
 }
 
-fn code_page(base: &str) -> String {
+pub(crate) fn code_page(base: &str) -> String {
     format!("{base}/accounts/login/code/")
 }
 
 /// The HTTP status of the page on screen.
 #[track_caller]
-fn status_of(b: &Browser) -> u64 {
+pub(crate) fn status_of(b: &Browser) -> u64 {
     let v = b.execute(
         "return performance.getEntriesByType('navigation')[0].responseStatus;",
         json!([]),
@@ -71,7 +71,7 @@ fn status_of(b: &Browser) -> u64 {
 
 /// Runs axe-core on the page on screen, when it is installed: no violations.
 #[track_caller]
-fn accessible(b: &Browser, what: &str) {
+pub(crate) fn accessible(b: &Browser, what: &str) {
     let Ok(axe) = std::fs::read_to_string(AXE) else {
         return;
     };
@@ -110,7 +110,7 @@ fn password_then_code_page(b: &Browser, base: &str, username: &str) {
 /// old page's window is gone), so that no check reads the page before: the code page
 /// answers a refusal with the same page.
 #[track_caller]
-fn submit_and_wait(b: &Browser, css: &str, what: &str) {
+pub(crate) fn submit_and_wait(b: &Browser, css: &str, what: &str) {
     b.execute("window.gatehouseOldPage = true; return 1;", json!([]));
     b.submit_form(css);
     b.wait_for(
@@ -126,7 +126,7 @@ fn submit_and_wait(b: &Browser, css: &str, what: &str) {
 
 /// Types `code` into the code page and sends it.
 #[track_caller]
-fn enter_code(b: &Browser, code: &str) {
+pub(crate) fn enter_code(b: &Browser, code: &str) {
     b.fill("#id_otp-code", code);
     submit_and_wait(b, "main form", "the answer to a code");
 }
@@ -195,7 +195,7 @@ fn wrong_code(secret: &str) -> String {
 /// Turns the second factor of `username` on through the JSON API (a pending secret, then a
 /// pyotp code of the previous step, so that the current and the next stay unused): the
 /// secret.
-fn enrol_by_api(g: &Gatehouse, username: &str) -> String {
+pub(crate) fn enrol_by_api(g: &Gatehouse, username: &str) -> String {
     let (access, _) = g.http().login(username, PASSWORD);
     let r = g
         .http()

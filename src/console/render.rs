@@ -1,0 +1,509 @@
+//! The console's HTML: one view model and one render function per page, over askama
+//! templates compiled into the binary (`src/console/templates/console/`, HTML-escaped by
+//! default, on the pages' stylesheet and form macros).
+
+use crate::web::render::{utc_time, utc_time_parts, FieldErrors, RenderError};
+use askama::Template;
+
+/// The hidden field naming which form of the user page was posted.
+pub const ACTION_FIELD: &str = "action";
+/// The hidden field a re-authentication page adds to the form it carries.
+pub const REAUTH_FIELD: &str = "reauth";
+/// The query parameter the user page reads a [`Done`] from, after a change.
+pub const DONE_PARAM: &str = "done";
+/// Counts from the audit log stop here ("10,000+"), so the home page never reads it all.
+pub const COUNT_CAP: usize = 10_000;
+
+/// What every console page shares: the frame around it.
+pub struct Frame<'a> {
+    pub brand: &'a str,
+    /// `[web] prefix`: the stylesheet, the account page and sign-out live there.
+    pub web_prefix: &'a str,
+    /// `[console] prefix`: the console's own links.
+    pub prefix: &'a str,
+    pub custom_css: bool,
+    /// The masked CSRF token for this response's forms.
+    pub csrf_token: &'a str,
+    pub signed_in_as: &'a str,
+}
+
+/// A number as people read it: "12,345".
+pub fn grouped(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A count read up to [`COUNT_CAP`] + 1 items: "10,000+" past the cap.
+pub fn capped(n: usize) -> String {
+    if n > COUNT_CAP {
+        format!("{}+", grouped(COUNT_CAP))
+    } else {
+        grouped(n)
+    }
+}
+
+/// A newest sign-up on the home page.
+pub struct NewUser<'a> {
+    pub id: u64,
+    pub username: &'a str,
+    /// Unix seconds.
+    pub joined: u64,
+}
+
+impl NewUser<'_> {
+    fn joined_at(&self) -> String {
+        utc_time(self.joined)
+    }
+}
+
+/// The console's home page.
+#[derive(Template)]
+#[template(path = "console/home.html")]
+pub struct Home<'a> {
+    pub frame: Frame<'a>,
+    pub active: usize,
+    pub inactive: usize,
+    /// Read up to [`COUNT_CAP`] + 1.
+    pub signups_week: usize,
+    pub failed_sign_ins_week: usize,
+    /// Newest first.
+    pub newest: &'a [NewUser<'a>],
+}
+
+impl Home<'_> {
+    fn active_shown(&self) -> String {
+        grouped(self.active)
+    }
+    fn inactive_shown(&self) -> String {
+        grouped(self.inactive)
+    }
+    fn total(&self) -> String {
+        grouped(self.active.saturating_add(self.inactive))
+    }
+    fn signups_shown(&self) -> String {
+        capped(self.signups_week)
+    }
+    fn failed_shown(&self) -> String {
+        capped(self.failed_sign_ins_week)
+    }
+}
+
+/// The console's home page.
+pub fn home(v: &Home) -> Result<String, RenderError> {
+    Ok(v.render()?)
+}
+
+/// What a change on the user page did, said above it after the redirect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Done {
+    Access,
+    Deactivated,
+    Restored,
+    MfaReset,
+    ResetMailed,
+}
+
+impl Done {
+    const ALL: [Done; 5] = [
+        Done::Access,
+        Done::Deactivated,
+        Done::Restored,
+        Done::MfaReset,
+        Done::ResetMailed,
+    ];
+
+    /// The value of [`DONE_PARAM`].
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Done::Access => "access",
+            Done::Deactivated => "deactivated",
+            Done::Restored => "restored",
+            Done::MfaReset => "mfa-reset",
+            Done::ResetMailed => "reset-mailed",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Done> {
+        Self::ALL.into_iter().find(|d| d.as_str() == value)
+    }
+
+    pub fn text(self) -> &'static str {
+        match self {
+            Done::Access => "Staff and groups were saved.",
+            Done::Deactivated => {
+                "The user was deactivated and signed out everywhere. Their tokens and sessions no longer work."
+            }
+            Done::Restored => {
+                "The user was restored. They sign in again; their old sessions stay ended."
+            }
+            Done::MfaReset => {
+                "Two-factor authentication was reset, and the user was signed out everywhere and told by mail."
+            }
+            Done::ResetMailed => "A password-reset link was mailed to the user's address.",
+        }
+    }
+}
+
+/// One live session or app sign-in of the user.
+pub struct DeviceRow<'a> {
+    pub kind: &'a str,
+    pub device: String,
+    pub created: u64,
+    pub last_seen: u64,
+    pub address: &'a str,
+}
+
+impl DeviceRow<'_> {
+    fn created_parts(&self) -> (String, String) {
+        utc_time_parts(self.created)
+    }
+    fn last_seen_parts(&self) -> (String, String) {
+        utc_time_parts(self.last_seen)
+    }
+}
+
+/// One audit event about the user.
+pub struct EventRow<'a> {
+    /// Unix milliseconds.
+    pub time: u64,
+    pub action: &'a str,
+    /// "" for nobody signed in.
+    pub actor: &'a str,
+    pub address: &'a str,
+}
+
+impl EventRow<'_> {
+    fn time_parts(&self) -> (String, String) {
+        utc_time_parts(self.time / 1000)
+    }
+}
+
+/// The user page (`users/{id}/`).
+#[derive(Template)]
+#[template(path = "console/user.html")]
+pub struct UserPage<'a> {
+    pub frame: Frame<'a>,
+    pub id: u64,
+    pub username: &'a str,
+    pub email: &'a str,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    pub email_verified: bool,
+    pub is_active: bool,
+    pub is_staff: bool,
+    pub groups: &'a [String],
+    pub two_factor: bool,
+    /// Unix seconds.
+    pub date_joined: u64,
+    pub last_login: Option<u64>,
+    pub deleted_at: Option<u64>,
+    pub devices: &'a [DeviceRow<'a>],
+    pub events: &'a [EventRow<'a>],
+    /// After a change: what it did.
+    pub notice: Option<&'a str>,
+    /// A refused change: why (the operation's words).
+    pub errors: &'a [String],
+    /// `[console] recent_sign_in_minutes`, said where a form asks for the password again.
+    pub recent_minutes: u64,
+}
+
+impl UserPage<'_> {
+    fn name(&self) -> String {
+        format!("{} {}", self.first_name, self.last_name)
+            .trim()
+            .to_string()
+    }
+    fn groups_value(&self) -> String {
+        self.groups.join(", ")
+    }
+    fn joined(&self) -> String {
+        utc_time(self.date_joined)
+    }
+    fn last_login_at(&self) -> Option<String> {
+        self.last_login.map(utc_time)
+    }
+    fn deleted(&self) -> Option<String> {
+        self.deleted_at.map(utc_time)
+    }
+    fn path(&self) -> String {
+        format!("{}users/{}/", self.frame.prefix, self.id)
+    }
+    fn no_errors(&self) -> &'static [String] {
+        &[]
+    }
+}
+
+/// The user page.
+pub fn user(v: &UserPage) -> Result<String, RenderError> {
+    Ok(v.render()?)
+}
+
+/// The password (and code) again before a destructive change, carrying the change's fields.
+#[derive(Template)]
+#[template(path = "console/reauth.html")]
+pub struct Reauth<'a> {
+    pub frame: Frame<'a>,
+    /// Where the form posts (and "Cancel" goes): the user page.
+    pub action_url: &'a str,
+    /// What the change does, completing "To …, enter your password".
+    pub what: &'a str,
+    /// The change's own fields, posted again as they were.
+    pub carried: &'a [(String, String)],
+    /// The staff user has a second factor: ask a code too.
+    pub asks_code: bool,
+    pub recent_minutes: u64,
+    /// Keys `password`, `code`; others above the form.
+    pub errors: &'a FieldErrors,
+}
+
+impl Reauth<'_> {
+    fn errors_for(&self, field: &str) -> &[String] {
+        self.errors.get(field).map_or(&[], Vec::as_slice)
+    }
+    fn other_errors(&self) -> Vec<String> {
+        self.errors
+            .iter()
+            .filter(|(k, _)| k.as_str() != "password" && k.as_str() != "code")
+            .flat_map(|(_, v)| v.iter().cloned())
+            .collect()
+    }
+}
+
+/// The re-authentication page.
+pub fn reauth(v: &Reauth) -> Result<String, RenderError> {
+    Ok(v.render()?)
+}
+
+/// A page that only says what went wrong: 403 (not staff, or a refused CSRF check), 404.
+#[derive(Template)]
+#[template(path = "console/problem.html")]
+pub struct Problem<'a> {
+    pub frame: Frame<'a>,
+    pub status: u16,
+    /// Django's CSRF reason, for a refused form.
+    pub reason: Option<&'a str>,
+}
+
+impl Problem<'_> {
+    fn title(&self) -> &'static str {
+        match (self.status, self.reason) {
+            (403, Some(_)) => "The form was refused",
+            (403, None) => "This page is for staff only",
+            (404, _) => "Page not found",
+            _ => "Something went wrong",
+        }
+    }
+}
+
+/// The page of a 403 or a 404.
+pub fn problem(v: &Problem) -> Result<String, RenderError> {
+    Ok(v.render()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(name: &'static str) -> Frame<'static> {
+        Frame {
+            brand: "gatehouse",
+            web_prefix: "/accounts/",
+            prefix: "/admin/",
+            custom_css: false,
+            csrf_token: "tok",
+            signed_in_as: name,
+        }
+    }
+
+    const NASTY: &str = "<script>alert(1)</script>\"'&";
+
+    fn user_page<'a>(
+        devices: &'a [DeviceRow<'a>],
+        events: &'a [EventRow<'a>],
+        groups: &'a [String],
+    ) -> UserPage<'a> {
+        UserPage {
+            frame: frame(NASTY),
+            id: 7,
+            username: NASTY,
+            email: "a<b>@example.com",
+            first_name: NASTY,
+            last_name: "",
+            email_verified: false,
+            is_active: true,
+            is_staff: false,
+            groups,
+            two_factor: true,
+            date_joined: 1_800_000_000,
+            last_login: None,
+            deleted_at: None,
+            devices,
+            events,
+            notice: Some(Done::Access.text()),
+            errors: &[],
+            recent_minutes: 10,
+        }
+    }
+
+    /// Every page, as the tests see them.
+    fn all_pages() -> Vec<(&'static str, String)> {
+        let groups = vec![NASTY.to_string()];
+        let devices = [DeviceRow {
+            kind: "Browser",
+            device: NASTY.into(),
+            created: 1_800_000_000,
+            last_seen: 1_800_000_100,
+            address: "127.0.0.1",
+        }];
+        let events = [EventRow {
+            time: 1_800_000_000_000,
+            action: "admin.user_changed",
+            actor: NASTY,
+            address: "",
+        }];
+        let newest = [NewUser {
+            id: 3,
+            username: NASTY,
+            joined: 1_800_000_000,
+        }];
+        let carried = vec![
+            (ACTION_FIELD.to_string(), "access".to_string()),
+            ("groups".to_string(), NASTY.to_string()),
+        ];
+        let mut errors = FieldErrors::new();
+        errors.insert("password".into(), vec![NASTY.into()]);
+        let mut out = vec![
+            (
+                "home",
+                home(&Home {
+                    frame: frame(NASTY),
+                    active: 12_345,
+                    inactive: 2,
+                    signups_week: COUNT_CAP + 1,
+                    failed_sign_ins_week: 3,
+                    newest: &newest,
+                })
+                .expect("home"),
+            ),
+            (
+                "user",
+                user(&user_page(&devices, &events, &groups)).expect("user"),
+            ),
+            (
+                "reauth",
+                reauth(&Reauth {
+                    frame: frame(NASTY),
+                    action_url: "/admin/users/7/",
+                    what: "deactivate this user",
+                    carried: &carried,
+                    asks_code: true,
+                    recent_minutes: 10,
+                    errors: &errors,
+                })
+                .expect("reauth"),
+            ),
+        ];
+        for (name, status, reason) in [
+            ("403", 403, None),
+            ("csrf", 403, Some(NASTY)),
+            ("404", 404, None),
+        ] {
+            out.push((
+                name,
+                problem(&Problem {
+                    frame: frame(NASTY),
+                    status,
+                    reason,
+                })
+                .expect("problem"),
+            ));
+        }
+        out
+    }
+
+    #[test]
+    fn what_users_typed_comes_out_escaped_on_every_page() {
+        for (name, html) in all_pages() {
+            assert!(!html.contains("<script>"), "{name}: {html}");
+            assert!(!html.contains(NASTY), "{name}");
+            assert!(
+                html.contains("&#60;script&#62;alert(1)&#60;/script&#62;")
+                    || html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+                "{name}: {html}"
+            );
+            assert!(!html.contains(" style="), "{name}");
+            assert!(!html.contains("<style"), "{name}");
+            assert!(html.starts_with("<!doctype html>"), "{name}");
+            assert!(html.contains("/accounts/static/gatehouse.css"), "{name}");
+            assert!(html.contains("<h1"), "{name}");
+        }
+    }
+
+    #[test]
+    fn every_form_posts_with_the_csrf_token_and_labels_its_inputs() {
+        for (name, html) in all_pages() {
+            let forms = html.matches("<form").count();
+            assert_eq!(
+                html.matches("name=\"csrfmiddlewaretoken\" value=\"tok\"")
+                    .count(),
+                forms,
+                "{name}"
+            );
+            assert_eq!(html.matches("method=\"post\"").count(), forms, "{name}");
+            for id in html
+                .split("<input")
+                .skip(1)
+                .filter(|tag| !tag.contains("type=\"hidden\""))
+                .filter_map(|tag| tag.split("id=\"").nth(1))
+                .filter_map(|rest| rest.split('"').next())
+            {
+                assert!(
+                    html.contains(&format!("for=\"{id}\"")),
+                    "{name}: no label for {id}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_user_page_offers_what_fits_the_user() {
+        let groups = vec!["ops".to_string(), "billing".to_string()];
+        let mut v = user_page(&[], &[], &groups);
+        let html = user(&v).expect("user");
+        assert!(html.contains("value=\"ops, billing\""), "{html}");
+        assert!(html.contains("value=\"deactivate\""));
+        assert!(!html.contains("value=\"restore\""));
+        assert!(html.contains("value=\"mfa-reset\""));
+        assert!(html.contains(Done::Access.text()));
+        v.is_active = false;
+        v.two_factor = false;
+        v.deleted_at = Some(1_800_000_500);
+        v.notice = None;
+        let html = user(&v).expect("user");
+        assert!(!html.contains("value=\"deactivate\""));
+        assert!(html.contains("value=\"restore\""));
+        assert!(!html.contains("value=\"mfa-reset\""));
+        assert!(html.contains("Deactivated"));
+    }
+
+    #[test]
+    fn counts_read_as_people_write_them() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1000), "1,000");
+        assert_eq!(grouped(1_234_567), "1,234,567");
+        assert_eq!(capped(COUNT_CAP), "10,000");
+        assert_eq!(capped(COUNT_CAP + 1), "10,000+");
+        for d in Done::ALL {
+            assert_eq!(Done::parse(d.as_str()), Some(d));
+        }
+        assert_eq!(Done::parse("nope"), None);
+    }
+}
