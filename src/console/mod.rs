@@ -6,6 +6,7 @@
 
 pub mod gate;
 mod home;
+mod reauth;
 pub mod render;
 mod user;
 

@@ -3,7 +3,8 @@
 //! `mfa::admin_reset`, `request_password_reset`). A destructive change on an old sign-in
 //! goes through the re-authentication page first.
 
-use super::render::{self, DeviceRow, Done, EventRow, ACTION_FIELD, DONE_PARAM, REAUTH_FIELD};
+use super::reauth;
+use super::render::{self, DeviceRow, Done, EventRow, ACTION_FIELD, DONE_PARAM};
 use crate::accounts::{self, Actor, DeviceKind};
 use crate::app::App;
 use crate::auth::Identity;
@@ -11,7 +12,7 @@ use crate::error::ApiError;
 use crate::response::Response;
 use crate::store::{EventFilter, User};
 use crate::web::kit::{self, Csrf, PageRequest};
-use crate::web::render::{short_user_agent, FieldErrors};
+use crate::web::render::short_user_agent;
 use serde_json::{Map, Value};
 
 /// How many audit events about the user the page lists, newest first.
@@ -135,31 +136,15 @@ pub(super) async fn act(
     };
     let me = kit::actor(p, Some(who));
     let console = &app.config.console;
-    if change.destructive(&user)
-        && !kit::signed_in_within(app, who, console.recent_sign_in_seconds()).await
-    {
-        let asked = Reauth {
-            user: &user,
-            change: &change,
+    if change.destructive(&user) {
+        let action_url = format!("{}users/{}/", console.prefix, user.id);
+        let asked = reauth::Asked {
+            action_url: &action_url,
+            what: &change.describe(&user.username),
+            carried: &change.fields(),
         };
-        if !data.contains_key(REAUTH_FIELD) {
-            return asked.page(app, who, csrf, &FieldErrors::new(), 200).await;
-        }
-        let me_user = match app.store.get_user(who.user_id).await {
-            Ok(Some(u)) => u,
-            Ok(None) => return kit::rendered_error(app, &ApiError::NotAuthenticated),
-            Err(e) => return kit::rendered_error(app, &ApiError::from(e)),
-        };
-        let password = kit::field(&data, "password");
-        let code = kit::field(&data, "code");
-        if let Err(e) = accounts::mfa::reauthenticate(app, &me, &me_user, &password, &code).await {
-            let status = match e {
-                ApiError::Throttled(_) => 429,
-                _ => 400,
-            };
-            return asked
-                .page(app, who, csrf, &kit::field_errors(&e), status)
-                .await;
+        if let Some(page) = reauth::cleared(app, p, who, csrf, &data, &asked).await {
+            return page;
         }
     }
     match carry_out(app, &me, &user, &change).await {
@@ -216,45 +201,6 @@ async fn carry_out(app: &App, me: &Actor, user: &User, change: &Change) -> Resul
             accounts::request_password_reset(app, me, &input).await?;
             Ok(Done::ResetMailed)
         }
-    }
-}
-
-/// A destructive change waiting for the password (and code) of the staff member.
-struct Reauth<'a> {
-    user: &'a User,
-    change: &'a Change,
-}
-
-impl Reauth<'_> {
-    async fn page(
-        &self,
-        app: &App,
-        who: &Identity,
-        csrf: &Csrf,
-        errors: &FieldErrors,
-        status: u16,
-    ) -> Response {
-        let asks_code = match accounts::mfa::enabled(app, who.user_id).await {
-            Ok(found) => found.is_some(),
-            Err(e) => return kit::rendered_error(app, &e),
-        };
-        let console = &app.config.console;
-        let action_url = format!("{}users/{}/", console.prefix, self.user.id);
-        let what = self.change.describe(&self.user.username);
-        let carried = self.change.fields();
-        let token = csrf.token();
-        kit::rendered(
-            status,
-            render::reauth(&render::Reauth {
-                frame: super::frame(app, &who.username, &token),
-                action_url: &action_url,
-                what: &what,
-                carried: &carried,
-                asks_code,
-                recent_minutes: console.recent_sign_in_minutes,
-                errors,
-            }),
-        )
     }
 }
 
