@@ -17,13 +17,16 @@ use gatehouse::config::Config;
 use serde_json::json;
 use std::path::Path;
 
-const MODULE: &str = "console";
+pub(crate) const MODULE: &str = "console";
 /// The staff user `createsuperuser` makes before the server starts.
-const ROOT: &str = "root";
+pub(crate) const ROOT: &str = "root";
 
 /// gatehouse with the pages, the console, a staff user and `/app/` (authenticated) in front
 /// of `up`; `edit` changes the rest.
-fn console_gatehouse(up: &Upstream, edit: impl FnOnce(&mut Config) + 'static) -> Gatehouse {
+pub(crate) fn console_gatehouse(
+    up: &Upstream,
+    edit: impl FnOnce(&mut Config) + 'static,
+) -> Gatehouse {
     let addr = up.addr;
     Gatehouse::new()
         .superuser(ROOT, "root@example.com", PASSWORD)
@@ -35,17 +38,17 @@ fn console_gatehouse(up: &Upstream, edit: impl FnOnce(&mut Config) + 'static) ->
         .start()
 }
 
-fn console_url(base: &str) -> String {
+pub(crate) fn console_url(base: &str) -> String {
     format!("{base}/admin/")
 }
 
-fn user_url(base: &str, id: u64) -> String {
+pub(crate) fn user_url(base: &str, id: u64) -> String {
     format!("{base}/admin/users/{id}/")
 }
 
 /// Shoots the page at both widths.
 #[track_caller]
-fn shoot_both(b: &Browser, dir: &Path, name: &str) {
+pub(crate) fn shoot_both(b: &Browser, dir: &Path, name: &str) {
     for width in [1280, 390] {
         shoot_as(b, dir, MODULE, name, width);
     }
@@ -55,7 +58,7 @@ fn shoot_both(b: &Browser, dir: &Path, name: &str) {
 /// From a signed-out browser: the console sends it to sign in; the password (and, with
 /// `secret`, a code) bring it back to the console's home.
 #[track_caller]
-fn sign_in_to_console(b: &Browser, base: &str, username: &str, secret: Option<&str>) {
+pub(crate) fn sign_in_to_console(b: &Browser, base: &str, username: &str, secret: Option<&str>) {
     let home = console_url(base);
     b.goto(&home);
     b.wait_for(
@@ -76,7 +79,7 @@ fn sign_in_to_console(b: &Browser, base: &str, username: &str, secret: Option<&s
 
 /// The proxied route answers `token`'s holder with `status`.
 #[track_caller]
-fn app_answers(g: &Gatehouse, token: &str, status: u16) {
+pub(crate) fn app_answers(g: &Gatehouse, token: &str, status: u16) {
     g.http()
         .get("/app/orders", Some(token))
         .expect_status(status);
