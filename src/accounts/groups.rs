@@ -19,8 +19,13 @@ pub const NO_SUCH_GROUP: &str = "No user is in this group.";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupChange {
     /// Every member's `from` becomes `to` (a member of both keeps one).
-    Rename { from: String, to: String },
-    Delete { name: String },
+    Rename {
+        from: String,
+        to: String,
+    },
+    Delete {
+        name: String,
+    },
 }
 
 impl GroupChange {

@@ -10,6 +10,7 @@ use crate::error::ApiError;
 use crate::response::Response;
 use crate::store::Event;
 use crate::web::kit::{self, Csrf, PageRequest};
+use crate::web::render::FieldErrors;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -19,14 +20,8 @@ const DAY_MS: u64 = 24 * 3600 * 1000;
 const BAD_CURSOR: &str =
     "This page link is not valid (it may have been cut short). Start again from the newest events.";
 
-/// The filter fields, in the form's order, with their labels for messages.
-const FIELDS: [(&str, &str); 5] = [
-    ("actor", "Actor"),
-    ("target", "Target"),
-    ("action", "Action"),
-    ("since", "From"),
-    ("until", "Until"),
-];
+/// The filter fields, in the form's order.
+const FIELDS: [&str; 5] = ["actor", "target", "action", "since", "until"];
 
 /// The filters as typed, for the form.
 pub fn form_of(p: &PageRequest<'_>) -> AuditForm {
@@ -56,10 +51,21 @@ pub fn until_end(typed: &str, parsed: u64) -> u64 {
 }
 
 /// The page's address for `form`'s filters, starting below `cursor` (none: the newest).
-pub fn page_url(prefix: &str, form: &AuditForm, page_size: Option<&str>, cursor: Option<&str>) -> String {
+pub fn page_url(
+    prefix: &str,
+    form: &AuditForm,
+    page_size: Option<&str>,
+    cursor: Option<&str>,
+) -> String {
     let mut q = form_urlencoded::Serializer::new(String::new());
-    let values = [&form.actor, &form.target, &form.action, &form.since, &form.until];
-    for ((name, _), value) in FIELDS.iter().zip(values) {
+    let values = [
+        &form.actor,
+        &form.target,
+        &form.action,
+        &form.since,
+        &form.until,
+    ];
+    for (name, value) in FIELDS.iter().zip(values) {
         if !value.is_empty() {
             q.append_pair(name, value);
         }
@@ -78,24 +84,26 @@ pub fn page_url(prefix: &str, form: &AuditForm, page_size: Option<&str>, cursor:
     }
 }
 
-/// The messages of a refused query, each led by its field's label.
-pub fn messages_of(e: &ApiError) -> Vec<String> {
+/// Said above the filters when some were refused (each field says why).
+pub const FILTERS_REFUSED: &str = "The filters were not applied: correct the fields marked below.";
+
+/// A refused query: the messages of each filter by name, and those of nothing in the form
+/// (a cursor this page did not make).
+pub fn messages_of(e: &ApiError) -> (FieldErrors, Vec<String>) {
+    let mut fields = FieldErrors::new();
     match e {
-        ApiError::InvalidCursor => vec![BAD_CURSOR.to_string()],
-        ApiError::Validation(fields) => fields
-            .iter()
-            .flat_map(|(name, err)| {
-                let label = FIELDS
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map_or(name.as_str(), |(_, l)| l);
-                err.messages()
-                    .into_iter()
-                    .map(move |m| format!("{label}: {m}"))
-            })
-            .collect(),
-        other => vec![other.to_string()],
+        ApiError::InvalidCursor => return (fields, vec![BAD_CURSOR.to_string()]),
+        ApiError::Validation(refused) => {
+            for (name, err) in refused {
+                fields
+                    .entry(name.clone())
+                    .or_default()
+                    .extend(err.messages().into_iter().map(str::to_string));
+            }
+        }
+        other => return (fields, vec![other.to_string()]),
     }
+    (fields, vec![FILTERS_REFUSED.to_string()])
 }
 
 /// A detail value as text: strings as they are, lists joined, the rest as JSON.
@@ -123,7 +131,8 @@ pub fn details_of(details: &Map<String, Value>) -> (Vec<ChangeRow>, Vec<(String,
         fields.extend(m.keys().map(|k| (k.as_str(), ())));
     }
     let text = |m: Option<&Map<String, Value>>, k: &str| {
-        m.and_then(|m| m.get(k)).map_or_else(String::new, value_text)
+        m.and_then(|m| m.get(k))
+            .map_or_else(String::new, value_text)
     };
     let changes = fields
         .keys()
@@ -154,8 +163,12 @@ pub(super) async fn page(app: &App, p: &PageRequest<'_>, who: &Identity, csrf: &
             q
         }
         Err(e) => {
-            return view(app, who, csrf, &form, &[], None, paged, newest, &messages_of(&e), 400)
-                .await
+            let (fields, errors) = messages_of(&e);
+            let said = Said {
+                fields: &fields,
+                errors: &errors,
+            };
+            return view(app, who, csrf, &form, &[], None, paged, newest, &said, 400).await;
         }
     };
     let read = app
@@ -177,7 +190,21 @@ pub(super) async fn page(app: &App, p: &PageRequest<'_>, who: &Identity, csrf: &
         )),
         _ => None,
     };
-    view(app, who, csrf, &form, &events, older, paged, newest, &[], 200).await
+    let none = FieldErrors::new();
+    let said = Said {
+        fields: &none,
+        errors: &[],
+    };
+    view(
+        app, who, csrf, &form, &events, older, paged, newest, &said, 200,
+    )
+    .await
+}
+
+/// What the page says of a refused query.
+struct Said<'a> {
+    fields: &'a FieldErrors,
+    errors: &'a [String],
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -190,7 +217,7 @@ async fn view(
     older: Option<String>,
     paged: bool,
     newest: String,
-    errors: &[String],
+    said: &Said<'_>,
     status: u16,
 ) -> Response {
     // The targets' usernames, each looked up once.
@@ -233,7 +260,8 @@ async fn view(
             older,
             paged,
             newest,
-            errors,
+            errors: said.errors,
+            field_errors: said.fields,
         }),
     )
 }
@@ -256,7 +284,10 @@ mod tests {
             target: "7".into(),
             ..AuditForm::default()
         };
-        assert_eq!(page_url("/admin/", &AuditForm::default(), None, None), "/admin/audit/");
+        assert_eq!(
+            page_url("/admin/", &AuditForm::default(), None, None),
+            "/admin/audit/"
+        );
         assert_eq!(
             page_url("/admin/", &form, Some("2"), Some("cD0x+/=")),
             "/admin/audit/?target=7&action=login.failed&page_size=2&cursor=cD0x%2B%2F%3D"
@@ -264,13 +295,17 @@ mod tests {
     }
 
     #[test]
-    fn refused_filters_are_said_by_their_labels() {
+    fn refused_filters_are_said_at_their_fields() {
         let e = ApiError::Validation(vec![(
             "since".into(),
             crate::error::FieldError::Messages(vec!["bad".into()]),
         )]);
-        assert_eq!(messages_of(&e), ["From: bad"]);
-        assert_eq!(messages_of(&ApiError::InvalidCursor), [BAD_CURSOR]);
+        let (fields, above) = messages_of(&e);
+        assert_eq!(fields.get("since"), Some(&vec!["bad".to_string()]));
+        assert_eq!(above, [FILTERS_REFUSED]);
+        let (fields, above) = messages_of(&ApiError::InvalidCursor);
+        assert!(fields.is_empty());
+        assert_eq!(above, [BAD_CURSOR]);
     }
 
     #[test]

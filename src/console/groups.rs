@@ -70,7 +70,10 @@ pub fn describe(change: &GroupChange) -> String {
 /// The groups page, with the notice of a change just made.
 pub(super) async fn page(app: &App, p: &PageRequest<'_>, who: &Identity, csrf: &Csrf) -> Response {
     let done = p.req.query_param(GROUP_DONE_PARAM);
-    let notice = done.as_deref().and_then(GroupDone::parse).map(GroupDone::text);
+    let notice = done
+        .as_deref()
+        .and_then(GroupDone::parse)
+        .map(GroupDone::text);
     view(app, who, csrf, notice, &[], 200).await
 }
 
@@ -199,7 +202,9 @@ mod tests {
         }
         assert_eq!(change_of(&form(json!({"action": "nope"}))), None);
         assert_eq!(change_of(&form(json!({}))), None);
-        let blank = change_of(&form(json!({"action": "rename", "group": "ops", "to": " "})));
+        let blank = change_of(&form(
+            json!({"action": "rename", "group": "ops", "to": " "}),
+        ));
         assert!(
             matches!(&blank, Some(Err(ApiError::Validation(f))) if f[0].0 == "to"),
             "{blank:?}"

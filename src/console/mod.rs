@@ -105,7 +105,9 @@ async fn route(app: &App, p: &PageRequest<'_>) -> Response {
         (Page::Groups, true) => groups::page(app, p, &who, &csrf).await,
         (Page::Groups, false) => groups::act(app, p, &who, &csrf).await,
         (Page::Audit, true) => audit::page(app, p, &who, &csrf).await,
-        (Page::Home | Page::Audit | Page::Missing, _) => problem(app, &csrf, &who.username, 404, None),
+        (Page::Home | Page::Audit | Page::Missing, _) => {
+            problem(app, &csrf, &who.username, 404, None)
+        }
     };
     csrf.set_cookie(app, resp)
 }

@@ -3,7 +3,7 @@
 
 use super::render::{grouped, Frame, COUNT_CAP};
 use crate::store::{Action, UserCount};
-use crate::web::render::{utc_time_parts, RenderError};
+use crate::web::render::{utc_time_parts, FieldErrors, RenderError};
 use askama::Template;
 
 /// The query parameter the groups page reads a [`GroupDone`] from, after a change.
@@ -158,8 +158,10 @@ pub struct AuditPage<'a> {
     pub paged: bool,
     /// The first page of the same filters.
     pub newest: String,
-    /// Refused filters: the field's label and the message.
+    /// Above the form: a refused query's summary, or a bad cursor.
     pub errors: &'a [String],
+    /// Refused filters, by field name.
+    pub field_errors: &'a FieldErrors,
 }
 
 impl AuditPage<'_> {
@@ -169,8 +171,8 @@ impl AuditPage<'_> {
     fn path(&self) -> String {
         format!("{}audit/", self.frame.prefix)
     }
-    fn no_errors(&self) -> &'static [String] {
-        &[]
+    fn errors_for(&self, field: &str) -> &[String] {
+        self.field_errors.get(field).map_or(&[], Vec::as_slice)
     }
     fn newest_url(&self) -> &str {
         &self.newest
@@ -243,6 +245,9 @@ mod tests {
             }],
             other: vec![("reason".into(), NASTY.into())],
         }];
+        let mut field_errors = FieldErrors::new();
+        field_errors.insert("actor".into(), vec![NASTY.into()]);
+        field_errors.insert("action".into(), vec![NASTY.into()]);
         let form = AuditForm {
             actor: NASTY.into(),
             action: "login.failed".into(),
@@ -256,6 +261,7 @@ mod tests {
             paged: true,
             newest: "/admin/audit/?action=login.failed".into(),
             errors: &errors,
+            field_errors: &field_errors,
         })
         .expect("audit");
         vec![("groups", groups_html), ("audit", audit_html)]

@@ -4,8 +4,8 @@
 
 use super::{decode_user, pg_error, pool_error, to_i64, PgStore, USER_COLUMNS};
 use crate::store::{
-    capped_count, name_key, GroupCount, SortKey, StateFilter, StoreError, UserCount, UserCursor, UserPage, UserQuery,
-    UserSort, COUNT_CAP,
+    capped_count, name_key, GroupCount, SortKey, StateFilter, StoreError, UserCount, UserCursor,
+    UserPage, UserQuery, UserSort, COUNT_CAP,
 };
 use tokio_postgres::types::ToSql;
 
@@ -148,7 +148,10 @@ impl PgStore {
 
     /// `UserStore::group_counts`: every user's `groups` unnested and counted by name (a
     /// read of the column; the GIN index answers membership, not the list of names).
-    pub(super) async fn group_counts_of(&self, limit: usize) -> Result<Vec<GroupCount>, StoreError> {
+    pub(super) async fn group_counts_of(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<GroupCount>, StoreError> {
         let limit = to_i64(limit as u64, "limit")?;
         let rows = self
             .run("group_counts", move |pool| async move {
