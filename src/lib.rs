@@ -140,7 +140,7 @@ pub fn serve(
         "gatehouse".to_string(),
         gateway::drain::LastCall(Arc::new(pingora::proxy::http_proxy(
             &server.configuration,
-            gateway::Gateway::new(Arc::clone(&app), Arc::clone(&live), drain),
+            gateway::Gateway::new(Arc::clone(&app), Arc::clone(&live), drain.clone()),
         ))),
     );
     if let Some(listen) = config.server.listen {
@@ -150,6 +150,17 @@ pub fn serve(
         proxy.add_tls_with_settings(&addr.to_string(), None, tls::listener_settings(cert)?);
     }
     server.add_service(proxy);
+    if let Some(addr) = config.console_listener() {
+        let mut console = pingora::services::listening::Service::new(
+            "console".to_string(),
+            gateway::drain::LastCall(Arc::new(pingora::proxy::http_proxy(
+                &server.configuration,
+                gateway::Gateway::console(Arc::clone(&app), Arc::clone(&live), drain.clone()),
+            ))),
+        );
+        console.add_tcp(&addr.to_string());
+        server.add_service(console);
+    }
     let mut ops = pingora::services::listening::Service::new(
         "ops".to_string(),
         ops::Ops::new(Arc::clone(&app)),
@@ -158,11 +169,12 @@ pub fn serve(
     server.add_service(ops);
     let off = || "off".to_string();
     log::info!(
-        "gatehouse {} listening on {} (plain HTTP), {} (TLS, h2 + http/1.1) (metrics {}), store {}, routes: [{}]",
+        "gatehouse {} listening on {} (plain HTTP), {} (TLS, h2 + http/1.1) (metrics {}, console {}), store {}, routes: [{}]",
         env!("CARGO_PKG_VERSION"),
         config.server.listen.map_or_else(off, |a| a.to_string()),
         config.server.tls_listen.map_or_else(off, |a| a.to_string()),
         config.server.metrics_listen,
+        config.console_listener().map_or_else(|| "under the public listeners".to_string(), |a| a.to_string()),
         store::describe(&config),
         reload::describe_routes(&config)
     );

@@ -9,6 +9,7 @@ mod admin;
 mod audit;
 mod fields;
 pub mod form;
+pub mod groups;
 mod links;
 pub mod mfa;
 mod profile;

@@ -15,8 +15,8 @@ pub const DEFAULT_PAGE_SIZE: usize = 50;
 pub const MAX_PAGE_SIZE: usize = 500;
 
 /// The query parameter names, one place (the links carry them too).
-const CURSOR: &str = "cursor";
-const PAGE_SIZE: &str = "page_size";
+pub const CURSOR: &str = "cursor";
+pub const PAGE_SIZE: &str = "page_size";
 
 /// The cursor's text before encoding: DRF's `p=<position>`, the position here the id the page
 /// starts below.

@@ -96,6 +96,10 @@ pub fn explain(
         Target::ForwardAuth => {
             Some("gatehouse's forward-auth prefix: never forwarded".to_string())
         }
+        Target::Missing => Some(format!(
+            "answered by gatehouse itself: 404 here; the admin console is on its own listener ([console] listen = \"{}\")",
+            config.console.listen.map_or_else(String::new, |a| a.to_string())
+        )),
     };
     if let Some(line) = answered_by {
         let _ = writeln!(out, "{line}");

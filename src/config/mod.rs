@@ -102,6 +102,11 @@ pub struct ConsoleConfig {
     /// Destructive actions (deactivate, a staff change, a factor reset) need a sign-in
     /// younger than this, else the password (and code) again.
     pub recent_sign_in_minutes: u64,
+    /// `IP:port` of a listener of the console's own (plain HTTP), serving the console and
+    /// the pages it signs in with; the public listeners then answer 404 under `prefix`.
+    /// `""`: the console is served under the public listeners.
+    #[serde(with = "types::optional_socket_addr")]
+    pub listen: Option<SocketAddr>,
 }
 
 impl Default for ConsoleConfig {
@@ -111,6 +116,7 @@ impl Default for ConsoleConfig {
             prefix: "/admin/".into(),
             require_mfa: true,
             recent_sign_in_minutes: 10,
+            listen: None,
         }
     }
 }
@@ -125,6 +131,11 @@ impl Config {
     /// The console answers requests: on, with the pages it signs in through.
     pub fn console_on(&self) -> bool {
         self.console.enabled && self.web.enabled
+    }
+
+    /// The console's own listener, when it is on and has one.
+    pub fn console_listener(&self) -> Option<SocketAddr> {
+        self.console.listen.filter(|_| self.console_on())
     }
 }
 
@@ -529,6 +540,12 @@ impl WebConfig {
         if let Some(public) = self.public_url() {
             return public.to_string();
         }
+        Self::host_origin(secure, headers)
+    }
+
+    /// The origin the request's `Host` names (the console's own listener has no
+    /// `public_url`: it is reached at its own address).
+    pub fn host_origin(secure: bool, headers: &http::HeaderMap) -> String {
         let host = headers
             .get(http::header::HOST)
             .and_then(|v| v.to_str().ok())
@@ -1038,6 +1055,40 @@ mod tests {
         )
         .expect("both off");
         assert!(!off.console_on());
+    }
+
+    #[test]
+    fn the_console_may_have_a_listener_of_its_own() {
+        let c = Config::from_toml_and_env("", "t", &[]).expect("defaults");
+        assert_eq!(c.console_listener(), None, "under the public listeners");
+        let own = Config::from_toml_and_env("[console]\nlisten = \"127.0.0.1:8090\"\n", "t", &[])
+            .expect("its own");
+        assert_eq!(own.console_listener(), "127.0.0.1:8090".parse().ok());
+        assert!(
+            own.explain()
+                .contains("console_listen 127.0.0.1:8090 (the admin console /admin/"),
+            "{}",
+            own.explain()
+        );
+        assert!(!c.explain().contains("console_listen"));
+        for (toml, needle) in [
+            ("[console]\nlisten = \"localhost\"\n", "console.listen"),
+            (
+                "[console]\nlisten = \"127.0.0.1:9091\"\n",
+                "server.metrics_listen and console.listen are both 127.0.0.1:9091",
+            ),
+            (
+                "[console]\nlisten = \"127.0.0.1:8080\"\n",
+                "server.listen and console.listen are both",
+            ),
+            (
+                "[console]\nenabled = false\nlisten = \"127.0.0.1:8090\"\n",
+                "console.listen = \"127.0.0.1:8090\" is set but the console is off",
+            ),
+        ] {
+            let e = Config::from_toml_and_env(toml, "t", &[]).expect_err(toml);
+            assert!(e.to_string().contains(needle), "{toml}: {e}");
+        }
     }
 
     #[test]

@@ -370,6 +370,7 @@ impl Config {
             ("server.listen", s.listen),
             ("server.tls_listen", s.tls_listen),
             ("server.metrics_listen", Some(s.metrics_listen)),
+            ("console.listen", self.console.listen),
         ];
         for (i, (key, addr)) in named.iter().enumerate() {
             for (other, same) in &named[..i] {
@@ -397,6 +398,11 @@ impl Config {
                 }
             }
         }
+        if let Some(addr) = self.console.listen {
+            require(self.console_on(), || {
+                format!("console.listen = \"{addr}\" is set but the console is off (console.enabled and web.enabled): set it to \"\" or turn the console on")
+            })?;
+        }
         require(!s.redirect_to_https || s.listen.is_some(), || {
             "server.redirect_to_https needs the plain listener (server.listen) it redirects from"
                 .to_string()
@@ -419,6 +425,12 @@ impl Config {
             },
             s.metrics_listen
         ));
+        if let Some(console) = self.console_listener() {
+            out.push_str(&format!(
+                "console_listen {console} (the admin console {} and the pages {} it signs in with, plain HTTP; the public listeners answer 404 under {})\n",
+                self.console.prefix, self.web.prefix, self.console.prefix
+            ));
+        }
         if let Some(tls) = s.tls_listen {
             out.push_str(&format!(
                 "tls_listen {tls} (API + proxy over TLS 1.2/1.3, ALPN h2 and http/1.1), certificate {}, key {}, HSTS {}\n",

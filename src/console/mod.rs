@@ -4,11 +4,14 @@
 //!
 //! Built on the pages (`web`): their sign-in, session cookie, CSRF check and stylesheet.
 
+mod audit;
 pub mod gate;
+mod groups;
 mod home;
 mod reauth;
 pub mod render;
 mod user;
+pub mod views;
 
 use crate::accounts;
 use crate::api::Request;
@@ -23,14 +26,21 @@ pub enum Page {
     Home,
     /// `users/{id}/`.
     User(u64),
+    /// `groups/`.
+    Groups,
+    /// `audit/`.
+    Audit,
     Missing,
 }
 
 /// The page `rest` (the path below the prefix) names. A user id is a positive number of
 /// digits only; anything else is no page.
 pub fn page_of(rest: &str) -> Page {
-    if rest.is_empty() {
-        return Page::Home;
+    match rest {
+        "" => return Page::Home,
+        "groups/" => return Page::Groups,
+        "audit/" => return Page::Audit,
+        _ => {}
     }
     let id = rest
         .strip_prefix("users/")
@@ -92,7 +102,12 @@ async fn route(app: &App, p: &PageRequest<'_>) -> Response {
         (Page::Home, true) => home::page(app, &who, &csrf).await,
         (Page::User(id), true) => user::show(app, p, &who, &csrf, id).await,
         (Page::User(id), false) => user::act(app, p, &who, &csrf, id).await,
-        (Page::Home | Page::Missing, _) => problem(app, &csrf, &who.username, 404, None),
+        (Page::Groups, true) => groups::page(app, p, &who, &csrf).await,
+        (Page::Groups, false) => groups::act(app, p, &who, &csrf).await,
+        (Page::Audit, true) => audit::page(app, p, &who, &csrf).await,
+        (Page::Home | Page::Audit | Page::Missing, _) => {
+            problem(app, &csrf, &who.username, 404, None)
+        }
     };
     csrf.set_cookie(app, resp)
 }
@@ -147,6 +162,8 @@ mod tests {
         assert_eq!(page_of(""), Page::Home);
         assert_eq!(page_of("users/7/"), Page::User(7));
         assert_eq!(page_of("users/18446744073709551615/"), Page::User(u64::MAX));
+        assert_eq!(page_of("groups/"), Page::Groups);
+        assert_eq!(page_of("audit/"), Page::Audit);
         for missing in [
             "users/",
             "users/0/",
@@ -159,7 +176,9 @@ mod tests {
             "users/7/edit/",
             "users/18446744073709551616/",
             "users/999999999999999999999999/",
-            "groups/",
+            "groups",
+            "groups/x/",
+            "audit",
             "nope",
         ] {
             assert_eq!(page_of(missing), Page::Missing, "{missing}");

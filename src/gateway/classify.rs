@@ -22,6 +22,10 @@ pub enum Target {
     ForwardAuth,
     /// Everything else: the route table decides (a route, or 404).
     Proxy,
+    /// Nothing on this listener: 404. The console's prefix on the public listeners when the
+    /// console has its own (`console.listen`), and on that one everything but the console
+    /// and the pages.
+    Missing,
 }
 
 /// A classified request path.
@@ -39,6 +43,10 @@ pub struct Classifier {
     pages_prefix: Option<String>,
     console_prefix: Option<String>,
     reject_escaped: bool,
+    /// The console is served on a listener of its own (`console.listen`).
+    console_elsewhere: bool,
+    /// This is that listener: the console and its pages, nothing else.
+    console_only: bool,
 }
 
 impl Classifier {
@@ -48,6 +56,18 @@ impl Classifier {
             pages_prefix: config.web.enabled.then(|| config.web.prefix.clone()),
             console_prefix: config.console_on().then(|| config.console.prefix.clone()),
             reject_escaped: config.proxy.escaped_paths == EscapedPaths::Reject,
+            console_elsewhere: config.console_listener().is_some(),
+            console_only: false,
+        }
+    }
+
+    /// The classifier of the console's own listener (`console.listen`): the console and the
+    /// pages it signs in with; every other path is [`Target::Missing`].
+    pub fn for_console(config: &Config) -> Classifier {
+        Classifier {
+            console_elsewhere: false,
+            console_only: true,
+            ..Classifier::new(config)
         }
     }
 
@@ -66,6 +86,15 @@ impl Classifier {
 
     /// The target of a normalized path.
     fn target(&self, path: &str) -> Target {
+        if self.console_only {
+            return if under(self.pages_prefix.as_deref(), path) {
+                Target::Pages
+            } else if under(self.console_prefix.as_deref(), path) {
+                Target::Console
+            } else {
+                Target::Missing
+            };
+        }
         if path.starts_with(FORWARD_AUTH_PREFIX) {
             return Target::ForwardAuth;
         }
@@ -77,7 +106,11 @@ impl Classifier {
             return Target::Pages;
         }
         if under(self.console_prefix.as_deref(), path) {
-            return Target::Console;
+            return if self.console_elsewhere {
+                Target::Missing
+            } else {
+                Target::Console
+            };
         }
         Target::Proxy
     }
@@ -122,6 +155,36 @@ mod tests {
         let c2 = c.classify("//api/%61uth/profile/");
         assert_eq!(c2.path, "/api/auth/profile/");
         assert_eq!(c2.target, Target::Api(Route::Api(Endpoint::Profile)));
+    }
+
+    #[test]
+    fn a_console_of_its_own_listener_leaves_the_public_one() {
+        let own = |c: &mut Config| {
+            c.web.enabled = true;
+            c.console.listen = "127.0.0.1:8090".parse().ok();
+        };
+        let public = classifier(own);
+        assert_eq!(public.classify("/admin/").target, Target::Missing);
+        assert_eq!(public.classify("/admin/users/3/").target, Target::Missing);
+        assert_eq!(public.classify("/accounts/login/").target, Target::Pages);
+        assert_eq!(public.classify("/orders/1").target, Target::Proxy);
+        let mut config = Config::default();
+        own(&mut config);
+        let console = Classifier::for_console(&config);
+        let target = |p: &str| console.classify(p).target;
+        assert_eq!(target("/admin/"), Target::Console);
+        assert_eq!(target("/admin/groups/"), Target::Console);
+        assert_eq!(target("/accounts/login/"), Target::Pages);
+        assert_eq!(target("/accounts/static/gatehouse.css"), Target::Pages);
+        for elsewhere in [
+            "/",
+            "/orders/1",
+            "/api/token/",
+            "/api/auth/profile/",
+            "/_gatehouse/auth",
+        ] {
+            assert_eq!(target(elsewhere), Target::Missing, "{elsewhere}");
+        }
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub struct Gateway {
     trusted_proxies: Vec<Network>,
     /// Set once a hand-over or stop began: answers then close their connections.
     drain: super::drain::Drain,
+    /// This is the console's own listener (`console.listen`): never redirected to HTTPS.
+    console_listener: bool,
 }
 
 /// Per-request state, for the phases that follow `request_filter` and for telemetry.
@@ -110,6 +112,18 @@ impl Gateway {
             untrusted,
             trusted_proxies,
             drain,
+            console_listener: false,
+        }
+    }
+
+    /// The service of the console's own listener (`console.listen`): the console and the
+    /// pages it signs in with, everything else 404.
+    pub fn console(app: Arc<App>, live: SharedLive, drain: super::drain::Drain) -> Gateway {
+        let classifier = Classifier::for_console(&app.config);
+        Gateway {
+            classifier,
+            console_listener: true,
+            ..Gateway::new(app, live, drain)
         }
     }
 
@@ -133,7 +147,11 @@ impl Gateway {
             Target::Escaped => return ApiError::EscapedPath.to_response(),
             Target::Proxy => {}
             // gatehouse's own paths: the ingress passes them on and gatehouse decides itself.
-            Target::Api(_) | Target::Pages | Target::Console | Target::ForwardAuth => {
+            Target::Api(_)
+            | Target::Pages
+            | Target::Console
+            | Target::ForwardAuth
+            | Target::Missing => {
                 return forward_auth::answer(Decision::Forward(None), &self.app.config.proxy)
             }
         }
@@ -281,11 +299,21 @@ impl Gateway {
         }
     }
 
+    /// The origin the pages' CSRF check compares `Origin` with: `[web] public_url`, else the
+    /// request's host; on the console's own listener, always the host it was reached at.
+    fn own_origin(&self, ctx: &RequestCtx, session: &Session) -> String {
+        let headers = &session.req_header().headers;
+        if self.console_listener {
+            return crate::config::WebConfig::host_origin(ctx.tls, headers);
+        }
+        self.app.config.web.own_origin(ctx.tls, headers)
+    }
+
     /// A page under `[web] prefix`: the request read as the API reads one, answered by
     /// `web::pages`.
     async fn serve_page(&self, session: &mut Session, ctx: &mut RequestCtx) -> Response {
         let web = &self.app.config.web;
-        let own_origin = web.own_origin(ctx.tls, &session.req_header().headers);
+        let own_origin = self.own_origin(ctx, session);
         let head_only = session.req_header().method == http::Method::HEAD;
         let req = match self.read_request(session, ctx).await {
             Ok(req) => req,
@@ -307,8 +335,7 @@ impl Gateway {
     /// A page of the admin console under `[console] prefix`, read as the pages are, answered
     /// by `console`.
     async fn serve_console(&self, session: &mut Session, ctx: &mut RequestCtx) -> Response {
-        let web = &self.app.config.web;
-        let own_origin = web.own_origin(ctx.tls, &session.req_header().headers);
+        let own_origin = self.own_origin(ctx, session);
         let head_only = session.req_header().method == http::Method::HEAD;
         let req = match self.read_request(session, ctx).await {
             Ok(req) => req,
@@ -385,7 +412,7 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         }
         ctx.request_id = headers::request_id(&head.headers);
-        if !ctx.tls && !head.uri.path().starts_with(FORWARD_AUTH_PREFIX) {
+        if !ctx.tls && !self.console_listener && !head.uri.path().starts_with(FORWARD_AUTH_PREFIX) {
             let host = head
                 .headers
                 .get(http::header::HOST)
@@ -436,6 +463,12 @@ impl ProxyHttp for Gateway {
                 ctx.kind = Kind::Pages;
                 ctx.endpoint = "console";
                 self.serve_console(session, ctx).await
+            }
+            Target::Missing => {
+                ctx.endpoint = "not_found";
+                // The body (if any) is not read: do not reuse the connection.
+                session.set_keepalive(None);
+                ApiError::NotFound.to_response()
             }
             Target::Proxy => {
                 ctx.kind = Kind::Proxy;

@@ -17,8 +17,8 @@ pub use effects::{ChangeEffects, Effects, NewUserEffects};
 pub use mfa::{Mfa, PendingStep};
 pub use postgres::{PgOptions, PgStore};
 pub use query::{
-    names_key, SortKey, UserBatches, UserCount, UserCursor, UserPage, UserQuery, UserSort,
-    COUNT_CAP,
+    capped_count, names_key, GroupCount, SortKey, UserBatches, UserCount, UserCursor, UserPage,
+    UserQuery, UserSort, COUNT_CAP,
 };
 pub use sessions::{Ended, Session, METHOD_PASSWORD, METHOD_PASSWORD_OTP};
 pub use sled_store::SledStore;
@@ -283,6 +283,12 @@ pub trait UserStore: MailOutbox + Send + Sync {
     /// How many users match `query`: exact up to `COUNT_CAP`, `AtLeast(COUNT_CAP)` past it
     /// (exact at any size when only the state is asked: the counters know it).
     async fn count_query(&self, query: &UserQuery) -> Result<UserCount, StoreError>;
+    /// The groups users hold, sorted by name (bytes), each with its members counted up to
+    /// the cap (`GroupCount`): all of them when there are at most `limit`, else `limit` of
+    /// them (which ones is the backend's choice; callers ask one more than they show to
+    /// know). sled walks its group index (work bounded by `limit` times the cap);
+    /// PostgreSQL reads the `groups` column of every user.
+    async fn group_counts(&self, limit: usize) -> Result<Vec<GroupCount>, StoreError>;
     async fn get_family(&self, family: &str) -> Result<Option<Family>, StoreError>;
     /// Compare-and-swap of a family record: `Ok(false)` when `expected` is no longer current.
     async fn swap_family(

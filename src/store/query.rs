@@ -133,6 +133,23 @@ pub enum UserCount {
     AtLeast(usize),
 }
 
+/// A group (a name users hold, SPEC §12) and how many users hold it, deactivated ones
+/// included: exact up to `COUNT_CAP`, `AtLeast(COUNT_CAP)` past it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupCount {
+    pub name: String,
+    pub members: UserCount,
+}
+
+/// A count read up to `COUNT_CAP` + 1 as the lists show it.
+pub fn capped_count(n: usize) -> UserCount {
+    if n > COUNT_CAP {
+        UserCount::AtLeast(COUNT_CAP)
+    } else {
+        UserCount::Exact(n)
+    }
+}
+
 /// The folded first and last names as one text the search looks in (PostgreSQL stores it as
 /// the `names_key` column, so both backends fold alike).
 pub fn names_key(user: &User) -> String {

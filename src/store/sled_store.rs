@@ -1096,6 +1096,10 @@ impl UserStore for SledStore {
         self.count_matching(query)
     }
 
+    async fn group_counts(&self, limit: usize) -> Result<Vec<super::GroupCount>, StoreError> {
+        self.group_counts_of(limit)
+    }
+
     async fn get_family(&self, family: &str) -> Result<Option<Family>, StoreError> {
         match self.families.get(family.as_bytes()).map_err(io)? {
             Some(bytes) => decode_family(&bytes).map(Some),

@@ -7,10 +7,10 @@ use crate::common;
 use common::postgres;
 use gatehouse::auth::families::{self, Presented, Step};
 use gatehouse::store::{
-    Action, Effects, Ended, Event, EventFilter, Family, ListFilter, MailKind, Mfa, NewUser,
-    OutboxMail, PendingStep, PgStore, Session, SledStore, SortKey, StateFilter, StoreError, User,
-    UserBatches, UserCount, UserCursor, UserPage, UserQuery, UserSort, UserStore, COUNT_CAP,
-    METHOD_PASSWORD, METHOD_PASSWORD_OTP,
+    Action, Effects, Ended, Event, EventFilter, Family, GroupCount, ListFilter, MailKind, Mfa,
+    NewUser, OutboxMail, PendingStep, PgStore, Session, SledStore, SortKey, StateFilter,
+    StoreError, User, UserBatches, UserCount, UserCursor, UserPage, UserQuery, UserSort, UserStore,
+    COUNT_CAP, METHOD_PASSWORD, METHOD_PASSWORD_OTP,
 };
 use std::sync::{Arc, Mutex};
 
@@ -2348,6 +2348,7 @@ async fn list_counts_are_exact_up_to_the_cap_then_at_least() {
         let users: Vec<User> = (1..=COUNT_CAP as u64 + 1)
             .map(|i| User {
                 email_verified: i != 1,
+                groups: vec!["everyone".into()],
                 ..listed_user(i)
             })
             .collect();
@@ -2379,6 +2380,87 @@ async fn list_counts_are_exact_up_to_the_cap_then_at_least() {
         assert_eq!(
             count(UserQuery::default()).await,
             UserCount::Exact(COUNT_CAP + 1),
+            "{backend}"
+        );
+        let groups = store.group_counts(10).await.expect("groups");
+        assert_eq!(
+            groups,
+            [GroupCount {
+                name: "everyone".into(),
+                members: UserCount::AtLeast(COUNT_CAP)
+            }],
+            "{backend}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_counts_list_every_name_by_bytes_and_follow_changes() {
+    for (backend, make) in backends() {
+        let fresh = make();
+        let store = fresh.store.as_ref();
+        assert_eq!(store.group_counts(10).await.expect("none"), [], "{backend}");
+        let held: [&[&str]; 6] = [
+            &["a", "ab"],
+            &["a"],
+            &["ab", "Billing"],
+            &["billing", "équipe"],
+            &["a"],
+            &[],
+        ];
+        let users: Vec<User> = held
+            .iter()
+            .enumerate()
+            .map(|(i, groups)| User {
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+                // A deactivated member still counts.
+                is_active: i != 4,
+                ..listed_user(i as u64 + 1)
+            })
+            .collect();
+        for r in store.insert_users(users).await.expect("insert") {
+            r.expect("inserted");
+        }
+        let counts = |limit: usize| async move {
+            store
+                .group_counts(limit)
+                .await
+                .expect("groups")
+                .into_iter()
+                .map(|g| (g.name, g.members))
+                .collect::<Vec<_>>()
+        };
+        let n = |name: &str, count: usize| (name.to_string(), UserCount::Exact(count));
+        // By bytes: a name before the longer names it starts ("a" before "ab").
+        assert_eq!(
+            counts(10).await,
+            [
+                n("Billing", 1),
+                n("a", 3),
+                n("ab", 2),
+                n("billing", 1),
+                n("équipe", 1)
+            ],
+            "{backend}"
+        );
+        // A limit: that many, still sorted.
+        let some = counts(2).await;
+        assert_eq!(some.len(), 2, "{backend}");
+        assert!(some.windows(2).all(|w| w[0].0 < w[1].0), "{backend}");
+        // Changes move the counts; a group nobody holds any more is gone.
+        store
+            .update_user(1, &|u| u.groups = vec!["ab".into()], &|_, _| {
+                Effects::none()
+            })
+            .await
+            .expect("leave a");
+        store
+            .update_user(4, &|u| u.groups.clear(), &|_, _| Effects::none())
+            .await
+            .expect("leave all");
+        assert_eq!(
+            counts(10).await,
+            [n("Billing", 1), n("a", 2), n("ab", 2)],
             "{backend}"
         );
     }

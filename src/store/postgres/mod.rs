@@ -977,6 +977,10 @@ impl UserStore for PgStore {
         self.count_capped(query).await
     }
 
+    async fn group_counts(&self, limit: usize) -> Result<Vec<super::GroupCount>, StoreError> {
+        self.group_counts_of(limit).await
+    }
+
     async fn get_family(&self, family: &str) -> Result<Option<Family>, StoreError> {
         let family = family.to_string();
         self.run("get_family", move |pool| async move {

@@ -4,8 +4,8 @@
 
 use super::{decode_user, pg_error, pool_error, to_i64, PgStore, USER_COLUMNS};
 use crate::store::{
-    name_key, SortKey, StateFilter, StoreError, UserCount, UserCursor, UserPage, UserQuery,
-    UserSort, COUNT_CAP,
+    capped_count, name_key, GroupCount, SortKey, StateFilter, StoreError, UserCount, UserCursor,
+    UserPage, UserQuery, UserSort, COUNT_CAP,
 };
 use tokio_postgres::types::ToSql;
 
@@ -144,6 +144,44 @@ impl PgStore {
             })
             .await?;
         Ok(q.page(rows, limit))
+    }
+
+    /// `UserStore::group_counts`: every user's `groups` unnested and counted by name (a
+    /// read of the column; the GIN index answers membership, not the list of names).
+    pub(super) async fn group_counts_of(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<GroupCount>, StoreError> {
+        let limit = to_i64(limit as u64, "limit")?;
+        let rows = self
+            .run("group_counts", move |pool| async move {
+                let client = pool.get().await.map_err(pool_error)?;
+                let rows = client
+                    .query(
+                        "SELECT g, count(*) FROM users, unnest(groups) AS g \
+                         GROUP BY g ORDER BY g COLLATE \"C\" LIMIT $1",
+                        &[&limit],
+                    )
+                    .await
+                    .map_err(pg_error)?;
+                rows.iter()
+                    .map(|r| {
+                        let name: String = r.try_get(0).map_err(pg_error)?;
+                        let n: i64 = r.try_get(1).map_err(pg_error)?;
+                        Ok((name, n))
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(name, n)| {
+                let n = usize::try_from(n).map_err(|_| StoreError::Io(format!("count {n}")))?;
+                Ok(GroupCount {
+                    name,
+                    members: capped_count(n),
+                })
+            })
+            .collect()
     }
 
     /// `UserStore::count_query` past the counters: the matches counted up to the cap.

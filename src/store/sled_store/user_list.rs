@@ -12,7 +12,8 @@
 
 use super::{decode_id, decode_user, id_key, io, SledStore, USER_INDEX_BUILT};
 use crate::store::{
-    StateFilter, StoreError, User, UserCount, UserCursor, UserQuery, UserSort, COUNT_CAP,
+    capped_count, GroupCount, StateFilter, StoreError, User, UserCount, UserCursor, UserQuery,
+    UserSort, COUNT_CAP,
 };
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::IVec;
@@ -160,6 +161,46 @@ impl SledStore {
         self.meta.insert(USER_INDEX_BUILT, &[1]).map_err(io)?;
         self.db.flush().map_err(io)?;
         Ok(())
+    }
+
+    /// `UserStore::group_counts`: the `g` runs of `user_index`, one seek per group, each run
+    /// counted up to the cap.
+    pub(super) fn group_counts_of(&self, limit: usize) -> Result<Vec<GroupCount>, StoreError> {
+        let mut out = Vec::new();
+        let mut from = vec![GROUP];
+        while out.len() < limit {
+            let range = (Bound::Included(from.clone()), Bound::Unbounded::<Vec<u8>>);
+            let Some(item) = self.user_index.range(range).next() else {
+                break;
+            };
+            let (key, _) = item.map_err(io)?;
+            if key.first() != Some(&GROUP) {
+                break;
+            }
+            // `g` name 0xFF id: the name is what lies between the tag and the last 9 bytes.
+            let name = key
+                .len()
+                .checked_sub(9)
+                .filter(|end| *end >= 1 && key[*end] == 0xFF)
+                .and_then(|end| std::str::from_utf8(&key[1..end]).ok())
+                .ok_or_else(|| StoreError::Io("corrupt group index".into()))?
+                .to_string();
+            let prefix = group_prefix(&name);
+            let members = self
+                .user_index
+                .scan_prefix(&prefix)
+                .take(COUNT_CAP + 1)
+                .count();
+            // Past every key of this run: the prefix, then more 0xFF than an id holds.
+            from = prefix;
+            from.extend_from_slice(&[0xFF; 9]);
+            out.push(GroupCount {
+                name,
+                members: capped_count(members),
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
     }
 
     /// The index sets the query narrows to (each a subset of the answer's superset).
