@@ -25,6 +25,8 @@ const EVENTS_SHOWN: usize = 50;
 const EDIT_FIELDS: [&str; 4] = ["username", "email", "first_name", "last_name"];
 /// Above the page when a posted form names no change this page makes.
 const UNKNOWN_FORM: &str = "That form is not one this page knows. Nothing was changed.";
+/// Above the page when an edit is refused field by field (the messages are beside them).
+const EDIT_REFUSED: &str = "The details were not saved. The fields below say why.";
 /// Above the page when a verification mail is asked for an address already verified.
 const ALREADY_VERIFIED: &str = "The address is verified already: no verification mail was sent.";
 /// Above the page when a mail is asked for a deactivated user (the link operations mail
@@ -278,6 +280,10 @@ pub(super) async fn act(
                 })
                 .collect();
             let fields: FieldErrors = all.into_iter().filter(|(f, _)| beside(f)).collect();
+            let mut errors = errors;
+            if !fields.is_empty() {
+                errors.insert(0, EDIT_REFUSED.to_string());
+            }
             let said = Said {
                 errors: &errors,
                 edit: match &change {
