@@ -29,6 +29,8 @@ const UNKNOWN_FORM: &str = "That form is not one this page knows. Nothing was ch
 const EDIT_REFUSED: &str = "The details were not saved. The fields below say why.";
 /// Above the page when a verification mail is asked for an address already verified.
 const ALREADY_VERIFIED: &str = "The address is verified already: no verification mail was sent.";
+/// Above the page when a mail is asked for and the server sends none.
+const MAIL_OFF: &str = "Mail is off on this server ([email] backend = \"none\"): nothing was sent.";
 /// Above the page when a mail is asked for a deactivated user (the link operations mail
 /// active users only).
 const INACTIVE_NO_MAIL: &str = "The user is deactivated: no mail was sent. Restore them first.";
@@ -342,9 +344,7 @@ async fn carry_out(app: &App, me: &Actor, user: &User, change: &Change) -> Resul
         }
         Change::ResetMail => {
             input.insert("email".into(), Value::String(user.email.clone()));
-            if !user.is_active {
-                return Err(Refused::Said(INACTIVE_NO_MAIL));
-            }
+            mail_possible(app, user)?;
             accounts::request_password_reset(app, me, &input).await?;
             Ok(Done::ResetMailed)
         }
@@ -352,9 +352,7 @@ async fn carry_out(app: &App, me: &Actor, user: &User, change: &Change) -> Resul
             if user.email_verified {
                 return Err(Refused::Said(ALREADY_VERIFIED));
             }
-            if !user.is_active {
-                return Err(Refused::Said(INACTIVE_NO_MAIL));
-            }
+            mail_possible(app, user)?;
             input.insert("email".into(), Value::String(user.email.clone()));
             accounts::request_verification(app, me, &input).await?;
             Ok(Done::VerifyMailed)
@@ -370,6 +368,18 @@ async fn carry_out(app: &App, me: &Actor, user: &User, change: &Change) -> Resul
             Ok(Done::AllEnded)
         }
     }
+}
+
+/// A link mail can reach `user`: the link operations answer alike whether they mail or not
+/// (they say nothing about an address), so the page says why it would not.
+fn mail_possible(app: &App, user: &User) -> Result<(), Refused> {
+    if !app.mailer.enabled() {
+        return Err(Refused::Said(MAIL_OFF));
+    }
+    if !user.is_active {
+        return Err(Refused::Said(INACTIVE_NO_MAIL));
+    }
+    Ok(())
 }
 
 /// The user's API keys, as the page lists them.

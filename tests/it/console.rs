@@ -512,8 +512,13 @@ fn edit_a_user_see_it_through_the_admin_api_then_soft_delete_and_restore() {
         "{details}"
     );
     assert_eq!(changed[0]["actor_username"], ROOT);
-    // Nothing was revoked by a change of names.
+    // Nothing was revoked by a change of names; the old address is told of the new one.
     app_answers(&g, &ann_token, 200);
+    let log = g.wait_for_log("Subject: Email Changed");
+    assert!(
+        log.contains("To: ann@example.com\nSubject: Email Changed"),
+        "{log}"
+    );
 
     // A username someone holds, and a malformed address: the API's own messages, beside
     // their fields, the typed values kept; nothing changes.
@@ -580,6 +585,18 @@ fn edit_a_user_see_it_through_the_admin_api_then_soft_delete_and_restore() {
     let changed = events_about(&g, &staff_token, ann, "admin.user_changed");
     assert_eq!(changed[0]["details"]["before"], json!({"is_active": true}));
     assert_eq!(changed[0]["details"]["after"], json!({"is_active": false}));
+    // No mail to a deactivated user, and the page says so rather than "mailed".
+    assert!(b.try_find(&form_of("verify")).is_none());
+    b.submit_form(&form_of("password"));
+    b.wait_for(
+        |b| {
+            b.text()
+                .contains("The user is deactivated: no mail was sent.")
+        },
+        "the refused mail",
+    );
+    assert_eq!(status_of(&b), 400);
+    assert!(events_about(&g, &staff_token, ann, "password.reset_requested").is_empty());
     b.submit_form(&form_of("status"));
     b.wait_for(
         |b| b.text().contains("The user was restored."),
@@ -932,4 +949,58 @@ fn unknown_ids_and_malformed_posts_change_nothing() {
     assert_eq!(status_of(&b), 404);
     assert_eq!(admin_view(&g, &staff_token, ann), before, "nothing changed");
     assert!(events_about(&g, &staff_token, ann, "admin.user_changed").is_empty());
+}
+
+#[test]
+fn the_admin_patch_the_console_edits_through_has_the_profiles_rules_and_messages() {
+    let up = Upstream::start();
+    let g = console_gatehouse(&up, |_| {});
+    let (staff_token, _) = g.http().login(ROOT, PASSWORD);
+    let (ann, ann_token, _) = g.http().user("ann");
+    g.http().user("bo");
+    let patch = |body: serde_json::Value| {
+        g.http().call(
+            "PATCH",
+            &format!("/api/auth/admin/users/{ann}/"),
+            Some(body),
+            Some(&staff_token),
+        )
+    };
+    patch(json!({"username": "BO", "email": "BO@example.com"})).expect(
+        400,
+        json!({"username": ["A user with that username already exists."],
+               "email": ["user with this email address already exists."]}),
+    );
+    patch(json!({"username": "a b", "email": "nope", "first_name": "x".repeat(151)})).expect(
+        400,
+        json!({"username": ["Enter a valid username. This value may contain only letters, numbers, and @/./+/-/_ characters."],
+               "email": ["Enter a valid email address."],
+               "first_name": ["Ensure this field has no more than 150 characters."]}),
+    );
+    patch(json!({"username": "", "email": ""})).expect(
+        400,
+        json!({"username": ["This field may not be blank."], "email": ["This field may not be blank."]}),
+    );
+    assert_eq!(
+        admin_view(&g, &staff_token, ann)["username"],
+        "ann",
+        "nothing changed"
+    );
+    // Her own name in another case is not taken; the token still works after a rename.
+    let r = patch(json!({"username": "Ann", "last_name": "Lee"}));
+    r.expect_status(200);
+    assert_eq!(
+        (r.json["username"].as_str(), r.json["last_name"].as_str()),
+        (Some("Ann"), Some("Lee"))
+    );
+    app_answers(&g, &ann_token, 200);
+    // Not staff: refused before anything is read.
+    g.http()
+        .call(
+            "PATCH",
+            &format!("/api/auth/admin/users/{ann}/"),
+            Some(json!({"username": "mallory"})),
+            Some(&ann_token),
+        )
+        .expect_status(403);
 }
