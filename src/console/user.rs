@@ -266,26 +266,7 @@ pub(super) async fn act(
             view(app, who, csrf, id, &said, 400).await
         }
         Err(Refused::Api(e)) => {
-            let status = e.to_response().status;
-            let all = kit::field_errors(&e);
-            // An edit's field messages go beside their fields; the rest above the page.
-            let beside =
-                |field: &str| matches!(change, Change::Edit(_)) && EDIT_FIELDS.contains(&field);
-            let errors: Vec<String> = all
-                .iter()
-                .filter(|(field, _)| !beside(field))
-                .flat_map(|(field, messages)| {
-                    messages.iter().map(move |m| match field.as_str() {
-                        "detail" | "non_field_errors" => m.clone(),
-                        _ => format!("{field}: {m}"),
-                    })
-                })
-                .collect();
-            let fields: FieldErrors = all.into_iter().filter(|(f, _)| beside(f)).collect();
-            let mut errors = errors;
-            if !fields.is_empty() {
-                errors.insert(0, EDIT_REFUSED.to_string());
-            }
+            let (errors, fields) = split_errors(&e, &change);
             let said = Said {
                 errors: &errors,
                 edit: match &change {
@@ -294,9 +275,31 @@ pub(super) async fn act(
                 },
                 ..Said::default()
             };
-            view(app, who, csrf, id, &said, status).await
+            view(app, who, csrf, id, &said, e.to_response().status).await
         }
     }
+}
+
+/// The operation's refusal of `change` as the page says it: the messages above the page,
+/// and an edit's field messages, which go beside their fields (with a line above saying so).
+fn split_errors(e: &ApiError, change: &Change) -> (Vec<String>, FieldErrors) {
+    let beside = |field: &str| matches!(change, Change::Edit(_)) && EDIT_FIELDS.contains(&field);
+    let (fields, rest): (FieldErrors, FieldErrors) = kit::field_errors(e)
+        .into_iter()
+        .partition(|(f, _)| beside(f));
+    let mut above: Vec<String> = rest
+        .into_iter()
+        .flat_map(|(field, messages)| {
+            messages.into_iter().map(move |m| match field.as_str() {
+                "detail" | "non_field_errors" => m,
+                _ => format!("{field}: {m}"),
+            })
+        })
+        .collect();
+    if !fields.is_empty() {
+        above.insert(0, EDIT_REFUSED.to_string());
+    }
+    (above, fields)
 }
 
 /// Why a change was not made: the operation's refusal, or the page's own words.
@@ -578,6 +581,30 @@ mod tests {
                 .collect();
             assert_eq!(Change::of_form(&again), Some(change.clone()), "{change:?}");
         }
+    }
+
+    #[test]
+    fn an_edits_field_messages_go_beside_their_fields_and_the_rest_above() {
+        use crate::error::field::USERNAME_TAKEN;
+        let u = test_user(3, "u", "u@example.com");
+        let edit = Change::Edit(Edit::of_user(&u));
+        let taken = ApiError::field("username", USERNAME_TAKEN);
+        let (above, beside) = split_errors(&taken, &edit);
+        assert_eq!(above, [EDIT_REFUSED]);
+        assert_eq!(
+            beside.get("username"),
+            Some(&vec![USERNAME_TAKEN.to_string()])
+        );
+        // Another form's field messages say which field, above the page.
+        let groups = ApiError::field("groups", "Too long.");
+        let access = Change::of_form(&form(json!({"action": "access"})));
+        let (above, beside) = split_errors(&groups, &access.unwrap_or(Change::Restore));
+        assert_eq!(above, ["groups: Too long."]);
+        assert!(beside.is_empty());
+        // A refusal of the whole request is said as it is.
+        let (above, beside) = split_errors(&ApiError::NoUser, &edit);
+        assert_eq!(above, ["No User matches the given query."]);
+        assert!(beside.is_empty());
     }
 
     #[test]
