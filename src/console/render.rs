@@ -624,6 +624,13 @@ mod tests {
             "no mail to the deactivated"
         );
         assert!(html.contains("Deactivated"));
+        let gone = UserPage {
+            is_active: false,
+            ..with
+        };
+        let html = user(&gone).expect("user");
+        assert!(!html.contains("value=\"end-all\""), "every sign-in is dead");
+        assert!(!html.contains("value=\"end-device\""));
     }
 
     #[test]

@@ -585,6 +585,12 @@ fn edit_a_user_see_it_through_the_admin_api_then_soft_delete_and_restore() {
     let changed = events_about(&g, &staff_token, ann, "admin.user_changed");
     assert_eq!(changed[0]["details"]["before"], json!({"is_active": true}));
     assert_eq!(changed[0]["details"]["after"], json!({"is_active": false}));
+    // Nothing to end: every sign-in of a deactivated user is dead already.
+    let sessions = b.find("section[aria-labelledby=sessions-h]").text();
+    assert!(sessions.contains("ann is deactivated"), "{sessions}");
+    assert!(b
+        .try_find("section[aria-labelledby=sessions-h] form")
+        .is_none());
     // No mail to a deactivated user, and the page says so rather than "mailed".
     assert!(b.try_find(&form_of("verify")).is_none());
     b.submit_form(&form_of("password"));
