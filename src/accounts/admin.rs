@@ -1,12 +1,14 @@
-//! Staff changes to other users: staff, active and groups (`change_access`), and restoring a
-//! soft-deleted user.
+//! Staff changes to other users: username, email, names, staff, active and groups
+//! (`change_access`), restoring a soft-deleted user, and ending a user's sessions and refresh
+//! families (`end_user_devices`).
 
-use super::{audit, writer, Actor, Input};
+use super::fields::{self, name_field, PARTIAL_UPDATE};
+use super::{audit, sessions, writer, Actor, Input};
 use crate::accounts::form::Fields;
 use crate::app::App;
 use crate::clock::now;
 use crate::error::ApiError;
-use crate::store::{group_names, Action, Effects, User, GROUP_NAME_MAX};
+use crate::store::{group_names, name_key, Action, Effects, User, GROUP_NAME_MAX};
 
 /// What a change of one user's access asks for; `None` leaves that part as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,10 +45,45 @@ impl AccessChange {
     }
 }
 
-/// Any of `is_staff`, `is_active`, `groups` (DRF's BooleanField and
-/// `ListField(child=CharField(max_length=150))`) for user `id`; other fields are ignored.
-/// Effective on the next request on every path. An unknown id is 404 before the data is
-/// read (DRF's get_object comes first).
+/// A staff member's edit of what identifies a user; `None` leaves that part as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdentityChange {
+    pub username: Option<String>,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+}
+
+impl IdentityChange {
+    /// Applies the change: a new address (not the same one in another case) is not verified
+    /// yet. Nothing is revoked: tokens carry the user id, and the name is read per request.
+    pub fn apply(&self, u: &mut User) {
+        if let Some(v) = &self.username {
+            u.username.clone_from(v);
+        }
+        if let Some(v) = &self.email {
+            if name_key(v) != name_key(&u.email) {
+                u.email_verified = false;
+            }
+            u.email.clone_from(v);
+        }
+        if let Some(v) = &self.first_name {
+            u.first_name.clone_from(v);
+        }
+        if let Some(v) = &self.last_name {
+            u.last_name.clone_from(v);
+        }
+    }
+}
+
+/// Any of `username`, `email`, `first_name`, `last_name` (the profile update's fields and
+/// messages: a name or address someone else holds is taken), `is_staff`, `is_active`,
+/// `groups` (DRF's BooleanField and `ListField(child=CharField(max_length=150))`) for user
+/// `id`; other fields are ignored. One `admin.user_changed` event with the fields before and
+/// after; a new address gets the profile update's mails (a notice to the old one, a
+/// verification mail to the new one when `verify_on_register`). Effective on the next
+/// request on every path. An unknown id is 404 before the data is read (DRF's get_object
+/// comes first).
 pub async fn change_access(
     app: &App,
     actor: &Actor,
@@ -59,6 +96,13 @@ pub async fn change_access(
     }
     let data = input.data()?;
     let mut f = Fields::new(&data);
+    let names = fields::names(app.store.as_ref(), &mut f, PARTIAL_UPDATE, Some(id)).await?;
+    let identity = IdentityChange {
+        username: names.username,
+        email: names.email.clone(),
+        first_name: name_field(&mut f, "first_name"),
+        last_name: name_field(&mut f, "last_name"),
+    };
     let change = AccessChange {
         is_staff: f.boolean("is_staff"),
         is_active: f.boolean("is_active"),
@@ -69,11 +113,28 @@ pub async fn change_access(
     if mfa == Some(true) {
         return Err(ApiError::field("mfa", crate::error::field::MFA_ONLY_OFF));
     }
+    // The cap is counted here, once, not in the store's (retryable) transaction.
+    let verify = match (&names.email, names.new_address) {
+        (Some(email), true) => app.mailer.verification_permit(email).await,
+        _ => false,
+    };
     let when = now();
-    let mut user = writer::update(app, id, &|u| change.apply(u, when), &|before, after| {
-        audit::changed(actor, Action::AdminUserChanged, before, after)
-            .map_or_else(Effects::none, Effects::from)
-    })
+    let mailer = &app.mailer;
+    let mut user = writer::update(
+        app,
+        id,
+        &|u| {
+            identity.apply(u);
+            change.apply(u, when);
+        },
+        &|before, after| {
+            let mails = Effects::from(mailer.notices(before, after, verify, when));
+            match audit::changed(actor, Action::AdminUserChanged, before, after) {
+                Some(event) => mails.with(event),
+                None => mails,
+            }
+        },
+    )
     .await?;
     if mfa == Some(false) && super::mfa::admin_reset(app, actor, id).await? {
         user = app.store.get_user(id).await?.ok_or(ApiError::NoUser)?;
@@ -102,6 +163,27 @@ pub async fn restore(app: &App, actor: &Actor, id: u64) -> Result<User, ApiError
     )
     .await?;
     Ok(user)
+}
+
+/// Ends user `id`'s sessions and refresh families (`session.revoked`, the user as target):
+/// the one whose id is `device`, or every one when `None`. Refused at once on every path;
+/// how many ended (0: the device was no longer theirs, or they had none).
+pub async fn end_user_devices(
+    app: &App,
+    actor: &Actor,
+    id: u64,
+    device: Option<&str>,
+) -> Result<usize, ApiError> {
+    actor.require_staff()?;
+    if app.store.get_user(id).await?.is_none() {
+        return Err(ApiError::NoUser);
+    }
+    match device {
+        Some(device) => Ok(usize::from(
+            sessions::end_device(app, actor, id, device).await?,
+        )),
+        None => sessions::end_all_devices(app, actor, id).await,
+    }
 }
 
 #[cfg(test)]
@@ -152,5 +234,36 @@ mod tests {
         let before = u.clone();
         AccessChange::default().apply(&mut u, 90);
         assert_eq!(u, before);
+    }
+
+    #[test]
+    fn a_new_address_is_unverified_and_the_same_one_in_another_case_stays_verified() {
+        let mut u = someone();
+        u.email_verified = true;
+        let before = u.clone();
+        IdentityChange::default().apply(&mut u);
+        assert_eq!(u, before, "nothing asked, nothing changed");
+        IdentityChange {
+            email: Some("U@Example.com".into()),
+            first_name: Some("Ann".into()),
+            ..IdentityChange::default()
+        }
+        .apply(&mut u);
+        assert_eq!(
+            (u.email.as_str(), u.email_verified, u.first_name.as_str()),
+            ("U@Example.com", true, "Ann")
+        );
+        IdentityChange {
+            username: Some("ann".into()),
+            email: Some("ann@example.com".into()),
+            last_name: Some(String::new()),
+            ..IdentityChange::default()
+        }
+        .apply(&mut u);
+        assert_eq!(
+            (u.username.as_str(), u.email.as_str(), u.email_verified),
+            ("ann", "ann@example.com", false)
+        );
+        assert_eq!(u.token_version, before.token_version, "nothing revoked");
     }
 }

@@ -324,18 +324,31 @@ pub enum Which<'a> {
     One(&'a str),
     /// Every one but this id hash ("sign out all other sessions").
     AllBut(&'a str),
+    /// Every one (staff ending all of a user's sessions).
+    All,
 }
 
 /// Ends sessions of the acting user: deleted, and named in the user's record until they
 /// would have expired anyway. How many ended (0: none of theirs matched).
 pub async fn end_sessions(app: &App, actor: &Actor, which: Which<'_>) -> Result<usize, ApiError> {
     let me = actor.user_id()?;
+    end_sessions_of(app, actor, me, which).await
+}
+
+/// Ends sessions of user `me` (the actor's own, or a user's a staff member ends).
+async fn end_sessions_of(
+    app: &App,
+    actor: &Actor,
+    me: u64,
+    which: Which<'_>,
+) -> Result<usize, ApiError> {
     let mine = app.store.list_sessions(me).await?;
     let ending: Vec<&Session> = mine
         .iter()
         .filter(|s| match which {
             Which::Current(id) | Which::One(id) => s.id_hash == id,
             Which::AllBut(keep) => s.id_hash != keep,
+            Which::All => true,
         })
         .collect();
     if ending.is_empty() {
@@ -352,7 +365,7 @@ pub async fn end_sessions(app: &App, actor: &Actor, which: Which<'_>) -> Result<
     let hashes: Vec<String> = ending.iter().map(|s| s.id_hash.clone()).collect();
     let action = match which {
         Which::Current(_) => Action::Logout,
-        Which::One(_) | Which::AllBut(_) => Action::SessionRevoked,
+        Which::One(_) | Which::AllBut(_) | Which::All => Action::SessionRevoked,
     };
     let event = actor
         .event(action, Some(me))
@@ -507,7 +520,7 @@ pub async fn end_device(
         .iter()
         .any(|s| s.id_hash == id)
     {
-        return Ok(end_sessions(app, actor, Which::One(id)).await? > 0);
+        return Ok(end_sessions_of(app, actor, user_id, Which::One(id)).await? > 0);
     }
     let family = app
         .store
@@ -543,9 +556,26 @@ pub async fn end_other_devices(
     user_id: u64,
     keep: &str,
 ) -> Result<usize, ApiError> {
-    let mut ended = end_sessions(app, actor, Which::AllBut(keep)).await?;
+    let sessions = end_sessions_of(app, actor, user_id, Which::AllBut(keep)).await?;
+    Ok(sessions + end_families(app, actor, user_id, Some(keep)).await?)
+}
+
+/// Ends every session and refresh family of user `user_id`; how many ended.
+pub async fn end_all_devices(app: &App, actor: &Actor, user_id: u64) -> Result<usize, ApiError> {
+    let sessions = end_sessions_of(app, actor, user_id, Which::All).await?;
+    Ok(sessions + end_families(app, actor, user_id, None).await?)
+}
+
+/// Ends every live refresh family of user `user_id` but `keep`; how many ended.
+async fn end_families(
+    app: &App,
+    actor: &Actor,
+    user_id: u64,
+    keep: Option<&str>,
+) -> Result<usize, ApiError> {
+    let mut ended = 0;
     for (fid, f) in app.store.list_families(user_id).await? {
-        if fid != keep && !f.revoked && f.expires_at > now() {
+        if Some(fid.as_str()) != keep && !f.revoked && f.expires_at > now() {
             match revoke_family(app, actor, user_id, &fid, &f).await {
                 Ok(()) => ended += 1,
                 // Ended meanwhile (a logout, a reuse): nothing left to do.

@@ -191,7 +191,8 @@ impl Input for AccessForm<'_> {
     }
 }
 
-/// PATCH /api/auth/admin/users/{id}/ with any of `is_staff`, `is_active`, `groups`, and
+/// PATCH /api/auth/admin/users/{id}/ with any of `username`, `email`, `first_name`,
+/// `last_name` (the profile update's rules), `is_staff`, `is_active`, `groups`, and
 /// `"mfa": false` (a lost second factor reset); other fields are ignored. Effective on the
 /// next request on every path.
 pub async fn update(ctx: &Ctx<'_>, id: &str) -> Result<Response, ApiError> {

@@ -99,8 +99,9 @@ pub struct ConsoleConfig {
     /// A staff user without a second factor is taken to enrolment on the first visit
     /// (OWASP ASVS 4.3.1).
     pub require_mfa: bool,
-    /// Destructive actions (deactivate, a staff change, a factor reset) need a sign-in
-    /// younger than this, else the password (and code) again.
+    /// Destructive actions (deactivate, a staff change, a factor reset, a new email address,
+    /// ending another user's sessions) need a sign-in younger than this, else the password
+    /// (and code) again.
     pub recent_sign_in_minutes: u64,
     /// `IP:port` of a listener of the console's own (plain HTTP), serving the console and
     /// the pages it signs in with; the public listeners then answer 404 under `prefix`.

@@ -7,6 +7,9 @@ use askama::Template;
 
 /// The hidden field naming which form of the user page was posted.
 pub const ACTION_FIELD: &str = "action";
+/// The hidden field of a session row's "Sign out" form on the user page: the session's (or
+/// refresh family's) public id.
+pub const DEVICE_FIELD: &str = "device";
 /// The hidden field a re-authentication page adds to the form it carries.
 pub const REAUTH_FIELD: &str = "reauth";
 /// The query parameter the user page reads a [`Done`] from, after a change.
@@ -108,15 +111,25 @@ pub enum Done {
     Restored,
     MfaReset,
     ResetMailed,
+    Edited,
+    VerifyMailed,
+    DeviceEnded,
+    AlreadyEnded,
+    AllEnded,
 }
 
 impl Done {
-    const ALL: [Done; 5] = [
+    const ALL: [Done; 10] = [
         Done::Access,
         Done::Deactivated,
         Done::Restored,
         Done::MfaReset,
         Done::ResetMailed,
+        Done::Edited,
+        Done::VerifyMailed,
+        Done::DeviceEnded,
+        Done::AlreadyEnded,
+        Done::AllEnded,
     ];
 
     /// The value of [`DONE_PARAM`].
@@ -127,6 +140,11 @@ impl Done {
             Done::Restored => "restored",
             Done::MfaReset => "mfa-reset",
             Done::ResetMailed => "reset-mailed",
+            Done::Edited => "edited",
+            Done::VerifyMailed => "verify-mailed",
+            Done::DeviceEnded => "device-ended",
+            Done::AlreadyEnded => "already-ended",
+            Done::AllEnded => "all-ended",
         }
     }
 
@@ -147,12 +165,23 @@ impl Done {
                 "Two-factor authentication was reset, and the user was signed out everywhere and told by mail."
             }
             Done::ResetMailed => "A password-reset link was mailed to the user's address.",
+            Done::Edited => "The details were saved.",
+            Done::VerifyMailed => "A verification link was mailed to the user's address.",
+            Done::DeviceEnded => {
+                "That sign-in was ended: its session or app tokens no longer work."
+            }
+            Done::AlreadyEnded => "That sign-in had ended already. Nothing was changed.",
+            Done::AllEnded => {
+                "The user was signed out everywhere: every session and app sign-in of theirs was ended."
+            }
         }
     }
 }
 
 /// One live session or app sign-in of the user.
 pub struct DeviceRow<'a> {
+    /// The session's id hash or the family's id: what its "Sign out" form posts.
+    pub id: &'a str,
     pub kind: &'a str,
     pub device: String,
     pub created: u64,
@@ -161,6 +190,9 @@ pub struct DeviceRow<'a> {
 }
 
 impl DeviceRow<'_> {
+    fn created_at(&self) -> String {
+        utc_time(self.created)
+    }
     fn created_parts(&self) -> (String, String) {
         utc_time_parts(self.created)
     }
@@ -185,6 +217,45 @@ impl EventRow<'_> {
     }
 }
 
+/// One API key of the user (SPEC §19; none until keys land).
+pub struct KeyRow<'a> {
+    pub name: &'a str,
+    /// The key's display prefix (never the key).
+    pub prefix: &'a str,
+    /// Unix seconds.
+    pub created: u64,
+    pub expires_at: u64,
+    pub last_used: Option<u64>,
+}
+
+impl KeyRow<'_> {
+    fn created_at(&self) -> String {
+        utc_time(self.created)
+    }
+    fn expires(&self) -> String {
+        utc_time(self.expires_at)
+    }
+    fn last_used_at(&self) -> Option<String> {
+        self.last_used.map(utc_time)
+    }
+}
+
+/// The user page's edit form: the user's values, or the ones just posted and refused.
+pub struct EditForm<'a> {
+    pub username: &'a str,
+    pub email: &'a str,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    /// The admin API's messages, by field.
+    pub errors: &'a FieldErrors,
+}
+
+impl EditForm<'_> {
+    fn errors_for(&self, field: &str) -> &[String] {
+        self.errors.get(field).map_or(&[], Vec::as_slice)
+    }
+}
+
 /// The user page (`users/{id}/`).
 #[derive(Template)]
 #[template(path = "console/user.html")]
@@ -206,6 +277,10 @@ pub struct UserPage<'a> {
     pub deleted_at: Option<u64>,
     pub devices: &'a [DeviceRow<'a>],
     pub events: &'a [EventRow<'a>],
+    /// `events` holds as many as the page shows: the audit page has older ones.
+    pub events_capped: bool,
+    pub keys: &'a [KeyRow<'a>],
+    pub edit: EditForm<'a>,
     /// After a change: what it did.
     pub notice: Option<&'a str>,
     /// A refused change: why (the operation's words).
@@ -234,6 +309,10 @@ impl UserPage<'_> {
     }
     fn path(&self) -> String {
         format!("{}users/{}/", self.frame.prefix, self.id)
+    }
+    /// The audit log page, filtered to events about this user.
+    fn audit_path(&self) -> String {
+        format!("{}audit/?target={}", self.frame.prefix, self.id)
     }
     fn no_errors(&self) -> &'static [String] {
         &[]
@@ -346,16 +425,28 @@ mod tests {
             deleted_at: None,
             devices,
             events,
+            events_capped: true,
+            keys: &[],
+            edit: EditForm {
+                username: NASTY,
+                email: "a<b>@example.com",
+                first_name: NASTY,
+                last_name: "",
+                errors: &NO_ERRORS,
+            },
             notice: Some(Done::Access.text()),
             errors: &[],
             recent_minutes: 10,
         }
     }
 
+    static NO_ERRORS: FieldErrors = FieldErrors::new();
+
     /// Every page, as the tests see them.
     fn all_pages() -> Vec<(&'static str, String)> {
         let groups = vec![NASTY.to_string()];
         let devices = [DeviceRow {
+            id: "abc123",
             kind: "Browser",
             device: NASTY.into(),
             created: 1_800_000_000,
@@ -481,7 +572,45 @@ mod tests {
         assert!(html.contains("value=\"deactivate\""));
         assert!(!html.contains("value=\"restore\""));
         assert!(html.contains("value=\"mfa-reset\""));
+        assert!(html.contains("value=\"verify-mail\""), "unverified");
+        assert!(html.contains("value=\"edit\""));
+        assert!(!html.contains("/admin/audit/"), "no events, no link");
+        assert!(!html.contains("value=\"end-all\""), "no devices");
         assert!(html.contains(Done::Access.text()));
+        let devices = [DeviceRow {
+            id: "fam-1",
+            kind: "App",
+            device: "curl".into(),
+            created: 1_800_000_000,
+            last_seen: 1_800_000_000,
+            address: "",
+        }];
+        let mut errors = FieldErrors::new();
+        errors.insert("username".into(), vec!["taken <b>".into()]);
+        let events = [EventRow {
+            time: 1_800_000_000_000,
+            action: "user.restored",
+            actor: "root",
+            address: "",
+        }];
+        let with = UserPage {
+            devices: &devices,
+            events: &events,
+            edit: EditForm {
+                errors: &errors,
+                ..user_page(&[], &[], &groups).edit
+            },
+            ..user_page(&[], &[], &groups)
+        };
+        let html = user(&with).expect("user");
+        assert!(html.contains("value=\"end-all\""));
+        assert!(html.contains("href=\"/admin/audit/?target=7\""));
+        assert!(html.contains("name=\"device\" value=\"fam-1\""));
+        assert!(html.contains("taken &#60;b&#62;") || html.contains("taken &lt;b&gt;"));
+        assert!(html.contains("aria-invalid=\"true\""));
+        v.email_verified = true;
+        assert!(!user(&v).expect("user").contains("value=\"verify-mail\""));
+        v.email_verified = false;
         v.is_active = false;
         v.two_factor = false;
         v.deleted_at = Some(1_800_000_500);
@@ -490,7 +619,18 @@ mod tests {
         assert!(!html.contains("value=\"deactivate\""));
         assert!(html.contains("value=\"restore\""));
         assert!(!html.contains("value=\"mfa-reset\""));
+        assert!(
+            !html.contains("value=\"verify-mail\""),
+            "no mail to the deactivated"
+        );
         assert!(html.contains("Deactivated"));
+        let gone = UserPage {
+            is_active: false,
+            ..with
+        };
+        let html = user(&gone).expect("user");
+        assert!(!html.contains("value=\"end-all\""), "every sign-in is dead");
+        assert!(!html.contains("value=\"end-device\""));
     }
 
     #[test]

@@ -1,24 +1,70 @@
-//! The user page (`users/{id}/`): what gatehouse knows of one user, and the forms that change
-//! them through the admin API's own operations (`accounts::change_access`, `restore`,
-//! `mfa::admin_reset`, `request_password_reset`). A destructive change on an old sign-in
-//! goes through the re-authentication page first.
+//! The user page (`users/{id}/`): what gatehouse knows of one user (details, sessions, keys,
+//! audit trail), and the forms that change them through the admin API's own operations
+//! (`accounts::change_access`, `restore`, `mfa::admin_reset`, `request_password_reset`,
+//! `request_verification`, `end_user_devices`). A destructive change on an old sign-in goes
+//! through the re-authentication page first.
 
 use super::reauth;
-use super::render::{self, DeviceRow, Done, EventRow, ACTION_FIELD, DONE_PARAM};
+use super::render::{
+    self, DeviceRow, Done, EditForm, EventRow, KeyRow, ACTION_FIELD, DEVICE_FIELD, DONE_PARAM,
+};
 use crate::accounts::{self, Actor, DeviceKind};
 use crate::app::App;
 use crate::auth::Identity;
 use crate::error::ApiError;
 use crate::response::Response;
-use crate::store::{EventFilter, User};
+use crate::store::{name_key, EventFilter, User};
 use crate::web::kit::{self, Csrf, PageRequest};
-use crate::web::render::short_user_agent;
+use crate::web::render::{short_user_agent, FieldErrors};
 use serde_json::{Map, Value};
 
-/// How many audit events about the user the page lists, newest first.
-const EVENTS_SHOWN: usize = 20;
+/// How many audit events about the user the page lists, newest first (one keyset page of
+/// the audit log; the audit page has the rest).
+const EVENTS_SHOWN: usize = 50;
+/// The edit form's fields, in the admin API's names.
+const EDIT_FIELDS: [&str; 4] = ["username", "email", "first_name", "last_name"];
 /// Above the page when a posted form names no change this page makes.
 const UNKNOWN_FORM: &str = "That form is not one this page knows. Nothing was changed.";
+/// Above the page when an edit is refused field by field (the messages are beside them).
+const EDIT_REFUSED: &str = "The details were not saved. The fields below say why.";
+/// Above the page when a verification mail is asked for an address already verified.
+const ALREADY_VERIFIED: &str = "The address is verified already: no verification mail was sent.";
+/// Above the page when a mail is asked for and the server sends none.
+const MAIL_OFF: &str = "Mail is off on this server ([email] backend = \"none\"): nothing was sent.";
+/// Above the page when a mail is asked for a deactivated user (the link operations mail
+/// active users only).
+const INACTIVE_NO_MAIL: &str = "The user is deactivated: no mail was sent. Restore them first.";
+
+/// The edit form as posted: the admin API's fields, as typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edit {
+    pub username: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+}
+
+impl Edit {
+    /// The user's own values: the form before anything is typed.
+    fn of_user(u: &User) -> Edit {
+        Edit {
+            username: u.username.clone(),
+            email: u.email.clone(),
+            first_name: u.first_name.clone(),
+            last_name: u.last_name.clone(),
+        }
+    }
+
+    /// Its values, in [`EDIT_FIELDS`] order.
+    fn values(&self) -> [&str; 4] {
+        [
+            &self.username,
+            &self.email,
+            &self.first_name,
+            &self.last_name,
+        ]
+    }
+}
 
 /// A change the user page's forms ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,10 +74,17 @@ pub enum Change {
         is_staff: bool,
         groups: Vec<String>,
     },
+    /// Username, email and names, as the form holds them.
+    Edit(Edit),
     Deactivate,
     Restore,
     MfaReset,
     ResetMail,
+    VerifyMail,
+    /// One session or refresh family, by its public id.
+    EndDevice(String),
+    /// Every session and refresh family.
+    EndAll,
 }
 
 impl Change {
@@ -48,10 +101,22 @@ impl Change {
                     .map(str::to_string)
                     .collect(),
             }),
+            "edit" => Some(Change::Edit(Edit {
+                username: text("username").to_string(),
+                email: text("email").to_string(),
+                first_name: text("first_name").to_string(),
+                last_name: text("last_name").to_string(),
+            })),
             "deactivate" => Some(Change::Deactivate),
             "restore" => Some(Change::Restore),
             "mfa-reset" => Some(Change::MfaReset),
             "reset-mail" => Some(Change::ResetMail),
+            "verify-mail" => Some(Change::VerifyMail),
+            "end-device" => match text(DEVICE_FIELD) {
+                "" => None,
+                id => Some(Change::EndDevice(id.to_string())),
+            },
+            "end-all" => Some(Change::EndAll),
             _ => None,
         }
     }
@@ -68,21 +133,35 @@ impl Change {
                 }
                 out
             }
+            Change::Edit(edit) => {
+                let mut out = vec![action("edit")];
+                for (name, value) in EDIT_FIELDS.into_iter().zip(edit.values()) {
+                    out.push((name.to_string(), value.to_string()));
+                }
+                out
+            }
             Change::Deactivate => vec![action("deactivate")],
             Change::Restore => vec![action("restore")],
             Change::MfaReset => vec![action("mfa-reset")],
             Change::ResetMail => vec![action("reset-mail")],
+            Change::VerifyMail => vec![action("verify-mail")],
+            Change::EndDevice(id) => vec![action("end-device"), (DEVICE_FIELD.into(), id.clone())],
+            Change::EndAll => vec![action("end-all")],
         }
     }
 
-    /// It takes access away or grants it (SPEC §18: deactivate, staff change, factor reset):
-    /// it needs a recent sign-in. Nothing is asked for a change that changes nothing.
-    pub fn destructive(&self, user: &User) -> bool {
+    /// It takes access away or grants it (SPEC §18: deactivate, staff change, factor reset,
+    /// ending someone else's sessions; a new address, where reset links go, as the account
+    /// page's email change): it needs a recent sign-in from staff member `me`. Nothing is
+    /// asked for a change that changes nothing.
+    pub fn destructive(&self, user: &User, me: u64) -> bool {
         match self {
             Change::Access { is_staff, .. } => *is_staff != user.is_staff,
+            Change::Edit(edit) => name_key(&edit.email) != name_key(&user.email),
             Change::Deactivate => user.is_active,
             Change::MfaReset => true,
-            Change::Restore | Change::ResetMail => false,
+            Change::EndDevice(_) | Change::EndAll => user.id != me,
+            Change::Restore | Change::ResetMail | Change::VerifyMail => false,
         }
     }
 
@@ -95,6 +174,10 @@ impl Change {
             Change::Restore => format!("restore {username}"),
             Change::MfaReset => format!("reset the two-factor authentication of {username}"),
             Change::ResetMail => format!("mail {username} a password-reset link"),
+            Change::Edit(_) => format!("change the email address of {username}"),
+            Change::VerifyMail => format!("mail {username} a verification link"),
+            Change::EndDevice(_) => format!("sign {username} out of one device"),
+            Change::EndAll => format!("sign {username} out everywhere"),
         }
     }
 }
@@ -110,7 +193,22 @@ pub(super) async fn show(
 ) -> Response {
     let done = p.req.query_param(DONE_PARAM);
     let notice = done.as_deref().and_then(Done::parse).map(Done::text);
-    view(app, who, csrf, id, notice, &[], 200).await
+    let said = Said {
+        notice,
+        ..Said::default()
+    };
+    view(app, who, csrf, id, &said, 200).await
+}
+
+/// What the page says above and in its forms after a post.
+#[derive(Default)]
+struct Said<'a> {
+    /// After a change: what it did.
+    notice: Option<&'a str>,
+    /// A refused change: why, above the page.
+    errors: &'a [String],
+    /// A refused edit: the values posted and the messages beside their fields.
+    edit: Option<(&'a Edit, &'a FieldErrors)>,
 }
 
 /// A form of the user page: the change, after the password again when it needs one.
@@ -132,11 +230,15 @@ pub(super) async fn act(
         Err(e) => return e.to_response(),
     };
     let Some(change) = Change::of_form(&data) else {
-        return view(app, who, csrf, id, None, &[UNKNOWN_FORM.to_string()], 400).await;
+        let said = Said {
+            errors: &[UNKNOWN_FORM.to_string()],
+            ..Said::default()
+        };
+        return view(app, who, csrf, id, &said, 400).await;
     };
     let me = kit::actor(p, Some(who));
     let console = &app.config.console;
-    if change.destructive(&user) {
+    if change.destructive(&user, who.user_id) {
         let action_url = format!("{}users/{}/", console.prefix, user.id);
         let asked = reauth::Asked {
             action_url: &action_url,
@@ -156,26 +258,73 @@ pub(super) async fn act(
                 done.as_str()
             ),
         ),
-        Err(e) => {
-            let errors: Vec<String> = kit::field_errors(&e)
-                .into_iter()
-                .flat_map(|(field, messages)| {
-                    messages.into_iter().map(move |m| match field.as_str() {
-                        "detail" | "non_field_errors" => m,
-                        _ => format!("{field}: {m}"),
-                    })
-                })
-                .collect();
-            let status = e.to_response().status;
-            view(app, who, csrf, id, None, &errors, status).await
+        Err(Refused::Said(message)) => {
+            let said = Said {
+                errors: &[message.to_string()],
+                ..Said::default()
+            };
+            view(app, who, csrf, id, &said, 400).await
+        }
+        Err(Refused::Api(e)) => {
+            let (errors, fields) = split_errors(&e, &change);
+            let said = Said {
+                errors: &errors,
+                edit: match &change {
+                    Change::Edit(edit) => Some((edit, &fields)),
+                    _ => None,
+                },
+                ..Said::default()
+            };
+            view(app, who, csrf, id, &said, e.to_response().status).await
         }
     }
 }
 
+/// The operation's refusal of `change` as the page says it: the messages above the page,
+/// and an edit's field messages, which go beside their fields (with a line above saying so).
+fn split_errors(e: &ApiError, change: &Change) -> (Vec<String>, FieldErrors) {
+    let beside = |field: &str| matches!(change, Change::Edit(_)) && EDIT_FIELDS.contains(&field);
+    let (fields, rest): (FieldErrors, FieldErrors) = kit::field_errors(e)
+        .into_iter()
+        .partition(|(f, _)| beside(f));
+    let mut above: Vec<String> = rest
+        .into_iter()
+        .flat_map(|(field, messages)| {
+            messages.into_iter().map(move |m| match field.as_str() {
+                "detail" | "non_field_errors" => m,
+                _ => format!("{field}: {m}"),
+            })
+        })
+        .collect();
+    if !fields.is_empty() {
+        above.insert(0, EDIT_REFUSED.to_string());
+    }
+    (above, fields)
+}
+
+/// Why a change was not made: the operation's refusal, or the page's own words.
+enum Refused {
+    Api(ApiError),
+    Said(&'static str),
+}
+
+impl From<ApiError> for Refused {
+    fn from(e: ApiError) -> Self {
+        Refused::Api(e)
+    }
+}
+
 /// The change, by the admin API's operation for it.
-async fn carry_out(app: &App, me: &Actor, user: &User, change: &Change) -> Result<Done, ApiError> {
+async fn carry_out(app: &App, me: &Actor, user: &User, change: &Change) -> Result<Done, Refused> {
     let mut input = Map::new();
     match change {
+        Change::Edit(edit) => {
+            for (name, value) in EDIT_FIELDS.into_iter().zip(edit.values()) {
+                input.insert(name.into(), Value::String(value.to_string()));
+            }
+            accounts::change_access(app, me, user.id, &input).await?;
+            Ok(Done::Edited)
+        }
         Change::Access { is_staff, groups } => {
             input.insert("is_staff".into(), Value::Bool(*is_staff));
             let names = groups.iter().cloned().map(Value::String).collect();
@@ -198,20 +347,58 @@ async fn carry_out(app: &App, me: &Actor, user: &User, change: &Change) -> Resul
         }
         Change::ResetMail => {
             input.insert("email".into(), Value::String(user.email.clone()));
+            mail_possible(app, user)?;
             accounts::request_password_reset(app, me, &input).await?;
             Ok(Done::ResetMailed)
+        }
+        Change::VerifyMail => {
+            if user.email_verified {
+                return Err(Refused::Said(ALREADY_VERIFIED));
+            }
+            mail_possible(app, user)?;
+            input.insert("email".into(), Value::String(user.email.clone()));
+            accounts::request_verification(app, me, &input).await?;
+            Ok(Done::VerifyMailed)
+        }
+        Change::EndDevice(device) => {
+            match accounts::end_user_devices(app, me, user.id, Some(device)).await? {
+                0 => Ok(Done::AlreadyEnded),
+                _ => Ok(Done::DeviceEnded),
+            }
+        }
+        Change::EndAll => {
+            accounts::end_user_devices(app, me, user.id, None).await?;
+            Ok(Done::AllEnded)
         }
     }
 }
 
-/// The user page of user `id`, with `notice` or `errors` above it.
+/// A link mail can reach `user`: the link operations answer alike whether they mail or not
+/// (they say nothing about an address), so the page says why it would not.
+fn mail_possible(app: &App, user: &User) -> Result<(), Refused> {
+    if !app.mailer.enabled() {
+        return Err(Refused::Said(MAIL_OFF));
+    }
+    if !user.is_active {
+        return Err(Refused::Said(INACTIVE_NO_MAIL));
+    }
+    Ok(())
+}
+
+/// The user's API keys, as the page lists them.
+// TODO(SPEC §19): API keys and service accounts are not built yet; when they land, read
+// user `id`'s keys here (name, prefix, created, expiry, last used) and add the revoke form.
+fn api_keys(_id: u64) -> Vec<KeyRow<'static>> {
+    Vec::new()
+}
+
+/// The user page of user `id`, with what `said` says.
 async fn view(
     app: &App,
     who: &Identity,
     csrf: &Csrf,
     id: u64,
-    notice: Option<&str>,
-    errors: &[String],
+    said: &Said<'_>,
     status: u16,
 ) -> Response {
     let facts = match facts_of(app, id).await {
@@ -228,6 +415,7 @@ async fn view(
     let devices: Vec<DeviceRow<'_>> = devices
         .iter()
         .map(|d| DeviceRow {
+            id: &d.id,
             kind: match d.kind {
                 DeviceKind::Browser => "Browser",
                 DeviceKind::App => "App",
@@ -247,6 +435,10 @@ async fn view(
             address: e.ip.as_deref().unwrap_or(""),
         })
         .collect();
+    let keys = api_keys(user.id);
+    let own = Edit::of_user(user);
+    let no_errors = FieldErrors::new();
+    let (edit, edit_errors) = said.edit.unwrap_or((&own, &no_errors));
     let token = csrf.token();
     kit::rendered(
         status,
@@ -267,8 +459,17 @@ async fn view(
             deleted_at: user.deleted_at,
             devices: &devices,
             events: &events,
-            notice,
-            errors,
+            events_capped: events.len() >= EVENTS_SHOWN,
+            keys: &keys,
+            edit: EditForm {
+                username: &edit.username,
+                email: &edit.email,
+                first_name: &edit.first_name,
+                last_name: &edit.last_name,
+                errors: edit_errors,
+            },
+            notice: said.notice,
+            errors: said.errors,
             recent_minutes: app.config.console.recent_sign_in_minutes,
         }),
     )
@@ -333,13 +534,45 @@ mod tests {
         );
         assert_eq!(Change::of_form(&form(json!({"action": "nope"}))), None);
         assert_eq!(Change::of_form(&form(json!({}))), None);
+        let edit = Change::of_form(&form(json!({
+            "action": "edit", "username": "<b>ann</b>", "email": " a@x.org ",
+            "first_name": "Ann", "ignored": "x"
+        })));
+        assert_eq!(
+            edit,
+            Some(Change::Edit(Edit {
+                username: "<b>ann</b>".into(),
+                email: " a@x.org ".into(),
+                first_name: "Ann".into(),
+                last_name: String::new(),
+            })),
+            "as typed: the operation trims and checks"
+        );
+        assert_eq!(
+            Change::of_form(&form(json!({"action": "end-device", "device": "abc"}))),
+            Some(Change::EndDevice("abc".into()))
+        );
+        assert_eq!(
+            Change::of_form(&form(json!({"action": "end-device"}))),
+            None,
+            "no device named"
+        );
+        assert_eq!(
+            Change::of_form(&form(json!({"action": "end-device", "device": 7}))),
+            None,
+            "not text"
+        );
         for change in [
             access.clone().unwrap_or(Change::Restore),
             unticked.clone().unwrap_or(Change::Restore),
+            edit.clone().unwrap_or(Change::Restore),
             Change::Deactivate,
             Change::Restore,
             Change::MfaReset,
             Change::ResetMail,
+            Change::VerifyMail,
+            Change::EndDevice("fam<1>".into()),
+            Change::EndAll,
         ] {
             let again: Map<String, Value> = change
                 .fields()
@@ -351,22 +584,73 @@ mod tests {
     }
 
     #[test]
+    fn an_edits_field_messages_go_beside_their_fields_and_the_rest_above() {
+        use crate::error::field::USERNAME_TAKEN;
+        let u = test_user(3, "u", "u@example.com");
+        let edit = Change::Edit(Edit::of_user(&u));
+        let taken = ApiError::field("username", USERNAME_TAKEN);
+        let (above, beside) = split_errors(&taken, &edit);
+        assert_eq!(above, [EDIT_REFUSED]);
+        assert_eq!(
+            beside.get("username"),
+            Some(&vec![USERNAME_TAKEN.to_string()])
+        );
+        // Another form's field messages say which field, above the page.
+        let groups = ApiError::field("groups", "Too long.");
+        let access = Change::of_form(&form(json!({"action": "access"})));
+        let (above, beside) = split_errors(&groups, &access.unwrap_or(Change::Restore));
+        assert_eq!(above, ["groups: Too long."]);
+        assert!(beside.is_empty());
+        // A refusal of the whole request is said as it is.
+        let (above, beside) = split_errors(&ApiError::NoUser, &edit);
+        assert_eq!(above, ["No User matches the given query."]);
+        assert!(beside.is_empty());
+    }
+
+    #[test]
     fn only_changes_that_take_or_grant_access_need_a_recent_sign_in() {
         let mut u = test_user(3, "u", "u@example.com");
         let staff = |s: bool| Change::Access {
             is_staff: s,
             groups: vec!["x".into()],
         };
-        assert!(!staff(false).destructive(&u), "groups alone");
-        assert!(staff(true).destructive(&u), "made staff");
-        assert!(Change::Deactivate.destructive(&u));
-        assert!(Change::MfaReset.destructive(&u));
-        assert!(!Change::Restore.destructive(&u));
-        assert!(!Change::ResetMail.destructive(&u));
+        let me = 1;
+        assert!(!staff(false).destructive(&u, me), "groups alone");
+        assert!(staff(true).destructive(&u, me), "made staff");
+        assert!(Change::Deactivate.destructive(&u, me));
+        assert!(Change::MfaReset.destructive(&u, me));
+        assert!(!Change::Restore.destructive(&u, me));
+        assert!(!Change::ResetMail.destructive(&u, me));
+        assert!(!Change::VerifyMail.destructive(&u, me));
+        let edit = |email: &str| {
+            Change::Edit(Edit {
+                email: email.into(),
+                username: "other".into(),
+                ..Edit::of_user(&u)
+            })
+        };
+        assert!(!edit("U@Example.com").destructive(&u, me), "same address");
+        assert!(
+            edit("new@example.com").destructive(&u, me),
+            "reset links go elsewhere"
+        );
+        assert!(Change::EndAll.destructive(&u, me), "someone else's");
+        assert!(Change::EndDevice("s".into()).destructive(&u, me));
+        assert!(!Change::EndAll.destructive(&u, u.id), "one's own");
+        assert!(!Change::EndDevice("s".into()).destructive(&u, u.id));
+        assert_eq!(Change::EndAll.describe("ann"), "sign ann out everywhere");
+        assert_eq!(
+            edit("n@example.com").describe("ann"),
+            "change the email address of ann"
+        );
         u.is_staff = true;
-        assert!(staff(false).destructive(&u), "staff taken away");
+        assert!(staff(false).destructive(&u, me), "staff taken away");
         u.is_active = false;
-        assert!(!Change::Deactivate.destructive(&u), "already deactivated");
+        assert!(
+            !Change::Deactivate.destructive(&u, me),
+            "already deactivated"
+        );
+
         assert_eq!(
             Change::Deactivate.describe("<b>"),
             "deactivate <b>",

@@ -580,7 +580,8 @@ fn every_api_action_is_an_event_naming_who_whom_where_and_which_request() {
     );
     assert_eq!(
         e["details"],
-        json!({"before": {"is_staff": false, "groups": []}, "after": {"is_staff": true, "groups": ["ops"]}})
+        json!({"before": {"is_staff": false, "groups": [], "first_name": ""},
+               "after": {"is_staff": true, "groups": ["ops"], "first_name": "ignored-or-not"}})
     );
 
     // Deleted by the user, refused as inactive, restored by staff.

@@ -80,7 +80,7 @@ fn staff_patch_staff_groups_and_active_effective_on_the_next_request() {
     patch(
         &g,
         2,
-        json!({"is_staff": true, "groups": ["ops", " billing ", "ops"], "username": "ignored"}),
+        json!({"is_staff": true, "groups": ["ops", " billing ", "ops"], "password": "ignored"}),
         &root,
     )
     .expect(
