@@ -14,6 +14,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod attacks;
+pub mod axe;
 pub mod bodies;
 pub mod browser;
 pub mod certs;
