@@ -1,14 +1,17 @@
 //! The admin console (SPEC §18), under `[console] prefix`: staff find and change users in a
-//! browser. `gate` decides who gets in, `home` and `user` answer the pages by calling the
-//! same `accounts::` operations as the admin API, `render` makes the HTML.
+//! browser. `gate` decides who gets in, `home`, `users` (the list, its bulk actions and CSV
+//! export) and `user` answer the pages by calling the same `accounts::` operations as the
+//! admin API, `render` makes the HTML.
 //!
 //! Built on the pages (`web`): their sign-in, session cookie, CSRF check and stylesheet.
 
+mod csv;
 pub mod gate;
 mod home;
 mod reauth;
 pub mod render;
 mod user;
+pub mod users;
 
 use crate::accounts;
 use crate::api::Request;
@@ -21,6 +24,10 @@ use gate::{Caller, Gate};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Page {
     Home,
+    /// `users/`: the list (GET) and its bulk actions (POST).
+    Users,
+    /// `users.csv`: the list's export.
+    UsersCsv,
     /// `users/{id}/`.
     User(u64),
     Missing,
@@ -29,8 +36,11 @@ pub enum Page {
 /// The page `rest` (the path below the prefix) names. A user id is a positive number of
 /// digits only; anything else is no page.
 pub fn page_of(rest: &str) -> Page {
-    if rest.is_empty() {
-        return Page::Home;
+    match rest {
+        "" => return Page::Home,
+        "users/" => return Page::Users,
+        "users.csv" => return Page::UsersCsv,
+        _ => {}
     }
     let id = rest
         .strip_prefix("users/")
@@ -92,7 +102,12 @@ async fn route(app: &App, p: &PageRequest<'_>) -> Response {
         (Page::Home, true) => home::page(app, &who, &csrf).await,
         (Page::User(id), true) => user::show(app, p, &who, &csrf, id).await,
         (Page::User(id), false) => user::act(app, p, &who, &csrf, id).await,
-        (Page::Home | Page::Missing, _) => problem(app, &csrf, &who.username, 404, None),
+        (Page::Users, true) => users::list(app, p, &who, &csrf).await,
+        (Page::Users, false) => users::act(app, p, &who, &csrf).await,
+        (Page::UsersCsv, true) => users::export(app, p, &who, &csrf).await,
+        (Page::Home | Page::UsersCsv | Page::Missing, _) => {
+            problem(app, &csrf, &who.username, 404, None)
+        }
     };
     csrf.set_cookie(app, resp)
 }
@@ -146,9 +161,13 @@ mod tests {
     fn paths_name_pages_and_ids_are_plain_numbers() {
         assert_eq!(page_of(""), Page::Home);
         assert_eq!(page_of("users/7/"), Page::User(7));
+        assert_eq!(page_of("users/"), Page::Users);
+        assert_eq!(page_of("users.csv"), Page::UsersCsv);
         assert_eq!(page_of("users/18446744073709551615/"), Page::User(u64::MAX));
         for missing in [
-            "users/",
+            "users",
+            "users.csv/",
+            "users/users.csv",
             "users/0/",
             "users/7",
             "users/-7/",

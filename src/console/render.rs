@@ -281,6 +281,262 @@ pub fn reauth(v: &Reauth) -> Result<String, RenderError> {
     Ok(v.render()?)
 }
 
+/// One row of the users list.
+pub struct UserRow<'a> {
+    pub id: u64,
+    pub username: &'a str,
+    pub email: &'a str,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    pub is_active: bool,
+    pub is_staff: bool,
+    pub groups: &'a [String],
+    pub two_factor: bool,
+    pub email_verified: bool,
+    /// Unix seconds.
+    pub date_joined: u64,
+    pub last_login: Option<u64>,
+}
+
+impl UserRow<'_> {
+    fn name(&self) -> String {
+        format!("{} {}", self.first_name, self.last_name)
+            .trim()
+            .to_string()
+    }
+    fn groups_shown(&self) -> String {
+        self.groups.join(", ")
+    }
+    fn joined_parts(&self) -> (String, String) {
+        utc_time_parts(self.date_joined)
+    }
+    fn last_login_parts(&self) -> Option<(String, String)> {
+        self.last_login.map(utc_time_parts)
+    }
+}
+
+/// The users list's filter form, as the query string set it (`""`: any).
+pub struct ListForm<'a> {
+    pub search: &'a str,
+    /// "all", "active" or "deleted".
+    pub state: &'a str,
+    /// "", "yes" or "no".
+    pub staff: &'a str,
+    pub group: &'a str,
+    /// "", "on" or "off".
+    pub mfa: &'a str,
+    /// "", "yes" or "no".
+    pub verified: &'a str,
+    pub sort: &'a str,
+    /// "asc" or "desc".
+    pub order: &'a str,
+    /// A page size other than the default, kept by the form.
+    pub per: Option<usize>,
+}
+
+/// Why one user of a bulk change was not changed (a code in the summary's URL, so the list
+/// after the redirect says only words of ours).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BulkFailure {
+    Gone,
+    Throttled,
+    Refused,
+    Failed,
+}
+
+impl BulkFailure {
+    const ALL: [BulkFailure; 4] = [
+        BulkFailure::Gone,
+        BulkFailure::Throttled,
+        BulkFailure::Refused,
+        BulkFailure::Failed,
+    ];
+
+    /// The failure an operation's error is.
+    pub fn of(e: &crate::error::ApiError) -> BulkFailure {
+        use crate::error::ApiError as E;
+        match e {
+            E::NoUser | E::UserNotFound | E::NotFound => BulkFailure::Gone,
+            E::Throttled(_) => BulkFailure::Throttled,
+            e if e.to_response().status < 500 => BulkFailure::Refused,
+            _ => BulkFailure::Failed,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BulkFailure::Gone => "gone",
+            BulkFailure::Throttled => "throttled",
+            BulkFailure::Refused => "refused",
+            BulkFailure::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<BulkFailure> {
+        Self::ALL.into_iter().find(|f| f.as_str() == s)
+    }
+
+    pub fn text(self) -> &'static str {
+        match self {
+            BulkFailure::Gone => "there is no such user any more.",
+            BulkFailure::Throttled => {
+                "too many mails were asked for at once; try again in a few minutes."
+            }
+            BulkFailure::Refused => "the change was refused; open the user to make it there.",
+            BulkFailure::Failed => "it could not be saved (the problem is logged); try again.",
+        }
+    }
+}
+
+/// What a bulk change did, said above the list after the redirect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkDone {
+    /// The bulk action's name ("deactivate", "add-group", …).
+    pub action: String,
+    pub changed: usize,
+    /// The first failures, by user id.
+    pub failed: Vec<(u64, BulkFailure)>,
+    /// Failures past the listed ones.
+    pub more_failed: usize,
+}
+
+/// The bulk actions a summary may name.
+const BULK_ACTIONS: [&str; 5] = [
+    "deactivate",
+    "restore",
+    "add-group",
+    "remove-group",
+    "reset-mail",
+];
+
+impl BulkDone {
+    /// The summary as query parameters, listing at most `listed` failures.
+    pub fn query(&self, listed: usize) -> String {
+        let failed: Vec<String> = self
+            .failed
+            .iter()
+            .take(listed)
+            .map(|(id, why)| format!("{id}.{}", why.as_str()))
+            .collect();
+        let more = self.failed.len().saturating_sub(listed) + self.more_failed;
+        let mut out = format!("bulk={}&changed={}", self.action, self.changed);
+        if !failed.is_empty() {
+            out.push_str(&format!("&failed={}", failed.join("~")));
+        }
+        if more > 0 {
+            out.push_str(&format!("&more={more}"));
+        }
+        out
+    }
+
+    /// The summary in a list URL's `query`, if it holds a well-formed one (anything else is
+    /// no summary).
+    pub fn parse(query: &str) -> Option<BulkDone> {
+        let mut bulk = None;
+        let mut changed = None;
+        let mut failed = Vec::new();
+        let mut more = 0;
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            match &*k {
+                "bulk" => bulk = BULK_ACTIONS.into_iter().find(|a| *a == v),
+                "changed" => changed = v.parse::<usize>().ok(),
+                "more" => more = v.parse::<usize>().ok()?,
+                "failed" => {
+                    failed = v
+                        .split('~')
+                        .take(500)
+                        .map(|item| {
+                            let (id, why) = item.split_once('.')?;
+                            Some((id.parse::<u64>().ok()?, BulkFailure::parse(why)?))
+                        })
+                        .collect::<Option<Vec<_>>>()?;
+                }
+                _ => {}
+            }
+        }
+        Some(BulkDone {
+            action: bulk?.to_string(),
+            changed: changed?,
+            failed,
+            more_failed: more,
+        })
+    }
+
+    /// "3 users were deactivated." and the like.
+    pub fn text(&self) -> String {
+        let n = self.changed;
+        let users = if n == 1 {
+            "1 user was".to_string()
+        } else {
+            format!("{} users were", grouped(n))
+        };
+        let what = match self.action.as_str() {
+            "deactivate" => "deactivated and signed out everywhere",
+            "restore" => "restored",
+            "add-group" => "added to the group (or were in it already)",
+            "remove-group" => "removed from the group (or were not in it)",
+            _ => "mailed a password-reset link (when their account is active)",
+        };
+        format!("{users} {what}.")
+    }
+
+    fn failures(&self) -> usize {
+        self.failed.len() + self.more_failed
+    }
+}
+
+/// The users list (`users/`).
+#[derive(Template)]
+#[template(path = "console/users.html")]
+pub struct UsersPage<'a> {
+    pub frame: Frame<'a>,
+    pub form: ListForm<'a>,
+    pub rows: &'a [UserRow<'a>],
+    /// "12 users", "More than 10,000 users".
+    pub count: &'a str,
+    pub next_url: Option<&'a str>,
+    /// On a page after the first.
+    pub first_url: Option<&'a str>,
+    pub csv_url: &'a str,
+    /// The list's query string, which the bulk form comes back to.
+    pub back: &'a str,
+    /// An `after=` that did not fit was dropped: this is the first page.
+    pub dropped_cursor: bool,
+    pub done: Option<&'a BulkDone>,
+    /// A refused bulk form: why.
+    pub errors: &'a [String],
+    pub bulk_max: usize,
+    pub recent_minutes: u64,
+}
+
+impl UsersPage<'_> {
+    fn sel(&self, value: &str, current: &str) -> &'static str {
+        if value == current {
+            " selected"
+        } else {
+            ""
+        }
+    }
+}
+
+/// The users list.
+pub fn users(v: &UsersPage) -> Result<String, RenderError> {
+    Ok(v.render()?)
+}
+
+/// The 400 page of a users-list address the list cannot read.
+#[derive(Template)]
+#[template(path = "console/bad_query.html")]
+pub struct BadListQuery<'a> {
+    pub frame: Frame<'a>,
+    pub why: &'a str,
+}
+
+/// The page of a malformed users-list address.
+pub fn bad_list_query(v: &BadListQuery) -> Result<String, RenderError> {
+    Ok(v.render()?)
+}
+
 /// A page that only says what went wrong: 403 (not staff, or a refused CSRF check), 404.
 #[derive(Template)]
 #[template(path = "console/problem.html")]
