@@ -749,6 +749,134 @@ mod tests {
         assert!(html.contains("Deactivated"));
     }
 
+    fn users_page(rows: &[UserRow<'_>], done: Option<&BulkDone>) -> String {
+        users(&UsersPage {
+            frame: frame(NASTY),
+            form: ListForm {
+                search: NASTY,
+                state: "deleted",
+                staff: "yes",
+                group: NASTY,
+                mfa: "",
+                verified: "no",
+                sort: "username",
+                order: "desc",
+                per: Some(20),
+            },
+            rows,
+            count: "1 user",
+            next_url: Some("/admin/users/?after=3&q=%3C"),
+            first_url: None,
+            csv_url: "/admin/users.csv?q=%3C",
+            back: "q=%3C",
+            dropped_cursor: true,
+            done,
+            errors: &[],
+            bulk_max: 500,
+            recent_minutes: 10,
+        })
+        .expect("users")
+    }
+
+    #[test]
+    fn the_users_list_escapes_labels_and_keeps_its_filters() {
+        let groups = vec![NASTY.to_string()];
+        let rows = [UserRow {
+            id: 3,
+            username: NASTY,
+            email: NASTY,
+            first_name: NASTY,
+            last_name: "",
+            is_active: false,
+            is_staff: true,
+            groups: &groups,
+            two_factor: true,
+            email_verified: false,
+            date_joined: 1_800_000_000,
+            last_login: None,
+        }];
+        let done = BulkDone {
+            action: "deactivate".into(),
+            changed: 2,
+            failed: vec![(9, BulkFailure::Gone)],
+            more_failed: 1,
+        };
+        for html in [users_page(&rows, Some(&done)), users_page(&[], None)] {
+            assert!(!html.contains("<script>"), "{html}");
+            assert!(!html.contains(" style="));
+            assert!(html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"));
+            for id in html
+                .split("<input")
+                .chain(html.split("<select").skip(1))
+                .skip(1)
+                .filter(|tag| !tag.contains("type=\"hidden\"") && !tag.contains("aria-label="))
+                .filter_map(|tag| tag.split("id=\"").nth(1))
+                .filter_map(|rest| rest.split('"').next())
+            {
+                assert!(html.contains(&format!("for=\"{id}\"")), "no label for {id}");
+            }
+            assert!(html.contains("<option value=\"deleted\" selected>"));
+            assert!(html.contains("<option value=\"username\" selected>"));
+            assert!(html.contains("<option value=\"desc\" selected>"));
+            assert!(html.contains("name=\"per\" value=\"20\""));
+            assert!(html.contains("does not fit this list"));
+        }
+        let html = users_page(&rows, Some(&done));
+        assert_eq!(html.matches("method=\"post\"").count(), 1, "the bulk form");
+        assert_eq!(
+            html.matches("name=\"csrfmiddlewaretoken\" value=\"tok\"")
+                .count(),
+            1
+        );
+        assert!(html.contains("2 users were deactivated"));
+        assert!(html.contains("/admin/users/9/") && html.contains("and 1 more."));
+        assert!(html.contains("value=\"3\" id=\"pick-3\""));
+        let empty = users_page(&[], None);
+        assert!(empty.contains("No user matches."));
+        assert!(
+            !empty.contains("method=\"post\""),
+            "nothing to select, no bulk form"
+        );
+    }
+
+    #[test]
+    fn bulk_summaries_go_through_the_address_and_nothing_else_does() {
+        let done = BulkDone {
+            action: "add-group".into(),
+            changed: 3,
+            failed: vec![(4, BulkFailure::Throttled), (5, BulkFailure::Refused)],
+            more_failed: 0,
+        };
+        let q = done.query(50);
+        assert_eq!(q, "bulk=add-group&changed=3&failed=4.throttled~5.refused");
+        assert_eq!(BulkDone::parse(&format!("q=x&{q}")), Some(done.clone()));
+        let short = done.query(1);
+        assert_eq!(short, "bulk=add-group&changed=3&failed=4.throttled&more=1");
+        assert_eq!(BulkDone::parse(&short).map(|d| d.more_failed), Some(1));
+        for bad in [
+            "bulk=explode&changed=1",
+            "bulk=restore",
+            "bulk=restore&changed=x",
+            "bulk=restore&changed=1&failed=4.hacked",
+            "bulk=restore&changed=1&failed=%3Cb%3E.gone",
+            "changed=1",
+        ] {
+            assert_eq!(BulkDone::parse(bad), None, "{bad}");
+        }
+        assert_eq!(
+            BulkFailure::of(&crate::error::ApiError::NoUser),
+            BulkFailure::Gone
+        );
+        assert_eq!(
+            BulkFailure::of(&crate::error::ApiError::Throttled(5)),
+            BulkFailure::Throttled
+        );
+        assert_eq!(
+            BulkFailure::of(&crate::error::ApiError::field("groups", "x")),
+            BulkFailure::Refused
+        );
+    }
+
     #[test]
     fn counts_read_as_people_write_them() {
         assert_eq!(grouped(0), "0");
