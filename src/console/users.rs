@@ -706,6 +706,56 @@ mod tests {
     use super::*;
     use crate::store::{test_user, SortKey};
 
+    #[tokio::test]
+    async fn the_export_comes_a_store_page_per_chunk_and_stops_when_the_client_goes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::SledStore::open(dir.path(), 1 << 20).expect("open");
+        let users: Vec<User> = (1..=1_100)
+            .map(|i| {
+                let mut u = test_user(i, &format!("u{i}"), &format!("u{i}@example.com"));
+                u.is_staff = i % 2 == 0;
+                u
+            })
+            .collect();
+        store.insert_users(users).await.expect("insert");
+        let store: Arc<dyn UserStore> = Arc::new(store);
+        let staff = UserQuery {
+            staff: Some(true),
+            ..UserQuery::default()
+        };
+        let (tx, stream) = BodyStream::channel(CSV_AHEAD);
+        let producer = tokio::spawn(produce(store.clone(), staff, tx));
+        let mut rx = stream.take().expect("the receiver");
+        let mut chunks = Vec::new();
+        while let Some(chunk) = rx.recv().await {
+            chunks.push(chunk.expect("no store error"));
+        }
+        producer.await.expect("the producer ends");
+        // The header, then 550 staff users in pages of 500.
+        assert_eq!(chunks.len(), 3);
+        assert_eq!(chunks[0], csv::header().as_bytes());
+        let text: String = chunks[1..]
+            .iter()
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
+        let ids: Vec<u64> = text
+            .lines()
+            .filter_map(|l| l.split(',').next()?.parse().ok())
+            .collect();
+        assert_eq!(ids, (1..=550).map(|i| i * 2).collect::<Vec<u64>>());
+
+        // A client that goes after the first chunk: the producer ends rather than waiting on.
+        let (tx, stream) = BodyStream::channel(1);
+        let producer = tokio::spawn(produce(store, UserQuery::default(), tx));
+        let mut rx = stream.take().expect("the receiver");
+        assert!(rx.recv().await.is_some());
+        drop(rx);
+        tokio::time::timeout(std::time::Duration::from_secs(10), producer)
+            .await
+            .expect("the producer stops")
+            .expect("without panicking");
+    }
+
     fn bad(q: &str) -> String {
         match parse_list(q) {
             Err(BadQuery(why)) => why,
