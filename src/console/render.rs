@@ -307,12 +307,19 @@ impl UserRow<'_> {
     fn groups_shown(&self) -> String {
         self.groups.join(", ")
     }
-    fn joined_parts(&self) -> (String, String) {
-        utc_time_parts(self.date_joined)
+    /// The day joined ("7 Dec 2026"): the list leaves the clock to the user page.
+    fn joined_on(&self) -> String {
+        day_of(self.date_joined)
     }
-    fn last_login_parts(&self) -> Option<(String, String)> {
-        self.last_login.map(utc_time_parts)
+    fn last_login_on(&self) -> Option<String> {
+        self.last_login.map(day_of)
     }
+}
+
+/// The UTC day of `unix` seconds, as the pages write it ("7 Dec 2026").
+fn day_of(unix: u64) -> String {
+    let (date, _) = utc_time_parts(unix);
+    date.trim_end_matches(',').to_string()
 }
 
 /// The users list's filter form, as the query string set it (`""`: any).
@@ -885,6 +892,7 @@ mod tests {
         assert_eq!(grouped(1_234_567), "1,234,567");
         assert_eq!(capped(COUNT_CAP), "10,000");
         assert_eq!(capped(COUNT_CAP + 1), "10,000+");
+        assert_eq!(day_of(1_800_000_000), "15 Jan 2027");
         for d in Done::ALL {
             assert_eq!(Done::parse(d.as_str()), Some(d));
         }
