@@ -2,14 +2,48 @@
 //! a body and its content type (JSON for the API and errors, HTML for pages, chosen by
 //! whoever makes the answer), and the framing that follows from them, decided here so that
 //! keep-alive clients never hang: `Content-Length` always, except on 204 (no body exists); a
-//! HEAD answer says what the GET would (RFC 9110 9.3.2) and sends no body.
+//! HEAD answer says what the GET would (RFC 9110 9.3.2) and sends no body. A body made while
+//! it is sent ([`BodyStream`], the console's CSV export) goes chunked instead of with a length.
 
 use bytes::Bytes;
 use serde_json::Value;
 use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
 
 pub const JSON: &str = "application/json";
 pub const HTML: &str = "text/html; charset=utf-8";
+pub const CSV: &str = "text/csv; charset=utf-8";
+
+/// One piece of a streamed body, or why the rest cannot be made (the body then ends
+/// unfinished, so the client sees a broken transfer rather than a short file passing for
+/// whole).
+pub type Chunk = Result<Bytes, String>;
+
+/// A body made while it is sent: chunks from a producer task through a small bounded channel,
+/// so memory holds a few chunks whatever the body's length, and a slow client slows the
+/// producer. Cloning shares the one receiver; whoever writes the response takes it.
+#[derive(Clone)]
+pub struct BodyStream(Arc<Mutex<Option<mpsc::Receiver<Chunk>>>>);
+
+impl BodyStream {
+    /// A stream and the sender its producer writes to, holding at most `depth` chunks.
+    pub fn channel(depth: usize) -> (mpsc::Sender<Chunk>, BodyStream) {
+        let (tx, rx) = mpsc::channel(depth.max(1));
+        (tx, BodyStream(Arc::new(Mutex::new(Some(rx)))))
+    }
+
+    /// The receiver, once (`None` after, or if a writer panicked holding it).
+    pub fn take(&self) -> Option<mpsc::Receiver<Chunk>> {
+        self.0.lock().ok()?.take()
+    }
+}
+
+impl std::fmt::Debug for BodyStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BodyStream")
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -21,6 +55,8 @@ pub struct Response {
     pub content_type: &'static str,
     /// A HEAD request: the headers describe the body, but none is sent.
     pub head_only: bool,
+    /// The body is made while it is sent (`body` is then empty and unused).
+    pub stream: Option<BodyStream>,
 }
 
 /// The framing header fields of a response, and whether a body follows them.
@@ -28,6 +64,8 @@ pub struct Response {
 pub struct Framing {
     pub content_type: Option<&'static str>,
     pub content_length: Option<usize>,
+    /// `Transfer-Encoding: chunked` (a streamed body, whose length nobody knows yet).
+    pub chunked: bool,
     pub sends_body: bool,
 }
 
@@ -50,6 +88,16 @@ impl Response {
             body: body.into(),
             content_type: JSON,
             head_only: false,
+            stream: None,
+        }
+    }
+
+    /// A body of `content_type` made while it is sent, from `stream`.
+    pub fn streamed(status: u16, content_type: &'static str, stream: BodyStream) -> Response {
+        Response {
+            content_type,
+            stream: Some(stream),
+            ..Response::json_text(status, Bytes::new())
         }
     }
 
@@ -98,13 +146,24 @@ impl Response {
             return Framing {
                 content_type: None,
                 content_length: None,
+                chunked: false,
                 sends_body: false,
+            };
+        }
+        if self.stream.is_some() {
+            // A HEAD answer does not say chunked: no body follows it at all.
+            return Framing {
+                content_type: Some(self.content_type),
+                content_length: None,
+                chunked: !self.head_only,
+                sends_body: !self.head_only,
             };
         }
         Framing {
             // An empty body is no document: it goes without a type.
             content_type: (self.head_only || !self.body.is_empty()).then_some(self.content_type),
             content_length: Some(self.body.len()),
+            chunked: false,
             sends_body: !self.head_only && !self.body.is_empty(),
         }
     }
@@ -128,6 +187,7 @@ mod tests {
             Framing {
                 content_type: Some(JSON),
                 content_length: Some(7),
+                chunked: false,
                 sends_body: true
             }
         );
@@ -147,6 +207,24 @@ mod tests {
         assert_eq!(
             (page.content_type, page.content_length, page.sends_body),
             (Some(HTML), Some(9), true)
+        );
+        let (_tx, stream) = BodyStream::channel(1);
+        let mut csv = Response::streamed(200, CSV, stream);
+        let f = csv.framing();
+        assert_eq!(
+            (f.content_type, f.content_length, f.chunked, f.sends_body),
+            (Some(CSV), None, true, true)
+        );
+        csv.head_only = true;
+        let f = csv.framing();
+        assert_eq!(
+            (f.content_length, f.chunked, f.sends_body),
+            (None, false, false)
+        );
+        assert!(csv.stream.as_ref().and_then(BodyStream::take).is_some());
+        assert!(
+            csv.stream.as_ref().and_then(BodyStream::take).is_none(),
+            "taken once"
         );
     }
 }

@@ -1,16 +1,19 @@
 //! The admin console (SPEC §18), under `[console] prefix`: staff find and change users in a
-//! browser. `gate` decides who gets in, `home` and `user` answer the pages by calling the
-//! same `accounts::` operations as the admin API, `render` makes the HTML.
+//! browser. `gate` decides who gets in, `home`, `users` (the list, its bulk actions and CSV
+//! export) and `user` answer the pages by calling the same `accounts::` operations as the
+//! admin API, `render` makes the HTML.
 //!
 //! Built on the pages (`web`): their sign-in, session cookie, CSRF check and stylesheet.
 
 mod audit;
+mod csv;
 pub mod gate;
 mod groups;
 mod home;
 mod reauth;
 pub mod render;
 mod user;
+pub mod users;
 pub mod views;
 
 use crate::accounts;
@@ -24,6 +27,10 @@ use gate::{Caller, Gate};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Page {
     Home,
+    /// `users/`: the list (GET) and its bulk actions (POST).
+    Users,
+    /// `users.csv`: the list's export.
+    UsersCsv,
     /// `users/{id}/`.
     User(u64),
     /// `groups/`.
@@ -38,6 +45,8 @@ pub enum Page {
 pub fn page_of(rest: &str) -> Page {
     match rest {
         "" => return Page::Home,
+        "users/" => return Page::Users,
+        "users.csv" => return Page::UsersCsv,
         "groups/" => return Page::Groups,
         "audit/" => return Page::Audit,
         _ => {}
@@ -102,10 +111,13 @@ async fn route(app: &App, p: &PageRequest<'_>) -> Response {
         (Page::Home, true) => home::page(app, &who, &csrf).await,
         (Page::User(id), true) => user::show(app, p, &who, &csrf, id).await,
         (Page::User(id), false) => user::act(app, p, &who, &csrf, id).await,
+        (Page::Users, true) => users::list(app, p, &who, &csrf).await,
+        (Page::Users, false) => users::act(app, p, &who, &csrf).await,
+        (Page::UsersCsv, true) => users::export(app, p, &who, &csrf).await,
         (Page::Groups, true) => groups::page(app, p, &who, &csrf).await,
         (Page::Groups, false) => groups::act(app, p, &who, &csrf).await,
         (Page::Audit, true) => audit::page(app, p, &who, &csrf).await,
-        (Page::Home | Page::Audit | Page::Missing, _) => {
+        (Page::Home | Page::UsersCsv | Page::Audit | Page::Missing, _) => {
             problem(app, &csrf, &who.username, 404, None)
         }
     };
@@ -161,11 +173,15 @@ mod tests {
     fn paths_name_pages_and_ids_are_plain_numbers() {
         assert_eq!(page_of(""), Page::Home);
         assert_eq!(page_of("users/7/"), Page::User(7));
+        assert_eq!(page_of("users/"), Page::Users);
+        assert_eq!(page_of("users.csv"), Page::UsersCsv);
         assert_eq!(page_of("users/18446744073709551615/"), Page::User(u64::MAX));
         assert_eq!(page_of("groups/"), Page::Groups);
         assert_eq!(page_of("audit/"), Page::Audit);
         for missing in [
-            "users/",
+            "users",
+            "users.csv/",
+            "users/users.csv",
             "users/0/",
             "users/7",
             "users/-7/",

@@ -360,6 +360,269 @@ pub fn reauth(v: &Reauth) -> Result<String, RenderError> {
     Ok(v.render()?)
 }
 
+/// One row of the users list.
+pub struct UserRow<'a> {
+    pub id: u64,
+    pub username: &'a str,
+    pub email: &'a str,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    pub is_active: bool,
+    pub is_staff: bool,
+    pub groups: &'a [String],
+    pub two_factor: bool,
+    pub email_verified: bool,
+    /// Unix seconds.
+    pub date_joined: u64,
+    pub last_login: Option<u64>,
+}
+
+impl UserRow<'_> {
+    fn name(&self) -> String {
+        format!("{} {}", self.first_name, self.last_name)
+            .trim()
+            .to_string()
+    }
+    fn groups_shown(&self) -> String {
+        self.groups.join(", ")
+    }
+    /// The day joined ("7 Dec 2026"): the list leaves the clock to the user page.
+    fn joined_on(&self) -> String {
+        day_of(self.date_joined)
+    }
+    fn last_login_on(&self) -> Option<String> {
+        self.last_login.map(day_of)
+    }
+}
+
+/// The UTC day of `unix` seconds, as the pages write it ("7 Dec 2026").
+fn day_of(unix: u64) -> String {
+    let (date, _) = utc_time_parts(unix);
+    date.trim_end_matches(',').to_string()
+}
+
+/// The users list's filter form, as the query string set it (`""`: any).
+pub struct ListForm<'a> {
+    pub search: &'a str,
+    /// "all", "active" or "deleted".
+    pub state: &'a str,
+    /// "", "yes" or "no".
+    pub staff: &'a str,
+    pub group: &'a str,
+    /// "", "on" or "off".
+    pub mfa: &'a str,
+    /// "", "yes" or "no".
+    pub verified: &'a str,
+    pub sort: &'a str,
+    /// "asc" or "desc".
+    pub order: &'a str,
+    /// A page size other than the default, kept by the form.
+    pub per: Option<usize>,
+}
+
+/// Why one user of a bulk change was not changed (a code in the summary's URL, so the list
+/// after the redirect says only words of ours).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BulkFailure {
+    Gone,
+    Throttled,
+    Refused,
+    Failed,
+}
+
+impl BulkFailure {
+    const ALL: [BulkFailure; 4] = [
+        BulkFailure::Gone,
+        BulkFailure::Throttled,
+        BulkFailure::Refused,
+        BulkFailure::Failed,
+    ];
+
+    /// The failure an operation's error is.
+    pub fn of(e: &crate::error::ApiError) -> BulkFailure {
+        use crate::error::ApiError as E;
+        match e {
+            E::NoUser | E::UserNotFound | E::NotFound => BulkFailure::Gone,
+            E::Throttled(_) => BulkFailure::Throttled,
+            e if e.to_response().status < 500 => BulkFailure::Refused,
+            _ => BulkFailure::Failed,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BulkFailure::Gone => "gone",
+            BulkFailure::Throttled => "throttled",
+            BulkFailure::Refused => "refused",
+            BulkFailure::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<BulkFailure> {
+        Self::ALL.into_iter().find(|f| f.as_str() == s)
+    }
+
+    pub fn text(self) -> &'static str {
+        match self {
+            BulkFailure::Gone => "there is no such user any more.",
+            BulkFailure::Throttled => {
+                "too many mails were asked for at once; try again in a few minutes."
+            }
+            BulkFailure::Refused => "the change was refused; open the user to make it there.",
+            BulkFailure::Failed => "it could not be saved (the problem is logged); try again.",
+        }
+    }
+}
+
+/// What a bulk change did, said above the list after the redirect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkDone {
+    /// The bulk action's name ("deactivate", "add-group", …).
+    pub action: String,
+    pub changed: usize,
+    /// The first failures, by user id.
+    pub failed: Vec<(u64, BulkFailure)>,
+    /// Failures past the listed ones.
+    pub more_failed: usize,
+}
+
+/// The bulk actions a summary may name.
+const BULK_ACTIONS: [&str; 5] = [
+    "deactivate",
+    "restore",
+    "add-group",
+    "remove-group",
+    "reset-mail",
+];
+
+impl BulkDone {
+    /// The summary as query parameters, listing at most `listed` failures.
+    pub fn query(&self, listed: usize) -> String {
+        let failed: Vec<String> = self
+            .failed
+            .iter()
+            .take(listed)
+            .map(|(id, why)| format!("{id}.{}", why.as_str()))
+            .collect();
+        let more = self.failed.len().saturating_sub(listed) + self.more_failed;
+        let mut out = format!("bulk={}&changed={}", self.action, self.changed);
+        if !failed.is_empty() {
+            out.push_str(&format!("&failed={}", failed.join("~")));
+        }
+        if more > 0 {
+            out.push_str(&format!("&more={more}"));
+        }
+        out
+    }
+
+    /// The summary in a list URL's `query`, if it holds a well-formed one (anything else is
+    /// no summary).
+    pub fn parse(query: &str) -> Option<BulkDone> {
+        let mut bulk = None;
+        let mut changed = None;
+        let mut failed = Vec::new();
+        let mut more = 0;
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            match &*k {
+                "bulk" => bulk = BULK_ACTIONS.into_iter().find(|a| *a == v),
+                "changed" => changed = v.parse::<usize>().ok(),
+                "more" => more = v.parse::<usize>().ok()?,
+                "failed" => {
+                    failed = v
+                        .split('~')
+                        .take(500)
+                        .map(|item| {
+                            let (id, why) = item.split_once('.')?;
+                            Some((id.parse::<u64>().ok()?, BulkFailure::parse(why)?))
+                        })
+                        .collect::<Option<Vec<_>>>()?;
+                }
+                _ => {}
+            }
+        }
+        Some(BulkDone {
+            action: bulk?.to_string(),
+            changed: changed?,
+            failed,
+            more_failed: more,
+        })
+    }
+
+    /// "3 users were deactivated." and the like.
+    pub fn text(&self) -> String {
+        let n = self.changed;
+        let users = if n == 1 {
+            "1 user was".to_string()
+        } else {
+            format!("{} users were", grouped(n))
+        };
+        let what = match self.action.as_str() {
+            "deactivate" => "deactivated and signed out everywhere",
+            "restore" => "restored",
+            "add-group" => "added to the group (or were in it already)",
+            "remove-group" => "removed from the group (or were not in it)",
+            _ => "mailed a password-reset link (when their account is active)",
+        };
+        format!("{users} {what}.")
+    }
+
+    fn failures(&self) -> usize {
+        self.failed.len() + self.more_failed
+    }
+}
+
+/// The users list (`users/`).
+#[derive(Template)]
+#[template(path = "console/users.html")]
+pub struct UsersPage<'a> {
+    pub frame: Frame<'a>,
+    pub form: ListForm<'a>,
+    pub rows: &'a [UserRow<'a>],
+    /// "12 users", "More than 10,000 users".
+    pub count: &'a str,
+    pub next_url: Option<&'a str>,
+    /// On a page after the first.
+    pub first_url: Option<&'a str>,
+    pub csv_url: &'a str,
+    /// The list's query string, which the bulk form comes back to.
+    pub back: &'a str,
+    /// An `after=` that did not fit was dropped: this is the first page.
+    pub dropped_cursor: bool,
+    pub done: Option<&'a BulkDone>,
+    /// A refused bulk form: why.
+    pub errors: &'a [String],
+    pub bulk_max: usize,
+    pub recent_minutes: u64,
+}
+
+impl UsersPage<'_> {
+    fn sel(&self, value: &str, current: &str) -> &'static str {
+        if value == current {
+            " selected"
+        } else {
+            ""
+        }
+    }
+}
+
+/// The users list.
+pub fn users(v: &UsersPage) -> Result<String, RenderError> {
+    Ok(v.render()?)
+}
+
+/// The 400 page of a users-list address the list cannot read.
+#[derive(Template)]
+#[template(path = "console/bad_query.html")]
+pub struct BadListQuery<'a> {
+    pub frame: Frame<'a>,
+    pub why: &'a str,
+}
+
+/// The page of a malformed users-list address.
+pub fn bad_list_query(v: &BadListQuery) -> Result<String, RenderError> {
+    Ok(v.render()?)
+}
+
 /// A page that only says what went wrong: 403 (not staff, or a refused CSRF check), 404.
 #[derive(Template)]
 #[template(path = "console/problem.html")]
@@ -633,6 +896,134 @@ mod tests {
         assert!(!html.contains("value=\"end-device\""));
     }
 
+    fn users_page(rows: &[UserRow<'_>], done: Option<&BulkDone>) -> String {
+        users(&UsersPage {
+            frame: frame(NASTY),
+            form: ListForm {
+                search: NASTY,
+                state: "deleted",
+                staff: "yes",
+                group: NASTY,
+                mfa: "",
+                verified: "no",
+                sort: "username",
+                order: "desc",
+                per: Some(20),
+            },
+            rows,
+            count: "1 user",
+            next_url: Some("/admin/users/?after=3&q=%3C"),
+            first_url: None,
+            csv_url: "/admin/users.csv?q=%3C",
+            back: "q=%3C",
+            dropped_cursor: true,
+            done,
+            errors: &[],
+            bulk_max: 500,
+            recent_minutes: 10,
+        })
+        .expect("users")
+    }
+
+    #[test]
+    fn the_users_list_escapes_labels_and_keeps_its_filters() {
+        let groups = vec![NASTY.to_string()];
+        let rows = [UserRow {
+            id: 3,
+            username: NASTY,
+            email: NASTY,
+            first_name: NASTY,
+            last_name: "",
+            is_active: false,
+            is_staff: true,
+            groups: &groups,
+            two_factor: true,
+            email_verified: false,
+            date_joined: 1_800_000_000,
+            last_login: None,
+        }];
+        let done = BulkDone {
+            action: "deactivate".into(),
+            changed: 2,
+            failed: vec![(9, BulkFailure::Gone)],
+            more_failed: 1,
+        };
+        for html in [users_page(&rows, Some(&done)), users_page(&[], None)] {
+            assert!(!html.contains("<script>"), "{html}");
+            assert!(!html.contains(" style="));
+            assert!(html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"));
+            for id in html
+                .split("<input")
+                .chain(html.split("<select").skip(1))
+                .skip(1)
+                .filter(|tag| !tag.contains("type=\"hidden\"") && !tag.contains("aria-label="))
+                .filter_map(|tag| tag.split("id=\"").nth(1))
+                .filter_map(|rest| rest.split('"').next())
+            {
+                assert!(html.contains(&format!("for=\"{id}\"")), "no label for {id}");
+            }
+            assert!(html.contains("<option value=\"deleted\" selected>"));
+            assert!(html.contains("<option value=\"username\" selected>"));
+            assert!(html.contains("<option value=\"desc\" selected>"));
+            assert!(html.contains("name=\"per\" value=\"20\""));
+            assert!(html.contains("does not fit this list"));
+        }
+        let html = users_page(&rows, Some(&done));
+        assert_eq!(html.matches("method=\"post\"").count(), 1, "the bulk form");
+        assert_eq!(
+            html.matches("name=\"csrfmiddlewaretoken\" value=\"tok\"")
+                .count(),
+            1
+        );
+        assert!(html.contains("2 users were deactivated"));
+        assert!(html.contains("/admin/users/9/") && html.contains("and 1 more."));
+        assert!(html.contains("value=\"3\" id=\"pick-3\""));
+        let empty = users_page(&[], None);
+        assert!(empty.contains("No user matches."));
+        assert!(
+            !empty.contains("method=\"post\""),
+            "nothing to select, no bulk form"
+        );
+    }
+
+    #[test]
+    fn bulk_summaries_go_through_the_address_and_nothing_else_does() {
+        let done = BulkDone {
+            action: "add-group".into(),
+            changed: 3,
+            failed: vec![(4, BulkFailure::Throttled), (5, BulkFailure::Refused)],
+            more_failed: 0,
+        };
+        let q = done.query(50);
+        assert_eq!(q, "bulk=add-group&changed=3&failed=4.throttled~5.refused");
+        assert_eq!(BulkDone::parse(&format!("q=x&{q}")), Some(done.clone()));
+        let short = done.query(1);
+        assert_eq!(short, "bulk=add-group&changed=3&failed=4.throttled&more=1");
+        assert_eq!(BulkDone::parse(&short).map(|d| d.more_failed), Some(1));
+        for bad in [
+            "bulk=explode&changed=1",
+            "bulk=restore",
+            "bulk=restore&changed=x",
+            "bulk=restore&changed=1&failed=4.hacked",
+            "bulk=restore&changed=1&failed=%3Cb%3E.gone",
+            "changed=1",
+        ] {
+            assert_eq!(BulkDone::parse(bad), None, "{bad}");
+        }
+        assert_eq!(
+            BulkFailure::of(&crate::error::ApiError::NoUser),
+            BulkFailure::Gone
+        );
+        assert_eq!(
+            BulkFailure::of(&crate::error::ApiError::Throttled(5)),
+            BulkFailure::Throttled
+        );
+        assert_eq!(
+            BulkFailure::of(&crate::error::ApiError::field("groups", "x")),
+            BulkFailure::Refused
+        );
+    }
+
     #[test]
     fn counts_read_as_people_write_them() {
         assert_eq!(grouped(0), "0");
@@ -641,6 +1032,7 @@ mod tests {
         assert_eq!(grouped(1_234_567), "1,234,567");
         assert_eq!(capped(COUNT_CAP), "10,000");
         assert_eq!(capped(COUNT_CAP + 1), "10,000+");
+        assert_eq!(day_of(1_800_000_000), "15 Jan 2027");
         for d in Done::ALL {
             assert_eq!(Done::parse(d.as_str()), Some(d));
         }

@@ -1714,7 +1714,8 @@ mod tests {
 
     #[test]
     fn the_stylesheet_is_small_and_self_contained() {
-        assert!(STYLESHEET.len() < 10 * 1024, "{} bytes", STYLESHEET.len());
+        // The pages and the console share this one stylesheet; the budget keeps it small.
+        assert!(STYLESHEET.len() < 12 * 1024, "{} bytes", STYLESHEET.len());
         assert!(!STYLESHEET.contains("@import") && !STYLESHEET.contains("url("));
         assert!(STYLESHEET.contains("prefers-color-scheme: dark"));
     }

@@ -22,6 +22,7 @@ mod tokens;
 mod assertion;
 mod console;
 mod console_pages;
+mod console_users;
 mod csrf_django;
 mod forward_auth;
 mod groups;
