@@ -1462,6 +1462,23 @@ impl MailOutbox for SledStore {
     }
 }
 
+/// Opens the store at `path` again after a test dropped it: sled's background flusher lets go
+/// of the directory's lock a moment after the last handle, so a busy machine may need a retry.
+#[cfg(test)]
+pub(crate) fn reopen(path: &std::path::Path) -> SledStore {
+    let mut tries = 0;
+    loop {
+        match SledStore::open(path, 1 << 20) {
+            Ok(store) => return store,
+            Err(_) if tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => panic!("reopen: {e}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::new_user;
@@ -1762,7 +1779,7 @@ mod tests {
             store.meta.remove(INACTIVE_INDEXED).expect("unmark");
             store.db.flush().expect("flush");
         }
-        let store = SledStore::open(dir.path(), 1 << 20).expect("reopen");
+        let store = super::reopen(dir.path());
         let (count, page) = store
             .list_users(&by_state(StateFilter::Inactive), 0, 10)
             .await
@@ -1776,7 +1793,7 @@ mod tests {
         store.inactive.clear().expect("clear");
         store.db.flush().expect("flush");
         drop(store);
-        let store = SledStore::open(dir.path(), 1 << 20).expect("reopen");
+        let store = super::reopen(dir.path());
         assert_eq!(store.inactive.len(), 1);
     }
 
@@ -1807,7 +1824,7 @@ mod tests {
             store.meta.remove(FAMILIES_INDEXED).expect("unmark");
             store.db.flush().expect("flush");
         }
-        let store = SledStore::open(dir.path(), 1 << 20).expect("reopen");
+        let store = super::reopen(dir.path());
         let listed = store.list_families(1).await.expect("list");
         assert_eq!(
             listed.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),

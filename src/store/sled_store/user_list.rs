@@ -583,7 +583,7 @@ mod tests {
             store.meta.remove(USER_INDEX_BUILT).expect("unmark");
             store.db.flush().expect("flush");
         }
-        let store = SledStore::open(dir.path(), 1 << 20).expect("reopen");
+        let store = crate::store::sled_store::reopen(dir.path());
         let page = store.query_users(&staff, None, 10).await.expect("page");
         assert_eq!(page.users.iter().map(|u| u.id).collect::<Vec<_>>(), [1]);
         // A user added by an older gatehouse (no entries): rebuilt on the next open.
@@ -596,7 +596,7 @@ mod tests {
         }
         store.db.flush().expect("flush");
         drop(store);
-        let store = SledStore::open(dir.path(), 1 << 20).expect("reopen");
+        let store = crate::store::sled_store::reopen(dir.path());
         let sorted = UserQuery {
             sort: UserSort::DateJoined,
             ..UserQuery::default()
