@@ -4,7 +4,7 @@
 CARGO ?= cargo
 CONFIG ?= conf/gatehouse.toml
 
-.PHONY: deps run test lint pgo
+.PHONY: deps run test lint pgo screenshots
 
 deps:
 	@if ! command -v cargo >/dev/null 2>&1; then \
@@ -64,3 +64,15 @@ lint: deps
 # proxied request than `cargo build --release`. The binary: target/pgo-use/release/gatehouse.
 pgo: deps
 	SKIP_CALLGRIND=1 bash benches/pgo/run.sh
+
+# The README's pictures of the console, taken by the console's browser tests (real Chromium).
+SCREENS = $(CURDIR)/target/screens
+screenshots: deps
+	rm -rf $(SCREENS) && mkdir -p $(SCREENS) docs/console
+	GATEHOUSE_TEST_SCREENS=$(SCREENS) $(CARGO) test $(TEST_FEATURES) --test it -- --test-threads=2 console
+	cp $(SCREENS)/console-home-1280.png docs/console/home.png
+	cp $(SCREENS)/console-users-1280.png docs/console/users.png
+	cp $(SCREENS)/console-user-1280.png docs/console/user.png
+	cp $(SCREENS)/console-groups-1280.png docs/console/groups.png
+	cp $(SCREENS)/console-audit-1280.png docs/console/audit.png
+	cp $(SCREENS)/console-users-390.png docs/console/users-phone.png

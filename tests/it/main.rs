@@ -21,6 +21,7 @@ mod tokens;
 // edge, forward-auth, identity for upstreams, groups, TLS on both sides, live reload.
 mod assertion;
 mod console;
+mod console_access;
 mod console_pages;
 mod console_users;
 mod csrf_django;
