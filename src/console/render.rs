@@ -652,6 +652,7 @@ pub fn problem(v: &Problem) -> Result<String, RenderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::web::html_checks::assert_fields_labelled;
 
     fn frame(name: &'static str) -> Frame<'static> {
         Frame {
@@ -811,18 +812,7 @@ mod tests {
                 "{name}"
             );
             assert_eq!(html.matches("method=\"post\"").count(), forms, "{name}");
-            for id in html
-                .split("<input")
-                .skip(1)
-                .filter(|tag| !tag.contains("type=\"hidden\""))
-                .filter_map(|tag| tag.split("id=\"").nth(1))
-                .filter_map(|rest| rest.split('"').next())
-            {
-                assert!(
-                    html.contains(&format!("for=\"{id}\"")),
-                    "{name}: no label for {id}"
-                );
-            }
+            assert_fields_labelled(name, &html);
         }
     }
 
@@ -951,20 +941,14 @@ mod tests {
             failed: vec![(9, BulkFailure::Gone)],
             more_failed: 1,
         };
-        for html in [users_page(&rows, Some(&done)), users_page(&[], None)] {
+        for (name, html) in [
+            ("users", users_page(&rows, Some(&done))),
+            ("no users", users_page(&[], None)),
+        ] {
             assert!(!html.contains("<script>"), "{html}");
             assert!(!html.contains(" style="));
             assert!(html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"));
-            for id in html
-                .split("<input")
-                .chain(html.split("<select").skip(1))
-                .skip(1)
-                .filter(|tag| !tag.contains("type=\"hidden\"") && !tag.contains("aria-label="))
-                .filter_map(|tag| tag.split("id=\"").nth(1))
-                .filter_map(|rest| rest.split('"').next())
-            {
-                assert!(html.contains(&format!("for=\"{id}\"")), "no label for {id}");
-            }
+            assert_fields_labelled(name, &html);
             assert!(html.contains("<option value=\"deleted\" selected>"));
             assert!(html.contains("<option value=\"username\" selected>"));
             assert!(html.contains("<option value=\"desc\" selected>"));

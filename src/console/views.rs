@@ -190,6 +190,7 @@ pub fn audit(v: &AuditPage) -> Result<String, RenderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::web::html_checks::assert_fields_labelled;
 
     const NASTY: &str = "<script>alert(1)</script>\"'&";
 
@@ -283,20 +284,7 @@ mod tests {
                 "{name}: every POST form carries the token"
             );
             assert!(forms >= 1, "{name}");
-            for id in html
-                .split("<input")
-                .chain(html.split("<select"))
-                .skip(1)
-                .filter(|tag| !tag.contains("type=\"hidden\""))
-                .filter_map(|tag| tag.split('>').next())
-                .filter_map(|tag| tag.split("id=\"").nth(1))
-                .filter_map(|rest| rest.split('"').next())
-            {
-                assert!(
-                    html.contains(&format!("for=\"{id}\"")),
-                    "{name}: no label for {id}"
-                );
-            }
+            assert_fields_labelled(name, &html);
         }
     }
 

@@ -21,15 +21,16 @@ pub enum UserSort {
 }
 
 impl UserSort {
+    pub const ALL: [UserSort; 4] = [
+        UserSort::Id,
+        UserSort::Username,
+        UserSort::DateJoined,
+        UserSort::LastLogin,
+    ];
+
     /// The console's names for the sort keys (`sort=`).
     pub fn parse(s: &str) -> Option<UserSort> {
-        match s {
-            "id" => Some(UserSort::Id),
-            "username" => Some(UserSort::Username),
-            "date_joined" => Some(UserSort::DateJoined),
-            "last_login" => Some(UserSort::LastLogin),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|sort| sort.as_str() == s)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -359,12 +360,7 @@ mod tests {
             u.date_joined = (i as u64) / 2;
             u.last_login = (i % 3 != 0).then_some(i as u64);
         }
-        for sort in [
-            UserSort::Id,
-            UserSort::Username,
-            UserSort::DateJoined,
-            UserSort::LastLogin,
-        ] {
+        for sort in UserSort::ALL {
             for desc in [false, true] {
                 let q = UserQuery {
                     sort,

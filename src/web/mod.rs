@@ -7,6 +7,8 @@
 use crate::response::Response;
 
 pub mod browser;
+#[cfg(test)]
+pub(crate) mod html_checks;
 pub(crate) mod kit;
 pub mod next;
 pub mod pages;

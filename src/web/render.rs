@@ -759,6 +759,7 @@ pub fn short_user_agent(ua: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::web::html_checks::{assert_fields_labelled, attr, tags};
 
     const EVIL: &str = "<script>alert(1)</script>";
     const SVG: &str = r#"<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><rect width="8" height="8"/></svg>"#;
@@ -1062,32 +1063,6 @@ mod tests {
         ])
     }
 
-    /// Each `<tag ...>` in `html`, as its text.
-    fn tags<'h>(html: &'h str, tag: &str) -> Vec<&'h str> {
-        let open = format!("<{tag}");
-        let mut out = Vec::new();
-        let mut rest = html;
-        while let Some(at) = rest.find(&open) {
-            let from = &rest[at..];
-            let end = from.find('>').map_or(from.len(), |e| e + 1);
-            let t = &from[..end];
-            // `<form` must not match `<formx`: the next character ends the name.
-            if t[open.len()..].starts_with([' ', '>', '\n']) {
-                out.push(t);
-            }
-            rest = &from[end..];
-        }
-        out
-    }
-
-    /// The value of attribute `name` in one tag's text.
-    fn attr<'t>(tag: &'t str, name: &str) -> Option<&'t str> {
-        let key = format!(" {name}=\"");
-        let at = tag.find(&key)? + key.len();
-        let len = tag[at..].find('"')?;
-        Some(&tag[at..at + len])
-    }
-
     /// The text of each `<form ...>...</form>`.
     fn forms(html: &str) -> Vec<&str> {
         html.split("<form ")
@@ -1191,47 +1166,7 @@ mod tests {
     #[test]
     fn every_label_points_at_an_input_and_every_input_has_one() {
         for (name, html) in all_pages("alice", &sample_errors(), false) {
-            let ids: Vec<&str> = tags(&html, "input")
-                .into_iter()
-                .chain(tags(&html, "button"))
-                .filter_map(|t| attr(t, "id"))
-                .collect();
-            let mut unique = ids.clone();
-            unique.sort_unstable();
-            unique.dedup();
-            assert_eq!(unique.len(), ids.len(), "{name}: ids are unique");
-            let fors: Vec<&str> = tags(&html, "label")
-                .into_iter()
-                .filter_map(|t| attr(t, "for"))
-                .collect();
-            assert_eq!(
-                fors.len(),
-                tags(&html, "label").len(),
-                "{name}: every label has for"
-            );
-            for f in &fors {
-                assert!(ids.contains(f), "{name}: label for {f} has no input");
-            }
-            for input in tags(&html, "input") {
-                if attr(input, "type") == Some("hidden") {
-                    continue;
-                }
-                let id = attr(input, "id").unwrap_or_default();
-                assert!(fors.contains(&id), "{name}: no label for {input}");
-            }
-            for input in tags(&html, "input") {
-                for described in attr(input, "aria-describedby")
-                    .unwrap_or_default()
-                    .split(' ')
-                {
-                    if !described.is_empty() {
-                        assert!(
-                            html.contains(&format!("id=\"{described}\"")),
-                            "{name}: {described}"
-                        );
-                    }
-                }
-            }
+            assert_fields_labelled(&name, &html);
         }
     }
 

@@ -38,6 +38,15 @@ pub(crate) fn console_gatehouse(
         .start()
 }
 
+/// `console_gatehouse` without the second-factor rule, where every sign-in counts as old:
+/// each destructive change asks the password again first.
+pub(crate) fn console_asking_the_password(up: &Upstream) -> Gatehouse {
+    console_gatehouse(up, |c| {
+        c.console.require_mfa = false;
+        c.console.recent_sign_in_minutes = 0;
+    })
+}
+
 pub(crate) fn console_url(base: &str) -> String {
     format!("{base}/admin/")
 }
@@ -245,11 +254,7 @@ fn no_page_for_non_staff_or_signed_out_browsers() {
 #[test]
 fn deactivate_with_the_password_again_then_restore() {
     let up = Upstream::start();
-    // Every sign-in counts as old: the password is asked again before a destructive change.
-    let g = console_gatehouse(&up, |c| {
-        c.console.require_mfa = false;
-        c.console.recent_sign_in_minutes = 0;
-    });
+    let g = console_asking_the_password(&up);
     let (ann, ann_token, _) = g.http().user("ann");
     app_answers(&g, &ann_token, 200);
     let base = base_of(&g);
@@ -623,11 +628,7 @@ fn edit_a_user_see_it_through_the_admin_api_then_soft_delete_and_restore() {
 #[test]
 fn a_verification_mail_and_ending_one_then_every_sign_in_of_a_user() {
     let up = Upstream::start();
-    // Every sign-in counts as old: ending someone else's sessions asks the password.
-    let g = console_gatehouse(&up, |c| {
-        c.console.require_mfa = false;
-        c.console.recent_sign_in_minutes = 0;
-    });
+    let g = console_asking_the_password(&up);
     let (ann, ann_token, ann_refresh) = g.http().user("ann");
     let cookie = session_of(&g, "ann");
     app_answers(&g, &ann_token, 200);

@@ -6,7 +6,9 @@ use crate::common;
 // sign-in, cross-origin forms refused; the audit log filtered and paged by the audit API's own
 // reading, bad filters answered on the page; `[console] listen`; axe-core; screenshots.
 
-use crate::console::{console_gatehouse, shoot_both, sign_in_to_console, ROOT};
+use crate::console::{
+    console_asking_the_password, console_gatehouse, shoot_both, sign_in_to_console, ROOT,
+};
 use crate::web_browser::{base_of, fill_sign_in, login_url};
 use crate::web_mfa::{accessible, status_of};
 use common::browser::Browser;
@@ -89,11 +91,7 @@ fn open_changes(b: &Browser, name: &str) -> String {
 #[test]
 fn groups_are_counted_renamed_into_another_and_deleted_as_the_api_changes_users() {
     let up = Upstream::start();
-    // Every sign-in counts as old: the password is asked again before each change.
-    let g = console_gatehouse(&up, |c| {
-        c.console.require_mfa = false;
-        c.console.recent_sign_in_minutes = 0;
-    });
+    let g = console_asking_the_password(&up);
     let (staff, _) = g.http().login(ROOT, PASSWORD);
     let (ann, _, _) = g.http().user("ann");
     let (bo, _, _) = g.http().user("bo");

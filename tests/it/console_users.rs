@@ -6,7 +6,10 @@ use crate::common;
 // operations (groups, deactivation refusing proxied requests at once, restore); CSRF;
 // malformed addresses; escaping; axe-core; screenshots.
 
-use crate::console::{app_answers, console_gatehouse, shoot_both, sign_in_to_console, ROOT};
+use crate::console::{
+    app_answers, console_asking_the_password, console_gatehouse, shoot_both, sign_in_to_console,
+    ROOT,
+};
 use crate::web_browser::base_of;
 use crate::web_mfa::{accessible, enrol_by_api, status_of};
 use common::browser::Browser;
@@ -381,10 +384,7 @@ fn staff_find_users_by_search_and_filters_page_through_and_export() {
 #[test]
 fn bulk_changes_ask_the_password_again_and_go_through_the_admin_api() {
     let up = Upstream::start();
-    let g = console_gatehouse(&up, |c| {
-        c.console.require_mfa = false;
-        c.console.recent_sign_in_minutes = 0;
-    });
+    let g = console_asking_the_password(&up);
     let (ann, ann_token, _) = g.http().user("ann");
     let (bo, bo_token, _) = g.http().user("bo");
     let (cy, cy_token, _) = g.http().user("cy");

@@ -516,12 +516,7 @@ mod tests {
             },
         ];
         for f in filters {
-            for sort in [
-                UserSort::Id,
-                UserSort::Username,
-                UserSort::DateJoined,
-                UserSort::LastLogin,
-            ] {
+            for sort in UserSort::ALL {
                 for desc in [false, true] {
                     let q = UserQuery {
                         sort,
