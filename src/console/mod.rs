@@ -165,6 +165,20 @@ fn problem(
     )
 }
 
+/// An operation's refusal as lines above a form: a field's messages named by the field, the
+/// rest as they are.
+fn lines(errors: crate::web::render::FieldErrors) -> Vec<String> {
+    errors
+        .into_iter()
+        .flat_map(|(field, messages)| {
+            messages.into_iter().map(move |m| match field.as_str() {
+                "detail" | "non_field_errors" => m,
+                _ => format!("{field}: {m}"),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

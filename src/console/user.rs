@@ -287,15 +287,7 @@ fn split_errors(e: &ApiError, change: &Change) -> (Vec<String>, FieldErrors) {
     let (fields, rest): (FieldErrors, FieldErrors) = kit::field_errors(e)
         .into_iter()
         .partition(|(f, _)| beside(f));
-    let mut above: Vec<String> = rest
-        .into_iter()
-        .flat_map(|(field, messages)| {
-            messages.into_iter().map(move |m| match field.as_str() {
-                "detail" | "non_field_errors" => m,
-                _ => format!("{field}: {m}"),
-            })
-        })
-        .collect();
+    let mut above = super::lines(rest);
     if !fields.is_empty() {
         above.insert(0, EDIT_REFUSED.to_string());
     }

@@ -585,15 +585,7 @@ async fn carry_out(app: &App, me: &Actor, bulk: &Bulk) -> Outcome {
 
 /// The operation's messages, as the user page shows them.
 fn messages_of(e: &ApiError) -> Vec<String> {
-    kit::field_errors(e)
-        .into_iter()
-        .flat_map(|(field, messages)| {
-            messages.into_iter().map(move |m| match field.as_str() {
-                "detail" | "non_field_errors" => m,
-                _ => format!("{field}: {m}"),
-            })
-        })
-        .collect()
+    super::lines(kit::field_errors(e))
 }
 
 /// `action` on user `id`, by the admin API's operation.
