@@ -1,5 +1,5 @@
 //! Staff changes to other users: username, email, names, staff, active and groups
-//! (`change_access`), restoring a soft-deleted user, and ending a user's sessions and refresh
+//! (`change_access`; one group at a time, `change_groups`), restoring a soft-deleted user, and ending a user's sessions and refresh
 //! families (`end_user_devices`).
 
 use super::fields::{self, name_field, PARTIAL_UPDATE};
@@ -7,15 +7,85 @@ use super::{audit, sessions, writer, Actor, Input};
 use crate::accounts::form::Fields;
 use crate::app::App;
 use crate::clock::now;
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldError};
 use crate::store::{group_names, name_key, Action, Effects, User, GROUP_NAME_MAX};
+use serde_json::{json, Map};
 
 /// What a change of one user's access asks for; `None` leaves that part as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccessChange {
     pub is_staff: Option<bool>,
     pub is_active: Option<bool>,
-    pub groups: Option<Vec<String>>,
+    pub groups: Option<GroupsEdit>,
+}
+
+/// How a change sets a user's groups: the API's whole list, or one group added, removed or
+/// renamed in the groups the user has when the write happens (so that a change made meanwhile
+/// to the user's other groups is kept: the console's bulk actions and group pages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupsEdit {
+    Replace(Vec<String>),
+    Add(String),
+    Remove(String),
+    /// A member of both keeps one; a user without `from` is left as they are.
+    Rename {
+        from: String,
+        to: String,
+    },
+}
+
+impl GroupsEdit {
+    /// `groups` after the edit, sorted, each once.
+    pub fn apply(&self, groups: &[String]) -> Vec<String> {
+        let without =
+            |name: &str| -> Vec<String> { groups.iter().filter(|g| *g != name).cloned().collect() };
+        match self {
+            GroupsEdit::Replace(names) => group_names(names.clone()),
+            GroupsEdit::Add(name) => {
+                group_names(groups.iter().cloned().chain([name.clone()]).collect())
+            }
+            GroupsEdit::Remove(name) => group_names(without(name)),
+            GroupsEdit::Rename { from, to } if groups.contains(from) => {
+                group_names(without(from).into_iter().chain([to.clone()]).collect())
+            }
+            GroupsEdit::Rename { .. } => group_names(groups.to_vec()),
+        }
+    }
+
+    /// The group names it brings in or takes out (checked by [`group_name`]).
+    fn names(&self) -> Vec<&str> {
+        match self {
+            GroupsEdit::Replace(names) => names.iter().map(String::as_str).collect(),
+            GroupsEdit::Add(name) | GroupsEdit::Remove(name) => vec![name],
+            GroupsEdit::Rename { from, to } => vec![from, to],
+        }
+    }
+}
+
+/// `raw` checked by the admin API's rule for a name in a user's `groups` (DRF's
+/// `CharField(max_length=150)`: trimmed, not blank, no NUL), its messages under `field`.
+pub fn group_name(raw: &str, field: &str) -> Result<String, ApiError> {
+    let mut data = Map::new();
+    data.insert("groups".into(), json!([raw]));
+    let mut f = Fields::new(&data);
+    let names = f.char_list("groups", GROUP_NAME_MAX);
+    match f.finish() {
+        Ok(()) => names
+            .and_then(|n| n.into_iter().next())
+            .ok_or_else(|| ApiError::field(field, crate::error::field::BLANK)),
+        Err(ApiError::Validation(errors)) => {
+            let messages = errors
+                .iter()
+                .flat_map(|(_, e)| e.messages())
+                .map(str::to_string)
+                .collect();
+            Err(ApiError::Validation(vec![(
+                field.to_string(),
+                FieldError::Messages(messages),
+            )]))
+        }
+        Err(other) => Err(other),
+    }
 }
 
 impl AccessChange {
@@ -27,8 +97,8 @@ impl AccessChange {
         if let Some(staff) = self.is_staff {
             u.is_staff = staff;
         }
-        if let Some(groups) = &self.groups {
-            u.groups = group_names(groups.clone());
+        if let Some(edit) = &self.groups {
+            u.groups = edit.apply(&u.groups);
         }
         match self.is_active {
             Some(false) if u.is_active => {
@@ -106,7 +176,9 @@ pub async fn change_access(
     let change = AccessChange {
         is_staff: f.boolean("is_staff"),
         is_active: f.boolean("is_active"),
-        groups: f.char_list("groups", GROUP_NAME_MAX),
+        groups: f
+            .char_list("groups", GROUP_NAME_MAX)
+            .map(GroupsEdit::Replace),
     };
     let mfa = f.boolean("mfa");
     f.finish()?;
@@ -118,9 +190,46 @@ pub async fn change_access(
         (Some(email), true) => app.mailer.verification_permit(email).await,
         _ => false,
     };
+    let mut user = write(app, actor, id, &identity, &change, verify).await?;
+    if mfa == Some(false) && super::mfa::admin_reset(app, actor, id).await? {
+        user = app.store.get_user(id).await?.ok_or(ApiError::NoUser)?;
+    }
+    Ok(user)
+}
+
+/// One group of user `id` added, removed or renamed (`edit`, not a whole list), as the admin
+/// API changes groups: its name rule, its `admin.user_changed` event with before and after.
+pub async fn change_groups(
+    app: &App,
+    actor: &Actor,
+    id: u64,
+    edit: &GroupsEdit,
+) -> Result<User, ApiError> {
+    actor.require_staff()?;
+    for name in edit.names() {
+        group_name(name, "groups")?;
+    }
+    let change = AccessChange {
+        groups: Some(edit.clone()),
+        ..AccessChange::default()
+    };
+    write(app, actor, id, &IdentityChange::default(), &change, false).await
+}
+
+/// The one write of a staff change to user `id`: applied to the user as stored at that
+/// moment, with its notices (`verify`: mail the new address a verification link) and its
+/// `admin.user_changed` event.
+async fn write(
+    app: &App,
+    actor: &Actor,
+    id: u64,
+    identity: &IdentityChange,
+    change: &AccessChange,
+    verify: bool,
+) -> Result<User, ApiError> {
     let when = now();
     let mailer = &app.mailer;
-    let mut user = writer::update(
+    writer::update(
         app,
         id,
         &|u| {
@@ -135,11 +244,8 @@ pub async fn change_access(
             }
         },
     )
-    .await?;
-    if mfa == Some(false) && super::mfa::admin_reset(app, actor, id).await? {
-        user = app.store.get_user(id).await?.ok_or(ApiError::NoUser)?;
-    }
-    Ok(user)
+    .await
+    .map_err(ApiError::from)
 }
 
 /// User `id` active again; tokens issued before the soft delete stay dead (the user logs in
@@ -191,6 +297,35 @@ mod tests {
     use super::*;
     use crate::store::test_user;
 
+    #[test]
+    fn one_group_edits_apply_to_the_groups_at_hand() {
+        let v = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let have = v(&["billing", "ops"]);
+        let add = |n: &str| GroupsEdit::Add(n.into());
+        let rename = |from: &str, to: &str| GroupsEdit::Rename {
+            from: from.into(),
+            to: to.into(),
+        };
+        assert_eq!(add("audit").apply(&have), v(&["audit", "billing", "ops"]));
+        assert_eq!(add("ops").apply(&have), have, "already in it");
+        assert_eq!(
+            GroupsEdit::Remove("ops".into()).apply(&have),
+            v(&["billing"])
+        );
+        assert_eq!(GroupsEdit::Remove("sre".into()).apply(&have), have);
+        assert_eq!(rename("ops", "sre").apply(&have), v(&["billing", "sre"]));
+        assert_eq!(
+            rename("ops", "billing").apply(&have),
+            v(&["billing"]),
+            "merged"
+        );
+        assert_eq!(rename("sre", "x").apply(&have), have, "not a member");
+        assert_eq!(
+            GroupsEdit::Replace(v(&["b", "a", "b"])).apply(&have),
+            v(&["a", "b"])
+        );
+    }
+
     fn someone() -> User {
         let mut u = test_user(1, "u", "u@example.com");
         u.token_version = 3;
@@ -203,7 +338,11 @@ mod tests {
         let mut u = someone();
         AccessChange {
             is_staff: Some(true),
-            groups: Some(vec!["ops".into(), "billing".into(), "ops".into()]),
+            groups: Some(GroupsEdit::Replace(vec![
+                "ops".into(),
+                "billing".into(),
+                "ops".into(),
+            ])),
             ..AccessChange::default()
         }
         .apply(&mut u, 50);

@@ -1,14 +1,17 @@
 //! Groups as a whole (SPEC §12, §18): renaming (onto an existing group: a merge) and deleting
-//! a group. Made member by member through `change_access`, the admin API's change of one
-//! user's groups (its name rules, revocation and `admin.user_changed` events with before and
-//! after), then one `admin.group_changed` event for the group.
+//! a group. Made member by member through `admin::change_groups`, the admin API's change of
+//! one user's groups (its name rules and `admin.user_changed` events with before and after),
+//! applied to each member's groups as they are at the write, then one `admin.group_changed`
+//! event for the group.
 
-use super::form::Fields;
-use super::{admin, audit, Actor};
+use super::admin::{self, GroupsEdit};
+use super::{audit, Actor};
 use crate::app::App;
-use crate::error::{ApiError, FieldError};
-use crate::store::{group_names, Action, UserCursor, UserQuery, GROUP_NAME_MAX};
+use crate::error::ApiError;
+use crate::store::{Action, UserCursor, UserQuery};
 use serde_json::{json, Map, Value};
+
+pub use super::admin::group_name;
 
 /// Members read per store call while collecting a group's members.
 const MEMBERS_BATCH: usize = 500;
@@ -37,39 +40,20 @@ impl GroupChange {
         }
     }
 
-    /// A member's groups after the change.
-    pub fn apply(&self, groups: &[String]) -> Vec<String> {
-        let kept = groups.iter().filter(|g| *g != self.name()).cloned();
+    /// The change to one member's groups.
+    pub fn edit(&self) -> GroupsEdit {
         match self {
-            GroupChange::Rename { to, .. } => group_names(kept.chain([to.clone()]).collect()),
-            GroupChange::Delete { .. } => group_names(kept.collect()),
+            GroupChange::Rename { from, to } => GroupsEdit::Rename {
+                from: from.clone(),
+                to: to.clone(),
+            },
+            GroupChange::Delete { name } => GroupsEdit::Remove(name.clone()),
         }
     }
-}
 
-/// `raw` checked by the admin API's rule for a name in a user's `groups` (DRF's
-/// `CharField(max_length=150)`: trimmed, not blank, no NUL), its messages under `field`.
-pub fn group_name(raw: &str, field: &str) -> Result<String, ApiError> {
-    let mut data = Map::new();
-    data.insert("groups".into(), json!([raw]));
-    let mut f = Fields::new(&data);
-    let names = f.char_list("groups", GROUP_NAME_MAX);
-    match f.finish() {
-        Ok(()) => names
-            .and_then(|n| n.into_iter().next())
-            .ok_or_else(|| ApiError::field(field, crate::error::field::BLANK)),
-        Err(ApiError::Validation(errors)) => {
-            let messages = errors
-                .iter()
-                .flat_map(|(_, e)| e.messages())
-                .map(str::to_string)
-                .collect();
-            Err(ApiError::Validation(vec![(
-                field.to_string(),
-                FieldError::Messages(messages),
-            )]))
-        }
-        Err(other) => Err(other),
+    /// A member's groups after the change.
+    pub fn apply(&self, groups: &[String]) -> Vec<String> {
+        self.edit().apply(groups)
     }
 }
 
@@ -91,18 +75,18 @@ pub async fn change_group(
     if members.is_empty() {
         return Err(ApiError::field("name", NO_SUCH_GROUP));
     }
+    let edit = change.edit();
     let mut changed = 0;
     for id in members {
-        // Read again: the member may have left the group since the list was read.
+        // Read again: the member may have left the group since the list was read. The change
+        // itself applies to the groups the member has at its write.
         let Some(user) = app.store.get_user(id).await? else {
             continue;
         };
         if !user.groups.iter().any(|g| g == change.name()) {
             continue;
         }
-        let mut input = Map::new();
-        input.insert("groups".into(), json!(change.apply(&user.groups)));
-        admin::change_access(app, actor, id, &input).await?;
+        admin::change_groups(app, actor, id, &edit).await?;
         changed += 1;
     }
     let (before, after) = match change {

@@ -19,7 +19,10 @@ mod sign_in;
 mod writer;
 
 pub use actor::{Actor, Principal, SYSTEM_ACTOR};
-pub use admin::{change_access, end_user_devices, restore, AccessChange, IdentityChange};
+pub use admin::{
+    change_access, change_groups, end_user_devices, restore, AccessChange, GroupsEdit,
+    IdentityChange,
+};
 pub use audit::{csrf_refused, record_alone, record_event};
 pub use fields::{required_value, EMAIL_MAX, NAME_MAX, USERNAME_MAX};
 pub use links::{

@@ -7,7 +7,7 @@
 use super::csv;
 use super::reauth;
 use super::render::{self, BulkDone, BulkFailure, UserRow, ACTION_FIELD};
-use crate::accounts::{self, Actor};
+use crate::accounts::{self, Actor, GroupsEdit};
 use crate::app::App;
 use crate::auth::Identity;
 use crate::error::ApiError;
@@ -599,15 +599,12 @@ async fn one(app: &App, me: &Actor, action: &BulkAction, id: u64) -> Result<(), 
         BulkAction::Restore => {
             accounts::restore(app, me, id).await?;
         }
-        BulkAction::AddGroup(g) | BulkAction::RemoveGroup(g) => {
-            let user = app.store.get_user(id).await?.ok_or(ApiError::NoUser)?;
-            let Some(groups) = regrouped(&user, action, g) else {
-                // Already so: nothing to change, nothing to record.
-                return Ok(());
-            };
-            let names = groups.into_iter().map(Value::String).collect();
-            input.insert("groups".into(), Value::Array(names));
-            accounts::change_access(app, me, id, &input).await?;
+        // Applied to the groups the user has at the write: a change made meanwhile is kept.
+        BulkAction::AddGroup(g) => {
+            accounts::change_groups(app, me, id, &GroupsEdit::Add(g.clone())).await?;
+        }
+        BulkAction::RemoveGroup(g) => {
+            accounts::change_groups(app, me, id, &GroupsEdit::Remove(g.clone())).await?;
         }
         BulkAction::ResetMail => {
             let user = app.store.get_user(id).await?.ok_or(ApiError::NoUser)?;
@@ -616,26 +613,6 @@ async fn one(app: &App, me: &Actor, action: &BulkAction, id: u64) -> Result<(), 
         }
     }
     Ok(())
-}
-
-/// `user`'s groups after adding or removing `group`, or `None` when that changes nothing.
-fn regrouped(user: &User, action: &BulkAction, group: &str) -> Option<Vec<String>> {
-    let has = user.groups.iter().any(|g| g == group);
-    match action {
-        BulkAction::AddGroup(_) if !has => {
-            let mut groups = user.groups.clone();
-            groups.push(group.to_string());
-            Some(groups)
-        }
-        BulkAction::RemoveGroup(_) if has => Some(
-            user.groups
-                .iter()
-                .filter(|g| *g != group)
-                .cloned()
-                .collect(),
-        ),
-        _ => None,
-    }
 }
 
 /// The CSV export (GET `users.csv`): the whole filtered list (the list's filters and sort;
@@ -896,17 +873,5 @@ mod tests {
             .expect_err("too many")
             .contains("At most 500"));
         assert!(parse_bulk(&many[..=BULK_MAX]).is_ok(), "exactly the cap");
-    }
-
-    #[test]
-    fn groups_change_only_when_they_would() {
-        let mut u = test_user(1, "u", "u@example.com");
-        u.groups = vec!["a".into()];
-        let add = BulkAction::AddGroup("b".into());
-        let remove = BulkAction::RemoveGroup("a".into());
-        assert_eq!(regrouped(&u, &add, "b"), Some(vec!["a".into(), "b".into()]));
-        assert_eq!(regrouped(&u, &add, "a"), None);
-        assert_eq!(regrouped(&u, &remove, "a"), Some(vec![]));
-        assert_eq!(regrouped(&u, &remove, "b"), None);
     }
 }
