@@ -7,8 +7,6 @@
 use crate::response::Response;
 
 pub mod browser;
-#[cfg(test)]
-pub(crate) mod html_checks;
 pub(crate) mod kit;
 pub mod next;
 pub mod pages;
@@ -35,6 +33,9 @@ pub fn page(status: u16, body: String) -> Response {
     }
     resp
 }
+
+#[cfg(test)]
+pub(crate) mod html_checks;
 
 #[cfg(test)]
 mod tests {
