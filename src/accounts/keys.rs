@@ -277,10 +277,13 @@ fn key_event(actor: &Actor, action: Action, key: &ApiKey) -> crate::store::Event
         .detail("prefix", key.prefix.as_str())
 }
 
-/// `GET /api/auth/keys/`: the caller's keys, newest first (revoked and expired ones too).
+/// `GET /api/auth/keys/`: the caller's keys, newest first: the live ones and the expired
+/// ones (which say why a job stopped); a revoked key is gone from it.
 pub async fn own_keys(app: &App, actor: &Actor) -> Result<Vec<ApiKey>, ApiError> {
     let me = caller(app, actor).await?;
-    Ok(app.store.list_api_keys(me.id).await?)
+    let mut keys = app.store.list_api_keys(me.id).await?;
+    keys.retain(|k| k.revoked.is_none());
+    Ok(keys)
 }
 
 /// `GET /api/auth/admin/users/{id}/keys/` and the console's user page: user `id`'s keys.
@@ -293,7 +296,8 @@ pub async fn user_keys(app: &App, actor: &Actor, id: u64) -> Result<Vec<ApiKey>,
 }
 
 /// `DELETE /api/auth/keys/{id}/`: the caller's key `id` is revoked at once; `false` when
-/// none of theirs has that id (404: another user's key is no different from none).
+/// none of theirs has that id or it is revoked already (404: another user's key is no
+/// different from none).
 pub async fn revoke_own_key(app: &App, actor: &Actor, id: &str) -> Result<bool, ApiError> {
     let me = caller(app, actor).await?;
     revoke(app, actor, me.id, id).await
@@ -310,20 +314,17 @@ pub async fn admin_revoke_key(
     revoke(app, actor, owner, id).await
 }
 
-/// Revokes `owner`'s key `id` with its event. A key revoked already stays as it was (no
-/// second event) and still answers `true`.
+/// Revokes `owner`'s key `id` with its event; `false` (nothing written) when `owner` has
+/// no such key, or it is revoked already.
 async fn revoke(app: &App, actor: &Actor, owner: u64, id: &str) -> Result<bool, ApiError> {
     let Some(key) = app
         .store
         .get_api_key(id)
         .await?
-        .filter(|k| k.user_id == owner)
+        .filter(|k| k.user_id == owner && k.revoked.is_none())
     else {
         return Ok(false);
     };
-    if key.revoked.is_some() {
-        return Ok(true);
-    }
     let effects = Effects {
         api_keys_revoked: vec![(key.id.clone(), now())],
         ..Effects::from(key_event(actor, Action::ApikeyRevoked, &key))
