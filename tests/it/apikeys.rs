@@ -481,3 +481,85 @@ fn staff_make_service_accounts_and_their_keys_and_service_accounts_cannot_sign_i
         "a service account was mailed"
     );
 }
+
+#[test]
+fn the_console_lists_a_users_keys_and_revokes_one_after_the_password_again() {
+    use crate::console::{console_asking_the_password, shoot_both, sign_in_to_console, ROOT};
+    use crate::web_browser::base_of;
+    use crate::web_mfa::accessible;
+    use common::browser::Browser;
+    use common::upstream::Upstream;
+
+    let up = Upstream::start();
+    let g = console_asking_the_password(&up);
+    let (ann, ann_token, _) = g.http().user("ann");
+    let make = |name: &str| {
+        let r = g.http().post(
+            KEYS,
+            json!({"name": name, "expires_at": in_days(90), "password": PASSWORD}),
+            Some(&ann_token),
+        );
+        r.expect_status(201);
+        (r.field("id"), r.field("key"), r.field("prefix"))
+    };
+    let (_, live_key, live_prefix) = make("deploy from CI");
+    let (old_id, old_key, old_prefix) = make("old laptop script");
+    g.http()
+        .call("DELETE", &key_path(&old_id), None, Some(&ann_token))
+        .expect_status(204);
+
+    let base = base_of(&g);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = Browser::start();
+    sign_in_to_console(&b, &base, ROOT, None);
+    let page = crate::console::user_url(&base, ann);
+    b.goto(&page);
+    let section = b.find("section[aria-labelledby=keys-h]").text();
+    for shown in [
+        "deploy from CI",
+        "old laptop script",
+        &live_prefix,
+        &old_prefix,
+    ] {
+        assert!(section.contains(shown), "{shown} not in {section}");
+    }
+    assert!(!b.source().contains(&live_key) && !b.source().contains(&old_key));
+    let forms = b.find_all("section[aria-labelledby=keys-h] form");
+    assert_eq!(forms.len(), 1, "a revoke form for the live key only");
+    accessible(&b, "the user page with API keys");
+    shoot_both(&b, dir.path(), "user-keys");
+
+    // Revoking asks the password again (a destructive change), then says it was done.
+    b.submit_form("section[aria-labelledby=keys-h] form");
+    b.wait_for(
+        |b| b.try_find("#id_reauth-password").is_some(),
+        "the re-authentication page",
+    );
+    assert!(
+        b.text().contains("To revoke an API key of ann"),
+        "{}",
+        b.text()
+    );
+    assert_eq!(
+        g.http()
+            .get(KEYS, Some(&ann_token))
+            .json
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    b.fill("#id_reauth-password", PASSWORD);
+    b.submit_form("main form");
+    b.wait_for(
+        |b| b.url().starts_with(&page) && b.text().contains("The API key was revoked"),
+        "the revoked key",
+    );
+    assert!(b
+        .find_all("section[aria-labelledby=keys-h] form")
+        .is_empty());
+    assert_eq!(g.http().get(KEYS, Some(&ann_token)).json, json!([]));
+    let trail = b.find("section[aria-labelledby=events-h]").text();
+    assert!(trail.contains("apikey.revoked"), "{trail}");
+    accessible(&b, "the user page, key revoked");
+    shoot_both(&b, dir.path(), "user-keys-revoked");
+}
