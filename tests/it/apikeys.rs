@@ -563,3 +563,64 @@ fn the_console_lists_a_users_keys_and_revokes_one_after_the_password_again() {
     accessible(&b, "the user page, key revoked");
     shoot_both(&b, dir.path(), "user-keys-revoked");
 }
+
+#[test]
+fn store_copy_carries_keys_and_service_accounts_from_sled_to_postgres() {
+    let mut sled = Gatehouse::new()
+        .superuser("admin", "admin@example.com", ADMIN_PW)
+        .start();
+    let admin = sled.login("admin", ADMIN_PW).0;
+    let (ann_id, ann, _) = sled.user("ann");
+    let live = sled.post(KEYS, request(PASSWORD, json!({})), Some(&ann));
+    live.expect_status(201);
+    let gone = sled.post(KEYS, request(PASSWORD, json!({"name": "gone"})), Some(&ann));
+    gone.expect_status(201);
+    sled.call("DELETE", &key_path(&gone.field("id")), None, Some(&ann))
+        .expect_status(204);
+    let bot = sled.post(
+        SERVICE_ACCOUNTS,
+        json!({"username": "ci-bot"}),
+        Some(&admin),
+    );
+    bot.expect_status(201);
+    let bot_id = id_of(&bot.json);
+    sled.post(
+        &admin_keys(bot_id),
+        request(ADMIN_PW, json!({})),
+        Some(&admin),
+    )
+    .expect_status(201);
+    let before = sled.get(&admin_keys(ann_id), Some(&admin)).json;
+    sled.terminate();
+
+    let (url, _) = common::postgres::empty_database();
+    let copy = sled.cli(&["store", "copy", "--to", &url], &[]);
+    copy.assert_ok("store copy");
+    assert!(
+        copy.stdout.contains("copied 3 API keys"),
+        "{}{}",
+        copy.stderr,
+        copy.stdout
+    );
+    let pg = Gatehouse::new().postgres(&url).start();
+    let admin = pg.login("admin", ADMIN_PW).0;
+    // Every record as it was, the revoked one revoked.
+    assert_eq!(pg.get(&admin_keys(ann_id), Some(&admin)).json, before);
+    let ann = pg.login("ann", PASSWORD).0;
+    let mine = pg.get(KEYS, Some(&ann));
+    assert_eq!(mine.json.as_array().map(Vec::len), Some(1), "{}", mine.text);
+    assert_eq!(mine.json[0]["id"], live.json["id"]);
+    assert_eq!(
+        pg.get(&admin_keys(bot_id), Some(&admin))
+            .json
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    // The service account is one still: no sign-in.
+    pg.login_attempt("ci-bot", "x")
+        .expect(401, bodies::wrong_login());
+    pg.call("DELETE", &key_path(&live.field("id")), None, Some(&ann))
+        .expect_status(204);
+    assert_eq!(pg.get(KEYS, Some(&ann)).json, json!([]));
+}
