@@ -2,7 +2,7 @@
 //! presented key is looked up by) and its display prefix, with the owner, what the key may
 //! carry, its expiry, its revocation and when it was last used. Created and revoked as a
 //! write's `Effects` (with their audit events and notices); `last_used` is written in
-//! batches, at most once a minute per key (`touch_due`).
+//! batches (`UseBatch`), at most once a minute per key (`touch_due`).
 
 use serde::{Deserialize, Serialize};
 
@@ -54,9 +54,81 @@ pub fn touch_due(last_written: Option<u64>, now: u64) -> bool {
     last_written.is_none_or(|at| now >= at.saturating_add(TOUCH_INTERVAL))
 }
 
+/// The uses of keys waiting for their batched `last_used` write
+/// (`UserStore::touch_api_keys`): a key is noted when its stored `last_used` is a minute old
+/// (`touch_due`), once per batch however often it is used meanwhile.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct UseBatch {
+    /// `(key id, when)`, in the order first noted.
+    pending: Vec<(String, u64)>,
+}
+
+impl UseBatch {
+    /// `key` was used at `now`; whether the use joins the batch (else nothing is to write).
+    pub fn note(&mut self, key: &ApiKey, now: u64) -> bool {
+        if !touch_due(key.last_used, now) {
+            return false;
+        }
+        match self.pending.iter_mut().find(|(id, _)| *id == key.id) {
+            Some((_, at)) => {
+                *at = (*at).max(now);
+                false
+            }
+            None => {
+                self.pending.push((key.id.clone(), now));
+                true
+            }
+        }
+    }
+
+    /// What to write now; the batch starts empty again.
+    pub fn take(&mut self) -> Vec<(String, u64)> {
+        std::mem::take(&mut self.pending)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key(id: &str, last_used: Option<u64>) -> ApiKey {
+        ApiKey {
+            id: id.into(),
+            user_id: 1,
+            name: "ci".into(),
+            sha256: "00".into(),
+            prefix: "gk_abcde".into(),
+            created: 0,
+            expires_at: 10_000,
+            groups: Vec::new(),
+            routes: Vec::new(),
+            staff: false,
+            last_used,
+            revoked: None,
+        }
+    }
+
+    #[test]
+    fn a_batch_holds_each_due_key_once_with_its_latest_use() {
+        let mut batch = UseBatch::default();
+        assert!(batch.note(&key("a", None), 100));
+        assert!(!batch.note(&key("a", None), 130), "already in the batch");
+        assert!(
+            !batch.note(&key("b", Some(100)), 130),
+            "written a moment ago"
+        );
+        assert!(batch.note(&key("c", Some(100)), 160));
+        assert_eq!(
+            batch.take(),
+            [("a".to_string(), 130), ("c".to_string(), 160)]
+        );
+        assert!(batch.is_empty());
+        assert!(batch.note(&key("a", Some(130)), 190));
+    }
 
     #[test]
     fn last_used_is_written_at_most_once_a_minute() {

@@ -13,7 +13,7 @@ mod query;
 mod sessions;
 mod sled_store;
 
-pub use apikeys::{touch_due, ApiKey, TOUCH_INTERVAL};
+pub use apikeys::{touch_due, ApiKey, UseBatch, TOUCH_INTERVAL};
 pub use audit::{Action, Event, EventFilter, EventTap};
 pub use effects::{ChangeEffects, Effects, NewUserEffects};
 pub use mfa::{Mfa, PendingStep};
