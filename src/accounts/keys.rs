@@ -350,7 +350,7 @@ pub async fn make_service_account(
     let email = valid
         .email
         .filter(|e| !e.is_empty())
-        .unwrap_or_else(|| format!("{}@{SERVICE_DOMAIN}", username.to_lowercase()));
+        .unwrap_or_else(|| service_address(&username));
     let new = NewUser {
         username,
         email,
@@ -373,6 +373,15 @@ pub async fn make_service_account(
     })
     .await?;
     Ok(user)
+}
+
+/// The address of a service account made without one: its username (an `@` in it made a
+/// `.`, so that the address stays one) at [`SERVICE_DOMAIN`].
+pub fn service_address(username: &str) -> String {
+    format!(
+        "{}@{SERVICE_DOMAIN}",
+        username.to_lowercase().replace('@', ".")
+    )
 }
 
 /// A key as the API shows it (never the key: that is added once, at creation).
@@ -554,6 +563,14 @@ mod tests {
             365,
         ));
         assert_eq!(e[0].0, "routes");
+    }
+
+    #[test]
+    fn a_service_account_without_an_address_gets_one_that_is_never_delivered() {
+        assert_eq!(service_address("CI-Bot"), "ci-bot@service.invalid");
+        let odd = service_address("bot@corp");
+        assert_eq!(odd, "bot.corp@service.invalid");
+        assert!(crate::auth::policy::is_valid_email(&odd));
     }
 
     #[test]
