@@ -57,6 +57,7 @@ fn new_user(name: &str, password: &str) -> NewUser {
         password: password.into(),
         is_staff: false,
         date_joined: 1_700_000_000,
+        is_service: false,
     }
 }
 
@@ -423,6 +424,7 @@ fn filled_store(n: u64, hash: &str) -> (tempfile::TempDir, SledStore) {
                     groups: Vec::new(),
                     email_verified: true,
                     ended: Vec::new(),
+                    is_service: false,
                 })
                 .collect();
             for r in store.insert_users(batch).await.expect("insert") {

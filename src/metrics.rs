@@ -233,7 +233,7 @@ pub static AUTH_ALLOW_ANONYMOUS: LazyLock<IntCounter> =
 /// `gatehouse_config_reloads_total{result}` (reload.rs).
 pub const RELOAD_RESULTS: [&str; 2] = ["success", "failure"];
 /// `gatehouse_mail_sent_total{kind}`: `store::MailKind::label`.
-pub const MAIL_KINDS: [&str; 9] = [
+pub const MAIL_KINDS: [&str; 10] = [
     "password_changed",
     "email_changed",
     "password_reset",
@@ -243,6 +243,7 @@ pub const MAIL_KINDS: [&str; 9] = [
     "recovery_codes_renewed",
     "mfa_replay_refused",
     "mfa_locked",
+    "apikey_created",
 ];
 /// `gatehouse_mail_sent_total{result}` of every kind (mail/sender.rs).
 pub const MAIL_RESULTS: [&str; 5] = ["sent", "failed", "gave_up", "rejected", "stale"];
@@ -359,7 +360,8 @@ mod tests {
             | MailKind::MfaDisabled
             | MailKind::RecoveryCodesRenewed
             | MailKind::MfaReplayRefused
-            | MailKind::MfaLocked => k.label(),
+            | MailKind::MfaLocked
+            | MailKind::ApikeyCreated => k.label(),
         };
         let kinds = [
             MailKind::PasswordChanged,
@@ -371,6 +373,7 @@ mod tests {
             MailKind::RecoveryCodesRenewed,
             MailKind::MfaReplayRefused,
             MailKind::MfaLocked,
+            MailKind::ApikeyCreated,
         ];
         assert_eq!(kinds.map(kind), MAIL_KINDS);
         let reason = |e: AuthError| match e {

@@ -27,5 +27,6 @@ pub fn scale_user(id: u64, total: u64, hash: &str, now: u64) -> User {
         groups: Vec::new(),
         email_verified: true,
         ended: Vec::new(),
+        is_service: false,
     }
 }

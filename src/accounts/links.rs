@@ -76,7 +76,8 @@ async fn queue_link(
     let Some(user) = app.store.get_user(id).await? else {
         return Ok(());
     };
-    if !user.is_active || !wanted(&user) {
+    // A service account has no password to reset and no address of its own to verify.
+    if !user.is_active || user.is_service || !wanted(&user) {
         return Ok(());
     }
     let mail = app.mailer.link_mail(kind, &user, now()).await;
@@ -110,7 +111,7 @@ async fn link_user(
         Some(id) => app.store.get_user(id).await?,
         None => None,
     };
-    let Some(user) = user.filter(|u| u.is_active) else {
+    let Some(user) = user.filter(|u| u.is_active && !u.is_service) else {
         f.add("uid", field::INVALID_UID);
         return Ok(None);
     };

@@ -10,6 +10,7 @@ mod audit;
 mod fields;
 pub mod form;
 pub mod groups;
+pub mod keys;
 mod links;
 pub mod mfa;
 mod profile;

@@ -31,6 +31,7 @@ impl Registration {
             password: hash,
             is_staff,
             date_joined: at,
+            is_service: false,
         }
     }
 }

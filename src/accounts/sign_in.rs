@@ -36,7 +36,7 @@ pub enum SignedIn {
 /// `{username, password[, otp]}` -> the user as the password was checked against, active
 /// (and verified when `require_verified_email`): what is issued for the sign-in carries that
 /// state's token version, so a password change that raced it still wins. Unknown user, wrong
-/// password, inactive or unverified user alike: the wrong-credentials error, counted against
+/// password, inactive, unverified user or service account alike: the wrong-credentials error, counted against
 /// the throttle. A user with a second factor also needs a code (or a recovery code): missing,
 /// `otp_required`; wrong, `otp_invalid`, counted as a failed sign-in as well.
 ///
@@ -73,6 +73,9 @@ pub async fn sign_in(
     let refused = match &user {
         None => Some("bad_credentials"),
         Some(_) if !check.ok => Some("bad_credentials"),
+        // A service account has no password that could match; this holds even if one were
+        // set behind gatehouse's back (SPEC §19: keys only).
+        Some(u) if u.is_service => Some("service_account"),
         Some(u) if !u.is_active => Some("inactive"),
         Some(u) if !verified_enough(u) => Some("unverified"),
         Some(_) => None,

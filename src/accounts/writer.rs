@@ -89,6 +89,8 @@ mod tests {
             user_id: u.id,
             to: u.email.clone(),
             new_email: None,
+            api_key: None,
+            account: None,
             created_at: 0,
         }
     }

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod audit;
 pub mod body;
+pub mod keys;
 pub mod mail;
 pub mod mfa;
 pub mod router;
@@ -238,6 +239,10 @@ async fn dispatch(
         Endpoint::Totp => mfa::enrol(&ctx).await,
         Endpoint::TotpConfirm => mfa::confirm(&ctx).await,
         Endpoint::RecoveryCodes => mfa::recovery_codes(&ctx).await,
+        Endpoint::Keys => keys::own(&ctx).await,
+        Endpoint::Key(id) => keys::revoke(&ctx, id).await,
+        Endpoint::AdminUserKeys(id) => keys::admin_user(&ctx, id).await,
+        Endpoint::AdminServiceAccounts => keys::service_account(&ctx).await,
         Endpoint::Schema => Ok(match openapi(&app.config.api.prefix) {
             std::borrow::Cow::Borrowed(document) => Response::json_text(200, document),
             std::borrow::Cow::Owned(document) => Response::json_text(200, document),

@@ -44,6 +44,14 @@ pub enum Endpoint {
     TotpConfirm,
     /// A new set of recovery codes.
     RecoveryCodes,
+    /// The caller's API keys (SPEC §19): GET lists them, POST makes one.
+    Keys,
+    /// One of them by id: DELETE revokes it.
+    Key(String),
+    /// A user's (or service account's) keys, for staff: GET lists, POST makes one.
+    AdminUserKeys(String),
+    /// Staff make a service account.
+    AdminServiceAccounts,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,6 +212,8 @@ fn endpoint(rest: &str) -> Option<Endpoint> {
         "auth/2fa/totp/" => Some(Totp),
         "auth/2fa/totp/confirm/" => Some(TotpConfirm),
         "auth/2fa/recovery-codes/" => Some(RecoveryCodes),
+        "auth/keys/" => Some(Keys),
+        "auth/admin/service-accounts/" => Some(AdminServiceAccounts),
         _ => None,
     };
     if fixed.is_some() {
@@ -220,6 +230,16 @@ fn endpoint(rest: &str) -> Option<Endpoint> {
     }
     if let Some(id) = id_segment("auth/sessions/") {
         return Some(SessionEnd(id));
+    }
+    if let Some(id) = id_segment("auth/keys/") {
+        return Some(Key(id));
+    }
+    if let Some(id) = rest
+        .strip_prefix("auth/admin/users/")
+        .and_then(|rest| rest.strip_suffix("/keys/"))
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+    {
+        return Some(AdminUserKeys(id.to_string()));
     }
     // "restore" alone is not a user id.
     id_segment("auth/admin/users/")
@@ -241,7 +261,11 @@ impl Endpoint {
             AdminList | AdminAudit | Schema | Jwks | Sessions => &["GET", "HEAD", "OPTIONS"],
             Session | Totp => &["POST", "DELETE", "OPTIONS"],
             SessionEnd(_) => &["DELETE", "OPTIONS"],
-            SessionsRevokeOthers | TotpConfirm | RecoveryCodes => &["POST", "OPTIONS"],
+            SessionsRevokeOthers | TotpConfirm | RecoveryCodes | AdminServiceAccounts => {
+                &["POST", "OPTIONS"]
+            }
+            Keys | AdminUserKeys(_) => &["GET", "POST", "HEAD", "OPTIONS"],
+            Key(_) => &["DELETE", "OPTIONS"],
         }
     }
 
@@ -270,10 +294,11 @@ impl Endpoint {
                 Permission::AllowAny
             }
             Profile | PasswordChange | ProfileDelete | Sessions | SessionEnd(_)
-            | SessionsRevokeOthers | Totp | TotpConfirm | RecoveryCodes => {
+            | SessionsRevokeOthers | Totp | TotpConfirm | RecoveryCodes | Keys | Key(_) => {
                 Permission::Authenticated
             }
-            AdminList | AdminDetail(_) | AdminRestore(_) | AdminAudit => Permission::Staff,
+            AdminList | AdminDetail(_) | AdminRestore(_) | AdminAudit | AdminUserKeys(_)
+            | AdminServiceAccounts => Permission::Staff,
         }
     }
 
@@ -306,6 +331,10 @@ impl Endpoint {
             Totp => "Two-Factor TOTP",
             TotpConfirm => "Two-Factor TOTP Confirm",
             RecoveryCodes => "Two-Factor Recovery Codes",
+            Keys => "API Keys",
+            Key(_) => "API Key",
+            AdminUserKeys(_) => "Admin User API Keys",
+            AdminServiceAccounts => "Admin Service Accounts",
         }
     }
 
@@ -338,6 +367,10 @@ impl Endpoint {
             Totp => "2fa_totp",
             TotpConfirm => "2fa_totp_confirm",
             RecoveryCodes => "2fa_recovery_codes",
+            Keys => "keys",
+            Key(_) => "key",
+            AdminUserKeys(_) => "admin_user_keys",
+            AdminServiceAccounts => "admin_service_accounts",
         }
     }
 }
@@ -450,6 +483,38 @@ mod tests {
             route("/api/auth/admin/audit", API),
             Route::Redirect("/api/auth/admin/audit/".into())
         );
+    }
+
+    #[test]
+    fn the_key_paths_of_spec_19() {
+        use Endpoint::*;
+        let at = |p: &str| route(p, API);
+        assert_eq!(at("/api/auth/keys/"), Route::Api(Keys));
+        assert_eq!(at("/api/auth/keys/ab12/"), Route::Api(Key("ab12".into())));
+        assert_eq!(
+            at("/api/auth/keys"),
+            Route::Redirect("/api/auth/keys/".into())
+        );
+        assert_eq!(at("/api/auth/keys/a/b/"), Route::NotFound);
+        assert_eq!(
+            at("/api/auth/admin/users/7/keys/"),
+            Route::Api(AdminUserKeys("7".into()))
+        );
+        assert_eq!(
+            at("/api/auth/admin/users/7/keys"),
+            Route::Redirect("/api/auth/admin/users/7/keys/".into())
+        );
+        assert_eq!(at("/api/auth/admin/users//keys/"), Route::NotFound);
+        assert_eq!(
+            at("/api/auth/admin/service-accounts/"),
+            Route::Api(AdminServiceAccounts)
+        );
+        assert_eq!(Keys.permission(), Permission::Authenticated);
+        assert_eq!(Key("a".into()).permission(), Permission::Authenticated);
+        assert_eq!(AdminUserKeys("7".into()).permission(), Permission::Staff);
+        assert_eq!(AdminServiceAccounts.permission(), Permission::Staff);
+        assert_eq!(Key("a".into()).allow_header(), "DELETE, OPTIONS");
+        assert_eq!(Keys.allow_header(), "GET, POST, HEAD, OPTIONS");
     }
 
     #[test]

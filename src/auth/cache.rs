@@ -204,6 +204,7 @@ mod tests {
                         password: String::new(),
                         is_staff: false,
                         date_joined: 0,
+                        is_service: false,
                     },
                     &|_| Default::default(),
                 )

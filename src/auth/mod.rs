@@ -2,6 +2,7 @@
 //! cache, refresh-token families, the signing secret, throttling, and the credential step
 //! (`credentials`), the one check the user API, the proxy and forward-auth run on a request.
 
+pub mod apikey;
 pub mod assertion;
 pub mod cache;
 pub mod credentials;

@@ -1,5 +1,5 @@
 //! `gatehouse store copy --to URL`: everything in the configured sled store (users with their
-//! ids, refresh-token families, browser sessions, second factors, the queued mail of the outbox, the audit
+//! ids, refresh-token families, browser sessions, second factors, API keys, the queued mail of the outbox, the audit
 //! trail with its ids, the generated JWT secret and assertion key) into an empty PostgreSQL
 //! database, migrated first; the id sequences end above the highest ids. Refuses a target that
 //! already holds users, families or events. The sled store must not be in use. Queued mails
@@ -74,6 +74,8 @@ pub fn run(config: &Config, to: &str) -> Result<(), String> {
     // Second factors, pending or on, sealed as they are (the key comes from the JWT secret
     // copied below): without them a user's sign-in would need the password alone on the copy.
     let factors = copy_second_factors(&sled, &pg)?;
+    // API keys (their hashes: the keys themselves were never kept), revoked ones included.
+    let keys = copy_api_keys(&sled, &pg)?;
     // The queued mail: sent by the replicas once they run on the copy.
     let queued = super::block_on(sled.outbox_depth())?.map_err(|e| e.to_string())?;
     let (mut after_mail, mut mails) = (0u64, 0usize);
@@ -131,6 +133,7 @@ pub fn run(config: &Config, to: &str) -> Result<(), String> {
     println!("copied {mails} queued mails");
     println!("copied {sessions} browser sessions");
     println!("copied {factors} second factors");
+    println!("copied {keys} API keys");
     println!("copied {events} audit events");
     Ok(())
 }
@@ -150,6 +153,26 @@ fn copy_second_factors(sled: &SledStore, pg: &PgStore) -> Result<usize, String> 
         done += 1;
     }
     eprintln!("second factors: {done}");
+    Ok(done)
+}
+
+/// Every API key of `sled` into `pg`, `PAGE` per transaction, in id order; how many.
+fn copy_api_keys(sled: &SledStore, pg: &PgStore) -> Result<usize, String> {
+    let (mut after, mut done) = (String::new(), 0usize);
+    loop {
+        let page =
+            super::block_on(sled.api_keys_after(&after, PAGE))?.map_err(|e| e.to_string())?;
+        let Some(last) = page.last() else { break };
+        after = last.id.clone();
+        done += page.len();
+        let effects = Effects {
+            api_keys: page,
+            ..Effects::none()
+        };
+        super::block_on(pg.record(effects))?
+            .map_err(|e| format!("copying the API keys up to id {after}: {e}"))?;
+    }
+    eprintln!("API keys: {done}");
     Ok(done)
 }
 

@@ -48,6 +48,7 @@ pub struct Config {
     pub email: EmailConfig,
     pub audit: AuditConfig,
     pub mfa: MfaConfig,
+    pub apikeys: ApiKeysConfig,
     pub console: ConsoleConfig,
     pub admin_api: AdminApiConfig,
 }
@@ -84,6 +85,32 @@ impl MfaConfig {
     }
     pub fn pending_seconds(&self) -> u64 {
         self.pending_minutes.saturating_mul(60)
+    }
+}
+
+/// API keys (SPEC §19).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiKeysConfig {
+    /// The longest a key may live: its `expires_at` is at most this many days after it is
+    /// made.
+    pub max_lifetime_days: u64,
+}
+
+/// The longest `[apikeys] max_lifetime_days` may be (ten years).
+pub const APIKEY_LIFETIME_DAYS_MAX: u64 = 3650;
+
+impl Default for ApiKeysConfig {
+    fn default() -> Self {
+        ApiKeysConfig {
+            max_lifetime_days: 365,
+        }
+    }
+}
+
+impl ApiKeysConfig {
+    pub fn max_lifetime_seconds(&self) -> u64 {
+        self.max_lifetime_days.saturating_mul(86_400)
     }
 }
 
@@ -728,7 +755,8 @@ pub enum ConsoleFormat {
 
 /// `[email.templates]`: subject and body of each mail. Placeholders: `{username}`, `{email}`,
 /// `{first_name}`, `{last_name}`, and `{link}` in the reset and verification mails,
-/// `{new_email}` in the email-changed notice.
+/// `{new_email}` in the email-changed notice, `{api_key}` (its name and prefix, never the key)
+/// and `{account}` in the API-key notice.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MailTemplates {
@@ -750,6 +778,8 @@ pub struct MailTemplates {
     pub mfa_replay_refused_body: String,
     pub mfa_locked_subject: String,
     pub mfa_locked_body: String,
+    pub apikey_created_subject: String,
+    pub apikey_created_body: String,
 }
 
 impl Default for MailTemplates {
@@ -774,6 +804,8 @@ impl Default for MailTemplates {
             mfa_replay_refused_body: "Hello {username},\n\nsomeone tried to sign in to your account with your password and a two-factor code that had just been used. It was refused. If it was not you, someone knows your password and saw a code: change your password now.".into(),
             mfa_locked_subject: "Two-factor sign-in locked".into(),
             mfa_locked_body: "Hello {username},\n\ntoo many wrong two-factor codes were entered for your account, so its second sign-in step is locked for a while. If it was not you, someone knows your password: change it now.".into(),
+            apikey_created_subject: "New API key".into(),
+            apikey_created_body: "Hello {username},\n\na new API key, {api_key}, was made for the account {account}. It works until it expires or is revoked. If you did not expect it, revoke it and change your password.".into(),
         }
     }
 }

@@ -134,6 +134,21 @@ impl Config {
         at_least("mfa.lock_minutes", self.mfa.lock_minutes, 1)?;
         at_least("mfa.pending_minutes", self.mfa.pending_minutes, 1)?;
         at_least(
+            "apikeys.max_lifetime_days",
+            self.apikeys.max_lifetime_days,
+            1,
+        )?;
+        require(
+            self.apikeys.max_lifetime_days <= super::APIKEY_LIFETIME_DAYS_MAX,
+            || {
+                format!(
+                    "apikeys.max_lifetime_days = {}: must be at most {} (ten years); a key that must live longer is a password",
+                    self.apikeys.max_lifetime_days,
+                    super::APIKEY_LIFETIME_DAYS_MAX
+                )
+            },
+        )?;
+        at_least(
             "throttle.username_window_seconds",
             self.throttle.username_window_seconds,
             1,
@@ -557,6 +572,30 @@ mod tests {
             describe_smtp_url("http://u:secret@x"),
             "an unusable URL (scheme \"http\": use smtp:// or smtps://)"
         );
+    }
+
+    #[test]
+    fn an_api_key_lifetime_is_one_day_to_ten_years() {
+        let load = |days: &str| {
+            Config::from_toml_and_env(
+                &format!("[apikeys]\nmax_lifetime_days = {days}\n"),
+                "t",
+                &[],
+            )
+        };
+        assert_eq!(
+            load("365").map(|c| c.apikeys.max_lifetime_seconds()).ok(),
+            Some(365 * 86_400)
+        );
+        assert!(load("3650").is_ok());
+        for bad in ["0", "3651"] {
+            let e = load(bad)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| panic!("{bad} days accepted"));
+            assert!(e.contains("apikeys.max_lifetime_days"), "{bad}: {e}");
+        }
+        assert_eq!(Config::default().apikeys.max_lifetime_days, 365);
     }
 
     #[test]

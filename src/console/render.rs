@@ -10,6 +10,8 @@ pub const ACTION_FIELD: &str = "action";
 /// The hidden field of a session row's "Sign out" form on the user page: the session's (or
 /// refresh family's) public id.
 pub const DEVICE_FIELD: &str = "device";
+/// The hidden field of an API key row's "Revoke" form on the user page: the key's id.
+pub const KEY_FIELD: &str = "key";
 /// The hidden field a re-authentication page adds to the form it carries.
 pub const REAUTH_FIELD: &str = "reauth";
 /// The query parameter the user page reads a [`Done`] from, after a change.
@@ -116,10 +118,12 @@ pub enum Done {
     DeviceEnded,
     AlreadyEnded,
     AllEnded,
+    KeyRevoked,
+    KeyGone,
 }
 
 impl Done {
-    const ALL: [Done; 10] = [
+    const ALL: [Done; 12] = [
         Done::Access,
         Done::Deactivated,
         Done::Restored,
@@ -130,6 +134,8 @@ impl Done {
         Done::DeviceEnded,
         Done::AlreadyEnded,
         Done::AllEnded,
+        Done::KeyRevoked,
+        Done::KeyGone,
     ];
 
     /// The value of [`DONE_PARAM`].
@@ -145,6 +151,8 @@ impl Done {
             Done::DeviceEnded => "device-ended",
             Done::AlreadyEnded => "already-ended",
             Done::AllEnded => "all-ended",
+            Done::KeyRevoked => "key-revoked",
+            Done::KeyGone => "key-gone",
         }
     }
 
@@ -174,6 +182,8 @@ impl Done {
             Done::AllEnded => {
                 "The user was signed out everywhere: every session and app sign-in of theirs was ended."
             }
+            Done::KeyRevoked => "The API key was revoked: it no longer works, on any replica.",
+            Done::KeyGone => "That API key was revoked already. Nothing was changed.",
         }
     }
 }
@@ -217,8 +227,10 @@ impl EventRow<'_> {
     }
 }
 
-/// One API key of the user (SPEC §19; none until keys land).
+/// One API key of the user (SPEC §19).
 pub struct KeyRow<'a> {
+    /// What the revoke form names it by.
+    pub id: &'a str,
     pub name: &'a str,
     /// The key's display prefix (never the key).
     pub prefix: &'a str,
@@ -226,6 +238,7 @@ pub struct KeyRow<'a> {
     pub created: u64,
     pub expires_at: u64,
     pub last_used: Option<u64>,
+    pub revoked: Option<u64>,
 }
 
 impl KeyRow<'_> {
@@ -237,6 +250,9 @@ impl KeyRow<'_> {
     }
     fn last_used_at(&self) -> Option<String> {
         self.last_used.map(utc_time)
+    }
+    fn revoked_at(&self) -> Option<String> {
+        self.revoked.map(utc_time)
     }
 }
 
@@ -690,7 +706,7 @@ mod tests {
             devices,
             events,
             events_capped: true,
-            keys: &[],
+            keys: &KEYS,
             edit: EditForm {
                 username: NASTY,
                 email: "a<b>@example.com",
@@ -705,6 +721,37 @@ mod tests {
     }
 
     static NO_ERRORS: FieldErrors = FieldErrors::new();
+
+    /// A live key and a revoked one.
+    static KEYS: [KeyRow<'static>; 2] = [
+        KeyRow {
+            id: "k1",
+            name: NASTY,
+            prefix: "gk_abcde",
+            created: 1_800_000_000,
+            expires_at: 1_810_000_000,
+            last_used: Some(1_800_000_500),
+            revoked: None,
+        },
+        KeyRow {
+            id: "k2",
+            name: "old",
+            prefix: "gk_fghij",
+            created: 1_790_000_000,
+            expires_at: 1_810_000_000,
+            last_used: None,
+            revoked: Some(1_800_000_000),
+        },
+    ];
+
+    #[test]
+    fn the_user_page_lists_keys_with_a_revoke_form_for_live_ones_only() {
+        let page = user(&user_page(&[], &[], &[])).expect("user");
+        assert_eq!(page.matches("value=\"revoke-key\"").count(), 1, "{page}");
+        assert!(page.contains("value=\"k1\"") && !page.contains("value=\"k2\""));
+        assert!(page.contains("gk_abcde") && page.contains("gk_fghij"));
+        assert!(!page.contains(NASTY), "the key's name is escaped");
+    }
 
     /// Every page, as the tests see them.
     fn all_pages() -> Vec<(&'static str, String)> {

@@ -1,19 +1,20 @@
 //! The user page (`users/{id}/`): what gatehouse knows of one user (details, sessions, keys,
 //! audit trail), and the forms that change them through the admin API's own operations
 //! (`accounts::change_access`, `restore`, `mfa::admin_reset`, `request_password_reset`,
-//! `request_verification`, `end_user_devices`). A destructive change on an old sign-in goes
-//! through the re-authentication page first.
+//! `request_verification`, `end_user_devices`, `keys::admin_revoke_key`). A destructive
+//! change on an old sign-in goes through the re-authentication page first.
 
 use super::reauth;
 use super::render::{
     self, DeviceRow, Done, EditForm, EventRow, KeyRow, ACTION_FIELD, DEVICE_FIELD, DONE_PARAM,
+    KEY_FIELD,
 };
 use crate::accounts::{self, Actor, DeviceKind};
 use crate::app::App;
 use crate::auth::Identity;
 use crate::error::ApiError;
 use crate::response::Response;
-use crate::store::{name_key, EventFilter, User};
+use crate::store::{name_key, ApiKey, EventFilter, User};
 use crate::web::kit::{self, Csrf, PageRequest};
 use crate::web::render::{short_user_agent, FieldErrors};
 use serde_json::{Map, Value};
@@ -85,6 +86,8 @@ pub enum Change {
     EndDevice(String),
     /// Every session and refresh family.
     EndAll,
+    /// One API key, by its id.
+    RevokeKey(String),
 }
 
 impl Change {
@@ -117,6 +120,10 @@ impl Change {
                 id => Some(Change::EndDevice(id.to_string())),
             },
             "end-all" => Some(Change::EndAll),
+            "revoke-key" => match text(KEY_FIELD) {
+                "" => None,
+                id => Some(Change::RevokeKey(id.to_string())),
+            },
             _ => None,
         }
     }
@@ -147,6 +154,7 @@ impl Change {
             Change::VerifyMail => vec![action("verify-mail")],
             Change::EndDevice(id) => vec![action("end-device"), (DEVICE_FIELD.into(), id.clone())],
             Change::EndAll => vec![action("end-all")],
+            Change::RevokeKey(id) => vec![action("revoke-key"), (KEY_FIELD.into(), id.clone())],
         }
     }
 
@@ -159,7 +167,7 @@ impl Change {
             Change::Access { is_staff, .. } => *is_staff != user.is_staff,
             Change::Edit(edit) => name_key(&edit.email) != name_key(&user.email),
             Change::Deactivate => user.is_active,
-            Change::MfaReset => true,
+            Change::MfaReset | Change::RevokeKey(_) => true,
             Change::EndDevice(_) | Change::EndAll => user.id != me,
             Change::Restore | Change::ResetMail | Change::VerifyMail => false,
         }
@@ -178,6 +186,7 @@ impl Change {
             Change::VerifyMail => format!("mail {username} a verification link"),
             Change::EndDevice(_) => format!("sign {username} out of one device"),
             Change::EndAll => format!("sign {username} out everywhere"),
+            Change::RevokeKey(_) => format!("revoke an API key of {username}"),
         }
     }
 }
@@ -362,6 +371,12 @@ async fn carry_out(app: &App, me: &Actor, user: &User, change: &Change) -> Resul
             accounts::end_user_devices(app, me, user.id, None).await?;
             Ok(Done::AllEnded)
         }
+        Change::RevokeKey(key) => {
+            match accounts::keys::admin_revoke_key(app, me, user.id, key).await? {
+                true => Ok(Done::KeyRevoked),
+                false => Ok(Done::KeyGone),
+            }
+        }
     }
 }
 
@@ -377,11 +392,20 @@ fn mail_possible(app: &App, user: &User) -> Result<(), Refused> {
     Ok(())
 }
 
-/// The user's API keys, as the page lists them.
-// TODO(SPEC §19): API keys and service accounts are not built yet; when they land, read
-// user `id`'s keys here (name, prefix, created, expiry, last used) and add the revoke form.
-fn api_keys(_id: u64) -> Vec<KeyRow<'static>> {
-    Vec::new()
+/// The user's API keys as the page lists them (newest first, revoked ones too): never the
+/// key, which nobody holds but the one it was shown to.
+fn api_keys(keys: &[ApiKey]) -> Vec<KeyRow<'_>> {
+    keys.iter()
+        .map(|k| KeyRow {
+            id: &k.id,
+            name: &k.name,
+            prefix: &k.prefix,
+            created: k.created,
+            expires_at: k.expires_at,
+            last_used: k.last_used,
+            revoked: k.revoked,
+        })
+        .collect()
 }
 
 /// The user page of user `id`, with what `said` says.
@@ -403,6 +427,7 @@ async fn view(
         two_factor,
         devices,
         events,
+        keys,
     } = &facts;
     let devices: Vec<DeviceRow<'_>> = devices
         .iter()
@@ -427,7 +452,7 @@ async fn view(
             address: e.ip.as_deref().unwrap_or(""),
         })
         .collect();
-    let keys = api_keys(user.id);
+    let keys = api_keys(keys);
     let own = Edit::of_user(user);
     let no_errors = FieldErrors::new();
     let (edit, edit_errors) = said.edit.unwrap_or((&own, &no_errors));
@@ -473,6 +498,7 @@ struct Facts {
     two_factor: bool,
     devices: Vec<accounts::Device>,
     events: Vec<crate::store::Event>,
+    keys: Vec<ApiKey>,
 }
 
 async fn facts_of(app: &App, id: u64) -> Result<Option<Facts>, ApiError> {
@@ -486,11 +512,13 @@ async fn facts_of(app: &App, id: u64) -> Result<Option<Facts>, ApiError> {
         ..EventFilter::default()
     };
     let events = app.store.list_events(&filter, None, EVENTS_SHOWN).await?;
+    let keys = app.store.list_api_keys(id).await?;
     Ok(Some(Facts {
         user,
         two_factor,
         devices,
         events,
+        keys,
     }))
 }
 

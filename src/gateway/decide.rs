@@ -306,6 +306,7 @@ mod tests {
                 password: String::new(),
                 is_staff: staff,
                 date_joined: 0,
+                is_service: false,
             },
             &|_| Default::default(),
         ))

@@ -81,6 +81,8 @@ impl Mailer {
             user_id: user.id,
             to: to.to_string(),
             new_email: None,
+            api_key: None,
+            account: None,
             created_at: at,
         }
     }

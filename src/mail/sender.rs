@@ -217,7 +217,8 @@ fn plan(mailer: &Mailer, entry: &OutboxEntry, user: Option<&User>) -> Plan {
         | MailKind::MfaDisabled
         | MailKind::RecoveryCodesRenewed
         | MailKind::MfaReplayRefused
-        | MailKind::MfaLocked => None,
+        | MailKind::MfaLocked
+        | MailKind::ApikeyCreated => None,
     };
     let (subject, body) = templates::render(
         &mailer.config.templates,
@@ -226,6 +227,8 @@ fn plan(mailer: &Mailer, entry: &OutboxEntry, user: Option<&User>) -> Plan {
         Extra {
             link: link.as_deref(),
             new_email: m.new_email.as_deref(),
+            api_key: m.api_key.as_deref(),
+            account: m.account.as_deref(),
         },
     );
     Plan::Send(Mail {

@@ -11,6 +11,10 @@ pub struct Extra<'a> {
     pub link: Option<&'a str>,
     /// The new address (the email-changed notice).
     pub new_email: Option<&'a str>,
+    /// The key's name and prefix (the API-key notice).
+    pub api_key: Option<&'a str>,
+    /// The account a key is for (the API-key notice).
+    pub account: Option<&'a str>,
 }
 
 /// The (subject, body) of `kind` for `user`.
@@ -33,6 +37,7 @@ pub fn render(
         ),
         MailKind::MfaReplayRefused => (&t.mfa_replay_refused_subject, &t.mfa_replay_refused_body),
         MailKind::MfaLocked => (&t.mfa_locked_subject, &t.mfa_locked_body),
+        MailKind::ApikeyCreated => (&t.apikey_created_subject, &t.apikey_created_body),
     };
     let value = |name: &str| -> Option<&str> {
         match name {
@@ -42,6 +47,8 @@ pub fn render(
             "last_name" => Some(&user.last_name),
             "link" => extra.link,
             "new_email" => extra.new_email,
+            "api_key" => extra.api_key,
+            "account" => extra.account,
             _ => None,
         }
     };
@@ -58,6 +65,8 @@ pub const PLACEHOLDERS: &[&str] = &[
     "last_name",
     "link",
     "new_email",
+    "api_key",
+    "account",
 ];
 
 /// Replaces each `{name}` that `value` knows; anything else is copied.
@@ -106,6 +115,7 @@ mod tests {
             groups: Vec::new(),
             email_verified: true,
             ended: Vec::new(),
+            is_service: false,
         }
     }
 
@@ -129,6 +139,7 @@ mod tests {
             Extra {
                 link: Some(link),
                 new_email: None,
+                ..Extra::default()
             },
         );
         assert!(b.contains(link) && b.contains("ann"), "{b}");
@@ -149,6 +160,7 @@ mod tests {
             Extra {
                 link: Some("L"),
                 new_email: None,
+                ..Extra::default()
             },
         );
         assert_eq!(s, "Hi {link} {nope} {");

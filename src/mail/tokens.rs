@@ -166,6 +166,7 @@ mod tests {
             groups: Vec::new(),
             email_verified: false,
             ended: Vec::new(),
+            is_service: false,
         }
     }
 

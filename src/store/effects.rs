@@ -4,7 +4,7 @@
 //! as the change, or not at all. A new kind of effect is a new field here: no write's
 //! signature changes.
 
-use super::{Event, Family, OutboxMail, Session, User};
+use super::{ApiKey, Event, Family, OutboxMail, Session, User};
 
 /// The effects of one write, in the order they are recorded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -22,6 +22,12 @@ pub struct Effects {
     pub mfa_removed: Vec<u64>,
     /// Audit events (SPEC §16); the store assigns their ids.
     pub events: Vec<Event>,
+    /// API keys (SPEC §19) created, or written over the record with the same id (`store
+    /// copy`). Only through `UserStore::record` (sled's user writes cannot carry them).
+    pub api_keys: Vec<ApiKey>,
+    /// API keys revoked: `(id, unix seconds)`; a key already revoked keeps its first time,
+    /// an unknown id is no error. Only through `UserStore::record`.
+    pub api_keys_revoked: Vec<(String, u64)>,
 }
 
 impl Effects {
@@ -39,6 +45,8 @@ impl Effects {
             families,
             mfa_removed,
             events,
+            api_keys,
+            api_keys_revoked,
         } = self;
         mails.is_empty()
             && sessions.is_empty()
@@ -46,6 +54,8 @@ impl Effects {
             && families.is_empty()
             && mfa_removed.is_empty()
             && events.is_empty()
+            && api_keys.is_empty()
+            && api_keys_revoked.is_empty()
     }
 
     /// These effects and `event` too.

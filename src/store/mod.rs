@@ -3,6 +3,7 @@
 //! is durable when it returns, with its `Effects` (the mails it causes) written by the same
 //! transaction. `open` is the one place that picks the configured backend.
 
+mod apikeys;
 mod audit;
 mod effects;
 mod group_commit;
@@ -12,6 +13,7 @@ mod query;
 mod sessions;
 mod sled_store;
 
+pub use apikeys::{touch_due, ApiKey, UseBatch, TOUCH_INTERVAL};
 pub use audit::{Action, Event, EventFilter, EventTap};
 pub use effects::{ChangeEffects, Effects, NewUserEffects};
 pub use mfa::{Mfa, PendingStep};
@@ -58,6 +60,10 @@ pub struct User {
     /// (SPEC §15). Records written before sessions existed have none.
     #[serde(default)]
     pub ended: Vec<Ended>,
+    /// A service account (SPEC §19): no password, no sign-in, API keys only; made by staff.
+    /// Records written before service accounts existed are people.
+    #[serde(default)]
+    pub is_service: bool,
 }
 
 fn verified_before_mail_existed() -> bool {
@@ -84,6 +90,8 @@ pub struct NewUser {
     pub password: String,
     pub is_staff: bool,
     pub date_joined: u64,
+    /// A service account (no password, no sign-in).
+    pub is_service: bool,
 }
 
 impl NewUser {
@@ -106,6 +114,7 @@ impl NewUser {
             groups: Vec::new(),
             email_verified: false,
             ended: Vec::new(),
+            is_service: self.is_service,
         }
     }
 }
@@ -309,6 +318,20 @@ pub trait UserStore: MailOutbox + Send + Sync {
         new: Option<&Mfa>,
         effects: Effects,
     ) -> Result<bool, StoreError>;
+    /// API key `id` (SPEC §19), revoked and expired ones included. Keys are created and
+    /// revoked as a write's `Effects`.
+    async fn get_api_key(&self, id: &str) -> Result<Option<ApiKey>, StoreError>;
+    /// The key whose SHA-256 (`auth::apikey::hash`) is `sha256`.
+    async fn find_api_key(&self, sha256: &str) -> Result<Option<ApiKey>, StoreError>;
+    /// The keys of user `user_id`, newest first (equal `created` in id order), revoked and
+    /// expired ones included.
+    async fn list_api_keys(&self, user_id: u64) -> Result<Vec<ApiKey>, StoreError>;
+    /// Sets `last_used` of each `(id, when)` where `when` is later than the stored one (never
+    /// back); unknown ids are no error. One batch, one durable write.
+    async fn touch_api_keys(&self, used: &[(String, u64)]) -> Result<(), StoreError>;
+    /// Up to `limit` keys with ids above `after` (`""`: from the first), in id order (`store
+    /// copy`, which writes them back as `Effects::api_keys`).
+    async fn api_keys_after(&self, after: &str, limit: usize) -> Result<Vec<ApiKey>, StoreError>;
     async fn get_session(&self, id_hash: &str) -> Result<Option<Session>, StoreError>;
     /// Sets last_seen (no-op if the session is gone; never moves it back, so two replicas
     /// touching at once keep the later visit).
@@ -375,6 +398,9 @@ pub enum MailKind {
     RecoveryCodesRenewed,
     MfaReplayRefused,
     MfaLocked,
+    /// A notice to an API key's owner (or, for a service account, its maker) that a key was
+    /// made (SPEC §19).
+    ApikeyCreated,
 }
 
 impl MailKind {
@@ -390,6 +416,7 @@ impl MailKind {
             MailKind::RecoveryCodesRenewed => "recovery_codes_renewed",
             MailKind::MfaReplayRefused => "mfa_replay_refused",
             MailKind::MfaLocked => "mfa_locked",
+            MailKind::ApikeyCreated => "apikey_created",
         }
     }
 }
@@ -405,6 +432,12 @@ pub struct OutboxMail {
     /// `EmailChanged`: the new address, for the notice's text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_email: Option<String>,
+    /// `ApikeyCreated`: the key's name and display prefix (never the key), for the notice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    /// `ApikeyCreated`: the username of the account the key is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// Unix seconds of the change that caused it (retries stop 24 h after it).
     pub created_at: u64,
 }
@@ -548,6 +581,7 @@ pub(crate) fn new_user(name: &str) -> NewUser {
         password: "x".into(),
         is_staff: false,
         date_joined: 0,
+        is_service: false,
     }
 }
 
@@ -597,6 +631,15 @@ mod tests {
             (f.created, f.client_ip.as_str(), f.user_agent.as_str()),
             (0, "", "")
         );
+    }
+
+    #[test]
+    fn records_written_before_service_accounts_existed_are_people() {
+        let old = r#"{"id":3,"username":"a","email":"a@example.com","first_name":"","last_name":"",
+            "password":"!","is_active":true,"is_staff":false,"date_joined":0,"last_login":null,
+            "deleted_at":null,"token_version":2,"groups":[],"email_verified":true,"ended":[]}"#;
+        let u: User = serde_json::from_str(old).expect("an old user record decodes");
+        assert!(!u.is_service);
     }
 
     #[test]

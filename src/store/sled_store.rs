@@ -4,9 +4,9 @@
 use super::group_commit::GroupCommit;
 mod user_list;
 use super::{
-    name_key, ChangeEffects, ChangeFeed, Effects, Event, EventFilter, EventTap, Family, ListFilter,
-    MailOutbox, Mfa, NewUser, NewUserEffects, OutboxEntry, Session, StateFilter, StoreError, User,
-    UserChange, UserCount, UserCursor, UserPage, UserQuery, UserStore,
+    name_key, ApiKey, ChangeEffects, ChangeFeed, Effects, Event, EventFilter, EventTap, Family,
+    ListFilter, MailOutbox, Mfa, NewUser, NewUserEffects, OutboxEntry, Session, StateFilter,
+    StoreError, User, UserChange, UserCount, UserCursor, UserPage, UserQuery, UserStore,
 };
 use async_trait::async_trait;
 use sled::transaction::{
@@ -94,6 +94,9 @@ pub struct SledStore {
     /// The users list's indexes (`sled_store/user_list.rs`), tagged keys to empty values, written
     /// in the user transactions and the second factor's compare-and-swap.
     user_index: sled::Tree,
+    /// API keys (SPEC §19), tagged keys: b'k' ++ key id -> ApiKey JSON; b'h' ++ SHA-256 ->
+    /// key id; b'o' ++ owner id (u64 big-endian) ++ key id -> empty. Written by `record`.
+    api_keys: sled::Tree,
     /// The next event id: one process holds a sled store, so it counts in memory from the
     /// highest id written (an id taken by a write that failed is never seen).
     next_event: AtomicU64,
@@ -125,6 +128,9 @@ struct EffectTrees<'a> {
     user_families: &'a TransactionalTree,
     mfa: &'a TransactionalTree,
     user_index: &'a TransactionalTree,
+    /// `None` in the user writes (sled's transactions take at most 14 trees, which they
+    /// use): API-key effects there are refused, and go through `record` instead.
+    api_keys: Option<&'a TransactionalTree>,
 }
 
 /// A key of an index by user: the user id (big-endian, so one user's keys are adjacent) and
@@ -191,6 +197,7 @@ fn effects_tx(
         user_families,
         mfa,
         user_index,
+        api_keys,
     } = *trees;
     let Effects {
         mails,
@@ -199,7 +206,22 @@ fn effects_tx(
         families: family_records,
         mfa_removed,
         events,
+        api_keys: new_keys,
+        api_keys_revoked,
     } = effects;
+    if !new_keys.is_empty() || !api_keys_revoked.is_empty() {
+        let Some(tree) = api_keys else {
+            return abort(StoreError::Io(
+                "API keys are written by `record`, not with a user change".into(),
+            ));
+        };
+        for key in &new_keys {
+            put_api_key_tx(tree, key)?;
+        }
+        for (id, at) in &api_keys_revoked {
+            revoke_api_key_tx(tree, id, *at)?;
+        }
+    }
     for user_id in mfa_removed {
         mfa.remove(&id_key(user_id))?;
         user_index.remove(user_list::mfa_key(user_id))?;
@@ -239,6 +261,72 @@ fn effects_tx(
         written.push(event);
     }
     Ok(written)
+}
+
+fn api_key_key(tag: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + rest.len());
+    k.push(tag);
+    k.extend_from_slice(rest);
+    k
+}
+
+/// The owner index's key of `key`.
+fn api_key_owner_key(key: &ApiKey) -> Vec<u8> {
+    api_key_key(b'o', &user_index_key(key.user_id, &key.id))
+}
+
+fn decode_api_key(bytes: &[u8]) -> Result<ApiKey, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Io(format!("corrupt API key: {e}")))
+}
+
+/// Writes `key` (over the record with its id) with its hash and owner entries.
+fn put_api_key_tx(
+    tree: &TransactionalTree,
+    key: &ApiKey,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    let record = api_key_key(b'k', key.id.as_bytes());
+    if let Some(old) = tree.get(&record)? {
+        match decode_api_key(&old) {
+            Ok(old) => {
+                tree.remove(api_key_key(b'h', old.sha256.as_bytes()))?;
+                tree.remove(api_key_owner_key(&old))?;
+            }
+            Err(e) => return abort(e),
+        }
+    }
+    let bytes = match encode(key) {
+        Ok(b) => b,
+        Err(e) => return abort(e),
+    };
+    tree.insert(record, bytes)?;
+    tree.insert(api_key_key(b'h', key.sha256.as_bytes()), key.id.as_bytes())?;
+    tree.insert(api_key_owner_key(key), &[])?;
+    Ok(())
+}
+
+/// Marks key `id` revoked at `at` unless it already is (or is unknown).
+fn revoke_api_key_tx(
+    tree: &TransactionalTree,
+    id: &str,
+    at: u64,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    let record = api_key_key(b'k', id.as_bytes());
+    let Some(bytes) = tree.get(&record)? else {
+        return Ok(());
+    };
+    let mut key = match decode_api_key(&bytes) {
+        Ok(k) => k,
+        Err(e) => return abort(e),
+    };
+    if key.revoked.is_some() {
+        return Ok(());
+    }
+    key.revoked = Some(at);
+    match encode(&key) {
+        Ok(b) => tree.insert(record, b)?,
+        Err(e) => return abort(e),
+    };
+    Ok(())
 }
 
 /// Writes `session` (over one with the same id hash) and its index entry.
@@ -590,6 +678,7 @@ impl SledStore {
             audit_index: tree("audit_index")?,
             mfa: tree("mfa")?,
             user_index: tree("user_index")?,
+            api_keys: tree("api_keys")?,
             next_event: AtomicU64::new(1),
             event_tap: OnceLock::new(),
             commits: GroupCommit::start(db.clone())?,
@@ -698,6 +787,7 @@ impl SledStore {
                 &self.audit_index,
                 &self.mfa,
                 &self.user_index,
+                &self.api_keys,
             )
                 .transaction(
                     |(
@@ -711,6 +801,7 @@ impl SledStore {
                         audit_index,
                         mfa,
                         user_index,
+                        api_keys,
                     )| {
                         if !proceed(mfa, user_index)? {
                             return Ok((false, Vec::new()));
@@ -727,6 +818,7 @@ impl SledStore {
                             user_families,
                             mfa,
                             user_index,
+                            api_keys: Some(api_keys),
                         };
                         Ok((true, effects_tx(&trees, effects.clone())?))
                     },
@@ -781,6 +873,7 @@ impl SledStore {
                         user_families: &trees.9,
                         mfa: &trees.12,
                         user_index: &trees.13,
+                        api_keys: None,
                     };
                     if usernames.get(uname.as_bytes())?.is_some() {
                         return abort(StoreError::UsernameTaken);
@@ -857,6 +950,7 @@ impl SledStore {
                         user_families: &trees.9,
                         mfa: &trees.12,
                         user_index: &trees.13,
+                        api_keys: None,
                     };
                     let Some(bytes) = users.get(id_key(id))? else {
                         return abort(StoreError::NotFound);
@@ -1172,6 +1266,93 @@ impl UserStore for SledStore {
             &effects,
         )
         .await
+    }
+
+    async fn get_api_key(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
+        self.api_keys
+            .get(api_key_key(b'k', id.as_bytes()))
+            .map_err(io)?
+            .map(|b| decode_api_key(&b))
+            .transpose()
+    }
+
+    async fn find_api_key(&self, sha256: &str) -> Result<Option<ApiKey>, StoreError> {
+        let Some(id) = self
+            .api_keys
+            .get(api_key_key(b'h', sha256.as_bytes()))
+            .map_err(io)?
+        else {
+            return Ok(None);
+        };
+        let id =
+            std::str::from_utf8(&id).map_err(|_| StoreError::Io("corrupt API key id".into()))?;
+        Ok(self.get_api_key(id).await?.filter(|k| k.sha256 == sha256))
+    }
+
+    async fn list_api_keys(&self, user_id: u64) -> Result<Vec<ApiKey>, StoreError> {
+        let mut found = Vec::new();
+        let prefix = api_key_key(b'o', &id_key(user_id));
+        for key in self.api_keys.scan_prefix(&prefix).keys() {
+            let key = key.map_err(io)?;
+            let id = key
+                .get(prefix.len()..)
+                .and_then(|id| std::str::from_utf8(id).ok())
+                .ok_or_else(|| StoreError::Io("corrupt API key index key".into()))?;
+            if let Some(record) = self.get_api_key(id).await? {
+                if record.user_id == user_id {
+                    found.push(record);
+                }
+            }
+        }
+        found.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
+        Ok(found)
+    }
+
+    async fn touch_api_keys(&self, used: &[(String, u64)]) -> Result<(), StoreError> {
+        let touched = tx_result(self.api_keys.transaction(|tree| {
+            let mut touched = false;
+            for (id, when) in used {
+                let record = api_key_key(b'k', id.as_bytes());
+                let Some(bytes) = tree.get(&record)? else {
+                    continue;
+                };
+                let mut key = match decode_api_key(&bytes) {
+                    Ok(k) => k,
+                    Err(e) => return abort(e),
+                };
+                if key.last_used.is_some_and(|at| at >= *when) {
+                    continue;
+                }
+                key.last_used = Some(*when);
+                match encode(&key) {
+                    Ok(b) => tree.insert(record, b)?,
+                    Err(e) => return abort(e),
+                };
+                touched = true;
+            }
+            Ok(touched)
+        }))?;
+        if touched {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn api_keys_after(&self, after: &str, limit: usize) -> Result<Vec<ApiKey>, StoreError> {
+        let start = api_key_key(b'k', after.as_bytes());
+        let end = [b'k' + 1];
+        let mut found = Vec::new();
+        for item in self.api_keys.range(start.clone()..end.to_vec()) {
+            if found.len() >= limit {
+                break;
+            }
+            let (key, bytes) = item.map_err(io)?;
+            if key.as_ref() == start.as_slice() {
+                continue;
+            }
+            found.push(decode_api_key(&bytes)?);
+        }
+        Ok(found)
     }
 
     async fn get_session(&self, id_hash: &str) -> Result<Option<Session>, StoreError> {

@@ -67,6 +67,9 @@ mod mail_replicas;
 mod mfa;
 mod mfa_replicas;
 
+// API keys and service accounts (SPEC §19): made, listed, revoked; staff's service accounts.
+mod apikeys;
+
 // The harness checks its own checks, and its browser (Chromium over WebDriver).
 mod browser_harness;
 mod harness;

@@ -97,6 +97,10 @@ fn path_of(e: &Endpoint) -> String {
         Endpoint::Totp => "/api/auth/2fa/totp/".into(),
         Endpoint::TotpConfirm => "/api/auth/2fa/totp/confirm/".into(),
         Endpoint::RecoveryCodes => "/api/auth/2fa/recovery-codes/".into(),
+        Endpoint::Keys => "/api/auth/keys/".into(),
+        Endpoint::Key(id) => format!("/api/auth/keys/{id}/"),
+        Endpoint::AdminUserKeys(id) => format!("/api/auth/admin/users/{id}/keys/"),
+        Endpoint::AdminServiceAccounts => "/api/auth/admin/service-accounts/".into(),
     }
 }
 
@@ -123,11 +127,15 @@ fn endpoint() -> impl Strategy<Value = Endpoint> {
         Just(Endpoint::EmailVerifyResend),
         Just(Endpoint::Session),
         Just(Endpoint::Sessions),
-        id.prop_map(Endpoint::SessionEnd),
+        id.clone().prop_map(Endpoint::SessionEnd),
         Just(Endpoint::SessionsRevokeOthers),
         Just(Endpoint::Totp),
         Just(Endpoint::TotpConfirm),
         Just(Endpoint::RecoveryCodes),
+        Just(Endpoint::Keys),
+        id.clone().prop_map(Endpoint::Key),
+        id.clone().prop_map(Endpoint::AdminUserKeys),
+        Just(Endpoint::AdminServiceAccounts),
     ]
 }
 
@@ -155,6 +163,8 @@ fn path() -> impl Strategy<Value = String> {
         "session",
         "sessions",
         "revoke-others",
+        "keys",
+        "service-accounts",
         "1",
         "abc",
         "",

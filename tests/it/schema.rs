@@ -53,6 +53,8 @@ const REVOKE_OTHERS: &str = "/api/auth/sessions/revoke-others/";
 const TOTP: &str = "/api/auth/2fa/totp/";
 const TOTP_CONFIRM: &str = "/api/auth/2fa/totp/confirm/";
 const RECOVERY_CODES: &str = "/api/auth/2fa/recovery-codes/";
+const KEYS: &str = "/api/auth/keys/";
+const SERVICE_ACCOUNTS: &str = "/api/auth/admin/service-accounts/";
 
 /// The `recovery_codes` of an answer.
 fn recovery_codes(r: &Resp) -> Vec<String> {
@@ -105,6 +107,10 @@ fn document_path(e: &Endpoint) -> &'static str {
         Endpoint::Totp => "/api/auth/2fa/totp/",
         Endpoint::TotpConfirm => "/api/auth/2fa/totp/confirm/",
         Endpoint::RecoveryCodes => "/api/auth/2fa/recovery-codes/",
+        Endpoint::Keys => "/api/auth/keys/",
+        Endpoint::Key(_) => "/api/auth/keys/{id}/",
+        Endpoint::AdminUserKeys(_) => "/api/auth/admin/users/{id}/keys/",
+        Endpoint::AdminServiceAccounts => "/api/auth/admin/service-accounts/",
     }
 }
 
@@ -135,6 +141,10 @@ fn all_endpoints() -> Vec<Endpoint> {
         Endpoint::Totp,
         Endpoint::TotpConfirm,
         Endpoint::RecoveryCodes,
+        Endpoint::Keys,
+        Endpoint::Key("1".into()),
+        Endpoint::AdminUserKeys("1".into()),
+        Endpoint::AdminServiceAccounts,
     ]
 }
 
@@ -1421,6 +1431,74 @@ fn a_realistic_scenario_and_malformed_requests_match_the_document() {
     assert_eq!(reset.json["mfa"], json!(false), "{}", reset.text);
     c.json(401, "GET", PROFILE, NO_BODY, me);
     c.json(200, "POST", TOKEN, login("alice", PASSWORD), anon);
+
+    // API keys (SPEC §19): made with the password, listed without the key, revoked; staff's
+    // service accounts and their keys.
+    let alice = c
+        .json(200, "POST", TOKEN, login("alice", PASSWORD), anon)
+        .field("access");
+    let me = Some(alice.as_str());
+    let expires = gatehouse::clock::iso_ms((now() + 30 * 86_400) * 1000);
+    let key_body =
+        |password: &str| json!({"name": "ci", "expires_at": expires, "password": password});
+    c.json(400, "POST", KEYS, json!({}), me);
+    c.json(400, "POST", KEYS, key_body("Wrong-Pass-1"), me);
+    c.json(
+        400,
+        "POST",
+        KEYS,
+        json!({"name": "ci", "expires_at": "2000-01-01", "password": PASSWORD}),
+        me,
+    );
+    c.raw(415, "POST", KEYS, "text/plain", "x", me);
+    c.json(401, "POST", KEYS, key_body(PASSWORD), anon);
+    let made = c.json(201, "POST", KEYS, key_body(PASSWORD), me);
+    let key_id = made.field("id");
+    c.json(200, "GET", KEYS, NO_BODY, me);
+    c.json(200, "HEAD", KEYS, NO_BODY, me);
+    c.json(401, "GET", KEYS, NO_BODY, anon);
+    c.json(401, "HEAD", KEYS, NO_BODY, anon);
+    c.json(204, "DELETE", &format!("{KEYS}{key_id}/"), NO_BODY, me);
+    c.json(404, "DELETE", &format!("{KEYS}nope/"), NO_BODY, me);
+    c.json(401, "DELETE", &format!("{KEYS}{key_id}/"), NO_BODY, anon);
+    let bot = c.json(
+        201,
+        "POST",
+        SERVICE_ACCOUNTS,
+        json!({"username": "ci-bot"}),
+        staff,
+    );
+    let bot_id = bot.json["id"].to_string();
+    c.json(
+        400,
+        "POST",
+        SERVICE_ACCOUNTS,
+        json!({"username": "ci-bot"}),
+        staff,
+    );
+    c.json(403, "POST", SERVICE_ACCOUNTS, json!({"username": "x"}), me);
+    let bot_keys = format!("/api/auth/admin/users/{bot_id}/keys/");
+    c.json(201, "POST", &bot_keys, key_body("Root-Pass-2024"), staff);
+    c.json(400, "POST", &bot_keys, key_body(PASSWORD), staff);
+    c.json(403, "POST", &bot_keys, key_body(PASSWORD), me);
+    c.json(200, "GET", &bot_keys, NO_BODY, staff);
+    c.json(200, "HEAD", &bot_keys, NO_BODY, staff);
+    c.json(403, "GET", &bot_keys, NO_BODY, me);
+    c.json(403, "HEAD", &bot_keys, NO_BODY, me);
+    c.json(
+        404,
+        "GET",
+        "/api/auth/admin/users/999999/keys/",
+        NO_BODY,
+        staff,
+    );
+    c.json(
+        404,
+        "HEAD",
+        "/api/auth/admin/users/999999/keys/",
+        NO_BODY,
+        staff,
+    );
 
     // The scenario touched every documented operation.
     let exercised = c.exercised.borrow();

@@ -7,8 +7,8 @@ use crate::common;
 use common::postgres;
 use gatehouse::auth::families::{self, Presented, Step};
 use gatehouse::store::{
-    Action, Effects, Ended, Event, EventFilter, Family, GroupCount, ListFilter, MailKind, Mfa,
-    NewUser, OutboxMail, PendingStep, PgStore, Session, SledStore, SortKey, StateFilter,
+    Action, ApiKey, Effects, Ended, Event, EventFilter, Family, GroupCount, ListFilter, MailKind,
+    Mfa, NewUser, OutboxMail, PendingStep, PgStore, Session, SledStore, SortKey, StateFilter,
     StoreError, User, UserBatches, UserCount, UserCursor, UserPage, UserQuery, UserSort, UserStore,
     COUNT_CAP, METHOD_PASSWORD, METHOD_PASSWORD_OTP,
 };
@@ -55,6 +55,7 @@ fn new_user(name: &str) -> NewUser {
         password: "x".into(),
         is_staff: false,
         date_joined: 0,
+        is_service: false,
     }
 }
 
@@ -464,6 +465,8 @@ fn mail(kind: MailKind, user_id: u64, to: &str, at: u64) -> OutboxMail {
         user_id,
         to: to.into(),
         new_email: None,
+        api_key: None,
+        account: None,
         created_at: at,
     }
 }
@@ -768,6 +771,7 @@ async fn apply(store: &dyn UserStore, op: &Op) -> String {
                 groups: vec!["g".into()],
                 email_verified: id % 3 == 0,
                 ended: Vec::new(),
+                is_service: false,
             };
             u.last_login = Some(9);
             format!("{:?}", store.insert_user(u).await)
@@ -2046,6 +2050,7 @@ fn listed_user(i: u64) -> User {
         groups,
         email_verified: i % 6 != 1,
         ended: Vec::new(),
+        is_service: false,
     }
 }
 
@@ -2455,5 +2460,186 @@ async fn group_counts_list_every_name_by_bytes_and_follow_changes() {
             [n("Billing", 1), n("a", 2), n("ab", 2)],
             "{backend}"
         );
+    }
+}
+
+fn api_key(id: &str, user_id: u64, created: u64) -> ApiKey {
+    ApiKey {
+        id: id.into(),
+        user_id,
+        name: format!("key {id}"),
+        sha256: format!("{id:0>64}"),
+        prefix: "gk_abcde".into(),
+        created,
+        expires_at: created + 1000,
+        groups: vec!["ops".into()],
+        routes: vec!["/svc/".into()],
+        staff: false,
+        last_used: None,
+        revoked: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn api_keys_are_written_with_their_events_found_by_hash_listed_revoked_and_touched() {
+    for (backend, make) in backends() {
+        let fresh = make();
+        let store = fresh.store.as_ref();
+        let ann = create(store, "ann").await;
+        let bob = create(store, "bob").await;
+
+        // Created with its event and notice, in one write.
+        let a1 = api_key("a1", ann.id, 10);
+        store
+            .record(
+                Effects {
+                    api_keys: vec![a1.clone()],
+                    mails: vec![mail(MailKind::PasswordChanged, ann.id, &ann.email, 10)],
+                    ..Effects::none()
+                }
+                .with(event(Action::ApikeyCreated, Some(ann.id), Some(ann.id), 10)),
+            )
+            .await
+            .expect("create");
+        assert_eq!(store.outbox_depth().await.expect("depth"), 1, "{backend}");
+        assert_eq!(all_events(store, 10).await.len(), 1, "{backend}");
+        assert_eq!(
+            store.get_api_key("a1").await.expect("get"),
+            Some(a1.clone()),
+            "{backend}"
+        );
+        assert_eq!(
+            store.find_api_key(&a1.sha256).await.expect("find"),
+            Some(a1.clone()),
+            "{backend}"
+        );
+        assert_eq!(
+            store.find_api_key(&"f".repeat(64)).await.expect("find"),
+            None
+        );
+        assert_eq!(store.get_api_key("nope").await.expect("get"), None);
+
+        // Listed by owner, newest first; equal times in id order.
+        let a2 = api_key("a2", ann.id, 20);
+        let a0 = api_key("a0", ann.id, 20);
+        let b1 = api_key("b1", bob.id, 30);
+        store
+            .record(Effects {
+                api_keys: vec![a2.clone(), a0.clone(), b1.clone()],
+                ..Effects::none()
+            })
+            .await
+            .expect("more");
+        let ids = |keys: Vec<ApiKey>| keys.into_iter().map(|k| k.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(store.list_api_keys(ann.id).await.expect("list")),
+            ["a0", "a2", "a1"],
+            "{backend}"
+        );
+        assert_eq!(
+            ids(store.list_api_keys(bob.id).await.expect("list")),
+            ["b1"]
+        );
+        assert!(store.list_api_keys(999).await.expect("list").is_empty());
+
+        // Revoked with its event; a second revocation keeps the first time.
+        store
+            .record(Effects {
+                api_keys_revoked: vec![("a1".into(), 50)],
+                ..Effects::from(event(Action::ApikeyRevoked, Some(ann.id), Some(ann.id), 50))
+            })
+            .await
+            .expect("revoke");
+        store
+            .record(Effects {
+                api_keys_revoked: vec![("a1".into(), 60), ("unknown".into(), 60)],
+                ..Effects::none()
+            })
+            .await
+            .expect("revoke again");
+        let revoked = store.get_api_key("a1").await.expect("get").expect("kept");
+        assert_eq!(revoked.revoked, Some(50), "{backend}");
+        assert!(!revoked.live_at(11), "{backend}");
+        assert_eq!(all_events(store, 10).await.len(), 2, "{backend}");
+        assert_eq!(
+            store
+                .find_api_key(&a1.sha256)
+                .await
+                .expect("find")
+                .and_then(|k| k.revoked),
+            Some(50),
+            "{backend}: the hash finds the revoked record"
+        );
+
+        // last_used moves forward only, in one batch; unknown ids are no error.
+        store
+            .touch_api_keys(&[("a2".into(), 100), ("b1".into(), 90), ("zz".into(), 1)])
+            .await
+            .expect("touch");
+        store
+            .touch_api_keys(&[("a2".into(), 80)])
+            .await
+            .expect("touch back");
+        let used = |id: &'static str| async move {
+            store
+                .get_api_key(id)
+                .await
+                .expect("get")
+                .and_then(|k| k.last_used)
+        };
+        assert_eq!(used("a2").await, Some(100), "{backend}");
+        assert_eq!(used("b1").await, Some(90), "{backend}");
+        assert_eq!(used("a0").await, None, "{backend}");
+        store.touch_api_keys(&[]).await.expect("nothing");
+
+        // Read out in id order, in pages (`store copy`), and written back over themselves.
+        let mut seen = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page = store.api_keys_after(&after, 2).await.expect("page");
+            let Some(last) = page.last() else { break };
+            after = last.id.clone();
+            seen.extend(page);
+        }
+        assert_eq!(ids(seen.clone()), ["a0", "a1", "a2", "b1"], "{backend}");
+        store
+            .record(Effects {
+                api_keys: seen.clone(),
+                ..Effects::none()
+            })
+            .await
+            .expect("write over");
+        assert_eq!(store.get_api_key("a1").await.expect("get"), Some(revoked));
+        assert_eq!(store.list_api_keys(ann.id).await.expect("list").len(), 3);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn service_accounts_round_trip() {
+    for (backend, make) in backends() {
+        let fresh = make();
+        let store = fresh.store.as_ref();
+        let svc = store
+            .create_user(
+                NewUser {
+                    is_service: true,
+                    ..new_user("ci-bot")
+                },
+                &|_| Effects::none(),
+            )
+            .await
+            .expect("create");
+        assert!(svc.is_service, "{backend}");
+        let read = store.get_user(svc.id).await.expect("get").expect("there");
+        assert!(read.is_service, "{backend}");
+        let person = create(store, "ann").await;
+        assert!(!person.is_service, "{backend}");
+        let updated = store
+            .update_user(svc.id, &|u| u.first_name = "CI".into(), &|_, _| {
+                Effects::none()
+            })
+            .await
+            .expect("update");
+        assert!(updated.is_service, "{backend}: kept by updates");
     }
 }

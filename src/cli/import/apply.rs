@@ -264,6 +264,7 @@ mod tests {
                 password: "x".into(),
                 is_staff: false,
                 date_joined: 0,
+                is_service: false,
             },
             &|_| Default::default(),
         ))

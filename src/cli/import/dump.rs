@@ -569,6 +569,7 @@ fn map_user(
             // Django keeps no such flag: an imported address counts as verified (SPEC §10).
             email_verified: true,
             ended: Vec::new(),
+            is_service: false,
         },
         warning,
         group_refs,
@@ -658,6 +659,7 @@ mod tests {
                     groups: Vec::new(),
                     email_verified: true,
                     ended: Vec::new(),
+                    is_service: false,
                 },
                 warning: None,
                 group_refs: Vec::new(),

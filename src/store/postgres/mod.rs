@@ -4,6 +4,7 @@
 //! unique indexes on keys computed in Rust (`name_key`), ids by an identity column, family
 //! rotation by one conditional UPDATE; changes other replicas make arrive through `feed`.
 
+mod apikeys;
 mod audit;
 mod feed;
 mod mfa;
@@ -182,7 +183,7 @@ fn to_u64(n: i64, what: &str) -> Result<u64, StoreError> {
 
 const USER_COLUMNS: &str = "id, username, email, first_name, last_name, password, is_active, \
      is_staff, date_joined, last_login, deleted_at, token_version, groups, email_verified, ended, \
-     rev";
+     is_service, rev";
 
 fn decode_user(row: &Row) -> Result<(User, i64), StoreError> {
     let get_err = |e: tokio_postgres::Error| StoreError::Io(format!("corrupt user row: {e}"));
@@ -207,6 +208,7 @@ fn decode_user(row: &Row) -> Result<(User, i64), StoreError> {
         email_verified: row.try_get("email_verified").map_err(get_err)?,
         ended: serde_json::from_str(row.try_get("ended").map_err(get_err)?)
             .map_err(|e| StoreError::Io(format!("corrupt user row: ended: {e}")))?,
+        is_service: row.try_get("is_service").map_err(get_err)?,
     };
     Ok((user, row.try_get("rev").map_err(get_err)?))
 }
@@ -232,11 +234,12 @@ struct UserParams {
     ended: String,
     /// `store::names_key`: what the list's search looks in beside the name and address.
     names_key: String,
+    is_service: bool,
 }
 
 /// How many parameters a user takes (`UserParams::as_params`, `USER_FIELDS`): the INSERT's
 /// and UPDATE's further parameters are numbered after them.
-const USER_PARAMS: usize = 17;
+const USER_PARAMS: usize = 18;
 
 impl UserParams {
     fn new(u: &User) -> Result<UserParams, StoreError> {
@@ -260,6 +263,7 @@ impl UserParams {
             ended: serde_json::to_string(&u.ended)
                 .map_err(|e| StoreError::Io(format!("cannot encode ended sessions: {e}")))?,
             names_key: super::names_key(u),
+            is_service: u.is_service,
         })
     }
 
@@ -282,18 +286,20 @@ impl UserParams {
             &self.email_verified,
             &self.ended,
             &self.names_key,
+            &self.is_service,
         ]
     }
 }
 
 const USER_FIELDS: &str = "username, username_key, email, email_key, first_name, last_name, \
      password, is_active, is_staff, date_joined, last_login, deleted_at, token_version, groups, \
-     email_verified, ended, names_key";
+     email_verified, ended, names_key, is_service";
 
 /// `USER_FIELDS`' parameters typed (an INSERT ... SELECT does not infer them).
 const CAST_VALUES: &str = "$1::text, $2::text, $3::text, $4::text, $5::text, $6::text, \
      $7::text, $8::boolean, $9::boolean, $10::bigint, $11::bigint, $12::bigint, $13::bigint, \
-     $14::text[], $15::boolean, $16::text, $17::text";
+     $14::text[], $15::boolean, $16::text, $17::text, \
+     $18::boolean";
 
 /// The WHERE conditions of a list filter, with its parameters numbered from `first`.
 fn filter_sql(filter: &ListFilter, first: usize) -> (String, Vec<String>) {
@@ -1058,6 +1064,30 @@ impl UserStore for PgStore {
             Ok(n == 1)
         })
         .await
+    }
+
+    async fn get_api_key(&self, id: &str) -> Result<Option<super::ApiKey>, StoreError> {
+        self.read_api_key(id).await
+    }
+
+    async fn find_api_key(&self, sha256: &str) -> Result<Option<super::ApiKey>, StoreError> {
+        self.api_key_by_hash(sha256).await
+    }
+
+    async fn list_api_keys(&self, user_id: u64) -> Result<Vec<super::ApiKey>, StoreError> {
+        self.api_keys_of(user_id).await
+    }
+
+    async fn touch_api_keys(&self, used: &[(String, u64)]) -> Result<(), StoreError> {
+        self.touch_keys(used).await
+    }
+
+    async fn api_keys_after(
+        &self,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<super::ApiKey>, StoreError> {
+        self.api_keys_from(after, limit).await
     }
 
     async fn get_session(&self, id_hash: &str) -> Result<Option<Session>, StoreError> {

@@ -254,6 +254,33 @@ ALTER TABLE mfa ADD COLUMN enabled boolean
 CREATE INDEX mfa_enabled ON mfa (user_id) WHERE enabled;
 "#,
     },
+    Migration {
+        version: 7,
+        name: "API keys and service accounts",
+        sql: r#"
+-- Service accounts (SPEC §19): users with no password and no sign-in, keys only. Rows
+-- written before are people.
+ALTER TABLE users ADD COLUMN is_service boolean NOT NULL DEFAULT false;
+
+-- API keys: never the key, only its SHA-256 (what a presented key is looked up by) and its
+-- display prefix. Created and revoked by the transactions that record their audit events.
+CREATE TABLE api_keys (
+    id text PRIMARY KEY,
+    user_id bigint NOT NULL REFERENCES users (id),
+    name text NOT NULL,
+    sha256 text NOT NULL UNIQUE,
+    prefix text NOT NULL,
+    created bigint NOT NULL,
+    expires_at bigint NOT NULL,
+    groups text[] NOT NULL DEFAULT '{}',
+    routes text[] NOT NULL DEFAULT '{}',
+    staff boolean NOT NULL DEFAULT false,
+    last_used bigint,
+    revoked bigint
+);
+CREATE INDEX api_keys_user ON api_keys (user_id);
+"#,
+    },
 ];
 
 /// The schema version this build writes and reads.

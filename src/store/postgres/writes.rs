@@ -6,8 +6,8 @@
 //! (a client gone) does not keep a committed event from the sink.
 
 use super::{
-    audit, outbox, pg_error, pool_error, put_family, sessions, taken, to_i64, PgStore, UserParams,
-    USER_FIELDS, USER_PARAMS,
+    apikeys, audit, outbox, pg_error, pool_error, put_family, sessions, taken, to_i64, PgStore,
+    UserParams, USER_FIELDS, USER_PARAMS,
 };
 use crate::store::{
     ChangeEffects, Effects, Event, StoreError, User, UserChange, MAX_SWAP_ATTEMPTS,
@@ -28,6 +28,8 @@ pub(super) async fn write_effects(
         families,
         mfa_removed,
         events,
+        api_keys: new_keys,
+        api_keys_revoked,
     } = effects;
     remove_mfa(client, mfa_removed).await?;
     sessions::insert_sessions(client, created).await?;
@@ -35,6 +37,8 @@ pub(super) async fn write_effects(
     for (family, record) in families {
         put_family(client, family, record).await?;
     }
+    apikeys::put_keys(client, new_keys).await?;
+    apikeys::revoke_keys(client, api_keys_revoked).await?;
     outbox::insert_mails(client, mails).await?;
     audit::insert_new(client, events).await
 }
