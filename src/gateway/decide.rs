@@ -52,8 +52,10 @@ pub fn requirement(route: &Route) -> Option<Requirement> {
     }
 }
 
+/// The decision on a request for `path` (normalized, the one the route was matched on).
 pub async fn decide(
     method: &Method,
+    path: &str,
     headers: &HeaderMap,
     route: Option<&Route>,
     auth: &Authenticator,
@@ -72,7 +74,11 @@ pub async fn decide(
     let Some(need) = requirement(route) else {
         return policy(route, method, None);
     };
-    match auth.check(headers, need).await {
+    match auth.check_accepting(headers, need, route.accept).await {
+        // An API key with `routes` reaches only those prefixes (SPEC §19).
+        Ok(Some(who)) if !who.reaches(path) => {
+            Decision::Respond(ApiError::PermissionDenied.to_response())
+        }
         Ok(identity) => policy(route, method, identity),
         Err(e) => Decision::Respond(ApiError::from(e).to_response()),
     }
@@ -325,6 +331,7 @@ mod tests {
         let h = head(path, auth);
         block(decide(
             &h.method,
+            path,
             &h.headers,
             w.routes.lookup(path).map(|r| r.as_ref()),
             &w.app.authenticator,
@@ -486,6 +493,7 @@ mod tests {
         let h = head("/x", &[]);
         let d = block(decide(
             &h.method,
+            "/x",
             &h.headers,
             routes.lookup("/x").map(|r| r.as_ref()),
             &app.authenticator,

@@ -1,0 +1,350 @@
+// API keys as a credential (SPEC §19), end to end: a key made through the part-1 endpoints
+// is presented as `Bearer`, in `X-API-Key` and as Basic's password on a proxied route; the
+// identity upstream carries only what the key grants, with `X-User-Auth`; a route's
+// `accept`, a key's `routes`, the user API's refusal; revocation, expiry and the owner's
+// deactivation refuse the next request (sled, and across two PostgreSQL replicas); malformed
+// keys cost no store read; the key is never in the log or the metrics.
+use crate::common;
+
+use base64::Engine;
+use common::paths::{admin_user, PROFILE};
+use common::smtp::metric;
+use common::upstream::{Recorded, Upstream};
+use common::*;
+use gatehouse::config::{CredentialKind, RouteConfig};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const KEYS: &str = "/api/auth/keys/";
+const ADMIN_PW: &str = "AdminPass123";
+const X_USER_AUTH: &str = "x-user-auth";
+const PERMISSION_DENIED: &str = "You do not have permission to perform this action.";
+
+/// An instant `seconds` from now, ISO 8601.
+fn in_seconds(seconds: u64) -> String {
+    gatehouse::clock::iso_ms((gatehouse::clock::now() + seconds) * 1000)
+}
+
+/// A key of the caller `access` (password `PASSWORD`) with `extra` fields; (id, key).
+#[track_caller]
+fn make_key(g: &Http, access: &str, extra: Value) -> (String, String) {
+    let mut body =
+        json!({"name": "ci", "expires_at": in_seconds(30 * 86_400), "password": PASSWORD});
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        body[k] = v.clone();
+    }
+    let made = g.post(KEYS, body, Some(access));
+    made.expect_status(201);
+    (made.field("id"), made.field("key"))
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+fn basic(user: &str, password: &str) -> String {
+    let pair = format!("{user}:{password}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
+/// A gateway with the required route `/app/` (every credential kind), `/jwt/` (tokens only)
+/// and `/ci/` to `up`, with the superuser `admin`.
+fn gateway(up: &Upstream) -> Gatehouse {
+    Gatehouse::new()
+        .with_config(|c| {
+            c.routes = vec![
+                route("/app/", &[up.addr]),
+                RouteConfig {
+                    accept: vec![CredentialKind::Jwt],
+                    ..route("/jwt/", &[up.addr])
+                },
+                route("/ci/", &[up.addr]),
+            ];
+        })
+        .superuser("admin", "admin@example.com", ADMIN_PW)
+        .start()
+}
+
+#[track_caller]
+fn identity(seen: &Recorded) -> [Vec<String>; 5] {
+    [
+        "x-user-id",
+        "x-user-name",
+        "x-user-is-staff",
+        "x-user-groups",
+        X_USER_AUTH,
+    ]
+    .map(|h| seen.header_values(h))
+}
+
+fn one(v: &str) -> Vec<String> {
+    vec![v.to_string()]
+}
+
+/// The store reads a key check can cost: key-cache and user-cache misses and bypasses.
+fn store_reads(g: &Gatehouse) -> f64 {
+    [
+        ("gatehouse_apikey_cache_requests_total", "result=\"miss\""),
+        ("gatehouse_apikey_cache_requests_total", "result=\"bypass\""),
+        ("gatehouse_user_cache_requests_total", "result=\"miss\""),
+        ("gatehouse_user_cache_requests_total", "result=\"bypass\""),
+    ]
+    .iter()
+    .map(|(name, labels)| metric(g, name, labels))
+    .sum()
+}
+
+fn checks(g: &Gatehouse, result: &str) -> f64 {
+    metric(
+        g,
+        "gatehouse_apikey_checks_total",
+        &format!("result=\"{result}\""),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_key_passes_three_ways_and_carries_only_what_it_grants() {
+    let up = Upstream::start();
+    let g = gateway(&up);
+    let admin = g.login("admin", ADMIN_PW).0;
+    let (ann_id, ann, _) = g.user("ann");
+    g.call(
+        "PATCH",
+        &admin_user(ann_id),
+        Some(json!({"groups": ["ops", "billing"]})),
+        Some(&admin),
+    )
+    .expect_status(200);
+    let (_, key) = make_key(&g, &ann, json!({"groups": ["ops"]}));
+    let (_, ci_key) = make_key(&g, &ann, json!({"routes": ["/ci/"]}));
+    let expected = [
+        one(&ann_id.to_string()),
+        one("ann"),
+        one("false"),
+        one("ops"),
+        one("apikey"),
+    ];
+
+    // Each presentation, with a client's own X-User-Auth stripped.
+    let presentations = [
+        ("authorization", bearer(&key)),
+        ("x-api-key", key.clone()),
+        ("authorization", basic("anything", &key)),
+        ("authorization", basic("", &key)),
+    ];
+    for (name, value) in &presentations {
+        let r = g.with_headers(
+            "GET",
+            "/app/x",
+            &[(name, value.as_str()), (X_USER_AUTH, "jwt")],
+        );
+        r.expect_status(200);
+        assert_eq!(identity(&up.last()), expected, "presented in {name}");
+    }
+
+    // The groups narrowed to the key's; the access token carries all, as jwt.
+    g.with_headers(
+        "GET",
+        "/app/x",
+        &[("authorization", &bearer(&ann)), (X_USER_AUTH, "apikey")],
+    )
+    .expect_status(200);
+    assert_eq!(
+        identity(&up.last()),
+        [
+            one(&ann_id.to_string()),
+            one("ann"),
+            one("false"),
+            one("billing,ops"),
+            one("jwt"),
+        ]
+    );
+
+    // A route that takes tokens only: the key is no credential there.
+    let r = g.with_header("GET", "/jwt/x", "x-api-key", &key);
+    r.expect(
+        401,
+        json!({"detail": "Authentication credentials were not provided."}),
+    );
+    g.get("/jwt/x", Some(&ann)).expect_status(200);
+    assert_eq!(up.last().header(X_USER_AUTH).as_deref(), Some("jwt"));
+
+    // A key with routes reaches only those.
+    let before = up.count();
+    g.with_header("GET", "/ci/build", "x-api-key", &ci_key)
+        .expect_status(200);
+    assert_eq!(up.count(), before + 1);
+    let r = g.with_header("GET", "/app/x", "x-api-key", &ci_key);
+    r.expect(403, json!({"detail": PERMISSION_DENIED}));
+    assert_eq!(up.count(), before + 1, "never forwarded");
+
+    // Never on the user API: 401 as an invalid token, however it comes.
+    for (name, value) in &presentations[..2] {
+        let r = g.with_header("GET", PROFILE, name, value);
+        r.expect_status(401);
+    }
+    assert_eq!(
+        g.with_header("GET", PROFILE, "authorization", &bearer(&key))
+            .json["code"],
+        json!("token_not_valid")
+    );
+    let r = g.post(
+        KEYS,
+        json!({"name": "more", "expires_at": in_seconds(86_400), "password": PASSWORD}),
+        Some(&key),
+    );
+    r.expect_status(401);
+
+    // Allowed checks were counted, by result.
+    assert!(checks(&g, "allowed") >= 6.0, "{}", checks(&g, "allowed"));
+
+    // The key never reaches the log or the metrics.
+    let metrics = g.ops().get("/metrics", None).text;
+    for k in [&key, &ci_key] {
+        assert!(!metrics.contains(k.as_str()));
+        assert!(!g.log().contains(k.as_str()), "the key is in the log");
+    }
+}
+
+#[test]
+fn malformed_keys_are_refused_without_a_store_read() {
+    let up = Upstream::start();
+    let g = gateway(&up);
+    let (_, ann, _) = g.user("ann");
+    let (_, key) = make_key(&g, &ann, json!({}));
+    g.with_header("GET", "/app/x", "x-api-key", &key)
+        .expect_status(200);
+
+    let flip = |i: usize| {
+        let mut bytes = key.clone().into_bytes();
+        bytes[i] = if bytes[i] == b'a' { b'b' } else { b'a' };
+        String::from_utf8(bytes).expect("ascii")
+    };
+    let base62 = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let long: String = (0..10 * 1024).map(|i| char::from(base62[i % 62])).collect();
+    let jwt = ann.clone();
+    let bad = [
+        ("x-api-key", flip(10)),
+        ("x-api-key", format!("{}000000", &key[..key.len() - 6])),
+        ("x-api-key", key[..key.len() - 1].to_string()),
+        ("x-api-key", format!("gk_{long}")),
+        ("x-api-key", jwt),
+        ("authorization", bearer(&flip(20))),
+        ("authorization", basic("ci", &flip(30))),
+    ];
+    let reads = store_reads(&g);
+    let malformed = checks(&g, "malformed");
+    for (name, value) in &bad {
+        let r = g.with_header("GET", "/app/x", name, value);
+        r.expect_status(401);
+        assert_eq!(
+            r.json["code"],
+            json!("token_not_valid"),
+            "{name}: {}",
+            r.text
+        );
+    }
+    assert_eq!(checks(&g, "malformed"), malformed + bad.len() as f64);
+    assert_eq!(store_reads(&g), reads, "a malformed key read the store");
+    // The well-formed key still passes from memory.
+    g.with_header("GET", "/app/x", "x-api-key", &key)
+        .expect_status(200);
+    assert_eq!(store_reads(&g), reads, "a warm key reads nothing");
+}
+
+#[test]
+fn revocation_expiry_and_deactivation_refuse_the_next_request() {
+    let up = Upstream::start();
+    let g = gateway(&up);
+    let admin = g.login("admin", ADMIN_PW).0;
+    let (bob_id, bob, _) = g.user("bob");
+    let (id, key) = make_key(&g, &bob, json!({}));
+    let (_, other) = make_key(&g, &bob, json!({}));
+    let (_, soon) = make_key(&g, &bob, json!({"expires_at": in_seconds(2)}));
+    let pass = |k: &str| g.with_header("GET", "/app/x", "x-api-key", k).status;
+    for k in [&key, &other, &soon] {
+        assert_eq!(pass(k), 200, "warm");
+    }
+
+    g.call("DELETE", &format!("{KEYS}{id}/"), None, Some(&bob))
+        .expect_status(204);
+    assert_eq!(pass(&key), 401, "revoked: the next request");
+    assert_eq!(pass(&other), 200, "the other key lives");
+    assert!(checks(&g, "revoked") >= 1.0);
+
+    let t0 = Instant::now();
+    while pass(&soon) == 200 {
+        assert!(t0.elapsed() < Duration::from_secs(5), "never expired");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(checks(&g, "expired") >= 1.0);
+
+    g.call(
+        "PATCH",
+        &admin_user(bob_id),
+        Some(json!({"is_active": false})),
+        Some(&admin),
+    )
+    .expect_status(200);
+    assert_eq!(pass(&other), 401, "deactivated owner: the next request");
+    g.call(
+        "PATCH",
+        &admin_user(bob_id),
+        Some(json!({"is_active": true})),
+        Some(&admin),
+    )
+    .expect_status(200);
+    assert_eq!(pass(&other), 200, "reactivated");
+}
+
+#[test]
+fn revocation_and_deactivation_through_a_reach_b_within_the_bound() {
+    let up = Upstream::start();
+    let (a, b) = postgres::replicas(|builder| {
+        builder.with_config(|c| {
+            c.routes = vec![route("/app/", &[up.addr])];
+            c.store.freshness_ms = 500;
+        })
+    });
+    let (root, _) = a.login("root", PASSWORD);
+    let pass = |g: &Gatehouse, k: &str| g.with_header("GET", "/app/x", "x-api-key", k).status;
+    let within = |what: &str, done: &dyn Fn() -> bool| {
+        let t0 = Instant::now();
+        while !done() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(1),
+                "{what}: not enforced on B within 1 s"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        t0.elapsed()
+    };
+    for run in 0..5 {
+        let (carl_id, carl, _) = a.user(&format!("carl{run}"));
+        let (id, key) = make_key(&a, &carl, json!({}));
+        let (_, other) = make_key(&a, &carl, json!({}));
+        assert_eq!(pass(&b, &key), 200, "B serves the key (warm)");
+        assert_eq!(pass(&b, &other), 200);
+        a.call("DELETE", &format!("{KEYS}{id}/"), None, Some(&carl))
+            .expect_status(204);
+        let took = within("revocation", &|| pass(&b, &key) == 401);
+        println!(
+            "key revocation reached B in {:.1} ms",
+            took.as_secs_f64() * 1e3
+        );
+        assert_eq!(pass(&b, &other), 200, "the other key lives on B");
+        a.call(
+            "PATCH",
+            &admin_user(carl_id),
+            Some(json!({"is_active": false})),
+            Some(&root),
+        )
+        .expect_status(200);
+        within("deactivation", &|| pass(&b, &other) == 401);
+    }
+}
