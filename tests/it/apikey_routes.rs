@@ -7,6 +7,7 @@
 use crate::common;
 
 use base64::Engine;
+use common::nginx::Nginx;
 use common::paths::{admin_user, PROFILE};
 use common::smtp::metric;
 use common::upstream::{Recorded, Upstream};
@@ -347,4 +348,121 @@ fn revocation_and_deactivation_through_a_reach_b_within_the_bound() {
         .expect_status(200);
         within("deactivation", &|| pass(&b, &other) == 401);
     }
+}
+
+#[test]
+fn keys_pass_forward_auth_through_a_real_nginx() {
+    let up = Upstream::start();
+    let g = Gatehouse::new()
+        .with_config(|c| {
+            c.forward_auth.enabled = true;
+            c.routes = vec![
+                route("/svc/", &[up.addr]),
+                RouteConfig {
+                    accept: vec![CredentialKind::Jwt, CredentialKind::Session],
+                    ..route("/human/", &[up.addr])
+                },
+            ];
+        })
+        .superuser("admin", "admin@example.com", ADMIN_PW)
+        .start();
+    let nginx = Nginx::start(g.port, up.port);
+    let admin = g.login("admin", ADMIN_PW).0;
+    let (nina_id, nina, _) = g.user("nina");
+    g.call(
+        "PATCH",
+        &admin_user(nina_id),
+        Some(json!({"groups": ["ops", "billing"]})),
+        Some(&admin),
+    )
+    .expect_status(200);
+    let (id, key) = make_key(
+        &g,
+        &nina,
+        json!({"groups": ["billing"], "routes": ["/svc/"]}),
+    );
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let url = |path: &str| format!("http://127.0.0.1:{}{path}", nginx.port);
+
+    let ways: [(&str, String); 3] = [
+        ("authorization", bearer(&key)),
+        ("x-api-key", key.clone()),
+        ("authorization", basic("ci", &key)),
+    ];
+    for (name, value) in &ways {
+        let r = http
+            .get(url("/svc/orders"))
+            .header(*name, value)
+            .header(X_USER_AUTH, "jwt")
+            .header("x-user-groups", "ops")
+            .send()
+            .expect("through nginx");
+        assert_eq!(r.status(), 200, "{name}");
+        assert_eq!(
+            identity(&up.last()),
+            [
+                one(&nina_id.to_string()),
+                one("nina"),
+                one("false"),
+                one("billing"),
+                one("apikey"),
+            ],
+            "{name}"
+        );
+    }
+    // An access token through the same nginx: X-User-Auth says jwt.
+    let r = http
+        .get(url("/svc/orders"))
+        .bearer_auth(&nina)
+        .send()
+        .expect("nginx");
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.last().header_values(X_USER_AUTH), one("jwt"));
+
+    let forwarded = up.count();
+    // A route that does not take keys, and one beyond the key's routes.
+    let r = http
+        .get(url("/human/page"))
+        .header("x-api-key", &key)
+        .send()
+        .expect("nginx");
+    assert_eq!(r.status(), 401);
+    // Revoked: refused on the next request.
+    g.call("DELETE", &format!("{KEYS}{id}/"), None, Some(&nina))
+        .expect_status(204);
+    let r = http
+        .get(url("/svc/orders"))
+        .header("x-api-key", &key)
+        .send()
+        .expect("nginx");
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().expect("json body");
+    assert_eq!(body["code"], json!("token_not_valid"));
+    assert_eq!(up.count(), forwarded, "no refused request reached the app");
+}
+
+#[test]
+fn a_key_beyond_its_routes_is_403_through_forward_auth() {
+    let up = Upstream::start();
+    let g = Gatehouse::new()
+        .with_config(|c| {
+            c.forward_auth.enabled = true;
+            c.routes = vec![route("/svc/", &[up.addr]), route("/other/", &[up.addr])];
+        })
+        .start();
+    let nginx = Nginx::start(g.port, up.port);
+    let (_, nina, _) = g.user("nina");
+    let (_, key) = make_key(&g, &nina, json!({"routes": ["/svc/"]}));
+    let r = reqwest::blocking::Client::new()
+        .get(format!("http://127.0.0.1:{}/other/x", nginx.port))
+        .header("x-api-key", &key)
+        .send()
+        .expect("nginx");
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().expect("json body");
+    assert_eq!(body, json!({"detail": PERMISSION_DENIED}));
+    assert_eq!(up.count(), 0);
 }
