@@ -312,6 +312,77 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_revoked_key_or_a_change_to_its_owner_drops_it() {
+        let (_dir, store) = temp_store();
+        let store = store.as_ref();
+        let cache = UserCache::new(100, Duration::from_secs(60));
+        let users = five_users(store).await;
+        let key = |id: &str, user_id: u64| ApiKey {
+            id: id.into(),
+            user_id,
+            name: "ci".into(),
+            sha256: format!("{id}-hash"),
+            prefix: "gk_abcde".into(),
+            created: 0,
+            expires_at: u64::MAX,
+            groups: Vec::new(),
+            routes: Vec::new(),
+            staff: false,
+            last_used: None,
+            revoked: None,
+        };
+        let keys = vec![
+            key("a", users[0].id),
+            key("b", users[0].id),
+            key("c", users[1].id),
+        ];
+        store
+            .record(crate::store::Effects {
+                api_keys: keys.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("written");
+        for k in &keys {
+            assert!(cache
+                .api_key(&k.sha256, store)
+                .await
+                .expect("get")
+                .is_some());
+        }
+        assert!(cache.api_key("nope", store).await.expect("get").is_none());
+        // Revoked behind the cache's back: memory still has it live...
+        let revoke = |id: &str| crate::store::Effects {
+            api_keys_revoked: vec![(id.to_string(), 1)],
+            ..Default::default()
+        };
+        store.record(revoke("a")).await.expect("revoked");
+        let cached = cache.api_key("a-hash", store).await.expect("get");
+        assert!(cached.is_some_and(|k| k.revoked.is_none()));
+        // ...until this process says so.
+        cache.key_revoked("a");
+        let read = cache.api_key("a-hash", store).await.expect("get");
+        assert!(read.is_some_and(|k| k.revoked.is_some()));
+        // A change to the owner from elsewhere drops that owner's keys only.
+        store.record(revoke("b")).await.expect("revoked");
+        store.record(revoke("c")).await.expect("revoked");
+        cache.apply(Change::User(users[0].id));
+        let b = cache.api_key("b-hash", store).await.expect("get");
+        assert!(
+            b.is_some_and(|k| k.revoked.is_some()),
+            "owner changed: read again"
+        );
+        let c = cache.api_key("c-hash", store).await.expect("get");
+        assert!(
+            c.is_some_and(|k| k.revoked.is_none()),
+            "another owner's key stays"
+        );
+        cache.apply(Change::All);
+        let c = cache.api_key("c-hash", store).await.expect("get");
+        assert!(c.is_some_and(|k| k.revoked.is_some()));
+    }
+
+    #[tokio::test]
     async fn changes_from_elsewhere_drop_what_is_cached() {
         let (_dir, store) = temp_store();
         let store = store.as_ref();

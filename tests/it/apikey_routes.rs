@@ -466,3 +466,90 @@ fn a_key_beyond_its_routes_is_403_through_forward_auth() {
     assert_eq!(body, json!({"detail": PERMISSION_DENIED}));
     assert_eq!(up.count(), 0);
 }
+
+#[test]
+fn a_routes_accept_is_validated_and_shown() {
+    let up = Upstream::start();
+    let addr = up.addr;
+    let keys_only = move |c: &mut gatehouse::config::Config| {
+        c.routes = vec![RouteConfig {
+            accept: vec![CredentialKind::Apikey],
+            ..route("/ci/", &[addr])
+        }]
+    };
+    let g = Gatehouse::new().with_config(keys_only).build();
+    g.cli(&["check-config"], &[])
+        .assert_says("accepts apikey", "check-config shows accept");
+    g.cli(&["routes", "explain", "/ci/x"], &[])
+        .assert_says("accepts: apikey", "routes explain shows accept");
+    for (bad, says) in [
+        ("[]", "accept is empty"),
+        ("[\"jwt\", \"jwt\"]", "accept lists \"jwt\" twice"),
+        ("[\"cookie\"]", "cookie"),
+    ] {
+        let value =
+            toml::from_str::<toml::Table>(&format!("v = {bad}")).expect("toml")["v"].clone();
+        let b = Gatehouse::new()
+            .with_config(keys_only)
+            .edit_file(move |t| {
+                if let Some(r) = t
+                    .get_mut("routes")
+                    .and_then(|r| r.as_array_mut())
+                    .and_then(|r| r.first_mut())
+                    .and_then(|r| r.as_table_mut())
+                {
+                    r.insert("accept".into(), value);
+                }
+            })
+            .build();
+        let r = b.cli(&["check-config"], &[]);
+        assert!(!r.succeeded(), "{bad} accepted: {}", r.output());
+        r.assert_says(says, bad);
+    }
+}
+
+#[test]
+fn x_user_auth_names_the_session_too_and_a_clients_copy_is_stripped() {
+    use crate::web_sessions::{session_of, web_gatehouse, COOKIE};
+    let up = Upstream::start();
+    let g = web_gatehouse(&up);
+    let (_, sam, _) = g.user("sam");
+    let (session, _) = session_of(&g, "sam");
+    let (_, key) = make_key(&g, &sam, json!({}));
+    let cookie = format!("{COOKIE}={session}");
+    let token = bearer(&sam);
+    let sent = [
+        (vec![("cookie", cookie.as_str())], "session"),
+        (vec![("authorization", token.as_str())], "jwt"),
+        (vec![("x-api-key", key.as_str())], "apikey"),
+        // A key and the session: the key decides (the cookie is the fallback).
+        (
+            vec![("x-api-key", key.as_str()), ("cookie", cookie.as_str())],
+            "apikey",
+        ),
+    ];
+    for (headers, via) in sent {
+        let mut all = headers.clone();
+        all.push((X_USER_AUTH, "session"));
+        all.push(("X-USER-AUTH", "jwt"));
+        g.with_headers("GET", "/api-like/x", &all)
+            .expect_status(200);
+        assert_eq!(
+            up.last().header_values(X_USER_AUTH),
+            one(via),
+            "{headers:?}"
+        );
+    }
+    // Forward-auth answers with it as well.
+    let r = g.with_headers(
+        "GET",
+        "/_gatehouse/auth",
+        &[
+            ("x-original-uri", "/api-like/x"),
+            ("x-original-method", "GET"),
+            ("cookie", cookie.as_str()),
+        ],
+    );
+    r.expect_status(200);
+    assert_eq!(r.header(X_USER_AUTH).as_deref(), Some("session"));
+}
