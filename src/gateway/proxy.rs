@@ -549,7 +549,9 @@ impl ProxyHttp for Gateway {
             upstream.remove_header(&name);
         }
         if !self.app.config.proxy.forward_authorization {
+            // The API-key header is a credential as well: it goes with `Authorization`.
             upstream.remove_header(&AUTHORIZATION);
+            upstream.remove_header(&self.app.config.apikeys.header);
         }
         // The session cookie is gatehouse's: it never reaches an upstream (other cookies do).
         if let Some(cookie) = self.app.authenticator.session_cookie() {

@@ -166,6 +166,11 @@ fn a_key_passes_three_ways_and_carries_only_what_it_grants() {
         ]
     );
 
+    // With forward_authorization (the default) the upstream gets the credential as sent.
+    g.with_header("GET", "/app/x", "x-api-key", &key)
+        .expect_status(200);
+    assert_eq!(up.last().header_values("x-api-key"), one(&key));
+
     // A route that takes tokens only: the key is no credential there.
     let r = g.with_header("GET", "/jwt/x", "x-api-key", &key);
     r.expect(
@@ -209,6 +214,27 @@ fn a_key_passes_three_ways_and_carries_only_what_it_grants() {
     for k in [&key, &ci_key] {
         assert!(!metrics.contains(k.as_str()));
         assert!(!g.log().contains(k.as_str()), "the key is in the log");
+    }
+}
+
+#[test]
+fn without_forward_authorization_the_upstream_never_sees_a_key() {
+    let up = Upstream::start();
+    let g = Gatehouse::new()
+        .with_config(|c| {
+            c.proxy.forward_authorization = false;
+            c.routes = vec![route("/app/", &[up.addr])];
+        })
+        .start();
+    let (_, ann, _) = g.user("ann");
+    let (_, key) = make_key(&g, &ann, json!({}));
+    for (name, value) in [("x-api-key", key.clone()), ("authorization", bearer(&key))] {
+        g.with_header("GET", "/app/x", name, &value)
+            .expect_status(200);
+        let seen = up.last();
+        assert!(seen.header_values("x-api-key").is_empty(), "{name}");
+        assert!(seen.header_values("authorization").is_empty(), "{name}");
+        assert_eq!(seen.header_values(X_USER_AUTH), one("apikey"));
     }
 }
 
@@ -552,4 +578,63 @@ fn x_user_auth_names_the_session_too_and_a_clients_copy_is_stripped() {
     );
     r.expect_status(200);
     assert_eq!(r.header(X_USER_AUTH).as_deref(), Some("session"));
+}
+
+/// The claims of a JWT, read without verifying (tests/it/assertion.rs verifies the signature).
+fn claims_of(jwt: &str) -> Value {
+    let payload = jwt.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+#[test]
+fn the_assertion_carries_the_narrowed_identity() {
+    let up = Upstream::start();
+    let addr = up.addr;
+    let g = Gatehouse::new()
+        .with_config(move |c| {
+            c.routes = vec![RouteConfig {
+                identity_assertion: true,
+                ..route("/orders/", &[addr])
+            }]
+        })
+        .superuser("admin", "admin@example.com", PASSWORD)
+        .start();
+    let (admin_id, admin, _) = {
+        let (access, _) = g.login("admin", PASSWORD);
+        let id = g.get(PROFILE, Some(&access)).json["id"]
+            .as_u64()
+            .expect("id");
+        (id, access, ())
+    };
+    g.call(
+        "PATCH",
+        &admin_user(admin_id),
+        Some(json!({"groups": ["ops", "billing"]})),
+        Some(&admin),
+    )
+    .expect_status(200);
+    let (_, plain) = make_key(&g, &admin, json!({"groups": ["ops"]}));
+    let assertion = |headers: &[(&str, &str)]| {
+        g.with_headers("GET", "/orders/1", headers)
+            .expect_status(200);
+        let sent = up.last().header_values("x-gatehouse-assertion");
+        assert_eq!(sent.len(), 1);
+        claims_of(&sent[0])
+    };
+    // The token: all the groups and staff; the key: only what it carries, after the token's
+    // assertion was signed (never reused across credentials).
+    let by_token = assertion(&[("authorization", &bearer(&admin))]);
+    assert_eq!(
+        (&by_token["groups"], &by_token["is_staff"]),
+        (&json!(["billing", "ops"]), &json!(true))
+    );
+    let by_key = assertion(&[("x-api-key", &plain)]);
+    assert_eq!(
+        (&by_key["groups"], &by_key["is_staff"]),
+        (&json!(["ops"]), &json!(false))
+    );
+    assert_eq!(by_key["sub"], json!(admin_id.to_string()));
 }
