@@ -206,6 +206,18 @@ fn a_key_passes_three_ways_and_carries_only_what_it_grants() {
     );
     r.expect_status(401);
 
+    // The owner loses "ops": the key's identity loses it on the next request.
+    g.call(
+        "PATCH",
+        &admin_user(ann_id),
+        Some(json!({"groups": ["billing"]})),
+        Some(&admin),
+    )
+    .expect_status(200);
+    g.with_header("GET", "/app/x", "x-api-key", &key)
+        .expect_status(200);
+    assert_eq!(up.last().header_values("x-user-groups"), one(""));
+
     // Allowed checks were counted, by result.
     assert!(checks(&g, "allowed") >= 6.0, "{}", checks(&g, "allowed"));
 
