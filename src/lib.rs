@@ -116,6 +116,20 @@ pub fn serve(
     if config.web.enabled {
         auth::sessions::start_cleanup(Arc::clone(&app.store), config.web.idle_seconds())?;
     }
+    // API keys' `last_used`, batched: at most one write a minute per key (SPEC §19).
+    let flushing = Arc::clone(&app);
+    housekeeping::every(
+        "apikey uses",
+        std::time::Duration::from_secs(store::TOUCH_INTERVAL),
+        move || {
+            let app = Arc::clone(&flushing);
+            async move {
+                if let Err(e) = app.authenticator.flush_key_uses().await {
+                    log::warn!("apikeys: cannot write when keys were last used: {e}");
+                }
+            }
+        },
+    )?;
     if config.log.access_log {
         access_log::start_flusher()?;
     }

@@ -59,6 +59,25 @@ pub static USER_CACHE: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect(DEFINED_ONCE)
 });
 
+pub static APIKEY_CACHE: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "gatehouse_apikey_cache_requests_total",
+        "API-key cache lookups by result (hit|miss|bypass); miss and bypass read the store.",
+        &["result"]
+    )
+    .expect(DEFINED_ONCE)
+});
+
+/// API keys presented on routes and forward-auth (SPEC §19), by result.
+pub static APIKEY_CHECKS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "gatehouse_apikey_checks_total",
+        "API keys presented, by result (allowed|malformed|unknown|revoked|expired|owner_inactive|unavailable).",
+        &["result"]
+    )
+    .expect(DEFINED_ONCE)
+});
+
 pub static PASSWORD_HASH_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     register_histogram!(
         "gatehouse_password_hash_duration_seconds",
@@ -209,10 +228,14 @@ pub static USER_CACHE_HIT: LazyLock<IntCounter> =
     LazyLock::new(|| USER_CACHE.with_label_values(&["hit"]));
 pub static USER_CACHE_MISS: LazyLock<IntCounter> =
     LazyLock::new(|| USER_CACHE.with_label_values(&["miss"]));
+pub static APIKEY_CACHE_HIT: LazyLock<IntCounter> =
+    LazyLock::new(|| APIKEY_CACHE.with_label_values(&["hit"]));
 pub static AUTH_ALLOW_TOKEN: LazyLock<IntCounter> =
     LazyLock::new(|| AUTH_DECISIONS.with_label_values(&["allow", "valid_token"]));
 pub static AUTH_ALLOW_SESSION: LazyLock<IntCounter> =
     LazyLock::new(|| AUTH_DECISIONS.with_label_values(&["allow", "valid_session"]));
+pub static AUTH_ALLOW_APIKEY: LazyLock<IntCounter> =
+    LazyLock::new(|| AUTH_DECISIONS.with_label_values(&["allow", "valid_apikey"]));
 /// Session cookies that named no live session (unknown, expired, ended): the request went
 /// on as anonymous.
 pub static SESSIONS_REFUSED: LazyLock<IntCounter> = LazyLock::new(|| {
@@ -252,7 +275,8 @@ pub const MAIL_CAPPED_KINDS: [&str; 2] = ["password_reset", "verify_email"];
 /// `gatehouse_logins_total{result}` (api/tokens.rs).
 pub const LOGIN_RESULTS: [&str; 3] = ["success", "failure", "throttled"];
 /// `gatehouse_auth_decisions_total{result="allow", reason}` (auth/credentials.rs).
-pub const AUTH_ALLOW_REASONS: [&str; 3] = ["valid_token", "valid_session", "anonymous"];
+pub const AUTH_ALLOW_REASONS: [&str; 4] =
+    ["valid_token", "valid_session", "valid_apikey", "anonymous"];
 /// `gatehouse_auth_decisions_total{result="deny", reason}`: `AuthError::reason`.
 pub const AUTH_DENY_REASONS: [&str; 8] = [
     "no_credentials",
@@ -266,6 +290,18 @@ pub const AUTH_DENY_REASONS: [&str; 8] = [
 ];
 /// `gatehouse_user_cache_requests_total{result}` (auth/cache.rs).
 pub const USER_CACHE_RESULTS: [&str; 2] = ["hit", "miss"];
+/// `gatehouse_apikey_cache_requests_total{result}` (auth/cache.rs).
+pub const APIKEY_CACHE_RESULTS: [&str; 3] = ["hit", "miss", "bypass"];
+/// `gatehouse_apikey_checks_total{result}`: `credentials::KeyCheck::label`.
+pub const APIKEY_RESULTS: [&str; 7] = [
+    "allowed",
+    "malformed",
+    "unknown",
+    "revoked",
+    "expired",
+    "owner_inactive",
+    "unavailable",
+];
 
 /// Audit events the store committed, by action (SPEC §16); counted by the process that wrote
 /// them.
@@ -328,6 +364,12 @@ pub fn init_series() {
     }
     for result in USER_CACHE_RESULTS {
         USER_CACHE.with_label_values(&[result]);
+    }
+    for result in APIKEY_CACHE_RESULTS {
+        APIKEY_CACHE.with_label_values(&[result]);
+    }
+    for result in APIKEY_RESULTS {
+        APIKEY_CHECKS.with_label_values(&[result]);
     }
 }
 

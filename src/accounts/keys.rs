@@ -330,6 +330,9 @@ async fn revoke(app: &App, actor: &Actor, owner: u64, id: &str) -> Result<bool, 
         ..Effects::from(key_event(actor, Action::ApikeyRevoked, &key))
     };
     writer::record(app, effects).await?;
+    // Refused from the next request on: here at once; other replicas hear of it through
+    // the change feed (the revocation announces its owner).
+    app.cache.key_revoked(&key.id);
     Ok(true)
 }
 

@@ -2,9 +2,12 @@
 //! Writers replace the entry before they answer; a load never overwrites a newer write.
 //! Behind a change feed (several replicas) memory answers only while the feed has proven it
 //! fresh within `freshness`; otherwise every decision reads the store (and fails with it).
+//! API keys ride along (key hash -> record): a revocation drops its key here, and a change
+//! to the owner from elsewhere (the feed; a revocation announces its owner) drops the owner's
+//! keys, so the next request reads the store.
 
 use super::identity::{Identity, IdentityValues, Via};
-use crate::store::{Change, ChangeFeed, StoreError, User, UserStore};
+use crate::store::{ApiKey, Change, ChangeFeed, StoreError, User, UserStore};
 use moka::sync::Cache;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,6 +46,7 @@ impl UserState {
             via,
             mfa,
             sign_in,
+            routes: Arc::from(Vec::new()),
         }
     }
 }
@@ -68,6 +72,9 @@ impl From<&User> for UserState {
 
 pub struct UserCache {
     cache: Cache<u64, UserState>,
+    /// API keys by the SHA-256 of the key (only keys the store has; an unknown one is read
+    /// again: a well-formed key with a right checksum is hard to guess).
+    keys: Cache<String, Arc<ApiKey>>,
     /// Bumped by every write; a load that saw another value does not fill the cache.
     writes: AtomicU64,
     /// Orders "write replaces entry" against "load fills entry".
@@ -86,6 +93,11 @@ impl UserCache {
             cache: Cache::builder()
                 .max_capacity(capacity)
                 .time_to_live(ttl)
+                .build(),
+            keys: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .support_invalidation_closures()
                 .build(),
             writes: AtomicU64::new(0),
             fill: Mutex::new(()),
@@ -146,6 +158,54 @@ impl UserCache {
         Ok(state)
     }
 
+    /// The API key whose SHA-256 is `sha256`: the cache, or the store on a miss. `None`: no
+    /// such key. Revoked and expired keys are returned as they are; the caller decides.
+    pub async fn api_key(
+        &self,
+        sha256: &str,
+        store: &dyn UserStore,
+    ) -> Result<Option<Arc<ApiKey>>, StoreError> {
+        if !self.is_fresh() {
+            crate::metrics::CACHE_FRESH.set(0);
+            crate::metrics::APIKEY_CACHE
+                .with_label_values(&["bypass"])
+                .inc();
+            return Ok(store.find_api_key(sha256).await?.map(Arc::new));
+        }
+        if let Some(key) = self.keys.get(sha256) {
+            crate::metrics::APIKEY_CACHE_HIT.inc();
+            return Ok(Some(key));
+        }
+        crate::metrics::APIKEY_CACHE
+            .with_label_values(&["miss"])
+            .inc();
+        let seen = self.writes.load(Ordering::SeqCst);
+        let key = store.find_api_key(sha256).await?.map(Arc::new);
+        if let Some(k) = &key {
+            let _guard = self.fill.lock();
+            if self.writes.load(Ordering::SeqCst) == seen {
+                self.keys.insert(sha256.to_string(), Arc::clone(k));
+            }
+        }
+        Ok(key)
+    }
+
+    /// Called after a key was revoked here, before the response is sent.
+    pub fn key_revoked(&self, id: &str) {
+        let _guard = self.fill.lock();
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        let id = id.to_string();
+        self.drop_keys(move |k| k.id == id);
+    }
+
+    /// Drops the cached keys `which` selects (all of them if the cache cannot select).
+    fn drop_keys(&self, which: impl Fn(&ApiKey) -> bool + Send + Sync + 'static) {
+        if let Err(e) = self.keys.invalidate_entries_if(move |_, k| which(k)) {
+            log::warn!("auth: dropping every cached key ({e})");
+            self.keys.invalidate_all();
+        }
+    }
+
     /// Called after every successful write to a user, before the response is sent.
     pub fn updated(&self, user: &User) {
         let _guard = self.fill.lock();
@@ -166,8 +226,14 @@ impl UserCache {
         let _guard = self.fill.lock();
         self.writes.fetch_add(1, Ordering::SeqCst);
         match change {
-            Change::User(id) => self.cache.invalidate(&id),
-            Change::All => self.cache.invalidate_all(),
+            Change::User(id) => {
+                self.cache.invalidate(&id);
+                self.drop_keys(move |k| k.user_id == id);
+            }
+            Change::All => {
+                self.cache.invalidate_all();
+                self.keys.invalidate_all();
+            }
             Change::Seen(_) => {}
         }
     }
@@ -243,6 +309,77 @@ mod tests {
             assert_eq!(s.is_active, u.id != 3);
         }
         assert!(cache.get(99, store).await.expect("get").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_revoked_key_or_a_change_to_its_owner_drops_it() {
+        let (_dir, store) = temp_store();
+        let store = store.as_ref();
+        let cache = UserCache::new(100, Duration::from_secs(60));
+        let users = five_users(store).await;
+        let key = |id: &str, user_id: u64| ApiKey {
+            id: id.into(),
+            user_id,
+            name: "ci".into(),
+            sha256: format!("{id}-hash"),
+            prefix: "gk_abcde".into(),
+            created: 0,
+            expires_at: u64::MAX,
+            groups: Vec::new(),
+            routes: Vec::new(),
+            staff: false,
+            last_used: None,
+            revoked: None,
+        };
+        let keys = vec![
+            key("a", users[0].id),
+            key("b", users[0].id),
+            key("c", users[1].id),
+        ];
+        store
+            .record(crate::store::Effects {
+                api_keys: keys.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("written");
+        for k in &keys {
+            assert!(cache
+                .api_key(&k.sha256, store)
+                .await
+                .expect("get")
+                .is_some());
+        }
+        assert!(cache.api_key("nope", store).await.expect("get").is_none());
+        // Revoked behind the cache's back: memory still has it live...
+        let revoke = |id: &str| crate::store::Effects {
+            api_keys_revoked: vec![(id.to_string(), 1)],
+            ..Default::default()
+        };
+        store.record(revoke("a")).await.expect("revoked");
+        let cached = cache.api_key("a-hash", store).await.expect("get");
+        assert!(cached.is_some_and(|k| k.revoked.is_none()));
+        // ...until this process says so.
+        cache.key_revoked("a");
+        let read = cache.api_key("a-hash", store).await.expect("get");
+        assert!(read.is_some_and(|k| k.revoked.is_some()));
+        // A change to the owner from elsewhere drops that owner's keys only.
+        store.record(revoke("b")).await.expect("revoked");
+        store.record(revoke("c")).await.expect("revoked");
+        cache.apply(Change::User(users[0].id));
+        let b = cache.api_key("b-hash", store).await.expect("get");
+        assert!(
+            b.is_some_and(|k| k.revoked.is_some()),
+            "owner changed: read again"
+        );
+        let c = cache.api_key("c-hash", store).await.expect("get");
+        assert!(
+            c.is_some_and(|k| k.revoked.is_none()),
+            "another owner's key stays"
+        );
+        cache.apply(Change::All);
+        let c = cache.api_key("c-hash", store).await.expect("get");
+        assert!(c.is_some_and(|k| k.revoked.is_some()));
     }
 
     #[tokio::test]

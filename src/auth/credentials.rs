@@ -1,17 +1,21 @@
 //! The credential step: the one place that reads what a request carries to say who sent it
-//! (the bearer token of `Authorization`, else the session cookie; API keys join here),
-//! and turns it into the caller's current `Identity` through the user-state cache. The proxy,
-//! forward-auth and the user API all call `Authenticator::check`; nothing else reads
-//! `Authorization`. It knows no Pingora; `error.rs` renders the refusals.
+//! (`Authorization`: a bearer token or API key, or Basic with a key as the password; the
+//! API-key header; else the session cookie), and turns it into the caller's current
+//! `Identity` through the user-state cache. The proxy, forward-auth and the user API all call
+//! `Authenticator::check`; nothing else reads `Authorization`. It knows no Pingora;
+//! `error.rs` renders the refusals.
 
-use super::cache::UserCache;
-use super::identity::{Identity, Via};
+use super::apikey;
+use super::cache::{UserCache, UserState};
+use super::identity::{Identity, IdentityValues, Via};
 use super::sessions::{self, SessionCache};
 use super::tokens::{TokenError, TokenType, Tokens};
+use crate::config::CredentialKind;
 use crate::metrics;
-use crate::store::UserStore;
-use http::HeaderMap;
-use std::sync::Arc;
+use crate::store::{ApiKey, UseBatch, UserStore};
+use http::{HeaderMap, HeaderName};
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
 
 /// The header the bearer token comes in; forwarded upstream only with
 /// `proxy.forward_authorization`.
@@ -71,6 +75,129 @@ pub enum Requirement {
     Staff,
 }
 
+/// The credential kinds a check takes (a route's `accept`, SPEC §19). A credential of
+/// another kind is treated as absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accept {
+    pub jwt: bool,
+    pub session: bool,
+    pub apikey: bool,
+    /// A key where keys are not taken is refused as an invalid token would be (the user
+    /// API: a key can never change passwords or make keys), rather than ignored.
+    pub refuse_keys: bool,
+}
+
+impl Accept {
+    /// Every kind (a route's default).
+    pub const ALL: Accept = Accept {
+        jwt: true,
+        session: true,
+        apikey: true,
+        refuse_keys: false,
+    };
+    /// The user API: tokens and sessions; a key is an invalid token.
+    pub const USER_API: Accept = Accept {
+        jwt: true,
+        session: true,
+        apikey: false,
+        refuse_keys: true,
+    };
+
+    /// A route's `accept` list.
+    pub fn of(kinds: &[CredentialKind]) -> Accept {
+        Accept {
+            jwt: kinds.contains(&CredentialKind::Jwt),
+            session: kinds.contains(&CredentialKind::Session),
+            apikey: kinds.contains(&CredentialKind::Apikey),
+            refuse_keys: false,
+        }
+    }
+
+    /// The kinds taken, by their configuration names.
+    pub fn names(&self) -> Vec<&'static str> {
+        CredentialKind::ALL
+            .into_iter()
+            .filter(|k| match k {
+                CredentialKind::Jwt => self.jwt,
+                CredentialKind::Session => self.session,
+                CredentialKind::Apikey => self.apikey,
+            })
+            .map(CredentialKind::name)
+            .collect()
+    }
+}
+
+/// What became of a presented API key (`gatehouse_apikey_checks_total{result}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyCheck {
+    Allowed,
+    /// Not a key's shape, or a wrong checksum: refused before any cache or store read.
+    Malformed,
+    /// Well-formed, but no key has that hash.
+    Unknown,
+    Revoked,
+    Expired,
+    /// The owner is deactivated or gone.
+    OwnerInactive,
+    /// The store could not say.
+    Unavailable,
+}
+
+impl KeyCheck {
+    pub fn label(self) -> &'static str {
+        match self {
+            KeyCheck::Allowed => "allowed",
+            KeyCheck::Malformed => "malformed",
+            KeyCheck::Unknown => "unknown",
+            KeyCheck::Revoked => "revoked",
+            KeyCheck::Expired => "expired",
+            KeyCheck::OwnerInactive => "owner_inactive",
+            KeyCheck::Unavailable => "unavailable",
+        }
+    }
+
+    /// The refusal the caller gets (a key that is not let in is an invalid token).
+    fn refusal(self) -> AuthError {
+        match self {
+            KeyCheck::OwnerInactive => AuthError::UserInactive,
+            KeyCheck::Unavailable => AuthError::Unavailable,
+            _ => AuthError::Token(TokenError::Invalid),
+        }
+    }
+}
+
+/// Whether `key` lets its owner (`owner`: their current state, `None`: gone) in at `now`.
+pub fn key_verdict(key: &ApiKey, owner: Option<&UserState>, now: u64) -> KeyCheck {
+    if key.revoked.is_some() {
+        KeyCheck::Revoked
+    } else if now >= key.expires_at {
+        KeyCheck::Expired
+    } else if !owner.is_some_and(|o| o.is_active) {
+        KeyCheck::OwnerInactive
+    } else {
+        KeyCheck::Allowed
+    }
+}
+
+/// The identity a key grants: its owner, with only the key's groups the owner still holds,
+/// staff only when the key carries it and the owner is staff, and the key's routes.
+pub fn narrowed(owner: UserState, user_id: u64, key: &ApiKey) -> Identity {
+    let groups: Vec<String> = owner
+        .groups
+        .iter()
+        .filter(|g| key.groups.contains(g))
+        .cloned()
+        .collect();
+    let is_staff = key.staff && owner.is_staff;
+    let values = IdentityValues::new(user_id, &owner.username, is_staff, &groups);
+    let mut who = owner.identity(user_id, Via::ApiKey, false, None);
+    who.is_staff = is_staff;
+    who.groups = Arc::from(groups);
+    who.values = Arc::new(values);
+    who.routes = Arc::from(key.routes.as_slice());
+    who
+}
+
 /// The request's one `Authorization` value (`None`: none sent). Two are refused: which one a
 /// backend would read is anyone's guess.
 fn single_value<'a>(
@@ -111,6 +238,10 @@ pub struct Authenticator {
     cache: Arc<UserCache>,
     store: Arc<dyn UserStore>,
     session: Option<SessionCookie>,
+    /// The header a key may come in besides `Authorization` (`[apikeys] header`).
+    key_header: HeaderName,
+    /// Uses of keys waiting for their `last_used` write (`flush_key_uses`).
+    key_uses: Mutex<UseBatch>,
 }
 
 impl Authenticator {
@@ -120,7 +251,34 @@ impl Authenticator {
             cache,
             store,
             session: None,
+            key_header: HeaderName::from_static("x-api-key"),
+            key_uses: Mutex::new(UseBatch::default()),
         }
+    }
+
+    /// Takes keys in `header` as well as in `Authorization` (`[apikeys] header`).
+    pub fn with_key_header(mut self, header: HeaderName) -> Self {
+        self.key_header = header;
+        self
+    }
+
+    /// Writes the keys' uses noted since the last call (`last_used`, at most once a minute
+    /// per key); housekeeping calls it. Uses that could not be written are kept for the next.
+    pub async fn flush_key_uses(&self) -> Result<usize, crate::store::StoreError> {
+        let used = self
+            .key_uses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if used.is_empty() {
+            return Ok(0);
+        }
+        if let Err(e) = self.store.touch_api_keys(&used).await {
+            let mut batch = self.key_uses.lock().unwrap_or_else(|e| e.into_inner());
+            batch.restore(used);
+            return Err(e);
+        }
+        Ok(used.len())
     }
 
     /// Accepts the session cookie as well (after `Authorization`, which decides first).
@@ -136,19 +294,31 @@ impl Authenticator {
 
     /// Who sent a request with these headers, checked against `need` and counted.
     /// `Ok(None)`: an anonymous caller that `need` lets through.
+    /// The user API's check: tokens and sessions, never a key.
     pub async fn check(
         &self,
         headers: &HeaderMap,
         need: Requirement,
     ) -> Result<Option<Identity>, AuthError> {
+        self.check_accepting(headers, need, Accept::USER_API).await
+    }
+
+    /// `check` taking the credential kinds `accept` takes (a route's `accept`).
+    pub async fn check_accepting(
+        &self,
+        headers: &HeaderMap,
+        need: Requirement,
+        accept: Accept,
+    ) -> Result<Option<Identity>, AuthError> {
         let cookie = self.session.as_ref().map(|s| s.name.as_str());
-        let outcome = match presented(headers, cookie) {
+        let outcome = match presented(headers, cookie, &self.key_header, accept) {
             Ok(credential) => self.identify(credential).await,
             Err(e) => Err(e),
         };
         let decided = require(outcome, need);
         match &decided {
             Ok(Some(who)) if who.via == Via::Session => metrics::AUTH_ALLOW_SESSION.inc(),
+            Ok(Some(who)) if who.via == Via::ApiKey => metrics::AUTH_ALLOW_APIKEY.inc(),
             Ok(Some(_)) => metrics::AUTH_ALLOW_TOKEN.inc(),
             Ok(None) => metrics::AUTH_ALLOW_ANONYMOUS.inc(),
             Err(e) => metrics::AUTH_DECISIONS
@@ -163,6 +333,13 @@ impl Authenticator {
         let token = match credential {
             Presented::Nothing => return Err(AuthError::NoCredentials),
             Presented::Session(value) => return self.session_identity(value).await,
+            Presented::Key(key) => {
+                let (check, who) = self.key_identity(&key).await;
+                metrics::APIKEY_CHECKS
+                    .with_label_values(&[check.label()])
+                    .inc();
+                return who.ok_or_else(|| check.refusal());
+            }
             Presented::Bearer(token) => token,
         };
         let token =
@@ -199,6 +376,44 @@ impl Authenticator {
         }
         let family = claims.family.map(Arc::from);
         Ok(state.identity(claims.user_id, Via::Jwt, claims.mfa, family))
+    }
+
+    /// The caller behind a presented API key, and what became of it. A malformed key is
+    /// refused here, before any cache or store read.
+    async fn key_identity(&self, key: &str) -> (KeyCheck, Option<Identity>) {
+        let Ok(hash) = apikey::parse(key) else {
+            return (KeyCheck::Malformed, None);
+        };
+        let unavailable = |e: crate::store::StoreError| {
+            log::warn!("auth: the store could not load an API key or its owner: {e}");
+            (KeyCheck::Unavailable, None)
+        };
+        let record = match self.cache.api_key(&hash, self.store.as_ref()).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return (KeyCheck::Unknown, None),
+            Err(e) => return unavailable(e),
+        };
+        let now = crate::clock::now();
+        // Revoked or expired: refused without reading the owner.
+        if record.revoked.is_some() || now >= record.expires_at {
+            return (key_verdict(&record, None, now), None);
+        }
+        let owner = match self.cache.get(record.user_id, self.store.as_ref()).await {
+            Ok(owner) => owner,
+            Err(e) => return unavailable(e),
+        };
+        match (key_verdict(&record, owner.as_ref(), now), owner) {
+            (KeyCheck::Allowed, Some(owner)) => {
+                self.key_uses
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .note(&record, now);
+                let who = narrowed(owner, record.user_id, &record);
+                (KeyCheck::Allowed, Some(who))
+            }
+            (KeyCheck::Allowed, None) => (KeyCheck::OwnerInactive, None),
+            (refused, _) => (refused, None),
+        }
     }
 
     /// The caller behind a session cookie. A cookie that names no live session is no
@@ -247,11 +462,13 @@ impl Authenticator {
 
 /// A credential as the request presents it, read off the headers without any cache or store
 /// read: what is malformed is refused here, before anything costs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Presented<'a> {
     Nothing,
     Bearer(&'a [u8]),
-    /// The session cookie's value (only when no `Authorization` was sent).
+    /// An API key (not yet parsed): `Bearer gk_...`, Basic's password, the key header.
+    Key(Cow<'a, str>),
+    /// The session cookie's value (only when no other credential was sent).
     Session(&'a str),
 }
 
@@ -261,18 +478,73 @@ pub fn refuse_ambiguous(headers: &HeaderMap) -> Result<(), AuthError> {
     single_value(headers.get_all(AUTHORIZATION).iter().map(|v| v.as_bytes())).map(|_| ())
 }
 
-/// The credential `headers` carry: the one `Authorization` value if it is a bearer token,
-/// else the session cookie named `cookie` (when sessions are on).
-fn presented<'a>(headers: &'a HeaderMap, cookie: Option<&str>) -> Result<Presented<'a>, AuthError> {
+/// The credential `headers` carry, of the kinds `accept` takes: the one `Authorization`
+/// value (a bearer token, a key as the bearer token or as Basic's password), else the one
+/// key header (`key_header`), else the session cookie named `cookie` (when sessions are on).
+/// A credential of a kind not taken is treated as absent (or, with `refuse_keys`, a key is an
+/// invalid token).
+fn presented<'a>(
+    headers: &'a HeaderMap,
+    cookie: Option<&str>,
+    key_header: &HeaderName,
+    accept: Accept,
+) -> Result<Presented<'a>, AuthError> {
     let authorization = single_value(headers.get_all(AUTHORIZATION).iter().map(|v| v.as_bytes()))?;
-    match bearer_token(authorization) {
-        Ok(token) => Ok(Presented::Bearer(token)),
-        Err(AuthError::NoCredentials) => Ok(cookie
-            .and_then(|name| crate::cookies::get(headers, name))
-            .map_or(Presented::Nothing, Presented::Session)),
-        Err(e) => Err(e),
+    let from_authorization = match bearer_token(authorization) {
+        Ok(token) if token.starts_with(apikey::KEY_PREFIX.as_bytes()) => {
+            Some(Presented::Key(String::from_utf8_lossy(token)))
+        }
+        Ok(token) => Some(Presented::Bearer(token)),
+        Err(AuthError::NoCredentials) => basic_password(authorization)
+            .filter(|p| apikey::looks_like_key(p))
+            .map(|p| Presented::Key(Cow::Owned(p))),
+        Err(e) => return Err(e),
+    };
+    let from_header = || -> Result<Option<Presented<'a>>, AuthError> {
+        let value = single_value(headers.get_all(key_header).iter().map(|v| v.as_bytes()))?;
+        Ok(value.map(|v| Presented::Key(String::from_utf8_lossy(v))))
+    };
+    let credential = match from_authorization {
+        Some(c) => Some(c),
+        None => from_header()?,
+    };
+    match credential {
+        Some(Presented::Key(_)) if !accept.apikey && accept.refuse_keys => {
+            return Err(AuthError::Token(TokenError::Invalid))
+        }
+        Some(c @ Presented::Key(_)) if accept.apikey => return Ok(c),
+        Some(c @ Presented::Bearer(_)) if accept.jwt => return Ok(c),
+        _ => {}
     }
+    Ok(cookie
+        .filter(|_| accept.session)
+        .and_then(|name| crate::cookies::get(headers, name))
+        .map_or(Presented::Nothing, Presented::Session))
 }
+
+/// The password of `Basic <base64(user:password)>` (any user name); `None` for anything else.
+fn basic_password(authorization: Option<&[u8]>) -> Option<String> {
+    use base64::Engine;
+    let value = authorization?;
+    let mut parts = value
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|p| !p.is_empty());
+    let (Some(scheme), Some(encoded), None) = (parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    if !scheme.eq_ignore_ascii_case(b"Basic") || encoded.len() > BASIC_MAX {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (_, password) = decoded.split_once(':')?;
+    Some(password.to_string())
+}
+
+/// The longest Basic credential decoded (base64 of a user name and a key, with room).
+const BASIC_MAX: usize = 1024;
 
 /// The token of `Bearer <token>`; a missing header or another scheme is no credential at all.
 fn bearer_token(authorization: Option<&[u8]>) -> Result<&[u8], AuthError> {
@@ -314,33 +586,52 @@ mod tests {
         assert_eq!(single_value(std::iter::empty()), Ok(None));
     }
 
+    fn headers_of(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                http::HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        h
+    }
+
+    fn key_header() -> HeaderName {
+        HeaderName::from_static("x-api-key")
+    }
+
+    fn route_sees(pairs: &[(&str, &str)], accept: Accept) -> Result<Presented<'static>, AuthError> {
+        let h = headers_of(pairs);
+        presented(&h, Some("sid"), &key_header(), accept).map(|p| match p {
+            Presented::Nothing => Presented::Nothing,
+            Presented::Bearer(t) => Presented::Bearer(Vec::leak(t.to_vec())),
+            Presented::Key(k) => Presented::Key(Cow::Owned(k.into_owned())),
+            Presented::Session(s) => Presented::Session(String::leak(s.to_string())),
+        })
+    }
+
     #[test]
     fn the_request_presents_at_most_one_credential() {
         let headers = |values: &[&str]| {
-            let mut h = HeaderMap::new();
-            for v in values {
-                h.append(
-                    AUTHORIZATION,
-                    http::HeaderValue::from_str(v).expect("value"),
-                );
-            }
-            h
+            let pairs: Vec<(&str, &str)> = values.iter().map(|v| ("authorization", *v)).collect();
+            headers_of(&pairs)
         };
-        assert_eq!(presented(&headers(&[]), None), Ok(Presented::Nothing));
+        fn user_api(h: &HeaderMap) -> Result<Presented<'_>, AuthError> {
+            presented(h, None, &key_header(), Accept::USER_API)
+        }
+        assert_eq!(user_api(&headers(&[])), Ok(Presented::Nothing));
+        assert_eq!(user_api(&headers(&["Basic abc"])), Ok(Presented::Nothing));
         assert_eq!(
-            presented(&headers(&["Basic abc"]), None),
-            Ok(Presented::Nothing)
-        );
-        assert_eq!(
-            presented(&headers(&["Bearer tok"]), None),
+            user_api(&headers(&["Bearer tok"])),
             Ok(Presented::Bearer(&b"tok"[..]))
         );
         assert_eq!(
-            presented(&headers(&["Bearer a", "Bearer b"]), None),
+            user_api(&headers(&["Bearer a", "Bearer b"])),
             Err(AuthError::BadHeader)
         );
         assert_eq!(
-            presented(&headers(&["Bearer a b"]), None),
+            user_api(&headers(&["Bearer a b"])),
             Err(AuthError::BadHeader)
         );
         assert_eq!(refuse_ambiguous(&headers(&["x"])), Ok(()));
@@ -348,6 +639,175 @@ mod tests {
             refuse_ambiguous(&headers(&["x", "y"])),
             Err(AuthError::BadHeader)
         );
+    }
+
+    #[test]
+    fn a_key_comes_three_ways() {
+        use base64::Engine;
+        let key = |k: &str| Ok(Presented::Key(Cow::Owned(k.to_string())));
+        let all = Accept::ALL;
+        assert_eq!(
+            route_sees(&[("authorization", "Bearer gk_abc")], all),
+            key("gk_abc")
+        );
+        assert_eq!(route_sees(&[("x-api-key", "gk_abc")], all), key("gk_abc"));
+        // Whatever is in the key header is a key (and a JWT there is a malformed one).
+        assert_eq!(route_sees(&[("x-api-key", "eyJ.x.y")], all), key("eyJ.x.y"));
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("ci:gk_abc")
+        );
+        assert_eq!(route_sees(&[("authorization", &basic)], all), key("gk_abc"));
+        // Basic with a password that is not a key is no credential of ours.
+        let other = format!(
+            "basic {}",
+            base64::engine::general_purpose::STANDARD.encode("ci:hunter2")
+        );
+        assert_eq!(
+            route_sees(&[("authorization", &other)], all),
+            Ok(Presented::Nothing)
+        );
+        assert_eq!(
+            route_sees(&[("authorization", "Basic !!notbase64")], all),
+            Ok(Presented::Nothing)
+        );
+        // Authorization decides before the key header; two key headers are ambiguous.
+        assert_eq!(
+            route_sees(
+                &[("authorization", "Bearer tok"), ("x-api-key", "gk_a")],
+                all
+            ),
+            Ok(Presented::Bearer(&b"tok"[..]))
+        );
+        assert_eq!(
+            route_sees(&[("x-api-key", "gk_a"), ("x-api-key", "gk_b")], all),
+            Err(AuthError::BadHeader)
+        );
+    }
+
+    #[test]
+    fn a_kind_the_route_does_not_accept_is_absent() {
+        let only = |kinds: &[CredentialKind]| Accept::of(kinds);
+        let cookie = ("cookie", "sid=s1");
+        let jwt_only = only(&[CredentialKind::Jwt]);
+        let key_only = only(&[CredentialKind::Apikey]);
+        let session_only = only(&[CredentialKind::Session]);
+        assert_eq!(
+            route_sees(&[("x-api-key", "gk_a")], jwt_only),
+            Ok(Presented::Nothing)
+        );
+        assert_eq!(
+            route_sees(&[("authorization", "Bearer gk_a"), cookie], jwt_only),
+            Ok(Presented::Nothing),
+            "neither the key nor the cookie"
+        );
+        assert_eq!(
+            route_sees(&[("authorization", "Bearer tok"), cookie], key_only),
+            Ok(Presented::Nothing)
+        );
+        assert_eq!(
+            route_sees(&[("authorization", "Bearer gk_a"), cookie], session_only),
+            Ok(Presented::Session("s1"))
+        );
+        assert_eq!(
+            route_sees(&[("authorization", "Bearer tok")], jwt_only),
+            Ok(Presented::Bearer(&b"tok"[..]))
+        );
+        // The user API: a key is an invalid token, however it comes.
+        for pairs in [[("authorization", "Bearer gk_a")], [("x-api-key", "gk_a")]] {
+            assert_eq!(
+                route_sees(&pairs, Accept::USER_API),
+                Err(AuthError::Token(TokenError::Invalid))
+            );
+        }
+        assert_eq!(Accept::ALL.names(), ["jwt", "session", "apikey"]);
+        assert_eq!(Accept::of(&CredentialKind::ALL), Accept::ALL);
+        assert_eq!(key_only.names(), ["apikey"]);
+    }
+
+    fn owner(active: bool, staff: bool, groups: &[&str]) -> UserState {
+        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        UserState {
+            is_active: active,
+            token_version: 0,
+            username: Arc::from("alice"),
+            is_staff: staff,
+            values: Arc::new(IdentityValues::new(7, "alice", staff, &groups)),
+            groups: Arc::from(groups),
+            ended: Arc::from(Vec::new()),
+        }
+    }
+
+    fn api_key(groups: &[&str], staff: bool) -> ApiKey {
+        ApiKey {
+            id: "k".into(),
+            user_id: 7,
+            name: "ci".into(),
+            sha256: "00".into(),
+            prefix: "gk_abcde".into(),
+            created: 0,
+            expires_at: 1_000,
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            routes: vec!["/ci".into()],
+            staff,
+            last_used: None,
+            revoked: None,
+        }
+    }
+
+    #[test]
+    fn a_key_is_let_in_while_live_and_its_owner_active() {
+        let k = api_key(&[], false);
+        let active = owner(true, false, &[]);
+        assert_eq!(key_verdict(&k, Some(&active), 999), KeyCheck::Allowed);
+        assert_eq!(key_verdict(&k, Some(&active), 1_000), KeyCheck::Expired);
+        assert_eq!(
+            key_verdict(&k, Some(&owner(false, false, &[])), 10),
+            KeyCheck::OwnerInactive
+        );
+        assert_eq!(key_verdict(&k, None, 10), KeyCheck::OwnerInactive);
+        let revoked = ApiKey {
+            revoked: Some(5),
+            ..k
+        };
+        assert_eq!(key_verdict(&revoked, Some(&active), 10), KeyCheck::Revoked);
+        let labels: std::collections::HashSet<_> = [
+            KeyCheck::Allowed,
+            KeyCheck::Malformed,
+            KeyCheck::Unknown,
+            KeyCheck::Revoked,
+            KeyCheck::Expired,
+            KeyCheck::OwnerInactive,
+            KeyCheck::Unavailable,
+        ]
+        .map(KeyCheck::label)
+        .into_iter()
+        .collect();
+        assert_eq!(labels.len(), crate::metrics::APIKEY_RESULTS.len());
+        assert!(labels
+            .iter()
+            .all(|l| crate::metrics::APIKEY_RESULTS.contains(l)));
+    }
+
+    #[test]
+    fn a_key_grants_only_what_it_carries_and_the_owner_still_holds() {
+        // The key names "ops", which the owner has since lost.
+        let k = api_key(&["billing", "ops"], true);
+        let who = narrowed(owner(true, false, &["billing", "dev"]), 7, &k);
+        assert_eq!(&*who.groups, ["billing".to_string()]);
+        assert!(!who.is_staff, "staff only for a staff owner");
+        assert_eq!(who.via, Via::ApiKey);
+        assert_eq!(
+            who.values.groups.as_ref().map(|v| v.as_bytes()),
+            Some(&b"billing"[..])
+        );
+        assert_eq!(who.values.is_staff, "false");
+        assert!(who.reaches("/ci/x") && !who.reaches("/admin"));
+        assert!(!who.mfa);
+        let staff = narrowed(owner(true, true, &[]), 7, &k);
+        assert!(staff.is_staff && staff.groups.is_empty());
+        let plain = narrowed(owner(true, true, &["billing"]), 7, &api_key(&[], false));
+        assert!(!plain.is_staff && plain.groups.is_empty());
     }
 
     #[test]

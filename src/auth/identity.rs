@@ -4,14 +4,32 @@
 
 use std::sync::Arc;
 
-/// How the caller proved who they are: the credential kind that let them in. Browser
-/// sessions and API keys join the bearer token here when they land (SPEC §15, §19).
+/// How the caller proved who they are: the credential kind that let them in (SPEC §15,
+/// §19), sent upstream as `X-User-Auth`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
     /// An access token in `Authorization: Bearer`.
     Jwt,
     /// The browser session cookie (SPEC §15): unsafe requests need the CSRF checks.
     Session,
+    /// An API key (SPEC §19): the identity is narrowed to what the key grants.
+    ApiKey,
+}
+
+impl Via {
+    /// The value of `X-User-Auth`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Via::Jwt => "jwt",
+            Via::Session => "session",
+            Via::ApiKey => "apikey",
+        }
+    }
+
+    /// `name` as a header value, without formatting.
+    pub fn header_value(self) -> http::HeaderValue {
+        http::HeaderValue::from_static(self.name())
+    }
 }
 
 /// The caller, as the user's current state says (never stale claims), and how they got in.
@@ -32,6 +50,24 @@ pub struct Identity {
     /// Which sign-in the credential belongs to: the session's id hash, or the access
     /// token's refresh family (`None` for tokens minted without one). "This device".
     pub sign_in: Option<Arc<str>>,
+    /// An API key's `routes`: the path prefixes it may reach (empty: every route).
+    pub routes: Arc<[String]>,
+}
+
+impl Identity {
+    /// Whether the credential may reach `path` (an API key with `routes` only those prefixes).
+    pub fn reaches(&self, path: &str) -> bool {
+        self.routes.is_empty() || self.routes.iter().any(|p| under_prefix(path, p))
+    }
+}
+
+/// Whether `path` is `prefix` or below it (`/ci` covers `/ci` and `/ci/x`, not `/cix`; a
+/// prefix ending in `/` covers what starts with it).
+fn under_prefix(path: &str, prefix: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
 }
 
 /// What the identity headers carry, ready to send: made when a user's state is cached, so a
@@ -81,6 +117,20 @@ pub fn groups_value(groups: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_reaches_only_its_prefixes() {
+        assert!(under_prefix("/ci", "/ci"));
+        assert!(under_prefix("/ci/build", "/ci"));
+        assert!(!under_prefix("/cix", "/ci"));
+        assert!(under_prefix("/ci/x", "/ci/"));
+        assert!(!under_prefix("/ci", "/ci/"));
+        assert!(!under_prefix("/other", "/ci"));
+        assert_eq!(
+            [Via::Jwt, Via::Session, Via::ApiKey].map(Via::name),
+            ["jwt", "session", "apikey"]
+        );
+    }
 
     #[test]
     fn group_names_join_without_ambiguity() {

@@ -19,5 +19,5 @@ pub mod throttle;
 pub mod tokens;
 pub mod totp;
 
-pub use credentials::{AuthError, Authenticator, Requirement};
+pub use credentials::{Accept, AuthError, Authenticator, Requirement};
 pub use identity::{Identity, Via};

@@ -117,6 +117,7 @@ pub fn explain(
         .map(|b| b.addr.to_string())
         .collect();
     let _ = writeln!(out, "route: {} -> {}", route.prefix, upstreams.join(", "));
+    let _ = writeln!(out, "  accepts: {}", route.accept.names().join(", "));
     let _ = writeln!(
         out,
         "  auth {}{}{}; methods: {}; path sent upstream: {}",

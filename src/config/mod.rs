@@ -95,6 +95,9 @@ pub struct ApiKeysConfig {
     /// The longest a key may live: its `expires_at` is at most this many days after it is
     /// made.
     pub max_lifetime_days: u64,
+    /// The header a key may come in besides `Authorization` (`X-API-Key: gk_...`).
+    #[serde(with = "types::header_name")]
+    pub header: http::HeaderName,
 }
 
 /// The longest `[apikeys] max_lifetime_days` may be (ten years).
@@ -104,6 +107,7 @@ impl Default for ApiKeysConfig {
     fn default() -> Self {
         ApiKeysConfig {
             max_lifetime_days: 365,
+            header: http::HeaderName::from_static("x-api-key"),
         }
     }
 }
@@ -883,6 +887,9 @@ pub struct RouteConfig {
     /// step up, or to enrol).
     #[serde(default)]
     pub require_mfa: bool,
+    /// The credential kinds the route takes (SPEC §19); another kind is treated as absent.
+    #[serde(default = "default_accept")]
+    pub accept: Vec<CredentialKind>,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_ms: u64,
     #[serde(default = "default_read_timeout")]
@@ -919,6 +926,40 @@ fn default_cors_headers() -> Vec<String> {
 }
 fn default_cors_max_age() -> u64 {
     600
+}
+
+/// A kind of credential a route may accept (`accept = ["jwt", "session", "apikey"]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CredentialKind {
+    /// An access token in `Authorization: Bearer`.
+    Jwt,
+    /// The browser session cookie (SPEC §15).
+    Session,
+    /// An API key (SPEC §19).
+    Apikey,
+}
+
+impl CredentialKind {
+    /// Every kind, the default of `accept`.
+    pub const ALL: [CredentialKind; 3] = [
+        CredentialKind::Jwt,
+        CredentialKind::Session,
+        CredentialKind::Apikey,
+    ];
+
+    /// The name in the configuration and in `X-User-Auth`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CredentialKind::Jwt => "jwt",
+            CredentialKind::Session => "session",
+            CredentialKind::Apikey => "apikey",
+        }
+    }
+}
+
+fn default_accept() -> Vec<CredentialKind> {
+    CredentialKind::ALL.to_vec()
 }
 
 fn default_auth() -> AuthMode {

@@ -173,7 +173,31 @@ impl Config {
                 format!("proxy: the identity header {name} is configured twice")
             })?;
         }
+        let key_header = &self.apikeys.header;
+        require(
+            key_header != http::header::AUTHORIZATION && !identity.contains(&key_header),
+            || {
+                format!(
+                    "apikeys.header = {key_header:?} must not be Authorization or an identity header"
+                )
+            },
+        )?;
         for (i, route) in self.routes.iter().enumerate() {
+            require(!route.accept.is_empty(), || {
+                format!(
+                    "routes[{i}] ({}): accept is empty: list some of \"jwt\", \"session\", \"apikey\"",
+                    route.prefix
+                )
+            })?;
+            for (j, kind) in route.accept.iter().enumerate() {
+                require(!route.accept[..j].contains(kind), || {
+                    format!(
+                        "routes[{i}] ({}): accept lists \"{}\" twice",
+                        route.prefix,
+                        kind.name()
+                    )
+                })?;
+            }
             require(route.prefix.starts_with('/'), || {
                 format!(
                     "routes[{i}].prefix = {:?} must start with '/'",
@@ -523,10 +547,15 @@ impl Config {
         for r in &self.routes {
             let upstreams: Vec<String> = r.upstreams.iter().map(ToString::to_string).collect();
             out.push_str(&format!(
-                "route {} -> {} (auth {:?}{}{})\n",
+                "route {} -> {} (auth {:?}, accepts {}{}{})\n",
                 r.prefix,
                 upstreams.join(", "),
                 r.auth,
+                r.accept
+                    .iter()
+                    .map(|k| k.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 if r.require_staff { ", staff only" } else { "" },
                 if r.require_mfa {
                     ", second factor required"

@@ -52,8 +52,10 @@ pub fn requirement(route: &Route) -> Option<Requirement> {
     }
 }
 
+/// The decision on a request for `path` (normalized, the one the route was matched on).
 pub async fn decide(
     method: &Method,
+    path: &str,
     headers: &HeaderMap,
     route: Option<&Route>,
     auth: &Authenticator,
@@ -72,7 +74,11 @@ pub async fn decide(
     let Some(need) = requirement(route) else {
         return policy(route, method, None);
     };
-    match auth.check(headers, need).await {
+    match auth.check_accepting(headers, need, route.accept).await {
+        // An API key with `routes` reaches only those prefixes (SPEC §19).
+        Ok(Some(who)) if !who.reaches(path) => {
+            Decision::Respond(ApiError::PermissionDenied.to_response())
+        }
         Ok(identity) => policy(route, method, identity),
         Err(e) => Decision::Respond(ApiError::from(e).to_response()),
     }
@@ -325,6 +331,7 @@ mod tests {
         let h = head(path, auth);
         block(decide(
             &h.method,
+            path,
             &h.headers,
             w.routes.lookup(path).map(|r| r.as_ref()),
             &w.app.authenticator,
@@ -477,6 +484,52 @@ mod tests {
     }
 
     #[test]
+    fn a_keys_uses_are_written_in_one_batch_not_per_request() {
+        let w = world();
+        let ann = user(&w, "ann", false);
+        let made = crate::auth::apikey::generate();
+        let record = crate::store::ApiKey {
+            id: "k1".into(),
+            user_id: ann.id,
+            name: "ci".into(),
+            sha256: made.sha256.clone(),
+            prefix: made.prefix.clone(),
+            created: 0,
+            expires_at: u64::MAX,
+            groups: Vec::new(),
+            routes: Vec::new(),
+            staff: false,
+            last_used: None,
+            revoked: None,
+        };
+        block(w.app.store.record(crate::store::Effects {
+            api_keys: vec![record],
+            ..Default::default()
+        }))
+        .expect("written");
+        let bearer = format!("Bearer {}", made.key);
+        for _ in 0..3 {
+            assert_eq!(status(&run(&w, "/x", &[&bearer])), 0, "forwarded");
+        }
+        let stored = |w: &World| {
+            block(w.app.store.get_api_key("k1"))
+                .expect("read")
+                .expect("exists")
+                .last_used
+        };
+        assert_eq!(stored(&w), None, "nothing written per request");
+        let auth = &w.app.authenticator;
+        assert_eq!(
+            block(auth.flush_key_uses()).expect("flushed"),
+            1,
+            "one write"
+        );
+        let used = stored(&w).expect("last_used written");
+        assert!(used.abs_diff(crate::clock::now()) < 5);
+        assert_eq!(block(auth.flush_key_uses()).expect("flushed"), 0);
+    }
+
+    #[test]
     fn no_route_is_404() {
         let dir = tempfile::tempdir().expect("tempdir");
         let toml = format!("[server]\ndata_dir = \"{}\"\n", dir.path().display());
@@ -486,6 +539,7 @@ mod tests {
         let h = head("/x", &[]);
         let d = block(decide(
             &h.method,
+            "/x",
             &h.headers,
             routes.lookup("/x").map(|r| r.as_ref()),
             &app.authenticator,

@@ -184,6 +184,7 @@ fn allowed(identity: Option<&Identity>, proxy: &ProxyConfig) -> Response {
             proxy.user_groups_header.as_str().to_string(),
             crate::auth::identity::groups_value(&who.groups),
         );
+        resp.add_header(super::headers::X_USER_AUTH, who.via.name());
     }
     resp
 }

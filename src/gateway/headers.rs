@@ -9,6 +9,9 @@ use std::net::IpAddr;
 pub const X_REQUEST_ID: &str = "x-request-id";
 pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
 pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+/// How the caller proved who they are (`jwt | session | apikey`, SPEC §19), sent with the
+/// identity headers and stripped from clients like them.
+pub const X_USER_AUTH: &str = "x-user-auth";
 /// Longest client-supplied request id kept.
 const MAX_REQUEST_ID: usize = 128;
 

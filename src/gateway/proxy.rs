@@ -104,6 +104,7 @@ impl Gateway {
             .map(|n| bytes::Bytes::copy_from_slice(n.as_str().as_bytes()));
         let mut untrusted = identity_headers.to_vec();
         untrusted.push(HeaderName::from_static(assertion::HEADER));
+        untrusted.push(HeaderName::from_static(headers::X_USER_AUTH));
         Gateway {
             classifier: Classifier::new(&app.config),
             app,
@@ -237,6 +238,7 @@ impl Gateway {
         ctx.route = ctx.live.routes.lookup(path).cloned();
         decide::decide(
             method,
+            path,
             headers,
             ctx.route.as_deref(),
             &self.app.authenticator,
@@ -547,7 +549,9 @@ impl ProxyHttp for Gateway {
             upstream.remove_header(&name);
         }
         if !self.app.config.proxy.forward_authorization {
+            // The API-key header is a credential as well: it goes with `Authorization`.
             upstream.remove_header(&AUTHORIZATION);
+            upstream.remove_header(&self.app.config.apikeys.header);
         }
         // The session cookie is gatehouse's: it never reaches an upstream (other cookies do).
         if let Some(cookie) = self.app.authenticator.session_cookie() {
@@ -582,6 +586,7 @@ impl ProxyHttp for Gateway {
             upstream.insert_header(staff.clone(), v.is_staff.clone())?;
             // Sent empty for a user in no group: the client's copies are gone either way.
             upstream.insert_header(groups.clone(), group_names.clone())?;
+            upstream.insert_header(headers::X_USER_AUTH, who.via.header_value())?;
             if let Some(value) = self.assertion_for(who, ctx.route.as_deref()) {
                 let value = value.map_err(|e| {
                     Error::because(

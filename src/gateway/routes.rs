@@ -21,6 +21,8 @@ pub struct Route {
     pub require_staff: bool,
     /// A sign-in with a second factor only (SPEC §17).
     pub require_mfa: bool,
+    /// The credential kinds the route takes (SPEC §19).
+    pub accept: crate::auth::Accept,
     /// Members of any one of these only; empty: no group needed.
     pub require_groups: Vec<String>,
     /// Empty: every method.
@@ -208,6 +210,7 @@ fn build(cfg: &RouteConfig) -> Result<Arc<Route>, String> {
         auth: cfg.auth,
         require_staff: cfg.require_staff,
         require_mfa: cfg.require_mfa,
+        accept: crate::auth::Accept::of(&cfg.accept),
         require_groups: cfg.require_groups.clone(),
         methods: cfg.methods.clone(),
         allow: cfg

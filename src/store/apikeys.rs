@@ -86,6 +86,16 @@ impl UseBatch {
         std::mem::take(&mut self.pending)
     }
 
+    /// Puts back uses whose write failed (the later use wins where a key was noted since).
+    pub fn restore(&mut self, used: Vec<(String, u64)>) {
+        for (id, when) in used {
+            match self.pending.iter_mut().find(|(k, _)| *k == id) {
+                Some((_, at)) => *at = (*at).max(when),
+                None => self.pending.push((id, when)),
+            }
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
     }

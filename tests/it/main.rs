@@ -68,6 +68,7 @@ mod mfa;
 mod mfa_replicas;
 
 // API keys and service accounts (SPEC §19): made, listed, revoked; staff's service accounts.
+mod apikey_routes;
 mod apikeys;
 
 // The harness checks its own checks, and its browser (Chromium over WebDriver).

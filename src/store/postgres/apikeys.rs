@@ -75,20 +75,21 @@ pub(super) async fn put_keys(
     Ok(())
 }
 
-/// Marks the keys revoked (each at its time) unless they already are, through `client`.
+/// Marks the keys revoked (each at its time) unless they already are, through `client`, and
+/// announces each key's owner on the change feed in the same transaction: every replica
+/// drops the owner's cached keys at commit.
 pub(super) async fn revoke_keys(
     client: &impl GenericClient,
     revoked: &[(String, u64)],
 ) -> Result<(), StoreError> {
+    let sql = format!(
+        "WITH r AS (UPDATE api_keys SET revoked = $2 WHERE id = $1 AND revoked IS NULL \
+         RETURNING user_id) SELECT pg_notify('{}', 'u:' || user_id) FROM r",
+        super::schema::CHANNEL
+    );
     for (id, at) in revoked {
         let at = to_i64(*at, "revoked")?;
-        client
-            .execute(
-                "UPDATE api_keys SET revoked = $2 WHERE id = $1 AND revoked IS NULL",
-                &[id, &at],
-            )
-            .await
-            .map_err(pg_error)?;
+        client.execute(&sql, &[id, &at]).await.map_err(pg_error)?;
     }
     Ok(())
 }
