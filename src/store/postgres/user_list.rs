@@ -28,9 +28,10 @@ pub(super) enum MfaPlan {
 pub(super) const FEW_MFA: i64 = 10_000;
 
 /// The plan for `q` given how many users have a second factor on (counted up to
-/// `FEW_MFA + 1`).
+/// `FEW_MFA + 1`). In id order PostgreSQL already walks the partial index, which is in user
+/// id order, and stops after a page (0.5 ms at 1M; joining them all first took 5.5 ms).
 pub(super) fn mfa_plan(q: &UserQuery, enabled: i64) -> MfaPlan {
-    if q.mfa == Some(true) && enabled <= FEW_MFA {
+    if q.mfa == Some(true) && q.sort != UserSort::Id && enabled <= FEW_MFA {
         MfaPlan::Few
     } else {
         MfaPlan::Probe
@@ -174,7 +175,7 @@ impl PgStore {
         let rows = self
             .run("query_users", move |pool| async move {
                 let client = pool.get().await.map_err(pool_error)?;
-                let enabled = if q2.mfa == Some(true) {
+                let enabled = if q2.mfa == Some(true) && q2.sort != UserSort::Id {
                     let row = client
                         .query_one(
                             "SELECT count(*) FROM \
@@ -277,6 +278,11 @@ mod tests {
             ..q.clone()
         };
         assert_eq!(mfa_plan(&off, 0), MfaPlan::Probe);
+        let by_id = UserQuery {
+            sort: UserSort::Id,
+            ..q.clone()
+        };
+        assert_eq!(mfa_plan(&by_id, 0), MfaPlan::Probe);
         let (sql, _) = page_sql(&q, None, 51, MfaPlan::Few).expect("sql");
         assert!(sql.contains(
             "FROM (SELECT users.* FROM mfa JOIN users ON users.id = mfa.user_id \
