@@ -1,8 +1,12 @@
 //! The console's users list at scale (SPEC §18, issue 25): the store's `query_users` and
-//! `count_query` pages on sled, at each size given, with the ratios largest / smallest.
+//! `count_query` pages, and with `--pages` the console's `/admin/users/` pages themselves
+//! through the real server, on sled or PostgreSQL, at each size given, with the ratios
+//! largest / smallest (the target: 1M within 1.2x of 1k).
 //!
 //! ```sh
-//! cargo bench --no-default-features --bench user_list -- 1000 1000000   # ~6 min at 1M
+//! cargo bench --no-default-features --bench user_list -- 1000 1000000          # sled, store
+//! cargo bench --no-default-features --bench user_list -- --pg --plans 1000 1000000
+//! cargo bench --no-default-features --bench user_list -- --pages 1000 1000000  # + pages
 //! ```
 //!
 //! Users come from the scale run's generator (`benches/scale/users.rs`: `user0000001`...,
@@ -11,14 +15,29 @@
 //! unverified, 1 in 500 with a second factor on, join dates and last logins scattered (a third
 //! never logged in), first names from a short list. Loaded with `insert_users` in batches of
 //! 10,000 into a fresh store in a temp dir (64 MiB page cache, the default), second factors
-//! with `swap_mfa`. Each case is called until 1 s or 2,000 calls have passed (after 3 warm-up
-//! calls); the median and p90 are printed in microseconds.
+//! with `swap_mfa`. With `--pg`: a throwaway cluster (`user_list/pg.rs`), one database per
+//! size migrated by the store, the same users written by SQL (`load_sql`: the store's insert
+//! is one transaction per user, too slow for 1M here) and checked through the store, then
+//! `VACUUM ANALYZE`.
+//! Each store case is called until 1 s or 2,000 calls have passed (after 3 warm-up calls);
+//! the median and p90 are printed in microseconds.
+//!
+//! `--plans` (PostgreSQL): each case's executed plan (`auto_explain`, actual rows and buffers)
+//! at each size, written to a file; a case whose plan reads the users table sequentially is
+//! named. `--pages`: after the store cases, `gatehouse serve` on the same data with a staff
+//! user signed in by cookie (`[console] require_mfa = false`), and GET `/admin/users/?...`
+//! for the cases of `user_list/pages.rs`, sequential, each page first checked to show what its
+//! filter selects; each until 2 s or 2,000 calls.
 
+#[path = "user_list/pages.rs"]
+mod pages;
+#[path = "user_list/pg.rs"]
+mod pg;
 #[path = "scale/users.rs"]
 mod scale_users;
 
 use gatehouse::store::{
-    Effects, Mfa, SledStore, StateFilter, User, UserCursor, UserQuery, UserSort, UserStore,
+    Effects, Mfa, PgStore, SledStore, StateFilter, User, UserCursor, UserQuery, UserSort, UserStore,
 };
 use std::time::{Duration, Instant};
 
@@ -51,9 +70,12 @@ fn vary(mut u: User, total: u64, now: u64) -> User {
     u
 }
 
-fn load(store: &SledStore, n: u64, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+/// Users 1..=n and the staff user `admin` (n + 1) through `insert_users` (sled), then the
+/// second factors.
+fn load(store: &dyn UserStore, n: u64) -> Result<(), String> {
     let total = n + 1;
     let now = 1_800_000_000;
+    let rt = runtime()?;
     let mut next = 1;
     while next <= total {
         let end = (next + 10_000).min(total + 1);
@@ -68,17 +90,102 @@ fn load(store: &SledStore, n: u64, rt: &tokio::runtime::Runtime) -> Result<(), S
         }
         next = end;
     }
+    load_mfa(store, n, now)
+}
+
+/// Users 1..=n and `admin` (n + 1) written by one `INSERT ... SELECT` per 100,000 ids: the
+/// columns `vary` gives each id, computed by PostgreSQL (the store's one transaction per user
+/// loads ~1,000 users/s here, 17 min for 1M). The store's triggers (counters) run as for
+/// any insert; the id sequence is moved past the last id as the store's insert does. Checked
+/// afterwards: sampled users read back through the store equal `vary`'s, and their search
+/// key equals `names_key`.
+fn load_sql(cluster: &pg::Cluster, db: &str, store: &dyn UserStore, n: u64) -> Result<(), String> {
+    let total = n + 1;
+    let now: u64 = 1_800_000_000;
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let list = |f: &dyn Fn(&str) -> String| {
+        FIRST
+            .iter()
+            .map(|s| quote(&f(s)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let firsts = list(&|s| s.to_string());
+    let first_keys = list(&|s| gatehouse::store::name_key(s));
+    let hash = quote(HASH);
+    let mut start = 1;
+    while start <= n {
+        let end = (start + 100_000 - 1).min(n);
+        let sql = format!(
+            "INSERT INTO users (id, username, username_key, email, email_key, first_name, \
+             last_name, password, is_active, is_staff, date_joined, last_login, deleted_at, \
+             token_version, groups, email_verified, ended, names_key) \
+             SELECT id, u, u, u || '@example.com', u || '@example.com', \
+               (ARRAY[{firsts}])[id % 5 + 1], 'Family' || id % 97, {hash}, \
+               id % 100 <> 0, id % 5000 = 0, {now} - (id * 7919 % {total}) * 30, \
+               CASE WHEN id % 3 <> 0 THEN {now} - id * 104729 % (86400 * 30) END, \
+               CASE WHEN id % 100 = 0 THEN {now} END, 0, \
+               CASE WHEN id % 1000 = 0 THEN ARRAY['auditors', 'ops'] \
+                 WHEN id % 10 = 0 THEN ARRAY['ops'] ELSE ARRAY[]::text[] END, \
+               id % 7 <> 0, '[]', \
+               (ARRAY[{first_keys}])[id % 5 + 1] || E'\\n' || 'family' || id % 97 \
+             FROM (SELECT id, 'user' || lpad(id::text, 7, '0') AS u \
+                   FROM generate_series({start}::bigint, {end}) id) g"
+        );
+        cluster.psql(db, &sql)?;
+        start = end + 1;
+    }
+    // The staff user `admin` through the store, as the generator makes it.
+    let rt = runtime()?;
+    let admin = scale_users::scale_user(total, total, HASH, now);
+    for r in rt
+        .block_on(store.insert_users(vec![admin]))
+        .map_err(|e| e.to_string())?
+    {
+        r.map_err(|e| e.to_string())?;
+    }
+    load_mfa(store, n, now)?;
+    for id in [1, 5, 7, 10, 100, 500, 1000, 5000, n / 2, n - 1, n] {
+        if id == 0 || id > n {
+            continue;
+        }
+        let want = vary(scale_users::scale_user(id, total, HASH, now), total, now);
+        let got = rt
+            .block_on(store.get_user(id))
+            .map_err(|e| e.to_string())?
+            .ok_or(format!("user {id} is missing"))?;
+        if got != want {
+            return Err(format!("user {id} loaded as {got:?}, generated {want:?}"));
+        }
+        let key = cluster.psql(db, &format!("SELECT names_key FROM users WHERE id = {id}"))?;
+        if key != gatehouse::store::names_key(&want) {
+            return Err(format!("user {id}'s names_key is {key:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// A second factor on for every 500th user.
+fn load_mfa(store: &dyn UserStore, n: u64, now: u64) -> Result<(), String> {
     let mfa = Mfa {
         secret: "sealed".into(),
         enabled: true,
         since: now,
         ..Mfa::default()
     };
+    let rt = runtime()?;
     for id in (500..=n).step_by(500) {
         rt.block_on(store.swap_mfa(id, None, Some(&mfa), Effects::none()))
             .map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 /// A named call of the store, timed.
@@ -229,40 +336,52 @@ fn cases() -> Vec<Case> {
                 },
             )
         },
+        Case {
+            count: true,
+            ..page(
+                "count group ops (capped)",
+                UserQuery {
+                    group: Some("ops".into()),
+                    ..q()
+                },
+            )
+        },
+        Case {
+            count: true,
+            ..page(
+                "count mfa on",
+                UserQuery {
+                    mfa: Some(true),
+                    ..q()
+                },
+            )
+        },
+        Case {
+            count: true,
+            ..page(
+                "count search \"zoë\" (capped)",
+                UserQuery {
+                    search: Some("zoë".into()),
+                    ..q()
+                },
+            )
+        },
     ]
 }
 
-/// Median and p90 of one case, in microseconds, and what the last call returned.
-fn time(
-    store: &SledStore,
-    n: u64,
-    case: &Case,
-    rt: &tokio::runtime::Runtime,
+/// Calls `call` (3 warm-up calls, then until `min` or 2,000 calls have passed, at least 5):
+/// the median and p90 in microseconds, and what the last call returned.
+fn measure(
+    min: Duration,
+    mut call: impl FnMut() -> Result<String, String>,
 ) -> Result<(f64, f64, String), String> {
-    let after = case.deep.then_some(UserCursor {
-        key: gatehouse::store::SortKey::None,
-        id: n / 2,
-    });
-    let call = || -> Result<String, String> {
-        if case.count {
-            let c = rt
-                .block_on(store.count_query(&case.query))
-                .map_err(|e| e.to_string())?;
-            return Ok(format!("{c:?}"));
-        }
-        let page = rt
-            .block_on(store.query_users(&case.query, after.as_ref(), PAGE))
-            .map_err(|e| e.to_string())?;
-        Ok(format!("{} rows", page.users.len()))
-    };
     for _ in 0..3 {
         call()?;
     }
     let mut samples = Vec::new();
     let started = Instant::now();
     let mut last = String::new();
-    while samples.len() < 2_000 && (started.elapsed() < Duration::from_secs(1) || samples.len() < 5)
-    {
+    while samples.len() < 2_000 && (started.elapsed() < min || samples.len() < 5) {
         let t = Instant::now();
         last = call()?;
         samples.push(t.elapsed().as_secs_f64() * 1e6);
@@ -272,49 +391,206 @@ fn time(
     Ok((at(0.5), at(0.9), last))
 }
 
-fn run() -> Result<(), String> {
-    let sizes: Vec<u64> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .map(|a| a.replace('_', "").parse().map_err(|e| format!("{a}: {e}")))
-        .collect::<Result<_, _>>()?;
-    let sizes = if sizes.is_empty() {
-        vec![1_000, 100_000]
-    } else {
-        sizes
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
+/// One call of `case` on the store: what it returned, in short.
+fn call_case(
+    store: &dyn UserStore,
+    n: u64,
+    case: &Case,
+    rt: &tokio::runtime::Runtime,
+) -> Result<String, String> {
+    let after = case.deep.then_some(UserCursor {
+        key: gatehouse::store::SortKey::None,
+        id: n / 2,
+    });
+    if case.count {
+        let c = rt
+            .block_on(store.count_query(&case.query))
+            .map_err(|e| e.to_string())?;
+        return Ok(format!("{c:?}"));
+    }
+    let page = rt
+        .block_on(store.query_users(&case.query, after.as_ref(), PAGE))
         .map_err(|e| e.to_string())?;
-    let mut results = Vec::new();
-    for &n in &sizes {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let store = SledStore::open(&dir.path().join("db"), 64 << 20).map_err(|e| e.to_string())?;
-        let t = Instant::now();
-        load(&store, n, &rt)?;
-        eprintln!("{n} users loaded in {:.1} s", t.elapsed().as_secs_f64());
-        let mut rows = Vec::new();
+    Ok(format!("{} rows", page.users.len()))
+}
+
+/// (median, p90) in µs of every store case on `store`, printed as they come.
+fn time_store(store: &dyn UserStore, n: u64, label: &str) -> Result<Vec<(f64, f64)>, String> {
+    let rt = runtime()?;
+    let mut rows = Vec::new();
+    for case in cases() {
+        let (median, p90, last) =
+            measure(Duration::from_secs(1), || call_case(store, n, &case, &rt))?;
+        eprintln!(
+            "  {label} {n:>8} {:<40} {median:>10.1} {p90:>10.1} µs  ({last})",
+            case.name
+        );
+        rows.push((median, p90));
+    }
+    Ok(rows)
+}
+
+/// (median, p90) in µs of every page case, through a server on the loaded store.
+fn time_pages(server: &pages::Server, n: u64, label: &str) -> Result<Vec<(f64, f64)>, String> {
+    let client = server.staff_client()?;
+    let mut rows = Vec::new();
+    for case in pages::cases() {
+        let bytes = client.check(&case)?;
+        let path = pages::page_path(&case);
+        let (median, p90, _) = measure(Duration::from_secs(2), || {
+            let (status, _) = client.get(&path)?;
+            if status == 200 {
+                Ok(String::new())
+            } else {
+                Err(format!("GET {path} answered {status}"))
+            }
+        })?;
+        eprintln!(
+            "  {label} page {n:>8} {:<40} {median:>10.1} {p90:>10.1} µs  ({bytes} bytes)",
+            case.name
+        );
+        rows.push((median, p90));
+    }
+    Ok(rows)
+}
+
+/// Each case once with `auto_explain` on: the plans, in a file; the cases whose plan reads
+/// the users table sequentially, by name.
+fn plans(cluster: &pg::Cluster, url: &str, n: u64) -> Result<Vec<String>, String> {
+    cluster.log_plans(true)?;
+    let result = (|| {
+        // A pool of its own: its statements are the cases' alone.
+        let store = PgStore::open(url, pg::options(false)).map_err(|e| e.to_string())?;
+        let rt = runtime()?;
         for case in cases() {
-            let (median, p90, last) = time(&store, n, &case, &rt)?;
-            eprintln!(
-                "  {n:>8} {:<40} {median:>10.1} {p90:>10.1} µs  ({last})",
-                case.name
-            );
-            rows.push((median, p90));
+            cluster.mark(case.name)?;
+            call_case(&store, n, &case, &rt)?;
         }
-        results.push(rows);
+        cluster.mark("end")
+    })();
+    cluster.log_plans(false)?;
+    result?;
+    let all = pg::plans_by_case(&cluster.log())?;
+    let ours = &all[all.len().saturating_sub(cases().len() + 1)..];
+    let file = std::env::temp_dir().join(format!("user_list-plans-{n}.txt"));
+    let mut text = String::new();
+    let mut sequential = Vec::new();
+    for (name, plan) in ours.iter().filter(|(name, _)| name != "end") {
+        text.push_str(&format!("== {name}\n{plan}\n"));
+        if plan.contains("Seq Scan on users") {
+            sequential.push(name.clone());
+        }
+    }
+    std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
+    eprintln!("  plans at {n}: {}", file.display());
+    Ok(sequential)
+}
+
+struct Args {
+    postgres: bool,
+    pages: bool,
+    plans: bool,
+    sizes: Vec<u64>,
+}
+
+fn args() -> Result<Args, String> {
+    let mut a = Args {
+        postgres: false,
+        pages: false,
+        plans: false,
+        sizes: Vec::new(),
+    };
+    // `cargo bench` appends `--bench` to a harness-less bench's arguments.
+    for arg in std::env::args().skip(1).filter(|a| a != "--bench") {
+        match arg.as_str() {
+            "--pg" => a.postgres = true,
+            "--pages" => a.pages = true,
+            "--plans" => a.plans = true,
+            size => a.sizes.push(size.replace('_', "").parse().map_err(|e| {
+                format!("{size}: {e} (usage: [--pg] [--plans] [--pages] SIZES...)")
+            })?),
+        }
+    }
+    if a.sizes.is_empty() {
+        a.sizes = vec![1_000, 100_000];
+    }
+    if a.plans && !a.postgres {
+        return Err("--plans needs --pg".into());
+    }
+    Ok(a)
+}
+
+/// The rows of one size: the store cases, then (with `--pages`) the page cases.
+fn one_size(a: &Args, cluster: Option<&pg::Cluster>, n: u64) -> Result<Vec<(f64, f64)>, String> {
+    let label = if a.postgres { "postgres" } else { "sled" };
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut rows;
+    let t = Instant::now();
+    match cluster {
+        None => {
+            let store =
+                SledStore::open(&dir.path().join("db"), 64 << 20).map_err(|e| e.to_string())?;
+            load(&store, n)?;
+            eprintln!("{n} users loaded in {:.1} s", t.elapsed().as_secs_f64());
+            rows = time_store(&store, n, label)?;
+            // The server takes the store's lock: closed (and flushed) first.
+            drop(store);
+            if a.pages {
+                let server = pages::Server::start(dir.path(), None)?;
+                rows.extend(time_pages(&server, n, label)?);
+            }
+        }
+        Some(cluster) => {
+            let db = format!("users_{n}");
+            let url = cluster.database(&db)?;
+            let store = PgStore::open(&url, pg::options(false)).map_err(|e| e.to_string())?;
+            load_sql(cluster, &db, &store, n)?;
+            cluster.analyze(&db)?;
+            eprintln!("{n} users loaded in {:.1} s", t.elapsed().as_secs_f64());
+            rows = time_store(&store, n, label)?;
+            if a.plans {
+                let sequential = plans(cluster, &url, n)?;
+                eprintln!("  sequential scans of users at {n}: {sequential:?}");
+            }
+            if a.pages {
+                let server = pages::Server::start(dir.path(), Some(&url))?;
+                rows.extend(time_pages(&server, n, label)?);
+            }
+        }
+    }
+    Ok(rows)
+}
+
+fn run() -> Result<(), String> {
+    let a = args()?;
+    let cluster = if a.postgres {
+        Some(pg::Cluster::start(a.plans)?)
+    } else {
+        None
+    };
+    let mut results = Vec::new();
+    for &n in &a.sizes {
+        results.push(one_size(&a, cluster.as_ref(), n)?);
     }
     let (first, last) = (&results[0], &results[results.len() - 1]);
+    let (small, large) = (a.sizes[0], a.sizes[a.sizes.len() - 1]);
     println!(
-        "| case | {} users median (p90) µs | {} users median (p90) µs | ratio |",
-        sizes[0],
-        sizes[sizes.len() - 1]
+        "| {} | {small} users median (p90) µs | {large} users median (p90) µs | ratio |",
+        if a.postgres { "postgres" } else { "sled" }
     );
     println!("|---|---:|---:|---:|");
-    for (i, case) in cases().iter().enumerate() {
+    let names = cases()
+        .iter()
+        .map(|c| c.name.to_string())
+        .chain(
+            pages::cases()
+                .iter()
+                .map(|c| format!("page: {}", pages::page_path(c))),
+        )
+        .collect::<Vec<_>>();
+    for (i, name) in names.iter().enumerate().take(first.len()) {
         println!(
-            "| {} | {:.0} ({:.0}) | {:.0} ({:.0}) | {:.2} |",
-            case.name,
+            "| {name} | {:.0} ({:.0}) | {:.0} ({:.0}) | {:.2} |",
             first[i].0,
             first[i].1,
             last[i].0,
