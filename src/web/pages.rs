@@ -760,7 +760,10 @@ async fn confirmed(
 
 /// The account page's key form as `accounts::keys::make_own_key`'s input: the date as its
 /// `expires_at` (midnight UTC), the ticked `groups` as a list, the form's `code` as `otp`.
-fn key_input(data: &Map<String, Value>, groups: Option<Vec<Value>>) -> Map<String, Value> {
+pub(crate) fn key_input(
+    data: &Map<String, Value>,
+    groups: Option<Vec<Value>>,
+) -> Map<String, Value> {
     let mut input = input_of(data, &["name", "expires_at", "password"]);
     input.insert("otp".to_string(), Value::String(field(data, "code")));
     if let Some(groups) = groups {
@@ -771,7 +774,7 @@ fn key_input(data: &Map<String, Value>, groups: Option<Vec<Value>>) -> Map<Strin
 
 /// The operation's refusal under the form's fields: `otp` is the form's `code`, and a
 /// wrong or missing password says so as the other sensitive forms do.
-fn key_errors(e: &ApiError) -> FieldErrors {
+pub(crate) fn key_errors(e: &ApiError) -> FieldErrors {
     let mut errors = match e {
         ApiError::Validation(_) => field_errors(e),
         other => mfa_errors(other),

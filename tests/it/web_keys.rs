@@ -203,3 +203,136 @@ fn the_key_forms_posted_from_another_origin_are_refused() {
     assert!(b.text().contains("CSRF"), "{}", b.text());
     assert!(keys_of(&g, "gwen").is_empty(), "no key was made");
 }
+
+/// The id of the user named `name`, by the admin API's search.
+fn admin_find(g: &Gatehouse, name: &str) -> Option<u64> {
+    let (admin, _) = g.http().login(ADMIN, PASSWORD);
+    let r = g.http().call(
+        "GET",
+        &format!("/api/auth/admin/users/?search={name}"),
+        None,
+        Some(&admin),
+    );
+    r.expect_status(200);
+    let list = r.json.get("results").cloned().unwrap_or(r.json.clone());
+    list.as_array()?
+        .iter()
+        .find(|u| u["username"] == json!(name))
+        .map(id_of)
+}
+
+#[test]
+fn the_console_makes_a_service_account_and_a_key_for_it() {
+    let up = Upstream::start();
+    // Every sign-in counts as old: making the account asks the password again first.
+    let g = crate::console::console_asking_the_password(&up);
+    let base = base_of(&g);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = Browser::start();
+    crate::console::sign_in_to_console(&b, &base, ADMIN, None);
+
+    // From the users list to the form.
+    b.goto(&format!("{base}/admin/users/"));
+    b.find("main p.actions a").click();
+    let form_url = format!("{base}/admin/service-accounts/");
+    b.wait_for(|b| b.url() == form_url, "the service-account form");
+    accessible(&b, "the service-account form");
+    crate::console::shoot_both(&b, dir.path(), "service-account-form");
+
+    // A name taken: refused beside the field, nothing made.
+    b.fill("#id_service-username", ADMIN);
+    submit_and_wait(&b, "main form", "the answer to the form");
+    if b.try_find("#id_reauth-password").is_some() {
+        b.fill("#id_reauth-password", PASSWORD);
+        submit_and_wait(&b, "main form", "the answer after the password");
+    }
+    let errors = b.find("#id_service-username-errors").text();
+    assert!(errors.contains("already exists"), "{errors}");
+    accessible(&b, "the service-account form, refused");
+
+    // Made, after the password again: its page, with the badge.
+    b.fill("#id_service-username", "deploy-bot");
+    submit_and_wait(&b, "main form", "the answer to the form");
+    assert!(
+        b.text().contains("make the service account deploy-bot"),
+        "{}",
+        b.text()
+    );
+    b.fill("#id_reauth-password", PASSWORD);
+    submit_and_wait(&b, "main form", "the answer after the password");
+    let id = admin_find(&g, "deploy-bot")
+        .unwrap_or_else(|| panic!("the service account: {} {}", b.url(), b.text()));
+    // A service account: it cannot sign in, even with a password typed.
+    g.http()
+        .login_attempt("deploy-bot", PASSWORD)
+        .expect_status(401);
+    let page = crate::console::user_url(&base, id);
+    assert!(b.url().starts_with(&page), "{}", b.url());
+    assert!(b.find("h1").text().contains("Service account"));
+    assert!(b.text().contains("The service account was made."));
+    accessible(&b, "a service account's page");
+
+    // A key for it: a wrong password makes none.
+    b.fill("#id_key-name", "deploy");
+    b.execute(
+        "document.querySelector('#id_key-expires_at').value = arguments[0]; return 1;",
+        json!([date_in(90)]),
+    );
+    b.fill("#id_key-password", "not-the-password");
+    submit_and_wait(&b, "#key-make", "the answer to the key form");
+    assert_eq!(status_of(&b), 400);
+    assert!(b
+        .find("#id_key-password-errors")
+        .text()
+        .contains("Wrong password."));
+    assert!(b.try_find("#new-key").is_none());
+    assert_eq!(b.find("#id_key-name").prop("value"), json!("deploy"));
+    accessible(&b, "a service account's page, key refused");
+
+    b.fill("#id_key-password", PASSWORD);
+    submit_and_wait(&b, "#key-make", "the answer to the key form");
+    assert_eq!(status_of(&b), 200);
+    let key = b.find("#new-key").text().trim().to_string();
+    assert!(is_key(&key), "{key:?}");
+    assert!(!b.url().contains("gk_"), "{}", b.url());
+    accessible(&b, "a service account's page, key shown once");
+    crate::console::shoot_both(&b, dir.path(), "service-account-key");
+    let (admin, _) = g.http().login(ADMIN, PASSWORD);
+    let r = g.http().call(
+        "GET",
+        &format!("/api/auth/admin/users/{id}/keys/"),
+        None,
+        Some(&admin),
+    );
+    r.expect_status(200);
+    assert_eq!(r.json.as_array().map(Vec::len), Some(1), "{}", r.json);
+    assert_eq!(r.json[0]["name"], json!("deploy"));
+    assert!(key.starts_with(r.json[0]["prefix"].as_str().unwrap_or("-")));
+    b.goto(&page);
+    assert!(b.try_find("#new-key").is_none() && !b.source().contains(&key));
+
+    // The users list says which users are machines.
+    b.goto(&format!("{base}/admin/users/"));
+    let listed = b.find("main table").text();
+    assert!(listed.contains("Service account"), "{listed}");
+    accessible(&b, "the users list with a service account");
+}
+
+#[test]
+fn the_service_account_form_posted_from_another_origin_is_refused() {
+    let up = Upstream::start();
+    let g = keys_gatehouse(&up);
+    let base = base_of(&g);
+    let b = Browser::start();
+    b.goto(&login_url(&base));
+    fill_sign_in(&b, ADMIN, PASSWORD);
+    let target = format!("{base}/admin/service-accounts/");
+    let evil = Origin::serve(vec![(
+        "/make",
+        auto_submit(&target, &[("username", "evil-bot")]),
+    )]);
+    b.goto(&evil.url("/make"));
+    b.wait_for(|b| b.url() == target, "the form's answer");
+    assert_eq!(status_of(&b), 403);
+    assert!(admin_find(&g, "evil-bot").is_none(), "nothing was made");
+}
