@@ -262,6 +262,15 @@ fn the_console_makes_a_service_account_and_a_key_for_it() {
     submit_and_wait(&b, "main form", "the answer after the password");
     let id = admin_find(&g, "deploy-bot")
         .unwrap_or_else(|| panic!("the service account: {} {}", b.url(), b.text()));
+    let (admin, _) = g.http().login(ADMIN, PASSWORD);
+    let detail = g.http().call(
+        "GET",
+        &format!("/api/auth/admin/users/{id}/"),
+        None,
+        Some(&admin),
+    );
+    detail.expect_status(200);
+    assert_eq!(detail.json["is_service"], json!(true), "{}", detail.text);
     // A service account: it cannot sign in, even with a password typed.
     g.http()
         .login_attempt("deploy-bot", PASSWORD)
