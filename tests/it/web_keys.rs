@@ -204,6 +204,19 @@ fn the_key_forms_posted_from_another_origin_are_refused() {
     assert!(keys_of(&g, "gwen").is_empty(), "no key was made");
 }
 
+/// User `id`'s keys through the admin API (the user's own sign-in may need a code).
+fn admin_keys_of(g: &Gatehouse, id: u64) -> Vec<serde_json::Value> {
+    let (admin, _) = g.http().login(ADMIN, PASSWORD);
+    let r = g.http().call(
+        "GET",
+        &format!("/api/auth/admin/users/{id}/keys/"),
+        None,
+        Some(&admin),
+    );
+    r.expect_status(200);
+    r.json.as_array().cloned().expect("a list of keys")
+}
+
 /// The id of the user named `name`, by the admin API's search.
 fn admin_find(g: &Gatehouse, name: &str) -> Option<u64> {
     let (admin, _) = g.http().login(ADMIN, PASSWORD);
@@ -344,4 +357,48 @@ fn the_service_account_form_posted_from_another_origin_is_refused() {
     b.wait_for(|b| b.url() == target, "the form's answer");
     assert_eq!(status_of(&b), 403);
     assert!(admin_find(&g, "evil-bot").is_none(), "nothing was made");
+}
+
+#[test]
+fn an_enrolled_user_makes_a_key_with_the_code_too() {
+    let up = Upstream::start();
+    let g = keys_gatehouse(&up);
+    let (carol, _, _) = g.http().user("carol");
+    let secret = crate::web_mfa::enrol_by_api(&g, "carol");
+    let base = base_of(&g);
+    let b = Browser::start();
+    let account = account_url(&base);
+    common::totp::fresh_step(20);
+    b.goto(&login_url(&base));
+    fill_sign_in(&b, "carol", PASSWORD);
+    b.wait_for(
+        |b| b.try_find("#id_otp-code").is_some(),
+        "the code page after the password",
+    );
+    crate::web_mfa::enter_code(&b, &common::totp::code_now(&secret));
+    b.wait_for(|b| b.url() == account, "the account page");
+
+    // The code is asked even on a fresh sign-in; without it, no key.
+    assert!(
+        b.try_find("#id_key-code").is_some(),
+        "the key form asks the code"
+    );
+    // (The field's `required` taken away, as a client that skips it.)
+    b.execute(
+        "document.querySelector('#id_key-code').removeAttribute('required'); return 1;",
+        json!([]),
+    );
+    make_key(&b, "cron", 7, PASSWORD, &[]);
+    assert_eq!(status_of(&b), 400);
+    let errors = b.find("#id_key-code-errors").text();
+    assert!(errors.contains("This field is required."), "{errors}");
+    assert!(admin_keys_of(&g, carol).is_empty());
+    accessible(&b, "the account page, code missing");
+
+    // The next step's code (the current one was used to sign in; a code is good once).
+    b.fill("#id_key-code", &common::totp::code_in_step(&secret, 1));
+    b.fill("#id_key-password", PASSWORD);
+    submit_and_wait(&b, "#keys > form", "the answer to the key form");
+    assert!(is_key(b.find("#new-key").text().trim()), "{}", b.text());
+    assert_eq!(admin_keys_of(&g, carol).len(), 1);
 }
