@@ -292,6 +292,12 @@ fn the_console_makes_a_service_account_and_a_key_for_it() {
     assert!(b.url().starts_with(&page), "{}", b.url());
     assert!(b.find("h1").text().contains("Service account"));
     assert!(b.text().contains("The service account was made."));
+    // No password, so no reset or verification mail and no second factor to offer.
+    for action in ["reset-mail", "verify-mail", "mfa-reset"] {
+        let form = format!("main input[value={action}]");
+        assert!(b.try_find(&form).is_none(), "{action} on a service account");
+    }
+    assert!(b.text().contains("it has no password and cannot sign in"));
     accessible(&b, "a service account's page");
 
     // A key for it: a wrong password makes none.
