@@ -347,7 +347,7 @@ fn the_console_makes_a_service_account_and_a_key_for_it() {
 }
 
 #[test]
-fn the_service_account_form_posted_from_another_origin_is_refused() {
+fn the_console_key_forms_posted_from_another_origin_are_refused() {
     let up = Upstream::start();
     let g = keys_gatehouse(&up);
     let base = base_of(&g);
@@ -355,14 +355,32 @@ fn the_service_account_form_posted_from_another_origin_is_refused() {
     b.goto(&login_url(&base));
     fill_sign_in(&b, ADMIN, PASSWORD);
     let target = format!("{base}/admin/service-accounts/");
-    let evil = Origin::serve(vec![(
-        "/make",
-        auto_submit(&target, &[("username", "evil-bot")]),
-    )]);
+    let (victim, _, _) = g.http().user("victim");
+    let user_page = crate::console::user_url(&base, victim);
+    let date = date_in(10);
+    let evil = Origin::serve(vec![
+        ("/make", auto_submit(&target, &[("username", "evil-bot")])),
+        (
+            "/key",
+            auto_submit(
+                &user_page,
+                &[
+                    ("action", "make-key"),
+                    ("name", "stolen"),
+                    ("expires_at", &date),
+                    ("password", PASSWORD),
+                ],
+            ),
+        ),
+    ]);
     b.goto(&evil.url("/make"));
     b.wait_for(|b| b.url() == target, "the form's answer");
     assert_eq!(status_of(&b), 403);
     assert!(admin_find(&g, "evil-bot").is_none(), "nothing was made");
+    b.goto(&evil.url("/key"));
+    b.wait_for(|b| b.url() == user_page, "the key form's answer");
+    assert_eq!(status_of(&b), 403);
+    assert!(admin_keys_of(&g, victim).is_empty(), "no key was made");
 }
 
 #[test]
