@@ -24,13 +24,13 @@ pub fn admin_json(u: &User) -> Value {
            "email_verified": u.email_verified})
 }
 
-/// One user as the admin detail shows it: the list's fields, staff, the groups (sorted) and
-/// whether a second factor is on (`mfa`).
+/// One user as the admin detail shows it: the list's fields, staff, the groups (sorted),
+/// whether a second factor is on (`mfa`) and whether it is a service account (SPEC §19).
 pub fn admin_detail_json(u: &User, mfa: bool) -> Value {
     json!({"id": u.id, "username": u.username, "email": u.email,
            "first_name": u.first_name, "last_name": u.last_name, "is_active": u.is_active,
            "email_verified": u.email_verified, "is_staff": u.is_staff, "groups": u.groups,
-           "mfa": mfa})
+           "mfa": mfa, "is_service": u.is_service})
 }
 
 /// The body, read when the operation gets to it (DRF's `request.data`).

@@ -12,6 +12,7 @@ mod groups;
 mod home;
 mod reauth;
 pub mod render;
+mod service;
 mod user;
 pub mod users;
 pub mod views;
@@ -37,8 +38,13 @@ pub enum Page {
     Groups,
     /// `audit/`.
     Audit,
+    /// `service-accounts/`: the form making a service account.
+    ServiceAccounts,
     Missing,
 }
+
+/// The service-account form's path below the prefix.
+pub const SERVICE_ACCOUNTS_PAGE: &str = "service-accounts/";
 
 /// The page `rest` (the path below the prefix) names. A user id is a positive number of
 /// digits only; anything else is no page.
@@ -49,6 +55,7 @@ pub fn page_of(rest: &str) -> Page {
         "users.csv" => return Page::UsersCsv,
         "groups/" => return Page::Groups,
         "audit/" => return Page::Audit,
+        SERVICE_ACCOUNTS_PAGE => return Page::ServiceAccounts,
         _ => {}
     }
     let id = rest
@@ -117,6 +124,8 @@ async fn route(app: &App, p: &PageRequest<'_>) -> Response {
         (Page::Groups, true) => groups::page(app, p, &who, &csrf).await,
         (Page::Groups, false) => groups::act(app, p, &who, &csrf).await,
         (Page::Audit, true) => audit::page(app, p, &who, &csrf).await,
+        (Page::ServiceAccounts, true) => service::page(app, &who, &csrf),
+        (Page::ServiceAccounts, false) => service::act(app, p, &who, &csrf).await,
         (Page::Home | Page::UsersCsv | Page::Audit | Page::Missing, _) => {
             problem(app, &csrf, &who.username, 404, None)
         }

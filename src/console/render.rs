@@ -12,6 +12,8 @@ pub const ACTION_FIELD: &str = "action";
 pub const DEVICE_FIELD: &str = "device";
 /// The hidden field of an API key row's "Revoke" form on the user page: the key's id.
 pub const KEY_FIELD: &str = "key";
+/// The user page's form making an API key for the user ([`ACTION_FIELD`]'s value).
+pub const MAKE_KEY_ACTION: &str = "make-key";
 /// The hidden field a re-authentication page adds to the form it carries.
 pub const REAUTH_FIELD: &str = "reauth";
 /// The query parameter the user page reads a [`Done`] from, after a change.
@@ -120,10 +122,11 @@ pub enum Done {
     AllEnded,
     KeyRevoked,
     KeyGone,
+    ServiceMade,
 }
 
 impl Done {
-    const ALL: [Done; 12] = [
+    const ALL: [Done; 13] = [
         Done::Access,
         Done::Deactivated,
         Done::Restored,
@@ -136,6 +139,7 @@ impl Done {
         Done::AllEnded,
         Done::KeyRevoked,
         Done::KeyGone,
+        Done::ServiceMade,
     ];
 
     /// The value of [`DONE_PARAM`].
@@ -153,6 +157,7 @@ impl Done {
             Done::AllEnded => "all-ended",
             Done::KeyRevoked => "key-revoked",
             Done::KeyGone => "key-gone",
+            Done::ServiceMade => "service-made",
         }
     }
 
@@ -184,6 +189,9 @@ impl Done {
             }
             Done::KeyRevoked => "The API key was revoked: it no longer works, on any replica.",
             Done::KeyGone => "That API key was revoked already. Nothing was changed.",
+            Done::ServiceMade => {
+                "The service account was made. It cannot sign in: make it a key below."
+            }
         }
     }
 }
@@ -256,6 +264,29 @@ impl KeyRow<'_> {
     }
 }
 
+/// The user page's form making an API key for the user with the staff member's password
+/// (`accounts::keys::admin_make_key`): its bounds, what a refusal keeps, the key just made.
+#[derive(Default)]
+pub struct KeyForm<'a> {
+    /// The key just made, in this answer to the POST only.
+    pub new_key: Option<&'a str>,
+    /// The `<input type="date">` bounds.
+    pub min_date: String,
+    pub max_date: String,
+    /// A refused form's name and date, and the operation's messages by field.
+    pub name: &'a str,
+    pub expires: &'a str,
+    pub errors: FieldErrors,
+    /// The staff member has a second factor: the code is asked with the password.
+    pub asks_code: bool,
+}
+
+impl KeyForm<'_> {
+    fn errors_for(&self, field: &str) -> &[String] {
+        self.errors.get(field).map_or(&[], Vec::as_slice)
+    }
+}
+
 /// The user page's edit form: the user's values, or the ones just posted and refused.
 pub struct EditForm<'a> {
     pub username: &'a str,
@@ -296,6 +327,10 @@ pub struct UserPage<'a> {
     /// `events` holds as many as the page shows: the audit page has older ones.
     pub events_capped: bool,
     pub keys: &'a [KeyRow<'a>],
+    /// A service account (SPEC §19): no password, no sign-in, keys only.
+    pub is_service: bool,
+    /// The form making a key for the user, and the key just made (shown this once).
+    pub key_form: KeyForm<'a>,
     pub edit: EditForm<'a>,
     /// After a change: what it did.
     pub notice: Option<&'a str>,
@@ -333,6 +368,29 @@ impl UserPage<'_> {
     fn no_errors(&self) -> &'static [String] {
         &[]
     }
+}
+
+/// The form making a service account (`service-accounts/`).
+#[derive(Template)]
+#[template(path = "console/service.html")]
+pub struct ServicePage<'a> {
+    pub frame: Frame<'a>,
+    /// What was posted and refused, and the admin API's messages by field.
+    pub username: &'a str,
+    pub email: &'a str,
+    pub errors: &'a FieldErrors,
+    pub other_errors: &'a [String],
+}
+
+impl ServicePage<'_> {
+    fn errors_for(&self, field: &str) -> &[String] {
+        self.errors.get(field).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// The service-account form.
+pub fn service(v: &ServicePage) -> Result<String, RenderError> {
+    Ok(v.render()?)
 }
 
 /// The user page.
@@ -391,6 +449,8 @@ pub struct UserRow<'a> {
     /// Unix seconds.
     pub date_joined: u64,
     pub last_login: Option<u64>,
+    /// A service account (SPEC §19).
+    pub is_service: bool,
 }
 
 impl UserRow<'_> {
@@ -707,6 +767,8 @@ mod tests {
             events,
             events_capped: true,
             keys: &KEYS,
+            is_service: false,
+            key_form: KeyForm::default(),
             edit: EditForm {
                 username: NASTY,
                 email: "a<b>@example.com",
@@ -981,6 +1043,7 @@ mod tests {
             email_verified: false,
             date_joined: 1_800_000_000,
             last_login: None,
+            is_service: true,
         }];
         let done = BulkDone {
             action: "deactivate".into(),
@@ -988,6 +1051,10 @@ mod tests {
             failed: vec![(9, BulkFailure::Gone)],
             more_failed: 1,
         };
+        assert!(
+            users_page(&rows, None).contains("<span class=\"badge\">Service account</span>"),
+            "a service account says so in the list"
+        );
         for (name, html) in [
             ("users", users_page(&rows, Some(&done))),
             ("no users", users_page(&[], None)),

@@ -6,8 +6,8 @@
 
 use super::reauth;
 use super::render::{
-    self, DeviceRow, Done, EditForm, EventRow, KeyRow, ACTION_FIELD, DEVICE_FIELD, DONE_PARAM,
-    KEY_FIELD,
+    self, DeviceRow, Done, EditForm, EventRow, KeyForm, KeyRow, ACTION_FIELD, DEVICE_FIELD,
+    DONE_PARAM, KEY_FIELD, MAKE_KEY_ACTION,
 };
 use crate::accounts::{self, Actor, DeviceKind};
 use crate::app::App;
@@ -28,6 +28,12 @@ const EDIT_FIELDS: [&str; 4] = ["username", "email", "first_name", "last_name"];
 const UNKNOWN_FORM: &str = "That form is not one this page knows. Nothing was changed.";
 /// Above the page when an edit is refused field by field (the messages are beside them).
 const EDIT_REFUSED: &str = "The details were not saved. The fields below say why.";
+/// The key form's fields, whose messages go beside them.
+const KEY_FORM_FIELDS: [&str; 4] = ["name", "expires_at", "password", "code"];
+/// Above the page when a key was made.
+const KEY_MADE: &str = "The API key was made. Copy it now: it will not be shown again.";
+/// Above the page when the key form is refused.
+const KEY_REFUSED: &str = "No key was made. The fields of \"Make a key\" say why.";
 /// Above the page when a verification mail is asked for an address already verified.
 const ALREADY_VERIFIED: &str = "The address is verified already: no verification mail was sent.";
 /// Above the page when a mail is asked for and the server sends none.
@@ -218,6 +224,10 @@ struct Said<'a> {
     errors: &'a [String],
     /// A refused edit: the values posted and the messages beside their fields.
     edit: Option<(&'a Edit, &'a FieldErrors)>,
+    /// The key just made for the user, shown this once.
+    new_key: Option<&'a str>,
+    /// A refused key form: what was posted, and the messages beside its fields.
+    key_refused: Option<(&'a Map<String, Value>, FieldErrors)>,
 }
 
 /// A form of the user page: the change, after the password again when it needs one.
@@ -238,6 +248,9 @@ pub(super) async fn act(
         // Not a form at all (no browser sends this): DRF's parse error, not an empty form.
         Err(e) => return e.to_response(),
     };
+    if data.get(ACTION_FIELD).and_then(Value::as_str) == Some(MAKE_KEY_ACTION) {
+        return make_key(app, p, who, csrf, id, &data).await;
+    }
     let Some(change) = Change::of_form(&data) else {
         let said = Said {
             errors: &[UNKNOWN_FORM.to_string()],
@@ -282,6 +295,45 @@ pub(super) async fn act(
                     Change::Edit(edit) => Some((edit, &fields)),
                     _ => None,
                 },
+                ..Said::default()
+            };
+            view(app, who, csrf, id, &said, e.to_response().status).await
+        }
+    }
+}
+
+/// The key form: a key for the user, with the staff member's own password (and code) in
+/// the form, which is the re-authentication (`accounts::keys::admin_make_key`); the key is
+/// shown once, in this answer.
+async fn make_key(
+    app: &App,
+    p: &PageRequest<'_>,
+    who: &Identity,
+    csrf: &Csrf,
+    id: u64,
+    data: &Map<String, Value>,
+) -> Response {
+    let me = kit::actor(p, Some(who));
+    let input = crate::web::pages::key_input(data, None);
+    match accounts::keys::admin_make_key(app, &me, id, &input).await {
+        Ok(made) => {
+            let said = Said {
+                notice: Some(KEY_MADE),
+                new_key: Some(&made.key),
+                ..Said::default()
+            };
+            view(app, who, csrf, id, &said, 200).await
+        }
+        Err(e) => {
+            let fields = crate::web::pages::key_errors(&e);
+            let (beside, rest): (FieldErrors, FieldErrors) = fields
+                .into_iter()
+                .partition(|(f, _)| KEY_FORM_FIELDS.contains(&f.as_str()));
+            let mut above = vec![KEY_REFUSED.to_string()];
+            above.extend(super::lines(rest));
+            let said = Said {
+                errors: &above,
+                key_refused: Some((data, beside)),
                 ..Said::default()
             };
             view(app, who, csrf, id, &said, e.to_response().status).await
@@ -456,6 +508,32 @@ async fn view(
     let own = Edit::of_user(user);
     let no_errors = FieldErrors::new();
     let (edit, edit_errors) = said.edit.unwrap_or((&own, &no_errors));
+    let at = crate::clock::now();
+    let max_days = app.config.apikeys.max_lifetime_days;
+    let asks_code = match accounts::mfa::enabled(app, who.user_id).await {
+        Ok(found) => found.is_some(),
+        Err(e) => return kit::rendered_error(app, &e),
+    };
+    let kept = |name: &str| {
+        said.key_refused
+            .as_ref()
+            .map_or_else(String::new, |(d, _)| kit::field(d, name))
+    };
+    let (key_name, key_expires) = (kept("name"), kept("expires_at"));
+    let key_form = KeyForm {
+        new_key: said.new_key,
+        min_date: crate::web::render::input_date(at.saturating_add(86_400)),
+        max_date: crate::web::render::input_date(
+            at.saturating_add(max_days.saturating_mul(86_400)),
+        ),
+        name: &key_name,
+        expires: &key_expires,
+        errors: said
+            .key_refused
+            .as_ref()
+            .map_or_else(FieldErrors::new, |(_, e)| e.clone()),
+        asks_code,
+    };
     let token = csrf.token();
     kit::rendered(
         status,
@@ -478,6 +556,8 @@ async fn view(
             events: &events,
             events_capped: events.len() >= EVENTS_SHOWN,
             keys: &keys,
+            is_service: user.is_service,
+            key_form,
             edit: EditForm {
                 username: &edit.username,
                 email: &edit.email,

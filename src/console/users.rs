@@ -286,6 +286,7 @@ async fn view(
             email_verified: u.email_verified,
             date_joined: u.date_joined,
             last_login: u.last_login,
+            is_service: u.is_service,
         })
         .collect();
     let prefix = &app.config.console.prefix;

@@ -27,6 +27,27 @@ const OTHERS_ENDED: &str = "Every other session was signed out.";
 const SESSION_ENDED: &str = "That session was signed out.";
 const PASSWORD_NEEDED: &str = "Enter your password to confirm.";
 const DELETE_UNCONFIRMED: &str = "Tick the box to confirm that the account should be deleted.";
+const KEY_MADE: &str = "Your API key was made. Copy it now: it will not be shown again.";
+const KEY_REVOKED: &str = "That API key was revoked: it no longer works.";
+const KEY_NOT_FOUND: &str = "That API key was not found; it may have been revoked already.";
+
+/// What the account page shows once, in the answer to the POST that made it: recovery
+/// codes, an API key; or the refused form's values, shown again.
+#[derive(Clone, Copy, Default)]
+struct Once<'a> {
+    codes: &'a [String],
+    key: Option<&'a str>,
+    form: Option<&'a Map<String, Value>>,
+}
+
+impl<'a> Once<'a> {
+    fn codes(codes: &'a [String]) -> Self {
+        Once {
+            codes,
+            ..Once::default()
+        }
+    }
+}
 
 /// Answers a request for a page.
 pub async fn handle(app: &App, p: &PageRequest<'_>) -> Response {
@@ -81,7 +102,16 @@ async fn route(app: &App, p: &PageRequest<'_>) -> Response {
                         .as_deref()
                         .filter(|d| *d == "password")
                         .map(|_| PASSWORD_CHANGED);
-                    account(app, p, &csrf, notice, None, &FieldErrors::new(), &[]).await
+                    account(
+                        app,
+                        p,
+                        &csrf,
+                        notice,
+                        None,
+                        &FieldErrors::new(),
+                        Once::default(),
+                    )
+                    .await
                 }
                 (_, false) => account_post(app, p, &mut csrf).await,
             };
@@ -296,13 +326,13 @@ async fn account(
     notice: Option<&str>,
     failed: Option<AccountForm>,
     errors: &FieldErrors,
-    new_codes: &[String],
+    once: Once<'_>,
 ) -> Response {
     let Some(who) = signed_in(app, p.req).await else {
         let web = &app.config.web;
         return Response::redirect(302, next::login_url(None, &web.prefix, &web.prefix));
     };
-    account_of(app, p, &who, csrf, notice, failed, errors, new_codes).await
+    account_of(app, p, &who, csrf, notice, failed, errors, once).await
 }
 
 /// The account page of `who`.
@@ -315,7 +345,7 @@ async fn account_of(
     notice: Option<&str>,
     failed: Option<AccountForm>,
     errors: &FieldErrors,
-    new_codes: &[String],
+    once: Once<'_>,
 ) -> Response {
     let user = match app.store.get_user(who.user_id).await {
         Ok(Some(u)) => u,
@@ -342,6 +372,47 @@ async fn account_of(
             secret: &e.secret,
         },
         (None, None) => TwoFactor::Off,
+    };
+    let keys = match accounts::keys::own_keys(app, &actor(p, Some(who))).await {
+        Ok(k) => k,
+        Err(e) => return rendered_error(app, &e),
+    };
+    let at = crate::clock::now();
+    let kept = |name: &str| once.form.map_or_else(String::new, |d| field(d, name));
+    let (key_name, key_expires) = match failed {
+        Some(AccountForm::KeyMake) => (kept("name"), kept("expires_at")),
+        _ => (String::new(), String::new()),
+    };
+    let chosen = match (failed, once.form) {
+        (Some(AccountForm::KeyMake), Some(_)) => crate::api::body::form_list(&p.req.body, "groups")
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let max_days = app.config.apikeys.max_lifetime_days;
+    let keys_section = render::KeysSection {
+        rows: keys
+            .iter()
+            .map(|k| render::KeyRow {
+                id: &k.id,
+                name: &k.name,
+                prefix: &k.prefix,
+                created: k.created,
+                expires_at: k.expires_at,
+                last_used: k.last_used,
+                groups: &k.groups,
+                expired: k.expires_at <= at,
+            })
+            .collect(),
+        new_key: once.key,
+        groups: &user.groups,
+        min_date: render::input_date(at.saturating_add(86_400)),
+        max_date: render::input_date(at.saturating_add(max_days.saturating_mul(86_400))),
+        name: &key_name,
+        expires: &key_expires,
+        chosen,
     };
     let next_value = account_next(app, p);
     let rows: Vec<SessionRow<'_>> = devices
@@ -377,10 +448,11 @@ async fn account_of(
             recent_sign_in: recent,
             sessions: &rows,
             two_factor,
-            new_codes,
+            new_codes: once.codes,
             next: next_value.as_deref(),
             failed,
             errors,
+            keys: keys_section,
         }),
     )
 }
@@ -436,7 +508,16 @@ async fn account_post(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Respon
     };
     let text = |k: &str| field(&data, k);
     let Some(form) = AccountForm::parse(&text(render::ACCOUNT_FORM_FIELD)) else {
-        return account(app, p, csrf, None, None, &FieldErrors::new(), &[]).await;
+        return account(
+            app,
+            p,
+            csrf,
+            None,
+            None,
+            &FieldErrors::new(),
+            Once::default(),
+        )
+        .await;
     };
     let me = actor(p, Some(&who));
     let current = who.sign_in.as_deref().unwrap_or("").to_string();
@@ -445,8 +526,9 @@ async fn account_post(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Respon
         e.insert(field.to_string(), vec![message.to_string()]);
         e
     };
-    // Recovery codes just made, shown once in this answer.
+    // Recovery codes or an API key just made, shown once in this answer.
     let mut new_codes = Vec::new();
+    let mut new_key = None;
     let outcome: Result<(&str, Option<accounts::Started>), FieldErrors> = match form {
         AccountForm::Password => {
             if text("new_password") != text("re_new_password") {
@@ -570,6 +652,20 @@ async fn account_post(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Respon
                 Err(e) => Err(mfa_errors(&e)),
             }
         }
+        AccountForm::KeyMake => match make_key(app, &me, p, &data).await {
+            Ok(made) => {
+                new_key = Some(made);
+                Ok((KEY_MADE, None))
+            }
+            Err(errors) => Err(errors),
+        },
+        AccountForm::KeyRevoke => {
+            match accounts::keys::revoke_own_key(app, &me, &text(render::KEY_FIELD)).await {
+                Ok(true) => Ok((KEY_REVOKED, None)),
+                Ok(false) => Err(fail("non_field_errors", KEY_NOT_FOUND)),
+                Err(e) => Err(field_errors(&e)),
+            }
+        }
     };
     match outcome {
         Ok((notice, renewed)) => {
@@ -580,7 +676,11 @@ async fn account_post(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Respon
                 Some(notice),
                 None,
                 &FieldErrors::new(),
-                &new_codes,
+                Once {
+                    codes: &new_codes,
+                    key: new_key.as_ref().map(|k| k.key.as_str()),
+                    form: None,
+                },
             )
             .await;
             if let Some(started) = renewed {
@@ -597,7 +697,13 @@ async fn account_post(app: &App, p: &PageRequest<'_>, csrf: &mut Csrf) -> Respon
             }
             resp
         }
-        Err(errors) => account(app, p, csrf, None, Some(form), &errors, &[]).await,
+        Err(errors) => {
+            let kept = Once {
+                form: Some(&data),
+                ..Once::default()
+            };
+            account(app, p, csrf, None, Some(form), &errors, kept).await
+        }
     }
 }
 
@@ -630,7 +736,7 @@ async fn confirmed(
             Some(render::MFA_TURNED_ON),
             None,
             &FieldErrors::new(),
-            codes,
+            Once::codes(codes),
         )
         .await;
     };
@@ -643,13 +749,56 @@ async fn confirmed(
         Some(render::MFA_TURNED_ON),
         None,
         &FieldErrors::new(),
-        codes,
+        Once::codes(codes),
     )
     .await;
     page.with_header(
         "Set-Cookie",
         cookies::session_cookie(&app.config.web, &started.cookie, started.session.remember),
     )
+}
+
+/// The account page's key form as `accounts::keys::make_own_key`'s input: the date as its
+/// `expires_at` (midnight UTC), the ticked `groups` as a list, the form's `code` as `otp`.
+pub(crate) fn key_input(
+    data: &Map<String, Value>,
+    groups: Option<Vec<Value>>,
+) -> Map<String, Value> {
+    let mut input = input_of(data, &["name", "expires_at", "password"]);
+    input.insert("otp".to_string(), Value::String(field(data, "code")));
+    if let Some(groups) = groups {
+        input.insert("groups".to_string(), Value::Array(groups));
+    }
+    input
+}
+
+/// The operation's refusal under the form's fields: `otp` is the form's `code`, and a
+/// wrong or missing password says so as the other sensitive forms do.
+pub(crate) fn key_errors(e: &ApiError) -> FieldErrors {
+    let mut errors = match e {
+        ApiError::Validation(_) => field_errors(e),
+        other => mfa_errors(other),
+    };
+    if let Some(otp) = errors.remove("otp") {
+        errors.entry("code".to_string()).or_default().extend(otp);
+    }
+    errors
+}
+
+/// Makes a key for the signed-in user from the account page's form.
+async fn make_key(
+    app: &App,
+    me: &Actor,
+    p: &PageRequest<'_>,
+    data: &Map<String, Value>,
+) -> Result<accounts::keys::MadeKey, FieldErrors> {
+    let groups = crate::api::body::is_form(p.req.content_type.as_deref())
+        .then(|| crate::api::body::form_list(&p.req.body, "groups"))
+        .flatten();
+    let input = key_input(data, groups);
+    accounts::keys::make_own_key(app, me, &input)
+        .await
+        .map_err(|e| key_errors(&e))
 }
 
 /// The sign-in behind this session is younger than ten minutes.
@@ -939,6 +1088,32 @@ mod tests {
     use super::super::kit::host_of;
     use super::sign_in_again;
     use crate::web::render::SignInNotice;
+
+    #[test]
+    fn the_key_form_becomes_the_operations_input_and_its_errors_come_back_under_the_fields() {
+        use serde_json::json;
+        let form = json!({"form": "key-make", "name": "ci", "expires_at": "2027-01-01",
+            "password": "pw", "code": "123456", "csrfmiddlewaretoken": "t"});
+        let form = form.as_object().cloned().unwrap_or_default();
+        let input = super::key_input(&form, Some(vec![json!("ops")]));
+        assert_eq!(
+            serde_json::Value::Object(input),
+            json!({"name": "ci", "expires_at": "2027-01-01", "password": "pw",
+                "otp": "123456", "groups": ["ops"]})
+        );
+        let none = super::key_input(&form, None);
+        assert!(
+            !none.contains_key("groups"),
+            "no groups ticked: all of the owner's"
+        );
+        let refused = crate::error::ApiError::field("otp", "Invalid two-factor code.");
+        let errors = super::key_errors(&refused);
+        assert_eq!(
+            errors.get("code").map(Vec::as_slice),
+            Some(&["Invalid two-factor code.".to_string()][..])
+        );
+        assert!(!errors.contains_key("otp"));
+    }
 
     #[test]
     fn the_sign_in_page_again_keeps_next_and_says_why() {

@@ -117,10 +117,14 @@ pub enum AccountForm {
     MfaRenew,
     /// Turn the second factor off: `password` and `code`.
     MfaDisable,
+    /// Make an API key: `name`, `expires_at` (a date), `groups`, `password` and `code`.
+    KeyMake,
+    /// Revoke one API key: [`KEY_FIELD`].
+    KeyRevoke,
 }
 
 impl AccountForm {
-    const ALL: [AccountForm; 9] = [
+    const ALL: [AccountForm; 11] = [
         AccountForm::Profile,
         AccountForm::Password,
         AccountForm::EndSession,
@@ -130,6 +134,8 @@ impl AccountForm {
         AccountForm::MfaConfirm,
         AccountForm::MfaRenew,
         AccountForm::MfaDisable,
+        AccountForm::KeyMake,
+        AccountForm::KeyRevoke,
     ];
 
     /// The value of the hidden field.
@@ -144,6 +150,8 @@ impl AccountForm {
             AccountForm::MfaConfirm => "mfa-confirm",
             AccountForm::MfaRenew => "mfa-renew",
             AccountForm::MfaDisable => "mfa-disable",
+            AccountForm::KeyMake => "key-make",
+            AccountForm::KeyRevoke => "key-revoke",
         }
     }
 
@@ -160,6 +168,7 @@ impl AccountForm {
             | AccountForm::MfaConfirm
             | AccountForm::MfaRenew
             | AccountForm::MfaDisable => ("Two-factor authentication", "two-factor-h"),
+            AccountForm::KeyMake | AccountForm::KeyRevoke => ("API keys", "keys-h"),
         }
     }
 
@@ -352,6 +361,82 @@ pub struct Account<'a> {
     /// The form that was posted and refused, whose field errors `errors` holds.
     pub failed: Option<AccountForm>,
     pub errors: &'a FieldErrors,
+    /// The user's API keys (SPEC §19), and what the form to make one offers and keeps.
+    pub keys: KeysSection<'a>,
+}
+
+/// The account page's API keys: the list, the key just made (shown this once), and what
+/// the form to make one offers (the user's groups, the dates allowed) and keeps after a
+/// refusal.
+#[derive(Debug, Clone, Default)]
+pub struct KeysSection<'a> {
+    pub rows: Vec<KeyRow<'a>>,
+    /// The key just made, in this answer to the POST only (never in a URL).
+    pub new_key: Option<&'a str>,
+    /// The groups a key may be narrowed to: the user's own.
+    pub groups: &'a [String],
+    /// The `<input type="date">` bounds: tomorrow, and today + `max_lifetime_days`.
+    pub min_date: String,
+    pub max_date: String,
+    /// A refused form's name, date and groups, shown again.
+    pub name: &'a str,
+    pub expires: &'a str,
+    pub chosen: Vec<String>,
+}
+
+impl KeysSection<'_> {
+    fn chose(&self, group: &str) -> bool {
+        self.chosen.iter().any(|g| g == group)
+    }
+}
+
+/// One row of the account page's API keys (never the key: its display prefix).
+#[derive(Debug, Clone)]
+pub struct KeyRow<'a> {
+    /// The id the row's "Revoke" form posts back.
+    pub id: &'a str,
+    pub name: &'a str,
+    pub prefix: &'a str,
+    /// Unix seconds.
+    pub created: u64,
+    pub expires_at: u64,
+    pub last_used: Option<u64>,
+    pub groups: &'a [String],
+    /// Past its expiry at the time of the page.
+    pub expired: bool,
+}
+
+impl KeyRow<'_> {
+    fn created_day(&self) -> String {
+        day(self.created)
+    }
+    fn expires_day(&self) -> String {
+        day(self.expires_at)
+    }
+    fn last_used_day(&self) -> String {
+        self.last_used.map_or_else(|| "Never".to_string(), utc_time)
+    }
+    fn groups_text(&self) -> String {
+        if self.groups.is_empty() {
+            "All of yours".to_string()
+        } else {
+            self.groups.join(", ")
+        }
+    }
+}
+
+/// The account page's form field naming the API key a "Revoke" button revokes.
+pub const KEY_FIELD: &str = "key_id";
+
+/// A day people read, "7 Dec 2026", from unix seconds.
+pub fn day(unix: u64) -> String {
+    utc_time_parts(unix).0.trim_end_matches(',').to_string()
+}
+
+/// The day of unix seconds as `<input type="date">` spells it, `2026-12-07` (UTC).
+pub fn input_date(unix: u64) -> String {
+    let iso = crate::clock::iso_ms(unix.saturating_mul(1000));
+    iso.get(..10).unwrap_or(&iso).to_string()
 }
 
 /// Where the user's second factor stands, for the account page.
@@ -375,6 +460,8 @@ impl Account<'_> {
             AccountForm::EndSession | AccountForm::MfaStart => &[],
             AccountForm::MfaConfirm | AccountForm::MfaRenew => &["code"],
             AccountForm::MfaDisable => &["password", "code"],
+            AccountForm::KeyMake => &["name", "expires_at", "groups", "password", "code"],
+            AccountForm::KeyRevoke => &[],
         }
     }
     /// The sensitive forms ask for a code as well as the password: the factor is on and
@@ -415,6 +502,10 @@ impl Account<'_> {
         } else {
             Vec::new()
         }
+    }
+    /// The second factor is on: making a key asks for a code whatever the sign-in's age.
+    fn has_factor(&self) -> bool {
+        matches!(self.two_factor, TwoFactor::On { .. })
     }
     fn has_others(&self) -> bool {
         self.sessions.iter().any(|s| !s.current)
@@ -901,6 +992,7 @@ mod tests {
                     next: None,
                     failed,
                     errors: errs,
+                    keys: KeysSection::default(),
                 }),
             );
         }
@@ -945,6 +1037,7 @@ mod tests {
                     next: Some("/app/x?a=1"),
                     failed,
                     errors: errs,
+                    keys: KeysSection::default(),
                 }),
             );
         }
@@ -1069,6 +1162,13 @@ mod tests {
             .skip(1)
             .map(|f| f.split("</form>").next().unwrap_or(f))
             .collect()
+    }
+
+    #[test]
+    fn key_days_as_people_and_date_inputs_read_them() {
+        assert_eq!(input_date(1_796_631_302), "2026-12-07");
+        assert_eq!(day(1_796_631_302), "7 Dec 2026");
+        assert_eq!(input_date(0), "1970-01-01");
     }
 
     #[test]
@@ -1316,6 +1416,7 @@ mod tests {
             next: None,
             failed: None,
             errors: &FieldErrors::new(),
+            keys: KeysSection::default(),
         })
         .unwrap_or_default();
         assert!(!alone.contains("Sign out all other sessions"));
@@ -1485,6 +1586,7 @@ mod tests {
             next: None,
             failed: Some(AccountForm::MfaDisable),
             errors: &errs,
+            keys: KeysSection::default(),
         })
         .unwrap_or_default();
         let form = forms(&html)

@@ -69,7 +69,7 @@ fn staff_patch_staff_groups_and_active_effective_on_the_next_request() {
         200,
         json!({"id": 2, "username": "alice", "email": "alice@example.com", "first_name": "",
                "last_name": "", "is_active": true, "email_verified": false, "is_staff": false, "groups": [],
-               "mfa": false}),
+               "mfa": false, "is_service": false}),
     );
     assert_eq!(
         r.header("allow").as_deref(),
@@ -87,7 +87,7 @@ fn staff_patch_staff_groups_and_active_effective_on_the_next_request() {
         200,
         json!({"id": 2, "username": "alice", "email": "alice@example.com", "first_name": "",
                "last_name": "", "is_active": true, "email_verified": false, "is_staff": true, "groups": ["billing", "ops"],
-               "mfa": false}),
+               "mfa": false, "is_service": false}),
     );
     svc(&g, "/svc/b", &alice).expect_status(200);
     assert_eq!(

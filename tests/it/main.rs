@@ -34,6 +34,7 @@ mod route_policy;
 mod safe_paths;
 mod tls;
 mod web_browser;
+mod web_keys;
 mod web_mfa;
 mod web_sessions;
 

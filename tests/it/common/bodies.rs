@@ -157,11 +157,12 @@ pub fn verified(mut item: Value) -> Value {
     item
 }
 
-/// The admin detail: the list's fields, `is_staff`, `groups` (none) and `mfa` (off).
+/// The admin detail: the list's fields, `is_staff`, `groups` (none), `mfa` (off) and `is_service` (no).
 pub fn admin_detail(id: u64, username: &str, email: &str, active: bool, staff: bool) -> Value {
     let mut v = admin_item(id, username, email, active);
     v["is_staff"] = json!(staff);
     v["groups"] = json!([]);
     v["mfa"] = json!(false);
+    v["is_service"] = json!(false);
     v
 }
