@@ -179,13 +179,14 @@ pub fn key_verdict(key: &ApiKey, owner: Option<&UserState>, now: u64) -> KeyChec
     }
 }
 
-/// The identity a key grants: its owner, with only the key's groups the owner still holds,
-/// staff only when the key carries it and the owner is staff, and the key's routes.
+/// The identity a key grants: its owner, with only the key's groups the owner still holds
+/// (a key made without groups is not narrowed by group, as one without routes is not by
+/// route), staff only when the key carries it and the owner is staff, and the key's routes.
 pub fn narrowed(owner: UserState, user_id: u64, key: &ApiKey) -> Identity {
     let groups: Vec<String> = owner
         .groups
         .iter()
-        .filter(|g| key.groups.contains(g))
+        .filter(|g| key.groups.is_empty() || key.groups.contains(g))
         .cloned()
         .collect();
     let is_staff = key.staff && owner.is_staff;
@@ -806,8 +807,10 @@ mod tests {
         assert!(!who.mfa);
         let staff = narrowed(owner(true, true, &[]), 7, &k);
         assert!(staff.is_staff && staff.groups.is_empty());
+        // Made without groups: not narrowed by group (as without routes, by route).
         let plain = narrowed(owner(true, true, &["billing"]), 7, &api_key(&[], false));
-        assert!(!plain.is_staff && plain.groups.is_empty());
+        assert!(!plain.is_staff);
+        assert_eq!(&*plain.groups, ["billing".to_string()]);
     }
 
     #[test]

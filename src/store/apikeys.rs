@@ -21,7 +21,7 @@ pub struct ApiKey {
     pub created: u64,
     /// Unix seconds after which the key is refused.
     pub expires_at: u64,
-    /// The owner's groups the key carries (empty: none).
+    /// The owner's groups the key carries (empty: every group the owner holds).
     #[serde(default)]
     pub groups: Vec<String>,
     /// Path prefixes the key may reach (empty: every route its identity may).
