@@ -108,6 +108,11 @@ fn token_verification(c: &mut Criterion) {
     g.bench_function("verify HS256 access token", |b| {
         b.iter(|| hs.verify(black_box(&access), Some(TokenType::Access)))
     });
+    let verified = gatehouse::auth::verified::VerifiedTokens::new(4096);
+    assert!(verified.access(&hs, &access).is_ok());
+    g.bench_function("verified cache hit, HS256 access token", |b| {
+        b.iter(|| verified.access(&hs, black_box(&access)))
+    });
     g.bench_function("issue HS256 access token", |b| {
         b.iter(|| hs.issue(TokenType::Access, black_box(42), 0, false, None, None))
     });

@@ -93,7 +93,8 @@ impl App {
         let throttle = Throttle::new(&config.throttle).shared_by(Arc::clone(&store));
         let mut authenticator =
             Authenticator::new(Arc::clone(&tokens), Arc::clone(&cache), Arc::clone(&store))
-                .with_key_header(config.apikeys.header.clone());
+                .with_key_header(config.apikeys.header.clone())
+                .with_verified_cache(config.jwt.verified_cache);
         if config.web.enabled {
             let idle = config.web.idle_seconds();
             authenticator = authenticator.with_sessions(crate::auth::credentials::SessionCookie {

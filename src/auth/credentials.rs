@@ -9,7 +9,8 @@ use super::apikey;
 use super::cache::{UserCache, UserState};
 use super::identity::{Identity, IdentityValues, Via};
 use super::sessions::{self, SessionCache};
-use super::tokens::{TokenError, TokenType, Tokens};
+use super::tokens::{TokenError, Tokens};
+use super::verified::VerifiedTokens;
 use crate::config::CredentialKind;
 use crate::metrics;
 use crate::store::{ApiKey, UseBatch, UserStore};
@@ -236,6 +237,8 @@ pub struct SessionCookie {
 
 pub struct Authenticator {
     tokens: Arc<Tokens>,
+    /// Access tokens verified before, until they expire (`[jwt] verified_cache`).
+    verified: VerifiedTokens,
     cache: Arc<UserCache>,
     store: Arc<dyn UserStore>,
     session: Option<SessionCookie>,
@@ -249,12 +252,19 @@ impl Authenticator {
     pub fn new(tokens: Arc<Tokens>, cache: Arc<UserCache>, store: Arc<dyn UserStore>) -> Self {
         Authenticator {
             tokens,
+            verified: VerifiedTokens::new(crate::config::DEFAULT_VERIFIED_CACHE),
             cache,
             store,
             session: None,
             key_header: HeaderName::from_static("x-api-key"),
             key_uses: Mutex::new(UseBatch::default()),
         }
+    }
+
+    /// Keeps `slots` verified access tokens (`[jwt] verified_cache`; 0: none).
+    pub fn with_verified_cache(mut self, slots: usize) -> Self {
+        self.verified = VerifiedTokens::new(slots);
+        self
     }
 
     /// Takes keys in `header` as well as in `Authorization` (`[apikeys] header`).
@@ -346,8 +356,8 @@ impl Authenticator {
         let token =
             std::str::from_utf8(token).map_err(|_| AuthError::Token(TokenError::Invalid))?;
         let claims = self
-            .tokens
-            .verify(token, Some(TokenType::Access))
+            .verified
+            .access(&self.tokens, token)
             .map_err(AuthError::Token)?;
         let state = self
             .cache
@@ -375,7 +385,7 @@ impl Authenticator {
         {
             return Err(AuthError::Token(TokenError::Invalid));
         }
-        let family = claims.family.map(Arc::from);
+        let family = claims.family.as_deref().map(Arc::from);
         Ok(state.identity(claims.user_id, Via::Jwt, claims.mfa, family))
     }
 

@@ -18,6 +18,7 @@ pub mod sessions;
 pub mod throttle;
 pub mod tokens;
 pub mod totp;
+pub mod verified;
 
 pub use credentials::{Accept, AuthError, Authenticator, Requirement};
 pub use identity::{Identity, Via};

@@ -194,6 +194,11 @@ impl Tokens {
         self
     }
 
+    /// Seconds past `exp` (and before `nbf`) a token is still taken (`[jwt] leeway_seconds`).
+    pub fn leeway(&self) -> u64 {
+        self.keys.leeway
+    }
+
     /// The public keys (asymmetric algorithms), for `/.well-known/jwks.json`.
     pub fn jwks(&self) -> Option<&jsonwebtoken::jwk::JwkSet> {
         self.keys.jwks.as_ref()

@@ -14,6 +14,10 @@ fn require(ok: bool, message: impl FnOnce() -> String) -> Result<(), ConfigError
 }
 
 /// `key` must be at least `min`.
+/// The most slots `[jwt] verified_cache` may ask for: ~1 GiB if every slot held the longest
+/// token it keeps.
+const MAX_VERIFIED_CACHE: usize = 1 << 20;
+
 fn at_least(key: &str, value: u64, min: u64) -> Result<(), ConfigError> {
     require(value >= min, || {
         format!("{key} = {value}: must be at least {min}")
@@ -97,6 +101,12 @@ impl Config {
             jwt.refresh_lifetime_seconds,
             1,
         )?;
+        require(jwt.verified_cache <= MAX_VERIFIED_CACHE, || {
+            format!(
+                "jwt.verified_cache = {}: must be at most {MAX_VERIFIED_CACHE} (slots of up to 1 KiB each)",
+                jwt.verified_cache
+            )
+        })?;
         let p = &self.passwords;
         at_least(
             "passwords.argon2_iterations",

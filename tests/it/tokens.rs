@@ -107,6 +107,28 @@ fn lifetimes_come_from_config_and_tokens_expire() {
 }
 
 #[test]
+fn a_token_answered_from_the_verified_cache_still_expires_on_time() {
+    // The same token on every request (what `[jwt] verified_cache` keeps), in real time: the
+    // cache must refuse it as soon as `exp` passes, with verify's own message.
+    let g = Gatehouse::new()
+        .with_config(|c| c.jwt.access_lifetime_seconds = 1)
+        .start();
+    let id = id_of(&g.register("cached"));
+    let (access, _) = g.login("cached", PASSWORD);
+    let exp = claims(&access)["exp"].as_u64().expect("exp");
+    for _ in 0..3 {
+        g.get(PROFILE, Some(&access))
+            .expect(200, profile_of(id, "cached"));
+    }
+    // `exp` is whole seconds: past it means the clock reads exp + 1.
+    while gatehouse::clock::now() <= exp {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    g.get(PROFILE, Some(&access))
+        .expect(401, bad_access("Token is expired"));
+}
+
+#[test]
 fn forged_and_malformed_access_tokens_are_rejected_with_drf_bodies() {
     let g = Gatehouse::new().start();
     let id = id_of(&g.register("victim"));
