@@ -1931,3 +1931,80 @@ fn probe_and_scrape_paths_are_served_by_ops() {
         "paths in deploy/ that the metrics listener (src/ops.rs) does not answer 200: {wrong:?}"
     );
 }
+
+/// The image ships what `make release` builds: the builder stage runs the same script
+/// (deploy/pgo-build.sh, the profile-guided build), installs the binary it names, and copies
+/// everything that script needs past deploy/Dockerfile.dockerignore.
+#[test]
+fn the_image_and_make_release_build_with_the_same_script() {
+    let docker = read("deploy/Dockerfile");
+    let makefile = read("Makefile");
+    let script = read("deploy/pgo-build.sh");
+    let release = makefile
+        .split("\nrelease:")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .expect("the Makefile has a release target");
+    assert!(
+        release.contains("bash deploy/pgo-build.sh"),
+        "make release does not run deploy/pgo-build.sh:{release}"
+    );
+    assert!(
+        docker.contains("bash deploy/pgo-build.sh"),
+        "deploy/Dockerfile does not build with deploy/pgo-build.sh"
+    );
+    assert!(
+        script.contains("OUT=${OUT:-$ROOT/target/pgo-use}")
+            && docker.contains("install -m 0755 target/pgo-use/release/gatehouse"),
+        "the image does not install the binary deploy/pgo-build.sh makes"
+    );
+    // Each COPY of the builder stage survives the ignore file (`name` excluded, `!path` back).
+    let ignore = read("deploy/Dockerfile.dockerignore");
+    let rules: Vec<&str> = ignore
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let kept = |path: &str| {
+        let mut kept = true;
+        for rule in &rules {
+            let (back, pattern) = match rule.strip_prefix('!') {
+                Some(p) => (true, p),
+                None => (false, *rule),
+            };
+            if path == pattern || path.starts_with(&format!("{pattern}/")) {
+                kept = back;
+            }
+        }
+        kept
+    };
+    let builder = docker
+        .split("\nFROM ${RUNTIME_IMAGE}")
+        .next()
+        .expect("a builder stage");
+    let copies: Vec<&str> = builder
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("COPY "))
+        .flat_map(|args| {
+            let parts: Vec<&str> = args.split_whitespace().collect();
+            parts[..parts.len().saturating_sub(1)].to_vec()
+        })
+        .collect();
+    for needed in [
+        "deploy/pgo-build.sh",
+        "deploy/pgo-train",
+        "src",
+        "Cargo.lock",
+    ] {
+        assert!(
+            copies.contains(&needed),
+            "the builder stage does not COPY {needed}"
+        );
+    }
+    for copied in copies {
+        assert!(
+            kept(copied),
+            "deploy/Dockerfile.dockerignore keeps {copied} out of the context"
+        );
+    }
+}
