@@ -113,7 +113,7 @@ gatehouse_bin() {
   if [ -z "${GATEHOUSE_BIN:-}" ]; then
     say "cargo build --release --bin gatehouse"
     (cd "$ROOT" && cargo build --release --bin gatehouse)
-    GATEHOUSE_BIN=$ROOT/target/release/gatehouse
+    GATEHOUSE_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/gatehouse
   fi
 }
 
@@ -127,7 +127,7 @@ proxy_bins() {
     built=$(cd "$ROOT" && cargo build --profile "$profile" --bin gatehouse --bench bare_pingora \
       --message-format=json 2>/dev/null |
       jq -r 'select(.reason == "compiler-artifact" and .target.name == "bare_pingora") | .executable')
-    [ -n "${!gvar:-}" ] || printf -v "$gvar" '%s' "$ROOT/target/$profile/gatehouse"
+    [ -n "${!gvar:-}" ] || printf -v "$gvar" '%s' "${CARGO_TARGET_DIR:-$ROOT/target}/$profile/gatehouse"
     [ -n "${!bvar:-}" ] || printf -v "$bvar" '%s' "$built"
   fi
   local bin

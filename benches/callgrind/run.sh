@@ -13,6 +13,9 @@
 #   public         gatehouse, route /pub/ (auth = "public"), no Authorization header
 #   public_token   the same route with the Authorization header of the required route
 #   required       gatehouse, route / (auth = "required"), a valid access token
+#   key            the same route with an API key of the same user in X-API-Key (issue 26;
+#                  the key made through POST /api/auth/keys/, key and owner cached)
+#   key_bearer     the same key as `Authorization: Bearer gk_...`
 #   profile        GET /api/auth/profile/ with that token (answered locally, no upstream)
 #   nginx          the peers, for scale (not in the default TARGETS): nginx as a plain proxy
 #   haproxy        (one process, `master_process off`) and HAProxy with `jwt_verify` of an
@@ -26,6 +29,7 @@
 #   BARE_BIN       the bare Pingora binary (default: this tree's benches/bare_pingora.rs, built)
 #   PROFILE=release  the cargo profile to build them with (`untuned`: the one before issue 17)
 #   TARGETS="bare public public_token required profile"   which targets, in this order
+#                  (add `key key_bearer` for issue 26's API keys)
 #   REQUESTS=5000  requests counted per measurement   WARMUP=2000  requests before zeroing
 #   CONNS=4        wrk connections (wrk -t 1)          ROUNDS=1     measurements per target
 #   MAX_SECONDS=300  bound on each wrk run             KEEP=1       keep the work dir (dumps,
@@ -174,7 +178,7 @@ if wants bare; then
 fi
 
 # --- 4. gatehouse ---------------------------------------------------------------------------
-if wants public || wants public_token || wants required || wants profile; then
+if wants public || wants public_token || wants required || wants profile || wants key || wants key_bearer; then
   say "gatehouse under callgrind"
   {
     gatehouse_server gatehouse "$GH" "$GHM"
@@ -219,11 +223,19 @@ EOF
   check 200 "http://127.0.0.1:$GH/x" -H "$AUTH"
   check 200 "http://127.0.0.1:$GH/pub/x"
   check 200 "http://127.0.0.1:$GH/api/auth/profile/" -H "$AUTH"
+  if wants key || wants key_bearer; then
+    KEY=$(curl -sf --max-time 120 -XPOST "http://127.0.0.1:$GH/api/auth/keys/" -H "$H" -H "$AUTH" \
+      -d "{\"name\":\"bench\",\"expires_at\":\"$(date -u -d "+1 day" +%Y-%m-%dT%H:%M:%SZ)\",\"password\":\"Bench-Pass-2026!\"}" | jq -r .key)
+    case $KEY in gk_*) ;; *) echo "could not make an API key through POST /api/auth/keys/"; exit 1 ;; esac
+    check 200 "http://127.0.0.1:$GH/x" -H "X-API-Key: $KEY"
+  fi
 
   P="gatehouse.cg.$GH_PID"
   ! wants public || measure "$GH_PID" "$P" public "http://127.0.0.1:$GH/pub/x"
   ! wants public_token || measure "$GH_PID" "$P" public_token "http://127.0.0.1:$GH/pub/x" -H "$AUTH"
   ! wants required || measure "$GH_PID" "$P" required "http://127.0.0.1:$GH/x" -H "$AUTH"
+  ! wants key || measure "$GH_PID" "$P" key "http://127.0.0.1:$GH/x" -H "X-API-Key: $KEY"
+  ! wants key_bearer || measure "$GH_PID" "$P" key_bearer "http://127.0.0.1:$GH/x" -H "Authorization: Bearer $KEY"
   ! wants profile || measure "$GH_PID" "$P" profile "http://127.0.0.1:$GH/api/auth/profile/" -H "$AUTH"
   stop "$GH_PID"
 fi
@@ -278,6 +290,8 @@ declare -A LABEL=(
   [public]="gatehouse public route"
   [public_token]="gatehouse public route, with the token"
   [required]="gatehouse required route"
+  [key]="gatehouse required route, X-API-Key"
+  [key_bearer]="gatehouse required route, Bearer key"
   [profile]="GET /api/auth/profile/"
   [nginx]="nginx plain proxy"
   [haproxy]="HAProxy jwt_verify"

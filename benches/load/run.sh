@@ -19,8 +19,15 @@
 #   PIN=1 pins each proxy under test to CPU 1 and wrk + the upstream to CPU 0 (on a 2-core
 #   machine: one core for the proxy, one for everything else). PIN=0: no pinning.
 #   KEEP=1 keeps the work dir (configs, every wrk output) and prints its path.
-#   HOLD=1 starts everything, prints the ports, gatehouse's pid and the token, then waits (for
-#   perf: see benches/README.md).
+#   HOLD=1 starts everything, prints the ports, gatehouse's pid, the token and an API key, then
+#   waits (for perf: see benches/README.md).
+#   ONLY=<extended regex>: only the throughput targets whose label matches, then the key flood
+#   and the summary (no fixed-rate, user-API, RSS or login phases, so no oha); e.g. issue 26's
+#   ONLY='pingora bare proxy|gatehouse required route' UNTUNED=0 (benches/README.md, "Issue 26").
+#   FLOOD=0 skips the malformed-key flood (issue 26): ROUNDS interleaved rounds of random
+#   malformed API keys against the required route beside requests without credentials, with
+#   gatehouse's store-read and key-check counters read before and after each. FLOOD_LONG=0
+#   leaves the 10 kB keys out of the flood.
 set -euo pipefail
 
 DURATION=${DURATION:-10}
@@ -34,6 +41,8 @@ UNTUNED=${UNTUNED:-1}
 WORK_STEALING=${WORK_STEALING:-true}
 OTHER_RUNTIME=$([ "$WORK_STEALING" = true ] && echo false || echo true)
 FIXED_SECONDS=${FIXED_SECONDS:-20}
+ONLY=${ONLY:-}
+FLOOD=${FLOOD:-1}
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
@@ -43,8 +52,8 @@ cd "$ROOT"
 
 # --- 1. tools -------------------------------------------------------------------------------
 need wrk nginx haproxy curl jq taskset
-need_oha
-HAPROXY_VERSION=$(haproxy -v | head -1 | awk '{print $3}')
+[ -n "$ONLY" ] || need_oha
+HAPROXY_VERSION=$(haproxy -v | awk 'NR == 1 {print $3}') # awk reads it all: no SIGPIPE under pipefail
 case $HAPROXY_VERSION in
   1.* | 2.[0-5].*) echo "HAProxy $HAPROXY_VERSION has no jwt_verify (2.6+ needed)"; exit 1 ;;
 esac
@@ -177,6 +186,13 @@ TOKEN=$(login "$GH")
 TOKEN_LOG=$(login "$GHL")
 [ "$UNTUNED" = 1 ] && TOKEN_UNTUNED=$(login "$UGH")
 AUTH="Authorization: Bearer $TOKEN"
+# Issue 26: an API key of the same user, made through the API (the password again), presented
+# as X-API-Key and as the bearer token on the same required route.
+KEY=$(curl -sf -XPOST "http://127.0.0.1:$GH/api/auth/keys/" -H "$H" -H "$AUTH" \
+  -d "{\"name\":\"bench\",\"expires_at\":\"$(date -u -d "+30 days" +%Y-%m-%dT%H:%M:%SZ)\",\"password\":\"$PASSWORD\"}" | jq -r .key)
+case $KEY in gk_*) ;; *) echo "could not make an API key through POST /api/auth/keys/"; exit 1 ;; esac
+KEY_HDR="X-API-Key: $KEY"
+KEY_AUTH="Authorization: Bearer $KEY"
 
 check() { # LABEL EXPECTED URL [curl args]
   local label=$1 want=$2 url=$3
@@ -190,13 +206,17 @@ check "gatehouse required, no token" 401 "http://127.0.0.1:$GH/x"
 check "gatehouse required" 200 "http://127.0.0.1:$GH/x" -H "$AUTH"
 check "gatehouse public" 200 "http://127.0.0.1:$GH/pub/x"
 check "gatehouse profile" 200 "http://127.0.0.1:$GH/api/auth/profile/" -H "$AUTH"
-echo "all targets answer (haproxy and gatehouse refuse a bad token)"
+check "gatehouse required, X-API-Key" 200 "http://127.0.0.1:$GH/x" -H "$KEY_HDR"
+check "gatehouse required, Bearer key" 200 "http://127.0.0.1:$GH/x" -H "$KEY_AUTH"
+check "gatehouse required, truncated key" 401 "http://127.0.0.1:$GH/x" -H "X-API-Key: ${KEY%?}"
+echo "all targets answer (haproxy and gatehouse refuse a bad token, gatehouse a bad key)"
 
 if [ "${HOLD:-0}" = 1 ]; then
   # Profiling: keep everything up (at most an hour) and say where it is.
   {
     echo "UP=$UP NGX=$NGX HAP=$HAP GH=$GH GHL=$GHL GH_PID=$GH_PID"
     echo "TOKEN=$TOKEN"
+    echo "KEY=$KEY"
   } >"$WORK/env"
   echo "HOLD=1: everything stays up for an hour or until Ctrl-C; ports, pid and token in $WORK/env"
   cat "$WORK/env"
@@ -262,6 +282,8 @@ TARGETS=(
   "gatehouse public route|http://127.0.0.1:$GH/pub/x||gatehouse"
   "gatehouse public route, with the token|http://127.0.0.1:$GH/pub/x|$AUTH|gatehouse"
   "gatehouse required route|http://127.0.0.1:$GH/x|$AUTH|gatehouse"
+  "gatehouse required route, X-API-Key|http://127.0.0.1:$GH/x|$KEY_HDR|gatehouse"
+  "gatehouse required route, Bearer key|http://127.0.0.1:$GH/x|$KEY_AUTH|gatehouse"
   "gatehouse required, access log on|http://127.0.0.1:$GHL/x|Authorization: Bearer $TOKEN_LOG|gatehouse_log"
   "pingora bare proxy, work_stealing = $OTHER_RUNTIME|http://127.0.0.1:$BARE_NS_PORT/x||bare_other_runtime"
 )
@@ -271,6 +293,14 @@ if [ "$UNTUNED" = 1 ]; then
     "untuned build: gatehouse public route|http://127.0.0.1:$UGH/pub/x||gatehouse_untuned"
     "untuned build: gatehouse required route|http://127.0.0.1:$UGH/x|Authorization: Bearer $TOKEN_UNTUNED|gatehouse_untuned"
   )
+fi
+if [ -n "$ONLY" ]; then
+  kept=()
+  for t in "${TARGETS[@]}"; do
+    if grep -Eq -- "$ONLY" <<<"${t%%|*}"; then kept+=("$t"); fi
+  done
+  ((${#kept[@]})) || { echo "ONLY='$ONLY' matches no target"; exit 1; }
+  TARGETS=("${kept[@]}")
 fi
 say "proxy throughput: wrk -t $THREADS -c $CONNS -d ${DURATION}s, $ROUNDS interleaved rounds (pinning: ${ON_PROXY_CPU:-none})"
 for round in $(seq "$ROUNDS"); do
@@ -287,142 +317,246 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-# Latency at a fixed rate, not at saturation: oha sends FIXED_RATE requests a second (half of
-# HAProxy's median maximum above) from CONNS connections whether or not answers are late
-# (latency correction: a late answer delays no later request's clock), FIXED_SECONDS each,
-# ROUNDS interleaved rounds.
-# A second rate, half of gatehouse's own maximum, shows the latencies where gatehouse is not
-# saturated when HAProxy's half is beyond gatehouse's maximum.
-FIXED_RATE=${FIXED_RATE:-$(awk -v r="$(median "haproxy jwt_verify" 2)" 'BEGIN { printf "%d", r / 2 }')}
-FIXED_RATE_LOW=${FIXED_RATE_LOW:-$(awk -v r="$(median "gatehouse required route" 2)" 'BEGIN { printf "%d", r / 2 }')}
-FIXED_TARGETS=(
-  "fixed rate: haproxy jwt_verify|http://127.0.0.1:$HAP/x|$AUTH|$FIXED_RATE"
-  "fixed rate: gatehouse required route|http://127.0.0.1:$GH/x|$AUTH|$FIXED_RATE"
-  "fixed rate: nginx plain proxy|http://127.0.0.1:$NGX/x||$FIXED_RATE"
-  "half gatehouse's rate: haproxy jwt_verify|http://127.0.0.1:$HAP/x|$AUTH|$FIXED_RATE_LOW"
-  "half gatehouse's rate: gatehouse required route|http://127.0.0.1:$GH/x|$AUTH|$FIXED_RATE_LOW"
-)
-oha_run() { # LABEL URL HEADER RATE: one line in $RESULTS (req/s, p99 ms, non-2xx or failed, requests)
-  local out
-  out=$WORK/oha.$(echo "$1" | tr -c 'a-zA-Z0-9\n' _).$RANDOM.json
-  local extra=()
-  [ -n "$3" ] && extra=(-H "$3")
-  # shellcheck disable=SC2086
-  $ON_LOAD_CPU oha --no-tui --output-format json -z "${FIXED_SECONDS}s" -q "$4" \
-    --latency-correction -c "$CONNS" "${extra[@]}" "$2" >"$out" 2>"$out.err" ||
-    { echo "oha failed:"; cat "$out.err"; exit 1; }
-  local rps p99 ok all
-  rps=$(jq -r '.summary.requestsPerSec' "$out")
-  p99=$(jq -r '.latencyPercentiles.p99 * 1000' "$out")
-  ok=$(jq -r '.statusCodeDistribution["200"] // 0' "$out")
-  all=$(jq -r '([.statusCodeDistribution[]] | add // 0) + ([.errorDistribution[]] | add // 0)' "$out")
-  printf '%s\t%s\t%s\t%s\t%s\t-\n' "$1" "$rps" "$p99" "$((all - ok))" "$all" >>"$RESULTS"
-  printf '  %-44s %10.0f req/s  p99 %8.3f ms  non-2xx or failed %s\n' "$1" "$rps" "$p99" "$((all - ok))"
-}
-say "latency at a fixed rate: oha -q $FIXED_RATE (half of HAProxy's maximum) and -q $FIXED_RATE_LOW (half of gatehouse's), -c $CONNS -z ${FIXED_SECONDS}s, $ROUNDS interleaved rounds"
-for round in $(seq "$ROUNDS"); do
-  echo " round $round"
-  n=${#FIXED_TARGETS[@]}
-  for i in $(seq 0 $((n - 1))); do
-    IFS='|' read -r label url header rate <<<"${FIXED_TARGETS[$(((i + round - 1) % n))]}"
-    oha_run "$label" "$url" "$header" "$rate"
+# The full run only (ONLY= runs just the chosen throughput targets and the key flood).
+if [ -z "$ONLY" ]; then
+  # Latency at a fixed rate, not at saturation: oha sends FIXED_RATE requests a second (half of
+  # HAProxy's median maximum above) from CONNS connections whether or not answers are late
+  # (latency correction: a late answer delays no later request's clock), FIXED_SECONDS each,
+  # ROUNDS interleaved rounds.
+  # A second rate, half of gatehouse's own maximum, shows the latencies where gatehouse is not
+  # saturated when HAProxy's half is beyond gatehouse's maximum.
+  FIXED_RATE=${FIXED_RATE:-$(awk -v r="$(median "haproxy jwt_verify" 2)" 'BEGIN { printf "%d", r / 2 }')}
+  FIXED_RATE_LOW=${FIXED_RATE_LOW:-$(awk -v r="$(median "gatehouse required route" 2)" 'BEGIN { printf "%d", r / 2 }')}
+  FIXED_TARGETS=(
+    "fixed rate: haproxy jwt_verify|http://127.0.0.1:$HAP/x|$AUTH|$FIXED_RATE"
+    "fixed rate: gatehouse required route|http://127.0.0.1:$GH/x|$AUTH|$FIXED_RATE"
+    "fixed rate: nginx plain proxy|http://127.0.0.1:$NGX/x||$FIXED_RATE"
+    "half gatehouse's rate: haproxy jwt_verify|http://127.0.0.1:$HAP/x|$AUTH|$FIXED_RATE_LOW"
+    "half gatehouse's rate: gatehouse required route|http://127.0.0.1:$GH/x|$AUTH|$FIXED_RATE_LOW"
+  )
+  oha_run() { # LABEL URL HEADER RATE: one line in $RESULTS (req/s, p99 ms, non-2xx or failed, requests)
+    local out
+    out=$WORK/oha.$(echo "$1" | tr -c 'a-zA-Z0-9\n' _).$RANDOM.json
+    local extra=()
+    [ -n "$3" ] && extra=(-H "$3")
+    # shellcheck disable=SC2086
+    $ON_LOAD_CPU oha --no-tui --output-format json -z "${FIXED_SECONDS}s" -q "$4" \
+      --latency-correction -c "$CONNS" "${extra[@]}" "$2" >"$out" 2>"$out.err" ||
+      { echo "oha failed:"; cat "$out.err"; exit 1; }
+    local rps p99 ok all
+    rps=$(jq -r '.summary.requestsPerSec' "$out")
+    p99=$(jq -r '.latencyPercentiles.p99 * 1000' "$out")
+    ok=$(jq -r '.statusCodeDistribution["200"] // 0' "$out")
+    all=$(jq -r '([.statusCodeDistribution[]] | add // 0) + ([.errorDistribution[]] | add // 0)' "$out")
+    printf '%s\t%s\t%s\t%s\t%s\t-\n' "$1" "$rps" "$p99" "$((all - ok))" "$all" >>"$RESULTS"
+    printf '  %-44s %10.0f req/s  p99 %8.3f ms  non-2xx or failed %s\n' "$1" "$rps" "$p99" "$((all - ok))"
+  }
+  say "latency at a fixed rate: oha -q $FIXED_RATE (half of HAProxy's maximum) and -q $FIXED_RATE_LOW (half of gatehouse's), -c $CONNS -z ${FIXED_SECONDS}s, $ROUNDS interleaved rounds"
+  for round in $(seq "$ROUNDS"); do
+    echo " round $round"
+    n=${#FIXED_TARGETS[@]}
+    for i in $(seq 0 $((n - 1))); do
+      IFS='|' read -r label url header rate <<<"${FIXED_TARGETS[$(((i + round - 1) % n))]}"
+      oha_run "$label" "$url" "$header" "$rate"
+    done
   done
-done
 
-CPU_OF=gatehouse
-say "user API under load (gatehouse, wrk -c $CONNS -d ${DURATION}s)"
-cat >"$WORK/login.lua" <<EOF
+  CPU_OF=gatehouse
+  say "user API under load (gatehouse, wrk -c $CONNS -d ${DURATION}s)"
+  cat >"$WORK/login.lua" <<EOF
 wrk.method = "POST"
 wrk.body = '{"username":"$USERNAME","password":"$PASSWORD"}'
 wrk.headers["Content-Type"] = "application/json"
 EOF
-wrk_run "GET /api/auth/profile/" "$CONNS" "$DURATION" "http://127.0.0.1:$GH/api/auth/profile/" -H "$AUTH"
-wrk_run "POST /api/token/" "$CONNS" "$DURATION" "http://127.0.0.1:$GH/api/token/" -s "$WORK/login.lua"
+  wrk_run "GET /api/auth/profile/" "$CONNS" "$DURATION" "http://127.0.0.1:$GH/api/auth/profile/" -H "$AUTH"
+  wrk_run "POST /api/token/" "$CONNS" "$DURATION" "http://127.0.0.1:$GH/api/token/" -s "$WORK/login.lua"
 
-say "RSS of gatehouse across proxied requests (required route)"
-rss() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$GH_PID/status"; }
-hwm() { awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$GH_PID/status"; }
-served() { awk -F'\t' '$1 ~ /^rss/ {s += $5} END {print s + 0}' "$RESULTS"; }
-RSS_LINES=("before: RSS $(rss) MiB (peak so far $(hwm) MiB)")
-echo "  ${RSS_LINES[0]}"
-for step in 1 2; do
-  goal=$((RSS_REQUESTS * step))
-  for _ in $(seq 30); do # bounded: at most 30 x 10 s per step
-    [ "$(served)" -ge "$goal" ] && break
-    wrk_run "rss step $step" "$CONNS" 10 "http://127.0.0.1:$GH/x" -H "$AUTH" >/dev/null
+  say "RSS of gatehouse across proxied requests (required route)"
+  rss() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$GH_PID/status"; }
+  hwm() { awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$GH_PID/status"; }
+  served() { awk -F'\t' '$1 ~ /^rss/ {s += $5} END {print s + 0}' "$RESULTS"; }
+  RSS_LINES=("before: RSS $(rss) MiB (peak so far $(hwm) MiB)")
+  echo "  ${RSS_LINES[0]}"
+  for step in 1 2; do
+    goal=$((RSS_REQUESTS * step))
+    for _ in $(seq 30); do # bounded: at most 30 x 10 s per step
+      [ "$(served)" -ge "$goal" ] && break
+      wrk_run "rss step $step" "$CONNS" 10 "http://127.0.0.1:$GH/x" -H "$AUTH" >/dev/null
+    done
+    RSS_LINES+=("after $(served) proxied requests: RSS $(rss) MiB (peak $(hwm) MiB)")
+    echo "  ${RSS_LINES[-1]}"
   done
-  RSS_LINES+=("after $(served) proxied requests: RSS $(rss) MiB (peak $(hwm) MiB)")
-  echo "  ${RSS_LINES[-1]}"
-done
 
-# login_phase NAME PORT METRICS_PORT TOKEN TAG: idle proxied p99, then the same while
-# LOGIN_CONNS connections post logins.
-login_phase() {
-  local name=$1 port=$2 mport=$3 token=$4 tag=$5
-  CPU_OF=$name
-  wrk_run "idle: required route$tag" "$CONNS" "$DURATION" "http://127.0.0.1:$port/x" -H "Authorization: Bearer $token"
-  THREADS=1 CPU_OF="" wrk_run "logins (c=$LOGIN_CONNS)$tag" "$LOGIN_CONNS" $((DURATION + 4)) \
-    "http://127.0.0.1:$port/api/token/" -s "$WORK/login.lua" --timeout 10s &
-  local login_wrk=$!
-  sleep 2
-  wrk_run "during logins: required route$tag" "$CONNS" "$DURATION" "http://127.0.0.1:$port/x" -H "Authorization: Bearer $token"
-  wait "$login_wrk"
-  echo "  token-endpoint answers since start, by status (its /metrics):"
-  curl -s "http://127.0.0.1:$mport/metrics" | grep '^gatehouse_http_requests_total{' | grep -i 'token' |
-    sed -e 's/^gatehouse_http_requests_total/    /'
-}
-say "proxied p99 during $LOGIN_CONNS concurrent logins (wrk retries at once on 503: it ignores Retry-After)"
-echo " a) gatehouse with the default hash_queue = 256: all $LOGIN_CONNS wait for argon2, no 503 flood"
-login_phase gatehouse "$GH" "$GHM" "$TOKEN" ""
-echo " b) the second gatehouse (access log on) with hash_queue = 64: most of the $LOGIN_CONNS get 503 at once and retry"
-login_phase gatehouse_log "$GHL" "$GHLM" "$TOKEN_LOG" ", queue 64, log on"
-RSS_LINES+=("after the login runs (argon2 arenas): RSS $(rss) MiB (peak $(hwm) MiB)")
-echo "  ${RSS_LINES[-1]}"
+  # login_phase NAME PORT METRICS_PORT TOKEN TAG: idle proxied p99, then the same while
+  # LOGIN_CONNS connections post logins.
+  login_phase() {
+    local name=$1 port=$2 mport=$3 token=$4 tag=$5
+    CPU_OF=$name
+    wrk_run "idle: required route$tag" "$CONNS" "$DURATION" "http://127.0.0.1:$port/x" -H "Authorization: Bearer $token"
+    THREADS=1 CPU_OF="" wrk_run "logins (c=$LOGIN_CONNS)$tag" "$LOGIN_CONNS" $((DURATION + 4)) \
+      "http://127.0.0.1:$port/api/token/" -s "$WORK/login.lua" --timeout 10s &
+    local login_wrk=$!
+    sleep 2
+    wrk_run "during logins: required route$tag" "$CONNS" "$DURATION" "http://127.0.0.1:$port/x" -H "Authorization: Bearer $token"
+    wait "$login_wrk"
+    echo "  token-endpoint answers since start, by status (its /metrics):"
+    curl -s "http://127.0.0.1:$mport/metrics" | grep '^gatehouse_http_requests_total{' | grep -i 'token' |
+      sed -e 's/^gatehouse_http_requests_total/    /'
+  }
+  say "proxied p99 during $LOGIN_CONNS concurrent logins (wrk retries at once on 503: it ignores Retry-After)"
+  echo " a) gatehouse with the default hash_queue = 256: all $LOGIN_CONNS wait for argon2, no 503 flood"
+  login_phase gatehouse "$GH" "$GHM" "$TOKEN" ""
+  echo " b) the second gatehouse (access log on) with hash_queue = 64: most of the $LOGIN_CONNS get 503 at once and retry"
+  login_phase gatehouse_log "$GHL" "$GHLM" "$TOKEN_LOG" ", queue 64, log on"
+  RSS_LINES+=("after the login runs (argon2 arenas): RSS $(rss) MiB (peak $(hwm) MiB)")
+  echo "  ${RSS_LINES[-1]}"
+fi
+
+# Issue 26: a flood of malformed API keys costs no store reads. wrk sends random malformed keys
+# (benches/load/flood.lua: random base62 of other lengths, right-length keys with a wrong
+# checksum, the real key with one character flipped or cut short, 10 kB keys, the JWT in
+# X-API-Key, flipped keys as `Bearer gk_...` and as Basic's password) to the required route,
+# beside the same route without credentials (a plain 401), ROUNDS interleaved rounds. Before
+# and after each run gatehouse's /metrics is read: the store reads (key-cache and user-cache
+# misses and bypasses, as tests/it/apikey_routes.rs counts them) must not move, and
+# `gatehouse_apikey_checks_total{result="malformed"}` must grow by the 401s gatehouse answered
+# (wrk's own count leaves out the at most CONNS requests still in flight when it stops).
+if [ "$FLOOD" = 1 ]; then
+  scrape() { curl -sf "http://127.0.0.1:$GHM/metrics"; }
+  # sum_of METRICS REGEX: the sum of the samples whose line matches REGEX (braces as [{] [}]:
+  # awk -v would read \{ as an escape).
+  sum_of() { awk -v re="$2" '$0 ~ re {s += $NF} END {printf "%d", s}' <<<"$1"; }
+  store_reads() {
+    sum_of "$1" '^gatehouse_(apikey|user)_cache_requests_total[{]result="(miss|bypass)"[}]'
+  }
+  flipped() { # KEY -> the key with one character after `gk_` changed to another base62 one
+    local alphabet=0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz
+    local pos=$((3 + RANDOM % (${#1} - 3)))
+    local before=${alphabet%%"${1:pos:1}"*}
+    printf '%s%s%s' "${1:0:pos}" "${alphabet:$(((${#before} + 1 + RANDOM % 61) % 62)):1}" "${1:pos+1}"
+  }
+  BASICS=""
+  for _ in $(seq 16); do
+    BASICS+="  \"Basic $(printf 'ci:%s' "$(flipped "$KEY")" | base64 -w0)\","$'\n'
+  done
+  sed -e "s|@KEY@|$KEY|" -e "s|@JWT@|$TOKEN|" "$ROOT/benches/load/flood.lua" |
+    awk -v basics="$BASICS" '{ if ($0 == "@BASICS@") printf "%s", basics; else print }' >"$WORK/flood.lua"
+  if ! wrk -t 1 -c 1 -d 1s -s "$WORK/flood.lua" "http://127.0.0.1:$GH/x" >"$WORK/flood.check" 2>&1 ||
+    grep -q 'flood.lua' "$WORK/flood.check"; then
+    echo "wrk did not load $WORK/flood.lua:"
+    cat "$WORK/flood.check"
+    exit 1
+  fi
+  FLOOD_ROWS=$WORK/flood.tsv
+  : >"$FLOOD_ROWS"
+  export FLOOD_LONG=${FLOOD_LONG:-1}
+  # flood_run LABEL [wrk args]: one wrk run on the required route, and what the counters did.
+  flood_run() {
+    local label=$1 m0 m1
+    shift
+    m0=$(scrape)
+    CPU_OF=gatehouse wrk_run "$label" "$CONNS" "$DURATION" "http://127.0.0.1:$GH/x" "$@"
+    m1=$(scrape)
+    local answered malformed other reads0 reads1
+    answered=$(($(sum_of "$m1" '^gatehouse_http_requests_total[{].*status="401"') - $(sum_of "$m0" '^gatehouse_http_requests_total[{].*status="401"')))
+    malformed=$(($(sum_of "$m1" '^gatehouse_apikey_checks_total[{]result="malformed"[}]') - $(sum_of "$m0" '^gatehouse_apikey_checks_total[{]result="malformed"[}]')))
+    other=$(($(sum_of "$m1" '^gatehouse_apikey_checks_total[{]result="[a-z_]+"[}]') - $(sum_of "$m0" '^gatehouse_apikey_checks_total[{]result="[a-z_]+"[}]') - malformed))
+    reads0=$(store_reads "$m0")
+    reads1=$(store_reads "$m1")
+    local wrk_reqs
+    wrk_reqs=$(awk -F'\t' -v l="$label" '$1 == l {r = $5} END {print r + 0}' "$RESULTS")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$wrk_reqs" "$answered" "$malformed" "$other" "$reads0" "$reads1" >>"$FLOOD_ROWS"
+    printf '    401s answered %s (wrk counted %s), malformed keys %s, other key results %s, store reads %s -> %s\n' \
+      "$answered" "$wrk_reqs" "$malformed" "$other" "$reads0" "$reads1"
+  }
+  FLOOD_TARGETS=("flood: malformed keys|-s|$WORK/flood.lua" "refused: no credentials||")
+  say "malformed-key flood: wrk -t $THREADS -c $CONNS -d ${DURATION}s on the required route, $ROUNDS interleaved rounds"
+  for round in $(seq "$ROUNDS"); do
+    echo " round $round"
+    for i in 0 1; do
+      IFS='|' read -r label flag script <<<"${FLOOD_TARGETS[$(((i + round - 1) % 2))]}"
+      if [ -n "$flag" ]; then flood_run "$label" "$flag" "$script"; else flood_run "$label"; fi
+    done
+  done
+fi
 
 # --- 4. summary -----------------------------------------------------------------------------
+has_rows() { awk -F'\t' -v l="$1" '$1 == l {found = 1} END {exit !found}' "$RESULTS"; }
 say "summary (median of $ROUNDS rounds; wrk -t $THREADS -c $CONNS -d ${DURATION}s; $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
 printf '| %-50s | %10s | %9s | %8s | %14s |\n' "target" "req/s" "p99 ms" "non-2xx" "CPU us/req"
 printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..52})" "$(printf -- '-%.0s' {1..12})" "$(printf -- '-%.0s' {1..11})" "$(printf -- '-%.0s' {1..10})" "$(printf -- '-%.0s' {1..16})"
 for label in "upstream direct" "nginx plain proxy" "haproxy jwt_verify" "pingora bare proxy" "gatehouse public route" \
   "gatehouse public route, with the token" \
-  "gatehouse required route" "gatehouse required, access log on" "pingora bare proxy, work_stealing = $OTHER_RUNTIME" \
+  "gatehouse required route" "gatehouse required route, X-API-Key" "gatehouse required route, Bearer key" \
+  "gatehouse required, access log on" "pingora bare proxy, work_stealing = $OTHER_RUNTIME" \
   "untuned build: pingora bare proxy" "untuned build: gatehouse public route" "untuned build: gatehouse required route" \
   "fixed rate: haproxy jwt_verify" "fixed rate: gatehouse required route" "fixed rate: nginx plain proxy" \
   "half gatehouse's rate: haproxy jwt_verify" "half gatehouse's rate: gatehouse required route" \
   "GET /api/auth/profile/" "POST /api/token/" \
   "idle: required route" "during logins: required route" "logins (c=$LOGIN_CONNS)" \
   "idle: required route, queue 64, log on" "during logins: required route, queue 64, log on" \
-  "logins (c=$LOGIN_CONNS), queue 64, log on"; do
+  "logins (c=$LOGIN_CONNS), queue 64, log on" "flood: malformed keys" "refused: no credentials"; do
+  # Targets left out (ONLY=, UNTUNED=0, FLOOD=0) have no row.
+  has_rows "$label" || continue
   printf '| %-50s | %10.0f | %9.2f | %8s | %14s |\n' "$label" "$(median "$label" 2)" "$(median "$label" 3)" "$(median "$label" 4)" "$(median "$label" 6)"
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-REQ=$(median "gatehouse required route" 2)
-echo
-echo "ratios (req/s):"
-echo "  required / public  = $(ratio "$REQ" "$(median "gatehouse public route" 2)")   (target >= 0.95; the public requests carry no Authorization header)"
-echo "  required / public, same request = $(ratio "$REQ" "$(median "gatehouse public route, with the token" 2)")   (target >= 0.95; identical requests, only the auth check differs)"
-echo "  required / nginx   = $(ratio "$REQ" "$(median "nginx plain proxy" 2)")   (target >= 1.0)"
-echo "  required / haproxy = $(ratio "$REQ" "$(median "haproxy jwt_verify" 2)")   (target >= 1.5)"
-echo "  required / bare pingora = $(ratio "$REQ" "$(median "pingora bare proxy" 2)")   (Pingora's own ceiling: 1.0)"
-echo "  bare pingora / nginx = $(ratio "$(median "pingora bare proxy" 2)" "$(median "nginx plain proxy" 2)")"
 cpu_of() { median "$1" 6; }
-echo "ratios (CPU per request; issue 17's targets):"
-echo "  required / bare pingora = $(ratio "$(cpu_of "gatehouse required route")" "$(cpu_of "pingora bare proxy")")   (target <= 1.10)"
-echo "  public / bare pingora   = $(ratio "$(cpu_of "gatehouse public route")" "$(cpu_of "pingora bare proxy")")   (target <= 1.05)"
-echo "  haproxy / required      = $(ratio "$(cpu_of "haproxy jwt_verify")" "$(cpu_of "gatehouse required route")")   (requests per CPU against HAProxy's; target >= 0.75)"
-echo "  bare pingora, work_stealing = $OTHER_RUNTIME / = $WORK_STEALING: $(ratio "$(cpu_of "pingora bare proxy, work_stealing = $OTHER_RUNTIME")" "$(cpu_of "pingora bare proxy")")"
-if [ "$UNTUNED" = 1 ]; then
-  echo "  floor, tuned / untuned  = $(ratio "$(cpu_of "pingora bare proxy")" "$(cpu_of "untuned build: pingora bare proxy")")   (target <= 0.85)"
-  echo "  required, tuned / untuned = $(ratio "$(cpu_of "gatehouse required route")" "$(cpu_of "untuned build: gatehouse required route")")   (gatehouse benefiting the same)"
-  echo "  public, tuned / untuned = $(ratio "$(cpu_of "gatehouse public route")" "$(cpu_of "untuned build: gatehouse public route")")"
+# nth LABEL COLUMN N: the column of the label's Nth row (round N: the rounds are interleaved).
+nth() { awk -F'\t' -v l="$1" -v c="$2" -v n="$3" '$1 == l && ++i == n {print $c}' "$RESULTS"; }
+echo
+echo "ratios (issue 26: API keys; CPU per request, the key and the token on the same route, same rounds):"
+for kind in "X-API-Key" "Bearer key"; do
+  has_rows "gatehouse required route, $kind" && has_rows "gatehouse required route" || continue
+  per_round=""
+  for r in $(seq "$ROUNDS"); do
+    per_round+=" $(ratio "$(nth "gatehouse required route, $kind" 6 "$r")" "$(nth "gatehouse required route" 6 "$r")")"
+  done
+  echo "  $kind / bearer token = $(ratio "$(cpu_of "gatehouse required route, $kind")" "$(cpu_of "gatehouse required route")") (medians; by round:$per_round)   (target <= 1.05)"
+done
+if [ "$FLOOD" = 1 ]; then
+  per_round=""
+  for r in $(seq "$ROUNDS"); do
+    per_round+=" $(ratio "$(nth "flood: malformed keys" 6 "$r")" "$(nth "refused: no credentials" 6 "$r")")"
+  done
+  echo "  malformed-key flood / no credentials = $(ratio "$(cpu_of "flood: malformed keys")" "$(cpu_of "refused: no credentials")") CPU per refused request (medians; by round:$per_round), $(ratio "$(median "flood: malformed keys" 2)" "$(median "refused: no credentials" 2)") req/s"
+  echo "the flood's counters, each run (store reads: key-cache and user-cache misses and bypasses; target: no change, and malformed = 401s answered):"
+  printf '  %-26s %10s %12s %12s %10s %16s\n' "run" "wrk count" "401 answered" "malformed" "other keys" "store reads"
+  while IFS=$'\t' read -r label reqs answered malformed other r0 r1; do
+    printf '  %-26s %10s %12s %12s %10s %16s\n' "$label" "$reqs" "$answered" "$malformed" "$other" "$r0 -> $r1"
+  done <"$FLOOD_ROWS"
+  awk -F'\t' '$1 == "flood: malformed keys" && ($3 != $4 || $5 != 0 || $6 != $7) {bad = 1}
+    $1 != "flood: malformed keys" && ($4 != 0 || $6 != $7) {bad = 1}
+    END { print (bad ? "  FLOOD TARGET MISSED: see the rows above" : "  flood target met: no store read, every refusal counted as malformed") }' "$FLOOD_ROWS"
 fi
-echo "  fixed-rate p99, required / haproxy = $(ratio "$(median "fixed rate: gatehouse required route" 3)" "$(median "fixed rate: haproxy jwt_verify" 3)")   (at $FIXED_RATE req/s, half HAProxy's maximum; target <= 1.2)"
-echo "  fixed-rate p99, required / haproxy = $(ratio "$(median "half gatehouse's rate: gatehouse required route" 3)" "$(median "half gatehouse's rate: haproxy jwt_verify" 3)")   (at $FIXED_RATE_LOW req/s, half gatehouse's maximum)"
-echo "ratios (p99):"
-echo "  required / haproxy = $(ratio "$(median "gatehouse required route" 3)" "$(median "haproxy jwt_verify" 3)")   (target <= 1.0)"
-echo "  during logins / idle = $(ratio "$(median "during logins: required route" 3)" "$(median "idle: required route" 3)")   (target < 2.0)"
-echo "  during logins / idle, queue 64 = $(ratio "$(median "during logins: required route, queue 64, log on" 3)" "$(median "idle: required route, queue 64, log on" 3)")   (the flood a too-small queue invites)"
-echo "RSS (target <= 25 MiB after 1M proxied requests, no growth):"
-for line in "${RSS_LINES[@]}"; do echo "  $line"; done
+if [ -z "$ONLY" ]; then
+  REQ=$(median "gatehouse required route" 2)
+  echo
+  echo "ratios (req/s):"
+  echo "  required / public  = $(ratio "$REQ" "$(median "gatehouse public route" 2)")   (target >= 0.95; the public requests carry no Authorization header)"
+  echo "  required / public, same request = $(ratio "$REQ" "$(median "gatehouse public route, with the token" 2)")   (target >= 0.95; identical requests, only the auth check differs)"
+  echo "  required / nginx   = $(ratio "$REQ" "$(median "nginx plain proxy" 2)")   (target >= 1.0)"
+  echo "  required / haproxy = $(ratio "$REQ" "$(median "haproxy jwt_verify" 2)")   (target >= 1.5)"
+  echo "  required / bare pingora = $(ratio "$REQ" "$(median "pingora bare proxy" 2)")   (Pingora's own ceiling: 1.0)"
+  echo "  bare pingora / nginx = $(ratio "$(median "pingora bare proxy" 2)" "$(median "nginx plain proxy" 2)")"
+  echo "ratios (CPU per request; issue 17's targets):"
+  echo "  required / bare pingora = $(ratio "$(cpu_of "gatehouse required route")" "$(cpu_of "pingora bare proxy")")   (target <= 1.10)"
+  echo "  public / bare pingora   = $(ratio "$(cpu_of "gatehouse public route")" "$(cpu_of "pingora bare proxy")")   (target <= 1.05)"
+  echo "  haproxy / required      = $(ratio "$(cpu_of "haproxy jwt_verify")" "$(cpu_of "gatehouse required route")")   (requests per CPU against HAProxy's; target >= 0.75)"
+  echo "  bare pingora, work_stealing = $OTHER_RUNTIME / = $WORK_STEALING: $(ratio "$(cpu_of "pingora bare proxy, work_stealing = $OTHER_RUNTIME")" "$(cpu_of "pingora bare proxy")")"
+  if [ "$UNTUNED" = 1 ]; then
+    echo "  floor, tuned / untuned  = $(ratio "$(cpu_of "pingora bare proxy")" "$(cpu_of "untuned build: pingora bare proxy")")   (target <= 0.85)"
+    echo "  required, tuned / untuned = $(ratio "$(cpu_of "gatehouse required route")" "$(cpu_of "untuned build: gatehouse required route")")   (gatehouse benefiting the same)"
+    echo "  public, tuned / untuned = $(ratio "$(cpu_of "gatehouse public route")" "$(cpu_of "untuned build: gatehouse public route")")"
+  fi
+  echo "  fixed-rate p99, required / haproxy = $(ratio "$(median "fixed rate: gatehouse required route" 3)" "$(median "fixed rate: haproxy jwt_verify" 3)")   (at $FIXED_RATE req/s, half HAProxy's maximum; target <= 1.2)"
+  echo "  fixed-rate p99, required / haproxy = $(ratio "$(median "half gatehouse's rate: gatehouse required route" 3)" "$(median "half gatehouse's rate: haproxy jwt_verify" 3)")   (at $FIXED_RATE_LOW req/s, half gatehouse's maximum)"
+  echo "ratios (p99):"
+  echo "  required / haproxy = $(ratio "$(median "gatehouse required route" 3)" "$(median "haproxy jwt_verify" 3)")   (target <= 1.0)"
+  echo "  during logins / idle = $(ratio "$(median "during logins: required route" 3)" "$(median "idle: required route" 3)")   (target < 2.0)"
+  echo "  during logins / idle, queue 64 = $(ratio "$(median "during logins: required route, queue 64, log on" 3)" "$(median "idle: required route, queue 64, log on" 3)")   (the flood a too-small queue invites)"
+  echo "RSS (target <= 25 MiB after 1M proxied requests, no growth):"
+  for line in "${RSS_LINES[@]}"; do echo "  $line"; done
+fi
 cp "$RESULTS" "${RESULTS_COPY:-/tmp/gatehouse-load-results.tsv}"
 echo "raw rows: ${RESULTS_COPY:-/tmp/gatehouse-load-results.tsv}"
