@@ -440,19 +440,13 @@ impl ProxyHttp for Gateway {
         let mut resp = match classified.target {
             Target::Escaped => {
                 ctx.endpoint = "escaped_path";
-                // The body (if any) is not read: do not reuse the connection.
-                session.set_keepalive(None);
+                close_if_body_unread(session);
                 ApiError::EscapedPath.to_response()
             }
             Target::ForwardAuth => {
                 ctx.kind = Kind::ForwardAuth;
-                // An ask carries no body worth reading (nginx and Traefik send none):
-                // whatever was sent is not read, so the connection is not reused after one.
-                if head.headers.contains_key(http::header::CONTENT_LENGTH)
-                    || head.headers.contains_key(http::header::TRANSFER_ENCODING)
-                {
-                    session.set_keepalive(None);
-                }
+                // An ask carries no body worth reading (nginx and Traefik send none).
+                close_if_body_unread(session);
                 self.forward_auth(session, ctx).await
             }
             Target::Api(route) => self.serve_api(session, ctx, route).await,
@@ -501,8 +495,7 @@ impl ProxyHttp for Gateway {
                         return Ok(false);
                     }
                     Ok(resp) => {
-                        // The body (if any) is not read: do not reuse the connection.
-                        session.set_keepalive(None);
+                        close_if_body_unread(session);
                         resp
                     }
                 }
@@ -737,5 +730,47 @@ impl ProxyHttp for Gateway {
             bytes: session.body_bytes_sent(),
         };
         telemetry::record(&outcome, &self.app.config.log);
+    }
+}
+
+/// Answered without reading the request's body: a connection whose request may have one
+/// (any `Transfer-Encoding`, a `Content-Length` other than 0) is closed after the answer, so
+/// the unread bytes are never taken for the next request; one without (a GET, a HEAD) stays
+/// open, so refusals do not cost the client a new connection each.
+fn close_if_body_unread(session: &mut Session) {
+    if may_carry_body(&session.req_header().headers) {
+        session.set_keepalive(None);
+    }
+}
+
+fn may_carry_body(headers: &http::HeaderMap) -> bool {
+    headers.contains_key(http::header::TRANSFER_ENCODING)
+        || headers
+            .get_all(http::header::CONTENT_LENGTH)
+            .iter()
+            .any(|v| v.as_bytes() != b"0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_carry_body;
+    use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+    use http::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn only_a_request_without_a_body_keeps_its_connection_after_a_refusal() {
+        let with = |pairs: &[(http::HeaderName, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (name, value) in pairs {
+                h.append(name, HeaderValue::from_static(value));
+            }
+            may_carry_body(&h)
+        };
+        assert!(!with(&[]));
+        assert!(!with(&[(CONTENT_LENGTH, "0")]));
+        assert!(with(&[(CONTENT_LENGTH, "5")]));
+        assert!(with(&[(CONTENT_LENGTH, "0"), (CONTENT_LENGTH, "7")]));
+        assert!(with(&[(CONTENT_LENGTH, "00")]));
+        assert!(with(&[(TRANSFER_ENCODING, "chunked")]));
     }
 }

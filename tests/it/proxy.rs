@@ -1348,3 +1348,41 @@ fn an_oversized_request_head_is_refused_before_any_parsing() {
         .expect(431, headers_too_large());
     assert_eq!(up.count(), 0);
 }
+
+/// A refusal answered before the upstream (401 here) keeps a bodiless request's connection
+/// open for the next request, as a proxied answer does; a refused request with a body it did
+/// not read closes its connection, so those bytes are never read as the next request.
+#[test]
+fn a_refused_bodiless_request_keeps_its_connection_and_one_with_a_body_closes_it() {
+    let up = Upstream::start();
+    let g = gateway_with(vec![RouteConfig {
+        auth: AuthMode::Required,
+        ..public_route("/", &[up.addr])
+    }]);
+    let mut s = g.connect();
+    for _ in 0..3 {
+        let r = g.raw_on(&mut s, "GET /a HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(r.status, 401, "a refused GET on a kept connection");
+        assert!(
+            !r.header("connection")
+                .unwrap_or_default()
+                .eq_ignore_ascii_case("close"),
+            "a refused GET closes its connection"
+        );
+    }
+    let r = g.raw_on(
+        &mut s,
+        "POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 27\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n",
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("connection").as_deref(),
+        Some("close"),
+        "a refused POST whose body was not read keeps its connection"
+    );
+    let after = g.raw_on(&mut s, "GET /a HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(
+        after.status, 0,
+        "the connection answered after the unread body"
+    );
+}
