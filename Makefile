@@ -40,6 +40,7 @@ TESTS_ALONE = \
 	mail::a_mail_server_that_never_answers_slows_no_answer \
 	mail::an_unknown_address_gets_the_same_answer_in_the_same_time_and_no_mail \
 	postgres_tls::sslmode_require_is_encrypted_verified_and_refused_otherwise \
+	rate_limits::a_steady_rate_above_the_limit_is_admitted_at_the_limit_within_one_burst \
 	replica_sessions::a_password_change_through_a_ends_the_users_sessions_on_b_within_the_bound \
 	replica_sessions::a_session_from_a_works_on_b_and_ended_through_a_is_refused_by_b_within_the_bound \
 	replica_sessions::signing_out_a_device_through_a_refuses_its_access_token_on_bs_next_request \
