@@ -5,6 +5,7 @@
 // table, `check-config` and `routes explain`.
 use crate::common;
 
+use common::postgres;
 use common::smtp::metric;
 use common::upstream::Upstream;
 use common::*;
@@ -471,4 +472,72 @@ fn check_config_and_routes_explain_show_the_limit_and_refuse_bad_ones() {
             .assert_failed(bad)
             .assert_says(says, bad);
     }
+}
+
+/// Two replicas on one PostgreSQL with `rate_limit_shared`: hammered through both at once,
+/// far above the limit, they admit together the one budget (the bucket plus its refill over
+/// the window) within 10 %, not twice it.
+#[test]
+fn two_postgres_replicas_with_a_shared_limit_admit_one_budget_within_ten_percent() {
+    let up = Upstream::start();
+    let (requests, per_seconds) = (300u64, 10u64);
+    let shared = RouteConfig {
+        rate_limit_shared: true,
+        ..limited("/lim/", &up, requests, per_seconds, 0, RateLimitBy::Address)
+    };
+    let (a, b) = postgres::replicas(|builder| {
+        let shared = shared.clone();
+        builder.with_config(move |c| {
+            c.routes = vec![shared];
+            c.store.replicas = 2;
+        })
+    });
+    let started = Instant::now();
+    let run_for = Duration::from_secs(4);
+    let admitted = std::sync::atomic::AtomicU64::new(0);
+    let refused = std::sync::atomic::AtomicU64::new(0);
+    let other = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for g in [&a, &b, &a, &b] {
+            let http = g.http();
+            let (admitted, refused, other) = (&admitted, &refused, &other);
+            s.spawn(move || {
+                while started.elapsed() < run_for {
+                    let r = http.get("/lim/x", None);
+                    match r.status {
+                        200 => admitted.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+                        429 => refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+                        _ => {
+                            other.lock().expect("lock").push(r.status);
+                            0
+                        }
+                    };
+                }
+            });
+        }
+    });
+    let window = started.elapsed().as_secs_f64();
+    let other = other.into_inner().expect("lock");
+    assert!(
+        other.is_empty(),
+        "statuses other than 200 and 429: {other:?}"
+    );
+    let (admitted, refused) = (admitted.into_inner(), refused.into_inner());
+    let budget = requests as f64 + requests as f64 / per_seconds as f64 * window;
+    println!(
+        "shared limit: {admitted} admitted, {refused} refused in {window:.2} s; budget {budget:.0}"
+    );
+    assert!(
+        refused as f64 > budget,
+        "the replicas were not offered well above the limit ({refused} refused)"
+    );
+    assert!(
+        (admitted as f64 - budget).abs() <= budget * 0.1,
+        "{admitted} admitted across two replicas; the budget is {budget:.0} (±10 %)"
+    );
+    assert_eq!(
+        up.count() as u64,
+        admitted,
+        "refused requests were never forwarded"
+    );
 }

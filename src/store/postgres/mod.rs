@@ -806,11 +806,11 @@ impl UserStore for PgStore {
                 .query_one(
                     "WITH c AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS now) \
                      INSERT INTO rate_limits AS r (key, tat, granted, seen) \
-                     SELECT $1, c.now + least($4, $3) * $2, least($4, $3), c.now FROM c \
+                     SELECT $1::text, c.now + least($4::bigint, $3::bigint) * $2::bigint, least($4::bigint, $3::bigint), c.now FROM c \
                      ON CONFLICT (key) DO UPDATE SET \
-                     granted = least($4, greatest(0, ($5 - (greatest(r.tat, excluded.seen) - excluded.seen)) / $2)), \
+                     granted = least($4::bigint, greatest(0, ($5::bigint - (greatest(r.tat, excluded.seen) - excluded.seen)) / $2::bigint)), \
                      tat = greatest(r.tat, excluded.seen) \
-                         + least($4, greatest(0, ($5 - (greatest(r.tat, excluded.seen) - excluded.seen)) / $2)) * $2, \
+                         + least($4::bigint, greatest(0, ($5::bigint - (greatest(r.tat, excluded.seen) - excluded.seen)) / $2::bigint)) * $2::bigint, \
                      seen = excluded.seen \
                      RETURNING granted, tat, seen",
                     &[&key, &interval, &capacity, &want, &tolerance],
