@@ -141,6 +141,11 @@ for b in local shared; do
   printf '| %s | %s | %s | %s | %s | %.3fx | %s |\n' "$b" "$(median "$b" free 3)" "$(median "$b" lim 3)" \
     "$fc" "$lc" "$(awk -v a="$lc" -v b="$fc" 'BEGIN {print a / b}')" "$([ "$b" = local ] && echo "<= 1.03x" || echo "<= 1.10x")"
 done
+# Paired per round (each round's limited run against the same round's free run): less
+# sensitive to a neighbour's load drifting between rounds than the medians above.
+echo "CPU limited / free, per round:"
+awk -F'\t' '{ r = int((NR - 1) / 4) + 1; v[r, $1 " " $2] = $4 } END {
+  for (i = 1; i <= '"$ROUNDS"'; i++) printf "  round %d: local %.3fx, shared %.3fx\n", i, v[i, "local lim"] / v[i, "local free"], v[i, "shared lim"] / v[i, "shared free"] }' "$RESULTS"
 echo "reservations in the database (shared): $("$PG_BIN/psql" -h 127.0.0.1 -p "$PG" -U postgres -tAc 'SELECT count(*) FROM rate_limits' gatehouse) bucket row(s)"
 cp "$RESULTS" "${RESULTS_COPY:-/tmp/gatehouse-ratelimit-results.tsv}"
 echo "raw rows: ${RESULTS_COPY:-/tmp/gatehouse-ratelimit-results.tsv}"
