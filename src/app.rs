@@ -34,6 +34,8 @@ pub struct App {
     pub unaccompanied: crate::audit::Unaccompanied,
     /// Seals second-factor secrets and hashes recovery codes (SPEC §17).
     pub second_factor: crate::auth::totp::SecretBox,
+    /// Every route's rate-limit buckets (SPEC §20), kept across reloads.
+    pub limiter: crate::limits::Limiter,
 }
 
 impl App {
@@ -118,6 +120,7 @@ impl App {
             mailer,
             unaccompanied: crate::audit::Unaccompanied::new(&config.audit),
             throttle,
+            limiter: crate::limits::Limiter::new(&config, Arc::clone(&store)),
             config,
             store,
             tokens,

@@ -16,6 +16,7 @@ pub mod error;
 pub mod gateway;
 pub mod housekeeping;
 pub mod ids;
+pub mod limits;
 pub mod mail;
 
 pub mod metrics;

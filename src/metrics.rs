@@ -104,6 +104,23 @@ pub static UPSTREAM_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect(DEFINED_ONCE)
 });
 
+pub static RATE_LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "gatehouse_rate_limited_total",
+        "Requests refused with 429 by a route's rate limit (SPEC §20), by route.",
+        &["route"]
+    )
+    .expect(DEFINED_ONCE)
+});
+
+pub static RATE_LIMIT_BUCKETS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "gatehouse_rate_limit_buckets",
+        "Local rate-limit buckets held in memory (at most limits.rate_limit_buckets)."
+    )
+    .expect(DEFINED_ONCE)
+});
+
 pub static UPSTREAM_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
     register_histogram_vec!(
         "gatehouse_upstream_duration_seconds",

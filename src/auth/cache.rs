@@ -47,6 +47,7 @@ impl UserState {
             mfa,
             sign_in,
             routes: Arc::from(Vec::new()),
+            key_id: None,
         }
     }
 }

@@ -197,6 +197,7 @@ pub fn narrowed(owner: UserState, user_id: u64, key: &ApiKey) -> Identity {
     who.groups = Arc::from(groups);
     who.values = Arc::new(values);
     who.routes = Arc::from(key.routes.as_slice());
+    who.key_id = Some(Arc::from(key.id.as_str()));
     who
 }
 

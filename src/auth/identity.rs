@@ -52,6 +52,8 @@ pub struct Identity {
     pub sign_in: Option<Arc<str>>,
     /// An API key's `routes`: the path prefixes it may reach (empty: every route).
     pub routes: Arc<[String]>,
+    /// The API key's id, when one proved it: a rate limit `by = "credential"` counts per key.
+    pub key_id: Option<Arc<str>>,
 }
 
 impl Identity {

@@ -139,6 +139,13 @@ pub fn explain(
         },
         route.upstream_path(&path)
     );
+    if let Some(limit) = &route.rate_limit {
+        let _ = writeln!(
+            out,
+            "  rate limit: {}; over it: 429 with Retry-After, never forwarded",
+            crate::config::describe_rate_limit(&limit.config, limit.shared)
+        );
+    }
     if let Some(aud) = &route.assertion_audience {
         let _ = writeln!(
             out,

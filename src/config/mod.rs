@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 pub use types::{Algorithm, LogFormat, LogLevel, Network, Upstream};
+pub use validate::describe_rate_limit;
 
 /// The config file used when neither `-c` nor `GATEHOUSE_CONFIG` names one.
 pub const DEFAULT_CONFIG_PATH: &str = "conf/gatehouse.toml";
@@ -333,6 +334,10 @@ pub struct StoreConfig {
     /// postgres: how stale a replica's user-state cache may ever be; past it, decisions read
     /// the database.
     pub freshness_ms: u64,
+    /// postgres: how many replicas share the database. Sizes the slices of a shared rate
+    /// limit (SPEC §20): each is 1/(15 x replicas) of the bucket, so the slices held unspent
+    /// stay under 10 % of it.
+    pub replicas: u64,
 }
 
 /// Which `UserStore` backend `store::open` builds.
@@ -351,6 +356,7 @@ impl Default for StoreConfig {
             backend: StoreBackend::Sled,
             pool_size: 16,
             freshness_ms: 500,
+            replicas: 2,
         }
     }
 }
@@ -625,6 +631,9 @@ pub struct LimitsConfig {
     pub max_header_bytes: usize,
     /// A client that sends nothing for this long while its body is read is cut off.
     pub client_read_timeout_seconds: u64,
+    /// Rate-limit buckets kept in memory, all routes together (SPEC §20); idle ones go first,
+    /// so a flood of new addresses never grows memory past this.
+    pub rate_limit_buckets: u64,
 }
 
 impl Default for LimitsConfig {
@@ -633,6 +642,7 @@ impl Default for LimitsConfig {
             max_header_count: 100,
             max_header_bytes: 32 * 1024,
             client_read_timeout_seconds: 15,
+            rate_limit_buckets: 100_000,
         }
     }
 }
@@ -905,6 +915,48 @@ pub struct RouteConfig {
     /// `[routes.cors]`: answer real preflights without a token and add CORS headers.
     #[serde(default)]
     pub cors: Option<CorsConfig>,
+    /// `rate_limit = { requests, per_seconds, burst, by }` (SPEC §20); none: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitConfig>,
+    /// One budget across replicas, through the store (sled, one process: the same as local).
+    #[serde(default)]
+    pub rate_limit_shared: bool,
+}
+
+/// A route's rate limit: the bucket holds `requests + burst` and refills `requests` every
+/// `per_seconds`, evenly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub requests: u64,
+    pub per_seconds: u64,
+    #[serde(default)]
+    pub burst: u64,
+    #[serde(default)]
+    pub by: RateLimitBy,
+}
+
+/// Whose budget a request spends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitBy {
+    /// The API key, else the user, else the client address.
+    #[default]
+    Credential,
+    /// The user (anonymous callers: the client address).
+    User,
+    /// The client address.
+    Address,
+}
+
+impl RateLimitBy {
+    pub fn name(self) -> &'static str {
+        match self {
+            RateLimitBy::Credential => "credential",
+            RateLimitBy::User => "user",
+            RateLimitBy::Address => "address",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

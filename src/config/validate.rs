@@ -57,6 +57,37 @@ fn validate_route_tls(i: usize, route: &super::RouteConfig) -> Result<(), Config
     })
 }
 
+/// The most a rate limit's numbers may be: a bucket refilled over at most a year, at most a
+/// billion requests (the arithmetic in nanoseconds stays far from overflowing).
+const RATE_LIMIT_MAX_SECONDS: u64 = 366 * 86_400;
+const RATE_LIMIT_MAX_REQUESTS: u64 = 1_000_000_000;
+
+/// A route's `rate_limit` (SPEC §20): requests and per_seconds at least 1, within bounds;
+/// `rate_limit_shared` only with a limit.
+fn validate_rate_limit(i: usize, route: &super::RouteConfig) -> Result<(), ConfigError> {
+    let prefix = &route.prefix;
+    let Some(limit) = &route.rate_limit else {
+        return require(!route.rate_limit_shared, || {
+            format!(
+                "routes[{i}] ({prefix}): rate_limit_shared = true needs a rate_limit = {{ requests, per_seconds, burst, by }} to share"
+            )
+        });
+    };
+    let range = |key: &str, value: u64, max: u64| {
+        require((1..=max).contains(&value), || {
+            format!("routes[{i}] ({prefix}): rate_limit.{key} = {value}: must be from 1 to {max}")
+        })
+    };
+    range("requests", limit.requests, RATE_LIMIT_MAX_REQUESTS)?;
+    range("per_seconds", limit.per_seconds, RATE_LIMIT_MAX_SECONDS)?;
+    require(limit.burst <= RATE_LIMIT_MAX_REQUESTS, || {
+        format!(
+            "routes[{i}] ({prefix}): rate_limit.burst = {}: must be at most {RATE_LIMIT_MAX_REQUESTS}",
+            limit.burst
+        )
+    })
+}
+
 impl Config {
     /// Refuses out-of-range values instead of clamping them.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -79,6 +110,12 @@ impl Config {
             1,
         )?;
         at_least("throttle.max_keys", self.throttle.max_keys, 1)?;
+        at_least(
+            "limits.rate_limit_buckets",
+            self.limits.rate_limit_buckets,
+            1,
+        )?;
+        at_least("store.replicas", self.store.replicas, 1)?;
         at_least("throttle.window_seconds", self.throttle.window_seconds, 1)?;
         let jwt = &self.jwt;
         require(
@@ -245,6 +282,7 @@ impl Config {
                 )?;
             }
             validate_route_tls(i, route)?;
+            validate_rate_limit(i, route)?;
             if let Some(owned) = self
                 .owned_prefixes()
                 .into_iter()
@@ -573,6 +611,12 @@ impl Config {
                     ""
                 }
             ));
+            if let Some(limit) = &r.rate_limit {
+                out.push_str(&format!(
+                    "  rate limit: {}\n",
+                    describe_rate_limit(limit, r.rate_limit_shared)
+                ));
+            }
             if r.upstreams.iter().any(|u| u.tls) {
                 out.push_str(&format!(
                     "  TLS upstreams: SNI and certificate name from each host, verified against {}{}\n",
@@ -591,6 +635,23 @@ impl Config {
         }
         out
     }
+}
+
+/// `100 requests per 60 s, burst 20, by credential (local)`: for `check-config` and
+/// `routes explain`.
+pub fn describe_rate_limit(limit: &super::RateLimitConfig, shared: bool) -> String {
+    format!(
+        "{} requests per {} s, burst {}, by {} ({})",
+        limit.requests,
+        limit.per_seconds,
+        limit.burst,
+        limit.by.name(),
+        if shared {
+            "shared by the replicas through the store"
+        } else {
+            "local to this process"
+        }
+    )
 }
 
 #[cfg(test)]
@@ -642,5 +703,48 @@ mod tests {
         assert!(valid_from("noreply@example.com"));
         assert!(valid_from("Gatehouse <noreply@example.com>"));
         assert!(!valid_from("not an address"));
+    }
+
+    #[test]
+    fn rate_limits_are_checked_with_a_message_naming_the_key() {
+        let load = |limit: &str| {
+            Config::from_toml_and_env(
+                &format!("[[routes]]\nprefix = \"/a/\"\nupstreams = [\"127.0.0.1:9\"]\n{limit}\n"),
+                "t",
+                &[],
+            )
+            .map(|c| c.explain())
+            .map_err(|e| e.to_string())
+        };
+        let fine = load("rate_limit = { requests = 100, per_seconds = 60, burst = 20 }");
+        assert!(
+            fine.as_ref().is_ok_and(|t| {
+                t.contains(
+                "rate limit: 100 requests per 60 s, burst 20, by credential (local to this process)"
+            )
+            }),
+            "{fine:?}"
+        );
+        for (bad, says) in [
+            (
+                "rate_limit = { requests = 0, per_seconds = 60 }",
+                "rate_limit.requests = 0: must be from 1",
+            ),
+            (
+                "rate_limit = { requests = 5, per_seconds = 0 }",
+                "rate_limit.per_seconds = 0: must be from 1",
+            ),
+            (
+                "rate_limit = { requests = 5, per_seconds = 1, by = \"ip\" }",
+                "unknown variant `ip`, expected one of `credential`, `user`, `address`",
+            ),
+            (
+                "rate_limit_shared = true",
+                "rate_limit_shared = true needs a rate_limit",
+            ),
+        ] {
+            let e = load(bad).err().unwrap_or_else(|| panic!("{bad} accepted"));
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 }

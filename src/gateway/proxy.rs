@@ -17,6 +17,7 @@ use crate::auth::{assertion, Identity};
 use crate::config::owned::FORWARD_AUTH_PREFIX;
 use crate::config::Network;
 use crate::error::ApiError;
+use crate::limits::{self, RouteLimit, Verdict, Who, RATELIMIT_HEADER, RATELIMIT_POLICY_HEADER};
 use crate::response::Response;
 use async_trait::async_trait;
 use http::HeaderName;
@@ -72,12 +73,20 @@ pub struct RequestCtx {
     user_id: Option<u64>,
     /// The path the access log shows instead of the one sent (a mail link's token removed).
     logged_path: Option<String>,
+    /// `RateLimit` of this answer, on a limited route (SPEC §20).
+    rate: Option<String>,
 }
 
 impl RequestCtx {
     /// The HSTS value for this answer: over TLS, when configured.
     fn hsts(&self) -> Option<&str> {
         self.live.edge.hsts.as_deref().filter(|_| self.tls)
+    }
+
+    /// `RateLimit-Policy` and `RateLimit` of this answer, on a limited route.
+    fn rate_headers(&self) -> Option<(&RouteLimit, &str)> {
+        let limit = self.route.as_ref()?.rate_limit.as_ref()?;
+        Some((limit, self.rate.as_deref()?))
     }
 
     /// The metric and log label: the API endpoint, or the route prefix.
@@ -177,6 +186,7 @@ impl Gateway {
         let decision = decide::for_browsers(decision, ctx.route.as_deref(), &browser);
         self.record_refusal(&decision, session, ctx, &asked.path)
             .await;
+        let decision = self.rate_limit(decision, session, ctx).await;
         let mut assertion = None;
         if let Decision::Forward(Some(who)) = &decision {
             ctx.user_id = Some(who.user_id);
@@ -244,6 +254,48 @@ impl Gateway {
             &self.app.authenticator,
         )
         .await
+    }
+
+    /// A limited route (SPEC §20), once the decision is made: a request about to be forwarded
+    /// spends its caller's budget (429 when it is spent, never forwarded); any other answer
+    /// shows the budget as it stands. Inline and forward-auth alike.
+    async fn rate_limit(
+        &self,
+        decision: Decision,
+        session: &Session,
+        ctx: &mut RequestCtx,
+    ) -> Decision {
+        let Some(route) = ctx.route.clone() else {
+            return decision;
+        };
+        let Some(limit) = &route.rate_limit else {
+            return decision;
+        };
+        let caller = match &decision {
+            Decision::Forward(who) => who.as_ref(),
+            Decision::CsrfRefused(who, _) | Decision::MfaRequired(who) => Some(who),
+            Decision::Respond(_) => None,
+        };
+        let key_id = caller.and_then(|w| w.key_id.as_ref());
+        let user_id = caller.map(|w| w.user_id);
+        let address = Who::needs_address(limit.config.by, key_id.is_some(), user_id.is_some())
+            .then(|| api_request::client_ip(session, &self.trusted_proxies))
+            .flatten();
+        let who = Who::of(limit.config.by, key_id, user_id, address);
+        if !matches!(decision, Decision::Forward(_)) {
+            let (left, reset) = self.app.limiter.peek(limit, who);
+            ctx.rate = Some(limits::gcra::ratelimit_value(left, reset));
+            return decision;
+        }
+        let verdict = self.app.limiter.check(limit, who).await;
+        let (left, reset) = verdict.remaining_and_reset();
+        ctx.rate = Some(limits::gcra::ratelimit_value(left, reset));
+        match verdict {
+            Verdict::Admitted { .. } => decision,
+            Verdict::Refused { retry_after, .. } => {
+                Decision::Respond(ApiError::Throttled(retry_after).to_response())
+            }
+        }
     }
 
     /// The signed identity for `who` on `route`, when the route asks for one.
@@ -377,6 +429,7 @@ impl ProxyHttp for Gateway {
             path: String::new(),
             user_id: None,
             logged_path: None,
+            rate: None,
         }
     }
 
@@ -488,6 +541,7 @@ impl ProxyHttp for Gateway {
                 let decision = decide::for_browsers(decision, ctx.route.as_deref(), &asked);
                 self.record_refusal(&decision, session, ctx, &ctx.path)
                     .await;
+                let decision = self.rate_limit(decision, session, ctx).await;
                 match decision.into_response() {
                     Err(identity) => {
                         ctx.user_id = identity.as_ref().map(|i| i.user_id);
@@ -504,6 +558,10 @@ impl ProxyHttp for Gateway {
         resp.add_header("X-Request-Id", ctx.request_id.clone());
         if let Some(hsts) = ctx.hsts() {
             resp.add_header(HSTS_HEADER, hsts.to_string());
+        }
+        if let Some((limit, rate)) = ctx.rate_headers() {
+            resp.add_header(RATELIMIT_POLICY_HEADER, limit.policy.clone());
+            resp.add_header(RATELIMIT_HEADER, rate.to_string());
         }
         write_response(session, &resp).await?;
         Ok(true)
@@ -647,6 +705,10 @@ impl ProxyHttp for Gateway {
         if let Some(hsts) = ctx.hsts() {
             upstream_response.insert_header(HSTS_HEADER, hsts)?;
         }
+        if let Some((limit, rate)) = ctx.rate_headers() {
+            upstream_response.insert_header(RATELIMIT_POLICY_HEADER, limit.policy_value.clone())?;
+            upstream_response.insert_header(RATELIMIT_HEADER, rate)?;
+        }
         if let (Some(route), Some(origin)) = (&ctx.route, &ctx.origin) {
             if let Some(c) = &route.cors {
                 for (name, value) in cors::response_headers(c, origin) {
@@ -695,6 +757,10 @@ impl ProxyHttp for Gateway {
                     .with_header("X-Request-Id", ctx.request_id.clone());
                 if let Some(hsts) = ctx.hsts() {
                     resp.add_header(HSTS_HEADER, hsts.to_string());
+                }
+                if let Some((limit, rate)) = ctx.rate_headers() {
+                    resp.add_header(RATELIMIT_POLICY_HEADER, limit.policy.clone());
+                    resp.add_header(RATELIMIT_HEADER, rate.to_string());
                 }
                 if let Err(e) = write_response(session, &resp).await {
                     log::debug!("could not write the {code} answer: {e}");

@@ -42,6 +42,8 @@ pub struct Route {
     pub peers: Arc<Peers>,
     /// This route's upstream-latency histogram, resolved once.
     pub upstream_duration: prometheus::Histogram,
+    /// `rate_limit` (SPEC §20); `None`: unlimited.
+    pub rate_limit: Option<crate::limits::RouteLimit>,
 }
 
 /// A route's upstream addresses with their scheme and host, and its TLS material.
@@ -230,6 +232,10 @@ fn build(cfg: &RouteConfig) -> Result<Arc<Route>, String> {
         upstreams: Arc::new(lb),
         peers,
         upstream_duration: crate::metrics::UPSTREAM_DURATION.with_label_values(&[&cfg.prefix]),
+        rate_limit: cfg
+            .rate_limit
+            .as_ref()
+            .map(|l| crate::limits::RouteLimit::new(&cfg.prefix, l, cfg.rate_limit_shared)),
     }))
 }
 

@@ -381,6 +381,30 @@ pub trait UserStore: MailOutbox + Send + Sync {
         let _ = (key, now, window, count);
         Ok(None)
     }
+    /// A slice of a shared rate limit (SPEC §20): up to `want` requests of `key`'s bucket
+    /// (GCRA: one request is `interval_us`, the bucket holds `capacity`), granted to this
+    /// replica at once, on the store's clock. `None`: this store shares nothing (sled, one
+    /// process: a shared limit is the local one).
+    async fn reserve_rate(
+        &self,
+        key: &str,
+        interval_us: u64,
+        capacity: u64,
+        want: u64,
+    ) -> Result<Option<RateGrant>, StoreError> {
+        let _ = (key, interval_us, capacity, want);
+        Ok(None)
+    }
+}
+
+/// What `reserve_rate` granted, and the shared bucket after it, on the store's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateGrant {
+    pub granted: u64,
+    /// The bucket's theoretical arrival time after the grant, in microseconds.
+    pub tat_us: u64,
+    /// The store's time of the grant, in microseconds.
+    pub now_us: u64,
 }
 
 /// Which mail an outbox entry is (SPEC §10); the sender renders it from the templates.

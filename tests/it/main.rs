@@ -72,6 +72,9 @@ mod mfa_replicas;
 mod apikey_routes;
 mod apikeys;
 
+// Rate limits per route (SPEC §20): budgets, keys, headers, reload, bounded memory, replicas.
+mod rate_limits;
+
 // The harness checks its own checks, and its browser (Chromium over WebDriver).
 mod browser_harness;
 mod harness;

@@ -2643,3 +2643,77 @@ async fn service_accounts_round_trip() {
         assert!(updated.is_service, "{backend}: kept by updates");
     }
 }
+
+/// Shared rate limits (SPEC §20): slices of one bucket, on the store's clock. Racing
+/// replicas together never get more than the bucket holds plus what refilled meanwhile; a
+/// spent bucket refills at its rate. sled shares nothing (one process: shared is local).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shared_rate_limit_slices_never_grant_more_than_the_bucket() {
+    const INTERVAL_US: u64 = 100_000; // 10 a second
+    const CAPACITY: u64 = 12;
+    for (backend, make) in backends() {
+        let fresh = make();
+        let store = &fresh.store;
+        let first = store
+            .reserve_rate("/r/|u:1", INTERVAL_US, CAPACITY, 5)
+            .await
+            .unwrap_or_else(|e| panic!("{backend}: {e}"));
+        let Some(first) = first else {
+            assert_eq!(backend, "sled", "only sled decides locally");
+            continue;
+        };
+        assert_eq!(
+            first.granted, 5,
+            "{backend}: a fresh bucket grants the slice"
+        );
+        assert!(first.tat_us > first.now_us);
+        let started = std::time::Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let store = Arc::clone(store);
+            tasks.push(tokio::spawn(async move {
+                store
+                    .reserve_rate("/r/|u:1", INTERVAL_US, CAPACITY, 3)
+                    .await
+                    .map(|g| g.map_or(0, |g| g.granted))
+            }));
+        }
+        let mut total = first.granted;
+        for t in tasks {
+            total += t.await.expect("task").expect("reserve");
+        }
+        let refilled = started.elapsed().as_micros() as u64 / INTERVAL_US + 1;
+        assert!(
+            total <= CAPACITY + refilled,
+            "{backend}: {total} granted from a bucket of {CAPACITY} (+{refilled} refilled)"
+        );
+        assert!(
+            total >= CAPACITY,
+            "{backend}: the bucket was not all granted: {total}"
+        );
+        // Spent: nothing more now; another caller's bucket is its own.
+        let now = store
+            .reserve_rate("/r/|u:1", INTERVAL_US, CAPACITY, 3)
+            .await
+            .expect("reserve")
+            .expect("shared");
+        assert!(now.granted <= 1, "{backend}: {now:?}");
+        let other = store
+            .reserve_rate("/r/|u:2", INTERVAL_US, CAPACITY, 20)
+            .await
+            .expect("reserve")
+            .expect("shared");
+        assert_eq!(other.granted, CAPACITY, "{backend}: capped at the bucket");
+        // 0.45 s later: about four more.
+        tokio::time::sleep(std::time::Duration::from_millis(450)).await;
+        let later = store
+            .reserve_rate("/r/|u:1", INTERVAL_US, CAPACITY, 20)
+            .await
+            .expect("reserve")
+            .expect("shared");
+        assert!(
+            (3..=6).contains(&later.granted),
+            "{backend}: {later:?} after 0.45 s at 10 a second"
+        );
+    }
+}

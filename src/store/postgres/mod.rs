@@ -782,6 +782,66 @@ impl UserStore for PgStore {
         .await
     }
 
+    async fn reserve_rate(
+        &self,
+        key: &str,
+        interval_us: u64,
+        capacity: u64,
+        want: u64,
+    ) -> Result<Option<crate::store::RateGrant>, StoreError> {
+        let key = key.to_string();
+        let interval = to_i64(interval_us.max(1), "rate interval")?;
+        let capacity = to_i64(capacity, "rate capacity")?;
+        let want = to_i64(want, "rate slice")?;
+        // How far ahead of now the bucket may run, kept far from overflowing a bigint.
+        let tolerance = i64::try_from(i128::from(interval) * i128::from(capacity))
+            .unwrap_or(i64::MAX / 4)
+            .min(i64::MAX / 4);
+        self.run("rate limit", move |pool| async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            // One statement, on the database's clock: GCRA for `want` requests at once.
+            // The grant is what fits in the bucket (`capacity * interval` ahead of now at
+            // most); every SET expression reads the row as it was, under the row's lock.
+            let row = client
+                .query_one(
+                    "WITH c AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS now) \
+                     INSERT INTO rate_limits AS r (key, tat, granted, seen) \
+                     SELECT $1::text, c.now + least($4::bigint, $3::bigint) * $2::bigint, least($4::bigint, $3::bigint), c.now FROM c \
+                     ON CONFLICT (key) DO UPDATE SET \
+                     granted = least($4::bigint, greatest(0, ($5::bigint - (greatest(r.tat, excluded.seen) - excluded.seen)) / $2::bigint)), \
+                     tat = greatest(r.tat, excluded.seen) \
+                         + least($4::bigint, greatest(0, ($5::bigint - (greatest(r.tat, excluded.seen) - excluded.seen)) / $2::bigint)) * $2::bigint, \
+                     seen = excluded.seen \
+                     RETURNING granted, tat, seen",
+                    &[&key, &interval, &capacity, &want, &tolerance],
+                )
+                .await
+                .map_err(pg_error)?;
+            let read = |i: usize| -> Result<u64, StoreError> {
+                let v: i64 = row.try_get(i).map_err(pg_error)?;
+                to_u64(v, "rate limit row")
+            };
+            let grant = crate::store::RateGrant {
+                granted: read(0)?,
+                tat_us: read(1)?,
+                now_us: read(2)?,
+            };
+            // Now and then, forget buckets full for an hour (a flood of distinct callers):
+            // a missing row is a full bucket.
+            if rand::random::<u16>() < 64 {
+                client
+                    .execute(
+                        "DELETE FROM rate_limits WHERE tat + 3600000000 < $1",
+                        &[&to_i64(grant.now_us, "time")?],
+                    )
+                    .await
+                    .map_err(pg_error)?;
+            }
+            Ok(Some(grant))
+        })
+        .await
+    }
+
     async fn create_user(
         &self,
         new: NewUser,

@@ -291,6 +291,21 @@ CREATE INDEX api_keys_user ON api_keys (user_id);
 CREATE INDEX users_unverified ON users (id) WHERE NOT email_verified;
 "#,
     },
+    Migration {
+        version: 9,
+        name: "shared rate limits",
+        sql: r#"
+-- Rate limits shared by the replicas (SPEC §20): one GCRA bucket per route policy and
+-- caller, its theoretical arrival time in microseconds of the database's clock. Replicas
+-- take slices of it (`granted`: the last slice), never a row per request.
+CREATE TABLE rate_limits (
+    key text PRIMARY KEY,
+    tat bigint NOT NULL,
+    granted bigint NOT NULL,
+    seen bigint NOT NULL
+);
+"#,
+    },
 ];
 
 /// The schema version this build writes and reads.
