@@ -583,6 +583,11 @@ impl SledStore {
                 return Ok(None);
             }
         }
+        if let Some(verified) = q.verified {
+            if has(tagged(UNVERIFIED, &[&key]))? == verified {
+                return Ok(None);
+            }
+        }
         let mfa_on = has(mfa_key(id))?;
         if q.mfa.is_some_and(|m| m != mfa_on) {
             return Ok(None);
@@ -747,6 +752,11 @@ impl SledStore {
             Some(Source::Set(set)) => Some(set.size),
             _ => None,
         };
+        // The index decides every filter; the search too when it is one trigram (the
+        // candidates hold it): then no record is read.
+        let decided = matches!(&source, Some(Source::Search(runs)) if runs.len() == 1)
+            && by_id.search_key().is_some_and(|s| s.chars().count() == 3);
+        let needs_record = by_id.search_key().is_some() && !decided;
         let (mut examined, mut matched, mut last) = (0usize, 0usize, 0u64);
         for candidate in self.walk(&by_id, None, source) {
             let (id, bytes) = candidate?;
@@ -765,7 +775,12 @@ impl SledStore {
             }
             examined += 1;
             last = id;
-            if self.matching(&by_id, id, bytes)?.is_some() {
+            let hit = if needs_record {
+                self.matching(&by_id, id, bytes)?.is_some()
+            } else {
+                self.index_check(&by_id, id)?.is_some()
+            };
+            if hit {
                 matched += 1;
             }
         }
