@@ -329,7 +329,7 @@ fn cases() -> Vec<Case> {
         Case {
             count: true,
             ..page(
-                "count unverified (capped)",
+                "count unverified (counter)",
                 UserQuery {
                     verified: Some(false),
                     ..q()
@@ -339,7 +339,7 @@ fn cases() -> Vec<Case> {
         Case {
             count: true,
             ..page(
-                "count group ops (capped)",
+                "count group ops (counter)",
                 UserQuery {
                     group: Some("ops".into()),
                     ..q()
@@ -349,7 +349,7 @@ fn cases() -> Vec<Case> {
         Case {
             count: true,
             ..page(
-                "count mfa on",
+                "count mfa on (counter)",
                 UserQuery {
                     mfa: Some(true),
                     ..q()
@@ -359,9 +359,40 @@ fn cases() -> Vec<Case> {
         Case {
             count: true,
             ..page(
-                "count search \"zoë\" (capped)",
+                "count search \"zoë\" (20 %)",
                 UserQuery {
                     search: Some("zoë".into()),
+                    ..q()
+                },
+            )
+        },
+        Case {
+            count: true,
+            ..page(
+                "count search \"user00001\" (100 users)",
+                UserQuery {
+                    search: Some("user00001".into()),
+                    ..q()
+                },
+            )
+        },
+        Case {
+            count: true,
+            ..page(
+                "count search \"admin\" (one user)",
+                UserQuery {
+                    search: Some("admin".into()),
+                    ..q()
+                },
+            )
+        },
+        Case {
+            count: true,
+            ..page(
+                "count group ops and unverified (two filters)",
+                UserQuery {
+                    group: Some("ops".into()),
+                    verified: Some(false),
                     ..q()
                 },
             )

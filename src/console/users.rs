@@ -308,6 +308,7 @@ async fn view(
         UserCount::Exact(1) => "1 user".to_string(),
         UserCount::Exact(n) => format!("{} users", render::grouped(n)),
         UserCount::AtLeast(n) => format!("More than {} users", render::grouped(n)),
+        UserCount::About(n) => format!("About {} users", render::grouped(n)),
     };
     let token = csrf.token();
     let q = &list.query;

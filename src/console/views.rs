@@ -13,11 +13,13 @@ pub const GROUP_FIELD: &str = "group";
 /// The rename form's field holding the new name.
 pub const NEW_NAME_FIELD: &str = "to";
 
-/// A count as the lists show it: "more than 10,000" past the cap.
+/// A count as the lists show it: "more than 10,000" past the cap, "about N" for an
+/// estimate.
 pub fn members_shown(count: UserCount) -> String {
     match count {
         UserCount::Exact(n) => grouped(n),
         UserCount::AtLeast(_) => format!("more than {}", grouped(COUNT_CAP)),
+        UserCount::About(n) => format!("about {}", grouped(n)),
     }
 }
 
@@ -309,5 +311,6 @@ mod tests {
         assert_eq!(GroupDone::parse("deleted"), Some(GroupDone::Deleted));
         assert_eq!(GroupDone::parse("x"), None);
         assert_eq!(members_shown(UserCount::Exact(1234)), "1,234");
+        assert_eq!(members_shown(UserCount::About(200_000)), "about 200,000");
     }
 }

@@ -19,8 +19,8 @@ pub use effects::{ChangeEffects, Effects, NewUserEffects};
 pub use mfa::{Mfa, PendingStep};
 pub use postgres::{PgOptions, PgStore};
 pub use query::{
-    capped_count, names_key, GroupCount, SortKey, UserBatches, UserCount, UserCursor, UserPage,
-    UserQuery, UserSort, COUNT_CAP,
+    capped_count, estimate, names_key, CountPlan, Counted, GroupCount, SortKey, UserBatches,
+    UserCount, UserCursor, UserPage, UserQuery, UserSort, COUNT_BUDGET, COUNT_CAP,
 };
 pub use sessions::{Ended, Session, METHOD_PASSWORD, METHOD_PASSWORD_OTP};
 pub use sled_store::SledStore;
@@ -289,8 +289,10 @@ pub trait UserStore: MailOutbox + Send + Sync {
         after: Option<&UserCursor>,
         limit: usize,
     ) -> Result<UserPage, StoreError>;
-    /// How many users match `query`: exact up to `COUNT_CAP`, `AtLeast(COUNT_CAP)` past it
-    /// (exact at any size when only the state is asked: the counters know it).
+    /// How many users match `query`. Exact at any size when the counters answer it
+    /// (`UserQuery::count_plan`: the state and at most one filter); otherwise exact when at
+    /// most `COUNT_BUDGET` candidates had to be examined, else `About` (an estimate from the
+    /// part examined, or the planner's), or `AtLeast(COUNT_CAP)`.
     async fn count_query(&self, query: &UserQuery) -> Result<UserCount, StoreError>;
     /// The groups users hold, sorted by name (bytes), each with its members counted up to
     /// the cap (`GroupCount`): all of them when there are at most `limit`, else `limit` of

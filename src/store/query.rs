@@ -126,12 +126,65 @@ pub struct UserPage {
     pub next: Option<UserCursor>,
 }
 
-/// How many users a query matches, exactly up to `COUNT_CAP`.
+/// How many users a query matches: exact when the store's counters know it or counting it was
+/// cheap, otherwise an estimate (SPEC §18: no full count per page).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserCount {
     Exact(usize),
     /// More than this many (the cap): not counted further.
     AtLeast(usize),
+    /// An estimate (the store counted part of the matches, or asked its planner): about
+    /// this many.
+    About(usize),
+}
+
+/// A filter both stores keep exact counters of, per state, with every user write (SPEC §18):
+/// a page filtered by one of them (and the state) is counted by a lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Counted {
+    Staff,
+    /// A second factor on.
+    Mfa,
+    /// Email not verified.
+    Unverified,
+    Group(String),
+}
+
+/// How the counters answer a query's count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CountPlan {
+    /// The users in the query's state (no other filter).
+    Total,
+    /// The counter itself.
+    Counter(Counted),
+    /// The users in the state less the counter (`staff=no`, `mfa=off`, `verified=yes`).
+    TotalMinus(Counted),
+}
+
+/// At most this many candidates are examined to count a query the counters cannot answer
+/// (a search, or two filters at once): past it, the count is an estimate from the part
+/// examined. About what counting a 1,000-user store costs, so a page at 1M costs what it
+/// does at 1k.
+pub const COUNT_BUDGET: usize = 1_000;
+
+/// The estimate when `matched` of `examined` candidates matched and the candidates number
+/// about `candidates` in all: `About`, rounded to two significant digits, never below what
+/// was seen to match.
+pub fn estimate(matched: usize, examined: usize, candidates: usize) -> UserCount {
+    if examined == 0 {
+        return UserCount::About(matched);
+    }
+    let scaled = (matched as u128 * candidates as u128 / examined as u128) as usize;
+    UserCount::About(round2(scaled.max(matched)))
+}
+
+/// `n` rounded to two significant digits (an estimate claims no more).
+fn round2(n: usize) -> usize {
+    let mut unit = 1usize;
+    while n / unit >= 100 {
+        unit = unit.saturating_mul(10);
+    }
+    (n + unit / 2) / unit * unit
 }
 
 /// A group (a name users hold, SPEC §12) and how many users hold it, deactivated ones
@@ -199,6 +252,38 @@ impl UserQuery {
             && self.group.is_none()
             && self.mfa.is_none()
             && self.verified.is_none()
+    }
+
+    /// How the counters answer this query's count, or `None` when they cannot (a search,
+    /// or more than one filter beside the state).
+    pub fn count_plan(&self) -> Option<CountPlan> {
+        if self.search_key().is_some() {
+            return None;
+        }
+        let mut asked = Vec::new();
+        if let Some(staff) = self.staff {
+            asked.push((Counted::Staff, staff));
+        }
+        if let Some(mfa) = self.mfa {
+            asked.push((Counted::Mfa, mfa));
+        }
+        if let Some(verified) = self.verified {
+            asked.push((Counted::Unverified, !verified));
+        }
+        if let Some(group) = &self.group {
+            asked.push((Counted::Group(group.clone()), true));
+        }
+        match asked.len() {
+            0 => Some(CountPlan::Total),
+            1 => asked.pop().map(|(c, on)| {
+                if on {
+                    CountPlan::Counter(c)
+                } else {
+                    CountPlan::TotalMinus(c)
+                }
+            }),
+            _ => None,
+        }
     }
 
     /// The value `user` sorts by under this query's sort.
@@ -404,6 +489,59 @@ mod tests {
             UserSort::parse("last_login").map(|s| s.as_str()),
             Some("last_login")
         );
+    }
+
+    #[test]
+    fn counters_answer_the_state_and_one_filter_and_nothing_more() {
+        let q = UserQuery::default;
+        assert_eq!(q().count_plan(), Some(CountPlan::Total));
+        let staff_off = UserQuery {
+            staff: Some(false),
+            state: StateFilter::Active,
+            ..q()
+        };
+        assert_eq!(
+            staff_off.count_plan(),
+            Some(CountPlan::TotalMinus(Counted::Staff))
+        );
+        let unverified = UserQuery {
+            verified: Some(false),
+            ..q()
+        };
+        assert_eq!(
+            unverified.count_plan(),
+            Some(CountPlan::Counter(Counted::Unverified))
+        );
+        let group = UserQuery {
+            group: Some("ops".into()),
+            ..q()
+        };
+        assert_eq!(
+            group.count_plan(),
+            Some(CountPlan::Counter(Counted::Group("ops".into())))
+        );
+        let two = UserQuery {
+            mfa: Some(true),
+            ..group.clone()
+        };
+        assert_eq!(two.count_plan(), None);
+        let searched = UserQuery {
+            search: Some("a".into()),
+            ..q()
+        };
+        assert_eq!(searched.count_plan(), None);
+    }
+
+    #[test]
+    fn estimates_scale_the_part_examined_and_round_to_two_digits() {
+        assert_eq!(estimate(200, 1000, 1_000_000), UserCount::About(200_000));
+        assert_eq!(estimate(1, 3, 1_000_000), UserCount::About(330_000));
+        assert_eq!(estimate(57, 1000, 1000), UserCount::About(57));
+        // Never below what was seen.
+        assert_eq!(estimate(120, 1000, 10), UserCount::About(120));
+        assert_eq!(estimate(0, 0, 5), UserCount::About(0));
+        assert_eq!(round2(12_345), 12_000);
+        assert_eq!(round2(995), 1_000);
     }
 
     #[test]

@@ -32,6 +32,9 @@ const FAMILIES_INDEXED: &[u8] = b"families_indexed";
 /// Set once the `user_index` tree holds every user's entries (stores written before it get
 /// it built when opened).
 pub(super) const USER_INDEX_BUILT: &[u8] = b"user_index_built";
+/// Set once the `user_index` tree holds the list's counters and search keys too (stores
+/// written before them get the whole index rebuilt when opened).
+const USER_COUNTS_BUILT: &[u8] = b"user_counts_built";
 /// How far, in milliseconds, an event's time may trail one written before it (writers racing
 /// between taking the time and committing, a clock stepped back): the retention sweep looks
 /// this far past the first event it keeps.
@@ -224,7 +227,7 @@ fn effects_tx(
     }
     for user_id in mfa_removed {
         mfa.remove(&id_key(user_id))?;
-        user_index.remove(user_list::mfa_key(user_id))?;
+        user_list::set_mfa_tx(user_index, user_id, false)?;
     }
     for session in created {
         put_session_tx(sessions, user_sessions, &session)?;
@@ -900,9 +903,7 @@ impl SledStore {
                     if !user.is_active {
                         inactive.insert(&id_key(user.id), &[])?;
                     }
-                    for key in user_list::index_keys(&user) {
-                        trees.13.insert(key, &[])?;
-                    }
+                    user_list::insert_index_tx(&trees.13, &user)?;
                     // As PostgreSQL does, which decides them before the id exists.
                     let events = effects_tx(&effect_trees, effects(&user).about(user.id))?;
                     Ok((user, events))
@@ -1245,7 +1246,6 @@ impl UserStore for SledStore {
         let enabled = new.is_some_and(|m| m.enabled);
         let new = new.map(encode).transpose()?;
         let key = id_key(user_id);
-        let on_key = user_list::mfa_key(user_id);
         self.effects_if(
             &|mfa, user_index| {
                 if mfa.get(key)?.as_deref() != old.as_deref() {
@@ -1255,12 +1255,8 @@ impl UserStore for SledStore {
                     Some(bytes) => mfa.insert(&key, bytes.as_slice())?,
                     None => mfa.remove(&key)?,
                 };
-                // The list's "second factor on" filter moves with the record.
-                if enabled {
-                    user_index.insert(on_key.as_slice(), &[])?;
-                } else {
-                    user_index.remove(on_key.as_slice())?;
-                }
+                // The list's "second factor on" filter and its count move with the record.
+                user_list::set_mfa_tx(user_index, user_id, enabled)?;
                 Ok(true)
             },
             &effects,

@@ -1035,12 +1035,7 @@ impl UserStore for PgStore {
     }
 
     async fn count_query(&self, query: &super::UserQuery) -> Result<super::UserCount, StoreError> {
-        if query.is_state_only() {
-            return Ok(super::UserCount::Exact(
-                self.count_users(&query.state).await?,
-            ));
-        }
-        self.count_capped(query).await
+        self.count_of(query).await
     }
 
     async fn group_counts(&self, limit: usize) -> Result<Vec<super::GroupCount>, StoreError> {

@@ -306,6 +306,109 @@ CREATE TABLE rate_limits (
 );
 "#,
     },
+    Migration {
+        version: 10,
+        name: "the console's users list: exact counters per filter and state",
+        sql: r#"
+-- The users list counted by a lookup (SPEC §18, issue 25): for each state ('a' active, 'i'
+-- deactivated) the users who are staff ('s'), have a second factor on ('m'), have an
+-- unverified address ('u'), or are in a group ('g' || name). Kept by triggers on `users` and
+-- `mfa`, so every write path (the store, import, `store copy`, SQL by hand) keeps them; a
+-- few shards per key (by backend) so concurrent writers seldom wait on one row.
+LOCK TABLE users, mfa IN SHARE MODE;
+CREATE TABLE user_list_counts (
+    key text NOT NULL,
+    shard smallint NOT NULL,
+    n bigint NOT NULL,
+    PRIMARY KEY (key, shard)
+);
+
+CREATE FUNCTION gatehouse_list_keys(active boolean, staff boolean, verified boolean,
+                                    groups text[], mfa_on boolean) RETURNS text[]
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT ARRAY(
+        SELECT (CASE WHEN active THEN 'a' ELSE 'i' END) || k FROM (
+            SELECT 's' AS k WHERE staff
+            UNION ALL SELECT 'm' WHERE mfa_on
+            UNION ALL SELECT 'u' WHERE NOT verified
+            UNION ALL SELECT DISTINCT 'g' || g FROM unnest(groups) g
+        ) keys)
+$$;
+
+-- In key order, so two writers on one shard lock its rows in the same order.
+CREATE FUNCTION gatehouse_list_add(keys text[], delta bigint) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO user_list_counts (key, shard, n)
+    SELECT k, (pg_backend_pid() % 4)::smallint, delta FROM unnest(keys) k ORDER BY k
+    ON CONFLICT (key, shard) DO UPDATE SET n = user_list_counts.n + EXCLUDED.n
+$$;
+
+CREATE FUNCTION gatehouse_list_count_users() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    mfa_on boolean := EXISTS (SELECT 1 FROM mfa WHERE user_id = NEW.id AND enabled);
+    before text[] := '{}';
+    after text[];
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        before := gatehouse_list_keys(OLD.is_active, OLD.is_staff, OLD.email_verified,
+                                      OLD.groups, mfa_on);
+    END IF;
+    after := gatehouse_list_keys(NEW.is_active, NEW.is_staff, NEW.email_verified,
+                                 NEW.groups, mfa_on);
+    PERFORM gatehouse_list_add(ARRAY(SELECT unnest(before) EXCEPT SELECT unnest(after)), -1);
+    PERFORM gatehouse_list_add(ARRAY(SELECT unnest(after) EXCEPT SELECT unnest(before)), 1);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER users_list_count_insert AFTER INSERT ON users
+    FOR EACH ROW EXECUTE FUNCTION gatehouse_list_count_users();
+CREATE TRIGGER users_list_count_update
+    AFTER UPDATE OF is_active, is_staff, email_verified, groups ON users
+    FOR EACH ROW
+    WHEN (OLD.is_active IS DISTINCT FROM NEW.is_active
+          OR OLD.is_staff IS DISTINCT FROM NEW.is_staff
+          OR OLD.email_verified IS DISTINCT FROM NEW.email_verified
+          OR OLD.groups IS DISTINCT FROM NEW.groups)
+    EXECUTE FUNCTION gatehouse_list_count_users();
+
+-- A second factor turned on or off moves its user's state's count. The user's row is read
+-- FOR SHARE: a concurrent change of the state waits for this one (or this for it), so the
+-- two triggers never both count from the old state.
+CREATE FUNCTION gatehouse_list_count_mfa() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    was boolean := false;
+    now_on boolean := false;
+    uid bigint;
+    active boolean;
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        was := OLD.enabled;
+        uid := OLD.user_id;
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        now_on := NEW.enabled;
+        uid := NEW.user_id;
+    END IF;
+    IF was IS DISTINCT FROM now_on THEN
+        SELECT is_active INTO active FROM users WHERE id = uid FOR SHARE;
+        IF FOUND THEN
+            PERFORM gatehouse_list_add(
+                ARRAY[(CASE WHEN active THEN 'a' ELSE 'i' END) || 'm'],
+                CASE WHEN now_on THEN 1 ELSE -1 END);
+        END IF;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER mfa_list_count AFTER INSERT OR UPDATE OR DELETE ON mfa
+    FOR EACH ROW EXECUTE FUNCTION gatehouse_list_count_mfa();
+
+-- The users already there.
+INSERT INTO user_list_counts (key, shard, n)
+SELECT k, 0, count(*) FROM users u,
+    unnest(gatehouse_list_keys(u.is_active, u.is_staff, u.email_verified, u.groups,
+        EXISTS (SELECT 1 FROM mfa WHERE mfa.user_id = u.id AND mfa.enabled))) k
+GROUP BY k;
+"#,
+    },
 ];
 
 /// The schema version this build writes and reads.

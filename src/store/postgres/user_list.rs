@@ -1,11 +1,12 @@
 //! The console's users list on PostgreSQL: a `UserQuery` as one keyset SELECT (the sort's
-//! index from migration 6, row comparison on (sort key, id)) and the capped count as a count
-//! of a LIMITed subquery, so neither ever counts a million rows.
+//! index from migration 6, row comparison on (sort key, id)), and its count from the
+//! counters of migration 10 when they answer it, else counted while the planner expects few
+//! matches and estimated by the planner past that, so no count ever reads a million rows.
 
 use super::{decode_user, pg_error, pool_error, to_i64, PgStore, USER_COLUMNS};
 use crate::store::{
-    capped_count, name_key, GroupCount, SortKey, StateFilter, StoreError, UserCount, UserCursor,
-    UserPage, UserQuery, UserSort, COUNT_CAP,
+    capped_count, name_key, CountPlan, Counted, GroupCount, SortKey, StateFilter, StoreError,
+    UserCount, UserCursor, UserPage, UserQuery, UserSort, UserStore, COUNT_BUDGET,
 };
 use tokio_postgres::types::ToSql;
 
@@ -161,7 +162,119 @@ pub(super) fn page_sql(
     Ok((sql, params))
 }
 
+/// The `user_list_counts` keys (migration 10) of `kind` for the states `state` selects.
+pub(super) fn counter_keys(state: &StateFilter, kind: &Counted) -> Vec<String> {
+    let k = match kind {
+        Counted::Staff => "s".to_string(),
+        Counted::Mfa => "m".to_string(),
+        Counted::Unverified => "u".to_string(),
+        Counted::Group(g) => format!("g{g}"),
+    };
+    match state {
+        StateFilter::Active => vec![format!("a{k}")],
+        StateFilter::Inactive => vec![format!("i{k}")],
+        StateFilter::All => vec![format!("a{k}"), format!("i{k}")],
+    }
+}
+
+/// The planner's row estimate from the first line of a text `EXPLAIN` (its top node's
+/// `rows=`).
+pub(super) fn planned_rows(plan_first_line: &str) -> Option<u64> {
+    let at = plan_first_line.find(" rows=")? + " rows=".len();
+    let digits: String = plan_first_line[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
+/// Past this many rows expected by the planner a count is its estimate, not counted (a
+/// count of that many would cost more than the page).
+const ESTIMATE_PAST: u64 = 10 * COUNT_BUDGET as u64;
+
 impl PgStore {
+    /// The sum of the counters `keys`.
+    async fn counters(&self, keys: Vec<String>) -> Result<usize, StoreError> {
+        let n = self
+            .run("count_query", move |pool| async move {
+                let client = pool.get().await.map_err(pool_error)?;
+                let row = client
+                    .query_one(
+                        "SELECT coalesce(sum(n), 0)::bigint FROM user_list_counts \
+                         WHERE key = ANY($1)",
+                        &[&keys],
+                    )
+                    .await
+                    .map_err(pg_error)?;
+                Ok(row.get::<_, i64>(0))
+            })
+            .await?;
+        usize::try_from(n).map_err(|_| StoreError::Io(format!("list counter {n}")))
+    }
+
+    /// `UserStore::count_query`: the counters when they answer (`UserQuery::count_plan`);
+    /// else the planner's estimate when it expects more than `ESTIMATE_PAST` rows, else the
+    /// matches counted up to `COUNT_BUDGET` (exact when at most that many, else `About` the
+    /// larger of the estimate and the count).
+    pub(super) async fn count_of(&self, q: &UserQuery) -> Result<UserCount, StoreError> {
+        if let Some(plan) = q.count_plan() {
+            let n = match &plan {
+                CountPlan::Total => self.count_users(&q.state).await?,
+                CountPlan::Counter(kind) => self.counters(counter_keys(&q.state, kind)).await?,
+                CountPlan::TotalMinus(kind) => self
+                    .count_users(&q.state)
+                    .await?
+                    .saturating_sub(self.counters(counter_keys(&q.state, kind)).await?),
+            };
+            return Ok(UserCount::Exact(n));
+        }
+        let mut params = Vec::new();
+        let cond = where_sql(q, &mut params);
+        let explain = format!("EXPLAIN SELECT 1 FROM users WHERE {cond}");
+        params.push(Box::new(COUNT_BUDGET as i64 + 1));
+        let count = format!(
+            "SELECT count(*) FROM (SELECT 1 FROM users WHERE {cond} LIMIT ${}) capped",
+            params.len()
+        );
+        let (planned, counted) = self
+            .run("count_query", move |pool| async move {
+                let client = pool.get().await.map_err(pool_error)?;
+                let args: Vec<&(dyn ToSql + Sync)> = params
+                    .iter()
+                    .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                    .collect();
+                let plan = client
+                    .query(&explain, &args[..args.len() - 1])
+                    .await
+                    .map_err(pg_error)?;
+                let first: Option<String> = match plan.first() {
+                    Some(row) => Some(row.try_get(0).map_err(pg_error)?),
+                    None => None,
+                };
+                let planned = first.as_deref().and_then(planned_rows).ok_or_else(|| {
+                    StoreError::Io("EXPLAIN of the users count gave no row estimate".into())
+                })?;
+                if planned > ESTIMATE_PAST {
+                    return Ok((planned, None));
+                }
+                let row = client.query_one(&count, &args).await.map_err(pg_error)?;
+                Ok((planned, Some(row.get::<_, i64>(0))))
+            })
+            .await?;
+        let planned = usize::try_from(planned).unwrap_or(usize::MAX);
+        Ok(match counted {
+            None => crate::store::estimate(planned, 1, 1),
+            Some(n) => {
+                let n = usize::try_from(n).map_err(|_| StoreError::Io(format!("count {n}")))?;
+                if n <= COUNT_BUDGET {
+                    UserCount::Exact(n)
+                } else {
+                    crate::store::estimate(planned.max(n), 1, 1)
+                }
+            }
+        })
+    }
+
     /// `UserStore::query_users`.
     pub(super) async fn users_page(
         &self,
@@ -176,11 +289,13 @@ impl PgStore {
             .run("query_users", move |pool| async move {
                 let client = pool.get().await.map_err(pool_error)?;
                 let enabled = if q2.mfa == Some(true) && q2.sort != UserSort::Id {
+                    // The counters of migration 10: every user with a factor on.
+                    let keys = counter_keys(&StateFilter::All, &Counted::Mfa);
                     let row = client
                         .query_one(
-                            "SELECT count(*) FROM \
-                             (SELECT 1 FROM mfa WHERE enabled LIMIT $1) capped",
-                            &[&(FEW_MFA + 1)],
+                            "SELECT coalesce(sum(n), 0)::bigint FROM user_list_counts \
+                             WHERE key = ANY($1)",
+                            &[&keys],
                         )
                         .await
                         .map_err(pg_error)?;
@@ -238,34 +353,6 @@ impl PgStore {
                 })
             })
             .collect()
-    }
-
-    /// `UserStore::count_query` past the counters: the matches counted up to the cap.
-    pub(super) async fn count_capped(&self, q: &UserQuery) -> Result<UserCount, StoreError> {
-        let mut params = Vec::new();
-        let cond = where_sql(q, &mut params);
-        params.push(Box::new(COUNT_CAP as i64 + 1));
-        let sql = format!(
-            "SELECT count(*) FROM (SELECT 1 FROM users WHERE {cond} LIMIT ${}) capped",
-            params.len()
-        );
-        let n = self
-            .run("count_query", move |pool| async move {
-                let client = pool.get().await.map_err(pool_error)?;
-                let args: Vec<&(dyn ToSql + Sync)> = params
-                    .iter()
-                    .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-                    .collect();
-                let row = client.query_one(&sql, &args).await.map_err(pg_error)?;
-                Ok(row.get::<_, i64>(0))
-            })
-            .await?;
-        let n = usize::try_from(n).map_err(|_| StoreError::Io(format!("count {n}")))?;
-        Ok(if n > COUNT_CAP {
-            UserCount::AtLeast(COUNT_CAP)
-        } else {
-            UserCount::Exact(n)
-        })
     }
 }
 
@@ -329,6 +416,27 @@ mod tests {
         assert!(!sql.contains("EXISTS"));
         let (sql, _) = page_sql(&q, None, 51, MfaPlan::Probe).expect("sql");
         assert!(sql.contains("FROM users WHERE NOT is_staff AND EXISTS"));
+    }
+
+    #[test]
+    fn counters_are_keyed_by_state_and_estimates_read_from_the_plan() {
+        assert_eq!(
+            counter_keys(&StateFilter::All, &Counted::Group("ops".into())),
+            ["agops", "igops"]
+        );
+        assert_eq!(
+            counter_keys(&StateFilter::Inactive, &Counted::Unverified),
+            ["iu"]
+        );
+        assert_eq!(
+            planned_rows("Bitmap Heap Scan on users  (cost=12.01..340.5 rows=2003 width=4)"),
+            Some(2003)
+        );
+        assert_eq!(
+            planned_rows("Result  (cost=0.00..0.01 rows=1 width=4)"),
+            Some(1)
+        );
+        assert_eq!(planned_rows("garbage"), None);
     }
 
     #[test]

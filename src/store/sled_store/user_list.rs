@@ -4,19 +4,31 @@
 //!
 //! `user_index` keys (values empty; ids u64 big-endian, last, so each run is in id order):
 //! - `j` date_joined id, `l` last_login-or-0 id: the date sorts;
-//! - `s` id: staff; `m` id: second factor enabled (written by `swap_mfa`);
+//! - `s` id: staff; `m` id: second factor enabled (written by `swap_mfa`); `v` id: email
+//!   not verified; `d` id: deactivated (so a second factor's write knows the user's state);
 //! - `g` group-name 0xFF id: members of a group (0xFF never occurs in UTF-8, so a name is
-//!   never a prefix of another's run).
+//!   never a prefix of another's run);
+//! - `t` trigram id: the search index, one key per distinct trigram (three chars, UTF-8) of
+//!   each searched text (`name_key` of username and email, `names_key`); a search of three
+//!   chars or more intersects its trigrams' runs (`Leapfrog`) and checks each candidate.
+//!
+//! And the counters (value: u64 big-endian), `c` state kind [name], state `a` or `i`, kind
+//! `s` staff, `m` second factor on, `u` unverified, `g` group name: exact, moved in the same
+//! transactions as the keys above, so a page with one filter is counted by a lookup
+//! (`UserQuery::count_plan`).
 //!
 //! The username sort walks the `usernames` tree (folded name -> id); the id sort, `users`.
 
-use super::{decode_id, decode_user, id_key, io, SledStore, USER_INDEX_BUILT};
+use super::{
+    bump, decode_id, decode_user, id_key, io, SledStore, USER_COUNTS_BUILT, USER_INDEX_BUILT,
+};
 use crate::store::{
-    capped_count, GroupCount, StateFilter, StoreError, User, UserCount, UserCursor, UserQuery,
-    UserSort, COUNT_CAP,
+    capped_count, estimate, name_key, names_key, CountPlan, Counted, GroupCount, StateFilter,
+    StoreError, User, UserCount, UserCursor, UserQuery, UserSort, COUNT_BUDGET, COUNT_CAP,
 };
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::IVec;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ops::Bound;
 
 const JOINED: u8 = b'j';
@@ -24,6 +36,10 @@ const LOGIN: u8 = b'l';
 const STAFF: u8 = b's';
 const MFA_ON: u8 = b'm';
 const GROUP: u8 = b'g';
+const INACTIVE: u8 = b'd';
+const UNVERIFIED: u8 = b'v';
+const TRIGRAM: u8 = b't';
+const COUNTER: u8 = b'c';
 
 /// A selective set no larger than this is read whole and sorted in memory; a larger one is
 /// walked in the list's order. Chosen so the read costs about what a page walk does. (Small
@@ -47,6 +63,25 @@ fn group_prefix(group: &str) -> Vec<u8> {
     tagged(GROUP, &[group.as_bytes(), &[0xFF]])
 }
 
+/// The distinct trigrams (three chars each, as UTF-8) of `text`.
+fn trigrams_of(text: &str, into: &mut BTreeSet<Vec<u8>>) {
+    let chars: Vec<char> = text.chars().collect();
+    for w in chars.windows(3) {
+        into.insert(w.iter().collect::<String>().into_bytes());
+    }
+}
+
+/// The trigram runs a search looks in: `None` when it is shorter than three chars (no
+/// trigram narrows it).
+fn search_prefixes(search: &str) -> Option<Vec<Vec<u8>>> {
+    let mut tris = BTreeSet::new();
+    trigrams_of(search, &mut tris);
+    if tris.is_empty() {
+        return None;
+    }
+    Some(tris.into_iter().map(|t| tagged(TRIGRAM, &[&t])).collect())
+}
+
 /// Every `user_index` key of `user` (all but the second factor's, which its record owns).
 pub(super) fn index_keys(user: &User) -> Vec<Vec<u8>> {
     let id = id_key(user.id);
@@ -57,27 +92,119 @@ pub(super) fn index_keys(user: &User) -> Vec<Vec<u8>> {
     if user.is_staff {
         keys.push(tagged(STAFF, &[&id]));
     }
+    if !user.is_active {
+        keys.push(tagged(INACTIVE, &[&id]));
+    }
+    if !user.email_verified {
+        keys.push(tagged(UNVERIFIED, &[&id]));
+    }
     for g in &user.groups {
         let mut k = group_prefix(g);
         k.extend_from_slice(&id);
         keys.push(k);
     }
+    let mut tris = BTreeSet::new();
+    trigrams_of(&name_key(&user.username), &mut tris);
+    trigrams_of(&name_key(&user.email), &mut tris);
+    trigrams_of(&names_key(user), &mut tris);
+    keys.extend(tris.iter().map(|t| tagged(TRIGRAM, &[t, &id])));
+    keys.dedup();
     keys
 }
 
-/// Moves `old`'s index entries to `new`'s inside a user write's transaction.
-pub(super) fn move_index_tx(
-    index: &TransactionalTree,
-    old: &User,
-    new: &User,
-) -> Result<(), ConflictableTransactionError<StoreError>> {
+fn state_byte(is_active: bool) -> u8 {
+    if is_active {
+        b'a'
+    } else {
+        b'i'
+    }
+}
+
+/// The counter of `kind` for users in state `is_active`.
+fn counter_key(is_active: bool, kind: &Counted) -> Vec<u8> {
+    let st = state_byte(is_active);
+    match kind {
+        Counted::Staff => vec![COUNTER, st, b's'],
+        Counted::Mfa => vec![COUNTER, st, b'm'],
+        Counted::Unverified => vec![COUNTER, st, b'u'],
+        Counted::Group(g) => tagged(COUNTER, &[&[st, b'g'], g.as_bytes()]),
+    }
+}
+
+/// The counters `user` (whose second factor is on when `mfa_on`) adds one to.
+fn counter_keys(user: &User, mfa_on: bool) -> BTreeSet<Vec<u8>> {
+    let mut keys = BTreeSet::new();
+    let active = user.is_active;
+    if user.is_staff {
+        keys.insert(counter_key(active, &Counted::Staff));
+    }
+    if mfa_on {
+        keys.insert(counter_key(active, &Counted::Mfa));
+    }
+    if !user.email_verified {
+        keys.insert(counter_key(active, &Counted::Unverified));
+    }
+    for g in &user.groups {
+        keys.insert(counter_key(active, &Counted::Group(g.clone())));
+    }
+    keys
+}
+
+type TxResult = Result<(), ConflictableTransactionError<StoreError>>;
+
+/// Indexes and counts a new user inside its insert's transaction.
+pub(super) fn insert_index_tx(index: &TransactionalTree, user: &User) -> TxResult {
+    for key in index_keys(user) {
+        index.insert(key, &[])?;
+    }
+    let mfa_on = index.get(mfa_key(user.id))?.is_some();
+    for key in counter_keys(user, mfa_on) {
+        bump(index, &key, 1)?;
+    }
+    Ok(())
+}
+
+/// Moves `old`'s index entries and counts to `new`'s inside a user write's transaction.
+pub(super) fn move_index_tx(index: &TransactionalTree, old: &User, new: &User) -> TxResult {
     let (before, after) = (index_keys(old), index_keys(new));
-    for k in before.iter().filter(|k| !after.contains(k)) {
+    let (b, a): (HashSet<&Vec<u8>>, HashSet<&Vec<u8>>) =
+        (before.iter().collect(), after.iter().collect());
+    for k in before.iter().filter(|k| !a.contains(k)) {
         index.remove(k.as_slice())?;
     }
-    for k in after.iter().filter(|k| !before.contains(k)) {
+    for k in after.iter().filter(|k| !b.contains(k)) {
         index.insert(k.as_slice(), &[])?;
     }
+    let mfa_on = index.get(mfa_key(new.id))?.is_some();
+    let (before, after) = (counter_keys(old, mfa_on), counter_keys(new, mfa_on));
+    for k in before.difference(&after) {
+        bump(index, k, -1)?;
+    }
+    for k in after.difference(&before) {
+        bump(index, k, 1)?;
+    }
+    Ok(())
+}
+
+/// Marks user `id`'s second factor on or off inside a transaction, and moves the count of
+/// its state's users with one.
+pub(super) fn set_mfa_tx(index: &TransactionalTree, id: u64, on: bool) -> TxResult {
+    let key = mfa_key(id);
+    let was = index.get(&key)?.is_some();
+    if was == on {
+        return Ok(());
+    }
+    if on {
+        index.insert(key, &[])?;
+    } else {
+        index.remove(key)?;
+    }
+    let active = index.get(tagged(INACTIVE, &[&id_key(id)]))?.is_none();
+    bump(
+        index,
+        &counter_key(active, &Counted::Mfa),
+        if on { 1 } else { -1 },
+    )?;
     Ok(())
 }
 
@@ -89,10 +216,88 @@ fn trailing_id(key: &[u8]) -> Result<u64, StoreError> {
         .ok_or_else(|| StoreError::Io("corrupt users list index".into()))
 }
 
-/// A set of users one index holds, each run in id order: the tree and the run's prefix.
+/// A set of users one index holds, each run in id order: the tree, the run's prefix and
+/// how many it holds (from the counters).
 struct Set<'a> {
     tree: &'a sled::Tree,
     prefix: Vec<u8>,
+    size: usize,
+}
+
+/// Where a walk in id order finds its candidates, each a superset of the answer.
+enum Source<'a> {
+    /// A selective set.
+    Set(Set<'a>),
+    /// The users holding every trigram of the search (`search_prefixes`).
+    Search(Vec<Vec<u8>>),
+}
+
+/// The ids present in every one of `prefixes`' runs of `tree`, in id order (descending when
+/// `desc`): each run is sought at the id the others are at, so the work follows the
+/// rarest run, not the longest.
+struct Leapfrog<'a> {
+    tree: &'a sled::Tree,
+    prefixes: Vec<Vec<u8>>,
+    /// The id to look from (inclusive); `None` once done.
+    next: Option<u64>,
+    desc: bool,
+}
+
+impl Leapfrog<'_> {
+    /// The first id of the run `prefix` at or past `target` in the walk's direction.
+    fn seek(&self, prefix: &[u8], target: u64) -> Result<Option<u64>, StoreError> {
+        let mut at = prefix.to_vec();
+        at.extend_from_slice(&id_key(target));
+        let item = if self.desc {
+            self.tree.range(prefix.to_vec()..=at).next_back()
+        } else {
+            let mut end = prefix.to_vec();
+            end.extend_from_slice(&[0xFF; 8]);
+            self.tree.range(at..=end).next()
+        };
+        match item {
+            None => Ok(None),
+            Some(item) => Ok(Some(trailing_id(&item.map_err(io)?.0)?)),
+        }
+    }
+}
+
+impl Iterator for Leapfrog<'_> {
+    type Item = Result<(u64, Option<IVec>), StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut target = self.next?;
+        let runs = self.prefixes.len();
+        let (mut agree, mut i) = (0, 0);
+        loop {
+            match self.seek(&self.prefixes[i], target) {
+                Err(e) => {
+                    self.next = None;
+                    return Some(Err(e));
+                }
+                Ok(None) => {
+                    self.next = None;
+                    return None;
+                }
+                Ok(Some(id)) => {
+                    if id == target {
+                        agree += 1;
+                    } else {
+                        (target, agree) = (id, 1);
+                    }
+                    if agree >= runs {
+                        self.next = if self.desc {
+                            id.checked_sub(1)
+                        } else {
+                            id.checked_add(1)
+                        };
+                        return Some(Ok((id, None)));
+                    }
+                    i = (i + 1) % runs;
+                }
+            }
+        }
+    }
 }
 
 /// Candidate users in the list's order: the id and, when the walk read it, the record.
@@ -127,11 +332,13 @@ fn run_after<'a>(
 }
 
 impl SledStore {
-    /// Builds the `user_index` of a store written before it existed (one pass over the
-    /// users and second factors, once), or after an older gatehouse added users without it
-    /// (the newest user has no entry).
+    /// Builds the `user_index` (keys and counters) of a store written before it existed or
+    /// before its counters and search keys did (one pass over the users and second factors,
+    /// once), or after an older gatehouse added users without it (the newest user has no
+    /// entry).
     pub(super) fn ensure_user_index(&self) -> Result<(), StoreError> {
-        let built = self.meta.get(USER_INDEX_BUILT).map_err(io)?.is_some();
+        let built = self.meta.get(USER_INDEX_BUILT).map_err(io)?.is_some()
+            && self.meta.get(USER_COUNTS_BUILT).map_err(io)?.is_some();
         let newest_indexed = match self.users.last().map_err(io)? {
             Some((_, bytes)) => {
                 let user = decode_user(&bytes)?;
@@ -144,23 +351,66 @@ impl SledStore {
             return Ok(());
         }
         self.user_index.clear().map_err(io)?;
-        for item in self.users.iter() {
-            let (_, bytes) = item.map_err(io)?;
-            for key in index_keys(&decode_user(&bytes)?) {
-                self.user_index.insert(key, &[]).map_err(io)?;
-            }
-        }
+        let mut on = HashSet::new();
         for item in self.mfa.iter() {
             let (key, bytes) = item.map_err(io)?;
             let id = decode_id(&key).ok_or_else(|| StoreError::Io("corrupt mfa key".into()))?;
             let record: crate::store::Mfa = serde_json::from_slice(&bytes).map_err(io)?;
             if record.enabled {
                 self.user_index.insert(mfa_key(id), &[]).map_err(io)?;
+                on.insert(id);
             }
         }
+        let mut counts: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+        for item in self.users.iter() {
+            let (_, bytes) = item.map_err(io)?;
+            let user = decode_user(&bytes)?;
+            let mut batch = sled::Batch::default();
+            for key in index_keys(&user) {
+                batch.insert(key, &[]);
+            }
+            self.user_index.apply_batch(batch).map_err(io)?;
+            for key in counter_keys(&user, on.contains(&user.id)) {
+                *counts.entry(key).or_default() += 1;
+            }
+        }
+        for (key, n) in counts {
+            self.user_index.insert(key, &id_key(n)).map_err(io)?;
+        }
         self.meta.insert(USER_INDEX_BUILT, &[1]).map_err(io)?;
+        self.meta.insert(USER_COUNTS_BUILT, &[1]).map_err(io)?;
         self.db.flush().map_err(io)?;
         Ok(())
+    }
+
+    /// A counter of `user_index`.
+    fn counter(&self, is_active: bool, kind: &Counted) -> Result<usize, StoreError> {
+        let n = self
+            .user_index
+            .get(counter_key(is_active, kind))
+            .map_err(io)?
+            .and_then(|v| decode_id(&v))
+            .unwrap_or(0);
+        usize::try_from(n).map_err(|_| StoreError::Io(format!("list counter {n} overflows")))
+    }
+
+    /// A counter summed over the states `state` selects.
+    fn counted(&self, state: &StateFilter, kind: &Counted) -> Result<usize, StoreError> {
+        Ok(match state {
+            StateFilter::Active => self.counter(true, kind)?,
+            StateFilter::Inactive => self.counter(false, kind)?,
+            StateFilter::All => self.counter(true, kind)? + self.counter(false, kind)?,
+        })
+    }
+
+    /// The count `plan` (from `UserQuery::count_plan`) reads from the counters.
+    fn count_by_plan(&self, state: &StateFilter, plan: &CountPlan) -> Result<usize, StoreError> {
+        let total = || self.count(state);
+        Ok(match plan {
+            CountPlan::Total => total()?,
+            CountPlan::Counter(kind) => self.counted(state, kind)?,
+            CountPlan::TotalMinus(kind) => total()?.saturating_sub(self.counted(state, kind)?),
+        })
     }
 
     /// `UserStore::group_counts`: the `g` runs of `user_index`, one seek per group, each run
@@ -203,51 +453,108 @@ impl SledStore {
         Ok(out)
     }
 
-    /// The index sets the query narrows to (each a subset of the answer's superset).
-    fn selective_sets(&self, q: &UserQuery) -> Vec<Set<'_>> {
+    /// The index sets the query narrows to (each a subset of the answer's superset), with
+    /// their sizes.
+    fn selective_sets(&self, q: &UserQuery) -> Result<Vec<Set<'_>>, StoreError> {
         let mut sets = Vec::new();
+        let index_set = |prefix: Vec<u8>, kind: &Counted| -> Result<Set<'_>, StoreError> {
+            Ok(Set {
+                tree: &self.user_index,
+                prefix,
+                size: self.counted(&StateFilter::All, kind)?,
+            })
+        };
         if q.state == StateFilter::Inactive {
             sets.push(Set {
                 tree: &self.inactive,
                 prefix: Vec::new(),
+                size: self.count(&StateFilter::Inactive)?,
             });
         }
         if q.staff == Some(true) {
-            sets.push(Set {
-                tree: &self.user_index,
-                prefix: vec![STAFF],
-            });
+            sets.push(index_set(vec![STAFF], &Counted::Staff)?);
         }
         if q.mfa == Some(true) {
-            sets.push(Set {
-                tree: &self.user_index,
-                prefix: vec![MFA_ON],
-            });
+            sets.push(index_set(vec![MFA_ON], &Counted::Mfa)?);
+        }
+        if q.verified == Some(false) {
+            sets.push(index_set(vec![UNVERIFIED], &Counted::Unverified)?);
         }
         if let Some(g) = &q.group {
-            sets.push(Set {
-                tree: &self.user_index,
-                prefix: group_prefix(g),
-            });
+            sets.push(index_set(group_prefix(g), &Counted::Group(g.clone()))?);
         }
-        sets
+        Ok(sets)
     }
 
-    /// The smallest selective set and whether it has at most `SMALL_SET` members (each set
-    /// is counted only that far).
-    fn smallest<'a>(&self, sets: Vec<Set<'a>>) -> Result<Option<(Set<'a>, bool)>, StoreError> {
-        let mut best: Option<(Set<'a>, usize)> = None;
-        for set in sets {
-            let n = set
-                .tree
-                .scan_prefix(&set.prefix)
-                .take(SMALL_SET + 1)
-                .count();
-            if best.as_ref().is_none_or(|(_, m)| n < *m) {
-                best = Some((set, n));
+    /// Where a walk in id order takes its candidates: a selective set of at most
+    /// `SMALL_SET`, else the search's trigrams, else the smallest set; `None`: every user.
+    fn source(&self, q: &UserQuery) -> Result<Option<Source<'_>>, StoreError> {
+        let smallest = self
+            .selective_sets(q)?
+            .into_iter()
+            .min_by_key(|set| set.size);
+        let search = q
+            .search_key()
+            .and_then(|s| search_prefixes(&s))
+            .map(Source::Search);
+        Ok(match (smallest, search) {
+            (Some(set), _) if set.size <= SMALL_SET => Some(Source::Set(set)),
+            (_, Some(search)) => Some(search),
+            (set, None) => set.map(Source::Set),
+        })
+    }
+
+    /// The ids of `source` when they are at most `SMALL_SET` (read whole), else `None`.
+    fn few_ids(&self, source: &Option<Source<'_>>) -> Result<Option<Vec<u64>>, StoreError> {
+        let by_id = UserQuery::default();
+        match source {
+            Some(Source::Set(set)) if set.size <= SMALL_SET => {
+                let mut ids = Vec::with_capacity(set.size);
+                for item in set.tree.scan_prefix(&set.prefix) {
+                    ids.push(trailing_id(&item.map_err(io)?.0)?);
+                }
+                Ok(Some(ids))
             }
+            Some(Source::Search(prefixes)) => {
+                let walk = self.search_walk(prefixes.clone(), &by_id, None);
+                let ids = walk
+                    .take(SMALL_SET + 1)
+                    .map(|c| c.map(|(id, _)| id))
+                    .collect::<Result<Vec<u64>, _>>()?;
+                Ok((ids.len() <= SMALL_SET).then_some(ids))
+            }
+            _ => Ok(None),
         }
-        Ok(best.map(|(set, n)| (set, n <= SMALL_SET)))
+    }
+
+    /// The candidates of a search's trigram runs after `after`, in `q`'s id order.
+    fn search_walk<'a>(
+        &'a self,
+        prefixes: Vec<Vec<u8>>,
+        q: &UserQuery,
+        after: Option<&UserCursor>,
+    ) -> Candidates<'a> {
+        let desc = q.desc;
+        if let [prefix] = prefixes.as_slice() {
+            let from = after.map(|c| {
+                let mut k = prefix.clone();
+                k.extend_from_slice(&id_key(c.id));
+                k
+            });
+            return ids_of(run_after(&self.user_index, prefix, from, desc));
+        }
+        let next = match (after, desc) {
+            (None, false) => Some(0),
+            (None, true) => Some(u64::MAX),
+            (Some(c), false) => c.id.checked_add(1),
+            (Some(c), true) => c.id.checked_sub(1),
+        };
+        Box::new(Leapfrog {
+            tree: &self.user_index,
+            prefixes,
+            next,
+            desc,
+        })
     }
 
     /// What the index says of `id` for the filters it serves, before the record is read:
@@ -276,6 +583,11 @@ impl SledStore {
                 return Ok(None);
             }
         }
+        if let Some(verified) = q.verified {
+            if has(tagged(UNVERIFIED, &[&key]))? == verified {
+                return Ok(None);
+            }
+        }
         let mfa_on = has(mfa_key(id))?;
         if q.mfa.is_some_and(|m| m != mfa_on) {
             return Ok(None);
@@ -283,19 +595,19 @@ impl SledStore {
         Ok(Some(mfa_on))
     }
 
-    /// Candidates in the list's order after `after`: by id from `users` (or from `driver`, a
-    /// selective set, which is in id order too), by username from `usernames`, by a date from
-    /// its `user_index` run.
+    /// Candidates in the list's order after `after`: by id from `users` (or from `source`,
+    /// which is in id order too), by username from `usernames`, by a date from its
+    /// `user_index` run.
     fn walk<'a>(
         &'a self,
         q: &UserQuery,
         after: Option<&UserCursor>,
-        driver: Option<Set<'a>>,
+        source: Option<Source<'a>>,
     ) -> Candidates<'a> {
         let desc = q.desc;
         match q.sort {
-            UserSort::Id => match driver {
-                Some(set) => {
+            UserSort::Id => match source {
+                Some(Source::Set(set)) => {
                     let from = after.map(|c| {
                         let mut k = set.prefix.clone();
                         k.extend_from_slice(&id_key(c.id));
@@ -303,6 +615,7 @@ impl SledStore {
                     });
                     ids_of(run_after(set.tree, &set.prefix, from, desc))
                 }
+                Some(Source::Search(prefixes)) => self.search_walk(prefixes, q, after),
                 None => {
                     let from = after.map(|c| id_key(c.id).to_vec());
                     Box::new(run_after(&self.users, &[], from, desc).map(|item| {
@@ -352,19 +665,19 @@ impl SledStore {
         if limit == 0 {
             return Ok(rows);
         }
-        let smallest = self.smallest(self.selective_sets(q))?;
-        // A selective set is in id order: the id sort walks it, and so reads about a page.
-        // Another sort reads a few users whole and sorts them in memory, or walks its own
-        // order checking the sets (when none of them is small).
-        let driver = match smallest {
-            Some((set, true)) if q.sort != UserSort::Id => Err(set),
-            other => Ok(other.map(|(set, _)| set)),
+        let source = self.source(q)?;
+        // The sources are in id order: the id sort walks one, and so reads about a page.
+        // Another sort reads a few candidates whole and sorts them in memory, or walks its
+        // own order checking each user (when the candidates are many).
+        let source = if q.sort == UserSort::Id {
+            source
+        } else {
+            if let Some(ids) = self.few_ids(&source)? {
+                return self.few_rows(q, ids, after, limit);
+            }
+            None
         };
-        let driver = match driver {
-            Ok(driver) => driver,
-            Err(set) => return self.small_set_rows(q, &set, after, limit),
-        };
-        for candidate in self.walk(q, after, driver) {
+        for candidate in self.walk(q, after, source) {
             let (id, bytes) = candidate?;
             if let Some(user) = self.matching(q, id, bytes)? {
                 rows.push(user);
@@ -376,18 +689,17 @@ impl SledStore {
         Ok(rows)
     }
 
-    /// Up to `limit` users of the list after `after` from a set of at most `SMALL_SET`: read
-    /// whole and sorted in memory.
-    fn small_set_rows(
+    /// Up to `limit` users of the list after `after` among the users `ids` (at most
+    /// `SMALL_SET`): read whole and sorted in memory.
+    fn few_rows(
         &self,
         q: &UserQuery,
-        set: &Set<'_>,
+        ids: Vec<u64>,
         after: Option<&UserCursor>,
         limit: usize,
     ) -> Result<Vec<User>, StoreError> {
         let mut rows = Vec::new();
-        for item in set.tree.scan_prefix(&set.prefix) {
-            let id = trailing_id(&item.map_err(io)?.0)?;
+        for id in ids {
             if let Some(user) = self.matching(q, id, None)? {
                 if after.is_none_or(|c| q.is_after(c, &user)) {
                     rows.push(user);
@@ -421,29 +733,58 @@ impl SledStore {
         Ok(q.matches(&user, mfa_on).then_some(user))
     }
 
-    /// `UserStore::count_query`: the counters when only the state is asked, else the
-    /// matching users counted (in id order, from the smallest selective set) up to the cap.
+    /// `UserStore::count_query`: the counters when they answer (`UserQuery::count_plan`),
+    /// else the candidates examined in id order: all of them when they are at most
+    /// `COUNT_BUDGET` (exact), else that many and an estimate (`estimate`) scaled by the
+    /// selective set's size or, for a search or a walk of every user, by how far through
+    /// the ids the examined part reached.
     pub(super) fn count_matching(&self, q: &UserQuery) -> Result<UserCount, StoreError> {
-        if q.is_state_only() {
-            return Ok(UserCount::Exact(self.count(&q.state)?));
+        if let Some(plan) = q.count_plan() {
+            return Ok(UserCount::Exact(self.count_by_plan(&q.state, &plan)?));
         }
         let by_id = UserQuery {
             sort: UserSort::Id,
             desc: false,
             ..q.clone()
         };
-        let driver = self.smallest(self.selective_sets(&by_id))?.map(|(s, _)| s);
-        let mut n = 0;
-        for candidate in self.walk(&by_id, None, driver) {
+        let source = self.source(&by_id)?;
+        let population = match &source {
+            Some(Source::Set(set)) => Some(set.size),
+            _ => None,
+        };
+        // The index decides every filter; the search too when it is one trigram (the
+        // candidates hold it): then no record is read.
+        let decided = matches!(&source, Some(Source::Search(runs)) if runs.len() == 1)
+            && by_id.search_key().is_some_and(|s| s.chars().count() == 3);
+        let needs_record = by_id.search_key().is_some() && !decided;
+        let (mut examined, mut matched, mut last) = (0usize, 0usize, 0u64);
+        for candidate in self.walk(&by_id, None, source) {
             let (id, bytes) = candidate?;
-            if self.matching(&by_id, id, bytes)?.is_some() {
-                n += 1;
-                if n > COUNT_CAP {
-                    return Ok(UserCount::AtLeast(COUNT_CAP));
-                }
+            if examined >= COUNT_BUDGET {
+                return Ok(match population {
+                    Some(n) => estimate(matched, examined, n),
+                    None => {
+                        let max_id = match self.users.last().map_err(io)? {
+                            Some((k, _)) => trailing_id(&k)?,
+                            None => last,
+                        };
+                        let span = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+                        estimate(matched, span(last), span(max_id))
+                    }
+                });
+            }
+            examined += 1;
+            last = id;
+            let hit = if needs_record {
+                self.matching(&by_id, id, bytes)?.is_some()
+            } else {
+                self.index_check(&by_id, id)?.is_some()
+            };
+            if hit {
+                matched += 1;
             }
         }
-        Ok(UserCount::Exact(n))
+        Ok(UserCount::Exact(matched))
     }
 }
 
@@ -512,6 +853,24 @@ mod tests {
             UserQuery {
                 mfa: Some(true),
                 search: Some("N1".into()),
+                ..UserQuery::default()
+            },
+            // Searches the trigram index answers: one run, and several intersected.
+            UserQuery {
+                search: Some("0@X".into()),
+                ..UserQuery::default()
+            },
+            UserQuery {
+                search: Some("n4".into()),
+                state: StateFilter::Active,
+                ..UserQuery::default()
+            },
+            UserQuery {
+                search: Some("1@x.org".into()),
+                ..UserQuery::default()
+            },
+            UserQuery {
+                search: Some("big".into()),
                 ..UserQuery::default()
             },
         ];
@@ -606,10 +965,17 @@ mod tests {
         u.date_joined = 3;
         u.groups = vec!["ops".into(), "ops2".into()];
         u.is_staff = true;
-        let keys = index_keys(&u);
+        let all = index_keys(&u);
+        let keys: Vec<&Vec<u8>> = all.iter().filter(|k| k[0] != TRIGRAM).collect();
         assert_eq!(keys.len(), 5);
-        assert_eq!(trailing_id(&keys[4]).ok(), Some(7));
+        assert_eq!(trailing_id(keys[4]).ok(), Some(7));
+        // The trigrams of "a", "a@example.com" and "\n": one key each, distinct.
+        let tris = all.iter().filter(|k| k[0] == TRIGRAM).count();
+        assert_eq!(tris, "a@example.com".len() - 2);
+        assert!(all.contains(&tagged(TRIGRAM, &[b"@ex", &id_key(7)])));
         assert!(keys[3].starts_with(&group_prefix("ops")));
+        assert!(search_prefixes("ab").is_none());
+        assert_eq!(search_prefixes("abab").map(|p| p.len()), Some(2));
         assert!(
             !keys[4].starts_with(&group_prefix("ops")),
             "ops2 is not in ops' run"
