@@ -29,7 +29,8 @@
 #   BARE_BIN       the bare Pingora binary (default: this tree's benches/bare_pingora.rs, built)
 #   PROFILE=release  the cargo profile to build them with (`untuned`: the one before issue 17)
 #   TARGETS="bare public public_token required profile"   which targets, in this order
-#                  (add `key key_bearer` for issue 26's API keys)
+#                  (add `key key_bearer` for issue 26's API keys, `limited` for issue 27's
+#                  rate limit: /lim/, the public route with a local limit never reached)
 #   REQUESTS=5000  requests counted per measurement   WARMUP=2000  requests before zeroing
 #   CONNS=4        wrk connections (wrk -t 1)          ROUNDS=1     measurements per target
 #   MAX_SECONDS=300  bound on each wrk run             KEEP=1       keep the work dir (dumps,
@@ -197,6 +198,11 @@ prefix = "/pub/"
 upstreams = ["127.0.0.1:$UP"]
 auth = "public"
 [[routes]]
+prefix = "/lim/"
+upstreams = ["127.0.0.1:$UP"]
+auth = "public"
+rate_limit = { requests = 1000000, per_seconds = 1, by = "address" }
+[[routes]]
 prefix = "/"
 upstreams = ["127.0.0.1:$UP"]
 auth = "required"
@@ -232,6 +238,7 @@ EOF
 
   P="gatehouse.cg.$GH_PID"
   ! wants public || measure "$GH_PID" "$P" public "http://127.0.0.1:$GH/pub/x"
+  ! wants limited || measure "$GH_PID" "$P" limited "http://127.0.0.1:$GH/lim/x"
   ! wants public_token || measure "$GH_PID" "$P" public_token "http://127.0.0.1:$GH/pub/x" -H "$AUTH"
   ! wants required || measure "$GH_PID" "$P" required "http://127.0.0.1:$GH/x" -H "$AUTH"
   ! wants key || measure "$GH_PID" "$P" key "http://127.0.0.1:$GH/x" -H "X-API-Key: $KEY"
@@ -289,6 +296,7 @@ declare -A LABEL=(
   [bare]="bare Pingora"
   [public]="gatehouse public route"
   [public_token]="gatehouse public route, with the token"
+  [limited]="gatehouse public route, rate-limited (local)"
   [required]="gatehouse required route"
   [key]="gatehouse required route, X-API-Key"
   [key_bearer]="gatehouse required route, Bearer key"
