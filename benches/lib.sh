@@ -205,3 +205,40 @@ grace_period_seconds = 0
 graceful_shutdown_timeout_seconds = 1
 CONF
 }
+
+# pin_cpus: with PIN=1 (the default) on two or more CPUs, ON_PROXY_CPU runs the proxy under
+# test on CPU 1 and ON_LOAD_CPU the load (wrk, the upstream, a database) on CPU 0; otherwise
+# both are empty.
+pin_cpus() {
+  ON_PROXY_CPU=()
+  ON_LOAD_CPU=()
+  if [ "${PIN:-1}" = 1 ] && [ "$(nproc)" -ge 2 ]; then
+    ON_PROXY_CPU=(taskset -c 1)
+    ON_LOAD_CPU=(taskset -c 0)
+  fi
+}
+
+# as_pg CMD...: runs CMD as the postgres user when we are root (initdb refuses root).
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+# start_postgres PORT: a throwaway PostgreSQL cluster in $WORK/pg on 127.0.0.1:PORT (on the
+# load CPU: call pin_cpus first), with an empty database `gatehouse`. Sets PG_BIN and PG_PID
+# (the postmaster itself, runuser being its parent: stopped on exit, its CPU measurable) and
+# exports GATEHOUSE_STORE_URL.
+start_postgres() {
+  local port=$1
+  PG_BIN=$(printf "%s\n" /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  [ -x "$PG_BIN/initdb" ] || { echo "PostgreSQL is not installed: apt-get install postgresql"; exit 1; }
+  chmod 755 "$WORK"
+  mkdir -p "$WORK/pg"
+  [ "$(id -u)" = 0 ] && chown postgres: "$WORK/pg"
+  as_pg "$PG_BIN/initdb" -D "$WORK/pg/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+  as_pg "${ON_LOAD_CPU[@]}" "$PG_BIN/postgres" -D "$WORK/pg/data" -p "$port" -c listen_addresses=127.0.0.1 \
+    -c unix_socket_directories="$WORK/pg" >"$WORK/pg.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 100); do "$PG_BIN/psql" -h 127.0.0.1 -p "$port" -U postgres -c 'select 1' postgres >/dev/null 2>&1 && break; sleep 0.1; done
+  PG_PID=$(head -1 "$WORK/pg/data/postmaster.pid")
+  PIDS+=("$PG_PID")
+  "$PG_BIN/psql" -h 127.0.0.1 -p "$port" -U postgres -qc 'CREATE DATABASE gatehouse' postgres
+  export GATEHOUSE_STORE_URL="postgres://postgres@127.0.0.1:$port/gatehouse"
+}

@@ -24,33 +24,14 @@ cd "$ROOT"
 # shellcheck source=benches/lib.sh
 . "$ROOT/benches/lib.sh"
 need wrk nginx curl jq taskset
-ON_PROXY_CPU=()
-ON_LOAD_CPU=()
-if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ]; then
-  ON_PROXY_CPU=(taskset -c 1)
-  ON_LOAD_CPU=(taskset -c 0)
-fi
+pin_cpus
 
 gatehouse_bin
-PG_BIN=$(printf "%s\n" /usr/lib/postgresql/*/bin | sort -V | tail -1)
-[ -x "$PG_BIN/initdb" ] || { echo "PostgreSQL is not installed: apt-get install postgresql"; exit 1; }
 
 work_dir pgbench
 chmod 755 "$WORK"
 for v in UP PG S SM P PM; do free_port "$v"; done
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-mkdir -p "$WORK/pg"
-[ "$(id -u)" = 0 ] && chown postgres: "$WORK/pg"
-as_pg "$PG_BIN/initdb" -D "$WORK/pg/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
-as_pg "${ON_LOAD_CPU[@]}" "$PG_BIN/postgres" -D "$WORK/pg/data" -p "$PG" -c listen_addresses=127.0.0.1 \
-  -c unix_socket_directories="$WORK/pg" >"$WORK/pg.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 100); do "$PG_BIN/psql" -h 127.0.0.1 -p "$PG" -U postgres -c 'select 1' postgres >/dev/null 2>&1 && break; sleep 0.1; done
-# The postmaster itself (runuser is its parent): stopped on exit, and its CPU measured.
-PG_PID=$(head -1 "$WORK/pg/data/postmaster.pid")
-PIDS+=("$PG_PID")
-"$PG_BIN/psql" -h 127.0.0.1 -p "$PG" -U postgres -qc 'CREATE DATABASE gatehouse' postgres
-export GATEHOUSE_STORE_URL="postgres://postgres@127.0.0.1:$PG/gatehouse"
+start_postgres "$PG"
 
 mkdir -p "$WORK/upstream/logs"
 cat >"$WORK/upstream/nginx.conf" <<CONF
