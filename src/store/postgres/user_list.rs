@@ -192,6 +192,10 @@ pub(super) fn planned_rows(plan_first_line: &str) -> Option<u64> {
 /// count of that many would cost more than the page).
 const ESTIMATE_PAST: u64 = 10 * COUNT_BUDGET as u64;
 
+/// The sum of the `user_list_counts` keys `$1` (every shard).
+const SUM_COUNTERS: &str =
+    "SELECT coalesce(sum(n), 0)::bigint FROM user_list_counts WHERE key = ANY($1)";
+
 impl PgStore {
     /// The sum of the counters `keys`.
     async fn counters(&self, keys: Vec<String>) -> Result<usize, StoreError> {
@@ -199,11 +203,7 @@ impl PgStore {
             .run("count_query", move |pool| async move {
                 let client = pool.get().await.map_err(pool_error)?;
                 let row = client
-                    .query_one(
-                        "SELECT coalesce(sum(n), 0)::bigint FROM user_list_counts \
-                         WHERE key = ANY($1)",
-                        &[&keys],
-                    )
+                    .query_one(SUM_COUNTERS, &[&keys])
                     .await
                     .map_err(pg_error)?;
                 Ok(row.get::<_, i64>(0))
@@ -292,11 +292,7 @@ impl PgStore {
                     // The counters of migration 10: every user with a factor on.
                     let keys = counter_keys(&StateFilter::All, &Counted::Mfa);
                     let row = client
-                        .query_one(
-                            "SELECT coalesce(sum(n), 0)::bigint FROM user_list_counts \
-                             WHERE key = ANY($1)",
-                            &[&keys],
-                        )
+                        .query_one(SUM_COUNTERS, &[&keys])
                         .await
                         .map_err(pg_error)?;
                     row.get::<_, i64>(0)
