@@ -341,14 +341,26 @@ mod tests {
         let (_dir, l) = limiter(cap);
         let route = limit("/a/", 10, RateLimitBy::Address);
         let now = monotonic_ns();
-        for i in 0..1_000_000u32 {
-            let who = Who::Address(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)));
-            assert!(matches!(
-                l.check_local(&route, who, now),
-                Verdict::Admitted { .. }
-            ));
-        }
+        // A million distinct addresses, from four threads at once (as a flood would come).
+        std::thread::scope(|s| {
+            for part in 0..4u32 {
+                let (l, route) = (&l, &route);
+                s.spawn(move || {
+                    for i in part * 250_000..(part + 1) * 250_000 {
+                        let who = Who::Address(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)));
+                        assert!(matches!(
+                            l.check_local(route, who, now),
+                            Verdict::Admitted { .. }
+                        ));
+                    }
+                });
+            }
+        });
         let held = l.buckets();
         assert!(held <= cap, "{held} buckets for a bound of {cap}");
+        assert!(
+            held > cap / 2,
+            "{held} buckets: the table did not fill up to its bound"
+        );
     }
 }
