@@ -67,8 +67,8 @@ lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# The profile-guided build measured beside the bare Pingora floor built the same way
-# (benches/pgo/run.sh, trained with wrk; about 40 minutes on two cores).
+# The bare Pingora floor built the way `make release` builds gatehouse (profile-guided), so the
+# load run compares like with like (benches/pgo/run.sh: trained with wrk; ~20 min on two cores).
 pgo: deps
 	SKIP_CALLGRIND=1 bash benches/pgo/run.sh
 
