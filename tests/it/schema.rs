@@ -1450,6 +1450,20 @@ fn a_realistic_scenario_and_malformed_requests_match_the_document() {
         json!({"name": "ci", "expires_at": "2000-01-01", "password": PASSWORD}),
         me,
     );
+    // A list field's errors by item index, as DRF's ListField reports them (schemathesis
+    // found this shape missing from the document).
+    let per_item = c.json(
+        400,
+        "POST",
+        KEYS,
+        json!({"name": "ci", "expires_at": expires, "password": PASSWORD, "groups": ["ops", ""], "routes": [null]}),
+        me,
+    );
+    assert!(
+        per_item.json["groups"]["1"].is_array() && per_item.json["routes"]["0"].is_array(),
+        "per-item errors keyed by index: {}",
+        per_item.text
+    );
     c.raw(415, "POST", KEYS, "text/plain", "x", me);
     c.json(401, "POST", KEYS, key_body(PASSWORD), anon);
     let made = c.json(201, "POST", KEYS, key_body(PASSWORD), me);
