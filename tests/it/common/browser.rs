@@ -218,6 +218,21 @@ fn capabilities(chromium: &Path, profile: &Path) -> Value {
                 format!("--user-data-dir={}", profile.display()),
                 "--no-first-run",
                 "--no-default-browser-check",
+                // No background work a test does not look at (the flags Puppeteer starts
+                // Chromium with): no component updates, sync, extensions or field trials.
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-extensions",
+                "--disable-default-apps",
+                "--disable-client-side-phishing-detection",
+                "--disable-domain-reliability",
+                "--disable-breakpad",
+                "--disable-features=Translate,OptimizationHints,MediaRouter,DialMediaRouteProvider,AcceptCHFrame,InterestFeedContentSuggestions,CalculateNativeWinOcclusion",
+                "--metrics-recording-only",
+                "--mute-audio",
+                "--password-store=basic",
+                "--use-mock-keychain",
             ],
             // No "save this password?" or breach checks in the middle of a sign-in.
             "prefs": {
