@@ -211,8 +211,44 @@ fn failures_name_the_command_the_selector_and_the_page() {
 }
 
 #[test]
+fn a_browser_given_back_is_reused_wiped() {
+    let site = Origin::serve_pages(vec![
+        Page::new("/", "<title>home</title>"),
+        Page::new("/set", "<title>set</title>").header("Set-Cookie", "who=a; Path=/"),
+    ]);
+    let a = Browser::start();
+    a.goto(&site.url("/set"));
+    assert!(a.cookie("who").is_some());
+    a.set_window_size(390, 700);
+    a.execute(
+        "window.open('about:blank'); return 1;",
+        serde_json::json!([]),
+    );
+    assert_eq!(a.windows(), 2);
+    let profile = a.profile();
+    drop(a);
+    // Other tests running beside this one may take browsers from the pool: look for ours.
+    let mut held = Vec::new();
+    let b = loop {
+        let b = Browser::start();
+        if b.profile() == profile {
+            break b;
+        }
+        assert!(held.len() < 16, "the browser given back was not reused");
+        held.push(b);
+    };
+    b.goto(&site.url("/"));
+    assert_eq!(b.cookies(), [], "no cookie of the last test");
+    assert_eq!(b.windows(), 1, "the extra window is closed");
+    let (w, h) = browser::WINDOW;
+    assert_eq!(b.window_size(), (u64::from(w), u64::from(h)));
+    let last = site.requests_to("/").pop().expect("the visit");
+    assert_eq!(last.header("cookie"), None, "no cookie sent");
+}
+
+#[test]
 fn a_closed_browser_leaves_no_process() {
-    let b = Browser::start();
+    let b = Browser::start_fresh();
     b.goto("about:blank");
     let pids = b.pids();
     let profile = b.profile();
@@ -225,7 +261,7 @@ fn a_closed_browser_leaves_no_process() {
         .iter()
         .filter(|p| cmdline(**p).is_some_and(|c| c.contains(&named)));
     assert!(chromium.count() >= 2, "Chromium processes with the profile");
-    drop(b);
+    b.quit();
     // Gone and reaped: not even a zombie keeps the pid.
     let left: Vec<_> = pids
         .iter()

@@ -1,6 +1,9 @@
 //! A real browser for the scenarios about pages: Debian's `chromium`, headless, driven through
 //! `chromedriver` over W3C WebDriver (a small synchronous client on reqwest and serde_json).
-//! Each `Browser` has its own chromedriver, port and fresh profile, and leaves no process behind.
+//! Each `Browser` has its own chromedriver, port and profile, and leaves no process behind.
+//! Starting Chromium costs about two CPU-seconds, so a browser a test is done with goes back to
+//! a small pool, wiped (cookies, cache, extra windows, window size), and the next `start` takes
+//! it; a test that failed, or one that asks (`start_fresh`, `quit`), never shares its browser.
 //!
 //! ```ignore
 //! let b = Browser::start();
@@ -51,6 +54,20 @@ const SHUTDOWN: Duration = Duration::from_secs(20);
 const TEXT_SCRIPT: &str = "return document.body ? document.body.innerText : '';";
 /// How much of the page a timeout's panic shows.
 const EXCERPT_CHARS: usize = 1500;
+/// How many wiped browsers wait for the next test (each is a Chromium of ~150 MB).
+const POOL_MAX: usize = 4;
+
+/// Browsers tests are done with, wiped, waiting to be reused.
+static POOL: Mutex<Vec<Browser>> = Mutex::new(Vec::new());
+
+/// Closes the pooled browsers when the test binary exits (statics are never dropped).
+extern "C" fn close_pool_at_exit() {
+    let idle = std::mem::take(&mut *POOL.lock().unwrap_or_else(PoisonError::into_inner));
+    for mut b in idle {
+        b.reusable = false;
+        drop(b);
+    }
+}
 
 /// chromedriver runs under this shell, made a subreaper before it starts: Chromium's helpers
 /// (zygotes, crash handlers) outlive their parents, and would otherwise go to PID 1, still
@@ -276,16 +293,29 @@ pub struct Browser {
     http: Client,
     /// `http://127.0.0.1:<port>/session/<id>`
     session: String,
-    /// The reaper shell chromedriver runs under.
-    driver: Child,
-    dir: tempfile::TempDir,
+    /// The reaper shell chromedriver runs under; `None` once handed to the pool.
+    driver: Option<Child>,
+    dir: Option<tempfile::TempDir>,
+    /// Whether `Drop` may give it to the pool (not for `start_fresh` or `quit`).
+    reusable: bool,
 }
 
 impl Browser {
-    /// Starts chromedriver on a free loopback port and a fresh Chromium session; panics with
-    /// `MISSING` when either program is not installed.
+    /// A wiped browser from the pool, or a new one (`start_fresh`).
     #[track_caller]
     pub fn start() -> Browser {
+        let pooled = POOL.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        pooled.unwrap_or_else(|| {
+            let mut b = Browser::start_fresh();
+            b.reusable = true;
+            b
+        })
+    }
+
+    /// Starts chromedriver on a free loopback port and a new Chromium session, used by this
+    /// test alone; panics with `MISSING` when either program is not installed.
+    #[track_caller]
+    pub fn start_fresh() -> Browser {
         let env = |k: &str| std::env::var_os(k);
         let programs = locate(
             env(DRIVER_VAR).as_deref(),
@@ -335,8 +365,9 @@ impl Browser {
         let mut b = Browser {
             http,
             session: String::new(),
-            driver,
-            dir,
+            driver: Some(driver),
+            dir: Some(dir),
+            reusable: false,
         };
         let caps = capabilities(&programs.chromium, &profile);
         let made = b.send(Method::POST, &format!("{base}/session"), Some(&caps));
@@ -350,13 +381,59 @@ impl Browser {
 
     /// The browser's profile directory (every Chromium process names it on its command line).
     pub fn profile(&self) -> PathBuf {
-        self.dir.path().join("profile")
+        match &self.dir {
+            Some(dir) => dir.path().join("profile"),
+            None => PathBuf::new(),
+        }
+    }
+
+    /// Closes the browser now, never giving it to the pool.
+    pub fn quit(mut self) {
+        self.reusable = false;
+    }
+
+    /// Makes the browser as a new one looks to the next test: one window of the first size on
+    /// a blank page, no cookies, nothing cached. `false` if any step failed.
+    fn wipe(&self) -> bool {
+        let _ = self.call(Method::POST, "/alert/dismiss", json!({}));
+        let Ok(Value::Array(handles)) = self.call(Method::GET, "/window/handles", Value::Null)
+        else {
+            return false;
+        };
+        let Some(first) = handles.first().cloned() else {
+            return false;
+        };
+        for extra in &handles[1..] {
+            let switched = self.call(Method::POST, "/window", json!({ "handle": extra }));
+            if switched.is_err() || self.call(Method::DELETE, "/window", Value::Null).is_err() {
+                return false;
+            }
+        }
+        let (width, height) = WINDOW;
+        let cdp = |cmd: &str| {
+            let body = json!({ "cmd": cmd, "params": {} });
+            self.call(Method::POST, "/goog/cdp/execute", body).is_ok()
+        };
+        self.call(Method::POST, "/window", json!({ "handle": first }))
+            .is_ok()
+            && self
+                .call(Method::POST, "/url", json!({ "url": "about:blank" }))
+                .is_ok()
+            && cdp("Network.clearBrowserCookies")
+            && cdp("Network.clearBrowserCache")
+            && self
+                .call(
+                    Method::POST,
+                    "/window/rect",
+                    json!({ "width": width, "height": height }),
+                )
+                .is_ok()
     }
 
     /// Every process of this browser: chromedriver, Chromium and its helpers.
     pub fn pids(&self) -> Vec<u32> {
         let mut found = Vec::new();
-        let mut next = vec![self.driver.id()];
+        let mut next: Vec<u32> = self.driver.iter().map(Child::id).collect();
         while let Some(pid) = next.pop() {
             let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
                 continue;
@@ -507,6 +584,25 @@ impl Browser {
         self.cmd(Method::POST, "/window/rect", rect);
     }
 
+    /// The window's outer size, as `set_window_size` sets it.
+    #[track_caller]
+    pub fn window_size(&self) -> (u64, u64) {
+        let rect = self.cmd(Method::GET, "/window/rect", Value::Null);
+        match (rect["width"].as_u64(), rect["height"].as_u64()) {
+            (Some(w), Some(h)) => (w, h),
+            _ => panic!("WebDriver GET /window/rect gave no size: {rect}"),
+        }
+    }
+
+    /// How many windows (tabs) the browser has open.
+    #[track_caller]
+    pub fn windows(&self) -> usize {
+        match self.cmd(Method::GET, "/window/handles", Value::Null) {
+            Value::Array(handles) => handles.len(),
+            other => panic!("WebDriver GET /window/handles gave no list: {other}"),
+        }
+    }
+
     #[track_caller]
     pub fn back(&self) {
         self.cmd(Method::POST, "/back", json!({}));
@@ -638,13 +734,34 @@ impl Browser {
 }
 
 impl Drop for Browser {
-    /// Ends the session (chromedriver closes Chromium and waits for it), stops chromedriver,
-    /// and waits for the reaper, which exits once every helper process is reaped.
+    /// Gives a reusable browser of a test that passed to the pool, wiped; otherwise ends the
+    /// session (chromedriver closes Chromium and waits for it), stops chromedriver, and waits
+    /// for the reaper, which exits once every helper process is reaped.
     fn drop(&mut self) {
+        if self.reusable && !std::thread::panicking() && self.wipe() {
+            let mut pool = POOL.lock().unwrap_or_else(PoisonError::into_inner);
+            if pool.len() < POOL_MAX {
+                static AT_EXIT: std::sync::Once = std::sync::Once::new();
+                // SAFETY: registers a plain function with no arguments to run at exit.
+                AT_EXIT.call_once(|| unsafe {
+                    libc::atexit(close_pool_at_exit);
+                });
+                pool.push(Browser {
+                    http: self.http.clone(),
+                    session: std::mem::take(&mut self.session),
+                    driver: self.driver.take(),
+                    dir: self.dir.take(),
+                    reusable: true,
+                });
+                return;
+            }
+        }
         if !self.session.is_empty() {
             let _ = self.http.delete(&self.session).timeout(SHUTDOWN).send();
         }
-        stop(&mut self.driver);
+        if let Some(driver) = &mut self.driver {
+            stop(driver);
+        }
     }
 }
 
