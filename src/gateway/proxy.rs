@@ -3,6 +3,7 @@
 //! moves bytes between the session and the plain functions that decide.
 
 use super::classify::{Classifier, Target};
+use super::connection::Peer;
 use super::decide::{self, Decision};
 use super::headers;
 use super::live::{Live, SharedLive, HSTS_HEADER};
@@ -74,7 +75,10 @@ pub struct RequestCtx {
     /// The path the access log shows instead of the one sent (a mail link's token removed).
     logged_path: Option<String>,
     /// `RateLimit` of this answer, on a limited route (SPEC §20).
-    rate: Option<String>,
+    rate: Option<http::HeaderValue>,
+    /// The connection's peer, carried from the connection's previous request (`None`: not
+    /// a TCP peer).
+    peer: Option<Peer>,
 }
 
 impl RequestCtx {
@@ -84,9 +88,25 @@ impl RequestCtx {
     }
 
     /// `RateLimit-Policy` and `RateLimit` of this answer, on a limited route.
-    fn rate_headers(&self) -> Option<(&RouteLimit, &str)> {
+    fn rate_headers(&self) -> Option<(&RouteLimit, &http::HeaderValue)> {
         let limit = self.route.as_ref()?.rate_limit.as_ref()?;
-        Some((limit, self.rate.as_deref()?))
+        Some((limit, self.rate.as_ref()?))
+    }
+
+    /// What every answer gatehouse writes itself carries: the request id, HSTS over TLS, and
+    /// the RateLimit fields on a limited route.
+    fn add_own_headers(&self, resp: &mut Response) {
+        resp.add_header("X-Request-Id", self.request_id.clone());
+        if let Some(hsts) = self.hsts() {
+            resp.add_header(HSTS_HEADER, hsts.to_string());
+        }
+        if let Some((limit, rate)) = self.rate_headers() {
+            resp.add_header(RATELIMIT_POLICY_HEADER, limit.policy.clone());
+            resp.add_header(
+                RATELIMIT_HEADER,
+                String::from_utf8_lossy(rate.as_bytes()).into_owned(),
+            );
+        }
     }
 
     /// The metric and log label: the API endpoint, or the route prefix.
@@ -279,7 +299,7 @@ impl Gateway {
         let key_id = caller.and_then(|w| w.key_id.as_ref());
         let user_id = caller.map(|w| w.user_id);
         let address = Who::needs_address(limit.config.by, key_id.is_some(), user_id.is_some())
-            .then(|| api_request::client_ip(session, &self.trusted_proxies))
+            .then(|| self.client_ip(session, ctx))
             .flatten();
         let who = Who::of(limit.config.by, key_id, user_id, address);
         if !matches!(decision, Decision::Forward(_)) {
@@ -295,6 +315,15 @@ impl Gateway {
             Verdict::Refused { retry_after, .. } => {
                 Decision::Respond(ApiError::Throttled(retry_after).to_response())
             }
+        }
+    }
+
+    /// The client's address: the connection's peer, or behind a trusted proxy the hop its
+    /// `X-Forwarded-For` names (read per request).
+    fn client_ip(&self, session: &Session, ctx: &RequestCtx) -> Option<std::net::IpAddr> {
+        match &ctx.peer {
+            Some(peer) if !peer.trusted => Some(peer.ip),
+            _ => api_request::client_ip(session, &self.trusted_proxies),
         }
     }
 
@@ -430,6 +459,7 @@ impl ProxyHttp for Gateway {
             user_id: None,
             logged_path: None,
             rate: None,
+            peer: None,
         }
     }
 
@@ -437,12 +467,34 @@ impl ProxyHttp for Gateway {
     /// that every request still walks through; gatehouse compresses nothing (issue 17).
     fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
+    /// The peer goes on to the connection's next request (issue 28: no address text made
+    /// per request).
+    fn persist_connection_context(
+        &self,
+        _session: &Session,
+        ctx: &RequestCtx,
+    ) -> Option<Box<dyn std::any::Any + Send + Sync>> {
+        ctx.peer.as_ref().map(Peer::persist)
+    }
+
+    fn on_connection_reuse(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+        previous: Box<dyn std::any::Any + Send + Sync>,
+    ) {
+        ctx.peer = Peer::reused(previous);
+    }
+
     async fn early_request_filter(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        if ctx.peer.is_none() {
+            ctx.peer = api_request::peer_ip(session).map(|ip| Peer::new(ip, &self.trusted_proxies));
+        }
         let timeout = self.app.config.limits.client_read_timeout_seconds;
         session
             .as_downstream_mut()
@@ -555,14 +607,7 @@ impl ProxyHttp for Gateway {
                 }
             }
         };
-        resp.add_header("X-Request-Id", ctx.request_id.clone());
-        if let Some(hsts) = ctx.hsts() {
-            resp.add_header(HSTS_HEADER, hsts.to_string());
-        }
-        if let Some((limit, rate)) = ctx.rate_headers() {
-            resp.add_header(RATELIMIT_POLICY_HEADER, limit.policy.clone());
-            resp.add_header(RATELIMIT_HEADER, rate.to_string());
-        }
+        ctx.add_own_headers(&mut resp);
         write_response(session, &resp).await?;
         Ok(true)
     }
@@ -650,13 +695,17 @@ impl ProxyHttp for Gateway {
             }
         }
         upstream.insert_header(headers::X_REQUEST_ID, ctx.request_id.as_str())?;
-        if let Some(peer) = api_request::peer_ip(session) {
-            let client_xff = session
-                .req_header()
-                .headers
-                .get(headers::X_FORWARDED_FOR)
-                .and_then(|v| v.to_str().ok());
-            let xff = headers::forwarded_for(peer, client_xff, &self.trusted_proxies);
+        if let Some(peer) = &ctx.peer {
+            let client_xff = || {
+                session
+                    .req_header()
+                    .headers
+                    .get(headers::X_FORWARDED_FOR)
+                    .and_then(|v| v.to_str().ok())
+            };
+            let xff = peer
+                .forwarded_for(client_xff, &self.trusted_proxies)
+                .map_err(|e| Error::because(ErrorType::InternalError, "X-Forwarded-For", e))?;
             upstream.insert_header(headers::X_FORWARDED_FOR, xff)?;
         }
         upstream.insert_header(
@@ -705,7 +754,9 @@ impl ProxyHttp for Gateway {
         if let Some(hsts) = ctx.hsts() {
             upstream_response.insert_header(HSTS_HEADER, hsts)?;
         }
-        if let Some((limit, rate)) = ctx.rate_headers() {
+        // Moved, not cloned: the value is written once (a reference count less per answer).
+        let limit = ctx.route.as_ref().and_then(|r| r.rate_limit.as_ref());
+        if let (Some(limit), Some(rate)) = (limit, ctx.rate.take()) {
             upstream_response.insert_header(RATELIMIT_POLICY_HEADER, limit.policy_value.clone())?;
             upstream_response.insert_header(RATELIMIT_HEADER, rate)?;
         }
@@ -752,16 +803,8 @@ impl ProxyHttp for Gateway {
             if session.response_written().is_none() {
                 // The connection is not reused after a failed proxy attempt: say so.
                 session.set_keepalive(None);
-                let mut resp = error
-                    .to_response()
-                    .with_header("X-Request-Id", ctx.request_id.clone());
-                if let Some(hsts) = ctx.hsts() {
-                    resp.add_header(HSTS_HEADER, hsts.to_string());
-                }
-                if let Some((limit, rate)) = ctx.rate_headers() {
-                    resp.add_header(RATELIMIT_POLICY_HEADER, limit.policy.clone());
-                    resp.add_header(RATELIMIT_HEADER, rate.to_string());
-                }
+                let mut resp = error.to_response();
+                ctx.add_own_headers(&mut resp);
                 if let Err(e) = write_response(session, &resp).await {
                     log::debug!("could not write the {code} answer: {e}");
                 }
