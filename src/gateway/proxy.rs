@@ -38,8 +38,8 @@ pub struct Gateway {
     /// The identity headers' names as Pingora takes them without copying (a reference
     /// count per insert instead of a new buffer).
     identity_names: [bytes::Bytes; 4],
-    /// Removed from every client request before anything is added: the identity headers
-    /// and the assertion header.
+    /// Removed from every client request before anything is added: the identity headers,
+    /// the assertion header, and the credential headers unless `proxy.forward_authorization`.
     untrusted: Vec<HeaderName>,
     trusted_proxies: Vec<Network>,
     /// Set once a hand-over or stop began: answers then close their connections.
@@ -134,6 +134,11 @@ impl Gateway {
         let mut untrusted = identity_headers.to_vec();
         untrusted.push(HeaderName::from_static(assertion::HEADER));
         untrusted.push(HeaderName::from_static(headers::X_USER_AUTH));
+        if !p.forward_authorization {
+            // The API-key header is a credential as well: it goes with `Authorization`.
+            untrusted.push(AUTHORIZATION);
+            untrusted.push(app.config.apikeys.header.clone());
+        }
         Gateway {
             classifier: Classifier::new(&app.config),
             app,
@@ -641,13 +646,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         // Strip first, then add: nothing the client sent can pass for ours.
-        for name in headers::untrusted_names(&session.req_header().headers, &self.untrusted) {
+        let sent = &session.req_header().headers;
+        for name in headers::untrusted_names(sent, &upstream.headers, &self.untrusted) {
             upstream.remove_header(&name);
-        }
-        if !self.app.config.proxy.forward_authorization {
-            // The API-key header is a credential as well: it goes with `Authorization`.
-            upstream.remove_header(&AUTHORIZATION);
-            upstream.remove_header(&self.app.config.apikeys.header);
         }
         // The session cookie is gatehouse's: it never reaches an upstream (other cookies do).
         if let Some(cookie) = self.app.authenticator.session_cookie() {
