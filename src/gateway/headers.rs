@@ -6,7 +6,15 @@ use crate::config::Network;
 use http::{HeaderMap, HeaderName};
 use std::net::IpAddr;
 
+// Header names gatehouse writes through Pingora's `insert_header` are `&'static str`: the
+// cheapest form the unpatched API takes (benches/README.md "Issue 28"). The case-preserving
+// name is then a static `Bytes` and the name is parsed once (a custom name copied once); a
+// `HeaderName`, even `from_static`, is copied into the case map and then parsed and copied
+// again, and a shared `Bytes` pays a reference count on top of the parse.
+
 pub const X_REQUEST_ID: &str = "x-request-id";
+/// The same, in the letter case gatehouse's answers to clients use.
+pub const X_REQUEST_ID_ANSWER: &str = "X-Request-Id";
 pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
 pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 /// How the caller proved who they are (`jwt | session | apikey`, SPEC §19), sent with the

@@ -96,7 +96,7 @@ impl RequestCtx {
     /// What every answer gatehouse writes itself carries: the request id, HSTS over TLS, and
     /// the RateLimit fields on a limited route.
     fn add_own_headers(&self, resp: &mut Response) {
-        resp.add_header("X-Request-Id", self.request_id.clone());
+        resp.add_header(headers::X_REQUEST_ID_ANSWER, self.request_id.clone());
         if let Some(hsts) = self.hsts() {
             resp.add_header(HSTS_HEADER, hsts.to_string());
         }
@@ -535,7 +535,7 @@ impl ProxyHttp for Gateway {
                 ctx.endpoint = "redirect_to_https";
                 // The body (if any) is not read: do not reuse the connection.
                 session.set_keepalive(None);
-                resp.add_header("X-Request-Id", ctx.request_id.clone());
+                resp.add_header(headers::X_REQUEST_ID_ANSWER, ctx.request_id.clone());
                 write_response(session, &resp).await?;
                 return Ok(true);
             }
@@ -751,7 +751,7 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        upstream_response.insert_header("X-Request-Id", ctx.request_id.as_str())?;
+        upstream_response.insert_header(headers::X_REQUEST_ID_ANSWER, ctx.request_id.as_str())?;
         if let Some(hsts) = ctx.hsts() {
             upstream_response.insert_header(HSTS_HEADER, hsts)?;
         }
