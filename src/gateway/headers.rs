@@ -6,7 +6,15 @@ use crate::config::Network;
 use http::{HeaderMap, HeaderName};
 use std::net::IpAddr;
 
+// Header names gatehouse writes through Pingora's `insert_header` are `&'static str`: the
+// cheapest form the unpatched API takes (benches/README.md "Issue 28"). The case-preserving
+// name is then a static `Bytes` and the name is parsed once (a custom name copied once); a
+// `HeaderName`, even `from_static`, is copied into the case map and then parsed and copied
+// again, and a shared `Bytes` pays a reference count on top of the parse.
+
 pub const X_REQUEST_ID: &str = "x-request-id";
+/// The same, in the letter case gatehouse's answers to clients use.
+pub const X_REQUEST_ID_ANSWER: &str = "X-Request-Id";
 pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
 pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 /// How the caller proved who they are (`jwt | session | apikey`, SPEC §19), sent with the
@@ -15,12 +23,27 @@ pub const X_USER_AUTH: &str = "x-user-auth";
 /// Longest client-supplied request id kept.
 const MAX_REQUEST_ID: usize = 128;
 
-/// Every header name the upstream must not get from the client: the configured identity
-/// headers and whatever the client's `Connection` header nominates (hop-by-hop by RFC 9110).
-/// `upgrade` stays: it is how WebSocket requests reach the upstream.
-pub fn untrusted_names(headers: &HeaderMap, identity: &[HeaderName]) -> Vec<HeaderName> {
-    let mut names: Vec<HeaderName> = identity.to_vec();
-    for value in headers.get_all(http::header::CONNECTION) {
+/// Every header name of `upstream` (the head about to be forwarded) the upstream must not get
+/// from the client, each once: the configured identity headers (`identity`, with the
+/// credential headers when they are not forwarded) and whatever the client's `Connection`
+/// header in `sent` nominates (hop-by-hop by RFC 9110). `upgrade` stays: it is how WebSocket
+/// requests reach the upstream.
+///
+/// Only names the request has: one pass over its (few) names instead of a removal per
+/// configured name, which hashes into both of Pingora's maps each time (3.7k instructions
+/// per request for six names, benches/README.md "Issue 28"). Nothing is allocated when
+/// there is nothing to strip.
+pub fn untrusted_names(
+    sent: &HeaderMap,
+    upstream: &HeaderMap,
+    identity: &[HeaderName],
+) -> Vec<HeaderName> {
+    let mut names: Vec<HeaderName> = upstream
+        .keys()
+        .filter(|name| identity.contains(name))
+        .cloned()
+        .collect();
+    for value in sent.get_all(http::header::CONNECTION) {
         let Ok(value) = value.to_str() else { continue };
         for token in value.split(',').map(str::trim) {
             if token.is_empty()
@@ -31,7 +54,7 @@ pub fn untrusted_names(headers: &HeaderMap, identity: &[HeaderName]) -> Vec<Head
                 continue;
             }
             if let Ok(name) = HeaderName::from_bytes(token.to_ascii_lowercase().as_bytes()) {
-                if !names.contains(&name) {
+                if !names.contains(&name) && upstream.contains_key(&name) {
                     names.push(name);
                 }
             }
@@ -94,14 +117,27 @@ mod tests {
 
     #[test]
     fn connection_nominated_headers_are_untrusted() {
-        let identity = [HeaderName::from_static("x-user-id")];
+        let identity = [
+            HeaderName::from_static("x-user-id"),
+            HeaderName::from_static("x-user-name"),
+        ];
         let h = map(&[
             ("connection", "keep-alive, X-Secret"),
-            ("connection", "Upgrade, x-other"),
+            ("connection", "Upgrade, x-other, x-absent"),
+            ("x-secret", "1"),
+            ("x-other", "2"),
+            ("x-user-id", "7"),
+            ("x-user-id", "8"),
+            ("upgrade", "websocket"),
         ]);
-        let names = untrusted_names(&h, &identity);
+        let names = untrusted_names(&h, &h, &identity);
         let names: Vec<&str> = names.iter().map(HeaderName::as_str).collect();
+        // What the request has, each once; not what it does not have.
         assert_eq!(names, vec!["x-user-id", "x-secret", "x-other"]);
+        let plain = map(&[("host", "t")]);
+        assert!(untrusted_names(&plain, &plain, &identity).is_empty());
+        // Nominated by the client, looked for in what is forwarded.
+        assert!(untrusted_names(&h, &plain, &identity).is_empty());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 mod api_request;
 pub mod classify;
+pub mod connection;
 pub mod cors;
 pub mod decide;
 pub mod drain;

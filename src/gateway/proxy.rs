@@ -3,6 +3,7 @@
 //! moves bytes between the session and the plain functions that decide.
 
 use super::classify::{Classifier, Target};
+use super::connection::Peer;
 use super::decide::{self, Decision};
 use super::headers;
 use super::live::{Live, SharedLive, HSTS_HEADER};
@@ -37,8 +38,8 @@ pub struct Gateway {
     /// The identity headers' names as Pingora takes them without copying (a reference
     /// count per insert instead of a new buffer).
     identity_names: [bytes::Bytes; 4],
-    /// Removed from every client request before anything is added: the identity headers
-    /// and the assertion header.
+    /// Removed from every client request before anything is added: the identity headers,
+    /// the assertion header, and the credential headers unless `proxy.forward_authorization`.
     untrusted: Vec<HeaderName>,
     trusted_proxies: Vec<Network>,
     /// Set once a hand-over or stop began: answers then close their connections.
@@ -74,7 +75,10 @@ pub struct RequestCtx {
     /// The path the access log shows instead of the one sent (a mail link's token removed).
     logged_path: Option<String>,
     /// `RateLimit` of this answer, on a limited route (SPEC §20).
-    rate: Option<String>,
+    rate: Option<http::HeaderValue>,
+    /// The connection's peer, carried from the connection's previous request (`None`: not
+    /// a TCP peer).
+    peer: Option<Peer>,
 }
 
 impl RequestCtx {
@@ -84,9 +88,25 @@ impl RequestCtx {
     }
 
     /// `RateLimit-Policy` and `RateLimit` of this answer, on a limited route.
-    fn rate_headers(&self) -> Option<(&RouteLimit, &str)> {
+    fn rate_headers(&self) -> Option<(&RouteLimit, &http::HeaderValue)> {
         let limit = self.route.as_ref()?.rate_limit.as_ref()?;
-        Some((limit, self.rate.as_deref()?))
+        Some((limit, self.rate.as_ref()?))
+    }
+
+    /// What every answer gatehouse writes itself carries: the request id, HSTS over TLS, and
+    /// the RateLimit fields on a limited route.
+    fn add_own_headers(&self, resp: &mut Response) {
+        resp.add_header(headers::X_REQUEST_ID_ANSWER, self.request_id.clone());
+        if let Some(hsts) = self.hsts() {
+            resp.add_header(HSTS_HEADER, hsts.to_string());
+        }
+        if let Some((limit, rate)) = self.rate_headers() {
+            resp.add_header(RATELIMIT_POLICY_HEADER, limit.policy.clone());
+            resp.add_header(
+                RATELIMIT_HEADER,
+                String::from_utf8_lossy(rate.as_bytes()).into_owned(),
+            );
+        }
     }
 
     /// The metric and log label: the API endpoint, or the route prefix.
@@ -114,6 +134,11 @@ impl Gateway {
         let mut untrusted = identity_headers.to_vec();
         untrusted.push(HeaderName::from_static(assertion::HEADER));
         untrusted.push(HeaderName::from_static(headers::X_USER_AUTH));
+        if !p.forward_authorization {
+            // The API-key header is a credential as well: it goes with `Authorization`.
+            untrusted.push(AUTHORIZATION);
+            untrusted.push(app.config.apikeys.header.clone());
+        }
         Gateway {
             classifier: Classifier::new(&app.config),
             app,
@@ -279,7 +304,7 @@ impl Gateway {
         let key_id = caller.and_then(|w| w.key_id.as_ref());
         let user_id = caller.map(|w| w.user_id);
         let address = Who::needs_address(limit.config.by, key_id.is_some(), user_id.is_some())
-            .then(|| api_request::client_ip(session, &self.trusted_proxies))
+            .then(|| self.client_ip(session, ctx))
             .flatten();
         let who = Who::of(limit.config.by, key_id, user_id, address);
         if !matches!(decision, Decision::Forward(_)) {
@@ -295,6 +320,15 @@ impl Gateway {
             Verdict::Refused { retry_after, .. } => {
                 Decision::Respond(ApiError::Throttled(retry_after).to_response())
             }
+        }
+    }
+
+    /// The client's address: the connection's peer, or behind a trusted proxy the hop its
+    /// `X-Forwarded-For` names (read per request).
+    fn client_ip(&self, session: &Session, ctx: &RequestCtx) -> Option<std::net::IpAddr> {
+        match &ctx.peer {
+            Some(peer) if !peer.trusted => Some(peer.ip),
+            _ => api_request::client_ip(session, &self.trusted_proxies),
         }
     }
 
@@ -430,6 +464,7 @@ impl ProxyHttp for Gateway {
             user_id: None,
             logged_path: None,
             rate: None,
+            peer: None,
         }
     }
 
@@ -437,12 +472,34 @@ impl ProxyHttp for Gateway {
     /// that every request still walks through; gatehouse compresses nothing (issue 17).
     fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
+    /// The peer goes on to the connection's next request (issue 28: no address text made
+    /// per request).
+    fn persist_connection_context(
+        &self,
+        _session: &Session,
+        ctx: &RequestCtx,
+    ) -> Option<Box<dyn std::any::Any + Send + Sync>> {
+        ctx.peer.as_ref().map(Peer::persist)
+    }
+
+    fn on_connection_reuse(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+        previous: Box<dyn std::any::Any + Send + Sync>,
+    ) {
+        ctx.peer = Peer::reused(previous);
+    }
+
     async fn early_request_filter(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        if ctx.peer.is_none() {
+            ctx.peer = api_request::peer_ip(session).map(|ip| Peer::new(ip, &self.trusted_proxies));
+        }
         let timeout = self.app.config.limits.client_read_timeout_seconds;
         session
             .as_downstream_mut()
@@ -478,7 +535,7 @@ impl ProxyHttp for Gateway {
                 ctx.endpoint = "redirect_to_https";
                 // The body (if any) is not read: do not reuse the connection.
                 session.set_keepalive(None);
-                resp.add_header("X-Request-Id", ctx.request_id.clone());
+                resp.add_header(headers::X_REQUEST_ID_ANSWER, ctx.request_id.clone());
                 write_response(session, &resp).await?;
                 return Ok(true);
             }
@@ -555,14 +612,7 @@ impl ProxyHttp for Gateway {
                 }
             }
         };
-        resp.add_header("X-Request-Id", ctx.request_id.clone());
-        if let Some(hsts) = ctx.hsts() {
-            resp.add_header(HSTS_HEADER, hsts.to_string());
-        }
-        if let Some((limit, rate)) = ctx.rate_headers() {
-            resp.add_header(RATELIMIT_POLICY_HEADER, limit.policy.clone());
-            resp.add_header(RATELIMIT_HEADER, rate.to_string());
-        }
+        ctx.add_own_headers(&mut resp);
         write_response(session, &resp).await?;
         Ok(true)
     }
@@ -596,13 +646,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         // Strip first, then add: nothing the client sent can pass for ours.
-        for name in headers::untrusted_names(&session.req_header().headers, &self.untrusted) {
+        let sent = &session.req_header().headers;
+        for name in headers::untrusted_names(sent, &upstream.headers, &self.untrusted) {
             upstream.remove_header(&name);
-        }
-        if !self.app.config.proxy.forward_authorization {
-            // The API-key header is a credential as well: it goes with `Authorization`.
-            upstream.remove_header(&AUTHORIZATION);
-            upstream.remove_header(&self.app.config.apikeys.header);
         }
         // The session cookie is gatehouse's: it never reaches an upstream (other cookies do).
         if let Some(cookie) = self.app.authenticator.session_cookie() {
@@ -650,13 +696,17 @@ impl ProxyHttp for Gateway {
             }
         }
         upstream.insert_header(headers::X_REQUEST_ID, ctx.request_id.as_str())?;
-        if let Some(peer) = api_request::peer_ip(session) {
-            let client_xff = session
-                .req_header()
-                .headers
-                .get(headers::X_FORWARDED_FOR)
-                .and_then(|v| v.to_str().ok());
-            let xff = headers::forwarded_for(peer, client_xff, &self.trusted_proxies);
+        if let Some(peer) = &ctx.peer {
+            let client_xff = || {
+                session
+                    .req_header()
+                    .headers
+                    .get(headers::X_FORWARDED_FOR)
+                    .and_then(|v| v.to_str().ok())
+            };
+            let xff = peer
+                .forwarded_for(client_xff, &self.trusted_proxies)
+                .map_err(|e| Error::because(ErrorType::InternalError, "X-Forwarded-For", e))?;
             upstream.insert_header(headers::X_FORWARDED_FOR, xff)?;
         }
         upstream.insert_header(
@@ -701,11 +751,13 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        upstream_response.insert_header("X-Request-Id", ctx.request_id.as_str())?;
+        upstream_response.insert_header(headers::X_REQUEST_ID_ANSWER, ctx.request_id.as_str())?;
         if let Some(hsts) = ctx.hsts() {
             upstream_response.insert_header(HSTS_HEADER, hsts)?;
         }
-        if let Some((limit, rate)) = ctx.rate_headers() {
+        // Moved, not cloned: the value is written once (a reference count less per answer).
+        let limit = ctx.route.as_ref().and_then(|r| r.rate_limit.as_ref());
+        if let (Some(limit), Some(rate)) = (limit, ctx.rate.take()) {
             upstream_response.insert_header(RATELIMIT_POLICY_HEADER, limit.policy_value.clone())?;
             upstream_response.insert_header(RATELIMIT_HEADER, rate)?;
         }
@@ -752,16 +804,8 @@ impl ProxyHttp for Gateway {
             if session.response_written().is_none() {
                 // The connection is not reused after a failed proxy attempt: say so.
                 session.set_keepalive(None);
-                let mut resp = error
-                    .to_response()
-                    .with_header("X-Request-Id", ctx.request_id.clone());
-                if let Some(hsts) = ctx.hsts() {
-                    resp.add_header(HSTS_HEADER, hsts.to_string());
-                }
-                if let Some((limit, rate)) = ctx.rate_headers() {
-                    resp.add_header(RATELIMIT_POLICY_HEADER, limit.policy.clone());
-                    resp.add_header(RATELIMIT_HEADER, rate.to_string());
-                }
+                let mut resp = error.to_response();
+                ctx.add_own_headers(&mut resp);
                 if let Err(e) = write_response(session, &resp).await {
                     log::debug!("could not write the {code} answer: {e}");
                 }

@@ -116,9 +116,39 @@ pub fn policy_value(limit: &RateLimitConfig) -> String {
     )
 }
 
-/// `RateLimit: "default";r=<left>;t=<seconds>`.
-pub fn ratelimit_value(remaining: u64, reset: u64) -> String {
-    format!("\"{POLICY_NAME}\";r={remaining};t={reset}")
+/// `RateLimit: "default";r=<left>;t=<seconds>`, written per answer of a limited route: the
+/// digits go into a stack buffer (no `format!`, no `String`), copied once into the value.
+pub fn ratelimit_value(remaining: u64, reset: u64) -> http::HeaderValue {
+    // `"default";r=` + 20 digits + `;t=` + 20 digits.
+    let mut buf = [0u8; 64];
+    let mut n = 0;
+    for part in [&b"\""[..], POLICY_NAME.as_bytes(), b"\";r="] {
+        buf[n..n + part.len()].copy_from_slice(part);
+        n += part.len();
+    }
+    n = put_decimal(&mut buf, n, remaining);
+    buf[n..n + 3].copy_from_slice(b";t=");
+    n = put_decimal(&mut buf, n + 3, reset);
+    // Quotes, letters, digits, `;` and `=`: always a valid value.
+    http::HeaderValue::from_bytes(&buf[..n])
+        .unwrap_or_else(|_| http::HeaderValue::from_static("\"default\""))
+}
+
+/// Writes `v` in decimal at `buf[at..]`; the index after its last digit.
+fn put_decimal(buf: &mut [u8; 64], at: usize, mut v: u64) -> usize {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let len = digits.len() - i;
+    buf[at..at + len].copy_from_slice(&digits[i..]);
+    at + len
 }
 
 #[cfg(test)]
@@ -262,5 +292,10 @@ mod tests {
         };
         assert_eq!(policy_value(&l), "\"default\";q=100;w=60");
         assert_eq!(ratelimit_value(7, 3), "\"default\";r=7;t=3");
+        assert_eq!(ratelimit_value(0, 0), "\"default\";r=0;t=0");
+        assert_eq!(
+            ratelimit_value(u64::MAX, 1_000_000),
+            "\"default\";r=18446744073709551615;t=1000000"
+        );
     }
 }

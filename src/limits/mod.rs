@@ -192,7 +192,7 @@ impl Limiter {
             scope: limit.scope,
             who,
         };
-        let bucket = self.local.get_or(key, || {
+        let bucket = self.local.get_or(key, now, || {
             crate::metrics::RATE_LIMIT_BUCKETS
                 .set(i64::try_from(self.local.len() + 1).unwrap_or(i64::MAX));
             Bucket {
@@ -233,14 +233,14 @@ impl Limiter {
         };
         let tat = self
             .local
-            .get(&key)
+            .get(&key, now)
             .map_or(0, |b| b.tat.load(Ordering::Acquire));
         limit.gcra.peek(tat, now)
     }
 
     /// Local buckets held, all pending evictions done (tests and the bucket gauge).
     pub fn buckets(&self) -> u64 {
-        self.local.settled_len()
+        self.local.settled_len(monotonic_ns())
     }
 }
 

@@ -115,12 +115,12 @@ impl Slices {
         }
     }
 
-    fn slice(&self, limit: &RouteLimit, who: &Who) -> Arc<Slice> {
+    fn slice(&self, limit: &RouteLimit, who: &Who, now: u64) -> Arc<Slice> {
         let key = BucketKey {
             scope: limit.scope,
             who: who.clone(),
         };
-        self.table.get_or(key, || Slice {
+        self.table.get_or(key, now, || Slice {
             tokens: AtomicI64::new(0),
             reserving: AtomicBool::new(false),
             asking: tokio::sync::Mutex::new(()),
@@ -135,7 +135,7 @@ impl Slices {
     /// One request against the shared bucket. `None`: the store could not be asked (down,
     /// or no store shares): the caller decides locally.
     pub async fn check(&self, limit: &RouteLimit, who: &Who, now: u64) -> Option<Verdict> {
-        let slice = self.slice(limit, who);
+        let slice = self.slice(limit, who, now);
         let want = slice_size(limit.gcra.capacity, self.replicas);
         if let Some(left) = slice.spend() {
             if left <= want / 2 {
@@ -209,7 +209,7 @@ impl Slices {
             scope: limit.scope,
             who: who.clone(),
         };
-        let slice = self.table.get(&key)?;
+        let slice = self.table.get(&key, now)?;
         let here = u64::try_from(slice.tokens.load(Ordering::Acquire)).unwrap_or(0);
         match slice.admitted(here, now) {
             Verdict::Admitted { remaining, reset } => Some((remaining, reset)),

@@ -1215,6 +1215,56 @@ fn client_forwarded_for_is_kept_in_front_from_trusted_proxies() {
     );
 }
 
+/// The peer is carried from one request of a keep-alive connection to the next (issue 28's
+/// per-connection context); what one request's `X-Forwarded-For` said is not: behind a trusted
+/// proxy each request's own chain is used, from any other peer never.
+#[test]
+fn forwarded_for_on_a_reused_connection_is_each_requests_own() {
+    let up = Upstream::start();
+    let request = |xff: Option<&str>| {
+        let line = xff.map_or(String::new(), |v| format!("X-Forwarded-For: {v}\r\n"));
+        format!("GET /a HTTP/1.1\r\nHost: t\r\n{line}\r\n")
+    };
+    for (trusted, steps) in [
+        (
+            "127.0.0.1/32",
+            [
+                (Some("203.0.113.7"), "203.0.113.7, 127.0.0.1"),
+                (None, "127.0.0.1"),
+                (Some("198.51.100.1"), "198.51.100.1, 127.0.0.1"),
+                (None, "127.0.0.1"),
+            ],
+        ),
+        (
+            "10.0.0.0/8",
+            [
+                (Some("203.0.113.7"), "127.0.0.1"),
+                (None, "127.0.0.1"),
+                (Some("6.6.6.6"), "127.0.0.1"),
+                (None, "127.0.0.1"),
+            ],
+        ),
+    ] {
+        let g = Gatehouse::new()
+            .with_config(|c| {
+                c.proxy.trusted_proxies = vec![trusted.parse().expect("network")];
+                c.routes = vec![public_route("/", &[up.addr])];
+            })
+            .start();
+        // One connection for all four: an answer on it means it was reused.
+        let mut s = raw::connect(g.port);
+        for (i, (xff, want)) in steps.into_iter().enumerate() {
+            let answer = g.raw_on(&mut s, &request(xff));
+            assert_eq!(answer.status, 200, "request {i} (trusted {trusted})");
+            assert_eq!(
+                up.last().header_values("x-forwarded-for"),
+                vec![want],
+                "request {i} on one connection, trusted {trusted}, sent {xff:?}"
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // routing
 
