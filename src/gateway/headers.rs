@@ -107,6 +107,25 @@ pub fn client_ip(peer: IpAddr, client_xff: Option<&str>, trusted: &[Network]) ->
 mod tests {
     use super::*;
 
+    /// vendor/patches/pingora-http-0001: a parsed head's header map has room for the headers
+    /// gatehouse adds, so adding them does not grow it. Fails when the patch is not in use
+    /// (Pingora's own sizing leaves room for one or two).
+    #[test]
+    fn pingora_patch_header_maps_have_headroom() {
+        for parsed in [0, 3, 5, 9, 20] {
+            let resp = pingora::http::ResponseHeader::build(200, Some(parsed)).expect("a head");
+            let req =
+                pingora::http::RequestHeader::build("GET", b"/", Some(parsed)).expect("a head");
+            for capacity in [resp.headers.capacity(), req.headers.capacity()] {
+                assert!(
+                    capacity >= parsed + pingora::http::HEADER_HEADROOM,
+                    "{parsed} parsed headers: room for {capacity}"
+                );
+            }
+        }
+        assert!(pingora::http::HEADER_HEADROOM >= 8);
+    }
+
     fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {

@@ -840,10 +840,15 @@ fn http_header_map_upper_bound(size_hint: Option<usize>) -> usize {
     // We select the size hint or the max size here, ensuring that we pick a value substantially lower
     // than 1 << 15 with room to grow the header map.
     std::cmp::min(
-        size_hint.unwrap_or(INIT_HEADER_SIZE),
+        size_hint.map_or(INIT_HEADER_SIZE, |n| n + HEADER_HEADROOM),
         PINGORA_MAX_HEADER_COUNT,
     )
 }
+
+/// Room for the headers a proxy adds to a parsed request or response (forwarding, request id,
+/// identity, rate-limit fields) beyond the parsed count, so the first of them does not grow and
+/// rehash both the value map and the case map (gatehouse patch: vendor/patches).
+pub const HEADER_HEADROOM: usize = 12;
 
 #[inline]
 fn append_header_value<T>(
