@@ -59,7 +59,7 @@ TESTS_ALONE = \
 	switchover::every_django_hasher_logs_in_and_is_rehashed_to_argon2id
 
 test: deps
-	$(CARGO) test $(TEST_FEATURES) --lib --bins --tests -- --test-threads=$(TEST_THREADS) --exact $(addprefix --skip ,$(TESTS_ALONE))
+	$(CARGO) test $(TEST_FEATURES) --lib --tests -- --test-threads=$(TEST_THREADS) --exact $(addprefix --skip ,$(TESTS_ALONE))
 	$(CARGO) test $(TEST_FEATURES) --test it -- --test-threads=1 --exact $(TESTS_ALONE)
 	bash tests/schemathesis.sh
 
