@@ -521,6 +521,7 @@ struct Args {
     postgres: bool,
     pages: bool,
     plans: bool,
+    reindex: bool,
     sizes: Vec<u64>,
 }
 
@@ -529,6 +530,7 @@ fn args() -> Result<Args, String> {
         postgres: false,
         pages: false,
         plans: false,
+        reindex: false,
         sizes: Vec::new(),
     };
     // `cargo bench` appends `--bench` to a harness-less bench's arguments.
@@ -537,8 +539,9 @@ fn args() -> Result<Args, String> {
             "--pg" => a.postgres = true,
             "--pages" => a.pages = true,
             "--plans" => a.plans = true,
+            "--reindex" => a.reindex = true,
             size => a.sizes.push(size.replace('_', "").parse().map_err(|e| {
-                format!("{size}: {e} (usage: [--pg] [--plans] [--pages] SIZES...)")
+                format!("{size}: {e} (usage: [--pg] [--plans] [--pages] [--reindex] SIZES...)")
             })?),
         }
     }
@@ -548,7 +551,46 @@ fn args() -> Result<Args, String> {
     if a.plans && !a.postgres {
         return Err("--plans needs --pg".into());
     }
+    if a.reindex && a.postgres {
+        return Err("--reindex is sled's".into());
+    }
     Ok(a)
+}
+
+/// This process's CPU time so far (user + system, every thread: sled's too), in seconds;
+/// 0 where /proc is not there. Beside the wall time on a shared machine.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The bytes of the files under `dir`, in MiB.
+fn disk_mib(dir: &std::path::Path) -> Result<f64, String> {
+    let mut bytes = 0u64;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))? {
+            let entry = entry.map_err(|e| e.to_string())?;
+            let meta = entry.metadata().map_err(|e| e.to_string())?;
+            if meta.is_dir() {
+                todo.push(entry.path());
+            } else {
+                bytes += meta.len();
+            }
+        }
+    }
+    Ok(bytes as f64 / (1024.0 * 1024.0))
 }
 
 /// The rows of one size: the store cases, then (with `--pages`) the page cases.
@@ -559,10 +601,32 @@ fn one_size(a: &Args, cluster: Option<&pg::Cluster>, n: u64) -> Result<Vec<(f64,
     let t = Instant::now();
     match cluster {
         None => {
-            let store =
+            let mut store =
                 SledStore::open(&dir.path().join("db"), 64 << 20).map_err(|e| e.to_string())?;
+            let cpu = cpu_seconds();
             load(&store, n)?;
-            eprintln!("{n} users loaded in {:.1} s", t.elapsed().as_secs_f64());
+            eprintln!(
+                "{n} users loaded in {:.1} s (CPU {:.1} s)",
+                t.elapsed().as_secs_f64(),
+                cpu_seconds() - cpu
+            );
+            eprintln!("  store on disk: {:.1} MiB", disk_mib(dir.path())?);
+            for (part, keys, bytes) in store.user_index_sizes().map_err(|e| e.to_string())? {
+                eprintln!(
+                    "  live {part}: {keys} keys, {:.1} MiB",
+                    bytes as f64 / (1024.0 * 1024.0)
+                );
+            }
+            if a.reindex {
+                let (t, cpu) = (Instant::now(), cpu_seconds());
+                store.rebuild_user_index().map_err(|e| e.to_string())?;
+                eprintln!(
+                    "  users list index rebuilt in {:.1} s (CPU {:.1} s); store on disk: {:.1} MiB",
+                    t.elapsed().as_secs_f64(),
+                    cpu_seconds() - cpu,
+                    disk_mib(dir.path())?
+                );
+            }
             rows = time_store(&store, n, label)?;
             // The server takes the store's lock: closed (and flushed) first.
             drop(store);
