@@ -7,6 +7,7 @@
 //! cargo bench --no-default-features --bench user_list -- 1000 1000000          # sled, store
 //! cargo bench --no-default-features --bench user_list -- --pg --plans 1000 1000000
 //! cargo bench --no-default-features --bench user_list -- --pages 1000 1000000  # + pages
+//! cargo bench --no-default-features --bench user_list -- --reindex 1000000      # + rebuild
 //! ```
 //!
 //! Users come from the scale run's generator (`benches/scale/users.rs`: `user0000001`...,
@@ -19,6 +20,10 @@
 //! size migrated by the store, the same users written by SQL (`load_sql`: the store's insert
 //! is one transaction per user, too slow for 1M here) and checked through the store, then
 //! `VACUUM ANALYZE`.
+//! On sled, after the load: its wall and CPU time (this process, sled's threads included),
+//! the store's size on disk and the live bytes of the users, the search postings and the
+//! other list index keys; with `--reindex`, the time of `rebuild_user_index` (what opening a
+//! store written before the index costs once).
 //! Each store case is called until 1 s or 2,000 calls have passed (after 3 warm-up calls);
 //! the median and p90 are printed in microseconds.
 //!
