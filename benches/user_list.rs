@@ -7,6 +7,7 @@
 //! cargo bench --no-default-features --bench user_list -- 1000 1000000          # sled, store
 //! cargo bench --no-default-features --bench user_list -- --pg --plans 1000 1000000
 //! cargo bench --no-default-features --bench user_list -- --pages 1000 1000000  # + pages
+//! cargo bench --no-default-features --bench user_list -- --reindex 1000000      # + rebuild
 //! ```
 //!
 //! Users come from the scale run's generator (`benches/scale/users.rs`: `user0000001`...,
@@ -19,6 +20,10 @@
 //! size migrated by the store, the same users written by SQL (`load_sql`: the store's insert
 //! is one transaction per user, too slow for 1M here) and checked through the store, then
 //! `VACUUM ANALYZE`.
+//! On sled, after the load: its wall and CPU time (this process, sled's threads included),
+//! the store's size on disk and the live bytes of the users, the search postings and the
+//! other list index keys; with `--reindex`, the time of `rebuild_user_index` (what opening a
+//! store written before the index costs once).
 //! Each store case is called until 1 s or 2,000 calls have passed (after 3 warm-up calls);
 //! the median and p90 are printed in microseconds.
 //!
@@ -521,6 +526,7 @@ struct Args {
     postgres: bool,
     pages: bool,
     plans: bool,
+    reindex: bool,
     sizes: Vec<u64>,
 }
 
@@ -529,6 +535,7 @@ fn args() -> Result<Args, String> {
         postgres: false,
         pages: false,
         plans: false,
+        reindex: false,
         sizes: Vec::new(),
     };
     // `cargo bench` appends `--bench` to a harness-less bench's arguments.
@@ -537,8 +544,9 @@ fn args() -> Result<Args, String> {
             "--pg" => a.postgres = true,
             "--pages" => a.pages = true,
             "--plans" => a.plans = true,
+            "--reindex" => a.reindex = true,
             size => a.sizes.push(size.replace('_', "").parse().map_err(|e| {
-                format!("{size}: {e} (usage: [--pg] [--plans] [--pages] SIZES...)")
+                format!("{size}: {e} (usage: [--pg] [--plans] [--pages] [--reindex] SIZES...)")
             })?),
         }
     }
@@ -548,7 +556,46 @@ fn args() -> Result<Args, String> {
     if a.plans && !a.postgres {
         return Err("--plans needs --pg".into());
     }
+    if a.reindex && a.postgres {
+        return Err("--reindex is sled's".into());
+    }
     Ok(a)
+}
+
+/// This process's CPU time so far (user + system, every thread: sled's too), in seconds;
+/// 0 where /proc is not there. Beside the wall time on a shared machine.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The bytes of the files under `dir`, in MiB.
+fn disk_mib(dir: &std::path::Path) -> Result<f64, String> {
+    let mut bytes = 0u64;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))? {
+            let entry = entry.map_err(|e| e.to_string())?;
+            let meta = entry.metadata().map_err(|e| e.to_string())?;
+            if meta.is_dir() {
+                todo.push(entry.path());
+            } else {
+                bytes += meta.len();
+            }
+        }
+    }
+    Ok(bytes as f64 / (1024.0 * 1024.0))
 }
 
 /// The rows of one size: the store cases, then (with `--pages`) the page cases.
@@ -559,10 +606,32 @@ fn one_size(a: &Args, cluster: Option<&pg::Cluster>, n: u64) -> Result<Vec<(f64,
     let t = Instant::now();
     match cluster {
         None => {
-            let store =
+            let mut store =
                 SledStore::open(&dir.path().join("db"), 64 << 20).map_err(|e| e.to_string())?;
+            let cpu = cpu_seconds();
             load(&store, n)?;
-            eprintln!("{n} users loaded in {:.1} s", t.elapsed().as_secs_f64());
+            eprintln!(
+                "{n} users loaded in {:.1} s (CPU {:.1} s)",
+                t.elapsed().as_secs_f64(),
+                cpu_seconds() - cpu
+            );
+            eprintln!("  store on disk: {:.1} MiB", disk_mib(dir.path())?);
+            for (part, keys, bytes) in store.user_index_sizes().map_err(|e| e.to_string())? {
+                eprintln!(
+                    "  live {part}: {keys} keys, {:.1} MiB",
+                    bytes as f64 / (1024.0 * 1024.0)
+                );
+            }
+            if a.reindex {
+                let (t, cpu) = (Instant::now(), cpu_seconds());
+                store.rebuild_user_index().map_err(|e| e.to_string())?;
+                eprintln!(
+                    "  users list index rebuilt in {:.1} s (CPU {:.1} s); store on disk: {:.1} MiB",
+                    t.elapsed().as_secs_f64(),
+                    cpu_seconds() - cpu,
+                    disk_mib(dir.path())?
+                );
+            }
             rows = time_store(&store, n, label)?;
             // The server takes the store's lock: closed (and flushed) first.
             drop(store);

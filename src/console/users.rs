@@ -259,10 +259,8 @@ async fn view(
             .query_users(&list.query, list.after.as_ref(), list.per)
             .await?;
         let count = store.count_query(&list.query).await?;
-        let mut factors = Vec::with_capacity(page.users.len());
-        for u in &page.users {
-            factors.push(factor_on(store.as_ref(), u.id).await?);
-        }
+        let ids: Vec<u64> = page.users.iter().map(|u| u.id).collect();
+        let factors = store.factors_on(&ids).await?;
         Ok::<_, crate::store::StoreError>((page, count, factors))
     };
     let (page, count, factors) = match found.await {
@@ -353,10 +351,6 @@ fn tri(b: Option<bool>, yes: &'static str, no: &'static str) -> &'static str {
         Some(true) => yes,
         Some(false) => no,
     }
-}
-
-async fn factor_on(store: &dyn UserStore, id: u64) -> Result<bool, crate::store::StoreError> {
-    Ok(store.get_mfa(id).await?.is_some_and(|m| m.enabled))
 }
 
 /// What a bulk form asks to do to every selected user.
@@ -666,8 +660,9 @@ async fn produce(store: Arc<dyn UserStore>, query: UserQuery, tx: mpsc::Sender<C
 
 async fn rows(store: &dyn UserStore, users: &[User]) -> Result<String, crate::store::StoreError> {
     let mut out = String::new();
-    for u in users {
-        out.push_str(&csv::row(u, factor_on(store, u.id).await?));
+    let ids: Vec<u64> = users.iter().map(|u| u.id).collect();
+    for (u, on) in users.iter().zip(store.factors_on(&ids).await?) {
+        out.push_str(&csv::row(u, on));
     }
     Ok(out)
 }

@@ -310,6 +310,15 @@ pub trait UserStore: MailOutbox + Send + Sync {
     ) -> Result<bool, StoreError>;
     /// The user's second factor (SPEC §17), pending or enabled.
     async fn get_mfa(&self, user_id: u64) -> Result<Option<Mfa>, StoreError>;
+    /// Whether each of `user_ids` (a page of a list) has its second factor on, in order: one
+    /// round trip on PostgreSQL (the console's users page and CSV), local reads on sled.
+    async fn factors_on(&self, user_ids: &[u64]) -> Result<Vec<bool>, StoreError> {
+        let mut on = Vec::with_capacity(user_ids.len());
+        for id in user_ids {
+            on.push(self.get_mfa(*id).await?.is_some_and(|m| m.enabled));
+        }
+        Ok(on)
+    }
     /// Compare-and-swap of a user's second factor (`None`: no record), recording `effects`
     /// in the same transaction: `Ok(false)` (and nothing recorded) when `expected` is no
     /// longer what is stored. Two writers racing from the same record: one wins.

@@ -316,8 +316,14 @@ impl UserQuery {
 
     /// Whether `user` comes after `cursor` in the list's order.
     pub fn is_after(&self, cursor: &UserCursor, user: &User) -> bool {
-        let here = (self.sort_key(user), user.id);
-        let there = (cursor.key.clone(), cursor.id);
+        self.key_is_after(cursor, &self.sort_key(user), user.id)
+    }
+
+    /// Whether the user `id` whose sort key is `key` comes after `cursor` in the list's
+    /// order.
+    pub fn key_is_after(&self, cursor: &UserCursor, key: &SortKey, id: u64) -> bool {
+        let here = (key, id);
+        let there = (&cursor.key, cursor.id);
         if self.desc {
             here < there
         } else {

@@ -2,6 +2,7 @@
 //! flush before any write returns (sled alone fsyncs only every 500 ms; `group_commit.rs`).
 
 use super::group_commit::GroupCommit;
+mod search_index;
 mod user_list;
 use super::{
     name_key, ApiKey, ChangeEffects, ChangeFeed, Effects, Event, EventFilter, EventTap, Family,
@@ -35,6 +36,11 @@ pub(super) const USER_INDEX_BUILT: &[u8] = b"user_index_built";
 /// Set once the `user_index` tree holds the list's counters and search keys too (stores
 /// written before them get the whole index rebuilt when opened).
 const USER_COUNTS_BUILT: &[u8] = b"user_counts_built";
+/// Set once the search index is posting blocks (`search_index`; stores with the earlier one
+/// key per trigram and user get the whole index rebuilt when opened).
+const USER_SEARCH_BLOCKS: &[u8] = b"user_search_blocks";
+/// The name of the `user_index` tree (dropped and rebuilt whole by `ensure_user_index`).
+const USER_INDEX_TREE: &str = "user_index";
 /// How far, in milliseconds, an event's time may trail one written before it (writers racing
 /// between taking the time and committing, a clock stepped back): the retention sweep looks
 /// this far past the first event it keeps.
@@ -666,7 +672,7 @@ impl SledStore {
                 other => StoreError::Io(format!("cannot open store in {}: {other}", dir.display())),
             })?;
         let tree = |name: &str| db.open_tree(name).map_err(io);
-        let store = SledStore {
+        let mut store = SledStore {
             users: tree("users")?,
             usernames: tree("usernames")?,
             emails: tree("emails")?,
@@ -680,7 +686,7 @@ impl SledStore {
             audit: tree("audit")?,
             audit_index: tree("audit_index")?,
             mfa: tree("mfa")?,
-            user_index: tree("user_index")?,
+            user_index: tree(USER_INDEX_TREE)?,
             api_keys: tree("api_keys")?,
             next_event: AtomicU64::new(1),
             event_tap: OnceLock::new(),
@@ -834,12 +840,14 @@ impl SledStore {
         Ok(done)
     }
 
-    /// Inserts `user` with its id under the indexes and records the effects it causes, in
-    /// one transaction.
+    /// Inserts `user` with its id under the indexes (its search postings too when
+    /// `postings`; else the caller wrote them) and records the effects it causes, in one
+    /// transaction.
     fn insert_tx(
         &self,
         user: &User,
         allocate_id: bool,
+        postings: bool,
         effects: NewUserEffects<'_>,
     ) -> Result<(User, Vec<Event>), StoreError> {
         let uname = name_key(&user.username);
@@ -903,7 +911,7 @@ impl SledStore {
                     if !user.is_active {
                         inactive.insert(&id_key(user.id), &[])?;
                     }
-                    user_list::insert_index_tx(&trees.13, &user)?;
+                    user_list::insert_index_tx(&trees.13, &user, postings)?;
                     // As PostgreSQL does, which decides them before the id exists.
                     let events = effects_tx(&effect_trees, effects(&user).about(user.id))?;
                     Ok((user, events))
@@ -1022,14 +1030,14 @@ impl UserStore for SledStore {
         new: NewUser,
         effects: NewUserEffects<'_>,
     ) -> Result<User, StoreError> {
-        let (user, events) = self.insert_tx(&new.into_user(), true, effects)?;
+        let (user, events) = self.insert_tx(&new.into_user(), true, true, effects)?;
         self.flush().await?;
         self.told(&events);
         Ok(user)
     }
 
     async fn insert_user(&self, user: User) -> Result<User, StoreError> {
-        let (user, _) = self.insert_tx(&user, false, &|_| Effects::none())?;
+        let (user, _) = self.insert_tx(&user, false, true, &|_| Effects::none())?;
         self.flush().await?;
         Ok(user)
     }
@@ -1038,10 +1046,20 @@ impl UserStore for SledStore {
         &self,
         users: Vec<User>,
     ) -> Result<Vec<Result<User, StoreError>>, StoreError> {
+        // The batch's postings first, as whole blocks (`search_index::Gathered`): a user
+        // whose insert then fails leaves a posting its record check skips, never a user
+        // the search misses.
+        let mut postings = search_index::Gathered::default();
+        for u in &users {
+            postings.add(&user_list::user_trigrams(u), u.id);
+        }
+        if !postings.is_empty() {
+            postings.write(&self.user_index)?;
+        }
         let results = users
             .iter()
             .map(|u| {
-                self.insert_tx(u, false, &|_| Effects::none())
+                self.insert_tx(u, false, false, &|_| Effects::none())
                     .map(|(u, _)| u)
             })
             .collect();

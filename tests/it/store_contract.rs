@@ -2295,6 +2295,11 @@ async fn the_second_factor_filter_follows_enable_disable_and_reset() {
             .expect("pending"));
         assert_eq!(ids(on.clone()).await, Vec::<u64>::new(), "{backend}");
         // Confirmed: on.
+        assert_eq!(
+            store.factors_on(&[1]).await.expect("factors"),
+            [false],
+            "{backend}: a pending factor is not on"
+        );
         let enabled = mfa_record("s", 0);
         assert!(store
             .swap_mfa(ann.id, Some(&pending), Some(&enabled), Effects::none())
@@ -2306,6 +2311,13 @@ async fn the_second_factor_filter_follows_enable_disable_and_reset() {
             store.count_query(&on).await.expect("count"),
             UserCount::Exact(1)
         );
+        // The console's page reads them all at once, in the order asked (an unknown id: off).
+        assert_eq!(
+            store.factors_on(&[2, 1, 99]).await.expect("factors"),
+            [false, true, false],
+            "{backend}"
+        );
+        assert!(store.factors_on(&[]).await.expect("none").is_empty());
         // A lost compare-and-swap changes nothing.
         assert!(!store
             .swap_mfa(ann.id, Some(&pending), None, Effects::none())
@@ -2884,6 +2896,125 @@ async fn shared_rate_limit_slices_never_grant_more_than_the_bucket() {
         assert!(
             (3..=6).contains(&later.granted),
             "{backend}: {later:?} after 0.45 s at 10 a second"
+        );
+    }
+}
+
+/// A user write that resets the user's second factor (`Effects::mfa_removed`, here with a
+/// deactivation, so the counters move too) racing the user's own factor change: both end
+/// without an error every time (no deadlock for the database to break), and the counters
+/// stay exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_factor_change_racing_a_reset_of_it_always_completes() {
+    for (backend, make) in backends() {
+        let fresh = make();
+        let store = fresh.store.clone();
+        for name in ["ann", "bob"] {
+            create(store.as_ref(), name).await;
+        }
+        let r1 = mfa_record("s", 0);
+        for round in 0..40 {
+            let id = 1 + round % 2;
+            assert!(
+                store
+                    .swap_mfa(id, None, Some(&r1), Effects::none())
+                    .await
+                    .unwrap_or_else(|e| panic!("{backend} enable: {e}")),
+                "{backend}: round {round} starts with no factor"
+            );
+            let (a, b) = (store.clone(), store.clone());
+            let active = round % 4 < 2;
+            let reset = tokio::spawn(async move {
+                let removed = Effects {
+                    mfa_removed: vec![id],
+                    ..Effects::none()
+                };
+                a.update_user(id, &move |u| u.is_active = !active, &|_, _| removed.clone())
+                    .await
+            });
+            // The user turns it off (a change the counters see, so PostgreSQL's trigger
+            // reads the user) while the reset deletes it.
+            let from = r1.clone();
+            let change =
+                tokio::spawn(
+                    async move { b.swap_mfa(id, Some(&from), None, Effects::none()).await },
+                );
+            let reset = reset.await.expect("reset task");
+            let change = change.await.expect("change task");
+            assert!(reset.is_ok(), "{backend} round {round}: reset {reset:?}");
+            assert!(change.is_ok(), "{backend} round {round}: change {change:?}");
+            // Whichever went first, the factor is gone.
+            assert_eq!(
+                store.get_mfa(id).await.expect("get"),
+                None,
+                "{backend} round {round}"
+            );
+        }
+        counts_agree_with_a_scan(store.as_ref(), &[], backend, "the races").await;
+    }
+}
+
+/// A search finds a user by the name and address it has now, not by those it had (sled's
+/// index keeps stale postings and checks each candidate's record).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_search_follows_a_rename_and_an_address_change() {
+    for (backend, make) in backends() {
+        let fresh = make();
+        let store = fresh.store.as_ref();
+        for name in ["alice", "bob", "carol"] {
+            create(store, name).await;
+        }
+        let search = |s: &str| UserQuery {
+            search: Some(s.into()),
+            ..UserQuery::default()
+        };
+        let found = |s: &'static str| async move {
+            let q = search(s);
+            (
+                all_pages(store, &q, 2).await,
+                store.count_query(&q).await.expect("count"),
+            )
+        };
+        store
+            .update_user(
+                2,
+                &|u| {
+                    u.username = "zebedee".into();
+                    u.email = "zeb@elsewhere.org".into();
+                },
+                &|_, _| Effects::none(),
+            )
+            .await
+            .expect("rename");
+        for (s, want) in [
+            ("bob", vec![]),
+            ("bob@example", vec![]),
+            ("zebedee", vec![2]),
+            ("elsewhere", vec![2]),
+            ("ebe", vec![2]),
+            ("example.com", vec![1, 3]),
+        ] {
+            let n = want.len();
+            assert_eq!(
+                found(s).await,
+                (want, UserCount::Exact(n)),
+                "{backend}: {s}"
+            );
+        }
+        // And back: found by the old name again, not by the one it dropped.
+        store
+            .update_user(2, &|u| u.username = "bob".into(), &|_, _| Effects::none())
+            .await
+            .expect("rename back");
+        assert_eq!(
+            found("bob").await,
+            (vec![2], UserCount::Exact(1)),
+            "{backend}"
+        );
+        assert_eq!(
+            found("zebedee").await,
+            (vec![], UserCount::Exact(0)),
+            "{backend}"
         );
     }
 }

@@ -3,7 +3,8 @@
 //! racing with the same code, one row matches once), with the write's effects in the same
 //! transaction; removed by the user writes that turn the factor off (`writes::write_effects`).
 
-use super::{audit, pg_error, pool_error, to_i64, writes::write_effects, PgStore};
+use super::writes::{lock_users_first, write_effects};
+use super::{audit, pg_error, pool_error, to_i64, PgStore};
 use crate::store::{Effects, Mfa, StoreError};
 
 fn encode(mfa: &Mfa) -> Result<String, StoreError> {
@@ -33,6 +34,37 @@ impl PgStore {
         .await
     }
 
+    /// `UserStore::factors_on`: one query for the whole page (the generated `enabled`
+    /// column, its partial index).
+    pub(super) async fn read_factors_on(&self, user_ids: &[u64]) -> Result<Vec<bool>, StoreError> {
+        if user_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = user_ids
+            .iter()
+            .map(|id| to_i64(*id, "user id"))
+            .collect::<Result<Vec<i64>, _>>()?;
+        let on: std::collections::HashSet<i64> = self
+            .run("factors_on", move |pool| async move {
+                let client = pool.get().await.map_err(pool_error)?;
+                let rows = client
+                    .query(
+                        "SELECT user_id FROM mfa WHERE user_id = ANY($1) AND enabled",
+                        &[&ids],
+                    )
+                    .await
+                    .map_err(pg_error)?;
+                rows.iter()
+                    .map(|r| r.try_get::<_, i64>(0).map_err(pg_error))
+                    .collect()
+            })
+            .await?;
+        Ok(user_ids
+            .iter()
+            .map(|id| i64::try_from(*id).is_ok_and(|id| on.contains(&id)))
+            .collect())
+    }
+
     /// `UserStore::swap_mfa`.
     pub(super) async fn swap_mfa_record(
         &self,
@@ -48,6 +80,7 @@ impl PgStore {
         self.run("swap_mfa", move |pool| async move {
             let mut client = pool.get().await.map_err(pool_error)?;
             let tx = client.transaction().await.map_err(pg_error)?;
+            lock_users_first(&*tx, &[id]).await?;
             let n = match (&old, &new) {
                 (None, Some(new)) => tx
                     .execute(

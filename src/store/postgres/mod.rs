@@ -1062,6 +1062,10 @@ impl UserStore for PgStore {
         self.read_mfa(user_id).await
     }
 
+    async fn factors_on(&self, user_ids: &[u64]) -> Result<Vec<bool>, StoreError> {
+        self.read_factors_on(user_ids).await
+    }
+
     async fn swap_mfa(
         &self,
         user_id: u64,

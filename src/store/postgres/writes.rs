@@ -43,7 +43,27 @@ pub(super) async fn write_effects(
     audit::insert_new(client, events).await
 }
 
-/// Deletes the second factors of `users` through `client` (the caller's transaction).
+/// Locks the rows of users `ids` (in id order, `FOR SHARE`) through `client` (the caller's
+/// transaction), before it touches their second factors: the `mfa` counting trigger reads
+/// the user `FOR SHARE` after the factor's row, so a writer taking the factor first and the
+/// user second, against a user write (which holds the user) deleting the factor, would wait
+/// on each other. Every store path takes the user first.
+pub(super) async fn lock_users_first(
+    client: &impl GenericClient,
+    ids: &[i64],
+) -> Result<(), StoreError> {
+    client
+        .execute(
+            "SELECT 1 FROM users WHERE id = ANY($1) ORDER BY id FOR SHARE",
+            &[&ids],
+        )
+        .await
+        .map_err(pg_error)?;
+    Ok(())
+}
+
+/// Deletes the second factors of `users` through `client` (the caller's transaction), their
+/// users locked first (`lock_users_first`).
 async fn remove_mfa(client: &impl GenericClient, users: &[u64]) -> Result<(), StoreError> {
     if users.is_empty() {
         return Ok(());
@@ -52,6 +72,7 @@ async fn remove_mfa(client: &impl GenericClient, users: &[u64]) -> Result<(), St
         .iter()
         .map(|id| to_i64(*id, "user id"))
         .collect::<Result<Vec<i64>, _>>()?;
+    lock_users_first(client, &ids).await?;
     client
         .execute("DELETE FROM mfa WHERE user_id = ANY($1)", &[&ids])
         .await

@@ -4,13 +4,16 @@
 //!
 //! `user_index` keys (values empty; ids u64 big-endian, last, so each run is in id order):
 //! - `j` date_joined id, `l` last_login-or-0 id: the date sorts;
+//! - `k` id date_joined last_login-or-0 folded-username: a user's sort keys, so a small set
+//!   is sorted without reading its records (`few_rows`);
 //! - `s` id: staff; `m` id: second factor enabled (written by `swap_mfa`); `v` id: email
 //!   not verified; `d` id: deactivated (so a second factor's write knows the user's state);
 //! - `g` group-name 0xFF id: members of a group (0xFF never occurs in UTF-8, so a name is
 //!   never a prefix of another's run);
-//! - `t` trigram id: the search index, one key per distinct trigram (three chars, UTF-8) of
-//!   each searched text (`name_key` of username and email, `names_key`); a search of three
-//!   chars or more intersects its trigrams' runs (`Leapfrog`) and checks each candidate.
+//! - `t`, `h`, `x`: the search index (`search_index`), posting lists per distinct trigram
+//!   (three chars, UTF-8) of each searched text (`name_key` of username and email,
+//!   `names_key`); a search of three chars or more intersects its trigrams' postings
+//!   (`Leapfrog`) and checks each candidate.
 //!
 //! And the counters (value: u64 big-endian), `c` state kind [name], state `a` or `i`, kind
 //! `s` staff, `m` second factor on, `u` unverified, `g` group name: exact, moved in the same
@@ -19,12 +22,15 @@
 //!
 //! The username sort walks the `usernames` tree (folded name -> id); the id sort, `users`.
 
+use super::search_index::{self, trigrams_of, Gathered, Postings};
 use super::{
     bump, decode_id, decode_user, id_key, io, SledStore, USER_COUNTS_BUILT, USER_INDEX_BUILT,
+    USER_INDEX_TREE, USER_SEARCH_BLOCKS,
 };
 use crate::store::{
-    capped_count, estimate, name_key, names_key, CountPlan, Counted, GroupCount, StateFilter,
-    StoreError, User, UserCount, UserCursor, UserQuery, UserSort, COUNT_BUDGET, COUNT_CAP,
+    capped_count, estimate, name_key, names_key, CountPlan, Counted, GroupCount, SortKey,
+    StateFilter, StoreError, User, UserCount, UserCursor, UserQuery, UserSort, COUNT_BUDGET,
+    COUNT_CAP,
 };
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::IVec;
@@ -38,13 +44,21 @@ const MFA_ON: u8 = b'm';
 const GROUP: u8 = b'g';
 const INACTIVE: u8 = b'd';
 const UNVERIFIED: u8 = b'v';
-const TRIGRAM: u8 = b't';
 const COUNTER: u8 = b'c';
+const SORT_KEYS: u8 = b'k';
 
 /// A selective set no larger than this is read whole and sorted in memory; a larger one is
 /// walked in the list's order. Chosen so the read costs about what a page walk does. (Small
 /// in unit tests, so that a few users take both paths.)
 const SMALL_SET: usize = if cfg!(test) { 8 } else { 2_000 };
+
+/// A count of a search past the budget is estimated from this many candidates checked
+/// against their records (the rest of the budget is walked in the index only, cheaper): at
+/// 1M users a record read costs ~10 µs where an index step costs ~1.
+const COUNT_SAMPLE: usize = 200;
+
+/// Users per chunk of the one-time index build.
+const REINDEX_CHUNK: usize = 10_000;
 
 fn tagged(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
     let mut k = vec![tag];
@@ -63,31 +77,39 @@ fn group_prefix(group: &str) -> Vec<u8> {
     tagged(GROUP, &[group.as_bytes(), &[0xFF]])
 }
 
-/// The distinct trigrams (three chars each, as UTF-8) of `text`.
-fn trigrams_of(text: &str, into: &mut BTreeSet<Vec<u8>>) {
-    let chars: Vec<char> = text.chars().collect();
-    for w in chars.windows(3) {
-        into.insert(w.iter().collect::<String>().into_bytes());
-    }
-}
-
-/// The trigram runs a search looks in: `None` when it is shorter than three chars (no
-/// trigram narrows it).
-fn search_prefixes(search: &str) -> Option<Vec<Vec<u8>>> {
+/// The trigrams a search looks up: `None` when it is shorter than three chars (no trigram
+/// narrows it).
+fn search_trigrams(search: &str) -> Option<Vec<Vec<u8>>> {
     let mut tris = BTreeSet::new();
     trigrams_of(search, &mut tris);
-    if tris.is_empty() {
-        return None;
-    }
-    Some(tris.into_iter().map(|t| tagged(TRIGRAM, &[&t])).collect())
+    (!tris.is_empty()).then(|| tris.into_iter().collect())
 }
 
-/// Every `user_index` key of `user` (all but the second factor's, which its record owns).
+/// The trigrams `user` is found by: those of its folded username, email and names.
+pub(super) fn user_trigrams(user: &User) -> BTreeSet<Vec<u8>> {
+    let mut tris = BTreeSet::new();
+    trigrams_of(&name_key(&user.username), &mut tris);
+    trigrams_of(&name_key(&user.email), &mut tris);
+    trigrams_of(&names_key(user), &mut tris);
+    tris
+}
+
+/// Every `user_index` key of `user` but its postings (`user_trigrams`) and its second
+/// factor's (which its record owns).
 pub(super) fn index_keys(user: &User) -> Vec<Vec<u8>> {
     let id = id_key(user.id);
     let mut keys = vec![
         tagged(JOINED, &[&user.date_joined.to_be_bytes(), &id]),
         tagged(LOGIN, &[&user.last_login.unwrap_or(0).to_be_bytes(), &id]),
+        tagged(
+            SORT_KEYS,
+            &[
+                &id,
+                &user.date_joined.to_be_bytes(),
+                &user.last_login.unwrap_or(0).to_be_bytes(),
+                name_key(&user.username).as_bytes(),
+            ],
+        ),
     ];
     if user.is_staff {
         keys.push(tagged(STAFF, &[&id]));
@@ -103,11 +125,6 @@ pub(super) fn index_keys(user: &User) -> Vec<Vec<u8>> {
         k.extend_from_slice(&id);
         keys.push(k);
     }
-    let mut tris = BTreeSet::new();
-    trigrams_of(&name_key(&user.username), &mut tris);
-    trigrams_of(&name_key(&user.email), &mut tris);
-    trigrams_of(&names_key(user), &mut tris);
-    keys.extend(tris.iter().map(|t| tagged(TRIGRAM, &[t, &id])));
     keys.dedup();
     keys
 }
@@ -152,10 +169,16 @@ fn counter_keys(user: &User, mfa_on: bool) -> BTreeSet<Vec<u8>> {
 
 type TxResult = Result<(), ConflictableTransactionError<StoreError>>;
 
-/// Indexes and counts a new user inside its insert's transaction.
-pub(super) fn insert_index_tx(index: &TransactionalTree, user: &User) -> TxResult {
+/// Indexes and counts a new user inside its insert's transaction; its postings too unless
+/// the caller wrote them already (`Gathered`, the bulk insert).
+pub(super) fn insert_index_tx(index: &TransactionalTree, user: &User, postings: bool) -> TxResult {
     for key in index_keys(user) {
         index.insert(key, &[])?;
+    }
+    if postings {
+        for t in user_trigrams(user) {
+            search_index::append_tx(index, &t, &[user.id])?;
+        }
     }
     let mfa_on = index.get(mfa_key(user.id))?.is_some();
     for key in counter_keys(user, mfa_on) {
@@ -174,6 +197,13 @@ pub(super) fn move_index_tx(index: &TransactionalTree, old: &User, new: &User) -
     }
     for k in after.iter().filter(|k| !b.contains(k)) {
         index.insert(k.as_slice(), &[])?;
+    }
+    let (before, after) = (user_trigrams(old), user_trigrams(new));
+    for t in before.difference(&after) {
+        search_index::forget_tx(index, t, new.id)?;
+    }
+    for t in after.difference(&before) {
+        search_index::append_tx(index, t, &[new.id])?;
     }
     let mfa_on = index.get(mfa_key(new.id))?.is_some();
     let (before, after) = (counter_keys(old, mfa_on), counter_keys(new, mfa_on));
@@ -228,38 +258,19 @@ struct Set<'a> {
 enum Source<'a> {
     /// A selective set.
     Set(Set<'a>),
-    /// The users holding every trigram of the search (`search_prefixes`).
-    Search(Vec<Vec<u8>>),
+    /// The users holding every trigram of the search (`search_trigrams`), and the postings
+    /// of the rarest (a bound on them).
+    Search { trigrams: Vec<Vec<u8>>, pool: usize },
 }
 
-/// The ids present in every one of `prefixes`' runs of `tree`, in id order (descending when
-/// `desc`): each run is sought at the id the others are at, so the work follows the
-/// rarest run, not the longest.
+/// The ids present in every one of the `runs` (postings), in id order (descending when
+/// `desc`): each is sought at the id the others are at, so the work follows the rarest
+/// run, not the longest.
 struct Leapfrog<'a> {
-    tree: &'a sled::Tree,
-    prefixes: Vec<Vec<u8>>,
+    runs: Vec<Postings<'a>>,
     /// The id to look from (inclusive); `None` once done.
     next: Option<u64>,
     desc: bool,
-}
-
-impl Leapfrog<'_> {
-    /// The first id of the run `prefix` at or past `target` in the walk's direction.
-    fn seek(&self, prefix: &[u8], target: u64) -> Result<Option<u64>, StoreError> {
-        let mut at = prefix.to_vec();
-        at.extend_from_slice(&id_key(target));
-        let item = if self.desc {
-            self.tree.range(prefix.to_vec()..=at).next_back()
-        } else {
-            let mut end = prefix.to_vec();
-            end.extend_from_slice(&[0xFF; 8]);
-            self.tree.range(at..=end).next()
-        };
-        match item {
-            None => Ok(None),
-            Some(item) => Ok(Some(trailing_id(&item.map_err(io)?.0)?)),
-        }
-    }
 }
 
 impl Iterator for Leapfrog<'_> {
@@ -267,10 +278,10 @@ impl Iterator for Leapfrog<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let mut target = self.next?;
-        let runs = self.prefixes.len();
+        let runs = self.runs.len();
         let (mut agree, mut i) = (0, 0);
         loop {
-            match self.seek(&self.prefixes[i], target) {
+            match self.runs[i].seek(target) {
                 Err(e) => {
                     self.next = None;
                     return Some(Err(e));
@@ -336,9 +347,10 @@ impl SledStore {
     /// before its counters and search keys did (one pass over the users and second factors,
     /// once), or after an older gatehouse added users without it (the newest user has no
     /// entry).
-    pub(super) fn ensure_user_index(&self) -> Result<(), StoreError> {
+    pub(super) fn ensure_user_index(&mut self) -> Result<(), StoreError> {
         let built = self.meta.get(USER_INDEX_BUILT).map_err(io)?.is_some()
-            && self.meta.get(USER_COUNTS_BUILT).map_err(io)?.is_some();
+            && self.meta.get(USER_COUNTS_BUILT).map_err(io)?.is_some()
+            && self.meta.get(USER_SEARCH_BLOCKS).map_err(io)?.is_some();
         let newest_indexed = match self.users.last().map_err(io)? {
             Some((_, bytes)) => {
                 let user = decode_user(&bytes)?;
@@ -350,7 +362,12 @@ impl SledStore {
         if built && newest_indexed {
             return Ok(());
         }
-        self.user_index.clear().map_err(io)?;
+        let total = self.count(&StateFilter::All)?;
+        let started = std::time::Instant::now();
+        log::info!("building the users list index of {total} users (once, before serving)");
+        // Dropped whole (sled frees its pages) rather than cleared a key at a time.
+        self.db.drop_tree(USER_INDEX_TREE).map_err(io)?;
+        self.user_index = self.db.open_tree(USER_INDEX_TREE).map_err(io)?;
         let mut on = HashSet::new();
         for item in self.mfa.iter() {
             let (key, bytes) = item.map_err(io)?;
@@ -362,25 +379,80 @@ impl SledStore {
             }
         }
         let mut counts: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+        // In chunks: the keys in one batch, the postings gathered in memory and written as
+        // whole blocks (memory bounded by the chunk).
+        let (mut batch, mut postings, mut done) = (sled::Batch::default(), Gathered::default(), 0);
+        let flush = |batch: &mut sled::Batch, postings: &mut Gathered| {
+            self.user_index
+                .apply_batch(std::mem::take(batch))
+                .map_err(io)?;
+            std::mem::take(postings).write(&self.user_index)
+        };
         for item in self.users.iter() {
             let (_, bytes) = item.map_err(io)?;
             let user = decode_user(&bytes)?;
-            let mut batch = sled::Batch::default();
             for key in index_keys(&user) {
                 batch.insert(key, &[]);
             }
-            self.user_index.apply_batch(batch).map_err(io)?;
+            postings.add(&user_trigrams(&user), user.id);
             for key in counter_keys(&user, on.contains(&user.id)) {
                 *counts.entry(key).or_default() += 1;
             }
+            done += 1;
+            if done % REINDEX_CHUNK == 0 {
+                flush(&mut batch, &mut postings)?;
+                if done % (REINDEX_CHUNK * 10) == 0 {
+                    log::info!(
+                        "users list index: {done} of {total} users ({} s)",
+                        started.elapsed().as_secs()
+                    );
+                }
+            }
         }
+        flush(&mut batch, &mut postings)?;
         for (key, n) in counts {
             self.user_index.insert(key, &id_key(n)).map_err(io)?;
         }
         self.meta.insert(USER_INDEX_BUILT, &[1]).map_err(io)?;
         self.meta.insert(USER_COUNTS_BUILT, &[1]).map_err(io)?;
+        self.meta.insert(USER_SEARCH_BLOCKS, &[1]).map_err(io)?;
         self.db.flush().map_err(io)?;
+        log::info!(
+            "users list index built: {done} users in {} s",
+            started.elapsed().as_secs()
+        );
         Ok(())
+    }
+
+    /// Rebuilds the whole `user_index` now, as opening a store written before it does
+    /// (`ensure_user_index`): the benches time it.
+    pub fn rebuild_user_index(&mut self) -> Result<(), StoreError> {
+        self.meta.remove(USER_INDEX_BUILT).map_err(io)?;
+        self.ensure_user_index()
+    }
+
+    /// The live size of the users, their search postings (`t` blocks, `h` heads, `x`
+    /// strays) and the rest of `user_index`: (part, keys, bytes of keys and values), for the
+    /// benches (a full scan of both trees).
+    pub fn user_index_sizes(&self) -> Result<Vec<(&'static str, usize, usize)>, StoreError> {
+        let mut sizes = vec![
+            ("users", 0, 0),
+            ("search postings", 0, 0),
+            ("other index keys", 0, 0),
+        ];
+        for (tree, split) in [(&self.users, false), (&self.user_index, true)] {
+            for item in tree.iter() {
+                let (k, v) = item.map_err(io)?;
+                let part = match (split, k.first()) {
+                    (false, _) => 0,
+                    (true, Some(b't' | b'h' | b'x')) => 1,
+                    (true, _) => 2,
+                };
+                sizes[part].1 += 1;
+                sizes[part].2 += k.len() + v.len();
+            }
+        }
+        Ok(sizes)
     }
 
     /// A counter of `user_index`.
@@ -493,12 +565,24 @@ impl SledStore {
             .selective_sets(q)?
             .into_iter()
             .min_by_key(|set| set.size);
-        let search = q
-            .search_key()
-            .and_then(|s| search_prefixes(&s))
-            .map(Source::Search);
+        let search = match q.search_key().and_then(|s| search_trigrams(&s)) {
+            Some(trigrams) => {
+                let mut pool = u64::MAX;
+                for t in &trigrams {
+                    pool = pool.min(search_index::postings(&self.user_index, t)?);
+                }
+                let pool = usize::try_from(pool).unwrap_or(usize::MAX);
+                Some(Source::Search { trigrams, pool })
+            }
+            None => None,
+        };
         Ok(match (smallest, search) {
-            (Some(set), _) if set.size <= SMALL_SET => Some(Source::Set(set)),
+            (Some(set), Some(Source::Search { pool, .. }))
+                if set.size <= SMALL_SET || set.size < pool =>
+            {
+                Some(Source::Set(set))
+            }
+            (Some(set), None) if set.size <= SMALL_SET => Some(Source::Set(set)),
             (_, Some(search)) => Some(search),
             (set, None) => set.map(Source::Set),
         })
@@ -515,8 +599,8 @@ impl SledStore {
                 }
                 Ok(Some(ids))
             }
-            Some(Source::Search(prefixes)) => {
-                let walk = self.search_walk(prefixes.clone(), &by_id, None);
+            Some(Source::Search { trigrams, .. }) => {
+                let walk = self.search_walk(trigrams, &by_id, None);
                 let ids = walk
                     .take(SMALL_SET + 1)
                     .map(|c| c.map(|(id, _)| id))
@@ -527,34 +611,29 @@ impl SledStore {
         }
     }
 
-    /// The candidates of a search's trigram runs after `after`, in `q`'s id order.
+    /// The candidates of a search's trigram postings after `after`, in `q`'s id order.
     fn search_walk<'a>(
         &'a self,
-        prefixes: Vec<Vec<u8>>,
+        trigrams: &[Vec<u8>],
         q: &UserQuery,
         after: Option<&UserCursor>,
     ) -> Candidates<'a> {
         let desc = q.desc;
-        if let [prefix] = prefixes.as_slice() {
-            let from = after.map(|c| {
-                let mut k = prefix.clone();
-                k.extend_from_slice(&id_key(c.id));
-                k
-            });
-            return ids_of(run_after(&self.user_index, prefix, from, desc));
-        }
+        let runs: Result<Vec<Postings<'a>>, StoreError> = trigrams
+            .iter()
+            .map(|t| Postings::new(&self.user_index, t.clone(), desc))
+            .collect();
+        let runs = match runs {
+            Ok(runs) => runs,
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
         let next = match (after, desc) {
             (None, false) => Some(0),
             (None, true) => Some(u64::MAX),
             (Some(c), false) => c.id.checked_add(1),
             (Some(c), true) => c.id.checked_sub(1),
         };
-        Box::new(Leapfrog {
-            tree: &self.user_index,
-            prefixes,
-            next,
-            desc,
-        })
+        Box::new(Leapfrog { runs, next, desc })
     }
 
     /// What the index says of `id` for the filters it serves, before the record is read:
@@ -615,7 +694,7 @@ impl SledStore {
                     });
                     ids_of(run_after(set.tree, &set.prefix, from, desc))
                 }
-                Some(Source::Search(prefixes)) => self.search_walk(prefixes, q, after),
+                Some(Source::Search { trigrams, .. }) => self.search_walk(&trigrams, q, after),
                 None => {
                     let from = after.map(|c| id_key(c.id).to_vec());
                     Box::new(run_after(&self.users, &[], from, desc).map(|item| {
@@ -698,17 +777,62 @@ impl SledStore {
         after: Option<&UserCursor>,
         limit: usize,
     ) -> Result<Vec<User>, StoreError> {
-        let mut rows = Vec::new();
+        // Sorted by the keys of the `k` entries (a short read each, where a record costs a
+        // decode and, at 1M users, most often a page from disk), then one page read whole.
+        let mut keyed = Vec::with_capacity(ids.len());
         for id in ids {
+            if self.index_check(q, id)?.is_none() {
+                continue;
+            }
+            let Some(key) = self.sort_key_of(q.sort, id)? else {
+                continue;
+            };
+            if after.is_none_or(|c| q.key_is_after(c, &key, id)) {
+                keyed.push((key, id));
+            }
+        }
+        keyed.sort_unstable();
+        if q.desc {
+            keyed.reverse();
+        }
+        let mut rows = Vec::new();
+        for (_, id) in keyed {
             if let Some(user) = self.matching(q, id, None)? {
-                if after.is_none_or(|c| q.is_after(c, &user)) {
-                    rows.push(user);
+                rows.push(user);
+                if rows.len() >= limit {
+                    break;
                 }
             }
         }
-        rows.sort_by(|a, b| q.order(a, b));
-        rows.truncate(limit);
         Ok(rows)
+    }
+
+    /// User `id`'s key in the `sort` order from its `k` entry (`None`: no such user).
+    fn sort_key_of(&self, sort: UserSort, id: u64) -> Result<Option<SortKey>, StoreError> {
+        let Some(item) = self
+            .user_index
+            .scan_prefix(tagged(SORT_KEYS, &[&id_key(id)]))
+            .next()
+        else {
+            return Ok(None);
+        };
+        let (key, _) = item.map_err(io)?;
+        let number = |at: usize| {
+            key.get(at..at + 8)
+                .and_then(decode_id)
+                .ok_or_else(|| StoreError::Io("corrupt sort keys entry".into()))
+        };
+        Ok(Some(match sort {
+            UserSort::Id => SortKey::None,
+            UserSort::DateJoined => SortKey::Number(number(9)?),
+            UserSort::LastLogin => SortKey::Number(number(17)?),
+            UserSort::Username => SortKey::Text(
+                key.get(25..)
+                    .and_then(|t| std::str::from_utf8(t).ok())
+                    .ok_or_else(|| StoreError::Io("corrupt sort keys entry".into()))?
+                    .to_string(),
+            ),
+        }))
     }
 
     /// User `id` if the query lists it (the index first, then the record decides).
@@ -736,8 +860,10 @@ impl SledStore {
     /// `UserStore::count_query`: the counters when they answer (`UserQuery::count_plan`),
     /// else the candidates examined in id order: all of them when they are at most
     /// `COUNT_BUDGET` (exact), else that many and an estimate (`estimate`) scaled by the
-    /// selective set's size or, for a search or a walk of every user, by how far through
-    /// the ids the examined part reached.
+    /// size of the pool they come from: the selective set, the rarest trigram's postings,
+    /// or every user (a search's from its first `COUNT_SAMPLE` candidates); never by how
+    /// far through the ids the walk got (matches cluster by id when names encode the
+    /// sign-up order).
     pub(super) fn count_matching(&self, q: &UserQuery) -> Result<UserCount, StoreError> {
         if let Some(plan) = q.count_plan() {
             return Ok(UserCount::Exact(self.count_by_plan(&q.state, &plan)?));
@@ -749,38 +875,47 @@ impl SledStore {
         };
         let source = self.source(&by_id)?;
         let population = match &source {
-            Some(Source::Set(set)) => Some(set.size),
-            _ => None,
+            Some(Source::Set(set)) => set.size,
+            Some(Source::Search { pool, .. }) => *pool,
+            None => self.count(&StateFilter::All)?,
         };
         // The index decides every filter; the search too when it is one trigram (the
-        // candidates hold it): then no record is read.
-        let decided = matches!(&source, Some(Source::Search(runs)) if runs.len() == 1)
+        // candidates hold it) but for a stale posting: then the walk reads no record.
+        // Otherwise the first `COUNT_SAMPLE` candidates are checked whole (the estimate's
+        // sample) and the rest by the index only. A count that turns out exact (the walk
+        // ended within the budget) checks the records of the hits it has not checked yet.
+        let search = by_id.search_key().is_some();
+        let decided = matches!(&source, Some(Source::Search { trigrams, .. }) if trigrams.len() == 1)
             && by_id.search_key().is_some_and(|s| s.chars().count() == 3);
-        let needs_record = by_id.search_key().is_some() && !decided;
-        let (mut examined, mut matched, mut last) = (0usize, 0usize, 0u64);
+        let needs_record = search && !decided;
+        let sample = if needs_record {
+            COUNT_SAMPLE
+        } else {
+            COUNT_BUDGET
+        };
+        let (mut examined, mut sample_hits, mut unchecked) = (0usize, 0usize, Vec::new());
         for candidate in self.walk(&by_id, None, source) {
             let (id, bytes) = candidate?;
             if examined >= COUNT_BUDGET {
-                return Ok(match population {
-                    Some(n) => estimate(matched, examined, n),
-                    None => {
-                        let max_id = match self.users.last().map_err(io)? {
-                            Some((k, _)) => trailing_id(&k)?,
-                            None => last,
-                        };
-                        let span = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
-                        estimate(matched, span(last), span(max_id))
-                    }
-                });
+                return Ok(estimate(sample_hits, examined.min(sample), population));
             }
             examined += 1;
-            last = id;
-            let hit = if needs_record {
-                self.matching(&by_id, id, bytes)?.is_some()
-            } else {
-                self.index_check(&by_id, id)?.is_some()
-            };
-            if hit {
+            if needs_record && examined <= sample {
+                if self.matching(&by_id, id, bytes)?.is_some() {
+                    sample_hits += 1;
+                }
+            } else if self.index_check(&by_id, id)?.is_some() {
+                if examined <= sample {
+                    sample_hits += 1;
+                }
+                if search {
+                    unchecked.push(id);
+                }
+            }
+        }
+        let mut matched = if decided { 0 } else { sample_hits };
+        for id in unchecked {
+            if self.matching(&by_id, id, None)?.is_some() {
                 matched += 1;
             }
         }
@@ -965,20 +1100,109 @@ mod tests {
         u.date_joined = 3;
         u.groups = vec!["ops".into(), "ops2".into()];
         u.is_staff = true;
-        let all = index_keys(&u);
-        let keys: Vec<&Vec<u8>> = all.iter().filter(|k| k[0] != TRIGRAM).collect();
-        assert_eq!(keys.len(), 5);
-        assert_eq!(trailing_id(keys[4]).ok(), Some(7));
-        // The trigrams of "a", "a@example.com" and "\n": one key each, distinct.
-        let tris = all.iter().filter(|k| k[0] == TRIGRAM).count();
-        assert_eq!(tris, "a@example.com".len() - 2);
-        assert!(all.contains(&tagged(TRIGRAM, &[b"@ex", &id_key(7)])));
-        assert!(keys[3].starts_with(&group_prefix("ops")));
-        assert!(search_prefixes("ab").is_none());
-        assert_eq!(search_prefixes("abab").map(|p| p.len()), Some(2));
+        let keys = index_keys(&u);
+        assert_eq!(keys.len(), 6);
+        assert_eq!(trailing_id(&keys[5]).ok(), Some(7));
+        assert_eq!(
+            keys[2],
+            [&[SORT_KEYS][..], &id_key(7), &id_key(3), &id_key(0), b"a"].concat()
+        );
+        // The trigrams of "a", "a@example.com" and "\n": distinct.
+        let tris = user_trigrams(&u);
+        assert_eq!(tris.len(), "a@example.com".len() - 2);
+        assert!(tris.contains(b"@ex".as_slice()));
+        assert!(keys[4].starts_with(&group_prefix("ops")));
+        assert!(search_trigrams("ab").is_none());
+        assert_eq!(search_trigrams("abab").map(|p| p.len()), Some(2));
         assert!(
-            !keys[4].starts_with(&group_prefix("ops")),
+            !keys[5].starts_with(&group_prefix("ops")),
             "ops2 is not in ops' run"
         );
+    }
+
+    /// Matches clustered by id (generated names encode it) and a far last id: the estimate
+    /// is scaled by the rarest trigram's postings, not by how far through the ids the
+    /// examined candidates reached (which said ~50,000 here).
+    #[tokio::test]
+    async fn a_clustered_search_is_estimated_from_its_postings() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SledStore::open(dir.path(), 1 << 20).expect("open");
+        let mut users: Vec<User> = (1..=2_500u64)
+            .map(|i| {
+                test_user(
+                    i,
+                    &format!("user{i:07}"),
+                    &format!("user{i:07}@example.com"),
+                )
+            })
+            .collect();
+        users.push(test_user(1_000_000, "last", "last@example.com"));
+        for r in store.insert_users(users).await.expect("insert") {
+            r.expect("inserted");
+        }
+        let q = UserQuery {
+            search: Some("user00001".into()),
+            ..UserQuery::default()
+        };
+        // Ids 100-199 match; "001" is in ~1,100 users (1, 10-19, 100-199, 1000-1999...).
+        let page = store.query_users(&q, None, 200).await.expect("page");
+        assert_eq!(page.users.len(), 100);
+        match store.count_query(&q).await.expect("count") {
+            UserCount::About(n) => assert!((100..=1_200).contains(&n), "About({n})"),
+            other => panic!("{other:?}: more candidates than the budget"),
+        }
+    }
+
+    /// A renamed user is found by its new name only (its old trigrams stay in their blocks
+    /// and its record turns them away), and counts stay exact.
+    #[tokio::test]
+    async fn a_rename_moves_the_search() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SledStore::open(dir.path(), 1 << 20).expect("open");
+        let users: Vec<User> = (1..=20u64)
+            .map(|i| test_user(i, &format!("name{i}"), &format!("{i}@x.org")))
+            .collect();
+        for r in store.insert_users(users).await.expect("insert") {
+            r.expect("inserted");
+        }
+        let search = |s: &str| UserQuery {
+            search: Some(s.into()),
+            ..UserQuery::default()
+        };
+        let ids =
+            |page: crate::store::UserPage| page.users.iter().map(|u| u.id).collect::<Vec<_>>();
+        for round in 0..2 {
+            let (from, to) = if round == 0 {
+                ("name3", "quux")
+            } else {
+                ("quux", "name3")
+            };
+            store
+                .update_user(3, &move |u: &mut User| u.username = to.into(), &|_, _| {
+                    Effects::none()
+                })
+                .await
+                .expect("rename");
+            for (s, want) in [(from, vec![]), (to, vec![3u64])] {
+                for sort in UserSort::ALL {
+                    let q = UserQuery { sort, ..search(s) };
+                    assert_eq!(
+                        ids(store.query_users(&q, None, 10).await.expect("page")),
+                        want,
+                        "{s}"
+                    );
+                }
+                assert_eq!(
+                    store.count_query(&search(s)).await.expect("count"),
+                    UserCount::Exact(want.len())
+                );
+            }
+            // A three-char search (counted from the index) stays exact too.
+            let three = if round == 0 { "uux" } else { "me3" };
+            assert_eq!(
+                store.count_query(&search(three)).await.expect("count"),
+                UserCount::Exact(1)
+            );
+        }
     }
 }
