@@ -118,12 +118,11 @@ mod tests {
                 pingora::http::RequestHeader::build("GET", b"/", Some(parsed)).expect("a head");
             for capacity in [resp.headers.capacity(), req.headers.capacity()] {
                 assert!(
-                    capacity >= parsed + pingora::http::HEADER_HEADROOM,
+                    capacity >= parsed + pingora::http::HEADER_HEADROOM.max(8),
                     "{parsed} parsed headers: room for {capacity}"
                 );
             }
         }
-        assert!(pingora::http::HEADER_HEADROOM >= 8);
     }
 
     fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
