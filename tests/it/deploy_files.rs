@@ -1990,12 +1990,27 @@ fn the_image_and_make_release_build_with_the_same_script() {
             parts[..parts.len().saturating_sub(1)].to_vec()
         })
         .collect();
+    // Every directory Cargo.toml names by path (the patched crates of [patch.crates-io], the
+    // binary's source) is part of the build.
+    let manifest = read("Cargo.toml");
+    let local_dirs: Vec<&str> = manifest
+        .lines()
+        .filter_map(|l| l.split("path = \"").nth(1)?.split('/').next())
+        .filter(|dir| *dir != "deploy")
+        .collect();
+    assert!(
+        local_dirs.contains(&"vendor"),
+        "Cargo.toml patches Pingora from vendor/"
+    );
     for needed in [
         "deploy/pgo-build.sh",
         "deploy/pgo-train",
         "src",
         "Cargo.lock",
-    ] {
+    ]
+    .into_iter()
+    .chain(local_dirs)
+    {
         assert!(
             copies.contains(&needed),
             "the builder stage does not COPY {needed}"
