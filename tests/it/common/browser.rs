@@ -394,7 +394,7 @@ impl Browser {
 
     /// Makes the browser as a new one looks to the next test: one window of the first size on
     /// a blank page, no cookies, nothing cached. `false` if any step failed.
-    fn wipe(&self) -> bool {
+    pub fn wipe(&self) -> bool {
         let _ = self.call(Method::POST, "/alert/dismiss", json!({}));
         let Ok(Value::Array(handles)) = self.call(Method::GET, "/window/handles", Value::Null)
         else {
