@@ -241,7 +241,8 @@ check "gatehouse required, X-API-Key" 200 "http://127.0.0.1:$GH/x" -H "$KEY_HDR"
 check "gatehouse required, Bearer key" 200 "http://127.0.0.1:$GH/x" -H "$KEY_AUTH"
 check "gatehouse required, truncated key" 401 "http://127.0.0.1:$GH/x" -H "X-API-Key: ${KEY%?}"
 check "gatehouse required, session cookie" 200 "http://127.0.0.1:$GH/x" -H "$SESSION_HDR"
-check "gatehouse required, unknown session" 401 "http://127.0.0.1:$GH/x" -H "Cookie: __Host-gatehouse_session=${SESSION%?}A"
+OTHER_SESSION=${SESSION%?}$([ "${SESSION: -1}" = A ] && echo B || echo A) # one character changed
+check "gatehouse required, unknown session" 401 "http://127.0.0.1:$GH/x" -H "Cookie: __Host-gatehouse_session=$OTHER_SESSION"
 check "gatehouse rate-limited public route" 200 "http://127.0.0.1:$GH/lim/x"
 curl -sf -D - -o /dev/null "http://127.0.0.1:$GH/lim/x" | grep -qi '^ratelimit-policy:' ||
   { echo "check failed: /lim/ answered without RateLimit-Policy"; exit 1; }
