@@ -182,10 +182,12 @@ pub(super) fn append_tx(index: &TransactionalTree, trigram: &[u8], ids: &[u64]) 
     };
     let tail = match head {
         Some((first, _)) => {
-            let value = index
-                .get(key(BLOCK_TAG, trigram, Some(first)))?
-                .map(|v| v.to_vec())
-                .unwrap_or_default();
+            // The head and its block are written together: a head without one is corrupt
+            // (an empty value is a block that holds only its first id).
+            let Some(value) = index.get(key(BLOCK_TAG, trigram, Some(first)))? else {
+                return abort(corrupt());
+            };
+            let value = value.to_vec();
             match decode_block(first, &value) {
                 Ok(ids) => Some(Tail { first, ids, value }),
                 Err(e) => return abort(e),
