@@ -32,7 +32,8 @@
 #   GATEHOUSE_BIN / BARE_BIN: the binaries under test (default: this tree's release build);
 #   SECOND_PROFILE (untuned): the cargo profile of the second pair, labelled "<profile> build:"
 #   (issue 28: GATEHOUSE_BIN=target/pgo-use/release/gatehouse BARE_BIN=<benches/pgo/run.sh's>
-#   SECOND_PROFILE=release sets the production build beside `cargo build --release`).
+#   SECOND_PROFILE=release sets the production build beside `cargo build --release`);
+#   SECOND_LABEL names the second pair in the rows (e.g. "unpatched" for an A/B of two builds).
 set -euo pipefail
 
 DURATION=${DURATION:-10}
@@ -70,7 +71,7 @@ esac
 # release` and benches/pgo/run.sh) sets the plain release build beside the production one
 # instead, its rows labelled "release build:" (issue 28).
 SECOND_PROFILE=${SECOND_PROFILE:-untuned}
-SECOND=$([ "$SECOND_PROFILE" = untuned ] && echo "untuned build" || echo "$SECOND_PROFILE build")
+SECOND=${SECOND_LABEL:-$([ "$SECOND_PROFILE" = untuned ] && echo "untuned build" || echo "$SECOND_PROFILE build")}
 proxy_bins release ""
 BARE=$BARE_BIN
 GATEHOUSE=$GATEHOUSE_BIN
