@@ -14,7 +14,11 @@
 //! the staff user `admin` last), varied by id so that every filter and sort has something to
 //! do (`vary`): 1 % deleted, 10 % in `ops`, 0.1 % in `auditors`, 1 in 5,000 staff, 1 in 7
 //! unverified, 1 in 500 with a second factor on, join dates and last logins scattered (a third
-//! never logged in), first names from a short list. Loaded with `insert_users` in batches of
+//! never logged in), first names from a short list. Every filter selects at least a page of
+//! users at every size (`Strides`): where its share would give fewer than 60 (at 1k: deleted,
+//! staff, second factor, `auditors`), every 13th, 17th, 11th and 19th user instead, so the
+//! pages compared at 1k and 1M show the same 50 rows and the ratio measures the size, not the
+//! rows rendered. Loaded with `insert_users` in batches of
 //! 10,000 into a fresh store in a temp dir (64 MiB page cache, the default), second factors
 //! with `swap_mfa`. With `--pg`: a throwaway cluster (`user_list/pg.rs`), one database per
 //! size migrated by the store, the same users written by SQL (`load_sql`: the store's insert
@@ -52,21 +56,48 @@ const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$\
                     aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
 const FIRST: [&str; 5] = ["Zoë", "Liam", "Ana", "Mateo", "Yuki"];
 
+/// Fewer matches than this at a size and a filter's share is replaced by a small stride.
+const FLOOR: u64 = 60;
+
+/// Every how many users one is deleted, staff, has a second factor, is in `auditors`: the
+/// shares of the header, or at a size where a share gives fewer than `FLOOR` users, a small
+/// prime of its own (so no two sets coincide), giving at least a page of matches.
+#[derive(Clone, Copy)]
+struct Strides {
+    deleted: u64,
+    staff: u64,
+    mfa: u64,
+    auditors: u64,
+}
+
+impl Strides {
+    fn of(n: u64) -> Strides {
+        let stride = |share: u64, small: u64| if n / share >= FLOOR { share } else { small };
+        Strides {
+            deleted: stride(100, 13),
+            staff: stride(5000, 17),
+            mfa: stride(500, 11),
+            auditors: stride(1000, 19),
+        }
+    }
+}
+
 /// Deterministic variety on top of the scale user (see the header).
 fn vary(mut u: User, total: u64, now: u64) -> User {
     let id = u.id;
     if id == total {
         return u;
     }
-    u.is_active = id % 100 != 0;
+    let every = Strides::of(total - 1);
+    u.is_active = id % every.deleted != 0;
     u.deleted_at = (!u.is_active).then_some(now);
     if id % 10 == 0 {
         u.groups.push("ops".into());
     }
-    if id % 1000 == 0 {
+    if id % every.auditors == 0 {
         u.groups.insert(0, "auditors".into());
     }
-    u.is_staff = id % 5000 == 0;
+    u.is_staff = id % every.staff == 0;
     u.email_verified = id % 7 != 0;
     u.date_joined = now - (id.wrapping_mul(7919) % total) * 30;
     u.last_login = (id % 3 != 0).then(|| now - id.wrapping_mul(104_729) % (86_400 * 30));
@@ -118,6 +149,12 @@ fn load_sql(cluster: &pg::Cluster, db: &str, store: &dyn UserStore, n: u64) -> R
     let firsts = list(&|s| s.to_string());
     let first_keys = list(&|s| gatehouse::store::name_key(s));
     let hash = quote(HASH);
+    let Strides {
+        deleted,
+        staff,
+        mfa: _,
+        auditors,
+    } = Strides::of(n);
     let mut start = 1;
     while start <= n {
         let end = (start + 100_000 - 1).min(n);
@@ -127,10 +164,11 @@ fn load_sql(cluster: &pg::Cluster, db: &str, store: &dyn UserStore, n: u64) -> R
              token_version, groups, email_verified, ended, names_key) \
              SELECT id, u, u, u || '@example.com', u || '@example.com', \
                (ARRAY[{firsts}])[id % 5 + 1], 'Family' || id % 97, {hash}, \
-               id % 100 <> 0, id % 5000 = 0, {now} - (id * 7919 % {total}) * 30, \
+               id % {deleted} <> 0, id % {staff} = 0, {now} - (id * 7919 % {total}) * 30, \
                CASE WHEN id % 3 <> 0 THEN {now} - id * 104729 % (86400 * 30) END, \
-               CASE WHEN id % 100 = 0 THEN {now} END, 0, \
-               CASE WHEN id % 1000 = 0 THEN ARRAY['auditors', 'ops'] \
+               CASE WHEN id % {deleted} = 0 THEN {now} END, 0, \
+               CASE WHEN id % {auditors} = 0 AND id % 10 = 0 THEN ARRAY['auditors', 'ops'] \
+                 WHEN id % {auditors} = 0 THEN ARRAY['auditors'] \
                  WHEN id % 10 = 0 THEN ARRAY['ops'] ELSE ARRAY[]::text[] END, \
                id % 7 <> 0, '[]', \
                (ARRAY[{first_keys}])[id % 5 + 1] || E'\\n' || 'family' || id % 97 \
@@ -150,7 +188,23 @@ fn load_sql(cluster: &pg::Cluster, db: &str, store: &dyn UserStore, n: u64) -> R
         r.map_err(|e| e.to_string())?;
     }
     load_mfa(store, n, now)?;
-    for id in [1, 5, 7, 10, 100, 500, 1000, 5000, n / 2, n - 1, n] {
+    for id in [
+        1,
+        5,
+        7,
+        10,
+        11,
+        13,
+        17,
+        19,
+        100,
+        500,
+        1000,
+        5000,
+        n / 2,
+        n - 1,
+        n,
+    ] {
         if id == 0 || id > n {
             continue;
         }
@@ -170,7 +224,7 @@ fn load_sql(cluster: &pg::Cluster, db: &str, store: &dyn UserStore, n: u64) -> R
     Ok(())
 }
 
-/// A second factor on for every 500th user.
+/// A second factor on for every 500th user (`Strides`).
 fn load_mfa(store: &dyn UserStore, n: u64, now: u64) -> Result<(), String> {
     let mfa = Mfa {
         secret: "sealed".into(),
@@ -179,7 +233,8 @@ fn load_mfa(store: &dyn UserStore, n: u64, now: u64) -> Result<(), String> {
         ..Mfa::default()
     };
     let rt = runtime()?;
-    for id in (500..=n).step_by(500) {
+    let every = Strides::of(n).mfa;
+    for id in (every..=n).step_by(every as usize) {
         rt.block_on(store.swap_mfa(id, None, Some(&mfa), Effects::none()))
             .map_err(|e| e.to_string())?;
     }

@@ -45,13 +45,13 @@ pub fn cases() -> Vec<PageCase> {
         case(
             "filter deleted (1 %)",
             "state=deleted",
-            &["user0000100@"],
+            &["user0000100@", "user0000013@"],
             FIRST,
         ),
         case(
             "filter staff (0.02 %)",
             "staff=yes",
-            &["user0005000@", "admin@"],
+            &["user0005000@", "user0000017@"],
             FIRST,
         ),
         case(
@@ -60,7 +60,12 @@ pub fn cases() -> Vec<PageCase> {
             &["user0000010@"],
             FIRST,
         ),
-        case("filter mfa on (0.2 %)", "mfa=on", &["user0000500@"], FIRST),
+        case(
+            "filter mfa on (0.2 %)",
+            "mfa=on",
+            &["user0000500@", "user0000011@"],
+            FIRST,
+        ),
         case(
             "filter mfa on, last login desc",
             "mfa=on&sort=last_login&order=desc",
