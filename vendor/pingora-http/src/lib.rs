@@ -231,6 +231,25 @@ impl RequestHeader {
         )
     }
 
+    /// Insert a header under a name parsed once beforehand (a `HeaderName::from_static`),
+    /// written on the wire as `case` (gatehouse patch 0002, vendor/patches): nothing is parsed
+    /// or copied per call, where [Self::insert_header()] parses and copies every name it is
+    /// given. `case` must be `name` in some letter case.
+    pub fn insert_parsed_header(
+        &mut self,
+        name: &HeaderName,
+        case: &'static str,
+        value: HeaderValue,
+    ) -> Result<()> {
+        insert_parsed_header_value(
+            self.header_name_map.as_mut(),
+            &mut self.base.headers,
+            name,
+            case,
+            value,
+        )
+    }
+
     /// Remove all headers under the name
     pub fn remove_header<'a, N: ?Sized>(&mut self, name: &'a N) -> Option<HeaderValue>
     where
@@ -585,6 +604,25 @@ impl ResponseHeader {
         )
     }
 
+    /// Insert a header under a name parsed once beforehand (a `HeaderName::from_static`),
+    /// written on the wire as `case` (gatehouse patch 0002, vendor/patches): nothing is parsed
+    /// or copied per call, where [Self::insert_header()] parses and copies every name it is
+    /// given. `case` must be `name` in some letter case.
+    pub fn insert_parsed_header(
+        &mut self,
+        name: &HeaderName,
+        case: &'static str,
+        value: HeaderValue,
+    ) -> Result<()> {
+        insert_parsed_header_value(
+            self.header_name_map.as_mut(),
+            &mut self.base.headers,
+            name,
+            case,
+            value,
+        )
+    }
+
     /// Remove all headers under the name
     pub fn remove_header<'a, N: ?Sized>(&mut self, name: &'a N) -> Option<HeaderValue>
     where
@@ -896,6 +934,27 @@ fn insert_header_value<T>(
         name_map.insert(header_name.clone(), case_header_name);
     }
     value_map.insert(header_name, value);
+    Ok(())
+}
+
+#[inline]
+fn insert_parsed_header_value<T>(
+    name_map: Option<&mut CaseMap>,
+    value_map: &mut HMap<T>,
+    name: &HeaderName,
+    case: &'static str,
+    value: T,
+) -> Result<()> {
+    debug_assert!(name.as_str().eq_ignore_ascii_case(case), "{name} written as {case}");
+    if let Some(name_map) = name_map {
+        name_map
+            .try_insert(name.clone(), case.into_case_header_name())
+            .or_err(InvalidHTTPHeader, "header name map size overflows MAX_SIZE")?;
+    }
+    value_map.try_insert(name.clone(), value).or_err(
+        InvalidHTTPHeader,
+        "header value map size overflows MAX_SIZE",
+    )?;
     Ok(())
 }
 
