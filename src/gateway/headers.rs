@@ -125,6 +125,32 @@ mod tests {
         }
     }
 
+    /// vendor/patches/pingora-http-0002: a header inserted under a name parsed once replaces
+    /// what the head had under that name and goes on the wire in the letter case given
+    /// (does not build without the patch).
+    #[test]
+    fn pingora_patch_inserts_under_a_parsed_name() {
+        use crate::limits::{RATELIMIT_HEADER, RATELIMIT_NAME};
+        use pingora::http::ResponseHeader;
+        let mut resp = ResponseHeader::build(200, None).expect("a head");
+        resp.insert_header("ratelimit", "old").expect("inserted");
+        resp.insert_parsed_header(
+            &RATELIMIT_NAME,
+            RATELIMIT_HEADER,
+            http::HeaderValue::from_static("\"default\";r=1;t=2"),
+        )
+        .expect("inserted");
+        let all: Vec<_> = resp.headers.get_all("ratelimit").iter().collect();
+        assert_eq!(all, ["\"default\";r=1;t=2"]);
+        let mut wire = Vec::new();
+        resp.header_to_h1_wire(&mut wire);
+        let wire = String::from_utf8(wire).expect("ascii");
+        assert!(
+            wire.contains("RateLimit: \"default\";r=1;t=2\r\n"),
+            "{wire:?}"
+        );
+    }
+
     fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {

@@ -18,7 +18,10 @@ use crate::auth::{assertion, Identity};
 use crate::config::owned::FORWARD_AUTH_PREFIX;
 use crate::config::Network;
 use crate::error::ApiError;
-use crate::limits::{self, RouteLimit, Verdict, Who, RATELIMIT_HEADER, RATELIMIT_POLICY_HEADER};
+use crate::limits::{
+    self, RouteLimit, Verdict, Who, RATELIMIT_HEADER, RATELIMIT_NAME, RATELIMIT_POLICY_HEADER,
+    RATELIMIT_POLICY_NAME,
+};
 use crate::response::Response;
 use async_trait::async_trait;
 use http::HeaderName;
@@ -755,11 +758,15 @@ impl ProxyHttp for Gateway {
         if let Some(hsts) = ctx.hsts() {
             upstream_response.insert_header(HSTS_HEADER, hsts)?;
         }
-        // Moved, not cloned: the value is written once (a reference count less per answer).
+        // Names parsed once; the value moved, not cloned (a reference count less per answer).
         let limit = ctx.route.as_ref().and_then(|r| r.rate_limit.as_ref());
         if let (Some(limit), Some(rate)) = (limit, ctx.rate.take()) {
-            upstream_response.insert_header(RATELIMIT_POLICY_HEADER, limit.policy_value.clone())?;
-            upstream_response.insert_header(RATELIMIT_HEADER, rate)?;
+            upstream_response.insert_parsed_header(
+                &RATELIMIT_POLICY_NAME,
+                RATELIMIT_POLICY_HEADER,
+                limit.policy_value.clone(),
+            )?;
+            upstream_response.insert_parsed_header(&RATELIMIT_NAME, RATELIMIT_HEADER, rate)?;
         }
         if let (Some(route), Some(origin)) = (&ctx.route, &ctx.origin) {
             if let Some(c) = &route.cors {

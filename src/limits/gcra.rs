@@ -106,6 +106,12 @@ impl Gcra {
 pub const POLICY_NAME: &str = "default";
 pub const RATELIMIT_POLICY_HEADER: &str = "RateLimit-Policy";
 pub const RATELIMIT_HEADER: &str = "RateLimit";
+/// The same names parsed once, for Pingora's `insert_parsed_header` (vendor/patches 0002):
+/// written into every proxied answer of a limited route without a parse, a copy and an
+/// allocation of the name per field.
+pub static RATELIMIT_POLICY_NAME: http::HeaderName =
+    http::HeaderName::from_static("ratelimit-policy");
+pub static RATELIMIT_NAME: http::HeaderName = http::HeaderName::from_static("ratelimit");
 
 /// `RateLimit-Policy: "default";q=100;w=60` (draft-ietf-httpapi-ratelimit-headers, an
 /// sf-list of one item whose parameters are the quota and its window in seconds).
@@ -155,6 +161,16 @@ fn put_decimal(buf: &mut [u8; 64], at: usize, mut v: u64) -> usize {
 mod tests {
     use super::*;
     use crate::config::RateLimitBy;
+
+    #[test]
+    fn the_parsed_names_are_the_fields_names() {
+        for (name, case) in [
+            (&RATELIMIT_NAME, RATELIMIT_HEADER),
+            (&RATELIMIT_POLICY_NAME, RATELIMIT_POLICY_HEADER),
+        ] {
+            assert!(name.as_str().eq_ignore_ascii_case(case), "{name} / {case}");
+        }
+    }
 
     fn limit(requests: u64, per_seconds: u64, burst: u64) -> Gcra {
         Gcra::of(&RateLimitConfig {

@@ -11,7 +11,9 @@ pub mod table;
 
 use crate::config::{Config, RateLimitBy, RateLimitConfig, StoreBackend};
 use crate::store::UserStore;
-pub use gcra::{Gcra, Verdict, RATELIMIT_HEADER, RATELIMIT_POLICY_HEADER};
+pub use gcra::{
+    Gcra, Verdict, RATELIMIT_HEADER, RATELIMIT_NAME, RATELIMIT_POLICY_HEADER, RATELIMIT_POLICY_NAME,
+};
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -5,13 +5,14 @@
 //! entries sampled at random (expired ones first), so a flood of new keys pushes out its own
 //! kind and a caller that keeps coming back stays.
 //!
-//! Shards of a plain `HashMap` under a mutex, with the caller's clock: a hit is one hash, one
-//! uncontended lock and one probe. (It was a moka cache; its per-read bookkeeping was most of
-//! what a limited route cost above an unlimited one, benches/README.md "Issue 27".)
+//! Shards of a plain `HashMap` under a mutex, with the caller's clock: a hit is one keyed hash
+//! (chooses the shard and is reused by the shard's map), one uncontended lock and one probe.
+//! (It was a moka cache; its per-read bookkeeping was most of what a limited route cost above
+//! an unlimited one, benches/README.md "Issue 27".)
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -43,10 +44,54 @@ struct Entry<V> {
     slot: usize,
 }
 
+/// A key with its hash by the table's keyed (SipHash, random key) hasher, computed once per
+/// call: the shard is chosen from it and the shard's map uses it as is.
+#[derive(Clone)]
+struct Hashed<K> {
+    hash: u64,
+    key: K,
+}
+
+impl<K: PartialEq> PartialEq for Hashed<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.key == other.key
+    }
+}
+
+impl<K: Eq> Eq for Hashed<K> {}
+
+impl<K> Hash for Hashed<K> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// The shard maps' hasher: a `Hashed` key's hash, passed through (it is already keyed, so a
+/// flood of chosen keys cannot collide on purpose).
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `Hashed::hash` writes here, through `write_u64`; mixed anyway for any other.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
 struct Shard<K, V> {
-    map: HashMap<K, Entry<V>, RandomState>,
+    map: HashMap<Hashed<K>, Entry<V>, BuildHasherDefault<PassThrough>>,
     /// The keys, for sampling by position.
-    keys: Vec<K>,
+    keys: Vec<Hashed<K>>,
     /// xorshift state for the samples.
     rng: u64,
 }
@@ -68,7 +113,7 @@ impl<K: Hash + Eq + Clone, V: Idle> Shard<K, V> {
         x
     }
 
-    fn remove(&mut self, key: &K) -> Option<Entry<V>> {
+    fn remove(&mut self, key: &Hashed<K>) -> Option<Entry<V>> {
         let entry = self.map.remove(key)?;
         self.keys.swap_remove(entry.slot);
         if let Some(moved) = self.keys.get(entry.slot) {
@@ -107,7 +152,7 @@ impl<K: Hash + Eq + Clone, V: Idle> Shard<K, V> {
     }
 
     fn sweep(&mut self, now: u64) -> u64 {
-        let expired: Vec<K> = self
+        let expired: Vec<Hashed<K>> = self
             .map
             .iter()
             .filter(|(_, e)| e.expired(now))
@@ -133,7 +178,7 @@ where
         let shards = (0..shards)
             .map(|i| {
                 Mutex::new(Shard {
-                    map: HashMap::with_hasher(RandomState::new()),
+                    map: HashMap::default(),
                     keys: Vec::new(),
                     // Any odd seed per shard; xorshift only needs it non-zero.
                     rng: hasher.hash_one(i) | 1,
@@ -148,9 +193,18 @@ where
         }
     }
 
-    fn shard(&self, key: &K) -> MutexGuard<'_, Shard<K, V>> {
+    fn hashed(&self, key: K) -> Hashed<K> {
+        Hashed {
+            hash: self.hasher.hash_one(&key),
+            key,
+        }
+    }
+
+    /// The shard of a key: from bits of its hash the shard's map does not use (it takes the
+    /// low bits for the slot and the top seven for its tags).
+    fn shard(&self, key: &Hashed<K>) -> MutexGuard<'_, Shard<K, V>> {
         let n = self.shards.len() as u64;
-        let i = usize::try_from(self.hasher.hash_one(key) % n).unwrap_or(0);
+        let i = usize::try_from((key.hash >> 32) % n).unwrap_or(0);
         // A panic while holding a shard leaves nothing half-done that matters here (a
         // bucket is a TAT in an atomic): go on with the data as it is.
         self.shards[i]
@@ -161,6 +215,7 @@ where
     /// The entry of `key` at `now` (nanoseconds, the caller's monotonic clock), made by
     /// `init` when there is none or it has expired.
     pub fn get_or(&self, key: K, now: u64, init: impl FnOnce() -> V) -> Arc<V> {
+        let key = self.hashed(key);
         let mut shard = self.shard(&key);
         if let Some(entry) = shard.map.get_mut(&key) {
             if !entry.expired(now) {
@@ -191,8 +246,9 @@ where
     /// The entry of `key` at `now`, if there is one (nothing made, its idle time not
     /// restarted).
     pub fn get(&self, key: &K, now: u64) -> Option<Arc<V>> {
-        let shard = self.shard(key);
-        let entry = shard.map.get(key)?;
+        let key = self.hashed(key.clone());
+        let shard = self.shard(&key);
+        let entry = shard.map.get(&key)?;
         (!entry.expired(now)).then(|| Arc::clone(&entry.value))
     }
 
