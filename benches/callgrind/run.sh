@@ -30,7 +30,10 @@
 #   PROFILE=release  the cargo profile to build them with (`untuned`: the one before issue 17)
 #   TARGETS="bare public public_token required profile"   which targets, in this order
 #                  (add `key key_bearer` for issue 26's API keys, `limited` for issue 27's
-#                  rate limit: /lim/, the public route with a local limit never reached)
+#                  rate limit: /lim/, the public route with a local limit never reached;
+#                  `pg_public pg_shared` for its shared limit: a second gatehouse on a
+#                  throwaway PostgreSQL cluster, `store.replicas = 2`, /pub/ against /shr/,
+#                  the same route with the limit `rate_limit_shared`, never reached)
 #   REQUESTS=5000  requests counted per measurement   WARMUP=2000  requests before zeroing
 #   CONNS=4        wrk connections (wrk -t 1)          ROUNDS=1     measurements per target
 #   MAX_SECONDS=300  bound on each wrk run             KEEP=1       keep the work dir (dumps,
@@ -179,7 +182,7 @@ if wants bare; then
 fi
 
 # --- 4. gatehouse ---------------------------------------------------------------------------
-if wants public || wants public_token || wants required || wants profile || wants key || wants key_bearer; then
+if wants public || wants limited || wants public_token || wants required || wants profile || wants key || wants key_bearer; then
   say "gatehouse under callgrind"
   {
     gatehouse_server gatehouse "$GH" "$GHM"
@@ -247,6 +250,52 @@ EOF
   stop "$GH_PID"
 fi
 
+# --- 4a. gatehouse on PostgreSQL: the shared limit ------------------------------------------
+# The PostgreSQL server is not under valgrind; gatehouse's own threads are all counted, the
+# background reservation of budget slices included (one per 33,333 requests here).
+if wants pg_public || wants pg_shared; then
+  say "gatehouse on PostgreSQL under callgrind"
+  ON_LOAD_CPU=(${ON_LOAD_CPU[@]+"${ON_LOAD_CPU[@]}"})
+  for v in PG GP GPM; do free_port "$v"; done
+  start_postgres "$PG"
+  {
+    gatehouse_server gatehouse_pg "$GP" "$GPM"
+    cat <<EOF
+[store]
+backend = "postgres"
+replicas = 2
+[log]
+access_log = false
+level = "warn"
+[[routes]]
+prefix = "/pub/"
+upstreams = ["127.0.0.1:$UP"]
+auth = "public"
+[[routes]]
+prefix = "/shr/"
+upstreams = ["127.0.0.1:$UP"]
+auth = "public"
+rate_limit = { requests = 1000000, per_seconds = 1, by = "address" }
+rate_limit_shared = true
+EOF
+  } >"$WORK/gatehouse_pg.toml"
+  "$GATEHOUSE_BIN" migrate -c "$WORK/gatehouse_pg.toml" >/dev/null
+  start gatehouse_pg "${VALGRIND[@]}" --callgrind-out-file="$WORK/gatehouse_pg.cg.%p" \
+    "$GATEHOUSE_BIN" serve -c "$WORK/gatehouse_pg.toml"
+  GP_PID=$LAST_PID
+  wait_http "http://127.0.0.1:$GPM/readyz" 200 1200
+  for path in pub shr; do
+    got=$(curl -s --max-time 60 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$GP/$path/x")
+    [ "$got" = 200 ] || { echo "check failed: /$path/x answered $got, not 200"; exit 1; }
+  done
+  curl -s --max-time 60 -D - -o /dev/null "http://127.0.0.1:$GP/shr/x" | grep -qi '^ratelimit:' ||
+    { echo "check failed: /shr/x answered without the RateLimit field"; exit 1; }
+  P="gatehouse_pg.cg.$GP_PID"
+  ! wants pg_public || measure "$GP_PID" "$P" pg_public "http://127.0.0.1:$GP/pub/x"
+  ! wants pg_shared || measure "$GP_PID" "$P" pg_shared "http://127.0.0.1:$GP/shr/x"
+  stop "$GP_PID"
+fi
+
 # --- 4b. the peers ---------------------------------------------------------------------------
 if wants nginx; then
   say "nginx (plain proxy) under callgrind"
@@ -297,6 +346,8 @@ declare -A LABEL=(
   [public]="gatehouse public route"
   [public_token]="gatehouse public route, with the token"
   [limited]="gatehouse public route, rate-limited (local)"
+  [pg_public]="gatehouse on PostgreSQL, public route"
+  [pg_shared]="gatehouse on PostgreSQL, rate-limited (shared)"
   [required]="gatehouse required route"
   [key]="gatehouse required route, X-API-Key"
   [key_bearer]="gatehouse required route, Bearer key"

@@ -293,10 +293,8 @@ impl Gateway {
         session: &Session,
         ctx: &mut RequestCtx,
     ) -> Decision {
-        let Some(route) = ctx.route.clone() else {
-            return decision;
-        };
-        let Some(limit) = &route.rate_limit else {
+        // Borrowed, not cloned: no reference count moved per request.
+        let Some(limit) = ctx.route.as_ref().and_then(|r| r.rate_limit.as_ref()) else {
             return decision;
         };
         let caller = match &decision {

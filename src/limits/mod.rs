@@ -125,10 +125,35 @@ impl RouteLimit {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct BucketKey {
     scope: u64,
     who: Who,
+}
+
+/// Hashed in two or three writes (the derived `Hash` makes five for an address: the scope,
+/// two discriminants, a length and the octets), each one a round of the table's SipHash on
+/// every limited request. Equal keys write the same words; the tag keeps the kinds apart.
+impl Hash for BucketKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.scope);
+        match &self.who {
+            Who::Address(IpAddr::V4(ip)) => state.write_u64(u64::from(ip.to_bits()) | 1 << 32),
+            Who::Address(IpAddr::V6(ip)) => {
+                state.write_u8(2);
+                state.write_u128(ip.to_bits());
+            }
+            Who::User(id) => {
+                state.write_u8(3);
+                state.write_u64(*id);
+            }
+            Who::Key(id) => {
+                state.write_u8(4);
+                state.write(id.as_bytes());
+            }
+            Who::Unknown => state.write_u8(5),
+        }
+    }
 }
 
 /// A local bucket: its TAT, updated by compare-and-swap.
