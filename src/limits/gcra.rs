@@ -140,21 +140,13 @@ pub fn ratelimit_value(remaining: u64, reset: u64) -> http::HeaderValue {
         .unwrap_or_else(|_| http::HeaderValue::from_static("\"default\""))
 }
 
-/// Writes `v` in decimal at `buf[at..]`; the index after its last digit.
-fn put_decimal(buf: &mut [u8; 64], at: usize, mut v: u64) -> usize {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    let len = digits.len() - i;
-    buf[at..at + len].copy_from_slice(&digits[i..]);
-    at + len
+/// Writes `v` in decimal at `buf[at..]` (itoa: two digits per step from a table, where a
+/// digit at a time cost ~150 instructions per answer); the index after its last digit.
+fn put_decimal(buf: &mut [u8; 64], at: usize, v: u64) -> usize {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(v).as_bytes();
+    buf[at..at + digits.len()].copy_from_slice(digits);
+    at + digits.len()
 }
 
 #[cfg(test)]
