@@ -167,6 +167,26 @@ measure() {
   done
 }
 
+# proxy_routes PREFIX SHARED: the log settings, the public route /pub/, and the same route
+# under PREFIX with a rate limit it never reaches (`rate_limit_shared = SHARED`).
+proxy_routes() {
+  cat <<EOF
+[log]
+access_log = false
+level = "warn"
+[[routes]]
+prefix = "/pub/"
+upstreams = ["127.0.0.1:$UP"]
+auth = "public"
+[[routes]]
+prefix = "$1"
+upstreams = ["127.0.0.1:$UP"]
+auth = "public"
+rate_limit = { requests = 1000000, per_seconds = 1, by = "address" }
+rate_limit_shared = $2
+EOF
+}
+
 VALGRIND=(valgrind --tool=callgrind --vgdb=yes)
 wants() { case " $TARGETS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
@@ -193,18 +213,9 @@ access_lifetime_seconds = 3600
 # 64 KiB instead of 19 MiB: the one login before the measurement is quick under valgrind.
 argon2_memory_kib = 64
 hash_threads = 1
-[log]
-access_log = false
-level = "warn"
-[[routes]]
-prefix = "/pub/"
-upstreams = ["127.0.0.1:$UP"]
-auth = "public"
-[[routes]]
-prefix = "/lim/"
-upstreams = ["127.0.0.1:$UP"]
-auth = "public"
-rate_limit = { requests = 1000000, per_seconds = 1, by = "address" }
+EOF
+    proxy_routes /lim/ false
+    cat <<EOF
 [[routes]]
 prefix = "/"
 upstreams = ["127.0.0.1:$UP"]
@@ -264,20 +275,8 @@ if wants pg_public || wants pg_shared; then
 [store]
 backend = "postgres"
 replicas = 2
-[log]
-access_log = false
-level = "warn"
-[[routes]]
-prefix = "/pub/"
-upstreams = ["127.0.0.1:$UP"]
-auth = "public"
-[[routes]]
-prefix = "/shr/"
-upstreams = ["127.0.0.1:$UP"]
-auth = "public"
-rate_limit = { requests = 1000000, per_seconds = 1, by = "address" }
-rate_limit_shared = true
 EOF
+    proxy_routes /shr/ true
   } >"$WORK/gatehouse_pg.toml"
   "$GATEHOUSE_BIN" migrate -c "$WORK/gatehouse_pg.toml" >/dev/null
   start gatehouse_pg "${VALGRIND[@]}" --callgrind-out-file="$WORK/gatehouse_pg.cg.%p" \
