@@ -33,6 +33,8 @@
 //! reused as it is, so a 1M load (~9 min) is paid once; the second factors and the pages'
 //! staff user come from the first run. A store loaded before a change of the list index's
 //! layout is re-indexed when opened (logged, timed here as its "opened" line).
+//! `USER_LIST_ONLY=<text>` times only the store cases whose name holds it (to profile one;
+//! the ratio table then mislabels its rows).
 //! Each store case is called until 1 s or 2,000 calls have passed (after 3 warm-up calls);
 //! the median and p90 are printed in microseconds.
 //!
@@ -514,7 +516,12 @@ fn call_case(
 fn time_store(store: &dyn UserStore, n: u64, label: &str) -> Result<Vec<(f64, f64)>, String> {
     let rt = runtime()?;
     let mut rows = Vec::new();
+    // `USER_LIST_ONLY=<text>`: only the store cases whose name holds it (a profile of one).
+    let only = std::env::var("USER_LIST_ONLY").ok();
     for case in cases() {
+        if only.as_deref().is_some_and(|o| !case.name.contains(o)) {
+            continue;
+        }
         let (median, p90, last) =
             measure(Duration::from_secs(1), || call_case(store, n, &case, &rt))?;
         eprintln!(
