@@ -395,6 +395,23 @@ struct Set<'a> {
     size: usize,
 }
 
+impl Set<'_> {
+    /// `q` without the filter this set stands for: what its members are still checked
+    /// against (its runs are moved in the same transactions as the records).
+    fn rest(&self, q: &UserQuery) -> UserQuery {
+        let mut rest = q.clone();
+        match self.order.first() {
+            Some(&STAFF) => rest.staff = None,
+            Some(&MFA_ON) => rest.mfa = None,
+            Some(&UNVERIFIED) => rest.verified = None,
+            Some(&INACTIVE) => rest.state = StateFilter::All,
+            Some(&GROUP) => rest.group = None,
+            _ => {}
+        }
+        rest
+    }
+}
+
 /// Where a walk in id order finds its candidates, each a superset of the answer.
 enum Source<'a> {
     /// A selective set.
@@ -909,9 +926,17 @@ impl SledStore {
         // Another sort walks the smallest set's run in that order (`o` keys; about a page
         // too), or sorts a search's few candidates in memory, or walks its own order
         // checking each user.
-        let candidates = match (order_tag(q.sort), source) {
-            (None, source) => self.walk(q, after, source),
-            (Some(tag), Some(Source::Set(set))) => self.ordered_walk(q, after, &set, tag),
+        // The candidates of a set's run are checked without the set's own filter
+        // (`Set::rest`: a lookup per candidate saved).
+        let (candidates, rest) = match (order_tag(q.sort), source) {
+            (None, Some(Source::Set(set))) => {
+                let rest = set.rest(q);
+                (self.walk(q, after, Some(Source::Set(set))), rest)
+            }
+            (None, source) => (self.walk(q, after, source), q.clone()),
+            (Some(tag), Some(Source::Set(set))) => {
+                (self.ordered_walk(q, after, &set, tag), set.rest(q))
+            }
             (Some(tag), Some(Source::Search { trigrams, .. })) => {
                 if let Some(ids) = self.few_ids(&trigrams)? {
                     return self.few_rows(q, ids, after, limit);
@@ -921,15 +946,15 @@ impl SledStore {
                     .into_iter()
                     .min_by_key(|set| set.size);
                 match smallest {
-                    Some(set) => self.ordered_walk(q, after, &set, tag),
-                    None => self.walk(q, after, None),
+                    Some(set) => (self.ordered_walk(q, after, &set, tag), set.rest(q)),
+                    None => (self.walk(q, after, None), q.clone()),
                 }
             }
-            (Some(_), None) => self.walk(q, after, None),
+            (Some(_), None) => (self.walk(q, after, None), q.clone()),
         };
         for candidate in candidates {
             let (id, bytes) = candidate?;
-            if let Some(user) = self.matching(q, id, bytes)? {
+            if let Some(user) = self.matching(&rest, id, bytes)? {
                 rows.push(user);
                 if rows.len() >= limit {
                     break;
@@ -1034,6 +1059,11 @@ impl SledStore {
             Some(Source::Search { pool, .. }) => *pool,
             None => self.count(&StateFilter::All)?,
         };
+        // A set's members are checked without the set's own filter (`Set::rest`).
+        let rest = match &source {
+            Some(Source::Set(set)) => set.rest(&by_id),
+            _ => by_id.clone(),
+        };
         // The index decides every filter; the search too when it is one trigram (the
         // candidates hold it) but for a stale posting: then the walk reads no record.
         // Otherwise every `COUNT_BUDGET / COUNT_SAMPLE`th candidate is checked whole (the
@@ -1061,7 +1091,7 @@ impl SledStore {
             examined += 1;
             if needs_record && in_sample {
                 sampled += 1;
-                if self.matching(&by_id, id, bytes)?.is_some() {
+                if self.matching(&rest, id, bytes)?.is_some() {
                     sample_hits += 1;
                 }
                 continue;
@@ -1069,7 +1099,7 @@ impl SledStore {
             if !needs_record {
                 sampled += 1;
             }
-            if self.index_check(&by_id, id)?.is_some() {
+            if self.index_check(&rest, id)?.is_some() {
                 if !needs_record {
                     sample_hits += 1;
                 }
@@ -1080,7 +1110,7 @@ impl SledStore {
         }
         let mut matched = if decided { 0 } else { sample_hits };
         for id in unchecked {
-            if self.matching(&by_id, id, None)?.is_some() {
+            if self.matching(&rest, id, None)?.is_some() {
                 matched += 1;
             }
         }
