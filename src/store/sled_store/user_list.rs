@@ -57,9 +57,11 @@ const SET_ORDER: u8 = b'o';
 /// The sort tag of the username order in `o` keys (the dates use `j` and `l`).
 const BY_NAME: u8 = b'n';
 
-/// A selective set no larger than this is read whole and sorted in memory; a larger one is
-/// walked in the list's order. Chosen so the read costs about what a page walk does. (Small
-/// in unit tests, so that a few users take both paths.)
+/// A search's candidates no more than this are read whole (their `k` values) and sorted in
+/// memory under a sort other than id; more are walked in the list's order (a selective
+/// set's `o` run when the query has one). A selective set no larger than this is walked
+/// rather than a search's postings. (Small in unit tests, so that a few users take every
+/// path.)
 const SMALL_SET: usize = if cfg!(test) { 8 } else { 2_000 };
 
 /// A count of a search past the budget is estimated from this many candidates checked
@@ -1125,8 +1127,9 @@ mod tests {
     use super::*;
     use crate::store::{test_user, Effects, Mfa, UserStore};
 
-    /// Both plans (a small set sorted in memory, a walk in order) against a filtered scan,
-    /// for every sort, both directions and pages of several sizes.
+    /// Every plan (a set's run in id order or in another order, a search's few candidates
+    /// sorted in memory, a walk in order) against a filtered scan, for every sort, both
+    /// directions and pages of several sizes.
     #[tokio::test]
     async fn both_plans_agree_with_a_filtered_scan() {
         let dir = tempfile::tempdir().expect("tempdir");
