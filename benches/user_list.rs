@@ -28,6 +28,13 @@
 //! the store's size on disk and the live bytes of the users, the search postings and the
 //! other list index keys; with `--reindex`, the time of `rebuild_user_index` (what opening a
 //! store written before the index costs once).
+//! `USER_LIST_SLED_DIR=<dir>` (sled): each size's store lives in `<dir>/<size>` and is
+//! loaded only when it is not there yet (a `loaded` file marks a finished load), else
+//! reused as it is, so a 1M load (~9 min) is paid once; the second factors and the pages'
+//! staff user come from the first run. A store loaded before a change of the list index's
+//! layout is re-indexed when opened (logged, timed here as its "opened" line).
+//! `USER_LIST_ONLY=<text>` times only the store cases whose name holds it (to profile one;
+//! the ratio table then mislabels its rows).
 //! Each store case is called until 1 s or 2,000 calls have passed (after 3 warm-up calls);
 //! the median and p90 are printed in microseconds.
 //!
@@ -509,7 +516,12 @@ fn call_case(
 fn time_store(store: &dyn UserStore, n: u64, label: &str) -> Result<Vec<(f64, f64)>, String> {
     let rt = runtime()?;
     let mut rows = Vec::new();
+    // `USER_LIST_ONLY=<text>`: only the store cases whose name holds it (a profile of one).
+    let only = std::env::var("USER_LIST_ONLY").ok();
     for case in cases() {
+        if only.as_deref().is_some_and(|o| !case.name.contains(o)) {
+            continue;
+        }
         let (median, p90, last) =
             measure(Duration::from_secs(1), || call_case(store, n, &case, &rt))?;
         eprintln!(
@@ -661,16 +673,34 @@ fn one_size(a: &Args, cluster: Option<&pg::Cluster>, n: u64) -> Result<Vec<(f64,
     let t = Instant::now();
     match cluster {
         None => {
-            let mut store =
-                SledStore::open(&dir.path().join("db"), 64 << 20).map_err(|e| e.to_string())?;
+            // A kept store (`USER_LIST_SLED_DIR`) or one in the temp dir.
+            let kept = std::env::var_os("USER_LIST_SLED_DIR")
+                .map(|d| std::path::PathBuf::from(d).join(n.to_string()));
+            let data = kept.clone().unwrap_or_else(|| dir.path().to_path_buf());
+            let reuse = kept.is_some() && data.join("loaded").exists();
+            if kept.is_some() && !reuse && data.exists() {
+                // A load that did not finish: started again.
+                std::fs::remove_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+            }
             let cpu = cpu_seconds();
-            load(&store, n)?;
-            eprintln!(
-                "{n} users loaded in {:.1} s (CPU {:.1} s)",
-                t.elapsed().as_secs_f64(),
-                cpu_seconds() - cpu
-            );
-            eprintln!("  store on disk: {:.1} MiB", disk_mib(dir.path())?);
+            let mut store =
+                SledStore::open(&data.join("db"), 64 << 20).map_err(|e| e.to_string())?;
+            if reuse {
+                eprintln!(
+                    "{n} users reused from {}, opened in {:.1} s (CPU {:.1} s)",
+                    data.display(),
+                    t.elapsed().as_secs_f64(),
+                    cpu_seconds() - cpu
+                );
+            } else {
+                load(&store, n)?;
+                eprintln!(
+                    "{n} users loaded in {:.1} s (CPU {:.1} s)",
+                    t.elapsed().as_secs_f64(),
+                    cpu_seconds() - cpu
+                );
+            }
+            eprintln!("  store on disk: {:.1} MiB", disk_mib(&data)?);
             for (part, keys, bytes) in store.user_index_sizes().map_err(|e| e.to_string())? {
                 eprintln!(
                     "  live {part}: {keys} keys, {:.1} MiB",
@@ -690,8 +720,12 @@ fn one_size(a: &Args, cluster: Option<&pg::Cluster>, n: u64) -> Result<Vec<(f64,
             rows = time_store(&store, n, label)?;
             // The server takes the store's lock: closed (and flushed) first.
             drop(store);
+            if kept.is_some() && !reuse {
+                std::fs::write(data.join("loaded"), b"")
+                    .map_err(|e| format!("{}: {e}", data.display()))?;
+            }
             if a.pages {
-                let server = pages::Server::start(dir.path(), None)?;
+                let server = pages::Server::start_on(&data, None, reuse)?;
                 rows.extend(time_pages(&server, n, label)?);
             }
         }

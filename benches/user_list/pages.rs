@@ -135,6 +135,16 @@ impl Server {
     /// Creates the staff user and starts serving `data_dir` (sled: its store in `db/`,
     /// closed by the caller) or `store_url` (PostgreSQL); returns once it is ready.
     pub fn start(data_dir: &Path, store_url: Option<&str>) -> Result<Server, String> {
+        Server::start_on(data_dir, store_url, false)
+    }
+
+    /// `start`, on a store whose staff user an earlier run created when `staff_exists`
+    /// (`USER_LIST_SLED_DIR`): its `createsuperuser` then fails and is not needed.
+    pub fn start_on(
+        data_dir: &Path,
+        store_url: Option<&str>,
+        staff_exists: bool,
+    ) -> Result<Server, String> {
         let bin = env!("CARGO_BIN_EXE_gatehouse");
         let work = tempfile::tempdir().map_err(|e| e.to_string())?;
         let (port, metrics) = (super::pg::free_port()?, super::pg::free_port()?);
@@ -159,7 +169,7 @@ impl Server {
             .env("GATEHOUSE_SUPERUSER_PASSWORD", STAFF_PASSWORD)
             .output()
             .map_err(|e| format!("{bin} createsuperuser: {e}"))?;
-        if !out.status.success() {
+        if !out.status.success() && !staff_exists {
             return Err(format!(
                 "createsuperuser: {}",
                 String::from_utf8_lossy(&out.stderr).trim()

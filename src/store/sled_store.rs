@@ -39,6 +39,10 @@ const USER_COUNTS_BUILT: &[u8] = b"user_counts_built";
 /// Set once the search index is posting blocks (`search_index`; stores with the earlier one
 /// key per trigram and user get the whole index rebuilt when opened).
 const USER_SEARCH_BLOCKS: &[u8] = b"user_search_blocks";
+/// Set once the `user_index` keeps each selective set in every sort order (`o` keys) and
+/// each user's sort keys as a value (`k` id); stores without it get the whole index rebuilt
+/// when opened.
+const USER_SET_ORDER: &[u8] = b"user_set_order";
 /// The name of the `user_index` tree (dropped and rebuilt whole by `ensure_user_index`).
 const USER_INDEX_TREE: &str = "user_index";
 /// How far, in milliseconds, an event's time may trail one written before it (writers racing

@@ -65,7 +65,9 @@ fn corrupt() -> StoreError {
 
 /// The ids of the block starting at `first` whose value is `deltas`.
 fn decode_block(first: u64, deltas: &[u8]) -> Result<Vec<u64>, StoreError> {
-    let mut ids = vec![first];
+    // At most one id per byte: one allocation.
+    let mut ids = Vec::with_capacity(deltas.len() + 1);
+    ids.push(first);
     let (mut at, mut shift, mut n) = (first, 0u32, 0u64);
     for &b in deltas {
         if shift > 63 {
@@ -313,21 +315,28 @@ impl<'a> Postings<'a> {
             (Some(&lo), Some(&hi)) => lo <= target && target <= hi,
             _ => false,
         };
-        let prefix = key(BLOCK_TAG, &self.trigram, None);
-        let at = key(BLOCK_TAG, &self.trigram, Some(target));
+        // Keys are built only when the tree is read (most seeks stay in the block).
+        let at = |trigram: &[u8]| key(BLOCK_TAG, trigram, Some(target));
         if !in_block {
             // The block whose range holds `target`: the last one starting at or before it.
-            let item = self.tree.range(prefix.clone()..=at.clone()).next_back();
+            let prefix = key(BLOCK_TAG, &self.trigram, None);
+            let item = self.tree.range(prefix..=at(&self.trigram)).next_back();
             self.load(item)?;
         }
+        // A block is ascending: a binary search.
         let mut found = if self.desc {
-            self.block.iter().rev().find(|id| **id <= target).copied()
+            let past = self.block.partition_point(|id| *id <= target);
+            past.checked_sub(1).map(|i| self.block[i])
         } else {
-            self.block.iter().find(|id| **id >= target).copied()
+            let from = self.block.partition_point(|id| *id < target);
+            self.block.get(from).copied()
         };
         if found.is_none() && !self.desc {
             // Past this block: the next block's first id.
-            let end = key(BLOCK_TAG, &self.trigram, Some(u64::MAX));
+            let (at, end) = (
+                at(&self.trigram),
+                key(BLOCK_TAG, &self.trigram, Some(u64::MAX)),
+            );
             let item = self.tree.range(at..=end).next();
             self.load(item)?;
             found = self.block.first().copied();
