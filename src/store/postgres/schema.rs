@@ -423,6 +423,10 @@ CREATE INDEX users_mfa_id ON users (id) WHERE mfa_on;
 CREATE INDEX users_mfa_username ON users ((username_key COLLATE "C"), id) WHERE mfa_on;
 CREATE INDEX users_mfa_date_joined ON users (date_joined, id) WHERE mfa_on;
 CREATE INDEX users_mfa_last_login ON users ((coalesce(last_login, 0)), id) WHERE mfa_on;
+-- A default sample (30,000 rows) holds ~60 of 2,000 in 1M: one ANALYZE in five estimated
+-- ~1,200 and the planner sorted all 2,000 (1 ms) instead of walking 51 (0.2 ms). A tenfold
+-- sample keeps the estimate within ~10 % (ANALYZE of users reads 300,000 rows).
+ALTER TABLE users ALTER COLUMN mfa_on SET STATISTICS 1000;
 
 -- The user's row is now written (not only read FOR SHARE) when the factor turns on or off;
 -- every store path locks the user first (FOR NO KEY UPDATE), so two writers never both
@@ -456,9 +460,12 @@ END $$;
 
 -- The search (SPEC §18: a substring of the username, the address or the names) through one
 -- trigram index over the three keys instead of a BitmapOr of three: a generated name's
--- frequent trigrams (`use`, `ser`, `000`...) are read once per user, not once per key.
+-- frequent trigrams (`use`, `ser`, `000`...) are read once per user, not once per key
+-- (the users list and the admin API's list both find their candidates here). It replaces
+-- the three (98 MB against 53 at 1M users; one index to write instead of three).
 CREATE INDEX users_search_trgm ON users USING gin
     ((username_key || E'\n' || email_key || E'\n' || names_key) gin_trgm_ops);
+DROP INDEX users_username_trgm, users_email_trgm, users_names_trgm;
 "#,
     },
 ];
