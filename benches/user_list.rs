@@ -23,7 +23,8 @@
 //! with `swap_mfa`. With `--pg`: a throwaway cluster (`user_list/pg.rs`), one database per
 //! size migrated by the store, the same users written by SQL (`load_sql`: the store's insert
 //! is one transaction per user, too slow for 1M here) and checked through the store, then
-//! `VACUUM ANALYZE`.
+//! `VACUUM ANALYZE`. `USER_LIST_PG_DIR=<dir>` keeps the cluster there and reuses each size's
+//! loaded database in later runs (`user_list/pg.rs`).
 //! On sled, after the load: its wall and CPU time (this process, sled's threads included),
 //! the store's size on disk and the live bytes of the users, the search postings and the
 //! other list index keys; with `--reindex`, the time of `rebuild_user_index` (what opening a
@@ -731,11 +732,15 @@ fn one_size(a: &Args, cluster: Option<&pg::Cluster>, n: u64) -> Result<Vec<(f64,
         }
         Some(cluster) => {
             let db = format!("users_{n}");
-            let url = cluster.database(&db)?;
+            let (url, loaded) = cluster.database(&db)?;
             let store = PgStore::open(&url, pg::options(false)).map_err(|e| e.to_string())?;
-            load_sql(cluster, &db, &store, n)?;
+            if !loaded {
+                load_sql(cluster, &db, &store, n)?;
+            }
             cluster.analyze(&db)?;
-            eprintln!("{n} users loaded in {:.1} s", t.elapsed().as_secs_f64());
+            cluster.loaded(&db)?;
+            let how = if loaded { "reused (kept)" } else { "loaded" };
+            eprintln!("{n} users {how} in {:.1} s", t.elapsed().as_secs_f64());
             rows = time_store(&store, n, label)?;
             if a.plans {
                 let sequential = plans(cluster, &url, n)?;

@@ -169,11 +169,11 @@ impl Server {
             .env("GATEHOUSE_SUPERUSER_PASSWORD", STAFF_PASSWORD)
             .output()
             .map_err(|e| format!("{bin} createsuperuser: {e}"))?;
-        if !out.status.success() && !staff_exists {
-            return Err(format!(
-                "createsuperuser: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+        // A kept store (`USER_LIST_SLED_DIR`, `USER_LIST_PG_DIR`) holds the staff user of a
+        // run before, with the same password.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() && !staff_exists && !stderr.contains("already exists") {
+            return Err(format!("createsuperuser: {}", stderr.trim()));
         }
         let log =
             std::fs::File::create(work.path().join("gatehouse.log")).map_err(|e| e.to_string())?;

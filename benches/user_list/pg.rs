@@ -1,15 +1,38 @@
 //! The users-list bench's PostgreSQL: a throwaway cluster (initdb in a temp dir, as the
 //! `postgres` user when root, a free loopback port, fsync off: the bench only reads what it
 //! loaded), a database per size, and the plans of the bench's queries (`auto_explain`).
+//! With `USER_LIST_PG_DIR=<dir>` the cluster lives in `<dir>` and stays: a later run starts
+//! it again and reuses each size's database once its load completed (migrated on open, as
+//! the store does), so the 1M load (~40 min here) is paid once.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The environment variable naming a kept cluster's directory.
+pub const KEEP_DIR: &str = "USER_LIST_PG_DIR";
+/// The comment a kept database carries once its load completed.
+const LOADED: &str = "gatehouse bench: loaded";
+
+/// Where the cluster lives: a temp dir gone with the bench, or a kept one.
+enum Dir {
+    Temp(tempfile::TempDir),
+    Kept(PathBuf),
+}
+
+impl Dir {
+    fn path(&self) -> &Path {
+        match self {
+            Dir::Temp(t) => t.path(),
+            Dir::Kept(p) => p,
+        }
+    }
+}
+
 pub struct Cluster {
     pub port: u16,
-    dir: tempfile::TempDir,
+    dir: Dir,
     bin: PathBuf,
     child: Child,
 }
@@ -64,42 +87,71 @@ fn as_server_user(cmd: &mut Command, ids: Option<(u32, u32)>) {
     }
 }
 
+/// A new cluster's data dir.
+fn initdb(bin: &Path, data: &Path, ids: Option<(u32, u32)>) -> Result<(), String> {
+    let mut initdb = Command::new(bin.join("initdb"));
+    initdb
+        .arg("-D")
+        .arg(data)
+        .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"])
+        .args(["--locale=C.UTF-8"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    as_server_user(&mut initdb, ids);
+    let out = initdb.output().map_err(|e| format!("initdb: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
 pub fn free_port() -> Result<u16, String> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     Ok(l.local_addr().map_err(|e| e.to_string())?.port())
 }
 
 impl Cluster {
-    /// initdb in a temp dir, then the postmaster on a free port; returns once it answers.
+    /// initdb in a temp dir (or `USER_LIST_PG_DIR`, unless it holds a cluster already), then
+    /// the postmaster on a free port; returns once it answers.
     /// `plans`: with `auto_explain` loaded (off until `log_plans`).
     pub fn start(plans: bool) -> Result<Cluster, String> {
         let bin = bin_dir()?;
         let ids = server_ids()?;
-        let dir = tempfile::Builder::new()
-            .prefix("gatehouse-bench-pg-")
-            .tempdir()
-            .map_err(|e| e.to_string())?;
+        let dir = match std::env::var_os(KEEP_DIR) {
+            Some(kept) => {
+                let kept = PathBuf::from(kept);
+                std::fs::create_dir_all(&kept)
+                    .map_err(|e| format!("{KEEP_DIR} {}: {e}", kept.display()))?;
+                Dir::Kept(kept)
+            }
+            None => Dir::Temp(
+                tempfile::Builder::new()
+                    .prefix("gatehouse-bench-pg-")
+                    .tempdir()
+                    .map_err(|e| e.to_string())?,
+            ),
+        };
         if let Some((uid, gid)) = ids {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
                 .map_err(|e| format!("chown {}: {e}", dir.path().display()))?;
         }
         let data = dir.path().join("data");
-        let mut initdb = Command::new(bin.join("initdb"));
-        initdb
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"])
-            .args(["--locale=C.UTF-8"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        as_server_user(&mut initdb, ids);
-        let out = initdb.output().map_err(|e| format!("initdb: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "initdb: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+        if !data.join("PG_VERSION").exists() {
+            initdb(&bin, &data, ids)?;
         }
+        Self::serve(bin, dir, &data, ids, plans)
+    }
+
+    fn serve(
+        bin: PathBuf,
+        dir: Dir,
+        data: &Path,
+        ids: Option<(u32, u32)>,
+        plans: bool,
+    ) -> Result<Cluster, String> {
         let port = free_port()?;
         let log_path = dir.path().join("server.log");
         let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
@@ -108,7 +160,7 @@ impl Cluster {
         }
         let mut cmd = Command::new(bin.join("postgres"));
         cmd.arg("-D")
-            .arg(&data)
+            .arg(data)
             .args(["-p", &port.to_string()])
             .args(["-c", "listen_addresses=127.0.0.1"])
             .arg("-c")
@@ -174,14 +226,36 @@ impl Cluster {
         }
     }
 
-    /// A new database `name`, migrated by the store's own `migrate`: its URL.
-    pub fn database(&self, name: &str) -> Result<String, String> {
-        self.psql("postgres", &format!("CREATE DATABASE {name}"))?;
+    /// The database `name`, migrated by the store's own `migrate`: its URL, and whether it
+    /// holds a completed load (a kept cluster's database marked `loaded` before). A kept
+    /// database whose load did not complete is dropped and made again.
+    pub fn database(&self, name: &str) -> Result<(String, bool), String> {
+        let comment = self.psql(
+            "postgres",
+            &format!(
+                "SELECT coalesce(shobj_description(oid, 'pg_database'), '') \
+                 FROM pg_database WHERE datname = '{name}'"
+            ),
+        )?;
+        let reuse = matches!(self.dir, Dir::Kept(_)) && comment == LOADED;
+        if !reuse {
+            self.psql("postgres", &format!("DROP DATABASE IF EXISTS {name}"))?;
+            self.psql("postgres", &format!("CREATE DATABASE {name}"))?;
+        }
         let url = self.url(name);
         let store = gatehouse::store::PgStore::open(&url, options(false))
             .map_err(|e| format!("{url}: {e}"))?;
         store.migrate().map_err(|e| format!("migrate: {e}"))?;
-        Ok(url)
+        Ok((url, reuse))
+    }
+
+    /// Marks `name`'s load complete: a kept cluster's next run reuses it.
+    pub fn loaded(&self, name: &str) -> Result<(), String> {
+        self.psql(
+            "postgres",
+            &format!("COMMENT ON DATABASE {name} IS '{LOADED}'"),
+        )
+        .map(drop)
     }
 
     /// Fresh statistics after the bulk load, as autovacuum would gather them shortly.

@@ -255,10 +255,12 @@ async fn view(
 ) -> Response {
     let store = &app.store;
     let found = async {
-        let page = store
-            .query_users(&list.query, list.after.as_ref(), list.per)
-            .await?;
-        let count = store.count_query(&list.query).await?;
+        // The page and its count are independent reads: asked at once (PostgreSQL: two
+        // connections), the page waits for the slower, not for both.
+        let (page, count) = tokio::try_join!(
+            store.query_users(&list.query, list.after.as_ref(), list.per),
+            store.count_query(&list.query)
+        )?;
         let ids: Vec<u64> = page.users.iter().map(|u| u.id).collect();
         let factors = store.factors_on(&ids).await?;
         Ok::<_, crate::store::StoreError>((page, count, factors))

@@ -2954,6 +2954,77 @@ async fn a_factor_change_racing_a_reset_of_it_always_completes() {
     }
 }
 
+/// Two confirmations of the same pending factor racing (two replicas, one code): exactly one
+/// wins, neither fails (PostgreSQL's `mfa` trigger writes the user's `mfa_on`: both holding
+/// the user shared would deadlock), and the list's filter and counter follow, in every sort.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_confirmations_of_a_factor_leave_one_on_in_every_sort() {
+    for (backend, make) in backends() {
+        let fresh = make();
+        let store = fresh.store.clone();
+        for name in ["ann", "bob", "cid"] {
+            create(store.as_ref(), name).await;
+        }
+        let (pending, enabled) = (pending_mfa(), mfa_record("s", 0));
+        for round in 0..20u64 {
+            let id = 1 + round % 3;
+            assert!(
+                store
+                    .swap_mfa(id, None, Some(&pending), Effects::none())
+                    .await
+                    .unwrap_or_else(|e| panic!("{backend} pending: {e}")),
+                "{backend} round {round}: starts with no factor"
+            );
+            let confirm = || {
+                let (s, from, to) = (store.clone(), pending.clone(), enabled.clone());
+                tokio::spawn(async move {
+                    s.swap_mfa(id, Some(&from), Some(&to), Effects::none())
+                        .await
+                })
+            };
+            let (a, b) = (confirm(), confirm());
+            let (a, b) = (a.await.expect("task"), b.await.expect("task"));
+            let won = [&a, &b].iter().filter(|r| matches!(r, Ok(true))).count();
+            assert!(
+                a.is_ok() && b.is_ok(),
+                "{backend} round {round}: {a:?} {b:?}"
+            );
+            assert_eq!(won, 1, "{backend} round {round}: {a:?} {b:?}");
+            let on = UserQuery {
+                mfa: Some(true),
+                ..UserQuery::default()
+            };
+            for (sort, desc) in [
+                (UserSort::Id, false),
+                (UserSort::Username, true),
+                (UserSort::DateJoined, false),
+                (UserSort::LastLogin, true),
+            ] {
+                let q = UserQuery {
+                    sort,
+                    desc,
+                    ..on.clone()
+                };
+                assert_eq!(
+                    all_pages(store.as_ref(), &q, 2).await,
+                    vec![id],
+                    "{backend} round {round}: {sort:?}"
+                );
+            }
+            assert_eq!(
+                store.count_query(&on).await.expect("count"),
+                UserCount::Exact(1),
+                "{backend} round {round}"
+            );
+            assert!(store
+                .swap_mfa(id, Some(&enabled), None, Effects::none())
+                .await
+                .expect("off"));
+        }
+        counts_agree_with_a_scan(store.as_ref(), &[], backend, "the confirmations").await;
+    }
+}
+
 /// A search finds a user by the name and address it has now, not by those it had (sled's
 /// index keeps stale postings and checks each candidate's record).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -321,8 +321,11 @@ fn filter_sql(filter: &ListFilter, first: usize) -> (String, Vec<String>) {
             pattern.push(c);
         }
         pattern.push('%');
+        // The candidates from the list's one search index (migration 11), the two keys
+        // deciding.
         conds.push(format!(
-            "(username_key LIKE ${first} OR email_key LIKE ${first})"
+            "{} LIKE ${first} AND (username_key LIKE ${first} OR email_key LIKE ${first})",
+            user_list::SEARCH_TEXT
         ));
         params.push(pattern);
     }
@@ -1252,7 +1255,8 @@ mod tests {
         let (sql, params) = filter_sql(&filter, 3);
         assert_eq!(
             sql,
-            "is_active AND (username_key LIKE $3 OR email_key LIKE $3)"
+            "is_active AND (username_key || E'\\n' || email_key || E'\\n' || names_key) \
+             LIKE $3 AND (username_key LIKE $3 OR email_key LIKE $3)"
         );
         assert_eq!(params, vec![r"%a\_b\%%".to_string()]);
     }

@@ -13,39 +13,12 @@ use tokio_postgres::types::ToSql;
 /// A query parameter that can travel to the store's runtime.
 pub(super) type Param = Box<dyn ToSql + Sync + Send>;
 
-/// How a page finds the users with a second factor on (`mfa` = yes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum MfaPlan {
-    /// Walk the sort's index, probing `mfa` per row (`EXISTS`): right when many have one.
-    Probe,
-    /// Join the few users with one first (the `mfa_enabled` index), then sort them: right
-    /// when they are few. PostgreSQL walked 50,000 rows of the last-login index for a page
-    /// of 2,000 in 1M (250 ms) when left to choose; the store counts them first (capped).
-    Few,
-}
-
-/// At most this many users with a second factor on: `MfaPlan::Few` (a join and a sort of
-/// that many rows: a few ms; walking an index for 50 of them in 1M takes longer).
-pub(super) const FEW_MFA: i64 = 10_000;
-
-/// The plan for `q` given how many users have a second factor on (counted up to
-/// `FEW_MFA + 1`). In id order PostgreSQL already walks the partial index, which is in user
-/// id order, and stops after a page (0.5 ms at 1M; joining them all first took 5.5 ms).
-pub(super) fn mfa_plan(q: &UserQuery, enabled: i64) -> MfaPlan {
-    if q.mfa == Some(true) && q.sort != UserSort::Id && enabled <= FEW_MFA {
-        MfaPlan::Few
-    } else {
-        MfaPlan::Probe
-    }
-}
+/// The expression of migration 11's `users_search_trgm` index, as the index has it (the
+/// planner matches the text): username, address and names keys, one per line.
+pub(super) const SEARCH_TEXT: &str = "(username_key || E'\\n' || email_key || E'\\n' || names_key)";
 
 /// The conditions of `q`'s filters (ANDed), their parameters numbered after `params`.
 pub(super) fn where_sql(q: &UserQuery, params: &mut Vec<Param>) -> String {
-    where_sql_with(q, params, MfaPlan::Probe)
-}
-
-/// `where_sql`, leaving out the second-factor condition when `MfaPlan::Few` joins it.
-fn where_sql_with(q: &UserQuery, params: &mut Vec<Param>, plan: MfaPlan) -> String {
     let mut conds: Vec<String> = Vec::new();
     match q.state {
         StateFilter::All => {}
@@ -66,11 +39,9 @@ fn where_sql_with(q: &UserQuery, params: &mut Vec<Param>, plan: MfaPlan) -> Stri
     if let Some(verified) = q.verified {
         conds.push(flag(verified, "email_verified"));
     }
-    if let Some(mfa) = q.mfa.filter(|_| plan == MfaPlan::Probe) {
-        conds.push(flag(
-            mfa,
-            "EXISTS (SELECT 1 FROM mfa WHERE mfa.user_id = users.id AND mfa.enabled)",
-        ));
+    if let Some(mfa) = q.mfa {
+        // Kept by the `mfa` trigger (migration 11); its partial indexes serve every sort.
+        conds.push(flag(mfa, "mfa_on"));
     }
     if let Some(group) = &q.group {
         params.push(Box::new(group.clone()));
@@ -89,8 +60,11 @@ fn where_sql_with(q: &UserQuery, params: &mut Vec<Param>, plan: MfaPlan) -> Stri
         pattern.push('%');
         params.push(Box::new(pattern));
         let n = params.len();
+        // The three keys joined (`SEARCH_TEXT`, one trigram index) find the candidates; the
+        // keys one by one decide, so a search never matches across two of them.
         conds.push(format!(
-            "(username_key LIKE ${n} OR email_key LIKE ${n} OR names_key LIKE ${n})"
+            "{SEARCH_TEXT} LIKE ${n} AND \
+             (username_key LIKE ${n} OR email_key LIKE ${n} OR names_key LIKE ${n})"
         ));
     }
     if conds.is_empty() {
@@ -105,10 +79,9 @@ pub(super) fn page_sql(
     q: &UserQuery,
     after: Option<&UserCursor>,
     limit: i64,
-    plan: MfaPlan,
 ) -> Result<(String, Vec<Param>), StoreError> {
     let mut params: Vec<Param> = Vec::new();
-    let mut cond = where_sql_with(q, &mut params, plan);
+    let mut cond = where_sql(q, &mut params);
     let key = match q.sort {
         UserSort::Id => None,
         UserSort::Username => Some("username_key COLLATE \"C\""),
@@ -146,17 +119,8 @@ pub(super) fn page_sql(
         Some(key) => format!("{key}{dir}, id{dir}"),
     };
     params.push(Box::new(limit));
-    // `Few`: the joined users behind OFFSET 0, which PostgreSQL plans on its own (a nested
-    // loop from the partial index), so it cannot walk the sort's index around it.
-    let from = match plan {
-        MfaPlan::Probe => "users",
-        MfaPlan::Few => {
-            "(SELECT users.* FROM mfa JOIN users ON users.id = mfa.user_id \
-             WHERE mfa.enabled OFFSET 0) users"
-        }
-    };
     let sql = format!(
-        "SELECT {USER_COLUMNS} FROM {from} WHERE {cond} ORDER BY {order} LIMIT ${}",
+        "SELECT {USER_COLUMNS} FROM users WHERE {cond} ORDER BY {order} LIMIT ${}",
         params.len()
     );
     Ok((sql, params))
@@ -288,18 +252,7 @@ impl PgStore {
         let rows = self
             .run("query_users", move |pool| async move {
                 let client = pool.get().await.map_err(pool_error)?;
-                let enabled = if q2.mfa == Some(true) && q2.sort != UserSort::Id {
-                    // The counters of migration 10: every user with a factor on.
-                    let keys = counter_keys(&StateFilter::All, &Counted::Mfa);
-                    let row = client
-                        .query_one(SUM_COUNTERS, &[&keys])
-                        .await
-                        .map_err(pg_error)?;
-                    row.get::<_, i64>(0)
-                } else {
-                    0
-                };
-                let (sql, params) = page_sql(&q2, after.as_ref(), fetch, mfa_plan(&q2, enabled))?;
+                let (sql, params) = page_sql(&q2, after.as_ref(), fetch)?;
                 let args: Vec<&(dyn ToSql + Sync)> = params
                     .iter()
                     .map(|p| p.as_ref() as &(dyn ToSql + Sync))
@@ -372,10 +325,11 @@ mod tests {
             key: SortKey::Number(5),
             id: 9,
         };
-        let (sql, params) = page_sql(&q, Some(&after), 51, MfaPlan::Probe).expect("sql");
+        let (sql, params) = page_sql(&q, Some(&after), 51).expect("sql");
         assert!(sql.contains(
-            "WHERE is_active AND NOT is_staff AND email_verified AND EXISTS (SELECT 1 FROM mfa \
-             WHERE mfa.user_id = users.id AND mfa.enabled) AND groups @> ARRAY[$1::text] AND \
+            "WHERE is_active AND NOT is_staff AND email_verified AND mfa_on AND \
+             groups @> ARRAY[$1::text] AND \
+             (username_key || E'\\n' || email_key || E'\\n' || names_key) LIKE $2 AND \
              (username_key LIKE $2 OR email_key LIKE $2 OR names_key LIKE $2) AND \
              (coalesce(last_login, 0), id) < ($4::bigint, $3)"
         ));
@@ -384,34 +338,24 @@ mod tests {
     }
 
     #[test]
-    fn few_users_with_a_second_factor_are_joined_first_and_many_are_probed() {
-        let q = UserQuery {
-            mfa: Some(true),
-            staff: Some(false),
-            sort: UserSort::LastLogin,
-            desc: true,
-            ..UserQuery::default()
-        };
-        assert_eq!(mfa_plan(&q, FEW_MFA), MfaPlan::Few);
-        assert_eq!(mfa_plan(&q, FEW_MFA + 1), MfaPlan::Probe);
-        let off = UserQuery {
-            mfa: Some(false),
-            ..q.clone()
-        };
-        assert_eq!(mfa_plan(&off, 0), MfaPlan::Probe);
-        let by_id = UserQuery {
-            sort: UserSort::Id,
-            ..q.clone()
-        };
-        assert_eq!(mfa_plan(&by_id, 0), MfaPlan::Probe);
-        let (sql, _) = page_sql(&q, None, 51, MfaPlan::Few).expect("sql");
-        assert!(sql.contains(
-            "FROM (SELECT users.* FROM mfa JOIN users ON users.id = mfa.user_id \
-             WHERE mfa.enabled OFFSET 0) users WHERE NOT is_staff ORDER BY"
-        ));
-        assert!(!sql.contains("EXISTS"));
-        let (sql, _) = page_sql(&q, None, 51, MfaPlan::Probe).expect("sql");
-        assert!(sql.contains("FROM users WHERE NOT is_staff AND EXISTS"));
+    fn a_second_factor_is_a_flag_of_the_user_in_every_sort() {
+        for sort in [UserSort::Id, UserSort::LastLogin] {
+            let q = UserQuery {
+                mfa: Some(true),
+                staff: Some(false),
+                sort,
+                desc: true,
+                ..UserQuery::default()
+            };
+            let (sql, _) = page_sql(&q, None, 51).expect("sql");
+            assert!(sql.contains("FROM users WHERE NOT is_staff AND mfa_on ORDER BY"));
+            let off = UserQuery {
+                mfa: Some(false),
+                ..q
+            };
+            let (sql, _) = page_sql(&off, None, 51).expect("sql");
+            assert!(sql.contains("AND NOT mfa_on ORDER BY"));
+        }
     }
 
     #[test]
@@ -445,12 +389,11 @@ mod tests {
             key: SortKey::Text("bob".into()),
             id: 2,
         };
-        let (sql, _) = page_sql(&q, Some(&after), 3, MfaPlan::Probe).expect("sql");
+        let (sql, _) = page_sql(&q, Some(&after), 3).expect("sql");
         assert!(sql.contains(
             "WHERE true AND (username_key COLLATE \"C\", id) > ($2::text COLLATE \"C\", $1)"
         ));
-        let (sql, _) =
-            page_sql(&UserQuery::default(), Some(&after), 3, MfaPlan::Probe).expect("sql");
+        let (sql, _) = page_sql(&UserQuery::default(), Some(&after), 3).expect("sql");
         assert!(sql.contains("WHERE true AND id > $1 ORDER BY id LIMIT $2"));
     }
 }

@@ -43,18 +43,19 @@ pub(super) async fn write_effects(
     audit::insert_new(client, events).await
 }
 
-/// Locks the rows of users `ids` (in id order, `FOR SHARE`) through `client` (the caller's
-/// transaction), before it touches their second factors: the `mfa` counting trigger reads
-/// the user `FOR SHARE` after the factor's row, so a writer taking the factor first and the
-/// user second, against a user write (which holds the user) deleting the factor, would wait
-/// on each other. Every store path takes the user first.
+/// Locks the rows of users `ids` (in id order, `FOR NO KEY UPDATE`) through `client` (the
+/// caller's transaction), before it touches their second factors: the `mfa` trigger writes
+/// the user's `mfa_on` (migration 11) after the factor's row is locked, so a writer taking
+/// the factor first and the user second, against a user write (which holds the user)
+/// deleting the factor, would wait on each other; and two writers holding the user only
+/// shared would both wait to write it. Every store path takes the user first, exclusively.
 pub(super) async fn lock_users_first(
     client: &impl GenericClient,
     ids: &[i64],
 ) -> Result<(), StoreError> {
     client
         .execute(
-            "SELECT 1 FROM users WHERE id = ANY($1) ORDER BY id FOR SHARE",
+            "SELECT 1 FROM users WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
             &[&ids],
         )
         .await
