@@ -41,10 +41,13 @@
 //!
 //! `--plans` (PostgreSQL): each case's executed plan (`auto_explain`, actual rows and buffers)
 //! at each size, written to a file; a case whose plan reads the users table sequentially is
-//! named. `--pages`: after the store cases, `gatehouse serve` on the same data with a staff
-//! user signed in by cookie (`[console] require_mfa = false`), and GET `/admin/users/?...`
-//! for the cases of `user_list/pages.rs`, sequential, each page first checked to show what its
-//! filter selects; each until 2 s or 2,000 calls.
+//! named. `--pages`: after the store cases of every size, `gatehouse serve` on each size's
+//! data (all running at once) with a staff user signed in by cookie (`[console] require_mfa
+//! = false`), and GET `/admin/users/?...` for the cases of `user_list/pages.rs`, sequential,
+//! each page first checked to show what its filter selects. Each page is timed on the sizes
+//! in turn, `PAGE_ROUNDS` rounds of 0.2 s each (the order of the sizes alternating), so that
+//! a drift of the machine's speed during the run falls on every size alike (timed one size
+//! after the other, the same page moved by 20-40 % between runs on this VM).
 
 #[path = "user_list/pages.rs"]
 mod pages;
@@ -535,25 +538,57 @@ fn time_store(store: &dyn UserStore, n: u64, label: &str) -> Result<Vec<(f64, f6
 }
 
 /// (median, p90) in µs of every page case, through a server on the loaded store.
-fn time_pages(server: &pages::Server, n: u64, label: &str) -> Result<Vec<(f64, f64)>, String> {
-    let client = server.staff_client()?;
-    let mut rows = Vec::new();
+fn time_pages(
+    servers: &[(u64, &pages::Server)],
+    label: &str,
+) -> Result<Vec<Vec<(f64, f64)>>, String> {
+    let clients = servers
+        .iter()
+        .map(|(_, s)| s.staff_client())
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut rows = vec![Vec::new(); servers.len()];
     for case in pages::cases() {
-        let bytes = client.check(&case)?;
         let path = pages::page_path(&case);
-        let (median, p90, _) = measure(Duration::from_secs(2), || {
-            let (status, _) = client.get(&path)?;
-            if status == 200 {
-                Ok(String::new())
-            } else {
-                Err(format!("GET {path} answered {status}"))
+        let mut bytes = Vec::new();
+        for client in &clients {
+            bytes.push(client.check(&case)?);
+            for _ in 0..3 {
+                client.get(&path)?;
             }
-        })?;
-        eprintln!(
-            "  {label} page {n:>8} {:<40} {median:>10.1} {p90:>10.1} µs  ({bytes} bytes)",
-            case.name
-        );
-        rows.push((median, p90));
+        }
+        let mut samples = vec![Vec::new(); servers.len()];
+        for round in 0..PAGE_ROUNDS {
+            for k in 0..clients.len() {
+                // Sizes in turn, the first one alternating from round to round.
+                let i = if round % 2 == 0 {
+                    k
+                } else {
+                    clients.len() - 1 - k
+                };
+                let started = Instant::now();
+                while started.elapsed() < Duration::from_millis(200) {
+                    let t = Instant::now();
+                    let (status, _) = clients[i].get(&path)?;
+                    if status != 200 {
+                        return Err(format!("GET {path} answered {status}"));
+                    }
+                    samples[i].push(t.elapsed().as_secs_f64() * 1e6);
+                }
+            }
+        }
+        for (i, mut taken) in samples.into_iter().enumerate() {
+            taken.sort_by(f64::total_cmp);
+            let at = |q: f64| taken[((taken.len() - 1) as f64 * q) as usize];
+            let (median, p90) = (at(0.5), at(0.9));
+            eprintln!(
+                "  {label} page {:>8} {:<40} {median:>10.1} {p90:>10.1} µs  ({} bytes, {} calls)",
+                servers[i].0,
+                case.name,
+                bytes[i],
+                taken.len()
+            );
+            rows[i].push((median, p90));
+        }
     }
     Ok(rows)
 }
@@ -666,11 +701,22 @@ fn disk_mib(dir: &std::path::Path) -> Result<f64, String> {
     Ok(bytes as f64 / (1024.0 * 1024.0))
 }
 
-/// The rows of one size: the store cases, then (with `--pages`) the page cases.
-fn one_size(a: &Args, cluster: Option<&pg::Cluster>, n: u64) -> Result<Vec<(f64, f64)>, String> {
+/// Rounds of each page per size (`--pages`), 0.2 s each, sizes alternating.
+const PAGE_ROUNDS: usize = 10;
+
+/// A size's server for the page cases, with what must outlive it (the temp dir of its data).
+type Served = (pages::Server, tempfile::TempDir);
+
+/// The rows of one size: the store cases; and with `--pages` its server, started on the same
+/// data, for `time_pages`.
+fn one_size(
+    a: &Args,
+    cluster: Option<&pg::Cluster>,
+    n: u64,
+) -> Result<(Vec<(f64, f64)>, Option<Served>), String> {
     let label = if a.postgres { "postgres" } else { "sled" };
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let mut rows;
+    let rows;
     let t = Instant::now();
     match cluster {
         None => {
@@ -727,7 +773,7 @@ fn one_size(a: &Args, cluster: Option<&pg::Cluster>, n: u64) -> Result<Vec<(f64,
             }
             if a.pages {
                 let server = pages::Server::start_on(&data, None, reuse)?;
-                rows.extend(time_pages(&server, n, label)?);
+                return Ok((rows, Some((server, dir))));
             }
         }
         Some(cluster) => {
@@ -748,11 +794,11 @@ fn one_size(a: &Args, cluster: Option<&pg::Cluster>, n: u64) -> Result<Vec<(f64,
             }
             if a.pages {
                 let server = pages::Server::start(dir.path(), Some(&url))?;
-                rows.extend(time_pages(&server, n, label)?);
+                return Ok((rows, Some((server, dir))));
             }
         }
     }
-    Ok(rows)
+    Ok((rows, None))
 }
 
 fn run() -> Result<(), String> {
@@ -763,8 +809,18 @@ fn run() -> Result<(), String> {
         None
     };
     let mut results = Vec::new();
+    let mut servers = Vec::new();
     for &n in &a.sizes {
-        results.push(one_size(&a, cluster.as_ref(), n)?);
+        let (rows, served) = one_size(&a, cluster.as_ref(), n)?;
+        results.push(rows);
+        servers.extend(served.map(|(server, dir)| (n, server, dir)));
+    }
+    if a.pages {
+        let label = if a.postgres { "postgres" } else { "sled" };
+        let sized: Vec<_> = servers.iter().map(|(n, s, _)| (*n, s)).collect();
+        for (rows, page_rows) in results.iter_mut().zip(time_pages(&sized, label)?) {
+            rows.extend(page_rows);
+        }
     }
     let (first, last) = (&results[0], &results[results.len() - 1]);
     let (small, large) = (a.sizes[0], a.sizes[a.sizes.len() - 1]);
