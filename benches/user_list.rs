@@ -538,10 +538,7 @@ fn time_store(store: &dyn UserStore, n: u64, label: &str) -> Result<Vec<(f64, f6
 }
 
 /// (median, p90) in µs of every page case, through a server on the loaded store.
-fn time_pages(
-    servers: &[(u64, &pages::Server)],
-    label: &str,
-) -> Result<Vec<Vec<(f64, f64)>>, String> {
+fn time_pages(servers: &[(u64, &pages::Server)], label: &str) -> Result<Vec<Rows>, String> {
     let clients = servers
         .iter()
         .map(|(_, s)| s.staff_client())
@@ -706,6 +703,8 @@ const PAGE_ROUNDS: usize = 10;
 
 /// A size's server for the page cases, with what must outlive it (the temp dir of its data).
 type Served = (pages::Server, tempfile::TempDir);
+/// Median and p90 of each case, in microseconds, in the order of the cases.
+type Rows = Vec<(f64, f64)>;
 
 /// The rows of one size: the store cases; and with `--pages` its server, started on the same
 /// data, for `time_pages`.
@@ -713,7 +712,7 @@ fn one_size(
     a: &Args,
     cluster: Option<&pg::Cluster>,
     n: u64,
-) -> Result<(Vec<(f64, f64)>, Option<Served>), String> {
+) -> Result<(Rows, Option<Served>), String> {
     let label = if a.postgres { "postgres" } else { "sled" };
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let rows;
