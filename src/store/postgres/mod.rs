@@ -312,22 +312,12 @@ fn filter_sql(filter: &ListFilter, first: usize) -> (String, Vec<String>) {
     let mut params = Vec::new();
     if let Some(s) = &filter.search {
         // ListFilter::matches: the lower-cased search inside the lower-cased name, which is
-        // exactly name_key; LIKE's wildcards in the search are literal.
-        let mut pattern = String::from("%");
-        for c in name_key(s).chars() {
-            if matches!(c, '%' | '_' | '\\') {
-                pattern.push('\\');
-            }
-            pattern.push(c);
-        }
-        pattern.push('%');
-        // The candidates from the list's one search index (migration 11), the two keys
-        // deciding.
-        conds.push(format!(
-            "{} LIKE ${first} AND (username_key LIKE ${first} OR email_key LIKE ${first})",
-            user_list::SEARCH_TEXT
+        // exactly name_key.
+        conds.push(user_list::search_condition(
+            first,
+            &["username_key", "email_key"],
         ));
-        params.push(pattern);
+        params.push(user_list::contains_pattern(&name_key(s)));
     }
     let sql = if conds.is_empty() {
         "true".to_string()

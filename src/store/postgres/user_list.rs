@@ -17,6 +17,28 @@ pub(super) type Param = Box<dyn ToSql + Sync + Send>;
 /// planner matches the text): username, address and names keys, one per line.
 pub(super) const SEARCH_TEXT: &str = "(username_key || E'\\n' || email_key || E'\\n' || names_key)";
 
+/// A `LIKE` pattern for `key` (a search already folded by `name_key`) anywhere in a folded
+/// key; LIKE's wildcards in the search are literal.
+pub(super) fn contains_pattern(key: &str) -> String {
+    let mut pattern = String::from("%");
+    for c in key.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// The search condition on parameter `$n` (a `contains_pattern`): the keys joined
+/// (`SEARCH_TEXT`, one trigram index) find the candidates; `keys` one by one decide, so a
+/// search never matches across two of them.
+pub(super) fn search_condition(n: usize, keys: &[&str]) -> String {
+    let each: Vec<String> = keys.iter().map(|k| format!("{k} LIKE ${n}")).collect();
+    format!("{SEARCH_TEXT} LIKE ${n} AND ({})", each.join(" OR "))
+}
+
 /// The conditions of `q`'s filters (ANDed), their parameters numbered after `params`.
 pub(super) fn where_sql(q: &UserQuery, params: &mut Vec<Param>) -> String {
     let mut conds: Vec<String> = Vec::new();
@@ -48,23 +70,11 @@ pub(super) fn where_sql(q: &UserQuery, params: &mut Vec<Param>) -> String {
         conds.push(format!("groups @> ARRAY[${}::text]", params.len()));
     }
     if let Some(s) = q.search_key() {
-        // UserQuery::matches: the folded search inside a folded key; LIKE's wildcards in
-        // the search are literal.
-        let mut pattern = String::from("%");
-        for c in name_key(&s).chars() {
-            if matches!(c, '%' | '_' | '\\') {
-                pattern.push('\\');
-            }
-            pattern.push(c);
-        }
-        pattern.push('%');
-        params.push(Box::new(pattern));
-        let n = params.len();
-        // The three keys joined (`SEARCH_TEXT`, one trigram index) find the candidates; the
-        // keys one by one decide, so a search never matches across two of them.
-        conds.push(format!(
-            "{SEARCH_TEXT} LIKE ${n} AND \
-             (username_key LIKE ${n} OR email_key LIKE ${n} OR names_key LIKE ${n})"
+        // UserQuery::matches: the folded search inside a folded key.
+        params.push(Box::new(contains_pattern(&name_key(&s))));
+        conds.push(search_condition(
+            params.len(),
+            &["username_key", "email_key", "names_key"],
         ));
     }
     if conds.is_empty() {
