@@ -302,7 +302,7 @@ const CAST_VALUES: &str = "$1::text, $2::text, $3::text, $4::text, $5::text, $6:
      $18::boolean";
 
 /// The WHERE conditions of a list filter, with its parameters numbered from `first`.
-fn filter_sql(filter: &ListFilter, first: usize) -> (String, Vec<String>) {
+fn filter_sql(filter: &ListFilter, first: usize) -> (String, Vec<user_list::Param>) {
     let mut conds = Vec::new();
     match filter.state {
         StateFilter::All => {}
@@ -313,11 +313,10 @@ fn filter_sql(filter: &ListFilter, first: usize) -> (String, Vec<String>) {
     if let Some(s) = &filter.search {
         // ListFilter::matches: the lower-cased search inside the lower-cased name, which is
         // exactly name_key.
-        conds.push(user_list::search_condition(
-            first,
-            &["username_key", "email_key"],
-        ));
-        params.push(user_list::contains_pattern(&name_key(s)));
+        let (cond, search_params) =
+            user_list::search_sql(&name_key(s), first, &["username_key", "email_key"]);
+        conds.push(cond);
+        params.extend(search_params);
     }
     let sql = if conds.is_empty() {
         "true".to_string()
@@ -952,8 +951,10 @@ impl UserStore for PgStore {
         let limit = to_i64(limit as u64, "limit")?;
         self.run("list_users", move |pool| async move {
             let client = pool.get().await.map_err(pool_error)?;
-            let mut args: Vec<&(dyn ToSql + Sync)> =
-                params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+            let mut args: Vec<&(dyn ToSql + Sync)> = params
+                .iter()
+                .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                .collect();
             let n = args.len();
             args.push(&offset);
             args.push(&limit);
@@ -1000,8 +1001,10 @@ impl UserStore for PgStore {
         let limit = to_i64(limit as u64, "limit")?;
         self.run("users_after", move |pool| async move {
             let client = pool.get().await.map_err(pool_error)?;
-            let mut args: Vec<&(dyn ToSql + Sync)> =
-                params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+            let mut args: Vec<&(dyn ToSql + Sync)> = params
+                .iter()
+                .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                .collect();
             let n = args.len();
             args.push(&after);
             args.push(&limit);
@@ -1248,6 +1251,21 @@ mod tests {
             "is_active AND (username_key || E'\\n' || email_key || E'\\n' || names_key) \
              LIKE $3 AND (username_key LIKE $3 OR email_key LIKE $3)"
         );
-        assert_eq!(params, vec![r"%a\_b\%%".to_string()]);
+        let shown: Vec<String> = params.iter().map(|p| format!("{p:?}")).collect();
+        assert_eq!(shown, [r#""%a\\_b\\%%""#]);
+        // Five letters or more: the candidates from the five-letter pieces.
+        let filter = ListFilter {
+            state: StateFilter::All,
+            search: Some("Zoë_1".into()),
+        };
+        let (sql, params) = filter_sql(&filter, 1);
+        assert_eq!(
+            sql,
+            "(gatehouse_grams(username_key) || gatehouse_grams(email_key) || \
+             gatehouse_grams(names_key)) @> $2::text[] AND \
+             (username_key LIKE $1 OR email_key LIKE $1)"
+        );
+        let shown: Vec<String> = params.iter().map(|p| format!("{p:?}")).collect();
+        assert_eq!(shown, [r#""%zoë\\_1%""#, r#"["zoë_1"]"#]);
     }
 }

@@ -31,12 +31,53 @@ pub(super) fn contains_pattern(key: &str) -> String {
     pattern
 }
 
-/// The search condition on parameter `$n` (a `contains_pattern`): the keys joined
-/// (`SEARCH_TEXT`, one trigram index) find the candidates; `keys` one by one decide, so a
-/// search never matches across two of them.
-pub(super) fn search_condition(n: usize, keys: &[&str]) -> String {
-    let each: Vec<String> = keys.iter().map(|k| format!("{k} LIKE ${n}")).collect();
-    format!("{SEARCH_TEXT} LIKE ${n} AND ({})", each.join(" OR "))
+/// The expression of migration 12's `users_search_grams` index, as the index has it: the
+/// five-letter pieces of each key.
+pub(super) const GRAMS_TEXT: &str =
+    "(gatehouse_grams(username_key) || gatehouse_grams(email_key) || gatehouse_grams(names_key))";
+
+/// The letters in a piece of `GRAMS_TEXT` (migration 12's `gatehouse_grams`).
+const GRAM: usize = 5;
+
+/// At most this many pieces of a long search go to the index: spread over the search they
+/// still cut the candidates to a handful, and the `LIKE` decides.
+const MAX_GRAMS: usize = 32;
+
+/// The distinct five-letter pieces of `key` (a search folded by `name_key`) as migration
+/// 12's `gatehouse_grams` cuts a key (characters, not bytes), at most `MAX_GRAMS` of them
+/// spread from the first to the last; `None` when it is shorter than a piece.
+pub(super) fn search_grams(key: &str) -> Option<Vec<String>> {
+    let chars: Vec<char> = key.chars().collect();
+    let windows: Vec<&[char]> = chars.windows(GRAM).collect();
+    let last = windows.len().checked_sub(1)?;
+    let mut grams: Vec<String> = if windows.len() > MAX_GRAMS {
+        (0..MAX_GRAMS)
+            .map(|i| windows[i * last / (MAX_GRAMS - 1)].iter().collect())
+            .collect()
+    } else {
+        windows.iter().map(|w| w.iter().collect()).collect()
+    };
+    grams.sort_unstable();
+    grams.dedup();
+    Some(grams)
+}
+
+/// The condition of a search for `key` (folded by `name_key`) in `keys`, with its
+/// parameters numbered from `first`. An index finds the candidates: the five-letter pieces
+/// of the keys (`GRAMS_TEXT`) for a search that long, else their trigrams (`SEARCH_TEXT`);
+/// `keys` one by one decide, so a search never matches across two of them.
+pub(super) fn search_sql(key: &str, first: usize, keys: &[&str]) -> (String, Vec<Param>) {
+    let each: Vec<String> = keys.iter().map(|k| format!("{k} LIKE ${first}")).collect();
+    let each = each.join(" OR ");
+    let mut params: Vec<Param> = vec![Box::new(contains_pattern(key))];
+    let sql = match search_grams(key) {
+        Some(grams) => {
+            params.push(Box::new(grams));
+            format!("{GRAMS_TEXT} @> ${}::text[] AND ({each})", first + 1)
+        }
+        None => format!("{SEARCH_TEXT} LIKE ${first} AND ({each})"),
+    };
+    (sql, params)
 }
 
 /// The conditions of `q`'s filters (ANDed), their parameters numbered after `params`.
@@ -71,11 +112,13 @@ pub(super) fn where_sql(q: &UserQuery, params: &mut Vec<Param>) -> String {
     }
     if let Some(s) = q.search_key() {
         // UserQuery::matches: the folded search inside a folded key.
-        params.push(Box::new(contains_pattern(&name_key(&s))));
-        conds.push(search_condition(
-            params.len(),
+        let (cond, search_params) = search_sql(
+            &name_key(&s),
+            params.len() + 1,
             &["username_key", "email_key", "names_key"],
-        ));
+        );
+        params.extend(search_params);
+        conds.push(cond);
     }
     if conds.is_empty() {
         "true".into()
@@ -345,6 +388,43 @@ mod tests {
         ));
         assert!(sql.ends_with("ORDER BY coalesce(last_login, 0) DESC, id DESC LIMIT $5"));
         assert_eq!(params.len(), 5);
+    }
+
+    #[test]
+    fn a_search_of_five_letters_or_more_is_cut_into_pieces_as_the_index_cuts_keys() {
+        assert_eq!(search_grams("zoë"), None);
+        assert_eq!(search_grams("abcd"), None);
+        assert_eq!(
+            search_grams("user00001").expect("pieces"),
+            ["00001", "er000", "r0000", "ser00", "user0"]
+        );
+        // Characters, not bytes; a repeated piece once.
+        assert_eq!(
+            search_grams("zoë\nöst").expect("pieces"),
+            ["oë\nös", "zoë\nö", "ë\nöst"]
+        );
+        assert_eq!(search_grams("aaaaaaa").expect("pieces"), ["aaaaa"]);
+        // A long search: at most MAX_GRAMS pieces, its first and last among them.
+        let long: String = (0..200u32)
+            .map(|i| char::from_u32(0x4e00 + i).expect("a letter"))
+            .collect();
+        let grams = search_grams(&long).expect("pieces");
+        assert_eq!(grams.len(), MAX_GRAMS);
+        let chars: Vec<char> = long.chars().collect();
+        for piece in [&chars[..5], &chars[195..]] {
+            assert!(grams.contains(&piece.iter().collect::<String>()));
+        }
+        let q = UserQuery {
+            search: Some("User00001".into()),
+            ..UserQuery::default()
+        };
+        let (sql, params) = page_sql(&q, None, 51).expect("sql");
+        assert!(sql.contains(
+            "WHERE (gatehouse_grams(username_key) || gatehouse_grams(email_key) || \
+             gatehouse_grams(names_key)) @> $2::text[] AND (username_key LIKE $1 OR \
+             email_key LIKE $1 OR names_key LIKE $1) ORDER BY id LIMIT $3"
+        ));
+        assert_eq!(params.len(), 3);
     }
 
     #[test]
