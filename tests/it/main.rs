@@ -47,6 +47,7 @@ mod resilience;
 // and the switch-over.
 mod import;
 mod import_progress;
+mod postgres_search;
 mod store_cli;
 mod store_contract;
 mod switchover;

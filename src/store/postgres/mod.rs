@@ -55,6 +55,8 @@ pub struct PgStore {
     changes: broadcast::Sender<Change>,
     /// Told of committed events; shared with the tasks that commit on the store's runtime.
     event_tap: Arc<OnceLock<EventTap>>,
+    /// The search index's statistics (`user_list::piece_shares`).
+    piece_shares: user_list::SharesCache,
 }
 
 impl Drop for PgStore {
@@ -302,7 +304,11 @@ const CAST_VALUES: &str = "$1::text, $2::text, $3::text, $4::text, $5::text, $6:
      $18::boolean";
 
 /// The WHERE conditions of a list filter, with its parameters numbered from `first`.
-fn filter_sql(filter: &ListFilter, first: usize) -> (String, Vec<user_list::Param>) {
+fn filter_sql(
+    filter: &ListFilter,
+    first: usize,
+    shares: &user_list::PieceShares,
+) -> (String, Vec<user_list::Param>) {
     let mut conds = Vec::new();
     match filter.state {
         StateFilter::All => {}
@@ -314,7 +320,7 @@ fn filter_sql(filter: &ListFilter, first: usize) -> (String, Vec<user_list::Para
         // ListFilter::matches: the lower-cased search inside the lower-cased name, which is
         // exactly name_key.
         let (cond, search_params) =
-            user_list::search_sql(&name_key(s), first, &["username_key", "email_key"]);
+            user_list::search_sql(&name_key(s), first, &["username_key", "email_key"], shares);
         conds.push(cond);
         params.extend(search_params);
     }
@@ -362,6 +368,7 @@ impl PgStore {
             runtime: Some(runtime),
             changes,
             event_tap: Arc::new(OnceLock::new()),
+            piece_shares: user_list::SharesCache::default(),
         };
         if options.check_schema {
             let pool = store.pool.clone();
@@ -946,7 +953,9 @@ impl UserStore for PgStore {
             None => Some(self.count_users(&filter.state).await?),
             Some(_) => None,
         };
-        let (cond, params) = filter_sql(filter, 1);
+        let search = filter.search.as_deref().map(name_key);
+        let shares = self.piece_shares(search.as_deref()).await?;
+        let (cond, params) = filter_sql(filter, 1, &shares);
         let offset = to_i64(offset as u64, "offset")?;
         let limit = to_i64(limit as u64, "limit")?;
         self.run("list_users", move |pool| async move {
@@ -993,7 +1002,9 @@ impl UserStore for PgStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<User>, StoreError> {
-        let (cond, params) = filter_sql(filter, 1);
+        let search = filter.search.as_deref().map(name_key);
+        let shares = self.piece_shares(search.as_deref()).await?;
+        let (cond, params) = filter_sql(filter, 1, &shares);
         // Ids in the database stop at i64::MAX: nothing is above a larger cursor.
         let Ok(after) = i64::try_from(after) else {
             return Ok(Vec::new());
@@ -1245,7 +1256,7 @@ mod tests {
             state: StateFilter::Active,
             search: Some("A_b%".into()),
         };
-        let (sql, params) = filter_sql(&filter, 3);
+        let (sql, params) = filter_sql(&filter, 3, &user_list::PieceShares::new());
         assert_eq!(
             sql,
             "is_active AND (username_key || E'\\n' || email_key || E'\\n' || names_key) \
@@ -1258,7 +1269,7 @@ mod tests {
             state: StateFilter::All,
             search: Some("Zoë_1".into()),
         };
-        let (sql, params) = filter_sql(&filter, 1);
+        let (sql, params) = filter_sql(&filter, 1, &user_list::PieceShares::new());
         assert_eq!(
             sql,
             "(gatehouse_grams(username_key) || gatehouse_grams(email_key) || \

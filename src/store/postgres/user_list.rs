@@ -2,12 +2,18 @@
 //! index from migration 6, row comparison on (sort key, id)), and its count from the
 //! counters of migration 10 when they answer it, else counted while the planner expects few
 //! matches and estimated by the planner past that, so no count ever reads a million rows.
+//! A search of five letters or more asks the index of migration 12 for its two rarest
+//! five-letter pieces, rarest by the planner's statistics (`PieceShares`, read every ten
+//! minutes).
 
 use super::{decode_user, pg_error, pool_error, to_i64, PgStore, USER_COLUMNS};
 use crate::store::{
     capped_count, name_key, CountPlan, Counted, GroupCount, SortKey, StateFilter, StoreError,
     UserCount, UserCursor, UserPage, UserQuery, UserSort, UserStore, COUNT_BUDGET,
 };
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio_postgres::types::ToSql;
 
 /// A query parameter that can travel to the store's runtime.
@@ -39,40 +45,67 @@ pub(super) const GRAMS_TEXT: &str =
 /// The letters in a piece of `GRAMS_TEXT` (migration 12's `gatehouse_grams`).
 const GRAM: usize = 5;
 
-/// At most this many pieces of a long search go to the index: spread over the search they
-/// still cut the candidates to a handful, and the `LIKE` decides.
-const MAX_GRAMS: usize = 32;
+/// How many pieces of a search go to the index: its rarest. The index reads each asked
+/// piece's list; a common piece's list is long (`user0` holds every generated user), and
+/// two rare pieces already leave a handful of candidates for the `LIKE` to decide.
+const PIECES_ASKED: usize = 2;
+
+/// The share of users holding each of the commonest pieces, as the planner's statistics of
+/// migration 12's index list them (`pg_stats.most_common_elems`); a piece not listed is
+/// rarer than any listed one. Empty before the first `ANALYZE` or without the right to read
+/// them: then any pieces are asked, which is still right, only slower.
+pub(super) type PieceShares = HashMap<String, f32>;
+
+/// How long `PieceShares` are used before they are read again (autovacuum's `ANALYZE` moves
+/// them slowly).
+const PIECE_SHARES_FOR: Duration = Duration::from_secs(600);
+
+/// The statistics `PieceShares` are read from (one row, or none before an `ANALYZE`).
+const PIECE_SHARES_SQL: &str = "SELECT most_common_elems::text::text[], most_common_elem_freqs \
+     FROM pg_stats WHERE schemaname = current_schema() AND tablename = 'users_search_grams'";
+
+/// `PieceShares` as read, with when.
+pub(super) type SharesCache = std::sync::Mutex<Option<(Instant, Arc<PieceShares>)>>;
 
 /// The distinct five-letter pieces of `key` (a search folded by `name_key`) as migration
-/// 12's `gatehouse_grams` cuts a key (characters, not bytes), at most `MAX_GRAMS` of them
-/// spread from the first to the last; `None` when it is shorter than a piece.
+/// 12's `gatehouse_grams` cuts a key (characters, not bytes); `None` when it is shorter than
+/// a piece.
 pub(super) fn search_grams(key: &str) -> Option<Vec<String>> {
     let chars: Vec<char> = key.chars().collect();
-    let windows: Vec<&[char]> = chars.windows(GRAM).collect();
-    let last = windows.len().checked_sub(1)?;
-    let mut grams: Vec<String> = if windows.len() > MAX_GRAMS {
-        (0..MAX_GRAMS)
-            .map(|i| windows[i * last / (MAX_GRAMS - 1)].iter().collect())
-            .collect()
-    } else {
-        windows.iter().map(|w| w.iter().collect()).collect()
-    };
+    if chars.len() < GRAM {
+        return None;
+    }
+    let mut grams: Vec<String> = chars.windows(GRAM).map(|w| w.iter().collect()).collect();
     grams.sort_unstable();
     grams.dedup();
     Some(grams)
 }
 
+/// The `PIECES_ASKED` rarest of `pieces` by `shares` (an unlisted piece is the rarest).
+pub(super) fn rarest_pieces(mut pieces: Vec<String>, shares: &PieceShares) -> Vec<String> {
+    let share = |p: &String| shares.get(p).copied().unwrap_or(0.0);
+    pieces.sort_by(|a, b| share(a).total_cmp(&share(b)));
+    pieces.truncate(PIECES_ASKED);
+    pieces
+}
+
 /// The condition of a search for `key` (folded by `name_key`) in `keys`, with its
-/// parameters numbered from `first`. An index finds the candidates: the five-letter pieces
-/// of the keys (`GRAMS_TEXT`) for a search that long, else their trigrams (`SEARCH_TEXT`);
-/// `keys` one by one decide, so a search never matches across two of them.
-pub(super) fn search_sql(key: &str, first: usize, keys: &[&str]) -> (String, Vec<Param>) {
+/// parameters numbered from `first`. An index finds the candidates: the rarest five-letter
+/// pieces of the keys (`GRAMS_TEXT`, `rarest_pieces`) for a search that long, else their
+/// trigrams (`SEARCH_TEXT`); `keys` one by one decide, so a search never matches across two
+/// of them.
+pub(super) fn search_sql(
+    key: &str,
+    first: usize,
+    keys: &[&str],
+    shares: &PieceShares,
+) -> (String, Vec<Param>) {
     let each: Vec<String> = keys.iter().map(|k| format!("{k} LIKE ${first}")).collect();
     let each = each.join(" OR ");
     let mut params: Vec<Param> = vec![Box::new(contains_pattern(key))];
     let sql = match search_grams(key) {
         Some(grams) => {
-            params.push(Box::new(grams));
+            params.push(Box::new(rarest_pieces(grams, shares)));
             format!("{GRAMS_TEXT} @> ${}::text[] AND ({each})", first + 1)
         }
         None => format!("{SEARCH_TEXT} LIKE ${first} AND ({each})"),
@@ -81,7 +114,7 @@ pub(super) fn search_sql(key: &str, first: usize, keys: &[&str]) -> (String, Vec
 }
 
 /// The conditions of `q`'s filters (ANDed), their parameters numbered after `params`.
-pub(super) fn where_sql(q: &UserQuery, params: &mut Vec<Param>) -> String {
+pub(super) fn where_sql(q: &UserQuery, params: &mut Vec<Param>, shares: &PieceShares) -> String {
     let mut conds: Vec<String> = Vec::new();
     match q.state {
         StateFilter::All => {}
@@ -116,6 +149,7 @@ pub(super) fn where_sql(q: &UserQuery, params: &mut Vec<Param>) -> String {
             &name_key(&s),
             params.len() + 1,
             &["username_key", "email_key", "names_key"],
+            shares,
         );
         params.extend(search_params);
         conds.push(cond);
@@ -132,9 +166,10 @@ pub(super) fn page_sql(
     q: &UserQuery,
     after: Option<&UserCursor>,
     limit: i64,
+    shares: &PieceShares,
 ) -> Result<(String, Vec<Param>), StoreError> {
     let mut params: Vec<Param> = Vec::new();
-    let mut cond = where_sql(q, &mut params);
+    let mut cond = where_sql(q, &mut params, shares);
     let key = match q.sort {
         UserSort::Id => None,
         UserSort::Username => Some("username_key COLLATE \"C\""),
@@ -214,6 +249,46 @@ const SUM_COUNTERS: &str =
     "SELECT coalesce(sum(n), 0)::bigint FROM user_list_counts WHERE key = ANY($1)";
 
 impl PgStore {
+    /// The `PieceShares` a search for `key` (folded) needs: none under five letters, else
+    /// those read within `PIECE_SHARES_FOR`, else read now.
+    pub(super) async fn piece_shares(
+        &self,
+        key: Option<&str>,
+    ) -> Result<Arc<PieceShares>, StoreError> {
+        if key.and_then(search_grams).is_none() {
+            return Ok(Arc::default());
+        }
+        let cache = &self.piece_shares;
+        if let Some((at, shares)) = &*cache.lock().unwrap_or_else(|e| e.into_inner()) {
+            if at.elapsed() < PIECE_SHARES_FOR {
+                return Ok(Arc::clone(shares));
+            }
+        }
+        let rows = self
+            .run("piece_shares", move |pool| async move {
+                let client = pool.get().await.map_err(pool_error)?;
+                client.query(PIECE_SHARES_SQL, &[]).await.map_err(pg_error)
+            })
+            .await?;
+        let mut shares = PieceShares::new();
+        for row in &rows {
+            let pieces: Option<Vec<String>> = row.try_get(0).map_err(pg_error)?;
+            let freqs: Option<Vec<f32>> = row.try_get(1).map_err(pg_error)?;
+            // The frequencies end with three more (least, most, nulls): zip stops at the
+            // pieces.
+            shares.extend(
+                pieces
+                    .into_iter()
+                    .flatten()
+                    .zip(freqs.into_iter().flatten()),
+            );
+        }
+        let shares = Arc::new(shares);
+        *cache.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), Arc::clone(&shares)));
+        Ok(shares)
+    }
+
     /// The sum of the counters `keys`.
     async fn counters(&self, keys: Vec<String>) -> Result<usize, StoreError> {
         let n = self
@@ -245,8 +320,9 @@ impl PgStore {
             };
             return Ok(UserCount::Exact(n));
         }
+        let shares = self.piece_shares(q.search_key().as_deref()).await?;
         let mut params = Vec::new();
-        let cond = where_sql(q, &mut params);
+        let cond = where_sql(q, &mut params, &shares);
         let explain = format!("EXPLAIN SELECT 1 FROM users WHERE {cond}");
         params.push(Box::new(COUNT_BUDGET as i64 + 1));
         let count = format!(
@@ -300,12 +376,13 @@ impl PgStore {
         limit: usize,
     ) -> Result<UserPage, StoreError> {
         let fetch = to_i64(limit.saturating_add(1) as u64, "limit")?;
+        let shares = self.piece_shares(q.search_key().as_deref()).await?;
         let q2 = q.clone();
         let after = after.cloned();
         let rows = self
             .run("query_users", move |pool| async move {
                 let client = pool.get().await.map_err(pool_error)?;
-                let (sql, params) = page_sql(&q2, after.as_ref(), fetch)?;
+                let (sql, params) = page_sql(&q2, after.as_ref(), fetch, &shares)?;
                 let args: Vec<&(dyn ToSql + Sync)> = params
                     .iter()
                     .map(|p| p.as_ref() as &(dyn ToSql + Sync))
@@ -378,7 +455,7 @@ mod tests {
             key: SortKey::Number(5),
             id: 9,
         };
-        let (sql, params) = page_sql(&q, Some(&after), 51).expect("sql");
+        let (sql, params) = page_sql(&q, Some(&after), 51, &PieceShares::new()).expect("sql");
         assert!(sql.contains(
             "WHERE is_active AND NOT is_staff AND email_verified AND mfa_on AND \
              groups @> ARRAY[$1::text] AND \
@@ -404,27 +481,51 @@ mod tests {
             ["oë\nös", "zoë\nö", "ë\nöst"]
         );
         assert_eq!(search_grams("aaaaaaa").expect("pieces"), ["aaaaa"]);
-        // A long search: at most MAX_GRAMS pieces, its first and last among them.
+        // A long search: every piece once.
         let long: String = (0..200u32)
             .map(|i| char::from_u32(0x4e00 + i).expect("a letter"))
             .collect();
-        let grams = search_grams(&long).expect("pieces");
-        assert_eq!(grams.len(), MAX_GRAMS);
-        let chars: Vec<char> = long.chars().collect();
-        for piece in [&chars[..5], &chars[195..]] {
-            assert!(grams.contains(&piece.iter().collect::<String>()));
-        }
+        assert_eq!(search_grams(&long).map(|g| g.len()), Some(196));
         let q = UserQuery {
             search: Some("User00001".into()),
             ..UserQuery::default()
         };
-        let (sql, params) = page_sql(&q, None, 51).expect("sql");
+        let shares: PieceShares = [("user0", 1.0), ("ser00", 0.1), ("er000", 0.01)]
+            .into_iter()
+            .map(|(p, f)| (p.to_string(), f))
+            .collect();
+        let (sql, params) = page_sql(&q, None, 51, &shares).expect("sql");
+        assert_eq!(format!("{:?}", params[1]), r#"["00001", "r0000"]"#);
         assert!(sql.contains(
             "WHERE (gatehouse_grams(username_key) || gatehouse_grams(email_key) || \
              gatehouse_grams(names_key)) @> $2::text[] AND (username_key LIKE $1 OR \
              email_key LIKE $1 OR names_key LIKE $1) ORDER BY id LIMIT $3"
         ));
         assert_eq!(params.len(), 3);
+    }
+
+    #[test]
+    fn the_index_is_asked_for_the_two_rarest_pieces() {
+        let pieces = |s: &[&str]| s.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+        let shares: PieceShares = [("aaaaa", 0.5), ("bbbbb", 0.001), ("ccccc", 0.2)]
+            .into_iter()
+            .map(|(p, f)| (p.to_string(), f))
+            .collect();
+        // Listed pieces by their share; an unlisted one is rarer than any.
+        assert_eq!(
+            rarest_pieces(pieces(&["aaaaa", "bbbbb", "ccccc"]), &shares),
+            ["bbbbb", "ccccc"]
+        );
+        assert_eq!(
+            rarest_pieces(pieces(&["aaaaa", "zzzzz", "ccccc"]), &shares),
+            ["zzzzz", "ccccc"]
+        );
+        assert_eq!(rarest_pieces(pieces(&["aaaaa"]), &shares), ["aaaaa"]);
+        // No statistics yet: the first two, still a right question.
+        assert_eq!(
+            rarest_pieces(pieces(&["aaaaa", "bbbbb", "ccccc"]), &PieceShares::new()),
+            ["aaaaa", "bbbbb"]
+        );
     }
 
     #[test]
@@ -437,13 +538,13 @@ mod tests {
                 desc: true,
                 ..UserQuery::default()
             };
-            let (sql, _) = page_sql(&q, None, 51).expect("sql");
+            let (sql, _) = page_sql(&q, None, 51, &PieceShares::new()).expect("sql");
             assert!(sql.contains("FROM users WHERE NOT is_staff AND mfa_on ORDER BY"));
             let off = UserQuery {
                 mfa: Some(false),
                 ..q
             };
-            let (sql, _) = page_sql(&off, None, 51).expect("sql");
+            let (sql, _) = page_sql(&off, None, 51, &PieceShares::new()).expect("sql");
             assert!(sql.contains("AND NOT mfa_on ORDER BY"));
         }
     }
@@ -479,11 +580,12 @@ mod tests {
             key: SortKey::Text("bob".into()),
             id: 2,
         };
-        let (sql, _) = page_sql(&q, Some(&after), 3).expect("sql");
+        let (sql, _) = page_sql(&q, Some(&after), 3, &PieceShares::new()).expect("sql");
         assert!(sql.contains(
             "WHERE true AND (username_key COLLATE \"C\", id) > ($2::text COLLATE \"C\", $1)"
         ));
-        let (sql, _) = page_sql(&UserQuery::default(), Some(&after), 3).expect("sql");
+        let (sql, _) =
+            page_sql(&UserQuery::default(), Some(&after), 3, &PieceShares::new()).expect("sql");
         assert!(sql.contains("WHERE true AND id > $1 ORDER BY id LIMIT $2"));
     }
 }
