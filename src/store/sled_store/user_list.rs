@@ -64,6 +64,12 @@ const BY_NAME: u8 = b'n';
 /// path.)
 const SMALL_SET: usize = if cfg!(test) { 8 } else { 2_000 };
 
+/// The postings a search walks: its rarest trigram's, and of the others at most this many
+/// of the rarest that at most a quarter of the users hold. A trigram most users hold (`use`
+/// in every generated name) barely narrows the candidates and costs a seek per candidate
+/// and its blocks, while the record check decides anyway.
+const SEARCH_RUNS: usize = 3;
+
 /// A count of a search past the budget is estimated from this many candidates checked
 /// against their records, every twentieth of the budget's candidates (the rest are walked
 /// in the index only): at 1M users a record read, decoded and matched, costs ~2.3 µs where
@@ -420,8 +426,8 @@ impl Set<'_> {
 enum Source<'a> {
     /// A selective set.
     Set(Set<'a>),
-    /// The users holding every trigram of the search (`search_trigrams`), and the postings
-    /// of the rarest (a bound on them).
+    /// The users holding the search's rarest trigrams (`search_trigrams`, `SEARCH_RUNS`),
+    /// rarest first, and the postings of the rarest (a bound on them).
     Search { trigrams: Vec<Vec<u8>>, pool: usize },
 }
 
@@ -745,11 +751,21 @@ impl SledStore {
             .min_by_key(|set| set.size);
         let search = match q.search_key().and_then(|s| search_trigrams(&s)) {
             Some(trigrams) => {
-                let mut pool = u64::MAX;
-                for t in &trigrams {
-                    pool = pool.min(search_index::postings(&self.user_index, t)?);
+                let mut counted = Vec::with_capacity(trigrams.len());
+                for t in trigrams {
+                    counted.push((search_index::postings(&self.user_index, &t)?, t));
                 }
+                counted.sort_unstable();
+                let pool = counted.first().map_or(0, |(n, _)| *n);
                 let pool = usize::try_from(pool).unwrap_or(usize::MAX);
+                let quarter = self.count(&StateFilter::All)? as u64 / 4;
+                let trigrams = counted
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(i, (n, _))| *i == 0 || *n <= quarter)
+                    .take(SEARCH_RUNS)
+                    .map(|(_, (_, t))| t)
+                    .collect();
                 Some(Source::Search { trigrams, pool })
             }
             None => None,
@@ -1547,6 +1563,15 @@ mod tests {
         match store.count_query(&q).await.expect("count") {
             UserCount::About(n) => assert!((100..=300).contains(&n), "About({n})"),
             other => panic!("{other:?}: more candidates than the budget"),
+        }
+        // The walk takes the rarest trigram and the others a quarter of the users at most
+        // hold: not `use`, `ser`, `er0`, `r00` nor `000`, which every user here holds.
+        match store.source(&q).expect("source") {
+            Some(Source::Search { trigrams, pool }) => {
+                assert_eq!(trigrams, [b"001".to_vec()]);
+                assert!(pool < 2_000, "{pool}");
+            }
+            _ => panic!("not a search walk"),
         }
     }
 
