@@ -2026,7 +2026,7 @@ async fn second_factors_change_by_compare_and_swap_with_their_effects_or_not_at_
 
 /// User `i` of the generated list: every filter and sort key varies, with ties in the dates
 /// and names that differ only in case and accents.
-fn listed_user(i: u64) -> User {
+pub(crate) fn listed_user(i: u64) -> User {
     let mut groups = Vec::new();
     if i % 3 == 0 {
         groups.push("ops".to_string());
@@ -2055,7 +2055,7 @@ fn listed_user(i: u64) -> User {
 }
 
 /// Every page of `query`, `size` at a time, following the cursors.
-async fn all_pages(store: &dyn UserStore, query: &UserQuery, size: usize) -> Vec<u64> {
+pub(crate) async fn all_pages(store: &dyn UserStore, query: &UserQuery, size: usize) -> Vec<u64> {
     let mut seen = Vec::new();
     let mut after: Option<UserCursor> = None;
     for _ in 0..10_000 {
