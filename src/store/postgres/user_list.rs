@@ -52,8 +52,8 @@ const PIECES_ASKED: usize = 2;
 
 /// The share of users holding each of the commonest pieces, as the planner's statistics of
 /// migration 12's index list them (`pg_stats.most_common_elems`); a piece not listed is
-/// rarer than any listed one. Empty before the first `ANALYZE` or without the right to read
-/// them: then any pieces are asked, which is still right, only slower.
+/// rarer than any listed one. Empty before the first `ANALYZE`: then the first pieces in
+/// byte order are asked, which is still right, only slower.
 pub(super) type PieceShares = HashMap<String, f32>;
 
 /// How long `PieceShares` are used before they are read again (autovacuum's `ANALYZE` moves
