@@ -1233,30 +1233,7 @@ mod tests {
                         desc,
                         ..f.clone()
                     };
-                    let mut want: Vec<&User> =
-                        users.iter().filter(|u| q.matches(u, on(u.id))).collect();
-                    want.sort_by(|a, b| q.order(a, b));
-                    let want: Vec<u64> = want.iter().map(|u| u.id).collect();
-                    for size in [1, 4, 100] {
-                        let mut got = Vec::new();
-                        let mut after = None;
-                        loop {
-                            let page = store
-                                .query_users(&q, after.as_ref(), size)
-                                .await
-                                .expect("page");
-                            got.extend(page.users.iter().map(|u| u.id));
-                            match page.next {
-                                Some(c) => after = Some(c),
-                                None => break,
-                            }
-                        }
-                        assert_eq!(got, want, "{q:?} pages of {size}");
-                    }
-                    assert_eq!(
-                        store.count_query(&q).await.expect("count"),
-                        UserCount::Exact(want.len())
-                    );
+                    assert_lists(&store, &users, &on, &q).await;
                 }
             }
         }
@@ -1376,7 +1353,7 @@ mod tests {
         let mut want: Vec<&User> = users.iter().filter(|u| q.matches(u, on(u.id))).collect();
         want.sort_by(|a, b| q.order(a, b));
         let want: Vec<u64> = want.iter().map(|u| u.id).collect();
-        for size in [1, 3, 100] {
+        for size in [1, 3, 4, 100] {
             let (mut got, mut after) = (Vec::new(), None);
             loop {
                 let page = store
